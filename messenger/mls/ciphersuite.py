@@ -1,0 +1,440 @@
+"""MLS cipher suites and the labelled primitives built on them.
+
+RFC 9420 §5.1 (cipher suites), §5.1.2 (public key encryption, via HPKE),
+§5.1.3 (signing), §5.2 (hash-based identifiers), §8 (ExpandWithLabel,
+DeriveSecret), §9 (DeriveTreeSecret) and §17.1 (the registry of suites 1-7).
+
+Keys travel as bytes: signature private keys in the encodings of the mlswg
+test vectors (EdDSA: the raw seed; ECDSA: the big-endian scalar), public keys
+as RFC 8032 bytes or SEC1 uncompressed points (RFC 9420 §5.1.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .codec import Reader, Struct, Writer, encode_varint
+from .errors import DecryptionError, UsageError
+from .hpke import HPKE, AeadId, KdfId, KemId
+
+__all__ = [
+    "CIPHER_SUITES",
+    "CipherSuite",
+    "HPKECiphertext",
+    "RandomSource",
+    "SignatureScheme",
+    "get_cipher_suite",
+]
+
+#: Where randomness comes from: ``os.urandom`` in production, a seeded
+#: generator in tests. The MLS core never reads randomness by itself.
+RandomSource = Callable[[int], bytes]
+
+_LABEL_PREFIX: Final = b"MLS 1.0 "
+
+
+@dataclass(frozen=True, slots=True)
+class HPKECiphertext(Struct):
+    """``HPKECiphertext`` (RFC 9420 §5.1.3)."""
+
+    kem_output: bytes
+    ciphertext: bytes
+
+    def encode(self, w: Writer) -> None:
+        w.opaque(self.kem_output)
+        w.opaque(self.ciphertext)
+
+    @classmethod
+    def decode(cls, r: Reader) -> HPKECiphertext:
+        return cls(r.opaque(), r.opaque())
+
+
+class SignatureScheme:
+    """One of the TLS SignatureSchemes used by MLS suites (RFC 9420 §5.1.1)."""
+
+    ED25519: Final = 0x0807
+    ED448: Final = 0x0808
+    ECDSA_SECP256R1_SHA256: Final = 0x0403
+    ECDSA_SECP384R1_SHA384: Final = 0x0503
+    ECDSA_SECP521R1_SHA512: Final = 0x0603
+
+
+_ECDSA: Final[dict[int, tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]]] = {
+    SignatureScheme.ECDSA_SECP256R1_SHA256: (ec.SECP256R1(), hashes.SHA256(), 32),
+    SignatureScheme.ECDSA_SECP384R1_SHA384: (ec.SECP384R1(), hashes.SHA384(), 48),
+    SignatureScheme.ECDSA_SECP521R1_SHA512: (ec.SECP521R1(), hashes.SHA512(), 66),
+}
+
+_CURVE_ORDER: Final = {
+    SignatureScheme.ECDSA_SECP256R1_SHA256: int(
+        "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16
+    ),
+    SignatureScheme.ECDSA_SECP384R1_SHA384: int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF"
+        "581A0DB248B0A77AECEC196ACCC52973",
+        16,
+    ),
+    SignatureScheme.ECDSA_SECP521R1_SHA512: int(
+        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+        "FFFFFFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+        16,
+    ),
+}
+
+_SigningKey = ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey | ec.EllipticCurvePrivateKey
+_VerifyingKey = ed25519.Ed25519PublicKey | ed448.Ed448PublicKey | ec.EllipticCurvePublicKey
+
+
+@lru_cache(maxsize=256)
+def _signing_key(scheme: int, private: bytes) -> _SigningKey:
+    try:
+        if scheme == SignatureScheme.ED25519:
+            return ed25519.Ed25519PrivateKey.from_private_bytes(private)
+        if scheme == SignatureScheme.ED448:
+            return ed448.Ed448PrivateKey.from_private_bytes(private)
+        curve = _ECDSA[scheme][0]
+        return ec.derive_private_key(int.from_bytes(private, "big"), curve)
+    except ValueError as exc:
+        raise UsageError(f"invalid signature private key: {exc}") from None
+
+
+@lru_cache(maxsize=4096)
+def _verifying_key(scheme: int, public: bytes) -> _VerifyingKey | None:
+    """The key object, or ``None`` if ``public`` is not a valid key."""
+    try:
+        if scheme == SignatureScheme.ED25519:
+            return ed25519.Ed25519PublicKey.from_public_bytes(public)
+        if scheme == SignatureScheme.ED448:
+            return ed448.Ed448PublicKey.from_public_bytes(public)
+        curve = _ECDSA[scheme][0]
+        if not public or public[0] != 0x04:
+            return None  # RFC 9420 §5.1.1: uncompressed points only
+        return ec.EllipticCurvePublicKey.from_encoded_point(curve, public)
+    except ValueError:
+        return None
+
+
+def _hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
+    return hmac.digest(salt, ikm, hash_name)
+
+
+def _hkdf_expand(hash_name: str, hash_len: int, prk: bytes, info: bytes, length: int) -> bytes:
+    if length > 255 * hash_len:
+        raise UsageError("HKDF-Expand length too large")
+    out = b""
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = hmac.digest(prk, block + info + bytes((counter,)), hash_name)
+        out += block
+        counter += 1
+    return out[:length]
+
+
+@dataclass(frozen=True, slots=True)
+class CipherSuite:
+    """An MLS cipher suite (RFC 9420 §5.1, §17.1).
+
+    Instances are immutable singletons obtained from :func:`get_cipher_suite`.
+    """
+
+    suite_id: int
+    name: str
+    kem_id: int
+    kdf_id: int
+    aead_id: int
+    hash_name: str
+    signature_scheme: int
+    #: Output length of the hash and of the KDF (``KDF.Nh``).
+    hash_len: int
+    #: AEAD key length (``AEAD.Nk``).
+    key_len: int
+    #: AEAD nonce length (``AEAD.Nn``).
+    nonce_len: int
+    hpke: HPKE = field(compare=False, repr=False)
+
+    # -- hash and KDF (RFC 9420 §5.1, §8) ---------------------------------
+
+    def hash(self, data: bytes) -> bytes:
+        return hashlib.new(self.hash_name, data).digest()
+
+    def mac(self, key: bytes, data: bytes) -> bytes:
+        """``MAC(key, data)``: HMAC with the suite's hash (RFC 9420 §5.1)."""
+        return hmac.digest(key, data, self.hash_name)
+
+    def verify_mac(self, key: bytes, data: bytes, tag: bytes) -> bool:
+        """Constant-time check of a MAC tag."""
+        return hmac.compare_digest(self.mac(key, data), tag)
+
+    def extract(self, salt: bytes, ikm: bytes) -> bytes:
+        """``KDF.Extract(salt, ikm)`` (HKDF-Extract)."""
+        return _hkdf_extract(self.hash_name, salt, ikm)
+
+    def expand(self, prk: bytes, info: bytes, length: int) -> bytes:
+        """``KDF.Expand(prk, info, length)`` (HKDF-Expand)."""
+        return _hkdf_expand(self.hash_name, self.hash_len, prk, info, length)
+
+    def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+        """``ExpandWithLabel`` (RFC 9420 §8)."""
+        full_label = _LABEL_PREFIX + label
+        info = (
+            length.to_bytes(2, "big")
+            + encode_varint(len(full_label))
+            + full_label
+            + encode_varint(len(context))
+            + context
+        )
+        return self.expand(secret, info, length)
+
+    def derive_secret(self, secret: bytes, label: bytes) -> bytes:
+        """``DeriveSecret`` (RFC 9420 §8)."""
+        return self.expand_with_label(secret, label, b"", self.hash_len)
+
+    def derive_tree_secret(self, secret: bytes, label: bytes, generation: int, length: int) -> bytes:
+        """``DeriveTreeSecret`` (RFC 9420 §9)."""
+        return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
+
+    # -- hash-based identifiers (RFC 9420 §5.2) ----------------------------
+
+    def ref_hash(self, label: bytes, value: bytes) -> bytes:
+        """``RefHash(label, value)`` (RFC 9420 §5.2)."""
+        return self.hash(encode_varint(len(label)) + label + encode_varint(len(value)) + value)
+
+    def key_package_ref(self, key_package: bytes) -> bytes:
+        """``MakeKeyPackageRef`` over an encoded KeyPackage (RFC 9420 §5.2)."""
+        return self.ref_hash(b"MLS 1.0 KeyPackage Reference", key_package)
+
+    def proposal_ref(self, authenticated_content: bytes) -> bytes:
+        """``MakeProposalRef`` over an encoded AuthenticatedContent (RFC 9420 §5.2)."""
+        return self.ref_hash(b"MLS 1.0 Proposal Reference", authenticated_content)
+
+    # -- AEAD (RFC 9420 §5.1) -----------------------------------------------
+
+    def aead_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        if self.aead_id == AeadId.CHACHA20_POLY1305:
+            return ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad)
+        return AESGCM(key).encrypt(nonce, plaintext, aad)
+
+    def aead_open(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+        """Decrypt, raising :class:`DecryptionError` on a bad tag."""
+        try:
+            if self.aead_id == AeadId.CHACHA20_POLY1305:
+                return ChaCha20Poly1305(key).decrypt(nonce, ciphertext, aad)
+            return AESGCM(key).decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise DecryptionError("AEAD authentication failed") from None
+
+    # -- signatures (RFC 9420 §5.1.2) ---------------------------------------
+
+    def signature_public_key(self, private: bytes) -> bytes:
+        """The public key that goes with a signature private key."""
+        key = _signing_key(self.signature_scheme, private)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        return key.public_key().public_bytes_raw()
+
+    def generate_signature_key_pair(self, random: RandomSource) -> tuple[bytes, bytes]:
+        """A fresh ``(private, public)`` signature key pair from ``random``."""
+        scheme = self.signature_scheme
+        if scheme == SignatureScheme.ED25519:
+            private = random(32)
+        elif scheme == SignatureScheme.ED448:
+            private = random(57)
+        else:
+            order = _CURVE_ORDER[scheme]
+            size = _ECDSA[scheme][2]
+            bits = order.bit_length()
+            while True:  # rejection sampling for a uniform scalar in [1, n)
+                candidate = int.from_bytes(random(size), "big") & ((1 << bits) - 1)
+                if 0 < candidate < order:
+                    break
+            private = candidate.to_bytes(size, "big")
+        return private, self.signature_public_key(private)
+
+    def sign(self, private: bytes, message: bytes) -> bytes:
+        key = _signing_key(self.signature_scheme, private)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(message, ec.ECDSA(_ECDSA[self.signature_scheme][1]))
+        return key.sign(message)
+
+    def verify(self, public: bytes, message: bytes, signature: bytes) -> bool:
+        key = _verifying_key(self.signature_scheme, bytes(public))
+        if key is None:
+            return False
+        try:
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(signature, message, ec.ECDSA(_ECDSA[self.signature_scheme][1]))
+            else:
+                key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def is_valid_signature_public_key(self, public: bytes) -> bool:
+        return _verifying_key(self.signature_scheme, bytes(public)) is not None
+
+    @staticmethod
+    def _sign_content(label: bytes, content: bytes) -> bytes:
+        full_label = _LABEL_PREFIX + label
+        return encode_varint(len(full_label)) + full_label + encode_varint(len(content)) + content
+
+    def sign_with_label(self, private: bytes, label: bytes, content: bytes) -> bytes:
+        """``SignWithLabel`` (RFC 9420 §5.1.2)."""
+        return self.sign(private, self._sign_content(label, content))
+
+    def verify_with_label(self, public: bytes, label: bytes, content: bytes, signature: bytes) -> bool:
+        """``VerifyWithLabel`` (RFC 9420 §5.1.2)."""
+        return self.verify(public, self._sign_content(label, content), signature)
+
+    # -- public key encryption (RFC 9420 §5.1.3) ------------------------------
+
+    def derive_hpke_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
+        """``DeriveKeyPair`` of the suite's KEM: ``(private, public)``."""
+        return self.hpke.derive_key_pair(ikm)
+
+    def hpke_public_key(self, private: bytes) -> bytes:
+        return self.hpke.public_key(private)
+
+    def generate_hpke_key_pair(self, random: RandomSource) -> tuple[bytes, bytes]:
+        return self.hpke.derive_key_pair(random(self.hpke.Nsk))
+
+    @staticmethod
+    def _encrypt_context(label: bytes, context: bytes) -> bytes:
+        full_label = _LABEL_PREFIX + label
+        return encode_varint(len(full_label)) + full_label + encode_varint(len(context)) + context
+
+    def encrypt_with_label(
+        self,
+        public: bytes,
+        label: bytes,
+        context: bytes,
+        plaintext: bytes,
+        random: RandomSource,
+    ) -> HPKECiphertext:
+        """``EncryptWithLabel`` (RFC 9420 §5.1.3)."""
+        info = self._encrypt_context(label, context)
+        enc, ct = self.hpke.seal_base(public, info, b"", plaintext, random)
+        return HPKECiphertext(enc, ct)
+
+    def decrypt_with_label(
+        self, private: bytes, label: bytes, context: bytes, kem_output: bytes, ciphertext: bytes
+    ) -> bytes:
+        """``DecryptWithLabel`` (RFC 9420 §5.1.3); :class:`DecryptionError` on failure."""
+        info = self._encrypt_context(label, context)
+        return self.hpke.open_base(kem_output, private, info, b"", ciphertext)
+
+
+def _suite(
+    suite_id: int,
+    name: str,
+    kem: int,
+    kdf: int,
+    aead: int,
+    hash_name: str,
+    scheme: int,
+) -> CipherSuite:
+    hash_len = hashlib.new(hash_name).digest_size
+    key_len = {AeadId.AES_128_GCM: 16, AeadId.AES_256_GCM: 32, AeadId.CHACHA20_POLY1305: 32}[aead]
+    return CipherSuite(
+        suite_id=suite_id,
+        name=name,
+        kem_id=kem,
+        kdf_id=kdf,
+        aead_id=aead,
+        hash_name=hash_name,
+        signature_scheme=scheme,
+        hash_len=hash_len,
+        key_len=key_len,
+        nonce_len=12,
+        hpke=HPKE(kem, kdf, aead),
+    )
+
+
+#: RFC 9420 §17.1: the seven registered suites, by their uint16 id.
+CIPHER_SUITES: Final[dict[int, CipherSuite]] = {
+    s.suite_id: s
+    for s in (
+        _suite(
+            1,
+            "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
+            KemId.DHKEM_X25519_SHA256,
+            KdfId.HKDF_SHA256,
+            AeadId.AES_128_GCM,
+            "sha256",
+            SignatureScheme.ED25519,
+        ),
+        _suite(
+            2,
+            "MLS_128_DHKEMP256_AES128GCM_SHA256_P256",
+            KemId.DHKEM_P256_SHA256,
+            KdfId.HKDF_SHA256,
+            AeadId.AES_128_GCM,
+            "sha256",
+            SignatureScheme.ECDSA_SECP256R1_SHA256,
+        ),
+        _suite(
+            3,
+            "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519",
+            KemId.DHKEM_X25519_SHA256,
+            KdfId.HKDF_SHA256,
+            AeadId.CHACHA20_POLY1305,
+            "sha256",
+            SignatureScheme.ED25519,
+        ),
+        _suite(
+            4,
+            "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448",
+            KemId.DHKEM_X448_SHA512,
+            KdfId.HKDF_SHA512,
+            AeadId.AES_256_GCM,
+            "sha512",
+            SignatureScheme.ED448,
+        ),
+        _suite(
+            5,
+            "MLS_256_DHKEMP521_AES256GCM_SHA512_P521",
+            KemId.DHKEM_P521_SHA512,
+            KdfId.HKDF_SHA512,
+            AeadId.AES_256_GCM,
+            "sha512",
+            SignatureScheme.ECDSA_SECP521R1_SHA512,
+        ),
+        _suite(
+            6,
+            "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448",
+            KemId.DHKEM_X448_SHA512,
+            KdfId.HKDF_SHA512,
+            AeadId.CHACHA20_POLY1305,
+            "sha512",
+            SignatureScheme.ED448,
+        ),
+        _suite(
+            7,
+            "MLS_256_DHKEMP384_AES256GCM_SHA384_P384",
+            KemId.DHKEM_P384_SHA384,
+            KdfId.HKDF_SHA384,
+            AeadId.AES_256_GCM,
+            "sha384",
+            SignatureScheme.ECDSA_SECP384R1_SHA384,
+        ),
+    )
+}
+
+
+def get_cipher_suite(suite_id: int) -> CipherSuite:
+    """The suite with this id; :class:`UsageError` if it is not supported."""
+    try:
+        return CIPHER_SUITES[suite_id]
+    except KeyError:
+        raise UsageError(f"unsupported cipher suite 0x{suite_id:04x}") from None

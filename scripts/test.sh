@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command: installs into .venv, then lint, types, tests and
+# a quick benchmark smoke. Usage: bash scripts/test.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet -e ".[test]"
+
+echo "== ruff"
+ruff check messenger tests bench
+ruff format --check messenger tests bench
+echo "== mypy (strict)"
+mypy
+echo "== pytest"
+python -m pytest "$@"
+echo "== benchmark smoke"
+for bench in bench/bench_*.py; do
+    [ -e "$bench" ] || continue
+    python "$bench" --quick
+done
