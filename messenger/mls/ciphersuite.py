@@ -87,7 +87,7 @@ _CURVE_ORDER: Final = {
     ),
     SignatureScheme.ECDSA_SECP521R1_SHA512: int(
         "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
-        "FFFFFFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+        "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
         16,
     ),
 }
@@ -201,7 +201,9 @@ class CipherSuite:
         """``DeriveSecret`` (RFC 9420 §8)."""
         return self.expand_with_label(secret, label, b"", self.hash_len)
 
-    def derive_tree_secret(self, secret: bytes, label: bytes, generation: int, length: int) -> bytes:
+    def derive_tree_secret(
+        self, secret: bytes, label: bytes, generation: int, length: int
+    ) -> bytes:
         """``DeriveTreeSecret`` (RFC 9420 §9)."""
         return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
 
@@ -293,7 +295,9 @@ class CipherSuite:
         """``SignWithLabel`` (RFC 9420 §5.1.2)."""
         return self.sign(private, self._sign_content(label, content))
 
-    def verify_with_label(self, public: bytes, label: bytes, content: bytes, signature: bytes) -> bool:
+    def verify_with_label(
+        self, public: bytes, label: bytes, content: bytes, signature: bytes
+    ) -> bool:
         """``VerifyWithLabel`` (RFC 9420 §5.1.2)."""
         return self.verify(public, self._sign_content(label, content), signature)
 

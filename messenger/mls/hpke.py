@@ -162,7 +162,7 @@ _KEMS: Final[dict[int, _KemParams]] = {
         ec.SECP521R1(),
         int(
             "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
-            "FFFFFFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+            "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
             16,
         ),
         0x01,
@@ -700,9 +700,10 @@ class HPKE:
         enc, sk, ct = bytes(enc), bytes(sk), bytes(ct)
         if self._native_suite is not None and not aad:
             # Same result as the code below, only faster (RFC 9180 §6.1).
-            # An invalid point, or one that gives an all-zero secret, makes
+            # Only the SerializePublicKey form is accepted (RFC 9180 §7.1.1);
+            # an invalid point, or one that gives an all-zero secret, makes
             # the native code fail as a bad tag does.
-            if len(enc) != self.Nenc:
+            if len(enc) != self.Nenc or (self._kem.curve is not None and enc[0] != 0x04):
                 raise DecryptionError("invalid HPKE encapsulated key")
             key = _private_key(self._kem, sk)
             assert not isinstance(key, x448.X448PrivateKey)  # no native X448

@@ -28,6 +28,7 @@ the same epoch's ``sender_data_secret`` and are used alongside the tree.
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,16 +144,36 @@ class _RatchetKdf:
 
     Every output is at most ``KDF.Nh`` bytes, so HKDF-Expand is one HMAC over
     ``KDFLabel || 0x01`` (RFC 5869 §2.3); the ``KDFLabel`` prefixes are built
-    once per suite. Equal to :meth:`CipherSuite.derive_tree_secret`, which the
-    tests check.
+    once per suite. A ratchet step needs three HMACs under the same secret,
+    so :meth:`step` computes the HMAC pads once (RFC 2104 §2) and reuses the
+    hashed pad blocks. Equal to :meth:`CipherSuite.derive_tree_secret`, which
+    the tests check.
     """
 
-    __slots__ = ("_hash", "_key", "_key_len", "_nonce", "_nonce_len", "_secret")
+    __slots__ = (
+        "_block",
+        "_hash",
+        "_ipad",
+        "_key",
+        "_key_len",
+        "_new",
+        "_nonce",
+        "_nonce_len",
+        "_opad",
+        "_secret",
+    )
 
     def __init__(self, suite: CipherSuite) -> None:
         if suite.key_len > suite.hash_len or suite.nonce_len > suite.hash_len:
             raise UsageError("AEAD key longer than the hash: single-block expand impossible")
         self._hash = suite.hash_name
+        # The named constructor (hashlib.sha256, ...) is faster than hashlib.new.
+        self._new: Callable[[bytes], hashlib._Hash] = getattr(hashlib, suite.hash_name)
+        self._block = hashlib.new(suite.hash_name).block_size
+        if suite.hash_len > self._block:
+            raise UsageError("ratchet secrets longer than the hash block are not supported")
+        self._ipad = int.from_bytes(b"\x36" * self._block, "big")
+        self._opad = int.from_bytes(b"\x5c" * self._block, "big")
         self._key_len = suite.key_len
         self._nonce_len = suite.nonce_len
         self._key = self._prefix(b"key", suite.key_len)
@@ -165,14 +186,26 @@ class _RatchetKdf:
         # KDFLabel: uint16 length, opaque label<V>, opaque context<V> (4 bytes).
         return length.to_bytes(2, "big") + encode_varint(len(full)) + full + b"\x04"
 
-    def key_nonce(self, secret: bytes, generation: int) -> tuple[bytes, bytes]:
+    def step(self, secret: bytes, generation: int) -> tuple[bytes, bytes, bytes]:
+        """``(key, nonce, next ratchet secret)`` of ``generation``."""
+        block = self._block
+        k = int.from_bytes(secret, "big") << (8 * (block - len(secret)))
+        inner = self._new((k ^ self._ipad).to_bytes(block, "big"))
+        outer = self._new((k ^ self._opad).to_bytes(block, "big"))
         g = generation.to_bytes(4, "big") + b"\x01"
-        key = hmac.digest(secret, self._key + g, self._hash)[: self._key_len]
-        nonce = hmac.digest(secret, self._nonce + g, self._hash)[: self._nonce_len]
-        return key, nonce
+        out = []
+        for prefix in (self._key, self._nonce, self._secret):
+            i = inner.copy()
+            i.update(prefix + g)
+            o = outer.copy()
+            o.update(i.digest())
+            out.append(o.digest())
+        return out[0][: self._key_len], out[1][: self._nonce_len], out[2]
 
     def next_secret(self, secret: bytes, generation: int) -> bytes:
-        return hmac.digest(secret, self._secret + generation.to_bytes(4, "big") + b"\x01", self._hash)
+        """``DeriveTreeSecret(secret, "secret", generation, KDF.Nh)`` alone."""
+        msg = self._secret + generation.to_bytes(4, "big") + b"\x01"
+        return hmac.digest(secret, msg, self._hash)
 
 
 _KDFS: dict[int, _RatchetKdf] = {}
@@ -231,11 +264,13 @@ class _HashRatchet:
         keep_from = generation + 1 - config.out_of_order_tolerance
         for g in range(nxt, generation):
             if g >= keep_from:
-                key, nonce = kdf.key_nonce(secret, g)
+                key, nonce, secret_next = kdf.step(secret, g)
                 kept.append((g, key, nonce))
-            secret = kdf.next_secret(secret, g)
-        key, nonce = kdf.key_nonce(secret, generation)
-        return key, nonce, (kdf.next_secret(secret, generation), kept)
+                secret = secret_next
+            else:
+                secret = kdf.next_secret(secret, g)
+        key, nonce, secret = kdf.step(secret, generation)
+        return key, nonce, (secret, kept)
 
     def commit(self, generation: int, plan: _Plan, config: SecretTreeConfig) -> None:
         """Consume ``generation`` as found by :meth:`derive` (RFC 9420 §9.2)."""
