@@ -10,6 +10,8 @@ Rows:
 * ``private app, framing only``: protect + unprotect of already signed
   content, without signing or verifying (encryption, sender data, padding,
   secret-tree ratchets, codec).
+* ``signature floor (sign+verify)``: ``SignWithLabel`` + ``VerifyWithLabel``
+  of a FramedContentTBS-sized input alone, the bound on the end-to-end rows.
 * ``public proposal, sign+verify``: a Remove proposal as a PublicMessage:
   signature, membership tag, encoding, decoding, membership tag and signature
   checks.
@@ -117,9 +119,16 @@ def main(argv: list[str] | None = None) -> None:
         received = receiver.unprotect_public(MLSMessage.from_bytes(wire).public_message)
         receiver.verify_signature(received, sig_pub)
 
+    tbs = os.urandom(250)
+
+    def signature_floor() -> None:
+        signature = suite.sign_with_label(sig_priv, b"FramedContentTBS", tbs)
+        suite.verify_with_label(sig_pub, b"FramedContentTBS", tbs, signature)
+
     rows = [
         ("private app, end to end", private_end_to_end),
         ("private app, framing only", private_framing_only),
+        ("signature floor (sign+verify)", signature_floor),
         ("public proposal, sign+verify", public_sign_verify),
     ]
     print(f"suite {suite.suite_id} ({suite.name}), best of {rounds} x {n} calls, 100-byte payload")

@@ -17,6 +17,7 @@ as plain ``int`` values, because unknown values there must be ignored.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .codec import Reader, Struct, Writer
@@ -74,7 +75,7 @@ class Credential(Struct):
         return cls(CredentialType.BASIC, identity=identity)
 
     @classmethod
-    def x509(cls, chain: tuple[bytes, ...] | list[bytes]) -> Credential:
+    def x509(cls, chain: Iterable[bytes]) -> Credential:
         """An X.509 credential from DER certificates, end-entity first."""
         return cls(CredentialType.X509, certificates=tuple(Certificate(c) for c in chain))
 

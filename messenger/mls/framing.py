@@ -30,34 +30,36 @@ A failed unprotect leaves the secret tree as it was.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from .ciphersuite import CipherSuite, RandomSource
-from .codec import Writer, encode_varint
+from .codec import Reader, encode_varint
+from .commit import Commit
 from .content import (
     AuthenticatedContent,
+    Content,
     ContentType,
     FramedContent,
     FramedContentAuthData,
     PrivateMessage,
-    PrivateMessageContent,
     PublicMessage,
     Sender,
-    SenderData,
     SenderType,
     WireFormat,
 )
-from .errors import AuthenticationError, EpochError, UsageError, ValidationError
+from .errors import AuthenticationError, DecodeError, EpochError, UsageError, ValidationError
 from .group_context import GroupContext, ProtocolVersion
 from .proposals import Proposal, ProposalType
-from .secret_tree import SecretTree, ratchet_type_for, sender_data_key_nonce
+from .secret_tree import SecretTree, ratchet_type_for
 
 __all__ = [
     "DEFAULT_PADDING_BLOCK",
     "FramingContext",
+    "GroupContextInput",
     "authenticate",
     "framed_content_tbs_bytes",
     "sign_framed_content",
@@ -65,12 +67,15 @@ __all__ = [
 ]
 
 #: PrivateMessage plaintexts are padded to a multiple of this many bytes
-#: (RFC 9420 §6.3.1, §16.2) unless a :class:`FramingContext` says otherwise.
+#: (RFC 9420 §6.3.1, §15.1) unless a :class:`FramingContext` says otherwise.
 DEFAULT_PADDING_BLOCK: Final = 32
 
 _TBS_LABEL: Final = b"FramedContentTBS"
 _VERSION: Final = ProtocolVersion.MLS10.to_bytes(2, "big")
 _REUSE_GUARD_LEN: Final = 4
+_SENDER_DATA_LEN: Final = 4 + 4 + _REUSE_GUARD_LEN
+_PRIVATE_WIRE_FORMAT: Final = WireFormat.PRIVATE_MESSAGE.to_bytes(2, "big")
+_MEMBER: Final = SenderType.MEMBER.to_bytes(1, "big")
 
 #: Where a GroupContext can come from: the struct, its encoding (cached by a
 #: :class:`FramingContext`), or nothing for senders that do not sign it.
@@ -190,6 +195,94 @@ def _check_external_content(content: FramedContent) -> None:
         raise ValidationError("a new_member_commit sender may only send a commit")
 
 
+def _decode_private_content(
+    plaintext: bytes, content_type: ContentType
+) -> tuple[Content, int, FramedContentAuthData]:
+    """Decode a ``PrivateMessageContent`` (RFC 9420 §6.3.1).
+
+    The same as ``PrivateMessageContent.from_bytes``, but also returns where
+    the content's encoding ends, so that the signature input can be built
+    from the plaintext without encoding the content again.
+    """
+    r = Reader(plaintext)
+    body: Content
+    if content_type == ContentType.APPLICATION:
+        body = r.opaque()
+    elif content_type == ContentType.PROPOSAL:
+        body = Proposal.decode(r)
+    else:
+        body = Commit.decode(r)
+    content_end = r.position
+    auth = FramedContentAuthData.decode(r, content_type)
+    padding = r.read(r.remaining())
+    # RFC 9420 §6.3.1: "A receiver MUST verify that there are no non-zero
+    # bytes in the padding field".
+    if padding.count(0) != len(padding):
+        raise DecodeError("non-zero padding in PrivateMessageContent")
+    return body, content_end, auth
+
+
+class _SenderDataKdf:
+    """``sender_data_key`` and ``sender_data_nonce`` (RFC 9420 §6.3.2), fast.
+
+    ``ExpandWithLabel(sender_data_secret, "key" | "nonce", sample, Nk | Nn)``
+    where both lengths are at most ``KDF.Nh``, so HKDF-Expand is a single
+    HMAC over ``KDFLabel || 0x01`` (RFC 5869 §2.3). The HMAC key is fixed
+    for the epoch, so its padded inner and outer hash states are computed
+    once (RFC 2104) and copied per message. The message-protection vectors
+    pin the result to ``ExpandWithLabel``.
+    """
+
+    __slots__ = (
+        "_hash_len",
+        "_inner",
+        "_key_len",
+        "_key_prefix",
+        "_nonce_len",
+        "_nonce_prefix",
+        "_outer",
+    )
+
+    def __init__(self, suite: CipherSuite, sender_data_secret: bytes) -> None:
+        if suite.key_len > suite.hash_len or suite.nonce_len > suite.hash_len:
+            raise UsageError("AEAD key or nonce longer than the hash is not supported")
+        new = getattr(hashlib, suite.hash_name)
+        block = new().block_size
+        key = sender_data_secret
+        if len(key) > block:
+            key = new(key).digest()
+        padded = key.ljust(block, b"\x00")
+        self._inner = new(bytes(b ^ 0x36 for b in padded))
+        self._outer = new(bytes(b ^ 0x5C for b in padded))
+        self._hash_len = suite.hash_len
+        self._key_len = suite.key_len
+        self._nonce_len = suite.nonce_len
+        self._key_prefix = self._label(b"key", suite.key_len)
+        self._nonce_prefix = self._label(b"nonce", suite.nonce_len)
+
+    @staticmethod
+    def _label(label: bytes, length: int) -> bytes:
+        # KDFLabel up to the context: uint16 length, opaque label<V> (RFC 9420 §8).
+        full = b"MLS 1.0 " + label
+        return length.to_bytes(2, "big") + encode_varint(len(full)) + full
+
+    def _mac(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
+
+    def key_nonce(self, ciphertext: bytes) -> tuple[bytes, bytes]:
+        # RFC 9420 §6.3.2: the first KDF.Nh bytes, or all of a shorter ciphertext.
+        sample = ciphertext[: self._hash_len]
+        tail = encode_varint(len(sample)) + sample + b"\x01"
+        key = self._mac(self._key_prefix + tail)[: self._key_len]
+        nonce = self._mac(self._nonce_prefix + tail)[: self._nonce_len]
+        return key, nonce
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class FramingContext:
     """One epoch's keys for protecting and unprotecting messages (RFC 9420 §6).
@@ -210,6 +303,7 @@ class FramingContext:
     group_context_bytes: bytes = field(init=False, repr=False)
     #: ``group_id<V> || epoch``, the common head of every AAD (RFC 9420 §6.3).
     _aad_head: bytes = field(init=False, repr=False)
+    _sender_data_kdf: _SenderDataKdf = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         suite = self.suite
@@ -226,6 +320,7 @@ class FramingContext:
         object.__setattr__(self, "group_context_bytes", gc.to_bytes())
         head = encode_varint(len(gc.group_id)) + gc.group_id + gc.epoch.to_bytes(8, "big")
         object.__setattr__(self, "_aad_head", head)
+        object.__setattr__(self, "_sender_data_kdf", _SenderDataKdf(suite, self.sender_data_secret))
 
     @property
     def group_id(self) -> bytes:
@@ -306,8 +401,9 @@ class FramingContext:
 
         Checks the group and epoch, that it is not application data, what
         non-member senders may send (RFC 9420 §6.1) and, for members, the
-        membership tag in constant time. The signature is not checked: see
-        :func:`verify_content_signature`.
+        membership tag in constant time. The signature is not checked: the
+        caller looks up the sender's key (which also shows that a member's
+        leaf is not blank) and calls :func:`verify_content_signature`.
         """
         framed = message.content
         self._check_incoming(framed.group_id, framed.epoch)
@@ -344,23 +440,22 @@ class FramingContext:
         if sender.sender_type != SenderType.MEMBER:
             # RFC 9420 §6.3.2: SenderData is built only from a member sender.
             raise UsageError("only members can send a PrivateMessage")
-        content_type = framed.content_type
         reuse_guard = random(_REUSE_GUARD_LEN)
         if len(reuse_guard) != _REUSE_GUARD_LEN:
             raise UsageError("the random source returned the wrong number of bytes")
 
         # RFC 9420 §6.3.1: PrivateMessageContent = content || auth || padding.
-        w = Writer()
         body = framed.content
         if isinstance(body, bytes):
-            w.opaque(body)
+            content_type = ContentType.APPLICATION
+            plaintext = encode_varint(len(body)) + body
         else:
-            body.encode(w)
-        content.auth.encode(w)
+            content_type = framed.content_type
+            plaintext = body.to_bytes()
+        plaintext += content.auth.to_bytes()
         block = self.padding_block
         if block > 1:
-            w.raw(bytes(-len(w) % block))
-        plaintext = w.getvalue()
+            plaintext += bytes(-len(plaintext) % block)
 
         suite = self.suite
         key = self.secret_tree.next_key(sender.index, ratchet_type_for(content_type))
@@ -371,8 +466,11 @@ class FramingContext:
         )
 
         # RFC 9420 §6.3.2: SenderData under a key sampled from the ciphertext.
-        sender_data = SenderData(sender.index, key.generation, reuse_guard).to_bytes()
-        sd_key, sd_nonce = sender_data_key_nonce(suite, self.sender_data_secret, ciphertext)
+        # SenderData: uint32 leaf_index, uint32 generation, opaque reuse_guard[4].
+        sender_data = (
+            sender.index.to_bytes(4, "big") + key.generation.to_bytes(4, "big") + reuse_guard
+        )
+        sd_key, sd_nonce = self._sender_data_kdf.key_nonce(ciphertext)
         encrypted_sender_data = suite.aead_seal(sd_key, sd_nonce, head, sender_data)
         return PrivateMessage(
             framed.group_id,
@@ -409,35 +507,48 @@ class FramingContext:
 
         # RFC 9420 §6.3.2: sender data first.
         ciphertext = message.ciphertext
-        sd_key, sd_nonce = sender_data_key_nonce(suite, self.sender_data_secret, ciphertext)
-        sender_data = SenderData.from_bytes(
-            suite.aead_open(sd_key, sd_nonce, head, message.encrypted_sender_data)
-        )
-        leaf = sender_data.leaf_index
+        sd_key, sd_nonce = self._sender_data_kdf.key_nonce(ciphertext)
+        sender_data = suite.aead_open(sd_key, sd_nonce, head, message.encrypted_sender_data)
+        # SenderData: uint32 leaf_index, uint32 generation, opaque reuse_guard[4].
+        if len(sender_data) != _SENDER_DATA_LEN:
+            raise DecodeError(f"SenderData is {len(sender_data)} bytes, not {_SENDER_DATA_LEN}")
+        leaf = int.from_bytes(sender_data[:4], "big")
+        generation = int.from_bytes(sender_data[4:8], "big")
+        reuse_guard = sender_data[8:]
         if leaf >= self.secret_tree.n_leaves or not is_member(leaf):
             raise ValidationError(f"sender leaf {leaf} is not a member of the group")
 
         authenticated_data = message.authenticated_data
-        aad = head + encode_varint(len(authenticated_data)) + authenticated_data
-        reuse_guard = sender_data.reuse_guard
-        group_context_bytes = self.group_context_bytes
+        vl_authenticated_data = encode_varint(len(authenticated_data)) + authenticated_data
+        aad = head + vl_authenticated_data
 
         def open_content(key: bytes, nonce: bytes) -> AuthenticatedContent:
             plaintext = suite.aead_open(key, _xor_reuse_guard(nonce, reuse_guard), aad, ciphertext)
-            # RFC 9420 §6.3.1: decoding rejects non-zero padding.
-            inner = PrivateMessageContent.from_bytes(plaintext, content_type)
-            framed = FramedContent(
-                message.group_id,
-                message.epoch,
-                Sender.member(leaf),
-                authenticated_data,
-                inner.content,
-            )
-            result = AuthenticatedContent(WireFormat.PRIVATE_MESSAGE, framed, inner.auth)
+            body, content_end, auth = _decode_private_content(plaintext, content_type)
             if signature_key_of is not None:
-                verify_content_signature(suite, result, signature_key_of(leaf), group_context_bytes)
-            return result
+                # FramedContentTBS (RFC 9420 §6.1) from the parts at hand: the
+                # FramedContent is the AAD's fields in their own order, then
+                # the content's encoding, which begins the plaintext.
+                tbs = b"".join(
+                    (
+                        _VERSION,
+                        _PRIVATE_WIRE_FORMAT,
+                        self._aad_head,
+                        _MEMBER,
+                        leaf.to_bytes(4, "big"),
+                        vl_authenticated_data,
+                        head[-1:],
+                        plaintext[:content_end],
+                        self.group_context_bytes,
+                    )
+                )
+                if not suite.verify_with_label(
+                    signature_key_of(leaf), _TBS_LABEL, tbs, auth.signature
+                ):
+                    raise AuthenticationError("FramedContent signature does not verify")
+            framed = FramedContent(
+                message.group_id, message.epoch, Sender.member(leaf), authenticated_data, body
+            )
+            return AuthenticatedContent(WireFormat.PRIVATE_MESSAGE, framed, auth)
 
-        return self.secret_tree.open(
-            leaf, ratchet_type_for(content_type), sender_data.generation, open_content
-        )
+        return self.secret_tree.open(leaf, ratchet_type_for(content_type), generation, open_content)

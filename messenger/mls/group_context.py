@@ -31,7 +31,11 @@ class ProtocolVersion(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class GroupContext(Struct):
-    """``GroupContext`` (RFC 9420 §8.1)."""
+    """``GroupContext`` (RFC 9420 §8.1).
+
+    ``version`` is the last field so that it can default to ``mls10``; on the
+    wire it comes first.
+    """
 
     cipher_suite: int
     group_id: bytes

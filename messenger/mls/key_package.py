@@ -77,7 +77,11 @@ class KeyPackageTBS(Struct):
 
 @dataclass(frozen=True, slots=True)
 class KeyPackage(Struct):
-    """``KeyPackage`` (RFC 9420 §10), as decoded: its signature is unchecked."""
+    """``KeyPackage`` (RFC 9420 §10), as decoded: its signature is unchecked.
+
+    ``version`` is the last field so that it can default to ``mls10``; on the
+    wire it comes first.
+    """
 
     cipher_suite: int
     init_key: bytes

@@ -167,8 +167,12 @@ def manual_private_message(
     leaf: int = SENDER,
     reuse_guard: bytes = b"\x00\x00\x00\x00",
     authenticated_data: bytes = b"",
+    sender_data: bytes | None = None,
 ) -> PrivateMessage:
-    """An independent PrivateMessage encryption (RFC 9420 §6.3) of any plaintext."""
+    """An independent PrivateMessage encryption (RFC 9420 §6.3) of any plaintext.
+
+    ``sender_data`` replaces the encoded SenderData, to make malformed ones.
+    """
     suite = suite_of(tc)
     group_id = h(tc["group_id"])
     epoch = tc["epoch"]
@@ -187,7 +191,8 @@ def manual_private_message(
     secret = h(tc["sender_data_secret"])
     sd_key = suite.expand_with_label(secret, b"key", sample, suite.key_len)
     sd_nonce = suite.expand_with_label(secret, b"nonce", sample, suite.nonce_len)
-    sender_data = SenderData(leaf, generation, reuse_guard).to_bytes()
+    if sender_data is None:
+        sender_data = SenderData(leaf, generation, reuse_guard).to_bytes()
     return PrivateMessage(
         group_id,
         epoch,
@@ -386,6 +391,21 @@ def test_tampered_sender_data(tc, kind):
     with pytest.raises(DecryptionError):
         ctx.unprotect_private(bad, is_member=members)
     genuine_decrypts(tc, ctx, kind)
+
+
+@pytest.mark.parametrize("tc", VECTORS)
+def test_malformed_sender_data(tc):
+    """A SenderData that decrypts but is not 10 bytes is a DecodeError (RFC 9420 §6.3.2)."""
+    ctx = new_ctx(tc)
+    plaintext = PrivateMessageContent(b"hi", FramedContentAuthData(b"sig")).to_bytes()
+    good = SenderData(SENDER, 0, bytes(4)).to_bytes()
+    for sender_data in (good[:-1], good + b"\x00", b""):
+        message = manual_private_message(
+            tc, plaintext, ContentType.APPLICATION, sender_data=sender_data
+        )
+        with pytest.raises(DecodeError):
+            ctx.unprotect_private(message, is_member=members)
+    genuine_decrypts(tc, ctx, "application")
 
 
 @pytest.mark.parametrize("tc", VECTORS)

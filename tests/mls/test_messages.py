@@ -65,7 +65,14 @@ from messenger.mls.proposals import (
     Update,
 )
 from messenger.mls.psk import PreSharedKeyID
-from messenger.mls.welcome import GroupInfo, GroupInfoTBS, GroupSecrets, PathSecret, Welcome
+from messenger.mls.welcome import (
+    EncryptedGroupSecrets,
+    GroupInfo,
+    GroupInfoTBS,
+    GroupSecrets,
+    PathSecret,
+    Welcome,
+)
 from tests.mls.vectors import assert_eq, cases, h
 
 # -- messages.json (test-vectors.md, "Messages") ------------------------------------
@@ -489,8 +496,6 @@ def test_group_secrets_and_welcome() -> None:
     )
     assert GroupSecrets.from_bytes(secrets.to_bytes()) == secrets
     assert GroupSecrets.from_bytes(GroupSecrets(b"j").to_bytes()) == GroupSecrets(b"j")
-    from messenger.mls.welcome import EncryptedGroupSecrets
-
     entry = EncryptedGroupSecrets(b"ref", HPKECiphertext(b"kem", b"ct"))
     welcome = Welcome(2, (entry,), b"egi")
     assert welcome.secrets_for(b"ref") == entry

@@ -1,0 +1,677 @@
+"""Request and response bodies of the API as validated dataclasses.
+
+Every model is a frozen dataclass whose ``FIELDS`` describe its JSON form
+(:mod:`messenger.api.fields`). ``from_json`` validates every field and raises
+:class:`~messenger.api.errors.ApiError` (``invalid_field`` naming the field,
+or ``malformed_json``); ``to_json`` gives the JSON object back. Request
+models refuse unknown fields; response models ignore them, so that a newer
+server can add fields without breaking older clients.
+
+The roles follow RFC 9750: registration and credentials are the
+Authentication Service (§4); KeyPackages, queues, groups, commits, Welcome
+and GroupInfo are the Delivery Service (§5). MLS messages are opaque base64url
+bytes here; the server reads only their framing header (group, epoch,
+content type).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Self
+
+from .errors import ApiError, ErrorCode
+from .fields import Bytes, Choice, Field, Flag, Ident, Int, ListOf, Nested, Text
+
+__all__ = [
+    "HANDLE_PATTERN",
+    "MAX_FETCH",
+    "MAX_GROUP_ID_BYTES",
+    "MAX_GROUP_MEMBERS",
+    "MAX_KEY_PACKAGES_PER_UPLOAD",
+    "MAX_KEY_PACKAGE_BYTES",
+    "MAX_MLS_MESSAGE_BYTES",
+    "SIGNUP_POLICIES",
+    "AckRequest",
+    "AckResponse",
+    "AddClientRequest",
+    "AddClientResponse",
+    "Challenge",
+    "ClaimKeyPackagesRequest",
+    "ClaimKeyPackagesResponse",
+    "ClaimedKeyPackage",
+    "CommitRequest",
+    "CommitResponse",
+    "CreateGroupRequest",
+    "CreateGroupResponse",
+    "Credential",
+    "Empty",
+    "FetchResponse",
+    "GroupInfoRequest",
+    "GroupInfoResponse",
+    "HandleLookupRequest",
+    "HandleLookupResponse",
+    "Health",
+    "KeyPackageCount",
+    "Model",
+    "PushAck",
+    "PushAcked",
+    "PushMessages",
+    "QueueMessage",
+    "RegisterRequest",
+    "RegisterResponse",
+    "SendRequest",
+    "SendResponse",
+    "ServerInfo",
+    "SetHandleRequest",
+    "UploadKeyPackagesRequest",
+    "UploadKeyPackagesResponse",
+    "parse_json",
+]
+
+#: The largest MLS message (commit, Welcome, application message) accepted.
+MAX_MLS_MESSAGE_BYTES: Final = 1 << 20
+#: The largest KeyPackage (encoded MLSMessage) accepted.
+MAX_KEY_PACKAGE_BYTES: Final = 64 << 10
+#: MLS group IDs longer than this are refused.
+MAX_GROUP_ID_BYTES: Final = 255
+#: The most queues a group may fan out to.
+MAX_GROUP_MEMBERS: Final = 10_000
+#: The most KeyPackages in one upload.
+MAX_KEY_PACKAGES_PER_UPLOAD: Final = 100
+#: The most messages one fetch returns.
+MAX_FETCH: Final = 1000
+#: Handles: lower-case ASCII letters, digits, ``_ . -``; 3 to 32 characters.
+HANDLE_PATTERN: Final = r"[a-z0-9][a-z0-9_.\-]{2,31}"
+#: Who may sign up: anyone (with proof of work), holders of an invite code, nobody.
+SIGNUP_POLICIES: Final = ("open", "invite", "closed")
+
+_SIGNATURE_KEY = "Ed25519 public key (RFC 8032), 32 bytes"
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes) -> object:
+    """Decode a JSON document strictly; :attr:`ErrorCode.MALFORMED_JSON` otherwise.
+
+    Refuses invalid UTF-8, duplicate keys, ``NaN``/``Infinity`` and nesting
+    deep enough to exhaust the parser.
+    """
+    try:
+        return json.loads(
+            body,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+        )
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ApiError(ErrorCode.MALFORMED_JSON, f"body is not valid JSON ({reason})") from None
+
+
+class Model:
+    """Base of every API body: JSON in and out as described by ``FIELDS``."""
+
+    __slots__ = ()
+
+    FIELDS: ClassVar[tuple[Field, ...]] = ()
+    #: Requests refuse unknown fields; responses ignore them.
+    STRICT: ClassVar[bool] = True
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON object (absent optional fields are left out)."""
+        out: dict[str, object] = {}
+        for field in self.FIELDS:
+            value = getattr(self, field.name)
+            if value is not None:
+                out[field.name] = field.dump(value)
+        return out
+
+    def dumps(self) -> bytes:
+        """The compact UTF-8 JSON encoding."""
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: object, *, path: str = "") -> Self:
+        """Validate a decoded JSON value; :class:`ApiError` names the first bad field."""
+        where = path or "body"
+        if not isinstance(data, dict):
+            raise ApiError.invalid_field(where, "expected a JSON object")
+        names = {field.name for field in cls.FIELDS}
+        if cls.STRICT:
+            unknown = sorted(key for key in data if key not in names)
+            if unknown:
+                name = f"{path}.{unknown[0]}" if path else unknown[0]
+                raise ApiError.invalid_field(name, "unknown field")
+        values: dict[str, Any] = {}
+        for field in cls.FIELDS:
+            name = f"{path}.{field.name}" if path else field.name
+            raw = data.get(field.name)
+            if raw is None:
+                if not field.optional:
+                    raise ApiError.invalid_field(name, "missing")
+                values[field.name] = None
+            else:
+                values[field.name] = field.parse(raw, name)
+        return cls(**values)
+
+    @classmethod
+    def loads(cls, body: bytes) -> Self:
+        """Decode and validate a JSON body."""
+        return cls.from_json(parse_json(body))
+
+    @classmethod
+    def json_schema(cls) -> dict[str, object]:
+        """The JSON Schema (OpenAPI 3.1 dialect) of this model."""
+        return {
+            "type": "object",
+            "properties": {field.name: field.schema() for field in cls.FIELDS},
+            "required": [field.name for field in cls.FIELDS if not field.optional],
+            "additionalProperties": not cls.STRICT,
+            "description": (cls.__doc__ or "").strip().splitlines()[0],
+        }
+
+
+class _Response(Model):
+    __slots__ = ()
+    STRICT: ClassVar[bool] = False
+
+
+# -- server and health -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Empty(_Response):
+    """An empty object: the request succeeded and there is nothing to report."""
+
+
+@dataclass(frozen=True, slots=True)
+class Health(_Response):
+    """Liveness and database reachability."""
+
+    status: str
+    database: str
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Choice("status", ("ok", "degraded")),
+        Choice("database", ("ok", "unreachable")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo(_Response):
+    """What a client needs to know before it registers."""
+
+    server_key: bytes
+    signup_policy: str
+    pow_difficulty: int
+    timestamp_window_seconds: int
+    max_body_bytes: int
+    retention_seconds: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes(
+            "server_key",
+            min_len=32,
+            max_len=32,
+            description="Ed25519 key that signs credentials",
+        ),
+        Choice("signup_policy", SIGNUP_POLICIES),
+        Int("pow_difficulty", maximum=64, description="leading zero bits required"),
+        Int("timestamp_window_seconds"),
+        Int("max_body_bytes"),
+        Int("retention_seconds", description="unfetched messages are dropped after this"),
+    )
+
+
+# -- registration (the Authentication Service) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge(_Response):
+    """A proof-of-work challenge for one registration."""
+
+    challenge: bytes
+    difficulty: int
+    expires_at: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("challenge", min_len=1, max_len=256, description="opaque, signed by the server"),
+        Int("difficulty", maximum=64, description="leading zero bits of the PoW digest"),
+        Int("expires_at", description="Unix time in milliseconds"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Credential(_Response):
+    """The Authentication Service's statement binding a client's key to its IDs."""
+
+    account_id: str
+    client_id: str
+    signature_key: bytes
+    issued_at: int
+    signature: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Ident("account_id"),
+        Ident("client_id"),
+        Bytes("signature_key", min_len=32, max_len=32, description=_SIGNATURE_KEY),
+        Int("issued_at", description="Unix time in milliseconds"),
+        Bytes(
+            "signature",
+            min_len=64,
+            max_len=64,
+            description="server's Ed25519 signature over signing.credential_tbs",
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRequest(Model):
+    """Create a pseudonymous account with its first client."""
+
+    signature_key: bytes
+    challenge: bytes
+    pow_nonce: int
+    proof: bytes
+    invite_code: str | None = None
+    handle: str | None = None
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("signature_key", min_len=32, max_len=32, description=_SIGNATURE_KEY),
+        Bytes("challenge", min_len=1, max_len=256),
+        Int("pow_nonce", description="solves pow.pow_digest for the challenge and key"),
+        Bytes(
+            "proof",
+            min_len=64,
+            max_len=64,
+            description="signature by signature_key over signing.possession_message",
+        ),
+        Text("invite_code", min_len=8, max_len=64, pattern=r"[A-Za-z0-9_-]+", optional=True),
+        Text("handle", min_len=3, max_len=32, pattern=HANDLE_PATTERN, optional=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterResponse(_Response):
+    """The new account's pseudonymous IDs and its first client's credential."""
+
+    account_id: str
+    client_id: str
+    queue_id: str
+    credential: Credential
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Ident("account_id"),
+        Ident("client_id"),
+        Ident("queue_id", description="the client's delivery queue"),
+        Nested("credential", Credential),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AddClientRequest(Model):
+    """Add another client (device) to the signing client's account."""
+
+    signature_key: bytes
+    proof: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("signature_key", min_len=32, max_len=32, description=_SIGNATURE_KEY),
+        Bytes("proof", min_len=64, max_len=64),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AddClientResponse(_Response):
+    """The new client's IDs and credential."""
+
+    client_id: str
+    queue_id: str
+    credential: Credential
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Ident("client_id"),
+        Ident("queue_id"),
+        Nested("credential", Credential),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SetHandleRequest(Model):
+    """Set (or replace) the account's handle; the server keeps only a keyed hash."""
+
+    handle: str
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Text("handle", min_len=3, max_len=32, pattern=HANDLE_PATTERN),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HandleLookupRequest(Model):
+    """Find the account that holds exactly this handle."""
+
+    handle: str
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Text("handle", min_len=3, max_len=32, pattern=HANDLE_PATTERN),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HandleLookupResponse(_Response):
+    """The account that holds the handle."""
+
+    account_id: str
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Ident("account_id"),)
+
+
+# -- KeyPackages (RFC 9750 §5.1) ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UploadKeyPackagesRequest(Model):
+    """Publish one-time KeyPackages and optionally replace the last-resort one."""
+
+    key_packages: tuple[bytes, ...]
+    last_resort: bytes | None = None
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ListOf(
+            "key_packages",
+            Bytes("", min_len=1, max_len=MAX_KEY_PACKAGE_BYTES),
+            max_items=MAX_KEY_PACKAGES_PER_UPLOAD,
+            description="MLSMessage-encoded KeyPackages, each used at most once",
+        ),
+        Bytes(
+            "last_resort",
+            min_len=1,
+            max_len=MAX_KEY_PACKAGE_BYTES,
+            optional=True,
+            description="handed out when no one-time KeyPackage is left (RFC 9750 §5.1)",
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UploadKeyPackagesResponse(_Response):
+    """How many one-time KeyPackages the client now has on the server."""
+
+    available: int
+    last_resort: bool
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Int("available"), Flag("last_resort"))
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPackageCount(_Response):
+    """The signing client's unclaimed KeyPackages, so that it can replenish."""
+
+    available: int
+    last_resort: bool
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Int("available"), Flag("last_resort"))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimKeyPackagesRequest(Model):
+    """Claim one KeyPackage for each client of an account."""
+
+    account_id: str
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Ident("account_id"),)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedKeyPackage(_Response):
+    """One client's KeyPackage and the queue that its Welcome goes to."""
+
+    client_id: str
+    queue_id: str
+    key_package: bytes
+    last_resort: bool
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Ident("client_id"),
+        Ident("queue_id"),
+        Bytes("key_package", min_len=1, max_len=MAX_KEY_PACKAGE_BYTES),
+        Flag("last_resort"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimKeyPackagesResponse(_Response):
+    """One KeyPackage per client of the account (clients with none are left out)."""
+
+    key_packages: tuple[ClaimedKeyPackage, ...]
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ListOf("key_packages", Nested("", ClaimedKeyPackage), max_items=1000),
+    )
+
+
+# -- queues -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage(_Response):
+    """One message in a queue: its sequence number and the MLSMessage bytes.
+
+    Sequence numbers of a queue are consecutive; a gap means that messages
+    were dropped by the retention limit.
+    """
+
+    seq: int
+    data: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("seq", minimum=1),
+        Bytes("data", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResponse(_Response):
+    """Messages after the cursor, oldest first."""
+
+    messages: tuple[QueueMessage, ...]
+    more: bool
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ListOf("messages", Nested("", QueueMessage), max_items=MAX_FETCH),
+        Flag("more", description="more messages are waiting after these"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AckRequest(Model):
+    """Delete every message of the signing client's queue up to ``up_to``."""
+
+    up_to: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Int("up_to"),)
+
+
+@dataclass(frozen=True, slots=True)
+class AckResponse(_Response):
+    """How many messages were deleted."""
+
+    deleted: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Int("deleted"),)
+
+
+# -- groups (RFC 9750 §5.2) -----------------------------------------------------
+
+
+def _members(
+    name: str, *, min_items: int = 0, optional: bool = False, description: str = ""
+) -> ListOf:
+    return ListOf(
+        name,
+        Ident(""),
+        min_items=min_items,
+        max_items=MAX_GROUP_MEMBERS,
+        unique=True,
+        optional=optional,
+        description=description,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGroupRequest(Model):
+    """Register a new MLS group at epoch 0 with its creator's queue as the only member."""
+
+    group_id: bytes
+    group_info: bytes | None = None
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("group_id", min_len=1, max_len=MAX_GROUP_ID_BYTES),
+        Bytes("group_info", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGroupResponse(_Response):
+    """The group's epoch on the server (0)."""
+
+    epoch: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Int("epoch"),)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest(Model):
+    """A commit for ``epoch``; exactly one commit per epoch is accepted.
+
+    ``members`` is the group's queue set once the commit is applied, as the
+    committer computes it; ``welcome`` goes to ``welcome_to`` (which must be
+    members). ``group_info`` (optional) is the GroupInfo of the new epoch,
+    kept for external joins.
+    """
+
+    epoch: int
+    commit: bytes
+    members: tuple[str, ...]
+    welcome: bytes | None = None
+    welcome_to: tuple[str, ...] | None = None
+    group_info: bytes | None = None
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("epoch", description="the epoch the commit was made in"),
+        Bytes("commit", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+        _members("members", min_items=1, description="queue IDs of the group after the commit"),
+        Bytes("welcome", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
+        _members("welcome_to", optional=True),
+        Bytes("group_info", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResponse(_Response):
+    """The commit was accepted: the group is now at ``epoch``."""
+
+    epoch: int
+    recipients: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Int("epoch"), Int("recipients"))
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest(Model):
+    """An application message or proposal for the group's current epoch."""
+
+    message: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("message", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SendResponse(_Response):
+    """The message was stored for ``recipients`` queues."""
+
+    epoch: int
+    recipients: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Int("epoch"), Int("recipients"))
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfoRequest(Model):
+    """Replace the stored GroupInfo of the group's current epoch."""
+
+    epoch: int
+    group_info: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("epoch"),
+        Bytes("group_info", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfoResponse(_Response):
+    """The latest GroupInfo of a group (for an external join)."""
+
+    epoch: int
+    group_info: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("epoch"),
+        Bytes("group_info", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+    )
+
+
+# -- WebSocket frames -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PushMessages(_Response):
+    """Server to client: new messages of the client's queue."""
+
+    type: str
+    messages: tuple[QueueMessage, ...]
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Choice("type", ("messages",)),
+        ListOf("messages", Nested("", QueueMessage), max_items=MAX_FETCH),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PushAck(Model):
+    """Client to server: delete messages up to ``up_to``."""
+
+    type: str
+    up_to: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Choice("type", ("ack",)), Int("up_to"))
+
+
+@dataclass(frozen=True, slots=True)
+class PushAcked(_Response):
+    """Server to client: the ack was stored."""
+
+    type: str
+    up_to: int
+    deleted: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Choice("type", ("acked",)),
+        Int("up_to"),
+        Int("deleted"),
+    )

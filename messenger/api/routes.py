@@ -1,0 +1,267 @@
+"""The API's routes: paths as constants and a table that describes each one.
+
+Paths with ``{group_id}`` take the MLS group ID as unpadded base64url; build
+them with :func:`group_path`. :data:`ROUTES` lists every HTTP route with
+its method, models, whether it must be signed (:mod:`messenger.api.signing`)
+and the error codes it can answer with; the server serves its OpenAPI
+description from this table, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from . import models as m
+from .errors import ErrorCode
+from .fields import Field, Int, b64encode
+
+__all__ = [
+    "ACK",
+    "CLAIM_KEY_PACKAGES",
+    "CLIENTS",
+    "FETCH_QUERY",
+    "GROUPS",
+    "GROUP_COMMITS",
+    "GROUP_INFO",
+    "GROUP_MESSAGES",
+    "HANDLE",
+    "HANDLE_LOOKUP",
+    "HEALTH",
+    "KEY_PACKAGES",
+    "KEY_PACKAGE_COUNT",
+    "MAX_LONG_POLL_SECONDS",
+    "METRICS",
+    "OPENAPI",
+    "QUEUE_MESSAGES",
+    "QUEUE_WEBSOCKET",
+    "REGISTER",
+    "REGISTER_CHALLENGE",
+    "ROUTES",
+    "SERVER_INFO",
+    "Route",
+    "group_path",
+]
+
+SERVER_INFO: Final = "/v1/server"
+REGISTER_CHALLENGE: Final = "/v1/register/challenge"
+REGISTER: Final = "/v1/register"
+CLIENTS: Final = "/v1/clients"
+HANDLE: Final = "/v1/account/handle"
+HANDLE_LOOKUP: Final = "/v1/handles/lookup"
+KEY_PACKAGES: Final = "/v1/key-packages"
+KEY_PACKAGE_COUNT: Final = "/v1/key-packages/count"
+CLAIM_KEY_PACKAGES: Final = "/v1/key-packages/claim"
+QUEUE_MESSAGES: Final = "/v1/queue/messages"
+ACK: Final = "/v1/queue/ack"
+QUEUE_WEBSOCKET: Final = "/v1/queue/ws"
+GROUPS: Final = "/v1/groups"
+GROUP_COMMITS: Final = "/v1/groups/{group_id}/commits"
+GROUP_MESSAGES: Final = "/v1/groups/{group_id}/messages"
+GROUP_INFO: Final = "/v1/groups/{group_id}/group-info"
+HEALTH: Final = "/health"
+METRICS: Final = "/metrics"
+OPENAPI: Final = "/openapi.json"
+
+#: The longest a long-poll fetch may wait for a message.
+MAX_LONG_POLL_SECONDS: Final = 60
+
+
+def group_path(template: str, group_id: bytes) -> str:
+    """``template`` with ``{group_id}`` filled in."""
+    return template.replace("{group_id}", b64encode(group_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One HTTP route of the API."""
+
+    method: str
+    path: str
+    summary: str
+    response: type[m.Model] | None
+    request: type[m.Model] | None = None
+    signed: bool = True
+    query: tuple[Field, ...] = ()
+    errors: tuple[ErrorCode, ...] = ()
+
+
+_AUTH: Final = (
+    ErrorCode.AUTH_MISSING,
+    ErrorCode.AUTH_INVALID,
+    ErrorCode.AUTH_EXPIRED,
+    ErrorCode.AUTH_REPLAYED,
+    ErrorCode.RATE_LIMITED,
+)
+_BODY: Final = (
+    ErrorCode.MALFORMED_JSON,
+    ErrorCode.INVALID_FIELD,
+    ErrorCode.BODY_TOO_LARGE,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+)
+_GROUP: Final = (ErrorCode.UNKNOWN_GROUP, ErrorCode.NOT_A_MEMBER)
+_MLS: Final = (ErrorCode.INVALID_MESSAGE, ErrorCode.WRONG_MESSAGE_TYPE, ErrorCode.GROUP_MISMATCH)
+
+#: Fetch query parameters.
+FETCH_QUERY: Final = (
+    Int("after", optional=True, description="return messages with a larger seq (default 0)"),
+    Int("limit", minimum=1, maximum=m.MAX_FETCH, optional=True),
+    Int(
+        "wait",
+        maximum=MAX_LONG_POLL_SECONDS,
+        optional=True,
+        description="long poll: seconds to wait when the queue is empty",
+    ),
+)
+
+#: Every HTTP route (the WebSocket route is described in docs/server.md).
+ROUTES: Final[tuple[Route, ...]] = (
+    Route("GET", HEALTH, "Liveness and database health", m.Health, signed=False),
+    Route("GET", SERVER_INFO, "Server key, sign-up policy and limits", m.ServerInfo, signed=False),
+    Route(
+        "POST",
+        REGISTER_CHALLENGE,
+        "Get a proof-of-work challenge for registration",
+        m.Challenge,
+        signed=False,
+        errors=(ErrorCode.SIGNUP_CLOSED, ErrorCode.RATE_LIMITED),
+    ),
+    Route(
+        "POST",
+        REGISTER,
+        "Register an anonymous account and its first client",
+        m.RegisterResponse,
+        m.RegisterRequest,
+        signed=False,
+        errors=(
+            *_BODY,
+            ErrorCode.SIGNUP_CLOSED,
+            ErrorCode.INVITE_REQUIRED,
+            ErrorCode.INVITE_INVALID,
+            ErrorCode.CHALLENGE_INVALID,
+            ErrorCode.CHALLENGE_EXPIRED,
+            ErrorCode.CHALLENGE_USED,
+            ErrorCode.POW_INVALID,
+            ErrorCode.PROOF_INVALID,
+            ErrorCode.HANDLE_TAKEN,
+            ErrorCode.KEY_IN_USE,
+            ErrorCode.RATE_LIMITED,
+        ),
+    ),
+    Route(
+        "POST",
+        CLIENTS,
+        "Add a client (device) to the account",
+        m.AddClientResponse,
+        m.AddClientRequest,
+        errors=(
+            *_AUTH,
+            *_BODY,
+            ErrorCode.PROOF_INVALID,
+            ErrorCode.KEY_IN_USE,
+            ErrorCode.LIMIT_EXCEEDED,
+        ),
+    ),
+    Route(
+        "PUT",
+        HANDLE,
+        "Set the account's handle",
+        m.Empty,
+        m.SetHandleRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.HANDLE_TAKEN),
+    ),
+    Route("DELETE", HANDLE, "Remove the account's handle", m.Empty, errors=_AUTH),
+    Route(
+        "POST",
+        HANDLE_LOOKUP,
+        "Find an account by its exact handle",
+        m.HandleLookupResponse,
+        m.HandleLookupRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.UNKNOWN_ACCOUNT),
+    ),
+    Route(
+        "POST",
+        KEY_PACKAGES,
+        "Upload KeyPackages (and the last-resort KeyPackage)",
+        m.UploadKeyPackagesResponse,
+        m.UploadKeyPackagesRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.INVALID_MESSAGE, ErrorCode.LIMIT_EXCEEDED),
+    ),
+    Route(
+        "GET",
+        KEY_PACKAGE_COUNT,
+        "Count the signing client's unclaimed KeyPackages",
+        m.KeyPackageCount,
+        errors=_AUTH,
+    ),
+    Route(
+        "POST",
+        CLAIM_KEY_PACKAGES,
+        "Claim one KeyPackage per client of an account",
+        m.ClaimKeyPackagesResponse,
+        m.ClaimKeyPackagesRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.UNKNOWN_ACCOUNT, ErrorCode.NO_KEY_PACKAGE),
+    ),
+    Route(
+        "GET",
+        QUEUE_MESSAGES,
+        "Fetch messages after a cursor (long poll with wait)",
+        m.FetchResponse,
+        query=FETCH_QUERY,
+        errors=(*_AUTH, ErrorCode.INVALID_FIELD),
+    ),
+    Route(
+        "POST",
+        ACK,
+        "Delete fetched messages up to a sequence number",
+        m.AckResponse,
+        m.AckRequest,
+        errors=(*_AUTH, *_BODY),
+    ),
+    Route(
+        "POST",
+        GROUPS,
+        "Register a new group at epoch 0",
+        m.CreateGroupResponse,
+        m.CreateGroupRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.GROUP_EXISTS, *_MLS),
+    ),
+    Route(
+        "POST",
+        GROUP_COMMITS,
+        "Submit the commit for an epoch (exactly one per epoch wins)",
+        m.CommitResponse,
+        m.CommitRequest,
+        errors=(
+            *_AUTH,
+            *_BODY,
+            *_GROUP,
+            *_MLS,
+            ErrorCode.STALE_EPOCH,
+            ErrorCode.UNKNOWN_QUEUE,
+        ),
+    ),
+    Route(
+        "POST",
+        GROUP_MESSAGES,
+        "Send an application message or proposal to the group",
+        m.SendResponse,
+        m.SendRequest,
+        errors=(*_AUTH, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH),
+    ),
+    Route(
+        "GET",
+        GROUP_INFO,
+        "Get the latest GroupInfo (for an external join)",
+        m.GroupInfoResponse,
+        errors=(*_AUTH, ErrorCode.UNKNOWN_GROUP, ErrorCode.NO_GROUP_INFO),
+    ),
+    Route(
+        "PUT",
+        GROUP_INFO,
+        "Replace the GroupInfo of the current epoch",
+        m.Empty,
+        m.GroupInfoRequest,
+        errors=(*_AUTH, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH),
+    ),
+)

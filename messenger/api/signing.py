@@ -1,0 +1,99 @@
+"""The byte strings that clients and the server sign, shared by both sides.
+
+Three things are signed, each with its own domain-separation prefix so that
+a signature for one can never be taken for another:
+
+* **Requests** (:func:`canonical_request`). A client signs every
+  authenticated request with its Ed25519 key (RFC 8032) and sends the
+  signature in :data:`HEADER_SIGNATURE` together with its client ID,
+  a timestamp and a random nonce. The server refuses a request whose
+  timestamp is outside its window or whose nonce it has already seen for
+  that client (replay), so a captured request cannot be sent again.
+* **Proof of possession** (:func:`possession_message`). Registering a key
+  (a new account or another device) needs a signature by that key, so no
+  one can register a key that they do not hold.
+* **Credentials** (:func:`credential_tbs`). The server (the Authentication
+  Service of RFC 9750 §4) signs the binding of a client's signature key to
+  its pseudonymous account and client IDs.
+
+All formats are ``\\n``-joined ASCII lines; binary values appear as
+unpadded base64url or hex, so the canonical form is unambiguous.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+from .fields import b64encode
+
+__all__ = [
+    "HEADER_CLIENT",
+    "HEADER_NONCE",
+    "HEADER_SIGNATURE",
+    "HEADER_TIMESTAMP",
+    "NONCE_BYTES",
+    "canonical_request",
+    "credential_tbs",
+    "possession_message",
+]
+
+#: The signing client's ID.
+HEADER_CLIENT: Final = "X-Messenger-Client"
+#: Unix time of signing in milliseconds (decimal).
+HEADER_TIMESTAMP: Final = "X-Messenger-Timestamp"
+#: :data:`NONCE_BYTES` random bytes, base64url; unique per client within the window.
+HEADER_NONCE: Final = "X-Messenger-Nonce"
+#: Ed25519 signature over :func:`canonical_request`, base64url.
+HEADER_SIGNATURE: Final = "X-Messenger-Signature"
+
+#: Length of a request nonce.
+NONCE_BYTES: Final = 16
+
+_REQUEST_PREFIX: Final = "messenger-request-v1"
+_POSSESSION_PREFIX: Final = "messenger-possession-v1"
+_CREDENTIAL_PREFIX: Final = "messenger-credential-v1"
+
+
+def canonical_request(
+    method: str,
+    target: str,
+    client_id: str,
+    timestamp_ms: int,
+    nonce: str,
+    body: bytes,
+) -> bytes:
+    """What a client signs for one request.
+
+    ``target`` is the path as sent, plus ``?`` and the query string when
+    there is one (``/v1/queue/messages?after=3``). The body is covered by its
+    SHA-256, so any change to method, target, body, timestamp or nonce makes
+    the signature fail.
+    """
+    lines = (
+        _REQUEST_PREFIX,
+        method.upper(),
+        target,
+        client_id,
+        str(timestamp_ms),
+        nonce,
+        hashlib.sha256(body).hexdigest(),
+    )
+    return "\n".join(lines).encode("ascii")
+
+
+def possession_message(context: bytes, signature_key: bytes) -> bytes:
+    """What a new key signs to prove that its holder registers it.
+
+    ``context`` ties the proof to one use: the registration challenge, or
+    the account ID when a client is added to an account.
+    """
+    return "\n".join((_POSSESSION_PREFIX, b64encode(context), b64encode(signature_key))).encode(
+        "ascii"
+    )
+
+
+def credential_tbs(account_id: str, client_id: str, signature_key: bytes, issued_at: int) -> bytes:
+    """What the server signs to issue a credential."""
+    lines = (_CREDENTIAL_PREFIX, account_id, client_id, b64encode(signature_key), str(issued_at))
+    return "\n".join(lines).encode("ascii")

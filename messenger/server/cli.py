@@ -1,0 +1,114 @@
+"""The ``messenger-server`` command (also ``python -m messenger.server``).
+
+::
+
+    messenger-server [--config FILE] [serve]     run the server (the default)
+    messenger-server [--config FILE] migrate     bring the database schema up to date
+    messenger-server [--config FILE] mint-invite [--count N] [--uses N] [--expires-days D]
+
+Settings come from the TOML file (``--config`` or ``MESSENGER_CONFIG``) and
+``MESSENGER_*`` environment variables (:mod:`.config`). ``mint-invite``
+prints the new codes, one per line; the database keeps only their hashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import uvicorn
+from starlette.applications import Starlette
+
+from .app import create_app
+from .config import ConfigError, ServerConfig, load_config
+from .logs import configure_logging
+from .registration import mint_invites
+from .storage import StorageError, migrate, open_database
+
+__all__ = ["main", "uvicorn_config"]
+
+
+def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    """How the server runs under uvicorn (shared by the command and the tests)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=1 << 16,
+        ws_per_message_deflate=False,
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="messenger-server", description="Messenger home server (MLS Delivery Service)"
+    )
+    parser.add_argument("--config", help="TOML configuration file (or MESSENGER_CONFIG)")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the server (default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    mint = sub.add_parser("mint-invite", help="create invite codes")
+    mint.add_argument("--count", type=int, default=1, help="how many codes (default 1)")
+    mint.add_argument("--uses", type=int, default=1, help="registrations per code (default 1)")
+    mint.add_argument("--expires-days", type=float, default=None, help="validity in days")
+    return parser
+
+
+async def _migrate(config: ServerConfig) -> int:
+    db = open_database(config.effective_database_url, 2)
+    await db.connect()
+    try:
+        return await migrate(db, int(time.time() * 1000))
+    finally:
+        await db.close()
+
+
+async def _mint(config: ServerConfig, count: int, uses: int, days: float | None) -> list[str]:
+    db = open_database(config.effective_database_url, 2)
+    await db.connect()
+    try:
+        await migrate(db, int(time.time() * 1000))
+        expires = None if days is None else int((time.time() + days * 86400) * 1000)
+        return await mint_invites(db, count, uses, expires)
+    finally:
+        await db.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; the process exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config, os.environ)
+    except ConfigError as exc:
+        print(f"messenger-server: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level)
+    try:
+        if args.command == "migrate":
+            version = asyncio.run(_migrate(config))
+            print(f"schema at version {version}")
+            return 0
+        if args.command == "mint-invite":
+            if args.count < 1 or args.uses < 1:
+                print("messenger-server: --count and --uses must be at least 1", file=sys.stderr)
+                return 2
+            for code in asyncio.run(_mint(config, args.count, args.uses, args.expires_days)):
+                print(code)
+            return 0
+        server = uvicorn.Server(uvicorn_config(create_app(config), config.host, config.port))
+        server.run()
+        return 0 if server.started else 1
+    except StorageError as exc:
+        print(f"messenger-server: {exc}", file=sys.stderr)
+        return 1

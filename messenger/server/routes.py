@@ -1,0 +1,342 @@
+"""HTTP endpoints: thin adapters from requests to the services.
+
+Every endpoint goes through :func:`endpoint`, which applies the same steps
+in the same order: rate limit per address, body size limit, signature check
+(signed routes), rate limit per account, JSON validation into the route's
+request model, the service call, and one JSON response. Errors become the
+typed JSON body of :class:`~messenger.api.errors.ApiError`; nothing else
+escapes (a bug is a 500 ``internal`` with no details, logged with its
+traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
+
+from messenger.api import models as m
+from messenger.api import routes as r
+from messenger.api.errors import ApiError, ErrorCode
+from messenger.api.fields import b64decode
+from messenger.api.routes import Route
+
+from .authentication import Principal
+from .logs import log_event
+from .metrics import CONTENT_TYPE
+from .openapi import openapi_document
+from .state import VERSION, ServerState
+from .storage import StorageError
+
+__all__ = [
+    "client_address",
+    "error_response",
+    "http_routes",
+    "json_response",
+    "request_target",
+]
+
+_log = logging.getLogger("messenger.server.http")
+
+
+def json_response(model: m.Model, status: int = 200) -> Response:
+    return Response(model.dumps(), status_code=status, media_type="application/json")
+
+
+def error_response(error: ApiError) -> Response:
+    headers = {}
+    retry = error.details.get("retry_after")
+    if isinstance(retry, int):
+        headers["Retry-After"] = str(retry)
+    return Response(
+        json.dumps(error.to_json(), separators=(",", ":")),
+        status_code=error.status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def request_target(conn: HTTPConnection) -> str:
+    """The path and query string as the client signed them."""
+    path: str = conn.scope["path"]
+    query: bytes = conn.scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def client_address(conn: HTTPConnection, state: ServerState) -> str:
+    """The client's address (from the reverse proxy's X-Forwarded-For if trusted)."""
+    if state.config.trust_forwarded_for:
+        forwarded = conn.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.rsplit(",", 1)[-1].strip()
+    return conn.client.host if conn.client is not None else "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request, as the services see it."""
+
+    state: ServerState
+    request: Request
+    principal: Principal | None
+    body: Any
+
+    @property
+    def me(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+    def group_id(self) -> bytes:
+        raw = self.request.path_params["group_id"]
+        try:
+            group_id = b64decode(raw)
+        except ValueError:
+            raise ApiError.invalid_field("group_id", "not unpadded base64url") from None
+        if not 1 <= len(group_id) <= m.MAX_GROUP_ID_BYTES:
+            raise ApiError.invalid_field("group_id", "bad length")
+        return group_id
+
+
+Handler = Callable[[Call], Awaitable[m.Model | Response]]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError.invalid_field("content-length", "not a number")
+        if int(declared) > limit:
+            raise ApiError(ErrorCode.BODY_TOO_LARGE, f"the body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(ErrorCode.BODY_TOO_LARGE, f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def endpoint(route: Route, handler: Handler) -> StarletteRoute:
+    """A Starlette route running ``handler`` behind the common steps."""
+
+    async def run(request: Request) -> Response:
+        state: ServerState = request.app.state.server
+        started = time.perf_counter()
+        try:
+            response = await _handle(request, state)
+        except ApiError as exc:
+            response = error_response(exc)
+        except StorageError:
+            _log.exception("database failure", extra={"fields": {"route": route.path}})
+            response = error_response(
+                ApiError(ErrorCode.UNAVAILABLE, "the database is unavailable; retry later")
+            )
+        except Exception:
+            _log.exception("unexpected failure", extra={"fields": {"route": route.path}})
+            response = error_response(ApiError(ErrorCode.INTERNAL, "internal server error"))
+        elapsed = time.perf_counter() - started
+        state.metrics.requests.labels(route.method, route.path, str(response.status_code)).inc()
+        state.metrics.latency.labels(route.path).observe(elapsed)
+        log_event(
+            _log,
+            "request",
+            logging.DEBUG if response.status_code < 400 else logging.INFO,
+            method=route.method,
+            route=route.path,
+            status=response.status_code,
+            duration_ms=round(elapsed * 1000, 2),
+        )
+        return response
+
+    async def _handle(request: Request, state: ServerState) -> Response:
+        try:
+            state.ip_limiter.hit(client_address(request, state))
+        except ApiError:
+            state.metrics.rate_limited.labels(limit="address").inc()
+            raise
+        body = await _read_body(request, state.config.max_body_bytes)
+        principal = None
+        if route.signed:
+            principal = await state.auth.authenticate(
+                request.method, request_target(request), request.headers, body
+            )
+            try:
+                state.account_limiter.hit(principal.account_id)
+            except ApiError:
+                state.metrics.rate_limited.labels(limit="account").inc()
+                raise
+        parsed = None
+        if route.request is not None:
+            media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type != "application/json":
+                raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json")
+            parsed = route.request.loads(body)
+        result = await handler(Call(state, request, principal, parsed))
+        return result if isinstance(result, Response) else json_response(result)
+
+    return StarletteRoute(route.path, run, methods=[route.method], name=route.summary)
+
+
+# -- handlers -------------------------------------------------------------------------
+
+
+async def health(call: Call) -> Response:
+    ok = await call.state.db.ping()
+    return json_response(
+        m.Health("ok" if ok else "degraded", "ok" if ok else "unreachable"), 200 if ok else 503
+    )
+
+
+async def server_info(call: Call) -> m.Model:
+    c = call.state.config
+    return m.ServerInfo(
+        server_key=call.state.keys.credential_public_key,
+        signup_policy=c.signup_policy,
+        pow_difficulty=c.pow_difficulty,
+        timestamp_window_seconds=c.timestamp_window_seconds,
+        max_body_bytes=c.max_body_bytes,
+        retention_seconds=c.retention_seconds,
+    )
+
+
+async def register_challenge(call: Call) -> m.Model:
+    return call.state.registration.challenge()
+
+
+async def register(call: Call) -> m.Model:
+    state = call.state
+    try:
+        state.registration_limiter.hit(client_address(call.request, state))
+    except ApiError:
+        state.metrics.rate_limited.labels(limit="registration").inc()
+        raise
+    response = await state.registration.register(call.body)
+    state.metrics.registrations.inc()
+    log_event(_log, "account registered")
+    return response
+
+
+async def add_client(call: Call) -> m.Model:
+    return await call.state.registration.add_client(call.me, call.body)
+
+
+async def set_handle(call: Call) -> m.Model:
+    await call.state.handles.set(call.me, call.body.handle)
+    return m.Empty()
+
+
+async def remove_handle(call: Call) -> m.Model:
+    await call.state.handles.remove(call.me)
+    return m.Empty()
+
+
+async def lookup_handle(call: Call) -> m.Model:
+    return await call.state.handles.lookup(call.body.handle)
+
+
+async def upload_key_packages(call: Call) -> m.Model:
+    return await call.state.key_packages.upload(call.me, call.body)
+
+
+async def count_key_packages(call: Call) -> m.Model:
+    return await call.state.key_packages.count(call.me)
+
+
+async def claim_key_packages(call: Call) -> m.Model:
+    return await call.state.key_packages.claim(call.body.account_id)
+
+
+def _query_int(call: Call, name: str, default: int) -> int:
+    field = next(f for f in r.FETCH_QUERY if f.name == name)
+    raw = call.request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise ApiError.invalid_field(name, "expected a non-negative integer")
+    value: int = field.parse(int(raw), name)
+    return value
+
+
+async def fetch(call: Call) -> m.Model:
+    after = _query_int(call, "after", 0)
+    limit = _query_int(call, "limit", 100)
+    wait = _query_int(call, "wait", 0)
+    messages, more = await call.state.delivery.fetch_wait(call.me.queue_id, after, limit, wait)
+    return m.FetchResponse(tuple(messages), more)
+
+
+async def ack(call: Call) -> m.Model:
+    deleted = await call.state.delivery.ack(call.me.queue_id, call.body.up_to)
+    return m.AckResponse(deleted)
+
+
+async def create_group(call: Call) -> m.Model:
+    return await call.state.delivery.create_group(call.me, call.body)
+
+
+async def commit(call: Call) -> m.Model:
+    return await call.state.delivery.commit(call.me, call.group_id(), call.body)
+
+
+async def send(call: Call) -> m.Model:
+    return await call.state.delivery.send(call.me, call.group_id(), call.body)
+
+
+async def get_group_info(call: Call) -> m.Model:
+    return await call.state.delivery.group_info(call.group_id())
+
+
+async def put_group_info(call: Call) -> m.Model:
+    await call.state.delivery.put_group_info(call.me, call.group_id(), call.body)
+    return m.Empty()
+
+
+async def metrics(call: Call) -> Response:
+    return Response(call.state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def openapi(call: Call) -> Response:
+    return Response(json.dumps(openapi_document(VERSION)), media_type="application/json")
+
+
+_HANDLERS: dict[tuple[str, str], Handler] = {
+    ("GET", r.HEALTH): health,
+    ("GET", r.SERVER_INFO): server_info,
+    ("POST", r.REGISTER_CHALLENGE): register_challenge,
+    ("POST", r.REGISTER): register,
+    ("POST", r.CLIENTS): add_client,
+    ("PUT", r.HANDLE): set_handle,
+    ("DELETE", r.HANDLE): remove_handle,
+    ("POST", r.HANDLE_LOOKUP): lookup_handle,
+    ("POST", r.KEY_PACKAGES): upload_key_packages,
+    ("GET", r.KEY_PACKAGE_COUNT): count_key_packages,
+    ("POST", r.CLAIM_KEY_PACKAGES): claim_key_packages,
+    ("GET", r.QUEUE_MESSAGES): fetch,
+    ("POST", r.ACK): ack,
+    ("POST", r.GROUPS): create_group,
+    ("POST", r.GROUP_COMMITS): commit,
+    ("POST", r.GROUP_MESSAGES): send,
+    ("GET", r.GROUP_INFO): get_group_info,
+    ("PUT", r.GROUP_INFO): put_group_info,
+}
+
+_OPERATIONAL = (
+    Route("GET", r.METRICS, "Prometheus metrics", None, signed=False),
+    Route("GET", r.OPENAPI, "OpenAPI description", None, signed=False),
+)
+
+
+def http_routes() -> list[StarletteRoute]:
+    """Every HTTP route of the API, plus metrics and the OpenAPI description."""
+    routes = [endpoint(route, _HANDLERS[(route.method, route.path)]) for route in r.ROUTES]
+    routes.append(endpoint(_OPERATIONAL[0], metrics))
+    routes.append(endpoint(_OPERATIONAL[1], openapi))
+    return routes

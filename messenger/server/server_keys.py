@@ -1,0 +1,95 @@
+"""The server's secrets, all derived from one master secret in a file.
+
+The master secret (32 random bytes, hex) lives in ``secret_key_file``
+(default ``<data_dir>/server-secret.key``, mode 0600) and is created on first
+start. It is deliberately *not* in the database: a stolen database alone
+does not let anyone forge credentials or challenges, nor test guesses
+against the stored handle hashes. Several processes behind one PostgreSQL
+must be given the same file.
+
+Derived keys (HMAC-SHA256 of the master secret and a label):
+
+* the Ed25519 key that signs credentials (the Authentication Service key);
+* the MAC key of stateless proof-of-work challenges;
+* the pepper of handle hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+__all__ = [
+    "ServerKeys",
+    "load_or_create_master_secret",
+]
+
+_SECRET_BYTES = 32
+
+
+def load_or_create_master_secret(path: Path) -> bytes:
+    """The master secret at ``path``, created (atomically, mode 0600) if missing."""
+    try:
+        return _read(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_bytes(_SECRET_BYTES).hex().encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # atomic, and fails if another process was first
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return _read(path)
+
+
+def _read(path: Path) -> bytes:
+    text = path.read_text(encoding="ascii").strip()
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"{path} does not hold a hex secret") from None
+    if len(secret) < _SECRET_BYTES:
+        raise ValueError(f"{path} holds a secret shorter than {_SECRET_BYTES} bytes")
+    return secret
+
+
+@dataclass(frozen=True, slots=True)
+class ServerKeys:
+    """The keys derived from the master secret."""
+
+    credential_key: Ed25519PrivateKey
+    credential_public_key: bytes
+    challenge_mac_key: bytes
+    handle_pepper: bytes
+
+    @classmethod
+    def derive(cls, master: bytes) -> ServerKeys:
+        """Derive every key from ``master``."""
+
+        def sub(label: str) -> bytes:
+            info = f"messenger-server-v1:{label}".encode()
+            return hmac.new(master, info, hashlib.sha256).digest()
+
+        signing = Ed25519PrivateKey.from_private_bytes(sub("credential-signing"))
+        public = signing.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return cls(
+            credential_key=signing,
+            credential_public_key=public,
+            challenge_mac_key=sub("challenge-mac"),
+            handle_pepper=sub("handle-hash"),
+        )

@@ -1,0 +1,107 @@
+"""Everything one server process holds, wired together, with start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from .authentication import RequestAuthenticator
+from .config import ServerConfig
+from .delivery import DeliveryService
+from .handles import Handles
+from .key_packages import KeyPackages
+from .logs import log_event
+from .metrics import Metrics
+from .push import CHANNEL, Hub
+from .ratelimit import RateLimiter
+from .registration import Registration
+from .server_keys import ServerKeys, load_or_create_master_secret
+from .storage import Database, StorageError, migrate, open_database
+
+__all__ = ["VERSION", "ServerState"]
+
+#: The server's version, reported by the OpenAPI description.
+VERSION = "0.1.0"
+
+_log = logging.getLogger("messenger.server")
+
+
+class ServerState:
+    """The services of one process; :meth:`start` before use, :meth:`stop` after."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        database: Database | None = None,
+        run_sweeper: bool = True,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.db = database or open_database(config.effective_database_url, config.db_pool_size)
+        self.metrics = Metrics()
+        self.hub = Hub()
+        self.keys = ServerKeys.derive(load_or_create_master_secret(config.secret_key_path))
+        self.auth = RequestAuthenticator(
+            self.db, config.timestamp_window_seconds, clock, self.metrics
+        )
+        self.handles = Handles(self.db, self.keys.handle_pepper)
+        self.registration = Registration(self.db, config, self.keys, self.handles, clock)
+        self.key_packages = KeyPackages(self.db, config.max_key_packages_per_client)
+        self.delivery = DeliveryService(
+            self.db,
+            self.hub,
+            self.metrics,
+            clock,
+            retention_seconds=config.retention_seconds,
+            max_queue_length=config.max_queue_length,
+        )
+        self.ip_limiter = RateLimiter.per_minute("address", config.ip_requests_per_minute, clock)
+        self.account_limiter = RateLimiter.per_minute(
+            "account", config.account_requests_per_minute, clock
+        )
+        self.registration_limiter = RateLimiter.per_hour(
+            "registration", config.registrations_per_ip_per_hour, clock
+        )
+        self._run_sweeper = run_sweeper
+        self._sweeper: asyncio.Task[None] | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        """Connect, migrate, listen for other processes, start the retention sweeper."""
+        await self.db.connect()
+        try:
+            version = await migrate(self.db, int(self.clock() * 1000))
+            await self.db.listen(CHANNEL, self.hub.on_notification)
+        except BaseException:
+            await self.db.close()
+            raise
+        if self._run_sweeper:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="retention-sweeper")
+        self.started = True
+        log_event(_log, "server started", backend=self.db.dialect, schema_version=version)
+
+    async def stop(self) -> None:
+        """Stop the sweeper and close the database (pending writes finish)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self.started:
+            self.hub.wake_all()
+            await self.db.close()
+            self.started = False
+            log_event(_log, "server stopped")
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval_seconds)
+            try:
+                await self.delivery.sweep()
+            except StorageError:
+                _log.exception("retention sweep failed")

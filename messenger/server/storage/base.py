@@ -1,0 +1,122 @@
+"""The one storage interface, implemented by the SQLite and PostgreSQL backends.
+
+The server's logic is written once, as *operations*: coroutines that take a
+:class:`Tx` and run SQL through it. A :class:`Database` runs an operation
+either as one atomic write transaction (:meth:`Database.transaction`) or as a
+read (:meth:`Database.read`). SQL is written once with ``?`` placeholders in
+the subset that both SQLite (3.35+) and PostgreSQL understand (``RETURNING``,
+``ON CONFLICT DO NOTHING``); the few differences are exposed as attributes of
+:class:`Tx` (row locking clauses).
+
+Durability: an operation's effects are on disk when ``transaction`` returns.
+SQLite runs in WAL mode with ``synchronous=FULL``; PostgreSQL commits with
+its default ``synchronous_commit=on``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+__all__ = [
+    "Database",
+    "NotificationHandler",
+    "Operation",
+    "Row",
+    "StorageError",
+    "Tx",
+    "UniqueViolation",
+]
+
+T = TypeVar("T")
+
+#: A result row; columns by position.
+Row = Sequence[Any]
+
+#: Called with the payload of a cross-process notification.
+NotificationHandler = Callable[[str], None]
+
+
+class StorageError(Exception):
+    """The database failed (unreachable, corrupt, misconfigured)."""
+
+
+class UniqueViolation(StorageError):
+    """An insert or update broke a UNIQUE or PRIMARY KEY constraint."""
+
+
+class Tx(abc.ABC):
+    """A connection inside one transaction (or one read)."""
+
+    #: ``"sqlite"`` or ``"postgresql"``.
+    dialect: str
+    #: Appended to a SELECT that must lock the rows it reads until commit.
+    for_update: str
+    #: Like :attr:`for_update`, but skips rows that another transaction holds.
+    for_update_skip_locked: str
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, *args: object) -> int:
+        """Run one statement; the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """Run one statement for each parameter row."""
+
+    @abc.abstractmethod
+    async def fetchone(self, sql: str, *args: object) -> Row | None:
+        """The first row of a query, or ``None``."""
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, *args: object) -> list[Row]:
+        """Every row of a query."""
+
+    @abc.abstractmethod
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell other server processes something once this transaction commits.
+
+        A backend whose database serves one process only does nothing.
+        """
+
+
+#: An operation: the server logic that runs inside one transaction.
+Operation = Callable[[Tx], Awaitable[T]]
+
+
+class Database(abc.ABC):
+    """A connected database."""
+
+    dialect: str
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections (called once, before anything else)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close every connection; pending transactions finish first."""
+
+    @abc.abstractmethod
+    async def transaction(self, op: Operation[T]) -> T:
+        """Run ``op`` atomically and durably; an exception from it rolls it back."""
+
+    @abc.abstractmethod
+    async def read(self, op: Operation[T]) -> T:
+        """Run a read-only ``op`` (it sees only committed data)."""
+
+    @abc.abstractmethod
+    async def listen(self, channel: str, handler: NotificationHandler) -> None:
+        """Call ``handler`` for every :meth:`Tx.notify` on ``channel`` by any process."""
+
+    async def ping(self) -> bool:
+        """Whether the database answers."""
+
+        async def op(tx: Tx) -> bool:
+            row = await tx.fetchone("SELECT 1")
+            return row is not None and row[0] == 1
+
+        try:
+            return await self.read(op)
+        except Exception:
+            return False

@@ -1,0 +1,186 @@
+"""Versioned schema migrations, for both backends.
+
+Each :class:`Migration` is a list of DDL statements written once with two
+placeholders that differ between the backends: ``{blob}`` (``BLOB`` or
+``BYTEA``) and ``{serial}`` (an auto-incrementing 64-bit primary key).
+``schema_migrations`` records what has been applied; :func:`migrate` applies
+the rest in order, each in its own transaction, so a crash leaves the schema
+at a known version. Applied migrations are never edited: a change is a new
+migration.
+
+What the tables hold is described in docs/threat-model.md. In short: no
+plaintext, no handle in the clear, no sender of a group message, and group
+membership only as pseudonymous queue IDs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from .base import Database, StorageError, Tx
+
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Migration",
+    "migrate",
+    "schema_version",
+]
+
+#: Serialises migrations of server processes that start together on PostgreSQL.
+_PG_LOCK_ID: Final = 0x6D657373656E6772
+
+_TYPES: Final = {
+    "sqlite": {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "postgresql": {"blob": "BYTEA", "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+    def sql(self, dialect: str) -> list[str]:
+        """The statements for ``dialect``."""
+        return [s.format(**_TYPES[dialect]) for s in self.statements]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "accounts, queues, groups, key packages",
+        (
+            # Delivery queues: pseudonymous, one per client.
+            """CREATE TABLE queues (
+                queue_id TEXT PRIMARY KEY,
+                next_seq BIGINT NOT NULL DEFAULT 1
+            )""",
+            # Accounts: a random ID and, optionally, a keyed hash of the handle.
+            """CREATE TABLE accounts (
+                account_id TEXT PRIMARY KEY,
+                handle_hash {blob} UNIQUE
+            )""",
+            """CREATE TABLE clients (
+                client_id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts (account_id) ON DELETE CASCADE,
+                signature_key {blob} NOT NULL UNIQUE,
+                queue_id TEXT NOT NULL UNIQUE REFERENCES queues (queue_id)
+            )""",
+            "CREATE INDEX clients_account ON clients (account_id)",
+            # MLS messages, stored once however many queues they go to.
+            """CREATE TABLE payloads (
+                payload_id {serial},
+                data {blob} NOT NULL
+            )""",
+            """CREATE TABLE queue_entries (
+                queue_id TEXT NOT NULL REFERENCES queues (queue_id) ON DELETE CASCADE,
+                seq BIGINT NOT NULL,
+                payload_id BIGINT NOT NULL REFERENCES payloads (payload_id),
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (queue_id, seq)
+            )""",
+            "CREATE INDEX queue_entries_payload ON queue_entries (payload_id)",
+            "CREATE INDEX queue_entries_created ON queue_entries (created_at)",
+            # Groups: the epoch the server orders commits by, and the GroupInfo.
+            """CREATE TABLE mls_groups (
+                group_id {blob} PRIMARY KEY,
+                epoch BIGINT NOT NULL,
+                group_info {blob},
+                group_info_epoch BIGINT
+            )""",
+            """CREATE TABLE group_members (
+                group_id {blob} NOT NULL REFERENCES mls_groups (group_id) ON DELETE CASCADE,
+                queue_id TEXT NOT NULL REFERENCES queues (queue_id) ON DELETE CASCADE,
+                PRIMARY KEY (group_id, queue_id)
+            )""",
+            """CREATE TABLE key_packages (
+                kp_id {serial},
+                client_id TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
+                last_resort INTEGER NOT NULL,
+                data {blob} NOT NULL
+            )""",
+            "CREATE INDEX key_packages_client ON key_packages (client_id, last_resort, kp_id)",
+            # Abuse controls: invite codes (hashed), spent challenges, request nonces.
+            """CREATE TABLE invites (
+                code_hash {blob} PRIMARY KEY,
+                uses_left INTEGER NOT NULL,
+                expires_at BIGINT
+            )""",
+            """CREATE TABLE used_challenges (
+                challenge_hash {blob} PRIMARY KEY,
+                expires_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX used_challenges_expiry ON used_challenges (expires_at)",
+            """CREATE TABLE request_nonces (
+                client_id TEXT NOT NULL,
+                nonce TEXT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                PRIMARY KEY (client_id, nonce)
+            )""",
+            "CREATE INDEX request_nonces_expiry ON request_nonces (expires_at)",
+        ),
+    ),
+)
+
+
+#: The schema version this server needs.
+LATEST_VERSION: Final = MIGRATIONS[-1].version
+
+
+async def _lock(tx: Tx) -> None:
+    if tx.dialect == "postgresql":
+        await tx.fetchone("SELECT pg_advisory_xact_lock(?)", _PG_LOCK_ID)
+
+
+async def schema_version(tx: Tx) -> int:
+    """The highest applied migration (0 on an empty database)."""
+    row = await tx.fetchone("SELECT MAX(version) FROM schema_migrations")
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+async def migrate(db: Database, now_ms: int) -> int:
+    """Bring the schema to :data:`LATEST_VERSION`; the version reached.
+
+    Each migration runs in its own transaction. Concurrent callers (several
+    processes starting on one PostgreSQL) take turns on an advisory lock.
+    A database newer than this server is a :class:`StorageError`.
+    """
+
+    async def ensure_table(tx: Tx) -> None:
+        await _lock(tx)
+        await tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+        )
+
+    async def step(tx: Tx) -> tuple[int, int]:
+        await _lock(tx)
+        applied = await schema_version(tx)
+        if applied > LATEST_VERSION:
+            raise StorageError(
+                f"the database schema (version {applied}) is newer than this server "
+                f"(version {LATEST_VERSION})"
+            )
+        for migration in MIGRATIONS:
+            if migration.version > applied:
+                for statement in migration.sql(tx.dialect):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    migration.version,
+                    migration.name,
+                    now_ms,
+                )
+                return applied, migration.version
+        return applied, applied
+
+    await db.transaction(ensure_table)
+    while True:
+        before, after = await db.transaction(step)
+        if after == before:
+            return after

@@ -1,0 +1,233 @@
+"""The SQLite backend: embedded, one server process, WAL with ``synchronous=FULL``.
+
+Writes go through one connection and are *group-committed*: operations that
+arrive while a transaction is running are run together in the next one, each
+inside its own ``SAVEPOINT`` so that a failing operation rolls back only its
+own changes. Every caller is answered after the ``COMMIT`` that holds its
+operation, so an acknowledged write survives ``kill -9`` and power loss
+(``synchronous=FULL`` syncs the WAL at every commit). Reads use separate
+connections, which WAL lets run beside the writer.
+
+Only one process may serve a database file: a second one would not see the
+first one's pushes. An exclusive lock on ``<file>.lock`` enforces this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from .base import Database, NotificationHandler, Operation, Row, StorageError, Tx, UniqueViolation
+
+__all__ = ["SqliteDatabase"]
+
+T = TypeVar("T")
+
+_READERS = 2
+
+
+class _SqliteTx(Tx):
+    dialect = "sqlite"
+    for_update = ""
+    for_update_skip_locked = ""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: object) -> int:
+        try:
+            cursor = await self._conn.execute(sql, args)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise UniqueViolation(str(exc)) from None
+            raise
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        try:
+            await self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise UniqueViolation(str(exc)) from None
+            raise
+
+    async def fetchall(self, sql: str, *args: object) -> list[Row]:
+        try:
+            return list(await self._conn.execute_fetchall(sql, args))
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise UniqueViolation(str(exc)) from None
+            raise
+
+    async def fetchone(self, sql: str, *args: object) -> Row | None:
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """One process per database: the in-process push hub is enough."""
+
+
+class _Pending:
+    __slots__ = ("future", "op")
+
+    def __init__(self, op: Operation[Any], future: asyncio.Future[Any]) -> None:
+        self.op = op
+        self.future = future
+
+
+class SqliteDatabase(Database):
+    """A SQLite database file served by this process alone."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._next_reader = itertools.cycle(range(_READERS))
+        self._pending: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._lock_fd: int | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteDatabase:
+        """``sqlite:///absolute/path`` or ``sqlite://relative/path``."""
+        path = url.removeprefix("sqlite://")
+        if not path or path in (":memory:", "/:memory:"):
+            raise StorageError("the SQLite backend needs a file path")
+        return cls(Path(path))
+
+    async def connect(self) -> None:
+        self._closing = False
+        self._wake = asyncio.Event()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._take_process_lock()
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._writer.execute("PRAGMA journal_mode=WAL")
+            await self._writer.execute("PRAGMA synchronous=FULL")
+            await self._writer.execute("PRAGMA foreign_keys=ON")
+            await self._writer.execute("PRAGMA busy_timeout=10000")
+            for _ in range(_READERS):
+                reader = await aiosqlite.connect(self.path, isolation_level=None)
+                await reader.execute("PRAGMA busy_timeout=10000")
+                await reader.execute("PRAGMA query_only=ON")
+                self._readers.append(reader)
+        except (OSError, sqlite3.Error) as exc:
+            await self.close()
+            raise StorageError(f"cannot open {self.path}: {exc}") from exc
+        self._task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    def _take_process_lock(self) -> None:
+        if sys.platform == "win32":  # pragma: no cover - the server runs on POSIX
+            return
+        import fcntl
+
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StorageError(
+                f"{self.path} is in use by another server process; "
+                "use PostgreSQL to run several processes"
+            ) from None
+        self._lock_fd = fd
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        for conn in [*self._readers, self._writer]:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        self._readers = []
+        self._writer = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def transaction(self, op: Operation[T]) -> T:
+        if self._closing or self._writer is None:
+            raise StorageError("the database is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(op, future))
+        self._wake.set()
+        return await future
+
+    async def read(self, op: Operation[T]) -> T:
+        if not self._readers:
+            raise StorageError("the database is closed")
+        return await op(_SqliteTx(self._readers[next(self._next_reader)]))
+
+    async def listen(self, channel: str, handler: NotificationHandler) -> None:
+        """Nothing to listen to: this process makes every change itself."""
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._run_batch([p for p in batch if not p.future.cancelled()])
+            if self._closing:
+                return
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        if not batch:
+            return
+        conn = self._writer
+        assert conn is not None
+        tx = _SqliteTx(conn)
+        outcomes: list[tuple[_Pending, BaseException | None, Any]] = []
+        single = len(batch) == 1
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for pending in batch:
+                if not single:
+                    await conn.execute("SAVEPOINT op")
+                try:
+                    value = await pending.op(tx)
+                except Exception as exc:
+                    if not single:
+                        await conn.execute("ROLLBACK TO op")
+                        await conn.execute("RELEASE op")
+                    outcomes.append((pending, exc, None))
+                else:
+                    if not single:
+                        await conn.execute("RELEASE op")
+                    outcomes.append((pending, None, value))
+            if single and outcomes[0][1] is not None:
+                await conn.execute("ROLLBACK")
+            else:
+                await conn.execute("COMMIT")
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+            error = StorageError(f"SQLite transaction failed: {exc}")
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            return
+        for pending, failure, value in outcomes:
+            if pending.future.done():
+                continue
+            if failure is not None:
+                pending.future.set_exception(failure)
+            else:
+                pending.future.set_result(value)

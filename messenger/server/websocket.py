@@ -1,0 +1,166 @@
+"""Real-time delivery over WebSocket (``/v1/queue/ws?after=<seq>``).
+
+The upgrade request is signed like a ``GET`` (empty body). A refused
+handshake gets the same 401/429 JSON error as an HTTP request where the
+ASGI server supports denial responses, and is closed with code 1008
+otherwise.
+
+After the handshake the server sends every message of the client's queue
+with ``seq > after``, then each new message as soon as the transaction that
+stored it commits, as :class:`~messenger.api.models.PushMessages` frames.
+The client acknowledges with :class:`~messenger.api.models.PushAck`
+(``{"type": "ack", "up_to": n}``), which deletes, and the server confirms
+with :class:`~messenger.api.models.PushAcked`. A malformed frame gets an
+error frame (the body of :class:`~messenger.api.errors.ApiError`) and the
+connection stays open.
+
+Delivery is at least once and in order: the hub hands over freshly stored
+entries; whenever they do not follow on from the last one sent (another
+process stored them, or the buffer overflowed), the server reads the queue
+from the database instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+
+from starlette.responses import Response
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from messenger.api import routes as r
+from messenger.api.errors import ApiError, ErrorCode
+from messenger.api.models import MAX_FETCH, PushAck, PushAcked, PushMessages, QueueMessage
+
+from .authentication import Principal
+from .routes import client_address, error_response, request_target
+from .state import ServerState
+
+__all__ = ["websocket_routes"]
+
+_log = logging.getLogger("messenger.server.websocket")
+
+_BATCH = 200
+
+
+class _Connection:
+    def __init__(self, ws: WebSocket, state: ServerState, principal: Principal) -> None:
+        self.ws = ws
+        self.state = state
+        self.queue_id = principal.queue_id
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, payload: bytes | str) -> None:
+        text = payload if isinstance(payload, str) else payload.decode()
+        async with self._send_lock:
+            await self.ws.send_text(text)
+
+    async def push(self, messages: list[QueueMessage]) -> None:
+        for i in range(0, len(messages), _BATCH):
+            batch = tuple(messages[i : i + _BATCH])
+            await self.send(PushMessages("messages", batch).dumps())
+        self.state.metrics.pushed.inc(len(messages))
+
+    async def pusher(self, after: int) -> None:
+        delivery = self.state.delivery
+        sub = self.state.hub.subscribe(self.queue_id)
+        last = after
+        try:
+            while True:
+                # Catch up from the database.
+                while True:
+                    messages, more = await delivery.fetch(self.queue_id, last, MAX_FETCH)
+                    if messages:
+                        await self.push(messages)
+                        last = messages[-1].seq
+                    if not more:
+                        break
+                # Then follow the hub while it hands over consecutive entries.
+                while True:
+                    await sub.wait()
+                    entries, resync = sub.take()
+                    fresh = [(seq, data) for seq, data in entries if seq > last]
+                    if resync or (fresh and fresh[0][0] != last + 1):
+                        break
+                    if not fresh:
+                        continue
+                    if any(b[0] != a[0] + 1 for a, b in itertools.pairwise(fresh)):
+                        break
+                    await self.push([QueueMessage(seq, data) for seq, data in fresh])
+                    last = fresh[-1][0]
+        finally:
+            self.state.hub.unsubscribe(sub)
+
+    async def reader(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            raw_bytes = text.encode() if text is not None else (message.get("bytes") or b"")
+            try:
+                frame = PushAck.loads(raw_bytes)
+            except ApiError as exc:
+                await self.send(json.dumps(exc.to_json()))
+                continue
+            deleted = await self.state.delivery.ack(self.queue_id, frame.up_to)
+            await self.send(PushAcked("acked", frame.up_to, deleted).dumps())
+
+
+def _after(ws: WebSocket) -> int:
+    raw = ws.query_params.get("after", "0")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise ApiError.invalid_field("after", "expected a non-negative integer")
+    return int(raw)
+
+
+async def _deny(ws: WebSocket, error: ApiError) -> None:
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        response: Response = error_response(error)
+        await ws.send_denial_response(response)
+    else:
+        await ws.close(code=1008, reason=str(error.code))
+
+
+async def queue_socket(ws: WebSocket) -> None:
+    """The ``/v1/queue/ws`` endpoint."""
+    state: ServerState = ws.app.state.server
+    try:
+        state.ip_limiter.hit(client_address(ws, state))
+        after = _after(ws)
+        principal = await state.auth.authenticate("GET", request_target(ws), ws.headers, b"")
+        state.account_limiter.hit(principal.account_id)
+    except ApiError as exc:
+        if exc.code is ErrorCode.RATE_LIMITED:
+            state.metrics.rate_limited.labels(limit="websocket").inc()
+        await _deny(ws, exc)
+        return
+    await ws.accept()
+    state.metrics.websockets.inc()
+    conn = _Connection(ws, state, principal)
+    pusher = asyncio.create_task(conn.pusher(after), name="ws-pusher")
+    reader = asyncio.create_task(conn.reader(), name="ws-reader")
+    try:
+        done, _ = await asyncio.wait({pusher, reader}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            failure = task.exception()
+            if failure is not None and not isinstance(failure, WebSocketDisconnect):
+                _log.error("websocket task failed", exc_info=failure)
+    finally:
+        for task in (pusher, reader):
+            task.cancel()
+        for task in (pusher, reader):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                await task
+        state.metrics.websockets.dec()
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+
+def websocket_routes() -> list[WebSocketRoute]:
+    """The WebSocket route of the API."""
+    return [WebSocketRoute(r.QUEUE_WEBSOCKET, queue_socket)]

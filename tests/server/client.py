@@ -1,0 +1,303 @@
+"""A small signing client for the server tests.
+
+It signs requests exactly as messenger.api.signing describes (and as
+messenger/client/net will), and can also send them unsigned, badly signed
+or replayed, for the authentication tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from httpx_ws import AsyncWebSocketSession, aconnect_ws
+
+from messenger.api import models as m
+from messenger.api import routes as r
+from messenger.api.errors import ApiError
+from messenger.api.fields import b64encode
+from messenger.api.pow import solve_pow
+from messenger.api.signing import (
+    HEADER_CLIENT,
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    NONCE_BYTES,
+    canonical_request,
+    possession_message,
+)
+
+M = TypeVar("M", bound=m.Model)
+
+
+def public_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+@dataclass
+class Identity:
+    key: Ed25519PrivateKey
+    account_id: str
+    client_id: str
+    queue_id: str
+    credential: m.Credential | None = None
+
+
+class ApiClient:
+    """One client (device) talking to the server."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        identity: Identity | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.http = http
+        self.identity = identity
+        self.clock = clock
+
+    @property
+    def me(self) -> Identity:
+        assert self.identity is not None
+        return self.identity
+
+    def sign(
+        self,
+        method: str,
+        target: str,
+        body: bytes,
+        *,
+        timestamp_ms: int | None = None,
+        nonce: str | None = None,
+    ) -> dict[str, str]:
+        """The authentication headers for a request."""
+        ident = self.me
+        ts = timestamp_ms if timestamp_ms is not None else int(self.clock() * 1000)
+        nonce = nonce if nonce is not None else b64encode(os.urandom(NONCE_BYTES))
+        message = canonical_request(method, target, ident.client_id, ts, nonce, body)
+        return {
+            HEADER_CLIENT: ident.client_id,
+            HEADER_TIMESTAMP: str(ts),
+            HEADER_NONCE: nonce,
+            HEADER_SIGNATURE: b64encode(ident.key.sign(message)),
+        }
+
+    async def raw(
+        self,
+        method: str,
+        target: str,
+        body: bytes | m.Model | dict[str, Any] | None = None,
+        *,
+        signed: bool = True,
+        headers: dict[str, str] | None = None,
+        content_type: str | None = "application/json",
+    ) -> httpx.Response:
+        """Send one request; signed unless ``signed=False``; no error mapping."""
+        if isinstance(body, m.Model):
+            data = body.dumps()
+        elif isinstance(body, dict):
+            data = json.dumps(body).encode()
+        else:
+            data = body or b""
+        all_headers: dict[str, str] = {}
+        if body is not None and content_type is not None:
+            all_headers["content-type"] = content_type
+        if signed:
+            all_headers.update(self.sign(method, target, data))
+        all_headers.update(headers or {})
+        return await self.http.request(method, target, content=data, headers=all_headers)
+
+    async def call(
+        self,
+        method: str,
+        target: str,
+        body: m.Model | None,
+        out: type[M],
+        *,
+        signed: bool = True,
+    ) -> M:
+        """Send a request; the parsed response, or :class:`ApiError`."""
+        response = await self.raw(method, target, body, signed=signed)
+        payload = response.json()
+        if response.status_code != 200:
+            raise ApiError.from_json(payload, response.status_code)
+        return out.from_json(payload)
+
+    # -- the API, route by route ------------------------------------------------
+
+    async def server_info(self) -> m.ServerInfo:
+        return await self.call("GET", r.SERVER_INFO, None, m.ServerInfo, signed=False)
+
+    async def register(
+        self,
+        *,
+        handle: str | None = None,
+        invite_code: str | None = None,
+        key: Ed25519PrivateKey | None = None,
+    ) -> m.RegisterResponse:
+        """Solve a challenge and register; sets :attr:`identity`."""
+        challenge = await self.call("POST", r.REGISTER_CHALLENGE, None, m.Challenge, signed=False)
+        key = key or Ed25519PrivateKey.generate()
+        pub = public_bytes(key)
+        request = m.RegisterRequest(
+            signature_key=pub,
+            challenge=challenge.challenge,
+            pow_nonce=solve_pow(challenge.challenge, pub, challenge.difficulty),
+            proof=key.sign(possession_message(challenge.challenge, pub)),
+            invite_code=invite_code,
+            handle=handle,
+        )
+        response = await self.call("POST", r.REGISTER, request, m.RegisterResponse, signed=False)
+        self.identity = Identity(
+            key, response.account_id, response.client_id, response.queue_id, response.credential
+        )
+        return response
+
+    async def add_client(self) -> ApiClient:
+        """A new device of this account."""
+        key = Ed25519PrivateKey.generate()
+        pub = public_bytes(key)
+        proof = key.sign(possession_message(self.me.account_id.encode(), pub))
+        response = await self.call(
+            "POST", r.CLIENTS, m.AddClientRequest(pub, proof), m.AddClientResponse
+        )
+        identity = Identity(
+            key, self.me.account_id, response.client_id, response.queue_id, response.credential
+        )
+        return ApiClient(self.http, identity, self.clock)
+
+    async def upload_key_packages(
+        self, key_packages: list[bytes], last_resort: bytes | None = None
+    ) -> m.UploadKeyPackagesResponse:
+        return await self.call(
+            "POST",
+            r.KEY_PACKAGES,
+            m.UploadKeyPackagesRequest(tuple(key_packages), last_resort),
+            m.UploadKeyPackagesResponse,
+        )
+
+    async def key_package_count(self) -> m.KeyPackageCount:
+        return await self.call("GET", r.KEY_PACKAGE_COUNT, None, m.KeyPackageCount)
+
+    async def claim(self, account_id: str) -> m.ClaimKeyPackagesResponse:
+        return await self.call(
+            "POST",
+            r.CLAIM_KEY_PACKAGES,
+            m.ClaimKeyPackagesRequest(account_id),
+            m.ClaimKeyPackagesResponse,
+        )
+
+    async def create_group(self, group_id: bytes) -> m.CreateGroupResponse:
+        return await self.call(
+            "POST", r.GROUPS, m.CreateGroupRequest(group_id), m.CreateGroupResponse
+        )
+
+    async def commit(
+        self,
+        group_id: bytes,
+        epoch: int,
+        commit: bytes,
+        members: list[str],
+        *,
+        welcome: bytes | None = None,
+        welcome_to: list[str] | None = None,
+        group_info: bytes | None = None,
+    ) -> m.CommitResponse:
+        request = m.CommitRequest(
+            epoch,
+            commit,
+            tuple(members),
+            welcome,
+            tuple(welcome_to) if welcome_to is not None else None,
+            group_info,
+        )
+        return await self.call(
+            "POST", r.group_path(r.GROUP_COMMITS, group_id), request, m.CommitResponse
+        )
+
+    async def send(self, group_id: bytes, message: bytes) -> m.SendResponse:
+        return await self.call(
+            "POST",
+            r.group_path(r.GROUP_MESSAGES, group_id),
+            m.SendRequest(message),
+            m.SendResponse,
+        )
+
+    async def fetch(self, after: int = 0, limit: int | None = None, wait: int | None = None):
+        query = f"?after={after}"
+        if limit is not None:
+            query += f"&limit={limit}"
+        if wait is not None:
+            query += f"&wait={wait}"
+        return await self.call("GET", r.QUEUE_MESSAGES + query, None, m.FetchResponse)
+
+    async def ack(self, up_to: int) -> m.AckResponse:
+        return await self.call("POST", r.ACK, m.AckRequest(up_to), m.AckResponse)
+
+    async def group_info(self, group_id: bytes) -> m.GroupInfoResponse:
+        return await self.call(
+            "GET", r.group_path(r.GROUP_INFO, group_id), None, m.GroupInfoResponse
+        )
+
+    async def put_group_info(self, group_id: bytes, epoch: int, info: bytes) -> m.Empty:
+        return await self.call(
+            "PUT",
+            r.group_path(r.GROUP_INFO, group_id),
+            m.GroupInfoRequest(epoch, info),
+            m.Empty,
+        )
+
+    async def set_handle(self, handle: str) -> m.Empty:
+        return await self.call("PUT", r.HANDLE, m.SetHandleRequest(handle), m.Empty)
+
+    async def lookup(self, handle: str) -> m.HandleLookupResponse:
+        return await self.call(
+            "POST", r.HANDLE_LOOKUP, m.HandleLookupRequest(handle), m.HandleLookupResponse
+        )
+
+    @contextlib.asynccontextmanager
+    async def websocket(
+        self, after: int = 0, *, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[PushSocket]:
+        """A signed WebSocket to the client's queue."""
+        target = f"{r.QUEUE_WEBSOCKET}?after={after}"
+        all_headers = self.sign("GET", target, b"") if headers is None else headers
+        url = str(self.http.base_url).rstrip("/").replace("http", "ws", 1) + target
+        async with aconnect_ws(url, self.http, headers=all_headers) as ws:
+            yield PushSocket(ws)
+
+
+class PushSocket:
+    """The client side of the push WebSocket."""
+
+    def __init__(self, ws: AsyncWebSocketSession) -> None:
+        self.ws = ws
+
+    async def next_frame(self, timeout: float = 10.0) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(await self.ws.receive_text(timeout=timeout))
+        return frame
+
+    async def messages(self, count: int, timeout: float = 10.0) -> list[m.QueueMessage]:
+        """The next ``count`` pushed messages."""
+        got: list[m.QueueMessage] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            frame = await self.next_frame(max(0.01, deadline - time.monotonic()))
+            if frame.get("type") == "messages":
+                got.extend(m.PushMessages.from_json(frame).messages)
+        return got
+
+    async def ack(self, up_to: int) -> m.PushAcked:
+        await self.ws.send_text(m.PushAck("ack", up_to).dumps().decode())
+        while True:
+            frame = await self.next_frame()
+            if frame.get("type") == "acked":
+                return m.PushAcked.from_json(frame)

@@ -1,0 +1,64 @@
+"""Reading the server's database directly, to check what it holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from messenger.server.storage import Tx
+
+from .conftest import TestServer
+
+TABLES = (
+    "queues",
+    "accounts",
+    "clients",
+    "payloads",
+    "queue_entries",
+    "mls_groups",
+    "group_members",
+    "key_packages",
+    "invites",
+    "used_challenges",
+    "request_nonces",
+    "schema_migrations",
+)
+
+
+def _normalise(value: Any) -> Any:
+    return bytes(value) if isinstance(value, bytes | memoryview | bytearray) else value
+
+
+async def rows(server: TestServer, table: str) -> list[tuple[Any, ...]]:
+    assert table in TABLES
+
+    async def op(tx: Tx) -> list[tuple[Any, ...]]:
+        found = await tx.fetchall(f"SELECT * FROM {table}")
+        return sorted((tuple(_normalise(v) for v in row) for row in found), key=repr)
+
+    return await server.state.db.read(op)
+
+
+async def count(server: TestServer, table: str) -> int:
+    return len(await rows(server, table))
+
+
+async def snapshot(
+    server: TestServer, exclude: tuple[str, ...] = ("request_nonces",)
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (but ``exclude``)."""
+    return {t: await rows(server, t) for t in TABLES if t not in exclude}
+
+
+async def columns(server: TestServer, table: str) -> list[str]:
+    async def op(tx: Tx) -> list[str]:
+        if tx.dialect == "sqlite":
+            found = await tx.fetchall(f"PRAGMA table_info({table})")
+            return [str(r[1]) for r in found]
+        found = await tx.fetchall(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = ? AND table_schema = current_schema()",
+            table,
+        )
+        return [str(r[0]) for r in found]
+
+    return await server.state.db.read(op)

@@ -1,0 +1,125 @@
+"""Real MLS wire structs for the server tests, built with messenger.mls.
+
+The server reads only framing headers, so group messages here carry an
+encrypted body (AES-GCM under a key the server never sees): the privacy
+test can then assert that no plaintext reaches the database.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from messenger.mls.ciphersuite import HPKECiphertext, get_cipher_suite
+from messenger.mls.commit import Commit
+from messenger.mls.content import (
+    ContentType,
+    FramedContent,
+    FramedContentAuthData,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+)
+from messenger.mls.credentials import Credential
+from messenger.mls.group_context import GroupContext
+from messenger.mls.key_package import KeyPackageTBS
+from messenger.mls.leaf_node import Capabilities, LeafNodeSource, LeafNodeTBS, Lifetime
+from messenger.mls.messages import MLSMessage
+from messenger.mls.welcome import EncryptedGroupSecrets, GroupInfo, Welcome
+
+SUITE_ID = 1  # MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+
+#: The key that "the group" shares; the server never gets it.
+GROUP_KEY = AESGCM.generate_key(bit_length=128)
+
+
+def encrypt(plaintext: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(GROUP_KEY).encrypt(nonce, plaintext, None)
+
+
+def decrypt(ciphertext: bytes) -> bytes:
+    return AESGCM(GROUP_KEY).decrypt(ciphertext[:12], ciphertext[12:], None)
+
+
+def private_message(
+    group_id: bytes,
+    epoch: int,
+    plaintext: bytes = b"hello",
+    content_type: ContentType = ContentType.APPLICATION,
+) -> bytes:
+    """A PrivateMessage whose ciphertext is ``plaintext`` encrypted."""
+    msg = PrivateMessage(
+        group_id=group_id,
+        epoch=epoch,
+        content_type=content_type,
+        authenticated_data=b"",
+        encrypted_sender_data=os.urandom(32),
+        ciphertext=encrypt(plaintext),
+    )
+    return MLSMessage(msg).to_bytes()
+
+
+def commit(group_id: bytes, epoch: int, tag: bytes = b"commit") -> bytes:
+    """An (encrypted) commit for ``epoch``."""
+    return private_message(group_id, epoch, tag, ContentType.COMMIT)
+
+
+def application(group_id: bytes, epoch: int, plaintext: bytes) -> bytes:
+    return private_message(group_id, epoch, plaintext, ContentType.APPLICATION)
+
+
+def public_proposal(group_id: bytes, epoch: int) -> bytes:
+    """A PublicMessage that is not a commit (a Remove proposal would do; use app data)."""
+    content = FramedContent(group_id, epoch, Sender.member(0), b"", os.urandom(16))
+    auth = FramedContentAuthData(os.urandom(64), None)
+    return MLSMessage(PublicMessage(content, auth, os.urandom(32))).to_bytes()
+
+
+def welcome() -> bytes:
+    secrets = (
+        EncryptedGroupSecrets(os.urandom(16), HPKECiphertext(os.urandom(32), os.urandom(48))),
+    )
+    return MLSMessage(Welcome(SUITE_ID, secrets, os.urandom(64))).to_bytes()
+
+
+def group_info(group_id: bytes, epoch: int) -> bytes:
+    context = GroupContext(SUITE_ID, group_id, epoch, os.urandom(32), os.urandom(32))
+    return MLSMessage(GroupInfo(context, (), os.urandom(32), 0, os.urandom(64))).to_bytes()
+
+
+def key_package(identity: bytes = b"someone", *, corrupt: bool = False) -> bytes:
+    """A real, signed KeyPackage (or one with a broken signature)."""
+    suite = get_cipher_suite(SUITE_ID)
+    sig_priv, sig_pub = suite.generate_signature_key_pair(os.urandom)
+    _, init_pub = suite.generate_hpke_key_pair(os.urandom)
+    _, enc_pub = suite.generate_hpke_key_pair(os.urandom)
+    leaf = LeafNodeTBS(
+        encryption_key=enc_pub,
+        signature_key=sig_pub,
+        credential=Credential.basic(identity),
+        capabilities=Capabilities(versions=(1,), cipher_suites=(SUITE_ID,), credentials=(1,)),
+        leaf_node_source=LeafNodeSource.KEY_PACKAGE,
+        lifetime=Lifetime(0, 2**63),
+    ).sign(suite, sig_priv)
+    kp = KeyPackageTBS(cipher_suite=SUITE_ID, init_key=init_pub, leaf_node=leaf).sign(
+        suite, sig_priv
+    )
+    data = MLSMessage(kp).to_bytes()
+    if corrupt:
+        data = data[:-1] + bytes([data[-1] ^ 1])
+    return data
+
+
+def external_commit(group_id: bytes, epoch: int) -> bytes:
+    """A PublicMessage commit from a new member (an external join, RFC 9420 §12.4.3.2)."""
+    content = FramedContent(group_id, epoch, Sender.new_member_commit(), b"", Commit())
+    auth = FramedContentAuthData(os.urandom(64), os.urandom(32))
+    return MLSMessage(PublicMessage(content, auth, None)).to_bytes()
+
+
+def b64(data: bytes) -> str:
+    from messenger.api.fields import b64encode
+
+    return b64encode(data)

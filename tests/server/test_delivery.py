@@ -1,0 +1,311 @@
+"""Groups, commit ordering, fan-out, fetch and ack, retention, GroupInfo."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from messenger.api.errors import ApiError, ErrorCode
+
+from . import mls_data
+from .client import ApiClient
+from .conftest import FakeClock, ServerFactory, TestServer
+from .dbtools import count, snapshot
+
+pytestmark = pytest.mark.anyio
+
+GID = b"\x01group-id\xff"
+
+
+async def _members(server: TestServer, n: int) -> list[ApiClient]:
+    return [await server.registered() for _ in range(n)]
+
+
+async def _group(clients: list[ApiClient], gid: bytes = GID) -> int:
+    """``clients[0]`` creates the group and adds the rest; the epoch (1)."""
+    creator = clients[0]
+    await creator.create_group(gid)
+    queues = [c.me.queue_id for c in clients]
+    response = await creator.commit(
+        gid,
+        0,
+        mls_data.commit(gid, 0),
+        queues,
+        welcome=mls_data.welcome() if len(clients) > 1 else None,
+        welcome_to=queues[1:] if len(clients) > 1 else None,
+        group_info=mls_data.group_info(gid, 1),
+    )
+    return response.epoch
+
+
+async def _plaintexts(client: ApiClient, after: int = 0) -> list[bytes]:
+    from messenger.mls.messages import MLSMessage
+
+    out = []
+    for msg in (await client.fetch(after, limit=1000)).messages:
+        body = MLSMessage.from_bytes(msg.data).body
+        ciphertext = getattr(body, "ciphertext", None)
+        out.append(mls_data.decrypt(ciphertext) if ciphertext is not None else b"<welcome>")
+    return out
+
+
+async def test_create_group_once(server: TestServer) -> None:
+    alice, bob = await _members(server, 2)
+    assert (await alice.create_group(GID)).epoch == 0
+    with pytest.raises(ApiError) as info:
+        await bob.create_group(GID)
+    assert info.value.code is ErrorCode.GROUP_EXISTS and info.value.status == 409
+
+
+async def test_commit_with_welcome(server: TestServer) -> None:
+    alice, bob, carol = await _members(server, 3)
+    await alice.create_group(GID)
+    response = await alice.commit(
+        GID,
+        0,
+        mls_data.commit(GID, 0, b"add bob and carol"),
+        [alice.me.queue_id, bob.me.queue_id, carol.me.queue_id],
+        welcome=mls_data.welcome(),
+        welcome_to=[bob.me.queue_id, carol.me.queue_id],
+    )
+    assert (response.epoch, response.recipients) == (1, 1)
+    # The commit goes to the members of epoch 0 (the committer sees it come back);
+    # the new members get the Welcome.
+    assert await _plaintexts(alice) == [b"add bob and carol"]
+    assert await _plaintexts(bob) == [b"<welcome>"]
+    assert await _plaintexts(carol) == [b"<welcome>"]
+
+
+async def test_exactly_one_concurrent_commit_per_epoch_wins(server: TestServer) -> None:
+    clients = await _members(server, 6)
+    epoch = await _group(clients)
+    queues = [c.me.queue_id for c in clients]
+    before = [len((await c.fetch()).messages) for c in clients]
+
+    async def attempt(i: int) -> object:
+        try:
+            return await clients[i].commit(
+                GID, epoch, mls_data.commit(GID, epoch, b"commit by %d" % i), queues
+            )
+        except ApiError as exc:
+            return exc
+
+    results = await asyncio.gather(*(attempt(i) for i in range(len(clients))))
+    winners = [r for r in results if not isinstance(r, ApiError)]
+    losers = [r for r in results if isinstance(r, ApiError)]
+    assert len(winners) == 1
+    assert winners[0].epoch == epoch + 1  # type: ignore[attr-defined]
+    assert len(losers) == len(clients) - 1
+    for exc in losers:
+        assert exc.code is ErrorCode.STALE_EPOCH and exc.status == 409
+        assert exc.details["current_epoch"] == epoch + 1
+    # Every member got the winning commit, and only it.
+    winner = next(i for i, r in enumerate(results) if not isinstance(r, ApiError))
+    for client, seen in zip(clients, before, strict=True):
+        assert (await _plaintexts(client))[seen:] == [b"commit by %d" % winner]
+
+
+async def test_recovering_from_a_stale_epoch(server: TestServer) -> None:
+    alice, bob = await _members(server, 2)
+    epoch = await _group([alice, bob])
+    queues = [alice.me.queue_id, bob.me.queue_id]
+    await alice.commit(GID, epoch, mls_data.commit(GID, epoch), queues)
+    before = await snapshot(server)
+    with pytest.raises(ApiError) as info:
+        await bob.commit(GID, epoch, mls_data.commit(GID, epoch), queues)
+    assert info.value.details["current_epoch"] == epoch + 1
+    with pytest.raises(ApiError) as info:
+        await bob.send(GID, mls_data.application(GID, epoch, b"old epoch"))
+    assert info.value.code is ErrorCode.STALE_EPOCH
+    assert await snapshot(server) == before
+    # The client applies the winning commit, then retries in the new epoch.
+    retry = await bob.commit(GID, epoch + 1, mls_data.commit(GID, epoch + 1), queues)
+    assert retry.epoch == epoch + 2
+
+
+async def test_fan_out_reaches_every_member_in_the_same_order(server: TestServer) -> None:
+    clients = await _members(server, 5)
+    epoch = await _group(clients)
+    marks = [len((await c.fetch()).messages) for c in clients]
+    sends = [
+        clients[i % 5].send(GID, mls_data.application(GID, epoch, b"msg %d" % i)) for i in range(20)
+    ]
+    results = await asyncio.gather(*sends)
+    assert all(r.recipients == 5 for r in results)
+    orders = [(await _plaintexts(c))[mark:] for c, mark in zip(clients, marks, strict=True)]
+    assert sorted(orders[0]) == sorted(b"msg %d" % i for i in range(20))
+    assert all(order == orders[0] for order in orders)  # one order for everyone
+
+
+async def test_membership_changes_follow_the_commit(server: TestServer) -> None:
+    alice, bob, carol = await _members(server, 3)
+    epoch = await _group([alice, bob, carol])
+    # Alice removes Carol: Carol still gets that commit (she was a member).
+    await alice.commit(
+        GID,
+        epoch,
+        mls_data.commit(GID, epoch, b"remove carol"),
+        [alice.me.queue_id, bob.me.queue_id],
+    )
+    await alice.send(GID, mls_data.application(GID, epoch + 1, b"after removal"))
+    carol_sees = await _plaintexts(carol)
+    assert b"remove carol" in carol_sees and b"after removal" not in carol_sees
+    assert (await _plaintexts(bob))[-1] == b"after removal"
+    with pytest.raises(ApiError) as info:
+        await carol.send(GID, mls_data.application(GID, epoch + 1, b"let me in"))
+    assert info.value.code is ErrorCode.NOT_A_MEMBER and info.value.status == 403
+    with pytest.raises(ApiError) as info:
+        await carol.commit(GID, epoch + 1, mls_data.commit(GID, epoch + 1), [carol.me.queue_id])
+    assert info.value.code is ErrorCode.NOT_A_MEMBER
+
+
+async def test_commit_validation_leaves_state_intact(server: TestServer) -> None:
+    alice, bob = await _members(server, 2)
+    epoch = await _group([alice, bob])
+    queues = [alice.me.queue_id, bob.me.queue_id]
+    before = await snapshot(server)
+    cases = [
+        ({"commit": mls_data.commit(b"other group", epoch)}, ErrorCode.GROUP_MISMATCH),
+        ({"commit": mls_data.commit(GID, epoch + 1)}, ErrorCode.INVALID_MESSAGE),
+        ({"commit": mls_data.application(GID, epoch, b"x")}, ErrorCode.WRONG_MESSAGE_TYPE),
+        ({"commit": b"\x00\x01\x00\x02 not mls"}, ErrorCode.INVALID_MESSAGE),
+        ({"members": [*queues, "Q" * 22]}, ErrorCode.UNKNOWN_QUEUE),
+        ({"welcome": mls_data.welcome(), "welcome_to": ["Q" * 22]}, ErrorCode.INVALID_FIELD),
+        ({"welcome": mls_data.welcome()}, ErrorCode.INVALID_FIELD),
+        ({"welcome": mls_data.commit(GID, 1), "welcome_to": queues}, ErrorCode.WRONG_MESSAGE_TYPE),
+        ({"group_info": mls_data.group_info(GID, epoch)}, ErrorCode.INVALID_MESSAGE),
+        ({"group_info": mls_data.group_info(b"x", epoch + 1)}, ErrorCode.GROUP_MISMATCH),
+    ]
+    for changes, code in cases:
+        args = {"commit": mls_data.commit(GID, epoch), "members": queues, **changes}
+        commit = args.pop("commit")
+        members = args.pop("members")
+        with pytest.raises(ApiError) as info:
+            await alice.commit(GID, epoch, commit, members, **args)  # type: ignore[arg-type]
+        assert info.value.code is code, changes
+        assert 400 <= info.value.status < 500
+    with pytest.raises(ApiError) as info:
+        await alice.commit(b"no such group", 0, mls_data.commit(b"no such group", 0), queues)
+    assert info.value.code is ErrorCode.UNKNOWN_GROUP and info.value.status == 404
+    with pytest.raises(ApiError) as info:
+        await alice.send(GID, mls_data.commit(GID, epoch))
+    assert info.value.code is ErrorCode.WRONG_MESSAGE_TYPE
+    with pytest.raises(ApiError) as info:
+        await alice.send(b"no such group", mls_data.application(b"no such group", 0, b"x"))
+    assert info.value.code is ErrorCode.UNKNOWN_GROUP
+    with pytest.raises(ApiError) as info:
+        await alice.send(GID, mls_data.application(GID + b"?", epoch, b"x"))
+    assert info.value.code is ErrorCode.GROUP_MISMATCH
+    assert await snapshot(server) == before
+
+
+async def test_proposals_are_fanned_out_like_messages(server: TestServer) -> None:
+    alice, bob = await _members(server, 2)
+    epoch = await _group([alice, bob])
+    from messenger.mls.content import ContentType
+
+    response = await bob.send(
+        GID, mls_data.private_message(GID, epoch, b"proposal", ContentType.PROPOSAL)
+    )
+    assert response.recipients == 2
+    await bob.send(GID, mls_data.public_proposal(GID, epoch))
+    assert len((await alice.fetch()).messages) == 3
+
+
+async def test_fetch_cursor_limit_and_ack(server: TestServer) -> None:
+    alice, bob = await _members(server, 2)
+    epoch = await _group([alice, bob])
+    for i in range(5):
+        await alice.send(GID, mls_data.application(GID, epoch, b"m%d" % i))
+    page = await bob.fetch(after=0, limit=2)
+    assert [m.seq for m in page.messages] == [1, 2] and page.more
+    page = await bob.fetch(after=2, limit=10)
+    assert [m.seq for m in page.messages] == [3, 4, 5, 6] and not page.more
+    assert (await bob.ack(3)).deleted == 3
+    assert [m.seq for m in (await bob.fetch()).messages] == [4, 5, 6]
+    assert (await bob.ack(3)).deleted == 0  # acking again is harmless
+    assert (await bob.ack(6)).deleted == 3
+    assert (await bob.fetch()).messages == ()
+    # Payloads go once every queue that held them has acked.
+    payloads_before = await count(server, "payloads")
+    assert (await alice.ack(100)).deleted == 6
+    assert await count(server, "payloads") < payloads_before
+    await server.state.delivery.sweep()
+    assert await count(server, "payloads") == 0
+    assert await count(server, "queue_entries") == 0
+
+
+async def test_long_poll_returns_as_soon_as_a_message_arrives(server: TestServer) -> None:
+    alice, bob = await _members(server, 2)
+    epoch = await _group([alice, bob])
+    await bob.ack(10)
+
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await alice.send(GID, mls_data.application(GID, epoch, b"wake up"))
+
+    sender = asyncio.create_task(later())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    page = await bob.fetch(after=1, wait=20)
+    assert loop.time() - started < 10
+    await sender
+    assert len(page.messages) == 1
+    started = loop.time()
+    empty = await bob.fetch(after=page.messages[-1].seq, wait=1)
+    assert empty.messages == () and loop.time() - started >= 0.9
+
+
+async def test_retention_drops_old_and_excess_messages(server_factory: ServerFactory) -> None:
+    clock = FakeClock()
+    async with server_factory(clock=clock, retention_seconds=3600, max_queue_length=3) as server:
+        alice, bob = await _members(server, 2)
+        epoch = await _group([alice, bob])
+        for i in range(5):
+            await alice.send(GID, mls_data.application(GID, epoch, b"m%d" % i))
+        result = await server.state.delivery.sweep()
+        assert result.overflow > 0
+        seqs = [m.seq for m in (await bob.fetch()).messages]
+        assert seqs == [4, 5, 6]  # seq 1 (Welcome) to 3 dropped: the gap is visible
+        clock.advance(3601)
+        await alice.send(GID, mls_data.application(GID, epoch, b"fresh"))
+        result = await server.state.delivery.sweep()
+        assert result.expired >= 3
+        assert [m.seq for m in (await bob.fetch()).messages] == [7]
+        assert await _plaintexts(bob) == [b"fresh"]
+
+
+async def test_group_info_for_external_joins(server: TestServer) -> None:
+    alice, bob, dave = await _members(server, 3)
+    epoch = await _group([alice, bob])
+    stored = await dave.group_info(GID)
+    assert stored.epoch == epoch
+    # Dave joins from outside with an external commit for the current epoch.
+    queues = [alice.me.queue_id, bob.me.queue_id, dave.me.queue_id]
+    response = await dave.commit(
+        GID,
+        epoch,
+        mls_data.external_commit(GID, epoch),
+        queues,
+        group_info=mls_data.group_info(GID, epoch + 1),
+    )
+    assert response.epoch == epoch + 1
+    assert (await bob.group_info(GID)).epoch == epoch + 1
+    await dave.send(GID, mls_data.application(GID, epoch + 1, b"dave is in"))
+    assert (await _plaintexts(alice))[-1] == b"dave is in"
+    # A member can replace the GroupInfo of the current epoch; not of another one.
+    new_info = mls_data.group_info(GID, epoch + 1)
+    await alice.put_group_info(GID, epoch + 1, new_info)
+    assert (await dave.group_info(GID)).group_info == new_info
+    with pytest.raises(ApiError) as info:
+        await alice.put_group_info(GID, epoch, mls_data.group_info(GID, epoch))
+    assert info.value.code is ErrorCode.STALE_EPOCH
+    # A commit without GroupInfo leaves none (a stale one would not help anyone).
+    await alice.commit(GID, epoch + 1, mls_data.commit(GID, epoch + 1), queues)
+    with pytest.raises(ApiError) as info:
+        await dave.group_info(GID)
+    assert info.value.code is ErrorCode.NO_GROUP_INFO
+    with pytest.raises(ApiError) as info:
+        await dave.group_info(b"unknown")
+    assert info.value.code is ErrorCode.UNKNOWN_GROUP

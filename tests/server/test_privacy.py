@@ -1,0 +1,109 @@
+"""After a conversation the database holds no plaintext, no handle in the
+clear and no sender of an application message (docs/threat-model.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import mls_data
+from .conftest import TestServer
+from .dbtools import TABLES, columns, rows
+
+pytestmark = pytest.mark.anyio
+
+GID = os.urandom(16)
+
+
+def _cells(table_rows: dict[str, list[tuple[Any, ...]]]) -> list[bytes]:
+    out: list[bytes] = []
+    for found in table_rows.values():
+        for row in found:
+            for value in row:
+                if isinstance(value, bytes):
+                    out.append(value)
+                elif value is not None:
+                    out.append(str(value).encode())
+    return out
+
+
+async def test_the_database_learns_as_little_as_possible(
+    server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="messenger")
+    secret_handles = ["alice.secret-handle", "bob.hidden-handle"]
+    alice = await server.registered(handle=secret_handles[0])
+    bob = await server.registered()
+    await bob.set_handle(secret_handles[1])
+    carol = await server.registered()
+    await carol.upload_key_packages([mls_data.key_package(b"carol") for _ in range(2)])
+    assert (await alice.lookup(secret_handles[1])).account_id == bob.me.account_id
+    (carol_kp,) = (await alice.claim(carol.me.account_id)).key_packages
+    await alice.create_group(GID)
+    queues = [alice.me.queue_id, bob.me.queue_id, carol_kp.queue_id]
+    await alice.commit(
+        GID,
+        0,
+        mls_data.commit(GID, 0, b"PLAINTEXT-COMMIT-add-bob-and-carol"),
+        queues,
+        welcome=mls_data.welcome(),
+        welcome_to=queues[1:],
+        group_info=mls_data.group_info(GID, 1),
+    )
+    plaintexts = [b"PLAINTEXT-%d-meet me at the usual place" % i for i in range(6)]
+    senders = [alice, bob, carol]
+    sent: dict[bytes, Any] = {}
+    for i, text in enumerate(plaintexts):
+        message = mls_data.application(GID, 1, text)
+        await senders[i % 3].send(GID, message)
+        sent[message] = senders[i % 3]
+    await bob.ack(2)  # some delivered and deleted, the rest waiting
+
+    everything = {table: await rows(server, table) for table in TABLES}
+    cells = _cells(everything)
+    raw_files = b""
+    if server.state.db.dialect == "sqlite":
+        base = Path(server.state.config.effective_database_url.removeprefix("sqlite://"))
+        for path in (base, Path(f"{base}-wal")):
+            if path.exists():
+                raw_files += path.read_bytes()
+
+    forbidden = [*plaintexts, b"PLAINTEXT", *(h.encode() for h in secret_handles)]
+    for needle in forbidden:
+        assert not any(needle in cell for cell in cells), needle
+        assert needle not in raw_files, needle
+        assert needle.decode() not in caplog.text
+
+    # No column could hold a sender; messages are stored as bytes plus routing only.
+    for table in TABLES:
+        assert not any("sender" in c or "from" in c for c in await columns(server, table))
+    assert sorted(await columns(server, "payloads")) == ["data", "payload_id"]
+    assert sorted(await columns(server, "queue_entries")) == [
+        "created_at",
+        "payload_id",
+        "queue_id",
+        "seq",
+    ]
+
+    # Each application message went to every member's queue, its sender's
+    # included, so the recipients do not point at the sender either.
+    payload_ids = {bytes(data): pid for pid, data in everything["payloads"]}
+    entries = everything["queue_entries"]
+    for message, sender in sent.items():
+        pid = payload_ids.get(message)
+        if pid is None:
+            continue  # acked by everyone
+        holders = {q for q, _, p, _ in entries if p == pid}
+        # Everyone holds it (Bob may have acked it already).
+        assert holders | {bob.me.queue_id} == set(queues)
+        for ident in (sender.me.account_id, sender.me.client_id):
+            assert not any(ident.encode() in bytes(data) for _, data in everything["payloads"])
+
+    # The logs name no account, client or queue.
+    for client in (alice, bob, carol):
+        for ident in (client.me.account_id, client.me.client_id, client.me.queue_id):
+            assert ident not in caplog.text

@@ -1,0 +1,121 @@
+"""Real-time delivery over WebSocket: backlog, live push, fan-out, ack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from . import mls_data
+from .client import ApiClient
+from .conftest import TestServer
+
+pytestmark = pytest.mark.anyio
+
+GID = b"push-group"
+
+
+async def _group(server: TestServer, n: int) -> tuple[list[ApiClient], int]:
+    clients = [await server.registered() for _ in range(n)]
+    await clients[0].create_group(GID)
+    queues = [c.me.queue_id for c in clients]
+    await clients[0].commit(
+        GID,
+        0,
+        mls_data.commit(GID, 0),
+        queues,
+        welcome=mls_data.welcome() if n > 1 else None,
+        welcome_to=queues[1:] if n > 1 else None,
+    )
+    return clients, 1
+
+
+async def test_backlog_then_live_push_then_ack(server: TestServer) -> None:
+    (alice, bob), epoch = await _group(server, 2)
+    await alice.send(GID, mls_data.application(GID, epoch, b"before connect"))
+    async with bob.websocket(after=0) as ws:
+        backlog = await ws.messages(2)  # the Welcome and the first message
+        assert [m.seq for m in backlog] == [1, 2]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await alice.send(GID, mls_data.application(GID, epoch, b"live"))
+        (live,) = await ws.messages(1)
+        assert live.seq == 3 and loop.time() - started < 5
+        acked = await ws.ack(2)
+        assert (acked.up_to, acked.deleted) == (2, 2)
+    assert [m.seq for m in (await bob.fetch()).messages] == [3]
+
+
+async def test_resume_after_a_cursor(server: TestServer) -> None:
+    (alice, bob), epoch = await _group(server, 2)
+    for i in range(3):
+        await alice.send(GID, mls_data.application(GID, epoch, b"%d" % i))
+    async with bob.websocket(after=3) as ws:
+        got = await ws.messages(1)
+        assert [m.seq for m in got] == [4]
+
+
+async def test_push_fans_out_to_every_connected_member(server: TestServer) -> None:
+    clients, epoch = await _group(server, 4)
+    for c in clients:
+        await c.ack(1000)
+    async with (
+        clients[0].websocket(after=1) as ws0,
+        clients[1].websocket(after=1) as ws1,
+        clients[2].websocket(after=1) as ws2,
+        clients[3].websocket(after=1) as ws3,
+    ):
+        await asyncio.sleep(0.05)
+        heads = [(await c.fetch()).messages for c in clients]
+        assert all(h == () for h in heads)
+        for i in range(10):
+            await clients[i % 4].send(GID, mls_data.application(GID, epoch, b"n%d" % i))
+        # Every queue held one message (commit or Welcome), acked above.
+        received = [await ws.messages(10) for ws in (ws0, ws1, ws2, ws3)]
+    for got in received:
+        assert len(got) == 10
+        datas = [m.data for m in got]
+        assert datas == [m.data for m in received[0]]
+
+
+async def test_a_commit_is_pushed_and_a_welcome_reaches_the_new_member(server: TestServer) -> None:
+    (alice, bob), epoch = await _group(server, 2)
+    carol = await server.registered()
+    async with bob.websocket(after=1) as bob_ws, carol.websocket() as carol_ws:
+        await alice.commit(
+            GID,
+            epoch,
+            mls_data.commit(GID, epoch, b"add carol"),
+            [alice.me.queue_id, bob.me.queue_id, carol.me.queue_id],
+            welcome=mls_data.welcome(),
+            welcome_to=[carol.me.queue_id],
+        )
+        (commit,) = await bob_ws.messages(1)
+        (welcome,) = await carol_ws.messages(1)
+    assert commit.data.startswith(b"\x00\x01\x00\x02")  # PrivateMessage
+    assert welcome.data.startswith(b"\x00\x01\x00\x03")  # Welcome
+
+
+async def test_malformed_frames_get_an_error_and_the_socket_stays(server: TestServer) -> None:
+    (alice, bob), epoch = await _group(server, 2)
+    async with bob.websocket(after=1) as ws:
+        await ws.ws.send_text("{not json")
+        frame = await ws.next_frame()
+        assert frame["error"]["code"] == "malformed_json"
+        await ws.ws.send_text(json.dumps({"type": "ack", "up_to": -1}))
+        frame = await ws.next_frame()
+        assert frame["error"]["code"] == "invalid_field"
+        await alice.send(GID, mls_data.application(GID, epoch, b"still here"))
+        (msg,) = await ws.messages(1)
+        assert msg.seq == 2
+
+
+async def test_many_messages_arrive_in_order(server: TestServer) -> None:
+    (alice, bob), epoch = await _group(server, 2)
+    async with bob.websocket(after=1) as ws:
+        await asyncio.gather(
+            *(alice.send(GID, mls_data.application(GID, epoch, b"%d" % i)) for i in range(60))
+        )
+        got = await ws.messages(60)
+    assert [m.seq for m in got] == list(range(2, 62))
