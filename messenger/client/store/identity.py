@@ -1,0 +1,86 @@
+"""This client's identity: its account on the server and its signature key.
+
+One row: the server's ids for this account, client and delivery queue
+(``messenger.api.models.RegisterResponse``), the Ed25519 signature key pair
+whose public half the Authentication Service certified, the credential it
+issued (encoded), and the MLS cipher suite in use. The private key lives
+only here, inside the encrypted store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .database import Database, Row
+
+__all__ = ["Identity", "IdentityRepository"]
+
+_COLUMNS = (
+    "server_url, account_id, client_id, queue_id, cipher_suite, signature_private_key, "
+    "signature_public_key, credential, created_at, handle, display_name"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The account and keys of this client."""
+
+    server_url: str
+    account_id: str
+    client_id: str
+    queue_id: str
+    cipher_suite: int
+    signature_private_key: bytes = field(repr=False)
+    signature_public_key: bytes
+    credential: bytes
+    """The Authentication Service's credential, in its encoded form."""
+    created_at: int
+    handle: str | None = None
+    display_name: str | None = None
+
+
+def _identity(row: Row) -> Identity:
+    return Identity(*row)
+
+
+class IdentityRepository:
+    """The one identity row."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self) -> Identity | None:
+        row = self._db.query_one(f"SELECT {_COLUMNS} FROM identity WHERE singleton = 1")  # noqa: S608
+        return None if row is None else _identity(row)
+
+    def save(self, identity: Identity) -> None:
+        """Store the identity, replacing any previous one."""
+        self._db.execute(
+            f"INSERT OR REPLACE INTO identity (singleton, {_COLUMNS}) "  # noqa: S608
+            "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                identity.server_url,
+                identity.account_id,
+                identity.client_id,
+                identity.queue_id,
+                identity.cipher_suite,
+                identity.signature_private_key,
+                identity.signature_public_key,
+                identity.credential,
+                identity.created_at,
+                identity.handle,
+                identity.display_name,
+            ),
+        )
+
+    def set_handle(self, handle: str | None) -> bool:
+        """Change the handle; whether there is an identity to change."""
+        result = self._db.execute("UPDATE identity SET handle = ? WHERE singleton = 1", (handle,))
+        return result.rowcount > 0
+
+    def set_display_name(self, display_name: str | None) -> bool:
+        """Change the display name; whether there is an identity to change."""
+        result = self._db.execute(
+            "UPDATE identity SET display_name = ? WHERE singleton = 1", (display_name,)
+        )
+        return result.rowcount > 0

@@ -1,0 +1,286 @@
+"""Messages: the rows a conversation shows, and their full-text search.
+
+One row per text, reply or system message. The other message kinds of the
+content format change rows instead of adding them: an edit replaces
+``body`` and sets ``edited_at``; a delete for everyone clears ``body`` and
+sets ``deleted_at`` (a tombstone: the row stays so that replies and the
+timeline keep their place); reactions and read receipts are in
+:mod:`.reactions` and :mod:`.read_markers`; typing notices are not stored.
+
+``uid`` is the id the sender gave the message (it is in the encrypted
+content), unique within a conversation: edits, deletes, replies and
+reactions name their target by it, and a message processed twice is caught
+(:class:`DuplicateMessageError`). ``id`` is the local row id; it grows in
+the order messages were stored, which is the timeline order. The index
+``messages_by_conversation (conversation_id, id)`` makes
+:meth:`MessageRepository.latest` a range scan of ``limit`` index entries.
+
+Outgoing messages start ``pending`` (in the outbox), then become ``sent``,
+``delivered`` or ``read`` -- or ``failed``. Incoming ones are ``received``.
+``server_seq`` is the delivery queue sequence number the message came
+with; ``epoch`` is the MLS epoch it was encrypted in.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..errors import DuplicateMessageError
+from .database import Database, Row
+from .search import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit, fts_query
+
+__all__ = [
+    "Message",
+    "MessageKind",
+    "MessageRepository",
+    "MessageStatus",
+]
+
+_COLUMNS = (
+    "id, conversation_id, uid, sender_account_id, sender_client_id, outgoing, kind, body, "
+    "reply_to_uid, status, sent_at, received_at, edited_at, deleted_at, server_seq, epoch"
+)
+_M_COLUMNS = ", ".join(f"m.{column.strip()}" for column in _COLUMNS.split(","))
+
+
+class MessageKind(enum.StrEnum):
+    TEXT = "text"
+    REPLY = "reply"
+    SYSTEM = "system"
+    """Written by the client: someone joined, left, renamed the group..."""
+
+
+class MessageStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    RECEIVED = "received"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    conversation_id: int
+    uid: bytes
+    sender_account_id: str
+    sender_client_id: str
+    outgoing: bool
+    kind: MessageKind
+    body: str | None
+    """None once deleted."""
+    reply_to_uid: bytes | None
+    status: MessageStatus
+    sent_at: int
+    """The sender's clock (not trusted for ordering)."""
+    received_at: int
+    """This client's clock when the message was stored."""
+    edited_at: int | None
+    deleted_at: int | None
+    server_seq: int | None
+    epoch: int | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+def _message(row: Row) -> Message:
+    return Message(
+        id=row[0],
+        conversation_id=row[1],
+        uid=row[2],
+        sender_account_id=row[3],
+        sender_client_id=row[4],
+        outgoing=bool(row[5]),
+        kind=MessageKind(row[6]),
+        body=row[7],
+        reply_to_uid=row[8],
+        status=MessageStatus(row[9]),
+        sent_at=row[10],
+        received_at=row[11],
+        edited_at=row[12],
+        deleted_at=row[13],
+        server_seq=row[14],
+        epoch=row[15],
+    )
+
+
+class MessageRepository:
+    """Messages of all conversations."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(
+        self,
+        conversation_id: int,
+        *,
+        uid: bytes,
+        sender_account_id: str,
+        sender_client_id: str,
+        outgoing: bool,
+        body: str | None,
+        sent_at: int,
+        received_at: int,
+        kind: MessageKind = MessageKind.TEXT,
+        reply_to_uid: bytes | None = None,
+        status: MessageStatus | None = None,
+        server_seq: int | None = None,
+        epoch: int | None = None,
+    ) -> Message:
+        """Store a message and move the conversation's activity time forward.
+
+        ``status`` defaults to ``pending`` for outgoing messages and
+        ``received`` for incoming ones. DuplicateMessageError if the
+        conversation already has a message with ``uid``.
+        """
+        if (kind is MessageKind.REPLY) != (reply_to_uid is not None):
+            raise ValueError("a reply, and only a reply, names the message it replies to")
+        if status is None:
+            status = MessageStatus.PENDING if outgoing else MessageStatus.RECEIVED
+        with self._db.transaction():
+            row = self._db.query_one(
+                "INSERT INTO messages (conversation_id, uid, sender_account_id, sender_client_id, "  # noqa: S608
+                "outgoing, kind, body, reply_to_uid, status, sent_at, received_at, server_seq, "
+                "epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"ON CONFLICT (conversation_id, uid) DO NOTHING RETURNING {_COLUMNS}",
+                (
+                    conversation_id,
+                    uid,
+                    sender_account_id,
+                    sender_client_id,
+                    int(outgoing),
+                    kind.value,
+                    body,
+                    reply_to_uid,
+                    status.value,
+                    sent_at,
+                    received_at,
+                    server_seq,
+                    epoch,
+                ),
+            )
+            if row is None:
+                raise DuplicateMessageError(f"message uid {uid.hex()} is already stored")
+            self._db.execute(
+                "UPDATE conversations SET last_activity_at = max(last_activity_at, ?) WHERE id = ?",
+                (received_at, conversation_id),
+            )
+        return _message(row)
+
+    def get(self, message_id: int) -> Message | None:
+        row = self._db.query_one(
+            f"SELECT {_COLUMNS} FROM messages WHERE id = ?",  # noqa: S608
+            (message_id,),
+        )
+        return None if row is None else _message(row)
+
+    def by_uid(self, conversation_id: int, uid: bytes) -> Message | None:
+        row = self._db.query_one(
+            f"SELECT {_COLUMNS} FROM messages WHERE conversation_id = ? AND uid = ?",  # noqa: S608
+            (conversation_id, uid),
+        )
+        return None if row is None else _message(row)
+
+    def latest(
+        self, conversation_id: int, limit: int = 50, *, before_id: int | None = None
+    ) -> list[Message]:
+        """The newest ``limit`` messages (older than ``before_id``), oldest first.
+
+        Page backwards by passing the ``id`` of the first message returned.
+        """
+        rows = self._db.query(
+            f"SELECT {_COLUMNS} FROM messages "  # noqa: S608
+            "WHERE conversation_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (conversation_id, before_id if before_id is not None else 2**63 - 1, limit),
+        )
+        rows.reverse()
+        return [_message(row) for row in rows]
+
+    def after(self, conversation_id: int, after_id: int, limit: int = 50) -> list[Message]:
+        """Up to ``limit`` messages newer than ``after_id``, oldest first."""
+        rows = self._db.query(
+            f"SELECT {_COLUMNS} FROM messages "  # noqa: S608
+            "WHERE conversation_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (conversation_id, after_id, limit),
+        )
+        return [_message(row) for row in rows]
+
+    def count(self, conversation_id: int) -> int:
+        return int(
+            self._db.query_value(
+                "SELECT count(*) FROM messages WHERE conversation_id = ?", (conversation_id,)
+            )
+        )
+
+    def set_status(self, message_id: int, status: MessageStatus) -> bool:
+        result = self._db.execute(
+            "UPDATE messages SET status = ? WHERE id = ?", (status.value, message_id)
+        )
+        return result.rowcount > 0
+
+    def edit(
+        self, conversation_id: int, uid: bytes, *, editor_account_id: str, body: str, at: int
+    ) -> Message | None:
+        """Replace the text of a message; None if there is no such message by that sender.
+
+        Only the sender may edit, and a deleted message stays deleted.
+        """
+        row = self._db.query_one(
+            "UPDATE messages SET body = ?, edited_at = ? WHERE conversation_id = ? AND uid = ? "  # noqa: S608
+            "AND sender_account_id = ? AND deleted_at IS NULL AND kind != 'system' "
+            f"RETURNING {_COLUMNS}",
+            (body, at, conversation_id, uid, editor_account_id),
+        )
+        return None if row is None else _message(row)
+
+    def delete_for_everyone(
+        self, conversation_id: int, uid: bytes, *, by_account_id: str, at: int
+    ) -> Message | None:
+        """Turn a message into a tombstone (text and reactions gone); None if not allowed.
+
+        Only the sender may delete a message for everyone.
+        """
+        with self._db.transaction():
+            row = self._db.query_one(
+                "UPDATE messages SET body = NULL, deleted_at = ? WHERE conversation_id = ? "  # noqa: S608
+                "AND uid = ? AND sender_account_id = ? AND deleted_at IS NULL "
+                f"RETURNING {_COLUMNS}",
+                (at, conversation_id, uid, by_account_id),
+            )
+            if row is None:
+                return None
+            self._db.execute("DELETE FROM reactions WHERE message_id = ?", (row[0],))
+        return _message(row)
+
+    def remove(self, message_id: int) -> bool:
+        """Delete a message from this device only (with its reactions)."""
+        return self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,)).rowcount > 0
+
+    def search(
+        self, query: str, limit: int = 50, *, conversation_id: int | None = None
+    ) -> list[SearchHit]:
+        """Messages whose text matches every term of ``query``, newest first.
+
+        ``query`` is what the user typed: it is quoted term by term
+        (:func:`~.search.fts_query`), so FTS5 syntax in it is searched for
+        as text and cannot break or widen the query.
+        """
+        match = fts_query(query)
+        if match is None or limit <= 0:
+            return []
+        where = "" if conversation_id is None else "AND m.conversation_id = ?"
+        params: tuple[str | int, ...] = (HIGHLIGHT_START, HIGHLIGHT_END, match)
+        if conversation_id is not None:
+            params += (conversation_id,)
+        rows = self._db.query(
+            f"SELECT {_M_COLUMNS}, snippet(messages_fts, 0, ?, ?, '…', 12) "  # noqa: S608
+            "FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid "
+            f"WHERE messages_fts MATCH ? {where} "
+            "ORDER BY messages_fts.rowid DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [SearchHit(message=_message(row[:-1]), snippet=row[-1]) for row in rows]

@@ -1,0 +1,321 @@
+"""The schema of the store and its versioned migrations.
+
+The schema version is SQLite's ``PRAGMA user_version`` (0 for a new file).
+Each :class:`Migration` moves it up by one, inside one transaction that also
+sets the new version: a crash or an error leaves the database at the old
+version with the old schema. A database whose version is newer than the
+newest migration was written by a newer app; it is refused
+(:class:`StoreVersionError`) and left untouched.
+
+Migrations are append-only: once released, a migration is never edited; a
+change is a new migration. A migration that rebuilds a table (SQLite's
+"12-step" ALTER, https://sqlite.org/lang_altertable.html) sets
+``foreign_keys_off``: foreign keys are switched off around its transaction,
+and ``PRAGMA foreign_key_check`` must pass before it commits.
+
+Conventions of the schema: times are Unix milliseconds (INTEGER); ids that
+come from the server or from MLS are TEXT (server ids) or BLOB (MLS group
+ids, message uids, KeyPackage refs); booleans are INTEGER 0/1 with a CHECK.
+Enumerations (message kind and status, outbox kind) are TEXT without a
+CHECK, so that a new value needs no table rebuild; the repositories accept
+only the values of their enums.
+
+Version 1 -- the tables:
+
+* ``settings`` -- key/value pairs (JSON values), e.g. the sync cursor.
+* ``identity`` -- this client's account and keys (one row).
+* ``contacts``, ``contact_clients`` -- other accounts, their clients'
+  signature keys, and whether the user verified their safety number.
+* ``conversations``, ``conversation_members`` -- a conversation is one MLS
+  group (``direct``: a 2-member group with ``peer_account_id``).
+* ``mls_groups`` -- the serialized MLS group state and its epoch, by group id.
+* ``key_packages`` -- KeyPackage private keys by KeyPackageRef.
+* ``messages`` -- one row per displayed message (text, reply, system);
+  edits and deletes change the row, reactions and read receipts live in
+  ``reactions`` and ``read_markers``. ``messages_by_conversation`` makes
+  "the newest N messages of a conversation" an index range scan.
+* ``outbox`` -- sends waiting for the server, with an idempotency key.
+
+Version 2 -- ``messages_fts``, an FTS5 index over ``messages.body``
+(external content, kept in step by triggers), built from existing rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..errors import StoreError, StoreVersionError
+from .database import Database
+
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Migration",
+    "migrate",
+    "schema_version",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """Moves the schema from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    apply: Callable[[Database], None]
+    foreign_keys_off: bool = False
+
+
+def _script(*statements: str) -> Callable[[Database], None]:
+    def apply(db: Database) -> None:
+        for statement in statements:
+            db.execute(statement)
+
+    return apply
+
+
+_V1 = _script(
+    """
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE identity (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        server_url TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        queue_id TEXT NOT NULL,
+        handle TEXT,
+        display_name TEXT,
+        cipher_suite INTEGER NOT NULL,
+        signature_private_key BLOB NOT NULL,
+        signature_public_key BLOB NOT NULL,
+        credential BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE contacts (
+        account_id TEXT PRIMARY KEY,
+        handle TEXT,
+        display_name TEXT,
+        verified_fingerprint BLOB,
+        verified_at INTEGER,
+        blocked INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1)),
+        added_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        CHECK ((verified_fingerprint IS NULL) = (verified_at IS NULL))
+    )
+    """,
+    "CREATE INDEX contacts_by_handle ON contacts (handle)",
+    """
+    CREATE TABLE contact_clients (
+        account_id TEXT NOT NULL REFERENCES contacts (account_id) ON DELETE CASCADE,
+        client_id TEXT NOT NULL,
+        signature_key BLOB NOT NULL,
+        first_seen_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, client_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        group_id BLOB NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
+        title TEXT,
+        peer_account_id TEXT,
+        created_at INTEGER NOT NULL,
+        last_activity_at INTEGER NOT NULL,
+        muted INTEGER NOT NULL DEFAULT 0 CHECK (muted IN (0, 1)),
+        archived INTEGER NOT NULL DEFAULT 0 CHECK (archived IN (0, 1)),
+        left_at INTEGER,
+        CHECK ((kind = 'direct') = (peer_account_id IS NOT NULL))
+    )
+    """,
+    "CREATE INDEX conversations_by_activity ON conversations (archived, last_activity_at)",
+    "CREATE INDEX conversations_by_peer ON conversations (peer_account_id)",
+    """
+    CREATE TABLE conversation_members (
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        account_id TEXT NOT NULL,
+        joined_at INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, account_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE mls_groups (
+        id INTEGER PRIMARY KEY,
+        group_id BLOB NOT NULL UNIQUE,
+        epoch INTEGER NOT NULL CHECK (epoch >= 0),
+        state BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE key_packages (
+        id INTEGER PRIMARY KEY,
+        ref BLOB NOT NULL UNIQUE,
+        bundle BLOB NOT NULL,
+        last_resort INTEGER NOT NULL DEFAULT 0 CHECK (last_resort IN (0, 1)),
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        uploaded_at INTEGER
+    )
+    """,
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        uid BLOB NOT NULL,
+        sender_account_id TEXT NOT NULL,
+        sender_client_id TEXT NOT NULL,
+        outgoing INTEGER NOT NULL CHECK (outgoing IN (0, 1)),
+        kind TEXT NOT NULL,
+        body TEXT,
+        reply_to_uid BLOB,
+        status TEXT NOT NULL,
+        sent_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        edited_at INTEGER,
+        deleted_at INTEGER,
+        server_seq INTEGER,
+        epoch INTEGER,
+        UNIQUE (conversation_id, uid)
+    )
+    """,
+    "CREATE INDEX messages_by_conversation ON messages (conversation_id, id)",
+    """
+    CREATE TABLE reactions (
+        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        account_id TEXT NOT NULL,
+        emoji TEXT NOT NULL,
+        reacted_at INTEGER NOT NULL,
+        PRIMARY KEY (message_id, account_id, emoji)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE read_markers (
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        account_id TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        read_at INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, account_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        idempotency_key BLOB NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        group_id BLOB,
+        message_id INTEGER REFERENCES messages (id) ON DELETE SET NULL,
+        payload BLOB NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX outbox_due ON outbox (next_attempt_at)",
+    "CREATE INDEX outbox_by_message ON outbox (message_id)",
+)
+
+_V2 = _script(
+    # External content: the index stores only tokens; the text stays in
+    # ``messages``. Deleted messages (body NULL) are not indexed, so the
+    # triggers must hand the exact indexed values back on delete.
+    """
+    CREATE VIRTUAL TABLE messages_fts USING fts5 (
+        body,
+        content = 'messages',
+        content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 2'
+    )
+    """,
+    """
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+    WHEN new.body IS NOT NULL BEGIN
+        INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+    END
+    """,
+    """
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+    WHEN old.body IS NOT NULL BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+    END
+    """,
+    """
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, body)
+            SELECT 'delete', old.id, old.body WHERE old.body IS NOT NULL;
+        INSERT INTO messages_fts (rowid, body)
+            SELECT new.id, new.body WHERE new.body IS NOT NULL;
+    END
+    """,
+    # Index the messages stored before this version.
+    """
+    INSERT INTO messages_fts (rowid, body)
+        SELECT id, body FROM messages WHERE body IS NOT NULL
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "core tables", _V1),
+    Migration(2, "full-text search over messages", _V2),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(db: Database) -> int:
+    """The database's schema version (0 for a new, empty database)."""
+    return int(db.query_value("PRAGMA user_version"))
+
+
+def migrate(
+    db: Database,
+    *,
+    target: int | None = None,
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> int:
+    """Apply the pending migrations up to ``target`` (default: all); the new version.
+
+    StoreVersionError if the database is newer than the newest migration.
+    """
+    _check_sequence(migrations)
+    latest = migrations[-1].version if migrations else 0
+    target = latest if target is None else target
+    if not 0 <= target <= latest:
+        raise ValueError(f"no migration to version {target}")
+    current = schema_version(db)
+    if current > latest:
+        raise StoreVersionError(f"database schema {current} is newer than {latest}")
+    for migration in migrations:
+        if current < migration.version <= target:
+            _apply(db, migration)
+            current = migration.version
+    return current
+
+
+def _apply(db: Database, migration: Migration) -> None:
+    if migration.foreign_keys_off:
+        db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with db.transaction():
+            migration.apply(db)
+            if migration.foreign_keys_off and db.query("PRAGMA foreign_key_check"):
+                raise StoreError(f"migration {migration.version} broke a foreign key")
+            db.execute(f"PRAGMA user_version = {migration.version:d}")
+    finally:
+        if migration.foreign_keys_off:
+            db.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_sequence(migrations: Sequence[Migration]) -> None:
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise ValueError(f"migration {migration.version} is out of sequence")

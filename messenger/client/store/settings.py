@@ -1,0 +1,55 @@
+"""Settings: small key/value pairs with JSON values.
+
+For state that is one value per profile and needs no table of its own,
+such as the delivery queue's cursor or UI preferences. Values are stored as
+JSON text, so they keep their type (int, str, bool, list, dict, None).
+"""
+
+from __future__ import annotations
+
+import json
+
+from .database import Database
+
+__all__ = ["JsonValue", "SettingsRepository"]
+
+JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+class SettingsRepository:
+    """Key/value settings."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, key: str, default: JsonValue = None) -> JsonValue:
+        """The value of ``key``, or ``default`` if it is not set."""
+        text = self._db.query_value("SELECT value FROM settings WHERE key = ?", (key,))
+        if text is None:
+            return default
+        value: JsonValue = json.loads(text)
+        return value
+
+    def get_int(self, key: str, default: int = 0) -> int:
+        """An integer setting (``default`` if unset or not an integer)."""
+        value = self.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return default
+
+    def set(self, key: str, value: JsonValue) -> None:
+        """Set ``key`` to ``value`` (anything JSON can hold)."""
+        self._db.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, separators=(",", ":"))),
+        )
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; whether it was set."""
+        return self._db.execute("DELETE FROM settings WHERE key = ?", (key,)).rowcount > 0
+
+    def items(self) -> dict[str, JsonValue]:
+        """Every setting."""
+        rows = self._db.query("SELECT key, value FROM settings ORDER BY key")
+        return {key: json.loads(text) for key, text in rows}
