@@ -197,6 +197,13 @@ async def test_sqlite_file_is_served_by_one_process(tmp_path: Path) -> None:
 
 
 def test_logs_are_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    names = ("aiosqlite", "asyncpg", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = (
+        root.handlers[:],
+        root.level,
+        {n: (logging.getLogger(n).level, logging.getLogger(n).disabled) for n in names},
+    )
     configure_logging("DEBUG")
     try:
         logging.getLogger("messenger.server.test").info(
@@ -205,7 +212,11 @@ def test_logs_are_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
         logging.getLogger("aiosqlite").debug("executing SELECT with secret parameters")
         lines = capsys.readouterr().err.strip().splitlines()
     finally:
-        logging.getLogger().handlers.clear()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name, (level, disabled) in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+            logging.getLogger(name).disabled = disabled
     entries = [json.loads(line) for line in lines]
     assert entries[-1]["event"] == "something happened"
     assert (entries[-1]["route"], entries[-1]["status"], entries[-1]["level"]) == (

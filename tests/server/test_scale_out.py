@@ -13,15 +13,17 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from messenger.api import routes as r
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.server import create_app
+from messenger.server.storage import PostgresDatabase
 
 from . import mls_data
 from .client import ApiClient
-from .conftest import TestServer, make_config, postgres_schema, serve
+from .conftest import TestServer, make_config, postgres_dsn, postgres_schema, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -115,3 +117,32 @@ async def test_a_request_replayed_to_another_instance_is_refused(
     replay = await b.http.get(r.KEY_PACKAGE_COUNT, headers=headers)
     assert replay.status_code == 401
     assert replay.json()["error"]["code"] == "auth_replayed"
+
+
+async def test_push_survives_a_dropped_listen_connection(
+    pair: tuple[TestServer, TestServer],
+) -> None:
+    a, b = pair
+    alice, bob = await _group(a, 2)
+    db = a.state.db
+    assert isinstance(db, PostgresDatabase)
+    listener = db._listener
+    assert listener is not None
+    old_pid = listener.get_server_pid()
+    killer = await asyncpg.connect(postgres_dsn())
+    try:
+        await killer.execute("SELECT pg_terminate_backend($1)", old_pid)
+    finally:
+        await killer.close()
+    for _ in range(200):
+        current = db._listener
+        if current is not None and current.get_server_pid() != old_pid:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the LISTEN connection was not re-established")
+    async with alice.websocket(after=1) as ws:
+        await asyncio.sleep(0.1)
+        await _on(b, bob).send(GID, mls_data.application(GID, 1, b"after reconnect"))
+        (msg,) = await ws.messages(1, timeout=10)
+        assert msg.seq == 2

@@ -16,7 +16,7 @@ its default ``synchronous_commit=on``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 __all__ = [
@@ -80,8 +80,10 @@ class Tx(abc.ABC):
         """
 
 
-#: An operation: the server logic that runs inside one transaction.
-Operation = Callable[[Tx], Awaitable[T]]
+#: An operation: the server logic that runs inside one transaction. It may
+#: await only the methods of its Tx (the SQLite writer drives it without an
+#: event loop).
+Operation = Callable[[Tx], Coroutine[Any, Any, T]]
 
 
 class Database(abc.ABC):

@@ -1,12 +1,19 @@
 """The SQLite backend: embedded, one server process, WAL with ``synchronous=FULL``.
 
-Writes go through one connection and are *group-committed*: operations that
-arrive while a transaction is running are run together in the next one, each
-inside its own ``SAVEPOINT`` so that a failing operation rolls back only its
-own changes. Every caller is answered after the ``COMMIT`` that holds its
-operation, so an acknowledged write survives ``kill -9`` and power loss
-(``synchronous=FULL`` syncs the WAL at every commit). Reads use separate
-connections, which WAL lets run beside the writer.
+Writes go through one connection on one writer thread and are
+*group-committed*: operations that arrive while a transaction is running are
+run together in the next one, each inside its own ``SAVEPOINT`` so that a
+failing operation rolls back only its own changes. Every caller is answered
+after the ``COMMIT`` that holds its operation, so an acknowledged write
+survives ``kill -9`` and power loss (``synchronous=FULL`` syncs the WAL at
+every commit).
+
+The writer runs a whole batch in one hop to its thread: an operation is a
+coroutine that awaits only its :class:`Tx`, and the writer's ``Tx`` does its
+work without ever suspending, so the batch drives each operation to the end
+synchronously (:func:`_drive`). With one thread hop per statement (what
+aiosqlite does) the writer was bound by hops, not by SQLite. Reads go
+through aiosqlite connections, which WAL lets run beside the writer.
 
 Only one process may serve a database file: a second one would not see the
 first one's pushes. An exclusive lock on ``<file>.lock`` enforces this.
@@ -20,7 +27,8 @@ import itertools
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +84,62 @@ class _SqliteTx(Tx):
         """One process per database: the in-process push hub is enough."""
 
 
+class _WriterTx(Tx):
+    """The writer thread's Tx: every method completes without suspending."""
+
+    dialect = "sqlite"
+    for_update = ""
+    for_update_skip_locked = ""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: object) -> int:
+        try:
+            return self._conn.execute(sql, args).rowcount
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise UniqueViolation(str(exc)) from None
+            raise
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise UniqueViolation(str(exc)) from None
+            raise
+
+    async def fetchall(self, sql: str, *args: object) -> list[Row]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise UniqueViolation(str(exc)) from None
+            raise
+
+    async def fetchone(self, sql: str, *args: object) -> Row | None:
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """One process per database: the in-process push hub is enough."""
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to its end, on this thread."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
+    coro.close()
+    raise RuntimeError("a storage operation may await only its Tx")
+
+
+_Outcome = tuple[BaseException | None, Any]
+
+
 class _Pending:
     __slots__ = ("future", "op")
 
@@ -91,7 +155,8 @@ class SqliteDatabase(Database):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._next_reader = itertools.cycle(range(_READERS))
         self._pending: list[_Pending] = []
@@ -108,17 +173,23 @@ class SqliteDatabase(Database):
             raise StorageError("the SQLite backend needs a file path")
         return cls(Path(path))
 
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
     async def connect(self) -> None:
         self._closing = False
         self._wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._take_process_lock()
-            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._writer.execute("PRAGMA journal_mode=WAL")
-            await self._writer.execute("PRAGMA synchronous=FULL")
-            await self._writer.execute("PRAGMA foreign_keys=ON")
-            await self._writer.execute("PRAGMA busy_timeout=10000")
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+            self._writer = await loop.run_in_executor(self._executor, self._open_writer)
             for _ in range(_READERS):
                 reader = await aiosqlite.connect(self.path, isolation_level=None)
                 await reader.execute("PRAGMA busy_timeout=10000")
@@ -151,12 +222,17 @@ class SqliteDatabase(Database):
         if self._task is not None:
             await self._task
             self._task = None
-        for conn in [*self._readers, self._writer]:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
+        for reader in self._readers:
+            with contextlib.suppress(Exception):
+                await reader.close()
         self._readers = []
-        self._writer = None
+        if self._executor is not None:
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                with contextlib.suppress(Exception):
+                    await asyncio.get_running_loop().run_in_executor(self._executor, writer.close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -178,56 +254,65 @@ class SqliteDatabase(Database):
         """Nothing to listen to: this process makes every change itself."""
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch, self._pending = self._pending, []
-                await self._run_batch([p for p in batch if not p.future.cancelled()])
+                batch = [p for p in self._pending if not p.future.cancelled()]
+                self._pending = []
+                if not batch:
+                    continue
+                assert self._executor is not None
+                try:
+                    outcomes = await loop.run_in_executor(
+                        self._executor, self._run_batch, [p.op for p in batch]
+                    )
+                except StorageError as exc:
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(exc)
+                    continue
+                for pending, (failure, value) in zip(batch, outcomes, strict=True):
+                    if pending.future.done():
+                        continue
+                    if failure is not None:
+                        pending.future.set_exception(failure)
+                    else:
+                        pending.future.set_result(value)
             if self._closing:
                 return
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
-        if not batch:
-            return
+    def _run_batch(self, ops: list[Operation[Any]]) -> list[_Outcome]:
+        """One transaction holding every operation of the batch (writer thread)."""
         conn = self._writer
         assert conn is not None
-        tx = _SqliteTx(conn)
-        outcomes: list[tuple[_Pending, BaseException | None, Any]] = []
-        single = len(batch) == 1
+        tx = _WriterTx(conn)
+        outcomes: list[_Outcome] = []
+        single = len(ops) == 1
         try:
-            await conn.execute("BEGIN IMMEDIATE")
-            for pending in batch:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in ops:
                 if not single:
-                    await conn.execute("SAVEPOINT op")
+                    conn.execute("SAVEPOINT op")
                 try:
-                    value = await pending.op(tx)
+                    value: Any = _drive(op(tx))
                 except Exception as exc:
                     if not single:
-                        await conn.execute("ROLLBACK TO op")
-                        await conn.execute("RELEASE op")
-                    outcomes.append((pending, exc, None))
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    outcomes.append((exc, None))
                 else:
                     if not single:
-                        await conn.execute("RELEASE op")
-                    outcomes.append((pending, None, value))
-            if single and outcomes[0][1] is not None:
-                await conn.execute("ROLLBACK")
+                        conn.execute("RELEASE op")
+                    outcomes.append((None, value))
+            if single and outcomes[0][0] is not None:
+                conn.execute("ROLLBACK")
             else:
-                await conn.execute("COMMIT")
-        except (sqlite3.Error, OSError, ValueError) as exc:
-            with contextlib.suppress(sqlite3.Error, ValueError):
+                conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
-            error = StorageError(f"SQLite transaction failed: {exc}")
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
-            return
-        for pending, failure, value in outcomes:
-            if pending.future.done():
-                continue
-            if failure is not None:
-                pending.future.set_exception(failure)
-            else:
-                pending.future.set_result(value)
+                    conn.execute("ROLLBACK")
+            raise StorageError(f"SQLite transaction failed: {exc}") from exc
+        return outcomes
