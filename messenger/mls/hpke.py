@@ -98,6 +98,8 @@ class Mode:
 
 
 _VERSION_LABEL: Final = b"HPKE-v1"
+#: ``info`` values at least this long have their hash remembered (see HPKE).
+_INFO_HASH_CACHE_MIN: Final = 4096
 _ROLE_SENDER: Final = 0
 _ROLE_RECIPIENT: Final = 1
 
@@ -461,6 +463,7 @@ class HPKE:
         "Npk",
         "Nsecret",
         "Nsk",
+        "_info_hash",
         "_kdf_hash",
         "_kem",
         "_kem_suite_id",
@@ -499,6 +502,10 @@ class HPKE:
             + kdf_id.to_bytes(2, "big")
             + aead_id.to_bytes(2, "big")
         )
+        #: The last long ``info`` and its ``info_hash``: a Welcome encrypts the
+        #: GroupSecrets of every new member with the same, possibly large,
+        #: ``info`` (RFC 9420 §12.4.3.1), so it is hashed once.
+        self._info_hash: tuple[bytes, bytes] | None = None
         self._native_suite: _native.Suite | None = None
         if kem.native_kem is not None and aead_id in _NATIVE_AEAD:
             self._native_suite = _native.Suite(
@@ -595,7 +602,13 @@ class HPKE:
         """``key_schedule_context`` of ``KeySchedule`` (RFC 9180 §5.1)."""
         h, sid = self._kdf_hash, self._suite_id
         psk_id_hash = _labeled_extract(h, sid, b"", b"psk_id_hash", psk_id)
-        info_hash = _labeled_extract(h, sid, b"", b"info_hash", info)
+        cached = self._info_hash
+        if cached is not None and cached[0] == info:
+            info_hash = cached[1]
+        else:
+            info_hash = _labeled_extract(h, sid, b"", b"info_hash", info)
+            if len(info) >= _INFO_HASH_CACHE_MIN:
+                self._info_hash = (bytes(info), info_hash)
         return bytes((mode,)) + psk_id_hash + info_hash
 
     def _key_schedule_secret(self, shared_secret: bytes, psk: bytes) -> bytes:

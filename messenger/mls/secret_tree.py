@@ -423,11 +423,20 @@ class SecretTree(Struct):
         """Call ``opener(key, nonce)`` and consume the key only if it returns.
 
         If ``opener`` raises (say :class:`DecryptionError` for a forged
-        ciphertext), the exception propagates and the ratchet is unchanged.
+        ciphertext), the exception propagates and the tree is unchanged --
+        including its encoding: a leaf's ratchets first derived for a message
+        that fails are dropped again.
         """
-        r = self._leaf_ratchets(leaf)[ratchet]
-        key, nonce, plan = r.derive(self._kdf, generation, self._config)
-        result = opener(key, nonce)
+        nodes = None if leaf in self._ratchets else dict(self._nodes)
+        try:
+            r = self._leaf_ratchets(leaf)[ratchet]
+            key, nonce, plan = r.derive(self._kdf, generation, self._config)
+            result = opener(key, nonce)
+        except BaseException:
+            if nodes is not None:
+                self._nodes = nodes
+                self._ratchets.pop(leaf, None)
+            raise
         r.commit(generation, plan, self._config)
         return result
 

@@ -21,6 +21,7 @@ import enum
 import importlib
 import inspect
 import pkgutil
+import random
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -61,6 +62,7 @@ from messenger.mls.extensions import (
 )
 from messenger.mls.group_context import GroupContext
 from messenger.mls.key_package import KeyPackage
+from messenger.mls.key_package_bundle import KeyPackageBundle, generate_key_package
 from messenger.mls.leaf_node import LeafNode
 from messenger.mls.messages import MLSMessage
 from messenger.mls.nodes import ParentNode, RatchetTree
@@ -177,6 +179,16 @@ FACTORIES: dict[type[Struct], Callable[[], Iterable[Struct]]] = {
     SecretTree: lambda: [
         SecretTree(get_cipher_suite(1), bytes(32), 1),
         SecretTree(get_cipher_suite(5), bytes(range(64)), 4),
+    ],
+    KeyPackageBundle: lambda: [
+        generate_key_package(
+            get_cipher_suite(suite),
+            Credential.basic(b"fuzz"),
+            get_cipher_suite(suite).generate_signature_key_pair(random.Random(suite).randbytes)[0],
+            random.Random(suite).randbytes,
+            now=1_700_000_000,
+        )
+        for suite in (1, 2)
     ],
 }
 

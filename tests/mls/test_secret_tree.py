@@ -200,6 +200,22 @@ def test_open_consumes_only_on_success() -> None:
     assert receiver.key_for(2, APP, 1) == sent[1]
 
 
+def test_failed_open_of_a_fresh_leaf_changes_no_byte() -> None:
+    """A forgery naming a leaf not used yet leaves even the encoding alone."""
+    suite = get_cipher_suite(1)
+    _, receiver = _pair()
+    before = receiver.to_bytes()
+
+    def forged(key: bytes, nonce: bytes) -> bytes:
+        return suite.aead_open(key, nonce, b"aad", b"not a ciphertext at all")
+
+    with pytest.raises(DecryptionError):
+        receiver.open(5, APP, 0, forged)
+    with pytest.raises(GenerationTooFarError):
+        receiver.open(6, APP, 5000, forged)
+    assert receiver.to_bytes() == before
+
+
 def test_leaf_out_of_range() -> None:
     _, receiver = _pair(n_leaves=4)
     with pytest.raises(ValidationError):
