@@ -10,4 +10,4 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e .
-exec python -m messenger.mls.demo "$@"
+exec python -m messenger.mls_demo "$@"
