@@ -28,9 +28,11 @@ __all__ = [
     "MAX_FETCH",
     "MAX_GROUP_ID_BYTES",
     "MAX_GROUP_MEMBERS",
+    "MAX_IDEMPOTENCY_KEY_BYTES",
     "MAX_KEY_PACKAGES_PER_UPLOAD",
     "MAX_KEY_PACKAGE_BYTES",
     "MAX_MLS_MESSAGE_BYTES",
+    "MIN_IDEMPOTENCY_KEY_BYTES",
     "SIGNUP_POLICIES",
     "AckRequest",
     "AckResponse",
@@ -85,8 +87,25 @@ MAX_FETCH: Final = 1000
 HANDLE_PATTERN: Final = r"[a-z0-9][a-z0-9_.\-]{2,31}"
 #: Who may sign up: anyone (with proof of work), holders of an invite code, nobody.
 SIGNUP_POLICIES: Final = ("open", "invite", "closed")
+#: Bounds of an idempotency key (random bytes chosen by the client).
+MIN_IDEMPOTENCY_KEY_BYTES: Final = 16
+MAX_IDEMPOTENCY_KEY_BYTES: Final = 64
 
 _SIGNATURE_KEY = "Ed25519 public key (RFC 8032), 32 bytes"
+
+
+def _idempotency_key() -> Bytes:
+    return Bytes(
+        "idempotency_key",
+        min_len=MIN_IDEMPOTENCY_KEY_BYTES,
+        max_len=MAX_IDEMPOTENCY_KEY_BYTES,
+        optional=True,
+        description=(
+            "random bytes naming this send: a retry with the same key (by the same "
+            "client, within the retention window) gets the first answer and is not "
+            "delivered again"
+        ),
+    )
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -559,7 +578,9 @@ class CommitRequest(Model):
     ``members`` is the group's queue set once the commit is applied, as the
     committer computes it; ``welcome`` goes to ``welcome_to`` (which must be
     members). ``group_info`` (optional) is the GroupInfo of the new epoch,
-    kept for external joins.
+    kept for external joins. ``idempotency_key`` (optional) makes a retry
+    safe: a commit already accepted under the key is answered again, not
+    refused as stale.
     """
 
     epoch: int
@@ -568,6 +589,7 @@ class CommitRequest(Model):
     welcome: bytes | None = None
     welcome_to: tuple[str, ...] | None = None
     group_info: bytes | None = None
+    idempotency_key: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("epoch", description="the epoch the commit was made in"),
@@ -576,6 +598,7 @@ class CommitRequest(Model):
         Bytes("welcome", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
         _members("welcome_to", optional=True),
         Bytes("group_info", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
+        _idempotency_key(),
     )
 
 
@@ -591,12 +614,18 @@ class CommitResponse(_Response):
 
 @dataclass(frozen=True, slots=True)
 class SendRequest(Model):
-    """An application message or proposal for the group's current epoch."""
+    """An application message or proposal for the group's current epoch.
+
+    ``idempotency_key`` (optional) makes a retry safe: a message already
+    stored under the key is not stored again, and the first answer is repeated.
+    """
 
     message: bytes
+    idempotency_key: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes("message", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+        _idempotency_key(),
     )
 
 

@@ -23,6 +23,32 @@ developers; it never holds a key, a passphrase or message content.
 * :class:`WeakPassphraseError` -- a new passphrase is too short.
 * :class:`BackupError` -- export and restore: :class:`WrongBackupPassphraseError`,
   :class:`BackupCorruptError`, :class:`BackupVersionError`.
+* :class:`NetworkError` -- talking to the server (mapped from transport
+  exceptions and API error bodies at one seam, ``messenger.client.net``):
+
+  * :class:`ServerUnavailableError` -- unreachable, timed out, 5xx;
+  * :class:`InvalidServerAddressError` -- the server URL cannot be used;
+  * :class:`ProtocolError` -- the server answered something unexpected;
+  * :class:`AuthError` -- the server refused the request signature;
+  * :class:`RateLimitedError` (``retry_after``);
+  * :class:`StaleEpochError` (``current_epoch``) -- a commit or message for
+    an old epoch: fetch, apply, retry;
+  * :class:`ServerRejectedError` (``code``) -- any other refusal, with the
+    kinds :class:`HandleTakenError`, :class:`SignupRefusedError`,
+    :class:`UnknownAccountError`, :class:`NoKeyPackageError`,
+    :class:`NotAMemberError`, :class:`UnknownGroupError`,
+    :class:`GroupExistsError`.
+
+* :class:`AccountError` -- :class:`NoAccountError`, :class:`AccountExistsError`.
+* :class:`ContactError` -- :class:`InvalidAddressError`,
+  :class:`ForeignServerError`, :class:`ContactNotFoundError`,
+  :class:`SafetyNumberUnavailableError`, :class:`UntrustedKeyError`.
+* :class:`ConversationError` -- :class:`ConversationNotFoundError`,
+  :class:`MessageNotFoundError`, :class:`NotAllowedError`,
+  :class:`ConversationLeftError`.
+* :class:`ContentError` -- :class:`ContentDecodeError` (a peer sent bytes that
+  are not message content), :class:`MessageTooLongError`.
+* :class:`ClientClosedError` -- the client was closed.
 
 Any other exception escaping ``messenger.client`` is a bug.
 """
@@ -33,21 +59,51 @@ import enum
 from typing import ClassVar
 
 __all__ = [
+    "AccountError",
+    "AccountExistsError",
+    "AuthError",
     "BackupCorruptError",
     "BackupError",
     "BackupVersionError",
+    "ClientClosedError",
     "ClientError",
     "ConstraintError",
+    "ContactError",
+    "ContactNotFoundError",
+    "ContentDecodeError",
+    "ContentError",
+    "ConversationError",
+    "ConversationLeftError",
+    "ConversationNotFoundError",
     "DiskFullError",
     "DuplicateMessageError",
+    "ForeignServerError",
+    "GroupExistsError",
     "GroupStateRegressionError",
+    "HandleTakenError",
+    "InvalidAddressError",
     "InvalidProfileNameError",
+    "InvalidServerAddressError",
     "KeyringProblem",
     "KeyringUnavailableError",
+    "MessageNotFoundError",
+    "MessageTooLongError",
+    "NetworkError",
+    "NoAccountError",
+    "NoKeyPackageError",
+    "NotAMemberError",
+    "NotAllowedError",
     "PassphraseRequiredError",
     "ProfileError",
     "ProfileExistsError",
     "ProfileNotFoundError",
+    "ProtocolError",
+    "RateLimitedError",
+    "SafetyNumberUnavailableError",
+    "ServerRejectedError",
+    "ServerUnavailableError",
+    "SignupRefusedError",
+    "StaleEpochError",
     "StoreBusyError",
     "StoreCorruptError",
     "StoreError",
@@ -55,6 +111,9 @@ __all__ = [
     "StoreLockedError",
     "StoreNotFoundError",
     "StoreVersionError",
+    "UnknownAccountError",
+    "UnknownGroupError",
+    "UntrustedKeyError",
     "WeakPassphraseError",
     "WrongBackupPassphraseError",
     "WrongKeyError",
@@ -252,3 +311,187 @@ class BackupVersionError(BackupError):
     """The backup was written by a newer version of the app."""
 
     default_user_message = "The backup was made by a newer version of Messenger. Update the app."
+
+
+# -- the server -------------------------------------------------------------------
+
+
+class NetworkError(ClientError):
+    """Talking to the server failed."""
+
+    default_user_message = "The server could not be reached."
+
+
+class ServerUnavailableError(NetworkError):
+    """The server cannot be reached, timed out, or failed (5xx): retry later."""
+
+    default_user_message = "The server is not reachable right now. Messages will be sent later."
+
+
+class InvalidServerAddressError(NetworkError):
+    """The server URL is malformed or uses a scheme other than http(s)."""
+
+    default_user_message = (
+        "The server address is not valid. Use a URL like https://chat.example.org."
+    )
+
+
+class ProtocolError(NetworkError):
+    """The server answered with something that does not follow the API."""
+
+    default_user_message = "The server answered in a way this app does not understand."
+
+
+class AuthError(NetworkError):
+    """The server refused the request's signature (unknown client, clock, replay)."""
+
+    default_user_message = (
+        "The server did not accept this device's credentials. Check the computer's clock."
+    )
+
+
+class RateLimitedError(NetworkError):
+    """Too many requests: wait ``retry_after`` seconds."""
+
+    default_user_message = "The server is busy. Try again in a moment."
+
+    def __init__(self, retry_after: float, message: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(message or f"rate limited; retry after {retry_after} s")
+
+
+class StaleEpochError(NetworkError):
+    """A commit or message was for an old epoch; the group is at ``current_epoch``."""
+
+    default_user_message = "The conversation changed meanwhile; retrying."
+
+    def __init__(self, current_epoch: int, message: str = "") -> None:
+        self.current_epoch = current_epoch
+        super().__init__(message or f"stale epoch; the group is at epoch {current_epoch}")
+
+
+class ServerRejectedError(NetworkError):
+    """The server refused the request; ``code`` is the API error code."""
+
+    default_user_message = "The server refused the request."
+
+    def __init__(self, code: str, message: str = "", *, user_message: str | None = None) -> None:
+        self.code = code
+        super().__init__(message or f"refused: {code}", user_message=user_message)
+
+
+class HandleTakenError(ServerRejectedError):
+    default_user_message = "This handle is taken. Choose another one."
+
+
+class SignupRefusedError(ServerRejectedError):
+    """The server does not take new accounts (closed, or an invite is needed)."""
+
+    default_user_message = "This server does not accept new accounts without a valid invite."
+
+
+class UnknownAccountError(ServerRejectedError):
+    default_user_message = "No account has this handle on the server."
+
+
+class NoKeyPackageError(ServerRejectedError):
+    """The contact has no KeyPackage left on the server."""
+
+    default_user_message = (
+        "This contact cannot be added right now: their app has to be online once first."
+    )
+
+
+class NotAMemberError(ServerRejectedError):
+    default_user_message = "You are no longer a member of this conversation."
+
+
+class UnknownGroupError(ServerRejectedError):
+    default_user_message = "The server does not know this conversation."
+
+
+class GroupExistsError(ServerRejectedError):
+    default_user_message = "This conversation already exists on the server."
+
+
+# -- the account, contacts, conversations, content ------------------------------------
+
+
+class AccountError(ClientError):
+    default_user_message = "The account could not be used."
+
+
+class NoAccountError(AccountError):
+    default_user_message = "This profile has no account yet. Create one first."
+
+
+class AccountExistsError(AccountError):
+    default_user_message = "This profile already has an account."
+
+
+class ContactError(ClientError):
+    default_user_message = "The contact could not be used."
+
+
+class InvalidAddressError(ContactError):
+    default_user_message = (
+        "This is not a contact address. Use handle@server or an invite link (messenger://...)."
+    )
+
+
+class ForeignServerError(ContactError):
+    default_user_message = "This contact is on another server; only contacts on yours can be added."
+
+
+class ContactNotFoundError(ContactError):
+    default_user_message = "There is no such contact."
+
+
+class SafetyNumberUnavailableError(ContactError):
+    default_user_message = (
+        "The safety number is shown once you have a conversation with this contact."
+    )
+
+
+class UntrustedKeyError(ContactError):
+    """A KeyPackage or credential did not verify against the server's key."""
+
+    default_user_message = "The contact's keys could not be verified."
+
+
+class ConversationError(ClientError):
+    default_user_message = "The conversation could not be changed."
+
+
+class ConversationNotFoundError(ConversationError):
+    default_user_message = "There is no such conversation."
+
+
+class MessageNotFoundError(ConversationError):
+    default_user_message = "There is no such message."
+
+
+class NotAllowedError(ConversationError):
+    """The operation does not apply (e.g. removing someone from a one-to-one chat)."""
+
+    default_user_message = "This cannot be done in this conversation."
+
+
+class ConversationLeftError(ConversationError):
+    default_user_message = "You are no longer a member of this conversation."
+
+
+class ContentError(ClientError):
+    default_user_message = "The message could not be read."
+
+
+class ContentDecodeError(ContentError):
+    """Decrypted bytes are not a valid message content encoding (a peer's fault)."""
+
+
+class MessageTooLongError(ContentError):
+    default_user_message = "The message is too long."
+
+
+class ClientClosedError(ClientError):
+    default_user_message = "The messenger was closed."

@@ -19,6 +19,10 @@ What the server keeps, and what it does not (RFC 9750 §8, docs/threat-model.md)
   its own messages when they come back (it knows what it sent).
 * Messages are opaque; the server reads only their framing header
   (:mod:`.mls_frames`).
+* A send or commit may carry an idempotency key. The answer is kept under a
+  digest of (client, key) for the retention window, in the same transaction
+  as the delivery: a retry after a lost answer (a crash, a dropped
+  connection) gets that answer again and is not delivered a second time.
 
 Queues: entries have consecutive sequence numbers per queue. A client
 fetches after a cursor and acks up to a sequence number, which deletes.
@@ -33,6 +37,7 @@ the member queues in ID order (no deadlocks between groups).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,6 +88,15 @@ class SweepResult:
     payloads: int
     nonces: int
     challenges: int
+    idempotency_keys: int = 0
+
+
+_IDEMPOTENCY_PREFIX = b"messenger-idempotency-v1\n"
+
+
+def _idempotency_hash(client_id: str, key: bytes) -> bytes:
+    """The stored form of an idempotency key: it does not name the client."""
+    return hashlib.sha256(_IDEMPOTENCY_PREFIX + client_id.encode() + b"\n" + key).digest()
 
 
 def _stale(current: int) -> ApiError:
@@ -170,6 +184,29 @@ class DeliveryService:
             await tx.notify(CHANNEL, payload)
         return [Delivery(q, seqs[q], data) for q in ordered]
 
+    @staticmethod
+    async def _answered(tx: Tx, key_hash: bytes | None) -> tuple[int, int] | None:
+        """``(epoch, recipients)`` already given for this idempotency key, if any."""
+        if key_hash is None:
+            return None
+        row = await tx.fetchone(
+            "SELECT epoch, recipients FROM idempotency_keys WHERE key_hash = ?", key_hash
+        )
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    async def _remember(
+        self, tx: Tx, key_hash: bytes | None, epoch: int, recipients: int, now_ms: int
+    ) -> None:
+        if key_hash is not None:
+            await tx.execute(
+                "INSERT INTO idempotency_keys (key_hash, epoch, recipients, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                key_hash,
+                epoch,
+                recipients,
+                now_ms + self._retention_ms,
+            )
+
     def _published(self, deliveries: list[Delivery]) -> None:
         self._metrics.deliveries.inc(len(deliveries))
         self._hub.publish(deliveries)
@@ -239,9 +276,17 @@ class DeliveryService:
         if req.group_info is not None:
             self._check_group_info(req.group_info, group_id, new_epoch)
         now = self._now_ms()
+        key_hash = (
+            None
+            if req.idempotency_key is None
+            else _idempotency_hash(principal.client_id, req.idempotency_key)
+        )
 
-        async def op(tx: Tx) -> tuple[list[Delivery], int]:
+        async def op(tx: Tx) -> tuple[list[Delivery], int, bool]:
             current = await self._group_epoch(tx, group_id)
+            answered = await self._answered(tx, key_hash)
+            if answered is not None:
+                return [], answered[1], True
             old_members = await self._members(tx, group_id)
             if principal.queue_id not in old_members and not header.external_commit:
                 raise ApiError(ErrorCode.NOT_A_MEMBER, "the sender is not a member of the group")
@@ -289,14 +334,18 @@ class DeliveryService:
             recipients = len(deliveries)
             if req.welcome is not None:
                 deliveries += await self._enqueue(tx, welcome_to, req.welcome, now)
-            return deliveries, recipients
+            await self._remember(tx, key_hash, new_epoch, recipients, now)
+            return deliveries, recipients, False
 
         try:
-            deliveries, recipients = await self._db.transaction(op)
+            deliveries, recipients, repeated = await self._db.transaction(op)
         except ApiError as exc:
             if exc.code is ErrorCode.STALE_EPOCH:
                 self._metrics.commits.labels(outcome="stale").inc()
             raise
+        if repeated:
+            log_event(_log, "commit repeated", epoch=new_epoch)
+            return CommitResponse(new_epoch, recipients)
         self._metrics.commits.labels(outcome="accepted").inc()
         self._metrics.messages.labels(kind="commit").inc()
         if req.welcome is not None:
@@ -315,17 +364,29 @@ class DeliveryService:
         if header.group_id != group_id:
             raise ApiError(ErrorCode.GROUP_MISMATCH, "the message is for another group")
         now = self._now_ms()
+        key_hash = (
+            None
+            if req.idempotency_key is None
+            else _idempotency_hash(principal.client_id, req.idempotency_key)
+        )
 
-        async def op(tx: Tx) -> list[Delivery]:
+        async def op(tx: Tx) -> tuple[list[Delivery], SendResponse | None]:
             current = await self._group_epoch(tx, group_id)
+            answered = await self._answered(tx, key_hash)
+            if answered is not None:
+                return [], SendResponse(*answered)
             members = await self._members(tx, group_id)
             if principal.queue_id not in members:
                 raise ApiError(ErrorCode.NOT_A_MEMBER, "the sender is not a member of the group")
             if header.epoch != current:
                 raise _stale(current)
-            return await self._enqueue(tx, members, req.message, now)
+            deliveries = await self._enqueue(tx, members, req.message, now)
+            await self._remember(tx, key_hash, header.epoch, len(deliveries), now)
+            return deliveries, None
 
-        deliveries = await self._db.transaction(op)
+        deliveries, repeated = await self._db.transaction(op)
+        if repeated is not None:
+            return repeated
         self._metrics.messages.labels(kind=header.kind.value).inc()
         self._published(deliveries)
         return SendResponse(header.epoch, len(deliveries))
@@ -448,7 +509,8 @@ class DeliveryService:
             )
             nonces = await tx.execute("DELETE FROM request_nonces WHERE expires_at < ?", now)
             challenges = await tx.execute("DELETE FROM used_challenges WHERE expires_at < ?", now)
-            return SweepResult(expired, overflow, payloads, nonces, challenges)
+            keys = await tx.execute("DELETE FROM idempotency_keys WHERE expires_at < ?", now)
+            return SweepResult(expired, overflow, payloads, nonces, challenges, keys)
 
         result = await self._db.transaction(op)
         self._metrics.expired.inc(result.expired + result.overflow)

@@ -210,6 +210,7 @@ class ApiClient:
         welcome: bytes | None = None,
         welcome_to: list[str] | None = None,
         group_info: bytes | None = None,
+        idempotency_key: bytes | None = None,
     ) -> m.CommitResponse:
         request = m.CommitRequest(
             epoch,
@@ -218,16 +219,19 @@ class ApiClient:
             welcome,
             tuple(welcome_to) if welcome_to is not None else None,
             group_info,
+            idempotency_key,
         )
         return await self.call(
             "POST", r.group_path(r.GROUP_COMMITS, group_id), request, m.CommitResponse
         )
 
-    async def send(self, group_id: bytes, message: bytes) -> m.SendResponse:
+    async def send(
+        self, group_id: bytes, message: bytes, *, idempotency_key: bytes | None = None
+    ) -> m.SendResponse:
         return await self.call(
             "POST",
             r.group_path(r.GROUP_MESSAGES, group_id),
-            m.SendRequest(message),
+            m.SendRequest(message, idempotency_key),
             m.SendResponse,
         )
 

@@ -20,6 +20,7 @@ TABLES = (
     "invites",
     "used_challenges",
     "request_nonces",
+    "idempotency_keys",
     "schema_migrations",
 )
 

@@ -11,7 +11,7 @@ from messenger.api.errors import ApiError, ErrorCode
 from . import mls_data
 from .client import ApiClient
 from .conftest import FakeClock, ServerFactory, TestServer
-from .dbtools import count, snapshot
+from .dbtools import count, rows, snapshot
 
 pytestmark = pytest.mark.anyio
 
@@ -309,3 +309,58 @@ async def test_group_info_for_external_joins(server: TestServer) -> None:
     with pytest.raises(ApiError) as info:
         await dave.group_info(b"unknown")
     assert info.value.code is ErrorCode.UNKNOWN_GROUP
+
+
+async def test_a_retried_send_with_its_idempotency_key_is_delivered_once(
+    server: TestServer,
+) -> None:
+    alice, bob = await _members(server, 2)
+    epoch = await _group([alice, bob])
+    key = b"k" * 16
+    message = mls_data.application(GID, epoch, b"once")
+    first = await alice.send(GID, message, idempotency_key=key)
+    again = await alice.send(GID, message, idempotency_key=key)
+    assert again == first
+    assert await _plaintexts(bob) == [b"<welcome>", b"once"]
+    # The key is the client's own: another member's identical key is another send.
+    await bob.send(GID, mls_data.application(GID, epoch, b"bob's"), idempotency_key=key)
+    assert (await _plaintexts(bob))[1:] == [b"once", b"bob's"]
+    # A retry is answered even once the group has moved on (it is not stale).
+    queues = [alice.me.queue_id, bob.me.queue_id]
+    await bob.commit(GID, epoch, mls_data.commit(GID, epoch), queues)
+    assert await alice.send(GID, message, idempotency_key=key) == first
+    # The server keeps a digest, not the key or the client.
+    stored = await rows(server, "idempotency_keys")
+    assert len(stored) == 2
+    assert all(key not in row[0] and alice.me.client_id.encode() not in row[0] for row in stored)
+
+
+async def test_a_retried_commit_gets_its_first_answer(server: TestServer) -> None:
+    alice, bob, carol = await _members(server, 3)
+    epoch = await _group([alice, bob, carol])
+    queues = [alice.me.queue_id, bob.me.queue_id, carol.me.queue_id]
+    commit = mls_data.commit(GID, epoch, b"alice's commit")
+    first = await alice.commit(GID, epoch, commit, queues, idempotency_key=b"c" * 16)
+    again = await alice.commit(GID, epoch, commit, queues, idempotency_key=b"c" * 16)
+    assert again == first and first.epoch == epoch + 1
+    assert (await _plaintexts(bob))[-1:] == [b"alice's commit"]
+    assert len((await bob.fetch()).messages) == 2  # the Welcome and one commit
+    # Without the key (or with another one), the same epoch is stale.
+    with pytest.raises(ApiError) as info:
+        await alice.commit(GID, epoch, commit, queues, idempotency_key=b"d" * 16)
+    assert info.value.code is ErrorCode.STALE_EPOCH
+
+
+async def test_idempotency_keys_expire_with_the_retention_window(
+    server_factory: ServerFactory,
+) -> None:
+    clock = FakeClock()
+    async with server_factory(clock=clock, retention_seconds=60) as server:
+        alice, bob = await _members(server, 2)
+        epoch = await _group([alice, bob])
+        await alice.send(GID, mls_data.application(GID, epoch, b"x"), idempotency_key=b"e" * 16)
+        assert await count(server, "idempotency_keys") == 1
+        clock.advance(61)
+        result = await server.state.delivery.sweep()
+        assert result.idempotency_keys == 1
+        assert await count(server, "idempotency_keys") == 0

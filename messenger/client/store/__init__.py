@@ -10,7 +10,8 @@
 * repositories: :mod:`.identity`, :mod:`.settings`, :mod:`.contacts`,
   :mod:`.conversations`, :mod:`.messages` (with :mod:`.search`),
   :mod:`.reactions`, :mod:`.read_markers`, :mod:`.groups`,
-  :mod:`.key_packages`, :mod:`.outbox`.
+  :mod:`.key_packages`, :mod:`.outbox`, :mod:`.sent_messages`,
+  :mod:`.pending_inbound`.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from .keychain import KEYRING_SERVICE, Keychain
 from .messages import Message, MessageKind, MessageRepository, MessageStatus
 from .migrations import LATEST_VERSION
 from .outbox import OutboxItem, OutboxKind, OutboxRepository
+from .pending_inbound import PendingInbound, PendingInboundRepository
 from .reactions import Reaction, ReactionRepository
 from .read_markers import ReadMarker, ReadMarkerRepository
 from .search import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
+from .sent_messages import SentMessageRepository
 from .settings import JsonValue, SettingsRepository
 from .store import Store, UnlockMethod
 
@@ -71,12 +74,15 @@ __all__ = [
     "OutboxItem",
     "OutboxKind",
     "OutboxRepository",
+    "PendingInbound",
+    "PendingInboundRepository",
     "Reaction",
     "ReactionRepository",
     "ReadMarker",
     "ReadMarkerRepository",
     "ScryptParams",
     "SearchHit",
+    "SentMessageRepository",
     "SettingsRepository",
     "Store",
     "UnlockMethod",

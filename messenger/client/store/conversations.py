@@ -168,6 +168,13 @@ class ConversationRepository:
         )
         return result.rowcount > 0
 
+    def rejoin(self, conversation_id: int) -> bool:
+        """Clear ``left_at``: this client was added to the group again."""
+        result = self._db.execute(
+            "UPDATE conversations SET left_at = NULL WHERE id = ?", (conversation_id,)
+        )
+        return result.rowcount > 0
+
     def delete(self, conversation_id: int) -> bool:
         """Delete the conversation with its messages, members and read markers."""
         result = self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))

@@ -3,8 +3,8 @@
 One row: the server's ids for this account, client and delivery queue
 (``messenger.api.models.RegisterResponse``), the Ed25519 signature key pair
 whose public half the Authentication Service certified, the credential it
-issued (encoded), and the MLS cipher suite in use. The private key lives
-only here, inside the encrypted store.
+issued (encoded), the server's credential-signing key, and the MLS cipher
+suite in use. The private key lives only here, inside the encrypted store.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ __all__ = ["Identity", "IdentityRepository"]
 
 _COLUMNS = (
     "server_url, account_id, client_id, queue_id, cipher_suite, signature_private_key, "
-    "signature_public_key, credential, created_at, handle, display_name"
+    "signature_public_key, credential, created_at, handle, display_name, server_key"
 )
 
 
@@ -37,6 +37,8 @@ class Identity:
     created_at: int
     handle: str | None = None
     display_name: str | None = None
+    server_key: bytes | None = None
+    """The Ed25519 key with which the server signs credentials."""
 
 
 def _identity(row: Row) -> Identity:
@@ -57,7 +59,7 @@ class IdentityRepository:
         """Store the identity, replacing any previous one."""
         self._db.execute(
             f"INSERT OR REPLACE INTO identity (singleton, {_COLUMNS}) "  # noqa: S608
-            "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 identity.server_url,
                 identity.account_id,
@@ -70,6 +72,7 @@ class IdentityRepository:
                 identity.created_at,
                 identity.handle,
                 identity.display_name,
+                identity.server_key,
             ),
         )
 

@@ -222,6 +222,15 @@ class MessageRepository:
         )
         return result.rowcount > 0
 
+    def mark_read_up_to(self, conversation_id: int, message_id: int) -> list[int]:
+        """Mark this client's sent messages up to ``message_id`` as read; the ids changed."""
+        rows = self._db.query(
+            "UPDATE messages SET status = 'read' WHERE conversation_id = ? AND outgoing = 1 "
+            "AND status IN ('sent', 'delivered') AND id <= ? RETURNING id",
+            (conversation_id, message_id),
+        )
+        return sorted(row[0] for row in rows)
+
     def edit(
         self, conversation_id: int, uid: bytes, *, editor_account_id: str, body: str, at: int
     ) -> Message | None:

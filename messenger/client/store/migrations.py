@@ -38,6 +38,20 @@ Version 1 -- the tables:
 
 Version 2 -- ``messages_fts``, an FTS5 index over ``messages.body``
 (external content, kept in step by triggers), built from existing rows.
+
+Version 3 -- what the sync layer needs:
+
+* ``identity.server_key`` -- the server's credential-signing key, which
+  every member credential is checked against;
+* ``outbox`` gains what a send needs to be (re)built in a later epoch:
+  ``intent`` (JSON: what the user asked for), ``content`` (the encoded
+  message content), ``epoch`` (the epoch the payload was made in),
+  ``pending_state`` (for a commit: the group state once it is accepted)
+  and ``message_hash`` (SHA-256 of the MLS message in the payload);
+* ``sent_messages`` -- hashes of MLS messages this client sent, so that the
+  server's echo of them is recognised and dropped;
+* ``pending_inbound`` -- messages that cannot be processed yet (a future
+  epoch, a group not joined yet), kept until a commit or Welcome lets them in.
 """
 
 from __future__ import annotations
@@ -263,9 +277,40 @@ _V2 = _script(
     """,
 )
 
+_V3 = _script(
+    "ALTER TABLE identity ADD COLUMN server_key BLOB",
+    "ALTER TABLE outbox ADD COLUMN epoch INTEGER",
+    "ALTER TABLE outbox ADD COLUMN intent TEXT",
+    "ALTER TABLE outbox ADD COLUMN content BLOB",
+    "ALTER TABLE outbox ADD COLUMN pending_state BLOB",
+    "ALTER TABLE outbox ADD COLUMN message_hash BLOB",
+    "CREATE INDEX outbox_by_hash ON outbox (message_hash)",
+    """
+    CREATE TABLE sent_messages (
+        hash BLOB PRIMARY KEY,
+        group_id BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX sent_messages_by_age ON sent_messages (created_at)",
+    """
+    CREATE TABLE pending_inbound (
+        id INTEGER PRIMARY KEY,
+        group_id BLOB NOT NULL,
+        epoch INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        received_at INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX pending_inbound_by_group ON pending_inbound (group_id, id)",
+    "CREATE INDEX pending_inbound_by_age ON pending_inbound (received_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
     Migration(2, "full-text search over messages", _V2),
+    Migration(3, "sync: server key, rebuildable outbox, sent hashes, pending inbound", _V3),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -2,11 +2,20 @@
 
 A send is written here in the same transaction as the state change that
 produced it (the message row, the advanced MLS secret tree), so a crash can
-neither lose it nor send it twice with different contents: the payload is
-the finished request body, and ``idempotency_key`` (random, 16 bytes) lets
-the server recognise a retry. Items are sent in order (FIFO by ``id``); a
-failed attempt increments ``attempts`` and sets ``next_attempt_at`` (the
-sync layer chooses the backoff); a delivered item is removed.
+neither lose it nor send it twice with different contents. ``idempotency_key``
+(random, 16 bytes) goes with every attempt, so the server recognises a retry
+and answers it without delivering again. Items are sent in order (FIFO by
+``id``); a failed attempt increments ``attempts`` and sets
+``next_attempt_at`` (the sync layer chooses the backoff); a delivered item
+is removed.
+
+An item holds what is needed to build its request again in a later epoch
+(schema version 3): ``intent`` (JSON: what the user asked for, e.g. "add
+these KeyPackages"), ``content`` (the encoded message content of an
+application message) and, once built, ``payload`` (the request body),
+``epoch`` (the epoch it was built in), ``message_hash`` (SHA-256 of the MLS
+message in it) and, for a commit, ``pending_state`` -- the group state once
+the server accepts it. An item not built yet has an empty ``payload``.
 """
 
 from __future__ import annotations
@@ -23,13 +32,13 @@ IDEMPOTENCY_KEY_SIZE = 16
 
 _COLUMNS = (
     "id, idempotency_key, kind, group_id, message_id, payload, attempts, next_attempt_at, "
-    "last_error, created_at"
+    "last_error, created_at, epoch, intent, content, pending_state, message_hash"
 )
 
 
 class OutboxKind(enum.StrEnum):
     MESSAGE = "message"
-    """An application message for a group (``SendRequest``)."""
+    """An application message or proposal for a group (``SendRequest``)."""
     COMMIT = "commit"
     """A commit, with its Welcome and GroupInfo (``CommitRequest``)."""
     CREATE_GROUP = "create_group"
@@ -49,6 +58,20 @@ class OutboxItem:
     next_attempt_at: int
     last_error: str | None
     created_at: int
+    epoch: int | None = None
+    """The epoch ``payload`` was built in (None: not built yet)."""
+    intent: str | None = None
+    """JSON: what to build (the sync layer's format)."""
+    content: bytes | None = field(default=None, repr=False)
+    """The encoded content of an application message."""
+    pending_state: bytes | None = field(default=None, repr=False)
+    """For a commit: the group state once the server has accepted it."""
+    message_hash: bytes | None = None
+    """SHA-256 of the MLS message in ``payload``."""
+
+    @property
+    def built(self) -> bool:
+        return bool(self.payload)
 
 
 def _item(row: Row) -> OutboxItem:
@@ -63,6 +86,11 @@ def _item(row: Row) -> OutboxItem:
         next_attempt_at=row[7],
         last_error=row[8],
         created_at=row[9],
+        epoch=row[10],
+        intent=row[11],
+        content=row[12],
+        pending_state=row[13],
+        message_hash=row[14],
     )
 
 
@@ -81,15 +109,18 @@ class OutboxRepository:
         group_id: bytes | None = None,
         message_id: int | None = None,
         idempotency_key: bytes | None = None,
+        intent: str | None = None,
+        content: bytes | None = None,
     ) -> OutboxItem:
-        """Queue a request, due at once."""
+        """Queue a request, due at once (``payload`` may be empty: built later)."""
         key = idempotency_key
         if key is None:
             key = secrets.token_bytes(IDEMPOTENCY_KEY_SIZE)
         row = self._db.query_one(
             "INSERT INTO outbox (idempotency_key, kind, group_id, message_id, payload, "  # noqa: S608
-            f"next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
-            (key, kind.value, group_id, message_id, payload, now, now),
+            "next_attempt_at, created_at, intent, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"RETURNING {_COLUMNS}",
+            (key, kind.value, group_id, message_id, payload, now, now, intent, content),
         )
         assert row is not None
         return _item(row)
@@ -98,6 +129,14 @@ class OutboxRepository:
         row = self._db.query_one(
             f"SELECT {_COLUMNS} FROM outbox WHERE id = ?",  # noqa: S608
             (item_id,),
+        )
+        return None if row is None else _item(row)
+
+    def by_message_hash(self, message_hash: bytes) -> OutboxItem | None:
+        """The item whose built payload carries the MLS message with this hash."""
+        row = self._db.query_one(
+            f"SELECT {_COLUMNS} FROM outbox WHERE message_hash = ? ORDER BY id LIMIT 1",  # noqa: S608
+            (message_hash,),
         )
         return None if row is None else _item(row)
 
@@ -110,6 +149,11 @@ class OutboxRepository:
         )
         return [_item(row) for row in rows]
 
+    def first(self) -> OutboxItem | None:
+        """The oldest item, due or not."""
+        row = self._db.query_one(f"SELECT {_COLUMNS} FROM outbox ORDER BY id LIMIT 1")  # noqa: S608
+        return None if row is None else _item(row)
+
     def next_attempt_at(self) -> int | None:
         """When the next item is due (None if the outbox is empty)."""
         value = self._db.query_value("SELECT min(next_attempt_at) FROM outbox")
@@ -121,6 +165,29 @@ class OutboxRepository:
             (group_id,),
         )
         return [_item(row) for row in rows]
+
+    def set_built(
+        self,
+        item_id: int,
+        *,
+        payload: bytes,
+        epoch: int,
+        message_hash: bytes,
+        pending_state: bytes | None = None,
+        intent: str | None = None,
+    ) -> None:
+        """Record the request built for ``epoch`` (``intent`` replaces the old one if given)."""
+        self._db.execute(
+            "UPDATE outbox SET payload = ?, epoch = ?, message_hash = ?, pending_state = ?, "
+            "intent = coalesce(?, intent) WHERE id = ?",
+            (payload, epoch, message_hash, pending_state, intent, item_id),
+        )
+
+    def make_due(self, *, now: int) -> int:
+        """Make every item due at ``now`` (a retry the user asked for); how many."""
+        return self._db.execute(
+            "UPDATE outbox SET next_attempt_at = ? WHERE next_attempt_at > ?", (now, now)
+        ).rowcount
 
     def record_failure(
         self, item_id: int, *, error: str, next_attempt_at: int

@@ -56,8 +56,10 @@ from .keychain import Keychain
 from .messages import MessageRepository
 from .migrations import migrate, schema_version
 from .outbox import OutboxRepository
+from .pending_inbound import PendingInboundRepository
 from .reactions import ReactionRepository
 from .read_markers import ReadMarkerRepository
+from .sent_messages import SentMessageRepository
 from .settings import SettingsRepository
 
 __all__ = ["Store", "UnlockMethod"]
@@ -104,6 +106,8 @@ class Store:
         self.groups = GroupStateRepository(db)
         self.key_packages = KeyPackageRepository(db)
         self.outbox = OutboxRepository(db)
+        self.sent_messages = SentMessageRepository(db)
+        self.pending_inbound = PendingInboundRepository(db)
 
     # -- creating and unlocking ----------------------------------------------
 

@@ -125,6 +125,22 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX request_nonces_expiry ON request_nonces (expires_at)",
         ),
     ),
+    Migration(
+        2,
+        "idempotency keys of sends and commits",
+        (
+            # A digest of (client, idempotency key) and the answer given:
+            # a retried send is answered again and not delivered twice. The
+            # digest does not name the client (the key is random and not kept).
+            """CREATE TABLE idempotency_keys (
+                key_hash {blob} PRIMARY KEY,
+                epoch BIGINT NOT NULL,
+                recipients INTEGER NOT NULL,
+                expires_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)",
+        ),
+    ),
 )
 
 

@@ -1,0 +1,107 @@
+"""Contact addresses: ``handle@server`` and invite links.
+
+A contact is found on the server either by handle (``alice@chat.example.org``,
+or just ``alice`` on this client's own server) or by an invite link that
+someone shared, which names their account directly and works without a
+handle::
+
+    messenger://add?server=https%3A%2F%2Fchat.example.org&account=<id>&handle=alice
+
+The server part must be this client's server: servers do not federate.
+Servers compare by host and port, not by scheme.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from messenger.api.models import HANDLE_PATTERN
+
+from .errors import InvalidAddressError, InvalidServerAddressError
+from .net.http import normalize_server_url
+
+__all__ = [
+    "INVITE_SCHEME",
+    "ContactAddress",
+    "check_handle",
+    "invite_link",
+    "parse_address",
+    "same_server",
+    "server_host",
+]
+
+INVITE_SCHEME: Final = "messenger"
+_HANDLE: Final = re.compile(HANDLE_PATTERN)
+_ACCOUNT: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_handle(handle: str) -> str:
+    """``handle`` if it is a valid handle (lower-cased), else InvalidAddressError."""
+    value = handle.strip().lower()
+    if not _HANDLE.fullmatch(value):
+        raise InvalidAddressError(
+            f"invalid handle {handle!r}",
+            user_message="A handle has 3 to 32 lower-case letters, digits, dots, dashes or "
+            "underscores, and starts with a letter or a digit.",
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ContactAddress:
+    """Where to find a contact: a handle or an account, on a server (None: ours)."""
+
+    server: str | None
+    handle: str | None = None
+    account_id: str | None = None
+
+
+def server_host(url: str) -> str:
+    """``host[:port]`` of a server URL."""
+    return normalize_server_url(url).split("://", 1)[1]
+
+
+def same_server(a: str, b: str) -> bool:
+    """Whether two server URLs (or ``host[:port]``) name the same server."""
+    try:
+        return server_host(a) == server_host(b)
+    except InvalidServerAddressError:
+        return False
+
+
+def parse_address(text: str) -> ContactAddress:
+    """Parse ``handle``, ``handle@server`` or an invite link; InvalidAddressError if none."""
+    value = text.strip()
+    if value.lower().startswith(f"{INVITE_SCHEME}://"):
+        parts = urlsplit(value)
+        query = parse_qs(parts.query)
+        server = query.get("server", [""])[0]
+        account = query.get("account", [""])[0]
+        handle = query.get("handle", [None])[0]
+        if parts.netloc != "add" or not server or not _ACCOUNT.fullmatch(account):
+            raise InvalidAddressError(f"not an invite link: {text!r}")
+        try:
+            normalize_server_url(server)
+        except InvalidServerAddressError:
+            raise InvalidAddressError(f"bad server in invite link: {text!r}") from None
+        return ContactAddress(server, check_handle(handle) if handle else None, account)
+    handle, at, host = value.partition("@")
+    if at and not host:
+        raise InvalidAddressError(f"no server after @: {text!r}")
+    if host:
+        try:
+            normalize_server_url(host)
+        except InvalidServerAddressError:
+            raise InvalidAddressError(f"bad server in address: {text!r}") from None
+    return ContactAddress(host or None, check_handle(handle))
+
+
+def invite_link(server_url: str, account_id: str, handle: str | None = None) -> str:
+    """The link that lets someone add this account as a contact."""
+    query = {"server": normalize_server_url(server_url), "account": account_id}
+    if handle:
+        query["handle"] = handle
+    return f"{INVITE_SCHEME}://add?{urlencode(query)}"

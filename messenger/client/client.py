@@ -1,0 +1,970 @@
+"""The client facade: everything the UI (and the command line) may ask for.
+
+:class:`MessengerClient` owns one profile: its encrypted store, its account
+on a server, and the background work that keeps it in sync (the push
+listener, the outbox sender, KeyPackage replenishment). The UI calls its
+coroutines and refreshes from the events of :meth:`MessengerClient.events`
+(architecture guide, conventions 6 and 7); it never sees MLS, SQL or HTTP.
+
+Every change the user makes is written locally first (the message shows at
+once, ``pending``) together with an outbox item, in one transaction, and
+is delivered by the sender, in order, whenever the server can be reached
+(:mod:`.sync.outbox`). Membership changes and renames are commits built
+when their turn comes; they take effect when the server has accepted them
+(a :class:`~.events.ConversationUpdated` event).
+
+Errors are :class:`~.errors.ClientError` subclasses, each with a
+``user_message``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, TypeVar
+
+import httpx
+
+from messenger.api import models as m
+from messenger.mls.ciphersuite import RandomSource
+from messenger.mls.credentials import Credential
+from messenger.mls.errors import InvalidMessageError
+from messenger.mls.group import Group
+
+from .addresses import check_handle, invite_link, parse_address, same_server, server_host
+from .content import (
+    MAX_EMOJI_LENGTH,
+    Body,
+    Content,
+    Delete,
+    Edit,
+    Reaction,
+    ReadReceipt,
+    Reply,
+    Text,
+    Typing,
+    encode_content,
+)
+from .errors import (
+    AccountExistsError,
+    ClientClosedError,
+    ClientError,
+    ContactNotFoundError,
+    ConversationLeftError,
+    ConversationNotFoundError,
+    ForeignServerError,
+    MessageNotFoundError,
+    NoAccountError,
+    NoKeyPackageError,
+    NotAllowedError,
+    ProtocolError,
+    SafetyNumberUnavailableError,
+    UntrustedKeyError,
+)
+from .events import (
+    ContactUpdated,
+    ConversationUpdated,
+    Event,
+    EventBus,
+    MessageReceived,
+    MessageUpdated,
+    Subscription,
+)
+from .groups import (
+    GROUP_CONFIG,
+    ConversationInfo,
+    GroupCache,
+    group_extensions,
+    key_package_member,
+    new_key_package,
+)
+from .identity import (
+    CIPHER_SUITE,
+    Account,
+    CredentialVerifier,
+    encode_credential,
+    register_account,
+)
+from .models import (
+    AccountInfo,
+    ConversationView,
+    MemberView,
+    MessageView,
+    SafetyNumberView,
+    conversation_view,
+    message_views,
+)
+from .net.backoff import Backoff
+from .net.http import DEFAULT_TIMEOUT, Transport
+from .net.signing import Signer
+from .profiles import Profile, Profiles
+from .safety_number import safety_number
+from .session import Session
+from .store.async_store import AsyncStore
+from .store.contacts import Contact
+from .store.conversations import Conversation, ConversationKind
+from .store.identity import Identity
+from .store.kdf import DEFAULT_SCRYPT, ScryptParams
+from .store.keychain import Keychain
+from .store.messages import Message, MessageKind
+from .store.outbox import OutboxKind
+from .store.search import SearchHit
+from .store.store import Store
+from .sync.effects import Actor, display_name, system_note
+from .sync.inbound import InboundPipeline
+from .sync.intents import Intent
+from .sync.key_packages import KeyPackagePool
+from .sync.listener import PushListener
+from .sync.outbox import OutboxSender
+
+__all__ = ["ClientOptions", "MessengerClient"]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How often KeyPackages are checked even without a Welcome.
+_REPLENISH_INTERVAL: Final = 1800.0
+_MAX_NAME_LENGTH: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """How a client talks to the world; the defaults suit the app.
+
+    ``clock`` and ``random`` are injected like in the MLS core;
+    ``http_transport`` replaces httpx's network transport (tests);
+    ``timeout`` bounds each request; ``backoff`` paces reconnects and resends.
+    """
+
+    clock: Callable[[], float] = time.time
+    random: RandomSource = os.urandom
+    http_transport: httpx.AsyncBaseTransport | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, maximum=30.0))
+
+
+class MessengerClient:
+    """One profile's messenger. Make one with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, store: AsyncStore, options: ClientOptions | None = None) -> None:
+        options = options or ClientOptions()
+        self._store = store
+        self._clock = options.clock
+        self._random = options.random
+        self._http_transport = options.http_transport
+        self._timeout = options.timeout
+        self._backoff = options.backoff
+        self._events = EventBus()
+        self._session: Session | None = None
+        self._pipeline: InboundPipeline | None = None
+        self._sender: OutboxSender | None = None
+        self._listener: PushListener | None = None
+        self._pool: KeyPackagePool | None = None
+        self._replenish = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # -- opening and closing ------------------------------------------------------------
+
+    @classmethod
+    async def create(
+        cls,
+        profile: str,
+        passphrase: str,
+        *,
+        data_dir: Path | None = None,
+        keychain: Keychain | None = None,
+        kdf: ScryptParams = DEFAULT_SCRYPT,
+        options: ClientOptions | None = None,
+    ) -> MessengerClient:
+        """A new profile with an empty store protected by ``passphrase`` (no account yet)."""
+        made = Profiles(data_dir).create(profile)
+        try:
+            store = await AsyncStore.create(made, passphrase, keychain=keychain, kdf=kdf)
+        except BaseException:
+            Profiles(data_dir).delete(made.name)
+            raise
+        return await cls._ready(store, options or ClientOptions())
+
+    @classmethod
+    async def open(
+        cls,
+        profile: str | Profile,
+        passphrase: str | None = None,
+        *,
+        data_dir: Path | None = None,
+        keychain: Keychain | None = None,
+        options: ClientOptions | None = None,
+    ) -> MessengerClient:
+        """Unlock an existing profile (from the keyring, or with ``passphrase``)."""
+        found = profile if isinstance(profile, Profile) else Profiles(data_dir).get(profile)
+        store = await AsyncStore.open(found, passphrase=passphrase, keychain=keychain)
+        return await cls._ready(store, options or ClientOptions())
+
+    @classmethod
+    async def _ready(cls, store: AsyncStore, options: ClientOptions) -> MessengerClient:
+        try:
+            client = cls(store, options)
+            identity = await store.run(lambda s: s.identity.get())
+            if identity is not None:
+                client._attach(identity)
+        except BaseException:
+            await store.close()
+            raise
+        return client
+
+    def _attach(self, identity: Identity) -> None:
+        """Set up the session of an account."""
+        signer = Signer(identity.client_id, identity.signature_private_key, clock=self._clock)
+        account = Account.load(identity, signer)
+        transport = Transport(
+            identity.server_url,
+            signer=signer,
+            timeout=self._timeout,
+            transport=self._http_transport,
+        )
+        session = Session(
+            store=self._store,
+            transport=transport,
+            account=account,
+            groups=GroupCache(self._store, account),
+            events=self._events,
+            clock=self._clock,
+            random=self._random,
+        )
+        sender: OutboxSender | None = None
+
+        def wake() -> None:
+            if sender is not None:
+                sender.wake()
+
+        pipeline = InboundPipeline(session, wake_outbox=wake, key_package_used=self._replenish.set)
+        sender = OutboxSender(session, pipeline, backoff=self._backoff)
+        self._session = session
+        self._pipeline = pipeline
+        self._sender = sender
+        self._listener = PushListener(
+            session, pipeline, backoff=self._backoff, on_online=sender.wake
+        )
+        self._pool = KeyPackagePool(session)
+
+    @property
+    def profile(self) -> Profile:
+        return self._store.profile
+
+    @property
+    def has_account(self) -> bool:
+        return self._session is not None
+
+    def _require(self) -> Session:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        if self._session is None:
+            raise NoAccountError("this profile has no account")
+        return self._session
+
+    async def start(self) -> None:
+        """Start syncing in the background: push listener, outbox, KeyPackages."""
+        self._require()
+        if self._tasks:
+            return
+        assert self._listener is not None and self._sender is not None
+        listener, sender = self._listener, self._sender
+        self._tasks = [
+            asyncio.create_task(self._supervise("listener", listener.run), name="listener"),
+            asyncio.create_task(self._supervise("outbox", sender.run), name="outbox"),
+            asyncio.create_task(self._supervise("maintenance", self._maintain)),
+        ]
+
+    async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop; restart it after an unexpected failure."""
+        failures = 0
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("the %s task failed; restarting", name)
+                await asyncio.sleep(self._backoff.delay(failures))
+                failures += 1
+
+    async def _maintain(self) -> None:
+        """Replenish KeyPackages and prune old hashes, now and then."""
+        assert self._pool is not None
+        failures = 0
+        assert self._pipeline is not None
+        while True:
+            try:
+                await self._pipeline.prune()
+                await self._pool.replenish()
+                failures = 0
+                timeout = _REPLENISH_INTERVAL
+            except ClientError as exc:
+                _log.info("KeyPackage replenishment failed: %s", exc)
+                timeout = self._backoff.delay(failures)
+                failures += 1
+            self._replenish.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._replenish.wait(), timeout)
+
+    async def close(self) -> None:
+        """Stop syncing, end the event streams, close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        self._events.close()
+        if self._session is not None:
+            await self._session.transport.aclose()
+        await self._store.close()
+
+    async def __aenter__(self) -> MessengerClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def events(self) -> Subscription:
+        """A stream of events from now on (``async for event in client.events()``)."""
+        return self._events.subscribe()
+
+    # -- sync on demand -----------------------------------------------------------------
+
+    async def wait_online(self, timeout: float | None = None) -> None:
+        """Until the push listener is connected and caught up (TimeoutError)."""
+        self._require()
+        assert self._listener is not None
+        await asyncio.wait_for(self._listener.wait_online(), timeout)
+
+    async def sync(self) -> None:
+        """Fetch and process everything waiting on the server, now."""
+        self._require()
+        assert self._pipeline is not None
+        await self._pipeline.catch_up()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Until every queued send was accepted (TimeoutError after ``timeout``).
+
+        Without :meth:`start`, this sends itself, retrying with backoff.
+        """
+        self._require()
+        assert self._sender is not None
+        sender = self._sender
+        if self._tasks:
+            await asyncio.wait_for(sender.wait_idle(), timeout)
+            return
+
+        async def drain() -> None:
+            failures = 0
+            while not await sender.flush_once():
+                await asyncio.sleep(self._backoff.delay(failures))
+                failures += 1
+                await self._store.run(_make_due, int(self._clock() * 1000))
+
+        await asyncio.wait_for(drain(), timeout)
+
+    # -- the account ------------------------------------------------------------------------
+
+    async def create_account(self, server_url: str, handle: str | None = None) -> AccountInfo:
+        """Register an anonymous account on ``server_url`` (solving its proof of work)."""
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        if self._session is not None:
+            raise AccountExistsError("this profile already has an account")
+        handle = check_handle(handle) if handle else None
+        transport = Transport(server_url, timeout=self._timeout, transport=self._http_transport)
+        try:
+            registration = await register_account(transport, self._random, handle=handle)
+        finally:
+            await transport.aclose()
+        response = registration.response
+        credential = encode_credential(response.credential)
+        verifier = CredentialVerifier(registration.server_info.server_key)
+        if response.credential.signature_key != registration.signature_public_key or not verifier(
+            Credential.basic(credential), registration.signature_public_key
+        ):
+            raise ProtocolError("the server issued a credential that does not verify")
+        identity = Identity(
+            server_url=transport.server_url,
+            account_id=response.account_id,
+            client_id=response.client_id,
+            queue_id=response.queue_id,
+            cipher_suite=CIPHER_SUITE,
+            signature_private_key=registration.signature_private_key,
+            signature_public_key=registration.signature_public_key,
+            credential=credential,
+            created_at=int(self._clock() * 1000),
+            handle=handle,
+            server_key=registration.server_info.server_key,
+        )
+        await self._store.run(lambda s: s.identity.save(identity))
+        self._attach(identity)
+        assert self._pool is not None
+        await self._pool.replenish()
+        info = await self.account()
+        assert info is not None
+        return info
+
+    async def account(self) -> AccountInfo | None:
+        """This profile's account (None before :meth:`create_account`)."""
+        if self._session is None:
+            return None
+        identity = self._session.account.identity
+        address = (
+            f"{identity.handle}@{server_host(identity.server_url)}" if identity.handle else None
+        )
+        return AccountInfo(
+            server_url=identity.server_url,
+            account_id=identity.account_id,
+            client_id=identity.client_id,
+            handle=identity.handle,
+            address=address,
+            invite_link=invite_link(identity.server_url, identity.account_id, identity.handle),
+        )
+
+    async def set_display_name(self, name: str | None) -> None:
+        """How this user wants to be called; announced to groups joined from now on."""
+        session = self._require()
+        value = " ".join(name.split())[:64] if name else None
+        await self._store.run(lambda s: s.identity.set_display_name(value or None))
+        identity = await self._store.run(lambda s: s.identity.get())
+        assert identity is not None
+        session.account = Account.load(identity, session.account.signer)
+
+    # -- contacts ---------------------------------------------------------------------------
+
+    async def add_contact(self, address: str, *, display_name: str | None = None) -> Contact:
+        """Add a contact by ``handle@server``, a bare handle, or an invite link."""
+        session = self._require()
+        parsed = parse_address(address)
+        server_url = session.account.identity.server_url
+        if parsed.server is not None and not same_server(parsed.server, server_url):
+            raise ForeignServerError(f"{parsed.server} is not {server_url}")
+        account_id = parsed.account_id
+        if account_id is None:
+            assert parsed.handle is not None
+            account_id = await session.transport.lookup_handle(parsed.handle)
+        if account_id == session.account.account_id:
+            raise NotAllowedError("that is this account", user_message="That is your own account.")
+        now = session.now_ms()
+        handle = parsed.handle
+        contact = await self._store.run(
+            lambda s: s.contacts.upsert(
+                account_id, now=now, handle=handle, display_name=display_name
+            )
+        )
+        session.events.publish(ContactUpdated(account_id))
+        return contact
+
+    async def contacts(self) -> list[Contact]:
+        return await self._store.run(lambda s: s.contacts.all())
+
+    async def contact(self, account_id: str) -> Contact:
+        found = await self._store.run(lambda s: s.contacts.get(account_id))
+        if found is None:
+            raise ContactNotFoundError(f"no contact {account_id}")
+        return found
+
+    async def find_contact(self, name: str) -> Contact:
+        """A contact by handle, ``handle@server``, display name or account id."""
+        key = name.strip()
+        handle = key.partition("@")[0].lower()
+
+        def find(s: Store) -> Contact | None:
+            for contact in s.contacts.all():
+                if key in (contact.account_id, contact.display_name) or contact.handle == handle:
+                    return contact
+            return None
+
+        found = await self._store.run(find)
+        if found is None:
+            raise ContactNotFoundError(f"no contact {name!r}")
+        return found
+
+    async def safety_number(self, account_id: str) -> SafetyNumberView:
+        """The safety number with a contact, over the keys seen in MLS groups."""
+        session = self._require()
+        me = session.account
+
+        def read(s: Store) -> tuple[Contact | None, list[bytes]]:
+            return s.contacts.get(account_id), [
+                c.signature_key for c in s.contacts.clients(account_id)
+            ]
+
+        contact, keys = await self._store.run(read)
+        if contact is None:
+            raise ContactNotFoundError(f"no contact {account_id}")
+        if not keys:
+            raise SafetyNumberUnavailableError(f"no keys of {account_id} seen yet")
+        number = await asyncio.to_thread(
+            safety_number,
+            (me.account_id, [me.identity.signature_public_key]),
+            (account_id, keys),
+        )
+        verified = contact.verified_fingerprint == number.fingerprint
+        changed = contact.verified_fingerprint is not None and not verified
+        return SafetyNumberView(account_id, number, verified, changed)
+
+    async def mark_verified(self, account_id: str) -> SafetyNumberView:
+        """Record that the user compared the current safety number with the contact."""
+        view = await self.safety_number(account_id)
+        now = self._require().now_ms()
+        fingerprint = view.number.fingerprint
+        await self._store.run(lambda s: s.contacts.set_verified(account_id, fingerprint, at=now))
+        self._events.publish(ContactUpdated(account_id))
+        return SafetyNumberView(account_id, view.number, True, False)
+
+    # -- conversations ------------------------------------------------------------------------
+
+    async def _claim(self, account_ids: Sequence[str]) -> list[bytes]:
+        """Claim and check one KeyPackage per client of each account."""
+        session = self._require()
+        verifier = session.account.verifier
+        found: list[bytes] = []
+        for account_id in account_ids:
+            claimed = await session.transport.claim_key_packages(account_id)
+            if not claimed:
+                raise NoKeyPackageError("no_key_package", f"no KeyPackage for {account_id}")
+            for entry in claimed:
+                try:
+                    key_package, member = key_package_member(entry.key_package)
+                except InvalidMessageError as exc:
+                    raise UntrustedKeyError(f"unusable KeyPackage: {exc}") from None
+                leaf = key_package.leaf_node
+                if (
+                    member.account_id != account_id
+                    or member.client_id != entry.client_id
+                    or member.queue_id != entry.queue_id
+                    or not verifier(leaf.credential, leaf.signature_key)
+                ):
+                    raise UntrustedKeyError(f"a KeyPackage of {account_id} does not verify")
+                found.append(entry.key_package)
+        return found
+
+    async def _new_group(
+        self, info: ConversationInfo, key_packages: list[bytes], peer: str | None
+    ) -> Conversation:
+        session = self._require()
+        me = session.account
+        now = session.now_ms()
+        actor = Actor(me.account_id, me.client_id, session.new_uid)
+        async with session.lock:
+            bundle = new_key_package(me, session.random, now=session.now_s())
+            group = Group.create(
+                bundle,
+                session.random,
+                group_id=session.random(32),
+                extensions=group_extensions(info),
+                config=GROUP_CONFIG,
+                identity=me.verifier,
+            )
+            group_id, state = group.group_id, group.to_bytes()
+            create = m.CreateGroupRequest(group_id).dumps()
+            add = Intent("add", key_packages=tuple(key_packages)).dumps()
+            profile = session.profile_content()
+
+            def write(s: Store) -> tuple[Conversation, list[Event]]:
+                conversation = s.conversations.create(
+                    group_id, info.kind, now=now, title=info.name, peer_account_id=peer
+                )
+                s.conversations.add_member(conversation.id, me.account_id, joined_at=now)
+                if peer is not None and s.contacts.get(peer) is None:
+                    s.contacts.upsert(peer, now=now)
+                s.groups.save(group_id, group.epoch, state, now=now)
+                s.outbox.enqueue(
+                    OutboxKind.CREATE_GROUP,
+                    create,
+                    now=now,
+                    group_id=group_id,
+                    intent=Intent("create").dumps(),
+                )
+                if key_packages:
+                    s.outbox.enqueue(OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=add)
+                    if profile is not None:
+                        s.outbox.enqueue(
+                            OutboxKind.MESSAGE, b"", now=now, group_id=group_id, content=profile
+                        )
+                events: list[Event] = [ConversationUpdated(conversation.id)]
+                if info.kind is ConversationKind.GROUP:
+                    title = f"“{info.name}”" if info.name else "the group"
+                    events.append(
+                        system_note(
+                            s,
+                            conversation,
+                            f"You created {title}",
+                            me=actor,
+                            by=None,
+                            now=now,
+                            epoch=0,
+                        )
+                    )
+                return conversation, events
+
+            conversation, events = await self._store.transaction(write)
+            session.groups.put(group)
+        self._events.publish(*events)
+        self._wake()
+        return conversation
+
+    def _wake(self) -> None:
+        if self._sender is not None:
+            self._sender.wake()
+
+    async def create_conversation(self, account_id: str) -> Conversation:
+        """The one-to-one conversation with ``account_id`` (made if there is none)."""
+        session = self._require()
+        if account_id == session.account.account_id:
+            raise NotAllowedError("a conversation with oneself", user_message="That is you.")
+        existing = await self._store.run(lambda s: s.conversations.direct_with(account_id))
+        if existing is not None:
+            return existing
+        key_packages = await self._claim([account_id])
+        return await self._new_group(
+            ConversationInfo(ConversationKind.DIRECT), key_packages, account_id
+        )
+
+    async def create_group(self, name: str, members: Sequence[str] = ()) -> Conversation:
+        """A new group named ``name`` with ``members`` (account ids) added."""
+        session = self._require()
+        name = _check_name(name)
+        others = sorted(set(members) - {session.account.account_id})
+        key_packages = await self._claim(others) if others else []
+        return await self._new_group(
+            ConversationInfo(ConversationKind.GROUP, name), key_packages, None
+        )
+
+    async def _conversation(self, conversation_id: int, *, active: bool = True) -> Conversation:
+        found = await self._store.run(lambda s: s.conversations.get(conversation_id))
+        if found is None:
+            raise ConversationNotFoundError(f"no conversation {conversation_id}")
+        if active and found.left_at is not None:
+            raise ConversationLeftError(f"conversation {conversation_id} was left")
+        return found
+
+    async def _group_conversation(self, conversation_id: int) -> Conversation:
+        conversation = await self._conversation(conversation_id)
+        if conversation.kind is not ConversationKind.GROUP:
+            raise NotAllowedError(
+                "not a group",
+                user_message="Members can only be changed in a group, not a one-to-one chat.",
+            )
+        return conversation
+
+    async def _enqueue(
+        self,
+        conversation: Conversation,
+        kind: OutboxKind,
+        intent: Intent,
+        *,
+        content: bytes | None = None,
+        local: Callable[[Store], T] | None = None,
+    ) -> T | None:
+        """Queue a send for the conversation's group, with its local effect, atomically."""
+        session = self._require()
+        now = session.now_ms()
+
+        def write(s: Store) -> T | None:
+            result = local(s) if local is not None else None
+            message_id = result.id if isinstance(result, Message) else None
+            s.outbox.enqueue(
+                kind,
+                b"",
+                now=now,
+                group_id=conversation.group_id,
+                message_id=message_id,
+                intent=None if intent.op == "send" else intent.dumps(),
+                content=content,
+            )
+            return result
+
+        result = await self._store.transaction(write)
+        self._wake()
+        return result
+
+    async def add_members(self, conversation_id: int, account_ids: Sequence[str]) -> None:
+        """Add accounts to a group (takes effect once the server accepts the commit)."""
+        conversation = await self._group_conversation(conversation_id)
+        key_packages = await self._claim(sorted(set(account_ids)))
+        await self._enqueue(
+            conversation, OutboxKind.COMMIT, Intent("add", key_packages=tuple(key_packages))
+        )
+
+    async def remove_member(self, conversation_id: int, account_id: str) -> None:
+        """Remove an account from a group (to leave, use :meth:`leave`)."""
+        session = self._require()
+        conversation = await self._group_conversation(conversation_id)
+        if account_id == session.account.account_id:
+            raise NotAllowedError("removing oneself", user_message="Use “leave” to leave a group.")
+        await self._enqueue(
+            conversation, OutboxKind.COMMIT, Intent("remove", accounts=(account_id,))
+        )
+
+    async def rename(self, conversation_id: int, name: str) -> None:
+        """Rename a group (a GroupContextExtensions commit)."""
+        conversation = await self._group_conversation(conversation_id)
+        await self._enqueue(
+            conversation, OutboxKind.COMMIT, Intent("rename", name=_check_name(name))
+        )
+
+    async def leave(self, conversation_id: int) -> None:
+        """Leave a conversation (a proposal to remove oneself, committed by another member)."""
+        conversation = await self._conversation(conversation_id)
+        await self._enqueue(conversation, OutboxKind.MESSAGE, Intent("leave"))
+
+    async def members(self, conversation_id: int) -> list[MemberView]:
+        session = self._require()
+        await self._conversation(conversation_id, active=False)
+        me = session.account.account_id
+
+        def read(s: Store) -> list[MemberView]:
+            return [
+                MemberView(x.account_id, display_name(s, x.account_id, me), x.account_id == me)
+                for x in s.conversations.members(conversation_id)
+            ]
+
+        return await self._store.run(read)
+
+    async def group_epoch(self, conversation_id: int) -> int | None:
+        """The MLS epoch of the conversation's group (None once left); for diagnostics."""
+        conversation = await self._conversation(conversation_id, active=False)
+        return await self._store.run(lambda s: s.groups.epoch(conversation.group_id))
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        conversation_id: int,
+        body: Body,
+        local: Callable[[Store, bytes, int], T] | None = None,
+    ) -> T | None:
+        session = self._require()
+        conversation = await self._conversation(conversation_id)
+        uid, now = session.new_uid(), session.now_ms()
+        data = encode_content(Content(uid, now, body))
+        return await self._enqueue(
+            conversation,
+            OutboxKind.MESSAGE,
+            Intent("send"),
+            content=data,
+            local=None if local is None else (lambda s: local(s, uid, now)),
+        )
+
+    def _add_own(
+        self, conversation_id: int, text: str, kind: MessageKind, reply_to: bytes | None
+    ) -> Callable[[Store, bytes, int], Message]:
+        me = self._require().account
+
+        def add(s: Store, uid: bytes, now: int) -> Message:
+            return s.messages.add(
+                conversation_id,
+                uid=uid,
+                sender_account_id=me.account_id,
+                sender_client_id=me.client_id,
+                outgoing=True,
+                body=text,
+                sent_at=now,
+                received_at=now,
+                kind=kind,
+                reply_to_uid=reply_to,
+            )
+
+        return add
+
+    async def send_text(self, conversation_id: int, text: str) -> Message:
+        """Send a text message; it is stored at once as ``pending``."""
+        message = await self._send(
+            conversation_id,
+            Text(text),
+            self._add_own(conversation_id, text, MessageKind.TEXT, None),
+        )
+        assert message is not None
+        self._events.publish(MessageReceived(conversation_id, message.id))
+        return message
+
+    async def _message(self, conversation_id: int, message_id: int) -> Message:
+        found = await self._store.run(lambda s: s.messages.get(message_id))
+        if found is None or found.conversation_id != conversation_id:
+            raise MessageNotFoundError(f"no message {message_id} in {conversation_id}")
+        return found
+
+    async def reply(self, conversation_id: int, message_id: int, text: str) -> Message:
+        """Reply to a message of the conversation."""
+        target = await self._message(conversation_id, message_id)
+        if target.kind is MessageKind.SYSTEM:
+            raise NotAllowedError("reply to a system note")
+        message = await self._send(
+            conversation_id,
+            Reply(target.uid, text),
+            self._add_own(conversation_id, text, MessageKind.REPLY, target.uid),
+        )
+        assert message is not None
+        self._events.publish(MessageReceived(conversation_id, message.id))
+        return message
+
+    async def _own_message(self, conversation_id: int, message_id: int) -> Message:
+        target = await self._message(conversation_id, message_id)
+        if not target.outgoing or target.kind is MessageKind.SYSTEM or target.deleted:
+            raise NotAllowedError(
+                "not an own message", user_message="You can only change your own messages."
+            )
+        return target
+
+    async def edit(self, conversation_id: int, message_id: int, text: str) -> None:
+        """Replace the text of one of this account's messages, for everyone."""
+        me = self._require().account.account_id
+        target = await self._own_message(conversation_id, message_id)
+
+        def local(s: Store, uid: bytes, now: int) -> None:
+            s.messages.edit(conversation_id, target.uid, editor_account_id=me, body=text, at=now)
+
+        await self._send(conversation_id, Edit(target.uid, text), local)
+        self._events.publish(MessageUpdated(conversation_id, message_id))
+
+    async def delete(self, conversation_id: int, message_id: int) -> None:
+        """Delete one of this account's messages for everyone."""
+        me = self._require().account.account_id
+        target = await self._own_message(conversation_id, message_id)
+
+        def local(s: Store, uid: bytes, now: int) -> None:
+            s.messages.delete_for_everyone(conversation_id, target.uid, by_account_id=me, at=now)
+
+        await self._send(conversation_id, Delete(target.uid), local)
+        self._events.publish(MessageUpdated(conversation_id, message_id))
+
+    async def react(
+        self, conversation_id: int, message_id: int, emoji: str, *, remove: bool = False
+    ) -> None:
+        """Put (or take back) a reaction on a message."""
+        me = self._require().account.account_id
+        target = await self._message(conversation_id, message_id)
+        if target.kind is MessageKind.SYSTEM or target.deleted:
+            raise NotAllowedError("react to a system note or deleted message")
+        if not 0 < len(emoji) <= MAX_EMOJI_LENGTH:
+            raise NotAllowedError("bad reaction", user_message="A reaction is one emoji.")
+
+        def local(s: Store, uid: bytes, now: int) -> None:
+            if remove:
+                s.reactions.remove(target.id, me, emoji)
+            else:
+                s.reactions.add(target.id, me, emoji, at=now)
+
+        await self._send(conversation_id, Reaction(target.uid, emoji, remove), local)
+        self._events.publish(MessageUpdated(conversation_id, message_id))
+
+    async def mark_read(self, conversation_id: int, message_id: int | None = None) -> bool:
+        """Mark the conversation read up to ``message_id`` (default: all); a read receipt.
+
+        Whether the marker moved (and a receipt was sent).
+        """
+        session = self._require()
+        me = session.account.account_id
+        await self._conversation(conversation_id)
+
+        def target(s: Store) -> Message | None:
+            page = s.messages.latest(
+                conversation_id, 200, before_id=None if message_id is None else message_id + 1
+            )
+            for message in reversed(page):
+                if message.kind is not MessageKind.SYSTEM and not message.outgoing:
+                    return message
+            return None
+
+        last = await self._store.run(target)
+        if last is None:
+            return False
+        now = session.now_ms()
+        moved = await self._store.run(
+            lambda s: s.read_markers.mark_read(conversation_id, me, last.id, at=now)
+        )
+        if moved:
+            await self._send(conversation_id, ReadReceipt(last.uid))
+            self._events.publish(ConversationUpdated(conversation_id))
+        return moved
+
+    async def typing(self, conversation_id: int, active: bool = True) -> None:
+        """Tell the other members that this user is (or stopped) typing."""
+        await self._send(conversation_id, Typing(active))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def conversations(self, *, archived: bool = False) -> list[ConversationView]:
+        """Conversations, most recently active first."""
+        session = self._require()
+        me = session.account.account_id
+
+        def read(s: Store) -> list[ConversationView]:
+            return [conversation_view(s, c, me) for c in s.conversations.all(archived=archived)]
+
+        return await self._store.run(read)
+
+    async def conversation(self, conversation_id: int) -> ConversationView:
+        session = self._require()
+        conversation = await self._conversation(conversation_id, active=False)
+        me = session.account.account_id
+        return await self._store.run(lambda s: conversation_view(s, conversation, me))
+
+    async def messages(
+        self, conversation_id: int, *, before: int | None = None, limit: int = 50
+    ) -> list[MessageView]:
+        """A page of the timeline, oldest first: the newest ``limit`` before message ``before``."""
+        session = self._require()
+        await self._conversation(conversation_id, active=False)
+        me = session.account.account_id
+
+        def read(s: Store) -> list[MessageView]:
+            page = s.messages.latest(conversation_id, limit, before_id=before)
+            return message_views(s, page, me)
+
+        return await self._store.run(read)
+
+    async def message(self, message_id: int) -> MessageView:
+        session = self._require()
+        me = session.account.account_id
+
+        def read(s: Store) -> list[MessageView]:
+            found = s.messages.get(message_id)
+            return [] if found is None else message_views(s, [found], me)
+
+        views = await self._store.run(read)
+        if not views:
+            raise MessageNotFoundError(f"no message {message_id}")
+        return views[0]
+
+    async def search(
+        self, query: str, *, limit: int = 50, conversation_id: int | None = None
+    ) -> list[SearchHit]:
+        """Messages matching every word of ``query``, newest first."""
+        self._require()
+        return await self._store.run(
+            lambda s: s.messages.search(query, limit, conversation_id=conversation_id)
+        )
+
+
+# -- helpers run on the store thread ----------------------------------------------------------
+
+
+def _make_due(store: Store, now: int) -> None:
+    store.outbox.make_due(now=now)
+
+
+def _check_name(name: str) -> str:
+    value = " ".join(name.split())
+    if not value or len(value) > _MAX_NAME_LENGTH:
+        raise NotAllowedError(
+            "bad group name", user_message="A group name has 1 to 100 characters."
+        )
+    return value

@@ -1,0 +1,235 @@
+"""MLS groups as conversations: extensions, members, KeyPackages, the cache.
+
+Two private-use extensions (RFC 9420 §13.1, §17.3: 0xF000-0xFFFF) carry
+what the messenger needs in MLS itself:
+
+* ``conversation_info`` (0xF001), a GroupContext extension: the kind of
+  conversation (one-to-one or group) and the group's name. Renaming is a
+  GroupContextExtensions proposal (RFC 9420 §12.1.7) replacing it, so every
+  member agrees on the name as part of the epoch::
+
+      struct { uint8 kind; opaque name<V>; } ConversationInfo;  // 1 direct, 2 group
+
+* ``delivery_queue`` (0xF002), a LeafNode extension: the member's queue ID
+  on the server. A committer must tell the server the queue set of the new
+  epoch (docs/server.md, "Commits"); it reads it from the leaves of the
+  ratchet tree, so any member can commit, including one that joined later.
+
+Every KeyPackage this client makes lists both types in its capabilities
+(RFC 9420 §7.2; a GroupContextExtensions proposal is valid only if every
+member supports the extensions, §12.1.7), and each group requires them
+(``required_capabilities``, §11.1), so a client that cannot carry them
+cannot be added.
+
+:class:`GroupCache` keeps the loaded :class:`~messenger.mls.group.Group`
+objects; the store holds their serialized state (stage, persist, merge:
+architecture guide, convention 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from messenger.mls.codec import Reader, Writer
+from messenger.mls.errors import DecodeError, InvalidMessageError
+from messenger.mls.extensions import Extension, RequiredCapabilities, find_extension
+from messenger.mls.group import Group
+from messenger.mls.group_state import GroupConfig
+from messenger.mls.key_package import KeyPackage
+from messenger.mls.key_package_bundle import (
+    KeyPackageBundle,
+    default_capabilities,
+    generate_key_package,
+)
+from messenger.mls.leaf_node import LeafNode
+from messenger.mls.messages import MLSMessage
+
+from .identity import Account, MemberIdentity, member_identity
+from .store.async_store import AsyncStore
+from .store.conversations import ConversationKind
+
+__all__ = [
+    "CONVERSATION_INFO_EXTENSION",
+    "DELIVERY_QUEUE_EXTENSION",
+    "GROUP_CONFIG",
+    "ConversationInfo",
+    "GroupCache",
+    "GroupMember",
+    "group_extensions",
+    "group_members",
+    "key_package_member",
+    "new_key_package",
+    "with_conversation_info",
+]
+
+CONVERSATION_INFO_EXTENSION: Final = 0xF001
+DELIVERY_QUEUE_EXTENSION: Final = 0xF002
+_OURS: Final = (CONVERSATION_INFO_EXTENSION, DELIVERY_QUEUE_EXTENSION)
+_MAX_NAME_BYTES: Final = 256
+
+#: Handshakes as PrivateMessage, so the server does not see who commits what
+#: (RFC 9420 §6; docs/threat-model.md); a few past epochs' keys are kept for
+#: application messages that cross a commit (RFC 9420 §15.3).
+GROUP_CONFIG: Final = GroupConfig(encrypt_handshake=True, max_past_epochs=5)
+
+_KINDS: Final = {ConversationKind.DIRECT: 1, ConversationKind.GROUP: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationInfo:
+    """The ``conversation_info`` GroupContext extension."""
+
+    kind: ConversationKind
+    name: str | None = None
+
+    def to_extension(self) -> Extension:
+        w = Writer()
+        w.u8(_KINDS[self.kind])
+        name = (self.name or "").encode("utf-8")
+        if len(name) > _MAX_NAME_BYTES:
+            raise ValueError(f"a group name is at most {_MAX_NAME_BYTES} bytes")
+        w.opaque(name)
+        return Extension(CONVERSATION_INFO_EXTENSION, w.getvalue())
+
+    @classmethod
+    def from_extensions(cls, extensions: Sequence[Extension]) -> ConversationInfo | None:
+        """The info in a GroupContext's extensions (None if absent or malformed)."""
+        ext = find_extension(extensions, CONVERSATION_INFO_EXTENSION)
+        if ext is None:
+            return None
+        try:
+            r = Reader(ext.extension_data)
+            raw_kind = r.u8()
+            name = r.opaque().decode("utf-8")
+            r.finish()
+        except (DecodeError, UnicodeDecodeError):
+            return None
+        kinds = {v: k for k, v in _KINDS.items()}
+        if raw_kind not in kinds or len(name.encode()) > _MAX_NAME_BYTES:
+            return None
+        return cls(kinds[raw_kind], name or None)
+
+
+def group_extensions(info: ConversationInfo) -> list[Extension]:
+    """The GroupContext extensions of a new group."""
+    required = RequiredCapabilities(extension_types=_OURS)
+    return [info.to_extension(), required.to_extension()]
+
+
+def with_conversation_info(
+    extensions: Sequence[Extension], info: ConversationInfo
+) -> list[Extension]:
+    """``extensions`` with the conversation info replaced (for a rename)."""
+    kept = [e for e in extensions if e.extension_type != CONVERSATION_INFO_EXTENSION]
+    return [info.to_extension(), *kept]
+
+
+def _queue_extension(queue_id: str) -> Extension:
+    return Extension(DELIVERY_QUEUE_EXTENSION, queue_id.encode("ascii"))
+
+
+def _queue_of(leaf: LeafNode) -> str | None:
+    ext = find_extension(leaf.extensions, DELIVERY_QUEUE_EXTENSION)
+    if ext is None:
+        return None
+    try:
+        queue = ext.extension_data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return queue if 0 < len(queue) <= 64 else None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """A member of the current epoch: its leaf, identity and delivery queue."""
+
+    leaf_index: int
+    account_id: str
+    client_id: str
+    signature_key: bytes
+    queue_id: str | None
+
+    @property
+    def identity(self) -> MemberIdentity:
+        return MemberIdentity(self.account_id, self.client_id, self.signature_key)
+
+
+def _member(leaf_index: int, leaf: LeafNode) -> GroupMember | None:
+    who = member_identity(leaf.credential)
+    if who is None:
+        return None
+    return GroupMember(
+        leaf_index, who.account_id, who.client_id, who.signature_key, _queue_of(leaf)
+    )
+
+
+def group_members(group: Group) -> list[GroupMember]:
+    """The members of the group's current epoch, by leaf index."""
+    values = group.ratchet_tree.values
+    found = []
+    for node_index in range(0, len(values), 2):
+        leaf = values[node_index]
+        if isinstance(leaf, LeafNode):
+            member = _member(node_index // 2, leaf)
+            if member is not None:
+                found.append(member)
+    return found
+
+
+def key_package_member(data: bytes) -> tuple[KeyPackage, GroupMember]:
+    """A claimed KeyPackage and the member it would add; InvalidMessageError if unusable."""
+    key_package = MLSMessage.from_bytes(data).key_package
+    member = _member(-1, key_package.leaf_node)
+    if member is None or member.queue_id is None:
+        raise InvalidMessageError("the KeyPackage has no messenger credential or queue")
+    return key_package, member
+
+
+def new_key_package(
+    account: Account, random: Callable[[int], bytes], *, now: int, last_resort: bool = False
+) -> KeyPackageBundle:
+    """A KeyPackage of this client with its private keys (RFC 9420 §10)."""
+    suite = account.suite
+    return generate_key_package(
+        suite,
+        account.mls_credential,
+        account.signature_private_key,
+        random,
+        now=now,
+        capabilities=default_capabilities(suite, _OURS),
+        leaf_extensions=[_queue_extension(account.queue_id)],
+        last_resort=last_resort,
+    )
+
+
+class GroupCache:
+    """The groups in memory, loaded from the store on first use."""
+
+    def __init__(self, store: AsyncStore, account: Account) -> None:
+        self._store = store
+        self._account = account
+        self._groups: dict[bytes, Group] = {}
+
+    def load(self, state: bytes) -> Group:
+        """A group from its serialized state, with this server's verifier."""
+        return Group.from_bytes(state, identity=self._account.verifier)
+
+    async def get(self, group_id: bytes) -> Group | None:
+        """The group, or None if this client has no state for it."""
+        group = self._groups.get(group_id)
+        if group is None:
+            saved = await self._store.run(lambda s: s.groups.get(group_id))
+            if saved is None:
+                return None
+            group = self.load(saved.state)
+            self._groups[group_id] = group
+        return group
+
+    def put(self, group: Group) -> None:
+        self._groups[group.group_id] = group
+
+    def evict(self, group_id: bytes) -> None:
+        """Forget the in-memory group (after a failed write, or when it is left)."""
+        self._groups.pop(group_id, None)

@@ -1,0 +1,31 @@
+"""The client's network layer: HTTP and push, with one error-mapping seam.
+
+* :mod:`.http` -- :class:`Transport`: signed requests to the server's API;
+* :mod:`.push` -- the push WebSocket (:class:`PushSocket`);
+* :mod:`.signing` -- :class:`Signer` (``messenger.api.signing``);
+* :mod:`.error_mapping` -- the one place where httpx/httpx-ws exceptions
+  and API error bodies become typed client errors (architecture guide,
+  convention 5);
+* :mod:`.backoff` -- exponential backoff with jitter.
+"""
+
+from __future__ import annotations
+
+from .backoff import Backoff
+from .error_mapping import error_from_api, error_from_response, transport_errors
+from .http import DEFAULT_TIMEOUT, Transport, normalize_server_url
+from .push import PushSocket, connect_push
+from .signing import Signer
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Backoff",
+    "PushSocket",
+    "Signer",
+    "Transport",
+    "connect_push",
+    "error_from_api",
+    "error_from_response",
+    "normalize_server_url",
+    "transport_errors",
+]

@@ -1,0 +1,191 @@
+"""The HTTP transport: one ``httpx.AsyncClient`` per server, signed requests.
+
+:class:`Transport` speaks the API of :mod:`messenger.api` route by route.
+Bodies are the API's models (:mod:`messenger.api.models`); a finished
+request body may also be sent as bytes (the outbox stores them so). Every
+failure leaves through :mod:`.error_mapping` as a typed
+:class:`~messenger.client.errors.NetworkError`; a 200 whose body does not
+validate is a :class:`~messenger.client.errors.ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from messenger.api import models as m
+from messenger.api import routes as r
+from messenger.api.errors import ApiError
+
+from ..errors import InvalidServerAddressError, ProtocolError
+from .error_mapping import error_from_response, transport_errors
+from .push import PushSocket, connect_push
+from .signing import Signer
+
+__all__ = ["DEFAULT_TIMEOUT", "Transport", "normalize_server_url"]
+
+M = TypeVar("M", bound=m.Model)
+
+#: Seconds for connecting and for each read (long polls add their wait).
+DEFAULT_TIMEOUT: Final = 30.0
+_JSON: Final = {"content-type": "application/json"}
+
+
+def normalize_server_url(url: str) -> str:
+    """``scheme://host[:port]`` of a server URL; InvalidServerAddressError if unusable.
+
+    A URL without a scheme is taken as ``https://``.
+    """
+    text = url.strip()
+    if "://" not in text:
+        text = "https://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise InvalidServerAddressError(f"not a URL: {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidServerAddressError(f"not an http(s) URL: {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidServerAddressError(f"a server URL has no path: {url!r}")
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+class Transport:
+    """The API of one server; requests are signed once a :class:`Signer` is set."""
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        signer: Signer | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.server_url = normalize_server_url(server_url)
+        self.signer = signer
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.server_url,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- the one request path -------------------------------------------------------
+
+    async def call(
+        self,
+        method: str,
+        target: str,
+        body: m.Model | bytes | None,
+        out: type[M],
+        *,
+        signed: bool = True,
+        timeout: float | None = None,
+    ) -> M:
+        """Send one request and parse the answer as ``out``."""
+        data = body.dumps() if isinstance(body, m.Model) else (body or b"")
+        headers: dict[str, str] = dict(_JSON) if body is not None else {}
+        if signed:
+            if self.signer is None:
+                raise RuntimeError("a signed request needs a signer (no account yet)")
+            headers.update(self.signer.headers(method, target, data))
+        extensions = {}
+        if timeout is not None:
+            extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+        with transport_errors():
+            response = await self._http.request(
+                method, target, content=data, headers=headers, extensions=extensions
+            )
+            content = await response.aread()
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, content, response.headers)
+        try:
+            return out.loads(content)
+        except ApiError as exc:
+            raise ProtocolError(f"{method} {target}: unexpected answer ({exc})") from exc
+
+    @contextlib.asynccontextmanager
+    async def push(self, after: int) -> AsyncIterator[PushSocket]:
+        """The push WebSocket from sequence number ``after``."""
+        if self.signer is None:
+            raise RuntimeError("the push socket needs a signer (no account yet)")
+        async with connect_push(self._http, self.signer, after) as socket:
+            yield socket
+
+    # -- the routes ---------------------------------------------------------------------
+
+    async def server_info(self) -> m.ServerInfo:
+        return await self.call("GET", r.SERVER_INFO, None, m.ServerInfo, signed=False)
+
+    async def challenge(self) -> m.Challenge:
+        return await self.call("POST", r.REGISTER_CHALLENGE, None, m.Challenge, signed=False)
+
+    async def register(self, request: m.RegisterRequest) -> m.RegisterResponse:
+        return await self.call("POST", r.REGISTER, request, m.RegisterResponse, signed=False)
+
+    async def set_handle(self, handle: str) -> None:
+        await self.call("PUT", r.HANDLE, m.SetHandleRequest(handle), m.Empty)
+
+    async def lookup_handle(self, handle: str) -> str:
+        """The account ID that holds ``handle``."""
+        request = m.HandleLookupRequest(handle)
+        return (
+            await self.call("POST", r.HANDLE_LOOKUP, request, m.HandleLookupResponse)
+        ).account_id
+
+    async def upload_key_packages(
+        self, key_packages: tuple[bytes, ...], last_resort: bytes | None = None
+    ) -> m.UploadKeyPackagesResponse:
+        request = m.UploadKeyPackagesRequest(key_packages, last_resort)
+        return await self.call("POST", r.KEY_PACKAGES, request, m.UploadKeyPackagesResponse)
+
+    async def key_package_count(self) -> m.KeyPackageCount:
+        return await self.call("GET", r.KEY_PACKAGE_COUNT, None, m.KeyPackageCount)
+
+    async def claim_key_packages(self, account_id: str) -> tuple[m.ClaimedKeyPackage, ...]:
+        request = m.ClaimKeyPackagesRequest(account_id)
+        response = await self.call(
+            "POST", r.CLAIM_KEY_PACKAGES, request, m.ClaimKeyPackagesResponse
+        )
+        return response.key_packages
+
+    async def fetch(self, after: int, *, limit: int = 500, wait: int = 0) -> m.FetchResponse:
+        target = f"{r.QUEUE_MESSAGES}?after={after}&limit={limit}"
+        if wait:
+            target += f"&wait={wait}"
+        return await self.call(
+            "GET", target, None, m.FetchResponse, timeout=self._timeout + wait if wait else None
+        )
+
+    async def ack(self, up_to: int) -> int:
+        return (await self.call("POST", r.ACK, m.AckRequest(up_to), m.AckResponse)).deleted
+
+    async def create_group(self, body: m.CreateGroupRequest | bytes) -> m.CreateGroupResponse:
+        return await self.call("POST", r.GROUPS, body, m.CreateGroupResponse)
+
+    async def commit(self, group_id: bytes, body: m.CommitRequest | bytes) -> m.CommitResponse:
+        return await self.call(
+            "POST", r.group_path(r.GROUP_COMMITS, group_id), body, m.CommitResponse
+        )
+
+    async def send(self, group_id: bytes, body: m.SendRequest | bytes) -> m.SendResponse:
+        return await self.call(
+            "POST", r.group_path(r.GROUP_MESSAGES, group_id), body, m.SendResponse
+        )
+
+    async def group_info(self, group_id: bytes) -> m.GroupInfoResponse:
+        return await self.call(
+            "GET", r.group_path(r.GROUP_INFO, group_id), None, m.GroupInfoResponse
+        )

@@ -1,0 +1,303 @@
+"""What a processed message changes in the store, and the events it gives.
+
+These functions run on the store's thread, inside the transaction that
+also saves the group state and moves the queue cursor (stage, persist,
+merge: architecture guide, convention 4), so the timeline and the MLS
+state never disagree after a crash.
+
+* :func:`apply_content` -- an application message (:mod:`..content`):
+  a new text or reply, an edit, a delete, a reaction, a read receipt, a
+  typing notice;
+* :func:`apply_transition` -- a new epoch (a commit, received or this
+  client's own): members who joined or left, a new group name, the keys
+  first seen for a contact's clients; with a system note for each;
+* :func:`apply_joined` -- this client joined from a Welcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from ..content import Content, Delete, Edit, Profile, Reaction, ReadReceipt, Reply, Text, Typing
+from ..errors import DuplicateMessageError
+from ..events import (
+    ContactUpdated,
+    ConversationUpdated,
+    Event,
+    MessageReceived,
+    MessageStatusChanged,
+    MessageUpdated,
+    TypingChanged,
+)
+from ..groups import ConversationInfo, GroupMember
+from ..identity import MemberIdentity
+from ..store.conversations import Conversation, ConversationKind
+from ..store.messages import MessageKind, MessageStatus
+from ..store.store import Store
+
+__all__ = [
+    "TYPING_FRESH_MS",
+    "Actor",
+    "apply_content",
+    "apply_joined",
+    "apply_transition",
+    "display_name",
+    "system_note",
+]
+
+#: A typing notice older than this (by the sender's clock) is ignored.
+TYPING_FRESH_MS: Final = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """This client, as the store needs it."""
+
+    account_id: str
+    client_id: str
+    new_uid: Callable[[], bytes]
+
+
+def display_name(store: Store, account_id: str, me: str) -> str:
+    """How the timeline names an account: "You", the contact's name or handle, or its id."""
+    if account_id == me:
+        return "You"
+    contact = store.contacts.get(account_id)
+    if contact is not None and (contact.display_name or contact.handle):
+        return contact.display_name or contact.handle or account_id
+    return account_id[:8]
+
+
+def system_note(
+    store: Store,
+    conversation: Conversation,
+    text: str,
+    *,
+    me: Actor,
+    by: MemberIdentity | None,
+    now: int,
+    epoch: int | None,
+) -> MessageReceived:
+    """Add a system message to the timeline."""
+    message = store.messages.add(
+        conversation.id,
+        uid=me.new_uid(),
+        sender_account_id=by.account_id if by is not None else me.account_id,
+        sender_client_id=by.client_id if by is not None else me.client_id,
+        outgoing=False,
+        body=text,
+        sent_at=now,
+        received_at=now,
+        kind=MessageKind.SYSTEM,
+        status=MessageStatus.RECEIVED,
+        epoch=epoch,
+    )
+    return MessageReceived(conversation.id, message.id)
+
+
+def _names(store: Store, accounts: Sequence[str], me: str) -> str:
+    return ", ".join(display_name(store, a, me) for a in sorted(accounts))
+
+
+def _read_statuses(store: Store, conversation: Conversation, me: str) -> list[Event]:
+    """Mark sent messages read up to where every other member has read."""
+    others = [m.account_id for m in store.conversations.members(conversation.id)]
+    others = [a for a in others if a != me]
+    if not others:
+        return []
+    markers = {
+        m.account_id: m.message_id for m in store.read_markers.for_conversation(conversation.id)
+    }
+    if any(a not in markers for a in others):
+        return []
+    up_to = min(markers[a] for a in others)
+    changed = store.messages.mark_read_up_to(conversation.id, up_to)
+    return [MessageStatusChanged(conversation.id, i, MessageStatus.READ) for i in changed]
+
+
+def apply_content(
+    store: Store,
+    conversation: Conversation,
+    sender: MemberIdentity,
+    content: Content,
+    *,
+    me: Actor,
+    seq: int | None,
+    epoch: int,
+    now: int,
+) -> list[Event]:
+    """Store what an application message says; the events for the UI."""
+    cid = conversation.id
+    body = content.body
+    if isinstance(body, Text | Reply):
+        try:
+            message = store.messages.add(
+                cid,
+                uid=content.uid,
+                sender_account_id=sender.account_id,
+                sender_client_id=sender.client_id,
+                outgoing=False,
+                body=body.body,
+                sent_at=content.sent_at,
+                received_at=now,
+                kind=MessageKind.REPLY if isinstance(body, Reply) else MessageKind.TEXT,
+                reply_to_uid=body.target if isinstance(body, Reply) else None,
+                server_seq=seq,
+                epoch=epoch,
+            )
+        except DuplicateMessageError:
+            return []
+        return [MessageReceived(cid, message.id)]
+    if isinstance(body, Edit):
+        edited = store.messages.edit(
+            cid, body.target, editor_account_id=sender.account_id, body=body.body, at=now
+        )
+        return [] if edited is None else [MessageUpdated(cid, edited.id)]
+    if isinstance(body, Delete):
+        deleted = store.messages.delete_for_everyone(
+            cid, body.target, by_account_id=sender.account_id, at=now
+        )
+        return [] if deleted is None else [MessageUpdated(cid, deleted.id)]
+    if isinstance(body, Reaction):
+        target = store.messages.by_uid(cid, body.target)
+        if target is None or target.deleted:
+            return []
+        if body.remove:
+            changed = store.reactions.remove(target.id, sender.account_id, body.emoji)
+        else:
+            changed = store.reactions.add(target.id, sender.account_id, body.emoji, at=now)
+        return [MessageUpdated(cid, target.id)] if changed else []
+    if isinstance(body, ReadReceipt):
+        target = store.messages.by_uid(cid, body.target)
+        if target is None:
+            return []
+        if not store.read_markers.mark_read(cid, sender.account_id, target.id, at=now):
+            return []
+        return _read_statuses(store, conversation, me.account_id)
+    if isinstance(body, Profile):
+        contact = store.contacts.get(sender.account_id)
+        if contact is not None and contact.display_name is not None:
+            return []
+        store.contacts.upsert(sender.account_id, now=now, display_name=body.name)
+        return [ContactUpdated(sender.account_id), ConversationUpdated(cid)]
+    assert isinstance(body, Typing)
+    if now - content.sent_at > TYPING_FRESH_MS:
+        return []
+    return [TypingChanged(cid, sender.account_id, body.active)]
+
+
+def _save_clients(
+    store: Store, members: Sequence[GroupMember], *, me: str, now: int
+) -> list[Event]:
+    """Record each other member's client key; an event for each new or changed one."""
+    events: list[Event] = []
+    for member in members:
+        if member.account_id == me:
+            continue
+        if store.contacts.get(member.account_id) is None:
+            store.contacts.upsert(member.account_id, now=now)
+        if store.contacts.save_client(
+            member.account_id, member.client_id, member.signature_key, now=now
+        ):
+            events.append(ContactUpdated(member.account_id))
+    return events
+
+
+def apply_transition(
+    store: Store,
+    conversation: Conversation,
+    *,
+    before: Sequence[GroupMember],
+    after: Sequence[GroupMember],
+    info_before: ConversationInfo | None,
+    info_after: ConversationInfo | None,
+    committer: MemberIdentity | None,
+    leavers: frozenset[str],
+    me: Actor,
+    now: int,
+    epoch: int,
+) -> list[Event]:
+    """Record a new epoch's membership and name; ``leavers`` proposed their own removal."""
+    cid = conversation.id
+    events: list[Event] = [ConversationUpdated(cid)]
+    old_clients = {(m.account_id, m.client_id) for m in before}
+    events += _save_clients(
+        store,
+        [m for m in after if (m.account_id, m.client_id) not in old_clients],
+        me=me.account_id,
+        now=now,
+    )
+    old_accounts = {m.account_id for m in before}
+    new_accounts = {m.account_id for m in after}
+    added = sorted(new_accounts - old_accounts)
+    removed = sorted(old_accounts - new_accounts)
+    for account in added:
+        store.conversations.add_member(cid, account, joined_at=now)
+    for account in removed:
+        store.conversations.remove_member(cid, account)
+    mine = me.account_id
+    who = display_name(store, committer.account_id, mine) if committer is not None else None
+
+    def note(text: str) -> None:
+        events.append(
+            system_note(store, conversation, text, me=me, by=committer, now=now, epoch=epoch)
+        )
+
+    if added and conversation.kind is ConversationKind.GROUP:
+        names = _names(store, added, mine)
+        note(f"{who} added {names}" if who else f"{names} joined")
+    left = [a for a in removed if a in leavers]
+    kicked = [a for a in removed if a not in leavers]
+    if left:
+        note(f"{_names(store, left, mine)} left")
+    if kicked:
+        names = _names(store, kicked, mine)
+        note(f"{who} removed {names}" if who else f"{names} left")
+    new_name = info_after.name if info_after is not None else None
+    old_name = info_before.name if info_before is not None else None
+    if new_name != old_name:
+        store.conversations.rename(cid, new_name)
+        text = f"“{new_name}”" if new_name else "no name"
+        note(f"{who} renamed the group to {text}" if who else f"The group is now {text}")
+    return events
+
+
+def apply_joined(
+    store: Store,
+    group_id: bytes,
+    *,
+    members: Sequence[GroupMember],
+    info: ConversationInfo,
+    me: Actor,
+    now: int,
+    epoch: int,
+) -> tuple[Conversation, list[Event]]:
+    """This client joined a group from a Welcome: its conversation, members, contacts."""
+    others = sorted({m.account_id for m in members if m.account_id != me.account_id})
+    kind = info.kind
+    if kind is ConversationKind.DIRECT and len(others) != 1:
+        kind = ConversationKind.GROUP
+    conversation = store.conversations.by_group(group_id)
+    if conversation is None:
+        conversation = store.conversations.create(
+            group_id,
+            kind,
+            now=now,
+            title=info.name,
+            peer_account_id=others[0] if kind is ConversationKind.DIRECT else None,
+        )
+    else:
+        store.conversations.rejoin(conversation.id)
+        store.conversations.rename(conversation.id, info.name)
+        for member in store.conversations.members(conversation.id):
+            store.conversations.remove_member(conversation.id, member.account_id)
+    events: list[Event] = [ConversationUpdated(conversation.id)]
+    events += _save_clients(store, members, me=me.account_id, now=now)
+    for account in {m.account_id for m in members}:
+        store.conversations.add_member(conversation.id, account, joined_at=now)
+    if conversation.kind is ConversationKind.GROUP:
+        text = f"You joined “{info.name}”" if info.name else "You joined the group"
+        events.append(system_note(store, conversation, text, me=me, by=None, now=now, epoch=epoch))
+    return conversation, events

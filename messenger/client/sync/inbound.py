@@ -1,0 +1,596 @@
+"""The inbound pipeline: decode, route, process, persist, then ack.
+
+Each message of this client's queue (docs/server.md, "Queues") goes
+through, in queue order:
+
+1. **decode** the ``MLSMessage`` (RFC 9420 §6); bytes that do not decode
+   are skipped;
+2. **route**: a Welcome finds the KeyPackage it was made for (RFC 9420
+   §12.4.3.1); a group message finds its group. The server echoes this
+   client's own messages back (docs/threat-model.md): they are recognised
+   by their hash (:mod:`..store.sent_messages`) -- an echoed commit of this
+   client's that is still in the outbox proves the server accepted it. A
+   message for an epoch not reached yet, or for a group not joined yet, is
+   kept (:mod:`..store.pending_inbound`) and offered again after the next
+   commit or Welcome of that group; a handshake of a past epoch is stale and
+   skipped;
+3. **MLS process** (:meth:`Group.process`): an application message, a
+   proposal, or a staged commit;
+4. **persist** the new group state (for a commit, the state *after* it:
+   ``Group.to_bytes(staged)``), what the message changes in the timeline
+   (:mod:`.effects`) and the queue cursor, in **one** store transaction;
+5. **merge** in memory, publish the events; the caller then **acks** the
+   server up to the cursor.
+
+A crash at any point leaves the store consistent with some prefix of the
+queue; what was not acked is fetched again and skipped by the cursor.
+Messages that fail MLS validation are the sender's fault (RFC 9420 §6.3:
+they change nothing) and are skipped.
+
+Every group change runs under :attr:`Session.lock`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from messenger.api.models import MAX_FETCH, QueueMessage
+from messenger.mls.content import ContentType, PrivateMessage, PublicMessage
+from messenger.mls.errors import InvalidMessageError, MLSError
+from messenger.mls.events import ApplicationMessage, ProposalReceived, StagedCommit
+from messenger.mls.group import Group
+from messenger.mls.key_package_bundle import KeyPackageBundle
+from messenger.mls.messages import MLSMessage
+from messenger.mls.proposals import Remove
+from messenger.mls.welcome import Welcome
+
+from ..content import Content, decode_content
+from ..errors import ContentDecodeError
+from ..events import ConversationUpdated, Event, MessageStatusChanged
+from ..groups import GROUP_CONFIG, ConversationInfo, group_members
+from ..identity import member_identity
+from ..session import Session
+from ..store.conversations import ConversationKind
+from ..store.key_packages import KeyPackageSecret
+from ..store.messages import MessageStatus
+from ..store.outbox import OutboxItem, OutboxKind
+from ..store.pending_inbound import PendingInbound
+from ..store.store import Store
+from .effects import Actor, apply_content, apply_joined, apply_transition, system_note
+from .intents import Intent
+
+__all__ = ["CURSOR_KEY", "InboundPipeline"]
+
+_log = logging.getLogger(__name__)
+
+#: The settings key of the last processed queue sequence number.
+CURSOR_KEY: Final = "sync.cursor"
+#: Hashes of sent messages whose echo never came are forgotten after this.
+SENT_HASH_TTL_MS: Final = 7 * 86_400_000
+#: Messages that waited this long for their epoch or group are dropped.
+PENDING_TTL_MS: Final = 14 * 86_400_000
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _leavers(group: Group) -> frozenset[str]:
+    """Accounts whose member proposed its own removal in this epoch (RFC 9420 §12.1.3)."""
+    return _leavers_of(group.pending_proposals())
+
+
+def _leavers_of(proposals: Sequence[ProposalReceived]) -> frozenset[str]:
+    found = set()
+    for proposal in proposals:
+        body = proposal.proposal.body
+        member = proposal.member
+        if isinstance(body, Remove) and member is not None and body.removed == member.leaf_index:
+            who = member_identity(member.credential)
+            if who is not None:
+                found.add(who.account_id)
+    return frozenset(found)
+
+
+class InboundPipeline:
+    """Processes this client's queue, in order, exactly once each."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        wake_outbox: Callable[[], None] = lambda: None,
+        key_package_used: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._s = session
+        self._wake_outbox = wake_outbox
+        self._key_package_used = key_package_used
+        self._cursor: int | None = None
+        self._retrying: set[bytes] = set()
+        account = session.account
+        self._me = Actor(account.account_id, account.client_id, session.new_uid)
+
+    # -- the cursor -------------------------------------------------------------------
+
+    async def cursor(self) -> int:
+        """The last queue sequence number processed."""
+        if self._cursor is None:
+            self._cursor = await self._s.store.run(lambda s: s.settings.get_int(CURSOR_KEY, 0))
+        return self._cursor
+
+    def _finish(self, store: Store, seq: int | None, pending: PendingInbound | None) -> None:
+        """Inside the transaction: move the cursor past ``seq`` or drop ``pending``."""
+        if pending is not None:
+            store.pending_inbound.remove(pending.id)
+        elif seq is not None and seq > store.settings.get_int(CURSOR_KEY, 0):
+            store.settings.set(CURSOR_KEY, seq)
+
+    def _advanced(self, seq: int | None, pending: PendingInbound | None) -> None:
+        """After the transaction: remember the cursor."""
+        if pending is None and seq is not None and self._cursor is not None:
+            self._cursor = max(self._cursor, seq)
+
+    # -- entry points ---------------------------------------------------------------------
+
+    async def process(self, messages: Sequence[QueueMessage]) -> int:
+        """Process a batch from the queue (already processed ones are skipped); the cursor."""
+        for message in messages:
+            async with self._s.lock:
+                if message.seq <= await self.cursor():
+                    continue
+                await self.process_locked(message.seq, message.data)
+        return await self.cursor()
+
+    async def catch_up(self) -> int:
+        """Fetch and process everything after the cursor, then ack; the cursor."""
+        while True:
+            page = await self._s.transport.fetch(await self.cursor(), limit=MAX_FETCH)
+            cursor = await self.process(page.messages)
+            if page.messages:
+                await self._s.transport.ack(cursor)
+            if not page.more:
+                return cursor
+
+    async def process_locked(
+        self, seq: int | None, data: bytes, pending: PendingInbound | None = None
+    ) -> bool:
+        """Process one message (the caller holds the lock); whether it was consumed."""
+        try:
+            message = MLSMessage.from_bytes(data)
+        except InvalidMessageError as exc:
+            await self._skip(seq, pending, f"undecodable message: {exc}")
+            return True
+        body = message.body
+        if isinstance(body, Welcome):
+            await self._welcome(seq, data, body, pending)
+            return True
+        if isinstance(body, PrivateMessage):
+            group_id, epoch = body.group_id, body.epoch
+            application = body.content_type == ContentType.APPLICATION
+        elif isinstance(body, PublicMessage):
+            group_id, epoch = body.content.group_id, body.content.epoch
+            application = body.content.content_type == ContentType.APPLICATION
+        else:
+            await self._skip(seq, pending, f"a {type(body).__name__} in the queue")
+            return True
+        digest = _digest(data)
+        if await self._s.store.run(lambda s: s.sent_messages.contains(digest)):
+            await self._own_echo(seq, digest, pending)
+            return True
+        group = await self._s.groups.get(group_id)
+        if group is None or epoch > group.epoch:
+            if group is None and await self._left(group_id):
+                await self._skip(seq, pending, "a message for a conversation left")
+                return True
+            if pending is None:
+                await self._pend(seq, group_id, epoch, data)
+            return False
+        if (epoch < group.epoch and not application) or group.removed:
+            await self._skip(seq, pending, "a handshake message of a past epoch")
+            return True
+        try:
+            event = group.process(data, now=self._s.now_s())
+        except MLSError as exc:  # the peer's fault, or a message this state cannot take
+            self._s.groups.evict(group_id)
+            await self._skip(seq, pending, f"MLS refused the message: {exc}")
+            return True
+        try:
+            if isinstance(event, ApplicationMessage):
+                await self._application(seq, pending, group, event)
+            elif isinstance(event, ProposalReceived):
+                await self._proposal(seq, pending, group, event)
+            else:
+                await self._commit(seq, pending, group, event)
+        except BaseException:
+            self._s.groups.evict(group_id)  # the store has the state before this message
+            raise
+        return True
+
+    async def prune(self) -> None:
+        """Forget old sent-message hashes and messages that waited too long."""
+        now = self._s.now_ms()
+
+        def write(store: Store) -> None:
+            store.sent_messages.delete_older_than(now - SENT_HASH_TTL_MS)
+            store.pending_inbound.delete_older_than(now - PENDING_TTL_MS)
+
+        await self._s.store.transaction(write)
+
+    async def retry_pending_locked(self, group_id: bytes) -> None:
+        """Offer the group's kept messages again, until none moves on (lock held).
+
+        A commit among them retries the rest itself; the outer loop then
+        just reads what is left.
+        """
+        if group_id in self._retrying:
+            return
+        self._retrying.add(group_id)
+        try:
+            progress = True
+            while progress:
+                progress = False
+                rows = await self._s.store.run(lambda s: s.pending_inbound.for_group(group_id))
+                for row in rows:
+                    if await self.process_locked(row.seq, row.data, row):
+                        progress = True
+                        break
+        finally:
+            self._retrying.discard(group_id)
+
+    @staticmethod
+    def _announce(store: Store, group_id: bytes, profile: bytes | None, now: int) -> None:
+        """Queue this user's profile name for the group's members."""
+        if profile is not None:
+            store.outbox.enqueue(
+                OutboxKind.MESSAGE, b"", now=now, group_id=group_id, content=profile
+            )
+
+    # -- routing outcomes -------------------------------------------------------------------
+
+    async def _left(self, group_id: bytes) -> bool:
+        conversation = await self._s.store.run(lambda s: s.conversations.by_group(group_id))
+        return conversation is not None and conversation.left_at is not None
+
+    async def _skip(self, seq: int | None, pending: PendingInbound | None, why: str) -> None:
+        _log.info("skipped a queue message: %s", why)
+        await self._s.store.transaction(lambda s: self._finish(s, seq, pending))
+        self._advanced(seq, pending)
+
+    async def _pend(self, seq: int | None, group_id: bytes, epoch: int, data: bytes) -> None:
+        now = self._s.now_ms()
+
+        def write(store: Store) -> None:
+            store.pending_inbound.add(group_id, epoch, seq or 0, data, now=now)
+            self._finish(store, seq, None)
+
+        await self._s.store.transaction(write)
+        self._advanced(seq, None)
+
+    async def _own_echo(
+        self, seq: int | None, digest: bytes, pending: PendingInbound | None
+    ) -> None:
+        """This client's own message came back: the server has it."""
+        item = await self._s.store.run(lambda s: s.outbox.by_message_hash(digest))
+        if item is not None:
+            await self.apply_accepted_locked(item, seq=seq, pending=pending)
+
+        def write(store: Store) -> None:
+            store.sent_messages.remove(digest)
+            self._finish(store, seq, pending)
+
+        await self._s.store.transaction(write)
+        self._advanced(seq, pending)
+
+    # -- MLS events -------------------------------------------------------------------------
+
+    async def _application(
+        self,
+        seq: int | None,
+        pending: PendingInbound | None,
+        group: Group,
+        event: ApplicationMessage,
+    ) -> None:
+        group_id, epoch, state = group.group_id, group.epoch, group.to_bytes()
+        sender = member_identity(event.sender.credential)
+        try:
+            content = decode_content(event.data)
+        except ContentDecodeError as exc:
+            _log.info("undecodable message content: %s", exc)
+            content = None
+        now = self._s.now_ms()
+
+        def write(store: Store) -> list[Event]:
+            store.groups.save(group_id, epoch, state, now=now)
+            events: list[Event] = []
+            conversation = store.conversations.by_group(group_id)
+            if conversation is not None and sender is not None and isinstance(content, Content):
+                events = apply_content(
+                    store,
+                    conversation,
+                    sender,
+                    content,
+                    me=self._me,
+                    seq=seq,
+                    epoch=event.epoch,
+                    now=now,
+                )
+            self._finish(store, seq, pending)
+            return events
+
+        events = await self._s.store.transaction(write)
+        self._advanced(seq, pending)
+        self._s.events.publish(*events)
+
+    async def _proposal(
+        self,
+        seq: int | None,
+        pending: PendingInbound | None,
+        group: Group,
+        event: ProposalReceived,
+    ) -> None:
+        """A proposal: cache it, and queue a commit of it.
+
+        A member leaving proposes its own removal (RFC 9420 §12.1.3). A
+        commit built before the proposal arrived would not cover it, and the
+        proposal would die with the epoch; so a leave is queued as a removal
+        of the leaver, which is moot once anyone has committed the proposal.
+        """
+        group_id, epoch, state = group.group_id, group.epoch, group.to_bytes()
+        now = self._s.now_ms()
+        leaver = _leavers_of([event])
+        if leaver:
+            intent = Intent("remove", accounts=tuple(sorted(leaver))).dumps()
+        else:
+            intent = Intent("commit_pending").dumps()
+
+        def write(store: Store) -> None:
+            store.groups.save(group_id, epoch, state, now=now)
+            queued = any(
+                i.kind is OutboxKind.COMMIT and not i.built and i.intent == intent
+                for i in store.outbox.for_group(group_id)
+            )
+            if not queued:
+                store.outbox.enqueue(
+                    OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=intent
+                )
+            self._finish(store, seq, pending)
+
+        await self._s.store.transaction(write)
+        self._advanced(seq, pending)
+        self._wake_outbox()
+
+    async def _commit(
+        self, seq: int | None, pending: PendingInbound | None, group: Group, staged: StagedCommit
+    ) -> None:
+        await self._transition(
+            group, group.to_bytes(staged), seq=seq, pending=pending, committer=staged
+        )
+
+    async def _transition(
+        self,
+        group: Group,
+        new_state: bytes,
+        *,
+        seq: int | None,
+        pending: PendingInbound | None,
+        committer_is_me: bool = False,
+        extra: Callable[[Store], object] | None = None,
+        committer: StagedCommit | None = None,
+    ) -> None:
+        """Persist the epoch after ``group`` (stage, persist, merge), with its effects."""
+        group_id = group.group_id
+        after = self._s.groups.load(new_state)
+        before_members = group_members(group)
+        removed = after.removed
+        after_members = [] if removed else group_members(after)
+        info_before = ConversationInfo.from_extensions(group.extensions)
+        info_after = ConversationInfo.from_extensions(after.extensions)
+        leavers = _leavers(group)
+        me_id = self._s.account.account_id
+        newcomers = (
+            {m.account_id for m in after_members} - {m.account_id for m in before_members} - {me_id}
+        )
+        profile = self._s.profile_content() if newcomers else None
+        by = None
+        if committer_is_me:
+            by = member_identity(self._s.account.mls_credential)
+        elif committer is not None:
+            by = member_identity(committer.committer.credential)
+        now = self._s.now_ms()
+        me = self._me
+
+        def write(store: Store) -> list[Event]:
+            events: list[Event] = []
+            conversation = store.conversations.by_group(group_id)
+            if removed:
+                store.groups.delete(group_id)
+                if conversation is not None and store.conversations.mark_left(conversation.id, now):
+                    events.append(ConversationUpdated(conversation.id))
+                    events.append(
+                        system_note(
+                            store,
+                            conversation,
+                            "You were removed from the conversation",
+                            me=me,
+                            by=by,
+                            now=now,
+                            epoch=group.epoch + 1,
+                        )
+                    )
+            else:
+                store.groups.save(group_id, after.epoch, new_state, now=now)
+                if (
+                    conversation is not None
+                    and newcomers
+                    and (conversation.kind is ConversationKind.GROUP)
+                ):
+                    self._announce(store, group_id, profile, now)
+                if conversation is not None:
+                    events += apply_transition(
+                        store,
+                        conversation,
+                        before=before_members,
+                        after=after_members,
+                        info_before=info_before,
+                        info_after=info_after,
+                        committer=by,
+                        leavers=leavers,
+                        me=me,
+                        now=now,
+                        epoch=after.epoch,
+                    )
+            if extra is not None:
+                extra(store)
+            self._finish(store, seq, pending)
+            return events
+
+        events = await self._s.store.transaction(write)
+        self._advanced(seq, pending)
+        if removed:
+            self._s.groups.evict(group_id)
+        else:
+            self._s.groups.put(after)
+        self._s.events.publish(*events)
+        if profile is not None:
+            self._wake_outbox()
+        if not removed:
+            await self.retry_pending_locked(group_id)
+
+    async def _welcome(
+        self, seq: int | None, data: bytes, welcome: Welcome, pending: PendingInbound | None
+    ) -> None:
+        store = self._s.store
+        refs = [entry.new_member for entry in welcome.secrets]
+
+        def find(s: Store) -> KeyPackageSecret | None:
+            for ref in refs:
+                found = s.key_packages.get(ref)
+                if found is not None:
+                    return found
+            return None
+
+        secret = await store.run(find)
+        if secret is None:
+            await self._skip(seq, pending, "a Welcome for no KeyPackage of ours")
+            return
+        bundle = KeyPackageBundle.from_bytes(secret.bundle)
+        try:
+            group = Group.join_from_welcome(
+                data,
+                bundle,
+                config=GROUP_CONFIG,
+                identity=self._s.account.verifier,
+                now=self._s.now_s(),
+            )
+        except MLSError as exc:
+            await self._skip(seq, pending, f"a Welcome that does not open: {exc}")
+            return
+        group_id = group.group_id
+        known = await self._s.groups.get(group_id)
+        if known is not None and known.epoch >= group.epoch and not known.removed:
+            await self._skip(seq, pending, "a Welcome to a group already joined")
+            return
+        members = group_members(group)
+        info = ConversationInfo.from_extensions(group.extensions) or ConversationInfo(
+            ConversationKind.GROUP
+        )
+        state, epoch = group.to_bytes(), group.epoch
+        now = self._s.now_ms()
+        ref, one_time = secret.ref, not secret.last_resort
+        profile = self._s.profile_content()
+
+        def write(store: Store) -> list[Event]:
+            store.groups.delete(group_id)
+            store.groups.save(group_id, epoch, state, now=now)
+            _, events = apply_joined(
+                store, group_id, members=members, info=info, me=self._me, now=now, epoch=epoch
+            )
+            if one_time:
+                store.key_packages.delete(ref)
+            self._announce(store, group_id, profile, now)
+            self._finish(store, seq, pending)
+            return events
+
+        events = await store.transaction(write)
+        self._advanced(seq, pending)
+        self._s.groups.put(group)
+        self._s.events.publish(*events)
+        self._key_package_used()
+        self._wake_outbox()
+        await self.retry_pending_locked(group_id)
+
+    # -- this client's sends, accepted by the server -----------------------------------------
+
+    async def apply_accepted_locked(
+        self,
+        item: OutboxItem,
+        *,
+        seq: int | None = None,
+        pending: PendingInbound | None = None,
+    ) -> None:
+        """The server accepted an outbox item: apply it and drop it (lock held).
+
+        Called by the sender when the server answered, and by the pipeline
+        when the echo of the item's message arrives first. Idempotent: an
+        item already gone is ignored.
+        """
+        item_id = item.id
+        current = await self._s.store.run(lambda s: s.outbox.get(item_id))
+        if current is None:
+            return
+        group_id = current.group_id
+        if current.kind is OutboxKind.COMMIT and group_id is not None:
+            group = await self._s.groups.get(group_id)
+            state = current.pending_state
+            if group is not None and state is not None and group.epoch == current.epoch:
+                await self._transition(
+                    group,
+                    state,
+                    seq=None,
+                    pending=None,
+                    committer_is_me=True,
+                    extra=lambda s: s.outbox.remove(item_id),
+                )
+                return
+        if Intent.loads(current.intent).op == "leave" and group_id is not None:
+            await self._left_group(current)
+            return
+        message_id = current.message_id
+
+        def write(store: Store) -> list[Event]:
+            store.outbox.remove(item_id)
+            if message_id is None:
+                return []
+            message = store.messages.get(message_id)
+            if message is None or message.status is not MessageStatus.PENDING:
+                return []
+            store.messages.set_status(message_id, MessageStatus.SENT)
+            return [MessageStatusChanged(message.conversation_id, message_id, MessageStatus.SENT)]
+
+        events = await self._s.store.transaction(write)
+        self._s.events.publish(*events)
+
+    async def _left_group(self, item: OutboxItem) -> None:
+        """This client's leave proposal reached the server: the conversation is left."""
+        group_id = item.group_id
+        assert group_id is not None
+        now = self._s.now_ms()
+        me = self._me
+
+        def write(store: Store) -> list[Event]:
+            store.outbox.remove(item.id)
+            store.groups.delete(group_id)
+            for other in store.outbox.for_group(group_id):
+                store.outbox.remove(other.id)
+            conversation = store.conversations.by_group(group_id)
+            if conversation is None or not store.conversations.mark_left(conversation.id, now):
+                return []
+            note = system_note(store, conversation, "You left", me=me, by=None, now=now, epoch=None)
+            return [ConversationUpdated(conversation.id), note]
+
+        events = await self._s.store.transaction(write)
+        self._s.groups.evict(group_id)
+        self._s.events.publish(*events)

@@ -1,0 +1,118 @@
+"""What an outbox item is for, and how its MLS message is built (RFC 9420 §12).
+
+An item records the user's *intent* (JSON in ``outbox.intent``), not only
+a finished request, because a request made for one epoch is refused once the
+group has moved on (``stale_epoch``): the sender then applies the winning
+commit and builds the request again from the intent, in the new epoch
+(RFC 9750 §5.2: the client "retries its commit").
+
+Intents (``op``):
+
+* ``send`` -- an application message; the content is in ``outbox.content``;
+* ``leave`` -- a Remove proposal for this member's own leaf (RFC 9420
+  §12.1.3); another member commits it;
+* ``create`` -- register a new group (no MLS message);
+* ``add`` -- Add the claimed KeyPackages (``key_packages``, base64url),
+  skipping clients that are members by now;
+* ``remove`` -- Remove every client of the ``accounts``;
+* ``rename`` -- a GroupContextExtensions proposal with the new ``name``;
+* ``commit_pending`` -- commit the proposals received (e.g. someone left).
+
+Every commit also covers, by reference, the proposals pending in the epoch.
+:func:`build_commit` returns None when nothing is left to do (e.g. the
+member to add was added by someone else meanwhile).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Final
+
+from messenger.api.fields import b64decode, b64encode
+from messenger.mls.ciphersuite import RandomSource
+from messenger.mls.events import CommitResult
+from messenger.mls.group import Group
+
+from ..groups import ConversationInfo, group_members, key_package_member, with_conversation_info
+
+__all__ = ["OPS", "Intent", "build_commit"]
+
+OPS: Final = ("send", "leave", "create", "add", "remove", "rename", "commit_pending")
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    op: str
+    key_packages: tuple[bytes, ...] = field(default=(), repr=False)
+    accounts: tuple[str, ...] = ()
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"unknown intent {self.op!r}")
+
+    def dumps(self) -> str:
+        data: dict[str, object] = {"op": self.op}
+        if self.key_packages:
+            data["key_packages"] = [b64encode(kp) for kp in self.key_packages]
+        if self.accounts:
+            data["accounts"] = list(self.accounts)
+        if self.name is not None:
+            data["name"] = self.name
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str | None) -> Intent:
+        """The intent of an item (``send`` when none was recorded)."""
+        if not text:
+            return cls("send")
+        data = json.loads(text)
+        return cls(
+            op=str(data["op"]),
+            key_packages=tuple(b64decode(kp) for kp in data.get("key_packages", ())),
+            accounts=tuple(str(a) for a in data.get("accounts", ())),
+            name=data.get("name"),
+        )
+
+
+def build_commit(
+    group: Group, intent: Intent, random: RandomSource, *, now: int
+) -> CommitResult | None:
+    """The commit for ``intent`` in the group's current epoch, or None if moot.
+
+    InvalidMessageError (a peer's fault: a KeyPackage that does not verify)
+    and UsageError propagate.
+    """
+    pending = bool(group.pending_proposals())
+    if intent.op == "add":
+        present = {(m.account_id, m.client_id) for m in group_members(group)}
+        to_add = []
+        for data in intent.key_packages:
+            key_package, member = key_package_member(data)
+            if (member.account_id, member.client_id) not in present:
+                to_add.append(key_package)
+                present.add((member.account_id, member.client_id))
+        if not to_add and not pending:
+            return None
+        return group.commit(random, add=to_add, now=now)
+    if intent.op == "remove":
+        wanted = set(intent.accounts)
+        leaves = [
+            m.leaf_index
+            for m in group_members(group)
+            if m.account_id in wanted and m.leaf_index != group.leaf_index
+        ]
+        if not leaves and not pending:
+            return None
+        return group.commit(random, remove=leaves, now=now)
+    if intent.op == "rename":
+        info = ConversationInfo.from_extensions(group.extensions)
+        if info is None or (info.name == (intent.name or None) and not pending):
+            return None if not pending else group.commit(random, now=now)
+        renamed = ConversationInfo(info.kind, intent.name or None)
+        extensions = with_conversation_info(group.extensions, renamed)
+        return group.commit(random, group_context_extensions=extensions, now=now)
+    if intent.op == "commit_pending":
+        return group.commit(random, now=now) if pending else None
+    raise ValueError(f"{intent.op!r} is not a commit")

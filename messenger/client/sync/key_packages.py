@@ -1,0 +1,114 @@
+"""Keeping KeyPackages on the server, so that others can add this client.
+
+Others add a client to a group by claiming one of its KeyPackages from the
+server (RFC 9750 §5.1; RFC 9420 §10): each one-time KeyPackage is handed
+out once, and a last-resort one when none is left (RFC 9420 §16.8). The
+pool keeps the server stocked:
+
+* the private keys of every KeyPackage are saved in the store *before* its
+  upload, so a Welcome made for it can always be opened
+  (:mod:`..store.key_packages`); bundles whose upload failed are uploaded
+  first next time;
+* when fewer than ``low_water`` one-time KeyPackages are left on the
+  server, it uploads enough for ``target``; it also makes sure the server
+  has a last-resort KeyPackage;
+* expired bundles are deleted locally.
+
+It runs at start, after each Welcome (which uses one up) and periodically.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from messenger.api.models import MAX_KEY_PACKAGES_PER_UPLOAD
+from messenger.mls.key_package_bundle import DEFAULT_LIFETIME, KeyPackageBundle
+
+from ..groups import new_key_package
+from ..session import Session
+from ..store.store import Store
+
+__all__ = ["KeyPackagePool"]
+
+_log = logging.getLogger(__name__)
+
+_DAY_MS: Final = 86_400_000
+
+
+def _mark_uploaded(store: Store, refs: list[bytes], now: int) -> None:
+    store.key_packages.mark_uploaded(refs, at=now)
+
+
+class KeyPackagePool:
+    """Replenishes this client's KeyPackages on the server."""
+
+    def __init__(self, session: Session, *, target: int = 20, low_water: int = 8) -> None:
+        if not 0 < low_water <= target <= MAX_KEY_PACKAGES_PER_UPLOAD:
+            raise ValueError("need 0 < low_water <= target <= the upload limit")
+        self._s = session
+        self._target = target
+        self._low_water = low_water
+
+    def _generate(self, count: int, *, last_resort: bool) -> list[tuple[bytes, bool]]:
+        now_s = self._s.now_s()
+        return [
+            (
+                new_key_package(
+                    self._s.account, self._s.random, now=now_s, last_resort=last_resort
+                ).to_bytes(),
+                last_resort,
+            )
+            for _ in range(count)
+        ]
+
+    async def _save(self, bundles: list[tuple[bytes, bool]]) -> None:
+        now = self._s.now_ms()
+        expires = now + DEFAULT_LIFETIME * 1000 - _DAY_MS
+
+        def write(store: Store) -> None:
+            for data, last_resort in bundles:
+                bundle = KeyPackageBundle.from_bytes(data)
+                store.key_packages.add(
+                    bundle.ref(), data, created_at=now, expires_at=expires, last_resort=last_resort
+                )
+
+        await self._s.store.transaction(write)
+
+    async def _upload_pending(self) -> None:
+        """Upload the saved bundles the server does not have yet."""
+        waiting = await self._s.store.run(lambda s: s.key_packages.not_uploaded())
+        one_time = [w for w in waiting if not w.last_resort]
+        last_resort = [w for w in waiting if w.last_resort]
+        spare = last_resort[-1] if last_resort else None
+        while one_time or spare is not None:
+            chunk, one_time = (
+                one_time[:MAX_KEY_PACKAGES_PER_UPLOAD],
+                one_time[MAX_KEY_PACKAGES_PER_UPLOAD:],
+            )
+            await self._s.transport.upload_key_packages(
+                tuple(KeyPackageBundle.from_bytes(w.bundle).message() for w in chunk),
+                None if spare is None else KeyPackageBundle.from_bytes(spare.bundle).message(),
+            )
+            refs = [w.ref for w in chunk]
+            if spare is not None:
+                refs += [w.ref for w in last_resort]
+                spare = None
+            await self._s.store.run(_mark_uploaded, refs, self._s.now_ms())
+
+    async def replenish(self) -> int:
+        """Top the server up; how many KeyPackages were made."""
+        now = self._s.now_ms()
+        await self._s.store.run(lambda s: s.key_packages.delete_expired(now=now))
+        await self._upload_pending()
+        count = await self._s.transport.key_package_count()
+        made = []
+        if count.available < self._low_water:
+            made += self._generate(self._target - count.available, last_resort=False)
+        if not count.last_resort:
+            made += self._generate(1, last_resort=True)
+        if made:
+            await self._save(made)
+            await self._upload_pending()
+            _log.info("uploaded %d KeyPackages", len(made))
+        return len(made)

@@ -1,0 +1,381 @@
+"""The outbox sender: delivers queued sends in order, until the server accepts.
+
+Every send is first an outbox row (:mod:`..store.outbox`), written in the
+same transaction as its local effect (the message row, the reaction...).
+The sender takes the oldest item and:
+
+1. **builds** its MLS message in the group's current epoch, if it is not
+   built yet or was built for an older epoch: encrypts the content
+   (RFC 9420 §6.3), makes the proposal, or makes the commit from its
+   intent (:mod:`.intents`). The request, the advanced group state (a
+   PrivateMessage consumes a generation of the sender's ratchet, RFC 9420
+   §9.1), the message hash and, for a commit, the group state once it is
+   accepted, are written in one transaction before anything is sent;
+2. **sends** it with the item's idempotency key, so that a retry after a
+   lost answer or a crash is answered by the server without a second
+   delivery (docs/server.md, "Retries");
+3. on success **applies** it (:meth:`InboundPipeline.apply_accepted_locked`):
+   a commit's new epoch is persisted, then merged; the item is removed;
+4. on ``stale_epoch`` **catches up** (fetch and process the queue, which
+   holds the winning commit), and goes back to 1 for the new epoch
+   (RFC 9750 §5.2);
+5. on a transient failure (unreachable, 5xx, rate limited) records it and
+   waits with exponential backoff; on a refusal it gives the item up and
+   marks its message failed.
+
+Commits are built and sent holding :attr:`Session.lock`, so no commit of
+another member is merged in between. An application message cannot be
+encrypted while proposals are pending (RFC 9420 §12.4); the sender then
+commits them first.
+
+Test hook: with ``MESSENGER_TEST_OUTBOX_PAUSE=before-send:<file>`` or
+``after-send:<file>`` in the environment, the sender writes ``<file>`` and
+stops at that point for good, so that a test can kill the process there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Final
+
+from messenger.api import models as m
+from messenger.mls.errors import InvalidMessageError, UsageError
+
+from ..errors import (
+    ClientError,
+    GroupExistsError,
+    NetworkError,
+    RateLimitedError,
+    ServerRejectedError,
+    StaleEpochError,
+)
+from ..events import Event, MessageStatusChanged, OperationFailed
+from ..groups import group_members
+from ..net.backoff import Backoff
+from ..session import Session
+from ..store.messages import MessageStatus
+from ..store.outbox import OutboxItem, OutboxKind
+from ..store.store import Store
+from .inbound import InboundPipeline
+from .intents import Intent, build_commit
+
+__all__ = ["PAUSE_ENV", "OutboxSender"]
+
+_log = logging.getLogger(__name__)
+
+#: The environment variable of the test hook (see the module docstring).
+PAUSE_ENV: Final = "MESSENGER_TEST_OUTBOX_PAUSE"
+#: Stale answers in a row before an attempt counts as failed.
+_MAX_STALE: Final = 5
+
+
+def _remove(store: Store, item_id: int) -> bool:
+    return store.outbox.remove(item_id)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+class _Dropped(Exception):
+    """The item has nothing left to do (already applied, or moot)."""
+
+
+class _NeedsCommit(Exception):
+    """Proposals are pending in the group: commit them before encrypting."""
+
+
+async def _pause_point(name: str) -> None:
+    hook = os.environ.get(PAUSE_ENV)
+    if not hook or ":" not in hook:
+        return
+    point, _, path = hook.partition(":")
+    if point != name:
+        return
+    Path(path).write_text(str(os.getpid()), encoding="ascii")
+    await asyncio.Event().wait()
+
+
+class OutboxSender:
+    """Sends the outbox, oldest first."""
+
+    def __init__(
+        self,
+        session: Session,
+        pipeline: InboundPipeline,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._s = session
+        self._pipeline = pipeline
+        self._backoff = backoff or Backoff(base=0.5, maximum=30.0)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look at the outbox now (a new item, or the network is back)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Send forever: whenever woken, and when the next retry is due."""
+        while True:
+            self._wake.clear()
+            await self.flush_once()
+            due = await self._s.store.run(lambda s: s.outbox.next_attempt_at())
+            timeout = None if due is None else max(0.0, (due - self._s.now_ms()) / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def flush_once(self) -> bool:
+        """Send every due item in order; whether the outbox is now empty."""
+        while True:
+            item = await self._s.store.run(lambda s: s.outbox.first())
+            if item is None:
+                return True
+            if item.next_attempt_at > self._s.now_ms():
+                return False
+            if not await self._deliver(item):
+                return False
+
+    # -- one item ---------------------------------------------------------------------------
+
+    async def _deliver(self, item: OutboxItem) -> bool:
+        """Deliver one item; False after a transient failure (retry later)."""
+        try:
+            if item.kind is OutboxKind.CREATE_GROUP:
+                await self._create_group(item)
+            elif item.kind is OutboxKind.COMMIT:
+                await self._send_commit(item)
+            else:
+                await self._send_message(item)
+        except _Dropped:
+            await self._s.store.run(_remove, item.id)
+        except (ServerRejectedError, InvalidMessageError, UsageError) as exc:
+            await self._give_up(item, exc)
+        except (NetworkError, StaleEpochError) as exc:
+            await self._retry_later(item, exc)
+            return False
+        return True
+
+    async def _create_group(self, item: OutboxItem) -> None:
+        assert item.group_id is not None
+        with contextlib.suppress(GroupExistsError):  # an earlier attempt got through
+            await self._s.transport.create_group(item.payload)
+        async with self._s.lock:
+            await self._pipeline.apply_accepted_locked(item)
+
+    async def _send_message(self, item: OutboxItem) -> None:
+        group_id = item.group_id
+        assert group_id is not None
+        for _ in range(_MAX_STALE):
+            commit = None
+            async with self._s.lock:
+                try:
+                    built = await self._build_message(item)
+                except _NeedsCommit:
+                    commit = await self._commit_item_for(group_id)
+            if commit is not None:
+                try:
+                    await self._send_commit(commit)
+                except _Dropped:
+                    await self._s.store.run(_remove, commit.id)
+                continue
+            await _pause_point("before-send")
+            try:
+                await self._s.transport.send(group_id, built.payload)
+            except StaleEpochError:
+                await self._pipeline.catch_up()
+                continue
+            await _pause_point("after-send")
+            async with self._s.lock:
+                await self._pipeline.apply_accepted_locked(built)
+            return
+        raise StaleEpochError(-1, "the group kept moving on")
+
+    async def _send_commit(self, item: OutboxItem) -> None:
+        group_id = item.group_id
+        assert group_id is not None
+        for _ in range(_MAX_STALE):
+            stale = False
+            async with self._s.lock:
+                built = await self._build_commit(item)
+                await _pause_point("before-send")
+                try:
+                    await self._s.transport.commit(group_id, built.payload)
+                except StaleEpochError:
+                    stale = True
+                else:
+                    await _pause_point("after-send")
+                    await self._pipeline.apply_accepted_locked(built)
+                    return
+            if stale:
+                await self._pipeline.catch_up()
+        raise StaleEpochError(-1, "the group kept moving on")
+
+    # -- building ---------------------------------------------------------------------------
+
+    async def _current(self, item: OutboxItem) -> OutboxItem:
+        current = await self._s.store.run(lambda s: s.outbox.get(item.id))
+        if current is None:
+            raise _Dropped
+        return current
+
+    async def _build_message(self, item: OutboxItem) -> OutboxItem:
+        """The item, built for the group's current epoch (lock held)."""
+        item = await self._current(item)
+        assert item.group_id is not None
+        group = await self._s.groups.get(item.group_id)
+        if group is None or not group.active:
+            raise ServerRejectedError("not_a_member", "the group was left")
+        if item.built and item.epoch == group.epoch:
+            return item
+        intent = Intent.loads(item.intent)
+        random = self._s.random
+        if intent.op == "leave":
+            data = group.propose_remove(group.leaf_index, random)
+        else:
+            if group.pending_proposals():
+                raise _NeedsCommit
+            if item.content is None:
+                raise _Dropped
+            data = group.encrypt(item.content, random)
+        payload = m.SendRequest(data, item.idempotency_key).dumps()
+        return await self._save_built(item, group.to_bytes(), group.epoch, payload, data, None)
+
+    async def _build_commit(self, item: OutboxItem) -> OutboxItem:
+        """The item's commit for the group's current epoch (lock held)."""
+        item = await self._current(item)
+        assert item.group_id is not None
+        group = await self._s.groups.get(item.group_id)
+        if group is None or not group.active:
+            raise _Dropped
+        if item.built and item.epoch == group.epoch and item.pending_state is not None:
+            return item
+        result = build_commit(group, Intent.loads(item.intent), self._s.random, now=self._s.now_s())
+        if result is None:
+            raise _Dropped
+        new_state = group.to_bytes(result.staged)
+        after = self._s.groups.load(new_state)
+        before = {(x.account_id, x.client_id) for x in group_members(group)}
+        queues = sorted({x.queue_id for x in group_members(after) if x.queue_id})
+        welcome_to = sorted(
+            {
+                x.queue_id
+                for x in group_members(after)
+                if x.queue_id and (x.account_id, x.client_id) not in before
+            }
+        )
+        request = m.CommitRequest(
+            epoch=group.epoch,
+            commit=result.message,
+            members=tuple(queues),
+            welcome=result.welcome if welcome_to else None,
+            welcome_to=tuple(welcome_to) if welcome_to else None,
+            group_info=result.group_info,
+            idempotency_key=item.idempotency_key,
+        )
+        return await self._save_built(
+            item, group.to_bytes(), group.epoch, request.dumps(), result.message, new_state
+        )
+
+    async def _save_built(
+        self,
+        item: OutboxItem,
+        state: bytes,
+        epoch: int,
+        payload: bytes,
+        message: bytes,
+        pending_state: bytes | None,
+    ) -> OutboxItem:
+        """Persist a built request with the group state it advanced (one transaction)."""
+        assert item.group_id is not None
+        group_id = item.group_id
+        digest = _digest(message)
+        now = self._s.now_ms()
+
+        def write(store: Store) -> OutboxItem | None:
+            store.groups.save(group_id, epoch, state, now=now)
+            store.outbox.set_built(
+                item.id,
+                payload=payload,
+                epoch=epoch,
+                message_hash=digest,
+                pending_state=pending_state,
+            )
+            store.sent_messages.add(digest, group_id, now=now)
+            return store.outbox.get(item.id)
+
+        try:
+            built = await self._s.store.transaction(write)
+        except BaseException:
+            self._s.groups.evict(group_id)
+            raise
+        assert built is not None
+        return built
+
+    async def _commit_item_for(self, group_id: bytes) -> OutboxItem:
+        """The queued commit of the group's pending proposals (made if there is none)."""
+        now = self._s.now_ms()
+        intent = Intent("commit_pending").dumps()
+
+        def find_or_make(store: Store) -> OutboxItem:
+            for other in store.outbox.for_group(group_id):
+                if other.kind is OutboxKind.COMMIT:
+                    return other
+            return store.outbox.enqueue(
+                OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=intent
+            )
+
+        return await self._s.store.transaction(find_or_make)
+
+    # -- failures ---------------------------------------------------------------------------
+
+    async def _retry_later(self, item: OutboxItem, exc: ClientError) -> None:
+        attempts = item.attempts
+        delay = self._backoff.delay(attempts)
+        if isinstance(exc, RateLimitedError):
+            delay = max(delay, exc.retry_after)
+        due = self._s.now_ms() + int(delay * 1000)
+        _log.info("send failed (%s); retrying in %.1f s", type(exc).__name__, delay)
+        await self._s.store.run(
+            lambda s: s.outbox.record_failure(item.id, error=str(exc), next_attempt_at=due)
+        )
+
+    async def _give_up(self, item: OutboxItem, exc: Exception) -> None:
+        """The server or MLS refused the item for good: drop it, tell the UI."""
+        _log.warning("send refused (%s): %s", type(exc).__name__, exc)
+        user_message = getattr(exc, "user_message", "A change could not be sent.")
+        message_id = item.message_id
+        group_id = item.group_id
+
+        def write(store: Store) -> list[Event]:
+            store.outbox.remove(item.id)
+            conversation = None if group_id is None else store.conversations.by_group(group_id)
+            events: list[Event] = [
+                OperationFailed(None if conversation is None else conversation.id, user_message)
+            ]
+            if message_id is not None and store.messages.set_status(
+                message_id, MessageStatus.FAILED
+            ):
+                message = store.messages.get(message_id)
+                assert message is not None
+                events.append(
+                    MessageStatusChanged(message.conversation_id, message_id, MessageStatus.FAILED)
+                )
+            return events
+
+        events = await self._s.store.transaction(write)
+        self._s.events.publish(*events)
+
+    async def wait_idle(self) -> None:
+        """Until the outbox is empty (for the command line and tests)."""
+        while True:
+            empty = await self._s.store.run(lambda s: s.outbox.count() == 0)
+            if empty:
+                return
+            self.wake()
+            await asyncio.sleep(0.05)

@@ -1,0 +1,191 @@
+"""A real server process on loopback, and clients with separate stores.
+
+The server is ``python -m messenger.server`` in a subprocess, on a free port
+of 127.0.0.1 with SQLite in a temporary directory (one per test module);
+each client is a :class:`~messenger.client.MessengerClient` with its own
+profile directory, a cheap key-derivation function, no OS keyring, and a
+short backoff so reconnects in tests are quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import keyring.backends.fail
+import pytest
+
+from messenger.client import ClientOptions, MessengerClient
+from messenger.client.net import Backoff
+from messenger.client.store import Keychain, ScryptParams
+
+FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
+PASSPHRASE = "integration passphrase"
+#: The longest any single wait in these tests may take.
+WAIT = 20.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[1]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A counter of the server's /metrics (0 if it has no sample yet)."""
+        text = httpx.get(self.url + "/metrics", timeout=5).text
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "")
+        match = re.search(rf"^{pattern} ([0-9.e+]+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+
+def start_server(data_dir: Path, port: int | None = None) -> ServerProcess:
+    port = port or free_port()
+    env = dict(
+        os.environ,
+        MESSENGER_HOST="127.0.0.1",
+        MESSENGER_PORT=str(port),
+        MESSENGER_DATA_DIR=str(data_dir),
+        MESSENGER_DATABASE_URL="",
+        MESSENGER_POW_DIFFICULTY="8",
+        MESSENGER_LOG_LEVEL="WARNING",
+        MESSENGER_IP_REQUESTS_PER_MINUTE="1000000",
+        MESSENGER_ACCOUNT_REQUESTS_PER_MINUTE="1000000",
+        MESSENGER_REGISTRATIONS_PER_IP_PER_HOUR="1000000",
+    )
+    env.pop("MESSENGER_CONFIG", None)
+    process = subprocess.Popen([sys.executable, "-m", "messenger.server"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return ServerProcess(url, process)
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+
+
+def stop_server(running: ServerProcess) -> None:
+    running.process.terminate()
+    try:
+        running.process.wait(10)
+    except subprocess.TimeoutExpired:
+        running.process.kill()
+        running.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    running = start_server(tmp_path_factory.mktemp("server"))
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+def keychain() -> Keychain:
+    return Keychain(backend=keyring.backends.fail.Keyring())  # type: ignore[no-untyped-call]
+
+
+CLIENT_OPTIONS = ClientOptions(backoff=Backoff(base=0.05, maximum=1.0), timeout=10.0)
+
+
+class Clients:
+    """Makes and opens clients, each with its own data directory; closes them all."""
+
+    def __init__(self, root: Path, server: ServerProcess) -> None:
+        self.root = root
+        self.server = server
+        self.open_clients: list[MessengerClient] = []
+
+    def data_dir(self, name: str) -> Path:
+        return self.root / name
+
+    async def new(
+        self, name: str, *, handle: str | None = None, start: bool = True
+    ) -> MessengerClient:
+        client = await MessengerClient.create(
+            name,
+            PASSPHRASE,
+            data_dir=self.data_dir(name),
+            keychain=keychain(),
+            kdf=FAST_KDF,
+            options=CLIENT_OPTIONS,
+        )
+        self.open_clients.append(client)
+        await client.create_account(self.server.url, handle)
+        if start:
+            await client.start()
+        return client
+
+    async def open(self, name: str, *, start: bool = True) -> MessengerClient:
+        client = await MessengerClient.open(
+            name,
+            PASSPHRASE,
+            data_dir=self.data_dir(name),
+            keychain=keychain(),
+            options=CLIENT_OPTIONS,
+        )
+        self.open_clients.append(client)
+        if start:
+            await client.start()
+        return client
+
+    async def close(self, client: MessengerClient) -> None:
+        await client.close()
+        if client in self.open_clients:
+            self.open_clients.remove(client)
+
+    async def close_all(self) -> None:
+        for client in list(self.open_clients):
+            await self.close(client)
+
+
+@pytest.fixture
+async def clients(tmp_path: Path, server: ServerProcess) -> AsyncIterator[Clients]:
+    made = Clients(tmp_path, server)
+    try:
+        yield made
+    finally:
+        await made.close_all()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float = WAIT
+) -> None:
+    """Poll ``check`` until it is true; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
