@@ -9,8 +9,12 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e ".[test]"
+# Quiet on success; the whole log on failure.
+if ! { python -m pip install --quiet --upgrade pip &&
+       python -m pip install --quiet -e ".[test]"; } >.venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    exit 1
+fi
 
 echo "== ruff"
 ruff check messenger tests bench
