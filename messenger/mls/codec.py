@@ -10,7 +10,9 @@ One codec idiom for every wire struct:
   ``ValueError`` or ``struct.error``;
 * a struct subclasses :class:`Struct` and implements ``encode(w)`` and the
   class method ``decode(r)``; :meth:`Struct.to_bytes` and
-  :meth:`Struct.from_bytes` wrap them and insist on consuming every byte.
+  :meth:`Struct.from_bytes` wrap them and insist on consuming every byte;
+* a :class:`CachedStruct` is a deeply immutable struct that keeps its
+  encoding, for the values that are hashed and signed over and over.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import enum
 from collections.abc import Callable, Iterable, Sequence
 from typing import Self, TypeVar
 
-from .errors import DecodeError
+from .errors import DecodeError, UsageError
 
 __all__ = [
     "MAX_VARINT",
+    "CachedStruct",
     "Reader",
     "Struct",
     "Writer",
@@ -109,22 +112,35 @@ class Writer:
 
     def opaque(self, data: bytes) -> None:
         """``opaque data<V>`` (RFC 9420 §2.1.2)."""
-        self._buf += encode_varint(len(data))
-        self._buf += data
+        n = len(data)
+        buf = self._buf
+        if n < 0x40:
+            buf.append(n)
+        else:
+            buf += encode_varint(n)
+        buf += data
 
     def vector(self, items: Iterable[T], item: Callable[[Writer, T], None]) -> None:
         """``T items<V>``: the encoded items, prefixed by their byte length."""
         inner = Writer()
         for value in items:
             item(inner, value)
-        self.opaque(bytes(inner._buf))
+        self._append_vector(inner._buf)
 
     def structs(self, items: Iterable[Struct]) -> None:
         """``T items<V>`` for a vector of :class:`Struct` values."""
         inner = Writer()
         for value in items:
             value.encode(inner)
-        self.opaque(bytes(inner._buf))
+        self._append_vector(inner._buf)
+
+    def _append_vector(self, body: bytearray) -> None:
+        self._buf += encode_varint(len(body))
+        self._buf += body
+
+    def u16s(self, values: Sequence[int]) -> None:
+        """``uint16 values<V>``: the same as ``vector(values, Writer.u16)``."""
+        self.opaque(b"".join(v.to_bytes(2, "big") for v in values))
 
     def optional(self, value: T | None, item: Callable[[Writer, T], None]) -> None:
         """``optional<T>`` (RFC 9420 §2.1.3): a presence byte then the value."""
@@ -180,13 +196,28 @@ class Reader:
         return self._data[pos]
 
     def u16(self) -> int:
-        return int.from_bytes(self.read(2), "big")
+        pos = self._pos
+        end = pos + 2
+        if end > self._end:
+            self.read(2)  # raises
+        self._pos = end
+        return int.from_bytes(self._data[pos:end], "big")
 
     def u32(self) -> int:
-        return int.from_bytes(self.read(4), "big")
+        pos = self._pos
+        end = pos + 4
+        if end > self._end:
+            self.read(4)  # raises
+        self._pos = end
+        return int.from_bytes(self._data[pos:end], "big")
 
     def u64(self) -> int:
-        return int.from_bytes(self.read(8), "big")
+        pos = self._pos
+        end = pos + 8
+        if end > self._end:
+            self.read(8)  # raises
+        self._pos = end
+        return int.from_bytes(self._data[pos:end], "big")
 
     def boolean(self) -> bool:
         value = self.u8()
@@ -212,7 +243,49 @@ class Reader:
 
     def opaque(self) -> bytes:
         """``opaque data<V>``."""
-        return self.read(self.varint())
+        pos = self._pos
+        end = self._end
+        if pos < end:
+            data = self._data
+            n = data[pos]
+            start = -1
+            if n < 0x40:  # a one-byte length: most fields
+                start = pos + 1
+            elif n < 0x80 and pos + 1 < end:  # two bytes: signatures, ciphertexts
+                n = ((n & 0x3F) << 8) | data[pos + 1]
+                if n >= 0x40:  # else not minimal
+                    start = pos + 2
+            if start >= 0:
+                stop = start + n
+                if stop <= end:
+                    self._pos = stop
+                    return data[start:stop]
+        return self.read(self.varint())  # the general case, and every error
+
+    def u16s(self) -> tuple[int, ...]:
+        """``uint16 values<V>``: the same as ``tuple(vector(Reader.u16))``."""
+        data = self.opaque()
+        n = len(data)
+        if n & 1:
+            raise DecodeError("truncated: needed 2 bytes, 1 left")
+        return tuple(int.from_bytes(data[i : i + 2], "big") for i in range(0, n, 2))
+
+    def taken(self, start: int) -> bytes:
+        """The bytes consumed since position ``start``."""
+        return self._data[start : self._pos]
+
+    def buffer(self) -> tuple[bytes, int, int]:
+        """``(data, position, end)``: for a decoder that parses the bytes itself.
+
+        It then moves on with :meth:`seek`, or lets the usual methods take over.
+        """
+        return self._data, self._pos, self._end
+
+    def seek(self, position: int) -> None:
+        """Continue at ``position``, between the current position and the end."""
+        if not self._pos <= position <= self._end:
+            raise UsageError(f"cannot seek to {position}")
+        self._pos = position
 
     def sub(self) -> Reader:
         """A reader over the next ``<V>``-prefixed region; advances past it."""
@@ -226,6 +299,10 @@ class Reader:
 
     def vector(self, item: Callable[[Reader], T]) -> list[T]:
         """``T items<V>``: decode items until the prefixed region is used up."""
+        pos = self._pos
+        if pos < self._end and self._data[pos] == 0:  # empty: most extension lists
+            self._pos = pos + 1
+            return []
         inner = self.sub()
         out: list[T] = []
         while inner._pos < inner._end:
@@ -275,6 +352,45 @@ class Struct(abc.ABC):
 
 
 S = TypeVar("S", bound=Struct)
+
+
+class CachedStruct(Struct):
+    """A :class:`Struct` that is immutable all the way down, with its encoding kept.
+
+    For the values that are encoded and hashed again and again: leaf and
+    parent nodes (tree hashes, RFC 9420 §7.8; signatures, §7.2), key
+    packages (references, §5.2) and the GroupContext (§8.1). Subclasses are
+    frozen dataclasses whose fields hold only immutable values (bytes, ints,
+    tuples, other such structs); they implement :meth:`_encode_fields`, and
+    :meth:`to_bytes` computes the encoding once. A decoder may hand over the
+    bytes it consumed with :meth:`_keep_encoding`: decoding accepts only the
+    canonical encoding, so they are the encoding.
+    """
+
+    __slots__ = ("_encoding",)
+
+    _encoding: bytes
+
+    @abc.abstractmethod
+    def _encode_fields(self, w: Writer) -> None:
+        """Append this value's encoding to ``w``, field by field."""
+
+    def encode(self, w: Writer) -> None:
+        w.raw(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        try:
+            return self._encoding
+        except AttributeError:
+            pass
+        w = Writer()
+        self._encode_fields(w)
+        encoding = w.getvalue()
+        object.__setattr__(self, "_encoding", encoding)
+        return encoding
+
+    def _keep_encoding(self, encoding: bytes) -> None:
+        object.__setattr__(self, "_encoding", encoding)
 
 
 def decode_all(data: bytes, item: Callable[[Reader], T]) -> T:

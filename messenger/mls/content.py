@@ -83,6 +83,8 @@ class SenderType(enum.IntEnum):
     NEW_MEMBER_COMMIT = 4
 
 
+_CONTENT_TYPES: dict[int, ContentType] = {t.value: t for t in ContentType}
+
 #: The content of a message: application data, a proposal or a commit.
 Content = bytes | Proposal | Commit
 
@@ -428,14 +430,13 @@ class PrivateMessage(Struct):
 
     @classmethod
     def decode(cls, r: Reader) -> PrivateMessage:
-        return cls(
-            r.opaque(),
-            r.u64(),
-            enum_value(ContentType, r.u8()),
-            r.opaque(),
-            r.opaque(),
-            r.opaque(),
-        )
+        group_id = r.opaque()
+        epoch = r.u64()
+        raw_type = r.u8()
+        content_type = _CONTENT_TYPES.get(raw_type)
+        if content_type is None:
+            raise DecodeError(f"unknown ContentType {raw_type}")
+        return cls(group_id, epoch, content_type, r.opaque(), r.opaque(), r.opaque())
 
     def sender_data_aad(self) -> SenderDataAAD:
         """The AAD of ``encrypted_sender_data`` (RFC 9420 §6.3.2)."""

@@ -30,13 +30,12 @@ A failed unprotect leaves the secret tree as it was.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from .ciphersuite import CipherSuite, RandomSource
+from .ciphersuite import CipherSuite, HmacKey, RandomSource, kdf_label_prefix
 from .codec import Reader, encode_varint
 from .commit import Commit
 from .content import (
@@ -54,7 +53,7 @@ from .content import (
 from .errors import AuthenticationError, DecodeError, EpochError, UsageError, ValidationError
 from .group_context import GroupContext, ProtocolVersion
 from .proposals import Proposal, ProposalType
-from .secret_tree import SecretTree, ratchet_type_for
+from .secret_tree import RatchetType, SecretTree, ratchet_type_for
 
 __all__ = [
     "DEFAULT_PADDING_BLOCK",
@@ -76,6 +75,7 @@ _REUSE_GUARD_LEN: Final = 4
 _SENDER_DATA_LEN: Final = 4 + 4 + _REUSE_GUARD_LEN
 _PRIVATE_WIRE_FORMAT: Final = WireFormat.PRIVATE_MESSAGE.to_bytes(2, "big")
 _MEMBER: Final = SenderType.MEMBER.to_bytes(1, "big")
+_APPLICATION: Final = ContentType.APPLICATION.to_bytes(1, "big")
 
 #: Where a GroupContext can come from: the struct, its encoding (cached by a
 #: :class:`FramingContext`), or nothing for senders that do not sign it.
@@ -228,51 +228,22 @@ class _SenderDataKdf:
     ``ExpandWithLabel(sender_data_secret, "key" | "nonce", sample, Nk | Nn)``
     where both lengths are at most ``KDF.Nh``, so HKDF-Expand is a single
     HMAC over ``KDFLabel || 0x01`` (RFC 5869 §2.3). The HMAC key is fixed
-    for the epoch, so its padded inner and outer hash states are computed
-    once (RFC 2104) and copied per message. The message-protection vectors
-    pin the result to ``ExpandWithLabel``.
+    for the epoch: one :class:`~messenger.mls.ciphersuite.HmacKey` serves
+    every message. The message-protection vectors pin the result to
+    ``ExpandWithLabel``.
     """
 
-    __slots__ = (
-        "_hash_len",
-        "_inner",
-        "_key_len",
-        "_key_prefix",
-        "_nonce_len",
-        "_nonce_prefix",
-        "_outer",
-    )
+    __slots__ = ("_hash_len", "_key_len", "_key_prefix", "_mac", "_nonce_len", "_nonce_prefix")
 
     def __init__(self, suite: CipherSuite, sender_data_secret: bytes) -> None:
         if suite.key_len > suite.hash_len or suite.nonce_len > suite.hash_len:
             raise UsageError("AEAD key or nonce longer than the hash is not supported")
-        new = getattr(hashlib, suite.hash_name)
-        block = new().block_size
-        key = sender_data_secret
-        if len(key) > block:
-            key = new(key).digest()
-        padded = key.ljust(block, b"\x00")
-        self._inner = new(bytes(b ^ 0x36 for b in padded))
-        self._outer = new(bytes(b ^ 0x5C for b in padded))
+        self._mac = HmacKey(suite, sender_data_secret).mac
         self._hash_len = suite.hash_len
         self._key_len = suite.key_len
         self._nonce_len = suite.nonce_len
-        self._key_prefix = self._label(b"key", suite.key_len)
-        self._nonce_prefix = self._label(b"nonce", suite.nonce_len)
-
-    @staticmethod
-    def _label(label: bytes, length: int) -> bytes:
-        # KDFLabel up to the context: uint16 length, opaque label<V> (RFC 9420 §8).
-        full = b"MLS 1.0 " + label
-        return length.to_bytes(2, "big") + encode_varint(len(full)) + full
-
-    def _mac(self, data: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(data)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        digest: bytes = outer.digest()
-        return digest
+        self._key_prefix = kdf_label_prefix(b"key", suite.key_len)
+        self._nonce_prefix = kdf_label_prefix(b"nonce", suite.nonce_len)
 
     def key_nonce(self, ciphertext: bytes) -> tuple[bytes, bytes]:
         # RFC 9420 §6.3.2: the first KDF.Nh bytes, or all of a shorter ciphertext.
@@ -481,6 +452,131 @@ class FramingContext:
             ciphertext,
         )
 
+    def seal_application(
+        self,
+        leaf_index: int,
+        signature_private_key: bytes,
+        data: bytes,
+        authenticated_data: bytes,
+        random: RandomSource,
+    ) -> bytes:
+        """This member's application message as an encoded ``MLSMessage`` (RFC 9420 §6).
+
+        The same bytes as ``MLSMessage(protect_private(sign(signature_private_key,
+        PRIVATE_MESSAGE, FramedContent(group_id, epoch, Sender.member(leaf_index),
+        authenticated_data, data)), random)).to_bytes()``, built straight from
+        the parts: an application message is the one message sent over and over.
+        """
+        suite = self.suite
+        vl_authenticated_data = encode_varint(len(authenticated_data)) + authenticated_data
+        vl_data = encode_varint(len(data)) + data
+        # FramedContentTBS (RFC 9420 §6.1): version, wire_format, then the
+        # FramedContent -- group_id<V>, epoch, sender (member, leaf_index),
+        # authenticated_data<V>, content_type, application_data<V> -- and
+        # the GroupContext.
+        tbs = b"".join(
+            (
+                _VERSION,
+                _PRIVATE_WIRE_FORMAT,
+                self._aad_head,
+                _MEMBER,
+                leaf_index.to_bytes(4, "big"),
+                vl_authenticated_data,
+                _APPLICATION,
+                vl_data,
+                self.group_context_bytes,
+            )
+        )
+        signature = suite.sign_with_label(signature_private_key, _TBS_LABEL, tbs)
+        reuse_guard = random(_REUSE_GUARD_LEN)
+        if len(reuse_guard) != _REUSE_GUARD_LEN:
+            raise UsageError("the random source returned the wrong number of bytes")
+        # RFC 9420 §6.3.1: PrivateMessageContent = content || auth || padding.
+        plaintext = vl_data + encode_varint(len(signature)) + signature
+        block = self.padding_block
+        if block > 1:
+            plaintext += bytes(-len(plaintext) % block)
+        key = self.secret_tree.next_key(leaf_index, RatchetType.APPLICATION)
+        head = self._aad_head + _APPLICATION
+        ciphertext = suite.aead_seal(
+            key.key,
+            _xor_reuse_guard(key.nonce, reuse_guard),
+            head + vl_authenticated_data,
+            plaintext,
+        )
+        # RFC 9420 §6.3.2: SenderData under a key sampled from the ciphertext.
+        sender_data = (
+            leaf_index.to_bytes(4, "big") + key.generation.to_bytes(4, "big") + reuse_guard
+        )
+        sd_key, sd_nonce = self._sender_data_kdf.key_nonce(ciphertext)
+        encrypted_sender_data = suite.aead_seal(sd_key, sd_nonce, head, sender_data)
+        # MLSMessage (RFC 9420 §6): version, wire_format, then the
+        # PrivateMessage: group_id<V>, epoch, content_type, authenticated_data<V>,
+        # encrypted_sender_data<V>, ciphertext<V>.
+        return b"".join(
+            (
+                _VERSION,
+                _PRIVATE_WIRE_FORMAT,
+                head,
+                vl_authenticated_data,
+                encode_varint(len(encrypted_sender_data)),
+                encrypted_sender_data,
+                encode_varint(len(ciphertext)),
+                ciphertext,
+            )
+        )
+
+    def _open_sender_data(
+        self, message: PrivateMessage, is_member: Callable[[int], bool]
+    ) -> tuple[int, int, bytes, bytes, bytes]:
+        """RFC 9420 §6.3.2: the sender of a PrivateMessage, from its SenderData.
+
+        ``(leaf, generation, reuse_guard, head, vl_authenticated_data)``:
+        ``head`` is ``group_id<V> || epoch || content_type``, and the content
+        AAD is ``head || vl_authenticated_data``.
+        """
+        self._check_incoming(message.group_id, message.epoch)
+        head = self._aad_head + message.content_type.to_bytes(1, "big")
+        sd_key, sd_nonce = self._sender_data_kdf.key_nonce(message.ciphertext)
+        sender_data = self.suite.aead_open(sd_key, sd_nonce, head, message.encrypted_sender_data)
+        # SenderData: uint32 leaf_index, uint32 generation, opaque reuse_guard[4].
+        if len(sender_data) != _SENDER_DATA_LEN:
+            raise DecodeError(f"SenderData is {len(sender_data)} bytes, not {_SENDER_DATA_LEN}")
+        leaf = int.from_bytes(sender_data[:4], "big")
+        if leaf >= self.secret_tree.n_leaves or not is_member(leaf):
+            raise ValidationError(f"sender leaf {leaf} is not a member of the group")
+        authenticated_data = message.authenticated_data
+        return (
+            leaf,
+            int.from_bytes(sender_data[4:8], "big"),
+            sender_data[8:],
+            head,
+            encode_varint(len(authenticated_data)) + authenticated_data,
+        )
+
+    def _signed_content(
+        self, leaf: int, head: bytes, vl_authenticated_data: bytes, content: bytes
+    ) -> bytes:
+        """FramedContentTBS (RFC 9420 §6.1) of a member's PrivateMessage.
+
+        From the parts at hand: the FramedContent is the AAD's fields in
+        their own order, then the content's encoding, which begins the
+        plaintext; then the GroupContext.
+        """
+        return b"".join(
+            (
+                _VERSION,
+                _PRIVATE_WIRE_FORMAT,
+                self._aad_head,
+                _MEMBER,
+                leaf.to_bytes(4, "big"),
+                vl_authenticated_data,
+                head[-1:],
+                content,
+                self.group_context_bytes,
+            )
+        )
+
     def unprotect_private(
         self,
         message: PrivateMessage,
@@ -500,55 +596,72 @@ class FramingContext:
         Without ``signature_key_of`` the caller checks the signature with
         :meth:`verify_signature`.
         """
-        self._check_incoming(message.group_id, message.epoch)
+        leaf, generation, reuse_guard, head, vl_authenticated_data = self._open_sender_data(
+            message, is_member
+        )
         suite = self.suite
         content_type = message.content_type
-        head = self._aad_head + content_type.to_bytes(1, "big")
-
-        # RFC 9420 §6.3.2: sender data first.
         ciphertext = message.ciphertext
-        sd_key, sd_nonce = self._sender_data_kdf.key_nonce(ciphertext)
-        sender_data = suite.aead_open(sd_key, sd_nonce, head, message.encrypted_sender_data)
-        # SenderData: uint32 leaf_index, uint32 generation, opaque reuse_guard[4].
-        if len(sender_data) != _SENDER_DATA_LEN:
-            raise DecodeError(f"SenderData is {len(sender_data)} bytes, not {_SENDER_DATA_LEN}")
-        leaf = int.from_bytes(sender_data[:4], "big")
-        generation = int.from_bytes(sender_data[4:8], "big")
-        reuse_guard = sender_data[8:]
-        if leaf >= self.secret_tree.n_leaves or not is_member(leaf):
-            raise ValidationError(f"sender leaf {leaf} is not a member of the group")
-
-        authenticated_data = message.authenticated_data
-        vl_authenticated_data = encode_varint(len(authenticated_data)) + authenticated_data
         aad = head + vl_authenticated_data
 
         def open_content(key: bytes, nonce: bytes) -> AuthenticatedContent:
             plaintext = suite.aead_open(key, _xor_reuse_guard(nonce, reuse_guard), aad, ciphertext)
             body, content_end, auth = _decode_private_content(plaintext, content_type)
             if signature_key_of is not None:
-                # FramedContentTBS (RFC 9420 §6.1) from the parts at hand: the
-                # FramedContent is the AAD's fields in their own order, then
-                # the content's encoding, which begins the plaintext.
-                tbs = b"".join(
-                    (
-                        _VERSION,
-                        _PRIVATE_WIRE_FORMAT,
-                        self._aad_head,
-                        _MEMBER,
-                        leaf.to_bytes(4, "big"),
-                        vl_authenticated_data,
-                        head[-1:],
-                        plaintext[:content_end],
-                        self.group_context_bytes,
-                    )
+                tbs = self._signed_content(
+                    leaf, head, vl_authenticated_data, plaintext[:content_end]
                 )
                 if not suite.verify_with_label(
                     signature_key_of(leaf), _TBS_LABEL, tbs, auth.signature
                 ):
                     raise AuthenticationError("FramedContent signature does not verify")
             framed = FramedContent(
-                message.group_id, message.epoch, Sender.member(leaf), authenticated_data, body
+                message.group_id,
+                message.epoch,
+                Sender.member(leaf),
+                message.authenticated_data,
+                body,
             )
             return AuthenticatedContent(WireFormat.PRIVATE_MESSAGE, framed, auth)
 
         return self.secret_tree.open(leaf, ratchet_type_for(content_type), generation, open_content)
+
+    def open_application(
+        self,
+        message: PrivateMessage,
+        *,
+        is_member: Callable[[int], bool],
+        signature_key_of: Callable[[int], bytes],
+    ) -> tuple[int, bytes]:
+        """:meth:`unprotect_private` for an application message: ``(sender leaf, data)``.
+
+        The same checks -- sender data, membership, AEAD, padding, the
+        signature before the ratchet key is consumed -- without building the
+        AuthenticatedContent: receiving application messages is the hot path.
+        """
+        if message.content_type != ContentType.APPLICATION:
+            raise UsageError("open_application takes application messages only")
+        leaf, generation, reuse_guard, head, vl_authenticated_data = self._open_sender_data(
+            message, is_member
+        )
+        suite = self.suite
+        ciphertext = message.ciphertext
+        aad = head + vl_authenticated_data
+
+        def open_data(key: bytes, nonce: bytes) -> bytes:
+            plaintext = suite.aead_open(key, _xor_reuse_guard(nonce, reuse_guard), aad, ciphertext)
+            # PrivateMessageContent (RFC 9420 §6.3.1): application_data<V>,
+            # signature<V> (no confirmation tag), zero padding.
+            r = Reader(plaintext)
+            data = r.opaque()
+            content_end = r.position
+            signature = r.opaque()
+            padding = plaintext[r.position :]
+            if padding.count(0) != len(padding):
+                raise DecodeError("non-zero padding in PrivateMessageContent")
+            tbs = self._signed_content(leaf, head, vl_authenticated_data, plaintext[:content_end])
+            if not suite.verify_with_label(signature_key_of(leaf), _TBS_LABEL, tbs, signature):
+                raise AuthenticationError("FramedContent signature does not verify")
+            return data
+
+        return leaf, self.secret_tree.open(leaf, RatchetType.APPLICATION, generation, open_data)

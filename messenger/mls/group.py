@@ -47,7 +47,7 @@ from dataclasses import replace
 from typing import Final
 
 from .ciphersuite import CipherSuite, RandomSource, get_cipher_suite
-from .codec import vl_bytes
+from .codec import decode_all, vl_bytes
 from .commit import Commit
 from .content import (
     AuthenticatedContent,
@@ -79,10 +79,12 @@ from .events import (
 )
 from .extensions import (
     Extension,
+    ExtensionType,
     ExternalPub,
     ExternalSenders,
     RequiredCapabilities,
     check_unique_extensions,
+    find_extension,
 )
 from .framing import FramingContext, sign_framed_content, verify_content_signature
 from .group_context import GroupContext, ProtocolVersion
@@ -99,7 +101,7 @@ from .key_schedule import (
 )
 from .leaf_node import Capabilities, LeafNode, LeafNodeSource, LeafNodeTBS
 from .messages import MLSMessage
-from .nodes import RatchetTree
+from .nodes import ParentNode, RatchetTree, decode_node_values
 from .proposal_rules import (
     AppliedProposals,
     ProposalEntry,
@@ -515,18 +517,21 @@ class Group:
         """The validated tree of a group being joined, and the GroupInfo checked
         against it (RFC 9420 §12.4.3.1, §12.4.3.3)."""
         check_unique_extensions(group_info.extensions)
-        inline = RatchetTree.find_in(group_info.extensions)
+        # Straight from the bytes to the node values: the same decoding as
+        # RatchetTree.from_bytes, without a Node wrapper per node.
+        inline = find_extension(group_info.extensions, ExtensionType.RATCHET_TREE)
+        values: Sequence[LeafNode | ParentNode | None]
         if inline is not None:
-            body = inline
+            values = decode_all(inline.extension_data, decode_node_values)
         elif ratchet_tree is None:
             raise UsageError("the GroupInfo has no ratchet_tree: pass the tree obtained otherwise")
         elif isinstance(ratchet_tree, RatchetTree):
-            body = ratchet_tree
+            values = ratchet_tree.values
         else:
-            body = RatchetTree.from_bytes(ratchet_tree)
+            values = decode_all(ratchet_tree, decode_node_values)
         context = group_info.group_context
         check_unique_extensions(context.extensions)
-        tree = PublicTree.from_ratchet_tree_unverified(suite, body)
+        tree = PublicTree.from_nodes(suite, values)
         signer = tree.leaf(group_info.signer)
         if signer is None:
             raise ValidationError("the GroupInfo signer's leaf is blank (RFC 9420 §12.4.3.1)")
@@ -999,15 +1004,13 @@ class Group:
         if self._s.proposals:
             raise UsageError("proposals are pending: commit them first (RFC 9420 §12.4)")
         st = self._s.epoch
-        content = FramedContent(
-            st.context.group_id,
-            st.context.epoch,
-            Sender.member(st.private.leaf_index),
-            bytes(authenticated_data),
+        return self._framing.seal_application(
+            st.private.leaf_index,
+            st.signature_private_key,
             bytes(data),
+            bytes(authenticated_data),
+            random,
         )
-        auth = self._framing.sign(st.signature_private_key, WireFormat.PRIVATE_MESSAGE, content)
-        return MLSMessage(self._framing.protect_private(auth, random)).to_bytes()
 
     def _protect(self, auth: AuthenticatedContent, random: RandomSource | None) -> bytes:
         if auth.wire_format == WireFormat.PRIVATE_MESSAGE:
@@ -1533,7 +1536,8 @@ class Group:
         suite = state.suite
         extensions: list[Extension] = []
         if inline_tree:
-            extensions.append(state.tree.to_ratchet_tree().to_extension())
+            tree = state.tree.encode_ratchet_tree()
+            extensions.append(Extension(ExtensionType.RATCHET_TREE, tree))
         if external_pub:
             public = state.secrets.external_key_pair(suite)[1]
             extensions.append(ExternalPub(public).to_extension())
@@ -1688,17 +1692,13 @@ class Group:
             return node.signature_key
 
         if application:
-            auth = framing.unprotect_private(
+            leaf_index, data = framing.open_application(
                 message, is_member=is_member, signature_key_of=signature_key_of
             )
-            leaf_index = auth.content.sender.index
             node = lookup(leaf_index)
-            assert node is not None and isinstance(auth.content.content, bytes)
+            assert node is not None
             return ApplicationMessage(
-                Member.from_leaf(leaf_index, node),
-                auth.content.content,
-                auth.content.authenticated_data,
-                message.epoch,
+                Member.from_leaf(leaf_index, node), data, message.authenticated_data, message.epoch
             )
         # A handshake key is consumed only by a proposal that is accepted: a
         # failed message gives it back, and so does a Commit, which is only

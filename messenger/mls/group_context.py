@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from .codec import Reader, Struct, Writer
+from .codec import CachedStruct, Reader, Writer
 from .extensions import Extension
 
 __all__ = [
@@ -30,11 +30,12 @@ class ProtocolVersion(enum.IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class GroupContext(Struct):
+class GroupContext(CachedStruct):
     """``GroupContext`` (RFC 9420 §8.1).
 
     ``version`` is the last field so that it can default to ``mls10``; on the
-    wire it comes first.
+    wire it comes first. The encoding is kept: the key schedule, signatures
+    and path secret encryption all take it.
     """
 
     cipher_suite: int
@@ -45,7 +46,7 @@ class GroupContext(Struct):
     extensions: tuple[Extension, ...] = ()
     version: int = ProtocolVersion.MLS10
 
-    def encode(self, w: Writer) -> None:
+    def _encode_fields(self, w: Writer) -> None:
         w.u16(self.version)
         w.u16(self.cipher_suite)
         w.opaque(self.group_id)
@@ -56,8 +57,9 @@ class GroupContext(Struct):
 
     @classmethod
     def decode(cls, r: Reader) -> GroupContext:
+        start = r.position
         version = r.u16()
-        return cls(
+        context = cls(
             cipher_suite=r.u16(),
             group_id=r.opaque(),
             epoch=r.u64(),
@@ -66,6 +68,8 @@ class GroupContext(Struct):
             extensions=tuple(r.structs(Extension)),
             version=version,
         )
+        context._keep_encoding(r.taken(start))
+        return context
 
     def next_epoch(
         self,

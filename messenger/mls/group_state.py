@@ -35,7 +35,7 @@ from .errors import DecodeError, InvalidMessageError, UsageError
 from .group_context import GroupContext
 from .key_schedule import EpochSecrets
 from .leaf_node import LeafNode
-from .nodes import RatchetTree
+from .nodes import decode_node_values
 from .proposals import Proposal, ReInit
 from .ratchet_tree import PublicTree
 from .secret_tree import SecretTree, SecretTreeConfig
@@ -120,11 +120,11 @@ def _suite_of(suite_id: int) -> CipherSuite:
 
 
 def _write_tree(w: Writer, tree: PublicTree) -> None:
-    tree.to_ratchet_tree().encode(w)
+    w.raw(tree.encode_ratchet_tree())
 
 
 def _read_tree(r: Reader, suite: CipherSuite) -> PublicTree:
-    return PublicTree.from_ratchet_tree_unverified(suite, RatchetTree.decode(r))
+    return PublicTree.from_nodes(suite, decode_node_values(r))
 
 
 @dataclass(slots=True, eq=False)

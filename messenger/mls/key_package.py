@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ciphersuite import CipherSuite
-from .codec import Reader, Struct, Writer
+from .codec import CachedStruct, Reader, Struct, Writer, encode_varint
 from .extensions import Extension
 from .group_context import ProtocolVersion
 from .leaf_node import LeafNode
@@ -76,11 +76,12 @@ class KeyPackageTBS(Struct):
 
 
 @dataclass(frozen=True, slots=True)
-class KeyPackage(Struct):
+class KeyPackage(CachedStruct):
     """``KeyPackage`` (RFC 9420 §10), as decoded: its signature is unchecked.
 
     ``version`` is the last field so that it can default to ``mls10``; on the
-    wire it comes first.
+    wire it comes first. The encoding is kept, for :meth:`ref` and the
+    signature.
     """
 
     cipher_suite: int
@@ -90,14 +91,17 @@ class KeyPackage(Struct):
     signature: bytes = b""
     version: int = ProtocolVersion.MLS10
 
-    def encode(self, w: Writer) -> None:
+    def _encode_fields(self, w: Writer) -> None:
         _encode_content(w, self)
         w.opaque(self.signature)
 
     @classmethod
     def decode(cls, r: Reader) -> KeyPackage:
+        start = r.position
         version, suite, init_key, leaf_node, extensions = _decode_content(r)
-        return cls(suite, init_key, leaf_node, extensions, r.opaque(), version)
+        key_package = cls(suite, init_key, leaf_node, extensions, r.opaque(), version)
+        key_package._keep_encoding(r.taken(start))
+        return key_package
 
     def to_tbs(self) -> KeyPackageTBS:
         return KeyPackageTBS(
@@ -113,9 +117,11 @@ class KeyPackage(Struct):
 
         ``suite`` should be the one named by :attr:`cipher_suite`.
         """
-        return suite.verify_with_label(
-            self.leaf_node.signature_key, _LABEL, self.to_tbs().to_bytes(), self.signature
-        )
+        # KeyPackageTBS is the KeyPackage without its trailing signature.
+        encoding = self.to_bytes()
+        signature = self.signature
+        tbs = encoding[: len(encoding) - len(signature) - len(encode_varint(len(signature)))]
+        return suite.verify_with_label(self.leaf_node.signature_key, _LABEL, tbs, signature)
 
     def ref(self, suite: CipherSuite) -> bytes:
         """``MakeKeyPackageRef`` (RFC 9420 §5.2), hashed with ``suite``."""

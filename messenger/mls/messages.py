@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .codec import Reader, Struct, Writer, enum_value
+from .codec import Reader, Struct, Writer
 from .content import PrivateMessage, PublicMessage, WireFormat
 from .errors import DecodeError
 from .group_context import ProtocolVersion
@@ -37,6 +37,8 @@ _BODIES: dict[WireFormat, type[MessageBody]] = {
     WireFormat.GROUP_INFO: GroupInfo,
     WireFormat.KEY_PACKAGE: KeyPackage,
 }
+
+_BODIES_BY_VALUE: dict[int, type[MessageBody]] = {k.value: v for k, v in _BODIES.items()}
 
 _B = TypeVar("_B", PublicMessage, PrivateMessage, Welcome, GroupInfo, KeyPackage)
 
@@ -67,8 +69,11 @@ class MLSMessage(Struct):
         version = r.u16()
         if version != ProtocolVersion.MLS10:
             raise DecodeError(f"unsupported protocol version {version}")
-        wire_format = enum_value(WireFormat, r.u16())
-        return cls(_BODIES[wire_format].decode(r))
+        wire_format = r.u16()
+        body = _BODIES_BY_VALUE.get(wire_format)
+        if body is None:
+            raise DecodeError(f"unknown WireFormat {wire_format}")
+        return cls(body.decode(r))
 
     # Typed access for callers that know what they expect.
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .codec import Reader, Struct, Writer, enum_value
+from .codec import CachedStruct, Reader, Struct, Writer, encode_varint
 from .errors import DecodeError, UsageError
 from .extensions import ExtensionBody, ExtensionType
 from .leaf_node import LeafNode
@@ -29,6 +29,8 @@ __all__ = [
     "NodeType",
     "ParentNode",
     "RatchetTree",
+    "decode_node_values",
+    "encode_node_values",
 ]
 
 
@@ -40,25 +42,40 @@ class NodeType(enum.IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class ParentNode(Struct):
+class ParentNode(CachedStruct):
     """``ParentNode`` (RFC 9420 §7.1).
 
     ``unmerged_leaves`` are leaf indices, which RFC 9420 §7.1 requires to be
-    in increasing order; that is checked by tree validation.
+    in increasing order; that is checked by tree validation. The encoding is
+    kept, for tree hashes (RFC 9420 §7.8).
     """
 
     encryption_key: bytes
     parent_hash: bytes = b""
     unmerged_leaves: tuple[int, ...] = ()
 
-    def encode(self, w: Writer) -> None:
+    def _encode_fields(self, w: Writer) -> None:
         w.opaque(self.encryption_key)
         w.opaque(self.parent_hash)
         w.vector(self.unmerged_leaves, Writer.u32)
 
     @classmethod
     def decode(cls, r: Reader) -> ParentNode:
-        return cls(r.opaque(), r.opaque(), tuple(r.vector(Reader.u32)))
+        data, start, end = r.buffer()
+        # The usual shape, read in place: a key and a parent hash with
+        # one-byte lengths, no unmerged leaves.
+        if start < end and data[start] < 0x40:
+            p = start + 1 + data[start]
+            if p < end and data[p] < 0x40:
+                q = p + 1 + data[p]
+                if q < end and data[q] == 0:
+                    node = cls(data[start + 1 : p], data[p + 1 : q])
+                    node._keep_encoding(data[start : q + 1])
+                    r.seek(q + 1)
+                    return node
+        node = cls(r.opaque(), r.opaque(), tuple(r.vector(Reader.u32)))
+        node._keep_encoding(r.taken(start))
+        return node
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +108,80 @@ class Node(Struct):
 
     @classmethod
     def decode(cls, r: Reader) -> Node:
-        node_type = enum_value(NodeType, r.u8())
-        if node_type == NodeType.LEAF:
-            return cls(LeafNode.decode(r))
-        return cls(ParentNode.decode(r))
+        return cls(_decode_node_value(r))
 
 
-def _encode_optional_node(w: Writer, node: Node | None) -> None:
-    w.optional(node, Writer.struct)
+def _decode_node_value(r: Reader) -> LeafNode | ParentNode:
+    """The body of a ``Node``: a leaf or parent node after its ``NodeType``."""
+    node_type = r.u8()
+    if node_type == _LEAF:
+        return LeafNode.decode(r)
+    if node_type == _PARENT:
+        return ParentNode.decode(r)
+    raise DecodeError(f"unknown NodeType {node_type}")
 
 
-def _decode_optional_node(r: Reader) -> Node | None:
-    return r.optional(Node.decode)
+_LEAF = NodeType.LEAF.value
+_PARENT = NodeType.PARENT.value
+
+
+#: ``optional<Node>`` up to the node's body: present, then the NodeType.
+_PRESENT_LEAF = bytes((1, NodeType.LEAF))
+_PRESENT_PARENT = bytes((1, NodeType.PARENT))
+
+
+def encode_node_values(values: Iterable[LeafNode | ParentNode | None]) -> bytes:
+    """The encoded ``ratchet_tree`` for node values in array order (RFC 9420 §12.4.3.3).
+
+    The same as ``RatchetTree.from_values(values).to_bytes()``: trailing
+    blank nodes are dropped, and :class:`UsageError` if nothing is left.
+    Built from the nodes' kept encodings, without :class:`Node` wrappers.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    last = 0  # the length of parts up to the last non-blank node
+    for value in values:
+        if value is None:
+            append(b"\x00")
+            continue
+        append(_PRESENT_LEAF if isinstance(value, LeafNode) else _PRESENT_PARENT)
+        append(value.to_bytes())
+        last = len(parts)
+    if not last:
+        raise UsageError("a ratchet_tree must end in a non-blank node")
+    del parts[last:]
+    body = b"".join(parts)
+    return encode_varint(len(body)) + body
+
+
+def decode_node_values(r: Reader) -> list[LeafNode | ParentNode | None]:
+    """The node values of an encoded ``ratchet_tree`` (RFC 9420 §12.4.3.3).
+
+    The same as ``RatchetTree.decode(r).values``, without the :class:`Node`
+    wrappers: a joiner goes straight from the bytes to the tree.
+    """
+    inner = r.sub()
+    values: list[LeafNode | ParentNode | None] = []
+    append = values.append
+    data, pos, end = inner.buffer()
+    while pos < end:
+        present = data[pos]
+        if present == 0:
+            append(None)
+            pos += 1
+            continue
+        if present != 1:
+            raise DecodeError(f"invalid optional presence byte {present}")
+        inner.seek(pos + 1)
+        append(_decode_node_value(inner))
+        pos = inner.position
+    # RFC 9420 §12.4.3.3: "The receiver MUST check that the last node in
+    # ratchet_tree is non-blank".
+    if not values:
+        raise DecodeError("empty ratchet_tree")
+    if values[-1] is None:
+        raise DecodeError("ratchet_tree ends in a blank node")
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,15 +218,8 @@ class RatchetTree(ExtensionBody):
         return tuple(None if n is None else n.value for n in self.nodes)
 
     def encode(self, w: Writer) -> None:
-        w.vector(self.nodes, _encode_optional_node)
+        w.raw(encode_node_values(None if n is None else n.value for n in self.nodes))
 
     @classmethod
     def decode(cls, r: Reader) -> RatchetTree:
-        nodes = tuple(r.vector(_decode_optional_node))
-        # RFC 9420 §12.4.3.3: "The receiver MUST check that the last node in
-        # ratchet_tree is non-blank".
-        if not nodes:
-            raise DecodeError("empty ratchet_tree")
-        if nodes[-1] is None:
-            raise DecodeError("ratchet_tree ends in a blank node")
-        return cls(nodes)
+        return cls(tuple(None if v is None else Node(v) for v in decode_node_values(r)))

@@ -17,7 +17,8 @@ What is here, by RFC 9420 section:
 * §7.5 merging an UpdatePath (the public half of TreeKEM; the secrets are in
   :mod:`messenger.mls.treekem`);
 * §7.8 tree hashes, cached per node and invalidated only along the path of a
-  change, so that a commit rehashes O(log n) nodes;
+  change, so that a commit rehashes O(log n) nodes; a tree just built is
+  hashed level by level, from the nodes' kept encodings;
 * §7.9 parent hashes, and §7.9.2 verifying every parent node of a tree;
 * §7.3 leaf node validation and §12.4.3.1 validation of a whole tree when
   joining a group.
@@ -35,14 +36,15 @@ tree as it was.
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Any, Final, cast
 
 from . import treemath
 from .ciphersuite import CipherSuite
-from .codec import vl_bytes
+from .codec import encode_varint, vl_bytes
 from .credentials import Credential
 from .errors import AuthenticationError, UsageError, ValidationError
 from .extensions import (
@@ -53,7 +55,7 @@ from .extensions import (
 )
 from .hpke import KemId
 from .leaf_node import LeafNode, LeafNodeSource
-from .nodes import ParentNode, RatchetTree
+from .nodes import ParentNode, RatchetTree, encode_node_values
 from .proposals import DEFAULT_PROPOSAL_TYPES
 
 __all__ = [
@@ -82,6 +84,10 @@ CredentialValidator = Callable[[Credential, bytes], bool]
 SignatureBatchVerifier = Callable[[CipherSuite, Sequence[tuple[bytes, bytes, bytes]]], list[bool]]
 
 _LEAF_TBS_LABEL: Final = vl_bytes(b"MLS 1.0 LeafNodeTBS")
+
+#: :meth:`PublicTree.tree_hash` samples about this many nodes: if most of
+#: their hashes are stale, it hashes level by level instead of recursing.
+_STALE_SAMPLE: Final = 16
 
 
 def verify_signatures_sequentially(
@@ -190,6 +196,11 @@ def _parent_hash_input(parent: ParentNode | None, left_hash: bytes, right_hash: 
     return node + vl_bytes(left_hash) + vl_bytes(right_hash)
 
 
+def _hash_constructor(suite: CipherSuite) -> Callable[[bytes], Any]:
+    """The hashlib constructor of the suite's hash, for loops over many nodes."""
+    return cast("Callable[[bytes], Any]", getattr(hashlib, suite.hash_name))
+
+
 def _public_key_check(suite: CipherSuite) -> Callable[[bytes], bool]:
     """A test of HPKE public keys for ``suite`` (RFC 9180 §7.1.4).
 
@@ -204,20 +215,14 @@ def _public_key_check(suite: CipherSuite) -> Callable[[bytes], bool]:
     return hpke.is_valid_public_key
 
 
-def _leaf_signed_message(
-    leaf: LeafNode, leaf_bytes: bytes, group_id: bytes, leaf_index: int
-) -> bytes:
+def _leaf_signed_message(leaf: LeafNode, group_id: bytes, leaf_index: int) -> bytes:
     """The ``SignContent`` of a leaf node's signature (RFC 9420 §5.1.2, §7.2).
 
     ``LeafNodeTBS`` is the encoded LeafNode without its trailing signature,
     followed by ``group_id`` and ``leaf_index`` for the update and commit
-    sources; slicing ``leaf_bytes`` saves encoding every leaf twice when a
-    whole tree is validated.
+    sources: a slice of the leaf's kept encoding.
     """
-    tbs = leaf_bytes[: len(leaf_bytes) - len(vl_bytes(leaf.signature))]
-    if leaf.leaf_node_source != LeafNodeSource.KEY_PACKAGE:
-        tbs += vl_bytes(group_id) + leaf_index.to_bytes(4, "big")
-    return _LEAF_TBS_LABEL + vl_bytes(tbs)
+    return _LEAF_TBS_LABEL + vl_bytes(leaf.tbs_bytes(group_id, leaf_index))
 
 
 class PublicTree:
@@ -287,14 +292,7 @@ class PublicTree:
         self._hashes = [None] * width
         self._filled = [0] * width
         self._occupied = [0] * width
-        self._enc_keys = {}
-        self._sig_keys = {}
-        self._n_members = 0
-        self._cred_used = {}
-        self._cred_supported = {}
-        for x, value in enumerate(self._nodes):
-            if value is not None:
-                self._index_node(x, value)
+        self._index_all()
         self._count_filled()
 
     @classmethod
@@ -345,7 +343,14 @@ class PublicTree:
         return cls(suite, [leaf_node])
 
     def copy(self) -> PublicTree:
-        """An independent tree with the same nodes (shared, they are immutable)."""
+        """An independent tree with the same nodes (shared, they are immutable).
+
+        The tree hashes are computed first, here, if they are not yet known
+        (a tree just loaded): then the copy's changes rehash only their
+        paths, and so do those of the next copy.
+        """
+        if self._hashes[self._n_leaves - 1] is None:
+            self.tree_hash()
         new = PublicTree.__new__(PublicTree)
         new._suite = self._suite
         new._nodes = self._nodes.copy()
@@ -363,6 +368,10 @@ class PublicTree:
     def to_ratchet_tree(self) -> RatchetTree:
         """The ``ratchet_tree`` extension body, without trailing blanks (§12.4.3.3)."""
         return RatchetTree.from_values(self._nodes)
+
+    def encode_ratchet_tree(self) -> bytes:
+        """``to_ratchet_tree().to_bytes()``, straight from the nodes."""
+        return encode_node_values(self._nodes)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PublicTree):
@@ -547,7 +556,47 @@ class PublicTree:
 
     def tree_hash(self) -> bytes:
         """The tree hash of the root (RFC 9420 §7.8): the GroupContext's ``tree_hash``."""
-        return self._tree_hash(self._n_leaves - 1)
+        root = self._n_leaves - 1
+        hashes = self._hashes
+        if hashes[root] is None:
+            # Mostly stale (a tree just built): level by level. A sample of
+            # nodes tells, where counting them all would cost a scan.
+            sample = hashes[:: max(1, len(hashes) // _STALE_SAMPLE)]
+            if 2 * sample.count(None) > len(sample):
+                self._hash_all()
+        return self._tree_hash(root)
+
+    def _hash_all(self) -> None:
+        """Fill in every stale tree hash, bottom up, one level at a time.
+
+        The same hashes as :meth:`_tree_hash`, with no recursion: for a tree
+        that was just built (joining a group) or largely changed.
+        """
+        nodes, hashes = self._nodes, self._hashes
+        width = len(nodes)
+        new = _hash_constructor(self._suite)
+        for x in range(0, width, 2):
+            if hashes[x] is None:
+                leaf = nodes[x]
+                head = b"\x01" + (x >> 1).to_bytes(4, "big")
+                if leaf is None:
+                    hashes[x] = new(head + b"\x00").digest()
+                else:
+                    hashes[x] = new(head + b"\x01" + leaf.to_bytes()).digest()
+        # Every child hash is KDF.Nh bytes: one length prefix for all.
+        length = encode_varint(self._suite.hash_len)
+        k = 1
+        while (1 << k) - 1 < width:
+            half = 1 << (k - 1)
+            for p in range((1 << k) - 1, width, 1 << (k + 1)):
+                if hashes[p] is None:
+                    left = hashes[p - half]
+                    right = hashes[p + half]
+                    assert left is not None and right is not None
+                    parent = nodes[p]
+                    node = b"\x02\x00" if parent is None else b"\x02\x01" + parent.to_bytes()
+                    hashes[p] = new(node + length + left + length + right).digest()
+            k += 1
 
     def node_tree_hash(self, x: int) -> bytes:
         """The tree hash of the subtree under node ``x``."""
@@ -648,29 +697,37 @@ class PublicTree:
         :class:`ValidationError` naming the first parent that fails.
         """
         nodes = self._nodes
+        new = _hash_constructor(self._suite)
+        hash_len = self._suite.hash_len
+        length = encode_varint(hash_len)
         for p in range(1, len(nodes), 2):
             value = nodes[p]
             if value is None:
                 continue
             assert isinstance(value, ParentNode)
-            half = 1 << (_level(p) - 1)
+            half = ((p + 1) & -(p + 1)) >> 1  # 1 << (level(p) - 1)
             unmerged = value.unmerged_leaves
             excluded = sorted(unmerged)
+            # ParentHashInput (RFC 9420 §7.9) up to the sibling's tree hash.
+            head = vl_bytes(value.encryption_key) + vl_bytes(value.parent_hash)
             matches = 0
             for c, s in ((p - half, p + half), (p + half, p - half)):
-                d = self._parent_hash_candidate(c, unmerged)
+                child = nodes[c]
+                if unmerged or child is None:
+                    d = self._parent_hash_candidate(c, unmerged)
+                elif isinstance(child, ParentNode) and child.unmerged_leaves:
+                    d = -1
+                else:
+                    d = c  # the common case: D is C (see _parent_hash_candidate)
                 if d < 0:
                     continue
                 d_value = nodes[d]
                 assert d_value is not None
-                if d_value.parent_hash is None:  # a leaf not from a commit
+                found = d_value.parent_hash
+                if found is None or len(found) != hash_len:  # cannot be a parent hash
                     continue
-                expected = self._parent_hash(
-                    value.encryption_key,
-                    value.parent_hash,
-                    self._original_tree_hash(s, excluded),
-                )
-                if d_value.parent_hash == expected:
+                sibling = self._original_tree_hash(s, excluded) if unmerged else self._tree_hash(s)
+                if found == new(head + length + sibling).digest():
                     matches += 1
             if matches != 1:
                 raise ValidationError(f"parent node {p} is not parent-hash valid (RFC 9420 §7.9.2)")
@@ -798,34 +855,25 @@ class PublicTree:
         """
         suite = self._suite
         nodes = self._nodes
-        hashes = self._hashes
-        is_valid_key = _public_key_check(suite)
-        checks: list[tuple[bytes, bytes, bytes]] = []
-        signers: list[int] = []
-        for x in range(0, len(nodes), 2):
-            leaf = nodes[x]
-            if leaf is None:
-                continue
-            assert isinstance(leaf, LeafNode)
-            leaf_index = x >> 1
-            leaf_bytes = leaf.to_bytes()
-            if hashes[x] is None:
-                hashes[x] = suite.hash(_leaf_hash_input(leaf_index, leaf_bytes))
-            checks.append(
-                (
-                    leaf.signature_key,
-                    _leaf_signed_message(leaf, leaf_bytes, group_id, leaf_index),
-                    leaf.signature,
-                )
-            )
-            signers.append(leaf_index)
         if self.tree_hash() != tree_hash:
             raise ValidationError("the tree hash does not match the GroupContext (§12.4.3.1)")
         self.verify_parent_hashes()
         self._check_unmerged_leaves()
+        is_valid_key = _public_key_check(suite)
         for x, value in enumerate(nodes):
             if value is not None and not is_valid_key(value.encryption_key):
                 raise ValidationError(f"node {x} has an invalid HPKE public key")
+        checks: list[tuple[bytes, bytes, bytes]] = []
+        signers: list[int] = []
+        for leaf_index, leaf in self.members():
+            checks.append(
+                (
+                    leaf.signature_key,
+                    _leaf_signed_message(leaf, group_id, leaf_index),
+                    leaf.signature,
+                )
+            )
+            signers.append(leaf_index)
         for leaf_index, leaf in self.members():
             try:
                 policy.check_fields(leaf)
@@ -1004,6 +1052,43 @@ class PublicTree:
             for t in set(value.capabilities.credentials):
                 self._cred_supported[t] = self._cred_supported.get(t, 0) + 1
         self._enc_keys[value.encryption_key] = x
+
+    def _index_all(self) -> None:
+        """:meth:`_index_node` for every node of a new tree, in one pass."""
+        enc_keys: dict[bytes, int] = {}
+        sig_keys: dict[bytes, int] = {}
+        cred_used: dict[int, int] = {}
+        cred_supported: dict[int, int] = {}
+        #: Distinct credential types per Capabilities value (decoding shares them).
+        supported_by: dict[int, set[int]] = {}
+        n_members = 0
+        for x, value in enumerate(self._nodes):
+            if value is None:
+                continue
+            holder = enc_keys.get(value.encryption_key)
+            if holder is not None:
+                raise ValidationError(f"nodes {holder} and {x} share an encryption key")
+            if not x & 1:
+                assert isinstance(value, LeafNode)
+                signer = sig_keys.get(value.signature_key)
+                if signer is not None:
+                    raise ValidationError(f"leaves {signer} and {x >> 1} share a signature key")
+                sig_keys[value.signature_key] = x >> 1
+                n_members += 1
+                ctype = value.credential.credential_type
+                cred_used[ctype] = cred_used.get(ctype, 0) + 1
+                caps = value.capabilities
+                types = supported_by.get(id(caps))
+                if types is None:
+                    types = supported_by[id(caps)] = set(caps.credentials)
+                for t in types:
+                    cred_supported[t] = cred_supported.get(t, 0) + 1
+            enc_keys[value.encryption_key] = x
+        self._enc_keys = enc_keys
+        self._sig_keys = sig_keys
+        self._n_members = n_members
+        self._cred_used = cred_used
+        self._cred_supported = cred_supported
 
     def _unindex_node(self, x: int, value: LeafNode | ParentNode) -> None:
         if self._enc_keys.get(value.encryption_key) == x:

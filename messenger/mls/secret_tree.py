@@ -28,15 +28,13 @@ the same epoch's ``sender_data_secret`` and are used alongside the tree.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple, TypeVar
 
 from . import treemath
-from .ciphersuite import CipherSuite, get_cipher_suite
-from .codec import Reader, Struct, Writer, encode_varint
+from .ciphersuite import CipherSuite, HmacKey, get_cipher_suite, kdf_label_prefix
+from .codec import Reader, Struct, Writer
 from .errors import DecodeError, DecryptionError, UsageError, ValidationError
 
 __all__ = [
@@ -145,67 +143,37 @@ class _RatchetKdf:
     Every output is at most ``KDF.Nh`` bytes, so HKDF-Expand is one HMAC over
     ``KDFLabel || 0x01`` (RFC 5869 §2.3); the ``KDFLabel`` prefixes are built
     once per suite. A ratchet step needs three HMACs under the same secret,
-    so :meth:`step` computes the HMAC pads once (RFC 2104 §2) and reuses the
-    hashed pad blocks. Equal to :meth:`CipherSuite.derive_tree_secret`, which
-    the tests check.
+    which share one :class:`~messenger.mls.ciphersuite.HmacKey`. Equal to
+    :meth:`CipherSuite.derive_tree_secret`, which the tests check.
     """
 
-    __slots__ = (
-        "_block",
-        "_hash",
-        "_ipad",
-        "_key",
-        "_key_len",
-        "_new",
-        "_nonce",
-        "_nonce_len",
-        "_opad",
-        "_secret",
-    )
+    __slots__ = ("_key", "_key_len", "_nonce", "_nonce_len", "_secret", "_suite")
 
     def __init__(self, suite: CipherSuite) -> None:
         if suite.key_len > suite.hash_len or suite.nonce_len > suite.hash_len:
             raise UsageError("AEAD key longer than the hash: single-block expand impossible")
-        self._hash = suite.hash_name
-        # The named constructor (hashlib.sha256, ...) is faster than hashlib.new.
-        self._new: Callable[[bytes], hashlib._Hash] = getattr(hashlib, suite.hash_name)
-        self._block = hashlib.new(suite.hash_name).block_size
-        if suite.hash_len > self._block:
-            raise UsageError("ratchet secrets longer than the hash block are not supported")
-        self._ipad = int.from_bytes(b"\x36" * self._block, "big")
-        self._opad = int.from_bytes(b"\x5c" * self._block, "big")
+        self._suite = suite
         self._key_len = suite.key_len
         self._nonce_len = suite.nonce_len
-        self._key = self._prefix(b"key", suite.key_len)
-        self._nonce = self._prefix(b"nonce", suite.nonce_len)
-        self._secret = self._prefix(b"secret", suite.hash_len)
-
-    @staticmethod
-    def _prefix(label: bytes, length: int) -> bytes:
-        full = b"MLS 1.0 " + label
-        # KDFLabel: uint16 length, opaque label<V>, opaque context<V> (4 bytes).
-        return length.to_bytes(2, "big") + encode_varint(len(full)) + full + b"\x04"
+        # KDFLabel up to the context, then the context's length: it is the
+        # 4-byte generation (RFC 9420 §9).
+        self._key = kdf_label_prefix(b"key", suite.key_len) + b"\x04"
+        self._nonce = kdf_label_prefix(b"nonce", suite.nonce_len) + b"\x04"
+        self._secret = kdf_label_prefix(b"secret", suite.hash_len) + b"\x04"
 
     def step(self, secret: bytes, generation: int) -> tuple[bytes, bytes, bytes]:
         """``(key, nonce, next ratchet secret)`` of ``generation``."""
-        block = self._block
-        k = int.from_bytes(secret, "big") << (8 * (block - len(secret)))
-        inner = self._new((k ^ self._ipad).to_bytes(block, "big"))
-        outer = self._new((k ^ self._opad).to_bytes(block, "big"))
+        mac = HmacKey(self._suite, secret).mac
         g = generation.to_bytes(4, "big") + b"\x01"
-        out = []
-        for prefix in (self._key, self._nonce, self._secret):
-            i = inner.copy()
-            i.update(prefix + g)
-            o = outer.copy()
-            o.update(i.digest())
-            out.append(o.digest())
-        return out[0][: self._key_len], out[1][: self._nonce_len], out[2]
+        return (
+            mac(self._key + g)[: self._key_len],
+            mac(self._nonce + g)[: self._nonce_len],
+            mac(self._secret + g),
+        )
 
     def next_secret(self, secret: bytes, generation: int) -> bytes:
         """``DeriveTreeSecret(secret, "secret", generation, KDF.Nh)`` alone."""
-        msg = self._secret + generation.to_bytes(4, "big") + b"\x01"
-        return hmac.digest(secret, msg, self._hash)
+        return self._suite.mac(secret, self._secret + generation.to_bytes(4, "big") + b"\x01")
 
 
 _KDFS: dict[int, _RatchetKdf] = {}

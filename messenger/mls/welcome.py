@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ciphersuite import CipherSuite, HPKECiphertext
-from .codec import Reader, Struct, Writer
+from .codec import CachedStruct, Reader, Struct, Writer, encode_varint
 from .extensions import Extension
 from .group_context import GroupContext
 from .psk import PreSharedKeyID
@@ -69,11 +69,12 @@ class GroupInfoTBS(Struct):
 
 
 @dataclass(frozen=True, slots=True)
-class GroupInfo(Struct):
+class GroupInfo(CachedStruct):
     """``GroupInfo`` (RFC 9420 §12.4.3), as decoded: its signature is unchecked.
 
     ``signer`` is the leaf index of the member whose signature key verifies
-    :attr:`signature`.
+    :attr:`signature`. The encoding is kept: with the ratchet tree inline it
+    is large, and the signed ``GroupInfoTBS`` is all of it but the signature.
     """
 
     group_context: GroupContext
@@ -82,22 +83,26 @@ class GroupInfo(Struct):
     signer: int
     signature: bytes = b""
 
-    def encode(self, w: Writer) -> None:
+    def _encode_fields(self, w: Writer) -> None:
         _encode_content(w, self)
         w.opaque(self.signature)
 
     @classmethod
     def decode(cls, r: Reader) -> GroupInfo:
-        return cls(*_decode_content(r), r.opaque())
+        start = r.position
+        group_info = cls(*_decode_content(r), r.opaque())
+        group_info._keep_encoding(r.taken(start))
+        return group_info
 
     def to_tbs(self) -> GroupInfoTBS:
         return GroupInfoTBS(self.group_context, self.extensions, self.confirmation_tag, self.signer)
 
     def verify_signature(self, suite: CipherSuite, signature_key: bytes) -> bool:
         """``VerifyWithLabel`` with the signer's leaf signature key (RFC 9420 §12.4.3)."""
-        return suite.verify_with_label(
-            signature_key, _LABEL, self.to_tbs().to_bytes(), self.signature
-        )
+        encoding = self.to_bytes()
+        signature = self.signature
+        tbs = encoding[: len(encoding) - len(signature) - len(encode_varint(len(signature)))]
+        return suite.verify_with_label(signature_key, _LABEL, tbs, signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +175,18 @@ class Welcome(Struct):
 
     @classmethod
     def decode(cls, r: Reader) -> Welcome:
-        return cls(r.u16(), tuple(r.structs(EncryptedGroupSecrets)), r.opaque())
+        cipher_suite = r.u16()
+        # EncryptedGroupSecrets secrets<V>, one per new member: inlined, as
+        # the Welcome of a large group's first commit has thousands.
+        inner = r.sub()
+        secrets = []
+        while not inner.at_end():
+            new_member = inner.opaque()
+            kem_output = inner.opaque()
+            secrets.append(
+                EncryptedGroupSecrets(new_member, HPKECiphertext(kem_output, inner.opaque()))
+            )
+        return cls(cipher_suite, tuple(secrets), r.opaque())
 
     def secrets_for(self, key_package_ref: bytes) -> EncryptedGroupSecrets | None:
         """The entry whose ``new_member`` is ``key_package_ref`` (RFC 9420 §12.4.3.1)."""
