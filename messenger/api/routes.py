@@ -252,7 +252,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route(
         "GET",
         GROUP_INFO,
-        "Get the latest GroupInfo (for an external join)",
+        "Get the latest GroupInfo (members only: to rejoin by external commit)",
         m.GroupInfoResponse,
         errors=(*_AUTH, ErrorCode.UNKNOWN_GROUP, ErrorCode.NO_GROUP_INFO),
     ),

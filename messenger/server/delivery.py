@@ -391,12 +391,21 @@ class DeliveryService:
         self._published(deliveries)
         return SendResponse(header.epoch, len(deliveries))
 
-    async def group_info(self, group_id: bytes) -> GroupInfoResponse:
-        """The stored GroupInfo, for a client that joins or rejoins externally."""
+    async def group_info(self, principal: Principal, group_id: bytes) -> GroupInfoResponse:
+        """The stored GroupInfo, for a member that rejoins externally.
+
+        Only a client whose queue is in the group's member set gets it; any
+        other client is told ``unknown_group``, as for a group that does not
+        exist, so that the answer does not reveal which groups exist.
+        """
 
         async def op(tx: Tx) -> tuple[int, bytes | None] | None:
             row = await tx.fetchone(
-                "SELECT group_info_epoch, group_info FROM mls_groups WHERE group_id = ?", group_id
+                "SELECT g.group_info_epoch, g.group_info FROM mls_groups g "
+                "JOIN group_members gm ON gm.group_id = g.group_id "
+                "WHERE g.group_id = ? AND gm.queue_id = ?",
+                group_id,
+                principal.queue_id,
             )
             if row is None:
                 return None
@@ -415,13 +424,17 @@ class DeliveryService:
     async def put_group_info(
         self, principal: Principal, group_id: bytes, req: GroupInfoRequest
     ) -> None:
-        """Replace the GroupInfo of the current epoch (members only)."""
+        """Replace the GroupInfo of the current epoch (members only).
+
+        A client that is not a member is told ``unknown_group``, as for a
+        group that does not exist (see :meth:`group_info`).
+        """
         self._check_group_info(req.group_info, group_id, req.epoch)
 
         async def op(tx: Tx) -> None:
             current = await self._group_epoch(tx, group_id)
             if principal.queue_id not in await self._members(tx, group_id):
-                raise ApiError(ErrorCode.NOT_A_MEMBER, "the sender is not a member of the group")
+                raise ApiError(ErrorCode.UNKNOWN_GROUP, "no such group")
             if req.epoch != current:
                 raise _stale(current)
             await tx.execute(

@@ -7,10 +7,19 @@ same, or the client's last-resort one (kept, and flagged as such) when no
 one-time KeyPackage is left. Clients watch :meth:`KeyPackages.count` and
 upload more before they run out.
 
-Uploaded KeyPackages must decode and verify (:func:`.mls_frames.check_key_package`).
+Uploaded KeyPackages must decode and verify (:func:`.mls_frames.check_key_package`),
+and must be the uploader's own: the leaf's signature key is the key the
+client registered, and its credential is one this server issued to that
+client (its account and client IDs and that key, under the server's
+signature). Otherwise the whole upload is refused with ``invalid_message``
+and nothing of it is stored, so no one can plant KeyPackages that others
+would take for someone else's.
 """
 
 from __future__ import annotations
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.models import (
@@ -20,9 +29,10 @@ from messenger.api.models import (
     UploadKeyPackagesRequest,
     UploadKeyPackagesResponse,
 )
+from messenger.api.signing import credential_tbs
 
 from .authentication import Principal
-from .mls_frames import check_key_package
+from .mls_frames import KeyPackageLeaf, check_key_package
 from .storage import Database, Tx
 
 __all__ = ["KeyPackages"]
@@ -41,26 +51,58 @@ async def _count(tx: Tx, client_id: str) -> tuple[int, bool]:
 class KeyPackages:
     """Upload, count and claim KeyPackages."""
 
-    def __init__(self, db: Database, max_per_client: int) -> None:
+    def __init__(self, db: Database, max_per_client: int, credential_public_key: bytes) -> None:
         self._db = db
         self._max = max_per_client
+        self._credential_key = Ed25519PublicKey.from_public_bytes(credential_public_key)
+
+    def _is_own(self, principal: Principal, registered_key: bytes, leaf: KeyPackageLeaf) -> bool:
+        """Whether ``leaf`` carries the uploader's key and its server-issued credential."""
+        cred = leaf.credential
+        if (
+            cred is None
+            or leaf.signature_key != registered_key
+            or cred.signature_key != registered_key
+            or cred.account_id != principal.account_id
+            or cred.client_id != principal.client_id
+        ):
+            return False
+        tbs = credential_tbs(cred.account_id, cred.client_id, cred.signature_key, cred.issued_at)
+        try:
+            self._credential_key.verify(cred.signature, tbs)
+        except InvalidSignature:
+            return False
+        return True
 
     async def upload(
         self, principal: Principal, req: UploadKeyPackagesRequest
     ) -> UploadKeyPackagesResponse:
         """Store new one-time KeyPackages and replace the last-resort one if given."""
+        leaves: list[tuple[str, dict[str, int], KeyPackageLeaf]] = []
         for index, data in enumerate(req.key_packages):
             try:
-                check_key_package(data)
+                leaves.append((f"key_packages[{index}]", {"index": index}, check_key_package(data)))
             except ApiError as exc:
                 raise ApiError(
                     exc.code, f"key_packages[{index}]: {exc.message}", {"index": index}
                 ) from None
         if req.last_resort is not None:
-            check_key_package(req.last_resort)
+            leaves.append(("last_resort", {}, check_key_package(req.last_resort)))
         client_id = principal.client_id
 
         async def op(tx: Tx) -> UploadKeyPackagesResponse:
+            row = await tx.fetchone(
+                "SELECT signature_key FROM clients WHERE client_id = ?", client_id
+            )
+            registered_key = b"" if row is None else bytes(row[0])
+            for where, details, leaf in leaves:
+                if not self._is_own(principal, registered_key, leaf):
+                    raise ApiError(
+                        ErrorCode.INVALID_MESSAGE,
+                        f"{where}: the KeyPackage is not bound to this client's "
+                        "signature key and credential",
+                        details,
+                    )
             available, _ = await _count(tx, client_id)
             if available + len(req.key_packages) > self._max:
                 raise ApiError(

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.mls.ciphersuite import get_cipher_suite
+from messenger.mls.codec import Reader
 from messenger.mls.content import ContentType, PrivateMessage, PublicMessage, SenderType
+from messenger.mls.credentials import Credential, CredentialType
+from messenger.mls.errors import DecodeError
 from messenger.mls.key_package import KeyPackage
 from messenger.mls.leaf_node import LeafNodeSource
 from messenger.mls.messages import MLSMessage
@@ -29,6 +32,8 @@ from messenger.mls.welcome import GroupInfo, Welcome
 __all__ = [
     "FrameKind",
     "GroupMessageHeader",
+    "IssuedCredential",
+    "KeyPackageLeaf",
     "check_key_package",
     "check_welcome",
     "parse_group_info",
@@ -99,12 +104,58 @@ def parse_group_info(data: bytes) -> tuple[bytes, int]:
     return body.group_context.group_id, body.group_context.epoch
 
 
-def check_key_package(data: bytes) -> None:
-    """:class:`ApiError` unless ``data`` is a KeyPackage whose signatures verify.
+@dataclass(frozen=True, slots=True)
+class KeyPackageLeaf:
+    """Who a verified KeyPackage claims to be: its leaf's key and credential.
+
+    ``credential`` is the server credential carried in the leaf's
+    ``BasicCredential`` identity (the ``MessengerCredential`` struct of
+    :mod:`messenger.client.identity`), or None if the identity is not one.
+    """
+
+    signature_key: bytes
+    credential: IssuedCredential | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCredential:
+    """The fields of a server credential (:func:`messenger.api.signing.credential_tbs`)."""
+
+    account_id: str
+    client_id: str
+    signature_key: bytes
+    issued_at: int
+    signature: bytes
+
+
+_CREDENTIAL_VERSION = 1
+
+
+def _issued_credential(credential: Credential) -> IssuedCredential | None:
+    if credential.credential_type != CredentialType.BASIC:
+        return None
+    try:
+        r = Reader(bytes(credential.identity))
+        if r.u8() != _CREDENTIAL_VERSION:
+            return None
+        account_id = r.opaque().decode("ascii")
+        client_id = r.opaque().decode("ascii")
+        signature_key = r.opaque()
+        issued_at = r.u64()
+        signature = r.opaque()
+        r.finish()
+    except (DecodeError, UnicodeDecodeError):
+        return None
+    return IssuedCredential(account_id, client_id, signature_key, issued_at, signature)
+
+
+def check_key_package(data: bytes) -> KeyPackageLeaf:
+    """The leaf of ``data``; :class:`ApiError` unless it is a KeyPackage whose signatures verify.
 
     RFC 9420 §10.1: a supported cipher suite, a leaf node of source
     ``key_package`` whose signature verifies, and the KeyPackage signature
-    by the leaf's signature key.
+    by the leaf's signature key. Whether the leaf belongs to the uploader is
+    for the caller to check.
     """
     body = _decode(data, "key package").body
     if not isinstance(body, KeyPackage):
@@ -121,3 +172,4 @@ def check_key_package(data: bytes) -> None:
         ok = False
     if not ok:
         raise ApiError(ErrorCode.INVALID_MESSAGE, "the KeyPackage does not verify")
+    return KeyPackageLeaf(bytes(leaf.signature_key), _issued_credential(leaf.credential))

@@ -291,7 +291,7 @@ async def send(call: Call) -> m.Model:
 
 
 async def get_group_info(call: Call) -> m.Model:
-    return await call.state.delivery.group_info(call.group_id())
+    return await call.state.delivery.group_info(call.me, call.group_id())
 
 
 async def put_group_info(call: Call) -> m.Model:

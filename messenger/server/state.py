@@ -51,7 +51,9 @@ class ServerState:
         )
         self.handles = Handles(self.db, self.keys.handle_pepper)
         self.registration = Registration(self.db, config, self.keys, self.handles, clock)
-        self.key_packages = KeyPackages(self.db, config.max_key_packages_per_client)
+        self.key_packages = KeyPackages(
+            self.db, config.max_key_packages_per_client, self.keys.credential_public_key
+        )
         self.delivery = DeliveryService(
             self.db,
             self.hub,

@@ -35,6 +35,8 @@ from messenger.api.signing import (
     possession_message,
 )
 
+from . import mls_data
+
 M = TypeVar("M", bound=m.Model)
 
 
@@ -173,6 +175,15 @@ class ApiClient:
             key, self.me.account_id, response.client_id, response.queue_id, response.credential
         )
         return ApiClient(self.http, identity, self.clock)
+
+    def key_package(self, *, corrupt: bool = False) -> bytes:
+        """A KeyPackage of this client: its signature key and its server credential."""
+        assert self.me.credential is not None
+        return mls_data.key_package(
+            mls_data.credential_identity(self.me.credential),
+            corrupt=corrupt,
+            signature_key=self.me.key,
+        )
 
     async def upload_key_packages(
         self, key_packages: list[bytes], last_resort: bytes | None = None

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import os
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
+from messenger.api import models as m
 from messenger.mls.ciphersuite import HPKECiphertext, get_cipher_suite
+from messenger.mls.codec import Writer
 from messenger.mls.commit import Commit
 from messenger.mls.content import (
     ContentType,
@@ -89,10 +98,34 @@ def group_info(group_id: bytes, epoch: int) -> bytes:
     return MLSMessage(GroupInfo(context, (), os.urandom(32), 0, os.urandom(64))).to_bytes()
 
 
-def key_package(identity: bytes = b"someone", *, corrupt: bool = False) -> bytes:
-    """A real, signed KeyPackage (or one with a broken signature)."""
+def credential_identity(credential: m.Credential) -> bytes:
+    """The ``BasicCredential`` identity carrying a server credential (as clients build it)."""
+    w = Writer()
+    w.u8(1)
+    w.opaque(credential.account_id.encode("ascii"))
+    w.opaque(credential.client_id.encode("ascii"))
+    w.opaque(credential.signature_key)
+    w.u64(credential.issued_at)
+    w.opaque(credential.signature)
+    return w.getvalue()
+
+
+def key_package(
+    identity: bytes = b"someone",
+    *,
+    corrupt: bool = False,
+    signature_key: Ed25519PrivateKey | None = None,
+) -> bytes:
+    """A real, signed KeyPackage (or one with a broken signature).
+
+    With ``signature_key`` the leaf carries that key (else a fresh one).
+    """
     suite = get_cipher_suite(SUITE_ID)
-    sig_priv, sig_pub = suite.generate_signature_key_pair(os.urandom)
+    if signature_key is None:
+        sig_priv, sig_pub = suite.generate_signature_key_pair(os.urandom)
+    else:
+        sig_priv = signature_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        sig_pub = signature_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     _, init_pub = suite.generate_hpke_key_pair(os.urandom)
     _, enc_pub = suite.generate_hpke_key_pair(os.urandom)
     leaf = LeafNodeTBS(

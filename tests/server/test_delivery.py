@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 
@@ -279,9 +280,10 @@ async def test_retention_drops_old_and_excess_messages(server_factory: ServerFac
 async def test_group_info_for_external_joins(server: TestServer) -> None:
     alice, bob, dave = await _members(server, 3)
     epoch = await _group([alice, bob])
-    stored = await dave.group_info(GID)
+    stored = await bob.group_info(GID)
     assert stored.epoch == epoch
-    # Dave joins from outside with an external commit for the current epoch.
+    # Dave joins from outside with an external commit for the current epoch
+    # (with a GroupInfo he got from a member, not from the server).
     queues = [alice.me.queue_id, bob.me.queue_id, dave.me.queue_id]
     response = await dave.commit(
         GID,
@@ -309,6 +311,44 @@ async def test_group_info_for_external_joins(server: TestServer) -> None:
     with pytest.raises(ApiError) as info:
         await dave.group_info(b"unknown")
     assert info.value.code is ErrorCode.UNKNOWN_GROUP
+
+
+async def test_group_info_only_for_members_and_existence_is_not_revealed(
+    server: TestServer,
+) -> None:
+    alice, bob, mallory = await _members(server, 3)
+    epoch = await _group([alice, bob])
+    info = mls_data.group_info(GID, epoch)
+    await alice.put_group_info(GID, epoch, info)
+
+    async def refusal(call: Awaitable[object]) -> tuple[ErrorCode, int, str]:
+        with pytest.raises(ApiError) as exc:
+            await call
+        return exc.value.code, exc.value.status, exc.value.message
+
+    unknown = b"no-such-group-id"
+    for_unknown = await refusal(mallory.group_info(unknown))
+    assert for_unknown[:2] == (ErrorCode.UNKNOWN_GROUP, 404)
+    # A non-member gets exactly the answer for a group that does not exist.
+    assert await refusal(mallory.group_info(GID)) == for_unknown
+    put_unknown = await refusal(
+        mallory.put_group_info(unknown, epoch, mls_data.group_info(unknown, epoch))
+    )
+    assert put_unknown == for_unknown
+    assert await refusal(mallory.put_group_info(GID, epoch, mls_data.group_info(GID, epoch))) == (
+        for_unknown
+    )
+    assert (await bob.group_info(GID)).group_info == info  # unchanged, members still get it
+    # A removed member loses access with the commit that removes it.
+    await alice.commit(
+        GID,
+        epoch,
+        mls_data.commit(GID, epoch),
+        [alice.me.queue_id],
+        group_info=mls_data.group_info(GID, epoch + 1),
+    )
+    assert await refusal(bob.group_info(GID)) == for_unknown
+    assert (await alice.group_info(GID)).epoch == epoch + 1
 
 
 async def test_a_retried_send_with_its_idempotency_key_is_delivered_once(

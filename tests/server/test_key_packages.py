@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -22,8 +23,8 @@ async def test_claim_hands_each_key_package_out_once_then_the_last_resort(
 ) -> None:
     alice = await server.registered()
     bob = await server.registered()
-    kps = [mls_data.key_package(b"alice-%d" % i) for i in range(3)]
-    last = mls_data.key_package(b"alice-last")
+    kps = [alice.key_package() for i in range(3)]
+    last = alice.key_package()
     uploaded = await alice.upload_key_packages(kps, last)
     assert (uploaded.available, uploaded.last_resort) == (3, True)
     claimed = []
@@ -39,8 +40,8 @@ async def test_claim_hands_each_key_package_out_once_then_the_last_resort(
         (kp,) = (await bob.claim(alice.me.account_id)).key_packages
         assert kp.last_resort and kp.key_package == last
     # Replenishing replaces the last resort and adds one-time ones again.
-    new_last = mls_data.key_package(b"alice-last-2")
-    await alice.upload_key_packages([mls_data.key_package()], new_last)
+    new_last = alice.key_package()
+    await alice.upload_key_packages([alice.key_package()], new_last)
     assert not (await bob.claim(alice.me.account_id)).key_packages[0].last_resort
     (kp,) = (await bob.claim(alice.me.account_id)).key_packages
     assert kp.last_resort and kp.key_package == new_last
@@ -49,8 +50,8 @@ async def test_claim_hands_each_key_package_out_once_then_the_last_resort(
 async def test_concurrent_claims_never_share_a_key_package(server: TestServer) -> None:
     alice = await server.registered()
     claimers = [await server.registered() for _ in range(4)]
-    kps = [mls_data.key_package(b"%d" % i) for i in range(6)]
-    await alice.upload_key_packages(kps, mls_data.key_package(b"last"))
+    kps = [alice.key_package() for i in range(6)]
+    await alice.upload_key_packages(kps, alice.key_package())
     results = await asyncio.gather(*(claimers[i % 4].claim(alice.me.account_id) for i in range(10)))
     one_time = [
         res.key_packages[0].key_package for res in results if not res.key_packages[0].last_resort
@@ -63,8 +64,8 @@ async def test_one_key_package_per_client_of_the_account(server: TestServer) -> 
     alice = await server.registered()
     phone = await alice.add_client()
     laptop = await alice.add_client()
-    await alice.upload_key_packages([mls_data.key_package()])
-    await phone.upload_key_packages([mls_data.key_package()], mls_data.key_package())
+    await alice.upload_key_packages([alice.key_package()])
+    await phone.upload_key_packages([phone.key_package()], phone.key_package())
     bob = await server.registered()
     claimed = (await bob.claim(alice.me.account_id)).key_packages
     by_client = {kp.client_id: kp for kp in claimed}
@@ -86,9 +87,9 @@ async def test_no_key_package_and_unknown_account(server: TestServer) -> None:
 
 async def test_invalid_key_packages_are_refused_whole(server: TestServer) -> None:
     alice = await server.registered()
-    good = mls_data.key_package()
+    good = alice.key_package()
     for bad, code in (
-        (mls_data.key_package(corrupt=True), ErrorCode.INVALID_MESSAGE),
+        (alice.key_package(corrupt=True), ErrorCode.INVALID_MESSAGE),
         (b"\x00\x01garbage", ErrorCode.INVALID_MESSAGE),
         (mls_data.welcome(), ErrorCode.WRONG_MESSAGE_TYPE),
     ):
@@ -97,17 +98,57 @@ async def test_invalid_key_packages_are_refused_whole(server: TestServer) -> Non
         assert info.value.code is code
         assert info.value.details.get("index") == 1
     with pytest.raises(ApiError) as info:
-        await alice.upload_key_packages([], mls_data.key_package(corrupt=True))
+        await alice.upload_key_packages([], alice.key_package(corrupt=True))
     assert info.value.code is ErrorCode.INVALID_MESSAGE
     assert await count(server, "key_packages") == 0
+
+
+async def test_key_packages_must_carry_the_uploaders_key_and_credential(
+    server: TestServer,
+) -> None:
+    alice = await server.registered()
+    phone = await alice.add_client()
+    bob = await server.registered()
+    assert alice.me.credential is not None and phone.me.credential is not None
+    forged = dataclasses.replace(alice.me.credential, issued_at=alice.me.credential.issued_at + 1)
+    good = alice.key_package()
+    for bad in (
+        # A fresh key and a made-up identity: not the uploader at all.
+        mls_data.key_package(b"alice"),
+        # Someone else's KeyPackage (another account, or another device of the account).
+        bob.key_package(),
+        phone.key_package(),
+        # The uploader's key with another client's credential.
+        mls_data.key_package(
+            mls_data.credential_identity(phone.me.credential), signature_key=alice.me.key
+        ),
+        # The uploader's key and IDs, but a credential the server did not sign.
+        mls_data.key_package(mls_data.credential_identity(forged), signature_key=alice.me.key),
+        # The uploader's key with a plain identity instead of the credential.
+        mls_data.key_package(alice.me.client_id.encode(), signature_key=alice.me.key),
+    ):
+        with pytest.raises(ApiError) as info:
+            await alice.upload_key_packages([good, bad], alice.key_package())
+        assert info.value.code is ErrorCode.INVALID_MESSAGE and info.value.status == 400
+        assert info.value.details.get("index") == 1
+        with pytest.raises(ApiError) as info:
+            await alice.upload_key_packages([good], bad)
+        assert info.value.code is ErrorCode.INVALID_MESSAGE
+    # Nothing of a refused request was stored, not even its good KeyPackages.
+    assert await count(server, "key_packages") == 0
+    count_now = await alice.key_package_count()
+    assert (count_now.available, count_now.last_resort) == (0, False)
+    # The uploader's own KeyPackages are accepted.
+    uploaded = await alice.upload_key_packages([good], alice.key_package())
+    assert (uploaded.available, uploaded.last_resort) == (1, True)
 
 
 async def test_key_package_limit(server_factory: ServerFactory) -> None:
     async with server_factory(max_key_packages_per_client=3) as server:
         alice = await server.registered()
-        await alice.upload_key_packages([mls_data.key_package() for _ in range(2)])
+        await alice.upload_key_packages([alice.key_package() for _ in range(2)])
         with pytest.raises(ApiError) as info:
-            await alice.upload_key_packages([mls_data.key_package() for _ in range(2)])
+            await alice.upload_key_packages([alice.key_package() for _ in range(2)])
         assert info.value.code is ErrorCode.LIMIT_EXCEEDED
         assert (await alice.key_package_count()).available == 2
 

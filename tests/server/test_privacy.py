@@ -40,7 +40,7 @@ async def test_the_database_learns_as_little_as_possible(
     bob = await server.registered()
     await bob.set_handle(secret_handles[1])
     carol = await server.registered()
-    await carol.upload_key_packages([mls_data.key_package(b"carol") for _ in range(2)])
+    await carol.upload_key_packages([carol.key_package() for _ in range(2)])
     assert (await alice.lookup(secret_handles[1])).account_id == bob.me.account_id
     (carol_kp,) = (await alice.claim(carol.me.account_id)).key_packages
     await alice.create_group(GID)
