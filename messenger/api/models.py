@@ -654,7 +654,7 @@ class GroupInfoRequest(Model):
 
 @dataclass(frozen=True, slots=True)
 class GroupInfoResponse(_Response):
-    """The latest GroupInfo of a group (for an external join)."""
+    """The latest GroupInfo of a group, for a member rejoining by external commit."""
 
     epoch: int
     group_info: bytes
