@@ -61,8 +61,13 @@ from messenger.api.signing import (
     canonical_request,
     possession_message,
 )
+from messenger.client.identity import encode_credential
+from messenger.mls.ciphersuite import HPKECiphertext, get_cipher_suite
 from messenger.mls.content import ContentType, PrivateMessage
+from messenger.mls.credentials import Credential
+from messenger.mls.key_package_bundle import generate_key_package
 from messenger.mls.messages import MLSMessage
+from messenger.mls.welcome import EncryptedGroupSecrets, Welcome
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,6 +77,8 @@ class Member:
     key: Ed25519PrivateKey
     client_id: str = ""
     queue_id: str = ""
+    account_id: str = ""
+    credential: m.Credential | None = None
 
     def headers(self, method: str, target: str, body: bytes) -> dict[str, str]:
         ts = int(time.time() * 1000)
@@ -108,7 +115,34 @@ async def _register(http: httpx.AsyncClient) -> Member:
         r.REGISTER, content=request.dumps(), headers={"content-type": "application/json"}
     )
     reg = m.RegisterResponse.from_json(response.json())
-    return Member(key, reg.client_id, reg.queue_id)
+    return Member(key, reg.client_id, reg.queue_id, reg.account_id, reg.credential)
+
+
+async def _welcome(http: httpx.AsyncClient, creator: Member, others: list[Member]) -> bytes:
+    """A Welcome the server accepts: it names KeyPackages the creator claimed from ``others``."""
+    suite = get_cipher_suite(1)
+    refs = []
+    for other in others:
+        assert other.credential is not None
+        bundle = generate_key_package(
+            suite,
+            Credential.basic(encode_credential(other.credential)),
+            other.key.private_bytes_raw(),
+            os.urandom,
+            now=int(time.time()),
+        )
+        key_package = MLSMessage(bundle.key_package).to_bytes()
+        await _post(http, other, r.KEY_PACKAGES, m.UploadKeyPackagesRequest((key_package,)))
+        claimed = await _post(
+            http, creator, r.CLAIM_KEY_PACKAGES, m.ClaimKeyPackagesRequest(other.account_id)
+        )
+        for entry in m.ClaimKeyPackagesResponse.from_json(claimed).key_packages:
+            kp = MLSMessage.from_bytes(entry.key_package).key_package
+            refs.append(kp.ref(suite))
+    secrets = tuple(
+        EncryptedGroupSecrets(ref, HPKECiphertext(os.urandom(32), os.urandom(48))) for ref in refs
+    )
+    return MLSMessage(Welcome(1, secrets, os.urandom(64))).to_bytes()
 
 
 def _message(group_id: bytes, body: bytes) -> bytes:
@@ -209,6 +243,10 @@ async def _server(database_url: str | None) -> AsyncIterator[str]:
             "MESSENGER_IP_REQUESTS_PER_MINUTE": "100000000",
             "MESSENGER_ACCOUNT_REQUESTS_PER_MINUTE": "100000000",
             "MESSENGER_REGISTRATIONS_PER_IP_PER_HOUR": "100000000",
+            "MESSENGER_KEY_PACKAGE_CLAIMS_PER_HOUR": "100000000",
+            "MESSENGER_SENDER_MESSAGES_PER_QUEUE_PER_MINUTE": "100000000",
+            "MESSENGER_SENDER_BYTES_PER_QUEUE_PER_MINUTE": "100000000000",
+            "MESSENGER_MAX_CONNECTIONS_PER_ADDRESS": "0",
             "MESSENGER_LOG_LEVEL": "WARNING",
         }
         if database_url:
@@ -274,11 +312,14 @@ async def _run(
         commit = MLSMessage(
             PrivateMessage(group_id, 0, ContentType.COMMIT, b"", os.urandom(16), os.urandom(64))
         ).to_bytes()
+        queues = tuple(x.queue_id for x in group)
         await _post(
             http,
             creator,
             r.group_path(r.GROUP_COMMITS, group_id),
-            m.CommitRequest(0, commit, tuple(x.queue_id for x in group)),
+            m.CommitRequest(
+                0, commit, queues, await _welcome(http, creator, group[1:]), queues[1:]
+            ),
         )
         receipts = Receipts(expected=messages * members)
         ws_url = base.replace("http", "ws", 1)

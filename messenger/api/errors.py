@@ -52,6 +52,7 @@ class ErrorCode(enum.StrEnum):
     INVITE_REQUIRED = "invite_required"
     INVITE_INVALID = "invite_invalid"
     NOT_A_MEMBER = "not_a_member"
+    MEMBER_NOT_CLAIMED = "member_not_claimed"
     # 404: the thing named does not exist.
     NOT_FOUND = "not_found"
     UNKNOWN_GROUP = "unknown_group"
@@ -73,6 +74,7 @@ class ErrorCode(enum.StrEnum):
     # 5xx
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
+    QUEUE_FULL = "queue_full"
 
 
 #: The HTTP status of each error code.
@@ -96,6 +98,7 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
     ErrorCode.INVITE_REQUIRED: 403,
     ErrorCode.INVITE_INVALID: 403,
     ErrorCode.NOT_A_MEMBER: 403,
+    ErrorCode.MEMBER_NOT_CLAIMED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.UNKNOWN_GROUP: 404,
     ErrorCode.UNKNOWN_ACCOUNT: 404,
@@ -112,6 +115,7 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.QUEUE_FULL: 507,
 }
 
 _DetailValue = str | int | bool | None

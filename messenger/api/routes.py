@@ -99,7 +99,9 @@ _BODY: Final = (
     ErrorCode.BODY_TOO_LARGE,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE,
 )
-_GROUP: Final = (ErrorCode.UNKNOWN_GROUP, ErrorCode.NOT_A_MEMBER)
+#: A client that is not a member gets ``unknown_group``, as for a group that
+#: does not exist (docs/threat-model.md, "Attacks by other users").
+_GROUP: Final = (ErrorCode.UNKNOWN_GROUP,)
 _MLS: Final = (ErrorCode.INVALID_MESSAGE, ErrorCode.WRONG_MESSAGE_TYPE, ErrorCode.GROUP_MISMATCH)
 
 #: Fetch query parameters.
@@ -239,6 +241,9 @@ ROUTES: Final[tuple[Route, ...]] = (
             *_MLS,
             ErrorCode.STALE_EPOCH,
             ErrorCode.UNKNOWN_QUEUE,
+            ErrorCode.MEMBER_NOT_CLAIMED,
+            ErrorCode.QUEUE_FULL,
+            ErrorCode.NO_GROUP_INFO,
         ),
     ),
     Route(
@@ -247,7 +252,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "Send an application message or proposal to the group",
         m.SendResponse,
         m.SendRequest,
-        errors=(*_AUTH, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH),
+        errors=(*_AUTH, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH, ErrorCode.QUEUE_FULL),
     ),
     Route(
         "GET",

@@ -18,6 +18,14 @@ a signature for one can never be taken for another:
 
 All formats are ``\\n``-joined ASCII lines; binary values appear as
 unpadded base64url or hex, so the canonical form is unambiguous.
+
+The request target is signed in the form :func:`canonical_target` gives:
+the path and query as sent on the wire, with every byte outside a small
+printable ASCII set percent-encoded (UTF-8 for text). Client libraries
+percent-encode a target before sending it, and the server reads the raw
+target of the request (ASGI ``raw_path`` and ``query_string``); both then
+canonicalise, so they agree on any target, ASCII or not, and the signed
+line never holds a line break or a non-ASCII byte.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ __all__ = [
     "HEADER_TIMESTAMP",
     "NONCE_BYTES",
     "canonical_request",
+    "canonical_target",
     "credential_tbs",
     "possession_message",
 ]
@@ -55,9 +64,34 @@ _POSSESSION_PREFIX: Final = "messenger-possession-v1"
 _CREDENTIAL_PREFIX: Final = "messenger-credential-v1"
 
 
+#: Bytes that stand for themselves in a canonical target: RFC 3986 ``unreserved``,
+#: ``sub-delims``, ``:``, ``@``, ``/``, ``?`` and ``%`` (so existing escapes are kept).
+_TARGET_SAFE: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%"
+)
+
+
+def canonical_target(target: str | bytes) -> str:
+    """The form of a request target (path, ``?``, query) that is signed.
+
+    Text is taken as UTF-8. Every byte outside RFC 3986's unreserved and
+    sub-delimiter characters and ``:@/?%`` is written as ``%XX`` (upper-case
+    hex); escapes already present are kept as they are, so the function is
+    idempotent, and a target and the percent-encoded form that an HTTP
+    library sends for it give the same result. An empty query (a trailing
+    ``?``) is dropped, as servers do not report it.
+    """
+    raw = target.encode("utf-8", "surrogateescape") if isinstance(target, str) else target
+    if raw.endswith(b"?") and raw.count(b"?") == 1:
+        raw = raw[:-1]
+    if all(byte in _TARGET_SAFE for byte in raw):
+        return raw.decode("ascii")
+    return "".join(chr(byte) if byte in _TARGET_SAFE else f"%{byte:02X}" for byte in raw)
+
+
 def canonical_request(
     method: str,
-    target: str,
+    target: str | bytes,
     client_id: str,
     timestamp_ms: int,
     nonce: str,
@@ -65,21 +99,31 @@ def canonical_request(
 ) -> bytes:
     """What a client signs for one request.
 
-    ``target`` is the path as sent, plus ``?`` and the query string when
-    there is one (``/v1/queue/messages?after=3``). The body is covered by its
-    SHA-256, so any change to method, target, body, timestamp or nonce makes
-    the signature fail.
+    ``target`` is the path, plus ``?`` and the query string when there is
+    one (``/v1/queue/messages?after=3``), as text or as the raw bytes of the
+    request line; it is signed as :func:`canonical_target` gives it. The
+    body is covered by its SHA-256, so any change to method, target, body,
+    timestamp or nonce makes the signature fail.
     """
     lines = (
         _REQUEST_PREFIX,
-        method.upper(),
-        target,
-        client_id,
+        _ascii_line(method.upper()),
+        canonical_target(target),
+        _ascii_line(client_id),
         str(timestamp_ms),
-        nonce,
+        _ascii_line(nonce),
         hashlib.sha256(body).hexdigest(),
     )
     return "\n".join(lines).encode("ascii")
+
+
+def _ascii_line(value: str) -> str:
+    """``value`` as one ASCII line: unchanged when it is printable ASCII (all
+    well-formed values are), else percent-encoded, so that no input can add a
+    line or make the encoding fail."""
+    if value.isascii() and value.isprintable():
+        return value
+    return canonical_target(value.replace("%", "%25"))
 
 
 def possession_message(context: bytes, signature_key: bytes) -> bytes:

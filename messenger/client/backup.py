@@ -35,7 +35,14 @@ The decrypted payload::
 
 A restore writes nothing outside the new profile directory, and removes
 that directory if anything fails: a wrong passphrase or a bad file leaves
-every existing profile as it was.
+every existing profile as it was. A header whose scrypt parameters are above
+the ceiling of :mod:`.store.kdf` is refused before anything is derived
+(:class:`BackupKdfLimitError`), and a new backup is refused parameters below
+the floor.
+
+Every file written here is created readable by its owner only (0600): the
+backup, and in the new profile the snapshot and the database (its WAL and
+shared-memory files take the database file's mode).
 """
 
 from __future__ import annotations
@@ -72,9 +79,17 @@ from .errors import (
     WrongKeyError,
 )
 from .profiles import Profile, Profiles, check_profile_name
-from .store.database import Database
+from .store.database import SIDECAR_SUFFIXES, Database
 from .store.database_key import KEY_SIZE, DatabaseKey
-from .store.kdf import DEFAULT_SCRYPT, ScryptParams, check_new_passphrase, derive_key, new_salt
+from .store.kdf import (
+    DEFAULT_SCRYPT,
+    KdfLimitError,
+    ScryptParams,
+    check_new_passphrase,
+    check_params_for_new_file,
+    derive_key,
+    new_salt,
+)
 from .store.key_wrap import wrap_key, write_key_wrap
 from .store.keychain import Keychain
 from .store.migrations import LATEST_VERSION, migrate
@@ -84,6 +99,7 @@ __all__ = [
     "BACKUP_MAGIC",
     "BACKUP_VERSION",
     "BackupInfo",
+    "BackupKdfLimitError",
     "export_backup",
     "read_backup_info",
     "restore_backup",
@@ -102,6 +118,15 @@ _PREFIX_SIZE: Final = 7
 _TAG_SIZE: Final = 16
 _LAST: Final = 0x8000_0000
 _U32: Final = struct.Struct(">I")
+
+
+class BackupKdfLimitError(KdfLimitError, BackupCorruptError):
+    """The backup's header asks for scrypt parameters above the ceiling."""
+
+    default_user_message = (
+        "The backup file asks for a passphrase check far more costly than Messenger "
+        "allows, so it was not opened. It was not made by Messenger, or it was altered."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +153,12 @@ def export_backup(
 ) -> BackupInfo:
     """Write the whole profile of ``store`` to ``destination``, encrypted under ``passphrase``.
 
-    Runs on the store's thread. ``destination`` is replaced atomically.
+    Runs on the store's thread. ``destination`` is replaced atomically and
+    is readable by its owner only. KdfParamsError if ``kdf`` is below the
+    floor (and not ``allow_weak``).
     """
     check_new_passphrase(passphrase)
+    check_params_for_new_file(kdf)
     exported_at = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     with tempfile.TemporaryDirectory(prefix="messenger-backup-") as tmp:
         snapshot = Path(tmp) / "snapshot.db"
@@ -164,7 +192,7 @@ def export_backup(
         ).encode()
         partial = destination.with_name(f".{destination.name}.{secrets.token_hex(4)}.partial")
         try:
-            with partial.open("xb") as out:
+            with _create_private(partial) as out:
                 out.write(preamble)
                 out.write(hmac.digest(keys[32:], preamble, "sha256"))
                 writer = _ChunkWriter(
@@ -189,6 +217,12 @@ def export_backup(
             partial.unlink(missing_ok=True)
             raise
     return info
+
+
+def _create_private(path: Path) -> IO[bytes]:
+    """A new file at ``path`` (FileExistsError if there is one), mode 0600 from the start."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return os.fdopen(os.open(path, flags, 0o600), "wb")
 
 
 def _preamble(header: bytes) -> bytes:
@@ -343,6 +377,8 @@ def _parse_header(data: bytes) -> tuple[ScryptParams, bytes, bytes, int]:
     try:
         params, salt = ScryptParams.from_json(header.get("kdf"))
         prefix = base64.b64decode(str(header.get("nonce_prefix")), validate=True)
+    except KdfLimitError as exc:
+        raise BackupKdfLimitError(str(exc)) from exc
     except (ValueError, binascii.Error) as exc:
         raise BackupCorruptError(f"bad header: {exc}") from exc
     if len(prefix) != _PREFIX_SIZE:
@@ -398,6 +434,7 @@ def restore_backup(
     """
     check_profile_name(name)
     check_new_passphrase(recovery_passphrase)
+    check_params_for_new_file(kdf)
     keychain = keychain if keychain is not None else Keychain()
     if profiles.exists(name):
         raise ProfileExistsError(f"profile {name!r} exists")
@@ -426,7 +463,7 @@ def _restore_into(
     snapshot = profile.path / "restore.db"
     written = 0
     try:
-        with snapshot.open("xb") as out:
+        with _create_private(snapshot) as out:
             for block in opened.reader.blocks():
                 written += len(block)
                 out.write(block)
@@ -453,7 +490,7 @@ def _restore_into(
 
 
 def _sidecars(db: Path) -> tuple[Path, ...]:
-    return tuple(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))
+    return tuple(db.with_name(db.name + suffix) for suffix in SIDECAR_SUFFIXES)
 
 
 def _write_error(exc: OSError) -> ClientError:

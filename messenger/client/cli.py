@@ -11,8 +11,8 @@
     create-group NAME [MEMBER ...]       a group with contacts in it
     add-member CONV MEMBER ...  |  remove-member CONV MEMBER
     rename CONV NAME  |  leave CONV
-    send TARGET TEXT ...                 TARGET: a conversation, or a contact (1:1)
-    reply CONV MESSAGE_ID TEXT ...  |  edit CONV MESSAGE_ID TEXT ...
+    send TARGET [TEXT ... | -]           TARGET: a conversation, or a contact (1:1)
+    reply CONV MESSAGE_ID [TEXT ... | -]  |  edit CONV MESSAGE_ID [TEXT ... | -]
     delete CONV MESSAGE_ID  |  react CONV MESSAGE_ID EMOJI [--remove]
     history CONV [--limit N]             the newest messages
     listen [--count N] [--timeout S]     print messages as they arrive
@@ -23,6 +23,12 @@
 
 CONV is a conversation number (see ``conversations``) or name; MEMBER and
 CONTACT are a contact's handle, name or account ID.
+
+The text of ``send``, ``reply`` and ``edit`` is read from standard input
+when it is ``-``, or when it is left out and standard input is not a
+terminal (UTF-8; one final line break is dropped). Words on the command line
+are visible to every user of the machine (``ps``, ``/proc/<pid>/cmdline``)
+and stay in the shell's history; standard input is not.
 
 The store's passphrase comes from the ``MESSENGER_PASSPHRASE`` environment
 variable, else it is asked for on the terminal (never echoed). With
@@ -42,14 +48,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, TextIO
+from typing import IO, Final, TextIO
 
 import keyring.backends.fail
 
 from .client import MessengerClient
+from .content import MAX_TEXT_BYTES
 from .errors import (
     ClientError,
     ConversationNotFoundError,
+    MessageTooLongError,
     NetworkError,
     PassphraseRequiredError,
     ProfileNotFoundError,
@@ -62,9 +70,15 @@ from .store.keychain import Keychain
 from .store.messages import MessageKind, MessageStatus
 from .store.search import HIGHLIGHT_END, HIGHLIGHT_START
 
-__all__ = ["PASSPHRASE_ENV", "main"]
+__all__ = ["PASSPHRASE_ENV", "main", "message_text"]
 
 PASSPHRASE_ENV: Final = "MESSENGER_PASSPHRASE"  # noqa: S105 (a variable name)
+#: The commands whose text may come from standard input.
+_TEXT_COMMANDS: Final = frozenset({"send", "reply", "edit"})
+_STDIN_TEXT_HELP: Final = (
+    "the message; '-', or nothing with input piped in, reads it from standard input "
+    "(which, unlike arguments, other users cannot see with ps)"
+)
 #: How long a one-shot command waits for its sends to be accepted.
 _FLUSH_TIMEOUT: Final = 60.0
 _STATUS: Final = {
@@ -116,12 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("conversation")
     p = sub.add_parser("send", help="send a message")
     p.add_argument("target", help="a conversation, or a contact for a one-to-one chat")
-    p.add_argument("text", nargs="+")
+    p.add_argument("text", nargs="*", help=_STDIN_TEXT_HELP)
     for name, what in (("reply", "reply to a message"), ("edit", "edit your message")):
         p = sub.add_parser(name, help=what)
         p.add_argument("conversation")
         p.add_argument("message_id", type=int)
-        p.add_argument("text", nargs="+")
+        p.add_argument("text", nargs="*", help=_STDIN_TEXT_HELP)
     p = sub.add_parser("delete", help="delete your message for everyone")
     p.add_argument("conversation")
     p.add_argument("message_id", type=int)
@@ -147,14 +161,61 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# -- message text ------------------------------------------------------------------------------
+
+
+def message_text(words: Sequence[str], stdin: IO[bytes] | None) -> str:
+    """The text of ``send``/``reply``/``edit``: the words, or standard input.
+
+    Standard input is read when the words are just ``-``, or when there
+    are none and it is not a terminal; it must be UTF-8 (a byte-order mark
+    and one final line break are dropped).
+    """
+    if words and list(words) != ["-"]:
+        return " ".join(words)
+    if stdin is None:
+        raise UsageError("no message text, and no standard input to read it from")
+    if not words and stdin.isatty():
+        raise UsageError("give the message text, or '-' to read it from standard input")
+    data = stdin.read(MAX_TEXT_BYTES + 8)  # room for a byte-order mark and a line break
+    if stdin.read(1):
+        raise MessageTooLongError(f"more than {MAX_TEXT_BYTES} bytes on standard input")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError("the message on standard input is not UTF-8") from None
+    if text.endswith("\n"):
+        text = text[:-1].removesuffix("\r")
+    if not text:
+        raise UsageError("the message is empty")
+    return text
+
+
 # -- passphrase and opening ----------------------------------------------------------------
+
+
+def _can_prompt() -> bool:
+    """Whether getpass can ask: a terminal on stdin, or (POSIX) a controlling terminal.
+
+    The latter lets ``echo text | messenger-cli send bob`` still ask for
+    the passphrase, as getpass reads it from /dev/tty.
+    """
+    if sys.stdin is not None and sys.stdin.isatty():
+        return True
+    if os.name != "posix":
+        return False
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return False
 
 
 def _passphrase(*, confirm: bool) -> str:
     from_env = os.environ.get(PASSPHRASE_ENV)
     if from_env:
         return from_env
-    if not sys.stdin.isatty():
+    if not _can_prompt():
         raise UsageError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal")
     first = getpass.getpass("Passphrase: ")
     if confirm and getpass.getpass("Repeat the passphrase: ") != first:
@@ -348,14 +409,14 @@ async def _change(client: MessengerClient, args: argparse.Namespace, out: TextIO
         await client.leave(await _conversation(client, args.conversation))
     elif command == "send":
         cid = await _target(client, args.target)
-        message = await client.send_text(cid, " ".join(args.text))
+        message = await client.send_text(cid, args.message)
         print(f"#{message.id}", file=out)
     elif command == "reply":
         cid = await _conversation(client, args.conversation)
-        await client.reply(cid, args.message_id, " ".join(args.text))
+        await client.reply(cid, args.message_id, args.message)
     elif command == "edit":
         cid = await _conversation(client, args.conversation)
-        await client.edit(cid, args.message_id, " ".join(args.text))
+        await client.edit(cid, args.message_id, args.message)
     elif command == "delete":
         cid = await _conversation(client, args.conversation)
         await client.delete(cid, args.message_id)
@@ -397,11 +458,23 @@ async def _listen(client: MessengerClient, args: argparse.Namespace, out: TextIO
     return 0
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
-    """Run one command; the exit status."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    stdin: IO[bytes] | None = None,
+) -> int:
+    """Run one command; the exit status.
+
+    ``stdin`` is where a message text given as ``-`` is read (default:
+    this process's standard input).
+    """
     args = _parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
     try:
+        if args.command in _TEXT_COMMANDS:
+            source = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+            args.message = message_text(args.text, source)
         return asyncio.run(_run(args, stream))
     except UsageError as exc:
         print(f"messenger-cli: {exc}", file=sys.stderr)

@@ -114,6 +114,7 @@ from .store.kdf import DEFAULT_SCRYPT, ScryptParams
 from .store.keychain import Keychain
 from .store.messages import Message, MessageKind
 from .store.outbox import OutboxKind
+from .store.pending_inbound import DEFAULT_PENDING_LIMITS, PendingLimits
 from .store.search import SearchHit
 from .store.store import Store
 from .sync.effects import Actor, display_name, system_note
@@ -140,7 +141,8 @@ class ClientOptions:
 
     ``clock`` and ``random`` are injected like in the MLS core;
     ``http_transport`` replaces httpx's network transport (tests);
-    ``timeout`` bounds each request; ``backoff`` paces reconnects and resends.
+    ``timeout`` bounds each request; ``backoff`` paces reconnects and resends;
+    ``pending_limits`` bounds the messages kept until they can be processed.
     """
 
     clock: Callable[[], float] = time.time
@@ -148,6 +150,7 @@ class ClientOptions:
     http_transport: httpx.AsyncBaseTransport | None = None
     timeout: float = DEFAULT_TIMEOUT
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, maximum=30.0))
+    pending_limits: PendingLimits = DEFAULT_PENDING_LIMITS
 
 
 class MessengerClient:
@@ -161,6 +164,7 @@ class MessengerClient:
         self._http_transport = options.http_transport
         self._timeout = options.timeout
         self._backoff = options.backoff
+        self._pending_limits = options.pending_limits
         self._events = EventBus()
         self._session: Session | None = None
         self._pipeline: InboundPipeline | None = None
@@ -245,7 +249,12 @@ class MessengerClient:
             if sender is not None:
                 sender.wake()
 
-        pipeline = InboundPipeline(session, wake_outbox=wake, key_package_used=self._replenish.set)
+        pipeline = InboundPipeline(
+            session,
+            wake_outbox=wake,
+            key_package_used=self._replenish.set,
+            pending_limits=self._pending_limits,
+        )
         sender = OutboxSender(session, pipeline, backoff=self._backoff)
         self._session = session
         self._pipeline = pipeline

@@ -8,6 +8,12 @@ their accounts (proof of work), and runs a short conversation through the
 server: a one-to-one chat with a reply, an edit and a reaction, then both
 timelines and the safety number both sides compute. Everything is removed
 afterwards.
+
+The server child does not inherit this process's environment: it gets an
+allow-list (:data:`SERVER_ENV_ALLOWED`: what Python and the OS need to run,
+such as ``PATH``, the locale and the temporary directory) plus its own
+``MESSENGER_*`` settings, so ``MESSENGER_PASSPHRASE`` and any other secret
+in the environment stay out of its ``/proc/<pid>/environ``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -34,10 +40,63 @@ from .errors import ServerUnavailableError
 from .events import MessageReceived, MessageUpdated
 from .store.keychain import Keychain
 
-__all__ = ["run_demo", "start_local_server"]
+__all__ = ["SERVER_ENV_ALLOWED", "run_demo", "server_environment", "start_local_server"]
 
 _PASSPHRASE_ENV: Final = "MESSENGER_PASSPHRASE"  # noqa: S105 (a variable name)
 _STEP_TIMEOUT: Final = 30.0
+
+#: The variables of this process's environment that the server child may see.
+SERVER_ENV_ALLOWED: Final = frozenset(
+    {
+        # finding programs and libraries, and Python's own settings
+        "PATH",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSAFEPATH",
+        "PYTHONUTF8",
+        "PYTHONIOENCODING",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONWARNINGS",
+        "VIRTUAL_ENV",
+        "LD_LIBRARY_PATH",
+        "DYLD_LIBRARY_PATH",
+        # locale and time zone
+        "LANG",
+        "LANGUAGE",
+        "LC_ALL",
+        "LC_CTYPE",
+        "LC_MESSAGES",
+        "TZ",
+        # temporary files
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        # Windows: Python's sockets and random numbers need these
+        "SYSTEMROOT",
+        "SYSTEMDRIVE",
+        "WINDIR",
+        "COMSPEC",
+        "PATHEXT",
+        # coverage of the child in the test suite
+        "COVERAGE_PROCESS_START",
+        "COVERAGE_RCFILE",
+    }
+)
+
+
+def server_environment(
+    settings: Mapping[str, str], parent: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The server child's environment: the allowed part of ``parent``, then ``settings``.
+
+    ``parent`` defaults to this process's environment. Nothing outside
+    :data:`SERVER_ENV_ALLOWED` is passed on; in particular no ``MESSENGER_*``
+    variable but the ``settings`` given.
+    """
+    source = os.environ if parent is None else parent
+    env = {name: value for name, value in source.items() if name in SERVER_ENV_ALLOWED}
+    env.update(settings)
+    return env
 
 
 def _free_port() -> int:
@@ -53,16 +112,16 @@ async def start_local_server(
 ) -> AsyncIterator[str]:
     """``python -m messenger.server`` on 127.0.0.1 with SQLite in ``data_dir``; its URL."""
     port = port or _free_port()
-    env = dict(
-        os.environ,
-        MESSENGER_HOST="127.0.0.1",
-        MESSENGER_PORT=str(port),
-        MESSENGER_DATA_DIR=str(data_dir),
-        MESSENGER_DATABASE_URL="",
-        MESSENGER_POW_DIFFICULTY=str(pow_difficulty),
-        MESSENGER_LOG_LEVEL=log_level,
+    env = server_environment(
+        {
+            "MESSENGER_HOST": "127.0.0.1",
+            "MESSENGER_PORT": str(port),
+            "MESSENGER_DATA_DIR": str(data_dir),
+            "MESSENGER_DATABASE_URL": "",
+            "MESSENGER_POW_DIFFICULTY": str(pow_difficulty),
+            "MESSENGER_LOG_LEVEL": log_level,
+        }
     )
-    env.pop("MESSENGER_CONFIG", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "messenger.server"], env=env, stdin=subprocess.DEVNULL
     )

@@ -84,6 +84,7 @@ __all__ = [
     "InvalidAddressError",
     "InvalidProfileNameError",
     "InvalidServerAddressError",
+    "KdfLimitError",
     "KeyringProblem",
     "KeyringUnavailableError",
     "MessageNotFoundError",
@@ -226,6 +227,15 @@ class StoreCorruptError(StoreError):
     """The database or the recovery file is damaged."""
 
     default_user_message = "The message store is damaged. Restore it from a backup."
+
+
+class KdfLimitError(ClientError):
+    """Key-derivation parameters above the ceiling (a crafted or damaged file)."""
+
+    default_user_message = (
+        "The file asks for a passphrase check far more costly than Messenger allows, "
+        "so it was not opened. It was not made by Messenger, or it was altered."
+    )
 
 
 class StoreVersionError(StoreError):

@@ -24,6 +24,12 @@ cannot be added.
 :class:`GroupCache` keeps the loaded :class:`~messenger.mls.group.Group`
 objects; the store holds their serialized state (stage, persist, merge:
 architecture guide, convention 4).
+
+:func:`open_welcome` reads which group a Welcome is for, and which member
+signed its GroupInfo, before anything is joined: a Welcome for a group ID
+this client already has is never joined (RFC 9420 §12.4.3.1: the group ID
+must be unique among the client's groups), and the signer -- the committer
+that added this client -- is named in the new conversation.
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from messenger.mls.codec import Reader, Writer
-from messenger.mls.errors import DecodeError, InvalidMessageError
+from messenger.mls.errors import DecodeError, InvalidMessageError, ValidationError
 from messenger.mls.extensions import Extension, RequiredCapabilities, find_extension
 from messenger.mls.group import Group
 from messenger.mls.group_state import GroupConfig
+from messenger.mls.joining import open_group_info, open_group_secrets
 from messenger.mls.key_package import KeyPackage
 from messenger.mls.key_package_bundle import (
     KeyPackageBundle,
@@ -45,6 +52,7 @@ from messenger.mls.key_package_bundle import (
 )
 from messenger.mls.leaf_node import LeafNode
 from messenger.mls.messages import MLSMessage
+from messenger.mls.welcome import Welcome
 
 from .identity import Account, MemberIdentity, member_identity
 from .store.async_store import AsyncStore
@@ -57,10 +65,13 @@ __all__ = [
     "ConversationInfo",
     "GroupCache",
     "GroupMember",
+    "WelcomeHeader",
     "group_extensions",
     "group_members",
     "key_package_member",
+    "member_at",
     "new_key_package",
+    "open_welcome",
     "with_conversation_info",
 ]
 
@@ -176,6 +187,43 @@ def group_members(group: Group) -> list[GroupMember]:
             if member is not None:
                 found.append(member)
     return found
+
+
+def member_at(group: Group, leaf_index: int) -> GroupMember | None:
+    """The member at ``leaf_index`` in the group's current epoch (None if blank or foreign)."""
+    values = group.ratchet_tree.values
+    node_index = 2 * leaf_index
+    if leaf_index < 0 or node_index >= len(values):
+        return None
+    leaf = values[node_index]
+    return _member(leaf_index, leaf) if isinstance(leaf, LeafNode) else None
+
+
+@dataclass(frozen=True, slots=True)
+class WelcomeHeader:
+    """What a Welcome says about its group, decrypted but not verified yet."""
+
+    group_id: bytes
+    epoch: int
+    signer: int
+    """The leaf index of the GroupInfo's signer: the committer that added us."""
+
+
+def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader:
+    """The group a Welcome to ``bundle`` is for (RFC 9420 §12.4.3.1); MLSError if it does not open.
+
+    Only the GroupSecrets and the GroupInfo are decrypted; nothing is
+    verified, so the caller may use the result only to *refuse* the Welcome
+    (its group ID is taken) or after :meth:`Group.join_from_welcome` has
+    verified the same Welcome. This client's groups use no PSKs.
+    """
+    suite = bundle.suite
+    secrets = open_group_secrets(suite, welcome, bundle.key_package, bundle.init_private_key)
+    if secrets.psks:
+        raise ValidationError("a Welcome that needs a PSK")
+    info = open_group_info(suite, welcome, secrets.joiner_secret, None)
+    context = info.group_context
+    return WelcomeHeader(context.group_id, context.epoch, info.signer)
 
 
 def key_package_member(data: bytes) -> tuple[KeyPackage, GroupMember]:

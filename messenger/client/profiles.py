@@ -16,18 +16,29 @@ Layout::
 The profile ``id`` is random and names the profile's OS keyring entry, so a
 profile that is deleted and created again under the same name never picks
 up the old key.
+
+File modes (POSIX): a data directory the app creates, ``profiles/`` and
+every profile directory are 0700 from their creation, and every file in a
+profile is created 0600 (:func:`write_file_atomically`; the database in
+:mod:`.store.database`). ``profiles/``, a profile directory and its
+``profile.json`` and ``store.key`` that an older version left group- or
+world-accessible are tightened when the profile is used; a data
+directory that already existed (``--data-dir``, ``MESSENGER_HOME``) is not
+changed, since the user may have made it.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -59,8 +70,11 @@ HOME_ENV: Final = "MESSENGER_HOME"
 
 _PROFILES_DIR: Final = "profiles"
 _METADATA: Final = "profile.json"
+_KEY_WRAP: Final = "store.key"
 _FORMAT: Final = "messenger-profile"
 _VERSION: Final = 1
+
+_log = logging.getLogger(__name__)
 
 # Letters, digits, space, dot, dash, underscore; starts with a letter or a
 # digit; never ends with a space or a dot (Windows drops those).
@@ -111,7 +125,7 @@ class Profile:
 
     @property
     def key_wrap_path(self) -> Path:
-        return self.path / "store.key"
+        return self.path / _KEY_WRAP
 
     @property
     def metadata_path(self) -> Path:
@@ -152,6 +166,7 @@ class Profiles:
         path = self.root / name
         if not (path / _METADATA).is_file():
             raise ProfileNotFoundError(f"no profile {name!r}")
+        _tighten_dir(self.root)
         return self._load(path)
 
     def create(self, name: str, *, now_ms: int | None = None) -> Profile:
@@ -166,6 +181,7 @@ class Profiles:
         try:
             _make_private_dir(self.data_dir)
             _make_private_dir(self.root)
+            _tighten_dir(self.root)
             profile.path.mkdir(mode=0o700)
         except FileExistsError as exc:
             raise ProfileExistsError(f"profile {name!r} exists") from exc
@@ -213,6 +229,9 @@ class Profiles:
             data = json.loads((path / _METADATA).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ProfileError(f"unreadable profile.json in {path}") from exc
+        _tighten_dir(path)
+        for name in (_METADATA, _KEY_WRAP):
+            _tighten(path / name, 0o600, stat.S_ISREG)
         if (
             not isinstance(data, dict)
             or data.get("format") != _FORMAT
@@ -260,7 +279,27 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _make_private_dir(path: Path) -> None:
+    """Create ``path`` 0700 if it is missing (its missing parents get the umask's mode)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _tighten_dir(path: Path) -> None:
+    """Make a directory the app made owner-only if an older version left it open (POSIX)."""
+    _tighten(path, 0o700, stat.S_ISDIR)
+
+
+def _tighten(path: Path, private: int, kind: Callable[[int], bool]) -> None:
+    if os.name != "posix":
+        return
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return
+    if kind(mode) and mode & 0o077:
+        try:
+            os.chmod(path, private)
+        except OSError as exc:
+            _log.warning("could not make %s private: %s", path, exc.strerror)
 
 
 def _os_error(exc: OSError, what: str) -> ProfileError | DiskFullError:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .codec import Reader, Struct, Writer, encode_varint
-from .errors import DecryptionError, UsageError
+from .errors import DecryptionError, UsageError, ValidationError
 from .hpke import HPKE, AeadId, KdfId, KemId
 
 __all__ = [
@@ -93,6 +93,44 @@ _CURVE_ORDER: Final = {
         16,
     ),
 }
+
+#: The length of a signature public key in each scheme's encoding (RFC 9420
+#: §5.1.1): RFC 8032 for EdDSA, an UncompressedPointRepresentation (RFC 8446
+#: §4.2.8.2: 0x04, then x and y) for ECDSA.
+_SIGNATURE_KEY_LENGTHS: Final = {
+    SignatureScheme.ED25519: 32,
+    SignatureScheme.ED448: 57,
+    **{scheme: 1 + 2 * size for scheme, (_, _, size) in _ECDSA.items()},
+}
+
+_SCHEME_NAMES: Final = {
+    SignatureScheme.ED25519: "Ed25519",
+    SignatureScheme.ED448: "Ed448",
+    SignatureScheme.ECDSA_SECP256R1_SHA256: "ECDSA P-256",
+    SignatureScheme.ECDSA_SECP384R1_SHA384: "ECDSA P-384",
+    SignatureScheme.ECDSA_SECP521R1_SHA512: "ECDSA P-521",
+}
+
+
+def _signature_key_problem(scheme: int, public: bytes) -> str | None:
+    """Why ``public`` is not in the key encoding of ``scheme`` (RFC 9420 §5.1.1), or ``None``."""
+    if scheme in _ECDSA:
+        size = _ECDSA[scheme][2]
+        if public[:1] in (b"\x02", b"\x03") and len(public) == 1 + size:
+            return (
+                "ECDSA signature keys must be uncompressed SEC1 points (RFC 9420 §5.1.1); "
+                "this one is a compressed point"
+            )
+        if public[:1] != b"\x04":
+            return "ECDSA signature keys must be uncompressed SEC1 points (RFC 9420 §5.1.1)"
+    length = _SIGNATURE_KEY_LENGTHS[scheme]
+    if len(public) != length:
+        return (
+            f"{_SCHEME_NAMES[scheme]} signature keys are {length} bytes (RFC 9420 §5.1.1), "
+            f"not {len(public)}"
+        )
+    return None
+
 
 _SigningKey = ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey | ec.EllipticCurvePrivateKey
 _VerifyingKey = ed25519.Ed25519PublicKey | ed448.Ed448PublicKey | ec.EllipticCurvePublicKey
@@ -361,6 +399,19 @@ class CipherSuite:
 
     def is_valid_signature_public_key(self, public: bytes) -> bool:
         return _verifying_key(self.signature_scheme, bytes(public)) is not None
+
+    def check_signature_public_key(self, public: bytes) -> None:
+        """:class:`ValidationError` unless ``public`` is in the encoding of the
+        suite's signature scheme (RFC 9420 §5.1.1).
+
+        Only the form is checked, without parsing: the length, and for ECDSA
+        the uncompressed SEC1 point form. A key of the right form that is
+        not a valid key (an ECDSA point off the curve) shows when a signature
+        fails to verify with it.
+        """
+        problem = _signature_key_problem(self.signature_scheme, bytes(public))
+        if problem is not None:
+            raise ValidationError(problem)
 
     @staticmethod
     def _sign_content(label: bytes, content: bytes) -> bytes:

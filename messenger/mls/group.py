@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
-from .ciphersuite import CipherSuite, RandomSource, get_cipher_suite
+from .ciphersuite import CIPHER_SUITES, CipherSuite, RandomSource, get_cipher_suite
 from .codec import decode_all, vl_bytes
 from .commit import Commit
 from .content import (
@@ -211,6 +211,14 @@ def _hash_message(data: bytes) -> bytes:
 #: ``ProtocolVersion.mls10`` as encoded (RFC 9420 §6).
 _MLS10: Final = ProtocolVersion.MLS10.to_bytes(2, "big")
 
+#: The last epoch: the GroupContext's ``epoch`` is a uint64 (RFC 9420 §8.1),
+#: so a group there can take no more Commits.
+_LAST_EPOCH: Final = (1 << 64) - 1
+
+#: PSKLabel numbers the PSKs of an epoch with uint16 ``index`` and ``count``
+#: (RFC 9420 §8.4).
+_MAX_PSKS: Final = 0xFFFF
+
 
 class Group:
     """One member's state in one MLS group (RFC 9420).
@@ -363,6 +371,9 @@ class Group:
         ``branch`` resumption PSK (RFC 9420 §11.2, §11.3). Checking that the
         group id is not one of the client's other groups is the caller's job.
         ``verify_signatures`` may check the tree's leaf signatures in parallel.
+
+        Anything wrong with ``welcome`` or ``ratchet_tree`` (including no
+        tree at all) raises an :class:`~messenger.mls.errors.InvalidMessageError`.
         """
         suite = bundle.suite
         kp = bundle.key_package
@@ -444,6 +455,10 @@ class Group:
         previous: Group | None,
     ) -> tuple[list[tuple[PreSharedKeyID, bytes]], PreSharedKeyID | None]:
         """The PSK values of a Welcome's GroupSecrets (RFC 9420 §12.4.3.1)."""
+        if len(ids) > _MAX_PSKS:
+            raise ValidationError(
+                f"a Welcome with {len(ids)} PSKs; PSKLabel counts to 65535 (§8.4)"
+            )
         values: list[tuple[PreSharedKeyID, bytes]] = []
         resumption: PreSharedKeyID | None = None
         for psk_id in ids:
@@ -524,7 +539,11 @@ class Group:
         if inline is not None:
             values = decode_all(inline.extension_data, decode_node_values)
         elif ratchet_tree is None:
-            raise UsageError("the GroupInfo has no ratchet_tree: pass the tree obtained otherwise")
+            # The sender left the tree out (RFC 9420 §12.4.3.3) and none was
+            # obtained otherwise: the joiner cannot go on with what it got.
+            raise ValidationError(
+                "the GroupInfo has no ratchet_tree extension and no tree was given (§12.4.3.3)"
+            )
         elif isinstance(ratchet_tree, RatchetTree):
             values = ratchet_tree.values
         else:
@@ -535,6 +554,10 @@ class Group:
         signer = tree.leaf(group_info.signer)
         if signer is None:
             raise ValidationError("the GroupInfo signer's leaf is blank (RFC 9420 §12.4.3.1)")
+        try:
+            suite.check_signature_public_key(signer.signature_key)  # RFC 9420 §5.1.1
+        except ValidationError as exc:
+            raise ValidationError(f"the GroupInfo signer {group_info.signer}: {exc}") from None
         if not group_info.verify_signature(suite, signer.signature_key):
             raise AuthenticationError("the GroupInfo signature does not verify (§12.4.3)")
         tree.validate(
@@ -582,10 +605,24 @@ class Group:
         only after the Delivery Service has accepted ``result.message``; if it
         does not, discard both (RFC 9420 §14). ``result.staged`` is already
         merged into the returned group.
+
+        Anything wrong with ``group_info`` or ``ratchet_tree`` -- including a
+        cipher suite this implementation does not support, no tree at all, or
+        an ``external_pub`` that is not a valid HPKE public key -- raises an
+        :class:`~messenger.mls.errors.InvalidMessageError`.
         """
         info = _decode_message(group_info).group_info
         context = info.group_context
-        suite = get_cipher_suite(context.cipher_suite)
+        suite = CIPHER_SUITES.get(context.cipher_suite)
+        if suite is None:
+            raise ValidationError(
+                f"the GroupInfo's cipher suite 0x{context.cipher_suite:04x} is not supported "
+                "(RFC 9420 §12.4.3.2)"
+            )
+        if context.version != ProtocolVersion.MLS10:
+            raise ValidationError(f"the GroupInfo's version {context.version} is not mls10 (§6)")
+        if context.epoch == _LAST_EPOCH:
+            raise ValidationError("the group is at its last epoch: a Commit cannot follow (§8.1)")
         config = config or GroupConfig()
         lookup = _lookup(external_psks)
         tree = cls._joined_tree(
@@ -600,6 +637,9 @@ class Group:
         external_pub = ExternalPub.find_in(info.extensions)
         if external_pub is None:
             raise ValidationError("the GroupInfo has no external_pub (RFC 9420 §12.4.3.2)")
+        if not suite.hpke.is_valid_public_key(external_pub.external_pub):
+            # RFC 9420 §12.4.3.2, RFC 9180 §7.1.4: the joiner encrypts to it.
+            raise ValidationError("the GroupInfo's external_pub is not a valid HPKE public key")
         kem_output, init_secret = external_init(suite, external_pub.external_pub, random)
         sender = Sender.new_member_commit()
         entries = [ProposalEntry(Proposal(ExternalInit(kem_output)), sender)]
@@ -1412,6 +1452,8 @@ class Group:
         st = s.epoch
         suite = st.suite
         me = st.private.leaf_index
+        if st.context.epoch == _LAST_EPOCH:
+            raise UsageError("the group is at its last epoch: no Commit can follow (§8.1)")
         applied = apply_proposals(self._rules(now, resumption_usage), entries, committer=me)
         try:
             psk_values = self._psk_values(applied.psks, extra_psks)
@@ -1807,6 +1849,8 @@ class Group:
         suite = st.suite
         if not self.active:
             raise ValidationError("the group was reinitialised; it takes no more Commits")
+        if st.context.epoch == _LAST_EPOCH:
+            raise ValidationError("the group is at its last epoch: a Commit cannot follow (§8.1)")
         sender = auth.content.sender
         external = sender.sender_type == SenderType.NEW_MEMBER_COMMIT
         me = st.private.leaf_index

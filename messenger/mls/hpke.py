@@ -15,8 +15,8 @@ What is here, by RFC 9180 section:
 * §7.1.1 -- key (de)serialisation: raw bytes for X25519/X448, SEC1
   uncompressed points and fixed-length big-endian scalars for the NIST
   curves; §7.1.3 ``DeriveKeyPair`` including the rejection loop for the NIST
-  curves; §7.1.4 validation of public keys and the all-zero check of the
-  X25519/X448 shared secret.
+  curves; §7.1.4 validation of public keys (X25519/X448 points of small
+  order are refused) and the all-zero check of the X25519/X448 shared secret.
 
 Randomness is never read here: the sender's ephemeral key is
 ``DeriveKeyPair(random(Nsk))``, where ``random`` is the caller's source
@@ -269,10 +269,53 @@ def _private_key(kem: _KemParams, private: bytes) -> _PrivateKey:
         raise UsageError(f"invalid HPKE private key: {exc}") from None
 
 
+#: RFC 7748 §5: the field primes of Curve25519 and Curve448.
+_P25519: Final = (1 << 255) - 19
+_P448: Final = (1 << 448) - (1 << 224) - 1
+
+#: The u-coordinates, reduced mod p, of the points of small order on each
+#: curve and its twist: 0, 1 and p - 1 (orders 2 and 4), and for Curve25519
+#: the two points of order 8. The private keys of RFC 7748 §5 are multiples
+#: of the cofactor, so with any of them the shared secret is all zero, which
+#: RFC 9180 §7.1.4 (via RFC 7748 §6) makes the recipient reject.
+_SMALL_ORDER_U: Final[dict[int, frozenset[int]]] = {
+    KemId.DHKEM_X25519_SHA256: frozenset(
+        {
+            0,
+            1,
+            _P25519 - 1,
+            325606250916557431795983626356110631294008115727848805560023387167927233504,
+            39382357235489614581723060781553021112529911719440698176882885853963445705823,
+        }
+    ),
+    KemId.DHKEM_X448_SHA512: frozenset({0, 1, _P448 - 1}),
+}
+
+
+def _has_small_order(kem_id: int, public: bytes) -> bool:
+    """Whether an X25519/X448 public key is a point of small order (RFC 7748 §5, §6).
+
+    Decoded as RFC 7748 §5 decodes u-coordinates: little-endian, the top
+    bit masked for X25519, reduced mod p (non-canonical values are accepted).
+    """
+    u = int.from_bytes(public, "little")
+    if kem_id == KemId.DHKEM_X25519_SHA256:
+        u = (u & ((1 << 255) - 1)) % _P25519
+    else:
+        u %= _P448
+    return u in _SMALL_ORDER_U[kem_id]
+
+
 def _parse_public_key(kem_id: int, public: bytes) -> _PublicKey | None:
-    """``DeserializePublicKey`` with validation (RFC 9180 §7.1.4), or ``None``."""
+    """``DeserializePublicKey`` with validation (RFC 9180 §7.1.4), or ``None``.
+
+    X25519 and X448 keys of small order are refused here: every shared
+    secret with them is all zero, which RFC 9180 §7.1.4 rejects.
+    """
     kem = _KEMS[kem_id]
     if len(public) != kem.n_pk:
+        return None
+    if kem.curve is None and _has_small_order(kem_id, public):
         return None
     try:
         if kem_id == KemId.DHKEM_X25519_SHA256:
@@ -554,8 +597,17 @@ class HPKE:
         return _serialize_public(_private_key(self._kem, bytes(private)).public_key())
 
     def is_valid_public_key(self, public: bytes) -> bool:
-        """Whether ``public`` deserialises to a valid key (RFC 9180 §7.1.4)."""
-        return _recipient_key(self.kem_id, bytes(public)) is not None
+        """Whether ``public`` deserialises to a valid key (RFC 9180 §7.1.4).
+
+        For X25519 and X448 every string of ``Npk`` bytes is a u-coordinate
+        (RFC 7748 §5), so this is a length check and the small-order check,
+        without parsing: a joiner checks thousands of keys. For the NIST
+        curves the point is parsed (and cached: it is sealed to again).
+        """
+        public = bytes(public)
+        if self._kem.curve is None:
+            return len(public) == self.Npk and not _has_small_order(self.kem_id, public)
+        return _recipient_key(self.kem_id, public) is not None
 
     def _extract_and_expand(self, dh: bytes, kem_context: bytes) -> bytes:
         eae_prk = self._kem_extract(b"", b"eae_prk", dh)

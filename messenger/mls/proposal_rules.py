@@ -239,6 +239,10 @@ def _check_group_extensions(
     senders = ExternalSenders.find_in(extensions)
     if senders is not None:
         for sender in senders.senders:
+            try:
+                ctx.suite.check_signature_public_key(sender.signature_key)  # RFC 9420 §5.1.1
+            except ValidationError as exc:
+                raise ValidationError(f"an external sender's key: {exc}") from None
             if not ctx.suite.is_valid_signature_public_key(sender.signature_key):
                 raise ValidationError("an external sender has an invalid signature key")
             if not ctx.identity(sender.credential, sender.signature_key):
@@ -279,6 +283,7 @@ def check_key_package(
             raise ValidationError("a KeyPackage leaf must have the key_package source (§7.3)")
         if not suite.hpke.is_valid_public_key(leaf.encryption_key):
             raise ValidationError("leaf node encryption key is not a valid HPKE public key")
+        suite.check_signature_public_key(leaf.signature_key)  # RFC 9420 §5.1.1
         policy.check_fields(leaf)
         if not leaf.verify_signature(suite):
             raise AuthenticationError("leaf node signature does not verify (RFC 9420 §7.2)")

@@ -53,7 +53,6 @@ from .extensions import (
     RequiredCapabilities,
     check_unique_extensions,
 )
-from .hpke import KemId
 from .leaf_node import LeafNode, LeafNodeSource
 from .nodes import ParentNode, RatchetTree, encode_node_values
 from .proposals import DEFAULT_PROPOSAL_TYPES
@@ -204,15 +203,13 @@ def _hash_constructor(suite: CipherSuite) -> Callable[[bytes], Any]:
 def _public_key_check(suite: CipherSuite) -> Callable[[bytes], bool]:
     """A test of HPKE public keys for ``suite`` (RFC 9180 §7.1.4).
 
-    For X25519 and X448 every string of the right length is a public key
-    (RFC 7748 §5), so a length check does; it spares a joiner parsing
-    thousands of keys. Other KEMs parse the point.
+    For X25519 and X448 it checks the length and refuses the points of
+    small order, without parsing (it spares a joiner parsing thousands of
+    keys): a key of small order would make every path secret encrypted to
+    it fail (RFC 9420 §7.3: the encryption key is a valid HPKE public key).
+    Other KEMs parse the point.
     """
-    hpke = suite.hpke
-    if hpke.kem_id in (KemId.DHKEM_X25519_SHA256, KemId.DHKEM_X448_SHA512):
-        n_pk = hpke.Npk
-        return lambda key: len(key) == n_pk
-    return hpke.is_valid_public_key
+    return suite.hpke.is_valid_public_key
 
 
 def _leaf_signed_message(leaf: LeafNode, group_id: bytes, leaf_index: int) -> bytes:
@@ -796,6 +793,7 @@ class PublicTree:
             )
         if not _public_key_check(self._suite)(leaf.encryption_key):
             raise ValidationError("leaf node encryption key is not a valid HPKE public key")
+        self._suite.check_signature_public_key(leaf.signature_key)  # RFC 9420 §5.1.1
         # Uniqueness (RFC 9420 §7.3): the encryption key is new to the tree,
         # which covers "different from the leaf being replaced" for updates.
         if leaf.encryption_key in self._enc_keys:
@@ -876,6 +874,7 @@ class PublicTree:
             signers.append(leaf_index)
         for leaf_index, leaf in self.members():
             try:
+                suite.check_signature_public_key(leaf.signature_key)  # RFC 9420 §5.1.1
                 policy.check_fields(leaf)
             except ValidationError as exc:
                 raise ValidationError(f"leaf {leaf_index}: {exc}") from None

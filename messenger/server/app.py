@@ -80,5 +80,8 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+    # No redirect from "/path/" to "/path": Starlette builds its Location from
+    # the request's Host header, and an API client never needs it (a 404 instead).
+    app.router.redirect_slashes = False
     app.state.server = state
     return app

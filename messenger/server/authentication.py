@@ -14,10 +14,30 @@ happens, in this order, each failure a 401 that changes nothing:
    (``auth_replayed``). Nonces are stored in the database, so replay
    protection holds across restarts and across server processes; they are
    purged once their timestamp has left the window.
+
+What is stored of a request (docs/threat-model.md): only
+:func:`nonce_digest`, an HMAC of (client ID, nonce) under a key derived from
+the server secret (which is not in the database), and an expiry rounded up
+to a bucket of the timestamp window. No client ID and no request time is
+written, so the table cannot be joined with the time of a stored message to
+find its sender; the nonce is random and not kept, so even the key does not
+turn a digest back into a client. The expiry comes from the server's clock,
+not from the client's timestamp, so it says nothing about a client's clock.
+On SQLite the table has no rowid (``WITHOUT ROWID``): rows lie in digest
+order, not in request order. On PostgreSQL the heap keeps rows roughly in
+arrival order, which could be matched with the order of stored messages,
+but a row so matched still holds only a keyed digest, not a client.
+
+Upgrading from the schema that stored client IDs drops the old nonces; to
+keep a request captured just before the upgrade from being replayed after
+it, requests signed before the upgrade are refused as expired
+(:meth:`RequestAuthenticator._not_before`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -40,11 +60,41 @@ from messenger.api.signing import (
 from .metrics import Metrics
 from .storage import Database, Tx
 
-__all__ = ["Principal", "RequestAuthenticator", "verify_ed25519"]
+__all__ = [
+    "HASHED_NONCES_VERSION",
+    "Principal",
+    "RequestAuthenticator",
+    "nonce_digest",
+    "nonce_expiry",
+    "verify_ed25519",
+]
 
 _log = logging.getLogger("messenger.server.auth")
 
 _CACHE_SIZE = 100_000
+
+_NONCE_LABEL = b"messenger-request-nonce-v1\n"
+
+#: The schema version that replaced (client ID, nonce) with :func:`nonce_digest`.
+HASHED_NONCES_VERSION = 4
+
+
+def nonce_digest(key: bytes, client_id: str, nonce: bytes) -> bytes:
+    """The stored form of a request nonce: HMAC-SHA256 of (client ID, nonce)."""
+    message = _NONCE_LABEL + client_id.encode("ascii") + b"\n" + nonce
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def nonce_expiry(now_ms: int, window_ms: int) -> int:
+    """When a nonce received at ``now_ms`` may be forgotten: a multiple of the window.
+
+    An accepted timestamp is at most ``now + window``, and its request can be
+    replayed until ``timestamp + window``; so ``now + 2 * window``, rounded up
+    to the next multiple of the window, outlives it. Every request of one
+    window-long bucket gets the same expiry, so rows do not order requests
+    within it.
+    """
+    return -(-(now_ms + 2 * window_ms) // window_ms) * window_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +124,16 @@ class RequestAuthenticator:
         window_seconds: int,
         clock: Callable[[], float],
         metrics: Metrics,
+        *,
+        nonce_key: bytes,
     ) -> None:
         self._db = db
         self._window_ms = window_seconds * 1000
         self._clock = clock
         self._metrics = metrics
+        self._nonce_key = nonce_key
         self._clients: OrderedDict[str, tuple[Ed25519PublicKey, Principal]] = OrderedDict()
+        self._not_before_ms: int | None = None
 
     def _fail(self, code: ErrorCode, message: str) -> ApiError:
         self._metrics.auth_failures.labels(code=str(code)).inc()
@@ -104,13 +158,14 @@ class RequestAuthenticator:
             if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > 16:
                 raise ValueError("timestamp")
             timestamp = int(raw_ts)
-            if len(b64decode(nonce)) != NONCE_BYTES:
+            nonce_bytes = b64decode(nonce)
+            if len(nonce_bytes) != NONCE_BYTES:
                 raise ValueError("nonce")
             signature = b64decode(raw_sig)
         except (ApiError, ValueError):
             raise self._fail(ErrorCode.AUTH_INVALID, "malformed authentication headers") from None
         now_ms = int(self._clock() * 1000)
-        if abs(now_ms - timestamp) > self._window_ms:
+        if abs(now_ms - timestamp) > self._window_ms or timestamp < await self._not_before():
             raise self._fail(
                 ErrorCode.AUTH_EXPIRED, "the request timestamp is outside the allowed window"
             )
@@ -123,17 +178,17 @@ class RequestAuthenticator:
             key.verify(signature, message)
         except InvalidSignature:
             raise self._fail(ErrorCode.AUTH_INVALID, "bad signature") from None
-        expires_at = timestamp + self._window_ms
+        digest = nonce_digest(self._nonce_key, client_id, nonce_bytes)
+        expires_at = nonce_expiry(now_ms, self._window_ms)
 
         async def remember(tx: Tx) -> bool:
             if tx.dialect == "postgresql":
                 # Safe: any later durable commit flushes this one too (one WAL).
                 await tx.execute("SET LOCAL synchronous_commit TO OFF")
             inserted = await tx.execute(
-                "INSERT INTO request_nonces (client_id, nonce, expires_at) VALUES (?, ?, ?) "
+                "INSERT INTO request_nonces (nonce_hash, expires_at) VALUES (?, ?) "
                 "ON CONFLICT DO NOTHING",
-                client_id,
-                nonce,
+                digest,
                 expires_at,
             )
             return inserted == 1
@@ -141,6 +196,32 @@ class RequestAuthenticator:
         if not await self._db.transaction(remember):
             raise self._fail(ErrorCode.AUTH_REPLAYED, "this request was already received")
         return principal
+
+    async def _not_before(self) -> int:
+        """Timestamps before this are refused (0: no such bound).
+
+        The migration to :data:`HASHED_NONCES_VERSION` dropped the nonces
+        stored until then, so a request signed before it could otherwise be
+        replayed once for the rest of its window. When that migration ran on
+        an existing database (later than the first one), requests signed
+        before it are refused as expired; a fresh database has no bound.
+        Read once per process.
+        """
+        if self._not_before_ms is None:
+
+            async def load(tx: Tx) -> int:
+                row = await tx.fetchone(
+                    "SELECT MIN(applied_at), MAX(CASE WHEN version = ? THEN applied_at END) "
+                    "FROM schema_migrations",
+                    HASHED_NONCES_VERSION,
+                )
+                if row is None or row[0] is None or row[1] is None:
+                    return 0
+                first, upgraded = int(row[0]), int(row[1])
+                return upgraded if upgraded > first else 0
+
+            self._not_before_ms = await self._db.read(load)
+        return self._not_before_ms
 
     async def _client(self, client_id: str) -> tuple[Ed25519PublicKey, Principal] | None:
         cached = self._clients.get(client_id)

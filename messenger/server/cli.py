@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -25,20 +26,43 @@ from starlette.applications import Starlette
 
 from .app import create_app
 from .config import ConfigError, ServerConfig, load_config
-from .logs import configure_logging
+from .logs import configure_logging, log_event
 from .registration import mint_invites
 from .storage import StorageError, migrate, open_database
+from .transport import (
+    ConnectionLimits,
+    file_limit,
+    files_wanted,
+    guarded_protocols,
+    raise_file_limit,
+)
 
 __all__ = ["main", "uvicorn_config"]
 
+_log = logging.getLogger("messenger.server")
 
-def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
-    """How the server runs under uvicorn (shared by the command and the tests)."""
+
+def uvicorn_config(
+    app: Starlette, host: str, port: int, config: ServerConfig | None = None
+) -> uvicorn.Config:
+    """How the server runs under uvicorn (shared by the command and the tests).
+
+    The connection limits and timeouts come from ``config``, by default the
+    configuration of ``app`` (:func:`~messenger.server.app.create_app`); see
+    :mod:`messenger.server.transport`.
+    """
+    if config is None:
+        config = app.state.server.config
+    assert isinstance(config, ServerConfig)
+    limits = ConnectionLimits.from_config(config, file_limit())
+    protocols = guarded_protocols(limits)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        http=protocols.http,
+        ws=protocols.ws,
+        backlog=limits.backlog,
         ws_max_size=1 << 16,
         ws_per_message_deflate=False,
         proxy_headers=False,
@@ -46,6 +70,7 @@ def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=5,
         lifespan="on",
     )
 
@@ -85,6 +110,21 @@ async def _mint(config: ServerConfig, count: int, uses: int, days: float | None)
         await db.close()
 
 
+def _raise_file_limit(config: ServerConfig) -> None:
+    """Allow enough open files for ``max_connections``; warn when the hard limit
+    is lower (the connection cap is then lowered to fit)."""
+    limit = raise_file_limit(files_wanted(config))
+    cap = ConnectionLimits.from_config(config, limit).max_connections
+    if cap < config.max_connections:
+        log_event(
+            _log,
+            "open file limit below max_connections; connection cap lowered",
+            logging.WARNING,
+            file_limit=limit,
+            max_connections=cap,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; the process exit status."""
     args = _parser().parse_args(argv)
@@ -106,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for code in asyncio.run(_mint(config, args.count, args.uses, args.expires_days)):
                 print(code)
             return 0
+        _raise_file_limit(config)
         server = uvicorn.Server(uvicorn_config(create_app(config), config.host, config.port))
         server.run()
         return 0 if server.started else 1

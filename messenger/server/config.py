@@ -66,10 +66,30 @@ class ServerConfig:
     max_key_packages_per_client: int = 200
     max_clients_per_account: int = 16
     sweep_interval_seconds: float = 60.0
-    # [rate_limits]
+    # [rate_limits]: token buckets in each process's memory; a refused
+    # request gets 429 rate_limited with Retry-After.
     ip_requests_per_minute: int = 1200
     account_requests_per_minute: int = 1200
+    #: Registrations (POST /v1/register, successful or not) per address.
     registrations_per_ip_per_hour: int = 30
+    #: Handle lookups, and attempts to set a handle (which tell whether it is
+    #: taken), per account and per address: what a person needs, far below
+    #: what enumerating handles would.
+    lookups_per_account_per_minute: int = 30
+    lookups_per_ip_per_minute: int = 60
+    # [limits], abuse controls of groups and KeyPackages
+    claim_evidence_ttl_seconds: int = 7 * 24 * 3600
+    # [rate_limits], in each process's memory
+    key_package_claims_per_hour: int = 240
+    one_time_key_packages_per_target_per_hour: int = 10
+    one_time_key_packages_per_claimer_per_target_per_hour: int = 5
+    sender_messages_per_queue_per_minute: int = 600
+    sender_bytes_per_queue_per_minute: int = 16 << 20
+    # [limits], HTTP connections (messenger.server.transport)
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    max_connections: int = 2048
+    max_connections_per_address: int = 64
 
     def __post_init__(self) -> None:
         if self.signup_policy not in SIGNUP_POLICIES:
@@ -95,12 +115,27 @@ class ServerConfig:
             "ip_requests_per_minute",
             "account_requests_per_minute",
             "registrations_per_ip_per_hour",
+            "lookups_per_account_per_minute",
+            "lookups_per_ip_per_minute",
             "db_pool_size",
+            "claim_evidence_ttl_seconds",
+            "key_package_claims_per_hour",
+            "one_time_key_packages_per_target_per_hour",
+            "one_time_key_packages_per_claimer_per_target_per_hour",
+            "sender_messages_per_queue_per_minute",
+            "sender_bytes_per_queue_per_minute",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.sweep_interval_seconds <= 0:
             raise ConfigError("sweep_interval_seconds must be positive")
+        for name in ("header_timeout_seconds", "body_timeout_seconds"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(f"{name} must be in (0, 3600]")
+        if self.max_connections < 1:
+            raise ConfigError("max_connections must be at least 1")
+        if self.max_connections_per_address < 0:
+            raise ConfigError("max_connections_per_address must be at least 0 (0: no limit)")
 
     @property
     def effective_database_url(self) -> str:
@@ -144,6 +179,27 @@ _FILE_KEYS: Final[Mapping[tuple[str, str], str]] = {
     ("rate_limits", "ip_requests_per_minute"): "ip_requests_per_minute",
     ("rate_limits", "account_requests_per_minute"): "account_requests_per_minute",
     ("rate_limits", "registrations_per_ip_per_hour"): "registrations_per_ip_per_hour",
+    ("rate_limits", "lookups_per_account_per_minute"): "lookups_per_account_per_minute",
+    ("rate_limits", "lookups_per_ip_per_minute"): "lookups_per_ip_per_minute",
+    ("limits", "claim_evidence_ttl_seconds"): "claim_evidence_ttl_seconds",
+    ("rate_limits", "key_package_claims_per_hour"): "key_package_claims_per_hour",
+    (
+        "rate_limits",
+        "one_time_key_packages_per_target_per_hour",
+    ): "one_time_key_packages_per_target_per_hour",
+    (
+        "rate_limits",
+        "one_time_key_packages_per_claimer_per_target_per_hour",
+    ): "one_time_key_packages_per_claimer_per_target_per_hour",
+    (
+        "rate_limits",
+        "sender_messages_per_queue_per_minute",
+    ): "sender_messages_per_queue_per_minute",
+    ("rate_limits", "sender_bytes_per_queue_per_minute"): "sender_bytes_per_queue_per_minute",
+    ("limits", "header_timeout_seconds"): "header_timeout_seconds",
+    ("limits", "body_timeout_seconds"): "body_timeout_seconds",
+    ("limits", "max_connections"): "max_connections",
+    ("limits", "max_connections_per_address"): "max_connections_per_address",
 }
 
 _FIELD_TYPES: Final[Mapping[str, type]] = {

@@ -24,11 +24,35 @@ What the server keeps, and what it does not (RFC 9750 §8, docs/threat-model.md)
   as the delivery: a retry after a lost answer (a crash, a dropped
   connection) gets that answer again and is not delivered a second time.
 
+Who may change the member set (docs/threat-model.md):
+
+* Only a current member may commit, send, or read or replace the GroupInfo.
+  Anyone else is told ``unknown_group``, exactly as for a group that does
+  not exist, before anything about the group (epoch, idempotency answers)
+  is looked at, so the answers do not reveal which groups exist.
+* A commit may add a queue only if the queue is among ``welcome_to`` and
+  the Welcome names (``new_member``, RFC 9420 §12.4.3.1) a KeyPackage that
+  the committing client claimed from that queue's client: the claim left
+  :class:`~.key_packages.ClaimEvidence`, which the commit consumes.
+  Otherwise ``member_not_claimed`` (403).
+* An external commit (RFC 9420 §12.4.3.2) is accepted only from a client
+  whose queue is already a member (a rejoin after lost state), with the
+  member set unchanged and no Welcome, if its signature verifies against
+  the GroupContext of the GroupInfo the server holds for the current epoch
+  and its UpdatePath leaf carries the requesting client's registered key
+  and server-issued credential.
+
 Queues: entries have consecutive sequence numbers per queue. A client
 fetches after a cursor and acks up to a sequence number, which deletes.
-Entries older than ``retention_seconds`` or beyond ``max_queue_length`` are
-dropped by :meth:`Delivery.sweep`; the client sees the gap in the sequence
-numbers and can rejoin through the stored GroupInfo (external join).
+Unread entries are never evicted to make room: a queue that holds
+``max_queue_length`` entries refuses new ones, and a send or commit that
+would add to it is refused whole with ``queue_full`` (507, ``Retry-After``),
+except that a commit always reaches the members it removes. Entries older
+than ``retention_seconds`` are dropped by :meth:`Delivery.sweep`; the
+client sees the gap in the sequence numbers and can rejoin through the
+stored GroupInfo (external join). Each sender also has a budget of
+messages and bytes per minute towards each recipient queue
+(:class:`SenderBudgets`, in memory only); past it, ``rate_limited``.
 
 All messages of a group are ordered the same way in every member's queue:
 each transaction that adds to a group takes its row lock first, then locks
@@ -39,8 +63,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+import math
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.models import (
@@ -56,13 +84,20 @@ from messenger.api.models import (
 )
 
 from .authentication import Principal
+from .key_packages import ClaimEvidence, leaf_is_issued_to, registered_key
 from .logs import log_event
 from .metrics import Metrics
-from .mls_frames import FrameKind, check_welcome, parse_group_info, parse_group_message
+from .mls_frames import (
+    FrameKind,
+    parse_group_info,
+    parse_group_message,
+    verify_external_commit,
+    welcome_key_package_refs,
+)
 from .push import CHANNEL, Delivery, Hub, notification_payloads
 from .storage import Database, Tx
 
-__all__ = ["Delivery", "DeliveryService", "SweepResult"]
+__all__ = ["Delivery", "DeliveryService", "SenderBudgets", "SweepResult"]
 
 _log = logging.getLogger("messenger.server.delivery")
 
@@ -81,7 +116,11 @@ def _chunks(items: Sequence[object], size: int = _CHUNK) -> list[Sequence[object
 
 @dataclass(frozen=True, slots=True)
 class SweepResult:
-    """What one retention sweep removed."""
+    """What one retention sweep removed.
+
+    ``overflow`` is always 0: unread entries are no longer evicted to keep a
+    queue short (a full queue refuses new ones instead); kept for callers.
+    """
 
     expired: int
     overflow: int
@@ -89,14 +128,51 @@ class SweepResult:
     nonces: int
     challenges: int
     idempotency_keys: int = 0
+    claim_evidence: int = 0
 
 
-_IDEMPOTENCY_PREFIX = b"messenger-idempotency-v1\n"
+_IDEMPOTENCY_PREFIX = b"messenger-idempotency-v2\n"
+_ANSWER_PREFIX = b"messenger-idempotency-answer-v2\n"
+#: Stored times are rounded down to these (docs/threat-model.md): a message's
+#: time only serves retention, an idempotency key's expiry only its purge.
+_CREATED_AT_BUCKET_MS = 3_600_000
+_IDEMPOTENCY_BUCKET_MS = 86_400_000
 
 
 def _idempotency_hash(client_id: str, key: bytes) -> bytes:
-    """The stored form of an idempotency key: it does not name the client."""
-    return hashlib.sha256(_IDEMPOTENCY_PREFIX + client_id.encode() + b"\n" + key).digest()
+    """A send's or commit's retry identity: 64 bytes, a lookup digest and an answer key.
+
+    Both halves are SHA-256 of the client ID and the idempotency key (16 to
+    64 random bytes, never stored). Only the first is stored, as
+    ``idempotency_keys.key_hash``; the second masks the stored answer
+    (:meth:`DeliveryService._remember`). Without the idempotency key, a row
+    neither names its client nor tells its answer, even to someone holding
+    the server secret.
+    """
+    material = client_id.encode() + b"\n" + key
+    return (
+        hashlib.sha256(_IDEMPOTENCY_PREFIX + material).digest()
+        + hashlib.sha256(_ANSWER_PREFIX + material).digest()
+    )
+
+
+def _mask(answer: bytes, answer_key: bytes) -> bytes:
+    """``answer`` XOR ``answer_key`` (one key per row: a one-time pad)."""
+    return bytes(a ^ k for a, k in zip(answer, answer_key, strict=False))
+
+
+def _pack_answer(epoch: int, recipients: int) -> bytes:
+    return epoch.to_bytes(8, "big") + recipients.to_bytes(4, "big")
+
+
+def _unpack_answer(answer: bytes) -> tuple[int, int]:
+    return int.from_bytes(answer[:8], "big"), int.from_bytes(answer[8:12], "big")
+
+
+def _round_down(ms: int, bucket_ms: int, retention_ms: int) -> int:
+    """``ms`` rounded down to ``bucket_ms`` (at most a 24th of the retention)."""
+    size = max(1, min(bucket_ms, retention_ms // 24))
+    return ms - ms % size
 
 
 def _stale(current: int) -> ApiError:
@@ -105,6 +181,119 @@ def _stale(current: int) -> ApiError:
         f"the group is at epoch {current}",
         {"current_epoch": current},
     )
+
+
+def _unknown_group() -> ApiError:
+    """The one answer for a group that does not exist *or* that the client is not in."""
+    return ApiError(ErrorCode.UNKNOWN_GROUP, "no such group")
+
+
+#: How long a sender is asked to wait when a recipient's queue is full.
+_QUEUE_FULL_RETRY_SECONDS = 60
+
+
+def _queue_full() -> ApiError:
+    return ApiError(
+        ErrorCode.QUEUE_FULL,
+        "a recipient's queue is full; retry later",
+        {"retry_after": _QUEUE_FULL_RETRY_SECONDS},
+    )
+
+
+@dataclass(slots=True)
+class _Budget:
+    messages: float
+    size: float
+    updated: float
+
+
+#: Reserved tokens: (sender, queue) -> (messages, bytes), for a refund.
+Reservation = dict[tuple[str, str], tuple[float, float]]
+
+
+class SenderBudgets:
+    """Token buckets per (sender client, recipient queue): messages and bytes a minute.
+
+    Each bucket holds up to a minute's worth and refills continuously. A
+    send takes one message and its size from the bucket of every recipient
+    queue but the sender's own, all or nothing: if one bucket is short, the
+    whole send is ``rate_limited`` with a ``retry_after`` hint. A message
+    larger than the byte budget needs a full bucket. The buckets live in
+    this process's memory only (no sender is ever written down), are
+    forgotten once full, and are thread-safe (SQLite runs operations on its
+    writer thread).
+    """
+
+    _PRUNE_AT = 200_000
+
+    def __init__(
+        self, messages_per_minute: int, bytes_per_minute: int, clock: Callable[[], float]
+    ) -> None:
+        self._max_messages = float(messages_per_minute)
+        self._max_bytes = float(bytes_per_minute)
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], _Budget] = {}
+        self._prune_at = self._PRUNE_AT
+        self._lock = threading.Lock()
+
+    def _refilled(self, key: tuple[str, str], now: float) -> _Budget:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return _Budget(self._max_messages, self._max_bytes, now)
+        elapsed = max(0.0, now - bucket.updated) / 60.0
+        bucket.messages = min(self._max_messages, bucket.messages + elapsed * self._max_messages)
+        bucket.size = min(self._max_bytes, bucket.size + elapsed * self._max_bytes)
+        bucket.updated = now
+        return bucket
+
+    def take(self, sender: str, costs: Mapping[str, tuple[int, int]]) -> Reservation:
+        """Take ``costs[queue] = (messages, bytes)`` from ``sender``'s buckets, or nothing."""
+        with self._lock:
+            now = self._clock()
+            if len(self._buckets) >= self._prune_at:
+                self._prune(now)
+            wait = 0.0
+            plan: list[tuple[tuple[str, str], _Budget, float, float]] = []
+            for queue, (count, size) in costs.items():
+                key = (sender, queue)
+                bucket = self._refilled(key, now)
+                messages = min(float(count), self._max_messages)
+                nbytes = min(float(size), self._max_bytes)
+                if bucket.messages < messages:
+                    wait = max(wait, (messages - bucket.messages) / self._max_messages * 60)
+                if bucket.size < nbytes:
+                    wait = max(wait, (nbytes - bucket.size) / self._max_bytes * 60)
+                plan.append((key, bucket, messages, nbytes))
+            if wait > 0:
+                raise ApiError(
+                    ErrorCode.RATE_LIMITED,
+                    "too many messages from this client to a recipient; retry later",
+                    {"retry_after": max(1, math.ceil(wait))},
+                )
+            taken: Reservation = {}
+            for key, bucket, messages, nbytes in plan:
+                bucket.messages -= messages
+                bucket.size -= nbytes
+                self._buckets[key] = bucket
+                taken[key] = (messages, nbytes)
+            return taken
+
+    def refund(self, taken: Reservation) -> None:
+        """Give back what :meth:`take` took, for a send that was not stored."""
+        with self._lock:
+            for key, (messages, nbytes) in taken.items():
+                bucket = self._buckets.get(key)
+                if bucket is not None:
+                    bucket.messages = min(self._max_messages, bucket.messages + messages)
+                    bucket.size = min(self._max_bytes, bucket.size + nbytes)
+
+    def _prune(self, now: float) -> None:
+        """Forget full buckets; scan again only once the rest has doubled."""
+        for key in list(self._buckets):
+            bucket = self._refilled(key, now)
+            if bucket.messages >= self._max_messages and bucket.size >= self._max_bytes:
+                del self._buckets[key]
+        self._prune_at = max(self._PRUNE_AT, 2 * len(self._buckets))
 
 
 class DeliveryService:
@@ -119,6 +308,10 @@ class DeliveryService:
         *,
         retention_seconds: int,
         max_queue_length: int,
+        claims: ClaimEvidence,
+        credential_public_key: bytes,
+        sender_messages_per_minute: int = 120,
+        sender_bytes_per_minute: int = 16 << 20,
     ) -> None:
         self._db = db
         self._hub = hub
@@ -126,6 +319,9 @@ class DeliveryService:
         self._clock = clock
         self._retention_ms = retention_seconds * 1000
         self._max_queue_length = max_queue_length
+        self._claims = claims
+        self._credential_key = Ed25519PublicKey.from_public_bytes(credential_public_key)
+        self.budgets = SenderBudgets(sender_messages_per_minute, sender_bytes_per_minute, clock)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -137,7 +333,7 @@ class DeliveryService:
         sql = "SELECT epoch FROM mls_groups WHERE group_id = ?" + tx.for_update  # noqa: S608
         row = await tx.fetchone(sql, group_id)
         if row is None:
-            raise ApiError(ErrorCode.UNKNOWN_GROUP, "no such group")
+            raise _unknown_group()
         return int(row[0])
 
     @staticmethod
@@ -148,21 +344,40 @@ class DeliveryService:
         return [str(r[0]) for r in rows]
 
     async def _enqueue(
-        self, tx: Tx, queue_ids: Sequence[str], data: bytes, now_ms: int
+        self,
+        tx: Tx,
+        queue_ids: Sequence[str],
+        data: bytes,
+        now_ms: int,
+        *,
+        may_exceed: Collection[str] = (),
     ) -> list[Delivery]:
-        """Store ``data`` once and append it to every queue in ``queue_ids``."""
+        """Store ``data`` once and append it to every queue in ``queue_ids``.
+
+        ``queue_full`` if a queue already holds ``max_queue_length`` entries
+        (unless it is in ``may_exceed``): nothing is evicted to make room.
+        A queue's entries are the consecutive range from its oldest entry to
+        ``next_seq - 1`` (acks and retention remove the oldest first).
+        """
         if not queue_ids:
             return []
         ordered = sorted(queue_ids)
         seqs: dict[str, int] = {}
         for chunk in _chunks(ordered):
             rows = await tx.fetchall(
-                f"SELECT queue_id, next_seq FROM queues WHERE queue_id IN "  # noqa: S608
-                f"({_placeholders(len(chunk))}) ORDER BY queue_id" + tx.for_update,
+                "SELECT q.queue_id, q.next_seq, (SELECT MIN(e.seq) FROM queue_entries e "  # noqa: S608
+                "WHERE e.queue_id = q.queue_id) FROM queues q WHERE q.queue_id IN "
+                f"({_placeholders(len(chunk))}) ORDER BY q.queue_id" + tx.for_update,
                 *chunk,
             )
-            for queue_id, next_seq in rows:
+            for queue_id, next_seq, oldest in rows:
                 seqs[str(queue_id)] = int(next_seq)
+                if (
+                    oldest is not None
+                    and int(next_seq) - int(oldest) >= self._max_queue_length
+                    and str(queue_id) not in may_exceed
+                ):
+                    raise _queue_full()
             await tx.execute(
                 f"UPDATE queues SET next_seq = next_seq + 1 WHERE queue_id IN "  # noqa: S608
                 f"({_placeholders(len(chunk))})",
@@ -176,9 +391,11 @@ class DeliveryService:
         row = await tx.fetchone("INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data)
         assert row is not None
         payload_id = int(row[0])
+        # Only retention reads it: the hour, not the time of the send.
+        created_at = _round_down(now_ms, _CREATED_AT_BUCKET_MS, self._retention_ms)
         await tx.executemany(
             "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) VALUES (?, ?, ?, ?)",
-            [(q, seqs[q], payload_id, now_ms) for q in ordered],
+            [(q, seqs[q], payload_id, created_at) for q in ordered],
         )
         for payload in notification_payloads(self._hub.origin, ordered):
             await tx.notify(CHANNEL, payload)
@@ -186,25 +403,37 @@ class DeliveryService:
 
     @staticmethod
     async def _answered(tx: Tx, key_hash: bytes | None) -> tuple[int, int] | None:
-        """``(epoch, recipients)`` already given for this idempotency key, if any."""
+        """``(epoch, recipients)`` already given for this idempotency key, if any.
+
+        ``key_hash`` is :func:`_idempotency_hash`: the lookup digest, then the
+        key that unmasks the stored answer.
+        """
         if key_hash is None:
             return None
         row = await tx.fetchone(
-            "SELECT epoch, recipients FROM idempotency_keys WHERE key_hash = ?", key_hash
+            "SELECT answer FROM idempotency_keys WHERE key_hash = ?", key_hash[:32]
         )
-        return None if row is None else (int(row[0]), int(row[1]))
+        if row is None:
+            return None
+        return _unpack_answer(_mask(bytes(row[0]), key_hash[32:]))
 
     async def _remember(
         self, tx: Tx, key_hash: bytes | None, epoch: int, recipients: int, now_ms: int
     ) -> None:
+        """Keep the answer for retries: masked, until about ``retention_seconds`` from now.
+
+        The expiry is rounded down to the day, so it does not tell the time
+        of the send; the key is kept between the retention window less a day
+        and the retention window, as long as the messages themselves.
+        """
         if key_hash is not None:
             await tx.execute(
-                "INSERT INTO idempotency_keys (key_hash, epoch, recipients, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                key_hash,
-                epoch,
-                recipients,
-                now_ms + self._retention_ms,
+                "INSERT INTO idempotency_keys (key_hash, answer, expires_at) VALUES (?, ?, ?)",
+                key_hash[:32],
+                _mask(_pack_answer(epoch, recipients), key_hash[32:]),
+                _round_down(
+                    now_ms + self._retention_ms, _IDEMPOTENCY_BUCKET_MS, self._retention_ms
+                ),
             )
 
     def _published(self, deliveries: list[Delivery]) -> None:
@@ -216,7 +445,16 @@ class DeliveryService:
     async def create_group(
         self, principal: Principal, req: CreateGroupRequest
     ) -> CreateGroupResponse:
-        """Register a group at epoch 0 whose only member is the creator's queue."""
+        """Register a group at epoch 0 whose only member is the creator's queue.
+
+        An ID that is taken gets ``group_exists`` (409), the same answer for
+        members and non-members, carrying nothing else (no epoch, members or
+        GroupInfo). Creation cannot hide that an ID is taken -- it must not
+        succeed -- but only someone who already knows the ID can ask: clients
+        draw group IDs of 32 random bytes, known to members, past members
+        and Welcome recipients only. Every other group route answers a
+        non-member exactly as for a missing group (``unknown_group``).
+        """
         if req.group_info is not None:
             self._check_group_info(req.group_info, req.group_id, 0)
 
@@ -253,7 +491,12 @@ class DeliveryService:
     async def commit(
         self, principal: Principal, group_id: bytes, req: CommitRequest
     ) -> CommitResponse:
-        """Accept the commit for ``req.epoch`` if no other commit was accepted for it."""
+        """Accept the commit for ``req.epoch`` if no other commit was accepted for it.
+
+        Only a member may commit (others get ``unknown_group``); new queues
+        need claim evidence, and an external commit is verified (see the
+        module docstring). Nothing changes unless the commit is accepted.
+        """
         header = parse_group_message(req.commit)
         if header.kind is not FrameKind.COMMIT:
             raise ApiError(ErrorCode.WRONG_MESSAGE_TYPE, "commit: expected a commit")
@@ -265,13 +508,18 @@ class DeliveryService:
                 f"the commit is for epoch {header.epoch}, the request says {req.epoch}",
             )
         new_members = set(req.members)
-        welcome_to = sorted(req.welcome_to or ())
+        welcome_to = sorted(set(req.welcome_to or ()))
         if (req.welcome is None) != (not welcome_to):
             raise ApiError.invalid_field("welcome_to", "welcome and welcome_to go together")
         if not new_members.issuperset(welcome_to):
             raise ApiError.invalid_field("welcome_to", "every Welcome recipient must be a member")
+        refs: tuple[bytes, ...] = ()
         if req.welcome is not None:
-            check_welcome(req.welcome)
+            refs = welcome_key_package_refs(req.welcome)
+            if header.external_commit:
+                raise ApiError.invalid_field(
+                    "welcome", "an external commit adds no one, so it has no Welcome"
+                )
         new_epoch = req.epoch + 1
         if req.group_info is not None:
             self._check_group_info(req.group_info, group_id, new_epoch)
@@ -281,31 +529,40 @@ class DeliveryService:
             if req.idempotency_key is None
             else _idempotency_hash(principal.client_id, req.idempotency_key)
         )
+        welcomed = set(welcome_to)
+        taken: Reservation | None = None
 
         async def op(tx: Tx) -> tuple[list[Delivery], int, bool]:
+            nonlocal taken
+            if taken is not None:  # a retried transaction (PostgreSQL conflict)
+                self.budgets.refund(taken)
+                taken = None
             current = await self._group_epoch(tx, group_id)
+            old_members = await self._members(tx, group_id)
+            if principal.queue_id not in old_members:
+                raise _unknown_group()
             answered = await self._answered(tx, key_hash)
             if answered is not None:
                 return [], answered[1], True
-            old_members = await self._members(tx, group_id)
-            if principal.queue_id not in old_members and not header.external_commit:
-                raise ApiError(ErrorCode.NOT_A_MEMBER, "the sender is not a member of the group")
             if current != req.epoch:
-                raise _stale(current)
-            changed = await tx.execute(
-                "UPDATE mls_groups SET epoch = ?, group_info = ?, group_info_epoch = ? "
-                "WHERE group_id = ? AND epoch = ?",
-                new_epoch,
-                req.group_info,
-                new_epoch if req.group_info is not None else None,
-                group_id,
-                req.epoch,
-            )
-            if changed != 1:  # pragma: no cover - the row lock rules this out
                 raise _stale(current)
             old = set(old_members)
             added = sorted(new_members - old)
             removed = sorted(old - new_members)
+            if header.external_commit:
+                await self._check_external_commit(tx, principal, group_id, current, req, old)
+            else:
+                unwelcomed = [q for q in added if q not in welcomed]
+                missing = unwelcomed or await self._claims.consume(
+                    tx, principal.client_id, added, refs, now
+                )
+                if missing:
+                    raise ApiError(
+                        ErrorCode.MEMBER_NOT_CLAIMED,
+                        "a new member's queue can be added only with a Welcome for a "
+                        "KeyPackage this client claimed from it",
+                        {"queue": missing[0]},
+                    )
             for chunk in _chunks(added):
                 found = await tx.fetchall(
                     f"SELECT queue_id FROM queues WHERE queue_id IN ({_placeholders(len(chunk))})",  # noqa: S608
@@ -319,6 +576,17 @@ class DeliveryService:
                         "a new member's queue does not exist",
                         {"queue": unknown},
                     )
+            changed = await tx.execute(
+                "UPDATE mls_groups SET epoch = ?, group_info = ?, group_info_epoch = ? "
+                "WHERE group_id = ? AND epoch = ?",
+                new_epoch,
+                req.group_info,
+                new_epoch if req.group_info is not None else None,
+                group_id,
+                req.epoch,
+            )
+            if changed != 1:  # pragma: no cover - the row lock rules this out
+                raise _stale(current)
             for chunk in _chunks(removed):
                 await tx.execute(
                     f"DELETE FROM group_members WHERE group_id = ? AND queue_id IN "  # noqa: S608
@@ -330,7 +598,18 @@ class DeliveryService:
                 "INSERT INTO group_members (group_id, queue_id) VALUES (?, ?)",
                 [(group_id, q) for q in added],
             )
-            deliveries = await self._enqueue(tx, old_members, req.commit, now)
+            costs: dict[str, tuple[int, int]] = {}
+            for q in old_members:
+                costs[q] = (1, len(req.commit))
+            if req.welcome is not None:
+                for q in welcome_to:
+                    count, size = costs.get(q, (0, 0))
+                    costs[q] = (count + 1, size + len(req.welcome))
+            costs.pop(principal.queue_id, None)
+            taken = self.budgets.take(principal.client_id, costs)
+            # A commit always reaches the members it removes, so that a member
+            # whose queue is full can still be removed (RFC 9420 §12.4).
+            deliveries = await self._enqueue(tx, old_members, req.commit, now, may_exceed=removed)
             recipients = len(deliveries)
             if req.welcome is not None:
                 deliveries += await self._enqueue(tx, welcome_to, req.welcome, now)
@@ -339,9 +618,11 @@ class DeliveryService:
 
         try:
             deliveries, recipients, repeated = await self._db.transaction(op)
-        except ApiError as exc:
-            if exc.code is ErrorCode.STALE_EPOCH:
-                self._metrics.commits.labels(outcome="stale").inc()
+        except BaseException as exc:
+            if taken is not None:
+                self.budgets.refund(taken)
+            if isinstance(exc, ApiError):
+                self._count_refusal(exc)
             raise
         if repeated:
             log_event(_log, "commit repeated", epoch=new_epoch)
@@ -354,8 +635,59 @@ class DeliveryService:
         log_event(_log, "commit accepted", epoch=new_epoch, recipients=recipients)
         return CommitResponse(new_epoch, recipients)
 
+    def _count_refusal(self, exc: ApiError) -> None:
+        if exc.code is ErrorCode.STALE_EPOCH:
+            self._metrics.commits.labels(outcome="stale").inc()
+        elif exc.code is ErrorCode.RATE_LIMITED:
+            self._metrics.rate_limited.labels(limit="sender_queue").inc()
+        elif exc.code is ErrorCode.QUEUE_FULL:
+            self._metrics.rate_limited.labels(limit="queue_full").inc()
+
+    async def _check_external_commit(
+        self,
+        tx: Tx,
+        principal: Principal,
+        group_id: bytes,
+        current: int,
+        req: CommitRequest,
+        old_members: set[str],
+    ) -> None:
+        """:class:`ApiError` unless ``req`` is a verified rejoin of ``principal`` (a member).
+
+        RFC 9420 §12.4.3.2: an external commit adds only its sender (and may
+        remove the sender's old leaf), so the member set stays as it is. Its
+        signature must verify against the GroupContext of the GroupInfo held
+        for the current epoch (RFC 9420 §6.1), with the UpdatePath leaf's key,
+        which must be the requesting client's registered key under the
+        credential this server issued to it.
+        """
+        if set(req.members) != old_members:
+            raise ApiError.invalid_field(
+                "members", "an external commit rejoins a member: the member set stays the same"
+            )
+        row = await tx.fetchone(
+            "SELECT group_info, group_info_epoch FROM mls_groups WHERE group_id = ?", group_id
+        )
+        if row is None or row[0] is None or row[1] is None or int(row[1]) != current:
+            raise ApiError(
+                ErrorCode.NO_GROUP_INFO,
+                "an external commit needs the GroupInfo of the current epoch on the server",
+            )
+        leaf = verify_external_commit(req.commit, bytes(row[0]))
+        registered = await registered_key(tx, principal.client_id)
+        if not leaf_is_issued_to(self._credential_key, principal, registered, leaf):
+            raise ApiError(
+                ErrorCode.INVALID_MESSAGE,
+                "the external commit's leaf does not carry this client's key and credential",
+            )
+
     async def send(self, principal: Principal, group_id: bytes, req: SendRequest) -> SendResponse:
-        """Fan an application message or proposal out to every member's queue."""
+        """Fan an application message or proposal out to every member's queue.
+
+        Only a member may send (others get ``unknown_group``); the send is
+        refused whole if a recipient's queue is full or the sender's budget
+        towards a recipient is spent.
+        """
         header = parse_group_message(req.message)
         if header.kind is FrameKind.COMMIT:
             raise ApiError(
@@ -369,22 +701,38 @@ class DeliveryService:
             if req.idempotency_key is None
             else _idempotency_hash(principal.client_id, req.idempotency_key)
         )
+        taken: Reservation | None = None
 
         async def op(tx: Tx) -> tuple[list[Delivery], SendResponse | None]:
+            nonlocal taken
+            if taken is not None:  # a retried transaction (PostgreSQL conflict)
+                self.budgets.refund(taken)
+                taken = None
             current = await self._group_epoch(tx, group_id)
+            members = await self._members(tx, group_id)
+            if principal.queue_id not in members:
+                raise _unknown_group()
             answered = await self._answered(tx, key_hash)
             if answered is not None:
                 return [], SendResponse(*answered)
-            members = await self._members(tx, group_id)
-            if principal.queue_id not in members:
-                raise ApiError(ErrorCode.NOT_A_MEMBER, "the sender is not a member of the group")
             if header.epoch != current:
                 raise _stale(current)
+            size = len(req.message)
+            taken = self.budgets.take(
+                principal.client_id, {q: (1, size) for q in members if q != principal.queue_id}
+            )
             deliveries = await self._enqueue(tx, members, req.message, now)
             await self._remember(tx, key_hash, header.epoch, len(deliveries), now)
             return deliveries, None
 
-        deliveries, repeated = await self._db.transaction(op)
+        try:
+            deliveries, repeated = await self._db.transaction(op)
+        except BaseException as exc:
+            if taken is not None:
+                self.budgets.refund(taken)
+            if isinstance(exc, ApiError):
+                self._count_refusal(exc)
+            raise
         if repeated is not None:
             return repeated
         self._metrics.messages.labels(kind=header.kind.value).inc()
@@ -415,7 +763,7 @@ class DeliveryService:
 
         found = await self._db.read(op)
         if found is None:
-            raise ApiError(ErrorCode.UNKNOWN_GROUP, "no such group")
+            raise _unknown_group()
         epoch, info = found
         if info is None:
             raise ApiError(ErrorCode.NO_GROUP_INFO, "no GroupInfo is stored for this group")
@@ -434,7 +782,7 @@ class DeliveryService:
         async def op(tx: Tx) -> None:
             current = await self._group_epoch(tx, group_id)
             if principal.queue_id not in await self._members(tx, group_id):
-                raise ApiError(ErrorCode.UNKNOWN_GROUP, "no such group")
+                raise _unknown_group()
             if req.epoch != current:
                 raise _stale(current)
             await tx.execute(
@@ -504,17 +852,17 @@ class DeliveryService:
     # -- retention ------------------------------------------------------------------
 
     async def sweep(self) -> SweepResult:
-        """Apply the retention limits and purge spent nonces and challenges."""
+        """Apply the retention limit and purge spent nonces, challenges and claim evidence.
+
+        Only entries older than ``retention_seconds`` are dropped: a queue's
+        length is held by refusing new entries (``queue_full``), never by
+        evicting unread ones.
+        """
         now = self._now_ms()
 
         async def op(tx: Tx) -> SweepResult:
             expired = await tx.execute(
                 "DELETE FROM queue_entries WHERE created_at < ?", now - self._retention_ms
-            )
-            overflow = await tx.execute(
-                "DELETE FROM queue_entries WHERE seq < (SELECT q.next_seq FROM queues q "
-                "WHERE q.queue_id = queue_entries.queue_id) - ?",
-                self._max_queue_length,
             )
             payloads = await tx.execute(
                 "DELETE FROM payloads WHERE NOT EXISTS (SELECT 1 FROM queue_entries e "
@@ -523,7 +871,8 @@ class DeliveryService:
             nonces = await tx.execute("DELETE FROM request_nonces WHERE expires_at < ?", now)
             challenges = await tx.execute("DELETE FROM used_challenges WHERE expires_at < ?", now)
             keys = await tx.execute("DELETE FROM idempotency_keys WHERE expires_at < ?", now)
-            return SweepResult(expired, overflow, payloads, nonces, challenges, keys)
+            evidence = await tx.execute("DELETE FROM claim_evidence WHERE expires_at <= ?", now)
+            return SweepResult(expired, 0, payloads, nonces, challenges, keys, evidence)
 
         result = await self._db.transaction(op)
         self._metrics.expired.inc(result.expired + result.overflow)

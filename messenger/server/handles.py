@@ -5,17 +5,28 @@ stores ``HMAC-SHA256(pepper, "handle-v1" || handle)`` and never the handle
 itself, so the database alone does not reveal handles, and a lookup works
 only for the exact handle. The pepper is derived from the server's master
 secret, which is kept outside the database (:mod:`.server_keys`).
+
+Because anyone who knows a handle can find its account, lookups are limited
+to what a person needs: ``lookups_per_account_per_minute`` (30) per account
+and ``lookups_per_ip_per_minute`` (60) per address, with ``429
+rate_limited`` and ``Retry-After`` beyond (:meth:`Handles.limit`). Setting a
+handle answers "is it taken?", so it draws on the same limits; so does
+nothing else. The account's bucket is checked first, so an account over its
+limit does not use up the share of others behind the same address.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from collections.abc import Callable
 
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.models import HandleLookupResponse
 
 from .authentication import Principal
+from .ratelimit import RateLimiter
 from .storage import Database, Tx, UniqueViolation
 
 __all__ = ["Handles", "handle_hash"]
@@ -29,12 +40,34 @@ def handle_hash(pepper: bytes, handle: str) -> bytes:
 class Handles:
     """Set, remove and look up handles."""
 
-    def __init__(self, db: Database, pepper: bytes) -> None:
+    def __init__(
+        self,
+        db: Database,
+        pepper: bytes,
+        *,
+        lookups_per_account_per_minute: int = 30,
+        lookups_per_ip_per_minute: int = 60,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._db = db
         self._pepper = pepper
+        self._per_account = RateLimiter.per_minute(
+            "handle lookups per account", lookups_per_account_per_minute, clock
+        )
+        self._per_address = RateLimiter.per_minute(
+            "handle lookups per address", lookups_per_ip_per_minute, clock
+        )
 
     def hash(self, handle: str) -> bytes:
         return handle_hash(self._pepper, handle)
+
+    def limit(self, account_id: str, address: str) -> None:
+        """Take a lookup token of the account and of the address; 429 when out.
+
+        Called before every lookup and every attempt to set a handle.
+        """
+        self._per_account.hit(account_id)
+        self._per_address.hit(address)
 
     async def set(self, principal: Principal, handle: str) -> None:
         """Give the account ``handle`` (replacing its old one)."""

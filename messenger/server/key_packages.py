@@ -14,9 +14,33 @@ client (its account and client IDs and that key, under the server's
 signature). Otherwise the whole upload is refused with ``invalid_message``
 and nothing of it is stored, so no one can plant KeyPackages that others
 would take for someone else's.
+
+**Claims are limited** (in each process's memory, like :mod:`.ratelimit`):
+a claiming account may make ``key_package_claims_per_hour`` claims
+(``rate_limited`` beyond), and the one-time KeyPackages of a target account
+are handed out at most ``one_time_key_packages_per_target_per_hour`` times
+an hour whoever claims, and at most
+``one_time_key_packages_per_claimer_per_target_per_hour`` times to one
+claiming account; past either, a claim gets the last-resort KeyPackage, so
+nobody can drain someone's one-time KeyPackages, one claimer cannot use up
+the target's hourly share alone, and the target stays reachable.
+
+**Claims leave evidence** (:class:`ClaimEvidence`): for each KeyPackage
+handed out, a row of two HMACs under a key derived from the server secret,
+of (claimer client, KeyPackageRef) and of (claimer client, target queue),
+with an expiry rounded up to the hour. A commit may add a queue to a group
+only with a Welcome naming a KeyPackage its committer claimed from that
+queue's client (:meth:`ClaimEvidence.consume`, called by the Delivery
+Service); a copy of the database does not tell who claimed whose
+KeyPackage, nor exactly when.
 """
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,10 +56,173 @@ from messenger.api.models import (
 from messenger.api.signing import credential_tbs
 
 from .authentication import Principal
-from .mls_frames import KeyPackageLeaf, check_key_package
+from .mls_frames import KeyPackageLeaf, check_key_package, key_package_ref
+from .ratelimit import RateLimiter
 from .storage import Database, Tx
 
-__all__ = ["KeyPackages"]
+__all__ = ["ClaimEvidence", "KeyPackages", "leaf_is_issued_to", "registered_key"]
+
+_HOUR_MS = 3600 * 1000
+_CHUNK = 500
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def leaf_is_issued_to(
+    credential_key: Ed25519PublicKey,
+    principal: Principal,
+    registered: bytes,
+    leaf: KeyPackageLeaf,
+) -> bool:
+    """Whether ``leaf`` carries ``principal``'s registered key and the credential issued to it.
+
+    ``registered`` is the client's signature key from the database; the
+    credential must name the principal's account and client and that key,
+    under the server's signature (``credential_key``).
+    """
+    cred = leaf.credential
+    if (
+        cred is None
+        or not registered
+        or leaf.signature_key != registered
+        or cred.signature_key != registered
+        or cred.account_id != principal.account_id
+        or cred.client_id != principal.client_id
+    ):
+        return False
+    tbs = credential_tbs(cred.account_id, cred.client_id, cred.signature_key, cred.issued_at)
+    try:
+        credential_key.verify(cred.signature, tbs)
+    except InvalidSignature:
+        return False
+    return True
+
+
+async def registered_key(tx: Tx, client_id: str) -> bytes:
+    """The client's registered signature key (empty if there is no such client)."""
+    row = await tx.fetchone("SELECT signature_key FROM clients WHERE client_id = ?", client_id)
+    return b"" if row is None else bytes(row[0])
+
+
+class _HourlyAllowance:
+    """Up to ``per_hour`` a key per hour (a token bucket that refills over the hour).
+
+    Unlike :class:`~.ratelimit.RateLimiter` a token can be given back, so
+    that only what was actually handed out counts. Event-loop thread only.
+    """
+
+    _PRUNE_AT = 50_000
+
+    def __init__(self, per_hour: int, clock: Callable[[], float]) -> None:
+        self._max = float(per_hour)
+        self._rate = per_hour / 3600.0
+        self._clock = clock
+        self._tokens: dict[str, tuple[float, float]] = {}
+
+    def _current(self, key: str, now: float) -> float:
+        tokens, updated = self._tokens.get(key, (self._max, now))
+        return min(self._max, tokens + max(0.0, now - updated) * self._rate)
+
+    def take(self, key: str) -> bool:
+        now = self._clock()
+        if len(self._tokens) >= self._PRUNE_AT:
+            for k in [k for k in self._tokens if self._current(k, now) >= self._max]:
+                del self._tokens[k]
+        tokens = self._current(key, now)
+        if tokens < 1.0:
+            self._tokens[key] = (tokens, now)
+            return False
+        self._tokens[key] = (tokens - 1.0, now)
+        return True
+
+    def give_back(self, key: str) -> None:
+        now = self._clock()
+        self._tokens[key] = (min(self._max, self._current(key, now) + 1.0), now)
+
+
+class ClaimEvidence:
+    """Keyed digests recording that a client claimed a KeyPackage of some queue's client.
+
+    ``evidence_hash`` = HMAC(key, claimer client, KeyPackageRef) identifies a
+    handed-out KeyPackage *for this claimer*; ``queue_hash`` = HMAC(key,
+    claimer client, target queue) says whose it was. ``key`` is derived
+    from the server secret, which is not in the database.
+    """
+
+    def __init__(self, key: bytes, ttl_seconds: int) -> None:
+        self._key = key
+        self._ttl_ms = ttl_seconds * 1000
+
+    def _mac(self, label: bytes, claimer: str, value: bytes) -> bytes:
+        who = claimer.encode()
+        message = label + len(who).to_bytes(2, "big") + who + value
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def evidence_hash(self, claimer: str, ref: bytes) -> bytes:
+        return self._mac(b"key-package-ref\n", claimer, ref)
+
+    def queue_hash(self, claimer: str, queue_id: str) -> bytes:
+        return self._mac(b"target-queue\n", claimer, queue_id.encode())
+
+    def expires_at(self, now_ms: int) -> int:
+        """``now + ttl``, rounded up to the next full hour (a coarse time)."""
+        return ((now_ms + self._ttl_ms) // _HOUR_MS + 1) * _HOUR_MS
+
+    async def record(
+        self, tx: Tx, claimer: str, handed_out: Sequence[tuple[str, bytes]], now_ms: int
+    ) -> None:
+        """Remember that ``claimer`` got KeyPackages ``(target queue, KeyPackageRef)``."""
+        expires = self.expires_at(now_ms)
+        await tx.executemany(
+            "INSERT INTO claim_evidence (evidence_hash, queue_hash, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (evidence_hash) DO UPDATE SET queue_hash = excluded.queue_hash, "
+            "expires_at = excluded.expires_at",
+            [
+                (self.evidence_hash(claimer, ref), self.queue_hash(claimer, queue), expires)
+                for queue, ref in handed_out
+            ],
+        )
+
+    async def consume(
+        self, tx: Tx, claimer: str, queues: Sequence[str], refs: Sequence[bytes], now_ms: int
+    ) -> list[str]:
+        """Use up the evidence that ``claimer`` may add ``queues`` with a Welcome to ``refs``.
+
+        Each queue needs an unexpired row for one of ``refs`` that ``claimer``
+        claimed from that queue's client. Returns the queues without such
+        evidence (and consumes nothing then); the rows used are deleted.
+        """
+        if not queues:
+            return []
+        wanted = {self.queue_hash(claimer, q): q for q in queues}
+        hashes = sorted({self.evidence_hash(claimer, ref) for ref in refs})
+        used: list[bytes] = []
+        covered: set[str] = set()
+        for i in range(0, len(hashes), _CHUNK):
+            chunk = hashes[i : i + _CHUNK]
+            rows = await tx.fetchall(
+                "SELECT evidence_hash, queue_hash FROM claim_evidence "  # noqa: S608
+                f"WHERE expires_at > ? AND evidence_hash IN ({_placeholders(len(chunk))})",
+                now_ms,
+                *chunk,
+            )
+            for evidence, queue in rows:
+                target = wanted.get(bytes(queue))
+                if target is not None:
+                    used.append(bytes(evidence))
+                    covered.add(target)
+        missing = [q for q in queues if q not in covered]
+        if missing:
+            return missing
+        for i in range(0, len(used), _CHUNK):
+            chunk = used[i : i + _CHUNK]
+            await tx.execute(
+                f"DELETE FROM claim_evidence WHERE evidence_hash IN ({_placeholders(len(chunk))})",  # noqa: S608
+                *chunk,
+            )
+        return []
 
 
 async def _count(tx: Tx, client_id: str) -> tuple[int, bool]:
@@ -51,28 +238,34 @@ async def _count(tx: Tx, client_id: str) -> tuple[int, bool]:
 class KeyPackages:
     """Upload, count and claim KeyPackages."""
 
-    def __init__(self, db: Database, max_per_client: int, credential_public_key: bytes) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_per_client: int,
+        credential_public_key: bytes,
+        *,
+        evidence: ClaimEvidence,
+        claims_per_hour: int,
+        one_time_per_target_per_hour: int,
+        one_time_per_pair_per_hour: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._db = db
         self._max = max_per_client
         self._credential_key = Ed25519PublicKey.from_public_bytes(credential_public_key)
+        self.evidence = evidence
+        self._clock = clock
+        self._claimer_limit = RateLimiter.per_hour(
+            "key package claims by this account", claims_per_hour, clock
+        )
+        self._target_limit = _HourlyAllowance(one_time_per_target_per_hour, clock)
+        self._pair_limit = _HourlyAllowance(
+            one_time_per_pair_per_hour or one_time_per_target_per_hour, clock
+        )
 
-    def _is_own(self, principal: Principal, registered_key: bytes, leaf: KeyPackageLeaf) -> bool:
+    def _is_own(self, principal: Principal, registered: bytes, leaf: KeyPackageLeaf) -> bool:
         """Whether ``leaf`` carries the uploader's key and its server-issued credential."""
-        cred = leaf.credential
-        if (
-            cred is None
-            or leaf.signature_key != registered_key
-            or cred.signature_key != registered_key
-            or cred.account_id != principal.account_id
-            or cred.client_id != principal.client_id
-        ):
-            return False
-        tbs = credential_tbs(cred.account_id, cred.client_id, cred.signature_key, cred.issued_at)
-        try:
-            self._credential_key.verify(cred.signature, tbs)
-        except InvalidSignature:
-            return False
-        return True
+        return leaf_is_issued_to(self._credential_key, principal, registered, leaf)
 
     async def upload(
         self, principal: Principal, req: UploadKeyPackagesRequest
@@ -91,12 +284,9 @@ class KeyPackages:
         client_id = principal.client_id
 
         async def op(tx: Tx) -> UploadKeyPackagesResponse:
-            row = await tx.fetchone(
-                "SELECT signature_key FROM clients WHERE client_id = ?", client_id
-            )
-            registered_key = b"" if row is None else bytes(row[0])
+            registered = await registered_key(tx, client_id)
             for where, details, leaf in leaves:
-                if not self._is_own(principal, registered_key, leaf):
+                if not self._is_own(principal, registered, leaf):
                     raise ApiError(
                         ErrorCode.INVALID_MESSAGE,
                         f"{where}: the KeyPackage is not bound to this client's "
@@ -137,8 +327,23 @@ class KeyPackages:
 
         return await self._db.read(op)
 
-    async def claim(self, account_id: str) -> ClaimKeyPackagesResponse:
-        """One KeyPackage for each client of ``account_id``."""
+    async def claim(self, principal: Principal, account_id: str) -> ClaimKeyPackagesResponse:
+        """One KeyPackage for each client of ``account_id``, claimed by ``principal``.
+
+        ``rate_limited`` (429) past the claimer's limit. Past the target's
+        hourly limit of one-time KeyPackages, or this claimer's share of it,
+        each client's last-resort KeyPackage is handed out instead (a claim
+        that hands out no one-time KeyPackage does not count). Every
+        KeyPackage handed out is recorded as :class:`ClaimEvidence` for
+        ``principal``'s client.
+        """
+        self._claimer_limit.hit(principal.account_id)
+        pair = f"{principal.account_id}\n{account_id}"
+        one_time = self._pair_limit.take(pair)
+        if one_time and not self._target_limit.take(account_id):
+            self._pair_limit.give_back(pair)
+            one_time = False
+        now_ms = int(self._clock() * 1000)
 
         async def op(tx: Tx) -> ClaimKeyPackagesResponse:
             clients = await tx.fetchall(
@@ -149,11 +354,14 @@ class KeyPackages:
                 raise ApiError(ErrorCode.UNKNOWN_ACCOUNT, "no such account")
             claimed: list[ClaimedKeyPackage] = []
             for client_id, queue_id in clients:
-                row = await tx.fetchone(
-                    "SELECT kp_id, data FROM key_packages WHERE client_id = ? AND last_resort = 0 "  # noqa: S608
-                    "ORDER BY kp_id LIMIT 1" + tx.for_update_skip_locked,
-                    client_id,
-                )
+                row = None
+                if one_time:
+                    row = await tx.fetchone(
+                        "SELECT kp_id, data FROM key_packages "  # noqa: S608
+                        "WHERE client_id = ? AND last_resort = 0 "
+                        "ORDER BY kp_id LIMIT 1" + tx.for_update_skip_locked,
+                        client_id,
+                    )
                 if row is not None:
                     await tx.execute("DELETE FROM key_packages WHERE kp_id = ?", row[0])
                     claimed.append(ClaimedKeyPackage(client_id, queue_id, bytes(row[1]), False))
@@ -166,6 +374,20 @@ class KeyPackages:
                     claimed.append(ClaimedKeyPackage(client_id, queue_id, bytes(row[0]), True))
             if not claimed:
                 raise ApiError(ErrorCode.NO_KEY_PACKAGE, "the account has no KeyPackage left")
+            await self.evidence.record(
+                tx,
+                principal.client_id,
+                [(c.queue_id, key_package_ref(c.key_package)) for c in claimed],
+                now_ms,
+            )
             return ClaimKeyPackagesResponse(tuple(claimed))
 
-        return await self._db.transaction(op)
+        handed_out = False
+        try:
+            response = await self._db.transaction(op)
+            handed_out = any(not c.last_resort for c in response.key_packages)
+            return response
+        finally:
+            if one_time and not handed_out:  # only one-time KeyPackages count
+                self._pair_limit.give_back(pair)
+                self._target_limit.give_back(account_id)

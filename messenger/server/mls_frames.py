@@ -8,6 +8,16 @@ PublicMessage or PrivateMessage, and the sender type of a PublicMessage
 Welcome and a GroupInfo are what they say, and verifies the signatures of
 uploaded KeyPackages (RFC 9420 §10.1) so that junk cannot be handed out.
 
+Three checks guard group membership (docs/threat-model.md):
+
+* :func:`key_package_ref` -- the ``KeyPackageRef`` of a KeyPackage handed
+  out by a claim (RFC 9420 §5.2), which the server remembers as evidence;
+* :func:`welcome_key_package_refs` -- the ``new_member`` KeyPackageRefs of a
+  Welcome, in the clear (RFC 9420 §12.4.3.1), matched against that evidence;
+* :func:`verify_external_commit` -- the signature of an external commit
+  over ``FramedContentTBS`` with the GroupContext of the GroupInfo the server
+  holds (RFC 9420 §6.1, §12.4.3.2), by the joiner's leaf in its UpdatePath.
+
 This module is the one seam between the server and :mod:`messenger.mls`:
 any failure to decode is the sender's fault and becomes
 :attr:`~messenger.api.errors.ErrorCode.INVALID_MESSAGE`.
@@ -21,9 +31,11 @@ from dataclasses import dataclass
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.mls.ciphersuite import get_cipher_suite
 from messenger.mls.codec import Reader
+from messenger.mls.commit import Commit
 from messenger.mls.content import ContentType, PrivateMessage, PublicMessage, SenderType
 from messenger.mls.credentials import Credential, CredentialType
-from messenger.mls.errors import DecodeError
+from messenger.mls.errors import DecodeError, MLSError
+from messenger.mls.framing import verify_content_signature
 from messenger.mls.key_package import KeyPackage
 from messenger.mls.leaf_node import LeafNodeSource
 from messenger.mls.messages import MLSMessage
@@ -36,8 +48,11 @@ __all__ = [
     "KeyPackageLeaf",
     "check_key_package",
     "check_welcome",
+    "key_package_ref",
     "parse_group_info",
     "parse_group_message",
+    "verify_external_commit",
+    "welcome_key_package_refs",
 ]
 
 
@@ -90,10 +105,21 @@ def parse_group_message(data: bytes) -> GroupMessageHeader:
     )
 
 
+def welcome_key_package_refs(data: bytes) -> tuple[bytes, ...]:
+    """The ``new_member`` KeyPackageRefs of an MLSMessage carrying a Welcome.
+
+    RFC 9420 §12.4.3.1: each ``EncryptedGroupSecrets`` names, in the clear,
+    the KeyPackage of the new member it is encrypted to.
+    """
+    body = _decode(data, "welcome").body
+    if not isinstance(body, Welcome):
+        raise ApiError(ErrorCode.WRONG_MESSAGE_TYPE, "welcome: expected a Welcome")
+    return tuple(bytes(entry.new_member) for entry in body.secrets)
+
+
 def check_welcome(data: bytes) -> None:
     """:class:`ApiError` unless ``data`` is an MLSMessage carrying a Welcome."""
-    if not isinstance(_decode(data, "welcome").body, Welcome):
-        raise ApiError(ErrorCode.WRONG_MESSAGE_TYPE, "welcome: expected a Welcome")
+    welcome_key_package_refs(data)
 
 
 def parse_group_info(data: bytes) -> tuple[bytes, int]:
@@ -172,4 +198,67 @@ def check_key_package(data: bytes) -> KeyPackageLeaf:
         ok = False
     if not ok:
         raise ApiError(ErrorCode.INVALID_MESSAGE, "the KeyPackage does not verify")
+    return KeyPackageLeaf(bytes(leaf.signature_key), _issued_credential(leaf.credential))
+
+
+def key_package_ref(data: bytes) -> bytes:
+    """``MakeKeyPackageRef`` of a stored KeyPackage (RFC 9420 §5.2).
+
+    ``data`` is an MLSMessage carrying a KeyPackage that
+    :func:`check_key_package` accepted; the ref is the hash, with the
+    KeyPackage's own cipher suite, that a Welcome to it names.
+    """
+    body = _decode(data, "key package").body
+    if not isinstance(body, KeyPackage):
+        raise ApiError(ErrorCode.WRONG_MESSAGE_TYPE, "expected a KeyPackage")
+    try:
+        return body.ref(get_cipher_suite(body.cipher_suite))
+    except MLSError:
+        raise ApiError(ErrorCode.INVALID_MESSAGE, "the KeyPackage does not verify") from None
+
+
+def verify_external_commit(data: bytes, group_info: bytes) -> KeyPackageLeaf:
+    """The joiner's leaf of a verified external commit; :class:`ApiError` otherwise.
+
+    ``data`` must be a PublicMessage from a ``new_member_commit`` sender
+    carrying a Commit with an UpdatePath (RFC 9420 §12.4.3.2), for the group
+    and epoch of ``group_info`` (the GroupInfo the server holds for the
+    current epoch), and its signature must verify over ``FramedContentTBS``
+    -- which for this sender type covers the GroupContext (RFC 9420 §6.1) --
+    with the signature key of the UpdatePath's leaf (``leaf_node_source =
+    commit``). Whose leaf that is, is for the caller to check.
+    """
+    body = _decode(data, "commit").body
+    if not (
+        isinstance(body, PublicMessage)
+        and body.content.sender.sender_type == SenderType.NEW_MEMBER_COMMIT
+        and isinstance(body.content.content, Commit)
+    ):
+        raise ApiError(ErrorCode.INVALID_MESSAGE, "not an external commit")
+    path = body.content.content.path
+    if path is None or path.leaf_node.leaf_node_source != LeafNodeSource.COMMIT:
+        raise ApiError(
+            ErrorCode.INVALID_MESSAGE,
+            "an external commit must carry the joiner's leaf in its path (RFC 9420 §12.4.3.2)",
+        )
+    info = _decode(group_info, "group_info").body
+    if not isinstance(info, GroupInfo):  # pragma: no cover - checked when stored
+        raise ApiError(ErrorCode.WRONG_MESSAGE_TYPE, "group_info: expected a GroupInfo")
+    context = info.group_context
+    if (context.group_id, context.epoch) != (body.content.group_id, body.content.epoch):
+        raise ApiError(
+            ErrorCode.INVALID_MESSAGE, "the external commit is not for the stored GroupInfo"
+        )
+    leaf = path.leaf_node
+    try:
+        verify_content_signature(
+            get_cipher_suite(context.cipher_suite),
+            body.authenticated_content(),
+            leaf.signature_key,
+            context.to_bytes(),
+        )
+    except Exception:  # unsupported suite, malformed key, bad signature: the sender's fault
+        raise ApiError(
+            ErrorCode.INVALID_MESSAGE, "the external commit's signature does not verify"
+        ) from None
     return KeyPackageLeaf(bytes(leaf.signature_key), _issued_credential(leaf.credential))

@@ -19,6 +19,12 @@ credential.
 
 Account, client and queue IDs are independent random values, so a queue ID
 (which group members see) says nothing about the account ID.
+
+Stored times are coarse (docs/threat-model.md): a spent challenge is kept
+until its expiry rounded up to the hour, so it does not tell when an account
+registered. (An invite's expiry is the operator's choice and kept as given.)
+Registrations are limited per address (``registrations_per_ip_per_hour``,
+30 by default; routes.py) on top of the proof of work.
 """
 
 from __future__ import annotations
@@ -54,6 +60,13 @@ __all__ = ["Registration", "invite_hash", "mint_invites", "new_id"]
 _VERSION: Final = 1
 _HEADER: Final = struct.Struct(">BQB16s")
 _MAC_BYTES: Final = 16
+#: The granularity of the stored expiry of spent challenges.
+_EXPIRY_BUCKET_MS: Final = 3_600_000
+
+
+def _round_up(ms: int, bucket_ms: int = _EXPIRY_BUCKET_MS) -> int:
+    """``ms`` rounded up to a multiple of ``bucket_ms``."""
+    return -(-ms // bucket_ms) * bucket_ms
 
 
 def new_id() -> str:
@@ -168,7 +181,7 @@ class Registration:
                 "INSERT INTO used_challenges (challenge_hash, expires_at) VALUES (?, ?) "
                 "ON CONFLICT DO NOTHING",
                 challenge_hash,
-                expires_at,
+                _round_up(expires_at),  # outlives the challenge, to the hour
             )
             if used == 0:
                 raise ApiError(ErrorCode.CHALLENGE_USED, "this challenge was already used")

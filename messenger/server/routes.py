@@ -27,6 +27,7 @@ from messenger.api import routes as r
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.fields import b64decode
 from messenger.api.routes import Route
+from messenger.api.signing import canonical_target
 
 from .authentication import Principal
 from .logs import log_event
@@ -64,10 +65,11 @@ def error_response(error: ApiError) -> Response:
 
 
 def request_target(conn: HTTPConnection) -> str:
-    """The path and query string as the client signed them."""
-    path: str = conn.scope["path"]
+    """The path and query string as sent, in the signed form (``canonical_target``)."""
+    raw: bytes | None = conn.scope.get("raw_path")
+    path = raw.split(b"?", 1)[0] if raw else conn.scope["path"].encode("utf-8", "surrogateescape")
     query: bytes = conn.scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path
+    return canonical_target(path + b"?" + query if query else path)
 
 
 def client_address(conn: HTTPConnection, state: ServerState) -> str:
@@ -228,7 +230,18 @@ async def add_client(call: Call) -> m.Model:
     return await call.state.registration.add_client(call.me, call.body)
 
 
+def _lookup_limit(call: Call) -> None:
+    """Handle lookups and handle changes: per account and per address (handles.py)."""
+    state = call.state
+    try:
+        state.handles.limit(call.me.account_id, client_address(call.request, state))
+    except ApiError:
+        state.metrics.rate_limited.labels(limit="lookup").inc()
+        raise
+
+
 async def set_handle(call: Call) -> m.Model:
+    _lookup_limit(call)  # "handle_taken" tells whether a handle exists
     await call.state.handles.set(call.me, call.body.handle)
     return m.Empty()
 
@@ -239,6 +252,7 @@ async def remove_handle(call: Call) -> m.Model:
 
 
 async def lookup_handle(call: Call) -> m.Model:
+    _lookup_limit(call)
     return await call.state.handles.lookup(call.body.handle)
 
 
@@ -251,7 +265,12 @@ async def count_key_packages(call: Call) -> m.Model:
 
 
 async def claim_key_packages(call: Call) -> m.Model:
-    return await call.state.key_packages.claim(call.body.account_id)
+    try:
+        return await call.state.key_packages.claim(call.me, call.body.account_id)
+    except ApiError as exc:
+        if exc.code is ErrorCode.RATE_LIMITED:
+            call.state.metrics.rate_limited.labels(limit="key_package_claims").inc()
+        raise
 
 
 def _query_int(call: Call, name: str, default: int) -> int:

@@ -12,13 +12,13 @@ from .authentication import RequestAuthenticator
 from .config import ServerConfig
 from .delivery import DeliveryService
 from .handles import Handles
-from .key_packages import KeyPackages
+from .key_packages import ClaimEvidence, KeyPackages
 from .logs import log_event
 from .metrics import Metrics
 from .push import CHANNEL, Hub
 from .ratelimit import RateLimiter
 from .registration import Registration
-from .server_keys import ServerKeys, load_or_create_master_secret
+from .server_keys import ServerKeys, load_or_create_master_secret, make_private_dir
 from .storage import Database, StorageError, migrate, open_database
 
 __all__ = ["VERSION", "ServerState"]
@@ -45,14 +45,36 @@ class ServerState:
         self.db = database or open_database(config.effective_database_url, config.db_pool_size)
         self.metrics = Metrics()
         self.hub = Hub()
+        if not config.database_url or not config.secret_key_file:
+            # The data directory holds the database or the master secret: owner only.
+            make_private_dir(config.data_dir)
         self.keys = ServerKeys.derive(load_or_create_master_secret(config.secret_key_path))
         self.auth = RequestAuthenticator(
-            self.db, config.timestamp_window_seconds, clock, self.metrics
+            self.db,
+            config.timestamp_window_seconds,
+            clock,
+            self.metrics,
+            nonce_key=self.keys.request_nonce_key,
         )
-        self.handles = Handles(self.db, self.keys.handle_pepper)
+        self.handles = Handles(
+            self.db,
+            self.keys.handle_pepper,
+            lookups_per_account_per_minute=config.lookups_per_account_per_minute,
+            lookups_per_ip_per_minute=config.lookups_per_ip_per_minute,
+            clock=clock,
+        )
         self.registration = Registration(self.db, config, self.keys, self.handles, clock)
         self.key_packages = KeyPackages(
-            self.db, config.max_key_packages_per_client, self.keys.credential_public_key
+            self.db,
+            config.max_key_packages_per_client,
+            self.keys.credential_public_key,
+            evidence=ClaimEvidence(self.keys.claim_evidence_key, config.claim_evidence_ttl_seconds),
+            claims_per_hour=config.key_package_claims_per_hour,
+            one_time_per_target_per_hour=config.one_time_key_packages_per_target_per_hour,
+            one_time_per_pair_per_hour=(
+                config.one_time_key_packages_per_claimer_per_target_per_hour
+            ),
+            clock=clock,
         )
         self.delivery = DeliveryService(
             self.db,
@@ -61,6 +83,10 @@ class ServerState:
             clock,
             retention_seconds=config.retention_seconds,
             max_queue_length=config.max_queue_length,
+            claims=self.key_packages.evidence,
+            credential_public_key=self.keys.credential_public_key,
+            sender_messages_per_minute=config.sender_messages_per_queue_per_minute,
+            sender_bytes_per_minute=config.sender_bytes_per_queue_per_minute,
         )
         self.ip_limiter = RateLimiter.per_minute("address", config.ip_requests_per_minute, clock)
         self.account_limiter = RateLimiter.per_minute(

@@ -18,7 +18,7 @@ from messenger.client.store import (
 )
 
 #: Cheap scrypt for tests (the default costs 128 MiB and ~0.5 s).
-FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
+FAST_KDF = ScryptParams(n=2**10, r=8, p=1, allow_weak=True)
 PASSPHRASE = "correct horse battery staple"
 
 

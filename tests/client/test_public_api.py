@@ -48,6 +48,7 @@ def test_client_exports() -> None:
             "InvalidAddressError",
             "InvalidProfileNameError",
             "InvalidServerAddressError",
+            "KdfLimitError",
             "Keychain",
             "KeyringProblem",
             "KeyringUnavailableError",

@@ -28,7 +28,7 @@ from messenger.client import ClientOptions, MessengerClient
 from messenger.client.net import Backoff
 from messenger.client.store import Keychain, ScryptParams
 
-FAST_KDF = ScryptParams(n=2**10, r=8, p=1)
+FAST_KDF = ScryptParams(n=2**10, r=8, p=1, allow_weak=True)
 PASSPHRASE = "integration passphrase"
 #: The longest any single wait in these tests may take.
 WAIT = 20.0

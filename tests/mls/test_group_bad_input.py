@@ -323,7 +323,7 @@ def test_bad_welcomes() -> None:
     result = alice.commit(net.random, add=[kp], inline_tree=False)
     assert result.welcome is not None
     bundle = net.bundle("dave", kp)
-    with pytest.raises(UsageError):  # the tree is neither inline nor given
+    with pytest.raises(ValidationError):  # the tree is neither inline nor given
         Group.join_from_welcome(result.welcome, bundle)
     stale_tree = alice.ratchet_tree.to_bytes()  # the tree before the Commit
     with pytest.raises(ValidationError):
@@ -392,7 +392,7 @@ def test_bad_group_info_for_external_join() -> None:
     info = MLSMessage.from_bytes(alice.group_info()).group_info
     with pytest.raises(AuthenticationError):
         join(MLSMessage(replace(info, signature=info.signature[::-1])).to_bytes())
-    with pytest.raises(UsageError):  # no tree to be had
+    with pytest.raises(ValidationError):  # no tree to be had
         join(alice.group_info(inline_tree=False))
     # An external Commit for an old epoch is refused by the members.
     info_bytes = alice.group_info()

@@ -206,6 +206,20 @@ class ApiClient:
             m.ClaimKeyPackagesResponse,
         )
 
+    async def welcome_for(self, *others: ApiClient) -> bytes:
+        """A Welcome that lets this client add ``others`` to a group.
+
+        Each of ``others`` uploads a KeyPackage and this client claims it: the
+        server's evidence that they are being added. The Welcome names the
+        claimed KeyPackages (its ``new_member`` refs, RFC 9420 §12.4.3.1).
+        """
+        refs = []
+        for other in others:
+            await other.upload_key_packages([other.key_package()])
+            for claimed in (await self.claim(other.me.account_id)).key_packages:
+                refs.append(mls_data.key_package_ref(claimed.key_package))
+        return mls_data.welcome(refs)
+
     async def create_group(self, group_id: bytes) -> m.CreateGroupResponse:
         return await self.call(
             "POST", r.GROUPS, m.CreateGroupRequest(group_id), m.CreateGroupResponse

@@ -21,6 +21,7 @@ TABLES = (
     "used_challenges",
     "request_nonces",
     "idempotency_keys",
+    "claim_evidence",
     "schema_migrations",
 )
 

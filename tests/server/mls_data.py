@@ -8,6 +8,8 @@ test can then assert that no plaintext reaches the database.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,8 +33,10 @@ from messenger.mls.content import (
     Sender,
 )
 from messenger.mls.credentials import Credential
+from messenger.mls.group import Group
 from messenger.mls.group_context import GroupContext
 from messenger.mls.key_package import KeyPackageTBS
+from messenger.mls.key_package_bundle import generate_key_package
 from messenger.mls.leaf_node import Capabilities, LeafNodeSource, LeafNodeTBS, Lifetime
 from messenger.mls.messages import MLSMessage
 from messenger.mls.welcome import EncryptedGroupSecrets, GroupInfo, Welcome
@@ -86,11 +90,19 @@ def public_proposal(group_id: bytes, epoch: int) -> bytes:
     return MLSMessage(PublicMessage(content, auth, os.urandom(32))).to_bytes()
 
 
-def welcome() -> bytes:
-    secrets = (
-        EncryptedGroupSecrets(os.urandom(16), HPKECiphertext(os.urandom(32), os.urandom(48))),
+def welcome(refs: Sequence[bytes] = ()) -> bytes:
+    """A Welcome to the KeyPackages ``refs`` (KeyPackageRefs), or to a random one."""
+    secrets = tuple(
+        EncryptedGroupSecrets(ref, HPKECiphertext(os.urandom(32), os.urandom(48)))
+        for ref in (refs or [os.urandom(32)])
     )
     return MLSMessage(Welcome(SUITE_ID, secrets, os.urandom(64))).to_bytes()
+
+
+def key_package_ref(key_package: bytes) -> bytes:
+    """``MakeKeyPackageRef`` of an MLSMessage(KeyPackage) (RFC 9420 §5.2)."""
+    kp = MLSMessage.from_bytes(key_package).key_package
+    return kp.ref(get_cipher_suite(kp.cipher_suite))
 
 
 def group_info(group_id: bytes, epoch: int) -> bytes:
@@ -156,3 +168,47 @@ def b64(data: bytes) -> str:
     from messenger.api.fields import b64encode
 
     return b64encode(data)
+
+
+# -- real MLS groups of registered clients --------------------------------------------
+
+
+def private_key_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def mls_credential(credential: m.Credential) -> Credential:
+    """The MLS credential of a registered client: its server credential, as clients build it."""
+    return Credential.basic(credential_identity(credential))
+
+
+def mls_group(credential: m.Credential, key: Ed25519PrivateKey, group_id: bytes) -> Group:
+    """A real MLS group (RFC 9420 §11) created by the client with ``credential`` and ``key``."""
+    suite = get_cipher_suite(SUITE_ID)
+    bundle = generate_key_package(
+        suite, mls_credential(credential), private_key_bytes(key), os.urandom, now=int(time.time())
+    )
+    return Group.create(bundle, os.urandom, group_id=group_id)
+
+
+def mls_external_commit(
+    group_info: bytes,
+    credential: m.Credential,
+    key: Ed25519PrivateKey,
+    *,
+    resync: int | None = None,
+) -> tuple[Group, bytes]:
+    """A real external commit (RFC 9420 §12.4.3.2) from ``group_info``, signed with ``key``.
+
+    The joiner's leaf carries ``credential``; ``resync`` is the joiner's old
+    leaf, removed by the same commit (a member rejoining). Returns the
+    joiner's group and the MLSMessage carrying the commit.
+    """
+    group, result = Group.join_external(
+        group_info,
+        credential=mls_credential(credential),
+        signature_private_key=private_key_bytes(key),
+        random=os.urandom,
+        resync=resync,
+    )
+    return group, result.message

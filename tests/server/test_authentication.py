@@ -25,7 +25,14 @@ async def _group(server: TestServer) -> tuple[ApiClient, ApiClient]:
     alice = await server.registered()
     bob = await server.registered()
     await alice.create_group(GROUP)
-    await alice.commit(GROUP, 0, mls_data.commit(GROUP, 0), [alice.me.queue_id, bob.me.queue_id])
+    await alice.commit(
+        GROUP,
+        0,
+        mls_data.commit(GROUP, 0),
+        [alice.me.queue_id, bob.me.queue_id],
+        welcome=await alice.welcome_for(bob),
+        welcome_to=[bob.me.queue_id],
+    )
     return alice, bob
 
 
@@ -123,9 +130,10 @@ async def test_replayed_request_is_refused_and_not_delivered_twice(server: TestS
     assert first.status_code == 200
     await _refused(server, "auth_replayed", alice.http.post(path, content=body, headers=headers))
     fetched = await bob.fetch()
-    # Bob joined with the commit (which went to the old members only): he has
-    # exactly one copy of the message.
-    assert len(fetched.messages) == 1
+    # Bob joined with the commit (which went to the old members only, while
+    # he got the Welcome): he has exactly one copy of the message.
+    assert len(fetched.messages) == 2
+    assert fetched.messages[1].data == m.SendRequest.loads(body).message
 
 
 async def test_replay_is_refused_after_a_restart(

@@ -21,7 +21,14 @@ async def _setup(server: TestServer) -> tuple[ApiClient, ApiClient]:
     alice = await server.registered()
     bob = await server.registered()
     await alice.create_group(GID)
-    await alice.commit(GID, 0, mls_data.commit(GID, 0), [alice.me.queue_id, bob.me.queue_id])
+    await alice.commit(
+        GID,
+        0,
+        mls_data.commit(GID, 0),
+        [alice.me.queue_id, bob.me.queue_id],
+        welcome=await alice.welcome_for(bob),
+        welcome_to=[bob.me.queue_id],
+    )
     return alice, bob
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable
 
 import pytest
@@ -33,7 +34,7 @@ async def _group(clients: list[ApiClient], gid: bytes = GID) -> int:
         0,
         mls_data.commit(gid, 0),
         queues,
-        welcome=mls_data.welcome() if len(clients) > 1 else None,
+        welcome=await creator.welcome_for(*clients[1:]) if len(clients) > 1 else None,
         welcome_to=queues[1:] if len(clients) > 1 else None,
         group_info=mls_data.group_info(gid, 1),
     )
@@ -67,7 +68,7 @@ async def test_commit_with_welcome(server: TestServer) -> None:
         0,
         mls_data.commit(GID, 0, b"add bob and carol"),
         [alice.me.queue_id, bob.me.queue_id, carol.me.queue_id],
-        welcome=mls_data.welcome(),
+        welcome=await alice.welcome_for(bob, carol),
         welcome_to=[bob.me.queue_id, carol.me.queue_id],
     )
     assert (response.epoch, response.recipients) == (1, 1)
@@ -153,12 +154,13 @@ async def test_membership_changes_follow_the_commit(server: TestServer) -> None:
     carol_sees = await _plaintexts(carol)
     assert b"remove carol" in carol_sees and b"after removal" not in carol_sees
     assert (await _plaintexts(bob))[-1] == b"after removal"
+    # A former member is told what anyone else is: there is no such group.
     with pytest.raises(ApiError) as info:
         await carol.send(GID, mls_data.application(GID, epoch + 1, b"let me in"))
-    assert info.value.code is ErrorCode.NOT_A_MEMBER and info.value.status == 403
+    assert info.value.code is ErrorCode.UNKNOWN_GROUP and info.value.status == 404
     with pytest.raises(ApiError) as info:
         await carol.commit(GID, epoch + 1, mls_data.commit(GID, epoch + 1), [carol.me.queue_id])
-    assert info.value.code is ErrorCode.NOT_A_MEMBER
+    assert info.value.code is ErrorCode.UNKNOWN_GROUP
 
 
 async def test_commit_validation_leaves_state_intact(server: TestServer) -> None:
@@ -171,7 +173,7 @@ async def test_commit_validation_leaves_state_intact(server: TestServer) -> None
         ({"commit": mls_data.commit(GID, epoch + 1)}, ErrorCode.INVALID_MESSAGE),
         ({"commit": mls_data.application(GID, epoch, b"x")}, ErrorCode.WRONG_MESSAGE_TYPE),
         ({"commit": b"\x00\x01\x00\x02 not mls"}, ErrorCode.INVALID_MESSAGE),
-        ({"members": [*queues, "Q" * 22]}, ErrorCode.UNKNOWN_QUEUE),
+        ({"members": [*queues, "Q" * 22]}, ErrorCode.MEMBER_NOT_CLAIMED),
         ({"welcome": mls_data.welcome(), "welcome_to": ["Q" * 22]}, ErrorCode.INVALID_FIELD),
         ({"welcome": mls_data.welcome()}, ErrorCode.INVALID_FIELD),
         ({"welcome": mls_data.commit(GID, 1), "welcome_to": queues}, ErrorCode.WRONG_MESSAGE_TYPE),
@@ -258,58 +260,83 @@ async def test_long_poll_returns_as_soon_as_a_message_arrives(server: TestServer
     assert empty.messages == () and loop.time() - started >= 0.9
 
 
-async def test_retention_drops_old_and_excess_messages(server_factory: ServerFactory) -> None:
+async def test_full_queues_refuse_new_messages_and_old_ones_expire(
+    server_factory: ServerFactory,
+) -> None:
     clock = FakeClock()
     async with server_factory(clock=clock, retention_seconds=3600, max_queue_length=3) as server:
         alice, bob = await _members(server, 2)
-        epoch = await _group([alice, bob])
-        for i in range(5):
+        epoch = await _group([alice, bob])  # Bob's queue: the Welcome; Alice's: the commit
+        for i in range(2):
             await alice.send(GID, mls_data.application(GID, epoch, b"m%d" % i))
+        before = await snapshot(server)
+        with pytest.raises(ApiError) as info:
+            await alice.send(GID, mls_data.application(GID, epoch, b"one too many"))
+        assert info.value.code is ErrorCode.QUEUE_FULL and info.value.status == 507
+        assert await snapshot(server) == before  # refused whole: no queue got it
+        # Nothing unread is evicted to make room.
         result = await server.state.delivery.sweep()
-        assert result.overflow > 0
-        seqs = [m.seq for m in (await bob.fetch()).messages]
-        assert seqs == [4, 5, 6]  # seq 1 (Welcome) to 3 dropped: the gap is visible
+        assert (result.overflow, result.expired) == (0, 0)
+        assert [m.seq for m in (await bob.fetch()).messages] == [1, 2, 3]
+        await bob.ack(3)
+        await alice.ack(3)
+        await alice.send(GID, mls_data.application(GID, epoch, b"m2"))  # room again
+        # Age still drops what was never fetched.
         clock.advance(3601)
         await alice.send(GID, mls_data.application(GID, epoch, b"fresh"))
         result = await server.state.delivery.sweep()
-        assert result.expired >= 3
-        assert [m.seq for m in (await bob.fetch()).messages] == [7]
+        assert result.expired == 2  # "m2" in both queues
+        assert [m.seq for m in (await bob.fetch()).messages] == [5]
         assert await _plaintexts(bob) == [b"fresh"]
 
 
-async def test_group_info_for_external_joins(server: TestServer) -> None:
-    alice, bob, dave = await _members(server, 3)
-    epoch = await _group([alice, bob])
-    stored = await bob.group_info(GID)
-    assert stored.epoch == epoch
-    # Dave joins from outside with an external commit for the current epoch
-    # (with a GroupInfo he got from a member, not from the server).
-    queues = [alice.me.queue_id, bob.me.queue_id, dave.me.queue_id]
-    response = await dave.commit(
+async def test_group_info_for_external_rejoins(server: TestServer) -> None:
+    alice, bob = await _members(server, 2)
+    group = mls_data.mls_group(alice.me.credential, alice.me.key, GID)  # type: ignore[arg-type]
+    await alice.create_group(GID)
+    await bob.upload_key_packages([bob.key_package()])
+    (claimed,) = (await alice.claim(bob.me.account_id)).key_packages
+    added = group.commit(os.urandom, add=[claimed.key_package])
+    queues = [alice.me.queue_id, bob.me.queue_id]
+    await alice.commit(
         GID,
-        epoch,
-        mls_data.external_commit(GID, epoch),
+        0,
+        added.message,
         queues,
-        group_info=mls_data.group_info(GID, epoch + 1),
+        welcome=added.welcome,
+        welcome_to=[bob.me.queue_id],
+        group_info=added.group_info,
     )
+    epoch = 1
+    stored = await bob.group_info(GID)
+    assert stored.epoch == epoch and stored.group_info == added.group_info
+    # Bob lost his state: he rejoins with an external commit for the current
+    # epoch, from the stored GroupInfo, replacing his old leaf (1).
+    rejoined, commit = mls_data.mls_external_commit(
+        stored.group_info,
+        bob.me.credential,  # type: ignore[arg-type]
+        bob.me.key,
+        resync=1,
+    )
+    response = await bob.commit(GID, epoch, commit, queues, group_info=rejoined.group_info())
     assert response.epoch == epoch + 1
-    assert (await bob.group_info(GID)).epoch == epoch + 1
-    await dave.send(GID, mls_data.application(GID, epoch + 1, b"dave is in"))
-    assert (await _plaintexts(alice))[-1] == b"dave is in"
+    assert (await alice.group_info(GID)).epoch == epoch + 1
+    await bob.send(GID, mls_data.application(GID, epoch + 1, b"bob is back"))
+    assert (await _plaintexts(alice))[-1] == b"bob is back"
     # A member can replace the GroupInfo of the current epoch; not of another one.
     new_info = mls_data.group_info(GID, epoch + 1)
     await alice.put_group_info(GID, epoch + 1, new_info)
-    assert (await dave.group_info(GID)).group_info == new_info
+    assert (await bob.group_info(GID)).group_info == new_info
     with pytest.raises(ApiError) as info:
         await alice.put_group_info(GID, epoch, mls_data.group_info(GID, epoch))
     assert info.value.code is ErrorCode.STALE_EPOCH
     # A commit without GroupInfo leaves none (a stale one would not help anyone).
     await alice.commit(GID, epoch + 1, mls_data.commit(GID, epoch + 1), queues)
     with pytest.raises(ApiError) as info:
-        await dave.group_info(GID)
+        await bob.group_info(GID)
     assert info.value.code is ErrorCode.NO_GROUP_INFO
     with pytest.raises(ApiError) as info:
-        await dave.group_info(b"unknown")
+        await bob.group_info(b"unknown")
     assert info.value.code is ErrorCode.UNKNOWN_GROUP
 
 

@@ -58,6 +58,7 @@ async def _server_process(
         "MESSENGER_POW_DIFFICULTY": "4",
         "MESSENGER_IP_REQUESTS_PER_MINUTE": "1000000",
         "MESSENGER_ACCOUNT_REQUESTS_PER_MINUTE": "1000000",
+        "MESSENGER_SENDER_MESSAGES_PER_QUEUE_PER_MINUTE": "1000000",
         "MESSENGER_LOG_LEVEL": "WARNING",
     }
     with open(log, "ab") as log_file:
@@ -99,7 +100,7 @@ async def _run(data_dir: Path, database_url: str, log: Path) -> None:
             0,
             mls_data.commit(GID, 0),
             queues,
-            welcome=mls_data.welcome(),
+            welcome=await alice.welcome_for(bob),
             welcome_to=queues[1:],
         )
         enough = asyncio.Event()

@@ -43,6 +43,8 @@ async def test_the_database_learns_as_little_as_possible(
     await carol.upload_key_packages([carol.key_package() for _ in range(2)])
     assert (await alice.lookup(secret_handles[1])).account_id == bob.me.account_id
     (carol_kp,) = (await alice.claim(carol.me.account_id)).key_packages
+    await bob.upload_key_packages([bob.key_package()])
+    (bob_kp,) = (await alice.claim(bob.me.account_id)).key_packages
     await alice.create_group(GID)
     queues = [alice.me.queue_id, bob.me.queue_id, carol_kp.queue_id]
     await alice.commit(
@@ -50,7 +52,9 @@ async def test_the_database_learns_as_little_as_possible(
         0,
         mls_data.commit(GID, 0, b"PLAINTEXT-COMMIT-add-bob-and-carol"),
         queues,
-        welcome=mls_data.welcome(),
+        welcome=mls_data.welcome(
+            [mls_data.key_package_ref(kp.key_package) for kp in (bob_kp, carol_kp)]
+        ),
         welcome_to=queues[1:],
         group_info=mls_data.group_info(GID, 1),
     )

@@ -25,7 +25,7 @@ async def _group(server: TestServer, n: int) -> tuple[list[ApiClient], int]:
         0,
         mls_data.commit(GID, 0),
         queues,
-        welcome=mls_data.welcome() if n > 1 else None,
+        welcome=await clients[0].welcome_for(*clients[1:]) if n > 1 else None,
         welcome_to=queues[1:] if n > 1 else None,
     )
     return clients, 1
@@ -82,13 +82,14 @@ async def test_push_fans_out_to_every_connected_member(server: TestServer) -> No
 async def test_a_commit_is_pushed_and_a_welcome_reaches_the_new_member(server: TestServer) -> None:
     (alice, bob), epoch = await _group(server, 2)
     carol = await server.registered()
+    welcome_for_carol = await alice.welcome_for(carol)
     async with bob.websocket(after=1) as bob_ws, carol.websocket() as carol_ws:
         await alice.commit(
             GID,
             epoch,
             mls_data.commit(GID, epoch, b"add carol"),
             [alice.me.queue_id, bob.me.queue_id, carol.me.queue_id],
-            welcome=mls_data.welcome(),
+            welcome=welcome_for_carol,
             welcome_to=[carol.me.queue_id],
         )
         (commit,) = await bob_ws.messages(1)

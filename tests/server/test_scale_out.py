@@ -51,7 +51,12 @@ async def _group(a: TestServer, n: int) -> list[ApiClient]:
     await clients[0].create_group(GID)
     queues = [c.me.queue_id for c in clients]
     await clients[0].commit(
-        GID, 0, mls_data.commit(GID, 0), queues, welcome=mls_data.welcome(), welcome_to=queues[1:]
+        GID,
+        0,
+        mls_data.commit(GID, 0),
+        queues,
+        welcome=await clients[0].welcome_for(*clients[1:]),
+        welcome_to=queues[1:],
     )
     return clients
 

@@ -22,6 +22,12 @@ seam (:func:`map_sqlite_error`); notably "database or disk is full" becomes
 :class:`DiskFullError`. Programming errors (bad SQL, wrong thread) are not
 mapped: they are bugs.
 
+File modes: the database file is created empty, readable and writable by
+its owner only (0600), before SQLite opens it; SQLite gives its -wal, -shm
+and -journal files the database file's mode, so they are private from the
+start too, whatever the umask. Opening an existing database tightens files
+left group- or world-readable by an older version (POSIX).
+
 Transactions (:meth:`Database.transaction`) are ``BEGIN IMMEDIATE`` so that
 a writer takes the lock up front, and nest as savepoints. This is what
 "stage, persist, merge" (architecture guide, convention 4) relies on: the
@@ -31,6 +37,10 @@ new group state and the messages it produced commit together or not at all.
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
+import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +63,15 @@ from .database_key import DatabaseKey
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "SIDECAR_SUFFIXES",
     "Database",
     "ExecResult",
     "Params",
     "Row",
     "SqlValue",
+    "create_private_file",
     "map_sqlite_error",
+    "tighten_database_files",
 ]
 
 SqlValue = None | int | float | str | bytes
@@ -66,7 +79,12 @@ Params = Sequence[SqlValue] | Mapping[str, SqlValue]
 Row = tuple[Any, ...]
 
 BUSY_TIMEOUT_MS: Final = 5000
+#: The files SQLite keeps beside a database, named by appending these.
+SIDECAR_SUFFIXES: Final = ("-wal", "-shm", "-journal")
+_PRIVATE_FILE: Final = 0o600
 _EXPORT_SCHEMA: Final = "export_target"
+
+_log = logging.getLogger(__name__)
 
 # Primary result codes (https://sqlite.org/rescode.html).
 _SQLITE_PERM: Final = 3
@@ -104,6 +122,46 @@ def map_sqlite_error(exc: Exception, *, opening: bool = False) -> ClientError:
     return StoreError(text)
 
 
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (whatever the umask), unless it exists.
+
+    SQLite opens an empty file as a new database, and creates the -wal,
+    -shm and -journal files with the database file's mode.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, _PRIVATE_FILE)
+    except FileExistsError:
+        return
+    except FileNotFoundError as exc:
+        raise StoreNotFoundError(f"no directory for {path.name}") from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFullError(f"could not create {path.name}") from exc
+        raise StoreIOError(f"could not create {path.name}: {exc.strerror}") from exc
+    os.close(fd)
+
+
+def tighten_database_files(path: Path) -> None:
+    """Make the database at ``path`` and its sidecar files owner-only (POSIX).
+
+    For files an older version left with the umask's mode; a file that
+    cannot be changed (another owner) is left as it is.
+    """
+    if os.name != "posix":
+        return
+    for file in (path, *(path.with_name(path.name + s) for s in SIDECAR_SUFFIXES)):
+        try:
+            mode = os.lstat(file).st_mode
+        except OSError:  # absent (most sidecars, most of the time) or unreadable
+            continue
+        if stat.S_ISREG(mode) and mode & 0o077:
+            try:
+                os.chmod(file, _PRIVATE_FILE)
+            except OSError as exc:
+                _log.warning("could not make %s private: %s", file.name, exc.strerror)
+
+
 # Errors that are about the database, not about our code.
 _MAPPED: Final = (sqlcipher.OperationalError, sqlcipher.DatabaseError)
 _BUGS: Final = (sqlcipher.ProgrammingError, sqlcipher.InterfaceError)
@@ -137,6 +195,9 @@ class Database:
         """
         if not create and not path.is_file():
             raise StoreNotFoundError(f"no database at {path}")
+        if create:
+            create_private_file(path)
+        tighten_database_files(path)
         uri = path.absolute().as_uri() + ("?mode=rwc" if create else "?mode=rw")
         try:
             conn = sqlcipher.connect(uri, uri=True, isolation_level=None, check_same_thread=True)
@@ -290,10 +351,13 @@ class Database:
 
         Uses ``sqlcipher_export``; the schema version (``user_version``),
         which it does not copy, is copied too. The copy is consistent: it is
-        made inside one read transaction.
+        made inside one read transaction. A new file at ``path`` is created
+        readable by its owner only.
         """
         if self._depth:
             raise StoreError("cannot export inside a transaction")
+        create_private_file(path)
+        tighten_database_files(path)
         version = int(self.query_value("PRAGMA user_version"))
         self.execute(
             f"ATTACH DATABASE ? AS {_EXPORT_SCHEMA} KEY ?",

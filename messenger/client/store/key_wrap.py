@@ -12,7 +12,10 @@ other field, in canonical JSON, as associated data: changing the
 parameters, the salt or the version makes the file fail to open rather than
 derive another key. A wrong passphrase and a damaged ciphertext look the
 same to the AEAD; both give :class:`WrongPassphraseError`. A file that does
-not parse gives :class:`StoreCorruptError`.
+not parse gives :class:`StoreCorruptError`; one whose scrypt parameters are
+above the ceiling of :mod:`.kdf` gives :class:`RecoveryFileKdfLimitError`
+(a :class:`StoreCorruptError` too) before anything is derived. New files
+are refused parameters below the floor (:func:`.kdf.check_params_for_new_file`).
 
 The file is replaced atomically (:func:`write_key_wrap`), so a crash while
 changing the passphrase leaves the old file or the new one.
@@ -34,10 +37,18 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from ..errors import StoreCorruptError, StoreNotFoundError, StoreVersionError, WrongPassphraseError
 from ..profiles import write_file_atomically
 from .database_key import KEY_SIZE, DatabaseKey
-from .kdf import DEFAULT_SCRYPT, ScryptParams, derive_key, new_salt
+from .kdf import (
+    DEFAULT_SCRYPT,
+    KdfLimitError,
+    ScryptParams,
+    check_params_for_new_file,
+    derive_key,
+    new_salt,
+)
 
 __all__ = [
     "KEY_WRAP_VERSION",
+    "RecoveryFileKdfLimitError",
     "WrappedKey",
     "read_key_wrap",
     "unwrap_key",
@@ -50,6 +61,15 @@ _FORMAT: Final = "messenger-key-wrap"
 _AEAD: Final = "chacha20-poly1305"
 _NONCE_SIZE: Final = 12
 _MAX_FILE_SIZE: Final = 4096
+
+
+class RecoveryFileKdfLimitError(KdfLimitError, StoreCorruptError):
+    """The recovery file asks for scrypt parameters above the ceiling."""
+
+    default_user_message = (
+        "The recovery file of this profile asks for a passphrase check far more costly "
+        "than Messenger allows, so it was not used. It was altered or damaged."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +119,8 @@ class WrappedKey:
             params, salt = ScryptParams.from_json(obj.get("kdf"))
             nonce = _b64(obj.get("nonce"))
             ciphertext = _b64(obj.get("ciphertext"))
+        except KdfLimitError as exc:
+            raise RecoveryFileKdfLimitError(str(exc)) from exc
         except ValueError as exc:  # KdfParamsError is a ValueError too
             raise _corrupt(str(exc)) from exc
         if len(nonce) != _NONCE_SIZE or len(ciphertext) != KEY_SIZE + 16:
@@ -109,7 +131,11 @@ class WrappedKey:
 def wrap_key(
     key: DatabaseKey, passphrase: str, params: ScryptParams = DEFAULT_SCRYPT
 ) -> WrappedKey:
-    """Wrap ``key`` under ``passphrase`` with a fresh salt and nonce."""
+    """Wrap ``key`` under ``passphrase`` with a fresh salt and nonce.
+
+    KdfParamsError if ``params`` are below the floor (and not ``allow_weak``).
+    """
+    check_params_for_new_file(params)
     salt = new_salt()
     nonce = secrets.token_bytes(_NONCE_SIZE)
     unsealed = WrappedKey(params=params, salt=salt, nonce=nonce, ciphertext=b"")

@@ -5,9 +5,12 @@ produced it (the message row, the advanced MLS secret tree), so a crash can
 neither lose it nor send it twice with different contents. ``idempotency_key``
 (random, 16 bytes) goes with every attempt, so the server recognises a retry
 and answers it without delivering again. Items are sent in order (FIFO by
-``id``); a failed attempt increments ``attempts`` and sets
-``next_attempt_at`` (the sync layer chooses the backoff); a delivered item
-is removed.
+``id``) *within a lane*: the items of one group (one conversation) form a
+lane, and only a lane's head -- its oldest item -- may be sent, so a
+conversation's messages keep their order, while lanes progress
+independently (:meth:`OutboxRepository.lane_heads`). A failed attempt
+increments ``attempts`` and sets ``next_attempt_at`` (the sync layer
+chooses the backoff); a delivered or refused item is removed.
 
 An item holds what is needed to build its request again in a later epoch
 (schema version 3): ``intent`` (JSON: what the user asked for, e.g. "add
@@ -148,6 +151,25 @@ class OutboxRepository:
             (now, limit),
         )
         return [_item(row) for row in rows]
+
+    def lane_heads(self) -> list[tuple[bytes | None, int]]:
+        """``(group_id, next_attempt_at)`` of each lane's oldest item, oldest lane first.
+
+        A lane is the items of one group (items without a group form one lane).
+        """
+        rows = self._db.query(
+            "SELECT group_id, next_attempt_at FROM outbox WHERE id IN "
+            "(SELECT min(id) FROM outbox GROUP BY group_id) ORDER BY id"
+        )
+        return [(None if r[0] is None else bytes(r[0]), int(r[1])) for r in rows]
+
+    def head(self, group_id: bytes | None) -> OutboxItem | None:
+        """The oldest item of a lane (due or not)."""
+        row = self._db.query_one(
+            f"SELECT {_COLUMNS} FROM outbox WHERE group_id IS ? ORDER BY id LIMIT 1",  # noqa: S608
+            (group_id,),
+        )
+        return None if row is None else _item(row)
 
     def first(self) -> OutboxItem | None:
         """The oldest item, due or not."""

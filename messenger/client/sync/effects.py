@@ -11,7 +11,8 @@ state never disagree after a crash.
 * :func:`apply_transition` -- a new epoch (a commit, received or this
   client's own): members who joined or left, a new group name, the keys
   first seen for a contact's clients; with a system note for each;
-* :func:`apply_joined` -- this client joined from a Welcome.
+* :func:`apply_joined` -- this client joined a new group from a Welcome
+  (with a note naming who added it).
 """
 
 from __future__ import annotations
@@ -270,34 +271,41 @@ def apply_joined(
     *,
     members: Sequence[GroupMember],
     info: ConversationInfo,
+    adder: MemberIdentity | None,
     me: Actor,
     now: int,
     epoch: int,
 ) -> tuple[Conversation, list[Event]]:
-    """This client joined a group from a Welcome: its conversation, members, contacts."""
+    """This client joined a *new* group from a Welcome: its conversation, members, contacts.
+
+    ``adder`` is the member that signed the Welcome's GroupInfo (the
+    committer that added this client, RFC 9420 §12.4.3.1); a group's
+    timeline says who that was. The caller has checked that the group ID is
+    new to this client: a Welcome never replaces or revives a conversation.
+    """
+    if store.conversations.by_group(group_id) is not None:
+        raise ValueError("a Welcome for a group that already has a conversation")
     others = sorted({m.account_id for m in members if m.account_id != me.account_id})
     kind = info.kind
     if kind is ConversationKind.DIRECT and len(others) != 1:
         kind = ConversationKind.GROUP
-    conversation = store.conversations.by_group(group_id)
-    if conversation is None:
-        conversation = store.conversations.create(
-            group_id,
-            kind,
-            now=now,
-            title=info.name,
-            peer_account_id=others[0] if kind is ConversationKind.DIRECT else None,
-        )
-    else:
-        store.conversations.rejoin(conversation.id)
-        store.conversations.rename(conversation.id, info.name)
-        for member in store.conversations.members(conversation.id):
-            store.conversations.remove_member(conversation.id, member.account_id)
+    conversation = store.conversations.create(
+        group_id,
+        kind,
+        now=now,
+        title=info.name,
+        peer_account_id=others[0] if kind is ConversationKind.DIRECT else None,
+    )
     events: list[Event] = [ConversationUpdated(conversation.id)]
     events += _save_clients(store, members, me=me.account_id, now=now)
     for account in {m.account_id for m in members}:
         store.conversations.add_member(conversation.id, account, joined_at=now)
     if conversation.kind is ConversationKind.GROUP:
-        text = f"You joined “{info.name}”" if info.name else "You joined the group"
-        events.append(system_note(store, conversation, text, me=me, by=None, now=now, epoch=epoch))
+        where = f"“{info.name}”" if info.name else "the group"
+        if adder is not None and adder.account_id != me.account_id:
+            who = display_name(store, adder.account_id, me.account_id)
+            text = f"{who} added you to {where}"
+        else:
+            text = f"You joined {where}"
+        events.append(system_note(store, conversation, text, me=me, by=adder, now=now, epoch=epoch))
     return conversation, events

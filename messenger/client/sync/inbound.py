@@ -11,9 +11,12 @@ through, in queue order:
    by their hash (:mod:`..store.sent_messages`) -- an echoed commit of this
    client's that is still in the outbox proves the server accepted it. A
    message for an epoch not reached yet, or for a group not joined yet, is
-   kept (:mod:`..store.pending_inbound`) and offered again after the next
+   kept (:mod:`..store.pending_inbound`, within its limits: anyone who can
+   reach the queue can send such messages) and offered again after the next
    commit or Welcome of that group; a handshake of a past epoch is stale and
-   skipped;
+   skipped. A Welcome for a group ID this client already has -- joined,
+   left or removed from -- is dropped (RFC 9420 §12.4.3.1): a known group
+   moves on only by its commits, processed in order;
 3. **MLS process** (:meth:`Group.process`): an application message, a
    proposal, or a staged commit;
 4. **persist** the new group state (for a commit, the state *after* it:
@@ -50,14 +53,19 @@ from messenger.mls.welcome import Welcome
 from ..content import Content, decode_content
 from ..errors import ContentDecodeError
 from ..events import ConversationUpdated, Event, MessageStatusChanged
-from ..groups import GROUP_CONFIG, ConversationInfo, group_members
+from ..groups import GROUP_CONFIG, ConversationInfo, group_members, member_at, open_welcome
 from ..identity import member_identity
 from ..session import Session
 from ..store.conversations import ConversationKind
 from ..store.key_packages import KeyPackageSecret
 from ..store.messages import MessageStatus
 from ..store.outbox import OutboxItem, OutboxKind
-from ..store.pending_inbound import PendingInbound
+from ..store.pending_inbound import (
+    DEFAULT_PENDING_LIMITS,
+    PendingAdmission,
+    PendingInbound,
+    PendingLimits,
+)
 from ..store.store import Store
 from .effects import Actor, apply_content, apply_joined, apply_transition, system_note
 from .intents import Intent
@@ -70,12 +78,25 @@ _log = logging.getLogger(__name__)
 CURSOR_KEY: Final = "sync.cursor"
 #: Hashes of sent messages whose echo never came are forgotten after this.
 SENT_HASH_TTL_MS: Final = 7 * 86_400_000
-#: Messages that waited this long for their epoch or group are dropped.
-PENDING_TTL_MS: Final = 14 * 86_400_000
+#: Refused pending messages are logged at most this often (a flood must not fill the log).
+DROP_LOG_INTERVAL_S: Final = 60.0
+#: Why a message was not kept for later, for the log (no content, no IDs).
+_REFUSED: Final = {
+    PendingAdmission.GROUP_FULL: "its group has the most messages kept that a group may have",
+    PendingAdmission.UNKNOWN_FULL: "groups not joined have the most messages kept they may have",
+    PendingAdmission.TOTAL_FULL: "the most messages that may wait are waiting",
+}
 
 
 def _digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+def _known_group(store: Store, group_id: bytes) -> bool:
+    """Whether this client has, or had, the group: its state or its conversation."""
+    return store.groups.get(group_id) is not None or (
+        store.conversations.by_group(group_id) is not None
+    )
 
 
 def _leavers(group: Group) -> frozenset[str]:
@@ -104,12 +125,16 @@ class InboundPipeline:
         *,
         wake_outbox: Callable[[], None] = lambda: None,
         key_package_used: Callable[[], None] = lambda: None,
+        pending_limits: PendingLimits = DEFAULT_PENDING_LIMITS,
     ) -> None:
         self._s = session
+        self._limits = pending_limits
         self._wake_outbox = wake_outbox
         self._key_package_used = key_package_used
         self._cursor: int | None = None
         self._retrying: set[bytes] = set()
+        self._dropped: dict[PendingAdmission, int] = {}
+        self._dropped_logged_at = float("-inf")
         account = session.account
         self._me = Actor(account.account_id, account.client_id, session.new_uid)
 
@@ -215,9 +240,22 @@ class InboundPipeline:
 
         def write(store: Store) -> None:
             store.sent_messages.delete_older_than(now - SENT_HASH_TTL_MS)
-            store.pending_inbound.delete_older_than(now - PENDING_TTL_MS)
+            store.pending_inbound.delete_expired(now=now, limits=self._limits)
 
         await self._s.store.transaction(write)
+        self._log_drops(force=True)
+
+    def _log_drops(self, *, force: bool = False) -> None:
+        """Log the refused messages counted so far: at once, then once a minute at most."""
+        now = self._s.clock()
+        if not self._dropped or (not force and now - self._dropped_logged_at < DROP_LOG_INTERVAL_S):
+            return
+        for reason, count in self._dropped.items():
+            _log.warning(
+                "dropped %d message(s) that cannot be processed yet: %s", count, _REFUSED[reason]
+            )
+        self._dropped.clear()
+        self._dropped_logged_at = now
 
     async def retry_pending_locked(self, group_id: bytes) -> None:
         """Offer the group's kept messages again, until none moves on (lock held).
@@ -260,14 +298,22 @@ class InboundPipeline:
         self._advanced(seq, pending)
 
     async def _pend(self, seq: int | None, group_id: bytes, epoch: int, data: bytes) -> None:
+        """Keep a message for later if the limits allow; either way, move past it."""
         now = self._s.now_ms()
+        limits = self._limits
 
-        def write(store: Store) -> None:
-            store.pending_inbound.add(group_id, epoch, seq or 0, data, now=now)
+        def write(store: Store) -> PendingAdmission:
+            admitted = store.pending_inbound.admit(
+                group_id, epoch, seq or 0, data, now=now, limits=limits
+            )
             self._finish(store, seq, None)
+            return admitted
 
-        await self._s.store.transaction(write)
+        admitted = await self._s.store.transaction(write)
         self._advanced(seq, None)
+        if admitted is not PendingAdmission.KEPT:
+            self._dropped[admitted] = self._dropped.get(admitted, 0) + 1
+            self._log_drops()
 
     async def _own_echo(
         self, seq: int | None, digest: bytes, pending: PendingInbound | None
@@ -462,6 +508,15 @@ class InboundPipeline:
     async def _welcome(
         self, seq: int | None, data: bytes, welcome: Welcome, pending: PendingInbound | None
     ) -> None:
+        """Join a new group from a Welcome (RFC 9420 §12.4.3.1).
+
+        The group ID must be new to this client: a Welcome for a group it
+        has -- or left, or was removed from -- is dropped at any epoch,
+        before anything is joined. Otherwise a removed member, who knows the
+        group ID, could make a group of her own with that ID, add this client
+        with a KeyPackage she claimed, and have her state replace the real
+        group's (she would then read what this client sends to it).
+        """
         store = self._s.store
         refs = [entry.new_member for entry in welcome.secrets]
 
@@ -478,6 +533,14 @@ class InboundPipeline:
             return
         bundle = KeyPackageBundle.from_bytes(secret.bundle)
         try:
+            header = open_welcome(welcome, bundle)
+        except MLSError as exc:
+            await self._skip(seq, pending, f"a Welcome that does not open: {exc}")
+            return
+        if await store.run(lambda s: _known_group(s, header.group_id)):
+            await self._drop_welcome(seq, pending, secret)
+            return
+        try:
             group = Group.join_from_welcome(
                 data,
                 bundle,
@@ -489,11 +552,11 @@ class InboundPipeline:
             await self._skip(seq, pending, f"a Welcome that does not open: {exc}")
             return
         group_id = group.group_id
-        known = await self._s.groups.get(group_id)
-        if known is not None and known.epoch >= group.epoch and not known.removed:
-            await self._skip(seq, pending, "a Welcome to a group already joined")
+        if group_id != header.group_id:  # the same bytes, verified this time
+            await self._skip(seq, pending, "a Welcome that changed while it was opened")
             return
         members = group_members(group)
+        adder = member_at(group, header.signer)
         info = ConversationInfo.from_extensions(group.extensions) or ConversationInfo(
             ConversationKind.GROUP
         )
@@ -502,11 +565,19 @@ class InboundPipeline:
         ref, one_time = secret.ref, not secret.last_resort
         profile = self._s.profile_content()
 
-        def write(store: Store) -> list[Event]:
-            store.groups.delete(group_id)
+        def write(store: Store) -> list[Event] | None:
+            if _known_group(store, group_id):  # checked again, atomically with the join
+                return None
             store.groups.save(group_id, epoch, state, now=now)
             _, events = apply_joined(
-                store, group_id, members=members, info=info, me=self._me, now=now, epoch=epoch
+                store,
+                group_id,
+                members=members,
+                info=info,
+                adder=None if adder is None else adder.identity,
+                me=self._me,
+                now=now,
+                epoch=epoch,
             )
             if one_time:
                 store.key_packages.delete(ref)
@@ -515,12 +586,37 @@ class InboundPipeline:
             return events
 
         events = await store.transaction(write)
+        if events is None:
+            await self._drop_welcome(seq, pending, secret)
+            return
         self._advanced(seq, pending)
         self._s.groups.put(group)
         self._s.events.publish(*events)
         self._key_package_used()
         self._wake_outbox()
         await self.retry_pending_locked(group_id)
+
+    async def _drop_welcome(
+        self, seq: int | None, pending: PendingInbound | None, secret: KeyPackageSecret
+    ) -> None:
+        """A Welcome for a group this client has: drop it; its KeyPackage is spent.
+
+        A one-time KeyPackage was claimed from the server for it, so nobody
+        else can use it: its private keys are deleted (RFC 9420 §16.8) and
+        the pool tops up. A last-resort one stays: others may claim it too.
+        """
+        _log.warning("dropped a Welcome for a group this client already has or had")
+        ref, one_time = secret.ref, not secret.last_resort
+
+        def write(store: Store) -> None:
+            if one_time:
+                store.key_packages.delete(ref)
+            self._finish(store, seq, pending)
+
+        await self._s.store.transaction(write)
+        self._advanced(seq, pending)
+        if one_time:
+            self._key_package_used()
 
     # -- this client's sends, accepted by the server -----------------------------------------
 

@@ -2,7 +2,11 @@
 
 Every send is first an outbox row (:mod:`..store.outbox`), written in the
 same transaction as its local effect (the message row, the reaction...).
-The sender takes the oldest item and:
+The items of one group (one conversation) form a *lane*: a lane's items go
+out in order -- a later message waits for the earlier one -- while lanes
+progress side by side, each in a task of its own, so that a conversation
+whose sends keep failing never delays another conversation's. A lane's
+head, once due, is sent like this:
 
 1. **builds** its MLS message in the group's current epoch, if it is not
    built yet or was built for an older epoch: encrypts the content
@@ -18,10 +22,15 @@ The sender takes the oldest item and:
    a commit's new epoch is persisted, then merged; the item is removed;
 4. on ``stale_epoch`` **catches up** (fetch and process the queue, which
    holds the winning commit), and goes back to 1 for the new epoch
-   (RFC 9750 §5.2);
+   (RFC 9750 §5.2). If catching up does not move the group, it never will
+   (the server's group went where this client cannot follow, e.g. a commit
+   that does not process): the item fails for good;
 5. on a transient failure (unreachable, 5xx, rate limited) records it and
-   waits with exponential backoff; on a refusal it gives the item up and
-   marks its message failed.
+   the lane waits: per item, exponential backoff with a cap, with jitter
+   from :mod:`secrets`; on a refusal (a typed permanent error: not a
+   member, unknown group, out of step...) it gives the item up, marks its
+   message failed and tells the UI (:class:`~..events.OperationFailed`),
+   and the lane goes on with its next item.
 
 Commits are built and sent holding :attr:`Session.lock`, so no commit of
 another member is merged in between. An application message cannot be
@@ -37,9 +46,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Final
 
@@ -47,7 +59,6 @@ from messenger.api import models as m
 from messenger.mls.errors import InvalidMessageError, UsageError
 
 from ..errors import (
-    ClientError,
     GroupExistsError,
     NetworkError,
     RateLimitedError,
@@ -74,6 +85,11 @@ PAUSE_ENV: Final = "MESSENGER_TEST_OUTBOX_PAUSE"
 _MAX_STALE: Final = 5
 
 
+def _secure_fraction() -> float:
+    """A uniform float in [0, 1) from the OS's CSPRNG, for backoff jitter."""
+    return secrets.randbits(53) / (1 << 53)
+
+
 def _remove(store: Store, item_id: int) -> bool:
     return store.outbox.remove(item_id)
 
@@ -90,6 +106,18 @@ class _NeedsCommit(Exception):
     """Proposals are pending in the group: commit them before encrypting."""
 
 
+class _OutOfStepError(ServerRejectedError):
+    """The server's epoch is not ours, and catching up does not change that.
+
+    Nothing this client can send to the group will be accepted again: a
+    permanent failure of the item (until the group is rejoined).
+    """
+
+    default_user_message = (
+        "This conversation is out of step with the server, so the message could not be sent."
+    )
+
+
 async def _pause_point(name: str) -> None:
     hook = os.environ.get(PAUSE_ENV)
     if not hook or ":" not in hook:
@@ -102,7 +130,7 @@ async def _pause_point(name: str) -> None:
 
 
 class OutboxSender:
-    """Sends the outbox, oldest first."""
+    """Sends the outbox: each lane (group) in order, lanes independently."""
 
     def __init__(
         self,
@@ -113,8 +141,12 @@ class OutboxSender:
     ) -> None:
         self._s = session
         self._pipeline = pipeline
-        self._backoff = backoff or Backoff(base=0.5, maximum=30.0)
+        chosen = backoff or Backoff(base=0.5, maximum=30.0)
+        # Retries of different clients must not fall into step, and their
+        # timing should tell an observer nothing: jitter from the CSPRNG.
+        self._backoff = dataclasses.replace(chosen, random=_secure_fraction)
         self._wake = asyncio.Event()
+        self._lanes: dict[bytes | None, asyncio.Task[None]] = {}
 
     def wake(self) -> None:
         """Look at the outbox now (a new item, or the network is back)."""
@@ -122,24 +154,79 @@ class OutboxSender:
 
     async def run(self) -> None:
         """Send forever: whenever woken, and when the next retry is due."""
-        while True:
-            self._wake.clear()
-            await self.flush_once()
-            due = await self._s.store.run(lambda s: s.outbox.next_attempt_at())
-            timeout = None if due is None else max(0.0, (due - self._s.now_ms()) / 1000)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+        try:
+            while True:
+                self._wake.clear()
+                due = await self._start_lanes()
+                timeout = None if due is None else max(0.0, (due - self._s.now_ms()) / 1000)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            await self._stop_lanes()
 
     async def flush_once(self) -> bool:
-        """Send every due item in order; whether the outbox is now empty."""
+        """Send every due item, lanes side by side; whether the outbox is now empty."""
+        try:
+            while True:
+                await self._start_lanes()
+                running = [task for task in self._lanes.values() if not task.done()]
+                if not running:
+                    break
+                await asyncio.wait(running)
+        except asyncio.CancelledError:
+            await self._stop_lanes()
+            raise
+        return bool(await self._s.store.run(lambda s: s.outbox.count() == 0))
+
+    # -- lanes ------------------------------------------------------------------------------
+
+    async def _start_lanes(self) -> int | None:
+        """Start a task for each idle lane whose head is due; when the next idle one is due."""
+        heads = await self._s.store.run(lambda s: s.outbox.lane_heads())
+        now = self._s.now_ms()
+        next_due: int | None = None
+        for lane, due in heads:
+            running = self._lanes.get(lane)
+            if running is not None and not running.done():
+                continue
+            if due <= now:
+                task = asyncio.create_task(self._run_lane(lane), name="outbox lane")
+                self._lanes[lane] = task
+                task.add_done_callback(functools.partial(self._lane_done, lane))
+            elif next_due is None or due < next_due:
+                next_due = due
+        return next_due
+
+    def _lane_done(self, lane: bytes | None, task: asyncio.Task[None]) -> None:
+        if self._lanes.get(lane) is task:
+            del self._lanes[lane]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _log.error("an outbox lane failed", exc_info=exc)
+        self._wake.set()  # the lane may have new items, or a new due time
+
+    async def _stop_lanes(self) -> None:
+        tasks = list(self._lanes.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._lanes.clear()
+
+    async def _run_lane(self, lane: bytes | None) -> None:
+        """Send a lane's items in order while they are due; stop at a transient failure."""
         while True:
-            item = await self._s.store.run(lambda s: s.outbox.first())
-            if item is None:
-                return True
-            if item.next_attempt_at > self._s.now_ms():
-                return False
-            if not await self._deliver(item):
-                return False
+            item = await self._s.store.run(lambda s: s.outbox.head(lane))
+            if item is None or item.next_attempt_at > self._s.now_ms():
+                return
+            try:
+                delivered = await self._deliver(item)
+            except Exception as exc:  # a bug, or the store failing: retry later, not at once
+                _log.exception("sending an outbox item failed")
+                await self._retry_later(item, exc)
+                return
+            if not delivered:
+                return
 
     # -- one item ---------------------------------------------------------------------------
 
@@ -188,7 +275,7 @@ class OutboxSender:
             try:
                 await self._s.transport.send(group_id, built.payload)
             except StaleEpochError:
-                await self._pipeline.catch_up()
+                await self._catch_up_after_stale(group_id, built.epoch)
                 continue
             await _pause_point("after-send")
             async with self._s.lock:
@@ -203,6 +290,7 @@ class OutboxSender:
             stale = False
             async with self._s.lock:
                 built = await self._build_commit(item)
+                built_epoch = built.epoch
                 await _pause_point("before-send")
                 try:
                     await self._s.transport.commit(group_id, built.payload)
@@ -213,8 +301,24 @@ class OutboxSender:
                     await self._pipeline.apply_accepted_locked(built)
                     return
             if stale:
-                await self._pipeline.catch_up()
+                await self._catch_up_after_stale(group_id, built_epoch)
         raise StaleEpochError(-1, "the group kept moving on")
+
+    async def _catch_up_after_stale(self, group_id: bytes, epoch: int | None) -> None:
+        """The server holds another epoch: process the queue (it has the commits).
+
+        The server queues a commit in the same transaction that accepts it,
+        so after a full catch-up the group is at the server's epoch -- unless
+        it cannot get there (a commit it could not process, or a server that
+        is behind): then it never will, and :class:`_OutOfStepError` ends the
+        item instead of retrying it forever.
+        """
+        await self._pipeline.catch_up()
+        group = await self._s.groups.get(group_id)
+        if group is not None and group.active and group.epoch == epoch:
+            raise _OutOfStepError(
+                "out_of_step", "the server's epoch is not ours, and catching up changed nothing"
+            )
 
     # -- building ---------------------------------------------------------------------------
 
@@ -334,7 +438,8 @@ class OutboxSender:
 
     # -- failures ---------------------------------------------------------------------------
 
-    async def _retry_later(self, item: OutboxItem, exc: ClientError) -> None:
+    async def _retry_later(self, item: OutboxItem, exc: Exception) -> None:
+        """A transient failure: the item (and its lane) waits, backing off per item."""
         attempts = item.attempts
         delay = self._backoff.delay(attempts)
         if isinstance(exc, RateLimitedError):

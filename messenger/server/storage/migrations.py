@@ -32,8 +32,17 @@ __all__ = [
 _PG_LOCK_ID: Final = 0x6D657373656E6772
 
 _TYPES: Final = {
-    "sqlite": {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
-    "postgresql": {"blob": "BYTEA", "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
+    "sqlite": {
+        "blob": "BLOB",
+        "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        # Rows lie in primary-key order, not insertion order (no rowid).
+        "without_rowid": " WITHOUT ROWID",
+    },
+    "postgresql": {
+        "blob": "BYTEA",
+        "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "without_rowid": "",
+    },
 }
 
 
@@ -139,6 +148,74 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 expires_at BIGINT NOT NULL
             )""",
             "CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)",
+        ),
+    ),
+    Migration(
+        3,
+        "evidence of KeyPackage claims, for adding members",
+        (
+            # One row per KeyPackage handed out by a claim: a commit may add a
+            # queue only with a Welcome for a KeyPackage its committer claimed
+            # from that queue's client. Both columns are HMACs under a key
+            # derived from the server secret (not in the database):
+            # evidence_hash of (claimer client, KeyPackageRef), queue_hash of
+            # (claimer client, target queue), so a copy of the database does not
+            # tell who claimed whose KeyPackage. The expiry is rounded up to the
+            # hour, and rows lie in digest order (no rowid on SQLite), so the
+            # order and time of claims are not kept either; a row is deleted
+            # when used.
+            """CREATE TABLE claim_evidence (
+                evidence_hash {blob} PRIMARY KEY,
+                queue_hash {blob} NOT NULL,
+                expires_at BIGINT NOT NULL
+            ){without_rowid}""",
+            "CREATE INDEX claim_evidence_expiry ON claim_evidence (expires_at)",
+        ),
+    ),
+    Migration(
+        4,
+        "no client ID next to a request time; coarse stored times",
+        (
+            # Request nonces: an HMAC of (client ID, nonce) under a key derived
+            # from the server secret, and an expiry in buckets of the timestamp
+            # window (authentication.py). The old rows named the client next to
+            # the request time to the millisecond, which found the sender of
+            # every stored message; they are dropped (requests signed before
+            # the upgrade are refused as expired). No rowid on SQLite: rows lie
+            # in digest order, not in request order.
+            "DROP TABLE request_nonces",
+            """CREATE TABLE request_nonces (
+                nonce_hash {blob} PRIMARY KEY,
+                expires_at BIGINT NOT NULL
+            ){without_rowid}""",
+            "CREATE INDEX request_nonces_expiry ON request_nonces (expires_at)",
+            # Idempotency keys: a digest of (client, key), the answer given
+            # masked under a key derived from (client, key), which is not kept,
+            # and an expiry rounded down to the day (delivery.py). The old
+            # rows kept the epoch, the recipient count and the send time to the
+            # millisecond; they are dropped: a retry of a send made before the
+            # upgrade then meets stale_epoch (and the client finds its own
+            # echo in its queue) or is a copy whose MLS generation is spent.
+            "DROP TABLE idempotency_keys",
+            """CREATE TABLE idempotency_keys (
+                key_hash {blob} PRIMARY KEY,
+                answer {blob} NOT NULL,
+                expires_at BIGINT NOT NULL
+            ){without_rowid}""",
+            "CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)",
+            # Spent challenges: the expiry rounded up to the hour, no rowid.
+            """CREATE TABLE used_challenges_v4 (
+                challenge_hash {blob} PRIMARY KEY,
+                expires_at BIGINT NOT NULL
+            ){without_rowid}""",
+            "INSERT INTO used_challenges_v4 (challenge_hash, expires_at) "
+            "SELECT challenge_hash, ((expires_at + 3599999) / 3600000) * 3600000 "
+            "FROM used_challenges",
+            "DROP TABLE used_challenges",
+            "ALTER TABLE used_challenges_v4 RENAME TO used_challenges",
+            "CREATE INDEX used_challenges_expiry ON used_challenges (expires_at)",
+            # Message times only serve retention: rounded down to the hour.
+            "UPDATE queue_entries SET created_at = (created_at / 3600000) * 3600000",
         ),
     ),
 )

@@ -17,6 +17,12 @@ through aiosqlite connections, which WAL lets run beside the writer.
 
 Only one process may serve a database file: a second one would not see the
 first one's pushes. An exclusive lock on ``<file>.lock`` enforces this.
+
+The database holds every queued message, so its files are the server
+user's alone (POSIX): a missing directory is created 0700, the lock file and
+an empty database file are created 0600 before SQLite opens it, and SQLite
+gives the -wal and -shm files the database file's mode. Files an older
+version left readable by others are tightened to 0600 on connect.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import contextlib
 import itertools
 import os
 import sqlite3
+import stat
 import sys
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +48,24 @@ __all__ = ["SqliteDatabase"]
 T = TypeVar("T")
 
 _READERS = 2
+_PRIVATE_FILE = 0o600
+_SIDECARS = ("-wal", "-shm", "-journal", ".lock")
+
+
+def _create_private_files(path: Path) -> None:
+    """Create the directory (0700) and an empty database file (0600), make old ones private."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_FILE))
+    if os.name != "posix":  # pragma: no cover - the server runs on POSIX
+        return
+    for file in (path, *(path.with_name(path.name + s) for s in _SIDECARS)):
+        try:
+            st = os.lstat(file)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.chmod(file, _PRIVATE_FILE)
 
 
 class _SqliteTx(Tx):
@@ -186,8 +211,8 @@ class SqliteDatabase(Database):
         self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._take_process_lock()
+            _create_private_files(self.path)
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
             self._writer = await loop.run_in_executor(self._executor, self._open_writer)
             for _ in range(_READERS):
@@ -205,7 +230,8 @@ class SqliteDatabase(Database):
             return
         import fcntl
 
-        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, _PRIVATE_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
