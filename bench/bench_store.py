@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keyring.backend
 
-from messenger.client import Profile, Profiles, Store
-from messenger.client.store import ConversationKind, Keychain
+from messenger.client import Profile, Profiles
+from messenger.client.store import ConversationKind, Keychain, Store
 
 PASSPHRASE = "benchmark recovery passphrase"
 CONVERSATIONS = 20

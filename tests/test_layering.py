@@ -3,6 +3,12 @@
 See ../shared/design/architecture.md, "The layers". Each package may import
 only what its row allows; the MLS core in particular stays sans-I/O: no
 clock, no randomness of its own, no sockets, files or databases.
+
+The desktop app goes further than packages: ``ui/`` may import from
+``messenger`` only ``from messenger.client import <name>`` with a name in
+``messenger.client.__all__`` -- no submodule (``messenger.client.store``),
+no ``import messenger.client`` (whose attributes reach the machinery), no
+``*``. Every ``.py`` file under ``ui/`` is checked as soon as it exists.
 """
 
 from __future__ import annotations
@@ -119,6 +125,77 @@ def _violations(package: str) -> list[str]:
             elif top not in third_party:
                 found.append(where)
     return found
+
+
+def _client_exports() -> frozenset[str]:
+    import messenger.client
+
+    return frozenset(messenger.client.__all__)
+
+
+def _ui_name_violations(source: str, filename: str) -> list[str]:
+    """Imports from ``messenger`` in a ``ui`` module that are not public client names."""
+    exports = _client_exports()
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "messenger":
+                    found.append(
+                        f"{filename}:{node.lineno} imports {alias.name} "
+                        "(use `from messenger.client import <name>`)"
+                    )
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "messenger.client":
+                for alias in node.names:
+                    if alias.name not in exports:
+                        found.append(
+                            f"{filename}:{node.lineno} imports {alias.name} from "
+                            "messenger.client, which does not export it"
+                        )
+            elif node.module.split(".")[0] == "messenger":
+                found.append(
+                    f"{filename}:{node.lineno} imports from {node.module} "
+                    "(only `from messenger.client import <name>` is allowed)"
+                )
+    return found
+
+
+def test_ui_imports_only_public_client_names() -> None:
+    found: list[str] = []
+    for _, path in _modules("ui"):
+        found += _ui_name_violations(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
+    assert found == []
+
+
+def test_the_ui_name_checker_sees_violations() -> None:
+    """The name rule must catch machinery and submodules (so the test above can fail)."""
+    good = (
+        "from __future__ import annotations\n"
+        "from PySide6.QtCore import QObject\n"
+        "from messenger.client import MessengerClient, ConversationUpdated\n"
+        "from .bridge import Bridge\n"
+    )
+    assert _ui_name_violations(good, "ui/good.py") == []
+    bad = (
+        "from messenger.client import MessengerClient, Store\n"
+        "from messenger.client.store import AsyncStore\n"
+        "from messenger.client import *\n"
+        "import messenger.client\n"
+        "from messenger import client\n"
+        "def f():\n"
+        "    from messenger.client.sync import inbound\n"
+    )
+    found = _ui_name_violations(bad, "ui/bad.py")
+    assert [line.split(" ")[0] for line in found] == [
+        "ui/bad.py:1",
+        "ui/bad.py:2",
+        "ui/bad.py:3",
+        "ui/bad.py:4",
+        "ui/bad.py:5",
+        "ui/bad.py:7",
+    ]
+    assert "Store" in found[0] and "MessengerClient" not in found[0]
 
 
 @pytest.mark.parametrize("package", sorted(RULES))

@@ -1,7 +1,11 @@
 """The messenger client: profiles, the encrypted store, backups.
 
-Everything the UI may use is exported here (architecture guide, "The
-layers": ``ui`` imports only the public names of ``messenger.client``).
+Everything the UI may use is exported here, and nothing else (architecture
+guide, "The layers": ``ui`` imports only the names in ``__all__``;
+``tests/test_layering.py`` checks the names it imports). The machinery --
+:class:`~.store.Store`, :class:`~.store.AsyncStore`, the keychain, KDF
+parameters -- is imported from its own module by the code and tests that
+need it.
 
 * :mod:`.profiles` -- per-OS data directory, several profiles;
 * :mod:`.store` -- the SQLCipher store: unlock via the OS keyring or the
@@ -89,15 +93,18 @@ from .errors import (
     WrongPassphraseError,
 )
 from .events import (
+    AccountUpdated,
     ConnectionState,
     ConnectionStateChanged,
     ContactUpdated,
     ConversationUpdated,
     Event,
+    EventsDropped,
     MessageReceived,
     MessageStatusChanged,
     MessageUpdated,
     OperationFailed,
+    PreferencesChanged,
     Subscription,
     TypingChanged,
 )
@@ -106,31 +113,24 @@ from .models import (
     ConversationView,
     MemberView,
     MessageView,
+    NoteView,
+    Preferences,
     ReactionSummary,
     SafetyNumberView,
+    note_text,
 )
 from .profiles import Profile, Profiles, default_data_dir
 from .safety_number import SafetyNumber
-from .store import (
-    AsyncStore,
-    Contact,
-    Conversation,
-    ConversationKind,
-    Keychain,
-    Message,
-    MessageKind,
-    MessageStatus,
-    ScryptParams,
-    SearchHit,
-    Store,
-    UnlockMethod,
-)
+from .store.contacts import Contact
+from .store.conversations import Conversation, ConversationKind
+from .store.messages import Message, MessageKind, MessageStatus, Note, NoteKind
+from .store.search import SearchHit
 
 __all__ = [
     "AccountError",
     "AccountExistsError",
     "AccountInfo",
-    "AsyncStore",
+    "AccountUpdated",
     "AuthError",
     "BackupCorruptError",
     "BackupError",
@@ -158,6 +158,7 @@ __all__ = [
     "DiskFullError",
     "DuplicateMessageError",
     "Event",
+    "EventsDropped",
     "ForeignServerError",
     "GroupExistsError",
     "GroupStateRegressionError",
@@ -166,7 +167,6 @@ __all__ = [
     "InvalidProfileNameError",
     "InvalidServerAddressError",
     "KdfLimitError",
-    "Keychain",
     "KeyringProblem",
     "KeyringUnavailableError",
     "MemberView",
@@ -185,8 +185,13 @@ __all__ = [
     "NoKeyPackageError",
     "NotAMemberError",
     "NotAllowedError",
+    "Note",
+    "NoteKind",
+    "NoteView",
     "OperationFailed",
     "PassphraseRequiredError",
+    "Preferences",
+    "PreferencesChanged",
     "Profile",
     "ProfileError",
     "ProfileExistsError",
@@ -198,13 +203,11 @@ __all__ = [
     "SafetyNumber",
     "SafetyNumberUnavailableError",
     "SafetyNumberView",
-    "ScryptParams",
     "SearchHit",
     "ServerRejectedError",
     "ServerUnavailableError",
     "SignupRefusedError",
     "StaleEpochError",
-    "Store",
     "StoreBusyError",
     "StoreCorruptError",
     "StoreError",
@@ -216,7 +219,6 @@ __all__ = [
     "TypingChanged",
     "UnknownAccountError",
     "UnknownGroupError",
-    "UnlockMethod",
     "UntrustedKeyError",
     "WeakPassphraseError",
     "WrongBackupPassphraseError",
@@ -224,6 +226,7 @@ __all__ = [
     "WrongPassphraseError",
     "default_data_dir",
     "export_backup",
+    "note_text",
     "read_backup_info",
     "restore_backup",
 ]

@@ -4,8 +4,11 @@
 
     messenger-cli [--data-dir DIR] [--profile NAME] [--no-keyring] COMMAND ...
 
-    create-account SERVER [--handle H]   a new profile's anonymous account
-    whoami                               the account, its address and invite link
+    create-account SERVER|LINK [--handle H] [--invite CODE]
+                                         a new profile's anonymous account; an
+                                         invite link may carry the server's invite
+    whoami [--invite CODE]               the account, its address and invite link
+    backup FILE  |  restore FILE         the whole profile in one encrypted file
     add-contact ADDRESS [--name N]       handle@server, a handle, or an invite link
     contacts | conversations
     create-group NAME [MEMBER ...]       a group with contacts in it
@@ -16,7 +19,7 @@
     delete CONV MESSAGE_ID  |  react CONV MESSAGE_ID EMOJI [--remove]
     history CONV [--limit N]             the newest messages
     listen [--count N] [--timeout S]     print messages as they arrive
-    search QUERY ...                     full-text search
+    search QUERY ... [--limit N]         full-text search (newest 50 by default)
     safety-number CONTACT [--verified]   compare it with the contact out of band
     sync                                 fetch new messages and deliver queued ones
     demo                                 a local server and two clients chatting
@@ -31,10 +34,19 @@ are visible to every user of the machine (``ps``, ``/proc/<pid>/cmdline``)
 and stay in the shell's history; standard input is not.
 
 The store's passphrase comes from the ``MESSENGER_PASSPHRASE`` environment
-variable, else it is asked for on the terminal (never echoed). With
+variable, else it is asked for on the terminal (never echoed); a backup's
+from ``MESSENGER_BACKUP_PASSPHRASE``, else the terminal. With
 ``--no-keyring`` the OS keyring is never used, so the passphrase is always
 needed. Errors are printed as one sentence; the exit status is 1 for an
-error, 2 for bad usage.
+error, 2 for bad usage, 3 when the profile is open in another process.
+
+One process at a time may open a profile (:class:`~.profiles.ProfileLock`):
+two would each take a share of its messages from the server. Changes
+(``send``, ``react``, ``add-member``...) are written to the outbox first;
+when the server cannot be reached the command says so and returns at once,
+and ``listen``, ``sync`` or the next command that syncs sends them.
+``listen`` prints "offline, retrying" and "connected" on standard error as
+the connection changes, and retries at most 2 s apart.
 """
 
 from __future__ import annotations
@@ -45,34 +57,65 @@ import contextlib
 import datetime
 import getpass
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Final, TextIO
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import keyring.backends.fail
 
-from .client import MessengerClient
+from .addresses import INVITE_SCHEME
+from .backup import restore_backup
+from .client import ClientOptions, MessengerClient
 from .content import MAX_TEXT_BYTES
 from .errors import (
     ClientError,
     ConversationNotFoundError,
+    InvalidServerAddressError,
     MessageTooLongError,
     NetworkError,
+    NotAMemberError,
     PassphraseRequiredError,
     ProfileNotFoundError,
-    WrongPassphraseError,
+    ServerUnavailableError,
+    StoreBusyError,
 )
-from .events import MessageReceived, MessageUpdated
+from .events import ConnectionState, ConnectionStateChanged, MessageReceived, MessageUpdated
 from .models import ConversationView, MessageView
-from .profiles import Profiles
+from .net.backoff import Backoff
+from .net.http import normalize_server_url
+from .profiles import ProfileLock, Profiles
 from .store.keychain import Keychain
 from .store.messages import MessageKind, MessageStatus
 from .store.search import HIGHLIGHT_END, HIGHLIGHT_START
 
-__all__ = ["PASSPHRASE_ENV", "main", "message_text"]
+__all__ = [
+    "BACKUP_PASSPHRASE_ENV",
+    "EXIT_PROFILE_BUSY",
+    "PASSPHRASE_ENV",
+    "main",
+    "message_text",
+    "parse_join_link",
+]
 
 PASSPHRASE_ENV: Final = "MESSENGER_PASSPHRASE"  # noqa: S105 (a variable name)
+BACKUP_PASSPHRASE_ENV: Final = "MESSENGER_BACKUP_PASSPHRASE"  # noqa: S105 (a variable name)
+#: The exit status when the profile is open in another process.
+EXIT_PROFILE_BUSY: Final = 3
+#: The CLI reconnects and resends at most this far apart (the app's cap is 30 s).
+CLI_BACKOFF: Final = Backoff(base=0.25, maximum=2.0)
+#: The query parameter of an invite link that carries the server's invite code.
+INVITE_PARAM: Final = "invite"
+_INVITE_CODE: Final = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_HOST: Final = re.compile(r"[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]+")
+_SEARCH_LIMIT: Final = 50
+_QUEUED: Final = (
+    "The server cannot be reached; this is queued and will be sent by "
+    "'listen', 'sync' or the next command that reaches the server."
+)
+_UNREACHABLE: Final = "The server cannot be reached right now; try again later."
 #: The commands whose text may come from standard input.
 _TEXT_COMMANDS: Final = frozenset({"send", "reply", "edit"})
 _STDIN_TEXT_HELP: Final = (
@@ -106,9 +149,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("create-account", help="create the profile's anonymous account")
-    p.add_argument("server", help="server URL, e.g. https://chat.example.org")
+    p.add_argument(
+        "server",
+        help="server URL, e.g. https://chat.example.org, or an invite link "
+        "(messenger://add?...), which adds its sender as a contact too",
+    )
     p.add_argument("--handle", help="a handle others can find you by")
-    sub.add_parser("whoami", help="show the account, its address and invite link")
+    p.add_argument(
+        "--invite",
+        metavar="CODE",
+        help="the server's invite code, if it needs one (--invite=CODE if it starts with -)",
+    )
+    p = sub.add_parser("whoami", help="show the account, its address and invite link")
+    p.add_argument(
+        "--invite", metavar="CODE", help="put this server invite code into the invite link"
+    )
+    p = sub.add_parser("backup", help="write the whole profile to an encrypted file")
+    p.add_argument("file", type=Path)
+    p = sub.add_parser(
+        "restore",
+        help="restore a backup into a new profile (--profile)",
+        description="Restore a backup into the new profile named by --profile. The restored "
+        "copy takes over the account's device: stop using the old copy.",
+    )
+    p.add_argument("file", type=Path)
     p = sub.add_parser("add-contact", help="add a contact by handle@server or invite link")
     p.add_argument("address")
     p.add_argument("--name", help="a display name for the contact")
@@ -152,6 +216,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop after this many seconds")
     p = sub.add_parser("search", help="search messages")
     p.add_argument("query", nargs="+")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=_SEARCH_LIMIT,
+        help=f"at most this many (default {_SEARCH_LIMIT})",
+    )
     p = sub.add_parser("safety-number", help="show the safety number with a contact")
     p.add_argument("contact")
     p.add_argument("--verified", action="store_true", help="mark it as compared and verified")
@@ -172,7 +242,10 @@ def message_text(words: Sequence[str], stdin: IO[bytes] | None) -> str:
     and one final line break are dropped).
     """
     if words and list(words) != ["-"]:
-        return " ".join(words)
+        text = " ".join(words)
+        if not text.strip():
+            raise UsageError("the message is empty")
+        return text
     if stdin is None:
         raise UsageError("no message text, and no standard input to read it from")
     if not words and stdin.isatty():
@@ -186,7 +259,7 @@ def message_text(words: Sequence[str], stdin: IO[bytes] | None) -> str:
         raise UsageError("the message on standard input is not UTF-8") from None
     if text.endswith("\n"):
         text = text[:-1].removesuffix("\r")
-    if not text:
+    if not text.strip():
         raise UsageError("the message is empty")
     return text
 
@@ -211,15 +284,15 @@ def _can_prompt() -> bool:
         return False
 
 
-def _passphrase(*, confirm: bool) -> str:
-    from_env = os.environ.get(PASSPHRASE_ENV)
+def _passphrase(*, confirm: bool, env: str = PASSPHRASE_ENV, what: str = "Passphrase") -> str:
+    from_env = os.environ.get(env)
     if from_env:
         return from_env
     if not _can_prompt():
-        raise UsageError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal")
-    first = getpass.getpass("Passphrase: ")
-    if confirm and getpass.getpass("Repeat the passphrase: ") != first:
-        raise UsageError("the passphrases differ")
+        raise UsageError(f"no {what.lower()}: set {env} or run in a terminal")
+    first = getpass.getpass(f"{what}: ")
+    if confirm and getpass.getpass(f"Repeat the {what.lower()}: ") != first:
+        raise UsageError(f"the {what.lower()}s differ")
     return first
 
 
@@ -229,20 +302,38 @@ def _keychain(args: argparse.Namespace) -> Keychain | None:
     return None
 
 
-async def _open(args: argparse.Namespace, *, create: bool = False) -> MessengerClient:
+_OPTIONS: Final = ClientOptions(backoff=CLI_BACKOFF)
+
+
+async def _open(
+    args: argparse.Namespace, lock: list[ProfileLock], *, create: bool = False
+) -> MessengerClient:
+    """Open (or create) the profile, holding its lock (appended to ``lock``) until closed."""
     keychain = _keychain(args)
     profiles = Profiles(args.data_dir)
     if create and not profiles.exists(args.profile):
-        return await MessengerClient.create(
-            args.profile, _passphrase(confirm=True), data_dir=args.data_dir, keychain=keychain
+        client = await MessengerClient.create(
+            args.profile,
+            _passphrase(confirm=True),
+            data_dir=args.data_dir,
+            keychain=keychain,
+            options=_OPTIONS,
         )
+        try:
+            lock.append(ProfileLock(client.profile))
+            lock[-1].acquire()
+        except BaseException:
+            await client.close()
+            raise
+        return client
+    profile = profiles.get(args.profile)
+    lock.append(ProfileLock(profile))
+    lock[-1].acquire()  # before the passphrase: a busy profile is said at once
     if not args.no_keyring:
         with contextlib.suppress(PassphraseRequiredError):
-            return await MessengerClient.open(
-                args.profile, data_dir=args.data_dir, keychain=keychain
-            )
+            return await MessengerClient.open(profile, keychain=keychain, options=_OPTIONS)
     return await MessengerClient.open(
-        args.profile, _passphrase(confirm=False), data_dir=args.data_dir, keychain=keychain
+        profile, _passphrase(confirm=False), keychain=keychain, options=_OPTIONS
     )
 
 
@@ -297,11 +388,69 @@ async def _target(client: MessengerClient, ref: str) -> int:
     return (await client.create_conversation(contact.account_id)).id
 
 
-async def _best_effort_sync(client: MessengerClient, out: TextIO) -> None:
+async def _best_effort_sync(client: MessengerClient, out: TextIO) -> bool:
+    """Catch up with the server if it can be reached; whether it could."""
     try:
         await client.sync()
-    except NetworkError as exc:
-        print(f"(offline: {exc.user_message})", file=out)
+    except NetworkError:
+        print("(offline: showing what this device has)", file=sys.stderr)
+        return False
+    return True
+
+
+async def _deliver(client: MessengerClient) -> None:
+    """Send what a command queued: at once when the server is reachable.
+
+    When it is not, say that the change is queued and return; ``listen``,
+    ``sync`` or a later command sends it.
+    """
+    try:
+        await client.sync()
+    except NetworkError:
+        print(_QUEUED, file=sys.stderr)
+        return
+    try:
+        await client.flush(_FLUSH_TIMEOUT)
+    except TimeoutError:
+        print(_QUEUED, file=sys.stderr)
+
+
+def parse_join_link(text: str) -> tuple[str, str | None, str | None]:
+    """A server URL or invite link: (server URL, server invite code, contact address).
+
+    An invite link (``messenger://add?server=...&account=...[&invite=CODE]``)
+    names its server, may carry the server's invite code, and is itself the
+    address of the contact who shared it.
+    """
+    value = text.strip()
+    if not value.lower().startswith(f"{INVITE_SCHEME}://"):
+        return value, None, None
+    query = parse_qs(urlsplit(value).query)
+    server = query.get("server", [""])[0]
+    if not server:
+        raise InvalidServerAddressError(
+            f"no server in {value!r}", user_message="This invite link names no server."
+        )
+    code = query.get(INVITE_PARAM, [None])[0]
+    return server, code, value
+
+
+def _check_server_url(url: str) -> str:
+    """InvalidServerAddressError unless ``url`` looks like a server (a host name, no spaces)."""
+    host = urlsplit(normalize_server_url(url)).hostname or ""
+    if not _HOST.fullmatch(host):
+        raise InvalidServerAddressError(f"not a host name: {host!r}")
+    return url
+
+
+def _with_invite(link: str, code: str) -> str:
+    return f"{link}&{urlencode({INVITE_PARAM: code})}"
+
+
+def _check_invite_code(code: str) -> str:
+    if not _INVITE_CODE.fullmatch(code):
+        raise UsageError("an invite code is 8 to 64 letters, digits, '-' or '_'")
+    return code
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -313,33 +462,67 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         from .demo import run_demo
 
         return await run_demo(out, port=args.port)
-    client = await _open(args, create=command == "create-account")
+    if command == "restore":
+        return _restore(args, out)
+    locks: list[ProfileLock] = []
     try:
-        return await _command(client, args, out)
+        client = await _open(args, locks, create=command == "create-account")
+        try:
+            return await _command(client, args, out)
+        finally:
+            await client.close()
     finally:
-        await client.close()
+        for lock in locks:
+            lock.release()
+
+
+def _restore(args: argparse.Namespace, out: TextIO) -> int:
+    profiles = Profiles(args.data_dir)
+    if profiles.exists(args.profile):
+        raise UsageError(
+            f"profile {args.profile!r} exists; restore into a new one with --profile NAME"
+        )
+    if not args.file.is_file():
+        raise UsageError(f"there is no file {str(args.file)!r}")
+    backup_passphrase = _passphrase(
+        confirm=False, env=BACKUP_PASSPHRASE_ENV, what="Backup passphrase"
+    )
+    recovery = _passphrase(confirm=True)
+    profile = restore_backup(
+        args.file, backup_passphrase, profiles, args.profile, recovery, keychain=_keychain(args)
+    )
+    print(f"Restored into profile {profile.name!r}.", file=out)
+    print(
+        "Stop using the copy this backup was made from: until devices can be linked, "
+        "both copies would share (and split) this device's messages.",
+        file=sys.stderr,
+    )
+    return 0
 
 
 async def _command(client: MessengerClient, args: argparse.Namespace, out: TextIO) -> int:
     command = args.command
     if command == "create-account":
-        info = await client.create_account(args.server, args.handle)
-        print(f"Account {info.account_id} on {info.server_url}", file=out)
-        if info.address:
-            print(f"Address: {info.address}", file=out)
-        print(f"Invite link: {info.invite_link}", file=out)
-        return 0
+        return await _create_account(client, args, out)
     if command == "whoami":
         account = await client.account()
         if account is None:
             print("No account yet: use create-account.", file=out)
             return 1
+        link = account.invite_link
+        if args.invite:
+            link = _with_invite(link, _check_invite_code(args.invite))
         print(f"Account {account.account_id} on {account.server_url}", file=out)
         print(f"Address: {account.address or '(no handle)'}", file=out)
-        print(f"Invite link: {account.invite_link}", file=out)
+        print(f"Invite link: {link}", file=out)
+        return 0
+    if command == "backup":
+        passphrase = _passphrase(confirm=True, env=BACKUP_PASSPHRASE_ENV, what="Backup passphrase")
+        info = await client.backup(args.file, passphrase)
+        print(f"Backed up profile {info.profile_name!r} to {args.file}.", file=out)
         return 0
     if command == "add-contact":
-        contact = await client.add_contact(args.address, display_name=args.name)
+        contact = await client.add_contact(args.address, display_name=args.name, check=True)
         print(f"Added {contact.display_name or contact.handle or contact.account_id}", file=out)
         return 0
     if command == "contacts":
@@ -348,11 +531,12 @@ async def _command(client: MessengerClient, args: argparse.Namespace, out: TextI
             name = contact.display_name or contact.handle or "-"
             print(f"{contact.account_id}  {name}{verified}", file=out)
         return 0
-    if command in ("sync", "conversations", "history", "search"):
-        await _best_effort_sync(client, out)
     if command == "sync":
+        await client.sync()  # offline: ServerUnavailableError, one sentence, status 1
         await client.flush(_FLUSH_TIMEOUT)
         return 0
+    if command in ("conversations", "history", "search"):
+        await _best_effort_sync(client, out)
     if command == "conversations":
         for view in await client.conversations():
             print(_conversation_line(view), file=out)
@@ -363,10 +547,7 @@ async def _command(client: MessengerClient, args: argparse.Namespace, out: TextI
             print(format_message(message), file=out)
         return 0
     if command == "search":
-        for hit in await client.search(" ".join(args.query)):
-            snippet = hit.snippet.replace(HIGHLIGHT_START, "[").replace(HIGHLIGHT_END, "]")
-            print(f"#{hit.message.id} in {hit.message.conversation_id}: {snippet}", file=out)
-        return 0
+        return await _search(client, args, out)
     if command == "safety-number":
         contact = await client.find_contact(args.contact)
         number = (
@@ -383,7 +564,40 @@ async def _command(client: MessengerClient, args: argparse.Namespace, out: TextI
     if command == "listen":
         return await _listen(client, args, out)
     await _change(client, args, out)
-    await client.flush(_FLUSH_TIMEOUT)
+    await _deliver(client)
+    return 0
+
+
+async def _create_account(client: MessengerClient, args: argparse.Namespace, out: TextIO) -> int:
+    server, code, contact = parse_join_link(args.server)
+    if args.invite:
+        code = args.invite
+    info = await client.create_account(
+        _check_server_url(server),
+        args.handle,
+        invite_code=_check_invite_code(code) if code else None,
+    )
+    print(f"Account {info.account_id} on {info.server_url}", file=out)
+    if info.address:
+        print(f"Address: {info.address}", file=out)
+    print(f"Invite link: {info.invite_link}", file=out)
+    if contact is not None:
+        added = await client.add_contact(contact, check=True)
+        print(f"Added {added.display_name or added.handle or added.account_id}", file=out)
+    return 0
+
+
+async def _search(client: MessengerClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    query = " ".join(args.query)
+    hits = await client.search(query, limit=args.limit + 1)
+    for hit in hits[: args.limit]:
+        snippet = hit.snippet.replace(HIGHLIGHT_START, "[").replace(HIGHLIGHT_END, "]")
+        print(f"#{hit.message.id} in {hit.message.conversation_id}: {snippet}", file=out)
+    if len(hits) > args.limit:
+        total = len(await client.search(query, limit=1_000_000))
+        print(f"(showing {args.limit} of {total}; use --limit to see more)", file=sys.stderr)
     return 0
 
 
@@ -402,7 +616,14 @@ async def _change(client: MessengerClient, args: argparse.Namespace, out: TextIO
         await client.add_members(cid, await _members(client, args.members))
     elif command == "remove-member":
         cid = await _conversation(client, args.conversation)
-        await client.remove_member(cid, (await client.find_contact(args.member)).account_id)
+        contact = await client.find_contact(args.member)
+        if contact.account_id not in {m.account_id for m in await client.members(cid)}:
+            name = contact.display_name or contact.handle or contact.account_id
+            raise NotAMemberError(
+                f"{contact.account_id} is not in conversation {cid}",
+                user_message=f"{name} is not a member of this group.",
+            )
+        await client.remove_member(cid, contact.account_id)
     elif command == "rename":
         await client.rename(await _conversation(client, args.conversation), args.name)
     elif command == "leave":
@@ -432,10 +653,18 @@ async def _listen(client: MessengerClient, args: argparse.Namespace, out: TextIO
     await client.start()
     seen = 0
 
+    shown: ConnectionState | None = None
+
     async def follow() -> None:
-        nonlocal seen
+        nonlocal seen, shown
         async for event in events:
-            if isinstance(event, MessageReceived | MessageUpdated):
+            if isinstance(event, ConnectionStateChanged):
+                # One line per change: "connecting" between retries is not one.
+                if event.state is not ConnectionState.CONNECTING and event.state is not shown:
+                    shown = event.state
+                    line = "connected" if shown is ConnectionState.ONLINE else "offline, retrying"
+                    print(line, file=sys.stderr, flush=True)
+            elif isinstance(event, MessageReceived | MessageUpdated):
                 view = await client.message(event.message_id)
                 if view.message.outgoing and isinstance(event, MessageReceived):
                     continue
@@ -475,27 +704,46 @@ def main(
         if args.command in _TEXT_COMMANDS:
             source = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
             args.message = message_text(args.text, source)
-        return asyncio.run(_run(args, stream))
+        status = asyncio.run(_run(args, stream))
+        stream.flush()  # here, so that a reader that went away is caught below
+        return status
     except UsageError as exc:
-        print(f"messenger-cli: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
     except ProfileNotFoundError:
-        print(
-            f"messenger-cli: there is no profile {args.profile!r}; create one with create-account",
-            file=sys.stderr,
-        )
+        _error(f"there is no profile {args.profile!r}; create one with create-account")
         return 1
-    except WrongPassphraseError as exc:
-        print(f"messenger-cli: {exc.user_message}", file=sys.stderr)
+    except StoreBusyError as exc:
+        _error(exc.user_message)
+        return EXIT_PROFILE_BUSY
+    except ServerUnavailableError:
+        # Its usual sentence promises a later send, which is only true of a queued change.
+        _error(_UNREACHABLE)
         return 1
     except ClientError as exc:
-        print(f"messenger-cli: {exc.user_message}", file=sys.stderr)
+        _error(exc.user_message)
         return 1
     except TimeoutError:
-        print("messenger-cli: timed out; queued messages will be sent next time", file=sys.stderr)
+        _error("timed out")
+        return 1
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, and keep Python's
+        # final flush of standard output from failing again.
+        if out is None:
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        _error(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _error(sentence: str) -> None:
+    with contextlib.suppress(OSError):
+        print(f"messenger-cli: {sentence}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,6 +38,7 @@ from messenger.mls.errors import InvalidMessageError
 from messenger.mls.group import Group
 
 from .addresses import check_handle, invite_link, parse_address, same_server, server_host
+from .backup import BackupInfo, export_backup
 from .content import (
     MAX_EMOJI_LENGTH,
     Body,
@@ -65,15 +66,19 @@ from .errors import (
     NotAllowedError,
     ProtocolError,
     SafetyNumberUnavailableError,
+    ServerRejectedError,
+    UnknownAccountError,
     UntrustedKeyError,
 )
 from .events import (
+    AccountUpdated,
     ContactUpdated,
     ConversationUpdated,
     Event,
     EventBus,
     MessageReceived,
     MessageUpdated,
+    PreferencesChanged,
     Subscription,
 )
 from .groups import (
@@ -92,13 +97,18 @@ from .identity import (
     register_account,
 )
 from .models import (
+    READ_RECEIPTS_KEY,
+    TYPING_INDICATORS_KEY,
     AccountInfo,
     ConversationView,
     MemberView,
     MessageView,
+    Preferences,
     SafetyNumberView,
     conversation_view,
     message_views,
+    preferences,
+    with_views,
 )
 from .net.backoff import Backoff
 from .net.http import DEFAULT_TIMEOUT, Transport
@@ -112,7 +122,7 @@ from .store.conversations import Conversation, ConversationKind
 from .store.identity import Identity
 from .store.kdf import DEFAULT_SCRYPT, ScryptParams
 from .store.keychain import Keychain
-from .store.messages import Message, MessageKind
+from .store.messages import Message, MessageKind, Note, NoteKind
 from .store.outbox import OutboxKind
 from .store.pending_inbound import DEFAULT_PENDING_LIMITS, PendingLimits
 from .store.search import SearchHit
@@ -122,7 +132,7 @@ from .sync.inbound import InboundPipeline
 from .sync.intents import Intent
 from .sync.key_packages import KeyPackagePool
 from .sync.listener import PushListener
-from .sync.outbox import OutboxSender
+from .sync.outbox import OutboxSender, SendHook
 
 __all__ = ["ClientOptions", "MessengerClient"]
 
@@ -142,7 +152,9 @@ class ClientOptions:
     ``clock`` and ``random`` are injected like in the MLS core;
     ``http_transport`` replaces httpx's network transport (tests);
     ``timeout`` bounds each request; ``backoff`` paces reconnects and resends;
-    ``pending_limits`` bounds the messages kept until they can be processed.
+    ``pending_limits`` bounds the messages kept until they can be processed;
+    ``before_send`` and ``after_send`` are test hooks of the outbox, awaited
+    just before a request goes out and once the server has accepted it.
     """
 
     clock: Callable[[], float] = time.time
@@ -151,6 +163,8 @@ class ClientOptions:
     timeout: float = DEFAULT_TIMEOUT
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, maximum=30.0))
     pending_limits: PendingLimits = DEFAULT_PENDING_LIMITS
+    before_send: SendHook | None = None
+    after_send: SendHook | None = None
 
 
 class MessengerClient:
@@ -165,6 +179,7 @@ class MessengerClient:
         self._timeout = options.timeout
         self._backoff = options.backoff
         self._pending_limits = options.pending_limits
+        self._send_hooks = (options.before_send, options.after_send)
         self._events = EventBus()
         self._session: Session | None = None
         self._pipeline: InboundPipeline | None = None
@@ -255,7 +270,14 @@ class MessengerClient:
             key_package_used=self._replenish.set,
             pending_limits=self._pending_limits,
         )
-        sender = OutboxSender(session, pipeline, backoff=self._backoff)
+        before_send, after_send = self._send_hooks
+        sender = OutboxSender(
+            session,
+            pipeline,
+            backoff=self._backoff,
+            before_send=before_send,
+            after_send=after_send,
+        )
         self._session = session
         self._pipeline = pipeline
         self._sender = sender
@@ -351,6 +373,19 @@ class MessengerClient:
         """A stream of events from now on (``async for event in client.events()``)."""
         return self._events.subscribe()
 
+    # -- backups --------------------------------------------------------------------------
+
+    async def backup(
+        self, destination: Path, passphrase: str, *, kdf: ScryptParams = DEFAULT_SCRYPT
+    ) -> BackupInfo:
+        """Write this whole profile to ``destination``, encrypted under ``passphrase``.
+
+        Restore it with :func:`~messenger.client.backup.restore_backup`.
+        """
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return await self._store.run(lambda s: export_backup(s, destination, passphrase, kdf=kdf))
+
     # -- sync on demand -----------------------------------------------------------------
 
     async def wait_online(self, timeout: float | None = None) -> None:
@@ -388,8 +423,13 @@ class MessengerClient:
 
     # -- the account ------------------------------------------------------------------------
 
-    async def create_account(self, server_url: str, handle: str | None = None) -> AccountInfo:
-        """Register an anonymous account on ``server_url`` (solving its proof of work)."""
+    async def create_account(
+        self, server_url: str, handle: str | None = None, *, invite_code: str | None = None
+    ) -> AccountInfo:
+        """Register an anonymous account on ``server_url`` (solving its proof of work).
+
+        ``invite_code``: the server's invite, needed where sign-up is by invite.
+        """
         if self._closed:
             raise ClientClosedError("the client is closed")
         if self._session is not None:
@@ -397,7 +437,9 @@ class MessengerClient:
         handle = check_handle(handle) if handle else None
         transport = Transport(server_url, timeout=self._timeout, transport=self._http_transport)
         try:
-            registration = await register_account(transport, self._random, handle=handle)
+            registration = await register_account(
+                transport, self._random, handle=handle, invite_code=invite_code
+            )
         finally:
             await transport.aclose()
         response = registration.response
@@ -443,6 +485,7 @@ class MessengerClient:
             handle=identity.handle,
             address=address,
             invite_link=invite_link(identity.server_url, identity.account_id, identity.handle),
+            display_name=identity.display_name,
         )
 
     async def set_display_name(self, name: str | None) -> None:
@@ -453,11 +496,20 @@ class MessengerClient:
         identity = await self._store.run(lambda s: s.identity.get())
         assert identity is not None
         session.account = Account.load(identity, session.account.signer)
+        self._events.publish(AccountUpdated(identity.display_name))
 
     # -- contacts ---------------------------------------------------------------------------
 
-    async def add_contact(self, address: str, *, display_name: str | None = None) -> Contact:
-        """Add a contact by ``handle@server``, a bare handle, or an invite link."""
+    async def add_contact(
+        self, address: str, *, display_name: str | None = None, check: bool = False
+    ) -> Contact:
+        """Add a contact by ``handle@server``, a bare handle, or an invite link.
+
+        With ``check``, an invite link's account must exist on the server
+        (UnknownAccountError otherwise): a link with a handle is checked by
+        looking the handle up, which costs the contact nothing; a link
+        without one by claiming a KeyPackage, which uses up one of theirs.
+        """
         session = self._require()
         parsed = parse_address(address)
         server_url = session.account.identity.server_url
@@ -467,6 +519,8 @@ class MessengerClient:
         if account_id is None:
             assert parsed.handle is not None
             account_id = await session.transport.lookup_handle(parsed.handle)
+        elif check and account_id != session.account.account_id:
+            await _check_account(session.transport, account_id, parsed.handle)
         if account_id == session.account.account_id:
             raise NotAllowedError("that is this account", user_message="That is your own account.")
         now = session.now_ms()
@@ -479,8 +533,9 @@ class MessengerClient:
         session.events.publish(ContactUpdated(account_id))
         return contact
 
-    async def contacts(self) -> list[Contact]:
-        return await self._store.run(lambda s: s.contacts.all())
+    async def contacts(self, *, include_blocked: bool = False) -> list[Contact]:
+        """Contacts by name; blocked ones only with ``include_blocked``."""
+        return await self._store.run(lambda s: s.contacts.all(include_blocked=include_blocked))
 
     async def contact(self, account_id: str) -> Contact:
         found = await self._store.run(lambda s: s.contacts.get(account_id))
@@ -609,25 +664,29 @@ class MessengerClient:
                         )
                 events: list[Event] = [ConversationUpdated(conversation.id)]
                 if info.kind is ConversationKind.GROUP:
-                    title = f"“{info.name}”" if info.name else "the group"
                     events.append(
                         system_note(
                             s,
                             conversation,
-                            f"You created {title}",
+                            Note(NoteKind.CREATED, name=info.name),
                             me=actor,
                             by=None,
                             now=now,
                             epoch=0,
                         )
                     )
-                return conversation, events
+                return conversation, with_views(s, events, me.account_id, now=now)
 
             conversation, events = await self._store.transaction(write)
             session.groups.put(group)
         self._events.publish(*events)
         self._wake()
         return conversation
+
+    async def _publish(self, *events: Event) -> None:
+        """Publish events about this user's own changes, with their views."""
+        me, now = self._require().account.account_id, self._require().now_ms()
+        self._events.publish(*await self._store.run(lambda s: with_views(s, events, me, now=now)))
 
     def _wake(self) -> None:
         if self._sender is not None:
@@ -641,6 +700,7 @@ class MessengerClient:
         existing = await self._store.run(lambda s: s.conversations.direct_with(account_id))
         if existing is not None:
             return existing
+        await self._refuse_blocked([account_id])
         key_packages = await self._claim([account_id])
         return await self._new_group(
             ConversationInfo(ConversationKind.DIRECT), key_packages, account_id
@@ -651,6 +711,7 @@ class MessengerClient:
         session = self._require()
         name = _check_name(name)
         others = sorted(set(members) - {session.account.account_id})
+        await self._refuse_blocked(others)
         key_packages = await self._claim(others) if others else []
         return await self._new_group(
             ConversationInfo(ConversationKind.GROUP, name), key_packages, None
@@ -707,6 +768,7 @@ class MessengerClient:
     async def add_members(self, conversation_id: int, account_ids: Sequence[str]) -> None:
         """Add accounts to a group (takes effect once the server accepts the commit)."""
         conversation = await self._group_conversation(conversation_id)
+        await self._refuse_blocked(account_ids)
         key_packages = await self._claim(sorted(set(account_ids)))
         await self._enqueue(
             conversation, OutboxKind.COMMIT, Intent("add", key_packages=tuple(key_packages))
@@ -762,6 +824,8 @@ class MessengerClient:
     ) -> T | None:
         session = self._require()
         conversation = await self._conversation(conversation_id)
+        if conversation.peer_account_id is not None:
+            await self._refuse_blocked([conversation.peer_account_id])
         uid, now = session.new_uid(), session.now_ms()
         data = encode_content(Content(uid, now, body))
         return await self._enqueue(
@@ -801,7 +865,7 @@ class MessengerClient:
             self._add_own(conversation_id, text, MessageKind.TEXT, None),
         )
         assert message is not None
-        self._events.publish(MessageReceived(conversation_id, message.id))
+        await self._publish(MessageReceived(conversation_id, message.id))
         return message
 
     async def _message(self, conversation_id: int, message_id: int) -> Message:
@@ -821,7 +885,7 @@ class MessengerClient:
             self._add_own(conversation_id, text, MessageKind.REPLY, target.uid),
         )
         assert message is not None
-        self._events.publish(MessageReceived(conversation_id, message.id))
+        await self._publish(MessageReceived(conversation_id, message.id))
         return message
 
     async def _own_message(self, conversation_id: int, message_id: int) -> Message:
@@ -841,7 +905,7 @@ class MessengerClient:
             s.messages.edit(conversation_id, target.uid, editor_account_id=me, body=text, at=now)
 
         await self._send(conversation_id, Edit(target.uid, text), local)
-        self._events.publish(MessageUpdated(conversation_id, message_id))
+        await self._publish(MessageUpdated(conversation_id, message_id))
 
     async def delete(self, conversation_id: int, message_id: int) -> None:
         """Delete one of this account's messages for everyone."""
@@ -852,7 +916,7 @@ class MessengerClient:
             s.messages.delete_for_everyone(conversation_id, target.uid, by_account_id=me, at=now)
 
         await self._send(conversation_id, Delete(target.uid), local)
-        self._events.publish(MessageUpdated(conversation_id, message_id))
+        await self._publish(MessageUpdated(conversation_id, message_id))
 
     async def react(
         self, conversation_id: int, message_id: int, emoji: str, *, remove: bool = False
@@ -872,12 +936,14 @@ class MessengerClient:
                 s.reactions.add(target.id, me, emoji, at=now)
 
         await self._send(conversation_id, Reaction(target.uid, emoji, remove), local)
-        self._events.publish(MessageUpdated(conversation_id, message_id))
+        await self._publish(MessageUpdated(conversation_id, message_id))
 
     async def mark_read(self, conversation_id: int, message_id: int | None = None) -> bool:
         """Mark the conversation read up to ``message_id`` (default: all); a read receipt.
 
-        Whether the marker moved (and a receipt was sent).
+        Whether the marker moved. The receipt is sent only where read
+        receipts are on (:meth:`preferences`, per conversation) and the chat
+        is not with a blocked contact.
         """
         session = self._require()
         me = session.account.account_id
@@ -900,42 +966,71 @@ class MessengerClient:
             lambda s: s.read_markers.mark_read(conversation_id, me, last.id, at=now)
         )
         if moved:
-            await self._send(conversation_id, ReadReceipt(last.uid))
-            self._events.publish(ConversationUpdated(conversation_id))
+            view = await self._sends(conversation_id)
+            if view.read_receipts and not view.blocked:
+                await self._send(conversation_id, ReadReceipt(last.uid))
+            await self._publish(ConversationUpdated(conversation_id))
         return moved
 
     async def typing(self, conversation_id: int, active: bool = True) -> None:
-        """Tell the other members that this user is (or stopped) typing."""
-        await self._send(conversation_id, Typing(active))
+        """Tell the other members that this user is (or stopped) typing.
+
+        Nothing is sent where typing notices are off or the chat is blocked.
+        """
+        view = await self._sends(conversation_id)
+        if view.typing_indicators and not view.blocked:
+            await self._send(conversation_id, Typing(active))
 
     # -- reading ----------------------------------------------------------------------------
 
     async def conversations(self, *, archived: bool = False) -> list[ConversationView]:
-        """Conversations, most recently active first."""
+        """Conversations, most recently active first (the archived ones with ``archived``)."""
         session = self._require()
-        me = session.account.account_id
+        me, now = session.account.account_id, session.now_ms()
 
         def read(s: Store) -> list[ConversationView]:
-            return [conversation_view(s, c, me) for c in s.conversations.all(archived=archived)]
+            unread, prefs = s.read_markers.unread_counts(me), preferences(s)
+            return [
+                conversation_view(s, c, me, now=now, unread=unread.get(c.id, 0), prefs=prefs)
+                for c in s.conversations.all(archived=archived)
+            ]
 
         return await self._store.run(read)
 
     async def conversation(self, conversation_id: int) -> ConversationView:
         session = self._require()
         conversation = await self._conversation(conversation_id, active=False)
-        me = session.account.account_id
-        return await self._store.run(lambda s: conversation_view(s, conversation, me))
+        me, now = session.account.account_id, session.now_ms()
+        return await self._store.run(lambda s: conversation_view(s, conversation, me, now=now))
 
     async def messages(
-        self, conversation_id: int, *, before: int | None = None, limit: int = 50
+        self,
+        conversation_id: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
     ) -> list[MessageView]:
-        """A page of the timeline, oldest first: the newest ``limit`` before message ``before``."""
+        """A page of the timeline, oldest first.
+
+        The newest ``limit`` messages (before message ``before``, if given),
+        or with ``after`` the ``limit`` messages right after that message.
+        To open the timeline at a message (a search hit), ask for
+        ``before=hit_id + 1``, then page both ways.
+        """
+        if before is not None and after is not None:
+            raise ValueError("a page is before a message or after one, not both")
         session = self._require()
         await self._conversation(conversation_id, active=False)
         me = session.account.account_id
 
         def read(s: Store) -> list[MessageView]:
-            page = s.messages.latest(conversation_id, limit, before_id=before)
+            if limit <= 0:
+                return []
+            if after is not None:
+                page = s.messages.after(conversation_id, after, limit)
+            else:
+                page = s.messages.latest(conversation_id, limit, before_id=before)
             return message_views(s, page, me)
 
         return await self._store.run(read)
@@ -962,8 +1057,231 @@ class MessengerClient:
             lambda s: s.messages.search(query, limit, conversation_id=conversation_id)
         )
 
+    # == the user's choices: names, mute, archive, block, receipts, typing, drafts ==========
+    # (issue 9 item 6; each change publishes an event so that a view refreshes by itself)
+
+    async def own_display_name(self) -> str | None:
+        """The name this user chose (None: the handle is shown)."""
+        return self._require().account.identity.display_name
+
+    async def rename_contact(self, account_id: str, name: str | None) -> Contact:
+        """Call a contact ``name`` on this device (None: their own name or handle again)."""
+        session = self._require()
+        value = " ".join(name.split())[:_MAX_NAME_LENGTH] if name else None
+        now = session.now_ms()
+
+        def write(s: Store) -> tuple[Contact | None, list[int]]:
+            if not s.contacts.set_display_name(account_id, value or None, now=now):
+                return None, []
+            return s.contacts.get(account_id), s.conversations.with_member(account_id)
+
+        contact, conversations = await self._store.transaction(write)
+        if contact is None:
+            raise ContactNotFoundError(f"no contact {account_id}")
+        await self._publish_contact(account_id, conversations)
+        return contact
+
+    async def block(self, account_id: str) -> Contact:
+        """Block an account: its messages are dropped, and nothing is sent to it one-to-one.
+
+        A blocked contact is not offered by :meth:`contacts` and cannot be
+        put in a new conversation; a one-to-one chat with it stays in the
+        list, shown as blocked (:attr:`ConversationView.blocked`).
+        """
+        return await self._set_blocked(account_id, True)
+
+    async def unblock(self, account_id: str) -> Contact:
+        return await self._set_blocked(account_id, False)
+
+    async def _set_blocked(self, account_id: str, blocked: bool) -> Contact:
+        session = self._require()
+        if account_id == session.account.account_id:
+            raise NotAllowedError("blocking oneself", user_message="That is your own account.")
+        now = session.now_ms()
+
+        def write(s: Store) -> tuple[Contact, list[int]]:
+            if s.contacts.get(account_id) is None:
+                s.contacts.upsert(account_id, now=now)
+            s.contacts.set_blocked(account_id, blocked, now=now)
+            contact = s.contacts.get(account_id)
+            assert contact is not None
+            return contact, s.conversations.with_member(account_id)
+
+        contact, conversations = await self._store.transaction(write)
+        await self._publish_contact(account_id, conversations)
+        return contact
+
+    async def _publish_contact(self, account_id: str, conversations: Sequence[int]) -> None:
+        await self._publish(
+            ContactUpdated(account_id), *(ConversationUpdated(c) for c in conversations)
+        )
+
+    async def _refuse_blocked(self, account_ids: Sequence[str]) -> None:
+        def blocked(s: Store) -> list[str]:
+            return [a for a in account_ids if s.contacts.is_blocked(a)]
+
+        if await self._store.run(blocked):
+            raise NotAllowedError("a blocked contact", user_message="Unblock this contact first.")
+
+    async def _change_conversation(
+        self, conversation_id: int, change: Callable[[Store], object]
+    ) -> ConversationView:
+        """Apply ``change``, publish ConversationUpdated, and return the new view."""
+        session = self._require()
+        await self._conversation(conversation_id, active=False)
+        me, now = session.account.account_id, session.now_ms()
+
+        def write(s: Store) -> ConversationView:
+            change(s)
+            found = s.conversations.get(conversation_id)
+            assert found is not None
+            return conversation_view(s, found, me, now=now)
+
+        view = await self._store.transaction(write)
+        self._events.publish(ConversationUpdated(conversation_id, view))
+        return view
+
+    async def mute(self, conversation_id: int, until: int | None = None) -> ConversationView:
+        """Mute a conversation until ``until`` (Unix ms), or until :meth:`unmute`."""
+        if until is not None and until <= self._require().now_ms():
+            raise NotAllowedError("mute until the past", user_message="Pick a time to come.")
+        return await self._change_conversation(
+            conversation_id, lambda s: s.conversations.set_muted(conversation_id, True, until=until)
+        )
+
+    async def unmute(self, conversation_id: int) -> ConversationView:
+        return await self._change_conversation(
+            conversation_id, lambda s: s.conversations.set_muted(conversation_id, False)
+        )
+
+    async def archive(self, conversation_id: int) -> ConversationView:
+        """Move a conversation to the archive (``conversations(archived=True)``)."""
+        return await self._change_conversation(
+            conversation_id, lambda s: s.conversations.set_archived(conversation_id, True)
+        )
+
+    async def unarchive(self, conversation_id: int) -> ConversationView:
+        return await self._change_conversation(
+            conversation_id, lambda s: s.conversations.set_archived(conversation_id, False)
+        )
+
+    async def preferences(self) -> Preferences:
+        """The global choices: read receipts, typing notices."""
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return await self._store.run(preferences)
+
+    async def _set_preference(self, key: str, enabled: bool) -> Preferences:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+
+        def write(s: Store) -> Preferences:
+            s.settings.set(key, enabled)
+            return preferences(s)
+
+        prefs = await self._store.transaction(write)
+        self._events.publish(PreferencesChanged(prefs.read_receipts, prefs.typing_indicators))
+        return prefs
+
+    async def set_read_receipts(self, enabled: bool) -> Preferences:
+        """Send read receipts (in every conversation that does not choose otherwise)."""
+        return await self._set_preference(READ_RECEIPTS_KEY, enabled)
+
+    async def set_typing_indicators(self, enabled: bool) -> Preferences:
+        """Send typing notices (in every conversation that does not choose otherwise)."""
+        return await self._set_preference(TYPING_INDICATORS_KEY, enabled)
+
+    async def set_conversation_read_receipts(
+        self, conversation_id: int, enabled: bool | None
+    ) -> ConversationView:
+        """Send read receipts in this conversation or not (None: as :meth:`preferences`)."""
+        return await self._change_conversation(
+            conversation_id,
+            lambda s: s.conversations.set_read_receipts(conversation_id, enabled),
+        )
+
+    async def set_conversation_typing_indicators(
+        self, conversation_id: int, enabled: bool | None
+    ) -> ConversationView:
+        """Send typing notices in this conversation or not (None: as :meth:`preferences`)."""
+        return await self._change_conversation(
+            conversation_id,
+            lambda s: s.conversations.set_typing_indicators(conversation_id, enabled),
+        )
+
+    async def _sends(self, conversation_id: int) -> ConversationView:
+        """The conversation's view, for what may be sent in it."""
+        session = self._require()
+        conversation = await self._conversation(conversation_id)
+        me = session.account.account_id
+        return await self._store.run(lambda s: conversation_view(s, conversation, me))
+
+    async def set_draft(self, conversation_id: int, text: str | None) -> None:
+        """Keep ``text`` as the conversation's draft, across restarts (None or "": none).
+
+        ConversationUpdated is published when the draft changes.
+        """
+        session = self._require()
+        await self._conversation(conversation_id, active=False)
+        now = session.now_ms()
+        value = text or None
+
+        def write(s: Store) -> bool:
+            found = s.conversations.get(conversation_id)
+            if found is None or found.draft == value:
+                return False
+            return s.conversations.set_draft(conversation_id, value, at=now)
+
+        if await self._store.transaction(write):
+            await self._publish(ConversationUpdated(conversation_id))
+
+    async def draft(self, conversation_id: int) -> str | None:
+        """The conversation's draft (None if it has none)."""
+        return (await self._conversation(conversation_id, active=False)).draft
+
+    async def unread_count(self, conversation_id: int | None = None) -> int:
+        """Unread messages in a conversation; without one, the total for a badge.
+
+        The total leaves out archived and muted conversations.
+        """
+        session = self._require()
+        me, now = session.account.account_id, session.now_ms()
+        if conversation_id is not None:
+            await self._conversation(conversation_id, active=False)
+            return await self._store.run(lambda s: s.read_markers.unread_count(conversation_id, me))
+
+        def total(s: Store) -> int:
+            counts = s.read_markers.unread_counts(me)
+            return sum(
+                counts.get(c.id, 0)
+                for c in s.conversations.all(archived=False)
+                if not c.muted_at(now)
+            )
+
+        return await self._store.run(total)
+
 
 # -- helpers run on the store thread ----------------------------------------------------------
+
+
+async def _check_account(transport: Transport, account_id: str, handle: str | None) -> None:
+    """UnknownAccountError unless ``account_id`` (with ``handle``, if given) is on the server."""
+    try:
+        found = (
+            await transport.lookup_handle(handle)
+            if handle is not None
+            else (account_id if await transport.claim_key_packages(account_id) else None)
+        )
+    except ServerRejectedError as exc:  # no such account, or not even an account ID
+        if exc.code not in ("unknown_account", "invalid_field"):
+            raise
+        found = None
+    if found != account_id:
+        raise UnknownAccountError(
+            "unknown_account",
+            f"invite link names {account_id}, the server has {found}",
+            user_message="This invite link does not match any account on its server.",
+        )
 
 
 def _make_due(store: Store, now: int) -> None:

@@ -36,7 +36,7 @@ import httpx
 import keyring.backends.fail
 
 from .client import MessengerClient
-from .errors import ServerUnavailableError
+from .errors import ClientError, ServerUnavailableError
 from .events import MessageReceived, MessageUpdated
 from .store.keychain import Keychain
 
@@ -106,11 +106,33 @@ def _free_port() -> int:
         return port
 
 
+def _check_port_free(port: int) -> None:
+    with socket.socket() as sock:
+        if os.name == "posix":  # as the server binds: a port in TIME_WAIT is free
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise ClientError(
+                f"port {port} is in use",
+                user_message=(
+                    f"Port {port} is already in use on 127.0.0.1. "
+                    "Choose another with --port, or leave --port out for a free one."
+                ),
+            ) from None
+
+
 @contextlib.asynccontextmanager
 async def start_local_server(
     data_dir: Path, *, port: int = 0, pow_difficulty: int = 16, log_level: str = "WARNING"
 ) -> AsyncIterator[str]:
-    """``python -m messenger.server`` on 127.0.0.1 with SQLite in ``data_dir``; its URL."""
+    """``python -m messenger.server`` on 127.0.0.1 with SQLite in ``data_dir``; its URL.
+
+    A ``port`` already in use is refused at once (ClientError), so the demo
+    never talks to whatever else listens there.
+    """
+    if port:
+        _check_port_free(port)
     port = port or _free_port()
     env = server_environment(
         {

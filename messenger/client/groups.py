@@ -40,6 +40,7 @@ from typing import Final
 
 from messenger.mls.codec import Reader, Writer
 from messenger.mls.errors import DecodeError, InvalidMessageError, ValidationError
+from messenger.mls.events import Member
 from messenger.mls.extensions import Extension, RequiredCapabilities, find_extension
 from messenger.mls.group import Group
 from messenger.mls.group_state import GroupConfig
@@ -50,7 +51,6 @@ from messenger.mls.key_package_bundle import (
     default_capabilities,
     generate_key_package,
 )
-from messenger.mls.leaf_node import LeafNode
 from messenger.mls.messages import MLSMessage
 from messenger.mls.welcome import Welcome
 
@@ -141,8 +141,8 @@ def _queue_extension(queue_id: str) -> Extension:
     return Extension(DELIVERY_QUEUE_EXTENSION, queue_id.encode("ascii"))
 
 
-def _queue_of(leaf: LeafNode) -> str | None:
-    ext = find_extension(leaf.extensions, DELIVERY_QUEUE_EXTENSION)
+def _queue_of(member: Member) -> str | None:
+    ext = find_extension(member.extensions, DELIVERY_QUEUE_EXTENSION)
     if ext is None:
         return None
     try:
@@ -167,36 +167,25 @@ class GroupMember:
         return MemberIdentity(self.account_id, self.client_id, self.signature_key)
 
 
-def _member(leaf_index: int, leaf: LeafNode) -> GroupMember | None:
-    who = member_identity(leaf.credential)
+def _member(member: Member) -> GroupMember | None:
+    who = member_identity(member.credential)
     if who is None:
         return None
     return GroupMember(
-        leaf_index, who.account_id, who.client_id, who.signature_key, _queue_of(leaf)
+        member.leaf_index, who.account_id, who.client_id, who.signature_key, _queue_of(member)
     )
 
 
 def group_members(group: Group) -> list[GroupMember]:
     """The members of the group's current epoch, by leaf index."""
-    values = group.ratchet_tree.values
-    found = []
-    for node_index in range(0, len(values), 2):
-        leaf = values[node_index]
-        if isinstance(leaf, LeafNode):
-            member = _member(node_index // 2, leaf)
-            if member is not None:
-                found.append(member)
-    return found
+    found = (_member(member) for member in group.members())
+    return [member for member in found if member is not None]
 
 
 def member_at(group: Group, leaf_index: int) -> GroupMember | None:
     """The member at ``leaf_index`` in the group's current epoch (None if blank or foreign)."""
-    values = group.ratchet_tree.values
-    node_index = 2 * leaf_index
-    if leaf_index < 0 or node_index >= len(values):
-        return None
-    leaf = values[node_index]
-    return _member(leaf_index, leaf) if isinstance(leaf, LeafNode) else None
+    member = group.member(leaf_index)
+    return None if member is None else _member(member)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +218,7 @@ def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader:
 def key_package_member(data: bytes) -> tuple[KeyPackage, GroupMember]:
     """A claimed KeyPackage and the member it would add; InvalidMessageError if unusable."""
     key_package = MLSMessage.from_bytes(data).key_package
-    member = _member(-1, key_package.leaf_node)
+    member = _member(Member.from_leaf(-1, key_package.leaf_node))
     if member is None or member.queue_id is None:
         raise InvalidMessageError("the KeyPackage has no messenger credential or queue")
     return key_package, member

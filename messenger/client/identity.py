@@ -4,16 +4,9 @@ The Authentication Service (the server, RFC 9750 §4) signs a
 :class:`~messenger.api.models.Credential` binding a client's Ed25519 key to
 its pseudonymous account and client IDs (:func:`messenger.api.signing.
 credential_tbs`). The client puts exactly that statement into its MLS
-``BasicCredential`` (RFC 9420 §5.3), encoded as::
-
-    struct {
-        uint8 version = 1;
-        opaque account_id<V>;
-        opaque client_id<V>;
-        opaque signature_key<V>;
-        uint64 issued_at;          // Unix ms
-        opaque signature<V>;       // the server's, over credential_tbs
-    } MessengerCredential;
+``BasicCredential`` (RFC 9420 §5.3), encoded as the ``MessengerCredential``
+struct of :mod:`messenger.api.credential` (the one codec, shared with the
+server; re-exported here).
 
 :class:`CredentialVerifier` is the ``IdentityValidator`` given to every
 :class:`~messenger.mls.group.Group` (RFC 9420 §5.3.1): a credential entering
@@ -37,12 +30,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from messenger.api import models as m
+from messenger.api.credential import CREDENTIAL_VERSION, decode_credential, encode_credential
 from messenger.api.pow import solve_pow
 from messenger.api.signing import credential_tbs, possession_message
 from messenger.mls.ciphersuite import CipherSuite, RandomSource, get_cipher_suite
-from messenger.mls.codec import Reader, Writer
 from messenger.mls.credentials import Credential, CredentialType
-from messenger.mls.errors import DecodeError
 
 from .net.http import Transport
 from .net.signing import Signer
@@ -64,38 +56,6 @@ __all__ = [
 #: MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (RFC 9420 §17.1): its
 #: signature scheme is Ed25519, the scheme of the server's credentials.
 CIPHER_SUITE: Final = 1
-CREDENTIAL_VERSION: Final = 1
-
-
-def encode_credential(credential: m.Credential) -> bytes:
-    """The ``BasicCredential`` identity carrying the server's credential."""
-    w = Writer()
-    w.u8(CREDENTIAL_VERSION)
-    w.opaque(credential.account_id.encode("ascii"))
-    w.opaque(credential.client_id.encode("ascii"))
-    w.opaque(credential.signature_key)
-    w.u64(credential.issued_at)
-    w.opaque(credential.signature)
-    return w.getvalue()
-
-
-def decode_credential(identity: bytes) -> m.Credential | None:
-    """The server credential in a ``BasicCredential`` identity, or None if it is not one."""
-    try:
-        r = Reader(bytes(identity))
-        if r.u8() != CREDENTIAL_VERSION:
-            return None
-        account_id = r.opaque().decode("ascii")
-        client_id = r.opaque().decode("ascii")
-        signature_key = r.opaque()
-        issued_at = r.u64()
-        signature = r.opaque()
-        r.finish()
-    except (DecodeError, UnicodeDecodeError):
-        return None
-    if len(signature_key) != 32 or len(signature) != 64 or not account_id or not client_id:
-        return None
-    return m.Credential(account_id, client_id, signature_key, issued_at, signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +156,16 @@ class Registration:
 
 
 async def register_account(
-    transport: Transport, random: RandomSource, *, handle: str | None = None
+    transport: Transport,
+    random: RandomSource,
+    *,
+    handle: str | None = None,
+    invite_code: str | None = None,
 ) -> Registration:
-    """Register an anonymous account (proof of work) with an optional handle."""
+    """Register an anonymous account (proof of work) with an optional handle.
+
+    ``invite_code`` is the server's invite, for a server that signs up by invite.
+    """
     info = await transport.server_info()
     suite = get_cipher_suite(CIPHER_SUITE)
     private, public = suite.generate_signature_key_pair(random)
@@ -211,6 +178,7 @@ async def register_account(
         pow_nonce=nonce,
         proof=key.sign(possession_message(challenge.challenge, public)),
         handle=handle,
+        invite_code=invite_code,
     )
     response = await transport.register(request)
     return Registration(response, info, private, public)

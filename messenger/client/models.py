@@ -9,24 +9,40 @@ are frozen dataclasses, safe to hand to another thread.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Final
 
+from .events import (
+    ConversationUpdated,
+    Event,
+    MessageReceived,
+    MessageStatusChanged,
+    MessageUpdated,
+)
 from .safety_number import SafetyNumber
 from .store.conversations import Conversation, ConversationKind
-from .store.messages import Message
+from .store.messages import Message, MessageKind, Note, NoteKind
 from .store.store import Store
-from .sync.effects import display_name
 
 __all__ = [
     "AccountInfo",
     "ConversationView",
     "MemberView",
     "MessageView",
+    "NoteView",
+    "Preferences",
     "ReactionSummary",
     "SafetyNumberView",
     "conversation_view",
     "message_views",
+    "note_text",
+    "preferences",
+    "with_views",
 ]
+
+#: The settings keys of :class:`Preferences`.
+READ_RECEIPTS_KEY: Final = "preferences.read_receipts"
+TYPING_INDICATORS_KEY: Final = "preferences.typing_indicators"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +56,18 @@ class AccountInfo:
     address: str | None
     """``handle@server``, if the account has a handle."""
     invite_link: str
+    display_name: str | None = None
+    """The name this user chose (:meth:`~.client.MessengerClient.set_display_name`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """The user's global choices; a conversation may override them."""
+
+    read_receipts: bool = True
+    """Tell the sender when their messages were read."""
+    typing_indicators: bool = True
+    """Tell the others when this user is typing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +84,27 @@ class ConversationView:
     """The group's name, or the other person's name in a one-to-one chat."""
     members: tuple[MemberView, ...]
     unread: int
+    muted: bool = False
+    """Muted now (``conversation.muted_until`` says until when)."""
+    blocked: bool = False
+    """A one-to-one chat with a blocked contact: nothing can be sent, nothing arrives."""
+    read_receipts: bool = True
+    """Whether read receipts are sent here (the conversation's choice, or the global one)."""
+    typing_indicators: bool = True
+    """Whether typing notices are sent here (the conversation's choice, or the global one)."""
 
     @property
     def id(self) -> int:
         return self.conversation.id
+
+    @property
+    def archived(self) -> bool:
+        return self.conversation.archived
+
+    @property
+    def draft(self) -> str | None:
+        """The text typed here and not sent yet."""
+        return self.conversation.draft
 
     @property
     def active(self) -> bool:
@@ -75,12 +120,34 @@ class ReactionSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class NoteView:
+    """A system message, to word in the user's language (:func:`note_text`: English).
+
+    See :class:`~.store.messages.NoteKind` for what each kind says with
+    ``actor``, ``members`` and ``name``.
+    """
+
+    kind: NoteKind
+    actor: MemberView | None = None
+    """Who did it (the committer), if known."""
+    members: tuple[MemberView, ...] = ()
+    """Who was added, removed, or left."""
+    name: str | None = None
+    """The group's name (created, joined, renamed to); None: it has none."""
+    text: str | None = None
+    """The stored sentence of a :attr:`~.store.messages.NoteKind.LEGACY_TEXT` note."""
+
+
+@dataclass(frozen=True, slots=True)
 class MessageView:
     message: Message
+    """For a system message, ``message.body`` is :func:`note_text` of ``note`` (English)."""
     sender_name: str
     reactions: tuple[ReactionSummary, ...]
     reply_to: Message | None = None
     """The message replied to, if this is a reply and it is stored."""
+    note: NoteView | None = None
+    """What a system message says, to render and translate (None for the other kinds)."""
 
     @property
     def id(self) -> int:
@@ -101,7 +168,33 @@ class SafetyNumberView:
 # -- built on the store's thread ---------------------------------------------------------
 
 
-def conversation_view(s: Store, conversation: Conversation, me: str) -> ConversationView:
+def display_name(store: Store, account_id: str, me: str) -> str:
+    """How the timeline names an account: "You", the contact's name or handle, or its id."""
+    if account_id == me:
+        return "You"
+    contact = store.contacts.get(account_id)
+    if contact is not None and (contact.display_name or contact.handle):
+        return contact.display_name or contact.handle or account_id
+    return account_id[:8]
+
+
+def preferences(s: Store) -> Preferences:
+    return Preferences(
+        read_receipts=s.settings.get(READ_RECEIPTS_KEY, True) is not False,
+        typing_indicators=s.settings.get(TYPING_INDICATORS_KEY, True) is not False,
+    )
+
+
+def conversation_view(
+    s: Store,
+    conversation: Conversation,
+    me: str,
+    *,
+    now: int | None = None,
+    unread: int | None = None,
+    prefs: Preferences | None = None,
+) -> ConversationView:
+    """The view of ``conversation``; ``now`` (Unix ms) ends a timed mute."""
     members = tuple(
         MemberView(x.account_id, display_name(s, x.account_id, me), x.account_id == me)
         for x in s.conversations.members(conversation.id)
@@ -110,14 +203,84 @@ def conversation_view(s: Store, conversation: Conversation, me: str) -> Conversa
         name = display_name(s, conversation.peer_account_id, me)
     else:
         name = conversation.title or "Unnamed group"
-    unread = s.read_markers.unread_count(conversation.id, me)
-    return ConversationView(conversation, name, members, unread)
+    if unread is None:
+        unread = s.read_markers.unread_count(conversation.id, me)
+    prefs = prefs if prefs is not None else preferences(s)
+    peer = conversation.peer_account_id
+    return ConversationView(
+        conversation,
+        name,
+        members,
+        unread,
+        muted=conversation.muted if now is None else conversation.muted_at(now),
+        blocked=conversation.kind is ConversationKind.DIRECT
+        and peer is not None
+        and s.contacts.is_blocked(peer),
+        read_receipts=(
+            conversation.read_receipts
+            if conversation.read_receipts is not None
+            else prefs.read_receipts
+        ),
+        typing_indicators=(
+            conversation.typing_indicators
+            if conversation.typing_indicators is not None
+            else prefs.typing_indicators
+        ),
+    )
+
+
+def note_text(note: NoteView) -> str:
+    """The English sentence of a system message (names as :class:`MemberView` has them)."""
+    kind, actor = note.kind, note.actor
+    names = ", ".join(m.name for m in note.members)
+    where = f"“{note.name}”" if note.name else "the group"
+    if kind is NoteKind.CREATED:
+        return f"You created {where}"
+    if kind is NoteKind.JOINED:
+        if actor is not None and not actor.is_me:
+            return f"{actor.name} added you to {where}"
+        return f"You joined {where}"
+    if kind is NoteKind.ADDED:
+        return f"{actor.name} added {names}" if actor is not None else f"{names} joined"
+    if kind is NoteKind.LEFT:
+        return f"{names} left"
+    if kind is NoteKind.REMOVED:
+        return f"{actor.name} removed {names}" if actor is not None else f"{names} left"
+    if kind is NoteKind.RENAMED:
+        to = f"“{note.name}”" if note.name else "no name"
+        return f"{actor.name} renamed the group to {to}" if actor else f"The group is now {to}"
+    if kind is NoteKind.YOU_LEFT:
+        return "You left"
+    if kind is NoteKind.YOU_WERE_REMOVED:
+        return "You were removed from the conversation"
+    return note.text or ""
+
+
+def _note_view(s: Store, note: Note, me: str, names: dict[str, str]) -> NoteView:
+    def member(account_id: str) -> MemberView:
+        if account_id not in names:
+            names[account_id] = display_name(s, account_id, me)
+        return MemberView(account_id, names[account_id], account_id == me)
+
+    return NoteView(
+        note.kind,
+        actor=None if note.actor is None else member(note.actor),
+        members=tuple(member(a) for a in note.accounts),
+        name=note.name,
+        text=note.text,
+    )
 
 
 def message_views(s: Store, page: Sequence[Message], me: str) -> list[MessageView]:
     reactions = s.reactions.for_messages([x.id for x in page])
+    names: dict[str, str] = {}
     views = []
     for message in page:
+        note = None
+        if message.kind is MessageKind.SYSTEM:
+            stored = message.note or Note(NoteKind.LEGACY_TEXT, text=message.body)
+            note = _note_view(s, stored, me, names)
+            message = replace(message, body=note_text(note))
         summary: dict[str, list[str]] = {}
         for reaction in reactions.get(message.id, []):
             summary.setdefault(reaction.emoji, []).append(reaction.account_id)
@@ -133,6 +296,48 @@ def message_views(s: Store, page: Sequence[Message], me: str) -> list[MessageVie
                     for emoji, accounts in summary.items()
                 ),
                 reply_to=reply_to,
+                note=note,
             )
         )
     return views
+
+
+def with_views(
+    s: Store, events: Sequence[Event], me: str, *, now: int | None = None
+) -> list[Event]:
+    """``events`` carrying the views of their messages and conversations, as stored now.
+
+    A :class:`MessageReceived` also carries its conversation's view (the
+    unread count and activity time it changed).
+
+    Run inside the transaction that made the change, so that the views are
+    what it wrote and the UI needs no store read to show them.
+    """
+    wanted = MessageReceived | MessageUpdated | MessageStatusChanged
+    ids = sorted({e.message_id for e in events if isinstance(e, wanted) and e.view is None})
+    page = [m for m in (s.messages.get(i) for i in ids) if m is not None]
+    views = {v.id: v for v in message_views(s, page, me)}
+    conversations: dict[int, ConversationView | None] = {}
+    prefs: Preferences | None = None
+    result: list[Event] = []
+
+    def conversation(cid: int) -> ConversationView | None:
+        nonlocal prefs
+        if cid not in conversations:
+            found = s.conversations.get(cid)
+            if found is not None and prefs is None:
+                prefs = preferences(s)
+            conversations[cid] = (
+                None if found is None else conversation_view(s, found, me, now=now, prefs=prefs)
+            )
+        return conversations[cid]
+
+    for event in events:
+        if isinstance(event, wanted) and event.view is None:
+            event = replace(event, view=views.get(event.message_id))
+        if isinstance(event, MessageReceived) and event.conversation is None:
+            event = replace(event, conversation=conversation(event.conversation_id))
+        elif isinstance(event, ConversationUpdated) and event.view is None:
+            event = replace(event, view=conversation(event.conversation_id))
+        result.append(event)
+    return result

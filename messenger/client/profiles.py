@@ -12,6 +12,12 @@ Layout::
         profile.json    id, name, creation time (no secrets)
         store.db        the SQLCipher database (plus -wal and -shm files)
         store.key       the database key wrapped by the recovery passphrase
+        profile.lock    held (an OS file lock) by the one process that has it open
+
+:class:`ProfileLock` keeps a profile to one process at a time: two processes
+syncing one profile would each take a share of its messages from the server
+queue. The lock is ``fcntl.flock`` on POSIX and ``msvcrt.locking`` on
+Windows; the OS drops it when the process ends, however it ends.
 
 The profile ``id`` is random and names the profile's OS keyring entry, so a
 profile that is deleted and created again under the same name never picks
@@ -37,6 +43,7 @@ import re
 import secrets
 import shutil
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +58,7 @@ from .errors import (
     ProfileError,
     ProfileExistsError,
     ProfileNotFoundError,
+    StoreBusyError,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +68,7 @@ __all__ = [
     "APP_NAME",
     "HOME_ENV",
     "Profile",
+    "ProfileLock",
     "Profiles",
     "default_data_dir",
     "write_file_atomically",
@@ -71,6 +80,7 @@ HOME_ENV: Final = "MESSENGER_HOME"
 _PROFILES_DIR: Final = "profiles"
 _METADATA: Final = "profile.json"
 _KEY_WRAP: Final = "store.key"
+_LOCK: Final = "profile.lock"
 _FORMAT: Final = "messenger-profile"
 _VERSION: Final = 1
 
@@ -245,6 +255,69 @@ class Profiles:
                 user_message="This profile was made by a newer version of Messenger.",
             )
         return Profile(name=path.name, id=data["id"], path=path, created_at=data["created_at"])
+
+
+class ProfileLock:
+    """One process per profile: an exclusive OS lock on ``profile.lock``.
+
+    :meth:`acquire` raises StoreBusyError (a sentence naming the profile)
+    at once if another process holds it; :meth:`release` (or the process
+    ending) lets it go. A lock is for one holder: acquire it once.
+    """
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        path = self.profile.path / _LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise _os_error(exc, "could not open the profile's lock file") from exc
+        try:
+            _lock_file(fd)
+        except OSError:
+            os.close(fd)
+            raise StoreBusyError(
+                f"profile {self.profile.name!r} is locked by another process",
+                user_message=(
+                    f"Profile {self.profile.name!r} is open in another Messenger process "
+                    "(the app or messenger-cli). Close it, or wait for it to finish, "
+                    "and try again."
+                ),
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the file releases the lock
+
+    def __enter__(self) -> ProfileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _lock_file(fd: int) -> None:
+    """Lock ``fd`` exclusively without waiting (OSError if another process has it)."""
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def write_file_atomically(path: Path, data: bytes) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from .content import Sender
 from .credentials import Credential
+from .extensions import Extension
 from .leaf_node import LeafNode
 from .proposals import Proposal, ReInit
 
@@ -42,16 +43,23 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A member of a group in some epoch: its leaf and what identifies it."""
+    """A member of a group in some epoch: its leaf and what identifies it.
+
+    ``extensions`` are the leaf's own (RFC 9420 §7.2), such as an
+    application's delivery address.
+    """
 
     leaf_index: int
     credential: Credential
     signature_key: bytes
     encryption_key: bytes
+    extensions: tuple[Extension, ...] = ()
 
     @classmethod
     def from_leaf(cls, leaf_index: int, leaf: LeafNode) -> Member:
-        return cls(leaf_index, leaf.credential, leaf.signature_key, leaf.encryption_key)
+        return cls(
+            leaf_index, leaf.credential, leaf.signature_key, leaf.encryption_key, leaf.extensions
+        )
 
 
 @dataclass(frozen=True, slots=True)

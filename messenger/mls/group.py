@@ -16,6 +16,11 @@ How a member enters a group:
 * :meth:`Group.reinit` and :meth:`Group.branch` -- the first epoch of a
   group that resumes another (RFC 9420 §11.2, §11.3).
 
+The two joins are worked out in :mod:`messenger.mls.joining`; every way
+into an epoch ends in :mod:`messenger.mls.epoch` (key schedule, confirmation
+tag, secret tree, interim transcript hash), and the transcript hashes are
+those of :mod:`messenger.mls.transcript`.
+
 What it does in a group: ``propose_*`` sends proposals (RFC 9420 §12.1) and
 caches them for a later Commit; :meth:`Group.commit` makes a Commit with its
 Welcome and GroupInfo (RFC 9420 §12.4.2); :meth:`Group.process` takes any
@@ -41,17 +46,15 @@ decrypting is given back); a call the API does not allow raises
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
-from .ciphersuite import CIPHER_SUITES, CipherSuite, RandomSource, get_cipher_suite
-from .codec import decode_all, vl_bytes
+from .ciphersuite import CipherSuite, RandomSource, get_cipher_suite
+from .codec import vl_bytes
 from .commit import Commit
 from .content import (
     AuthenticatedContent,
-    ConfirmedTranscriptHashInput,
     ContentType,
     FramedContent,
     FramedContentAuthData,
@@ -62,8 +65,8 @@ from .content import (
     WireFormat,
 )
 from .credentials import Credential, CredentialType
+from .epoch import LAST_EPOCH, advance_epoch, epoch_state
 from .errors import (
-    AuthenticationError,
     EpochError,
     MLSError,
     UsageError,
@@ -82,33 +85,32 @@ from .extensions import (
     ExtensionType,
     ExternalPub,
     ExternalSenders,
-    RequiredCapabilities,
-    check_unique_extensions,
-    find_extension,
 )
-from .framing import FramingContext, sign_framed_content, verify_content_signature
+from .framing import FramingContext, verify_content_signature
 from .group_context import GroupContext, ProtocolVersion
 from .group_state import CachedProposal, EpochState, GroupConfig, GroupState, PastEpoch
-from .joining import encrypt_group_info, open_group_info, open_group_secrets, seal_welcome
+from .joining import (
+    ExternalPskLookup,
+    encrypt_group_info,
+    join_by_external_commit,
+    join_welcome,
+    seal_welcome,
+)
 from .key_package import KeyPackage
-from .key_package_bundle import KeyPackageBundle, default_capabilities
+from .key_package_bundle import KeyPackageBundle
 from .key_schedule import (
     epoch_from_epoch_secret,
-    epoch_from_init_secret,
-    epoch_from_joiner_secret,
-    external_init,
     external_init_secret,
 )
 from .leaf_node import Capabilities, LeafNode, LeafNodeSource, LeafNodeTBS
-from .messages import MLSMessage
-from .nodes import ParentNode, RatchetTree, decode_node_values
+from .messages import MLSMessage, message_digest
+from .nodes import RatchetTree
 from .proposal_rules import (
     AppliedProposals,
     ProposalEntry,
     RuleContext,
     SuccessorValidator,
     apply_proposals,
-    check_extension_support,
     check_proposal,
     path_required,
     same_credential,
@@ -116,7 +118,6 @@ from .proposal_rules import (
 )
 from .proposals import (
     Add,
-    ExternalInit,
     GroupContextExtensions,
     PreSharedKey,
     Proposal,
@@ -126,10 +127,9 @@ from .proposals import (
     Remove,
     Update,
 )
-from .psk import PreSharedKeyID, PSKType, ResumptionPSKUsage, psk_secret
+from .psk import PreSharedKeyID, PSKType, ResumptionPSKUsage, describe_psk, psk_secret
 from .ratchet_tree import (
     CredentialValidator,
-    LeafNodePolicy,
     PublicTree,
     SignatureBatchVerifier,
     verify_signatures_sequentially,
@@ -138,8 +138,7 @@ from .secret_tree import SecretTree
 from .transcript import (
     confirmation_tag,
     confirmed_transcript_hash,
-    interim_transcript_hash,
-    verify_confirmation_tag,
+    confirmed_transcript_hash_from_parts,
 )
 from .treekem import PrivateTree, create_update_path, process_update_path
 from .welcome import GroupInfo, GroupInfoTBS
@@ -156,10 +155,6 @@ __all__ = [
 #: Called for every new leaf: Adds, Updates, Commit paths, the whole tree
 #: of a Welcome or external join, and external senders.
 IdentityValidator = CredentialValidator
-
-#: The application's external PSKs (RFC 9420 §8.4): ``psk_id -> psk`` or
-#: ``None`` if unknown. A ``Mapping`` works too.
-ExternalPskLookup = Callable[[bytes], bytes | None]
 
 
 def accept_basic_credentials(credential: Credential, signature_key: bytes) -> bool:
@@ -195,29 +190,8 @@ def _key_package_of(value: KeyPackage | bytes) -> KeyPackage:
     return _decode_message(value).key_package
 
 
-def _describe(psk_id: PreSharedKeyID) -> str:
-    if psk_id.psktype == PSKType.EXTERNAL:
-        return f"external PSK {psk_id.psk_id!r}"
-    return (
-        f"{psk_id.usage.name.lower()} resumption PSK of group "
-        f"{psk_id.psk_group_id.hex()[:16]}, epoch {psk_id.psk_epoch}"
-    )
-
-
-def _hash_message(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
-
-
 #: ``ProtocolVersion.mls10`` as encoded (RFC 9420 §6).
 _MLS10: Final = ProtocolVersion.MLS10.to_bytes(2, "big")
-
-#: The last epoch: the GroupContext's ``epoch`` is a uint64 (RFC 9420 §8.1),
-#: so a group there can take no more Commits.
-_LAST_EPOCH: Final = (1 << 64) - 1
-
-#: PSKLabel numbers the PSKs of an epoch with uint16 ``index`` and ``count``
-#: (RFC 9420 §8.4).
-_MAX_PSKS: Final = 0xFFFF
 
 
 class Group:
@@ -328,15 +302,13 @@ class Group:
         # confirmation tag over the empty confirmed transcript hash.
         tag = confirmation_tag(suite, secrets.confirmation_key, b"")
         config = config or GroupConfig()
-        state = EpochState(
+        state = epoch_state(
+            suite,
+            config,
             context=context,
             tree=tree,
             private=PrivateTree(0, bundle.encryption_private_key, leaf.encryption_key),
             secrets=secrets,
-            secret_tree=SecretTree(
-                suite, secrets.encryption_secret, tree.n_leaves, config=config.secret_tree_config
-            ),
-            interim_transcript_hash=interim_transcript_hash(suite, b"", tag),
             confirmation_tag=tag,
             signature_private_key=bundle.signature_private_key,
         )
@@ -375,70 +347,18 @@ class Group:
         Anything wrong with ``welcome`` or ``ratchet_tree`` (including no
         tree at all) raises an :class:`~messenger.mls.errors.InvalidMessageError`.
         """
-        suite = bundle.suite
-        kp = bundle.key_package
-        message = _decode_message(welcome).welcome
-        group_secrets = open_group_secrets(suite, message, kp, bundle.init_private_key)
-        psk_values, resumption = cls._welcome_psks(
-            suite, group_secrets.psks, _lookup(external_psks), previous
-        )
-        secret = psk_secret(suite, psk_values) if psk_values else None
-        group_info = open_group_info(suite, message, group_secrets.joiner_secret, secret)
-        context = group_info.group_context
-        if context.cipher_suite != suite.suite_id or context.version != kp.version:
-            raise ValidationError("the GroupInfo's suite or version is not the KeyPackage's")
-        tree = cls._joined_tree(
-            suite,
-            group_info,
-            ratchet_tree,
-            identity=identity,
-            now=now,
-            max_lifetime=(config or GroupConfig()).max_lifetime,
-            verify_signatures=verify_signatures,
-        )
-        my_leaf = tree.find_leaf(kp.leaf_node)
-        if my_leaf is None:
-            raise ValidationError("the tree has no leaf for this KeyPackage (RFC 9420 §12.4.3.1)")
-        # RFC 9420 §13.4: the joiner supports every GroupContext extension.
-        check_extension_support(kp.leaf_node, context.extensions)
-        if my_leaf == group_info.signer:
-            raise ValidationError("the GroupInfo is signed by the joiner's own leaf")
-        path_secret = group_secrets.path_secret
-        private = PrivateTree.join(
-            tree,
-            my_leaf,
-            bundle.encryption_private_key,
-            committer=group_info.signer,
-            path_secret=None if path_secret is None else path_secret.path_secret,
-        )
-        context_bytes = context.to_bytes()
-        keys = epoch_from_joiner_secret(suite, group_secrets.joiner_secret, context_bytes, secret)
-        verify_confirmation_tag(
-            suite,
-            keys.secrets.confirmation_key,
-            context.confirmed_transcript_hash,
-            group_info.confirmation_tag,
-        )
-        if resumption is not None:
-            assert previous is not None
-            cls._check_resumption(resumption, group_info, tree, previous, successor)
         config = config or GroupConfig()
-        state = EpochState(
-            context=context,
-            tree=tree,
-            private=private,
-            secrets=keys.secrets,
-            secret_tree=SecretTree(
-                suite,
-                keys.secrets.encryption_secret,
-                tree.n_leaves,
-                config=config.secret_tree_config,
-            ),
-            interim_transcript_hash=interim_transcript_hash(
-                suite, context.confirmed_transcript_hash, group_info.confirmation_tag
-            ),
-            confirmation_tag=group_info.confirmation_tag,
-            signature_private_key=bundle.signature_private_key,
+        state = join_welcome(
+            welcome,
+            bundle,
+            ratchet_tree=ratchet_tree,
+            previous=previous,
+            now=now,
+            config=config,
+            identity=identity,
+            successor=successor,
+            lookup=_lookup(external_psks),
+            verify_signatures=verify_signatures,
         )
         return cls(
             GroupState(config, state),
@@ -446,129 +366,6 @@ class Group:
             successor=successor,
             external_psks=external_psks,
         )
-
-    @staticmethod
-    def _welcome_psks(
-        suite: CipherSuite,
-        ids: Sequence[PreSharedKeyID],
-        lookup: ExternalPskLookup,
-        previous: Group | None,
-    ) -> tuple[list[tuple[PreSharedKeyID, bytes]], PreSharedKeyID | None]:
-        """The PSK values of a Welcome's GroupSecrets (RFC 9420 §12.4.3.1)."""
-        if len(ids) > _MAX_PSKS:
-            raise ValidationError(
-                f"a Welcome with {len(ids)} PSKs; PSKLabel counts to 65535 (§8.4)"
-            )
-        values: list[tuple[PreSharedKeyID, bytes]] = []
-        resumption: PreSharedKeyID | None = None
-        for psk_id in ids:
-            value: bytes | None = None
-            if psk_id.psktype == PSKType.EXTERNAL:
-                value = lookup(psk_id.psk_id)
-            else:
-                if psk_id.usage in (ResumptionPSKUsage.REINIT, ResumptionPSKUsage.BRANCH):
-                    if resumption is not None:
-                        raise ValidationError(
-                            "a Welcome with two reinit or branch PSKs (RFC 9420 §12.4.3.1)"
-                        )
-                    resumption = psk_id
-                if previous is not None and previous.group_id == psk_id.psk_group_id:
-                    value = previous.resumption_psk(psk_id.psk_epoch)
-            if value is None:
-                raise ValidationError(f"the Welcome needs a PSK not available: {_describe(psk_id)}")
-            values.append((psk_id, value))
-        return values, resumption
-
-    @staticmethod
-    def _check_resumption(
-        psk_id: PreSharedKeyID,
-        group_info: GroupInfo,
-        tree: PublicTree,
-        previous: Group,
-        successor: SuccessorValidator,
-    ) -> None:
-        """RFC 9420 §12.4.3.1: a Welcome resuming ``previous`` by reinit or branch."""
-        context = group_info.group_context
-        if context.epoch != 1:
-            raise ValidationError("a reinitialised or branched group starts at epoch 1")
-        new_members = [leaf.credential for _, leaf in tree.members()]
-        old_members = [m.credential for m in previous.members()]
-        if psk_id.usage == ResumptionPSKUsage.REINIT:
-            reinit = previous.pending_reinit
-            if reinit is None or psk_id.psk_epoch != previous.epoch:
-                raise ValidationError("the previous group's last Commit was not this ReInit")
-            if (
-                context.group_id != reinit.group_id
-                or context.version != reinit.version
-                or context.cipher_suite != reinit.cipher_suite
-                or context.extensions != reinit.extensions
-            ):
-                raise ValidationError("the new group does not match the ReInit (§11.2)")
-            for old in old_members:
-                if not any(successor(old, new) for new in new_members):
-                    raise ValidationError("a member of the old group is missing (RFC 9420 §11.2)")
-        else:
-            old_context = previous.group_context
-            if (
-                context.version != old_context.version
-                or context.cipher_suite != old_context.cipher_suite
-            ):
-                raise ValidationError("a branch keeps the version and cipher suite (§11.3)")
-            for new in new_members:
-                if not any(successor(old, new) for old in old_members):
-                    raise ValidationError("a branch member is not in the old group (§11.3)")
-
-    @staticmethod
-    def _joined_tree(
-        suite: CipherSuite,
-        group_info: GroupInfo,
-        ratchet_tree: bytes | RatchetTree | None,
-        *,
-        identity: IdentityValidator,
-        now: int | None,
-        max_lifetime: int | None,
-        verify_signatures: SignatureBatchVerifier,
-    ) -> PublicTree:
-        """The validated tree of a group being joined, and the GroupInfo checked
-        against it (RFC 9420 §12.4.3.1, §12.4.3.3)."""
-        check_unique_extensions(group_info.extensions)
-        # Straight from the bytes to the node values: the same decoding as
-        # RatchetTree.from_bytes, without a Node wrapper per node.
-        inline = find_extension(group_info.extensions, ExtensionType.RATCHET_TREE)
-        values: Sequence[LeafNode | ParentNode | None]
-        if inline is not None:
-            values = decode_all(inline.extension_data, decode_node_values)
-        elif ratchet_tree is None:
-            # The sender left the tree out (RFC 9420 §12.4.3.3) and none was
-            # obtained otherwise: the joiner cannot go on with what it got.
-            raise ValidationError(
-                "the GroupInfo has no ratchet_tree extension and no tree was given (§12.4.3.3)"
-            )
-        elif isinstance(ratchet_tree, RatchetTree):
-            values = ratchet_tree.values
-        else:
-            values = decode_all(ratchet_tree, decode_node_values)
-        context = group_info.group_context
-        check_unique_extensions(context.extensions)
-        tree = PublicTree.from_nodes(suite, values)
-        signer = tree.leaf(group_info.signer)
-        if signer is None:
-            raise ValidationError("the GroupInfo signer's leaf is blank (RFC 9420 §12.4.3.1)")
-        try:
-            suite.check_signature_public_key(signer.signature_key)  # RFC 9420 §5.1.1
-        except ValidationError as exc:
-            raise ValidationError(f"the GroupInfo signer {group_info.signer}: {exc}") from None
-        if not group_info.verify_signature(suite, signer.signature_key):
-            raise AuthenticationError("the GroupInfo signature does not verify (§12.4.3)")
-        tree.validate(
-            group_id=context.group_id,
-            tree_hash=context.tree_hash,
-            policy=LeafNodePolicy.for_group(
-                context.extensions, identity, now=now, max_lifetime=max_lifetime
-            ),
-            verify_signatures=verify_signatures,
-        )
-        return tree
 
     @classmethod
     def join_external(
@@ -611,106 +408,24 @@ class Group:
         an ``external_pub`` that is not a valid HPKE public key -- raises an
         :class:`~messenger.mls.errors.InvalidMessageError`.
         """
-        info = _decode_message(group_info).group_info
-        context = info.group_context
-        suite = CIPHER_SUITES.get(context.cipher_suite)
-        if suite is None:
-            raise ValidationError(
-                f"the GroupInfo's cipher suite 0x{context.cipher_suite:04x} is not supported "
-                "(RFC 9420 §12.4.3.2)"
-            )
-        if context.version != ProtocolVersion.MLS10:
-            raise ValidationError(f"the GroupInfo's version {context.version} is not mls10 (§6)")
-        if context.epoch == _LAST_EPOCH:
-            raise ValidationError("the group is at its last epoch: a Commit cannot follow (§8.1)")
         config = config or GroupConfig()
-        lookup = _lookup(external_psks)
-        tree = cls._joined_tree(
-            suite,
-            info,
-            ratchet_tree,
-            identity=identity,
-            now=now,
-            max_lifetime=config.max_lifetime,
-            verify_signatures=verify_signatures,
-        )
-        external_pub = ExternalPub.find_in(info.extensions)
-        if external_pub is None:
-            raise ValidationError("the GroupInfo has no external_pub (RFC 9420 §12.4.3.2)")
-        if not suite.hpke.is_valid_public_key(external_pub.external_pub):
-            # RFC 9420 §12.4.3.2, RFC 9180 §7.1.4: the joiner encrypts to it.
-            raise ValidationError("the GroupInfo's external_pub is not a valid HPKE public key")
-        kem_output, init_secret = external_init(suite, external_pub.external_pub, random)
-        sender = Sender.new_member_commit()
-        entries = [ProposalEntry(Proposal(ExternalInit(kem_output)), sender)]
-        if resync is not None:
-            if tree.leaf(resync) is None:
-                raise UsageError(f"leaf {resync} is blank: nothing to resync")
-            entries.append(ProposalEntry(Proposal(Remove(resync)), sender))
-        psk_ids = [PreSharedKeyID.external(p, random(suite.hash_len)) for p in psks]
-        entries.extend(ProposalEntry(Proposal(PreSharedKey(p)), sender) for p in psk_ids)
-        rules = RuleContext(suite, context, tree, identity, successor, now, config.max_lifetime)
-        applied = apply_proposals(rules, entries, committer=None, external=True)
-        new_tree = applied.tree
-        leaf_index = new_tree.reserve_free_leaf()
-        if capabilities is None:
-            required = RequiredCapabilities.find_in(context.extensions)
-            capabilities = default_capabilities(
-                suite,
-                [
-                    *(e.extension_type for e in (*context.extensions, *leaf_extensions)),
-                    *(() if required is None else required.extension_types),
-                ],
-            )
-        provisional = replace(context, epoch=context.epoch + 1, tree_hash=b"")
-        created = create_update_path(
-            new_tree,
-            leaf_index,
-            group_context=provisional,
+        state, result = join_by_external_commit(
+            group_info,
+            credential=credential,
             signature_private_key=signature_private_key,
             random=random,
-            credential=credential,
+            ratchet_tree=ratchet_tree,
             capabilities=capabilities,
-            extensions=leaf_extensions,
-        )
-        values = [(p, cls._require_external(lookup, p)) for p in psk_ids]
-        secret = psk_secret(suite, values) if values else None
-        commit = Commit(
-            tuple(ProposalOrRef.by_value(e.proposal) for e in entries), created.update_path
-        )
-        content = FramedContent(
-            context.group_id, context.epoch, sender, bytes(authenticated_data), commit
-        )
-        wire_format = WireFormat.PUBLIC_MESSAGE
-        signature = sign_framed_content(
-            suite, signature_private_key, wire_format, content, context.to_bytes()
-        )
-        interim = interim_transcript_hash(
-            suite, context.confirmed_transcript_hash, info.confirmation_tag
-        )
-        confirmed = confirmed_transcript_hash(
-            suite, interim, ConfirmedTranscriptHashInput(wire_format, content, signature)
-        )
-        new_context = replace(created.group_context, confirmed_transcript_hash=confirmed)
-        keys = epoch_from_init_secret(
-            suite, init_secret, created.commit_secret, new_context.to_bytes(), secret
-        )
-        tag = confirmation_tag(suite, keys.secrets.confirmation_key, confirmed)
-        message = MLSMessage(PublicMessage(content, FramedContentAuthData(signature, tag)))
-        state = EpochState(
-            context=new_context,
-            tree=created.tree,
-            private=created.private,
-            secrets=keys.secrets,
-            secret_tree=SecretTree(
-                suite,
-                keys.secrets.encryption_secret,
-                created.tree.n_leaves,
-                config=config.secret_tree_config,
-            ),
-            interim_transcript_hash=interim_transcript_hash(suite, confirmed, tag),
-            confirmation_tag=tag,
-            signature_private_key=signature_private_key,
+            leaf_extensions=leaf_extensions,
+            resync=resync,
+            psks=psks,
+            authenticated_data=authenticated_data,
+            now=now,
+            config=config,
+            identity=identity,
+            successor=successor,
+            lookup=_lookup(external_psks),
+            verify_signatures=verify_signatures,
         )
         group = cls(
             GroupState(config, state),
@@ -718,34 +433,7 @@ class Group:
             successor=successor,
             external_psks=external_psks,
         )
-        me = Member.from_leaf(leaf_index, created.update_path.leaf_node)
-        previous: dict[int, LeafNode | None] = {leaf_index: None}
-        previous.update((i, leaf) for i, leaf in applied.removed)
-        staged = StagedCommit(
-            group_id=context.group_id,
-            epoch=new_context.epoch,
-            committer=me,
-            proposals=tuple(e.proposal for e in entries),
-            added=(),
-            removed=tuple(Member.from_leaf(i, leaf) for i, leaf in applied.removed),
-            updated=(me,),
-            external=True,
-            self_removed=False,
-            reinit=None,
-            epoch_authenticator=keys.secrets.epoch_authenticator,
-            base_context=context.to_bytes(),
-            state=None,
-            previous_leaves=previous,
-        )
-        result = CommitResult(message.to_bytes(), None, None, staged)
         return group, result
-
-    @staticmethod
-    def _require_external(lookup: ExternalPskLookup, psk_id: PreSharedKeyID) -> bytes:
-        value = lookup(psk_id.psk_id)
-        if value is None:
-            raise UsageError(f"unknown external PSK {psk_id.psk_id!r}")
-        return value
 
     @classmethod
     def reinit(
@@ -1110,7 +798,7 @@ class Group:
                 proposal=proposal,
                 sender=sender,
                 authenticated_data=bytes(authenticated_data),
-                message_hash=_hash_message(data),
+                message_hash=message_digest(data),
                 update_private_key=update_keys[0],
                 update_signature_private_key=update_keys[1],
             )
@@ -1299,7 +987,9 @@ class Group:
             else:
                 value = None
             if value is None:
-                raise ValidationError(f"PSK not available (RFC 9420 §12.4.2): {_describe(psk_id)}")
+                raise ValidationError(
+                    f"PSK not available (RFC 9420 §12.4.2): {describe_psk(psk_id)}"
+                )
             out.append((psk_id, value))
         return out
 
@@ -1452,7 +1142,7 @@ class Group:
         st = s.epoch
         suite = st.suite
         me = st.private.leaf_index
-        if st.context.epoch == _LAST_EPOCH:
+        if st.context.epoch == LAST_EPOCH:
             raise UsageError("the group is at its last epoch: no Commit can follow (§8.1)")
         applied = apply_proposals(self._rules(now, resumption_usage), entries, committer=me)
         try:
@@ -1513,42 +1203,34 @@ class Group:
         # FramedContentTBS (RFC 9420 §6.1): version, wire format, content, context.
         tbs = _MLS10 + wire + content_bytes + self._framing.group_context_bytes
         signature = suite.sign_with_label(st.signature_private_key, b"FramedContentTBS", tbs)
-        # ConfirmedTranscriptHashInput (RFC 9420 §8.2): wire format, content, signature.
-        confirmed = suite.hash(
-            st.interim_transcript_hash + wire + content_bytes + vl_bytes(signature)
+        confirmed = confirmed_transcript_hash_from_parts(
+            suite, st.interim_transcript_hash, wire, content_bytes, signature
         )
-        new_context = replace(provisional, confirmed_transcript_hash=confirmed)
         secret = psk_secret(suite, psk_values) if psk_values else None
-        keys = epoch_from_init_secret(
-            suite, st.secrets.init_secret, commit_secret, new_context.to_bytes(), secret
-        )
-        tag = confirmation_tag(suite, keys.secrets.confirmation_key, confirmed)
-        auth = AuthenticatedContent(wire_format, content, FramedContentAuthData(signature, tag))
-        state = EpochState(
-            context=new_context,
+        state, joiner_secret = advance_epoch(
+            suite,
+            s.config,
+            provisional,
+            confirmed,
+            init_secret=st.secrets.init_secret,
+            commit_secret=commit_secret,
+            psk_secret=secret,
             tree=new_tree,
             private=private,
-            secrets=keys.secrets,
-            secret_tree=SecretTree(
-                suite,
-                keys.secrets.encryption_secret,
-                new_tree.n_leaves,
-                config=s.config.secret_tree_config,
-            ),
-            interim_transcript_hash=interim_transcript_hash(suite, confirmed, tag),
-            confirmation_tag=tag,
             signature_private_key=new_key,
         )
+        tag = state.confirmation_tag
+        auth = AuthenticatedContent(wire_format, content, FramedContentAuthData(signature, tag))
         info = None
         if with_group_info or applied.added:
             info = self._make_group_info(state, inline_tree, external_pub)
         welcome = None
         if applied.added:
             assert info is not None
-            encrypted = encrypt_group_info(suite, keys.joiner_secret, secret, info.to_bytes())
+            encrypted = encrypt_group_info(suite, joiner_secret, secret, info.to_bytes())
             welcome = seal_welcome(
                 suite,
-                joiner_secret=keys.joiner_secret,
+                joiner_secret=joiner_secret,
                 encrypted_group_info=encrypted,
                 members=[(kp, path_secret_for(i)) for i, kp in applied.added],
                 psks=applied.psks,
@@ -1657,7 +1339,7 @@ class Group:
         if pending is not None and pending[0] == data:
             return pending[1]
         if self._s.proposals:
-            digest = _hash_message(data)
+            digest = message_digest(data)
             for cached in self._s.proposals:
                 if cached.message_hash == digest:
                     return self._proposal_event(cached)
@@ -1849,7 +1531,7 @@ class Group:
         suite = st.suite
         if not self.active:
             raise ValidationError("the group was reinitialised; it takes no more Commits")
-        if st.context.epoch == _LAST_EPOCH:
+        if st.context.epoch == LAST_EPOCH:
             raise ValidationError("the group is at its last epoch: a Commit cannot follow (§8.1)")
         sender = auth.content.sender
         external = sender.sender_type == SenderType.NEW_MEMBER_COMMIT
@@ -1956,26 +1638,18 @@ class Group:
         confirmed = confirmed_transcript_hash(
             suite, st.interim_transcript_hash, auth.confirmed_transcript_hash_input()
         )
-        new_context = replace(provisional, confirmed_transcript_hash=confirmed)
-        keys = epoch_from_init_secret(
-            suite, init_secret, commit_secret, new_context.to_bytes(), secret
-        )
-        tag = auth.auth.confirmation_tag
-        verify_confirmation_tag(suite, keys.secrets.confirmation_key, confirmed, tag)
-        state = EpochState(
-            context=new_context,
+        state, _ = advance_epoch(
+            suite,
+            s.config,
+            provisional,
+            confirmed,
+            init_secret=init_secret,
+            commit_secret=commit_secret,
+            psk_secret=secret,
             tree=new_tree,
             private=private,
-            secrets=keys.secrets,
-            secret_tree=SecretTree(
-                suite,
-                keys.secrets.encryption_secret,
-                new_tree.n_leaves,
-                config=s.config.secret_tree_config,
-            ),
-            interim_transcript_hash=interim_transcript_hash(suite, confirmed, tag),
-            confirmation_tag=tag,
             signature_private_key=signature_key,
+            confirmation_tag=auth.auth.confirmation_tag,
         )
         return self._staged(
             applied, state, committer=committer, external=external, removed_self=False

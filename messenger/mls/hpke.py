@@ -39,7 +39,6 @@ sealing on a receiver context, exhausted sequence numbers, over-long exports).
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,6 +51,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .errors import DecryptionError, UsageError
+from .hkdf import expand, extract
 
 __all__ = [
     "HPKE",
@@ -203,33 +203,14 @@ _NATIVE_AEAD: Final = {
 }
 
 
-# -- HKDF and the labelled variants (RFC 9180 §4, §7.2) ------------------------
-
-
-def _extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
-    """HKDF-Extract (RFC 5869 §2.2); an empty salt is HashLen zero bytes."""
-    return hmac.digest(salt, ikm, hash_name)
-
-
-def _expand(hash_name: str, hash_len: int, prk: bytes, info: bytes, length: int) -> bytes:
-    """HKDF-Expand (RFC 5869 §2.3)."""
-    if length > 255 * hash_len:
-        raise UsageError(f"HKDF-Expand length {length} exceeds 255*Nh")
-    out = bytearray()
-    block = b""
-    counter = 1
-    while len(out) < length:
-        block = hmac.digest(prk, block + info + bytes((counter,)), hash_name)
-        out += block
-        counter += 1
-    return bytes(out[:length])
+# -- the labelled variants of HKDF (RFC 9180 §4, §7.2), over .hkdf ---------------
 
 
 def _labeled_extract(
     hash_name: str, suite_id: bytes, salt: bytes, label: bytes, ikm: bytes
 ) -> bytes:
     """``LabeledExtract(salt, label, ikm)`` (RFC 9180 §4)."""
-    return _extract(hash_name, salt, _VERSION_LABEL + suite_id + label + ikm)
+    return extract(hash_name, salt, _VERSION_LABEL + suite_id + label + ikm)
 
 
 def _labeled_expand(
@@ -245,7 +226,7 @@ def _labeled_expand(
     if length > 0xFFFF:
         raise UsageError("LabeledExpand length does not fit in two bytes")
     labeled_info = length.to_bytes(2, "big") + _VERSION_LABEL + suite_id + label + info
-    return _expand(hash_name, hash_len, prk, labeled_info, length)
+    return expand(hash_name, hash_len, prk, labeled_info, length)
 
 
 # -- key (de)serialisation (RFC 9180 §7.1.1, §7.1.4) ---------------------------

@@ -12,6 +12,7 @@ matches the MLSMessage's; that is KeyPackage validation, not decoding.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,6 +26,7 @@ from .welcome import GroupInfo, Welcome
 __all__ = [
     "MLSMessage",
     "MessageBody",
+    "message_digest",
 ]
 
 #: What an MLSMessage can carry (RFC 9420 §6).
@@ -43,6 +45,15 @@ _BODIES_BY_VALUE: dict[int, type[MessageBody]] = {k.value: v for k, v in _BODIES
 _B = TypeVar("_B", PublicMessage, PrivateMessage, Welcome, GroupInfo, KeyPackage)
 
 _WIRE_FORMATS: dict[type[MessageBody], WireFormat] = {v: k for k, v in _BODIES.items()}
+
+
+def message_digest(data: bytes) -> bytes:
+    """SHA-256 of an encoded MLSMessage: its identity, the same for every cipher suite.
+
+    Not an MLS value: a group recognises its own proposals by it, and the
+    client its own messages echoed back by the server.
+    """
+    return hashlib.sha256(data).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ __all__ = [
     "PSKType",
     "PreSharedKeyID",
     "ResumptionPSKUsage",
+    "describe_psk",
     "psk_secret",
 ]
 
@@ -142,3 +143,13 @@ def psk_secret(suite: CipherSuite, psks: Sequence[tuple[PreSharedKeyID, bytes]])
         )
         secret = suite.extract(psk_input, secret)
     return secret
+
+
+def describe_psk(psk_id: PreSharedKeyID) -> str:
+    """``psk_id`` in words, for error messages."""
+    if psk_id.psktype == PSKType.EXTERNAL:
+        return f"external PSK {psk_id.psk_id!r}"
+    return (
+        f"{psk_id.usage.name.lower()} resumption PSK of group "
+        f"{psk_id.psk_group_id.hex()[:16]}, epoch {psk_id.psk_epoch}"
+    )

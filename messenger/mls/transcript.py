@@ -28,7 +28,7 @@ import hmac
 from dataclasses import dataclass
 
 from .ciphersuite import CipherSuite
-from .codec import encode_varint
+from .codec import encode_varint, vl_bytes
 from .content import AuthenticatedContent, ConfirmedTranscriptHashInput, ContentType
 from .errors import AuthenticationError, UsageError
 
@@ -36,6 +36,7 @@ __all__ = [
     "TranscriptHashes",
     "confirmation_tag",
     "confirmed_transcript_hash",
+    "confirmed_transcript_hash_from_parts",
     "interim_transcript_hash",
     "verify_confirmation_tag",
 ]
@@ -57,6 +58,22 @@ def confirmed_transcript_hash(
             raise UsageError("the confirmed transcript hash covers commits only")
         commit = commit.confirmed_transcript_hash_input()
     return suite.hash(interim_transcript_hash_before + commit.to_bytes())
+
+
+def confirmed_transcript_hash_from_parts(
+    suite: CipherSuite,
+    interim_transcript_hash_before: bytes,
+    wire_format: bytes,
+    content: bytes,
+    signature: bytes,
+) -> bytes:
+    """:func:`confirmed_transcript_hash` from a Commit's encoded parts (RFC 9420 §8.2).
+
+    ``ConfirmedTranscriptHashInput`` is ``wire_format || FramedContent ||
+    signature<V>``: a committer that has encoded its (possibly large)
+    FramedContent once for the signature passes the bytes here.
+    """
+    return suite.hash(interim_transcript_hash_before + wire_format + content + vl_bytes(signature))
 
 
 def interim_transcript_hash(

@@ -28,13 +28,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from messenger.api.credential import decode_credential
 from messenger.api.errors import ApiError, ErrorCode
+from messenger.api.models import Credential as IssuedCredential
 from messenger.mls.ciphersuite import get_cipher_suite
-from messenger.mls.codec import Reader
 from messenger.mls.commit import Commit
 from messenger.mls.content import ContentType, PrivateMessage, PublicMessage, SenderType
 from messenger.mls.credentials import Credential, CredentialType
-from messenger.mls.errors import DecodeError, MLSError
+from messenger.mls.errors import MLSError
 from messenger.mls.framing import verify_content_signature
 from messenger.mls.key_package import KeyPackage
 from messenger.mls.leaf_node import LeafNodeSource
@@ -136,43 +137,18 @@ class KeyPackageLeaf:
 
     ``credential`` is the server credential carried in the leaf's
     ``BasicCredential`` identity (the ``MessengerCredential`` struct of
-    :mod:`messenger.client.identity`), or None if the identity is not one.
+    :mod:`messenger.api.credential`), or None if the identity is not one.
     """
 
     signature_key: bytes
     credential: IssuedCredential | None
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedCredential:
-    """The fields of a server credential (:func:`messenger.api.signing.credential_tbs`)."""
-
-    account_id: str
-    client_id: str
-    signature_key: bytes
-    issued_at: int
-    signature: bytes
-
-
-_CREDENTIAL_VERSION = 1
-
-
 def _issued_credential(credential: Credential) -> IssuedCredential | None:
+    """The server credential in a leaf's ``BasicCredential``, or None (not verified)."""
     if credential.credential_type != CredentialType.BASIC:
         return None
-    try:
-        r = Reader(bytes(credential.identity))
-        if r.u8() != _CREDENTIAL_VERSION:
-            return None
-        account_id = r.opaque().decode("ascii")
-        client_id = r.opaque().decode("ascii")
-        signature_key = r.opaque()
-        issued_at = r.u64()
-        signature = r.opaque()
-        r.finish()
-    except (DecodeError, UnicodeDecodeError):
-        return None
-    return IssuedCredential(account_id, client_id, signature_key, issued_at, signature)
+    return decode_credential(credential.identity)
 
 
 def check_key_package(data: bytes) -> KeyPackageLeaf:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import string
 import struct
 from collections.abc import Callable
 from typing import Final
@@ -79,6 +80,17 @@ def invite_hash(code: str) -> bytes:
     return hashlib.sha256(b"invite-v1\n" + code.encode("ascii")).digest()
 
 
+#: Invite codes: 24 characters of letters and digits (about 143 bits), so a
+#: code never starts with "-" (a command-line flag) nor needs escaping in a
+#: link.
+_INVITE_ALPHABET: Final = string.ascii_letters + string.digits
+_INVITE_LENGTH: Final = 24
+
+
+def _new_invite_code() -> str:
+    return "".join(secrets.choice(_INVITE_ALPHABET) for _ in range(_INVITE_LENGTH))
+
+
 async def mint_invites(
     db: Database,
     count: int,
@@ -86,7 +98,7 @@ async def mint_invites(
     expires_at_ms: int | None,
 ) -> list[str]:
     """Create ``count`` invite codes, each good for ``uses`` registrations."""
-    codes = [secrets.token_urlsafe(18) for _ in range(count)]
+    codes = [_new_invite_code() for _ in range(count)]
 
     async def op(tx: Tx) -> None:
         await tx.executemany(

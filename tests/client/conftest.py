@@ -15,8 +15,8 @@ import keyring
 import keyring.backends.fail
 import pytest
 
-from messenger.client import Profile, Profiles, Store
-from messenger.client.store import Keychain
+from messenger.client import Profile, Profiles
+from messenger.client.store import Keychain, Store
 
 from .helpers import FAST_KDF, PASSPHRASE, MemoryKeyring
 

@@ -7,15 +7,8 @@ import threading
 
 import pytest
 
-from messenger.client import (
-    AsyncStore,
-    PassphraseRequiredError,
-    Profile,
-    Store,
-    StoreError,
-    UnlockMethod,
-)
-from messenger.client.store import Keychain
+from messenger.client import PassphraseRequiredError, Profile, StoreError
+from messenger.client.store import AsyncStore, Keychain, Store, UnlockMethod
 
 from .helpers import FAST_KDF, PASSPHRASE, add_text, direct_conversation
 

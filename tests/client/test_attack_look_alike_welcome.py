@@ -31,6 +31,7 @@ from messenger.client.groups import (
     group_extensions,
     new_key_package,
 )
+from messenger.client.models import message_views
 from messenger.client.session import Session
 from messenger.client.store import ConversationKind, MessageKind
 from messenger.client.sync import InboundPipeline
@@ -160,9 +161,12 @@ async def test_a_last_resort_key_package_survives_a_dropped_welcome(world: World
     await world.feed(welcome, trip.encrypt(encode_content(hello), os.urandom))
     conversations = await world.bob.store.run(lambda s: s.conversations.all())
     joined = next(c for c in conversations if c.title == "trip")
-    page = await world.bob.store.run(lambda s: s.messages.latest(joined.id, 10))
-    notes = [m.body for m in page if m.kind is MessageKind.SYSTEM]
-    texts = [m.body for m in page if m.kind is not MessageKind.SYSTEM]
+    me = world.bob.account.account_id
+    page = await world.bob.store.run(
+        lambda s: message_views(s, s.messages.latest(joined.id, 10), me)
+    )
+    notes = [v.message.body for v in page if v.note is not None]
+    texts = [v.message.body for v in page if v.message.kind is not MessageKind.SYSTEM]
     assert texts == ["hello"]
     # Bob has no name for Alice yet: the note names her by her account.
     assert notes == [f"{world.alice.account.account_id[:8]} added you to “trip”"]

@@ -15,8 +15,6 @@ from messenger.client import (
     BackupVersionError,
     ProfileExistsError,
     Profiles,
-    Store,
-    UnlockMethod,
     WeakPassphraseError,
     WrongBackupPassphraseError,
     WrongPassphraseError,
@@ -31,6 +29,8 @@ from messenger.client.store import (
     Keychain,
     MessageKind,
     OutboxKind,
+    Store,
+    UnlockMethod,
 )
 from messenger.client.store.migrations import LATEST_VERSION
 

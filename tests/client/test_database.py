@@ -12,11 +12,10 @@ from messenger.client import (
     ConstraintError,
     DiskFullError,
     GroupStateRegressionError,
-    Store,
     StoreError,
     StoreNotFoundError,
 )
-from messenger.client.store import Database, DatabaseKey
+from messenger.client.store import Database, DatabaseKey, Store
 from messenger.client.store.database import map_sqlite_error
 
 from .helpers import add_text, direct_conversation

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from messenger.client import Profiles, Store, export_backup, restore_backup
-from messenger.client.store import Keychain
+from messenger.client import Profiles, export_backup, restore_backup
+from messenger.client.store import Keychain, Store
 
 from .helpers import FAST_KDF, PASSPHRASE, add_text, direct_conversation
 

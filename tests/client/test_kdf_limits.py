@@ -23,14 +23,13 @@ from messenger.client import (
     ClientError,
     Profile,
     Profiles,
-    Store,
     StoreCorruptError,
     export_backup,
     read_backup_info,
     restore_backup,
 )
 from messenger.client.backup import BACKUP_MAGIC, BackupKdfLimitError
-from messenger.client.store import DatabaseKey, Keychain
+from messenger.client.store import DatabaseKey, Keychain, Store
 from messenger.client.store.kdf import (
     DEFAULT_SCRYPT,
     KdfLimitError,

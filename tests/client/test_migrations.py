@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from messenger.client import Profile, Store, StoreError, StoreVersionError
-from messenger.client.store import Database, DatabaseKey, Keychain
+from messenger.client import Profile, StoreError, StoreVersionError
+from messenger.client.store import Database, DatabaseKey, Keychain, Store
 from messenger.client.store.migrations import (
     LATEST_VERSION,
     MIGRATIONS,

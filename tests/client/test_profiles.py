@@ -14,11 +14,10 @@ from messenger.client import (
     ProfileExistsError,
     ProfileNotFoundError,
     Profiles,
-    Store,
     default_data_dir,
 )
 from messenger.client.profiles import HOME_ENV
-from messenger.client.store import Keychain
+from messenger.client.store import Keychain, Store
 
 from .helpers import FAST_KDF, PASSPHRASE, MemoryKeyring
 

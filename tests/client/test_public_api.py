@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import messenger.client
+import messenger.client.events
 import messenger.client.store
 from messenger.client import ClientError
 
@@ -13,7 +14,7 @@ def test_client_exports() -> None:
             "AccountError",
             "AccountExistsError",
             "AccountInfo",
-            "AsyncStore",
+            "AccountUpdated",
             "AuthError",
             "BackupCorruptError",
             "BackupError",
@@ -41,6 +42,7 @@ def test_client_exports() -> None:
             "DiskFullError",
             "DuplicateMessageError",
             "Event",
+            "EventsDropped",
             "ForeignServerError",
             "GroupExistsError",
             "GroupStateRegressionError",
@@ -49,7 +51,6 @@ def test_client_exports() -> None:
             "InvalidProfileNameError",
             "InvalidServerAddressError",
             "KdfLimitError",
-            "Keychain",
             "KeyringProblem",
             "KeyringUnavailableError",
             "MemberView",
@@ -68,8 +69,13 @@ def test_client_exports() -> None:
             "NoKeyPackageError",
             "NotAMemberError",
             "NotAllowedError",
+            "Note",
+            "NoteKind",
+            "NoteView",
             "OperationFailed",
             "PassphraseRequiredError",
+            "Preferences",
+            "PreferencesChanged",
             "Profile",
             "ProfileError",
             "ProfileExistsError",
@@ -81,13 +87,11 @@ def test_client_exports() -> None:
             "SafetyNumber",
             "SafetyNumberUnavailableError",
             "SafetyNumberView",
-            "ScryptParams",
             "SearchHit",
             "ServerRejectedError",
             "ServerUnavailableError",
             "SignupRefusedError",
             "StaleEpochError",
-            "Store",
             "StoreBusyError",
             "StoreCorruptError",
             "StoreError",
@@ -99,7 +103,6 @@ def test_client_exports() -> None:
             "TypingChanged",
             "UnknownAccountError",
             "UnknownGroupError",
-            "UnlockMethod",
             "UntrustedKeyError",
             "WeakPassphraseError",
             "WrongBackupPassphraseError",
@@ -107,6 +110,7 @@ def test_client_exports() -> None:
             "WrongPassphraseError",
             "default_data_dir",
             "export_backup",
+            "note_text",
             "read_backup_info",
             "restore_backup",
         ]
@@ -115,6 +119,14 @@ def test_client_exports() -> None:
         assert hasattr(messenger.client, name), name
     for name in messenger.client.store.__all__:
         assert hasattr(messenger.client.store, name), name
+
+
+def test_machinery_is_not_exported() -> None:
+    """The store, its keys and KDF are for the client's own code and tests, not the UI."""
+    for name in ("AsyncStore", "Store", "Keychain", "ScryptParams", "UnlockMethod", "EventBus"):
+        assert name not in messenger.client.__all__
+        assert not hasattr(messenger.client, name), name
+        assert hasattr(messenger.client.store, name) or hasattr(messenger.client.events, name)
 
 
 def test_subpackage_exports() -> None:
@@ -135,12 +147,12 @@ def test_subpackage_exports() -> None:
     ]
     assert messenger.client.sync.__all__ == [
         "CURSOR_KEY",
-        "PAUSE_ENV",
         "InboundPipeline",
         "Intent",
         "KeyPackagePool",
         "OutboxSender",
         "PushListener",
+        "SendHook",
         "build_commit",
     ]
     for package in (messenger.client.net, messenger.client.sync):

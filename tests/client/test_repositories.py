@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messenger.client import DuplicateMessageError, Store
+from messenger.client import DuplicateMessageError
 from messenger.client.errors import ConstraintError
 from messenger.client.store import (
     ConversationKind,
@@ -12,6 +12,7 @@ from messenger.client.store import (
     MessageKind,
     MessageStatus,
     OutboxKind,
+    Store,
 )
 
 from .helpers import ME, PEER, add_text, direct_conversation

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messenger.client import Store
-from messenger.client.store import HIGHLIGHT_END, HIGHLIGHT_START
+from messenger.client.store import HIGHLIGHT_END, HIGHLIGHT_START, Store
 from messenger.client.store.search import MAX_TERMS, fts_query
 
 from .helpers import PEER, add_text, direct_conversation

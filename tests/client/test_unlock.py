@@ -13,15 +13,13 @@ from messenger.client import (
     PassphraseRequiredError,
     Profile,
     Profiles,
-    Store,
     StoreCorruptError,
     StoreNotFoundError,
-    UnlockMethod,
     WeakPassphraseError,
     WrongKeyError,
     WrongPassphraseError,
 )
-from messenger.client.store import Database, DatabaseKey, Keychain
+from messenger.client.store import Database, DatabaseKey, Keychain, Store, UnlockMethod
 from messenger.client.store.key_wrap import read_key_wrap
 from messenger.client.store.keychain import KEYRING_SERVICE
 

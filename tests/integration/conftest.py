@@ -132,7 +132,12 @@ class Clients:
         return self.root / name
 
     async def new(
-        self, name: str, *, handle: str | None = None, start: bool = True
+        self,
+        name: str,
+        *,
+        handle: str | None = None,
+        start: bool = True,
+        options: ClientOptions = CLIENT_OPTIONS,
     ) -> MessengerClient:
         client = await MessengerClient.create(
             name,
@@ -140,7 +145,7 @@ class Clients:
             data_dir=self.data_dir(name),
             keychain=keychain(),
             kdf=FAST_KDF,
-            options=CLIENT_OPTIONS,
+            options=options,
         )
         self.open_clients.append(client)
         await client.create_account(self.server.url, handle)

@@ -21,7 +21,6 @@ async def cli(
     data_dir: Path, *args: str, passphrase: str = PASSPHRASE, check: bool = True
 ) -> tuple[int, str, str]:
     env = dict(os.environ, MESSENGER_PASSPHRASE=passphrase)
-    env.pop("MESSENGER_TEST_OUTBOX_PAUSE", None)
     command = [
         sys.executable,
         "-m",

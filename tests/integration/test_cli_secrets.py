@@ -113,7 +113,6 @@ def _command(data_dir: Path, *args: str) -> list[str]:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ, MESSENGER_PASSPHRASE=PASSPHRASE)
-    env.pop("MESSENGER_TEST_OUTBOX_PAUSE", None)
     return env
 
 

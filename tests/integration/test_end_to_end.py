@@ -10,14 +10,18 @@ its message exactly once after a restart with its group state intact.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
+from messenger.api import routes as r
 from messenger.client import (
     ConnectionState,
     ConnectionStateChanged,
@@ -29,6 +33,7 @@ from messenger.client import (
 )
 
 from .conftest import (
+    CLIENT_OPTIONS,
     PASSPHRASE,
     WAIT,
     Clients,
@@ -352,13 +357,8 @@ async def test_concurrent_commits_are_resolved(clients: Clients, server: ServerP
 # -- killed mid-send ----------------------------------------------------------------------------
 
 
-def _cli(
-    clients: Clients, name: str, *args: str, pause: str | None = None
-) -> subprocess.Popen[bytes]:
+def _cli(clients: Clients, name: str, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, MESSENGER_PASSPHRASE=PASSPHRASE)
-    env.pop("MESSENGER_TEST_OUTBOX_PAUSE", None)
-    if pause is not None:
-        env["MESSENGER_TEST_OUTBOX_PAUSE"] = pause
     command = [
         sys.executable,
         "-m",
@@ -373,15 +373,34 @@ def _cli(
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _paused_sender(
+    clients: Clients, name: str, conversation_id: int, text: str, point: str, marker: Path
+) -> subprocess.Popen[bytes]:
+    """A client process that sends ``text`` and stops for good at ``point`` of the send."""
+    env = dict(os.environ, MESSENGER_PASSPHRASE=PASSPHRASE)
+    script = Path(__file__).with_name("paused_sender.py")
+    command = [
+        sys.executable,
+        str(script),
+        str(clients.data_dir(name)),
+        name,
+        str(conversation_id),
+        text,
+        point,
+        str(marker),
+    ]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 async def _killed_at(proc: subprocess.Popen[bytes], marker: Path) -> None:
     deadline = time.monotonic() + WAIT
     while not marker.exists():
         if proc.poll() is not None:
             out, err = proc.communicate()
-            pytest.fail(f"the CLI exited before the pause point: {out!r} {err!r}")
+            pytest.fail(f"the sender exited before the pause point: {out!r} {err!r}")
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail("the CLI did not reach the pause point")
+            pytest.fail("the sender did not reach the pause point")
         await asyncio.sleep(0.05)
     proc.kill()  # SIGKILL: no cleanup, no flush, no finally
     proc.communicate(timeout=10)
@@ -396,9 +415,9 @@ async def _run_cli(proc: subprocess.Popen[bytes]) -> str:
 @pytest.mark.parametrize(
     ("point", "restart"),
     [
-        ("before-send", "cli"),  # the outbox row is written, nothing sent yet
-        ("after-send", "cli"),  # the server has it; the restart meets the echo first
-        ("after-send", "resend"),  # the server has it; the restart sends it again first
+        ("before_send", "cli"),  # the outbox row is written, nothing sent yet
+        ("after_send", "cli"),  # the server has it; the restart meets the echo first
+        ("after_send", "resend"),  # the server has it; the restart sends it again first
     ],
 )
 async def test_killed_mid_send_delivers_exactly_once(
@@ -415,9 +434,9 @@ async def test_killed_mid_send_delivers_exactly_once(
     epoch = await alice.group_epoch(group.id)
     await clients.close(alice)
 
-    # The CLI sends and is killed with SIGKILL at the pause point.
+    # A client process sends and is killed with SIGKILL at the pause point.
     marker = tmp_path / "paused"
-    proc = _cli(clients, "alice", "send", str(group.id), "exactly once", pause=f"{point}:{marker}")
+    proc = _paused_sender(clients, "alice", group.id, "exactly once", point, marker)
     await _killed_at(proc, marker)
     stored_before = server.metric("messenger_messages_stored_total", kind="application")
 
@@ -432,7 +451,7 @@ async def test_killed_mid_send_delivers_exactly_once(
     expected = ["before the crash", "exactly once"]
     await wait_texts(bob, bob_group, expected, "Bob to get the message once")
     stored = server.metric("messenger_messages_stored_total", kind="application")
-    assert stored - stored_before == (1 if point == "before-send" else 0)
+    assert stored - stored_before == (1 if point == "before_send" else 0)
 
     # Alice's store agrees, and her group state still works both ways.
     assert await texts(alice, group.id) == expected
@@ -444,19 +463,51 @@ async def test_killed_mid_send_delivers_exactly_once(
     await bob.send_text(bob_group, "welcome back")
     final = [*expected, "after the restart", "welcome back"]
     await wait_texts(alice, group.id, final, "Alice to hear from Bob")
+    # No late duplicate: whatever Alice sent before reaches Bob's queue before
+    # a last message sent once her outbox is empty.
     await alice.flush(WAIT)
-    await asyncio.sleep(0.3)
-    assert await texts(bob, bob_group) == final
+    await alice.send_text(group.id, "the end")
+    await eventually(lambda: _last_is(bob, bob_group, "the end"), "Alice's last message")
+    assert await texts(bob, bob_group) == [*final, "the end"]
 
 
 # -- the server goes away and comes back -----------------------------------------------------
 
 
+class FailureCounter(httpx.AsyncBaseTransport):
+    """Passes requests on; counts those that failed in the transport, by method and path."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self._failed: Counter[tuple[str, str]] = Counter()
+
+    def failures(self, method: str, path: str) -> int:
+        return self._failed[(method, path)]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.inner.handle_async_request(request)
+        except httpx.TransportError:
+            self._failed[(request.method, request.url.path)] += 1
+            raise
+
+    async def aclose(self) -> None:
+        """Kept open for the client's next transport; the test closes ``inner``."""
+
+
+async def _group_id(client: MessengerClient, conversation_id: int) -> bytes:
+    group_id = (await client.conversation(conversation_id)).conversation.group_id
+    assert group_id is not None
+    return group_id
+
+
 async def test_reconnects_and_delivers_after_a_server_restart(tmp_path: Path) -> None:
     server = start_server(tmp_path / "server")
     clients = Clients(tmp_path / "clients", server)
+    counter = FailureCounter(httpx.AsyncHTTPTransport())
     try:
-        alice = await clients.new("alice", handle="alice6")
+        options = dataclasses.replace(CLIENT_OPTIONS, http_transport=counter)
+        alice = await clients.new("alice", handle="alice6", options=options)
         bob = await clients.new("bob", handle="bob6")
         bob_id = (await bob.account()).account_id  # type: ignore[union-attr]
         chat = await alice.create_conversation(bob_id)
@@ -474,7 +525,12 @@ async def test_reconnects_and_delivers_after_a_server_restart(tmp_path: Path) ->
 
         await eventually(offline, "Bob to notice the server is gone")
         sent = await alice.send_text(chat.id, "while the server was down")
-        await asyncio.sleep(0.5)  # a few failed attempts
+        messages = r.group_path(r.GROUP_MESSAGES, await _group_id(alice, chat.id))
+
+        async def failed_attempts() -> bool:
+            return counter.failures("POST", messages) >= 3
+
+        await eventually(failed_attempts, "a few failed attempts to send")
         assert (await alice.message(sent.id)).message.status is MessageStatus.PENDING
 
         server = start_server(tmp_path / "server", port)
@@ -487,4 +543,5 @@ async def test_reconnects_and_delivers_after_a_server_restart(tmp_path: Path) ->
         events.close()
     finally:
         await clients.close_all()
+        await counter.inner.aclose()
         stop_server(server)

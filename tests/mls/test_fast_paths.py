@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from messenger.mls import hkdf
 from messenger.mls.ciphersuite import CIPHER_SUITES, HmacKey, RandomSource, get_cipher_suite
 from messenger.mls.codec import CachedStruct, Reader, Struct, Writer, decode_all, encode_varint
 from messenger.mls.content import ContentType, FramedContent, Sender, WireFormat
@@ -327,6 +328,28 @@ def test_hmac_and_hkdf_equal_the_standard_library(suite_id: int) -> None:
         assert suite.expand(prk, info, length) == okm[:length]
     assert suite.extract(b"", b"ikm") == hmac.digest(b"", b"ikm", suite.hash_name)
     assert suite.hash(b"abc") == hashlib.new(suite.hash_name, b"abc").digest()
+
+
+@pytest.mark.parametrize("hash_name", ["sha256", "sha384", "sha512"])
+def test_one_hkdf_path_for_mls_and_hpke(hash_name: str) -> None:
+    """MLS (ciphersuite) and HPKE (RFC 9180 §4) both derive through messenger.mls.hkdf."""
+    import messenger.mls.ciphersuite as ciphersuite_module
+    import messenger.mls.hpke as hpke_module
+
+    assert vars(hpke_module)["expand"] is hkdf.expand
+    assert vars(hpke_module)["extract"] is hkdf.extract
+    assert vars(ciphersuite_module)["expand"] is hkdf.expand
+    hash_len = hashlib.new(hash_name).digest_size
+    prk = bytes(range(hash_len))
+    okm, block = b"", b""
+    for counter in range(1, 256):
+        block = hmac.digest(prk, block + b"info" + bytes((counter,)), hash_name)
+        okm += block
+    for length in (0, 1, hash_len, hash_len + 1, 255 * hash_len):
+        assert hkdf.expand(hash_name, hash_len, prk, b"info", length) == okm[:length]
+    with pytest.raises(UsageError):
+        hkdf.expand(hash_name, hash_len, prk, b"info", 255 * hash_len + 1)
+    assert hkdf.extract(hash_name, b"", b"ikm") == hmac.digest(b"", b"ikm", hash_name)
 
 
 # -- application messages --------------------------------------------------------------

@@ -14,6 +14,7 @@ from . import mls_data
 from .client import ApiClient
 from .conftest import FakeClock, ServerFactory, TestServer
 from .dbtools import count, rows, snapshot
+from .hub_watch import until, watch_waits
 
 pytestmark = pytest.mark.anyio
 
@@ -243,21 +244,18 @@ async def test_long_poll_returns_as_soon_as_a_message_arrives(server: TestServer
     alice, bob = await _members(server, 2)
     epoch = await _group([alice, bob])
     await bob.ack(10)
-
-    async def later() -> None:
-        await asyncio.sleep(0.3)
+    with watch_waits(server.state.hub, bob.me.queue_id) as polls:
+        # The message is sent only once the poll waits on the hub: getting it
+        # means the poll was woken by it (an unwoken poll returns nothing, after
+        # its 20 s), and had not returned early either.
+        poll = asyncio.create_task(bob.fetch(after=1, wait=20))
+        await until(lambda: polls.waits == 1 or poll.done(), "the long poll to wait")
         await alice.send(GID, mls_data.application(GID, epoch, b"wake up"))
-
-    sender = asyncio.create_task(later())
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    page = await bob.fetch(after=1, wait=20)
-    assert loop.time() - started < 10
-    await sender
-    assert len(page.messages) == 1
-    started = loop.time()
-    empty = await bob.fetch(after=page.messages[-1].seq, wait=1)
-    assert empty.messages == () and loop.time() - started >= 0.9
+        page = await poll
+        assert [m.seq for m in page.messages] == [2]
+        # With nothing new, the poll waits, then answers with nothing.
+        empty = await bob.fetch(after=2, wait=1)
+        assert empty.messages == () and polls.waits == 2
 
 
 async def test_full_queues_refuse_new_messages_and_old_ones_expire(

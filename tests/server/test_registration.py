@@ -167,6 +167,16 @@ async def test_invite_codes(server_factory: ServerFactory) -> None:
         assert not any(code.encode() in repr(row).encode() for row in await _invite_rows(server))
 
 
+async def test_invite_codes_are_safe_to_type_and_paste(server_factory: ServerFactory) -> None:
+    """A code never starts with "-" (argparse would take it for a flag) and
+    needs no escaping in an invite link."""
+    async with server_factory(signup_policy="invite") as server:
+        codes = await mint_invites(server.state.db, 200, 1, None)
+    assert len(set(codes)) == 200
+    for code in codes:
+        assert code.isascii() and code.isalnum() and len(code) >= 22, code
+
+
 async def _invite_rows(server: TestServer) -> list[tuple[object, ...]]:
     return await rows(server, "invites")
 

@@ -24,6 +24,7 @@ from messenger.server.storage import PostgresDatabase
 from . import mls_data
 from .client import ApiClient
 from .conftest import TestServer, make_config, postgres_dsn, postgres_schema, serve
+from .hub_watch import DEADLINE, subscribers, until, watch_waits
 
 pytestmark = pytest.mark.anyio
 
@@ -68,14 +69,11 @@ async def test_push_reaches_a_client_connected_to_another_instance(
     alice, bob = await _group(a, 2)
     bob_on_b = _on(b, bob)
     async with alice.websocket(after=1) as ws:
-        await asyncio.sleep(0.1)
-        loop = asyncio.get_running_loop()
+        await until(lambda: subscribers(a.state.hub, alice.me.queue_id) == 1, "the push socket")
         for i in range(5):
-            started = loop.time()
             await bob_on_b.send(GID, mls_data.application(GID, 1, b"via b %d" % i))
-            (msg,) = await ws.messages(1, timeout=10)
+            (msg,) = await ws.messages(1, timeout=DEADLINE)
             assert msg.seq == 2 + i
-            assert loop.time() - started < 5
 
 
 async def test_long_poll_on_one_instance_wakes_for_a_send_on_the_other(
@@ -83,14 +81,12 @@ async def test_long_poll_on_one_instance_wakes_for_a_send_on_the_other(
 ) -> None:
     a, b = pair
     alice, bob = await _group(a, 2)
-
-    async def later() -> None:
-        await asyncio.sleep(0.3)
+    with watch_waits(a.state.hub, bob.me.queue_id) as polls:
+        # Sent on the other instance only once the poll waits on this one's hub.
+        poll = asyncio.create_task(bob.fetch(after=1, wait=20))
+        await until(lambda: polls.waits == 1 or poll.done(), "the long poll to wait")
         await _on(b, alice).send(GID, mls_data.application(GID, 1, b"wake"))
-
-    task = asyncio.create_task(later())
-    page = await bob.fetch(after=1, wait=20)
-    await task
+        page = await poll
     assert [m.seq for m in page.messages] == [2]
 
 
@@ -139,15 +135,14 @@ async def test_push_survives_a_dropped_listen_connection(
         await killer.execute("SELECT pg_terminate_backend($1)", old_pid)
     finally:
         await killer.close()
-    for _ in range(200):
+
+    def reconnected() -> bool:
         current = db._listener
-        if current is not None and current.get_server_pid() != old_pid:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the LISTEN connection was not re-established")
+        return current is not None and current.get_server_pid() != old_pid
+
+    await until(reconnected, "the LISTEN connection to be re-established")
     async with alice.websocket(after=1) as ws:
-        await asyncio.sleep(0.1)
+        await until(lambda: subscribers(a.state.hub, alice.me.queue_id) == 1, "the push socket")
         await _on(b, bob).send(GID, mls_data.application(GID, 1, b"after reconnect"))
-        (msg,) = await ws.messages(1, timeout=10)
+        (msg,) = await ws.messages(1, timeout=DEADLINE)
         assert msg.seq == 2

@@ -131,6 +131,19 @@ class ContactRepository:
         )
         return result.rowcount > 0
 
+    def set_display_name(self, account_id: str, name: str | None, *, now: int) -> bool:
+        """Set (or with None clear) the name the user knows the contact by."""
+        result = self._db.execute(
+            "UPDATE contacts SET display_name = ?, updated_at = ? WHERE account_id = ?",
+            (name, now, account_id),
+        )
+        return result.rowcount > 0
+
+    def is_blocked(self, account_id: str) -> bool:
+        return bool(
+            self._db.query_value("SELECT blocked FROM contacts WHERE account_id = ?", (account_id,))
+        )
+
     def set_blocked(self, account_id: str, blocked: bool, *, now: int) -> bool:
         result = self._db.execute(
             "UPDATE contacts SET blocked = ?, updated_at = ? WHERE account_id = ?",

@@ -5,6 +5,10 @@ A ``direct`` conversation is a two-member MLS group with one other account
 of members. The authoritative member list is the MLS group's ratchet tree
 (:mod:`.groups`); ``conversation_members`` is the client's copy by account,
 updated in the same transaction as the group state.
+
+Per conversation the user chooses: muted (``muted_until``: until when, or
+for good), archived, whether to send read receipts and typing notices
+(``None``: as the global setting says), and keeps a draft.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ __all__ = [
 
 _COLUMNS = (
     "id, group_id, kind, title, peer_account_id, created_at, last_activity_at, muted, "
-    "archived, left_at"
+    "archived, left_at, muted_until, read_receipts, typing_indicators, draft, draft_updated_at"
 )
 
 
@@ -46,6 +50,22 @@ class Conversation:
     muted: bool
     archived: bool
     left_at: int | None
+    muted_until: int | None = None
+    """With ``muted``: muted until this time (Unix ms); None: until unmuted."""
+    read_receipts: bool | None = None
+    """Send read receipts here (None: as the global setting says)."""
+    typing_indicators: bool | None = None
+    """Send typing notices here (None: as the global setting says)."""
+    draft: str | None = None
+    draft_updated_at: int | None = None
+
+    def muted_at(self, now: int) -> bool:
+        """Whether the conversation is muted at ``now`` (Unix ms)."""
+        return self.muted and (self.muted_until is None or now < self.muted_until)
+
+
+def _optional_bool(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +87,11 @@ def _conversation(row: Row) -> Conversation:
         muted=bool(row[7]),
         archived=bool(row[8]),
         left_at=row[9],
+        muted_until=row[10],
+        read_receipts=_optional_bool(row[11]),
+        typing_indicators=_optional_bool(row[12]),
+        draft=row[13],
+        draft_updated_at=row[14],
     )
 
 
@@ -148,9 +173,36 @@ class ConversationRepository:
         )
         return result.rowcount > 0
 
-    def set_muted(self, conversation_id: int, muted: bool) -> bool:
+    def set_muted(self, conversation_id: int, muted: bool, *, until: int | None = None) -> bool:
+        """Mute (until ``until``, Unix ms, or for good) or unmute."""
         result = self._db.execute(
-            "UPDATE conversations SET muted = ? WHERE id = ?", (int(muted), conversation_id)
+            "UPDATE conversations SET muted = ?, muted_until = ? WHERE id = ?",
+            (int(muted), until if muted else None, conversation_id),
+        )
+        return result.rowcount > 0
+
+    def set_read_receipts(self, conversation_id: int, enabled: bool | None) -> bool:
+        """Send read receipts here or not (None: as the global setting says)."""
+        result = self._db.execute(
+            "UPDATE conversations SET read_receipts = ? WHERE id = ?",
+            (None if enabled is None else int(enabled), conversation_id),
+        )
+        return result.rowcount > 0
+
+    def set_typing_indicators(self, conversation_id: int, enabled: bool | None) -> bool:
+        """Send typing notices here or not (None: as the global setting says)."""
+        result = self._db.execute(
+            "UPDATE conversations SET typing_indicators = ? WHERE id = ?",
+            (None if enabled is None else int(enabled), conversation_id),
+        )
+        return result.rowcount > 0
+
+    def set_draft(self, conversation_id: int, text: str | None, *, at: int) -> bool:
+        """Keep ``text`` as the conversation's draft (None or empty: no draft)."""
+        text = text or None
+        result = self._db.execute(
+            "UPDATE conversations SET draft = ?, draft_updated_at = ? WHERE id = ?",
+            (text, at if text is not None else None, conversation_id),
         )
         return result.rowcount > 0
 
@@ -197,6 +249,15 @@ class ConversationRepository:
             (conversation_id, account_id),
         )
         return result.rowcount > 0
+
+    def with_member(self, account_id: str) -> list[int]:
+        """The ids of the conversations ``account_id`` is a member (or the peer) of."""
+        rows = self._db.query(
+            "SELECT conversation_id FROM conversation_members WHERE account_id = ? "
+            "UNION SELECT id FROM conversations WHERE peer_account_id = ? ORDER BY 1",
+            (account_id, account_id),
+        )
+        return [row[0] for row in rows]
 
     def members(self, conversation_id: int) -> list[ConversationMember]:
         rows = self._db.query(

@@ -19,11 +19,17 @@ Outgoing messages start ``pending`` (in the outbox), then become ``sent``,
 ``delivered`` or ``read`` -- or ``failed``. Incoming ones are ``received``.
 ``server_seq`` is the delivery queue sequence number the message came
 with; ``epoch`` is the MLS epoch it was encrypted in.
+
+A system message (someone joined, left, renamed the group) stores no
+sentence: its ``body`` is NULL, and ``note_kind`` with ``note_params`` (JSON)
+say what happened, naming accounts by id (:class:`Note`). The UI words and
+translates it; :func:`messenger.client.note_text` gives the English.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 
 from ..errors import DuplicateMessageError
@@ -35,11 +41,14 @@ __all__ = [
     "MessageKind",
     "MessageRepository",
     "MessageStatus",
+    "Note",
+    "NoteKind",
 ]
 
 _COLUMNS = (
     "id, conversation_id, uid, sender_account_id, sender_client_id, outgoing, kind, body, "
-    "reply_to_uid, status, sent_at, received_at, edited_at, deleted_at, server_seq, epoch"
+    "reply_to_uid, status, sent_at, received_at, edited_at, deleted_at, server_seq, epoch, "
+    "note_kind, note_params"
 )
 _M_COLUMNS = ", ".join(f"m.{column.strip()}" for column in _COLUMNS.split(","))
 
@@ -49,6 +58,79 @@ class MessageKind(enum.StrEnum):
     REPLY = "reply"
     SYSTEM = "system"
     """Written by the client: someone joined, left, renamed the group..."""
+
+
+class NoteKind(enum.StrEnum):
+    """What a system message says; :class:`Note` holds who and what."""
+
+    CREATED = "created"
+    """This user created the group ``name`` (None: unnamed)."""
+    JOINED = "joined"
+    """This user joined the group ``name``: added by ``actor`` (None: joined by itself)."""
+    ADDED = "added"
+    """``actor`` added ``accounts`` (no ``actor``: they joined)."""
+    LEFT = "left"
+    """``accounts`` left."""
+    REMOVED = "removed"
+    """``actor`` removed ``accounts`` (no ``actor``: they left)."""
+    RENAMED = "renamed"
+    """``actor`` renamed the group to ``name`` (None: no name)."""
+    YOU_LEFT = "you_left"
+    """This user left."""
+    YOU_WERE_REMOVED = "you_were_removed"
+    """This user was removed (by ``actor``, if known)."""
+    LEGACY_TEXT = "legacy_text"
+    """A note stored as an English sentence by an older version: ``text``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A system message's kind and parameters; accounts are named by account id."""
+
+    kind: NoteKind
+    actor: str | None = None
+    accounts: tuple[str, ...] = ()
+    name: str | None = None
+    text: str | None = None
+    """Only for :attr:`NoteKind.LEGACY_TEXT`."""
+
+    def to_json(self) -> str:
+        params: dict[str, object] = {}
+        if self.actor is not None:
+            params["actor"] = self.actor
+        if self.accounts:
+            params["accounts"] = list(self.accounts)
+        if self.name is not None:
+            params["name"] = self.name
+        if self.text is not None:
+            params["text"] = self.text
+        return json.dumps(params, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_row(cls, kind: str, params: str | None) -> Note:
+        """The note of a row; an unknown kind (from a newer version) reads as legacy text."""
+        values = json.loads(params) if params else {}
+        if not isinstance(values, dict):
+            values = {}
+        try:
+            note_kind = NoteKind(kind)
+        except ValueError:
+            note_kind = NoteKind.LEGACY_TEXT
+
+        def text(key: str) -> str | None:
+            value = values.get(key)
+            return value if isinstance(value, str) else None
+
+        accounts = values.get("accounts")
+        return cls(
+            note_kind,
+            actor=text("actor"),
+            accounts=tuple(a for a in accounts if isinstance(a, str))
+            if isinstance(accounts, list)
+            else (),
+            name=text("name"),
+            text=text("text"),
+        )
 
 
 class MessageStatus(enum.StrEnum):
@@ -81,6 +163,8 @@ class Message:
     deleted_at: int | None
     server_seq: int | None
     epoch: int | None
+    note: Note | None = None
+    """What a system message says (None for the other kinds)."""
 
     @property
     def deleted(self) -> bool:
@@ -105,6 +189,7 @@ def _message(row: Row) -> Message:
         deleted_at=row[13],
         server_seq=row[14],
         epoch=row[15],
+        note=None if row[16] is None else Note.from_row(row[16], row[17]),
     )
 
 
@@ -130,22 +215,27 @@ class MessageRepository:
         status: MessageStatus | None = None,
         server_seq: int | None = None,
         epoch: int | None = None,
+        note: Note | None = None,
     ) -> Message:
         """Store a message and move the conversation's activity time forward.
 
         ``status`` defaults to ``pending`` for outgoing messages and
-        ``received`` for incoming ones. DuplicateMessageError if the
-        conversation already has a message with ``uid``.
+        ``received`` for incoming ones. A system message has a ``note``
+        and no ``body``. DuplicateMessageError if the conversation already
+        has a message with ``uid``.
         """
         if (kind is MessageKind.REPLY) != (reply_to_uid is not None):
             raise ValueError("a reply, and only a reply, names the message it replies to")
+        if note is not None and (kind is not MessageKind.SYSTEM or body is not None):
+            raise ValueError("a note is a system message without a body")
         if status is None:
             status = MessageStatus.PENDING if outgoing else MessageStatus.RECEIVED
         with self._db.transaction():
             row = self._db.query_one(
                 "INSERT INTO messages (conversation_id, uid, sender_account_id, sender_client_id, "  # noqa: S608
                 "outgoing, kind, body, reply_to_uid, status, sent_at, received_at, server_seq, "
-                "epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "epoch, note_kind, note_params) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 f"ON CONFLICT (conversation_id, uid) DO NOTHING RETURNING {_COLUMNS}",
                 (
                     conversation_id,
@@ -161,6 +251,8 @@ class MessageRepository:
                     received_at,
                     server_seq,
                     epoch,
+                    None if note is None else note.kind.value,
+                    None if note is None else note.to_json(),
                 ),
             )
             if row is None:

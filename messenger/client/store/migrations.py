@@ -52,12 +52,32 @@ Version 3 -- what the sync layer needs:
   server's echo of them is recognised and dropped;
 * ``pending_inbound`` -- messages that cannot be processed yet (a future
   epoch, a group not joined yet), kept until a commit or Welcome lets them in.
+
+Version 4 -- per-conversation choices the UI offers:
+
+* ``conversations.muted_until`` -- with ``muted``: muted until this time
+  (NULL: until unmuted);
+* ``conversations.read_receipts``, ``conversations.typing_indicators`` --
+  whether to send read receipts and typing notices in this conversation
+  (NULL: as the global setting says);
+* ``conversations.draft``, ``conversations.draft_updated_at`` -- the text
+  typed and not sent yet.
+
+Version 5 -- system messages as kinds with parameters, not sentences:
+``messages.note_kind`` and ``messages.note_params`` (JSON: account ids, a
+group name). Existing notes are converted where the sentence names no one
+("You left", "You created “…”", "You joined “…”", "You were removed...");
+the others keep their sentence as ``legacy_text``. Their ``body`` is
+cleared, so no note sentence is left in ``messages`` or its search index.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from ..errors import StoreError, StoreVersionError
 from .database import Database
@@ -307,10 +327,51 @@ _V3 = _script(
     "CREATE INDEX pending_inbound_by_age ON pending_inbound (received_at)",
 )
 
+_V4 = _script(
+    "ALTER TABLE conversations ADD COLUMN muted_until INTEGER",
+    "ALTER TABLE conversations ADD COLUMN read_receipts INTEGER "
+    "CHECK (read_receipts IS NULL OR read_receipts IN (0, 1))",
+    "ALTER TABLE conversations ADD COLUMN typing_indicators INTEGER "
+    "CHECK (typing_indicators IS NULL OR typing_indicators IN (0, 1))",
+    "ALTER TABLE conversations ADD COLUMN draft TEXT",
+    "ALTER TABLE conversations ADD COLUMN draft_updated_at INTEGER",
+)
+
+#: The sentences of earlier versions that name no one, and their note kinds.
+_OLD_NOTES: Final = (
+    (re.compile(r"You left"), "you_left"),
+    (re.compile(r"You were removed from the conversation"), "you_were_removed"),
+    (re.compile(r"You created (?:the group|“(?P<name>.*)”)", re.DOTALL), "created"),
+    (re.compile(r"You joined (?:the group|“(?P<name>.*)”)", re.DOTALL), "joined"),
+)
+
+
+def _old_note(text: str) -> tuple[str, str]:
+    """The kind and JSON parameters of a note stored as an English sentence."""
+    for pattern, kind in _OLD_NOTES:
+        match = pattern.fullmatch(text)
+        if match is not None:
+            name = match.groupdict().get("name")
+            return kind, json.dumps({} if name is None else {"name": name}, ensure_ascii=False)
+    return "legacy_text", json.dumps({"text": text}, ensure_ascii=False)
+
+
+def _v5(db: Database) -> None:
+    db.execute("ALTER TABLE messages ADD COLUMN note_kind TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN note_params TEXT")
+    rows = db.query("SELECT id, body FROM messages WHERE kind = 'system'")
+    db.executemany(
+        "UPDATE messages SET note_kind = ?, note_params = ?, body = NULL WHERE id = ?",
+        [(*_old_note(body or ""), message_id) for message_id, body in rows],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
     Migration(2, "full-text search over messages", _V2),
     Migration(3, "sync: server key, rebuildable outbox, sent hashes, pending inbound", _V3),
+    Migration(4, "conversations: mute until, receipts and typing choices, drafts", _V4),
+    Migration(5, "system messages as note kinds with parameters", _v5),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

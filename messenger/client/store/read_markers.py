@@ -4,7 +4,8 @@ One marker per (conversation, account), this client's own account
 included: "read up to and including local message ``message_id``". Markers
 only move forward, since read receipts can arrive out of order. The unread
 count of a conversation is the number of incoming, not deleted messages
-after the own marker -- an index range scan on
+after the own marker (system notes do not count: a read receipt can only
+name a message someone sent) -- an index range scan on
 ``messages_by_conversation``.
 """
 
@@ -59,12 +60,25 @@ class ReadMarkerRepository:
         return [ReadMarker(*row) for row in rows]
 
     def unread_count(self, conversation_id: int, account_id: str) -> int:
-        """Incoming messages after ``account_id``'s marker (all, if it has none)."""
+        """Incoming messages after ``account_id``'s marker (all, if it has none); no notes."""
         return int(
             self._db.query_value(
                 "SELECT count(*) FROM messages WHERE conversation_id = ? AND id > coalesce("
                 "(SELECT message_id FROM read_markers WHERE conversation_id = ? "
-                "AND account_id = ?), 0) AND outgoing = 0 AND deleted_at IS NULL",
+                "AND account_id = ?), 0) AND outgoing = 0 AND deleted_at IS NULL "
+                "AND kind != 'system'",
                 (conversation_id, conversation_id, account_id),
             )
         )
+
+    def unread_counts(self, account_id: str) -> dict[int, int]:
+        """The unread count of every conversation, by id (an index range scan each)."""
+        rows = self._db.query(
+            "SELECT c.id, (SELECT count(*) FROM messages AS m WHERE m.conversation_id = c.id "
+            "AND m.id > coalesce((SELECT r.message_id FROM read_markers AS r "
+            "WHERE r.conversation_id = c.id AND r.account_id = ?), 0) "
+            "AND m.outgoing = 0 AND m.deleted_at IS NULL AND m.kind != 'system') "
+            "FROM conversations AS c",
+            (account_id,),
+        )
+        return {conversation_id: count for conversation_id, count in rows}

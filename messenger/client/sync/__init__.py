@@ -17,15 +17,15 @@ from .inbound import CURSOR_KEY, InboundPipeline
 from .intents import Intent, build_commit
 from .key_packages import KeyPackagePool
 from .listener import PushListener
-from .outbox import PAUSE_ENV, OutboxSender
+from .outbox import OutboxSender, SendHook
 
 __all__ = [
     "CURSOR_KEY",
-    "PAUSE_ENV",
     "InboundPipeline",
     "Intent",
     "KeyPackagePool",
     "OutboxSender",
     "PushListener",
+    "SendHook",
     "build_commit",
 ]

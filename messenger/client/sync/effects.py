@@ -13,6 +13,10 @@ state never disagree after a crash.
   first seen for a contact's clients; with a system note for each;
 * :func:`apply_joined` -- this client joined a new group from a Welcome
   (with a note naming who added it).
+
+A system note is stored as a :class:`~..store.messages.Note` (a kind and
+account ids), never as a sentence: names are looked up, and the sentence
+worded, when it is shown (:func:`messenger.client.note_text`).
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from ..events import (
 )
 from ..groups import ConversationInfo, GroupMember
 from ..identity import MemberIdentity
+from ..models import display_name
 from ..store.conversations import Conversation, ConversationKind
-from ..store.messages import MessageKind, MessageStatus
+from ..store.messages import MessageKind, MessageStatus, Note, NoteKind
 from ..store.store import Store
 
 __all__ = [
@@ -61,45 +66,32 @@ class Actor:
     new_uid: Callable[[], bytes]
 
 
-def display_name(store: Store, account_id: str, me: str) -> str:
-    """How the timeline names an account: "You", the contact's name or handle, or its id."""
-    if account_id == me:
-        return "You"
-    contact = store.contacts.get(account_id)
-    if contact is not None and (contact.display_name or contact.handle):
-        return contact.display_name or contact.handle or account_id
-    return account_id[:8]
-
-
 def system_note(
     store: Store,
     conversation: Conversation,
-    text: str,
+    note: Note,
     *,
     me: Actor,
     by: MemberIdentity | None,
     now: int,
     epoch: int | None,
 ) -> MessageReceived:
-    """Add a system message to the timeline."""
+    """Add a system message to the timeline (``by``: its sender, if not this client)."""
     message = store.messages.add(
         conversation.id,
         uid=me.new_uid(),
         sender_account_id=by.account_id if by is not None else me.account_id,
         sender_client_id=by.client_id if by is not None else me.client_id,
         outgoing=False,
-        body=text,
+        body=None,
         sent_at=now,
         received_at=now,
         kind=MessageKind.SYSTEM,
         status=MessageStatus.RECEIVED,
         epoch=epoch,
+        note=note,
     )
     return MessageReceived(conversation.id, message.id)
-
-
-def _names(store: Store, accounts: Sequence[str], me: str) -> str:
-    return ", ".join(display_name(store, a, me) for a in sorted(accounts))
 
 
 def _read_statuses(store: Store, conversation: Conversation, me: str) -> list[Event]:
@@ -238,30 +230,37 @@ def apply_transition(
         store.conversations.add_member(cid, account, joined_at=now)
     for account in removed:
         store.conversations.remove_member(cid, account)
-    mine = me.account_id
-    who = display_name(store, committer.account_id, mine) if committer is not None else None
+    actor = committer.account_id if committer is not None else None
 
-    def note(text: str) -> None:
+    def note(kind: NoteKind, accounts: Sequence[str] = (), name: str | None = None) -> None:
+        found = Note(kind, actor=actor, accounts=tuple(sorted(accounts)), name=name)
         events.append(
-            system_note(store, conversation, text, me=me, by=committer, now=now, epoch=epoch)
+            system_note(store, conversation, found, me=me, by=committer, now=now, epoch=epoch)
         )
 
     if added and conversation.kind is ConversationKind.GROUP:
-        names = _names(store, added, mine)
-        note(f"{who} added {names}" if who else f"{names} joined")
+        note(NoteKind.ADDED, added)
     left = [a for a in removed if a in leavers]
     kicked = [a for a in removed if a not in leavers]
     if left:
-        note(f"{_names(store, left, mine)} left")
+        events.append(
+            system_note(
+                store,
+                conversation,
+                Note(NoteKind.LEFT, accounts=tuple(left)),
+                me=me,
+                by=committer,
+                now=now,
+                epoch=epoch,
+            )
+        )
     if kicked:
-        names = _names(store, kicked, mine)
-        note(f"{who} removed {names}" if who else f"{names} left")
+        note(NoteKind.REMOVED, kicked)
     new_name = info_after.name if info_after is not None else None
     old_name = info_before.name if info_before is not None else None
     if new_name != old_name:
         store.conversations.rename(cid, new_name)
-        text = f"“{new_name}”" if new_name else "no name"
-        note(f"{who} renamed the group to {text}" if who else f"The group is now {text}")
+        note(NoteKind.RENAMED, name=new_name)
     return events
 
 
@@ -301,11 +300,12 @@ def apply_joined(
     for account in {m.account_id for m in members}:
         store.conversations.add_member(conversation.id, account, joined_at=now)
     if conversation.kind is ConversationKind.GROUP:
-        where = f"“{info.name}”" if info.name else "the group"
-        if adder is not None and adder.account_id != me.account_id:
-            who = display_name(store, adder.account_id, me.account_id)
-            text = f"{who} added you to {where}"
-        else:
-            text = f"You joined {where}"
-        events.append(system_note(store, conversation, text, me=me, by=adder, now=now, epoch=epoch))
+        joined = Note(
+            NoteKind.JOINED,
+            actor=adder.account_id if adder is not None else None,
+            name=info.name,
+        )
+        events.append(
+            system_note(store, conversation, joined, me=me, by=adder, now=now, epoch=epoch)
+        )
     return conversation, events

@@ -35,7 +35,6 @@ Every group change runs under :attr:`Session.lock`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -46,7 +45,7 @@ from messenger.mls.errors import InvalidMessageError, MLSError
 from messenger.mls.events import ApplicationMessage, ProposalReceived, StagedCommit
 from messenger.mls.group import Group
 from messenger.mls.key_package_bundle import KeyPackageBundle
-from messenger.mls.messages import MLSMessage
+from messenger.mls.messages import MLSMessage, message_digest
 from messenger.mls.proposals import Remove
 from messenger.mls.welcome import Welcome
 
@@ -55,10 +54,11 @@ from ..errors import ContentDecodeError
 from ..events import ConversationUpdated, Event, MessageStatusChanged
 from ..groups import GROUP_CONFIG, ConversationInfo, group_members, member_at, open_welcome
 from ..identity import member_identity
+from ..models import with_views
 from ..session import Session
 from ..store.conversations import ConversationKind
 from ..store.key_packages import KeyPackageSecret
-from ..store.messages import MessageStatus
+from ..store.messages import MessageStatus, Note, NoteKind
 from ..store.outbox import OutboxItem, OutboxKind
 from ..store.pending_inbound import (
     DEFAULT_PENDING_LIMITS,
@@ -86,10 +86,6 @@ _REFUSED: Final = {
     PendingAdmission.UNKNOWN_FULL: "groups not joined have the most messages kept they may have",
     PendingAdmission.TOTAL_FULL: "the most messages that may wait are waiting",
 }
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 def _known_group(store: Store, group_id: bytes) -> bool:
@@ -201,7 +197,7 @@ class InboundPipeline:
         else:
             await self._skip(seq, pending, f"a {type(body).__name__} in the queue")
             return True
-        digest = _digest(data)
+        digest = message_digest(data)
         if await self._s.store.run(lambda s: s.sent_messages.contains(digest)):
             await self._own_echo(seq, digest, pending)
             return True
@@ -352,7 +348,13 @@ class InboundPipeline:
             store.groups.save(group_id, epoch, state, now=now)
             events: list[Event] = []
             conversation = store.conversations.by_group(group_id)
-            if conversation is not None and sender is not None and isinstance(content, Content):
+            if (
+                conversation is not None
+                and sender is not None
+                and isinstance(content, Content)
+                # A blocked contact's messages are dropped (the group state still moves on).
+                and not store.contacts.is_blocked(sender.account_id)
+            ):
                 events = apply_content(
                     store,
                     conversation,
@@ -364,7 +366,7 @@ class InboundPipeline:
                     now=now,
                 )
             self._finish(store, seq, pending)
-            return events
+            return with_views(store, events, self._me.account_id, now=now)
 
         events = await self._s.store.transaction(write)
         self._advanced(seq, pending)
@@ -459,7 +461,10 @@ class InboundPipeline:
                         system_note(
                             store,
                             conversation,
-                            "You were removed from the conversation",
+                            Note(
+                                NoteKind.YOU_WERE_REMOVED,
+                                actor=by.account_id if by is not None else None,
+                            ),
                             me=me,
                             by=by,
                             now=now,
@@ -491,7 +496,7 @@ class InboundPipeline:
             if extra is not None:
                 extra(store)
             self._finish(store, seq, pending)
-            return events
+            return with_views(store, events, me.account_id, now=now)
 
         events = await self._s.store.transaction(write)
         self._advanced(seq, pending)
@@ -583,7 +588,7 @@ class InboundPipeline:
                 store.key_packages.delete(ref)
             self._announce(store, group_id, profile, now)
             self._finish(store, seq, pending)
-            return events
+            return with_views(store, events, self._me.account_id, now=now)
 
         events = await store.transaction(write)
         if events is None:
@@ -664,7 +669,8 @@ class InboundPipeline:
             if message is None or message.status is not MessageStatus.PENDING:
                 return []
             store.messages.set_status(message_id, MessageStatus.SENT)
-            return [MessageStatusChanged(message.conversation_id, message_id, MessageStatus.SENT)]
+            sent = MessageStatusChanged(message.conversation_id, message_id, MessageStatus.SENT)
+            return with_views(store, [sent], self._me.account_id)
 
         events = await self._s.store.transaction(write)
         self._s.events.publish(*events)
@@ -684,8 +690,9 @@ class InboundPipeline:
             conversation = store.conversations.by_group(group_id)
             if conversation is None or not store.conversations.mark_left(conversation.id, now):
                 return []
-            note = system_note(store, conversation, "You left", me=me, by=None, now=now, epoch=None)
-            return [ConversationUpdated(conversation.id), note]
+            left = Note(NoteKind.YOU_LEFT)
+            note = system_note(store, conversation, left, me=me, by=None, now=now, epoch=None)
+            return with_views(store, [ConversationUpdated(conversation.id), note], me.account_id)
 
         events = await self._s.store.transaction(write)
         self._s.groups.evict(group_id)

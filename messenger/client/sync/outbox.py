@@ -37,9 +37,10 @@ another member is merged in between. An application message cannot be
 encrypted while proposals are pending (RFC 9420 §12.4); the sender then
 commits them first.
 
-Test hook: with ``MESSENGER_TEST_OUTBOX_PAUSE=before-send:<file>`` or
-``after-send:<file>`` in the environment, the sender writes ``<file>`` and
-stops at that point for good, so that a test can kill the process there.
+Test hooks: ``before_send`` and ``after_send`` (:data:`SendHook`, given to
+the constructor) are awaited just before a built request goes out and just
+after the server accepted it (before it is applied), so that a test can
+stop the sender there -- e.g. pause for good and kill the process.
 """
 
 from __future__ import annotations
@@ -48,15 +49,14 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import logging
-import os
 import secrets
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from messenger.api import models as m
 from messenger.mls.errors import InvalidMessageError, UsageError
+from messenger.mls.messages import message_digest
 
 from ..errors import (
     GroupExistsError,
@@ -75,12 +75,12 @@ from ..store.store import Store
 from .inbound import InboundPipeline
 from .intents import Intent, build_commit
 
-__all__ = ["PAUSE_ENV", "OutboxSender"]
+__all__ = ["OutboxSender", "SendHook"]
 
 _log = logging.getLogger(__name__)
 
-#: The environment variable of the test hook (see the module docstring).
-PAUSE_ENV: Final = "MESSENGER_TEST_OUTBOX_PAUSE"
+#: A test hook awaited at a point of a send (see the module docstring).
+SendHook = Callable[[], Awaitable[None]]
 #: Stale answers in a row before an attempt counts as failed.
 _MAX_STALE: Final = 5
 
@@ -92,10 +92,6 @@ def _secure_fraction() -> float:
 
 def _remove(store: Store, item_id: int) -> bool:
     return store.outbox.remove(item_id)
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 class _Dropped(Exception):
@@ -118,17 +114,6 @@ class _OutOfStepError(ServerRejectedError):
     )
 
 
-async def _pause_point(name: str) -> None:
-    hook = os.environ.get(PAUSE_ENV)
-    if not hook or ":" not in hook:
-        return
-    point, _, path = hook.partition(":")
-    if point != name:
-        return
-    Path(path).write_text(str(os.getpid()), encoding="ascii")
-    await asyncio.Event().wait()
-
-
 class OutboxSender:
     """Sends the outbox: each lane (group) in order, lanes independently."""
 
@@ -138,8 +123,12 @@ class OutboxSender:
         pipeline: InboundPipeline,
         *,
         backoff: Backoff | None = None,
+        before_send: SendHook | None = None,
+        after_send: SendHook | None = None,
     ) -> None:
         self._s = session
+        self._before_send = before_send
+        self._after_send = after_send
         self._pipeline = pipeline
         chosen = backoff or Backoff(base=0.5, maximum=30.0)
         # Retries of different clients must not fall into step, and their
@@ -271,13 +260,13 @@ class OutboxSender:
                 except _Dropped:
                     await self._s.store.run(_remove, commit.id)
                 continue
-            await _pause_point("before-send")
+            await self._hook(self._before_send)
             try:
                 await self._s.transport.send(group_id, built.payload)
             except StaleEpochError:
                 await self._catch_up_after_stale(group_id, built.epoch)
                 continue
-            await _pause_point("after-send")
+            await self._hook(self._after_send)
             async with self._s.lock:
                 await self._pipeline.apply_accepted_locked(built)
             return
@@ -291,18 +280,23 @@ class OutboxSender:
             async with self._s.lock:
                 built = await self._build_commit(item)
                 built_epoch = built.epoch
-                await _pause_point("before-send")
+                await self._hook(self._before_send)
                 try:
                     await self._s.transport.commit(group_id, built.payload)
                 except StaleEpochError:
                     stale = True
                 else:
-                    await _pause_point("after-send")
+                    await self._hook(self._after_send)
                     await self._pipeline.apply_accepted_locked(built)
                     return
             if stale:
                 await self._catch_up_after_stale(group_id, built_epoch)
         raise StaleEpochError(-1, "the group kept moving on")
+
+    @staticmethod
+    async def _hook(hook: SendHook | None) -> None:
+        if hook is not None:
+            await hook()
 
     async def _catch_up_after_stale(self, group_id: bytes, epoch: int | None) -> None:
         """The server holds another epoch: process the queue (it has the commits).
@@ -398,7 +392,7 @@ class OutboxSender:
         """Persist a built request with the group state it advanced (one transaction)."""
         assert item.group_id is not None
         group_id = item.group_id
-        digest = _digest(message)
+        digest = message_digest(message)
         now = self._s.now_ms()
 
         def write(store: Store) -> OutboxItem | None:

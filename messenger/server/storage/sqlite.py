@@ -17,6 +17,11 @@ through aiosqlite connections, which WAL lets run beside the writer.
 
 Only one process may serve a database file: a second one would not see the
 first one's pushes. An exclusive lock on ``<file>.lock`` enforces this.
+Admin commands (``messenger-server mint-invite``, ``migrate``) open the
+database with ``exclusive=False``: they do not take the lock, so they run
+beside a serving process, each write a short WAL transaction that waits its
+turn (``busy_timeout``); :meth:`SqliteDatabase.in_use` tells whether a
+server holds the lock.
 
 The database holds every queued message, so its files are the server
 user's alone (POSIX): a missing directory is created 0700, the lock file and
@@ -178,8 +183,9 @@ class SqliteDatabase(Database):
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, exclusive: bool = True) -> None:
         self.path = path
+        self.exclusive = exclusive
         self._writer: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._readers: list[aiosqlite.Connection] = []
@@ -191,12 +197,12 @@ class SqliteDatabase(Database):
         self._lock_fd: int | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> SqliteDatabase:
+    def from_url(cls, url: str, *, exclusive: bool = True) -> SqliteDatabase:
         """``sqlite:///absolute/path`` or ``sqlite://relative/path``."""
         path = url.removeprefix("sqlite://")
         if not path or path in (":memory:", "/:memory:"):
             raise StorageError("the SQLite backend needs a file path")
-        return cls(Path(path))
+        return cls(Path(path), exclusive=exclusive)
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -211,7 +217,8 @@ class SqliteDatabase(Database):
         self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
         try:
-            self._take_process_lock()
+            if self.exclusive:
+                self._take_process_lock()
             _create_private_files(self.path)
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
             self._writer = await loop.run_in_executor(self._executor, self._open_writer)
@@ -224,6 +231,24 @@ class SqliteDatabase(Database):
             await self.close()
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         self._task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    def in_use(self) -> bool:
+        """Whether a server process holds this database's lock right now."""
+        if sys.platform == "win32":  # pragma: no cover - the server runs on POSIX
+            return False
+        import fcntl
+
+        try:
+            fd = os.open(f"{self.path}.lock", os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # closing the descriptor releases a lock taken here
+        return False
 
     def _take_process_lock(self) -> None:
         if sys.platform == "win32":  # pragma: no cover - the server runs on POSIX
