@@ -1,51 +1,205 @@
-"""Client to client: send -> receive latency through a local server.
+"""Client to client through a local server: latency, throughput, catch-up, persistence.
 
 Run from the repository root::
 
-    python bench/bench_client.py             # 200 messages each way pattern (about 30 s)
-    python bench/bench_client.py --quick     # a few seconds: a CI smoke test
+    python bench/bench_client.py             # the full measurement (5 to 10 minutes)
+    python bench/bench_client.py --quick     # under a minute: a CI smoke test
 
 It starts ``python -m messenger.server`` on a free loopback port (SQLite in
-a temporary directory), creates two :class:`~messenger.client.MessengerClient`
-profiles with separate encrypted stores, registers both (proof of work),
-opens a one-to-one conversation and measures, for each message, the time
-from ``send_text`` (the message is written to the sender's store and outbox)
-to the moment the receiver's event stream reports it (the receiver has
-decrypted it and committed it to its store). That covers the whole path: the
-sender's outbox transaction, MLS encryption, the signed HTTP send, the
-server's fan-out, the WebSocket push, MLS decryption and the receiver's
-store transaction.
+a temporary directory; rate limits, sender budgets and connection caps
+raised, as in bench_server.py, so that the floods below are not refused),
+creates two :class:`~messenger.client.MessengerClient` profiles (alice and
+bob) with separate encrypted stores, registers both (proof of work), opens a
+one-to-one conversation and measures:
 
-Two patterns: **sequential** (the next message is sent once the previous one
-has arrived: the unloaded latency) and **burst** (``--burst`` messages sent
-at once: the latency under a queue, and the messages/s it sustains).
+1. **sequential** (200, ``--quick`` 20): each message is sent once the
+   previous one has arrived; per message, the time from ``send_text`` (the
+   message is written to the sender's store and outbox) to the receiver's
+   ``MessageReceived`` event (the receiver has decrypted it and committed it
+   to its store): the unloaded latency, p50/p90/p99. That covers the whole
+   path: the sender's outbox transaction, MLS encryption, the signed HTTP
+   send, the server's fan-out, the WebSocket push, MLS decryption and the
+   receiver's store transaction.
+2. **burst** (1,000, ``--quick`` 200): every message handed to ``send_text``
+   at once (one after another, without waiting for any to arrive); msg/s =
+   messages / time from the first ``send_text`` call to the last message
+   stored on the receiver (target >= 500 msg/s), and each message's latency.
+   In the same run, on the same cipher suite (1) and with the same plaintext
+   (the client's encoded, padded content of a burst message): **MLS only**, a
+   pure :mod:`messenger.mls` loop, one member encrypting N messages (the
+   burst's count, at least 1,000) and another decrypting them, in this
+   process; msg/s = N / (encrypt time + decrypt time). The **ratio**
+   burst / MLS only says how much of the cryptography's speed survives the
+   client, server and stores (target >= 30%).
+3. **catch-up** (10,000, ``--quick`` 1,000): bob's client is closed; alice
+   sends (the sender's rate with nobody listening is printed too, and the
+   wait for her outbox to empty is not counted); then bob's profile is
+   opened (store unlocked with the passphrase, cheap test KDF) and started;
+   msg/s = messages / time from ``MessengerClient.open`` to the last message
+   stored (target >= 1,000 msg/s), and the storing rate over the first and
+   over the last tenth of the messages (a falling rate: a per-message cost
+   that grows with the backlog). Alice's sending, one message at a time
+   through her outbox as the client does, is most of the full run's time.
+4. **persistence per message** at group size N (10 and 10,000; ``--quick``
+   10 and 1,000): a group built with :mod:`messenger.mls` directly (A
+   creates it, one Commit adds N - 1 KeyPackages, B joins from the Welcome:
+   a sparse tree, leaves only), and a SQLCipher store made like a client's.
+   For each of a few application messages, what the client does for it
+   (sync/outbox.py, sync/inbound.py): the sender encrypts, serializes its
+   group (``Group.to_bytes``) and saves it (``store.groups.save`` in one
+   transaction); the receiver decrypts, serializes and saves. Printed: the
+   median of each step in ms, the persistence cost proper (serialize +
+   save), the serialized state's size, and the bytes the save transaction
+   wrote (``wchar`` of /proc/self/io around it: SQLCipher's page writes to
+   the WAL; Linux only. SQLite rewrites only the pages of a same-sized blob
+   whose bytes changed, so this is far below the state's size).
 
-Target on the 2-core machine (server, both clients and their SQLCipher
-stores share it): p50 < 50 ms sequential. Every wait is bounded, and only
-127.0.0.1 is contacted.
+The CPU lines give CPU ms per message of this process (both clients, their
+stores and the bench) and of the server, from os.times and /proc (Linux),
+next to the wall time per message.
+
+The machine's 2 cores are shared by the server, both clients and their
+stores (and by anything else running): figures are noisy. Every wait is
+bounded, and only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
+import os
+import socket
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
+import httpx
 import keyring.backends.fail
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from messenger.client import ClientOptions, MessageReceived, MessengerClient
-from messenger.client.demo import start_local_server
+from messenger.client import ClientOptions, MessageReceived, MessengerClient, Profiles
+from messenger.client.content import Content, Text, encode_content
 from messenger.client.net import Backoff
-from messenger.client.store import Keychain, ScryptParams
+from messenger.client.store import Keychain, ScryptParams, Store
+from messenger.mls.ciphersuite import get_cipher_suite
+from messenger.mls.credentials import Credential
+from messenger.mls.group import Group
+from messenger.mls.key_package_bundle import KeyPackageBundle, generate_key_package
 
+REPO = Path(__file__).resolve().parents[1]
 FAST_KDF = ScryptParams(n=2**10, r=8, p=1, allow_weak=True)
+PASSPHRASE = "bench passphrase"
+SUITE = get_cipher_suite(1)  # the client's cipher suite (docs/client.md, "MLS groups")
+NOW = int(time.time())
+#: The longest wait for one message, and for a whole burst or catch-up.
 TIMEOUT = 60.0
+LONG_TIMEOUT = 900.0
+TARGET_BURST = 500.0
+TARGET_RATIO = 0.30
+TARGET_CATCH_UP = 1000.0
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """CPU time (user + system) of this process, or of process ``pid`` (Linux), or None."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CpuMeter:
+    """CPU seconds used by this process (both clients) and by the server, between marks."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.start = (cpu_seconds(), cpu_seconds(server_pid))
+        self.wall = time.perf_counter()
+
+    def line(self, count: int) -> str:
+        wall = time.perf_counter() - self.wall
+        here, server = cpu_seconds(), cpu_seconds(self.server_pid)
+        parts = [f"wall {wall * 1000 / count:.1f}"]
+        if here is not None and self.start[0] is not None:
+            parts.append(f"clients' process {(here - self.start[0]) * 1000 / count:.1f}")
+        if server is not None and self.start[1] is not None:
+            parts.append(f"server {(server - self.start[1]) * 1000 / count:.1f}")
+        return "  CPU ms/message: " + ", ".join(parts)
+
+
+@contextlib.asynccontextmanager
+async def local_server(data_dir: Path) -> AsyncIterator[tuple[str, int]]:
+    """``python -m messenger.server`` on 127.0.0.1, SQLite, with flood limits raised."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MESSENGER_HOST": "127.0.0.1",
+        "MESSENGER_PORT": str(port),
+        "MESSENGER_DATA_DIR": str(data_dir),
+        "MESSENGER_DATABASE_URL": "",
+        "MESSENGER_POW_DIFFICULTY": "8",
+        "MESSENGER_LOG_LEVEL": "WARNING",
+        "MESSENGER_IP_REQUESTS_PER_MINUTE": "100000000",
+        "MESSENGER_ACCOUNT_REQUESTS_PER_MINUTE": "100000000",
+        "MESSENGER_REGISTRATIONS_PER_IP_PER_HOUR": "100000000",
+        "MESSENGER_KEY_PACKAGE_CLAIMS_PER_HOUR": "100000000",
+        "MESSENGER_SENDER_MESSAGES_PER_QUEUE_PER_MINUTE": "100000000",
+        "MESSENGER_SENDER_BYTES_PER_QUEUE_PER_MINUTE": "100000000000",
+        "MESSENGER_MAX_CONNECTIONS_PER_ADDRESS": "0",
+        "MESSENGER_MAX_QUEUE_LENGTH": "1000000",
+    }
+    env.pop("MESSENGER_CONFIG", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "messenger.server",
+        env=env,
+        cwd=REPO,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            for _ in range(300):
+                if process.returncode is not None:
+                    raise RuntimeError(f"the server exited with {process.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url + "/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("the server did not start")
+        yield url, process.pid
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+# -- the clients ------------------------------------------------------------------------------
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -56,17 +210,21 @@ def percentile(values: list[float], q: float) -> float:
 def report(name: str, latencies: list[float], elapsed: float | None = None) -> None:
     ms = [x * 1000 for x in latencies]
     line = (
-        f"{name:<11} n={len(ms):<4} p50={percentile(ms, 0.5):6.1f} ms  "
-        f"p90={percentile(ms, 0.9):6.1f} ms  p99={percentile(ms, 0.99):6.1f} ms  "
-        f"mean={statistics.fmean(ms):6.1f} ms"
+        f"{name:<11} n={len(ms):<5} p50={percentile(ms, 0.5):7.1f} ms  "
+        f"p90={percentile(ms, 0.9):7.1f} ms  p99={percentile(ms, 0.99):7.1f} ms  "
+        f"mean={statistics.fmean(ms):7.1f} ms"
     )
     if elapsed is not None:
-        line += f"  {len(ms) / elapsed:6.1f} msg/s"
+        line += f"  {len(ms) / elapsed:7.1f} msg/s"
     print(line, flush=True)
 
 
+def verdict(value: float, target: float) -> str:
+    return "met" if value >= target else "MISSED"
+
+
 class Receiver:
-    """Timestamps each incoming message by its text."""
+    """Timestamps each incoming message (by its text) when its event arrives."""
 
     def __init__(self, client: MessengerClient) -> None:
         self.client = client
@@ -79,44 +237,85 @@ class Receiver:
         async for event in self.events:
             if isinstance(event, MessageReceived):
                 now = time.perf_counter()
-                view = await self.client.message(event.message_id)
+                view = event.view or await self.client.message(event.message_id)
                 if not view.message.outgoing and view.message.body:
                     self.arrived[view.message.body] = now
                     self.changed.set()
 
-    async def wait(self, text: str) -> float:
+    async def wait(self, text: str, timeout: float = TIMEOUT) -> float:
+        """When ``text`` arrived (perf_counter)."""
+
         async def seen() -> float:
             while text not in self.arrived:
                 self.changed.clear()
                 await self.changed.wait()
             return self.arrived[text]
 
-        return await asyncio.wait_for(seen(), TIMEOUT)
+        return await asyncio.wait_for(seen(), timeout)
+
+    async def wait_all(self, texts: Iterable[str], timeout: float = LONG_TIMEOUT) -> float:
+        """When the last of ``texts`` arrived."""
+        wanted = set(texts)
+
+        async def seen() -> float:
+            while not wanted.issubset(self.arrived):
+                self.changed.clear()
+                await self.changed.wait()
+            return max(self.arrived[t] for t in wanted)
+
+        return await asyncio.wait_for(seen(), timeout)
 
     async def stop(self) -> None:
         self.events.close()
         await self.task
 
 
-async def run(sequential: int, burst: int) -> None:
-    keychain = Keychain(backend=keyring.backends.fail.Keyring())  # type: ignore[no-untyped-call]
-    options = ClientOptions(backoff=Backoff(base=0.05, maximum=1.0))
+def keychain() -> Keychain:
+    return Keychain(backend=keyring.backends.fail.Keyring())  # type: ignore[no-untyped-call]
+
+
+OPTIONS = ClientOptions(backoff=Backoff(base=0.05, maximum=1.0))
+
+
+def mls_only(count: int, text: str) -> tuple[float, float]:
+    """Messages/s of a pure MLS loop (suite 1): encrypt ``count``, decrypt them; and both times."""
+    a_bundle, b_bundle = key_packages(2)
+    a = Group.create(a_bundle, os.urandom)
+    result = a.commit(os.urandom, add=[b_bundle.key_package], group_info=False)
+    a.merge(result.staged)
+    assert result.welcome is not None
+    b = Group.join_from_welcome(result.welcome, b_bundle)
+    payload = encode_content(Content(os.urandom(16), int(time.time() * 1000), Text(text)))
+    for message in [a.encrypt(payload, os.urandom) for _ in range(50)]:  # warm up
+        b.process(message)
+    gc.collect()
+    start = time.perf_counter()
+    messages = [a.encrypt(payload, os.urandom) for _ in range(count)]
+    encrypt = time.perf_counter() - start
+    start = time.perf_counter()
+    for message in messages:
+        b.process(message)
+    decrypt = time.perf_counter() - start
+    return count / (encrypt + decrypt), encrypt + decrypt
+
+
+async def run_clients(sequential: int, burst: int, catch_up: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
         root = Path(tmp)
-        async with start_local_server(root / "server", pow_difficulty=8) as url:
-            clients = []
+        async with local_server(root / "server") as (url, server_pid):
+            clients: list[MessengerClient] = []
             for name in ("alice", "bob"):
                 client = await MessengerClient.create(
                     name,
-                    "bench passphrase",
+                    PASSPHRASE,
                     data_dir=root / name,
-                    keychain=keychain,
+                    keychain=keychain(),
                     kdf=FAST_KDF,
-                    options=options,
+                    options=OPTIONS,
                 )
+                clients.append(client)
                 await client.create_account(url, f"{name}bench")
                 await client.start()
-                clients.append(client)
             alice, bob = clients
             receiver = Receiver(bob)
             try:
@@ -127,6 +326,7 @@ async def run(sequential: int, burst: int) -> None:
                 await alice.send_text(chat.id, "warm-up")
                 await receiver.wait("warm-up")
 
+                # 1. sequential
                 latencies = []
                 for i in range(sequential):
                     text = f"sequential {i}"
@@ -135,30 +335,249 @@ async def run(sequential: int, burst: int) -> None:
                     latencies.append(await receiver.wait(text) - started)
                 report("sequential", latencies)
 
+                # 2. burst, then the MLS-only loop on the same suite and plaintext
                 sent: dict[str, float] = {}
+                meter = CpuMeter(server_pid)
                 started = time.perf_counter()
                 for i in range(burst):
                     text = f"burst {i}"
                     sent[text] = time.perf_counter()
                     await alice.send_text(chat.id, text)
-                arrivals = {text: await receiver.wait(text) for text in sent}
-                elapsed = max(arrivals.values()) - started
-                report("burst", [arrivals[t] - sent[t] for t in sent], elapsed)
+                enqueued = time.perf_counter() - started
+                last = await receiver.wait_all(sent)
+                elapsed = last - started
+                cpu = meter.line(burst)
+                report("burst", [receiver.arrived[t] - sent[t] for t in sent], elapsed)
+                print(cpu)
+                burst_rate = burst / elapsed
+                print(
+                    f"  enqueueing {burst} took {enqueued:.2f} s "
+                    f"({burst / enqueued:,.0f} send_text/s)",
+                    flush=True,
+                )
+                mls_count = max(burst, 1000)  # a longer loop than 200 for a steadier figure
+                mls_rate, mls_s = mls_only(mls_count, f"burst {burst - 1}")
+                ratio = burst_rate / mls_rate
+                print(
+                    f"burst, client to client:    {burst_rate:8,.1f} msg/s   "
+                    f"(target >= {TARGET_BURST:.0f}: {verdict(burst_rate, TARGET_BURST)})"
+                )
+                print(
+                    f"MLS only (encrypt+decrypt): {mls_rate:8,.1f} msg/s   "
+                    f"({mls_count} messages in {mls_s * 1000:.0f} ms, suite 1, one core)"
+                )
+                print(
+                    f"ratio burst / MLS only:     {ratio:8.1%}         "
+                    f"(target >= {TARGET_RATIO:.0%}: {verdict(ratio, TARGET_RATIO)})",
+                    flush=True,
+                )
+
+                # 3. catch-up after being offline
+                await receiver.stop()
+                await bob.close()
+                clients.remove(bob)
+                texts = [f"offline {i}" for i in range(catch_up)]
+                meter = CpuMeter(server_pid)
+                started = time.perf_counter()
+                for text in texts:
+                    await alice.send_text(chat.id, text)
+                await alice.flush(LONG_TIMEOUT)
+                filled = time.perf_counter() - started
+                print(
+                    f"  catch-up: alice sent {catch_up} with bob offline in {filled:.1f} s "
+                    f"({catch_up / filled:,.1f} msg/s, send_text to outbox empty)",
+                    flush=True,
+                )
+                print(meter.line(catch_up).replace("CPU", "  sending, CPU"))
+                meter = CpuMeter(server_pid)
+                started = time.perf_counter()
+                bob = await MessengerClient.open(
+                    "bob", PASSPHRASE, data_dir=root / "bob", keychain=keychain(), options=OPTIONS
+                )
+                clients.append(bob)
+                opened = time.perf_counter() - started
+                receiver = Receiver(bob)
+                await bob.start()
+                last = await receiver.wait_all(texts)
+                elapsed = last - started
+                cpu = meter.line(catch_up)
+                rate = catch_up / elapsed
+                stored = await bob.unread_count()
+                print(
+                    f"catch-up, open to stored:   {rate:8,.1f} msg/s   "
+                    f"({catch_up} messages in {elapsed:.2f} s, of which open {opened:.2f} s; "
+                    f"target >= {TARGET_CATCH_UP:,.0f}: {verdict(rate, TARGET_CATCH_UP)})",
+                    flush=True,
+                )
+                print(cpu.replace("CPU", "  catching up, CPU"))
+                tenth = max(1, catch_up // 10)
+                times = sorted(receiver.arrived[t] for t in texts)
+                early = tenth / max(times[tenth - 1] - times[0], 1e-9)
+                late = tenth / max(times[-1] - times[-tenth], 1e-9)
+                print(
+                    f"    stored msg/s over the first {tenth} messages {early:,.0f}, "
+                    f"over the last {tenth} {late:,.0f}"
+                )
+                assert stored >= catch_up, f"bob's store holds {stored} unread messages"
             finally:
                 await receiver.stop()
                 for client in clients:
                     await client.close()
 
 
+# -- persistence per message ------------------------------------------------------------------
+
+
+def key_packages(n: int) -> list[KeyPackageBundle]:
+    out = []
+    for i in range(n):
+        private, _ = SUITE.generate_signature_key_pair(os.urandom)
+        out.append(
+            generate_key_package(
+                SUITE, Credential.basic(b"member %d" % i), private, os.urandom, now=NOW
+            )
+        )
+    return out
+
+
+def written_bytes() -> int | None:
+    """Bytes this process has passed to write() so far (Linux), or None."""
+    try:
+        with open("/proc/self/io", encoding="ascii") as io:
+            for line in io:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def persist(store: Store, group: Group) -> tuple[float, float, int, int | None]:
+    """Serialize and save ``group`` as the client does: ms for each, bytes, bytes written."""
+    start = time.perf_counter()
+    state = group.to_bytes()
+    serialized = time.perf_counter()
+    before = written_bytes()
+    with store.transaction():
+        store.groups.save(group.group_id, group.epoch, state, now=int(time.time() * 1000))
+    saved = time.perf_counter()
+    after = written_bytes()
+    written = None if before is None or after is None else after - before
+    return (serialized - start) * 1000, (saved - serialized) * 1000, len(state), written
+
+
+def persistence(n: int, rounds: int, root: Path) -> dict[str, float]:
+    build = time.perf_counter()
+    creator, *others = key_packages(n)
+    a = Group.create(creator, os.urandom)
+    result = a.commit(os.urandom, add=[b.key_package for b in others], group_info=False)
+    a.merge(result.staged)
+    assert result.welcome is not None
+    b = Group.join_from_welcome(result.welcome, others[0])
+    built = time.perf_counter() - build
+    payload = encode_content(Content(os.urandom(16), NOW * 1000, Text("persisted message")))
+    profiles = Profiles(root)
+    stores = [
+        Store.create(profiles.create(f"{who}{n}"), PASSPHRASE, keychain=keychain(), kdf=FAST_KDF)
+        for who in ("a", "b")
+    ]
+    samples: dict[str, list[float]] = {}
+
+    def add(row: str, value: float | None) -> None:
+        if value is not None:
+            samples.setdefault(row, []).append(value)
+
+    try:
+        for group, store in ((a, stores[0]), (b, stores[1])):  # the first save inserts the row
+            persist(store, group)
+        for _ in range(rounds):
+            gc.collect()
+            start = time.perf_counter()
+            message = a.encrypt(payload, os.urandom)
+            add("sender: encrypt", (time.perf_counter() - start) * 1000)
+            ser, save, size, written = persist(stores[0], a)
+            add("sender: serialize (to_bytes)", ser)
+            add("sender: save (transaction)", save)
+            add("sender: bytes written", written)
+            add("sender: state bytes (serialized group)", size)
+            start = time.perf_counter()
+            b.process(message)
+            add("receiver: decrypt", (time.perf_counter() - start) * 1000)
+            ser, save, size, written = persist(stores[1], b)
+            add("receiver: serialize (to_bytes)", ser)
+            add("receiver: save (transaction)", save)
+            add("receiver: bytes written", written)
+            add("receiver: state bytes (serialized group)", size)
+    finally:
+        for store in stores:
+            store.close()
+    out = {row: statistics.median(values) for row, values in samples.items()}
+    for side in ("sender", "receiver"):
+        out[f"{side}: persist (serialize + save)"] = (
+            out[f"{side}: serialize (to_bytes)"] + out[f"{side}: save (transaction)"]
+        )
+    out["group built in (s)"] = built
+    return out
+
+
+PERSIST_ROWS = [
+    "group built in (s)",
+    "sender: encrypt",
+    "sender: serialize (to_bytes)",
+    "sender: save (transaction)",
+    "sender: persist (serialize + save)",
+    "receiver: decrypt",
+    "receiver: serialize (to_bytes)",
+    "receiver: save (transaction)",
+    "receiver: persist (serialize + save)",
+    "sender: state bytes (serialized group)",
+    "receiver: state bytes (serialized group)",
+    "sender: bytes written",
+    "receiver: bytes written",
+]
+
+
+def run_persistence(sizes: list[int], rounds: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-persist-") as tmp:
+        results = {n: persistence(n, rounds, Path(tmp)) for n in sizes}
+    head = f"{'per message, median ms (bytes)':42}" + "".join(f"{'N=' + str(n):>14}" for n in sizes)
+    print(head)
+    print("-" * len(head))
+    for row in PERSIST_ROWS:
+        if row not in results[sizes[0]]:
+            continue
+        cells = []
+        for n in sizes:
+            value = results[n][row]
+            cells.append(f"{value:>14,.0f}" if value >= 1000 else f"{value:>14.2f}")
+        print(f"{row:42}" + "".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few seconds: a smoke test")
-    parser.add_argument("--messages", type=int, default=200, help="sequential messages")
-    parser.add_argument("--burst", type=int, default=200, help="messages sent at once")
+    parser.add_argument("--quick", action="store_true", help="under a minute: a smoke test")
+    parser.add_argument("--messages", type=int, help="sequential messages (default 200)")
+    parser.add_argument("--burst", type=int, help="messages sent at once (default 1,000)")
+    parser.add_argument("--catch-up", type=int, help="messages caught up (default 10,000)")
+    parser.add_argument("--sizes", help="group sizes for persistence (default 10,10000)")
     args = parser.parse_args()
-    sequential, burst = (20, 20) if args.quick else (args.messages, args.burst)
-    print(f"client -> server -> client, one-to-one, {sequential} + {burst} messages")
-    asyncio.run(run(sequential, burst))
+    quick = args.quick
+    sequential = args.messages or (20 if quick else 200)
+    burst = args.burst or (200 if quick else 1000)
+    catch_up = args.catch_up or (1000 if quick else 10_000)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
+    sizes = sizes or ([10, 1000] if quick else [10, 10_000])
+    print(
+        f"client -> server -> client, one-to-one: {sequential} sequential, {burst} burst, "
+        f"{catch_up} catch-up" + (" (--quick: smaller counts)" if quick else ""),
+        flush=True,
+    )
+    asyncio.run(run_clients(sequential, burst, catch_up))
+    print()
+    note = " (--quick: N=1,000 stands in for 10,000)" if quick and 10_000 not in sizes else ""
+    print(f"persistence of one application message's state change, suite 1{note}", flush=True)
+    run_persistence(sizes, 5 if quick else 10)
+    print("(2 shared cores: server, clients and stores compete; figures are noisy)")
 
 
 if __name__ == "__main__":

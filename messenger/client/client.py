@@ -360,6 +360,7 @@ class MessengerClient:
         self._tasks = []
         self._events.close()
         if self._session is not None:
+            self._session.close()
             await self._session.transport.aclose()
         await self._store.close()
 
@@ -626,17 +627,9 @@ class MessengerClient:
         me = session.account
         now = session.now_ms()
         actor = Actor(me.account_id, me.client_id, session.new_uid)
-        async with session.lock:
-            bundle = new_key_package(me, session.random, now=session.now_s())
-            group = Group.create(
-                bundle,
-                session.random,
-                group_id=session.random(32),
-                extensions=group_extensions(info),
-                config=GROUP_CONFIG,
-                identity=me.verifier,
-            )
-            group_id, state = group.group_id, group.to_bytes()
+        group, state = await session.mls(_create_group, me, session.random, info, session.now_s())
+        group_id = group.group_id
+        async with session.group_lock(group_id):
             create = m.CreateGroupRequest(group_id).dumps()
             add = Intent("add", key_packages=tuple(key_packages)).dumps()
             profile = session.profile_content()
@@ -1262,6 +1255,22 @@ class MessengerClient:
 
 
 # -- helpers run on the store thread ----------------------------------------------------------
+
+
+def _create_group(
+    account: Account, random: RandomSource, info: ConversationInfo, now: int
+) -> tuple[Group, bytes]:
+    """A new group with only this client in it, and its state (in the MLS thread)."""
+    bundle = new_key_package(account, random, now=now)
+    group = Group.create(
+        bundle,
+        random,
+        group_id=random(32),
+        extensions=group_extensions(info),
+        config=GROUP_CONFIG,
+        identity=account.verifier,
+    )
+    return group, group.to_bytes()
 
 
 async def _check_account(transport: Transport, account_id: str, handle: str | None) -> None:

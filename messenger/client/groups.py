@@ -23,7 +23,12 @@ cannot be added.
 
 :class:`GroupCache` keeps the loaded :class:`~messenger.mls.group.Group`
 objects; the store holds their serialized state (stage, persist, merge:
-architecture guide, convention 4).
+architecture guide, convention 4). Its :class:`MLSWorker` runs the MLS work
+(building a commit, joining, processing a message, making KeyPackages,
+loading a state) in one thread of its own, so that the event loop -- the
+UI's -- stays responsive; a group is touched only by the holder of its lock
+(:meth:`~messenger.client.session.Session.group_lock`), and the worker works
+on it only while the holder awaits the result.
 
 :func:`open_welcome` reads which group a Welcome is for, and which member
 signed its GroupInfo, before anything is joined: a Welcome for a group ID
@@ -34,16 +39,20 @@ that added this client -- is named in the new conversation.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, ParamSpec, TypeVar
 
 from messenger.mls.codec import Reader, Writer
 from messenger.mls.errors import DecodeError, InvalidMessageError, ValidationError
 from messenger.mls.events import Member
 from messenger.mls.extensions import Extension, RequiredCapabilities, find_extension
 from messenger.mls.group import Group
-from messenger.mls.group_state import GroupConfig
+from messenger.mls.group_state import GroupConfig, StateRecord
 from messenger.mls.joining import open_group_info, open_group_secrets
 from messenger.mls.key_package import KeyPackage
 from messenger.mls.key_package_bundle import (
@@ -65,6 +74,7 @@ __all__ = [
     "ConversationInfo",
     "GroupCache",
     "GroupMember",
+    "MLSWorker",
     "WelcomeHeader",
     "group_extensions",
     "group_members",
@@ -241,17 +251,71 @@ def new_key_package(
     )
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class MLSWorker:
+    """One thread for a client's MLS work, off the event loop.
+
+    MLS is pure Python and CPU-bound: a commit adding 100 members takes
+    about 150 ms, a join to a big group longer. Run on the event loop, it
+    would freeze the UI for that long; in this thread the loop keeps
+    running (the interpreter switches threads every
+    ``sys.getswitchinterval()``, 5 ms). One thread, so MLS operations of
+    the client never run at the same time: two of them never touch one
+    :class:`Group`, and they compete with the loop for one share of the GIL
+    only. The thread starts with the first operation.
+    """
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def run(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``fn(*args, **kwargs)`` in the MLS thread.
+
+        An operation cannot be stopped half-way: if the caller is cancelled,
+        this waits for the operation to end before passing the cancellation
+        on, so that the caller's group lock is never released while the
+        thread still works on the group. The caller then forgets the
+        in-memory group (its state may have moved on unsaved).
+        """
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mls")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            while not future.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([future])
+            raise
+
+    def close(self) -> None:
+        """Stop the thread once its current operation ends (queued ones are dropped)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
 class GroupCache:
-    """The groups in memory, loaded from the store on first use."""
+    """The groups in memory, loaded from the store on first use.
+
+    Use a group only while holding its lock
+    (:meth:`~messenger.client.session.Session.group_lock`).
+    """
 
     def __init__(self, store: AsyncStore, account: Account) -> None:
         self._store = store
         self._account = account
         self._groups: dict[bytes, Group] = {}
+        self.worker = MLSWorker()
 
-    def load(self, state: bytes) -> Group:
-        """A group from its serialized state, with this server's verifier."""
-        return Group.from_bytes(state, identity=self._account.verifier)
+    def load(self, state: bytes, records: Sequence[StateRecord] = ()) -> Group:
+        """A group from its serialized state (and the store's secret-tree
+        records over it), with this server's verifier."""
+        return Group.from_checkpoint(state, records, identity=self._account.verifier)
 
     async def get(self, group_id: bytes) -> Group | None:
         """The group, or None if this client has no state for it."""
@@ -260,8 +324,9 @@ class GroupCache:
             saved = await self._store.run(lambda s: s.groups.get(group_id))
             if saved is None:
                 return None
-            group = self.load(saved.state)
-            self._groups[group_id] = group
+            loaded = await self.worker.run(self.load, saved.state, saved.records)
+            # Loaded meanwhile by someone else (who should have held the lock): keep theirs.
+            group = self._groups.setdefault(group_id, loaded)
         return group
 
     def put(self, group: Group) -> None:

@@ -1,10 +1,14 @@
 """What the parts of a running client share: store, transport, account, groups.
 
-One :class:`Session` per open profile with an account. ``lock`` serialises
-every change to MLS group state -- the inbound pipeline, the outbox sender
-and the facade's operations -- so that a group is never staged from two
-places at once (stage, persist, merge: architecture guide, convention 4).
-The clock and the randomness are injected, as in the MLS core.
+One :class:`Session` per open profile with an account. Each group has a
+lock (:meth:`Session.group_lock`) that serialises every use and change of
+its MLS state -- the inbound pipeline, the outbox sender and the facade's
+operations -- so that a group is never staged from two places at once
+(stage, persist, merge: architecture guide, convention 4). Locks are per
+group, so a change in one conversation (a commit waiting for the server's
+answer) never holds up another conversation. The MLS work itself runs in
+the :class:`~.groups.MLSWorker` thread (:meth:`Session.mls`), off the event
+loop. The clock and the randomness are injected, as in the MLS core.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 from messenger.mls.ciphersuite import RandomSource
 
@@ -24,6 +29,9 @@ from .store.async_store import AsyncStore
 
 __all__ = ["Session"]
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
 
 @dataclass(eq=False)
 class Session:
@@ -34,7 +42,22 @@ class Session:
     events: EventBus
     clock: Callable[[], float]
     random: RandomSource
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _group_locks: dict[bytes, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    def group_lock(self, group_id: bytes) -> asyncio.Lock:
+        """The lock of a group's MLS state (made on first use; kept while the session lives)."""
+        lock = self._group_locks.get(group_id)
+        if lock is None:
+            lock = self._group_locks[group_id] = asyncio.Lock()
+        return lock
+
+    async def mls(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run MLS work off the event loop, in the client's MLS thread."""
+        return await self.groups.worker.run(fn, *args, **kwargs)
+
+    def close(self) -> None:
+        """Stop the MLS thread."""
+        self.groups.worker.close()
 
     def now_ms(self) -> int:
         """The clock in Unix milliseconds (the store's unit)."""

@@ -35,7 +35,10 @@ Commit -- received or made -- is a :class:`~messenger.mls.events.StagedCommit`
 holding the next epoch's whole state, and the group does not change until
 :meth:`Group.merge` is called with it. :meth:`Group.to_bytes` (optionally
 as if a staged commit were merged) and :meth:`Group.from_bytes` persist the
-whole state exactly.
+whole state exactly. :meth:`Group.checkpoint` and :meth:`Group.from_checkpoint`
+persist it incrementally: the state without the secret trees' secrets when
+more than they changed, and otherwise only the secret-tree slots that changed
+(RFC 9420 §9), so that an application message costs the same at any group size.
 
 Errors: anything wrong with what came from a peer raises an
 :class:`~messenger.mls.errors.InvalidMessageError` subclass and leaves the
@@ -88,7 +91,15 @@ from .extensions import (
 )
 from .framing import FramingContext, verify_content_signature
 from .group_context import GroupContext, ProtocolVersion
-from .group_state import CachedProposal, EpochState, GroupConfig, GroupState, PastEpoch
+from .group_state import (
+    CachedProposal,
+    EpochState,
+    GroupCheckpoint,
+    GroupConfig,
+    GroupState,
+    PastEpoch,
+    StateRecord,
+)
 from .joining import (
     ExternalPskLookup,
     encrypt_group_info,
@@ -212,6 +223,7 @@ class Group:
         "_identity",
         "_past_framing",
         "_pending_commit",
+        "_persisted",
         "_s",
         "_successor",
     )
@@ -220,6 +232,9 @@ class Group:
     _framing: FramingContext
     _past_framing: dict[int, FramingContext]
     _pending_commit: tuple[bytes, StagedCommit] | None
+    #: What the last checkpoint persisted besides the secret trees: the state
+    #: object, its proposals list and their number (held, so identity holds).
+    _persisted: tuple[GroupState, list[CachedProposal], int] | None
 
     def __init__(
         self,
@@ -235,6 +250,7 @@ class Group:
         self._successor = successor
         self._external_psks = _lookup(external_psks)
         self._pending_commit = None
+        self._persisted = None
         self._rebuild_framing()
 
     def _rebuild_framing(self) -> None:
@@ -711,6 +727,64 @@ class Group:
             successor=successor,
             external_psks=external_psks,
         )
+
+    def checkpoint(self, staged: StagedCommit | None = None) -> GroupCheckpoint:
+        """What to persist now: the secret-tree slots changed since the last
+        checkpoint, or the whole state when more than the secret trees changed.
+
+        An application message sent or received changes only its sender's
+        ratchets (RFC 9420 §9.1), so its checkpoint is a record or two whose
+        size does not depend on the group's. A commit, a join, a proposal, a
+        group just built or loaded with :meth:`from_bytes` give a full one
+        (:attr:`GroupCheckpoint.full`). Taking a checkpoint forgets the
+        changes it holds: if writing it fails, discard this object and load
+        the group again from what is stored. With ``staged``: the whole state
+        once ``staged`` is merged (this group is not changed).
+        """
+        if staged is not None:
+            state = self._merged_state(staged)
+            return GroupCheckpoint(
+                self.group_id, state.epoch.context.epoch, state.base_bytes(), tuple(state.records())
+            )
+        s = self._s
+        persisted = self._persisted
+        if (
+            persisted is not None
+            and persisted[0] is s
+            and persisted[1] is s.proposals
+            and persisted[2] == len(s.proposals)
+        ):
+            return GroupCheckpoint(self.group_id, self.epoch, None, tuple(s.take_changes()))
+        checkpoint = GroupCheckpoint(self.group_id, self.epoch, s.base_bytes(), tuple(s.records()))
+        s.clear_changes()
+        self._persisted = (s, s.proposals, len(s.proposals))
+        return checkpoint
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        base: bytes,
+        records: Sequence[StateRecord],
+        *,
+        identity: IdentityValidator = accept_basic_credentials,
+        successor: SuccessorValidator = same_credential,
+        external_psks: ExternalPskLookup | Mapping[bytes, bytes] | None = None,
+    ) -> Group:
+        """A group from the ``base`` and ``records`` of its checkpoints, in order.
+
+        ``base`` may also be a full state (:meth:`to_bytes`) with records
+        over it; the next checkpoint is then a full one.
+        """
+        group = cls(
+            GroupState.from_parts(base, records),
+            identity=identity,
+            successor=successor,
+            external_psks=external_psks,
+        )
+        if GroupState.is_split(base):
+            s = group._s
+            group._persisted = (s, s.proposals, len(s.proposals))
+        return group
 
     # -- sending --------------------------------------------------------------------------
 
@@ -1445,7 +1519,9 @@ class Group:
 
     def _restore_secret_tree(self, snapshot: bytes) -> None:
         """Put back the secret tree as it was before a handshake message."""
-        self._s.epoch.secret_tree = SecretTree.from_bytes(snapshot)
+        restored = SecretTree.from_bytes(snapshot)
+        restored.carry_changes(self._s.epoch.secret_tree)  # still to be checkpointed
+        self._s.epoch.secret_tree = restored
         past = self._past_framing
         self._rebuild_framing()
         self._past_framing = past

@@ -21,12 +21,22 @@ A member keeps, besides its signature key (RFC 9420 §5.1.2):
 keeps the leaves that changed after it, not a whole tree: the member of a
 leaf in epoch ``e`` is found by looking through the changes of the epochs
 after ``e``, then the current tree.
+
+For incremental persistence the same state splits in two
+(:meth:`GroupState.base_bytes`, :meth:`GroupState.records`): the state with
+the secret trees reduced to their shape (format 2), and one
+:class:`StateRecord` per secret-tree slot of each kept epoch. An
+application message changes one slot (its sender's ratchets), or the first
+time a sender speaks O(log n) of them (RFC 9420 §9), and
+:meth:`GroupState.take_changes` gives just those; :meth:`GroupState.from_parts`
+puts base and records back together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from .ciphersuite import CipherSuite, get_cipher_suite
 from .codec import Reader, Writer
@@ -44,13 +54,50 @@ from .treekem import PrivateTree
 __all__ = [
     "CachedProposal",
     "EpochState",
+    "GroupCheckpoint",
     "GroupConfig",
     "GroupState",
     "PastEpoch",
+    "StateRecord",
 ]
 
 _MAGIC: Final = b"MLSG"
 _FORMAT_VERSION: Final = 1
+#: The same without the secret trees' secrets, which are :class:`StateRecord` s.
+_FORMAT_SPLIT: Final = 2
+
+
+class StateRecord(NamedTuple):
+    """One slot of the secret tree of ``epoch``: ``node``'s secret or leaf ratchets.
+
+    ``data`` is ``b""`` when the slot became empty (its secret was consumed,
+    RFC 9420 §9.2): the record is then a deletion.
+    """
+
+    epoch: int
+    node: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCheckpoint:
+    """What to write to persist a group, from :meth:`Group.checkpoint`.
+
+    ``base`` not None: the whole state, as the state without the secret
+    trees' secrets plus *all* its ``records`` -- replace what is stored.
+    ``base`` None: only the records of the secret-tree slots that changed
+    since the previous checkpoint, for the stored ``epoch`` -- upsert them
+    (and delete those with empty ``data``).
+    """
+
+    group_id: bytes
+    epoch: int
+    base: bytes | None = field(repr=False)
+    records: tuple[StateRecord, ...] = field(repr=False)
+
+    @property
+    def full(self) -> bool:
+        return self.base is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,24 +196,27 @@ class EpochState:
     def suite(self) -> CipherSuite:
         return self.tree.suite
 
-    def encode(self, w: Writer) -> None:
+    def encode(self, w: Writer, *, split: bool = False) -> None:
         self.context.encode(w)
         _write_tree(w, self.tree)
         self.private.encode(w)
         self.secrets.encode(w)
-        self.secret_tree.encode(w)
+        if split:
+            self.secret_tree.encode_shape(w)
+        else:
+            self.secret_tree.encode(w)
         w.opaque(self.interim_transcript_hash)
         w.opaque(self.confirmation_tag)
         w.opaque(self.signature_private_key)
 
     @classmethod
-    def decode(cls, r: Reader) -> EpochState:
+    def decode(cls, r: Reader, *, split: bool = False) -> EpochState:
         context = GroupContext.decode(r)
         suite = _suite_of(context.cipher_suite)
         tree = _read_tree(r, suite)
         private = PrivateTree.decode(r)
         secrets = EpochSecrets.decode(r)
-        secret_tree = SecretTree.decode(r)
+        secret_tree = SecretTree.decode_shape(r) if split else SecretTree.decode(r)
         state = cls(
             context, tree, private, secrets, secret_tree, r.opaque(), r.opaque(), r.opaque()
         )
@@ -228,18 +278,21 @@ class PastEpoch:
     def epoch(self) -> int:
         return self.context.epoch
 
-    def encode(self, w: Writer) -> None:
+    def encode(self, w: Writer, *, split: bool = False) -> None:
         self.context.encode(w)
         w.opaque(self.sender_data_secret)
-        self.secret_tree.encode(w)
+        if split:
+            self.secret_tree.encode_shape(w)
+        else:
+            self.secret_tree.encode(w)
         w.vector(sorted(self.changed_leaves.items(), key=lambda kv: kv[0]), _write_leaf_change)
 
     @classmethod
-    def decode(cls, r: Reader) -> PastEpoch:
+    def decode(cls, r: Reader, *, split: bool = False) -> PastEpoch:
         context = GroupContext.decode(r)
         suite = _suite_of(context.cipher_suite)
         secret = r.opaque()
-        secret_tree = SecretTree.decode(r)
+        secret_tree = SecretTree.decode_shape(r) if split else SecretTree.decode(r)
         changed: dict[int, LeafNode | None] = {}
         previous = -1
         for leaf, node in r.vector(_read_leaf_change):
@@ -319,13 +372,13 @@ class GroupState:
     reinit: ReInit | None = None
     removed: bool = False
 
-    def encode(self, w: Writer) -> None:
+    def encode(self, w: Writer, *, split: bool = False) -> None:
         w.raw(_MAGIC)
-        w.u8(_FORMAT_VERSION)
+        w.u8(_FORMAT_SPLIT if split else _FORMAT_VERSION)
         self.config.encode(w)
-        self.epoch.encode(w)
+        self.epoch.encode(w, split=split)
         w.vector(self.proposals, lambda w, p: p.encode(w))
-        w.vector(self.past_epochs, lambda w, p: p.encode(w))
+        w.vector(self.past_epochs, lambda w, p: p.encode(w, split=split))
         w.vector(self.resumption_psks, _write_psk)
         w.optional(self.reinit, Writer.struct)
         w.boolean(self.removed)
@@ -336,16 +389,19 @@ class GroupState:
         return w.getvalue()
 
     @classmethod
-    def decode(cls, r: Reader) -> GroupState:
+    def decode(cls, r: Reader, *, split: bool = False) -> GroupState:
+        """A full state, or with ``split`` one without the secret trees' secrets."""
         if r.read(len(_MAGIC)) != _MAGIC:
             raise DecodeError("not a serialized MLS group")
         version = r.u8()
-        if version != _FORMAT_VERSION:
+        if version != (_FORMAT_SPLIT if split else _FORMAT_VERSION):
+            if version == _FORMAT_SPLIT:
+                raise DecodeError("a group state without its secret tree records")
             raise DecodeError(f"unknown group state format {version}")
         config = GroupConfig.decode(r)
-        epoch = EpochState.decode(r)
+        epoch = EpochState.decode(r, split=split)
         proposals = r.vector(CachedProposal.decode)
-        past = r.vector(PastEpoch.decode)
+        past = r.vector(lambda r: PastEpoch.decode(r, split=split))
         psks = r.vector(_read_psk)
         reinit = r.optional(ReInit.decode)
         removed = r.boolean()
@@ -366,6 +422,75 @@ class GroupState:
                 raise DecodeError("resumption PSKs must be of past epochs, newest first")
             expected = psk_epoch
         return cls(config, epoch, proposals, past, psks, reinit, removed)
+
+    # -- incremental persistence: a base without secrets, and slot records ----
+
+    def _trees(self) -> list[tuple[int, SecretTree]]:
+        trees = [(self.epoch.context.epoch, self.epoch.secret_tree)]
+        trees.extend((past.epoch, past.secret_tree) for past in self.past_epochs)
+        return trees
+
+    def base_bytes(self) -> bytes:
+        """The state without the secret trees' secrets (see :meth:`records`)."""
+        w = Writer()
+        self.encode(w, split=True)
+        return w.getvalue()
+
+    def records(self) -> list[StateRecord]:
+        """Every secret tree slot, of this epoch and the past ones."""
+        return [
+            StateRecord(epoch, node, data)
+            for epoch, tree in self._trees()
+            for node, data in tree.slots()
+        ]
+
+    def clear_changes(self) -> None:
+        """Forget the secret trees' changes (all of :meth:`records` was persisted)."""
+        for _, tree in self._trees():
+            tree.clear_changes()
+
+    def take_changes(self) -> list[StateRecord]:
+        """The secret tree slots changed since :meth:`clear_changes` or the last call."""
+        return [
+            StateRecord(epoch, node, data)
+            for epoch, tree in self._trees()
+            for node, data in tree.take_changes()
+        ]
+
+    @classmethod
+    def from_parts(cls, base: bytes, records: Iterable[StateRecord]) -> GroupState:
+        """A state from :meth:`base_bytes` and :meth:`records` (then changes, in order).
+
+        A full state (:meth:`to_bytes`) is accepted as ``base`` too, with the
+        records applied over it. Records of epochs the state does not keep
+        are ignored. :class:`DecodeError` if the result is incomplete.
+        """
+        data = bytes(base)
+        split = data[len(_MAGIC) : len(_MAGIC) + 1] == bytes([_FORMAT_SPLIT])
+        r = Reader(data)
+        try:
+            state = cls.decode(r, split=split)
+            r.finish()
+            trees = dict(state._trees())
+            by_epoch: dict[int, list[tuple[int, bytes]]] = {}
+            for record in records:
+                if record.epoch in trees:
+                    by_epoch.setdefault(record.epoch, []).append((record.node, record.data))
+            for epoch, tree in trees.items():
+                tree.load_slots(by_epoch.get(epoch, ()))
+                tree.check_complete()
+        except InvalidMessageError as exc:
+            if isinstance(exc, DecodeError):
+                raise
+            raise DecodeError(f"invalid group state: {exc}") from None
+        except UsageError as exc:
+            raise DecodeError(f"invalid group state: {exc}") from None
+        return state
+
+    @staticmethod
+    def is_split(data: bytes) -> bool:
+        """Whether ``data`` is a :meth:`base_bytes` (it needs its records)."""
+        return data[: len(_MAGIC) + 1] == _MAGIC + bytes([_FORMAT_SPLIT])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GroupState:

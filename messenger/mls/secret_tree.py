@@ -19,7 +19,10 @@ Receivers should prefer :meth:`SecretTree.open`, which consumes a key only if
 the caller's decryption with it succeeds, so a forged message cannot burn a
 key or advance a ratchet. The whole state encodes to bytes
 (:meth:`SecretTree.to_bytes`) so that a group can be persisted mid-epoch and
-restored exactly.
+restored exactly; or slot by slot (:meth:`SecretTree.slots`,
+:meth:`SecretTree.take_changes` for the slots changed since the last call,
+:meth:`SecretTree.load_slots`), so that a message is persisted by writing
+the few slots it changed.
 
 Also here: the sender-data key and nonce (RFC 9420 §6.3.2), which come from
 the same epoch's ``sender_data_secret`` and are used alongside the tree.
@@ -28,7 +31,7 @@ the same epoch's ``sender_data_secret`` and are used alongside the tree.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, NamedTuple, TypeVar
 
@@ -268,7 +271,7 @@ class SecretTree(Struct):
     of two, RFC 9420 §4.1).
     """
 
-    __slots__ = ("_config", "_kdf", "_n_leaves", "_nodes", "_ratchets", "_suite")
+    __slots__ = ("_changed", "_config", "_kdf", "_n_leaves", "_nodes", "_ratchets", "_suite")
 
     def __init__(
         self,
@@ -299,6 +302,8 @@ class SecretTree(Struct):
         self._nodes = nodes
         #: The (handshake, application) ratchets of leaves derived so far.
         self._ratchets = ratchets
+        #: Slots (node indices) that may have changed since :meth:`take_changes`.
+        self._changed: set[int] = set()
 
     @property
     def suite(self) -> CipherSuite:
@@ -330,6 +335,8 @@ class SecretTree(Struct):
         nh = suite.hash_len
         nodes = self._nodes
         target = leaf << 1
+        changed = self._changed
+        changed.add(target)
         secret = nodes.pop(target, None)
         if secret is None:
             for node in treemath.direct_path(target, self._n_leaves):
@@ -340,6 +347,7 @@ class SecretTree(Struct):
                 raise UsageError("secret tree state does not cover this leaf")
             # RFC 9420 §9: derive both children, keep the one off the path and
             # drop the parent (consumed, RFC 9420 §9.2).
+            changed.add(node)
             while node != target:
                 half = 1 << (treemath.level(node) - 1)
                 left = suite.expand_with_label(secret, b"tree", b"left", nh)
@@ -347,10 +355,12 @@ class SecretTree(Struct):
                 if target < node:
                     node -= half
                     nodes[node + 2 * half] = right
+                    changed.add(node + 2 * half)
                     secret = left
                 else:
                     node += half
                     nodes[node - 2 * half] = left
+                    changed.add(node - 2 * half)
                     secret = right
         ratchets = (
             _HashRatchet(suite.expand_with_label(secret, b"handshake", b"", nh)),
@@ -369,6 +379,7 @@ class SecretTree(Struct):
             raise UsageError("the sender ratchet is exhausted for this epoch")
         key, nonce, plan = r.derive(self._kdf, generation, self._config)
         r.commit(generation, plan, self._config)
+        self._changed.add(leaf << 1)
         return RatchetKey(generation, key, nonce)
 
     def key_for(self, leaf: int, ratchet: RatchetType, generation: int) -> RatchetKey:
@@ -379,6 +390,7 @@ class SecretTree(Struct):
         r = self._leaf_ratchets(leaf)[ratchet]
         key, nonce, plan = r.derive(self._kdf, generation, self._config)
         r.commit(generation, plan, self._config)
+        self._changed.add(leaf << 1)
         return RatchetKey(generation, key, nonce)
 
     def open(
@@ -406,6 +418,7 @@ class SecretTree(Struct):
                 self._ratchets.pop(leaf, None)
             raise
         r.commit(generation, plan, self._config)
+        self._changed.add(leaf << 1)
         return result
 
     # -- persistence (private encoding) -----------------------------------------
@@ -451,6 +464,108 @@ class SecretTree(Struct):
         tree = cls.__new__(cls)
         tree._init(suite, n_leaves, config, nodes, ratchets)
         return tree
+
+    # -- incremental persistence (private encoding) -----------------------------
+    #
+    # The state is a set of *slots*, by node index (RFC 9420 §4.1 array
+    # representation): a tree secret not yet consumed, or at leaf node 2L the
+    # ratchets of leaf L. A sender's message changes only its leaf's slot
+    # (and the first time, the O(log n) secrets on its way down), so the
+    # changed slots are what a client writes per message, not the whole tree.
+
+    def encode_shape(self, w: Writer) -> None:
+        """Suite, size and config only: the tree without any secret."""
+        w.u16(self._suite.suite_id)
+        w.u32(self._n_leaves)
+        w.u32(self._config.out_of_order_tolerance)
+        w.u32(self._config.maximum_forward_distance)
+
+    @classmethod
+    def decode_shape(cls, r: Reader) -> SecretTree:
+        """A tree from :meth:`encode_shape`, empty until :meth:`load_slots`."""
+        suite_id = r.u16()
+        try:
+            suite = get_cipher_suite(suite_id)
+        except UsageError:
+            raise DecodeError(f"unsupported cipher suite 0x{suite_id:04x}") from None
+        n_leaves = r.u32()
+        if n_leaves == 0 or n_leaves & (n_leaves - 1):
+            raise DecodeError(f"tree size {n_leaves} is not a power of two")
+        config = SecretTreeConfig(r.u32(), r.u32())
+        tree = cls.__new__(cls)
+        tree._init(suite, n_leaves, config, {}, {})
+        return tree
+
+    def _slot(self, node: int) -> bytes:
+        """The encoding of one slot; ``b""`` if it holds nothing."""
+        w = Writer()
+        if node & 1 == 0 and (pair := self._ratchets.get(node >> 1)) is not None:
+            w.u8(1)
+            _write_ratchet(w, pair[0])
+            _write_ratchet(w, pair[1])
+        elif (secret := self._nodes.get(node)) is not None:
+            w.u8(0)
+            w.opaque(secret)
+        return w.getvalue()
+
+    def slots(self) -> list[tuple[int, bytes]]:
+        """Every non-empty slot, ``(node, data)`` by node."""
+        used = sorted({*self._nodes, *(leaf << 1 for leaf in self._ratchets)})
+        return [(node, self._slot(node)) for node in used]
+
+    def clear_changes(self) -> None:
+        """Forget the changes (they were persisted with all the slots)."""
+        self._changed = set()
+
+    def take_changes(self) -> list[tuple[int, bytes]]:
+        """The slots changed since the last call (``b""``: now empty), and forget them."""
+        changed = sorted(self._changed)
+        self._changed = set()
+        return [(node, self._slot(node)) for node in changed]
+
+    def carry_changes(self, other: SecretTree) -> None:
+        """Count ``other``'s pending changes as this tree's (it replaces ``other``)."""
+        self._changed |= other._changed
+
+    def load_slots(self, slots: Iterable[tuple[int, bytes]]) -> None:
+        """Set slots from :meth:`slots` / :meth:`take_changes`; later ones win.
+
+        :meth:`check_complete` must follow.
+        """
+        n_leaves = self._n_leaves
+        nh, nk, nn = self._suite.hash_len, self._suite.key_len, self._suite.nonce_len
+        nodes, ratchets = self._nodes, self._ratchets
+        for node, data in slots:
+            if not 0 <= node < 2 * n_leaves - 1:
+                raise DecodeError(f"invalid secret tree node {node}")
+            nodes.pop(node, None)
+            if node & 1 == 0:
+                ratchets.pop(node >> 1, None)
+            if not data:
+                continue
+            r = Reader(bytes(data))
+            tag = r.u8()
+            if tag == 0:
+                secret = r.opaque()
+                if len(secret) != nh:
+                    raise DecodeError(f"invalid secret tree node {node}")
+                nodes[node] = secret
+            elif tag == 1 and node & 1 == 0:
+                pair = (_read_ratchet(r), _read_ratchet(r))
+                for ratchet in pair:
+                    if len(ratchet.secret) != nh or any(
+                        len(k) != nk or len(n) != nn for k, n in ratchet.skipped.values()
+                    ):
+                        raise DecodeError(f"invalid ratchet lengths for node {node}")
+                ratchets[node >> 1] = pair
+            else:
+                raise DecodeError(f"invalid secret tree slot {node}")
+            r.finish()
+        self._changed = set()
+
+    def check_complete(self) -> None:
+        """DecodeError unless every leaf is covered exactly once."""
+        _check_cover(self._n_leaves, self._nodes, self._ratchets)
 
 
 def _check_cover(

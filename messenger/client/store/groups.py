@@ -7,13 +7,28 @@ stages a commit, saves the *new* state here together with the messages it
 produced in one transaction, and only then merges in memory. A save never
 moves a group to an older epoch (:class:`GroupStateRegressionError`):
 that would reuse secrets that RFC 9420 §9.2 requires to be deleted.
+
+An application message changes only its sender's ratchets in the secret
+tree (RFC 9420 §9.1), so it is not worth rewriting the whole state (2.6 MB
+at 10,000 members) each time. A :class:`~messenger.mls.group_state.GroupCheckpoint`
+is saved in two parts: ``mls_groups.state`` holds the state without the
+secret trees' secrets, written only when more than the secret trees changed
+(a commit, a join, a proposal), and ``mls_group_ratchets`` one row per
+secret-tree slot (a tree secret or a leaf's ratchets with its retained
+out-of-order keys) of each epoch kept, upserted per message. A slot whose
+secret is consumed has its row emptied in the same transaction (RFC 9420
+§9.2), and a full save replaces all rows. :meth:`GroupStateRepository.get` returns
+both parts; ``Group.from_checkpoint`` joins them. A full state saved as bytes
+(``Group.to_bytes()``) is kept as it is, with no rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import GroupStateRegressionError
+from messenger.mls.group_state import GroupCheckpoint, StateRecord
+
+from ..errors import GroupStateRegressionError, StoreError
 from .database import Database, Row
 
 __all__ = ["GroupState", "GroupStateRepository"]
@@ -21,14 +36,16 @@ __all__ = ["GroupState", "GroupStateRepository"]
 
 @dataclass(frozen=True, slots=True)
 class GroupState:
+    """A stored group: ``state`` and, if it is split, its secret-tree ``records``.
+
+    ``updated_at`` is the time of the last save of ``state`` (not of the records).
+    """
+
     group_id: bytes
     epoch: int
     state: bytes = field(repr=False)
     updated_at: int
-
-
-def _group(row: Row) -> GroupState:
-    return GroupState(*row)
+    records: tuple[StateRecord, ...] = field(default=(), repr=False)
 
 
 class GroupStateRepository:
@@ -42,29 +59,82 @@ class GroupStateRepository:
             "SELECT group_id, epoch, state, updated_at FROM mls_groups WHERE group_id = ?",
             (group_id,),
         )
-        return None if row is None else _group(row)
+        if row is None:
+            return None
+        records = tuple(
+            StateRecord(int(epoch), int(node), bytes(data))
+            for epoch, node, data in self._db.query(
+                "SELECT epoch, node, data FROM mls_group_ratchets WHERE group_id = ? "
+                "ORDER BY epoch, node",
+                (group_id,),
+            )
+        )
+        return _group(row, records)
 
-    def save(self, group_id: bytes, epoch: int, state: bytes, *, now: int) -> None:
-        """Insert or replace the state; GroupStateRegressionError if ``epoch`` is older."""
+    def save(
+        self, group_id: bytes, epoch: int, state: bytes | GroupCheckpoint, *, now: int
+    ) -> None:
+        """Save a whole state, or a checkpoint (whole, or the changes since the last one).
+
+        GroupStateRegressionError if ``epoch`` is older than the stored one;
+        a checkpoint of changes needs the stored state of its epoch.
+        """
         if epoch < 0:
             raise ValueError("an epoch is not negative")
-        result = self._db.execute(
-            "INSERT INTO mls_groups (group_id, epoch, state, updated_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch, "
-            "state = excluded.state, updated_at = excluded.updated_at "
-            "WHERE excluded.epoch >= mls_groups.epoch",
-            (group_id, epoch, state, now),
-        )
-        if result.rowcount == 0:
-            raise GroupStateRegressionError(f"epoch {epoch} is older than the stored one")
+        if isinstance(state, GroupCheckpoint):
+            if state.group_id != group_id or state.epoch != epoch:
+                raise ValueError("the checkpoint is of another group or epoch")
+            if state.base is None:
+                self._save_changes(group_id, epoch, state.records)
+                return
+            base, records = state.base, state.records
+        else:
+            base, records = state, ()
+        with self._db.transaction():
+            result = self._db.execute(
+                "INSERT INTO mls_groups (group_id, epoch, state, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch, "
+                "state = excluded.state, updated_at = excluded.updated_at "
+                "WHERE excluded.epoch >= mls_groups.epoch",
+                (group_id, epoch, base, now),
+            )
+            if result.rowcount == 0:
+                raise GroupStateRegressionError(f"epoch {epoch} is older than the stored one")
+            self._db.execute("DELETE FROM mls_group_ratchets WHERE group_id = ?", (group_id,))
+            self._db.executemany(
+                "INSERT INTO mls_group_ratchets (group_id, epoch, node, data) VALUES (?, ?, ?, ?)",
+                [(group_id, r.epoch, r.node, r.data) for r in records if r.data],
+            )
+
+    def _save_changes(self, group_id: bytes, epoch: int, records: tuple[StateRecord, ...]) -> None:
+        with self._db.transaction():
+            stored = self.epoch(group_id)
+            if stored is None or stored != epoch:
+                if stored is not None and stored > epoch:
+                    raise GroupStateRegressionError(f"epoch {epoch} is older than the stored one")
+                raise StoreError("secret tree changes without the group state of their epoch")
+            # An emptied slot keeps its row, with no data, until the next full
+            # save: over a whole state saved as bytes it must still be emptied.
+            self._db.executemany(
+                "INSERT INTO mls_group_ratchets (group_id, epoch, node, data) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (group_id, epoch, node) "
+                "DO UPDATE SET data = excluded.data",
+                [(group_id, r.epoch, r.node, r.data) for r in records],
+            )
 
     def epoch(self, group_id: bytes) -> int | None:
         value = self._db.query_value("SELECT epoch FROM mls_groups WHERE group_id = ?", (group_id,))
         return None if value is None else int(value)
 
     def delete(self, group_id: bytes) -> bool:
+        self._db.execute("DELETE FROM mls_group_ratchets WHERE group_id = ?", (group_id,))
         result = self._db.execute("DELETE FROM mls_groups WHERE group_id = ?", (group_id,))
         return result.rowcount > 0
 
     def group_ids(self) -> list[bytes]:
         return [row[0] for row in self._db.query("SELECT group_id FROM mls_groups ORDER BY id")]
+
+
+def _group(row: Row, records: tuple[StateRecord, ...]) -> GroupState:
+    group_id, epoch, state, updated_at = row
+    return GroupState(group_id, epoch, state, updated_at, records)

@@ -69,6 +69,12 @@ group name). Existing notes are converted where the sentence names no one
 ("You left", "You created “…”", "You joined “…”", "You were removed...");
 the others keep their sentence as ``legacy_text``. Their ``body`` is
 cleared, so no note sentence is left in ``messages`` or its search index.
+
+Version 6 -- ``mls_group_ratchets``: the secret-tree slots (tree secrets,
+leaf ratchets with their retained out-of-order keys, RFC 9420 §9) of a
+group's kept epochs, one row each, so that an application message writes
+its sender's slot and not the whole group (``mls_groups.state`` then holds
+the state without them). Existing groups keep their whole state, no rows.
 """
 
 from __future__ import annotations
@@ -366,12 +372,26 @@ def _v5(db: Database) -> None:
     )
 
 
+_V6 = _script(
+    """
+    CREATE TABLE mls_group_ratchets (
+        group_id BLOB NOT NULL,
+        epoch INTEGER NOT NULL CHECK (epoch >= 0),
+        node INTEGER NOT NULL CHECK (node >= 0),
+        data BLOB NOT NULL,
+        PRIMARY KEY (group_id, epoch, node)
+    ) WITHOUT ROWID
+    """,
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
     Migration(2, "full-text search over messages", _V2),
     Migration(3, "sync: server key, rebuildable outbox, sent hashes, pending inbound", _V3),
     Migration(4, "conversations: mute until, receipts and typing choices, drafts", _V4),
     Migration(5, "system messages as note kinds with parameters", _v5),
+    Migration(6, "MLS secret-tree slots saved per message", _V6),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -30,11 +30,17 @@ queue; what was not acked is fetched again and skipped by the cursor.
 Messages that fail MLS validation are the sender's fault (RFC 9420 §6.3:
 they change nothing) and are skipped.
 
-Every group change runs under :attr:`Session.lock`.
+Queue messages are processed one at a time, in order (the pipeline's
+queue lock); each under the lock of its group (:meth:`Session.group_lock`),
+which no one holds across a network call except the outbox while the
+group's own commit is on its way. The MLS work (processing, joining,
+loading and saving states) runs in the client's MLS thread
+(:meth:`Session.mls`), off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -44,6 +50,7 @@ from messenger.mls.content import ContentType, PrivateMessage, PublicMessage
 from messenger.mls.errors import InvalidMessageError, MLSError
 from messenger.mls.events import ApplicationMessage, ProposalReceived, StagedCommit
 from messenger.mls.group import Group
+from messenger.mls.group_state import GroupCheckpoint
 from messenger.mls.key_package_bundle import KeyPackageBundle
 from messenger.mls.messages import MLSMessage, message_digest
 from messenger.mls.proposals import Remove
@@ -52,8 +59,17 @@ from messenger.mls.welcome import Welcome
 from ..content import Content, decode_content
 from ..errors import ContentDecodeError
 from ..events import ConversationUpdated, Event, MessageStatusChanged
-from ..groups import GROUP_CONFIG, ConversationInfo, group_members, member_at, open_welcome
-from ..identity import member_identity
+from ..groups import (
+    GROUP_CONFIG,
+    ConversationInfo,
+    GroupCache,
+    GroupMember,
+    WelcomeHeader,
+    group_members,
+    member_at,
+    open_welcome,
+)
+from ..identity import Account, member_identity
 from ..models import with_views
 from ..session import Session
 from ..store.conversations import ConversationKind
@@ -80,6 +96,9 @@ CURSOR_KEY: Final = "sync.cursor"
 SENT_HASH_TTL_MS: Final = 7 * 86_400_000
 #: Refused pending messages are logged at most this often (a flood must not fill the log).
 DROP_LOG_INTERVAL_S: Final = 60.0
+#: Messages fetched per page when catching up: parsing a page runs on the event
+#: loop, and a page of MAX_FETCH (1,000) stalls it for about 25 ms, 200 for about 10.
+CATCH_UP_PAGE: Final = min(200, MAX_FETCH)
 #: Why a message was not kept for later, for the log (no content, no IDs).
 _REFUSED: Final = {
     PendingAdmission.GROUP_FULL: "its group has the most messages kept that a group may have",
@@ -93,6 +112,34 @@ def _known_group(store: Store, group_id: bytes) -> bool:
     return store.groups.get(group_id) is not None or (
         store.conversations.by_group(group_id) is not None
     )
+
+
+def _group_of(message: MLSMessage) -> bytes | None:
+    """The group a group message is for (None for anything else, e.g. a Welcome)."""
+    body = message.body
+    if isinstance(body, PrivateMessage):
+        return body.group_id
+    if isinstance(body, PublicMessage):
+        return body.content.group_id
+    return None
+
+
+def _epochs(
+    cache: GroupCache, group: Group, new_state: bytes
+) -> tuple[Group, list[GroupMember], list[GroupMember]]:
+    """The group after a commit, the members before and after (in the MLS thread)."""
+    after = cache.load(new_state)
+    return after, group_members(group), ([] if after.removed else group_members(after))
+
+
+def _join(
+    data: bytes, bundle: KeyPackageBundle, account: Account, signer: int, now: int
+) -> tuple[Group, list[GroupMember], GroupMember | None, GroupCheckpoint]:
+    """Join from a Welcome: the group, its members, the adder, its state (in the MLS thread)."""
+    group = Group.join_from_welcome(
+        data, bundle, config=GROUP_CONFIG, identity=account.verifier, now=now
+    )
+    return group, group_members(group), member_at(group, signer), group.checkpoint()
 
 
 def _leavers(group: Group) -> frozenset[str]:
@@ -128,6 +175,7 @@ class InboundPipeline:
         self._wake_outbox = wake_outbox
         self._key_package_used = key_package_used
         self._cursor: int | None = None
+        self._queue_lock = asyncio.Lock()
         self._retrying: set[bytes] = set()
         self._dropped: dict[PendingAdmission, int] = {}
         self._dropped_logged_at = float("-inf")
@@ -159,16 +207,30 @@ class InboundPipeline:
     async def process(self, messages: Sequence[QueueMessage]) -> int:
         """Process a batch from the queue (already processed ones are skipped); the cursor."""
         for message in messages:
-            async with self._s.lock:
+            async with self._queue_lock:
                 if message.seq <= await self.cursor():
                     continue
-                await self.process_locked(message.seq, message.data)
+                await self._process_one(message.seq, message.data)
         return await self.cursor()
+
+    async def _process_one(self, seq: int, data: bytes) -> None:
+        """One queue message (queue lock held), under its group's lock."""
+        try:
+            decoded = MLSMessage.from_bytes(data)
+        except InvalidMessageError as exc:
+            await self._skip(seq, None, f"undecodable message: {exc}")
+            return
+        group_id = _group_of(decoded)
+        if group_id is None:  # a Welcome takes its new group's lock itself
+            await self.process_locked(seq, data, decoded=decoded)
+            return
+        async with self._s.group_lock(group_id):
+            await self.process_locked(seq, data, decoded=decoded)
 
     async def catch_up(self) -> int:
         """Fetch and process everything after the cursor, then ack; the cursor."""
         while True:
-            page = await self._s.transport.fetch(await self.cursor(), limit=MAX_FETCH)
+            page = await self._s.transport.fetch(await self.cursor(), limit=CATCH_UP_PAGE)
             cursor = await self.process(page.messages)
             if page.messages:
                 await self._s.transport.ack(cursor)
@@ -176,17 +238,26 @@ class InboundPipeline:
                 return cursor
 
     async def process_locked(
-        self, seq: int | None, data: bytes, pending: PendingInbound | None = None
+        self,
+        seq: int | None,
+        data: bytes,
+        pending: PendingInbound | None = None,
+        *,
+        decoded: MLSMessage | None = None,
     ) -> bool:
-        """Process one message (the caller holds the lock); whether it was consumed."""
-        try:
-            message = MLSMessage.from_bytes(data)
-        except InvalidMessageError as exc:
-            await self._skip(seq, pending, f"undecodable message: {exc}")
-            return True
-        body = message.body
+        """Process one message (the caller holds its group's lock); whether it was consumed."""
+        if decoded is None:
+            try:
+                decoded = MLSMessage.from_bytes(data)
+            except InvalidMessageError as exc:
+                await self._skip(seq, pending, f"undecodable message: {exc}")
+                return True
+        body = decoded.body
         if isinstance(body, Welcome):
-            await self._welcome(seq, data, body, pending)
+            if pending is not None:  # never kept (only group messages are): do not lock again
+                await self._skip(seq, pending, "a Welcome among the kept messages")
+                return True
+            await self._welcome(seq, data, body)
             return True
         if isinstance(body, PrivateMessage):
             group_id, epoch = body.group_id, body.epoch
@@ -213,11 +284,14 @@ class InboundPipeline:
             await self._skip(seq, pending, "a handshake message of a past epoch")
             return True
         try:
-            event = group.process(data, now=self._s.now_s())
+            event = await self._s.mls(group.process, data, now=self._s.now_s())
         except MLSError as exc:  # the peer's fault, or a message this state cannot take
             self._s.groups.evict(group_id)
             await self._skip(seq, pending, f"MLS refused the message: {exc}")
             return True
+        except BaseException:  # cancelled: the state may have moved on, unsaved
+            self._s.groups.evict(group_id)
+            raise
         try:
             if isinstance(event, ApplicationMessage):
                 await self._application(seq, pending, group, event)
@@ -254,7 +328,7 @@ class InboundPipeline:
         self._dropped_logged_at = now
 
     async def retry_pending_locked(self, group_id: bytes) -> None:
-        """Offer the group's kept messages again, until none moves on (lock held).
+        """Offer the group's kept messages again, until none moves on (its lock held).
 
         A commit among them retries the rest itself; the outer loop then
         just reads what is left.
@@ -335,7 +409,8 @@ class InboundPipeline:
         group: Group,
         event: ApplicationMessage,
     ) -> None:
-        group_id, epoch, state = group.group_id, group.epoch, group.to_bytes()
+        # Only the sender's ratchets changed: a checkpoint of a record or two.
+        group_id, epoch, state = group.group_id, group.epoch, await self._s.mls(group.checkpoint)
         sender = member_identity(event.sender.credential)
         try:
             content = decode_content(event.data)
@@ -386,7 +461,7 @@ class InboundPipeline:
         proposal would die with the epoch; so a leave is queued as a removal
         of the leaver, which is moot once anyone has committed the proposal.
         """
-        group_id, epoch, state = group.group_id, group.epoch, group.to_bytes()
+        group_id, epoch, state = group.group_id, group.epoch, await self._s.mls(group.to_bytes)
         now = self._s.now_ms()
         leaver = _leavers_of([event])
         if leaver:
@@ -414,7 +489,11 @@ class InboundPipeline:
         self, seq: int | None, pending: PendingInbound | None, group: Group, staged: StagedCommit
     ) -> None:
         await self._transition(
-            group, group.to_bytes(staged), seq=seq, pending=pending, committer=staged
+            group,
+            await self._s.mls(group.to_bytes, staged),
+            seq=seq,
+            pending=pending,
+            committer=staged,
         )
 
     async def _transition(
@@ -430,10 +509,12 @@ class InboundPipeline:
     ) -> None:
         """Persist the epoch after ``group`` (stage, persist, merge), with its effects."""
         group_id = group.group_id
-        after = self._s.groups.load(new_state)
-        before_members = group_members(group)
+        after, before_members, after_members = await self._s.mls(
+            _epochs, self._s.groups, group, new_state
+        )
+        # Saved as a checkpoint: the next message then writes only its records.
+        checkpoint = await self._s.mls(after.checkpoint)
         removed = after.removed
-        after_members = [] if removed else group_members(after)
         info_before = ConversationInfo.from_extensions(group.extensions)
         info_after = ConversationInfo.from_extensions(after.extensions)
         leavers = _leavers(group)
@@ -472,7 +553,7 @@ class InboundPipeline:
                         )
                     )
             else:
-                store.groups.save(group_id, after.epoch, new_state, now=now)
+                store.groups.save(group_id, after.epoch, checkpoint, now=now)
                 if (
                     conversation is not None
                     and newcomers
@@ -510,9 +591,7 @@ class InboundPipeline:
         if not removed:
             await self.retry_pending_locked(group_id)
 
-    async def _welcome(
-        self, seq: int | None, data: bytes, welcome: Welcome, pending: PendingInbound | None
-    ) -> None:
+    async def _welcome(self, seq: int | None, data: bytes, welcome: Welcome) -> None:
         """Join a new group from a Welcome (RFC 9420 §12.4.3.1).
 
         The group ID must be new to this client: a Welcome for a group it
@@ -523,6 +602,7 @@ class InboundPipeline:
         group's (she would then read what this client sends to it).
         """
         store = self._s.store
+        pending = None
         refs = [entry.new_member for entry in welcome.secrets]
 
         def find(s: Store) -> KeyPackageSecret | None:
@@ -536,22 +616,32 @@ class InboundPipeline:
         if secret is None:
             await self._skip(seq, pending, "a Welcome for no KeyPackage of ours")
             return
-        bundle = KeyPackageBundle.from_bytes(secret.bundle)
+        bundle = await self._s.mls(KeyPackageBundle.from_bytes, secret.bundle)
         try:
-            header = open_welcome(welcome, bundle)
+            header = await self._s.mls(open_welcome, welcome, bundle)
         except MLSError as exc:
             await self._skip(seq, pending, f"a Welcome that does not open: {exc}")
             return
+        async with self._s.group_lock(header.group_id):
+            await self._join_locked(seq, data, secret, bundle, header)
+
+    async def _join_locked(
+        self,
+        seq: int | None,
+        data: bytes,
+        secret: KeyPackageSecret,
+        bundle: KeyPackageBundle,
+        header: WelcomeHeader,
+    ) -> None:
+        """Join the group a Welcome opened to, unless it is known (its lock held)."""
+        store = self._s.store
+        pending = None
         if await store.run(lambda s: _known_group(s, header.group_id)):
             await self._drop_welcome(seq, pending, secret)
             return
         try:
-            group = Group.join_from_welcome(
-                data,
-                bundle,
-                config=GROUP_CONFIG,
-                identity=self._s.account.verifier,
-                now=self._s.now_s(),
+            group, members, adder, state = await self._s.mls(
+                _join, data, bundle, self._s.account, header.signer, self._s.now_s()
             )
         except MLSError as exc:
             await self._skip(seq, pending, f"a Welcome that does not open: {exc}")
@@ -560,12 +650,10 @@ class InboundPipeline:
         if group_id != header.group_id:  # the same bytes, verified this time
             await self._skip(seq, pending, "a Welcome that changed while it was opened")
             return
-        members = group_members(group)
-        adder = member_at(group, header.signer)
         info = ConversationInfo.from_extensions(group.extensions) or ConversationInfo(
             ConversationKind.GROUP
         )
-        state, epoch = group.to_bytes(), group.epoch
+        epoch = group.epoch
         now = self._s.now_ms()
         ref, one_time = secret.ref, not secret.last_resort
         profile = self._s.profile_content()
@@ -632,7 +720,7 @@ class InboundPipeline:
         seq: int | None = None,
         pending: PendingInbound | None = None,
     ) -> None:
-        """The server accepted an outbox item: apply it and drop it (lock held).
+        """The server accepted an outbox item: apply it and drop it (its group's lock held).
 
         Called by the sender when the server answered, and by the pipeline
         when the echo of the item's message arrives first. Idempotent: an

@@ -15,6 +15,8 @@ pool keeps the server stocked:
 * expired bundles are deleted locally.
 
 It runs at start, after each Welcome (which uses one up) and periodically.
+KeyPackages are made in the client's MLS thread (:meth:`Session.mls`), off
+the event loop.
 """
 
 from __future__ import annotations
@@ -50,17 +52,14 @@ class KeyPackagePool:
         self._target = target
         self._low_water = low_water
 
-    def _generate(self, count: int, *, last_resort: bool) -> list[tuple[bytes, bool]]:
-        now_s = self._s.now_s()
-        return [
-            (
-                new_key_package(
-                    self._s.account, self._s.random, now=now_s, last_resort=last_resort
-                ).to_bytes(),
-                last_resort,
-            )
-            for _ in range(count)
-        ]
+    async def _generate(self, count: int, *, last_resort: bool) -> list[tuple[bytes, bool]]:
+        """``count`` new bundles, made one at a time in the MLS thread."""
+        now_s, account, random = self._s.now_s(), self._s.account, self._s.random
+
+        def make() -> bytes:
+            return new_key_package(account, random, now=now_s, last_resort=last_resort).to_bytes()
+
+        return [(await self._s.mls(make), last_resort) for _ in range(count)]
 
     async def _save(self, bundles: list[tuple[bytes, bool]]) -> None:
         now = self._s.now_ms()
@@ -104,9 +103,9 @@ class KeyPackagePool:
         count = await self._s.transport.key_package_count()
         made = []
         if count.available < self._low_water:
-            made += self._generate(self._target - count.available, last_resort=False)
+            made += await self._generate(self._target - count.available, last_resort=False)
         if not count.last_resort:
-            made += self._generate(1, last_resort=True)
+            made += await self._generate(1, last_resort=True)
         if made:
             await self._save(made)
             await self._upload_pending()

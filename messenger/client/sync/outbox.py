@@ -32,8 +32,12 @@ head, once due, is sent like this:
    message failed and tells the UI (:class:`~..events.OperationFailed`),
    and the lane goes on with its next item.
 
-Commits are built and sent holding :attr:`Session.lock`, so no commit of
-another member is merged in between. An application message cannot be
+Commits are built and sent holding the group's lock
+(:meth:`Session.group_lock`), so no commit of another member is merged in
+between; other conversations -- their lanes and their incoming messages --
+do not wait for it. Messages are built under the lock and sent without it.
+Building (encrypting, committing, saving the state) runs in the client's
+MLS thread (:meth:`Session.mls`), off the event loop. An application message cannot be
 encrypted while proposals are pending (RFC 9420 §12.4); the sender then
 commits them first.
 
@@ -55,7 +59,10 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from messenger.api import models as m
+from messenger.mls.ciphersuite import RandomSource
 from messenger.mls.errors import InvalidMessageError, UsageError
+from messenger.mls.group import Group
+from messenger.mls.group_state import GroupCheckpoint
 from messenger.mls.messages import message_digest
 
 from ..errors import (
@@ -66,7 +73,7 @@ from ..errors import (
     StaleEpochError,
 )
 from ..events import Event, MessageStatusChanged, OperationFailed
-from ..groups import group_members
+from ..groups import GroupCache, group_members
 from ..net.backoff import Backoff
 from ..session import Session
 from ..store.messages import MessageStatus
@@ -92,6 +99,60 @@ def _secure_fraction() -> float:
 
 def _remove(store: Store, item_id: int) -> bool:
     return store.outbox.remove(item_id)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _BuiltCommit:
+    """A commit built in the MLS thread, with what the request needs."""
+
+    message: bytes
+    welcome: bytes | None
+    group_info: bytes | None
+    state: bytes
+    new_state: bytes
+    queues: tuple[str, ...]
+    welcome_to: tuple[str, ...]
+
+
+def _make_commit(
+    cache: GroupCache, group: Group, intent: Intent, random: RandomSource, now: int
+) -> _BuiltCommit | None:
+    """Build the commit of ``intent`` and the queue sets (in the MLS thread)."""
+    result = build_commit(group, intent, random, now=now)
+    if result is None:
+        return None
+    new_state = group.to_bytes(result.staged)
+    after = cache.load(new_state)
+    before = {(x.account_id, x.client_id) for x in group_members(group)}
+    members = group_members(after)
+    queues = sorted({x.queue_id for x in members if x.queue_id})
+    welcome_to = sorted(
+        {x.queue_id for x in members if x.queue_id and (x.account_id, x.client_id) not in before}
+    )
+    return _BuiltCommit(
+        result.message,
+        result.welcome,
+        result.group_info,
+        group.to_bytes(),
+        new_state,
+        tuple(queues),
+        tuple(welcome_to),
+    )
+
+
+def _encrypt(group: Group, content: bytes, random: RandomSource) -> tuple[bytes, GroupCheckpoint]:
+    """An application message and the state after it (in the MLS thread).
+
+    The checkpoint holds only this member's changed ratchet, not the group.
+    """
+    data = group.encrypt(content, random)
+    return data, group.checkpoint()
+
+
+def _propose_leave(group: Group, random: RandomSource) -> tuple[bytes, GroupCheckpoint]:
+    """A proposal to remove this member and the state after it (in the MLS thread)."""
+    data = group.propose_remove(group.leaf_index, random)
+    return data, group.checkpoint()
 
 
 class _Dropped(Exception):
@@ -241,7 +302,7 @@ class OutboxSender:
         assert item.group_id is not None
         with contextlib.suppress(GroupExistsError):  # an earlier attempt got through
             await self._s.transport.create_group(item.payload)
-        async with self._s.lock:
+        async with self._s.group_lock(item.group_id):
             await self._pipeline.apply_accepted_locked(item)
 
     async def _send_message(self, item: OutboxItem) -> None:
@@ -249,7 +310,7 @@ class OutboxSender:
         assert group_id is not None
         for _ in range(_MAX_STALE):
             commit = None
-            async with self._s.lock:
+            async with self._s.group_lock(group_id):
                 try:
                     built = await self._build_message(item)
                 except _NeedsCommit:
@@ -267,7 +328,7 @@ class OutboxSender:
                 await self._catch_up_after_stale(group_id, built.epoch)
                 continue
             await self._hook(self._after_send)
-            async with self._s.lock:
+            async with self._s.group_lock(group_id):
                 await self._pipeline.apply_accepted_locked(built)
             return
         raise StaleEpochError(-1, "the group kept moving on")
@@ -277,7 +338,9 @@ class OutboxSender:
         assert group_id is not None
         for _ in range(_MAX_STALE):
             stale = False
-            async with self._s.lock:
+            # Held across the round trip: no other commit of this group may be merged
+            # meanwhile. Only this conversation waits (other groups have locks of their own).
+            async with self._s.group_lock(group_id):
                 built = await self._build_commit(item)
                 built_epoch = built.epoch
                 await self._hook(self._before_send)
@@ -308,8 +371,10 @@ class OutboxSender:
         item instead of retrying it forever.
         """
         await self._pipeline.catch_up()
-        group = await self._s.groups.get(group_id)
-        if group is not None and group.active and group.epoch == epoch:
+        async with self._s.group_lock(group_id):
+            group = await self._s.groups.get(group_id)
+            at = None if group is None or not group.active else group.epoch
+        if at is not None and at == epoch:
             raise _OutOfStepError(
                 "out_of_step", "the server's epoch is not ours, and catching up changed nothing"
             )
@@ -323,7 +388,7 @@ class OutboxSender:
         return current
 
     async def _build_message(self, item: OutboxItem) -> OutboxItem:
-        """The item, built for the group's current epoch (lock held)."""
+        """The item, built for the group's current epoch (the group's lock held)."""
         item = await self._current(item)
         assert item.group_id is not None
         group = await self._s.groups.get(item.group_id)
@@ -333,19 +398,23 @@ class OutboxSender:
             return item
         intent = Intent.loads(item.intent)
         random = self._s.random
-        if intent.op == "leave":
-            data = group.propose_remove(group.leaf_index, random)
-        else:
-            if group.pending_proposals():
-                raise _NeedsCommit
-            if item.content is None:
-                raise _Dropped
-            data = group.encrypt(item.content, random)
+        try:
+            if intent.op == "leave":
+                data, state = await self._s.mls(_propose_leave, group, random)
+            else:
+                if group.pending_proposals():
+                    raise _NeedsCommit
+                if item.content is None:
+                    raise _Dropped
+                data, state = await self._s.mls(_encrypt, group, item.content, random)
+        except asyncio.CancelledError:  # the state may have moved on, unsaved
+            self._s.groups.evict(item.group_id)
+            raise
         payload = m.SendRequest(data, item.idempotency_key).dumps()
-        return await self._save_built(item, group.to_bytes(), group.epoch, payload, data, None)
+        return await self._save_built(item, state, group.epoch, payload, data, None)
 
     async def _build_commit(self, item: OutboxItem) -> OutboxItem:
-        """The item's commit for the group's current epoch (lock held)."""
+        """The item's commit for the group's current epoch (the group's lock held)."""
         item = await self._current(item)
         assert item.group_id is not None
         group = await self._s.groups.get(item.group_id)
@@ -353,37 +422,33 @@ class OutboxSender:
             raise _Dropped
         if item.built and item.epoch == group.epoch and item.pending_state is not None:
             return item
-        result = build_commit(group, Intent.loads(item.intent), self._s.random, now=self._s.now_s())
+        intent = Intent.loads(item.intent)
+        try:
+            result = await self._s.mls(
+                _make_commit, self._s.groups, group, intent, self._s.random, self._s.now_s()
+            )
+        except asyncio.CancelledError:  # the state may have moved on, unsaved
+            self._s.groups.evict(item.group_id)
+            raise
         if result is None:
             raise _Dropped
-        new_state = group.to_bytes(result.staged)
-        after = self._s.groups.load(new_state)
-        before = {(x.account_id, x.client_id) for x in group_members(group)}
-        queues = sorted({x.queue_id for x in group_members(after) if x.queue_id})
-        welcome_to = sorted(
-            {
-                x.queue_id
-                for x in group_members(after)
-                if x.queue_id and (x.account_id, x.client_id) not in before
-            }
-        )
         request = m.CommitRequest(
             epoch=group.epoch,
             commit=result.message,
-            members=tuple(queues),
-            welcome=result.welcome if welcome_to else None,
-            welcome_to=tuple(welcome_to) if welcome_to else None,
+            members=result.queues,
+            welcome=result.welcome if result.welcome_to else None,
+            welcome_to=result.welcome_to or None,
             group_info=result.group_info,
             idempotency_key=item.idempotency_key,
         )
         return await self._save_built(
-            item, group.to_bytes(), group.epoch, request.dumps(), result.message, new_state
+            item, result.state, group.epoch, request.dumps(), result.message, result.new_state
         )
 
     async def _save_built(
         self,
         item: OutboxItem,
-        state: bytes,
+        state: bytes | GroupCheckpoint,
         epoch: int,
         payload: bytes,
         message: bytes,
