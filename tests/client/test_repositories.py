@@ -286,6 +286,26 @@ def test_read_markers_and_unread_count(store: Store) -> None:
     assert store.read_markers.unread_count(conversation.id, ME) == 1
 
 
+def test_unread_counts_scan_only_the_countable_rows(store: Store) -> None:
+    """The count runs for every arriving message: it must be an index-only scan
+    of the partial index, not a table lookup per unread message."""
+    conversation = direct_conversation(store)
+    add_text(store, conversation.id, "m")
+    sql = (
+        "SELECT count(*) FROM messages WHERE conversation_id = ? AND id > coalesce("
+        "(SELECT message_id FROM read_markers WHERE conversation_id = ? "
+        "AND account_id = ?), 0) AND outgoing = 0 AND deleted_at IS NULL "
+        "AND kind != 'system'"
+    )
+    plan = " ".join(
+        str(row[-1])
+        for row in store.db.query(
+            "EXPLAIN QUERY PLAN " + sql, (conversation.id, conversation.id, ME)
+        )
+    )
+    assert "COVERING INDEX messages_unread" in plan, plan
+
+
 def test_mls_groups(store: Store) -> None:
     assert store.groups.get(b"g1") is None and store.groups.epoch(b"g1") is None
     store.groups.save(b"g1", 0, b"s0", now=1)
