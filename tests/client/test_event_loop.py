@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
+import messenger.api.models as api_models
 import messenger.client.groups as client_groups
+import messenger.client.net.http as client_http
+import messenger.client.sync.inbound as client_inbound
 from messenger.client import MessageKind, MessengerClient
 from messenger.mls.group import Group
 
@@ -141,3 +144,31 @@ async def test_a_message_for_b_is_processed_while_a_commit_for_a_is_in_flight(
         await flushing
     assert (await alice.conversation(a.id)).conversation.title == "A renamed"
     assert await alice.group_epoch(a.id) == (epoch or 0) + 1
+
+
+async def test_large_answers_and_messages_are_decoded_off_the_event_loop_thread(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A queue page with a Welcome to a big group is parsed, and the Welcome decoded,
+    off the loop (here every answer and message is "large")."""
+    threads: dict[str, set[int]] = {}
+    monkeypatch.setattr(client_http, "PARSE_OFF_LOOP_BYTES", 0)
+    monkeypatch.setattr(client_inbound, "DECODE_OFF_LOOP_BYTES", 0)
+    loads = api_models.FetchResponse.loads.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        api_models.FetchResponse,
+        "loads",
+        classmethod(recording(threads, "fetch", loads)),
+    )
+    loop_thread = threading.get_ident()
+
+    alice = await server.client("alice")
+    bob = await server.client("bob")
+    chat = await alice.create_conversation(await account_id(bob))
+    await alice.send_text(chat.id, "parsed off the loop")
+    await alice.flush(DEADLINE)
+    await asyncio.wait_for(bob.sync(), DEADLINE)
+    (bob_chat,) = await bob.conversations()
+
+    assert await texts(bob, bob_chat.id) == ["parsed off the loop"]
+    assert threads["fetch"] and loop_thread not in threads["fetch"]

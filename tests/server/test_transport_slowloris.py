@@ -59,7 +59,14 @@ def file_limit() -> Iterator[None]:
     """Raise this process's soft limit on open files for the attack; restore it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < NEEDED_FILES:
-        pytest.skip(f"needs {NEEDED_FILES} open files, the hard limit is {hard}")
+        try:  # root (as in CI) may raise the hard limit too
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, NEEDED_FILES))
+            hard = NEEDED_FILES
+        except (ValueError, OSError):
+            message = f"needs {NEEDED_FILES} open files, the hard limit is {hard}"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)  # CI must run the attack, not skip it
+            pytest.skip(message)
     if soft != resource.RLIM_INFINITY and soft < NEEDED_FILES:
         resource.setrlimit(resource.RLIMIT_NOFILE, (NEEDED_FILES, hard))
     try:

@@ -96,9 +96,13 @@ CURSOR_KEY: Final = "sync.cursor"
 SENT_HASH_TTL_MS: Final = 7 * 86_400_000
 #: Refused pending messages are logged at most this often (a flood must not fill the log).
 DROP_LOG_INTERVAL_S: Final = 60.0
-#: Messages fetched per page when catching up: parsing a page runs on the event
-#: loop, and a page of MAX_FETCH (1,000) stalls it for about 25 ms, 200 for about 10.
+#: Messages fetched per page when catching up: parsed on the event loop, a page of
+#: MAX_FETCH (1,000) stalls it for about 25 ms, 200 for about 10 (a page larger than
+#: ``net.http.PARSE_OFF_LOOP_BYTES`` is parsed in a thread instead).
 CATCH_UP_PAGE: Final = min(200, MAX_FETCH)
+#: A queue message larger than this is decoded in the MLS thread, not on the loop:
+#: a Welcome to a 1,000-member group (~470 KB) takes about 4 ms to decode.
+DECODE_OFF_LOOP_BYTES: Final = 64 * 1024
 #: Why a message was not kept for later, for the log (no content, no IDs).
 _REFUSED: Final = {
     PendingAdmission.GROUP_FULL: "its group has the most messages kept that a group may have",
@@ -216,7 +220,7 @@ class InboundPipeline:
     async def _process_one(self, seq: int, data: bytes) -> None:
         """One queue message (queue lock held), under its group's lock."""
         try:
-            decoded = MLSMessage.from_bytes(data)
+            decoded = await self._decode(data)
         except InvalidMessageError as exc:
             await self._skip(seq, None, f"undecodable message: {exc}")
             return
@@ -226,6 +230,12 @@ class InboundPipeline:
             return
         async with self._s.group_lock(group_id):
             await self.process_locked(seq, data, decoded=decoded)
+
+    async def _decode(self, data: bytes) -> MLSMessage:
+        """A queue message decoded; a large one (a Welcome to a big group) in the MLS thread."""
+        if len(data) > DECODE_OFF_LOOP_BYTES:
+            return await self._s.mls(MLSMessage.from_bytes, data)
+        return MLSMessage.from_bytes(data)
 
     async def catch_up(self) -> int:
         """Fetch and process everything after the cursor, then ack; the cursor."""
@@ -248,7 +258,7 @@ class InboundPipeline:
         """Process one message (the caller holds its group's lock); whether it was consumed."""
         if decoded is None:
             try:
-                decoded = MLSMessage.from_bytes(data)
+                decoded = await self._decode(data)
             except InvalidMessageError as exc:
                 await self._skip(seq, pending, f"undecodable message: {exc}")
                 return True
