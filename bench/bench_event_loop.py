@@ -167,6 +167,10 @@ async def bench_server(root: Path) -> AsyncIterator[Bench]:
         lookups_per_account_per_minute=10_000_000,
         lookups_per_ip_per_minute=10_000_000,
         key_package_claims_per_hour=10_000_000,
+        # The catch-up's sender floods one queue: no sender budget (as in bench_client.py).
+        sender_messages_per_queue_per_minute=100_000_000,
+        sender_bytes_per_queue_per_minute=100_000_000_000,
+        max_queue_length=1_000_000,
     )
     app = create_app(config, run_sweeper=False)
     async with app.router.lifespan_context(app), contextlib.AsyncExitStack() as stack:

@@ -71,7 +71,7 @@ RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"messenger.server", "messenger.api", "messenger.mls"}),
     ),
     "ui": (
-        frozenset({"PySide6", "qasync"}),
+        frozenset({"PySide6", "qasync", "segno", "desktop_notifier"}),
         frozenset({"ui", "messenger.client"}),
     ),
 }

@@ -47,6 +47,9 @@ class ErrorCode(enum.StrEnum):
     AUTH_INVALID = "auth_invalid"
     AUTH_EXPIRED = "auth_expired"
     AUTH_REPLAYED = "auth_replayed"
+    #: The client was taken over by a restored copy (``POST /v1/clients/takeover``):
+    #: this copy's device token is missing or no longer the current one.
+    DEVICE_REPLACED = "device_replaced"
     # 403: authenticated, but not allowed.
     SIGNUP_CLOSED = "signup_closed"
     INVITE_REQUIRED = "invite_required"
@@ -94,6 +97,7 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
     ErrorCode.AUTH_INVALID: 401,
     ErrorCode.AUTH_EXPIRED: 401,
     ErrorCode.AUTH_REPLAYED: 401,
+    ErrorCode.DEVICE_REPLACED: 401,
     ErrorCode.SIGNUP_CLOSED: 403,
     ErrorCode.INVITE_REQUIRED: 403,
     ErrorCode.INVITE_INVALID: 403,

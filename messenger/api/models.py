@@ -32,6 +32,8 @@ __all__ = [
     "MAX_KEY_PACKAGES_PER_UPLOAD",
     "MAX_KEY_PACKAGE_BYTES",
     "MAX_MLS_MESSAGE_BYTES",
+    "MAX_SEND_BATCH_BYTES",
+    "MAX_SEND_BATCH_ITEMS",
     "MIN_IDEMPOTENCY_KEY_BYTES",
     "SIGNUP_POLICIES",
     "AckRequest",
@@ -62,10 +64,13 @@ __all__ = [
     "QueueMessage",
     "RegisterRequest",
     "RegisterResponse",
+    "SendBatchRequest",
+    "SendBatchResponse",
     "SendRequest",
     "SendResponse",
     "ServerInfo",
     "SetHandleRequest",
+    "TakeoverRequest",
     "UploadKeyPackagesRequest",
     "UploadKeyPackagesResponse",
     "parse_json",
@@ -73,6 +78,10 @@ __all__ = [
 
 #: The largest MLS message (commit, Welcome, application message) accepted.
 MAX_MLS_MESSAGE_BYTES: Final = 1 << 20
+#: The most messages in one batch send.
+MAX_SEND_BATCH_ITEMS: Final = 100
+#: The most MLS message bytes in one batch send, all items together.
+MAX_SEND_BATCH_BYTES: Final = 2 << 20
 #: The largest KeyPackage (encoded MLSMessage) accepted.
 MAX_KEY_PACKAGE_BYTES: Final = 64 << 10
 #: MLS group IDs longer than this are refused.
@@ -182,7 +191,12 @@ class Model:
                 values[field.name] = None
             else:
                 values[field.name] = field.parse(raw, name)
-        return cls(**values)
+        model = cls(**values)
+        model._validate(path)
+        return model
+
+    def _validate(self, path: str) -> None:
+        """Rules across fields, checked after each field parsed (none by default)."""
 
     @classmethod
     def loads(cls, body: bytes) -> Self:
@@ -363,6 +377,29 @@ class AddClientResponse(_Response):
         Ident("client_id"),
         Ident("queue_id"),
         Nested("credential", Credential),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TakeoverRequest(Model):
+    """Make this copy of the signing client the only one the server answers.
+
+    A copy restored from a backup sends this once, before anything else.
+    From then on every signed request and WebSocket of the client must carry
+    ``device_token`` in the ``X-Messenger-Device-Token`` header; the server
+    keeps only its SHA-256, closes the client's open WebSockets, and answers
+    any other copy ``device_replaced``.
+    """
+
+    device_token: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes(
+            "device_token",
+            min_len=32,
+            max_len=32,
+            description="32 fresh random bytes, known to this copy only",
+        ),
     )
 
 
@@ -637,6 +674,53 @@ class SendResponse(_Response):
     recipients: int
 
     FIELDS: ClassVar[tuple[Field, ...]] = (Int("epoch"), Int("recipients"))
+
+
+@dataclass(frozen=True, slots=True)
+class SendBatchRequest(Model):
+    """Up to :data:`MAX_SEND_BATCH_ITEMS` sends to one group, accepted all or none.
+
+    Each item is what ``POST /v1/groups/{group_id}/messages`` takes and is
+    checked as that route checks it; the messages together hold at most
+    :data:`MAX_SEND_BATCH_BYTES` bytes, and no two items share an
+    ``idempotency_key``. The server stores them in this order.
+    """
+
+    messages: tuple[SendRequest, ...]
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ListOf(
+            "messages",
+            Nested("", SendRequest),
+            min_items=1,
+            max_items=MAX_SEND_BATCH_ITEMS,
+            description=(
+                f"the sends, in order; their messages hold at most {MAX_SEND_BATCH_BYTES} "
+                "bytes together, and idempotency keys differ"
+            ),
+        ),
+    )
+
+    def _validate(self, path: str) -> None:
+        name = f"{path}.messages" if path else "messages"
+        if sum(len(item.message) for item in self.messages) > MAX_SEND_BATCH_BYTES:
+            raise ApiError.invalid_field(
+                name, f"the messages exceed {MAX_SEND_BATCH_BYTES} bytes together"
+            )
+        keys = [item.idempotency_key for item in self.messages if item.idempotency_key]
+        if len(set(keys)) != len(keys):
+            raise ApiError.invalid_field(name, "two items share an idempotency_key")
+
+
+@dataclass(frozen=True, slots=True)
+class SendBatchResponse(_Response):
+    """What the single send route answers, for each item of the batch, in order."""
+
+    results: tuple[SendResponse, ...]
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ListOf("results", Nested("", SendResponse), max_items=MAX_SEND_BATCH_ITEMS),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,13 @@ __all__ = [
     "ACK",
     "CLAIM_KEY_PACKAGES",
     "CLIENTS",
+    "CLIENT_TAKEOVER",
     "FETCH_QUERY",
     "GROUPS",
     "GROUP_COMMITS",
     "GROUP_INFO",
     "GROUP_MESSAGES",
+    "GROUP_MESSAGES_BATCH",
     "HANDLE",
     "HANDLE_LOOKUP",
     "HEALTH",
@@ -47,6 +49,7 @@ SERVER_INFO: Final = "/v1/server"
 REGISTER_CHALLENGE: Final = "/v1/register/challenge"
 REGISTER: Final = "/v1/register"
 CLIENTS: Final = "/v1/clients"
+CLIENT_TAKEOVER: Final = "/v1/clients/takeover"
 HANDLE: Final = "/v1/account/handle"
 HANDLE_LOOKUP: Final = "/v1/handles/lookup"
 KEY_PACKAGES: Final = "/v1/key-packages"
@@ -58,6 +61,7 @@ QUEUE_WEBSOCKET: Final = "/v1/queue/ws"
 GROUPS: Final = "/v1/groups"
 GROUP_COMMITS: Final = "/v1/groups/{group_id}/commits"
 GROUP_MESSAGES: Final = "/v1/groups/{group_id}/messages"
+GROUP_MESSAGES_BATCH: Final = "/v1/groups/{group_id}/messages/batch"
 GROUP_INFO: Final = "/v1/groups/{group_id}/group-info"
 HEALTH: Final = "/health"
 METRICS: Final = "/metrics"
@@ -86,13 +90,15 @@ class Route:
     errors: tuple[ErrorCode, ...] = ()
 
 
-_AUTH: Final = (
+_AUTH_NO_DEVICE: Final = (
     ErrorCode.AUTH_MISSING,
     ErrorCode.AUTH_INVALID,
     ErrorCode.AUTH_EXPIRED,
     ErrorCode.AUTH_REPLAYED,
     ErrorCode.RATE_LIMITED,
 )
+#: Every signed route but the takeover also checks the device token.
+_AUTH: Final = (*_AUTH_NO_DEVICE, ErrorCode.DEVICE_REPLACED)
 _BODY: Final = (
     ErrorCode.MALFORMED_JSON,
     ErrorCode.INVALID_FIELD,
@@ -163,6 +169,14 @@ ROUTES: Final[tuple[Route, ...]] = (
             ErrorCode.KEY_IN_USE,
             ErrorCode.LIMIT_EXCEEDED,
         ),
+    ),
+    Route(
+        "POST",
+        CLIENT_TAKEOVER,
+        "Take over the signing client: a restored copy replaces the others",
+        m.Empty,
+        m.TakeoverRequest,
+        errors=(*_AUTH_NO_DEVICE, *_BODY),
     ),
     Route(
         "PUT",
@@ -253,6 +267,22 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.SendResponse,
         m.SendRequest,
         errors=(*_AUTH, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH, ErrorCode.QUEUE_FULL),
+    ),
+    Route(
+        "POST",
+        GROUP_MESSAGES_BATCH,
+        "Send up to 100 application messages or proposals to the group, all or none",
+        m.SendBatchResponse,
+        m.SendBatchRequest,
+        errors=(
+            *_AUTH,
+            *_BODY,
+            *_GROUP,
+            *_MLS,
+            ErrorCode.STALE_EPOCH,
+            ErrorCode.QUEUE_FULL,
+            ErrorCode.LIMIT_EXCEEDED,
+        ),
     ),
     Route(
         "GET",

@@ -36,7 +36,9 @@ from typing import Final
 from .fields import b64encode
 
 __all__ = [
+    "DEVICE_TOKEN_BYTES",
     "HEADER_CLIENT",
+    "HEADER_DEVICE_TOKEN",
     "HEADER_NONCE",
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
@@ -58,6 +60,12 @@ HEADER_SIGNATURE: Final = "X-Messenger-Signature"
 
 #: Length of a request nonce.
 NONCE_BYTES: Final = 16
+
+#: The device token, base64url, on every signed request of a client that was
+#: taken over (``POST /v1/clients/takeover``); not covered by the signature.
+HEADER_DEVICE_TOKEN: Final = "X-Messenger-Device-Token"  # noqa: S105 - a header name
+#: Length of a device token (random bytes chosen by the client).
+DEVICE_TOKEN_BYTES: Final = 32
 
 _REQUEST_PREFIX: Final = "messenger-request-v1"
 _POSSESSION_PREFIX: Final = "messenger-possession-v1"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from .backup import BackupInfo, export_backup, read_backup_info, restore_backup
 from .client import ClientOptions, MessengerClient
+from .demo import start_local_server
 from .errors import (
     AccountError,
     AccountExistsError,
@@ -47,6 +48,7 @@ from .errors import (
     ConversationError,
     ConversationLeftError,
     ConversationNotFoundError,
+    DeviceReplacedError,
     DiskFullError,
     DuplicateMessageError,
     ForeignServerError,
@@ -155,6 +157,7 @@ __all__ = [
     "ConversationNotFoundError",
     "ConversationUpdated",
     "ConversationView",
+    "DeviceReplacedError",
     "DiskFullError",
     "DuplicateMessageError",
     "Event",
@@ -229,4 +232,5 @@ __all__ = [
     "note_text",
     "read_backup_info",
     "restore_backup",
+    "start_local_server",
 ]

@@ -33,6 +33,13 @@ The decrypted payload::
     meta_len u32 || meta JSON {"profile_name", "schema_version", "exported_at",
                                "db_size"} || snapshot key (32 bytes) || snapshot file
 
+A restored profile with an account is marked to *take its device over*
+(:data:`~.store.settings.TAKEOVER_PENDING`): the backup holds the client's
+signature key, so the restored copy and the one the backup came from would
+otherwise share, and split, the device's messages. On its first connection
+the restored copy makes itself the only one the server serves, and the
+other copy is told it was replaced (:mod:`.takeover`).
+
 A restore writes nothing outside the new profile directory, and removes
 that directory if anything fails: a wrong passphrase or a bad file leaves
 every existing profile as it was. A header whose scrypt parameters are above
@@ -93,6 +100,7 @@ from .store.kdf import (
 from .store.key_wrap import wrap_key, write_key_wrap
 from .store.keychain import Keychain
 from .store.migrations import LATEST_VERSION, migrate
+from .store.settings import TAKEOVER_PENDING, SettingsRepository
 from .store.store import Store
 
 __all__ = [
@@ -480,6 +488,7 @@ def _restore_into(
             db.export_to(profile.db_path, key)
         with Database.open(profile.db_path, key) as db:
             migrate(db)
+            _mark_for_takeover(db)
     except (WrongKeyError, StoreCorruptError) as exc:
         raise BackupCorruptError(f"the database in the backup is damaged: {exc}") from exc
     finally:
@@ -487,6 +496,14 @@ def _restore_into(
             path.unlink(missing_ok=True)
     write_key_wrap(profile.key_wrap_path, wrap_key(key, recovery_passphrase, kdf))
     keychain.try_save(profile.id, key)
+
+
+def _mark_for_takeover(db: Database) -> None:
+    """Make the restored copy take its device over when it first connects."""
+    if db.query_value("SELECT COUNT(*) FROM identity") == 0:
+        return  # no account: nothing to take over
+    with db.transaction():
+        SettingsRepository(db).set(TAKEOVER_PENDING, True)
 
 
 def _sidecars(db: Path) -> tuple[Path, ...]:

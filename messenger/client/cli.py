@@ -73,6 +73,7 @@ from .content import MAX_TEXT_BYTES
 from .errors import (
     ClientError,
     ConversationNotFoundError,
+    DeviceReplacedError,
     InvalidServerAddressError,
     MessageTooLongError,
     NetworkError,
@@ -95,6 +96,7 @@ __all__ = [
     "BACKUP_PASSPHRASE_ENV",
     "EXIT_PROFILE_BUSY",
     "PASSPHRASE_ENV",
+    "RESTORE_TAKEOVER",
     "main",
     "message_text",
     "parse_join_link",
@@ -116,6 +118,12 @@ _QUEUED: Final = (
     "'listen', 'sync' or the next command that reaches the server."
 )
 _UNREACHABLE: Final = "The server cannot be reached right now; try again later."
+#: What ``restore`` says about the takeover (messenger.client.takeover).
+RESTORE_TAKEOVER: Final = (
+    "When this copy first connects, it takes the account over: the copy the backup "
+    "was made from will be told it was replaced and will stop receiving messages."
+)
+_REPLACED: Final = DeviceReplacedError.default_user_message
 #: The commands whose text may come from standard input.
 _TEXT_COMMANDS: Final = frozenset({"send", "reply", "edit"})
 _STDIN_TEXT_HELP: Final = (
@@ -395,6 +403,9 @@ async def _best_effort_sync(client: MessengerClient, out: TextIO) -> bool:
     except NetworkError:
         print("(offline: showing what this device has)", file=sys.stderr)
         return False
+    except DeviceReplacedError as exc:
+        print(f"{exc.user_message} (showing what this copy has)", file=sys.stderr)
+        return False
     return True
 
 
@@ -492,11 +503,7 @@ def _restore(args: argparse.Namespace, out: TextIO) -> int:
         args.file, backup_passphrase, profiles, args.profile, recovery, keychain=_keychain(args)
     )
     print(f"Restored into profile {profile.name!r}.", file=out)
-    print(
-        "Stop using the copy this backup was made from: until devices can be linked, "
-        "both copies would share (and split) this device's messages.",
-        file=sys.stderr,
-    )
+    print(RESTORE_TAKEOVER, file=out)
     return 0
 
 
@@ -654,12 +661,18 @@ async def _listen(client: MessengerClient, args: argparse.Namespace, out: TextIO
     seen = 0
 
     shown: ConnectionState | None = None
+    replaced = False
 
     async def follow() -> None:
-        nonlocal seen, shown
+        nonlocal seen, shown, replaced
         async for event in events:
             if isinstance(event, ConnectionStateChanged):
                 # One line per change: "connecting" between retries is not one.
+                if event.state is ConnectionState.REPLACED:
+                    # Another copy (a restored backup) took the account over: stop.
+                    print(event.error or _REPLACED, file=sys.stderr, flush=True)
+                    replaced = True
+                    return
                 if event.state is not ConnectionState.CONNECTING and event.state is not shown:
                     shown = event.state
                     line = "connected" if shown is ConnectionState.ONLINE else "offline, retrying"
@@ -684,7 +697,7 @@ async def _listen(client: MessengerClient, args: argparse.Namespace, out: TextIO
         pass
     finally:
         events.close()
-    return 0
+    return 1 if replaced else 0
 
 
 def main(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -59,6 +60,7 @@ from .errors import (
     ContactNotFoundError,
     ConversationLeftError,
     ConversationNotFoundError,
+    DeviceReplacedError,
     ForeignServerError,
     MessageNotFoundError,
     NoAccountError,
@@ -69,6 +71,7 @@ from .errors import (
     ServerRejectedError,
     UnknownAccountError,
     UntrustedKeyError,
+    WrongPassphraseError,
 )
 from .events import (
     AccountUpdated,
@@ -121,6 +124,7 @@ from .store.contacts import Contact
 from .store.conversations import Conversation, ConversationKind
 from .store.identity import Identity
 from .store.kdf import DEFAULT_SCRYPT, ScryptParams
+from .store.key_wrap import read_key_wrap, unwrap_key
 from .store.keychain import Keychain
 from .store.messages import Message, MessageKind, Note, NoteKind
 from .store.outbox import OutboxKind
@@ -133,6 +137,7 @@ from .sync.intents import Intent
 from .sync.key_packages import KeyPackagePool
 from .sync.listener import PushListener
 from .sync.outbox import OutboxSender, SendHook
+from .takeover import prepare_device
 
 __all__ = ["ClientOptions", "MessengerClient"]
 
@@ -241,7 +246,12 @@ class MessengerClient:
 
     def _attach(self, identity: Identity) -> None:
         """Set up the session of an account."""
-        signer = Signer(identity.client_id, identity.signature_private_key, clock=self._clock)
+        signer = Signer(
+            identity.client_id,
+            identity.signature_private_key,
+            clock=self._clock,
+            device_token=identity.device_token,
+        )
         account = Account.load(identity, signer)
         transport = Transport(
             identity.server_url,
@@ -258,15 +268,8 @@ class MessengerClient:
             clock=self._clock,
             random=self._random,
         )
-        sender: OutboxSender | None = None
-
-        def wake() -> None:
-            if sender is not None:
-                sender.wake()
-
         pipeline = InboundPipeline(
             session,
-            wake_outbox=wake,
             key_package_used=self._replenish.set,
             pending_limits=self._pending_limits,
         )
@@ -293,6 +296,36 @@ class MessengerClient:
     @property
     def has_account(self) -> bool:
         return self._session is not None
+
+    @property
+    def key_in_keyring(self) -> bool:
+        """Whether the OS keyring holds the store key (else each start needs the passphrase)."""
+        return self._store.key_in_keyring
+
+    async def remember_key(self) -> bool:
+        """Put the store's key into the OS keyring (again); whether the keyring took it."""
+        return await self._store.run(lambda s: s.remember_key())
+
+    async def check_passphrase(self, passphrase: str) -> bool:
+        """Whether ``passphrase`` is this profile's recovery passphrase (the app lock).
+
+        The check unwraps the recovery file's key (scrypt) in a worker
+        thread; nothing is changed.
+        """
+        path = self._store.profile.key_wrap_path
+
+        def check() -> bool:
+            try:
+                unwrap_key(read_key_wrap(path), passphrase)
+            except WrongPassphraseError:
+                return False
+            return True
+
+        return await asyncio.to_thread(check)
+
+    async def change_passphrase(self, old: str, new: str) -> None:
+        """Replace the recovery passphrase (WrongPassphraseError, WeakPassphraseError)."""
+        await self._store.run(lambda s: s.change_passphrase(old, new))
 
     def _require(self) -> Session:
         if self._closed:
@@ -339,6 +372,8 @@ class MessengerClient:
                 await self._pool.replenish()
                 failures = 0
                 timeout = _REPLENISH_INTERVAL
+            except DeviceReplacedError:
+                return  # a restored copy took this device over: nothing to keep up
             except ClientError as exc:
                 _log.info("KeyPackage replenishment failed: %s", exc)
                 timeout = self._backoff.delay(failures)
@@ -397,8 +432,10 @@ class MessengerClient:
 
     async def sync(self) -> None:
         """Fetch and process everything waiting on the server, now."""
-        self._require()
+        session = self._require()
         assert self._pipeline is not None
+        # A restored copy takes the device over before it reads the queue.
+        await prepare_device(session)
         await self._pipeline.catch_up()
 
     async def flush(self, timeout: float | None = None) -> None:
@@ -681,9 +718,9 @@ class MessengerClient:
         me, now = self._require().account.account_id, self._require().now_ms()
         self._events.publish(*await self._store.run(lambda s: with_views(s, events, me, now=now)))
 
-    def _wake(self) -> None:
+    def _wake(self, group_id: bytes | None = None) -> None:
         if self._sender is not None:
-            self._sender.wake()
+            self._sender.wake(group_id)
 
     async def create_conversation(self, account_id: str) -> Conversation:
         """The one-to-one conversation with ``account_id`` (made if there is none)."""
@@ -754,8 +791,14 @@ class MessengerClient:
             )
             return result
 
-        result = await self._store.transaction(write)
-        self._wake()
+        # Nothing encrypted or sent yet: a message need not wait for the disk (see
+        # local_transaction); a commit's intent may hold KeyPackages claimed from the
+        # server, which a power cut must not lose.
+        if kind is OutboxKind.COMMIT:
+            result = await self._store.transaction(write)
+        else:
+            result = await self._store.local_transaction(write)
+        self._wake(conversation.group_id)
         return result
 
     async def add_members(self, conversation_id: int, account_ids: Sequence[str]) -> None:
@@ -829,37 +872,69 @@ class MessengerClient:
             local=None if local is None else (lambda s: local(s, uid, now)),
         )
 
-    def _add_own(
-        self, conversation_id: int, text: str, kind: MessageKind, reply_to: bytes | None
-    ) -> Callable[[Store, bytes, int], Message]:
-        me = self._require().account
+    async def _send_new(
+        self, conversation_id: int, body: Text | Reply, kind: MessageKind, reply_to: bytes | None
+    ) -> Message:
+        """Store a new own message and queue it, in one transaction that also
+        checks the conversation and builds the event's views (one store round trip)."""
+        session = self._require()
+        me = session.account
+        uid, now = session.new_uid(), session.now_ms()
+        data = encode_content(Content(uid, now, body))
 
-        def add(s: Store, uid: bytes, now: int) -> Message:
-            return s.messages.add(
+        def write(s: Store) -> tuple[Message, list[Event], bytes]:
+            conversation = s.conversations.get(conversation_id)
+            if conversation is None:
+                raise ConversationNotFoundError(f"no conversation {conversation_id}")
+            if conversation.left_at is not None:
+                raise ConversationLeftError(f"conversation {conversation_id} was left")
+            peer = conversation.peer_account_id
+            if peer is not None and s.contacts.is_blocked(peer):
+                raise NotAllowedError(
+                    "a blocked contact", user_message="Unblock this contact first."
+                )
+            message = s.messages.add(
                 conversation_id,
                 uid=uid,
                 sender_account_id=me.account_id,
                 sender_client_id=me.client_id,
                 outgoing=True,
-                body=text,
+                body=body.body,
                 sent_at=now,
                 received_at=now,
                 kind=kind,
                 reply_to_uid=reply_to,
             )
+            s.outbox.enqueue(
+                OutboxKind.MESSAGE,
+                b"",
+                now=now,
+                group_id=conversation.group_id,
+                message_id=message.id,
+                content=data,
+            )
+            # The views of a new own message are known without reading it back.
+            reply_target = (
+                None if reply_to is None else s.messages.by_uid(conversation_id, reply_to)
+            )
+            view = MessageView(message, "You", (), reply_target)
+            # As messages.add left it: its activity time moved on; not blocked (checked).
+            after = dataclasses.replace(
+                conversation, last_activity_at=max(conversation.last_activity_at, now)
+            )
+            chat = conversation_view(s, after, me.account_id, now=now, blocked=False)
+            event = MessageReceived(conversation_id, message.id, view=view, conversation=chat)
+            return message, [event], conversation.group_id
 
-        return add
+        # Nothing encrypted or sent yet: no need to wait for the disk (see local_transaction).
+        message, events, group_id = await self._store.local_transaction(write)
+        self._wake(group_id)
+        self._events.publish(*events)
+        return message
 
     async def send_text(self, conversation_id: int, text: str) -> Message:
         """Send a text message; it is stored at once as ``pending``."""
-        message = await self._send(
-            conversation_id,
-            Text(text),
-            self._add_own(conversation_id, text, MessageKind.TEXT, None),
-        )
-        assert message is not None
-        await self._publish(MessageReceived(conversation_id, message.id))
-        return message
+        return await self._send_new(conversation_id, Text(text), MessageKind.TEXT, None)
 
     async def _message(self, conversation_id: int, message_id: int) -> Message:
         found = await self._store.run(lambda s: s.messages.get(message_id))
@@ -872,14 +947,9 @@ class MessengerClient:
         target = await self._message(conversation_id, message_id)
         if target.kind is MessageKind.SYSTEM:
             raise NotAllowedError("reply to a system note")
-        message = await self._send(
-            conversation_id,
-            Reply(target.uid, text),
-            self._add_own(conversation_id, text, MessageKind.REPLY, target.uid),
+        return await self._send_new(
+            conversation_id, Reply(target.uid, text), MessageKind.REPLY, target.uid
         )
-        assert message is not None
-        await self._publish(MessageReceived(conversation_id, message.id))
-        return message
 
     async def _own_message(self, conversation_id: int, message_id: int) -> Message:
         target = await self._message(conversation_id, message_id)

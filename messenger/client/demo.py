@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -122,6 +124,20 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
+def _die_with_parent() -> None:
+    """In the server child (Linux): get SIGTERM when the app that started it dies.
+
+    Without it a crashed or killed app leaves its server running, holding
+    the SQLite database, and the next start fails. ``PR_SET_PDEATHSIG``
+    survives the ``exec`` of the server.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+_PR_SET_PDEATHSIG: Final = 1
+
+
 @contextlib.asynccontextmanager
 async def start_local_server(
     data_dir: Path, *, port: int = 0, pow_difficulty: int = 16, log_level: str = "WARNING"
@@ -145,7 +161,10 @@ async def start_local_server(
         }
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "messenger.server"], env=env, stdin=subprocess.DEVNULL
+        [sys.executable, "-m", "messenger.server"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -49,6 +49,9 @@ developers; it never holds a key, a passphrase or message content.
 * :class:`ContentError` -- :class:`ContentDecodeError` (a peer sent bytes that
   are not message content), :class:`MessageTooLongError`.
 * :class:`ClientClosedError` -- the client was closed.
+* :class:`DeviceReplacedError` -- a copy of this profile restored from a
+  backup took the account over on the server; this copy may no longer sync
+  (not a :class:`NetworkError`: retrying cannot help).
 
 Any other exception escaping ``messenger.client`` is a bug.
 """
@@ -75,6 +78,7 @@ __all__ = [
     "ConversationError",
     "ConversationLeftError",
     "ConversationNotFoundError",
+    "DeviceReplacedError",
     "DiskFullError",
     "DuplicateMessageError",
     "ForeignServerError",
@@ -505,3 +509,16 @@ class MessageTooLongError(ContentError):
 
 class ClientClosedError(ClientError):
     default_user_message = "The messenger was closed."
+
+
+class DeviceReplacedError(ClientError):
+    """This copy of the profile was replaced: a restored backup took the account over.
+
+    The server answers ``device_replaced`` to every request of this copy.
+    Stop syncing and sending; keep what is queued (it belongs to the user)
+    and tell the user.
+    """
+
+    default_user_message = (
+        "This account was restored on another computer. This copy no longer receives messages."
+    )

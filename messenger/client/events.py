@@ -54,6 +54,9 @@ class ConnectionState(enum.StrEnum):
     """Catching up and opening the push socket."""
     ONLINE = "online"
     """Caught up; new messages arrive as they are stored."""
+    REPLACED = "replaced"
+    """Stopped for good: a copy restored from a backup took the account over
+    (:class:`~messenger.client.errors.DeviceReplacedError`); no reconnecting."""
 
 
 @dataclass(frozen=True, slots=True)

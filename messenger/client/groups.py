@@ -77,6 +77,7 @@ __all__ = [
     "MLSWorker",
     "WelcomeHeader",
     "group_extensions",
+    "group_member",
     "group_members",
     "key_package_member",
     "member_at",
@@ -177,7 +178,8 @@ class GroupMember:
         return MemberIdentity(self.account_id, self.client_id, self.signature_key)
 
 
-def _member(member: Member) -> GroupMember | None:
+def group_member(member: Member) -> GroupMember | None:
+    """A member as the messenger knows it (None if its credential is not a messenger one)."""
     who = member_identity(member.credential)
     if who is None:
         return None
@@ -188,14 +190,14 @@ def _member(member: Member) -> GroupMember | None:
 
 def group_members(group: Group) -> list[GroupMember]:
     """The members of the group's current epoch, by leaf index."""
-    found = (_member(member) for member in group.members())
+    found = (group_member(member) for member in group.members())
     return [member for member in found if member is not None]
 
 
 def member_at(group: Group, leaf_index: int) -> GroupMember | None:
     """The member at ``leaf_index`` in the group's current epoch (None if blank or foreign)."""
     member = group.member(leaf_index)
-    return None if member is None else _member(member)
+    return None if member is None else group_member(member)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +230,7 @@ def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader:
 def key_package_member(data: bytes) -> tuple[KeyPackage, GroupMember]:
     """A claimed KeyPackage and the member it would add; InvalidMessageError if unusable."""
     key_package = MLSMessage.from_bytes(data).key_package
-    member = _member(Member.from_leaf(-1, key_package.leaf_node))
+    member = group_member(Member.from_leaf(-1, key_package.leaf_node))
     if member is None or member.queue_id is None:
         raise InvalidMessageError("the KeyPackage has no messenger credential or queue")
     return key_package, member

@@ -193,8 +193,12 @@ def conversation_view(
     now: int | None = None,
     unread: int | None = None,
     prefs: Preferences | None = None,
+    blocked: bool | None = None,
 ) -> ConversationView:
-    """The view of ``conversation``; ``now`` (Unix ms) ends a timed mute."""
+    """The view of ``conversation``; ``now`` (Unix ms) ends a timed mute.
+
+    ``unread``, ``prefs`` and ``blocked``: already known to the caller (None: read).
+    """
     members = tuple(
         MemberView(x.account_id, display_name(s, x.account_id, me), x.account_id == me)
         for x in s.conversations.members(conversation.id)
@@ -215,7 +219,7 @@ def conversation_view(
         muted=conversation.muted if now is None else conversation.muted_at(now),
         blocked=conversation.kind is ConversationKind.DIRECT
         and peer is not None
-        and s.contacts.is_blocked(peer),
+        and (s.contacts.is_blocked(peer) if blocked is None else blocked),
         read_receipts=(
             conversation.read_receipts
             if conversation.read_receipts is not None
@@ -287,10 +291,13 @@ def message_views(s: Store, page: Sequence[Message], me: str) -> list[MessageVie
         reply_to = None
         if message.reply_to_uid is not None:
             reply_to = s.messages.by_uid(message.conversation_id, message.reply_to_uid)
+        sender = message.sender_account_id
+        if sender not in names:
+            names[sender] = display_name(s, sender, me)
         views.append(
             MessageView(
                 message=message,
-                sender_name=display_name(s, message.sender_account_id, me),
+                sender_name=names[sender],
                 reactions=tuple(
                     ReactionSummary(emoji, len(accounts), me in accounts)
                     for emoji, accounts in summary.items()
@@ -315,7 +322,7 @@ def with_views(
     """
     wanted = MessageReceived | MessageUpdated | MessageStatusChanged
     ids = sorted({e.message_id for e in events if isinstance(e, wanted) and e.view is None})
-    page = [m for m in (s.messages.get(i) for i in ids) if m is not None]
+    page = s.messages.get_many(ids)
     views = {v.id: v for v in message_views(s, page, me)}
     conversations: dict[int, ConversationView | None] = {}
     prefs: Preferences | None = None

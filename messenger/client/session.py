@@ -1,14 +1,17 @@
 """What the parts of a running client share: store, transport, account, groups.
 
-One :class:`Session` per open profile with an account. Each group has a
-lock (:meth:`Session.group_lock`) that serialises every use and change of
-its MLS state -- the inbound pipeline, the outbox sender and the facade's
-operations -- so that a group is never staged from two places at once
-(stage, persist, merge: architecture guide, convention 4). Locks are per
-group, so a change in one conversation (a commit waiting for the server's
-answer) never holds up another conversation. The MLS work itself runs in
-the :class:`~.groups.MLSWorker` thread (:meth:`Session.mls`), off the event
-loop. The clock and the randomness are injected, as in the MLS core.
+One :class:`Session` per open profile with an account. Its
+:class:`~.epochs.GroupEpochs` (:attr:`Session.epochs`) owns the groups:
+the cache, one lock per group (:meth:`Session.group_lock`) that serialises
+every use and change of its MLS state -- the inbound pipeline, the outbox
+sender and the facade's operations -- and every change of epoch (stage,
+persist, merge: architecture guide, convention 4). Locks are per group and
+never held across a network call. The MLS work itself runs in the
+:class:`~.groups.MLSWorker` thread (:meth:`Session.mls`), off the event
+loop. :meth:`Session.outbox_queued` tells the outbox sender that something
+was queued (the inbound pipeline queues commits and profile messages)
+without either knowing the other. The clock and the randomness are
+injected, as in the MLS core.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from messenger.mls.ciphersuite import RandomSource
 
@@ -26,6 +29,9 @@ from .groups import GroupCache
 from .identity import Account
 from .net.http import Transport
 from .store.async_store import AsyncStore
+
+if TYPE_CHECKING:
+    from .epochs import GroupEpochs
 
 __all__ = ["Session"]
 
@@ -42,14 +48,33 @@ class Session:
     events: EventBus
     clock: Callable[[], float]
     random: RandomSource
-    _group_locks: dict[bytes, asyncio.Lock] = field(default_factory=dict, repr=False)
+    outbox_signal: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set when something was queued for the outbox sender (it clears it)."""
+    outbox_hints: set[bytes] | None = field(default_factory=set, repr=False)
+    """The groups that had items queued since the sender last looked (None: any)."""
+    _epochs: GroupEpochs | None = field(default=None, repr=False)
+
+    @property
+    def epochs(self) -> GroupEpochs:
+        """The owner of the groups' transitions (made on first use)."""
+        if self._epochs is None:
+            # Imported here: epochs uses sync.effects, whose package imports this module.
+            from .epochs import GroupEpochs
+
+            self._epochs = GroupEpochs(self)
+        return self._epochs
 
     def group_lock(self, group_id: bytes) -> asyncio.Lock:
         """The lock of a group's MLS state (made on first use; kept while the session lives)."""
-        lock = self._group_locks.get(group_id)
-        if lock is None:
-            lock = self._group_locks[group_id] = asyncio.Lock()
-        return lock
+        return self.epochs.lock(group_id)
+
+    def outbox_queued(self, group_id: bytes | None = None) -> None:
+        """Wake the outbox sender: an item was queued (for ``group_id``) or became due."""
+        if group_id is None:
+            self.outbox_hints = None
+        elif self.outbox_hints is not None:
+            self.outbox_hints.add(group_id)
+        self.outbox_signal.set()
 
     async def mls(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """Run MLS work off the event loop, in the client's MLS thread."""

@@ -1769,13 +1769,21 @@ class Group:
             False,
         )
 
-    def merge(self, staged: StagedCommit) -> None:
+    def merge(self, staged: StagedCommit, *, persisted: bool = False) -> None:
         """Make ``staged`` the current state (RFC 9420 §12.4.2, §14).
 
         It must have been staged from this group in its current epoch
         (:class:`UsageError` otherwise). Afterwards the previous epoch's keys
         are kept for late application messages, within the configured window.
+
+        ``persisted``: the caller has saved :meth:`checkpoint` ``(staged)``
+        (stage, persist, merge), so the next :meth:`checkpoint` holds only
+        what changes from now on, not the whole state again.
         """
         self._s = self._merged_state(staged)
         self._pending_commit = None
         self._rebuild_framing()
+        if persisted:
+            s = self._s
+            s.clear_changes()
+            self._persisted = (s, s.proposals, len(s.proposals))

@@ -13,7 +13,10 @@ happens, in this order, each failure a 401 that changes nothing:
 4. the nonce has not been used by this client within the window
    (``auth_replayed``). Nonces are stored in the database, so replay
    protection holds across restarts and across server processes; they are
-   purged once their timestamp has left the window.
+   purged once their timestamp has left the window;
+5. if a restored copy took the client over, the request carries that
+   copy's device token (``device_replaced``, :mod:`.devices`), checked in
+   the transaction that stores the nonce (a refused request stores none).
 
 What is stored of a request (docs/threat-model.md): only
 :func:`nonce_digest`, an HMAC of (client ID, nonce) under a key derived from
@@ -57,6 +60,7 @@ from messenger.api.signing import (
     canonical_request,
 )
 
+from .devices import check_device, presented_token
 from .metrics import Metrics
 from .storage import Database, Tx
 
@@ -145,8 +149,13 @@ class RequestAuthenticator:
         target: str,
         headers: Mapping[str, str],
         body: bytes,
+        *,
+        check_device_token: bool = True,
     ) -> Principal:
-        """The principal of a signed request; :class:`ApiError` (401) otherwise."""
+        """The principal of a signed request; :class:`ApiError` (401) otherwise.
+
+        ``check_device_token=False`` only for the takeover route, which sets it.
+        """
         client_id = headers.get(HEADER_CLIENT)
         raw_ts = headers.get(HEADER_TIMESTAMP)
         nonce = headers.get(HEADER_NONCE)
@@ -180,8 +189,11 @@ class RequestAuthenticator:
             raise self._fail(ErrorCode.AUTH_INVALID, "bad signature") from None
         digest = nonce_digest(self._nonce_key, client_id, nonce_bytes)
         expires_at = nonce_expiry(now_ms, self._window_ms)
+        device_token = presented_token(headers)
 
         async def remember(tx: Tx) -> bool:
+            if check_device_token:
+                await check_device(tx, client_id, device_token)
             if tx.dialect == "postgresql":
                 # Safe: any later durable commit flushes this one too (one WAL).
                 await tx.execute("SET LOCAL synchronous_commit TO OFF")
@@ -193,7 +205,12 @@ class RequestAuthenticator:
             )
             return inserted == 1
 
-        if not await self._db.transaction(remember):
+        try:
+            fresh = await self._db.transaction(remember)
+        except ApiError as exc:
+            self._metrics.auth_failures.labels(code=str(exc.code)).inc()
+            raise
+        if not fresh:
             raise self._fail(ErrorCode.AUTH_REPLAYED, "this request was already received")
         return principal
 

@@ -89,6 +89,7 @@ from .logs import log_event
 from .metrics import Metrics
 from .mls_frames import (
     FrameKind,
+    GroupMessageHeader,
     parse_group_info,
     parse_group_message,
     verify_external_commit,
@@ -231,6 +232,9 @@ class SenderBudgets:
     ) -> None:
         self._max_messages = float(messages_per_minute)
         self._max_bytes = float(bytes_per_minute)
+        #: A minute's worth: the most one :meth:`take` can get from a full bucket.
+        self.max_messages = self._max_messages
+        self.max_bytes = self._max_bytes
         self._clock = clock
         self._buckets: dict[tuple[str, str], _Budget] = {}
         self._prune_at = self._PRUNE_AT
@@ -352,15 +356,31 @@ class DeliveryService:
         *,
         may_exceed: Collection[str] = (),
     ) -> list[Delivery]:
-        """Store ``data`` once and append it to every queue in ``queue_ids``.
+        """Store ``data`` once and append it to every queue in ``queue_ids``."""
+        return await self._enqueue_many(tx, queue_ids, (data,), now_ms, may_exceed=may_exceed)
 
-        ``queue_full`` if a queue already holds ``max_queue_length`` entries
-        (unless it is in ``may_exceed``): nothing is evicted to make room.
-        A queue's entries are the consecutive range from its oldest entry to
-        ``next_seq - 1`` (acks and retention remove the oldest first).
+    async def _enqueue_many(
+        self,
+        tx: Tx,
+        queue_ids: Sequence[str],
+        messages: Sequence[bytes],
+        now_ms: int,
+        *,
+        may_exceed: Collection[str] = (),
+    ) -> list[Delivery]:
+        """Store each of ``messages`` once and append them, in order, to every queue.
+
+        ``queue_full`` if a queue would hold more than ``max_queue_length``
+        entries (unless it is in ``may_exceed``): nothing is evicted to make
+        room, and a queue short of room for all of ``messages`` refuses them
+        all. A queue's entries are the consecutive range from its oldest
+        entry to ``next_seq - 1`` (acks and retention remove the oldest first).
+        The deliveries come message by message, so each queue's are in
+        sequence order.
         """
-        if not queue_ids:
+        if not queue_ids or not messages:
             return []
+        count = len(messages)
         ordered = sorted(queue_ids)
         seqs: dict[str, int] = {}
         for chunk in _chunks(ordered):
@@ -372,15 +392,13 @@ class DeliveryService:
             )
             for queue_id, next_seq, oldest in rows:
                 seqs[str(queue_id)] = int(next_seq)
-                if (
-                    oldest is not None
-                    and int(next_seq) - int(oldest) >= self._max_queue_length
-                    and str(queue_id) not in may_exceed
-                ):
+                held = 0 if oldest is None else int(next_seq) - int(oldest)
+                if held + count > self._max_queue_length and str(queue_id) not in may_exceed:
                     raise _queue_full()
             await tx.execute(
-                f"UPDATE queues SET next_seq = next_seq + 1 WHERE queue_id IN "  # noqa: S608
+                f"UPDATE queues SET next_seq = next_seq + ? WHERE queue_id IN "  # noqa: S608
                 f"({_placeholders(len(chunk))})",
+                count,
                 *chunk,
             )
         missing = [q for q in ordered if q not in seqs]
@@ -388,18 +406,26 @@ class DeliveryService:
             raise ApiError(
                 ErrorCode.UNKNOWN_QUEUE, "a recipient queue does not exist", {"queue": missing[0]}
             )
-        row = await tx.fetchone("INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data)
-        assert row is not None
-        payload_id = int(row[0])
         # Only retention reads it: the hour, not the time of the send.
         created_at = _round_down(now_ms, _CREATED_AT_BUCKET_MS, self._retention_ms)
+        entries: list[tuple[str, int, int, int]] = []
+        deliveries: list[Delivery] = []
+        for offset, data in enumerate(messages):
+            row = await tx.fetchone(
+                "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data
+            )
+            assert row is not None
+            payload_id = int(row[0])
+            for q in ordered:
+                entries.append((q, seqs[q] + offset, payload_id, created_at))
+                deliveries.append(Delivery(q, seqs[q] + offset, data))
         await tx.executemany(
             "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) VALUES (?, ?, ?, ?)",
-            [(q, seqs[q], payload_id, created_at) for q in ordered],
+            entries,
         )
         for payload in notification_payloads(self._hub.origin, ordered):
             await tx.notify(CHANNEL, payload)
-        return [Delivery(q, seqs[q], data) for q in ordered]
+        return deliveries
 
     @staticmethod
     async def _answered(tx: Tx, key_hash: bytes | None) -> tuple[int, int] | None:
@@ -681,6 +707,18 @@ class DeliveryService:
                 "the external commit's leaf does not carry this client's key and credential",
             )
 
+    @staticmethod
+    def _send_header(message: bytes, group_id: bytes) -> GroupMessageHeader:
+        """The framing header of a message for the send routes (no commits, this group)."""
+        header = parse_group_message(message)
+        if header.kind is FrameKind.COMMIT:
+            raise ApiError(
+                ErrorCode.WRONG_MESSAGE_TYPE, "commits go to the commits route, not messages"
+            )
+        if header.group_id != group_id:
+            raise ApiError(ErrorCode.GROUP_MISMATCH, "the message is for another group")
+        return header
+
     async def send(self, principal: Principal, group_id: bytes, req: SendRequest) -> SendResponse:
         """Fan an application message or proposal out to every member's queue.
 
@@ -688,22 +726,36 @@ class DeliveryService:
         refused whole if a recipient's queue is full or the sender's budget
         towards a recipient is spent.
         """
-        header = parse_group_message(req.message)
-        if header.kind is FrameKind.COMMIT:
-            raise ApiError(
-                ErrorCode.WRONG_MESSAGE_TYPE, "commits go to the commits route, not messages"
-            )
-        if header.group_id != group_id:
-            raise ApiError(ErrorCode.GROUP_MISMATCH, "the message is for another group")
+        (response,) = await self.send_batch(principal, group_id, (req,))
+        return response
+
+    async def send_batch(
+        self, principal: Principal, group_id: bytes, items: Sequence[SendRequest]
+    ) -> list[SendResponse]:
+        """:meth:`send` for each of ``items``, in order, in one transaction: all or none.
+
+        Every rule of a single send holds for each item: the framing checks
+        (``wrong_message_type``, ``group_mismatch``, ``invalid_message``), the
+        members-only rule (a non-member gets ``unknown_group`` before anything
+        else about the group is looked at), the epoch (``stale_epoch``),
+        each recipient queue's room (``queue_full``: room for every new
+        message) and the sender's budget, counted per message. An item whose
+        idempotency key was already answered gets that answer again and is
+        not stored (nor counted); the others are stored in order. If any
+        check fails, nothing is stored and no budget is spent.
+        """
+        headers = [self._send_header(item.message, group_id) for item in items]
+        self._check_batch_budget(items)
         now = self._now_ms()
-        key_hash = (
+        key_hashes = [
             None
-            if req.idempotency_key is None
-            else _idempotency_hash(principal.client_id, req.idempotency_key)
-        )
+            if item.idempotency_key is None
+            else _idempotency_hash(principal.client_id, item.idempotency_key)
+            for item in items
+        ]
         taken: Reservation | None = None
 
-        async def op(tx: Tx) -> tuple[list[Delivery], SendResponse | None]:
+        async def op(tx: Tx) -> tuple[list[Delivery], list[SendResponse | None], int]:
             nonlocal taken
             if taken is not None:  # a retried transaction (PostgreSQL conflict)
                 self.budgets.refund(taken)
@@ -712,32 +764,66 @@ class DeliveryService:
             members = await self._members(tx, group_id)
             if principal.queue_id not in members:
                 raise _unknown_group()
-            answered = await self._answered(tx, key_hash)
-            if answered is not None:
-                return [], SendResponse(*answered)
-            if header.epoch != current:
-                raise _stale(current)
-            size = len(req.message)
+            answers: list[SendResponse | None] = []
+            for header, key_hash in zip(headers, key_hashes, strict=True):
+                answered = await self._answered(tx, key_hash)
+                if answered is None and header.epoch != current:
+                    raise _stale(current)
+                answers.append(None if answered is None else SendResponse(*answered))
+            new = [item.message for item, a in zip(items, answers, strict=True) if a is None]
+            recipients = len(members)
+            if not new:
+                return [], answers, recipients
+            size = sum(len(message) for message in new)
             taken = self.budgets.take(
-                principal.client_id, {q: (1, size) for q in members if q != principal.queue_id}
+                principal.client_id,
+                {q: (len(new), size) for q in members if q != principal.queue_id},
             )
-            deliveries = await self._enqueue(tx, members, req.message, now)
-            await self._remember(tx, key_hash, header.epoch, len(deliveries), now)
-            return deliveries, None
+            deliveries = await self._enqueue_many(tx, members, new, now)
+            for key_hash, answer in zip(key_hashes, answers, strict=True):
+                if answer is None:
+                    await self._remember(tx, key_hash, current, recipients, now)
+            return deliveries, answers, recipients
 
         try:
-            deliveries, repeated = await self._db.transaction(op)
+            deliveries, answers, recipients = await self._db.transaction(op)
         except BaseException as exc:
             if taken is not None:
                 self.budgets.refund(taken)
             if isinstance(exc, ApiError):
                 self._count_refusal(exc)
             raise
-        if repeated is not None:
-            return repeated
-        self._metrics.messages.labels(kind=header.kind.value).inc()
+        results: list[SendResponse] = []
+        for header, answer in zip(headers, answers, strict=True):
+            if answer is not None:
+                results.append(answer)
+            else:
+                self._metrics.messages.labels(kind=header.kind.value).inc()
+                results.append(SendResponse(header.epoch, recipients))
         self._published(deliveries)
-        return SendResponse(header.epoch, len(deliveries))
+        return results
+
+    def _check_batch_budget(self, items: Sequence[SendRequest]) -> None:
+        """``limit_exceeded`` for a batch that no full budget could take: split it.
+
+        A single message larger than the byte budget still goes with a full
+        bucket (:class:`SenderBudgets`); a batch may not use that to pass
+        more than a minute's worth of messages or bytes at once.
+        """
+        if len(items) <= 1:
+            return
+        if len(items) > self.budgets.max_messages or (
+            sum(len(item.message) for item in items) > self.budgets.max_bytes
+        ):
+            raise ApiError(
+                ErrorCode.LIMIT_EXCEEDED,
+                "the batch holds more than a minute's budget towards a recipient; "
+                "send it in smaller batches",
+                {
+                    "max_items": int(self.budgets.max_messages),
+                    "max_bytes": int(self.budgets.max_bytes),
+                },
+            )
 
     async def group_info(self, principal: Principal, group_id: bytes) -> GroupInfoResponse:
         """The stored GroupInfo, for a member that rejoins externally.

@@ -119,6 +119,11 @@ class Hub:
             for sub in self._subs.get(d.queue_id, ()):
                 sub._deliver(d.seq, d.data)
 
+    def wake_queue(self, queue_id: str) -> None:
+        """Make the subscribers of one queue re-read it."""
+        for sub in self._subs.get(queue_id, ()):
+            sub._wake()
+
     def wake_all(self) -> None:
         """Make every subscriber re-read its queue."""
         for subs in self._subs.values():

@@ -54,8 +54,8 @@ class RateLimiter:
         """``count`` requests an hour, all of which may come at once."""
         return cls(name, count / 3600.0, float(count), clock)
 
-    def hit(self, key: str) -> None:
-        """Take a token for ``key``; :class:`ApiError` (429) when there is none."""
+    def hit(self, key: str, cost: float = 1.0) -> None:
+        """Take ``cost`` tokens for ``key``, or none: :class:`ApiError` (429) when short."""
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -66,14 +66,14 @@ class RateLimiter:
             elapsed = max(0.0, now - bucket.updated)
             bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.per_second)
             bucket.updated = now
-        if bucket.tokens < 1.0:
-            wait = math.ceil((1.0 - bucket.tokens) / self.per_second)
+        if bucket.tokens < cost:
+            wait = math.ceil((cost - bucket.tokens) / self.per_second)
             raise ApiError(
                 ErrorCode.RATE_LIMITED,
                 f"too many requests ({self.name}); retry later",
                 {"retry_after": wait},
             )
-        bucket.tokens -= 1.0
+        bucket.tokens -= cost
 
     def _prune(self, now: float) -> None:
         full = [

@@ -30,6 +30,7 @@ from messenger.api.routes import Route
 from messenger.api.signing import canonical_target
 
 from .authentication import Principal
+from .devices import device_replaced
 from .logs import log_event
 from .metrics import CONTENT_TYPE
 from .openapi import openapi_document
@@ -168,7 +169,11 @@ def endpoint(route: Route, handler: Handler) -> StarletteRoute:
         principal = None
         if route.signed:
             principal = await state.auth.authenticate(
-                request.method, request_target(request), request.headers, body
+                request.method,
+                request_target(request),
+                request.headers,
+                body,
+                check_device_token=route.path != r.CLIENT_TAKEOVER,
             )
             try:
                 state.account_limiter.hit(principal.account_id)
@@ -230,6 +235,11 @@ async def add_client(call: Call) -> m.Model:
     return await call.state.registration.add_client(call.me, call.body)
 
 
+async def take_over(call: Call) -> m.Model:
+    await call.state.devices.take_over(call.me, call.body.device_token)
+    return m.Empty()
+
+
 def _lookup_limit(call: Call) -> None:
     """Handle lookups and handle changes: per account and per address (handles.py)."""
     state = call.state
@@ -289,6 +299,10 @@ async def fetch(call: Call) -> m.Model:
     limit = _query_int(call, "limit", 100)
     wait = _query_int(call, "wait", 0)
     messages, more = await call.state.delivery.fetch_wait(call.me.queue_id, after, limit, wait)
+    # A long poll outlives its authentication: the client may have been taken
+    # over meanwhile (devices.py), and then these messages are not this copy's.
+    if wait and not await call.state.devices.is_current(call.me.client_id, call.request.headers):
+        raise device_replaced()
     return m.FetchResponse(tuple(messages), more)
 
 
@@ -307,6 +321,27 @@ async def commit(call: Call) -> m.Model:
 
 async def send(call: Call) -> m.Model:
     return await call.state.delivery.send(call.me, call.group_id(), call.body)
+
+
+async def send_batch(call: Call) -> m.Model:
+    group_id = call.group_id()
+    items: tuple[m.SendRequest, ...] = call.body.messages
+    # The address's and the account's request budgets count each message, as
+    # if sent one by one (the request itself took one token of each already).
+    if len(items) > 1:
+        state = call.state
+        try:
+            state.ip_limiter.hit(client_address(call.request, state), len(items) - 1)
+        except ApiError:
+            state.metrics.rate_limited.labels(limit="address").inc()
+            raise
+        try:
+            state.account_limiter.hit(call.me.account_id, len(items) - 1)
+        except ApiError:
+            state.metrics.rate_limited.labels(limit="account").inc()
+            raise
+    results = await call.state.delivery.send_batch(call.me, group_id, items)
+    return m.SendBatchResponse(tuple(results))
 
 
 async def get_group_info(call: Call) -> m.Model:
@@ -332,6 +367,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", r.REGISTER_CHALLENGE): register_challenge,
     ("POST", r.REGISTER): register,
     ("POST", r.CLIENTS): add_client,
+    ("POST", r.CLIENT_TAKEOVER): take_over,
     ("PUT", r.HANDLE): set_handle,
     ("DELETE", r.HANDLE): remove_handle,
     ("POST", r.HANDLE_LOOKUP): lookup_handle,
@@ -343,6 +379,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", r.GROUPS): create_group,
     ("POST", r.GROUP_COMMITS): commit,
     ("POST", r.GROUP_MESSAGES): send,
+    ("POST", r.GROUP_MESSAGES_BATCH): send_batch,
     ("GET", r.GROUP_INFO): get_group_info,
     ("PUT", r.GROUP_INFO): put_group_info,
 }

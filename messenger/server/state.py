@@ -11,6 +11,7 @@ from collections.abc import Callable
 from .authentication import RequestAuthenticator
 from .config import ServerConfig
 from .delivery import DeliveryService
+from .devices import DEVICE_CHANNEL, Devices
 from .handles import Handles
 from .key_packages import ClaimEvidence, KeyPackages
 from .logs import log_event
@@ -88,6 +89,7 @@ class ServerState:
             sender_messages_per_minute=config.sender_messages_per_queue_per_minute,
             sender_bytes_per_minute=config.sender_bytes_per_queue_per_minute,
         )
+        self.devices = Devices(self.db, self.hub)
         self.ip_limiter = RateLimiter.per_minute("address", config.ip_requests_per_minute, clock)
         self.account_limiter = RateLimiter.per_minute(
             "account", config.account_requests_per_minute, clock
@@ -105,6 +107,7 @@ class ServerState:
         try:
             version = await migrate(self.db, int(self.clock() * 1000))
             await self.db.listen(CHANNEL, self.hub.on_notification)
+            await self.db.listen(DEVICE_CHANNEL, self.devices.on_notification)
         except BaseException:
             await self.db.close()
             raise

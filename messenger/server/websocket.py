@@ -53,11 +53,23 @@ class _Connection:
         self.state = state
         self.queue_id = principal.queue_id
         self._send_lock = asyncio.Lock()
+        self._closed = False
 
     async def send(self, payload: bytes | str) -> None:
         text = payload if isinstance(payload, str) else payload.decode()
         async with self._send_lock:
+            if self._closed:
+                raise WebSocketDisconnect(1008, str(ErrorCode.DEVICE_REPLACED))
             await self.ws.send_text(text)
+
+    async def replaced(self) -> None:
+        """Close the socket: a restored copy took the client over (devices.py)."""
+        async with self._send_lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=1008, reason=str(ErrorCode.DEVICE_REPLACED))
 
     async def push(self, messages: list[QueueMessage]) -> None:
         for i in range(0, len(messages), _BATCH):
@@ -137,11 +149,32 @@ async def queue_socket(ws: WebSocket) -> None:
     except ApiError as exc:
         if exc.code is ErrorCode.RATE_LIMITED:
             state.metrics.rate_limited.labels(limit="websocket").inc()
+        if exc.code is ErrorCode.DEVICE_REPLACED:
+            # Closed with the code, not denied: a client cannot read the body of a
+            # denied handshake (httpx-ws), and this one must know why.
+            await ws.accept()
+            await ws.close(code=1008, reason=str(exc.code))
+            return
         await _deny(ws, exc)
         return
     await ws.accept()
     state.metrics.websockets.inc()
     conn = _Connection(ws, state, principal)
+    try:
+        with state.devices.socket(principal.client_id, ws.headers, conn.replaced):
+            # Registered first, checked second: a takeover that committed after
+            # the authentication is seen here, one that commits later closes it.
+            if not await state.devices.is_current(principal.client_id, ws.headers):
+                await conn.replaced()
+                return
+            await _serve(conn, after)
+    finally:
+        state.metrics.websockets.dec()
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+
+async def _serve(conn: _Connection, after: int) -> None:
     pusher = asyncio.create_task(conn.pusher(after), name="ws-pusher")
     reader = asyncio.create_task(conn.reader(), name="ws-reader")
     try:
@@ -156,9 +189,6 @@ async def queue_socket(ws: WebSocket) -> None:
         for task in (pusher, reader):
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
                 await task
-        state.metrics.websockets.dec()
-        with contextlib.suppress(Exception):
-            await ws.close()
 
 
 def websocket_routes() -> list[WebSocketRoute]:

@@ -61,28 +61,43 @@ class Clock:
 
 @dataclass
 class StandIn:
-    """Answers ``POST /v1/groups/{id}/messages`` the way ``answers`` says, per group."""
+    """Answers ``POST /v1/groups/{id}/messages`` (and ``.../messages/batch``, all or
+    nothing) the way ``answers`` says, per group."""
 
     answers: dict[bytes, str] = field(default_factory=dict)
     sends: list[tuple[bytes, bytes]] = field(default_factory=list)
-    """(group ID, idempotency key) of each send, in order."""
+    """(group ID, idempotency key) of each message sent, in order."""
+    requests: list[tuple[bytes, int]] = field(default_factory=list)
+    """(group ID, messages in it) of each request, in order."""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         parts = request.url.path.split("/")
-        assert request.method == "POST" and parts[-1] == "messages", request.url
-        group_id = b64decode(parts[-2])
-        body = m.SendRequest.loads(request.content)
-        assert body.idempotency_key is not None
-        self.sends.append((group_id, body.idempotency_key))
+        assert request.method == "POST", request.url
+        if parts[-1] == "batch":
+            assert parts[-2] == "messages", request.url
+            group_id = b64decode(parts[-3])
+            items = m.SendBatchRequest.loads(request.content).messages
+        else:
+            assert parts[-1] == "messages", request.url
+            group_id = b64decode(parts[-2])
+            items = (m.SendRequest.loads(request.content),)
+        self.requests.append((group_id, len(items)))
+        for body in items:
+            assert body.idempotency_key is not None
+            self.sends.append((group_id, body.idempotency_key))
         answer = self.answers.get(group_id, "ok")
         if answer == "ok":
+            if parts[-1] == "batch":
+                results = tuple(m.SendResponse(0, 1) for _ in items)
+                return httpx.Response(200, content=m.SendBatchResponse(results).dumps())
             return httpx.Response(200, content=m.SendResponse(0, 1).dumps())
         code = {"down": ErrorCode.UNAVAILABLE, "gone": ErrorCode.NOT_A_MEMBER}[answer]
         error = ApiError(code, answer)
         return httpx.Response(error.status, content=json.dumps(error.to_json()).encode())
 
     def count(self, group_id: bytes) -> int:
-        return sum(1 for g, _ in self.sends if g == group_id)
+        """Requests to the group (a batch counts once)."""
+        return sum(1 for g, _ in self.requests if g == group_id)
 
 
 @dataclass
@@ -182,17 +197,21 @@ async def test_a_failing_conversation_backs_off_per_item_and_never_blocks_anothe
     second, second_key = await world.send(stuck, stuck_id, "second")
     hello, _ = await world.send(chat, chat_id, "hello")
 
-    # The stuck conversation's first item fails; the other conversation's goes out anyway.
+    # The stuck conversation's batch (both items, in order) fails; the other
+    # conversation's goes out anyway.
     assert not await world.sender.flush_once()
     assert world.server.count(stuck) == 1 and world.server.count(chat) == 1
+    assert [key for group, key in world.server.sends if group == stuck] == [first_key, second_key]
     assert await world.status(hello) is MessageStatus.SENT
     assert jitter_draws, "the backoff's jitter is drawn from secrets"
-    # The later item of the stuck conversation waited for the earlier one.
+    # The batch's head carries the failure; both stay queued, in order, built once.
     head = await world.bob.store.run(lambda s: s.outbox.head(stuck))
     assert head is not None and head.message_id == first and head.attempts == 1
     assert head.next_attempt_at == world.bob.now_ms() + 500
-    second_item = (await world.bob.store.run(lambda s: s.outbox.for_group(stuck)))[1]
-    assert second_item.message_id == second and not second_item.built
+    items = await world.bob.store.run(lambda s: s.outbox.for_group(stuck))
+    assert [i.message_id for i in items] == [first, second]
+    built = [(i.payload, i.epoch) for i in items]
+    assert all(i.built for i in items)
 
     # While it waits, the chat keeps going.
     again, _ = await world.send(chat, chat_id, "again")
@@ -212,6 +231,9 @@ async def test_a_failing_conversation_backs_off_per_item_and_never_blocks_anothe
     assert delays == [1000, 2000, 4000, 4000, 4000, 4000]
     assert head.attempts == 7 and world.server.count(stuck) == 7
     assert await world.status(first) is MessageStatus.PENDING
+    # Each retry sent the same requests again (same epoch): nothing was encrypted twice.
+    items = await world.bob.store.run(lambda s: s.outbox.for_group(stuck))
+    assert [(i.payload, i.epoch) for i in items] == built
 
     # The group works again: its two items go out, in order.
     world.server.answers[stuck] = "ok"

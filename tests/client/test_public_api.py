@@ -39,6 +39,7 @@ def test_client_exports() -> None:
             "ConversationNotFoundError",
             "ConversationUpdated",
             "ConversationView",
+            "DeviceReplacedError",
             "DiskFullError",
             "DuplicateMessageError",
             "Event",
@@ -113,6 +114,7 @@ def test_client_exports() -> None:
             "note_text",
             "read_backup_info",
             "restore_backup",
+            "start_local_server",
         ]
     )
     for name in messenger.client.__all__:

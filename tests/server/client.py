@@ -27,6 +27,7 @@ from messenger.api.fields import b64encode
 from messenger.api.pow import solve_pow
 from messenger.api.signing import (
     HEADER_CLIENT,
+    HEADER_DEVICE_TOKEN,
     HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
@@ -65,6 +66,8 @@ class ApiClient:
         self.http = http
         self.identity = identity
         self.clock = clock
+        #: Sent on every signed request once set (a copy that took the client over).
+        self.device_token: bytes | None = None
 
     @property
     def me(self) -> Identity:
@@ -85,12 +88,25 @@ class ApiClient:
         ts = timestamp_ms if timestamp_ms is not None else int(self.clock() * 1000)
         nonce = nonce if nonce is not None else b64encode(os.urandom(NONCE_BYTES))
         message = canonical_request(method, target, ident.client_id, ts, nonce, body)
-        return {
+        headers = {
             HEADER_CLIENT: ident.client_id,
             HEADER_TIMESTAMP: str(ts),
             HEADER_NONCE: nonce,
             HEADER_SIGNATURE: b64encode(ident.key.sign(message)),
         }
+        if self.device_token is not None:
+            headers[HEADER_DEVICE_TOKEN] = b64encode(self.device_token)
+        return headers
+
+    def copy(self) -> ApiClient:
+        """Another copy of this client (same keys and IDs), as a restored backup is."""
+        return ApiClient(self.http, self.identity, self.clock)
+
+    async def take_over(self, token: bytes) -> m.Empty:
+        """Make this copy the client's only one (``POST /v1/clients/takeover``)."""
+        answer = await self.call("POST", r.CLIENT_TAKEOVER, m.TakeoverRequest(token), m.Empty)
+        self.device_token = token
+        return answer
 
     async def raw(
         self,
@@ -258,6 +274,16 @@ class ApiClient:
             r.group_path(r.GROUP_MESSAGES, group_id),
             m.SendRequest(message, idempotency_key),
             m.SendResponse,
+        )
+
+    async def send_batch(
+        self, group_id: bytes, items: list[bytes | m.SendRequest]
+    ) -> m.SendBatchResponse:
+        request = m.SendBatchRequest(
+            tuple(i if isinstance(i, m.SendRequest) else m.SendRequest(i) for i in items)
+        )
+        return await self.call(
+            "POST", r.group_path(r.GROUP_MESSAGES_BATCH, group_id), request, m.SendBatchResponse
         )
 
     async def fetch(self, after: int = 0, limit: int | None = None, wait: int | None = None):

@@ -11,6 +11,9 @@ through :func:`transport_errors` and :func:`error_from_response`.
   (retry later);
 * a URL that cannot be used -> :class:`InvalidServerAddressError`;
 * an answer that does not follow the API -> :class:`ProtocolError`;
+* ``device_replaced`` -> :class:`DeviceReplacedError` (a :class:`ClientError`,
+  not a :class:`NetworkError`: a restored copy took the account over, and
+  no retry can help);
 * 401 -> :class:`AuthError`; 429 -> :class:`RateLimitedError`;
   ``stale_epoch`` -> :class:`StaleEpochError`;
 * other refusals -> :class:`ServerRejectedError` or one of its kinds.
@@ -30,10 +33,11 @@ from messenger.api.errors import ApiError, ErrorCode
 
 from ..errors import (
     AuthError,
+    ClientError,
+    DeviceReplacedError,
     GroupExistsError,
     HandleTakenError,
     InvalidServerAddressError,
-    NetworkError,
     NoKeyPackageError,
     NotAMemberError,
     ProtocolError,
@@ -83,9 +87,11 @@ def _retry_after(error: ApiError, header: str | None) -> float:
     return _DEFAULT_RETRY_AFTER
 
 
-def error_from_api(error: ApiError, *, retry_after: str | None = None) -> NetworkError:
+def error_from_api(error: ApiError, *, retry_after: str | None = None) -> ClientError:
     """The client error for an API error (from a response body or a push frame)."""
     code = error.code
+    if code is ErrorCode.DEVICE_REPLACED:
+        return DeviceReplacedError(f"{code}: {error.message}")
     if code is ErrorCode.STALE_EPOCH:
         current = error.details.get("current_epoch")
         if not isinstance(current, int) or isinstance(current, bool) or current < 0:
@@ -103,7 +109,7 @@ def error_from_api(error: ApiError, *, retry_after: str | None = None) -> Networ
 
 def error_from_response(
     status: int, content: bytes, headers: Mapping[str, str] | None = None
-) -> NetworkError:
+) -> ClientError:
     """The client error for a non-200 response."""
     try:
         body = json.loads(content) if content else None
@@ -121,7 +127,7 @@ def error_from_response(
     return error_from_api(ApiError.from_json(body, status), retry_after=retry_after)
 
 
-def _websocket_closed(exc: httpx_ws.WebSocketDisconnect) -> NetworkError:
+def _websocket_closed(exc: httpx_ws.WebSocketDisconnect) -> ClientError:
     """The server closed the push socket; 1008 carries an API error code."""
     if exc.code == 1008 and exc.reason:
         try:
@@ -130,6 +136,24 @@ def _websocket_closed(exc: httpx_ws.WebSocketDisconnect) -> NetworkError:
             return AuthError(f"push socket refused: {exc.reason}")
         return error_from_api(ApiError(code, "push socket refused"))
     return ServerUnavailableError(f"the push socket closed ({exc.code})")
+
+
+def _upgrade_refused(response: httpx.Response) -> ClientError:
+    """The client error for a refused WebSocket handshake.
+
+    httpx-ws closes the response before raising, unread: the status (and
+    ``Retry-After``) is then all there is to go by.
+    """
+    status = response.status_code
+    if status < 400:
+        return ProtocolError(f"no WebSocket upgrade (HTTP {status})")
+    try:
+        content = response.content
+    except httpx.ResponseNotRead:
+        if status == 401:
+            return AuthError("the push socket was refused (HTTP 401)")
+        content = b""
+    return error_from_response(status, content, response.headers)
 
 
 @contextlib.contextmanager
@@ -146,10 +170,7 @@ def transport_errors() -> Iterator[None]:
     except httpx.HTTPError as exc:
         raise ServerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
     except httpx_ws.WebSocketUpgradeError as exc:
-        response = exc.response
-        if response.status_code == 200 or response.status_code < 400:
-            raise ProtocolError(f"no WebSocket upgrade (HTTP {response.status_code})") from exc
-        raise error_from_response(response.status_code, response.content, response.headers) from exc
+        raise _upgrade_refused(exc.response) from exc
     except httpx_ws.WebSocketDisconnect as exc:
         raise _websocket_closed(exc) from exc
     except httpx_ws.WebSocketInvalidTypeReceived as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -22,7 +22,7 @@ from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.api.errors import ApiError
 
-from ..errors import InvalidServerAddressError, ProtocolError
+from ..errors import DeviceReplacedError, InvalidServerAddressError, ProtocolError
 from .error_mapping import error_from_response, transport_errors
 from .push import PushSocket, connect_push
 from .signing import Signer
@@ -99,23 +99,40 @@ class Transport:
         signed: bool = True,
         timeout: float | None = None,
     ) -> M:
-        """Send one request and parse the answer as ``out``."""
+        """Send one request and parse the answer as ``out``.
+
+        A request refused as ``device_replaced`` is sent once more if this
+        copy's device token changed while it was under way (this copy took
+        the client over meanwhile): the server refused it before doing
+        anything.
+        """
         data = body.dumps() if isinstance(body, m.Model) else (body or b"")
-        headers: dict[str, str] = dict(_JSON) if body is not None else {}
-        if signed:
-            if self.signer is None:
-                raise RuntimeError("a signed request needs a signer (no account yet)")
-            headers.update(self.signer.headers(method, target, data))
         extensions = {}
         if timeout is not None:
             extensions["timeout"] = httpx.Timeout(timeout).as_dict()
-        with transport_errors():
-            response = await self._http.request(
-                method, target, content=data, headers=headers, extensions=extensions
+        for attempt in (1, 2):
+            headers: dict[str, str] = dict(_JSON) if body is not None else {}
+            token = None
+            if signed:
+                if self.signer is None:
+                    raise RuntimeError("a signed request needs a signer (no account yet)")
+                token = self.signer.device_token
+                headers.update(self.signer.headers(method, target, data))
+            with transport_errors():
+                response = await self._http.request(
+                    method, target, content=data, headers=headers, extensions=extensions
+                )
+                content = await response.aread()
+            if response.status_code == 200:
+                break
+            error = error_from_response(response.status_code, content, response.headers)
+            replaced_before_token = (
+                isinstance(error, DeviceReplacedError)
+                and self.signer is not None
+                and self.signer.device_token != token
             )
-            content = await response.aread()
-        if response.status_code != 200:
-            raise error_from_response(response.status_code, content, response.headers)
+            if attempt == 2 or not replaced_before_token:
+                raise error
         try:
             if len(content) > PARSE_OFF_LOOP_BYTES:  # e.g. a page with a Welcome to a big group
                 return await asyncio.to_thread(out.loads, content)
@@ -141,6 +158,18 @@ class Transport:
 
     async def register(self, request: m.RegisterRequest) -> m.RegisterResponse:
         return await self.call("POST", r.REGISTER, request, m.RegisterResponse, signed=False)
+
+    async def take_over(self, device_token: bytes) -> None:
+        """Make this copy the client's only one on the server (a restored backup).
+
+        From the answer on, the server serves only requests carrying
+        ``device_token``; this sets it on the signer. Any other copy gets
+        :class:`~messenger.client.errors.DeviceReplacedError`.
+        """
+        if self.signer is None:
+            raise RuntimeError("a takeover needs a signer (no account yet)")
+        await self.call("POST", r.CLIENT_TAKEOVER, m.TakeoverRequest(device_token), m.Empty)
+        self.signer.device_token = device_token
 
     async def set_handle(self, handle: str) -> None:
         await self.call("PUT", r.HANDLE, m.SetHandleRequest(handle), m.Empty)
@@ -191,6 +220,29 @@ class Transport:
         return await self.call(
             "POST", r.group_path(r.GROUP_MESSAGES, group_id), body, m.SendResponse
         )
+
+    async def send_batch(
+        self, group_id: bytes, items: Sequence[m.SendRequest | bytes]
+    ) -> list[m.SendResponse]:
+        """Send up to :data:`~messenger.api.models.MAX_SEND_BATCH_ITEMS` messages, all or none.
+
+        Each item is what :meth:`send` takes (a request, or its finished JSON
+        body as the outbox stores it). The answers come per item, in order;
+        a refusal (``stale_epoch``, ``queue_full``, a rate limit, ...) is
+        for the whole batch, and nothing of it was stored.
+        """
+        if not 1 <= len(items) <= m.MAX_SEND_BATCH_ITEMS:
+            raise ValueError(f"a batch holds 1 to {m.MAX_SEND_BATCH_ITEMS} items")
+        parts = [item.dumps() if isinstance(item, m.Model) else item for item in items]
+        body = b'{"messages":[' + b",".join(parts) + b"]}"
+        response = await self.call(
+            "POST", r.group_path(r.GROUP_MESSAGES_BATCH, group_id), body, m.SendBatchResponse
+        )
+        if len(response.results) != len(items):
+            raise ProtocolError(
+                f"a batch of {len(items)} was answered with {len(response.results)} results"
+            )
+        return list(response.results)
 
     async def group_info(self, group_id: bytes) -> m.GroupInfoResponse:
         return await self.call(

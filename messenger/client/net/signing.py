@@ -6,6 +6,10 @@ fresh random nonce and an Ed25519 signature over
 client ID, timestamp, nonce, SHA-256 of the body). The signature key is
 the one the server certified in the client's credential, which is also its
 MLS signature key.
+
+A copy that took its client over (a restore, :mod:`messenger.client.takeover`)
+also sends its device token (:data:`~messenger.api.signing.HEADER_DEVICE_TOKEN`)
+with every request, once :attr:`Signer.device_token` is set.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from messenger.api.fields import b64encode
 from messenger.api.signing import (
+    DEVICE_TOKEN_BYTES,
     HEADER_CLIENT,
+    HEADER_DEVICE_TOKEN,
     HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
@@ -39,11 +45,25 @@ class Signer:
         *,
         clock: Callable[[], float] = time.time,
         random: Callable[[int], bytes] = os.urandom,
+        device_token: bytes | None = None,
     ) -> None:
         self.client_id = client_id
         self._key = Ed25519PrivateKey.from_private_bytes(private_key)
         self._clock = clock
         self._random = random
+        self._device_token: bytes | None = None
+        self.device_token = device_token
+
+    @property
+    def device_token(self) -> bytes | None:
+        """This copy's device token, sent with every request once set."""
+        return self._device_token
+
+    @device_token.setter
+    def device_token(self, token: bytes | None) -> None:
+        if token is not None and len(token) != DEVICE_TOKEN_BYTES:
+            raise ValueError(f"a device token is {DEVICE_TOKEN_BYTES} bytes")
+        self._device_token = token
 
     def __repr__(self) -> str:  # never show the key
         return f"Signer(client_id={self.client_id!r})"
@@ -53,9 +73,12 @@ class Signer:
         timestamp = int(self._clock() * 1000)
         nonce = b64encode(self._random(NONCE_BYTES))
         message = canonical_request(method, target, self.client_id, timestamp, nonce, body)
-        return {
+        headers = {
             HEADER_CLIENT: self.client_id,
             HEADER_TIMESTAMP: str(timestamp),
             HEADER_NONCE: nonce,
             HEADER_SIGNATURE: b64encode(self._key.sign(message)),
         }
+        if self._device_token is not None:
+            headers[HEADER_DEVICE_TOKEN] = b64encode(self._device_token)
+        return headers

@@ -111,6 +111,23 @@ class AsyncStore:
 
         return await self.run(in_transaction)
 
+    async def local_transaction(
+        self, fn: Callable[Concatenate[Store, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Like :meth:`transaction`, for a change of this device's alone (a message
+        queued, a send accepted): committed without waiting for the disk.
+
+        It survives the process being killed; a power cut may lose it, and
+        only it and other such commits since the last durable one
+        (:meth:`~.database.Database.transaction`).
+        """
+
+        def in_transaction(store: Store) -> T:
+            with store.transaction(durable=False):
+                return fn(store, *args, **kwargs)
+
+        return await self.run(in_transaction)
+
     async def close(self) -> None:
         """Close the database, then let the worker thread end."""
         if self._closed:

@@ -32,6 +32,16 @@ Transactions (:meth:`Database.transaction`) are ``BEGIN IMMEDIATE`` so that
 a writer takes the lock up front, and nest as savepoints. This is what
 "stage, persist, merge" (architecture guide, convention 4) relies on: the
 new group state and the messages it produced commit together or not at all.
+
+A transaction that changes only what this device decided alone -- a
+message the user typed, queued but not yet encrypted; a send the server
+accepted (its retry is answered from the idempotency key) -- may be
+committed with ``durable=False``: ``synchronous = NORMAL`` for that commit
+only, so it does not wait for the disk (the WAL is fsynced about 2 ms per
+commit here). A crash of the process loses nothing (the WAL is in the OS's
+hands); a power cut may lose such commits made since the last durable one,
+and only those: the WAL is one sequence, and every durable commit -- of an
+MLS state, of a cursor before an ack -- fsyncs everything before it.
 """
 
 from __future__ import annotations
@@ -183,6 +193,9 @@ class Database:
         self.path = path
         self._depth = 0
         self._closed = False
+        self._relaxed = False
+        """``synchronous = NORMAL`` is on (set by a non-durable transaction, kept until
+        something else is written: switching costs two statements per transaction)."""
 
     # -- opening and closing -------------------------------------------------
 
@@ -251,7 +264,17 @@ class Database:
             # SQLite rolls a whole transaction back on some errors (full
             # disk, I/O); carrying on would autocommit statement by statement.
             raise StoreError("the transaction was rolled back by an earlier error")
+        if (
+            self._relaxed
+            and not self._conn.in_transaction
+            and not sql.startswith(("BEGIN", "PRAGMA"))
+        ):
+            self._synchronous(relaxed=False)  # a statement of its own: durable
         return self._conn.execute(sql, params)
+
+    def _synchronous(self, *, relaxed: bool) -> None:
+        self._conn.execute(f"PRAGMA synchronous = {'NORMAL' if relaxed else 'FULL'}")
+        self._relaxed = relaxed
 
     def execute(self, sql: str, params: Params = ()) -> ExecResult:
         """Run one write statement."""
@@ -267,6 +290,8 @@ class Database:
         """Run one write statement for each parameter set."""
         if self._depth and not self._conn.in_transaction:
             raise StoreError("the transaction was rolled back by an earlier error")
+        if self._relaxed and not self._conn.in_transaction:
+            self._synchronous(relaxed=False)
         try:
             cur = self._conn.executemany(sql, rows)
             return ExecResult(rowcount=cur.rowcount, lastrowid=cur.lastrowid)
@@ -309,13 +334,19 @@ class Database:
         return self._depth > 0
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
         """Commit everything done inside, or (on any exception) nothing.
 
         Nested use makes a savepoint: an exception caught inside the outer
-        block rolls back only the inner one.
+        block rolls back only the inner one. ``durable=False`` (outermost
+        only): the commit does not wait for the disk (see the module docstring).
         """
         depth = self._depth
+        if depth == 0 and self._relaxed == durable:
+            try:
+                self._synchronous(relaxed=not durable)
+            except _MAPPED as exc:
+                raise map_sqlite_error(exc) from exc
         savepoint = f"sp_{depth}"
         self.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
         self._depth += 1

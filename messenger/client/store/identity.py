@@ -5,13 +5,16 @@ One row: the server's ids for this account, client and delivery queue
 whose public half the Authentication Service certified, the credential it
 issued (encoded), the server's credential-signing key, and the MLS cipher
 suite in use. The private key lives only here, inside the encrypted store.
+The device token of a copy that took its device over (a restored backup)
+is kept in the settings table and read into :attr:`Identity.device_token`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .database import Database, Row
+from .database import Database
+from .settings import SettingsRepository
 
 __all__ = ["Identity", "IdentityRepository"]
 
@@ -39,10 +42,9 @@ class Identity:
     display_name: str | None = None
     server_key: bytes | None = None
     """The Ed25519 key with which the server signs credentials."""
-
-
-def _identity(row: Row) -> Identity:
-    return Identity(*row)
+    device_token: bytes | None = field(default=None, repr=False)
+    """This copy's device token, once it took its device over (not in the identity
+    row: the settings table, :data:`~.settings.DEVICE_TOKEN`); sign with it."""
 
 
 class IdentityRepository:
@@ -53,7 +55,10 @@ class IdentityRepository:
 
     def get(self) -> Identity | None:
         row = self._db.query_one(f"SELECT {_COLUMNS} FROM identity WHERE singleton = 1")  # noqa: S608
-        return None if row is None else _identity(row)
+        if row is None:
+            return None
+        token = SettingsRepository(self._db).device_token()
+        return replace(Identity(*row), device_token=token)
 
     def save(self, identity: Identity) -> None:
         """Store the identity, replacing any previous one."""

@@ -28,8 +28,10 @@ translates it; :func:`messenger.client.note_text` gives the English.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import DuplicateMessageError
@@ -230,7 +232,10 @@ class MessageRepository:
             raise ValueError("a note is a system message without a body")
         if status is None:
             status = MessageStatus.PENDING if outgoing else MessageStatus.RECEIVED
-        with self._db.transaction():
+        # Inside a caller's transaction no savepoint is needed: the only error raised
+        # between the two statements (a duplicate) is raised before either wrote.
+        atomic = contextlib.nullcontext() if self._db.in_transaction else self._db.transaction()
+        with atomic:
             row = self._db.query_one(
                 "INSERT INTO messages (conversation_id, uid, sender_account_id, sender_client_id, "  # noqa: S608
                 "outgoing, kind, body, reply_to_uid, status, sent_at, received_at, server_seq, "
@@ -269,6 +274,19 @@ class MessageRepository:
             (message_id,),
         )
         return None if row is None else _message(row)
+
+    def get_many(self, message_ids: Sequence[int]) -> list[Message]:
+        """The messages with these ids that exist, by id."""
+        found: list[Message] = []
+        for start in range(0, len(message_ids), 500):
+            chunk = tuple(message_ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.query(
+                f"SELECT {_COLUMNS} FROM messages WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
+                chunk,
+            )
+            found += [_message(row) for row in rows]
+        return sorted(found, key=lambda m: m.id)
 
     def by_uid(self, conversation_id: int, uid: bytes) -> Message | None:
         row = self._db.query_one(
@@ -313,6 +331,18 @@ class MessageRepository:
             "UPDATE messages SET status = ? WHERE id = ?", (status.value, message_id)
         )
         return result.rowcount > 0
+
+    def mark_sent(self, message_ids: Sequence[int]) -> list[tuple[int, int]]:
+        """The pending ones of ``message_ids`` become sent; ``(id, conversation_id)`` of those."""
+        if not message_ids:
+            return []
+        marks = ", ".join("?" * len(message_ids))
+        rows = self._db.query(
+            "UPDATE messages SET status = 'sent' WHERE status = 'pending' "  # noqa: S608
+            f"AND id IN ({marks}) RETURNING id, conversation_id",
+            tuple(message_ids),
+        )
+        return sorted((int(row[0]), int(row[1])) for row in rows)
 
     def mark_read_up_to(self, conversation_id: int, message_id: int) -> list[int]:
         """Mark this client's sent messages up to ``message_id`` as read; the ids changed."""

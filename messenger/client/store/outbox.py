@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .database import Database, Row
@@ -171,6 +172,41 @@ class OutboxRepository:
         )
         return None if row is None else _item(row)
 
+    def lane(self, group_id: bytes | None, limit: int) -> list[OutboxItem]:
+        """The first ``limit`` items of a lane, oldest first (due or not)."""
+        rows = self._db.query(
+            f"SELECT {_COLUMNS} FROM outbox WHERE group_id IS ? ORDER BY id LIMIT ?",  # noqa: S608
+            (group_id, limit),
+        )
+        return [_item(row) for row in rows]
+
+    def by_message_hashes(self, hashes: Sequence[bytes]) -> dict[bytes, OutboxItem]:
+        """The items carrying the MLS messages with these hashes, by hash."""
+        if not hashes:
+            return {}
+        marks = ", ".join("?" * len(hashes))
+        rows = self._db.query(
+            f"SELECT {_COLUMNS} FROM outbox WHERE message_hash IN ({marks}) ORDER BY id",  # noqa: S608
+            tuple(hashes),
+        )
+        found: dict[bytes, OutboxItem] = {}
+        for row in rows:
+            item = _item(row)
+            assert item.message_hash is not None
+            found.setdefault(bytes(item.message_hash), item)
+        return found
+
+    def remove_many(self, item_ids: Sequence[int]) -> list[int]:
+        """Drop items (sent); the local message ids of those that were there."""
+        if not item_ids:
+            return []
+        marks = ", ".join("?" * len(item_ids))
+        rows = self._db.query(
+            f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING message_id",  # noqa: S608
+            tuple(item_ids),
+        )
+        return [int(row[0]) for row in rows if row[0] is not None]
+
     def first(self) -> OutboxItem | None:
         """The oldest item, due or not."""
         row = self._db.query_one(f"SELECT {_COLUMNS} FROM outbox ORDER BY id LIMIT 1")  # noqa: S608
@@ -203,6 +239,14 @@ class OutboxRepository:
             "UPDATE outbox SET payload = ?, epoch = ?, message_hash = ?, pending_state = ?, "
             "intent = coalesce(?, intent) WHERE id = ?",
             (payload, epoch, message_hash, pending_state, intent, item_id),
+        )
+
+    def set_built_many(self, built: Sequence[tuple[int, bytes, int, bytes]]) -> None:
+        """Record requests built: ``(item_id, payload, epoch, message_hash)`` each."""
+        self._db.executemany(
+            "UPDATE outbox SET payload = ?, epoch = ?, message_hash = ?, pending_state = NULL "
+            "WHERE id = ?",
+            [(payload, epoch, digest, item_id) for item_id, payload, epoch, digest in built],
         )
 
     def make_due(self, *, now: int) -> int:

@@ -11,6 +11,8 @@ built again in a newer epoch never comes back).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .database import Database
 
 __all__ = ["SentMessageRepository"]
@@ -27,6 +29,26 @@ class SentMessageRepository:
             "INSERT OR IGNORE INTO sent_messages (hash, group_id, created_at) VALUES (?, ?, ?)",
             (digest, group_id, now),
         )
+
+    def add_many(self, digests: Sequence[bytes], group_id: bytes, *, now: int) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO sent_messages (hash, group_id, created_at) VALUES (?, ?, ?)",
+            [(digest, group_id, now) for digest in digests],
+        )
+
+    def contained(self, digests: Sequence[bytes]) -> set[bytes]:
+        """Which of ``digests`` are hashes of messages this client sent."""
+        if not digests:
+            return set()
+        marks = ", ".join("?" * len(digests))
+        rows = self._db.query(
+            f"SELECT hash FROM sent_messages WHERE hash IN ({marks})",  # noqa: S608
+            tuple(digests),
+        )
+        return {bytes(row[0]) for row in rows}
+
+    def remove_many(self, digests: Sequence[bytes]) -> None:
+        self._db.executemany("DELETE FROM sent_messages WHERE hash = ?", [(d,) for d in digests])
 
     def contains(self, digest: bytes) -> bool:
         return (

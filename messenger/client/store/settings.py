@@ -3,6 +3,11 @@
 For state that is one value per profile and needs no table of its own,
 such as the delivery queue's cursor or UI preferences. Values are stored as
 JSON text, so they keep their type (int, str, bool, list, dict, None).
+
+Two of them make a restored backup take its device over
+(:mod:`messenger.client.takeover`): :data:`TAKEOVER_PENDING`, written by
+the restore, and :data:`DEVICE_TOKEN`, this copy's device token once it has
+taken over (hex: the store is encrypted, and the server keeps only a hash).
 """
 
 from __future__ import annotations
@@ -11,7 +16,12 @@ import json
 
 from .database import Database
 
-__all__ = ["JsonValue", "SettingsRepository"]
+__all__ = ["DEVICE_TOKEN", "TAKEOVER_PENDING", "JsonValue", "SettingsRepository"]
+
+#: Set by a restore: on its first connection this copy takes the device over.
+TAKEOVER_PENDING = "device.takeover_pending"
+#: This copy's device token (hex), sent with every request once it took over.
+DEVICE_TOKEN = "device.token"  # noqa: S105 - a setting's name
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
@@ -48,6 +58,25 @@ class SettingsRepository:
     def delete(self, key: str) -> bool:
         """Remove ``key``; whether it was set."""
         return self._db.execute("DELETE FROM settings WHERE key = ?", (key,)).rowcount > 0
+
+    def device_token(self) -> bytes | None:
+        """This copy's device token, if it took its device over."""
+        value = self.get(DEVICE_TOKEN)
+        if not isinstance(value, str):
+            return None
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            return None
+
+    def takeover_pending(self) -> bool:
+        """Whether this copy (a restored backup) must still take its device over."""
+        return self.get(TAKEOVER_PENDING) is True
+
+    def took_over(self, token: bytes) -> None:
+        """Record a completed takeover: keep ``token``, clear the pending flag."""
+        self.set(DEVICE_TOKEN, token.hex())
+        self.delete(TAKEOVER_PENDING)
 
     def items(self) -> dict[str, JsonValue]:
         """Every setting."""

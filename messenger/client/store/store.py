@@ -254,9 +254,10 @@ class Store:
     # -- using it ----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Store]:
-        """Everything inside commits together, or not at all."""
-        with self.db.transaction():
+    def transaction(self, *, durable: bool = True) -> Iterator[Store]:
+        """Everything inside commits together, or not at all (``durable``: see
+        :meth:`Database.transaction`)."""
+        with self.db.transaction(durable=durable):
             yield self
 
     @property

@@ -12,7 +12,9 @@ state never disagree after a crash.
   client's own): members who joined or left, a new group name, the keys
   first seen for a contact's clients; with a system note for each;
 * :func:`apply_joined` -- this client joined a new group from a Welcome
-  (with a note naming who added it).
+  (with a note naming who added it);
+* :func:`apply_sent` -- outbox items the server accepted (by its answer or
+  by their echo in the queue): dropped, their messages marked sent.
 
 A system note is stored as a :class:`~..store.messages.Note` (a kind and
 account ids), never as a sentence: names are looked up, and the sentence
@@ -48,6 +50,7 @@ __all__ = [
     "Actor",
     "apply_content",
     "apply_joined",
+    "apply_sent",
     "apply_transition",
     "display_name",
     "system_note",
@@ -309,3 +312,16 @@ def apply_joined(
             system_note(store, conversation, joined, me=me, by=adder, now=now, epoch=epoch)
         )
     return conversation, events
+
+
+def apply_sent(store: Store, item_ids: Sequence[int]) -> list[Event]:
+    """Outbox items the server accepted: drop them; their pending messages become sent.
+
+    Idempotent: items already gone (applied by their echo, or by the
+    server's answer) and messages no longer pending change nothing.
+    """
+    message_ids = store.outbox.remove_many(item_ids)
+    return [
+        MessageStatusChanged(conversation_id, message_id, MessageStatus.SENT)
+        for message_id, conversation_id in store.messages.mark_sent(message_ids)
+    ]

@@ -1,4 +1,4 @@
-"""The inbound pipeline: decode, route, process, persist, then ack.
+"""The inbound pipeline: decode, route, process, persist, then ack -- a batch at a time.
 
 Each message of this client's queue (docs/server.md, "Queues") goes
 through, in queue order:
@@ -8,10 +8,10 @@ through, in queue order:
 2. **route**: a Welcome finds the KeyPackage it was made for (RFC 9420
    §12.4.3.1); a group message finds its group. The server echoes this
    client's own messages back (docs/threat-model.md): they are recognised
-   by their hash (:mod:`..store.sent_messages`) -- an echoed commit of this
-   client's that is still in the outbox proves the server accepted it. A
-   message for an epoch not reached yet, or for a group not joined yet, is
-   kept (:mod:`..store.pending_inbound`, within its limits: anyone who can
+   by their hash (:mod:`..store.sent_messages`) -- an echo whose outbox
+   item is still there proves the server accepted it. A message for an
+   epoch not reached yet, or for a group not joined yet, is kept
+   (:mod:`..store.pending_inbound`, within its limits: anyone who can
    reach the queue can send such messages) and offered again after the next
    commit or Welcome of that group; a handshake of a past epoch is stale and
    skipped. A Welcome for a group ID this client already has -- joined,
@@ -19,33 +19,39 @@ through, in queue order:
    moves on only by its commits, processed in order;
 3. **MLS process** (:meth:`Group.process`): an application message, a
    proposal, or a staged commit;
-4. **persist** the new group state (for a commit, the state *after* it:
-   ``Group.to_bytes(staged)``), what the message changes in the timeline
-   (:mod:`.effects`) and the queue cursor, in **one** store transaction;
-5. **merge** in memory, publish the events; the caller then **acks** the
-   server up to the cursor.
+4. **persist** what the message changes in one store transaction: the
+   secret-tree records it consumed, the timeline (:mod:`.effects`) and the
+   queue cursor; a commit goes to the owner of transitions
+   (:class:`~..epochs.GroupEpochs`: stage, persist, merge);
+5. publish the events; the caller then **acks** the server up to the cursor.
+
+**Batches.** A page of the queue (a push batch, or a catch-up page) is cut
+into runs: a run of application messages (the common case: a burst, a
+catch-up) is decoded and decrypted in one call to the MLS thread, under the
+locks of its groups (taken in group-ID order), and persisted in **one**
+transaction with one cursor move, and its events go out as one batch
+(built in that transaction, with the views the UI needs). Anything else --
+a commit, a proposal, a Welcome -- ends the run and is processed alone.
+The caller acks once per page.
 
 A crash at any point leaves the store consistent with some prefix of the
-queue; what was not acked is fetched again and skipped by the cursor.
-Messages that fail MLS validation are the sender's fault (RFC 9420 §6.3:
-they change nothing) and are skipped.
-
-Queue messages are processed one at a time, in order (the pipeline's
-queue lock); each under the lock of its group (:meth:`Session.group_lock`),
-which no one holds across a network call except the outbox while the
-group's own commit is on its way. The MLS work (processing, joining,
-loading and saving states) runs in the client's MLS thread
-(:meth:`Session.mls`), off the event loop.
+queue; what was not acked is fetched again and skipped by the cursor. If a
+run's transaction fails, its groups are dropped from memory (the store
+still has their state before the run) and the run is processed again when
+delivered again. Messages that fail MLS validation are the sender's fault
+(RFC 9420 §6.3: they change nothing) and are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
-from messenger.api.models import MAX_FETCH, QueueMessage
+from messenger.api.models import MAX_FETCH, FetchResponse, QueueMessage
 from messenger.mls.content import ContentType, PrivateMessage, PublicMessage
 from messenger.mls.errors import InvalidMessageError, MLSError
 from messenger.mls.events import ApplicationMessage, ProposalReceived, StagedCommit
@@ -53,29 +59,26 @@ from messenger.mls.group import Group
 from messenger.mls.group_state import GroupCheckpoint
 from messenger.mls.key_package_bundle import KeyPackageBundle
 from messenger.mls.messages import MLSMessage, message_digest
-from messenger.mls.proposals import Remove
 from messenger.mls.welcome import Welcome
 
 from ..content import Content, decode_content
+from ..epochs import leavers_of
 from ..errors import ContentDecodeError
-from ..events import ConversationUpdated, Event, MessageStatusChanged
+from ..events import Event
 from ..groups import (
     GROUP_CONFIG,
-    ConversationInfo,
-    GroupCache,
     GroupMember,
     WelcomeHeader,
     group_members,
     member_at,
     open_welcome,
 )
-from ..identity import Account, member_identity
+from ..identity import Account, MemberIdentity, member_identity
 from ..models import with_views
 from ..session import Session
-from ..store.conversations import ConversationKind
+from ..store.conversations import Conversation
 from ..store.key_packages import KeyPackageSecret
-from ..store.messages import MessageStatus, Note, NoteKind
-from ..store.outbox import OutboxItem, OutboxKind
+from ..store.outbox import OutboxKind
 from ..store.pending_inbound import (
     DEFAULT_PENDING_LIMITS,
     PendingAdmission,
@@ -83,7 +86,7 @@ from ..store.pending_inbound import (
     PendingLimits,
 )
 from ..store.store import Store
-from .effects import Actor, apply_content, apply_joined, apply_transition, system_note
+from .effects import Actor, apply_content, apply_sent
 from .intents import Intent
 
 __all__ = ["CURSOR_KEY", "InboundPipeline"]
@@ -96,13 +99,16 @@ CURSOR_KEY: Final = "sync.cursor"
 SENT_HASH_TTL_MS: Final = 7 * 86_400_000
 #: Refused pending messages are logged at most this often (a flood must not fill the log).
 DROP_LOG_INTERVAL_S: Final = 60.0
-#: Messages fetched per page when catching up: parsed on the event loop, a page of
-#: MAX_FETCH (1,000) stalls it for about 25 ms, 200 for about 10 (a page larger than
-#: ``net.http.PARSE_OFF_LOOP_BYTES`` is parsed in a thread instead).
+#: Messages fetched per page when catching up: a page is one batch (one MLS-thread
+#: call, one transaction, one ack). Larger pages gain little, and a page of 500
+#: stalls the loop of a server in the same process (as in bench_event_loop.py) past
+#: 20 ms; a page larger than ``net.http.PARSE_OFF_LOOP_BYTES`` is parsed in a thread.
 CATCH_UP_PAGE: Final = min(200, MAX_FETCH)
-#: A queue message larger than this is decoded in the MLS thread, not on the loop:
-#: a Welcome to a 1,000-member group (~470 KB) takes about 4 ms to decode.
+#: Queue messages larger than this in all are decoded in the MLS thread, not on the
+#: loop: a Welcome to a 1,000-member group (~470 KB) takes about 4 ms to decode.
 DECODE_OFF_LOOP_BYTES: Final = 64 * 1024
+#: More queue messages than this are decoded in the MLS thread, whatever their size.
+DECODE_OFF_LOOP_COUNT: Final = 8
 #: Why a message was not kept for later, for the log (no content, no IDs).
 _REFUSED: Final = {
     PendingAdmission.GROUP_FULL: "its group has the most messages kept that a group may have",
@@ -128,12 +134,24 @@ def _group_of(message: MLSMessage) -> bytes | None:
     return None
 
 
-def _epochs(
-    cache: GroupCache, group: Group, new_state: bytes
-) -> tuple[Group, list[GroupMember], list[GroupMember]]:
-    """The group after a commit, the members before and after (in the MLS thread)."""
-    after = cache.load(new_state)
-    return after, group_members(group), ([] if after.removed else group_members(after))
+def _decode_many(data: Sequence[bytes]) -> list[MLSMessage | InvalidMessageError]:
+    """Queue messages decoded, or why not (in the MLS thread for large pages)."""
+    found: list[MLSMessage | InvalidMessageError] = []
+    for item in data:
+        try:
+            found.append(MLSMessage.from_bytes(item))
+        except InvalidMessageError as exc:
+            found.append(exc)
+    return found
+
+
+def _application_of(message: MLSMessage | InvalidMessageError) -> PrivateMessage | None:
+    """The PrivateMessage of an application message (a run's member), else None."""
+    if isinstance(message, MLSMessage):
+        body = message.body
+        if isinstance(body, PrivateMessage) and body.content_type == ContentType.APPLICATION:
+            return body
+    return None
 
 
 def _join(
@@ -146,21 +164,55 @@ def _join(
     return group, group_members(group), member_at(group, signer), group.checkpoint()
 
 
-def _leavers(group: Group) -> frozenset[str]:
-    """Accounts whose member proposed its own removal in this epoch (RFC 9420 §12.1.3)."""
-    return _leavers_of(group.pending_proposals())
+@dataclass(slots=True)
+class _Arrival:
+    """One application message of a run, and what routing and MLS made of it."""
+
+    seq: int
+    data: bytes
+    group_id: bytes
+    epoch: int
+    digest: bytes
+    route: str = "decrypt"
+    """``echo``, ``pend``, ``skip`` or ``decrypt``."""
+    sender: MemberIdentity | None = None
+    content: Content | None = None
+    epoch_decrypted: int = 0
 
 
-def _leavers_of(proposals: Sequence[ProposalReceived]) -> frozenset[str]:
-    found = set()
-    for proposal in proposals:
-        body = proposal.proposal.body
-        member = proposal.member
-        if isinstance(body, Remove) and member is not None and body.removed == member.leaf_index:
-            who = member_identity(member.credential)
-            if who is not None:
-                found.add(who.account_id)
-    return frozenset(found)
+def _decrypt_run(
+    groups: dict[bytes, Group], arrivals: Sequence[_Arrival], now: int
+) -> tuple[dict[bytes, GroupCheckpoint], set[bytes]]:
+    """Decrypt a run's messages (in the MLS thread): each group's checkpoint after them,
+    and the groups a message failed in (dropped from memory after the run)."""
+    failed: set[bytes] = set()
+    touched: list[bytes] = []
+    for arrival in arrivals:
+        if arrival.route != "decrypt":
+            continue
+        group = groups[arrival.group_id]
+        try:
+            event = group.process(arrival.data, now=now)
+        except MLSError as exc:  # the peer's fault, or a message this state cannot take
+            _log.info("skipped a queue message: MLS refused the message: %s", exc)
+            failed.add(arrival.group_id)
+            arrival.route = "skip"
+            continue
+        if arrival.group_id not in touched:
+            touched.append(arrival.group_id)
+        if not isinstance(event, ApplicationMessage):  # cannot be: the type is in the header
+            arrival.route = "skip"
+            continue
+        arrival.sender = member_identity(event.sender.credential)
+        arrival.epoch_decrypted = event.epoch
+        try:
+            content = decode_content(event.data)
+        except ContentDecodeError as exc:
+            _log.info("undecodable message content: %s", exc)
+            continue
+        if isinstance(content, Content):  # a future kind is skipped
+            arrival.content = content
+    return {gid: groups[gid].checkpoint() for gid in touched}, failed
 
 
 class InboundPipeline:
@@ -170,13 +222,12 @@ class InboundPipeline:
         self,
         session: Session,
         *,
-        wake_outbox: Callable[[], None] = lambda: None,
         key_package_used: Callable[[], None] = lambda: None,
         pending_limits: PendingLimits = DEFAULT_PENDING_LIMITS,
     ) -> None:
         self._s = session
+        self._epochs = session.epochs
         self._limits = pending_limits
-        self._wake_outbox = wake_outbox
         self._key_package_used = key_package_used
         self._cursor: int | None = None
         self._queue_lock = asyncio.Lock()
@@ -209,20 +260,45 @@ class InboundPipeline:
     # -- entry points ---------------------------------------------------------------------
 
     async def process(self, messages: Sequence[QueueMessage]) -> int:
-        """Process a batch from the queue (already processed ones are skipped); the cursor."""
-        for message in messages:
-            async with self._queue_lock:
-                if message.seq <= await self.cursor():
-                    continue
-                await self._process_one(message.seq, message.data)
-        return await self.cursor()
+        """Process a page from the queue (already processed ones are skipped); the cursor.
 
-    async def _process_one(self, seq: int, data: bytes) -> None:
+        Runs of application messages go through as batches (one MLS-thread
+        call, one transaction); anything else alone, in queue order.
+        """
+        async with self._queue_lock:
+            cursor = await self.cursor()
+            fresh = [m for m in messages if m.seq > cursor]
+            if not fresh:
+                return cursor
+            decoded = await self._decode_page([m.data for m in fresh])
+            run: list[_Arrival] = []
+            for message, found in zip(fresh, decoded, strict=True):
+                body = _application_of(found)
+                if body is not None:
+                    digest = message_digest(message.data)
+                    run.append(
+                        _Arrival(message.seq, message.data, body.group_id, body.epoch, digest)
+                    )
+                    continue
+                if run:
+                    await self._process_run(run)
+                    run = []
+                await self._process_one(message.seq, message.data, found)
+            if run:
+                await self._process_run(run)
+            return await self.cursor()
+
+    async def _decode_page(self, data: list[bytes]) -> list[MLSMessage | InvalidMessageError]:
+        if len(data) > DECODE_OFF_LOOP_COUNT or sum(map(len, data)) > DECODE_OFF_LOOP_BYTES:
+            return await self._s.mls(_decode_many, data)
+        return _decode_many(data)
+
+    async def _process_one(
+        self, seq: int, data: bytes, decoded: MLSMessage | InvalidMessageError
+    ) -> None:
         """One queue message (queue lock held), under its group's lock."""
-        try:
-            decoded = await self._decode(data)
-        except InvalidMessageError as exc:
-            await self._skip(seq, None, f"undecodable message: {exc}")
+        if isinstance(decoded, InvalidMessageError):
+            await self._skip(seq, None, f"undecodable message: {decoded}")
             return
         group_id = _group_of(decoded)
         if group_id is None:  # a Welcome takes its new group's lock itself
@@ -238,14 +314,159 @@ class InboundPipeline:
         return MLSMessage.from_bytes(data)
 
     async def catch_up(self) -> int:
-        """Fetch and process everything after the cursor, then ack; the cursor."""
-        while True:
-            page = await self._s.transport.fetch(await self.cursor(), limit=CATCH_UP_PAGE)
-            cursor = await self.process(page.messages)
-            if page.messages:
-                await self._s.transport.ack(cursor)
-            if not page.more:
-                return cursor
+        """Fetch and process everything after the cursor, acking each page; the cursor.
+
+        The next page is fetched while this one is processed, and a page's ack
+        goes out while the next one is processed (acks stay in order: each
+        waits for the one before), so the network's round trips overlap the work.
+        """
+        transport = self._s.transport
+        page = await transport.fetch(await self.cursor(), limit=CATCH_UP_PAGE)
+        ahead: asyncio.Task[FetchResponse] | None = None
+        acked: asyncio.Task[int] | None = None
+        try:
+            while True:
+                if page.more and page.messages:
+                    after = page.messages[-1].seq
+                    ahead = asyncio.create_task(transport.fetch(after, limit=CATCH_UP_PAGE))
+                cursor = await self.process(page.messages)
+                if acked is not None:
+                    await acked
+                    acked = None
+                if page.messages:
+                    acked = asyncio.create_task(transport.ack(cursor))
+                if ahead is None:
+                    if acked is not None:
+                        await acked
+                        acked = None
+                    return cursor
+                page, ahead = await ahead, None
+        finally:
+            for task in (ahead, acked):  # after a failure: stop them, retrieve their outcome
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    # -- a run of application messages ---------------------------------------------------
+
+    async def _process_run(self, run: list[_Arrival]) -> None:
+        """Decrypt and persist a run of application messages as one batch (queue lock held)."""
+        group_ids = sorted({a.group_id for a in run})
+        async with contextlib.AsyncExitStack() as stack:
+            for group_id in group_ids:  # in one order, so two runs never wait for each other
+                await stack.enter_async_context(self._s.group_lock(group_id))
+            await self._process_run_locked(run, group_ids)
+
+    async def _process_run_locked(self, run: list[_Arrival], group_ids: list[bytes]) -> None:
+        digests = [a.digest for a in run]
+
+        def read(store: Store) -> tuple[set[bytes], set[bytes]]:
+            sent = store.sent_messages.contained(digests)
+            left = set()
+            for group_id in group_ids:
+                conversation = store.conversations.by_group(group_id)
+                if conversation is not None and conversation.left_at is not None:
+                    left.add(group_id)
+            return sent, left
+
+        sent, left = await self._s.store.run(read)
+        groups: dict[bytes, Group] = {}
+        for group_id in group_ids:
+            group = await self._epochs.get(group_id)
+            if group is not None:
+                groups[group_id] = group
+        for arrival in run:
+            group = groups.get(arrival.group_id)
+            if arrival.digest in sent:
+                arrival.route = "echo"
+            elif group is None:
+                arrival.route = "skip" if arrival.group_id in left else "pend"
+            elif arrival.epoch > group.epoch:
+                arrival.route = "pend"
+            elif group.removed:
+                arrival.route = "skip"
+        decrypting = any(a.route == "decrypt" for a in run)
+        checkpoints: dict[bytes, GroupCheckpoint] = {}
+        failed: set[bytes] = set()
+        try:
+            if decrypting:
+                checkpoints, failed = await self._s.mls(_decrypt_run, groups, run, self._s.now_s())
+            # A run of this client's own echoes only holds no secret and nothing
+            # another client sent: if a power cut lost it after the ack, the outbox
+            # would resend and be answered from the idempotency keys.
+            own = not checkpoints and all(a.route in ("echo", "skip") for a in run)
+            write = self._s.store.local_transaction if own else self._s.store.transaction
+            events, admitted = await write(self._write_run, run, checkpoints)
+        except BaseException:  # the store still has the groups' state before the run
+            for group_id in groups:
+                self._epochs.evict(group_id)
+            raise
+        for group_id in failed:
+            self._epochs.evict(group_id)
+        self._advanced(run[-1].seq, None)
+        self._s.events.publish(*events)
+        refused = [a for a in admitted if a is not PendingAdmission.KEPT]
+        for reason in refused:
+            self._dropped[reason] = self._dropped.get(reason, 0) + 1
+        if refused:
+            self._log_drops()
+
+    def _write_run(
+        self, store: Store, run: list[_Arrival], checkpoints: dict[bytes, GroupCheckpoint]
+    ) -> tuple[list[Event], list[PendingAdmission]]:
+        """The run's one transaction (in the store's thread)."""
+        now = self._s.now_ms()
+        for group_id, checkpoint in checkpoints.items():
+            store.groups.save(group_id, checkpoint.epoch, checkpoint, now=now)
+        echoes = [a.digest for a in run if a.route == "echo"]
+        events: list[Event] = []
+        if echoes:
+            items = store.outbox.by_message_hashes(echoes)
+            events += apply_sent(store, [item.id for item in items.values()])
+            store.sent_messages.remove_many(echoes)
+        conversations: dict[bytes, Conversation | None] = {}
+        blocked: dict[str, bool] = {}
+        admitted: list[PendingAdmission] = []
+        for arrival in run:
+            if arrival.route == "pend":
+                admitted.append(
+                    store.pending_inbound.admit(
+                        arrival.group_id,
+                        arrival.epoch,
+                        arrival.seq,
+                        arrival.data,
+                        now=now,
+                        limits=self._limits,
+                    )
+                )
+                continue
+            sender, content = arrival.sender, arrival.content
+            if arrival.route != "decrypt" or sender is None or content is None:
+                continue
+            if arrival.group_id not in conversations:
+                conversations[arrival.group_id] = store.conversations.by_group(arrival.group_id)
+            conversation = conversations[arrival.group_id]
+            if conversation is None:
+                continue
+            if sender.account_id not in blocked:
+                blocked[sender.account_id] = store.contacts.is_blocked(sender.account_id)
+            if blocked[sender.account_id]:
+                continue  # a blocked contact's messages are dropped (the group state moved on)
+            events += apply_content(
+                store,
+                conversation,
+                sender,
+                content,
+                me=self._me,
+                seq=arrival.seq,
+                epoch=arrival.epoch_decrypted,
+                now=now,
+            )
+        self._finish(store, run[-1].seq, None)
+        return with_views(store, events, self._me.account_id, now=now), admitted
+
+    # -- one message at a time ------------------------------------------------------------
 
     async def process_locked(
         self,
@@ -282,7 +503,7 @@ class InboundPipeline:
         if await self._s.store.run(lambda s: s.sent_messages.contains(digest)):
             await self._own_echo(seq, digest, pending)
             return True
-        group = await self._s.groups.get(group_id)
+        group = await self._epochs.get(group_id)
         if group is None or epoch > group.epoch:
             if group is None and await self._left(group_id):
                 await self._skip(seq, pending, "a message for a conversation left")
@@ -296,11 +517,11 @@ class InboundPipeline:
         try:
             event = await self._s.mls(group.process, data, now=self._s.now_s())
         except MLSError as exc:  # the peer's fault, or a message this state cannot take
-            self._s.groups.evict(group_id)
+            self._epochs.evict(group_id)
             await self._skip(seq, pending, f"MLS refused the message: {exc}")
             return True
         except BaseException:  # cancelled: the state may have moved on, unsaved
-            self._s.groups.evict(group_id)
+            self._epochs.evict(group_id)
             raise
         try:
             if isinstance(event, ApplicationMessage):
@@ -310,7 +531,7 @@ class InboundPipeline:
             else:
                 await self._commit(seq, pending, group, event)
         except BaseException:
-            self._s.groups.evict(group_id)  # the store has the state before this message
+            self._epochs.evict(group_id)  # the store has the state before this message
             raise
         return True
 
@@ -358,14 +579,6 @@ class InboundPipeline:
         finally:
             self._retrying.discard(group_id)
 
-    @staticmethod
-    def _announce(store: Store, group_id: bytes, profile: bytes | None, now: int) -> None:
-        """Queue this user's profile name for the group's members."""
-        if profile is not None:
-            store.outbox.enqueue(
-                OutboxKind.MESSAGE, b"", now=now, group_id=group_id, content=profile
-            )
-
     # -- routing outcomes -------------------------------------------------------------------
 
     async def _left(self, group_id: bytes) -> bool:
@@ -398,19 +611,21 @@ class InboundPipeline:
     async def _own_echo(
         self, seq: int | None, digest: bytes, pending: PendingInbound | None
     ) -> None:
-        """This client's own message came back: the server has it."""
+        """This client's own message came back: the server has it (its group's lock held)."""
         item = await self._s.store.run(lambda s: s.outbox.by_message_hash(digest))
-        if item is not None:
-            await self.apply_accepted_locked(item, seq=seq, pending=pending)
 
-        def write(store: Store) -> None:
+        def finish(store: Store) -> None:
             store.sent_messages.remove(digest)
             self._finish(store, seq, pending)
 
-        await self._s.store.transaction(write)
+        moved = False
+        if item is None:
+            await self._s.store.transaction(finish)
+        else:
+            moved = await self._epochs.accept(item, finish=finish)
         self._advanced(seq, pending)
-
-    # -- MLS events -------------------------------------------------------------------------
+        if moved and item is not None and item.group_id is not None:
+            await self.retry_pending_locked(item.group_id)
 
     async def _application(
         self,
@@ -471,9 +686,9 @@ class InboundPipeline:
         proposal would die with the epoch; so a leave is queued as a removal
         of the leaver, which is moot once anyone has committed the proposal.
         """
-        group_id, epoch, state = group.group_id, group.epoch, await self._s.mls(group.to_bytes)
+        group_id, epoch, state = group.group_id, group.epoch, await self._s.mls(group.checkpoint)
         now = self._s.now_ms()
-        leaver = _leavers_of([event])
+        leaver = leavers_of([event])
         if leaver:
             intent = Intent("remove", accounts=tuple(sorted(leaver))).dumps()
         else:
@@ -493,113 +708,18 @@ class InboundPipeline:
 
         await self._s.store.transaction(write)
         self._advanced(seq, pending)
-        self._wake_outbox()
+        self._s.outbox_queued()
 
     async def _commit(
         self, seq: int | None, pending: PendingInbound | None, group: Group, staged: StagedCommit
     ) -> None:
-        await self._transition(
-            group,
-            await self._s.mls(group.to_bytes, staged),
-            seq=seq,
-            pending=pending,
-            committer=staged,
+        """A commit of another member: the owner of transitions persists and merges it."""
+        await self._epochs.commit_received(
+            group, staged, finish=lambda store: self._finish(store, seq, pending)
         )
-
-    async def _transition(
-        self,
-        group: Group,
-        new_state: bytes,
-        *,
-        seq: int | None,
-        pending: PendingInbound | None,
-        committer_is_me: bool = False,
-        extra: Callable[[Store], object] | None = None,
-        committer: StagedCommit | None = None,
-    ) -> None:
-        """Persist the epoch after ``group`` (stage, persist, merge), with its effects."""
-        group_id = group.group_id
-        after, before_members, after_members = await self._s.mls(
-            _epochs, self._s.groups, group, new_state
-        )
-        # Saved as a checkpoint: the next message then writes only its records.
-        checkpoint = await self._s.mls(after.checkpoint)
-        removed = after.removed
-        info_before = ConversationInfo.from_extensions(group.extensions)
-        info_after = ConversationInfo.from_extensions(after.extensions)
-        leavers = _leavers(group)
-        me_id = self._s.account.account_id
-        newcomers = (
-            {m.account_id for m in after_members} - {m.account_id for m in before_members} - {me_id}
-        )
-        profile = self._s.profile_content() if newcomers else None
-        by = None
-        if committer_is_me:
-            by = member_identity(self._s.account.mls_credential)
-        elif committer is not None:
-            by = member_identity(committer.committer.credential)
-        now = self._s.now_ms()
-        me = self._me
-
-        def write(store: Store) -> list[Event]:
-            events: list[Event] = []
-            conversation = store.conversations.by_group(group_id)
-            if removed:
-                store.groups.delete(group_id)
-                if conversation is not None and store.conversations.mark_left(conversation.id, now):
-                    events.append(ConversationUpdated(conversation.id))
-                    events.append(
-                        system_note(
-                            store,
-                            conversation,
-                            Note(
-                                NoteKind.YOU_WERE_REMOVED,
-                                actor=by.account_id if by is not None else None,
-                            ),
-                            me=me,
-                            by=by,
-                            now=now,
-                            epoch=group.epoch + 1,
-                        )
-                    )
-            else:
-                store.groups.save(group_id, after.epoch, checkpoint, now=now)
-                if (
-                    conversation is not None
-                    and newcomers
-                    and (conversation.kind is ConversationKind.GROUP)
-                ):
-                    self._announce(store, group_id, profile, now)
-                if conversation is not None:
-                    events += apply_transition(
-                        store,
-                        conversation,
-                        before=before_members,
-                        after=after_members,
-                        info_before=info_before,
-                        info_after=info_after,
-                        committer=by,
-                        leavers=leavers,
-                        me=me,
-                        now=now,
-                        epoch=after.epoch,
-                    )
-            if extra is not None:
-                extra(store)
-            self._finish(store, seq, pending)
-            return with_views(store, events, me.account_id, now=now)
-
-        events = await self._s.store.transaction(write)
         self._advanced(seq, pending)
-        if removed:
-            self._s.groups.evict(group_id)
-        else:
-            self._s.groups.put(after)
-        self._s.events.publish(*events)
-        if profile is not None:
-            self._wake_outbox()
-        if not removed:
-            await self.retry_pending_locked(group_id)
+        if not staged.self_removed:
+            await self.retry_pending_locked(group.group_id)
 
     async def _welcome(self, seq: int | None, data: bytes, welcome: Welcome) -> None:
         """Join a new group from a Welcome (RFC 9420 §12.4.3.1).
@@ -660,43 +780,19 @@ class InboundPipeline:
         if group_id != header.group_id:  # the same bytes, verified this time
             await self._skip(seq, pending, "a Welcome that changed while it was opened")
             return
-        info = ConversationInfo.from_extensions(group.extensions) or ConversationInfo(
-            ConversationKind.GROUP
-        )
-        epoch = group.epoch
-        now = self._s.now_ms()
         ref, one_time = secret.ref, not secret.last_resort
-        profile = self._s.profile_content()
 
-        def write(store: Store) -> list[Event] | None:
-            if _known_group(store, group_id):  # checked again, atomically with the join
-                return None
-            store.groups.save(group_id, epoch, state, now=now)
-            _, events = apply_joined(
-                store,
-                group_id,
-                members=members,
-                info=info,
-                adder=None if adder is None else adder.identity,
-                me=self._me,
-                now=now,
-                epoch=epoch,
-            )
+        def finish(store: Store) -> None:
             if one_time:
                 store.key_packages.delete(ref)
-            self._announce(store, group_id, profile, now)
             self._finish(store, seq, pending)
-            return with_views(store, events, self._me.account_id, now=now)
 
-        events = await store.transaction(write)
-        if events is None:
+        adder_identity = None if adder is None else adder.identity
+        if not await self._epochs.joined(group, members, adder_identity, state, finish=finish):
             await self._drop_welcome(seq, pending, secret)
             return
         self._advanced(seq, pending)
-        self._s.groups.put(group)
-        self._s.events.publish(*events)
         self._key_package_used()
-        self._wake_outbox()
         await self.retry_pending_locked(group_id)
 
     async def _drop_welcome(
@@ -720,78 +816,3 @@ class InboundPipeline:
         self._advanced(seq, pending)
         if one_time:
             self._key_package_used()
-
-    # -- this client's sends, accepted by the server -----------------------------------------
-
-    async def apply_accepted_locked(
-        self,
-        item: OutboxItem,
-        *,
-        seq: int | None = None,
-        pending: PendingInbound | None = None,
-    ) -> None:
-        """The server accepted an outbox item: apply it and drop it (its group's lock held).
-
-        Called by the sender when the server answered, and by the pipeline
-        when the echo of the item's message arrives first. Idempotent: an
-        item already gone is ignored.
-        """
-        item_id = item.id
-        current = await self._s.store.run(lambda s: s.outbox.get(item_id))
-        if current is None:
-            return
-        group_id = current.group_id
-        if current.kind is OutboxKind.COMMIT and group_id is not None:
-            group = await self._s.groups.get(group_id)
-            state = current.pending_state
-            if group is not None and state is not None and group.epoch == current.epoch:
-                await self._transition(
-                    group,
-                    state,
-                    seq=None,
-                    pending=None,
-                    committer_is_me=True,
-                    extra=lambda s: s.outbox.remove(item_id),
-                )
-                return
-        if Intent.loads(current.intent).op == "leave" and group_id is not None:
-            await self._left_group(current)
-            return
-        message_id = current.message_id
-
-        def write(store: Store) -> list[Event]:
-            store.outbox.remove(item_id)
-            if message_id is None:
-                return []
-            message = store.messages.get(message_id)
-            if message is None or message.status is not MessageStatus.PENDING:
-                return []
-            store.messages.set_status(message_id, MessageStatus.SENT)
-            sent = MessageStatusChanged(message.conversation_id, message_id, MessageStatus.SENT)
-            return with_views(store, [sent], self._me.account_id)
-
-        events = await self._s.store.transaction(write)
-        self._s.events.publish(*events)
-
-    async def _left_group(self, item: OutboxItem) -> None:
-        """This client's leave proposal reached the server: the conversation is left."""
-        group_id = item.group_id
-        assert group_id is not None
-        now = self._s.now_ms()
-        me = self._me
-
-        def write(store: Store) -> list[Event]:
-            store.outbox.remove(item.id)
-            store.groups.delete(group_id)
-            for other in store.outbox.for_group(group_id):
-                store.outbox.remove(other.id)
-            conversation = store.conversations.by_group(group_id)
-            if conversation is None or not store.conversations.mark_left(conversation.id, now):
-                return []
-            left = Note(NoteKind.YOU_LEFT)
-            note = system_note(store, conversation, left, me=me, by=None, now=now, epoch=None)
-            return with_views(store, [ConversationUpdated(conversation.id), note], me.account_id)
-
-        events = await self._s.store.transaction(write)
-        self._s.groups.evict(group_id)
-        self._s.events.publish(*events)

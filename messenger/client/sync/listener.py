@@ -12,6 +12,11 @@ One loop per running client:
    backoff and jitter (:class:`~messenger.client.net.backoff.Backoff`;
    at least the server's ``Retry-After`` when rate limited), and start over.
 
+Before each connection the device is prepared (:func:`~..takeover.prepare_device`):
+a copy restored from a backup takes its device over first. If the server
+says another copy took it over (:class:`~..errors.DeviceReplacedError`),
+the listener goes ``replaced`` with the user's sentence and stops for good.
+
 Connection state changes are published as
 :class:`~messenger.client.events.ConnectionStateChanged` events.
 """
@@ -22,10 +27,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ..errors import ClientError, RateLimitedError
+from ..errors import ClientError, DeviceReplacedError, RateLimitedError
 from ..events import ConnectionState, ConnectionStateChanged
 from ..net.backoff import Backoff
 from ..session import Session
+from ..takeover import prepare_device
 from .inbound import InboundPipeline
 
 __all__ = ["PushListener"]
@@ -72,6 +78,10 @@ class PushListener:
                 self._set(ConnectionState.CONNECTING)
                 try:
                     await self._session()
+                except DeviceReplacedError as exc:
+                    _log.warning("another copy of this profile took the device over; stopping")
+                    self._set(ConnectionState.REPLACED, exc.user_message)
+                    return
                 except ClientError as exc:
                     delay = self._backoff.delay(failures)
                     if isinstance(exc, RateLimitedError):
@@ -83,11 +93,13 @@ class PushListener:
                     continue
                 failures = 0
         finally:
-            self.state = ConnectionState.OFFLINE
+            if self.state is not ConnectionState.REPLACED:
+                self.state = ConnectionState.OFFLINE
             self._online.clear()
 
     async def _session(self) -> None:
         """One connection: catch up, then follow the push socket until it fails."""
+        await prepare_device(self._s)
         cursor = await self._pipeline.catch_up()
         async with self._s.transport.push(cursor) as socket:
             self._set(ConnectionState.ONLINE)

@@ -1,50 +1,65 @@
-"""The outbox sender: delivers queued sends in order, until the server accepts.
+"""The outbox sender: delivers queued sends in order, in batches, until the server accepts.
 
 Every send is first an outbox row (:mod:`..store.outbox`), written in the
 same transaction as its local effect (the message row, the reaction...).
 The items of one group (one conversation) form a *lane*: a lane's items go
 out in order -- a later message waits for the earlier one -- while lanes
 progress side by side, each in a task of its own, so that a conversation
-whose sends keep failing never delays another conversation's. A lane's
-head, once due, is sent like this:
+whose sends keep failing, or whose commit waits for the server's answer,
+never delays another conversation's.
 
-1. **builds** its MLS message in the group's current epoch, if it is not
-   built yet or was built for an older epoch: encrypts the content
-   (RFC 9420 §6.3), makes the proposal, or makes the commit from its
-   intent (:mod:`.intents`). The request, the advanced group state (a
-   PrivateMessage consumes a generation of the sender's ratchet, RFC 9420
-   §9.1), the message hash and, for a commit, the group state once it is
-   accepted, are written in one transaction before anything is sent;
-2. **sends** it with the item's idempotency key, so that a retry after a
-   lost answer or a crash is answered by the server without a second
-   delivery (docs/server.md, "Retries");
-3. on success **applies** it (:meth:`InboundPipeline.apply_accepted_locked`):
-   a commit's new epoch is persisted, then merged; the item is removed;
-4. on ``stale_epoch`` **catches up** (fetch and process the queue, which
-   holds the winning commit), and goes back to 1 for the new epoch
-   (RFC 9750 §5.2). If catching up does not move the group, it never will
-   (the server's group went where this client cannot follow, e.g. a commit
-   that does not process): the item fails for good;
-5. on a transient failure (unreachable, 5xx, rate limited) records it and
-   the lane waits: per item, exponential backoff with a cap, with jitter
-   from :mod:`secrets`; on a refusal (a typed permanent error: not a
-   member, unknown group, out of step...) it gives the item up, marks its
-   message failed and tells the UI (:class:`~..events.OperationFailed`),
-   and the lane goes on with its next item.
+**Each item is an explicit state machine** (:class:`SendState`, moves
+allowed by :data:`TRANSITIONS`; any other move is a bug and raises
+:class:`OutboxStateError`)::
 
-Commits are built and sent holding the group's lock
-(:meth:`Session.group_lock`), so no commit of another member is merged in
-between; other conversations -- their lanes and their incoming messages --
-do not wait for it. Messages are built under the lock and sent without it.
-Building (encrypting, committing, saving the state) runs in the client's
-MLS thread (:meth:`Session.mls`), off the event loop. An application message cannot be
-encrypted while proposals are pending (RFC 9420 §12.4); the sender then
-commits them first.
+    QUEUED ──build──> BUILT ──send──> IN_FLIGHT ──ok──> ACCEPTED
+      │  └─proposals pending─> NEEDS_COMMIT ─commit them─> QUEUED
+      │                                   IN_FLIGHT ──stale_epoch──> STALE ─catch up─> QUEUED
+      └─moot─> DROPPED                    IN_FLIGHT ──unreachable, 5xx──> BACKOFF
+                                          IN_FLIGHT ──refused──> FAILED
+
+**Batches.** A lane's head and the application messages right behind it
+(up to :data:`BATCH_SIZE`) go together: they are
+
+1. **built** in the group's current epoch in one call to the MLS thread
+   (RFC 9420 §6.3: each consumes a generation of this member's ratchet,
+   §9.1), and the requests, the group's checkpoint (the ratchet records it
+   consumed) and the sent messages' hashes are persisted in **one**
+   transaction before anything is sent; items built for this epoch by an
+   attempt whose answer was lost are sent again as they were;
+2. **sent** with their idempotency keys in one request to the server's
+   batch route (all or nothing, in order: the server orders a group's
+   messages as it stores them), so that a retry after a lost answer or a
+   crash is answered by the server without a second delivery
+   (docs/server.md, "Retries");
+3. **applied** when accepted -- the items dropped and their messages marked
+   sent in one transaction (:func:`.effects.apply_sent`).
+
+A commit, a leave proposal and a new group go alone. The first message
+of an idle lane goes at once; after a batch the lane waits :data:`GATHER_S`
+before looking again, so that a burst goes out in a few large batches. A commit is built
+under its group's lock, with the state once accepted, and sent **without
+any lock**: incoming messages of its conversation and all other
+conversations go on while it waits. The :class:`StagedCommit` is kept by
+the owner of transitions (:class:`~..epochs.GroupEpochs`), which merges it
+when the server accepts (or when its echo arrives first). On ``stale_epoch``
+the sender catches up (the queue holds the winning commit) and builds
+again for the new epoch (RFC 9750 §5.2). If catching up does not move the
+group, it never will (the server's group went where this client cannot
+follow): the item fails for good. An application message cannot be
+encrypted while proposals are pending (RFC 9420 §12.4): they are committed
+first.
+
+A transient failure (unreachable, 5xx, rate limited) backs off per item --
+exponential with a cap, jitter from :mod:`secrets` -- and the lane waits; a
+refusal (a typed permanent error: not a member, unknown group, out of step)
+gives the items up, marks their messages failed, tells the UI
+(:class:`~..events.OperationFailed`), and the lane goes on.
 
 Test hooks: ``before_send`` and ``after_send`` (:data:`SendHook`, given to
-the constructor) are awaited just before a built request goes out and just
-after the server accepted it (before it is applied), so that a test can
-stop the sender there -- e.g. pause for good and kill the process.
+the constructor) are awaited just before built requests go out and just
+after the server accepted them (before they are applied), so that a test
+can stop the sender there -- e.g. pause for good and kill the process.
 """
 
 from __future__ import annotations
@@ -52,37 +67,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import functools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from messenger.api import models as m
 from messenger.mls.ciphersuite import RandomSource
 from messenger.mls.errors import InvalidMessageError, UsageError
+from messenger.mls.events import StagedCommit
 from messenger.mls.group import Group
 from messenger.mls.group_state import GroupCheckpoint
 from messenger.mls.messages import message_digest
 
+from ..epochs import membership_after, queues_of
 from ..errors import (
+    DeviceReplacedError,
     GroupExistsError,
-    NetworkError,
     RateLimitedError,
     ServerRejectedError,
     StaleEpochError,
 )
 from ..events import Event, MessageStatusChanged, OperationFailed
-from ..groups import GroupCache, group_members
+from ..groups import group_members
+from ..models import with_views
 from ..net.backoff import Backoff
 from ..session import Session
 from ..store.messages import MessageStatus
 from ..store.outbox import OutboxItem, OutboxKind
 from ..store.store import Store
+from .effects import apply_sent
 from .inbound import InboundPipeline
 from .intents import Intent, build_commit
 
-__all__ = ["OutboxSender", "SendHook"]
+__all__ = [
+    "BATCH_SIZE",
+    "GATHER_S",
+    "TRANSITIONS",
+    "OutboxSender",
+    "OutboxStateError",
+    "SendHook",
+    "SendState",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -90,15 +118,79 @@ _log = logging.getLogger(__name__)
 SendHook = Callable[[], Awaitable[None]]
 #: Stale answers in a row before an attempt counts as failed.
 _MAX_STALE: Final = 5
+#: The most application messages of one group built, persisted and sent together
+#: (what the server's batch route takes).
+BATCH_SIZE: Final = m.MAX_SEND_BATCH_ITEMS
+#: After a batch of messages, how long a lane waits before looking for the next: a
+#: burst then goes out in fewer, larger batches (each costs a request, a signature and
+#: an fsynced transaction). The first message of an idle lane goes at once.
+GATHER_S: Final = 0.01
+#: Content bytes of one batch at most: its messages, encrypted and padded, must stay
+#: under the batch route's cap.
+_BATCH_CONTENT_BYTES: Final = m.MAX_SEND_BATCH_BYTES // 2
+
+
+class SendState(enum.Enum):
+    """Where one outbox item is in its attempt (see :data:`TRANSITIONS`)."""
+
+    QUEUED = "queued"
+    """In the store; not built for the group's current epoch."""
+    BUILT = "built"
+    """Its request is persisted with the group state it advanced."""
+    IN_FLIGHT = "in_flight"
+    """Sent; waiting for the server's answer."""
+    ACCEPTED = "accepted"
+    """The server has it; applied and removed from the store."""
+    STALE = "stale"
+    """Refused for its epoch: catch up, then build again."""
+    NEEDS_COMMIT = "needs_commit"
+    """Proposals are pending in the group: they are committed first (RFC 9420 §12.4)."""
+    BACKOFF = "backoff"
+    """A transient failure: the item (and its lane) waits for its next attempt."""
+    FAILED = "failed"
+    """Refused for good: removed, its message marked failed, the UI told."""
+    DROPPED = "dropped"
+    """Nothing left to do (applied meanwhile, or moot): removed."""
+
+
+_S = SendState
+#: Every allowed move of an item's state; anything else is a bug (:class:`OutboxStateError`).
+TRANSITIONS: Final[dict[SendState, frozenset[SendState]]] = {
+    _S.QUEUED: frozenset({_S.BUILT, _S.NEEDS_COMMIT, _S.DROPPED, _S.FAILED, _S.BACKOFF}),
+    _S.BUILT: frozenset({_S.IN_FLIGHT, _S.BACKOFF}),
+    _S.IN_FLIGHT: frozenset({_S.ACCEPTED, _S.STALE, _S.BACKOFF, _S.FAILED, _S.DROPPED}),
+    _S.STALE: frozenset({_S.QUEUED, _S.FAILED}),
+    _S.NEEDS_COMMIT: frozenset({_S.QUEUED, _S.BACKOFF}),
+    _S.ACCEPTED: frozenset(),
+    _S.BACKOFF: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.DROPPED: frozenset(),
+}
+
+
+class OutboxStateError(RuntimeError):
+    """An outbox item was moved along a transition the table does not allow (a bug)."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Send:
+    """One outbox item during an attempt: the item as last stored, and its state."""
+
+    item: OutboxItem
+    state: SendState = SendState.QUEUED
+    error: Exception | None = None
+
+    def to(self, state: SendState, error: Exception | None = None) -> None:
+        if state not in TRANSITIONS[self.state]:
+            raise OutboxStateError(f"an outbox item cannot go from {self.state} to {state}")
+        self.state = state
+        if error is not None:
+            self.error = error
 
 
 def _secure_fraction() -> float:
     """A uniform float in [0, 1) from the OS's CSPRNG, for backoff jitter."""
     return secrets.randbits(53) / (1 << 53)
-
-
-def _remove(store: Store, item_id: int) -> bool:
-    return store.outbox.remove(item_id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -108,59 +200,55 @@ class _BuiltCommit:
     message: bytes
     welcome: bytes | None
     group_info: bytes | None
-    state: bytes
+    state: GroupCheckpoint
     new_state: bytes
+    staged: StagedCommit
     queues: tuple[str, ...]
     welcome_to: tuple[str, ...]
 
 
 def _make_commit(
-    cache: GroupCache, group: Group, intent: Intent, random: RandomSource, now: int
+    group: Group, intent: Intent, random: RandomSource, now: int
 ) -> _BuiltCommit | None:
-    """Build the commit of ``intent`` and the queue sets (in the MLS thread)."""
+    """Build the commit of ``intent`` and the queue sets (in the MLS thread).
+
+    The members of the new epoch are read from the staged commit
+    (:func:`~..epochs.membership_after`), not from a state loaded again.
+    """
     result = build_commit(group, intent, random, now=now)
     if result is None:
         return None
-    new_state = group.to_bytes(result.staged)
-    after = cache.load(new_state)
+    staged = result.staged
     before = {(x.account_id, x.client_id) for x in group_members(group)}
-    members = group_members(after)
-    queues = sorted({x.queue_id for x in members if x.queue_id})
-    welcome_to = sorted(
-        {x.queue_id for x in members if x.queue_id and (x.account_id, x.client_id) not in before}
-    )
+    members = membership_after(group, staged)
+    welcome_to = queues_of([x for x in members if (x.account_id, x.client_id) not in before])
     return _BuiltCommit(
         result.message,
         result.welcome,
         result.group_info,
-        group.to_bytes(),
-        new_state,
-        tuple(queues),
+        group.checkpoint(),
+        group.to_bytes(staged),
+        staged,
+        tuple(queues_of(members)),
         tuple(welcome_to),
     )
 
 
-def _encrypt(group: Group, content: bytes, random: RandomSource) -> tuple[bytes, GroupCheckpoint]:
-    """An application message and the state after it (in the MLS thread).
+def _encrypt_many(
+    group: Group, contents: Sequence[bytes], random: RandomSource
+) -> tuple[list[bytes], GroupCheckpoint]:
+    """Application messages and the state after them (in the MLS thread).
 
     The checkpoint holds only this member's changed ratchet, not the group.
     """
-    data = group.encrypt(content, random)
+    data = [group.encrypt(content, random) for content in contents]
     return data, group.checkpoint()
 
 
-def _propose_leave(group: Group, random: RandomSource) -> tuple[bytes, GroupCheckpoint]:
+def _propose_leave(group: Group, random: RandomSource) -> tuple[list[bytes], GroupCheckpoint]:
     """A proposal to remove this member and the state after it (in the MLS thread)."""
     data = group.propose_remove(group.leaf_index, random)
-    return data, group.checkpoint()
-
-
-class _Dropped(Exception):
-    """The item has nothing left to do (already applied, or moot)."""
-
-
-class _NeedsCommit(Exception):
-    """Proposals are pending in the group: commit them before encrypting."""
+    return [data], group.checkpoint()
 
 
 class _OutOfStepError(ServerRejectedError):
@@ -175,8 +263,36 @@ class _OutOfStepError(ServerRejectedError):
     )
 
 
+def _answer_state(exc: Exception) -> SendState:
+    """Where an item goes after the server's (or the network's) error."""
+    if isinstance(exc, StaleEpochError):
+        return SendState.STALE
+    if isinstance(exc, ServerRejectedError | InvalidMessageError | UsageError):
+        return SendState.FAILED
+    return SendState.BACKOFF  # unreachable, 5xx, rate limited, or anything unexpected
+
+
+def _is_leave(item: OutboxItem) -> bool:
+    return item.kind is OutboxKind.MESSAGE and Intent.loads(item.intent).op == "leave"
+
+
+def _batch(items: Sequence[OutboxItem]) -> list[OutboxItem]:
+    """The lane's head and the application messages right behind it, sent together."""
+    head = items[0]
+    if head.kind is not OutboxKind.MESSAGE or _is_leave(head):
+        return [head]
+    batch = [head]
+    size = len(head.content or b"")
+    for item in items[1:]:
+        size += len(item.content or b"") + 256
+        if item.kind is not OutboxKind.MESSAGE or _is_leave(item) or size > _BATCH_CONTENT_BYTES:
+            break
+        batch.append(item)
+    return batch
+
+
 class OutboxSender:
-    """Sends the outbox: each lane (group) in order, lanes independently."""
+    """Sends the outbox: each lane (group) in order, in batches, lanes independently."""
 
     def __init__(
         self,
@@ -188,6 +304,7 @@ class OutboxSender:
         after_send: SendHook | None = None,
     ) -> None:
         self._s = session
+        self._epochs = session.epochs
         self._before_send = before_send
         self._after_send = after_send
         self._pipeline = pipeline
@@ -195,19 +312,34 @@ class OutboxSender:
         # Retries of different clients must not fall into step, and their
         # timing should tell an observer nothing: jitter from the CSPRNG.
         self._backoff = dataclasses.replace(chosen, random=_secure_fraction)
-        self._wake = asyncio.Event()
+        self._wake = session.outbox_signal
         self._lanes: dict[bytes | None, asyncio.Task[None]] = {}
+        #: Set when the server says a restored copy took this device over.
+        self._replaced: DeviceReplacedError | None = None
 
-    def wake(self) -> None:
-        """Look at the outbox now (a new item, or the network is back)."""
-        self._wake.set()
+    def wake(self, group_id: bytes | None = None) -> None:
+        """Look at the outbox now (a new item of ``group_id``'s, or the network is back)."""
+        self._s.outbox_queued(group_id)
+
+    def _busy(self, lane: bytes) -> bool:
+        running = self._lanes.get(lane)
+        return running is not None and not running.done()
 
     async def run(self) -> None:
-        """Send forever: whenever woken, and when the next retry is due."""
+        """Send forever: whenever woken, and when the next retry is due.
+
+        An item queued in a lane that is running needs no look at the
+        outbox: the lane reads its next items itself (a burst of sends then
+        costs no store query each).
+        """
+        due: int | None = None
         try:
-            while True:
+            while self._replaced is None:
+                hints = self._s.outbox_hints
+                self._s.outbox_hints = set()
                 self._wake.clear()
-                due = await self._start_lanes()
+                if not hints or not all(self._busy(lane) for lane in hints):
+                    due = await self._start_lanes()
                 timeout = None if due is None else max(0.0, (due - self._s.now_ms()) / 1000)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -226,6 +358,8 @@ class OutboxSender:
         except asyncio.CancelledError:
             await self._stop_lanes()
             raise
+        if self._replaced is not None:
+            raise self._replaced
         return bool(await self._s.store.run(lambda s: s.outbox.count() == 0))
 
     # -- lanes ------------------------------------------------------------------------------
@@ -236,6 +370,8 @@ class OutboxSender:
         now = self._s.now_ms()
         next_due: int | None = None
         for lane, due in heads:
+            if self._replaced is not None:
+                break
             running = self._lanes.get(lane)
             if running is not None and not running.done():
                 continue
@@ -252,7 +388,7 @@ class OutboxSender:
             del self._lanes[lane]
         if not task.cancelled() and (exc := task.exception()) is not None:
             _log.error("an outbox lane failed", exc_info=exc)
-        self._wake.set()  # the lane may have new items, or a new due time
+        self.wake()  # the lane may have new items, or a new due time
 
     async def _stop_lanes(self) -> None:
         tasks = list(self._lanes.values())
@@ -264,174 +400,269 @@ class OutboxSender:
         self._lanes.clear()
 
     async def _run_lane(self, lane: bytes | None) -> None:
-        """Send a lane's items in order while they are due; stop at a transient failure."""
+        """Send a lane's items in order, a batch at a time, while they are due.
+
+        The lane stops at a transient failure (its head then waits for its
+        next attempt); a refusal fails the items concerned and it goes on.
+        """
+        gather = False
         while True:
-            item = await self._s.store.run(lambda s: s.outbox.head(lane))
-            if item is None or item.next_attempt_at > self._s.now_ms():
+            if gather:  # a batch just went out: let the burst behind it gather a moment
+                await asyncio.sleep(GATHER_S)
+            items = await self._s.store.run(lambda s: s.outbox.lane(lane, BATCH_SIZE))
+            if not items or items[0].next_attempt_at > self._s.now_ms():
                 return
+            batch = _batch(items)
+            gather = batch[0].kind is OutboxKind.MESSAGE and len(batch) < BATCH_SIZE
             try:
-                delivered = await self._deliver(item)
+                if batch[0].kind is OutboxKind.CREATE_GROUP:
+                    going = await self._create_group(batch[0])
+                elif batch[0].kind is OutboxKind.COMMIT:
+                    going = await self._commit(batch[0])
+                else:
+                    going = await self._messages(batch)
             except Exception as exc:  # a bug, or the store failing: retry later, not at once
                 _log.exception("sending an outbox item failed")
-                await self._retry_later(item, exc)
+                await self._retry_later(batch[0], exc)
                 return
-            if not delivered:
+            if not going:
                 return
 
-    # -- one item ---------------------------------------------------------------------------
+    # -- a group's new group request --------------------------------------------------------
 
-    async def _deliver(self, item: OutboxItem) -> bool:
-        """Deliver one item; False after a transient failure (retry later)."""
+    async def _create_group(self, item: OutboxItem) -> bool:
+        send = _Send(item)
+        send.to(SendState.BUILT)  # built when the group was made
+        send.to(SendState.IN_FLIGHT)
         try:
-            if item.kind is OutboxKind.CREATE_GROUP:
-                await self._create_group(item)
-            elif item.kind is OutboxKind.COMMIT:
-                await self._send_commit(item)
-            else:
-                await self._send_message(item)
-        except _Dropped:
-            await self._s.store.run(_remove, item.id)
-        except (ServerRejectedError, InvalidMessageError, UsageError) as exc:
-            await self._give_up(item, exc)
-        except (NetworkError, StaleEpochError) as exc:
-            await self._retry_later(item, exc)
-            return False
+            with contextlib.suppress(GroupExistsError):  # an earlier attempt got through
+                await self._s.transport.create_group(item.payload)
+        except Exception as exc:
+            send.to(_answer_state(exc), exc)
+            return await self._failed([send], exc)
+        send.to(SendState.ACCEPTED)
+        await self._accepted([send])
         return True
 
-    async def _create_group(self, item: OutboxItem) -> None:
-        assert item.group_id is not None
-        with contextlib.suppress(GroupExistsError):  # an earlier attempt got through
-            await self._s.transport.create_group(item.payload)
-        async with self._s.group_lock(item.group_id):
-            await self._pipeline.apply_accepted_locked(item)
+    # -- application messages and proposals, in batches -------------------------------------
 
-    async def _send_message(self, item: OutboxItem) -> None:
+    async def _messages(self, batch: list[OutboxItem]) -> bool:
+        """Build, persist, send and apply one group's batch; whether the lane goes on."""
+        group_id = batch[0].group_id
+        assert group_id is not None
+        sends = [_Send(item) for item in batch]
+        for _ in range(_MAX_STALE):
+            async with self._epochs.lock(group_id):
+                await self._build_messages(group_id, sends)
+            if any(s.state is SendState.FAILED for s in sends):
+                return await self._failed(sends, sends[0].error)
+            await self._drop([s for s in sends if s.state is SendState.DROPPED])
+            sends = [s for s in sends if s.state is not SendState.DROPPED]
+            if any(s.state is SendState.NEEDS_COMMIT for s in sends):
+                commit = await self._commit_item_for(group_id)
+                if not await self._commit(commit):
+                    return False  # the commit backs off; this batch waits behind it
+                sends = [_Send(s.item) for s in sends]
+                continue
+            ready = [s for s in sends if s.state is SendState.BUILT]
+            if not ready:
+                return True
+            await self._hook(self._before_send)
+            for send in ready:
+                send.to(SendState.IN_FLIGHT)
+            accepted, error = await self._post(group_id, ready)
+            if accepted:
+                await self._hook(self._after_send)
+                for send in accepted:
+                    send.to(SendState.ACCEPTED)
+                await self._accepted(accepted)
+            if error is None:
+                return True
+            rest = ready[len(accepted) :]
+            state = _answer_state(error)
+            if state is not SendState.STALE:
+                for send in rest:
+                    send.to(state, error)
+                return await self._failed(rest, error)
+            for send in rest:
+                send.to(SendState.STALE, error)
+            epoch = rest[0].item.epoch
+            if await self._out_of_step(group_id, epoch):
+                failure = _OutOfStepError(
+                    "out_of_step", "the server's epoch is not ours, and catching up changed nothing"
+                )
+                for send in rest:
+                    send.to(SendState.FAILED, failure)
+                return await self._failed(rest, failure)
+            sends = [_Send(s.item) for s in rest]
+        stale = StaleEpochError(-1, "the group kept moving on")
+        for send in sends:
+            send.to(SendState.BACKOFF, stale)
+        return await self._failed(sends, stale)
+
+    async def _build_messages(self, group_id: bytes, sends: list[_Send]) -> None:
+        """Each item built for the group's current epoch (the group's lock held).
+
+        Items built for this epoch already (by an attempt whose answer was
+        lost) are sent as they are; the others are encrypted together in one
+        call to the MLS thread, and persisted with the group's new
+        checkpoint, the requests and the sent hashes in one transaction.
+        """
+        group = await self._epochs.get(group_id)
+        if group is None or not group.active:
+            gone = ServerRejectedError("not_a_member", "the group was left")
+            for send in sends:
+                send.to(SendState.FAILED, gone)
+            return
+        epoch = group.epoch
+        todo: list[_Send] = []
+        for send in sends:
+            item = send.item
+            if item.built and item.epoch == epoch:
+                send.to(SendState.BUILT)
+            elif not _is_leave(item) and item.content is None:
+                send.to(SendState.DROPPED)
+            else:
+                todo.append(send)
+        if not todo:
+            return
+        if not _is_leave(todo[0].item) and group.pending_proposals():
+            for send in todo:
+                send.to(SendState.NEEDS_COMMIT)
+            return
+        try:
+            if _is_leave(todo[0].item):
+                data, state = await self._s.mls(_propose_leave, group, self._s.random)
+            else:
+                contents = [s.item.content for s in todo if s.item.content is not None]
+                data, state = await self._s.mls(_encrypt_many, group, contents, self._s.random)
+            built = [
+                (
+                    send.item.id,
+                    m.SendRequest(message, send.item.idempotency_key).dumps(),
+                    epoch,
+                    message_digest(message),
+                )
+                for send, message in zip(todo, data, strict=True)
+            ]
+            now = self._s.now_ms()
+
+            def write(store: Store) -> None:
+                store.groups.save(group_id, epoch, state, now=now)
+                store.outbox.set_built_many(built)
+                store.sent_messages.add_many([b[3] for b in built], group_id, now=now)
+
+            await self._s.store.transaction(write)
+        except BaseException:  # the state may have moved on, unsaved: load it again
+            self._epochs.evict(group_id)
+            raise
+        for send, (_, payload, _, digest) in zip(todo, built, strict=True):
+            send.item = dataclasses.replace(
+                send.item, payload=payload, epoch=epoch, message_hash=digest
+            )
+            send.to(SendState.BUILT)
+
+    async def _post(
+        self, group_id: bytes, sends: list[_Send]
+    ) -> tuple[list[_Send], Exception | None]:
+        """Send built requests in order; those the server took, and the error that stopped it.
+
+        More than one go in one request to the batch route: all or nothing,
+        one transaction on the server, in the lane's order.
+        """
+        transport = self._s.transport
+        if len(sends) > 1:
+            try:
+                await transport.send_batch(group_id, [s.item.payload for s in sends])
+            except Exception as exc:
+                return [], exc
+            return sends, None
+        for index, send in enumerate(sends):
+            try:
+                await transport.send(group_id, send.item.payload)
+            except Exception as exc:
+                return sends[:index], exc
+        return sends, None
+
+    # -- commits ------------------------------------------------------------------------------
+
+    async def _commit(self, item: OutboxItem) -> bool:
+        """Build, send and apply a commit; whether the lane goes on.
+
+        No lock is held while the commit is on its way: the group's incoming
+        messages, and every other conversation, go on meanwhile. A commit
+        of someone else's that wins the epoch makes the server refuse this
+        one (``stale_epoch``); it is then built again after catching up.
+        """
         group_id = item.group_id
         assert group_id is not None
         for _ in range(_MAX_STALE):
-            commit = None
-            async with self._s.group_lock(group_id):
-                try:
-                    built = await self._build_message(item)
-                except _NeedsCommit:
-                    commit = await self._commit_item_for(group_id)
-            if commit is not None:
-                try:
-                    await self._send_commit(commit)
-                except _Dropped:
-                    await self._s.store.run(_remove, commit.id)
-                continue
+            send = _Send(item)
+            async with self._epochs.lock(group_id):
+                await self._build_commit(send)
+            if send.state is SendState.DROPPED:
+                await self._drop([send])
+                return True
+            if send.state is SendState.FAILED:
+                return await self._failed([send], send.error)
             await self._hook(self._before_send)
+            send.to(SendState.IN_FLIGHT)
             try:
-                await self._s.transport.send(group_id, built.payload)
-            except StaleEpochError:
-                await self._catch_up_after_stale(group_id, built.epoch)
+                await self._s.transport.commit(group_id, send.item.payload)
+            except Exception as exc:
+                state = _answer_state(exc)
+                send.to(state, exc)
+                if state is not SendState.STALE:
+                    if state is SendState.FAILED:
+                        self._epochs.release(item.id)
+                    return await self._failed([send], exc)
+                self._epochs.release(item.id)
+                if await self._out_of_step(group_id, send.item.epoch):
+                    failure = _OutOfStepError(
+                        "out_of_step",
+                        "the server's epoch is not ours, and catching up changed nothing",
+                    )
+                    send.to(SendState.FAILED, failure)
+                    return await self._failed([send], failure)
+                send.to(SendState.QUEUED)
                 continue
             await self._hook(self._after_send)
-            async with self._s.group_lock(group_id):
-                await self._pipeline.apply_accepted_locked(built)
-            return
-        raise StaleEpochError(-1, "the group kept moving on")
+            send.to(SendState.ACCEPTED)
+            await self._accepted([send])
+            return True
+        self._epochs.release(item.id)
+        stale = StaleEpochError(-1, "the group kept moving on")
+        return await self._failed([_Send(item, SendState.BACKOFF)], stale)
 
-    async def _send_commit(self, item: OutboxItem) -> None:
+    async def _build_commit(self, send: _Send) -> None:
+        """The item's commit for the group's current epoch (the group's lock held)."""
+        item = await self._s.store.run(lambda s: s.outbox.get(send.item.id))
+        if item is None:
+            send.to(SendState.DROPPED)
+            return
+        send.item = item
         group_id = item.group_id
         assert group_id is not None
-        for _ in range(_MAX_STALE):
-            stale = False
-            # Held across the round trip: no other commit of this group may be merged
-            # meanwhile. Only this conversation waits (other groups have locks of their own).
-            async with self._s.group_lock(group_id):
-                built = await self._build_commit(item)
-                built_epoch = built.epoch
-                await self._hook(self._before_send)
-                try:
-                    await self._s.transport.commit(group_id, built.payload)
-                except StaleEpochError:
-                    stale = True
-                else:
-                    await self._hook(self._after_send)
-                    await self._pipeline.apply_accepted_locked(built)
-                    return
-            if stale:
-                await self._catch_up_after_stale(group_id, built_epoch)
-        raise StaleEpochError(-1, "the group kept moving on")
-
-    @staticmethod
-    async def _hook(hook: SendHook | None) -> None:
-        if hook is not None:
-            await hook()
-
-    async def _catch_up_after_stale(self, group_id: bytes, epoch: int | None) -> None:
-        """The server holds another epoch: process the queue (it has the commits).
-
-        The server queues a commit in the same transaction that accepts it,
-        so after a full catch-up the group is at the server's epoch -- unless
-        it cannot get there (a commit it could not process, or a server that
-        is behind): then it never will, and :class:`_OutOfStepError` ends the
-        item instead of retrying it forever.
-        """
-        await self._pipeline.catch_up()
-        async with self._s.group_lock(group_id):
-            group = await self._s.groups.get(group_id)
-            at = None if group is None or not group.active else group.epoch
-        if at is not None and at == epoch:
-            raise _OutOfStepError(
-                "out_of_step", "the server's epoch is not ours, and catching up changed nothing"
-            )
-
-    # -- building ---------------------------------------------------------------------------
-
-    async def _current(self, item: OutboxItem) -> OutboxItem:
-        current = await self._s.store.run(lambda s: s.outbox.get(item.id))
-        if current is None:
-            raise _Dropped
-        return current
-
-    async def _build_message(self, item: OutboxItem) -> OutboxItem:
-        """The item, built for the group's current epoch (the group's lock held)."""
-        item = await self._current(item)
-        assert item.group_id is not None
-        group = await self._s.groups.get(item.group_id)
+        group = await self._epochs.get(group_id)
         if group is None or not group.active:
-            raise ServerRejectedError("not_a_member", "the group was left")
-        if item.built and item.epoch == group.epoch:
-            return item
-        intent = Intent.loads(item.intent)
-        random = self._s.random
-        try:
-            if intent.op == "leave":
-                data, state = await self._s.mls(_propose_leave, group, random)
-            else:
-                if group.pending_proposals():
-                    raise _NeedsCommit
-                if item.content is None:
-                    raise _Dropped
-                data, state = await self._s.mls(_encrypt, group, item.content, random)
-        except asyncio.CancelledError:  # the state may have moved on, unsaved
-            self._s.groups.evict(item.group_id)
-            raise
-        payload = m.SendRequest(data, item.idempotency_key).dumps()
-        return await self._save_built(item, state, group.epoch, payload, data, None)
-
-    async def _build_commit(self, item: OutboxItem) -> OutboxItem:
-        """The item's commit for the group's current epoch (the group's lock held)."""
-        item = await self._current(item)
-        assert item.group_id is not None
-        group = await self._s.groups.get(item.group_id)
-        if group is None or not group.active:
-            raise _Dropped
+            send.to(SendState.DROPPED)
+            return
         if item.built and item.epoch == group.epoch and item.pending_state is not None:
-            return item
+            send.to(SendState.BUILT)  # an attempt whose answer was lost: the same request
+            return
         intent = Intent.loads(item.intent)
         try:
-            result = await self._s.mls(
-                _make_commit, self._s.groups, group, intent, self._s.random, self._s.now_s()
-            )
-        except asyncio.CancelledError:  # the state may have moved on, unsaved
-            self._s.groups.evict(item.group_id)
+            result = await self._s.mls(_make_commit, group, intent, self._s.random, self._s.now_s())
+        except (InvalidMessageError, UsageError) as exc:
+            self._epochs.evict(group_id)
+            send.to(SendState.FAILED, exc)
+            return
+        except BaseException:  # cancelled: the state may have moved on, unsaved
+            self._epochs.evict(group_id)
             raise
         if result is None:
-            raise _Dropped
+            send.to(SendState.DROPPED)
+            return
         request = m.CommitRequest(
             epoch=group.epoch,
             commit=result.message,
@@ -441,33 +672,19 @@ class OutboxSender:
             group_info=result.group_info,
             idempotency_key=item.idempotency_key,
         )
-        return await self._save_built(
-            item, result.state, group.epoch, request.dumps(), result.message, result.new_state
-        )
-
-    async def _save_built(
-        self,
-        item: OutboxItem,
-        state: bytes | GroupCheckpoint,
-        epoch: int,
-        payload: bytes,
-        message: bytes,
-        pending_state: bytes | None,
-    ) -> OutboxItem:
-        """Persist a built request with the group state it advanced (one transaction)."""
-        assert item.group_id is not None
-        group_id = item.group_id
-        digest = message_digest(message)
+        # A commit adding many members carries a large Welcome: encoded off the loop.
+        payload = await self._s.mls(request.dumps)
+        epoch, digest = group.epoch, message_digest(result.message)
         now = self._s.now_ms()
 
         def write(store: Store) -> OutboxItem | None:
-            store.groups.save(group_id, epoch, state, now=now)
+            store.groups.save(group_id, epoch, result.state, now=now)
             store.outbox.set_built(
                 item.id,
                 payload=payload,
                 epoch=epoch,
                 message_hash=digest,
-                pending_state=pending_state,
+                pending_state=result.new_state,
             )
             store.sent_messages.add(digest, group_id, now=now)
             return store.outbox.get(item.id)
@@ -475,10 +692,12 @@ class OutboxSender:
         try:
             built = await self._s.store.transaction(write)
         except BaseException:
-            self._s.groups.evict(group_id)
+            self._epochs.evict(group_id)
             raise
         assert built is not None
-        return built
+        self._epochs.hold(item.id, result.staged)
+        send.item = built
+        send.to(SendState.BUILT)
 
     async def _commit_item_for(self, group_id: bytes) -> OutboxItem:
         """The queued commit of the group's pending proposals (made if there is none)."""
@@ -495,10 +714,79 @@ class OutboxSender:
 
         return await self._s.store.transaction(find_or_make)
 
-    # -- failures ---------------------------------------------------------------------------
+    # -- outcomes -----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _hook(hook: SendHook | None) -> None:
+        if hook is not None:
+            await hook()
+
+    async def _accepted(self, sends: list[_Send]) -> None:
+        """The server took these items: apply them (one transaction for a batch of messages)."""
+        first = sends[0].item
+        group_id = first.group_id
+        if (
+            group_id is None
+            or first.kind is OutboxKind.CREATE_GROUP
+            or (first.kind is OutboxKind.MESSAGE and not _is_leave(first))
+        ):
+            ids = [s.item.id for s in sends]
+            me = self._s.account.account_id
+
+            def write(store: Store) -> list[Event]:
+                return with_views(store, apply_sent(store, ids), me)
+
+            # The server has them: a lost commit here only means the items are sent
+            # again, and answered from their idempotency keys (see local_transaction).
+            self._s.events.publish(*await self._s.store.local_transaction(write))
+            return
+        async with self._epochs.lock(group_id):
+            moved = await self._epochs.accept(first, finish=lambda store: None)
+            if moved:
+                await self._pipeline.retry_pending_locked(group_id)
+
+    async def _out_of_step(self, group_id: bytes, epoch: int | None) -> bool:
+        """After ``stale_epoch``: catch up (the queue has the winning commit).
+
+        The server queues a commit in the same transaction that accepts it,
+        so after a full catch-up the group is at the server's epoch -- unless
+        it cannot get there (a commit it could not process, or a server that
+        is behind): then it never will, and the item fails instead of being
+        retried forever.
+        """
+        await self._pipeline.catch_up()
+        async with self._epochs.lock(group_id):
+            group = await self._epochs.get(group_id)
+            at = None if group is None or not group.active else group.epoch
+        return at is not None and at == epoch
+
+    async def _drop(self, sends: list[_Send]) -> None:
+        if sends:
+            ids = [s.item.id for s in sends]
+            await self._s.store.transaction(lambda s: [s.outbox.remove(i) for i in ids])
+
+    async def _failed(self, sends: list[_Send], error: Exception | None) -> bool:
+        """Items that failed: wait and retry (False: the lane stops), or give them up (True)."""
+        assert error is not None
+        if all(s.state is SendState.BACKOFF for s in sends):
+            await self._retry_later(sends[0].item, error)
+            return False
+        for send in sends:
+            await self._give_up(send.item, error)
+        return True
 
     async def _retry_later(self, item: OutboxItem, exc: Exception) -> None:
-        """A transient failure: the item (and its lane) waits, backing off per item."""
+        """A transient failure: the item (and its lane) waits, backing off per item.
+
+        A copy the server says was replaced by a restored one stops sending
+        for good, its items kept queued as they are (nothing was stored).
+        """
+        if isinstance(exc, DeviceReplacedError):
+            if self._replaced is None:
+                _log.warning("this copy was replaced by a restored one; the outbox stops")
+            self._replaced = exc
+            self._wake.set()
+            return
         attempts = item.attempts
         delay = self._backoff.delay(attempts)
         if isinstance(exc, RateLimitedError):
@@ -515,6 +803,7 @@ class OutboxSender:
         user_message = getattr(exc, "user_message", "A change could not be sent.")
         message_id = item.message_id
         group_id = item.group_id
+        me = self._s.account.account_id
 
         def write(store: Store) -> list[Event]:
             store.outbox.remove(item.id)
@@ -530,16 +819,21 @@ class OutboxSender:
                 events.append(
                     MessageStatusChanged(message.conversation_id, message_id, MessageStatus.FAILED)
                 )
-            return events
+            return with_views(store, events, me)
 
         events = await self._s.store.transaction(write)
         self._s.events.publish(*events)
 
     async def wait_idle(self) -> None:
-        """Until the outbox is empty (for the command line and tests)."""
+        """Until the outbox is empty (for the command line and tests).
+
+        DeviceReplacedError once this copy was replaced: it will never be.
+        """
         while True:
             empty = await self._s.store.run(lambda s: s.outbox.count() == 0)
             if empty:
                 return
+            if self._replaced is not None:
+                raise self._replaced
             self.wake()
             await asyncio.sleep(0.05)

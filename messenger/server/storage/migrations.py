@@ -218,6 +218,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "UPDATE queue_entries SET created_at = (created_at / 3600000) * 3600000",
         ),
     ),
+    Migration(
+        5,
+        "device tokens: a restored copy takes over its client",
+        (
+            # SHA-256 of the device token of the copy that took the client
+            # over (devices.py); NULL until a restore takes it over.
+            "ALTER TABLE clients ADD COLUMN device_token_hash {blob}",
+        ),
+    ),
 )
 
 

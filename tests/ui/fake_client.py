@@ -1,0 +1,879 @@
+"""An in-memory stand-in for :class:`messenger.client.MessengerClient`.
+
+The UI tests drive edge states with it (errors, empty states, very long or
+right-to-left messages, bursts of arrivals) without a server or a store. It
+has the facade's async methods with the same names and keyword arguments,
+keeps conversations, messages, contacts and reactions in dicts, and
+publishes the same events (carrying their views, as the real client does)
+on a real :class:`~messenger.client.events.EventBus`.
+
+Switches for tests:
+
+* ``fail(method, error, times=None)`` -- the next ``times`` calls (all when
+  None) of ``method`` raise ``error`` (a ``ClientError``);
+* ``calls[method]`` -- how often each method was awaited;
+* ``delay`` -- seconds every call sleeps first (to see progress states);
+* ``receive(...)``, ``receive_many(...)``, ``set_connection(...)``,
+  ``set_typing(...)`` -- what the network would do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import secrets
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from messenger.client import (
+    AccountInfo,
+    AccountUpdated,
+    ClientError,
+    ConnectionState,
+    ConnectionStateChanged,
+    Contact,
+    ContactNotFoundError,
+    ContactUpdated,
+    Conversation,
+    ConversationKind,
+    ConversationNotFoundError,
+    ConversationUpdated,
+    ConversationView,
+    MemberView,
+    Message,
+    MessageKind,
+    MessageNotFoundError,
+    MessageReceived,
+    MessageStatus,
+    MessageStatusChanged,
+    MessageUpdated,
+    MessageView,
+    NoAccountError,
+    NotAllowedError,
+    Note,
+    NoteKind,
+    NoteView,
+    Preferences,
+    PreferencesChanged,
+    Profile,
+    ReactionSummary,
+    SafetyNumber,
+    SafetyNumberView,
+    SearchHit,
+    Subscription,
+    TypingChanged,
+    WrongPassphraseError,
+    note_text,
+)
+from messenger.client.events import EventBus
+
+ME = "me0000000000000000000000000000000000000000000000000000000000000"
+NOW_MS = 1_764_770_000_000  # a fixed "now" (Dec 2025) so screenshots are stable
+
+
+class FakeClient:
+    """A fake ``MessengerClient``: same coroutine names, in-memory state."""
+
+    def __init__(
+        self,
+        *,
+        display_name: str = "Me",
+        account_id: str = ME,
+        has_account: bool = True,
+        passphrase: str = "correct horse battery staple",
+        profile: Profile | None = None,
+        clock_ms: int = NOW_MS,
+    ) -> None:
+        self.me = account_id
+        self.display_name: str | None = display_name
+        self.passphrase = passphrase
+        self._has_account = has_account
+        self._profile = profile or Profile(
+            name="test", id="0" * 32, path=Path("/nonexistent/test"), created_at=clock_ms
+        )
+        self.now_ms = clock_ms
+        self.bus = EventBus()
+        self.contacts_: dict[str, Contact] = {}
+        self.conversations_: dict[int, Conversation] = {}
+        self.members_: dict[int, list[str]] = {}
+        self.messages_: dict[int, Message] = {}
+        self.by_conversation: dict[int, list[int]] = collections.defaultdict(list)
+        self.reactions_: dict[int, dict[str, set[str]]] = collections.defaultdict(dict)
+        self.read_upto: dict[int, int] = {}
+        self.prefs = Preferences()
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.failures: dict[str, tuple[ClientError, int | None]] = {}
+        self.delay = 0.0
+        self.started = False
+        self.closed = False
+        self.typing_sent: list[tuple[int, bool]] = []
+        self.server_url = "https://chat.example.org"
+        self.key_in_keyring = True
+        self._ids = itertools.count(1)
+        self._cids = itertools.count(1)
+
+    # -- switches -------------------------------------------------------------------------
+
+    def fail(self, method: str, error: ClientError, times: int | None = None) -> None:
+        """Make ``method`` raise ``error`` (the next ``times`` calls; all when None)."""
+        self.failures[method] = (error, times)
+
+    async def _call(self, name: str) -> None:
+        self.calls[name] += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.closed and name not in ("close",):
+            from messenger.client import ClientClosedError
+
+            raise ClientClosedError("the client is closed")
+        failure = self.failures.get(name)
+        if failure is not None:
+            error, times = failure
+            if times is not None:
+                if times <= 1:
+                    del self.failures[name]
+                else:
+                    self.failures[name] = (error, times - 1)
+            raise error
+
+    def _tick(self) -> int:
+        self.now_ms += 1000
+        return self.now_ms
+
+    # -- building state (no events, no calls counted) -----------------------------------
+
+    def add_contact_now(
+        self, account_id: str, name: str, *, handle: str | None = None, verified: bool = False
+    ) -> Contact:
+        contact = Contact(
+            account_id=account_id,
+            handle=handle,
+            display_name=name,
+            verified_fingerprint=b"\x01" * 32 if verified else None,
+            verified_at=self.now_ms if verified else None,
+            blocked=False,
+            added_at=self.now_ms,
+            updated_at=self.now_ms,
+        )
+        self.contacts_[account_id] = contact
+        return contact
+
+    def add_conversation_now(
+        self,
+        title: str | None,
+        members: Sequence[str] = (),
+        *,
+        peer: str | None = None,
+        muted: bool = False,
+        archived: bool = False,
+        at: int | None = None,
+    ) -> Conversation:
+        cid = next(self._cids)
+        conversation = Conversation(
+            id=cid,
+            group_id=secrets.token_bytes(16),
+            kind=ConversationKind.DIRECT if peer else ConversationKind.GROUP,
+            title=title,
+            peer_account_id=peer,
+            created_at=at or self.now_ms,
+            last_activity_at=at or self.now_ms,
+            muted=muted,
+            archived=archived,
+            left_at=None,
+        )
+        self.conversations_[cid] = conversation
+        self.members_[cid] = [self.me, *([peer] if peer else members)]
+        return conversation
+
+    def add_message_now(
+        self,
+        conversation_id: int,
+        sender: str,
+        body: str | None,
+        *,
+        at: int | None = None,
+        status: MessageStatus | None = None,
+        reply_to: int | None = None,
+        kind: MessageKind | None = None,
+        note: Note | None = None,
+        edited: bool = False,
+        deleted: bool = False,
+    ) -> Message:
+        mid = next(self._ids)
+        when = at if at is not None else self._tick()
+        outgoing = sender == self.me
+        reply_uid = self.messages_[reply_to].uid if reply_to is not None else None
+        if kind is None:
+            kind = (
+                MessageKind.SYSTEM
+                if note is not None
+                else (MessageKind.REPLY if reply_to is not None else MessageKind.TEXT)
+            )
+        message = Message(
+            id=mid,
+            conversation_id=conversation_id,
+            uid=mid.to_bytes(16, "big"),
+            sender_account_id=sender,
+            sender_client_id=sender + "-c",
+            outgoing=outgoing,
+            kind=kind,
+            body=None if deleted else body,
+            reply_to_uid=reply_uid,
+            status=status or (MessageStatus.READ if outgoing else MessageStatus.RECEIVED),
+            sent_at=when,
+            received_at=when,
+            edited_at=when + 1 if edited else None,
+            deleted_at=when + 1 if deleted else None,
+            server_seq=mid,
+            epoch=1,
+            note=note,
+        )
+        self.messages_[mid] = message
+        self.by_conversation[conversation_id].append(mid)
+        conversation = self.conversations_[conversation_id]
+        self.conversations_[conversation_id] = dataclasses.replace(
+            conversation, last_activity_at=max(conversation.last_activity_at, when)
+        )
+        return message
+
+    def add_reaction_now(self, message_id: int, account_id: str, emoji: str) -> None:
+        self.reactions_[message_id].setdefault(emoji, set()).add(account_id)
+
+    # -- views ----------------------------------------------------------------------------
+
+    def _name(self, account_id: str) -> str:
+        if account_id == self.me:
+            return "You"
+        contact = self.contacts_.get(account_id)
+        if contact is not None:
+            return contact.display_name or contact.handle or account_id[:8]
+        return account_id[:8]
+
+    def _member(self, account_id: str) -> MemberView:
+        return MemberView(account_id, self._name(account_id), account_id == self.me)
+
+    def _unread(self, cid: int) -> int:
+        upto = self.read_upto.get(cid, 0)
+        return sum(
+            1
+            for mid in self.by_conversation[cid]
+            if mid > upto
+            and not self.messages_[mid].outgoing
+            and self.messages_[mid].kind is not MessageKind.SYSTEM
+        )
+
+    def conversation_view(self, cid: int) -> ConversationView:
+        c = self.conversations_[cid]
+        name = (
+            self._name(c.peer_account_id)
+            if c.kind is ConversationKind.DIRECT and c.peer_account_id
+            else c.title or "Unnamed group"
+        )
+        blocked = bool(
+            c.peer_account_id
+            and c.peer_account_id in self.contacts_
+            and self.contacts_[c.peer_account_id].blocked
+        )
+        return ConversationView(
+            conversation=c,
+            name=name,
+            members=tuple(self._member(a) for a in self.members_[cid]),
+            unread=self._unread(cid),
+            muted=c.muted,
+            blocked=blocked,
+            read_receipts=self.prefs.read_receipts,
+            typing_indicators=self.prefs.typing_indicators,
+        )
+
+    def message_view(self, mid: int) -> MessageView:
+        m = self.messages_[mid]
+        note_view = None
+        if m.kind is MessageKind.SYSTEM:
+            note = m.note or Note(NoteKind.LEGACY_TEXT, text=m.body)
+            note_view = NoteView(
+                note.kind,
+                actor=None if note.actor is None else self._member(note.actor),
+                members=tuple(self._member(a) for a in note.accounts),
+                name=note.name,
+                text=note.text,
+            )
+            m = dataclasses.replace(m, body=note_text(note_view))
+        reply = None
+        if m.reply_to_uid is not None:
+            reply = next((x for x in self.messages_.values() if x.uid == m.reply_to_uid), None)
+        reactions = tuple(
+            ReactionSummary(emoji, len(who), self.me in who)
+            for emoji, who in self.reactions_.get(mid, {}).items()
+            if who
+        )
+        return MessageView(
+            message=m,
+            sender_name=self._name(m.sender_account_id),
+            reactions=reactions,
+            reply_to=reply,
+            note=note_view,
+        )
+
+    # -- the network, simulated -----------------------------------------------------------
+
+    def receive(
+        self, conversation_id: int, sender: str, body: str, *, reply_to: int | None = None
+    ) -> Message:
+        """A message arrives from ``sender``: stored and published."""
+        message = self.add_message_now(conversation_id, sender, body, reply_to=reply_to)
+        self._publish_received(message)
+        return message
+
+    def receive_many(self, conversation_id: int, sender: str, bodies: Iterable[str]) -> None:
+        """A burst: every message is published before the UI gets a turn."""
+        for body in bodies:
+            self._publish_received(self.add_message_now(conversation_id, sender, body))
+
+    def _publish_received(self, message: Message) -> None:
+        self.bus.publish(
+            MessageReceived(
+                message.conversation_id,
+                message.id,
+                view=self.message_view(message.id),
+                conversation=self.conversation_view(message.conversation_id),
+            )
+        )
+
+    def set_status(self, message_id: int, status: MessageStatus) -> None:
+        m = self.messages_[message_id]
+        self.messages_[message_id] = dataclasses.replace(m, status=status)
+        self.bus.publish(
+            MessageStatusChanged(
+                m.conversation_id, message_id, status, view=self.message_view(message_id)
+            )
+        )
+
+    def set_connection(self, state: ConnectionState, error: str | None = None) -> None:
+        self.bus.publish(ConnectionStateChanged(state, error))
+
+    def set_typing(self, conversation_id: int, account_id: str, active: bool) -> None:
+        self.bus.publish(TypingChanged(conversation_id, account_id, active))
+
+    def _conversation_changed(self, cid: int) -> None:
+        self.bus.publish(ConversationUpdated(cid, view=self.conversation_view(cid)))
+
+    def _message_changed(self, mid: int) -> None:
+        m = self.messages_[mid]
+        self.bus.publish(MessageUpdated(m.conversation_id, mid, view=self.message_view(mid)))
+
+    # -- the facade: lifecycle --------------------------------------------------------------
+
+    @property
+    def profile(self) -> Profile:
+        return self._profile
+
+    @property
+    def has_account(self) -> bool:
+        return self._has_account
+
+    async def start(self) -> None:
+        await self._call("start")
+        if not self._has_account:
+            raise NoAccountError("no account")  # as MessengerClient.start()
+        self.started = True
+
+    async def close(self) -> None:
+        self.calls["close"] += 1
+        if not self.closed:
+            self.closed = True
+            self.bus.close()
+
+    def events(self) -> Subscription:
+        return self.bus.subscribe()
+
+    async def wait_online(self, timeout: float | None = None) -> None:
+        await self._call("wait_online")
+
+    async def sync(self) -> None:
+        await self._call("sync")
+
+    async def flush(self, timeout: float | None = None) -> None:
+        await self._call("flush")
+
+    async def remember_key(self) -> bool:
+        await self._call("remember_key")
+        self.key_in_keyring = True
+        return True
+
+    async def check_passphrase(self, passphrase: str) -> bool:
+        await self._call("check_passphrase")
+        return passphrase == self.passphrase
+
+    async def change_passphrase(self, old: str, new: str) -> None:
+        await self._call("change_passphrase")
+        if old != self.passphrase:
+            raise WrongPassphraseError("wrong passphrase")
+        self.passphrase = new
+
+    async def backup(self, destination: Path, passphrase: str, **_: Any) -> Any:
+        await self._call("backup")
+        from messenger.client import BackupInfo
+
+        destination.write_bytes(b"fake backup")
+        return BackupInfo(self._profile.name, 1, self.now_ms, 11)
+
+    # -- account and contacts ------------------------------------------------------------
+
+    async def create_account(
+        self, server_url: str, handle: str | None = None, *, invite_code: str | None = None
+    ) -> AccountInfo:
+        await self._call("create_account")
+        self.server_url = server_url
+        self._has_account = True
+        self.handle = handle
+        info = await self.account()
+        assert info is not None
+        return info
+
+    async def account(self) -> AccountInfo | None:
+        await self._call("account")
+        if not self._has_account:
+            return None
+        handle = getattr(self, "handle", "me")
+        host = self.server_url.split("//", 1)[-1]
+        return AccountInfo(
+            server_url=self.server_url,
+            account_id=self.me,
+            client_id=self.me + "-c",
+            handle=handle,
+            address=f"{handle}@{host}" if handle else None,
+            invite_link=f"{self.server_url}/invite#{self.me[:16]}",
+            display_name=self.display_name,
+        )
+
+    async def set_display_name(self, name: str | None) -> None:
+        await self._call("set_display_name")
+        self.display_name = name
+        self.bus.publish(AccountUpdated(name))
+
+    async def own_display_name(self) -> str | None:
+        await self._call("own_display_name")
+        return self.display_name
+
+    async def add_contact(self, address: str, *, check: bool = True) -> Contact:
+        await self._call("add_contact")
+        account_id = "acct-" + address.split("@", 1)[0]
+        contact = self.add_contact_now(account_id, address.split("@", 1)[0], handle=address)
+        self.bus.publish(ContactUpdated(account_id))
+        return contact
+
+    async def contacts(self, *, include_blocked: bool = False) -> list[Contact]:
+        await self._call("contacts")
+        return [c for c in self.contacts_.values() if include_blocked or not c.blocked]
+
+    async def contact(self, account_id: str) -> Contact:
+        await self._call("contact")
+        try:
+            return self.contacts_[account_id]
+        except KeyError:
+            raise ContactNotFoundError(f"no contact {account_id}") from None
+
+    async def rename_contact(self, account_id: str, name: str | None) -> Contact:
+        await self._call("rename_contact")
+        contact = dataclasses.replace(self.contacts_[account_id], display_name=name)
+        self.contacts_[account_id] = contact
+        self.bus.publish(ContactUpdated(account_id))
+        return contact
+
+    async def block(self, account_id: str) -> Contact:
+        await self._call("block")
+        return self._set_blocked(account_id, True)
+
+    async def unblock(self, account_id: str) -> Contact:
+        await self._call("unblock")
+        return self._set_blocked(account_id, False)
+
+    def _set_blocked(self, account_id: str, blocked: bool) -> Contact:
+        contact = dataclasses.replace(self.contacts_[account_id], blocked=blocked)
+        self.contacts_[account_id] = contact
+        self.bus.publish(ContactUpdated(account_id))
+        return contact
+
+    async def safety_number(self, account_id: str) -> SafetyNumberView:
+        await self._call("safety_number")
+        contact = self.contacts_[account_id]
+        digits = "".join(str(b % 10) for b in (account_id * 10).encode()[:60])
+        return SafetyNumberView(account_id, SafetyNumber(digits), contact.verified, False)
+
+    async def mark_verified(self, account_id: str) -> SafetyNumberView:
+        await self._call("mark_verified")
+        contact = dataclasses.replace(
+            self.contacts_[account_id], verified_fingerprint=b"\x01" * 32, verified_at=1
+        )
+        self.contacts_[account_id] = contact
+        self.bus.publish(ContactUpdated(account_id))
+        return await self.safety_number(account_id)
+
+    # -- conversations ------------------------------------------------------------------
+
+    def _get(self, cid: int) -> Conversation:
+        try:
+            return self.conversations_[cid]
+        except KeyError:
+            raise ConversationNotFoundError(f"no conversation {cid}") from None
+
+    async def create_conversation(self, account_id: str) -> Conversation:
+        await self._call("create_conversation")
+        for c in self.conversations_.values():
+            if c.peer_account_id == account_id:
+                return c
+        c = self.add_conversation_now(None, peer=account_id, at=self._tick())
+        self._conversation_changed(c.id)
+        return c
+
+    async def create_group(self, name: str, members: Sequence[str] = ()) -> Conversation:
+        await self._call("create_group")
+        c = self.add_conversation_now(name, list(members), at=self._tick())
+        m = self.add_message_now(c.id, self.me, None, note=Note(NoteKind.CREATED, name=name))
+        self._publish_received(m)
+        return c
+
+    async def add_members(self, conversation_id: int, account_ids: Sequence[str]) -> None:
+        await self._call("add_members")
+        self._get(conversation_id)
+        self.members_[conversation_id].extend(account_ids)
+        note = Note(NoteKind.ADDED, actor=self.me, accounts=tuple(account_ids))
+        self._publish_received(self.add_message_now(conversation_id, self.me, None, note=note))
+        self._conversation_changed(conversation_id)
+
+    async def remove_member(self, conversation_id: int, account_id: str) -> None:
+        await self._call("remove_member")
+        self.members_[conversation_id].remove(account_id)
+        note = Note(NoteKind.REMOVED, actor=self.me, accounts=(account_id,))
+        self._publish_received(self.add_message_now(conversation_id, self.me, None, note=note))
+        self._conversation_changed(conversation_id)
+
+    async def rename(self, conversation_id: int, name: str) -> None:
+        await self._call("rename")
+        c = self._get(conversation_id)
+        self.conversations_[conversation_id] = dataclasses.replace(c, title=name)
+        note = Note(NoteKind.RENAMED, actor=self.me, name=name)
+        self._publish_received(self.add_message_now(conversation_id, self.me, None, note=note))
+        self._conversation_changed(conversation_id)
+
+    async def leave(self, conversation_id: int) -> None:
+        await self._call("leave")
+        c = self._get(conversation_id)
+        self.conversations_[conversation_id] = dataclasses.replace(c, left_at=self.now_ms)
+        self._conversation_changed(conversation_id)
+
+    async def members(self, conversation_id: int) -> list[MemberView]:
+        await self._call("members")
+        self._get(conversation_id)
+        return [self._member(a) for a in self.members_[conversation_id]]
+
+    async def conversations(self, *, archived: bool = False) -> list[ConversationView]:
+        await self._call("conversations")
+        views = [
+            self.conversation_view(cid)
+            for cid, c in self.conversations_.items()
+            if c.archived == archived
+        ]
+        views.sort(key=lambda v: v.conversation.last_activity_at, reverse=True)
+        return views
+
+    async def conversation(self, conversation_id: int) -> ConversationView:
+        await self._call("conversation")
+        self._get(conversation_id)
+        return self.conversation_view(conversation_id)
+
+    async def _set_flag(self, conversation_id: int, **changes: Any) -> ConversationView:
+        c = self._get(conversation_id)
+        self.conversations_[conversation_id] = dataclasses.replace(c, **changes)
+        self._conversation_changed(conversation_id)
+        return self.conversation_view(conversation_id)
+
+    async def mute(self, conversation_id: int, until: int | None = None) -> ConversationView:
+        await self._call("mute")
+        return await self._set_flag(conversation_id, muted=True, muted_until=until)
+
+    async def unmute(self, conversation_id: int) -> ConversationView:
+        await self._call("unmute")
+        return await self._set_flag(conversation_id, muted=False, muted_until=None)
+
+    async def archive(self, conversation_id: int) -> ConversationView:
+        await self._call("archive")
+        return await self._set_flag(conversation_id, archived=True)
+
+    async def unarchive(self, conversation_id: int) -> ConversationView:
+        await self._call("unarchive")
+        return await self._set_flag(conversation_id, archived=False)
+
+    async def set_draft(self, conversation_id: int, text: str | None) -> None:
+        await self._call("set_draft")
+        c = self._get(conversation_id)
+        self.conversations_[conversation_id] = dataclasses.replace(c, draft=text or None)
+
+    async def draft(self, conversation_id: int) -> str | None:
+        await self._call("draft")
+        return self._get(conversation_id).draft
+
+    async def unread_count(self, conversation_id: int | None = None) -> int:
+        await self._call("unread_count")
+        if conversation_id is not None:
+            return self._unread(conversation_id)
+        return sum(
+            self._unread(cid)
+            for cid, c in self.conversations_.items()
+            if not c.muted and not c.archived
+        )
+
+    async def preferences(self) -> Preferences:
+        await self._call("preferences")
+        return self.prefs
+
+    async def set_read_receipts(self, enabled: bool) -> Preferences:
+        await self._call("set_read_receipts")
+        self.prefs = dataclasses.replace(self.prefs, read_receipts=enabled)
+        self.bus.publish(PreferencesChanged(self.prefs.read_receipts, self.prefs.typing_indicators))
+        return self.prefs
+
+    async def set_typing_indicators(self, enabled: bool) -> Preferences:
+        await self._call("set_typing_indicators")
+        self.prefs = dataclasses.replace(self.prefs, typing_indicators=enabled)
+        self.bus.publish(PreferencesChanged(self.prefs.read_receipts, self.prefs.typing_indicators))
+        return self.prefs
+
+    async def set_conversation_read_receipts(
+        self, conversation_id: int, enabled: bool | None
+    ) -> ConversationView:
+        await self._call("set_conversation_read_receipts")
+        return await self._set_flag(conversation_id, read_receipts=enabled)
+
+    async def set_conversation_typing_indicators(
+        self, conversation_id: int, enabled: bool | None
+    ) -> ConversationView:
+        await self._call("set_conversation_typing_indicators")
+        return await self._set_flag(conversation_id, typing_indicators=enabled)
+
+    # -- messages -----------------------------------------------------------------------
+
+    async def send_text(self, conversation_id: int, text: str) -> Message:
+        await self._call("send_text")
+        self._get(conversation_id)
+        m = self.add_message_now(conversation_id, self.me, text, status=MessageStatus.PENDING)
+        self._publish_received(m)
+        return m
+
+    async def reply(self, conversation_id: int, message_id: int, text: str) -> Message:
+        await self._call("reply")
+        if message_id not in self.messages_:
+            raise MessageNotFoundError(f"no message {message_id}")
+        m = self.add_message_now(
+            conversation_id, self.me, text, status=MessageStatus.PENDING, reply_to=message_id
+        )
+        self._publish_received(m)
+        return m
+
+    def _own(self, message_id: int) -> Message:
+        m = self.messages_.get(message_id)
+        if m is None:
+            raise MessageNotFoundError(f"no message {message_id}")
+        if not m.outgoing or m.deleted or m.kind is MessageKind.SYSTEM:
+            raise NotAllowedError(
+                "not an own message", user_message="You can only change your own messages."
+            )
+        return m
+
+    async def edit(self, conversation_id: int, message_id: int, text: str) -> None:
+        await self._call("edit")
+        m = self._own(message_id)
+        self.messages_[message_id] = dataclasses.replace(m, body=text, edited_at=self._tick())
+        self._message_changed(message_id)
+
+    async def delete(self, conversation_id: int, message_id: int) -> None:
+        await self._call("delete")
+        m = self._own(message_id)
+        self.messages_[message_id] = dataclasses.replace(m, body=None, deleted_at=self._tick())
+        self._message_changed(message_id)
+
+    async def react(
+        self, conversation_id: int, message_id: int, emoji: str, *, remove: bool = False
+    ) -> None:
+        await self._call("react")
+        if message_id not in self.messages_:
+            raise MessageNotFoundError(f"no message {message_id}")
+        who = self.reactions_[message_id].setdefault(emoji, set())
+        if remove:
+            who.discard(self.me)
+        else:
+            who.add(self.me)
+        self._message_changed(message_id)
+
+    async def mark_read(self, conversation_id: int, message_id: int | None = None) -> bool:
+        await self._call("mark_read")
+        ids = self.by_conversation[conversation_id]
+        if not ids:
+            return False
+        upto = message_id if message_id is not None else ids[-1]
+        if upto <= self.read_upto.get(conversation_id, 0):
+            return False
+        self.read_upto[conversation_id] = upto
+        self._conversation_changed(conversation_id)
+        return True
+
+    async def typing(self, conversation_id: int, active: bool = True) -> None:
+        await self._call("typing")
+        self.typing_sent.append((conversation_id, active))
+
+    async def messages(
+        self,
+        conversation_id: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
+    ) -> list[MessageView]:
+        await self._call("messages")
+        self._get(conversation_id)
+        ids = self.by_conversation[conversation_id]
+        if after is not None:
+            page = [i for i in ids if i > after][:limit]
+        else:
+            older = [i for i in ids if before is None or i < before]
+            page = older[-limit:] if limit > 0 else []
+        return [self.message_view(i) for i in page]
+
+    async def message(self, message_id: int) -> MessageView:
+        await self._call("message")
+        if message_id not in self.messages_:
+            raise MessageNotFoundError(f"no message {message_id}")
+        return self.message_view(message_id)
+
+    async def search(
+        self, query: str, *, limit: int = 50, conversation_id: int | None = None
+    ) -> list[SearchHit]:
+        await self._call("search")
+        words = [w.casefold() for w in query.split() if w]
+        hits: list[SearchHit] = []
+        for mid in sorted(self.messages_, reverse=True):
+            m = self.messages_[mid]
+            if m.body is None or m.kind is MessageKind.SYSTEM:
+                continue
+            if conversation_id is not None and m.conversation_id != conversation_id:
+                continue
+            text = m.body.casefold()
+            if words and all(w in text for w in words):
+                snippet = m.body
+                for w in query.split():
+                    start = snippet.casefold().find(w.casefold())
+                    if start >= 0:
+                        end = start + len(w)
+                        snippet = f"{snippet[:start]}\x02{snippet[start:end]}\x03{snippet[end:]}"
+                hits.append(SearchHit(m, snippet))
+                if len(hits) >= limit:
+                    break
+        return hits
+
+
+# -- a realistic scene (screenshots, layout tests) ------------------------------------------
+
+ALICE = "a11ce" + "0" * 59
+BOB = "b0b" + "1" * 61
+CAROL = "ca401" + "2" * 59
+DAVID = "dav1d" + "3" * 59
+ERIN = "e41n" + "4" * 60
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+def populate(client: FakeClient, now_ms: int | None = None) -> dict[str, int]:
+    """Contacts, a lively group and a few direct chats; the ids by name."""
+    now = now_ms if now_ms is not None else client.now_ms
+    client.add_contact_now(ALICE, "Alice Martin", handle="alice@chat.example.org", verified=True)
+    client.add_contact_now(BOB, "Bob Okafor", handle="bob@chat.example.org")
+    client.add_contact_now(CAROL, "Carol Nguyen", handle="carol@chat.example.org")
+    client.add_contact_now(DAVID, "David Cohen", handle="david@chat.example.org")
+    client.add_contact_now(ERIN, "Erin Schulz", handle="erin@chat.example.org")
+    yesterday = now - DAY - 2 * HOUR
+    group = client.add_conversation_now("Weekend hike 🥾", [ALICE, BOB, CAROL], at=yesterday)
+    g = group.id
+    me = client.me
+    client.add_message_now(
+        g, me, None, at=yesterday, note=Note(NoteKind.CREATED, name="Weekend hike 🥾")
+    )
+    client.add_message_now(
+        g, me, None, at=yesterday + 1000, note=Note(NoteKind.ADDED, me, (ALICE, BOB, CAROL))
+    )
+    first = client.add_message_now(
+        g, ALICE, "Who's in for Saturday? The forecast says sun ☀️", at=yesterday + 5 * MINUTE
+    )
+    client.add_message_now(g, BOB, "Me! Which trail?", at=yesterday + 7 * MINUTE)
+    client.add_message_now(
+        g,
+        CAROL,
+        "I'd love the ridge loop, about 14 km with a lake halfway. Map: "
+        "https://maps.example.org/ridge-loop",
+        at=yesterday + 9 * MINUTE,
+    )
+    client.add_reaction_now(first.id, BOB, "👍")
+    client.add_reaction_now(first.id, CAROL, "👍")
+    today = now - 3 * HOUR
+    plan = client.add_message_now(g, me, "Ridge loop it is. Meet at the station at 8:15?", at=today)
+    client.add_message_now(g, me, "I'll bring the stove and coffee", at=today + 20_000, edited=True)
+    client.add_message_now(g, ALICE, "Perfect 👌", at=today + 4 * MINUTE, reply_to=plan.id)
+    client.add_message_now(
+        g, ALICE, "I can drive two people back afterwards", at=today + 4 * MINUTE + 30_000
+    )
+    client.add_reaction_now(plan.id, ALICE, "❤️")
+    client.add_reaction_now(plan.id, BOB, "❤️")
+    client.add_reaction_now(plan.id, me, "❤️")
+    client.add_message_now(g, BOB, "🎉🎉", at=today + 30 * MINUTE)
+    client.add_message_now(
+        g, CAROL, "Bringing snacks. Does anyone need a headlamp?", at=now - 20 * MINUTE
+    )
+    client.add_message_now(
+        g,
+        me,
+        "I have a spare one, I'll put it in my bag tonight.",
+        at=now - 6 * MINUTE,
+        status=MessageStatus.DELIVERED,
+    )
+    client.add_message_now(
+        g, me, "See you all Saturday!", at=now - 5 * MINUTE, status=MessageStatus.SENT
+    )
+    client.read_upto[g] = max(client.by_conversation[g])
+    client.add_message_now(g, ALICE, "Can't wait 🏔️", at=now - 2 * MINUTE)
+
+    alice = client.add_conversation_now(None, peer=ALICE, at=now - 5 * HOUR)
+    client.add_message_now(alice.id, ALICE, "Did you get the tickets?", at=now - 5 * HOUR)
+    client.add_message_now(
+        alice.id, me, "Yes, two for Friday 🎟️", at=now - 4 * HOUR, status=MessageStatus.READ
+    )
+    client.read_upto[alice.id] = max(client.by_conversation[alice.id])
+    bob = client.add_conversation_now(None, peer=BOB, at=now - 2 * DAY)
+    client.add_message_now(bob.id, BOB, "Thanks for yesterday!", at=now - 2 * DAY)
+    client.add_message_now(bob.id, BOB, "Let's do it again soon", at=now - 2 * DAY + MINUTE)
+    client.add_message_now(bob.id, BOB, "Also: the photos are up", at=now - 2 * DAY + 2 * MINUTE)
+    team = client.add_conversation_now(
+        "Book club 📚", [ALICE, DAVID, ERIN], muted=True, at=now - 3 * DAY
+    )
+    for i, (who, text) in enumerate(
+        [
+            (DAVID, "Next month: “The Left Hand of Darkness”"),
+            (ERIN, "Great pick"),
+            (DAVID, "Chapter 1-8 by the 12th"),
+            (ERIN, "مرحبا بالجميع! سأحضر الكعك"),
+            (DAVID, "読書会は楽しみです"),
+        ]
+    ):
+        client.add_message_now(team.id, who, text, at=now - 3 * DAY + i * MINUTE)
+    carol = client.add_conversation_now(None, peer=CAROL, at=now - 9 * DAY)
+    client.add_message_now(
+        carol.id, me, "Here's the recipe I promised", at=now - 9 * DAY, status=MessageStatus.READ
+    )
+    client.read_upto[carol.id] = max(client.by_conversation[carol.id])
+    david = client.add_conversation_now(None, peer=DAVID, at=now - 40 * DAY)
+    client.add_message_now(david.id, DAVID, "Welcome aboard!", at=now - 40 * DAY)
+    client.read_upto[david.id] = max(client.by_conversation[david.id])
+    return {"group": g, "alice": alice.id, "bob": bob.id, "books": team.id, "carol": carol.id}
