@@ -60,6 +60,7 @@ from ..models.message_list import local_time
 from ..widgets.avatar import Avatar, paint_avatar
 from ..widgets.badge import badge_width, paint_badge
 from ..widgets.icons import themed_icon
+from ..widgets.row_highlight import paint_row_highlight
 from .toast import report_to
 
 ROW_H = 72
@@ -109,14 +110,7 @@ class ConversationRowDelegate(QStyledItemDelegate):
         state = option.state
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        if state & QStyle.StateFlag.State_Selected:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(c.selection)
-            painter.drawRoundedRect(rect, 10, 10)
-        elif state & QStyle.StateFlag.State_MouseOver:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(c.hover)
-            painter.drawRoundedRect(rect, 10, 10)
+        paint_row_highlight(painter, rect, state, c, 10)
         if state & QStyle.StateFlag.State_HasFocus and self._focus_visible(option):
             painter.setPen(QPen(c.accent, 1.5))
             painter.setBrush(Qt.BrushStyle.NoBrush)

@@ -36,7 +36,6 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
-    QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
     QToolButton,
@@ -46,6 +45,7 @@ from PySide6.QtWidgets import (
 
 from ui.theme import colors
 from ui.views.onboarding import label, line_edit
+from ui.widgets.row_highlight import paint_row_highlight
 
 VS16: Final = "\ufe0f"
 ZWJ: Final = "\u200d"
@@ -225,14 +225,7 @@ class EmojiDelegate(QStyledItemDelegate):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         rect = QRectF(option.rect).adjusted(2, 2, -2, -2)
         state = option.state
-        if state & QStyle.StateFlag.State_Selected:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(c.selection)
-            painter.drawRoundedRect(rect, 8, 8)
-        elif state & QStyle.StateFlag.State_MouseOver:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(c.hover)
-            painter.drawRoundedRect(rect, 8, 8)
+        paint_row_highlight(painter, rect, state, c, 8)
         font = QFont(painter.font())
         font.setPixelSize(EMOJI_PX)
         painter.setFont(font)

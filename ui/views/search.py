@@ -36,7 +36,6 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QLayout,
     QListView,
-    QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
     QToolButton,
@@ -48,6 +47,7 @@ from messenger.client import ConversationView, MessengerClient, SearchHit
 from ui.tasks import spawn
 from ui.theme import colors
 from ui.views.onboarding import error_label, label, line_edit, show_error
+from ui.widgets.row_highlight import paint_row_highlight
 
 #: The client's highlight marks in a snippet (``messenger.client`` search).
 MARK_START = "\x02"
@@ -153,14 +153,7 @@ class ResultDelegate(QStyledItemDelegate):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         rect = QRectF(option.rect).adjusted(4, 2, -4, -2)
         state = option.state
-        if state & QStyle.StateFlag.State_Selected:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(c.selection)
-            painter.drawRoundedRect(rect, 8, 8)
-        elif state & QStyle.StateFlag.State_MouseOver:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(c.hover)
-            painter.drawRoundedRect(rect, 8, 8)
+        paint_row_highlight(painter, rect, state, c, 8)
         inner = rect.adjusted(12, 8, -12, -8)
         font = painter.font()
         small = painter.font()
