@@ -17,7 +17,16 @@ Figures (targets from issue 10):
   start to the list shown and painted (the parent's clock, stopped by the
   child's "ready" line), median of 5 (target < 1 s). The profile opens
   with its recovery passphrase under a cheap scrypt cost, so scrypt (0.5 s
-  by default) is not what is measured;
+  by default) is not what is measured. The modules' bytecode is compiled,
+  as in an installed app (pip compiles it when it installs): the children
+  keep it under the benchmark's temporary directory
+  (``PYTHONPYCACHEPREFIX``), written by one unmeasured start first. The
+  same start without bytecode caches is shown too (each start compiles the
+  project's sources, as under ``PYTHONDONTWRITEBYTECODE=1``);
+* the longest gap between UI ticks after the window is usable, while the
+  client imports its sync machinery (MLS, HTTP; off the event loop) and
+  starts syncing: worst of the cold starts (target < 100 ms, the issue's
+  frame-gap target);
 * opening the big conversation: from the click to the timeline laid out
   and painted, median of 5 (target < 100 ms);
 * scrolling to the top: the longest gap between 2 ms timer ticks of the
@@ -168,7 +177,11 @@ def fill(data_dir: Path, me: str, messages: int, conversations: int) -> int:
 
 
 def child_start(data_dir: Path) -> None:
-    """Open the app, print the seconds since this process began once it is usable."""
+    """Open the app, print the seconds since this process began once it is usable.
+
+    Then the longest gap between UI ticks until the client has loaded its
+    sync machinery and started syncing (a "machinery" line).
+    """
     import qasync
     from PySide6.QtWidgets import QApplication
 
@@ -193,6 +206,21 @@ def child_start(data_dir: Path) -> None:
         window.repaint()
         ready = time.perf_counter() - T0
         print(f"ready {ready:.4f}", flush=True)  # the parent's clock stops here
+        from messenger.client import machinery
+
+        client: Any = ui.client
+        gaps = FrameGaps()
+        gaps.start()
+        deadline = time.perf_counter() + 60
+        # The start task, then the listener, the outbox and the maintenance tasks.
+        while not (machinery.loaded() and len(client._tasks) >= 4):
+            await asyncio.sleep(0.001)
+            if time.perf_counter() > deadline:
+                raise RuntimeError("the client did not start syncing")
+        settle = time.perf_counter() + 0.25  # the tasks' first steps (the server is down)
+        while time.perf_counter() < settle:
+            await asyncio.sleep(0.001)
+        print(f"machinery {gaps.stop():.4f}", flush=True)
         await ui.shutdown()
         return ready
 
@@ -200,28 +228,47 @@ def child_start(data_dir: Path) -> None:
     loop.close()
 
 
-def cold_starts(data_dir: Path, rounds: int) -> list[float]:
-    """Seconds from starting a fresh interpreter to its "ready" line, ``rounds`` times."""
-    results = []
-    for _ in range(rounds):
+def cold_starts(
+    data_dir: Path, rounds: int, *, bytecode: Path | None
+) -> tuple[list[float], list[float]]:
+    """Seconds from starting a fresh interpreter to its "ready" line, ``rounds`` times;
+    and the longest UI gaps after it, while the sync machinery loads.
+
+    ``bytecode``: where the children keep compiled modules (one unmeasured
+    start writes them first); None: none kept, every start compiles.
+    """
+    env = dict(os.environ)
+    if bytecode is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(bytecode)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    results: list[float] = []
+    stalls: list[float] = []
+    for n in range(rounds + (1 if bytecode is not None else 0)):
         began = time.perf_counter()
         child = subprocess.Popen(
             [sys.executable, __file__, "--child-start", str(data_dir)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env=env,
         )
         assert child.stdout is not None
-        elapsed = None
+        elapsed = stall = None
         for line in child.stdout:
-            if line.startswith("ready "):
+            if line.startswith("ready ") and elapsed is None:
                 elapsed = time.perf_counter() - began
-                break
+            elif line.startswith("machinery "):
+                stall = float(line.split()[1])
         child.stdout.close()
-        if child.wait(timeout=120) != 0 or elapsed is None:
+        if child.wait(timeout=120) != 0 or elapsed is None or stall is None:
             raise RuntimeError("the app did not start")
+        if bytecode is not None and n == 0:
+            continue  # this start wrote the bytecode
         results.append(elapsed)
-    return results
+        stalls.append(stall)
+    return results, stalls
 
 
 # -- in-process measurements ------------------------------------------------------------------
@@ -318,7 +365,7 @@ async def in_process(data_dir: Path, big: int, arrivals: int, pages: int) -> dic
     await window.show_conversation(big)
     client: Any = ui.client
     store = client._store
-    session = client._session
+    session = client._require()  # the session is built on first use
     me = session.account.account_id
     peer = next(m.account_id for m in window.pane.view.members if not m.is_me)  # type: ignore[union-attr]
 
@@ -385,7 +432,8 @@ def main() -> int:
             f"profile: {messages:,} messages in {conversations} conversations "
             f"(built in {time.perf_counter() - began:.1f} s)"
         )
-        starts = cold_starts(data_dir, rounds)
+        starts, stalls = cold_starts(data_dir, rounds, bytecode=data_dir / "bytecode")
+        uncached, _ = cold_starts(data_dir, rounds, bytecode=None)
 
         import qasync
         from PySide6.QtWidgets import QApplication
@@ -401,6 +449,8 @@ def main() -> int:
         loop.close()
 
     start_ms = statistics.median(starts) * 1000
+    uncached_ms = statistics.median(uncached) * 1000
+    machinery_ms = max(stalls) * 1000
     open_ms = statistics.median(results["open"]) * 1000
     stall_ms = results["scroll_stall"] * 1000
     gap_ms = results["arrival_gap"] * 1000
@@ -410,6 +460,18 @@ def main() -> int:
         f"{start_ms:.0f} ms",
         "< 1 s",
         start_ms < 1000,
+    )
+    report(
+        f"  without bytecode caches (median of {rounds})",
+        f"{uncached_ms:.0f} ms",
+        "< 1 s",
+        uncached_ms < 1000,
+    )
+    report(
+        "longest UI gap as the sync machinery loads (worst)",
+        f"{machinery_ms:.1f} ms",
+        "< 100 ms",
+        machinery_ms < 100,
     )
     report(
         "open the big conversation (median of 5)", f"{open_ms:.1f} ms", "< 100 ms", open_ms < 100
@@ -428,7 +490,8 @@ def main() -> int:
         gap_ms < 100,
     )
     print(
-        f"  (cold starts: {', '.join(f'{s * 1000:.0f}' for s in starts)} ms; "
+        f"  (cold starts: {', '.join(f'{s * 1000:.0f}' for s in starts)} ms, "
+        f"without bytecode caches: {', '.join(f'{s * 1000:.0f}' for s in uncached)} ms; "
         f"window after scrolling: {results['window_rows']} rows; "
         f"{arrivals:,} arrivals shown in {results['arrival_seconds']:.2f} s, "
         f"{results['bridge_batches']} bridge batches in all)"

@@ -33,7 +33,7 @@ fi
 STAMP=.venv/.run-installed
 if [ ! -e "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     if ! { python -m pip install --quiet --upgrade pip &&
-           python -m pip install --quiet -e .; } >.venv/install.log 2>&1; then
+           python -m pip install --quiet -e ".[app]"; } >.venv/install.log 2>&1; then
         cat .venv/install.log >&2
         exit 1
     fi

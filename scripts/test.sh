@@ -17,8 +17,8 @@ if ! { python -m pip install --quiet --upgrade pip &&
 fi
 
 echo "== ruff"
-ruff check messenger ui tests bench
-ruff format --check messenger ui tests bench
+ruff check messenger ui tests bench packaging
+ruff format --check messenger ui tests bench packaging
 echo "== mypy (strict)"
 mypy
 echo "== pytest"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import sys
@@ -122,6 +123,7 @@ async def _run_profile(
             link=args.link,
         )
         single.activated.connect(app.show_window)
+        single.link_received.connect(app.open_link)
         unregister = register_window(app.quit, services.tray.available)
         try:
             if os.environ.get(SMOKE_ENV) == "1":
@@ -138,6 +140,14 @@ async def _run_profile(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the app; the exit status."""
     args = parse_args(argv)
+    missing = _missing_app_packages()
+    if missing:
+        print(
+            "Messenger cannot start: the desktop app's packages are not installed "
+            f"({', '.join(missing)} missing). Install them with: pip install 'messenger[app]'",
+            file=sys.stderr,
+        )
+        return 1
     try:
         from ui.platform.lifecycle import stopper
     except ImportError as exc:
@@ -154,6 +164,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(args)
     finally:
         stopper.restore()
+
+
+#: The desktop app's own packages (pyproject.toml's ``[app]`` extra), by import name.
+_APP_PACKAGES: Final = ("PySide6", "qasync", "segno", "desktop_notifier")
+
+
+def _missing_app_packages() -> list[str]:
+    """The ``[app]`` packages that are not installed (found without importing them)."""
+    missing = []
+    for name in _APP_PACKAGES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def _qt_missing(error: ImportError) -> bool:
@@ -187,7 +214,7 @@ def _main(args: argparse.Namespace) -> int:
 
     app = make_application()
     single = SingleInstance(instance_key(args.data_dir, args.profile))
-    if not single.acquire():
+    if not single.acquire(link=args.link):
         say(f"Messenger is already running with profile {args.profile!r}; its window was raised.")
         log.info("another instance runs this profile; asked it to raise its window")
         return 0

@@ -46,6 +46,7 @@ from .platform import PlatformServices
 from .preferences import AppPreferences, NotificationContent, PreferencesStore
 from .views.composer import optional_class
 from .views.main_window import MainWindow
+from .views.toast import report_to
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class App(QObject):
         self._local_server = local_server
         self._server_url = server_url
         self._link = link
+        self._forwarded_link: str | None = None
         self._passphrase = passphrase
         self._kdf = kdf
         directory = prefs_dir or (Profiles(data_dir).root / profile_name)
@@ -186,7 +188,6 @@ class App(QObject):
         bridge = self.bridge = Bridge(client, self)
         bridge.start()  # before client.start(): nothing is missed
         bridge.messages_received.connect(self._notify)
-        await client.start()
         window = self.window = MainWindow(client, bridge, self.prefs, self.services)
         window.close_to_tray = self.prefs.value.close_to_tray
         window.closed.connect(self.quit)
@@ -212,8 +213,36 @@ class App(QObject):
                     f"{contact.display_name or contact.handle or 'The contact'} was added."
                 ),
             )
+        if self._forwarded_link:
+            forwarded, self._forwarded_link = self._forwarded_link, None
+            window.add_contact(forwarded)
         self.main_window_ready.emit(window)
+        # Sync starts once the window shows its conversations: loading MLS and
+        # the network stack would otherwise compete with the first paint.
+        tasks.spawn(self._start_syncing(client, window), on_error=report_to(window))
         return window
+
+    async def _start_syncing(self, client: MessengerClient, window: MainWindow) -> None:
+        await asyncio.wait([window.first_load])  # a failed load is reported by the window
+        await client.start()
+
+    def open_link(self, link: str) -> None:
+        """A ``messenger:`` link forwarded by a second launch: raise the window and use it.
+
+        In the main window the add-contact dialog opens prefilled (the user
+        confirms); on the first-run screen the link fills the server step; on
+        the unlock screen it waits for the main window.
+        """
+        self.show_window()
+        if self.window is not None:
+            if self.window.isMinimized() or not self.window.isVisible():
+                self.window.showNormal()
+            self.window.add_contact(link)
+            return
+        use_link = getattr(self.screen, "use_link", None)
+        if callable(use_link) and use_link(link):
+            return
+        self._forwarded_link = link
 
     def show_window(self) -> None:
         """Raise the running window (single-instance activation, the tray)."""

@@ -303,6 +303,19 @@ QPushButton[class="danger"]:pressed {{ background: {c.danger.darker(120).name()}
 QPushButton[class="danger"]:disabled {{
     background: {_rgba(c.danger, 0.4)}; color: {_rgba(QColor("#FFFFFF"), 0.8)};
 }}
+QRadioButton {{ spacing: 8px; }}
+QRadioButton::indicator {{
+    width: 14px; height: 14px; border-radius: 9px;
+    border: 2px solid {c.muted.name()}; background: transparent;
+}}
+QRadioButton::indicator:hover {{ border-color: {c.accent.name()}; }}
+QRadioButton::indicator:checked {{
+    border: 2px solid {c.accent.name()};
+    background: qradialgradient(cx: 0.5, cy: 0.5, radius: 0.5, fx: 0.5, fy: 0.5,
+        stop: 0 {c.accent.name()}, stop: 0.55 {c.accent.name()},
+        stop: 0.6 transparent, stop: 1 transparent);
+}}
+QRadioButton::indicator:disabled {{ border-color: {_rgba(c.muted, 0.5)}; }}
 QToolButton {{
     background: transparent; border: none; border-radius: 8px; padding: 6px;
 }}

@@ -13,15 +13,14 @@ Servers compare by host and port, not by scheme.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from messenger.api.models import HANDLE_PATTERN
-
 from .errors import InvalidAddressError, InvalidServerAddressError
-from .net.http import normalize_server_url
+from .net.server_url import normalize_server_url
 
 __all__ = [
     "INVITE_SCHEME",
@@ -34,14 +33,22 @@ __all__ = [
 ]
 
 INVITE_SCHEME: Final = "messenger"
-_HANDLE: Final = re.compile(HANDLE_PATTERN)
 _ACCOUNT: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@functools.cache
+def _handle_pattern() -> re.Pattern[str]:
+    # The API's pattern, compiled on first use: its module (the API's
+    # models) is not loaded for reading the store (the desktop app's start).
+    from messenger.api.models import HANDLE_PATTERN
+
+    return re.compile(HANDLE_PATTERN)
 
 
 def check_handle(handle: str) -> str:
     """``handle`` if it is a valid handle (lower-cased), else InvalidAddressError."""
     value = handle.strip().lower()
-    if not _HANDLE.fullmatch(value):
+    if not _handle_pattern().fullmatch(value):
         raise InvalidAddressError(
             f"invalid handle {handle!r}",
             user_message="A handle has 3 to 32 lower-case letters, digits, dots, dashes or "

@@ -47,6 +47,11 @@ the ceiling of :mod:`.store.kdf` is refused before anything is derived
 (:class:`BackupKdfLimitError`), and a new backup is refused parameters below
 the floor.
 
+Export and restore take an optional ``progress(fraction)`` callback, called
+on the thread that runs them with a fraction from 0.0 to 1.0 (1.0 last):
+fixed steps for the parts that report nothing (the snapshot, the key
+derivation), and bytes of the database for the copy between them.
+
 Every file written here is created readable by its owner only (0600): the
 backup, and in the new profile the snapshot and the database (its WAL and
 shared-memory files take the database file's mode).
@@ -66,7 +71,7 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
@@ -108,6 +113,7 @@ __all__ = [
     "BACKUP_VERSION",
     "BackupInfo",
     "BackupKdfLimitError",
+    "BackupProgress",
     "export_backup",
     "read_backup_info",
     "restore_backup",
@@ -126,6 +132,23 @@ _PREFIX_SIZE: Final = 7
 _TAG_SIZE: Final = 16
 _LAST: Final = 0x8000_0000
 _U32: Final = struct.Struct(">I")
+
+BackupProgress = Callable[[float], None]
+"""``progress(fraction)``: how far an export or a restore is, from 0.0 to 1.0."""
+
+
+def _no_progress(fraction: float) -> None:
+    pass
+
+
+def _span(progress: BackupProgress, start: float, end: float, total: int) -> Callable[[int], None]:
+    """``progress`` from ``start`` to ``end`` over ``total`` bytes."""
+
+    def at(done: int) -> None:
+        share = min(done / total, 1.0) if total > 0 else 1.0
+        progress(start + (end - start) * share)
+
+    return at
 
 
 class BackupKdfLimitError(KdfLimitError, BackupCorruptError):
@@ -158,13 +181,15 @@ def export_backup(
     *,
     kdf: ScryptParams = DEFAULT_SCRYPT,
     now_ms: int | None = None,
+    progress: BackupProgress | None = None,
 ) -> BackupInfo:
     """Write the whole profile of ``store`` to ``destination``, encrypted under ``passphrase``.
 
     Runs on the store's thread. ``destination`` is replaced atomically and
     is readable by its owner only. KdfParamsError if ``kdf`` is below the
-    floor (and not ``allow_weak``).
+    floor (and not ``allow_weak``). ``progress`` is called on this thread.
     """
+    report = progress or _no_progress
     check_new_passphrase(passphrase)
     check_params_for_new_file(kdf)
     exported_at = now_ms if now_ms is not None else time.time_ns() // 1_000_000
@@ -178,8 +203,11 @@ def export_backup(
             exported_at=exported_at,
             db_size=snapshot.stat().st_size,
         )
+        report(0.1)
         salt = new_salt()
         keys = derive_key(passphrase, salt, kdf, length=64)
+        report(0.3)
+        copied = _span(report, 0.3, 0.95, info.db_size)
         prefix = secrets.token_bytes(_PREFIX_SIZE)
         header = {
             "format": _FORMAT,
@@ -211,9 +239,12 @@ def export_backup(
                     _CHUNK_SIZE,
                 )
                 writer.write(_U32.pack(len(meta)) + meta + snapshot_key.raw)
+                done = 0
                 with snapshot.open("rb") as f:
                     while block := f.read(_CHUNK_SIZE):
                         writer.write(block)
+                        done += len(block)
+                        copied(done)
                 writer.finish()
                 out.flush()
                 os.fsync(out.fileno())
@@ -224,6 +255,7 @@ def export_backup(
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
+    report(1.0)
     return info
 
 
@@ -431,6 +463,7 @@ def restore_backup(
     *,
     keychain: Keychain | None = None,
     kdf: ScryptParams = DEFAULT_SCRYPT,
+    progress: BackupProgress | None = None,
 ) -> Profile:
     """Restore the backup at ``source`` into a new profile called ``name``.
 
@@ -438,8 +471,10 @@ def restore_backup(
     ``recovery_passphrase`` (and stored in the keyring if one is
     available). WrongBackupPassphraseError, BackupCorruptError or
     BackupVersionError leave no trace; ProfileExistsError if the name is
-    taken. Open the profile afterwards with ``Store.open``.
+    taken. Open the profile afterwards with ``Store.open``. ``progress`` is
+    called on the calling thread.
     """
+    report = progress or _no_progress
     check_profile_name(name)
     check_new_passphrase(recovery_passphrase)
     check_params_for_new_file(kdf)
@@ -449,15 +484,17 @@ def restore_backup(
     try:
         with source.open("rb") as src:
             opened = _open_backup(src, passphrase)
+            report(0.25)
             profile = profiles.create(name)
             try:
-                _restore_into(profile, opened, recovery_passphrase, keychain, kdf)
+                _restore_into(profile, opened, recovery_passphrase, keychain, kdf, report)
             except BaseException:
                 keychain.forget(profile.id)
                 shutil.rmtree(profile.path, ignore_errors=True)
                 raise
     except OSError as exc:
         raise BackupError(f"could not read the backup: {exc.strerror}") from exc
+    report(1.0)
     return profile
 
 
@@ -467,14 +504,17 @@ def _restore_into(
     recovery_passphrase: str,
     keychain: Keychain,
     kdf: ScryptParams,
+    report: BackupProgress,
 ) -> None:
     snapshot = profile.path / "restore.db"
     written = 0
+    copied = _span(report, 0.25, 0.65, opened.info.db_size)
     try:
         with _create_private(snapshot) as out:
             for block in opened.reader.blocks():
                 written += len(block)
                 out.write(block)
+                copied(written)
             out.flush()
             os.fsync(out.fileno())
     except OSError as exc:
@@ -489,6 +529,7 @@ def _restore_into(
         with Database.open(profile.db_path, key) as db:
             migrate(db)
             _mark_for_takeover(db)
+        report(0.8)
     except (WrongKeyError, StoreCorruptError) as exc:
         raise BackupCorruptError(f"the database in the backup is damaged: {exc}") from exc
     finally:

@@ -2,7 +2,8 @@
 
 ::
 
-    messenger-cli [--data-dir DIR] [--profile NAME] [--no-keyring] COMMAND ...
+    messenger-cli [--data-dir DIR] [--profile NAME] [--no-keyring]
+                  [--allow-insecure-http] COMMAND ...
 
     create-account SERVER|LINK [--handle H] [--invite CODE]
                                          a new profile's anonymous account; an
@@ -37,8 +38,13 @@ The store's passphrase comes from the ``MESSENGER_PASSPHRASE`` environment
 variable, else it is asked for on the terminal (never echoed); a backup's
 from ``MESSENGER_BACKUP_PASSPHRASE``, else the terminal. With
 ``--no-keyring`` the OS keyring is never used, so the passphrase is always
-needed. Errors are printed as one sentence; the exit status is 1 for an
-error, 2 for bad usage, 3 when the profile is open in another process.
+needed. A plain ``http://`` server address is refused unless the server is
+on this computer (loopback) or ``--allow-insecure-http`` is given with
+``create-account`` (the profile remembers that choice for its server);
+for a server whose certificate comes from a private authority, set
+``MESSENGER_CA_FILE`` to that authority's PEM certificate. Errors are
+printed as one sentence; the exit status is 1 for an error, 2 for bad
+usage, 3 when the profile is open in another process.
 
 One process at a time may open a profile (:class:`~.profiles.ProfileLock`):
 two would each take a share of its messages from the server. Changes
@@ -154,6 +160,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="default", help="profile name (default: default)")
     parser.add_argument(
         "--no-keyring", action="store_true", help="never use the OS keyring (passphrase only)"
+    )
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow plain http:// to a server that is not this computer (unencrypted; "
+        "for a trusted network only)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("create-account", help="create the profile's anonymous account")
@@ -311,6 +323,11 @@ def _keychain(args: argparse.Namespace) -> Keychain | None:
 
 
 _OPTIONS: Final = ClientOptions(backoff=CLI_BACKOFF)
+_INSECURE_OPTIONS: Final = ClientOptions(backoff=CLI_BACKOFF, allow_insecure_http=True)
+
+
+def _options(args: argparse.Namespace) -> ClientOptions:
+    return _INSECURE_OPTIONS if args.allow_insecure_http else _OPTIONS
 
 
 async def _open(
@@ -325,7 +342,7 @@ async def _open(
             _passphrase(confirm=True),
             data_dir=args.data_dir,
             keychain=keychain,
-            options=_OPTIONS,
+            options=_options(args),
         )
         try:
             lock.append(ProfileLock(client.profile))
@@ -339,9 +356,9 @@ async def _open(
     lock[-1].acquire()  # before the passphrase: a busy profile is said at once
     if not args.no_keyring:
         with contextlib.suppress(PassphraseRequiredError):
-            return await MessengerClient.open(profile, keychain=keychain, options=_OPTIONS)
+            return await MessengerClient.open(profile, keychain=keychain, options=_options(args))
     return await MessengerClient.open(
-        profile, _passphrase(confirm=False), keychain=keychain, options=_OPTIONS
+        profile, _passphrase(confirm=False), keychain=keychain, options=_options(args)
     )
 
 
@@ -583,6 +600,7 @@ async def _create_account(client: MessengerClient, args: argparse.Namespace, out
         _check_server_url(server),
         args.handle,
         invite_code=_check_invite_code(code) if code else None,
+        allow_insecure_http=args.allow_insecure_http,
     )
     print(f"Account {info.account_id} on {info.server_url}", file=out)
     if info.address:

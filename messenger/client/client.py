@@ -28,31 +28,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
-import httpx
-
-from messenger.api import models as m
-from messenger.mls.ciphersuite import RandomSource
-from messenger.mls.credentials import Credential
-from messenger.mls.errors import InvalidMessageError
-from messenger.mls.group import Group
-
+from . import machinery
 from .addresses import check_handle, invite_link, parse_address, same_server, server_host
-from .backup import BackupInfo, export_backup
-from .content import (
-    MAX_EMOJI_LENGTH,
-    Body,
-    Content,
-    Delete,
-    Edit,
-    Reaction,
-    ReadReceipt,
-    Reply,
-    Text,
-    Typing,
-    encode_content,
-)
 from .errors import (
     AccountExistsError,
     ClientClosedError,
@@ -84,21 +63,8 @@ from .events import (
     PreferencesChanged,
     Subscription,
 )
-from .groups import (
-    GROUP_CONFIG,
-    ConversationInfo,
-    GroupCache,
-    group_extensions,
-    key_package_member,
-    new_key_package,
-)
-from .identity import (
-    CIPHER_SUITE,
-    Account,
-    CredentialVerifier,
-    encode_credential,
-    register_account,
-)
+from .group_commit import GroupCommit, Memo
+from .heap import settle
 from .models import (
     READ_RECEIPTS_KEY,
     TYPING_INDICATORS_KEY,
@@ -114,11 +80,9 @@ from .models import (
     with_views,
 )
 from .net.backoff import Backoff
-from .net.http import DEFAULT_TIMEOUT, Transport
-from .net.signing import Signer
+from .net.timeouts import DEFAULT_TIMEOUT
 from .profiles import Profile, Profiles
 from .safety_number import safety_number
-from .session import Session
 from .store.async_store import AsyncStore
 from .store.contacts import Contact
 from .store.conversations import Conversation, ConversationKind
@@ -130,14 +94,29 @@ from .store.messages import Message, MessageKind, Note, NoteKind
 from .store.outbox import OutboxKind
 from .store.pending_inbound import DEFAULT_PENDING_LIMITS, PendingLimits
 from .store.search import SearchHit
+from .store.settings import INSECURE_HTTP_ALLOWED
 from .store.store import Store
-from .sync.effects import Actor, display_name, system_note
-from .sync.inbound import InboundPipeline
-from .sync.intents import Intent
-from .sync.key_packages import KeyPackagePool
-from .sync.listener import PushListener
-from .sync.outbox import OutboxSender, SendHook
-from .takeover import prepare_device
+
+if TYPE_CHECKING:
+    # The sync machinery (MLS, HTTP, the pipelines) is imported where it is
+    # used, once the session is built (:mod:`.machinery`): reading the store
+    # -- the desktop app's first window -- does not load it.
+    import httpx
+
+    from messenger.mls.ciphersuite import RandomSource
+    from messenger.mls.group import Group
+
+    from .backup import BackupInfo
+    from .content import Body, Reply, Text
+    from .groups import ConversationInfo
+    from .identity import Account
+    from .net.http import Transport
+    from .session import Session
+    from .sync.inbound import InboundPipeline
+    from .sync.intents import Intent
+    from .sync.key_packages import KeyPackagePool
+    from .sync.listener import PushListener
+    from .sync.outbox import OutboxSender, SendHook
 
 __all__ = ["ClientOptions", "MessengerClient"]
 
@@ -148,6 +127,8 @@ T = TypeVar("T")
 #: How often KeyPackages are checked even without a Welcome.
 _REPLENISH_INTERVAL: Final = 1800.0
 _MAX_NAME_LENGTH: Final = 100
+#: The most each step of :meth:`MessengerClient.close` waits.
+_CLOSE_STEP_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +151,9 @@ class ClientOptions:
     pending_limits: PendingLimits = DEFAULT_PENDING_LIMITS
     before_send: SendHook | None = None
     after_send: SendHook | None = None
+    #: Allow plain ``http://`` to a server that is not this computer (the user's
+    #: explicit choice; by default only loopback may be reached without TLS).
+    allow_insecure_http: bool = False
 
 
 class MessengerClient:
@@ -181,11 +165,13 @@ class MessengerClient:
         self._clock = options.clock
         self._random = options.random
         self._http_transport = options.http_transport
+        self._allow_insecure_http = options.allow_insecure_http
         self._timeout = options.timeout
         self._backoff = options.backoff
         self._pending_limits = options.pending_limits
         self._send_hooks = (options.before_send, options.after_send)
         self._events = EventBus()
+        self._identity: Identity | None = None
         self._session: Session | None = None
         self._pipeline: InboundPipeline | None = None
         self._sender: OutboxSender | None = None
@@ -193,6 +179,7 @@ class MessengerClient:
         self._pool: KeyPackagePool | None = None
         self._replenish = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._group_commit = GroupCommit(store)
         self._closed = False
 
     # -- opening and closing ------------------------------------------------------------
@@ -236,16 +223,34 @@ class MessengerClient:
     async def _ready(cls, store: AsyncStore, options: ClientOptions) -> MessengerClient:
         try:
             client = cls(store, options)
-            identity = await store.run(lambda s: s.identity.get())
-            if identity is not None:
-                client._attach(identity)
+
+            def read(s: Store) -> tuple[Identity | None, bool]:
+                return s.identity.get(), s.settings.get(INSECURE_HTTP_ALLOWED) is True
+
+            identity, insecure_http_chosen = await store.run(read)
+            client._allow_insecure_http = client._allow_insecure_http or insecure_http_chosen
+            # The session (MLS, HTTP) is built on first use (_require), not
+            # here: reading the store does not need it (issue 10's cold start).
+            client._identity = identity
         except BaseException:
             await store.close()
             raise
         return client
 
     def _attach(self, identity: Identity) -> None:
-        """Set up the session of an account."""
+        """Set up the session of an account (importing the sync machinery)."""
+        machinery.load()
+        from .groups import GroupCache
+        from .identity import Account
+        from .net.http import Transport
+        from .net.signing import Signer
+        from .session import Session
+        from .sync.inbound import InboundPipeline
+        from .sync.key_packages import KeyPackagePool
+        from .sync.listener import PushListener
+        from .sync.outbox import OutboxSender
+
+        self._identity = identity
         signer = Signer(
             identity.client_id,
             identity.signature_private_key,
@@ -258,6 +263,7 @@ class MessengerClient:
             signer=signer,
             timeout=self._timeout,
             transport=self._http_transport,
+            allow_insecure_http=self._allow_insecure_http,
         )
         session = Session(
             store=self._store,
@@ -295,7 +301,7 @@ class MessengerClient:
 
     @property
     def has_account(self) -> bool:
-        return self._session is not None
+        return self._identity is not None
 
     @property
     def key_in_keyring(self) -> bool:
@@ -331,17 +337,46 @@ class MessengerClient:
         if self._closed:
             raise ClientClosedError("the client is closed")
         if self._session is None:
-            raise NoAccountError("this profile has no account")
+            if self._identity is None:
+                raise NoAccountError("this profile has no account")
+            self._attach(self._identity)
+            assert self._session is not None
         return self._session
 
+    def _reader(self) -> Identity:
+        """This account's identity, for reading the store: unlike :meth:`_require`,
+        without building the session (the sync machinery is not loaded for it)."""
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        if self._session is not None:
+            return self._session.account.identity
+        if self._identity is None:
+            raise NoAccountError("this profile has no account")
+        return self._identity
+
+    def _now_ms(self) -> int:
+        """The clock in Unix milliseconds (as :meth:`Session.now_ms`)."""
+        return int(self._clock() * 1000)
+
     async def start(self) -> None:
-        """Start syncing in the background: push listener, outbox, KeyPackages."""
-        self._require()
+        """Start syncing in the background: push listener, outbox, KeyPackages.
+
+        Returns at once: the sync machinery (MLS, HTTP) is imported in a
+        worker thread first (:mod:`.machinery`), so that a window showing
+        the store's contents keeps running meanwhile.
+        """
+        self._reader()
         if self._tasks:
             return
+        self._tasks = [asyncio.create_task(self._start_tasks(), name="start")]
+
+    async def _start_tasks(self) -> None:
+        await machinery.load_off_loop()
+        self._require()
         assert self._listener is not None and self._sender is not None
         listener, sender = self._listener, self._sender
-        self._tasks = [
+        settle()  # what is loaded by now is long-lived: out of full collections (heap.py)
+        self._tasks += [
             asyncio.create_task(self._supervise("listener", listener.run), name="listener"),
             asyncio.create_task(self._supervise("outbox", sender.run), name="outbox"),
             asyncio.create_task(self._supervise("maintenance", self._maintain)),
@@ -387,17 +422,31 @@ class MessengerClient:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
+        # Each step is bounded (_CLOSE_STEP_S), so that closing -- the app's
+        # quit, a test's teardown -- cannot hang on a task that ignores its
+        # cancellation or a connection that does not answer.
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        if tasks:
+            done, stuck = await asyncio.wait(tasks, timeout=_CLOSE_STEP_S)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: it was logged where it happened
+            if stuck:
+                _log.error("%d background task(s) did not stop on close", len(stuck))
         self._events.close()
         if self._session is not None:
             self._session.close()
-            await self._session.transport.aclose()
-        await self._store.close()
+            await self._bounded_close("the network transport", self._session.transport.aclose())
+        await self._bounded_close("the store", self._store.close())
+
+    async def _bounded_close(self, what: str, closing: Awaitable[None]) -> None:
+        """Await ``closing`` for at most _CLOSE_STEP_S; after that, go on without it."""
+        try:
+            await asyncio.wait_for(closing, _CLOSE_STEP_S)
+        except TimeoutError:
+            _log.error("closing %s took longer than %.0f s; abandoned", what, _CLOSE_STEP_S)
 
     async def __aenter__(self) -> MessengerClient:
         return self
@@ -412,15 +461,26 @@ class MessengerClient:
     # -- backups --------------------------------------------------------------------------
 
     async def backup(
-        self, destination: Path, passphrase: str, *, kdf: ScryptParams = DEFAULT_SCRYPT
+        self,
+        destination: Path,
+        passphrase: str,
+        *,
+        kdf: ScryptParams = DEFAULT_SCRYPT,
+        progress: Callable[[float], None] | None = None,
     ) -> BackupInfo:
         """Write this whole profile to ``destination``, encrypted under ``passphrase``.
 
         Restore it with :func:`~messenger.client.backup.restore_backup`.
+        ``progress`` is called on the event loop with the fraction done, 1.0 last.
         """
         if self._closed:
             raise ClientClosedError("the client is closed")
-        return await self._store.run(lambda s: export_backup(s, destination, passphrase, kdf=kdf))
+        from .backup import export_backup
+
+        report = _on_loop(progress)
+        return await self._store.run(
+            lambda s: export_backup(s, destination, passphrase, kdf=kdf, progress=report)
+        )
 
     # -- sync on demand -----------------------------------------------------------------
 
@@ -434,6 +494,8 @@ class MessengerClient:
         """Fetch and process everything waiting on the server, now."""
         session = self._require()
         assert self._pipeline is not None
+        from .takeover import prepare_device
+
         # A restored copy takes the device over before it reads the queue.
         await prepare_device(session)
         await self._pipeline.catch_up()
@@ -462,21 +524,51 @@ class MessengerClient:
     # -- the account ------------------------------------------------------------------------
 
     async def create_account(
-        self, server_url: str, handle: str | None = None, *, invite_code: str | None = None
+        self,
+        server_url: str,
+        handle: str | None = None,
+        *,
+        invite_code: str | None = None,
+        progress: Callable[[float], None] | None = None,
+        allow_insecure_http: bool = False,
     ) -> AccountInfo:
         """Register an anonymous account on ``server_url`` (solving its proof of work).
 
         ``invite_code``: the server's invite, needed where sign-up is by invite.
+        ``allow_insecure_http``: the user's explicit choice to reach a server
+        that is not this computer over plain ``http://`` (a local network);
+        it is stored with the account and honoured on every later connection.
+        ``progress`` is called on the event loop with an *estimate* of the
+        fraction done, never decreasing and below 1.0 until the account is
+        ready, then 1.0 (the proof of work has no exact total).
         """
+        report = _Monotonic(progress)
+        report(0.0)
         if self._closed:
             raise ClientClosedError("the client is closed")
-        if self._session is not None:
+        if self._identity is not None:
             raise AccountExistsError("this profile already has an account")
         handle = check_handle(handle) if handle else None
-        transport = Transport(server_url, timeout=self._timeout, transport=self._http_transport)
+        machinery.load()
+        from messenger.mls.credentials import Credential
+
+        from .identity import CIPHER_SUITE, CredentialVerifier, encode_credential, register_account
+        from .net.http import Transport
+
+        insecure_http = self._allow_insecure_http or allow_insecure_http
+        transport = Transport(
+            server_url,
+            timeout=self._timeout,
+            transport=self._http_transport,
+            allow_insecure_http=insecure_http,
+        )
         try:
             registration = await register_account(
-                transport, self._random, handle=handle, invite_code=invite_code
+                transport,
+                self._random,
+                handle=handle,
+                invite_code=invite_code,
+                progress=lambda fraction: report(_POW_SHARE * fraction),
             )
         finally:
             await transport.aclose()
@@ -500,19 +592,30 @@ class MessengerClient:
             handle=handle,
             server_key=registration.server_info.server_key,
         )
-        await self._store.run(lambda s: s.identity.save(identity))
+
+        def save(s: Store) -> None:
+            s.identity.save(identity)
+            if allow_insecure_http:
+                s.settings.set(INSECURE_HTTP_ALLOWED, True)
+
+        await self._store.run(save)
+        self._allow_insecure_http = insecure_http
         self._attach(identity)
         assert self._pool is not None
         await self._pool.replenish()
         info = await self.account()
         assert info is not None
+        report(1.0)
         return info
 
     async def account(self) -> AccountInfo | None:
         """This profile's account (None before :meth:`create_account`)."""
-        if self._session is None:
+        if self._session is not None:
+            identity = self._session.account.identity
+        elif self._identity is not None:
+            identity = self._identity
+        else:
             return None
-        identity = self._session.account.identity
         address = (
             f"{identity.handle}@{server_host(identity.server_url)}" if identity.handle else None
         )
@@ -533,6 +636,8 @@ class MessengerClient:
         await self._store.run(lambda s: s.identity.set_display_name(value or None))
         identity = await self._store.run(lambda s: s.identity.get())
         assert identity is not None
+        from .identity import Account
+
         session.account = Account.load(identity, session.account.signer)
         self._events.publish(AccountUpdated(identity.display_name))
 
@@ -635,6 +740,10 @@ class MessengerClient:
     async def _claim(self, account_ids: Sequence[str]) -> list[bytes]:
         """Claim and check one KeyPackage per client of each account."""
         session = self._require()
+        from messenger.mls.errors import InvalidMessageError
+
+        from .groups import key_package_member
+
         verifier = session.account.verifier
         found: list[bytes] = []
         for account_id in account_ids:
@@ -661,6 +770,11 @@ class MessengerClient:
         self, info: ConversationInfo, key_packages: list[bytes], peer: str | None
     ) -> Conversation:
         session = self._require()
+        from messenger.api import models as m
+
+        from .sync.effects import Actor, system_note
+        from .sync.intents import Intent
+
         me = session.account
         now = session.now_ms()
         actor = Actor(me.account_id, me.client_id, session.new_uid)
@@ -732,6 +846,8 @@ class MessengerClient:
             return existing
         await self._refuse_blocked([account_id])
         key_packages = await self._claim([account_id])
+        from .groups import ConversationInfo
+
         return await self._new_group(
             ConversationInfo(ConversationKind.DIRECT), key_packages, account_id
         )
@@ -743,6 +859,8 @@ class MessengerClient:
         others = sorted(set(members) - {session.account.account_id})
         await self._refuse_blocked(others)
         key_packages = await self._claim(others) if others else []
+        from .groups import ConversationInfo
+
         return await self._new_group(
             ConversationInfo(ConversationKind.GROUP, name), key_packages, None
         )
@@ -806,6 +924,8 @@ class MessengerClient:
         conversation = await self._group_conversation(conversation_id)
         await self._refuse_blocked(account_ids)
         key_packages = await self._claim(sorted(set(account_ids)))
+        from .sync.intents import Intent
+
         await self._enqueue(
             conversation, OutboxKind.COMMIT, Intent("add", key_packages=tuple(key_packages))
         )
@@ -816,6 +936,8 @@ class MessengerClient:
         conversation = await self._group_conversation(conversation_id)
         if account_id == session.account.account_id:
             raise NotAllowedError("removing oneself", user_message="Use “leave” to leave a group.")
+        from .sync.intents import Intent
+
         await self._enqueue(
             conversation, OutboxKind.COMMIT, Intent("remove", accounts=(account_id,))
         )
@@ -823,6 +945,9 @@ class MessengerClient:
     async def rename(self, conversation_id: int, name: str) -> None:
         """Rename a group (a GroupContextExtensions commit)."""
         conversation = await self._group_conversation(conversation_id)
+        self._require()
+        from .sync.intents import Intent
+
         await self._enqueue(
             conversation, OutboxKind.COMMIT, Intent("rename", name=_check_name(name))
         )
@@ -830,12 +955,16 @@ class MessengerClient:
     async def leave(self, conversation_id: int) -> None:
         """Leave a conversation (a proposal to remove oneself, committed by another member)."""
         conversation = await self._conversation(conversation_id)
+        self._require()
+        from .sync.intents import Intent
+
         await self._enqueue(conversation, OutboxKind.MESSAGE, Intent("leave"))
 
     async def members(self, conversation_id: int) -> list[MemberView]:
         session = self._require()
         await self._conversation(conversation_id, active=False)
         me = session.account.account_id
+        from .sync.effects import display_name
 
         def read(s: Store) -> list[MemberView]:
             return [
@@ -863,6 +992,9 @@ class MessengerClient:
         if conversation.peer_account_id is not None:
             await self._refuse_blocked([conversation.peer_account_id])
         uid, now = session.new_uid(), session.now_ms()
+        from .content import Content, encode_content
+        from .sync.intents import Intent
+
         data = encode_content(Content(uid, now, body))
         return await self._enqueue(
             conversation,
@@ -880,9 +1012,11 @@ class MessengerClient:
         session = self._require()
         me = session.account
         uid, now = session.new_uid(), session.now_ms()
+        from .content import Content, encode_content
+
         data = encode_content(Content(uid, now, body))
 
-        def write(s: Store) -> tuple[Message, list[Event], bytes]:
+        def write(s: Store, memo: Memo) -> tuple[Message, list[Event], bytes]:
             conversation = s.conversations.get(conversation_id)
             if conversation is None:
                 raise ConversationNotFoundError(f"no conversation {conversation_id}")
@@ -922,18 +1056,30 @@ class MessengerClient:
             after = dataclasses.replace(
                 conversation, last_activity_at=max(conversation.last_activity_at, now)
             )
-            chat = conversation_view(s, after, me.account_id, now=now, blocked=False)
+            # Own messages change neither the members, names, unread count nor
+            # settings: the other new messages of this transaction reuse the view.
+            key = ("conversation view", conversation_id)
+            chat = memo.get(key)
+            if chat is None:
+                chat = conversation_view(s, after, me.account_id, now=now, blocked=False)
+            else:
+                chat = dataclasses.replace(chat, conversation=after, muted=after.muted_at(now))
+            memo[key] = chat
             event = MessageReceived(conversation_id, message.id, view=view, conversation=chat)
             return message, [event], conversation.group_id
 
-        # Nothing encrypted or sent yet: no need to wait for the disk (see local_transaction).
-        message, events, group_id = await self._store.local_transaction(write)
+        # Nothing encrypted or sent yet: no need to wait for the disk (see local_transaction);
+        # the new messages of one tick share that transaction (group_commit.py).
+        message, events, group_id = await self._group_commit.write(write)
         self._wake(group_id)
         self._events.publish(*events)
         return message
 
     async def send_text(self, conversation_id: int, text: str) -> Message:
         """Send a text message; it is stored at once as ``pending``."""
+        self._require()
+        from .content import Text
+
         return await self._send_new(conversation_id, Text(text), MessageKind.TEXT, None)
 
     async def _message(self, conversation_id: int, message_id: int) -> Message:
@@ -947,6 +1093,9 @@ class MessengerClient:
         target = await self._message(conversation_id, message_id)
         if target.kind is MessageKind.SYSTEM:
             raise NotAllowedError("reply to a system note")
+        self._require()
+        from .content import Reply
+
         return await self._send_new(
             conversation_id, Reply(target.uid, text), MessageKind.REPLY, target.uid
         )
@@ -967,6 +1116,8 @@ class MessengerClient:
         def local(s: Store, uid: bytes, now: int) -> None:
             s.messages.edit(conversation_id, target.uid, editor_account_id=me, body=text, at=now)
 
+        from .content import Edit
+
         await self._send(conversation_id, Edit(target.uid, text), local)
         await self._publish(MessageUpdated(conversation_id, message_id))
 
@@ -978,6 +1129,8 @@ class MessengerClient:
         def local(s: Store, uid: bytes, now: int) -> None:
             s.messages.delete_for_everyone(conversation_id, target.uid, by_account_id=me, at=now)
 
+        from .content import Delete
+
         await self._send(conversation_id, Delete(target.uid), local)
         await self._publish(MessageUpdated(conversation_id, message_id))
 
@@ -986,6 +1139,8 @@ class MessengerClient:
     ) -> None:
         """Put (or take back) a reaction on a message."""
         me = self._require().account.account_id
+        from .content import MAX_EMOJI_LENGTH, Reaction
+
         target = await self._message(conversation_id, message_id)
         if target.kind is MessageKind.SYSTEM or target.deleted:
             raise NotAllowedError("react to a system note or deleted message")
@@ -1031,6 +1186,8 @@ class MessengerClient:
         if moved:
             view = await self._sends(conversation_id)
             if view.read_receipts and not view.blocked:
+                from .content import ReadReceipt
+
                 await self._send(conversation_id, ReadReceipt(last.uid))
             await self._publish(ConversationUpdated(conversation_id))
         return moved
@@ -1042,14 +1199,15 @@ class MessengerClient:
         """
         view = await self._sends(conversation_id)
         if view.typing_indicators and not view.blocked:
+            from .content import Typing
+
             await self._send(conversation_id, Typing(active))
 
     # -- reading ----------------------------------------------------------------------------
 
     async def conversations(self, *, archived: bool = False) -> list[ConversationView]:
         """Conversations, most recently active first (the archived ones with ``archived``)."""
-        session = self._require()
-        me, now = session.account.account_id, session.now_ms()
+        me, now = self._reader().account_id, self._now_ms()
 
         def read(s: Store) -> list[ConversationView]:
             unread, prefs = s.read_markers.unread_counts(me), preferences(s)
@@ -1061,9 +1219,9 @@ class MessengerClient:
         return await self._store.run(read)
 
     async def conversation(self, conversation_id: int) -> ConversationView:
-        session = self._require()
+        me = self._reader().account_id
         conversation = await self._conversation(conversation_id, active=False)
-        me, now = session.account.account_id, session.now_ms()
+        now = self._now_ms()
         return await self._store.run(lambda s: conversation_view(s, conversation, me, now=now))
 
     async def messages(
@@ -1083,9 +1241,8 @@ class MessengerClient:
         """
         if before is not None and after is not None:
             raise ValueError("a page is before a message or after one, not both")
-        session = self._require()
+        me = self._reader().account_id
         await self._conversation(conversation_id, active=False)
-        me = session.account.account_id
 
         def read(s: Store) -> list[MessageView]:
             if limit <= 0:
@@ -1099,8 +1256,7 @@ class MessengerClient:
         return await self._store.run(read)
 
     async def message(self, message_id: int) -> MessageView:
-        session = self._require()
-        me = session.account.account_id
+        me = self._reader().account_id
 
         def read(s: Store) -> list[MessageView]:
             found = s.messages.get(message_id)
@@ -1115,7 +1271,7 @@ class MessengerClient:
         self, query: str, *, limit: int = 50, conversation_id: int | None = None
     ) -> list[SearchHit]:
         """Messages matching every word of ``query``, newest first."""
-        self._require()
+        self._reader()
         return await self._store.run(
             lambda s: s.messages.search(query, limit, conversation_id=conversation_id)
         )
@@ -1125,7 +1281,7 @@ class MessengerClient:
 
     async def own_display_name(self) -> str | None:
         """The name this user chose (None: the handle is shown)."""
-        return self._require().account.identity.display_name
+        return self._reader().display_name
 
     async def rename_contact(self, account_id: str, name: str | None) -> Contact:
         """Call a contact ``name`` on this device (None: their own name or handle again)."""
@@ -1307,8 +1463,7 @@ class MessengerClient:
 
         The total leaves out archived and muted conversations.
         """
-        session = self._require()
-        me, now = session.account.account_id, session.now_ms()
+        me, now = self._reader().account_id, self._now_ms()
         if conversation_id is not None:
             await self._conversation(conversation_id, active=False)
             return await self._store.run(lambda s: s.read_markers.unread_count(conversation_id, me))
@@ -1331,6 +1486,10 @@ def _create_group(
     account: Account, random: RandomSource, info: ConversationInfo, now: int
 ) -> tuple[Group, bytes]:
     """A new group with only this client in it, and its state (in the MLS thread)."""
+    from messenger.mls.group import Group
+
+    from .groups import GROUP_CONFIG, group_extensions, new_key_package
+
     bundle = new_key_package(account, random, now=now)
     group = Group.create(
         bundle,
@@ -1374,3 +1533,37 @@ def _check_name(name: str) -> str:
             "bad group name", user_message="A group name has 1 to 100 characters."
         )
     return value
+
+
+#: The share of :meth:`MessengerClient.create_account`'s progress given to
+#: the proof of work (the rest: the credential check and the first KeyPackages).
+_POW_SHARE: Final = 0.95
+
+
+class _Monotonic:
+    """A progress callback that never goes back and reports 1.0 only when told."""
+
+    __slots__ = ("_callback", "_last")
+
+    def __init__(self, callback: Callable[[float], None] | None) -> None:
+        self._callback = callback
+        self._last = -1.0
+
+    def __call__(self, fraction: float) -> None:
+        if self._callback is None or fraction <= self._last:
+            return
+        self._last = fraction
+        self._callback(fraction)
+
+
+def _on_loop(callback: Callable[[float], None] | None) -> Callable[[float], None] | None:
+    """``callback`` called on the running event loop from any thread (None stays None)."""
+    if callback is None:
+        return None
+    loop = asyncio.get_running_loop()
+    target = _Monotonic(callback)
+
+    def marshal(fraction: float) -> None:
+        loop.call_soon_threadsafe(target, fraction)
+
+    return marshal

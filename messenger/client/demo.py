@@ -34,9 +34,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Final, TextIO
 
-import httpx
-import keyring.backends.fail
-
+# httpx and keyring are imported by the functions that use them: the app
+# imports this module at start, before its window shows (issue 10).
 from .client import MessengerClient
 from .errors import ClientError, ServerUnavailableError
 from .events import MessageReceived, MessageUpdated
@@ -147,6 +146,8 @@ async def start_local_server(
     A ``port`` already in use is refused at once (ClientError), so the demo
     never talks to whatever else listens there.
     """
+    import httpx
+
     if port:
         _check_port_free(port)
     port = port or _free_port()
@@ -244,6 +245,8 @@ async def _step(out: TextIO, text: str, action: Callable[[], Awaitable[object]])
 async def run_demo(out: TextIO = sys.stdout, *, port: int = 0) -> int:
     """Run the demo; the exit status."""
     passphrase = os.environ.get(_PASSPHRASE_ENV) or secrets.token_urlsafe(16)
+    import keyring.backends.fail
+
     keychain = Keychain(backend=keyring.backends.fail.Keyring())  # type: ignore[no-untyped-call]
     root = Path(tempfile.mkdtemp(prefix="messenger-demo-"))
     try:

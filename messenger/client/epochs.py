@@ -225,6 +225,44 @@ class GroupEpochs:
         by = member_identity(staged.committer.credential)
         return await self._staged_transition(group, staged, by=by, finish=finish)
 
+    async def proposal_received(
+        self, group: Group, event: ProposalReceived, *, finish: Finish
+    ) -> None:
+        """A proposal of another member, processed: keep it, and queue a commit of it.
+
+        ``Group.process`` cached the proposal in the group (RFC 9420 §12.1);
+        the state holding it is saved with ``finish`` and, unless one is
+        queued already, a commit covering it (RFC 9420 §12.4: a member
+        commits the pending proposals). A member leaving proposes its own
+        removal (RFC 9420 §12.1.3); a commit built before the proposal
+        arrived would not cover it, and the proposal would die with the
+        epoch, so a leave is queued as a removal of the leaver, which is
+        moot once anyone has committed the proposal.
+        """
+        group_id, epoch = group.group_id, group.epoch
+        state = await self._s.mls(group.checkpoint)
+        now = self._s.now_ms()
+        leaver = leavers_of([event])
+        if leaver:
+            intent = Intent("remove", accounts=tuple(sorted(leaver))).dumps()
+        else:
+            intent = Intent("commit_pending").dumps()
+
+        def write(store: Store) -> None:
+            store.groups.save(group_id, epoch, state, now=now)
+            queued = any(
+                i.kind is OutboxKind.COMMIT and not i.built and i.intent == intent
+                for i in store.outbox.for_group(group_id)
+            )
+            if not queued:
+                store.outbox.enqueue(
+                    OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=intent
+                )
+            finish(store)
+
+        await self._s.store.transaction(write)
+        self._s.outbox_queued()
+
     async def own_commit_accepted(self, item: OutboxItem, *, finish: Finish) -> bool:
         """The server accepted this client's commit ``item``: move to its epoch.
 

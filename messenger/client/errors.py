@@ -27,7 +27,12 @@ developers; it never holds a key, a passphrase or message content.
   exceptions and API error bodies at one seam, ``messenger.client.net``):
 
   * :class:`ServerUnavailableError` -- unreachable, timed out, 5xx;
-  * :class:`InvalidServerAddressError` -- the server URL cannot be used;
+  * :class:`InvalidServerAddressError` -- the server URL cannot be used
+    (:class:`InsecureServerAddressError`: plain ``http://`` to another
+    computer, refused unless allowed explicitly);
+  * :class:`UntrustedCertificateError` -- the server's TLS certificate did
+    not verify; :class:`CertificateAuthorityFileError` -- ``MESSENGER_CA_FILE``
+    cannot be read;
   * :class:`ProtocolError` -- the server answered something unexpected;
   * :class:`AuthError` -- the server refused the request signature;
   * :class:`RateLimitedError` (``retry_after``);
@@ -68,6 +73,7 @@ __all__ = [
     "BackupCorruptError",
     "BackupError",
     "BackupVersionError",
+    "CertificateAuthorityFileError",
     "ClientClosedError",
     "ClientError",
     "ConstraintError",
@@ -85,6 +91,7 @@ __all__ = [
     "GroupExistsError",
     "GroupStateRegressionError",
     "HandleTakenError",
+    "InsecureServerAddressError",
     "InvalidAddressError",
     "InvalidProfileNameError",
     "InvalidServerAddressError",
@@ -118,6 +125,7 @@ __all__ = [
     "StoreVersionError",
     "UnknownAccountError",
     "UnknownGroupError",
+    "UntrustedCertificateError",
     "UntrustedKeyError",
     "WeakPassphraseError",
     "WrongBackupPassphraseError",
@@ -521,4 +529,39 @@ class DeviceReplacedError(ClientError):
 
     default_user_message = (
         "This account was restored on another computer. This copy no longer receives messages."
+    )
+
+
+# -- transport security (appended) ---------------------------------------------------
+
+
+class InsecureServerAddressError(InvalidServerAddressError):
+    """A plain ``http://`` server address that is not this computer (loopback).
+
+    Refused before any connection; ``allow_insecure_http`` (the CLI's
+    ``--allow-insecure-http``) overrides it.
+    """
+
+    default_user_message = (
+        "This server address uses plain http://, which is not encrypted: only a server on "
+        "this computer may be reached that way. Use https://, or allow insecure HTTP "
+        "explicitly."
+    )
+
+
+class UntrustedCertificateError(NetworkError):
+    """The server's TLS certificate did not verify (unknown authority, wrong name, expired)."""
+
+    default_user_message = (
+        "The server's certificate is not trusted, so the connection was refused. If the "
+        "server uses a private certificate authority, set MESSENGER_CA_FILE to its "
+        "certificate."
+    )
+
+
+class CertificateAuthorityFileError(NetworkError):
+    """The file named by ``MESSENGER_CA_FILE`` cannot be read as certificates."""
+
+    default_user_message = (
+        "The certificate authority file named by MESSENGER_CA_FILE could not be read."
     )

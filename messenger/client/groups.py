@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from messenger.mls.key_package_bundle import (
 from messenger.mls.messages import MLSMessage
 from messenger.mls.welcome import Welcome
 
+from .heap import HEAVY_S, settle
 from .identity import Account, MemberIdentity, member_identity
 from .store.async_store import AsyncStore
 from .store.conversations import ConversationKind
@@ -285,9 +287,13 @@ class MLSWorker:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mls")
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         future = loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
         try:
-            return await asyncio.shield(future)
+            result = await asyncio.shield(future)
+            if time.monotonic() - started >= HEAVY_S:
+                settle()  # what survived a heavy operation is long-lived (heap.py)
+            return result
         except asyncio.CancelledError:
             while not future.done():
                 with contextlib.suppress(asyncio.CancelledError):

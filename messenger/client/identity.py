@@ -23,6 +23,7 @@ loop keeps running) and proves possession of the key.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from messenger.api import models as m
 from messenger.api.credential import CREDENTIAL_VERSION, decode_credential, encode_credential
-from messenger.api.pow import solve_pow
+from messenger.api.pow import estimated_fraction, solve_pow
 from messenger.api.signing import credential_tbs, possession_message
 from messenger.mls.ciphersuite import CipherSuite, RandomSource, get_cipher_suite
 from messenger.mls.credentials import Credential, CredentialType
@@ -161,17 +162,33 @@ async def register_account(
     *,
     handle: str | None = None,
     invite_code: str | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> Registration:
     """Register an anonymous account (proof of work) with an optional handle.
 
     ``invite_code`` is the server's invite, for a server that signs up by invite.
+    ``progress`` is called on the event loop with the proof of work's estimated
+    fraction done (:func:`~messenger.api.pow.estimated_fraction`, below 1.0).
     """
     info = await transport.server_info()
     suite = get_cipher_suite(CIPHER_SUITE)
     private, public = suite.generate_signature_key_pair(random)
     key = Ed25519PrivateKey.from_private_bytes(private)
     challenge = await transport.challenge()
-    nonce = await asyncio.to_thread(solve_pow, challenge.challenge, public, challenge.difficulty)
+    report: Callable[[int, int], None] | None = None
+    if progress is not None:
+        loop = asyncio.get_running_loop()
+        callback = progress
+
+        def on_worker(attempts: int, expected: int) -> None:
+            # On the worker thread: hand the fraction to the event loop.
+            loop.call_soon_threadsafe(callback, estimated_fraction(attempts, expected))
+
+        report = on_worker
+
+    nonce = await asyncio.to_thread(
+        solve_pow, challenge.challenge, public, challenge.difficulty, progress=report
+    )
     request = m.RegisterRequest(
         signature_key=public,
         challenge=challenge.challenge,

@@ -57,10 +57,20 @@ messages and bytes per minute towards each recipient queue
 All messages of a group are ordered the same way in every member's queue:
 each transaction that adds to a group takes its row lock first, then locks
 the member queues in ID order (no deadlocks between groups).
+
+Throughput: the group's row lock is held until the commit, so sends to one
+group are serialised on the database's commit time. Sends to a group that
+arrive while a transaction for it runs therefore wait and go together in
+the next one (:meth:`DeliveryService._drain`), each with its own checks and
+answer; on PostgreSQL that transaction is a few statements whatever the
+number of sends (lock the group, lock the member queues, look up the
+idempotency keys, then one statement that stores everything and sends the
+``NOTIFY``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -105,6 +115,38 @@ _log = logging.getLogger("messenger.server.delivery")
 # SQL here is built only from constant text, "?" placeholders and the
 # constant locking clauses of Tx; values always travel as parameters.
 _CHUNK = 500
+
+#: The whole append on PostgreSQL, in one statement (one round trip): store
+#: each message once, advance every queue's ``next_seq``, add one entry per
+#: (queue, message), keep the idempotency answers and ``NOTIFY`` the other
+#: processes (delivered at commit). The queue rows are already locked, in
+#: ID order, by the caller. Payload IDs come from an identity column and are
+#: drawn in the order of the sorted ``INSERT … SELECT``, so the k-th smallest
+#: one is message k's; the foreign keys are checked at the end of the
+#: statement, when every CTE has run. Parameters: messages, their count,
+#: the queue IDs, the count again, ``created_at``, the idempotency key
+#: hashes, masked answers and expiries, the channel, the NOTIFY payloads.
+_PG_APPEND = """
+WITH message AS (
+    SELECT m.data, m.k FROM unnest(?::bytea[]) WITH ORDINALITY AS m (data, k)
+), payload AS (
+    INSERT INTO payloads (data) SELECT data FROM message ORDER BY k RETURNING payload_id
+), numbered AS (
+    SELECT payload_id, row_number() OVER (ORDER BY payload_id) - 1 AS offset_
+    FROM payload
+), queue AS (
+    UPDATE queues SET next_seq = next_seq + ?::bigint WHERE queue_id = ANY(?::text[])
+    RETURNING queue_id, next_seq - ?::bigint AS first_seq
+), entry AS (
+    INSERT INTO queue_entries (queue_id, seq, payload_id, created_at)
+    SELECT queue.queue_id, queue.first_seq + numbered.offset_, numbered.payload_id, ?::bigint
+    FROM queue CROSS JOIN numbered
+), answer AS (
+    INSERT INTO idempotency_keys (key_hash, answer, expires_at)
+    SELECT * FROM unnest(?::bytea[], ?::bytea[], ?::bigint[])
+)
+SELECT pg_notify(?::text, n.payload) FROM unnest(?::text[]) AS n (payload)
+"""
 
 
 def _placeholders(n: int) -> str:
@@ -182,6 +224,29 @@ def _stale(current: int) -> ApiError:
         f"the group is at epoch {current}",
         {"current_epoch": current},
     )
+
+
+#: The most messages one coalesced send transaction stores (:meth:`DeliveryService._drain`).
+_MAX_COALESCED = 256
+
+
+@dataclass(slots=True)
+class _SendUnit:
+    """One send request (one message or a batch) waiting for its group's transaction."""
+
+    principal: Principal
+    items: Sequence[SendRequest]
+    headers: list[GroupMessageHeader]
+    #: :func:`_idempotency_hash` of each item's key, if it has one.
+    key_hashes: list[bytes | None]
+    future: asyncio.Future[list[SendResponse]]
+    #: The sender budget it holds in the running transaction, for a refund.
+    taken: Reservation | None = None
+
+
+#: A send's fate in its transaction: per item, the earlier answer to repeat
+#: (``None``: stored now), or the refusal of the whole send.
+_Outcome = list[SendResponse | None] | ApiError
 
 
 def _unknown_group() -> ApiError:
@@ -326,6 +391,9 @@ class DeliveryService:
         self._claims = claims
         self._credential_key = Ed25519PublicKey.from_public_bytes(credential_public_key)
         self.budgets = SenderBudgets(sender_messages_per_minute, sender_bytes_per_minute, clock)
+        #: Sends waiting for their group's next transaction; a key while one runs.
+        self._pending: dict[bytes, list[_SendUnit]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -373,16 +441,27 @@ class DeliveryService:
         ``queue_full`` if a queue would hold more than ``max_queue_length``
         entries (unless it is in ``may_exceed``): nothing is evicted to make
         room, and a queue short of room for all of ``messages`` refuses them
-        all. A queue's entries are the consecutive range from its oldest
-        entry to ``next_seq - 1`` (acks and retention remove the oldest first).
-        The deliveries come message by message, so each queue's are in
+        all. The deliveries come message by message, so each queue's are in
         sequence order.
         """
         if not queue_ids or not messages:
             return []
-        count = len(messages)
+        queues = await self._lock_queues(tx, queue_ids)
+        for queue_id, (_, held) in queues.items():
+            if held + len(messages) > self._max_queue_length and queue_id not in may_exceed:
+                raise _queue_full()
+        return await self._append(tx, queues, messages, now_ms, ())
+
+    async def _lock_queues(self, tx: Tx, queue_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """``{queue: (next_seq, entries held)}``, each queue row locked until commit.
+
+        Rows are locked in queue ID order, the order every transaction uses,
+        so that two transactions never wait on each other's queues. A queue's
+        entries are the consecutive range from its oldest entry to
+        ``next_seq - 1`` (acks and retention remove the oldest first).
+        """
         ordered = sorted(queue_ids)
-        seqs: dict[str, int] = {}
+        queues: dict[str, tuple[int, int]] = {}
         for chunk in _chunks(ordered):
             rows = await tx.fetchall(
                 "SELECT q.queue_id, q.next_seq, (SELECT MIN(e.seq) FROM queue_entries e "  # noqa: S608
@@ -391,41 +470,107 @@ class DeliveryService:
                 *chunk,
             )
             for queue_id, next_seq, oldest in rows:
-                seqs[str(queue_id)] = int(next_seq)
                 held = 0 if oldest is None else int(next_seq) - int(oldest)
-                if held + count > self._max_queue_length and str(queue_id) not in may_exceed:
-                    raise _queue_full()
-            await tx.execute(
-                f"UPDATE queues SET next_seq = next_seq + ? WHERE queue_id IN "  # noqa: S608
-                f"({_placeholders(len(chunk))})",
-                count,
-                *chunk,
-            )
-        missing = [q for q in ordered if q not in seqs]
+                queues[str(queue_id)] = (int(next_seq), held)
+        missing = [q for q in ordered if q not in queues]
         if missing:
             raise ApiError(
                 ErrorCode.UNKNOWN_QUEUE, "a recipient queue does not exist", {"queue": missing[0]}
             )
+        return queues
+
+    @staticmethod
+    async def _lock_member_queues(tx: Tx, group_id: bytes) -> dict[str, tuple[int, int]]:
+        """:meth:`_lock_queues` for the group's members, found and locked in one statement.
+
+        Call it with the group row locked (:meth:`_group_epoch`): the member
+        set changes only under that lock, so this statement, which starts
+        after it was taken, sees the current members.
+        """
+        lock = " FOR UPDATE OF q" if tx.dialect == "postgresql" else ""
+        rows = await tx.fetchall(
+            "SELECT q.queue_id, q.next_seq, (SELECT MIN(e.seq) FROM queue_entries e "  # noqa: S608
+            "WHERE e.queue_id = q.queue_id) FROM group_members gm "
+            "JOIN queues q ON q.queue_id = gm.queue_id WHERE gm.group_id = ? "
+            "ORDER BY q.queue_id" + lock,
+            group_id,
+        )
+        return {
+            str(queue_id): (int(next_seq), 0 if oldest is None else int(next_seq) - int(oldest))
+            for queue_id, next_seq, oldest in rows
+        }
+
+    async def _append(
+        self,
+        tx: Tx,
+        queues: Mapping[str, tuple[int, int]],
+        messages: Sequence[bytes],
+        now_ms: int,
+        answers: Sequence[tuple[bytes, bytes, int]],
+    ) -> list[Delivery]:
+        """Append ``messages`` to every queue of ``queues`` (locked by :meth:`_lock_queues`).
+
+        Each message is stored once in ``payloads``; message ``k`` gets
+        sequence number ``next_seq + k`` in each queue. ``answers`` are
+        idempotency rows ``(key_hash, masked answer, expires_at)`` to keep
+        in the same transaction. On PostgreSQL all of it, and the ``NOTIFY``
+        to the other processes, is one statement (one round trip).
+        """
+        ordered = sorted(queues)
+        count = len(messages)
         # Only retention reads it: the hour, not the time of the send.
         created_at = _round_down(now_ms, _CREATED_AT_BUCKET_MS, self._retention_ms)
-        entries: list[tuple[str, int, int, int]] = []
-        deliveries: list[Delivery] = []
-        for offset, data in enumerate(messages):
-            row = await tx.fetchone(
-                "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data
+        notifications = notification_payloads(self._hub.origin, ordered)
+        if tx.dialect == "postgresql":
+            await tx.execute(
+                _PG_APPEND,
+                list(messages),
+                count,
+                ordered,
+                count,
+                created_at,
+                [a[0] for a in answers],
+                [a[1] for a in answers],
+                [a[2] for a in answers],
+                CHANNEL,
+                notifications,
             )
-            assert row is not None
-            payload_id = int(row[0])
-            for q in ordered:
-                entries.append((q, seqs[q] + offset, payload_id, created_at))
-                deliveries.append(Delivery(q, seqs[q] + offset, data))
-        await tx.executemany(
-            "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) VALUES (?, ?, ?, ?)",
-            entries,
-        )
-        for payload in notification_payloads(self._hub.origin, ordered):
-            await tx.notify(CHANNEL, payload)
-        return deliveries
+        else:
+            for chunk in _chunks(ordered):
+                await tx.execute(
+                    f"UPDATE queues SET next_seq = next_seq + ? WHERE queue_id IN "  # noqa: S608
+                    f"({_placeholders(len(chunk))})",
+                    count,
+                    *chunk,
+                )
+            payload_ids = []
+            for data in messages:
+                row = await tx.fetchone(
+                    "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data
+                )
+                assert row is not None
+                payload_ids.append(int(row[0]))
+            await tx.executemany(
+                "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    (q, queues[q][0] + offset, payload_id, created_at)
+                    for offset, payload_id in enumerate(payload_ids)
+                    for q in ordered
+                ],
+            )
+            if answers:
+                await tx.executemany(
+                    "INSERT INTO idempotency_keys (key_hash, answer, expires_at) VALUES (?, ?, ?)",
+                    answers,
+                )
+            for payload in notifications:
+                await tx.notify(CHANNEL, payload)
+        return [
+            Delivery(q, queues[q][0] + offset, data)
+            for offset, data in enumerate(messages)
+            for q in ordered
+        ]
 
     @staticmethod
     async def _answered(tx: Tx, key_hash: bytes | None) -> tuple[int, int] | None:
@@ -443,23 +588,29 @@ class DeliveryService:
             return None
         return _unpack_answer(_mask(bytes(row[0]), key_hash[32:]))
 
-    async def _remember(
-        self, tx: Tx, key_hash: bytes | None, epoch: int, recipients: int, now_ms: int
-    ) -> None:
-        """Keep the answer for retries: masked, until about ``retention_seconds`` from now.
+    def _answer_row(
+        self, key_hash: bytes, epoch: int, recipients: int, now_ms: int
+    ) -> tuple[bytes, bytes, int]:
+        """An ``idempotency_keys`` row: the lookup digest, the masked answer, the expiry.
 
         The expiry is rounded down to the day, so it does not tell the time
         of the send; the key is kept between the retention window less a day
         and the retention window, as long as the messages themselves.
         """
+        return (
+            key_hash[:32],
+            _mask(_pack_answer(epoch, recipients), key_hash[32:]),
+            _round_down(now_ms + self._retention_ms, _IDEMPOTENCY_BUCKET_MS, self._retention_ms),
+        )
+
+    async def _remember(
+        self, tx: Tx, key_hash: bytes | None, epoch: int, recipients: int, now_ms: int
+    ) -> None:
+        """Keep the answer for retries (:meth:`_answer_row`), masked, for the retention window."""
         if key_hash is not None:
             await tx.execute(
                 "INSERT INTO idempotency_keys (key_hash, answer, expires_at) VALUES (?, ?, ?)",
-                key_hash[:32],
-                _mask(_pack_answer(epoch, recipients), key_hash[32:]),
-                _round_down(
-                    now_ms + self._retention_ms, _IDEMPOTENCY_BUCKET_MS, self._retention_ms
-                ),
+                *self._answer_row(key_hash, epoch, recipients, now_ms),
             )
 
     def _published(self, deliveries: list[Delivery]) -> None:
@@ -743,65 +894,207 @@ class DeliveryService:
         idempotency key was already answered gets that answer again and is
         not stored (nor counted); the others are stored in order. If any
         check fails, nothing is stored and no budget is spent.
+
+        Sends to one group that arrive while a transaction for that group is
+        running are stored together in the next one (:meth:`_drain`): the
+        group's row lock and the queues' locks are held once per transaction,
+        not once per send, while each request keeps its own checks and its
+        own answer (one request refused does not refuse the others).
         """
         headers = [self._send_header(item.message, group_id) for item in items]
         self._check_batch_budget(items)
-        now = self._now_ms()
-        key_hashes = [
-            None
-            if item.idempotency_key is None
-            else _idempotency_hash(principal.client_id, item.idempotency_key)
-            for item in items
-        ]
-        taken: Reservation | None = None
+        unit = _SendUnit(
+            principal,
+            items,
+            headers,
+            [
+                None
+                if item.idempotency_key is None
+                else _idempotency_hash(principal.client_id, item.idempotency_key)
+                for item in items
+            ],
+            asyncio.get_running_loop().create_future(),
+        )
+        pending = self._pending.get(group_id)
+        if pending is not None:
+            pending.append(unit)
+        else:
+            self._pending[group_id] = [unit]
+            task = asyncio.create_task(self._drain(group_id), name="delivery-send")
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
+        return await unit.future
 
-        async def op(tx: Tx) -> tuple[list[Delivery], list[SendResponse | None], int]:
-            nonlocal taken
-            if taken is not None:  # a retried transaction (PostgreSQL conflict)
-                self.budgets.refund(taken)
-                taken = None
+    async def _drain(self, group_id: bytes) -> None:
+        """Store the pending sends to ``group_id``, one transaction at a time, until none is left.
+
+        Each transaction takes the sends waiting when it starts (up to
+        :data:`_MAX_COALESCED` messages), in arrival order, so a client that
+        awaits each send before the next has them stored in its order.
+        """
+        try:
+            while True:
+                pending = self._pending[group_id]
+                if not pending:
+                    return
+                count = 0
+                taken = 0
+                while taken < len(pending) and (
+                    taken == 0 or count + len(pending[taken].items) <= _MAX_COALESCED
+                ):
+                    count += len(pending[taken].items)
+                    taken += 1
+                units = [u for u in pending[:taken] if not u.future.done()]
+                del pending[:taken]
+                if units:
+                    await self._send_units(group_id, units)
+        finally:
+            for unit in self._pending.pop(group_id, ()):
+                unit.future.cancel()
+
+    async def _send_units(self, group_id: bytes, units: Sequence[_SendUnit]) -> None:
+        """Store ``units`` (sends to ``group_id``) in one transaction; answer each one."""
+        now = self._now_ms()
+
+        async def op(tx: Tx) -> tuple[list[Delivery], list[_Outcome], int]:
+            for unit in units:
+                if unit.taken is not None:  # a retried transaction (PostgreSQL conflict)
+                    self.budgets.refund(unit.taken)
+                    unit.taken = None
             current = await self._group_epoch(tx, group_id)
-            members = await self._members(tx, group_id)
-            if principal.queue_id not in members:
-                raise _unknown_group()
-            answers: list[SendResponse | None] = []
-            for header, key_hash in zip(headers, key_hashes, strict=True):
-                answered = await self._answered(tx, key_hash)
-                if answered is None and header.epoch != current:
-                    raise _stale(current)
-                answers.append(None if answered is None else SendResponse(*answered))
-            new = [item.message for item, a in zip(items, answers, strict=True) if a is None]
-            recipients = len(members)
-            if not new:
-                return [], answers, recipients
-            size = sum(len(message) for message in new)
-            taken = self.budgets.take(
-                principal.client_id,
-                {q: (len(new), size) for q in members if q != principal.queue_id},
+            queues = await self._lock_member_queues(tx, group_id)
+            stored = await self._stored_answers(
+                tx, [k[:32] for u in units for k in u.key_hashes if k is not None]
             )
-            deliveries = await self._enqueue_many(tx, members, new, now)
-            for key_hash, answer in zip(key_hashes, answers, strict=True):
-                if answer is None:
-                    await self._remember(tx, key_hash, current, recipients, now)
-            return deliveries, answers, recipients
+            recipients = len(queues)
+            fresh: dict[bytes, tuple[int, int]] = {}
+            messages: list[bytes] = []
+            rows: list[tuple[bytes, bytes, int]] = []
+            outcomes: list[_Outcome] = []
+            for unit in units:
+                outcome = self._admit(unit, current, queues, len(messages), stored, fresh)
+                outcomes.append(outcome)
+                if isinstance(outcome, ApiError):
+                    continue
+                for item, key_hash, answer in zip(
+                    unit.items, unit.key_hashes, outcome, strict=True
+                ):
+                    if answer is None:
+                        messages.append(item.message)
+                        if key_hash is not None:
+                            rows.append(self._answer_row(key_hash, current, recipients, now))
+            deliveries = await self._append(tx, queues, messages, now, rows) if messages else []
+            return deliveries, outcomes, recipients
 
         try:
-            deliveries, answers, recipients = await self._db.transaction(op)
+            deliveries, outcomes, recipients = await self._db.transaction(op)
         except BaseException as exc:
-            if taken is not None:
-                self.budgets.refund(taken)
-            if isinstance(exc, ApiError):
-                self._count_refusal(exc)
-            raise
-        results: list[SendResponse] = []
-        for header, answer in zip(headers, answers, strict=True):
-            if answer is not None:
-                results.append(answer)
-            else:
-                self._metrics.messages.labels(kind=header.kind.value).inc()
-                results.append(SendResponse(header.epoch, recipients))
+            for unit in units:
+                if unit.taken is not None:
+                    self.budgets.refund(unit.taken)
+                if isinstance(exc, ApiError):
+                    self._count_refusal(exc)
+                if not unit.future.done():
+                    if isinstance(exc, ApiError):
+                        unit.future.set_exception(ApiError(exc.code, exc.message, exc.details))
+                    elif isinstance(exc, Exception):
+                        unit.future.set_exception(exc)
+                    else:
+                        unit.future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
         self._published(deliveries)
-        return results
+        for unit, outcome in zip(units, outcomes, strict=True):
+            if isinstance(outcome, ApiError):
+                self._count_refusal(outcome)
+                if not unit.future.done():
+                    unit.future.set_exception(outcome)
+                continue
+            results: list[SendResponse] = []
+            for header, answer in zip(unit.headers, outcome, strict=True):
+                if answer is not None:
+                    results.append(answer)
+                else:
+                    self._metrics.messages.labels(kind=header.kind.value).inc()
+                    results.append(SendResponse(header.epoch, recipients))
+            if not unit.future.done():
+                unit.future.set_result(results)
+
+    def _admit(
+        self,
+        unit: _SendUnit,
+        current: int,
+        queues: Mapping[str, tuple[int, int]],
+        before: int,
+        stored: Mapping[bytes, bytes],
+        fresh: dict[bytes, tuple[int, int]],
+    ) -> _Outcome:
+        """The checks of one send in a coalesced transaction: its answers, or its refusal.
+
+        ``before`` messages of earlier sends in this transaction already take
+        room in every queue; ``fresh`` holds the idempotency answers given
+        earlier in this transaction (a retry racing its original). The order
+        of the checks is that of a lone send: membership, idempotency,
+        epoch, the sender's budget, the queues' room.
+        """
+        if unit.principal.queue_id not in queues:
+            return _unknown_group()
+        recipients = len(queues)
+        mine: dict[bytes, tuple[int, int]] = {}
+        answers: list[SendResponse | None] = []
+        for header, key_hash in zip(unit.headers, unit.key_hashes, strict=True):
+            answered: tuple[int, int] | None = None
+            if key_hash is not None:
+                digest = key_hash[:32]
+                answered = fresh.get(digest, mine.get(digest))
+                if answered is None and digest in stored:
+                    answered = _unpack_answer(_mask(stored[digest], key_hash[32:]))
+                if answered is None:
+                    mine[digest] = (current, recipients)
+            if answered is None and header.epoch != current:
+                return _stale(current)
+            answers.append(None if answered is None else SendResponse(*answered))
+        new = [item.message for item, a in zip(unit.items, answers, strict=True) if a is None]
+        if not new:
+            return answers
+        try:
+            unit.taken = self.budgets.take(
+                unit.principal.client_id,
+                {
+                    q: (len(new), sum(len(m) for m in new))
+                    for q in queues
+                    if q != unit.principal.queue_id
+                },
+            )
+        except ApiError as exc:
+            return exc
+        if any(held + before + len(new) > self._max_queue_length for _, held in queues.values()):
+            self.budgets.refund(unit.taken)
+            unit.taken = None
+            return _queue_full()
+        fresh.update(mine)
+        return answers
+
+    @staticmethod
+    async def _stored_answers(tx: Tx, digests: Sequence[bytes]) -> dict[bytes, bytes]:
+        """``{key digest: masked answer}`` of the idempotency keys already answered."""
+        if not digests:
+            return {}
+        if tx.dialect == "postgresql":
+            rows = await tx.fetchall(
+                "SELECT key_hash, answer FROM idempotency_keys WHERE key_hash = ANY(?::bytea[])",
+                list(digests),
+            )
+        else:
+            rows = []
+            for chunk in _chunks(digests):
+                rows += await tx.fetchall(
+                    "SELECT key_hash, answer FROM idempotency_keys "  # noqa: S608
+                    f"WHERE key_hash IN ({_placeholders(len(chunk))})",
+                    *chunk,
+                )
+        return {bytes(k): bytes(a) for k, a in rows}
 
     def _check_batch_budget(self, items: Sequence[SendRequest]) -> None:
         """``limit_exceeded`` for a batch that no full budget could take: split it.

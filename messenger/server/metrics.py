@@ -3,31 +3,125 @@
 Labels never carry identifiers: routes appear as templates
 (``/v1/groups/{group_id}/messages``), never with a group, queue or account
 in them.
+
+prometheus-client belongs to the home server's extra (``pip install
+'messenger[server]'``). The desktop app runs "a server on this computer"
+without it: then every metric is a no-op, the rest of the server works, and
+``/metrics`` answers 404 with a sentence naming the extra.
 """
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from typing import Final, Protocol, Self, TypeVar
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+from messenger.api.errors import ApiError, ErrorCode
+
+try:
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
+except ImportError:  # the desktop app's install: metrics are no-ops
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+__all__ = ["AVAILABLE", "CONTENT_TYPE", "UNAVAILABLE", "Metrics"]
 
 #: The media type of :meth:`Metrics.render`.
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST if AVAILABLE else "text/plain; charset=utf-8"
+
+#: The answer to ``/metrics`` without prometheus-client.
+UNAVAILABLE: Final = (
+    "this server has no metrics: prometheus-client is not installed "
+    "(install the home server with pip install 'messenger[server]')"
+)
+
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class Counting(Protocol):
+    """A counter (or one labelled child of it)."""
+
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class Gauging(Counting, Protocol):
+    """A gauge: a counter that also goes down."""
+
+    def dec(self, amount: float = 1) -> None: ...
+
+
+class Observing(Protocol):
+    """One labelled child of a histogram."""
+
+    def observe(self, amount: float) -> None: ...
+
+
+class Labelled(Protocol[_T_co]):
+    """A metric with labels: ``labels(...)`` gives the child to update."""
+
+    def labels(self, *values: str, **named: str) -> _T_co: ...
+
+
+class Registry(Protocol):
+    """What tests read from the registry."""
+
+    def get_sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None: ...
+
+
+class _NoMetric:
+    """Every metric when prometheus-client is missing: accepts updates, keeps nothing."""
+
+    def labels(self, *values: str, **named: str) -> Self:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def dec(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+class _NoRegistry:
+    def get_sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        return None
 
 
 class Metrics:
     """Every metric, in a registry of its own (one per app)."""
 
+    requests: Labelled[Counting]
+    latency: Labelled[Observing]
+    messages: Labelled[Counting]
+    deliveries: Counting
+    pushed: Counting
+    commits: Labelled[Counting]
+    registrations: Counting
+    auth_failures: Labelled[Counting]
+    rate_limited: Labelled[Counting]
+    websockets: Gauging
+    expired: Counting
+    registry: Registry
+
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        if not AVAILABLE:
+            none = _NoMetric()
+            self.requests = self.latency = self.messages = self.commits = none
+            self.auth_failures = self.rate_limited = none
+            self.deliveries = self.pushed = self.registrations = self.expired = none
+            self.websockets = none
+            self.registry = _NoRegistry()
+            return
+        self._registry = r = CollectorRegistry(auto_describe=True)
+        self.registry = r
         self.requests = Counter(
             "messenger_http_requests",
             "HTTP requests by route template and status",
@@ -92,5 +186,7 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
+        """The text exposition format; without prometheus-client an ``ApiError`` (404)."""
+        if not AVAILABLE:
+            raise ApiError(ErrorCode.NOT_FOUND, UNAVAILABLE)
+        return generate_latest(self._registry)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
@@ -137,6 +137,11 @@ def endpoint(route: Route, handler: Handler) -> StarletteRoute:
             response = await _handle(request, state)
         except ApiError as exc:
             response = error_response(exc)
+        except ClientDisconnect:
+            # The client went away mid-body: nobody reads the answer, nothing
+            # was done, and it is not a server fault.
+            _log.debug("client disconnected", extra={"fields": {"route": route.path}})
+            response = error_response(ApiError(ErrorCode.MALFORMED_JSON, "the body was cut off"))
         except StorageError:
             _log.exception("database failure", extra={"fields": {"route": route.path}})
             response = error_response(

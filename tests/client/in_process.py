@@ -7,6 +7,9 @@ and the push WebSocket), one per client, that records every exchange in a
 shared :class:`Wire` and can lose the answer of a chosen request after the
 server has handled it. Clients get it through
 :attr:`messenger.client.ClientOptions.http_transport`.
+
+Every step of the teardown is bounded (:data:`TEARDOWN_S`): a step that
+hangs fails the test with a sentence naming it instead of stalling the run.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
+import anyio
 import httpx
-from httpx_ws.transport import ASGIWebSocketTransport
+from httpx_ws.transport import ASGIWebSocketAsyncNetworkStream, ASGIWebSocketTransport
 from starlette.applications import Starlette
 
 from messenger.client import ClientOptions, MessengerClient
@@ -30,6 +35,81 @@ from messenger.server.state import ServerState
 from .helpers import FAST_KDF, PASSPHRASE, MemoryKeyring
 
 SERVER_URL = "http://testserver"
+
+_T = TypeVar("_T")
+
+#: The most each step of the fixture's teardown may take.
+TEARDOWN_S = 30.0
+
+
+class _HandshakeSafeStream(ASGIWebSocketAsyncNetworkStream):
+    """httpx-ws's in-process WebSocket stream, made safe to cancel during the handshake.
+
+    httpx-ws starts the app's WebSocket session in the transport's task
+    group, then waits for the app to accept. A client cancelled in that wait
+    (a client closed while its listener connects) leaves with the stream
+    never registered for closing: the app, having accepted, waits for a
+    message forever and the transport's task group never exits. Here an
+    interrupted handshake tells the app the client went away
+    (``websocket.disconnect``), as a real socket's close would.
+    """
+
+    async def __aenter__(self) -> tuple[ASGIWebSocketAsyncNetworkStream, bytes]:
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+            raise
+
+
+class _InProcessTransport(ASGIWebSocketTransport):
+    """:class:`ASGIWebSocketTransport` with :class:`_HandshakeSafeStream` streams."""
+
+    async def _create_asgi_websocket_async_network_stream(
+        self, *, task_status: Any = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        stream = _HandshakeSafeStream(
+            self.app,  # type: ignore[arg-type]
+            self.scope,
+            self._task_group,
+            self._initial_receive_timeout,
+        )
+        assert self._exit_stack is not None
+        result = await self._exit_stack.enter_async_context(stream)
+        task_status.started(result)
+
+
+@contextlib.asynccontextmanager
+async def _bounded(step: str) -> AsyncIterator[None]:
+    """Fail with a sentence naming ``step`` if it takes longer than :data:`TEARDOWN_S`."""
+    try:
+        with anyio.fail_after(TEARDOWN_S):
+            yield
+    except TimeoutError:
+        raise AssertionError(
+            f"in-process server teardown: {step} did not finish within {TEARDOWN_S:.0f} s"
+        ) from None
+
+
+@contextlib.asynccontextmanager
+async def _bounded_exit(
+    step: str, cm: contextlib.AbstractAsyncContextManager[_T]
+) -> AsyncIterator[_T]:
+    """``cm``, whose exit fails with a sentence naming ``step`` after :data:`TEARDOWN_S`.
+
+    The deadline starts when the exit does, not while the test runs.
+    """
+    with anyio.CancelScope() as scope:
+        async with cm as value:
+            try:
+                yield value
+            finally:
+                scope.deadline = anyio.current_time() + TEARDOWN_S
+    if scope.cancelled_caught:
+        raise AssertionError(
+            f"in-process server teardown: {step} did not finish within {TEARDOWN_S:.0f} s"
+        )
 
 
 @dataclass(frozen=True)
@@ -117,7 +197,7 @@ class InProcessServer:
         scope of a WebSocket being opened on the transport, so two clients
         connecting at once through one transport would mix up their requests.
         """
-        inner = await self.transports.enter_async_context(ASGIWebSocketTransport(self.app))
+        inner = await self.transports.enter_async_context(_InProcessTransport(self.app))
         options = ClientOptions(
             http_transport=WireTap(self.wire, inner),
             backoff=Backoff(base=0.01, maximum=0.05),
@@ -150,10 +230,14 @@ async def in_process_server(root: Path) -> AsyncIterator[InProcessServer]:
         lookups_per_ip_per_minute=1_000_000,
     )
     app = create_app(config, run_sweeper=False)
-    async with app.router.lifespan_context(app), contextlib.AsyncExitStack() as transports:
+    async with (
+        _bounded_exit("the app's lifespan shutdown", app.router.lifespan_context(app)),
+        _bounded_exit("closing the transports", contextlib.AsyncExitStack()) as transports,
+    ):
         server = InProcessServer(app, root, transports)
         try:
             yield server
         finally:
             for client in server.opened:
-                await client.close()
+                async with _bounded(f"closing client {client.profile.name!r}"):
+                    await client.close()

@@ -24,7 +24,7 @@ import collections
 import dataclasses
 import itertools
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,10 @@ class FakeClient:
         self.calls: collections.Counter[str] = collections.Counter()
         self.failures: dict[str, tuple[ClientError, int | None]] = {}
         self.delay = 0.0
+        #: What create_account and backup report to a ``progress`` callback, and
+        #: an event they then wait for (a test looks at the bar in between).
+        self.progress_steps: tuple[float, ...] = (0.25, 0.5, 0.75)
+        self.progress_gate: asyncio.Event | None = None
         self.started = False
         self.closed = False
         self.typing_sent: list[tuple[int, bool]] = []
@@ -413,8 +417,28 @@ class FakeClient:
             raise WrongPassphraseError("wrong passphrase")
         self.passphrase = new
 
-    async def backup(self, destination: Path, passphrase: str, **_: Any) -> Any:
+    async def _report_progress(self, progress: Callable[[float], None] | None) -> None:
+        """Report :attr:`progress_steps`, then wait at :attr:`progress_gate` if set."""
+        if progress is None:
+            return
+        for fraction in self.progress_steps:
+            progress(fraction)
+            await asyncio.sleep(0)
+        if self.progress_gate is not None:
+            await self.progress_gate.wait()
+
+    async def backup(
+        self,
+        destination: Path,
+        passphrase: str,
+        *,
+        progress: Callable[[float], None] | None = None,
+        **_: Any,
+    ) -> Any:
         await self._call("backup")
+        await self._report_progress(progress)
+        if progress is not None:
+            progress(1.0)
         from messenger.client import BackupInfo
 
         destination.write_bytes(b"fake backup")
@@ -423,9 +447,18 @@ class FakeClient:
     # -- account and contacts ------------------------------------------------------------
 
     async def create_account(
-        self, server_url: str, handle: str | None = None, *, invite_code: str | None = None
+        self,
+        server_url: str,
+        handle: str | None = None,
+        *,
+        invite_code: str | None = None,
+        progress: Callable[[float], None] | None = None,
+        allow_insecure_http: bool = False,
     ) -> AccountInfo:
         await self._call("create_account")
+        await self._report_progress(progress)
+        if progress is not None:
+            progress(1.0)
         self.server_url = server_url
         self._has_account = True
         self.handle = handle
@@ -460,8 +493,16 @@ class FakeClient:
 
     async def add_contact(self, address: str, *, check: bool = True) -> Contact:
         await self._call("add_contact")
-        account_id = "acct-" + address.split("@", 1)[0]
-        contact = self.add_contact_now(account_id, address.split("@", 1)[0], handle=address)
+        if address.startswith("messenger://"):  # an invite link names the account
+            from urllib.parse import parse_qs, urlsplit
+
+            query = parse_qs(urlsplit(address).query)
+            account_id = query["account"][0]
+            name = query.get("handle", [account_id])[0]
+            contact = self.add_contact_now(account_id, name, handle=query.get("handle", [None])[0])
+        else:
+            account_id = "acct-" + address.split("@", 1)[0]
+            contact = self.add_contact_now(account_id, address.split("@", 1)[0], handle=address)
         self.bus.publish(ContactUpdated(account_id))
         return contact
 

@@ -327,3 +327,47 @@ def test_the_main_window_shows_before_the_previous_screen_closes(
     finally:
         qapp.setQuitOnLastWindowClosed(True)
         tasks.set_error_sink(None)
+
+
+FORWARDED = "messenger://add?server=https%3A%2F%2Fchat.example.org&account=acct-dana&handle=dana"
+
+
+# Offscreen, QWidget.raise_() only warns.
+@pytest.mark.qt_log_ignore("does not support raise")
+def test_a_forwarded_link_opens_add_contact_prefilled(opened: Opened, run: Any) -> None:
+    async def body() -> None:
+        window = await opened.open()
+        window.showMinimized()
+        opened.app.open_link(FORWARDED)
+        dialog = window.dialogs["add_contact"]
+        await wait_until(lambda: dialog.isVisible())
+        assert not window.isMinimized()
+        assert dialog.address.text() == FORWARDED
+        assert "acct-dana" not in opened.client.contacts_  # the user confirms
+        dialog.add_button.click()
+        await wait_until(lambda: "acct-dana" in opened.client.contacts_)
+        await opened.app.shutdown()
+
+    run(body())
+
+
+@pytest.mark.qt_log_ignore("does not support raise")
+def test_a_forwarded_link_fills_the_first_run_server_step(
+    tmp_path: Path, run: Any, qapp: QApplication
+) -> None:
+    qapp.setQuitOnLastWindowClosed(False)
+    app = App(tmp_path, "new", fake_services(), tmp_path / "prefs")
+
+    async def body() -> None:
+        await app.start()
+        assert isinstance(app.screen, OnboardingView)
+        app.open_link(FORWARDED)
+        assert app.screen.server_field.text() == FORWARDED
+        assert app.screen.current_card() is app.screen.server_card
+        await app.shutdown()
+
+    try:
+        run(body())
+    finally:
+        qapp.setQuitOnLastWindowClosed(True)
+        tasks.set_error_sink(None)

@@ -186,6 +186,20 @@ def test_a_second_launch_raises_the_first_and_exits_0(
         )
         assert first.poll() is None  # the first keeps running
 
+        # A launch with a messenger: link (the desktop's link handler) hands
+        # the link to the running instance and exits 0.
+        link = "messenger://add?server=https%3A%2F%2Fchat.example.org&account=ABCDEF"
+        third = subprocess.run(
+            [*command, link], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert third.returncode == 0, third.stderr
+        _wait(
+            "the first instance to receive the forwarded link",
+            lambda: "another launch forwarded an invite link" in log.read_text(),
+        )
+        assert link not in log.read_text()  # the log never carries the link itself
+        assert first.poll() is None
+
         # Another profile is another instance: it starts (and is stopped below).
         other = subprocess.Popen(
             [*command[:-1], "bob"],
@@ -275,3 +289,31 @@ def test_the_demo_opens_two_windows_already_chatting(
             await bob.close()
 
     run(check())
+
+
+def test_without_the_app_extra_the_sentence_names_it(tmp_path: Path) -> None:
+    """``pip install messenger`` without ``[app]``: a sentence, not a traceback."""
+    code = """
+import importlib.abc, sys
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "qasync":
+            raise ImportError(f"{name} is blocked by the test", name=name)
+        return None
+sys.meta_path.insert(0, Blocker())
+from ui.__main__ import main
+sys.exit(main(["--data-dir", sys.argv[1], "--profile", "alice"]))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the desktop app's packages are not installed (qasync missing)" in result.stderr
+    assert "pip install 'messenger[app]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started or written

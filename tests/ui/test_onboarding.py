@@ -363,3 +363,58 @@ def test_a_preset_server_fills_the_first_step(tmp_path: Path, qtbot: Any) -> Non
     empty = OnboardingView(tmp_path / "data", "me", LocalStarter(tmp_path / "s"), kdf=FAST_KDF)
     qtbot.addWidget(empty)
     assert empty.server_field.text() == ""
+
+
+def test_plain_http_off_this_computer_needs_the_users_choice(
+    run: Any, tmp_path: Path, no_keyring: None, qtbot: Any
+) -> None:
+    """A server on the local network over http:// is refused, then allowed when chosen.
+
+    The server listens on 127.0.0.1 and is addressed as 0.0.0.0: not a
+    loopback address, so the client treats it as another computer, yet Linux
+    delivers the connection here (nothing leaves the machine).
+    """
+    starter = LocalStarter(tmp_path / "server")
+    view = OnboardingView(tmp_path / "data", "me", starter, kdf=FAST_KDF)
+    qtbot.addWidget(view)
+    view.show()
+    got = finished_client(view)
+
+    async def body() -> None:
+        try:
+            url = (await starter.start()).replace("127.0.0.1", "0.0.0.0")
+            view.server_field.setText(url)
+            view.server_continue.click()
+            view.account_continue.click()
+            view.passphrase_fields.first.setText(PASSPHRASE)
+            view.passphrase_fields.second.setText(PASSPHRASE)
+            view.create_button.click()
+            await wait_until(lambda: view.insecure_check.isVisibleTo(view), timeout=SLOW)
+            assert view.current_card() is view.server_card
+            assert "plain http://" in view.error_text()
+            assert not view.insecure_check.isChecked()  # never chosen for the user
+            # Editing the address forgets the offer; it comes back on the next refusal.
+            view.server_field.setText(url + "/")
+            view.server_field.textEdited.emit(url + "/")
+            assert not view.insecure_check.isVisibleTo(view)
+            view.server_field.setText(url)
+            view.server_continue.click()
+            view.account_continue.click()
+            await wait_until(lambda: view.insecure_check.isVisibleTo(view), timeout=SLOW)
+            view.insecure_check.setChecked(True)
+            view.server_continue.click()
+            view.account_continue.click()
+            await wait_until(lambda: view.current_card() is view.done_card, timeout=SLOW)
+            view.start_button.click()
+            client = got[0]
+            await client.close()
+            # The choice is kept with the account: the profile reopens and connects.
+            reopened = await MessengerClient.open("me", PASSPHRASE, data_dir=tmp_path / "data")
+            try:
+                await reopened.sync()  # a round trip to the plain-http server
+            finally:
+                await reopened.close()
+        finally:
+            await starter.stop()
+
+    run(body(), timeout=RUN_SLOW)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -11,14 +12,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QByteArray
+from PySide6.QtNetwork import QLocalSocket
 from pytestqt.qtbot import QtBot
 
 from ui.platform.single_instance import (
+    ACTIVATE,
+    MAX_LINE,
     SingleInstance,
+    forwarded_link,
     instance_key,
+    link_message,
     socket_directory,
     socket_name,
 )
+
+LINK = "messenger://add?server=https%3A%2F%2Fchat.example.org&account=Abc_123-x&handle=dana"
 
 
 @pytest.fixture(autouse=True)
@@ -134,3 +143,132 @@ def test_without_a_runtime_dir_a_private_temp_directory_is_used(
     directory = socket_directory()
     assert directory == tmp_path / f"messenger-{os.getuid()}"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+# -- forwarded links ----------------------------------------------------------------------
+
+
+def test_only_invite_links_are_forwarded() -> None:
+    assert forwarded_link(LINK) == LINK
+    assert forwarded_link(f"  {LINK}\n") == LINK
+    assert forwarded_link("messenger://add?server=http://127.0.0.1:8000&account=a") is not None
+    for bad in (
+        "",
+        "https://chat.example.org",
+        "messenger://remove?server=https%3A%2F%2Fx.org&account=a",
+        "messenger://add?account=a",  # no server
+        "messenger://add?server=file%3A%2F%2F%2Fetc&account=a",  # not http(s)
+        "messenger://add?server=https%3A%2F%2Fx.org&account=a%20b",
+        "messenger://add?server=https%3A%2F%2Fx.org&account=a&account=b",
+        "messenger://add?server=https%3A%2F%2Fx.org&account=a&handle=%3Cscript%3E",
+        "messenger://add?server=https%3A%2F%2Fx.org&account=a\x07",
+        "messenger://add?server=https%3A%2F%2Fx.org&account=" + "a" * MAX_LINE,
+    ):
+        assert forwarded_link(bad) is None, bad
+
+
+def test_a_second_launch_forwards_its_link(qtbot: QtBot, tmp_path: Path) -> None:
+    key = instance_key(tmp_path / "data", "alice")
+    first = SingleInstance(key)
+    second = SingleInstance(key)
+    try:
+        assert first.acquire() is True
+        with (
+            qtbot.waitSignal(first.activated, timeout=5000),
+            qtbot.waitSignal(first.link_received, timeout=5000) as received,
+        ):
+            assert second.acquire(link=LINK) is False
+        assert received.args == [LINK]
+    finally:
+        first.release()
+        second.release()
+
+
+def test_a_second_launch_with_a_bad_link_only_raises_the_window(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    key = instance_key(tmp_path / "data", "alice")
+    first = SingleInstance(key)
+    second = SingleInstance(key)
+    links: list[str] = []
+    first.link_received.connect(links.append)
+    try:
+        assert first.acquire() is True
+        with qtbot.waitSignal(first.activated, timeout=5000):
+            assert second.acquire(link="https://evil.example/") is False
+        assert links == []
+    finally:
+        first.release()
+        second.release()
+
+
+def _send(name: str, data: bytes) -> QLocalSocket:
+    sock = QLocalSocket()
+    sock.connectToServer(name)
+    assert sock.waitForConnected(5000)
+    sock.write(QByteArray(data))
+    sock.flush()
+    sock.waitForBytesWritten(5000)  # False when flush() wrote it all already
+    return sock
+
+
+def test_garbage_on_the_channel_is_ignored_without_its_content(
+    qtbot: QtBot, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = SingleInstance(instance_key(tmp_path / "data", "alice"))
+    links: list[str] = []
+    first.link_received.connect(links.append)
+    sockets: list[QLocalSocket] = []
+    try:
+        assert first.acquire() is True
+        assert first.name is not None
+        secret = "bob@secret.example"
+        garbage = (
+            b"hello "
+            + secret.encode()
+            + b"\n"
+            + link_message(f"messenger://add?server=https%3A%2F%2Fx.org&account={secret}")
+            + b"link \xff\xfe"
+            + secret.encode()
+            + b"\n"
+            + b"link "
+            + secret.encode()
+            + b"\n"
+        )
+        with caplog.at_level(logging.INFO, logger="ui.platform.single_instance"):
+            # A valid link after the garbage on the same connection: once it
+            # arrives, every earlier line was read.
+            sockets.append(_send(first.name, garbage + link_message(LINK)))
+            qtbot.waitUntil(lambda: links == [LINK], timeout=5000)
+            # A line over the cap (with or without its end) closes that connection.
+            long = _send(first.name, b"link " + b"a" * (MAX_LINE + 10) + b"\n")
+            sockets.append(long)
+            endless = _send(first.name, b"x" * (MAX_LINE * 2))
+            sockets.append(endless)
+            qtbot.waitUntil(
+                lambda: (
+                    long.state() == QLocalSocket.LocalSocketState.UnconnectedState
+                    or long.waitForDisconnected(10)
+                ),
+                timeout=5000,
+            )
+            qtbot.waitUntil(
+                lambda: (
+                    endless.state() == QLocalSocket.LocalSocketState.UnconnectedState
+                    or endless.waitForDisconnected(10)
+                ),
+                timeout=5000,
+            )
+            # The channel still works afterwards.
+            with qtbot.waitSignal(first.activated, timeout=5000):
+                sockets.append(_send(first.name, ACTIVATE))
+        assert links == [LINK]
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 6, warnings
+        assert not any(secret in w or "secret" in w or "aaaa" in w for w in warnings)
+        assert not any("messenger://" in r.getMessage() for r in caplog.records)
+    finally:
+        for sock in sockets:
+            sock.abort()
+            sock.deleteLater()
+        first.release()

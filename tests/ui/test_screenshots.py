@@ -10,6 +10,7 @@ expected size and to be more than a blank fill.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,5 +162,74 @@ def test_onboarding_and_settings(tmp_path: Path, run: Any, out: Path, scheme: Th
         finally:
             window.quit()
             tasks.set_error_sink(None)
+
+    run(body())
+
+
+def test_settings_pages_at_2x_and_progress_states(
+    tmp_path: Path, run: Any, out: Path, scheme: Theme
+) -> None:
+    """The settings pages with switches at 2x, and the progress of sign-up and backup."""
+    from ui.local_server import LocalServerStarter
+    from ui.views.onboarding import OnboardingView
+    from ui.views.settings import SettingsDialog
+
+    async def body() -> None:
+        name = scheme.value
+        window, _ = await main_window(tmp_path)
+        client = window.client
+        try:
+            dialog = SettingsDialog(client, window.prefs, window)  # type: ignore[arg-type]
+            dialog.resize(820, 560)
+            dialog.show()
+            await wait_until(lambda: client.calls["account"] >= 2)  # type: ignore[attr-defined]
+            for section in ("Privacy", "Notifications"):
+                dialog.show_section(section)
+                await wait_until(lambda: dialog.isVisible())
+                check_and_save(
+                    grab(dialog, 2.0),
+                    out / f"settings-{section.lower()}-{name}@2x.png",
+                    dialog.size() * 2,
+                )
+            # the backup page while the export runs (held at 60% by the fake)
+            fake: Any = client
+            fake.progress_steps = (0.6,)
+            fake.progress_gate = asyncio.Event()
+            dialog.show_section("Backup")
+            dialog.backup_fields.first.setText("backup passphrase")
+            dialog.backup_fields.second.setText("backup passphrase")
+            dialog.export_backup(tmp_path / "b.msgbackup")
+            await wait_until(lambda: dialog.backup_busy.fraction == 0.6)
+            check_and_save(
+                grab(dialog, 2.0),
+                out / f"settings-backup-progress-{name}@2x.png",
+                dialog.size() * 2,
+            )
+            fake.progress_gate.set()
+            await wait_until(lambda: dialog.backup_done.isVisible())
+            dialog.close()
+        finally:
+            window.quit()
+            tasks.set_error_sink(None)
+        # sign-up while the proof of work runs: an estimate, below 100%
+        signup = FakeClient(has_account=False)
+        signup.progress_steps = (0.2, 0.45, 0.62)
+        signup.progress_gate = asyncio.Event()
+        onboarding = OnboardingView(
+            tmp_path / "data",
+            "screenshot",
+            LocalServerStarter(tmp_path / "unused"),
+            client=signup,  # type: ignore[arg-type]
+        )
+        onboarding.resize(SIZE)
+        onboarding.show()
+        onboarding.server_field.setText("https://chat.example.org")
+        onboarding.server_continue.click()
+        onboarding.account_continue.click()
+        await wait_until(lambda: onboarding.signup_progress.fraction == 0.62)
+        check_and_save(grab(onboarding), out / f"onboarding-progress-{name}.png", SIZE)
+        signup.progress_gate.set()
+        await wait_until(lambda: onboarding.current_card() is onboarding.done_card)
+        onboarding.close()
 
     run(body())

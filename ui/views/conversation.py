@@ -385,6 +385,9 @@ class ConversationPane(QWidget):
 
     def __init__(self, client: MessengerClient, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        #: The message menu open now (popped up, not exec'd), else None.
+        self.open_menu: QMenu | None = None
+        self._last_menu: QMenu | None = None
         self._client = client
         self.model = MessageListModel(client, self)
         self.view: ConversationView | None = None
@@ -742,8 +745,21 @@ class ConversationPane(QWidget):
             menu.addAction(delete)
         return menu
 
+    def _menu_closed(self) -> None:
+        self.open_menu = None
+        self.timeline.setFocus(Qt.FocusReason.PopupFocusReason)
+
     def _show_menu(self, view: Any, pos: QPoint) -> None:
+        # popup(), not exec(): a nested event loop under qasync would stall the
+        # loop's other work (and a test driving the keyboard) until it closes.
         if isinstance(view, MessageView):
             menu = self.menu_for(view)
-            if not menu.isEmpty():
-                menu.exec(self.timeline.viewport().mapToGlobal(pos))
+            if menu.isEmpty():
+                menu.deleteLater()
+                return
+            # Kept until the next one opens (its action fires after it hides).
+            if self._last_menu is not None:
+                self._last_menu.deleteLater()
+            self._last_menu = self.open_menu = menu
+            menu.aboutToHide.connect(self._menu_closed)
+            menu.popup(self.timeline.viewport().mapToGlobal(pos))

@@ -396,7 +396,9 @@ class ConversationListPane(QWidget):
         if not isinstance(view, ConversationView):
             return
         menu = self.menu_for(view)
-        menu.exec(self.list.viewport().mapToGlobal(pos))
+        # popup(), not exec(): no nested event loop under qasync.
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.popup(self.list.viewport().mapToGlobal(pos))
 
     def menu_for(self, view: ConversationView) -> QMenu:
         """The context menu of a row (tests trigger its actions)."""

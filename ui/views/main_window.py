@@ -169,7 +169,8 @@ class MainWindow(QMainWindow):
         self._shortcuts()
         self._build_menu()
         self.loaded = False
-        tasks.spawn(self.load(), on_error=report_to(self))
+        #: The first load of the conversation list; the app starts syncing once it is done.
+        self.first_load = tasks.spawn(self.load(), on_error=report_to(self))
 
     # -- building --------------------------------------------------------------------------
 
@@ -507,9 +508,14 @@ class MainWindow(QMainWindow):
                 dialog.group_mode.setChecked(True)
             dialog.open()
 
-    def add_contact(self) -> None:
+    def add_contact(self, address: str = "") -> None:
+        """The add-contact dialog (``address``: prefilled, e.g. a forwarded invite link)."""
         dialog = self._dialog("add_contact", "contacts", "AddContactDialog", self.client)
         if dialog is not None:
+            if address:
+                dialog.address.setText(address)
+                dialog.address.setCursorPosition(0)
+                dialog.add_button.setFocus()
             dialog.added.connect(lambda _account_id: self.show_info("The contact was added."))
             dialog.open()
 

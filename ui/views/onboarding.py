@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPainter, QPaintEvent, QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -45,6 +46,7 @@ from messenger.client import (
     AccountInfo,
     ClientError,
     HandleTakenError,
+    InsecureServerAddressError,
     InvalidAddressError,
     InvalidServerAddressError,
     MessengerClient,
@@ -61,11 +63,16 @@ from messenger.client import (
 from ui.resources import app_icon, icon_pixmap
 from ui.tasks import spawn
 from ui.theme import colors
+from ui.widgets.progress import ProgressIndicator
 
 #: The width of an onboarding card (ui-design.md: 420-480 px).
 CARD_WIDTH = 460
 #: The client's rule for a new passphrase (WeakPassphraseError below it).
 MIN_PASSPHRASE_LENGTH = 8
+#: A restore's progress: the backup passphrase checked, then the copy (the
+#: client's fraction) up to the last step, opening the restored profile.
+RESTORE_CHECKED = 0.15
+RESTORE_COPIED = 0.95
 
 KEYRING_YES = "Your key is kept in the system keyring, so the app opens without the passphrase."
 KEYRING_NO = "There is no system keyring: you will type the passphrase each time the app starts."
@@ -79,6 +86,14 @@ class LocalServerStarter(Protocol):
 
 
 # -- small building blocks shared by the screens -------------------------------------------
+
+
+#: What choosing plain http:// means, under its check box.
+INSECURE_HTTP_NOTE = (
+    "Only for a server on a network you trust, such as your home or office. Messages "
+    "stay end-to-end encrypted, but anyone on the network can see that you use this "
+    "server and when. This choice is kept for this account."
+)
 
 
 def label(text: str, cls: str = "", *, wrap: bool = True, parent: QWidget | None = None) -> QLabel:
@@ -438,6 +453,17 @@ class OnboardingView(QWidget):
             label("If someone sent you an invite link, paste it: you join their server.", "caption")
         )
         card.body.addWidget(self.server_error)
+        # Shown only after the client refused a plain http:// server that is not
+        # this computer: the user may choose it (a server on the local network).
+        self.insecure_check = QCheckBox("Connect over plain http:// anyway")
+        self.insecure_check.setAccessibleName("Connect over plain http:// anyway")
+        self.insecure_check.setAccessibleDescription(INSECURE_HTTP_NOTE)
+        self.insecure_note = label(INSECURE_HTTP_NOTE, "caption")
+        self.insecure_check.hide()
+        self.insecure_note.hide()
+        self.server_field.textEdited.connect(self._forget_insecure_choice)
+        card.body.addWidget(self.insecure_check)
+        card.body.addWidget(self.insecure_note)
         self.server_busy = busy_bar("Starting the server")
         self.server_busy.hide()
         card.body.addWidget(self.server_busy)
@@ -516,7 +542,8 @@ class OnboardingView(QWidget):
             "muted",
         )
         card.body.addWidget(self.working_text)
-        card.body.addWidget(busy_bar("Creating your account"))
+        self.signup_progress = ProgressIndicator("Creating your account", estimate=True)
+        card.body.addWidget(self.signup_progress)
         self._add(card)
 
     def _build_done(self) -> None:
@@ -566,7 +593,7 @@ class OnboardingView(QWidget):
         )
         self.restore_error = error_label()
         card.body.addWidget(self.restore_error)
-        self.restore_busy = busy_bar("Restoring the backup")
+        self.restore_busy = ProgressIndicator("Restoring the backup")
         self.restore_busy.hide()
         card.body.addWidget(self.restore_busy)
         back = button("Back")
@@ -586,6 +613,17 @@ class OnboardingView(QWidget):
 
     def current_card(self) -> Card:
         return self._current
+
+    def use_link(self, link: str) -> bool:
+        """A forwarded invite link fills the server step (False while work runs)."""
+        if self._busy() or self._current not in (self.server_card, self.account_card):
+            return False
+        self.server_field.setText(link)
+        self.server_field.setCursorPosition(0)
+        show_error(self.server_error, None)
+        self._show(self.server_card)
+        self.server_continue.setFocus()
+        return True
 
     def _show(self, card: Card) -> None:
         self._current = card
@@ -625,6 +663,12 @@ class OnboardingView(QWidget):
         return self._task is not None and not self._task.done()
 
     # -- server ----------------------------------------------------------------------------
+
+    def _forget_insecure_choice(self) -> None:
+        """Another address: the choice to allow plain http:// was for the old one."""
+        self.insecure_check.setChecked(False)
+        self.insecure_check.hide()
+        self.insecure_note.hide()
 
     def _server_next(self) -> None:
         text = self.server_field.text().strip()
@@ -698,6 +742,7 @@ class OnboardingView(QWidget):
             self._start_signup()
 
     def _start_signup(self) -> None:
+        self.signup_progress.reset()
         self._show(self.working_card)
         self._task = spawn(self._signup(), on_done=self._signed_up, on_error=self._signup_failed)
 
@@ -736,7 +781,14 @@ class OnboardingView(QWidget):
         )
         handle = self.handle_field.text().strip() or None
         invite = self.invite_field.text().strip() or None
-        info = await client.create_account(self._server_url, handle, invite_code=invite)
+        info = await client.create_account(
+            self._server_url,
+            handle,
+            invite_code=invite,
+            progress=self.signup_progress.set_fraction,
+            allow_insecure_http=not self.insecure_check.isHidden()
+            and self.insecure_check.isChecked(),
+        )
         name = self.name_field.text().strip()
         if name:
             await client.set_display_name(name)
@@ -744,6 +796,7 @@ class OnboardingView(QWidget):
 
     def _signed_up(self, info: AccountInfo) -> None:
         assert self._client is not None
+        self.signup_progress.finish()
         self.done_address.setText(
             f"Your address is {info.address}."
             if info.address
@@ -790,6 +843,10 @@ class OnboardingView(QWidget):
         elif isinstance(error, InvalidServerAddressError | NetworkError):
             self._show(self.server_card)
             show_error(self.server_error, sentence)
+            if isinstance(error, InsecureServerAddressError):
+                self.insecure_check.show()
+                self.insecure_note.show()
+                self.insecure_check.setFocus()
         elif self._client is None:
             self._show(self.passphrase_card)
             show_error(self.passphrase_error, sentence)
@@ -831,6 +888,7 @@ class OnboardingView(QWidget):
         if problem is not None:
             self._refit()
             return
+        self.restore_busy.reset()
         self.restore_busy.show()
         self._set_enabled(self.restore_card, False)
         self._refit()
@@ -844,7 +902,17 @@ class OnboardingView(QWidget):
         backup_passphrase = self.backup_passphrase.text()
         recovery = self.restore_fields.passphrase()
         await asyncio.to_thread(read_backup_info, source, backup_passphrase)
-        options: dict[str, Any] = {}
+        # Checking the passphrase is the first step: the restore's own fraction
+        # fills the rest, marshalled from its worker thread to this loop.
+        self.restore_busy.set_fraction(RESTORE_CHECKED)
+        loop = asyncio.get_running_loop()
+        indicator = self.restore_busy
+
+        def progress(fraction: float) -> None:
+            share = RESTORE_CHECKED + (RESTORE_COPIED - RESTORE_CHECKED) * fraction
+            loop.call_soon_threadsafe(indicator.set_fraction, share)
+
+        options: dict[str, Any] = {"progress": progress}
         if self._kdf is not None:
             options["kdf"] = self._kdf
         profiles = Profiles(self._data_dir)
@@ -854,6 +922,7 @@ class OnboardingView(QWidget):
             )
         )
         client = await MessengerClient.open(self._profile_name, recovery, data_dir=self._data_dir)
+        self.restore_busy.finish()
         if not client.has_account:
             await client.close()
             raise ClientError(

@@ -61,6 +61,7 @@ from ui.views.onboarding import (
     show_error,
 )
 from ui.widgets.avatar import Avatar
+from ui.widgets.progress import ProgressIndicator
 from ui.widgets.toggle import ToggleSwitch
 
 SECTIONS = (
@@ -441,7 +442,7 @@ class SettingsDialog(QDialog):
         page.rows.addWidget(self.backup_fields)
         self.backup_error = error_label()
         page.rows.addWidget(self.backup_error)
-        self.backup_busy = busy_bar("Writing the backup")
+        self.backup_busy = ProgressIndicator("Writing the backup")
         self.backup_busy.hide()
         page.rows.addWidget(self.backup_busy)
         self.backup_done = label("", "muted")
@@ -643,9 +644,12 @@ class SettingsDialog(QDialog):
         if problem:
             return
         self.backup_done.hide()
+        self.backup_busy.reset()
         self.backup_busy.show()
         self.export_button.setEnabled(False)
-        options: dict[str, Any] = {} if self._kdf is None else {"kdf": self._kdf}
+        options: dict[str, Any] = {"progress": self.backup_busy.set_fraction}
+        if self._kdf is not None:
+            options["kdf"] = self._kdf
         task = self._spawn(
             self._client.backup(path, self.backup_fields.passphrase(), **options),
             lambda info: self._backed_up(path, info),

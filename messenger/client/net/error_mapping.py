@@ -10,6 +10,7 @@ through :func:`transport_errors` and :func:`error_from_response`.
 * unreachable, reset, timed out, 5xx -> :class:`ServerUnavailableError`
   (retry later);
 * a URL that cannot be used -> :class:`InvalidServerAddressError`;
+* a server certificate that does not verify -> :class:`UntrustedCertificateError`;
 * an answer that does not follow the API -> :class:`ProtocolError`;
 * ``device_replaced`` -> :class:`DeviceReplacedError` (a :class:`ClientError`,
   not a :class:`NetworkError`: a restored copy took the account over, and
@@ -48,7 +49,9 @@ from ..errors import (
     StaleEpochError,
     UnknownAccountError,
     UnknownGroupError,
+    UntrustedCertificateError,
 )
+from .transport_security import untrusted_certificate
 
 __all__ = ["error_from_api", "error_from_response", "transport_errors"]
 
@@ -168,6 +171,8 @@ def transport_errors() -> Iterator[None]:
     except (httpx.DecodingError, httpx.TooManyRedirects) as exc:
         raise ProtocolError(str(exc)) from exc
     except httpx.HTTPError as exc:
+        if untrusted_certificate(exc):
+            raise UntrustedCertificateError(f"TLS: {exc}") from exc
         raise ServerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
     except httpx_ws.WebSocketUpgradeError as exc:
         raise _upgrade_refused(exc.response) from exc
@@ -178,4 +183,6 @@ def transport_errors() -> Iterator[None]:
     except httpx_ws.HTTPXWSException as exc:
         raise ServerUnavailableError(f"push socket failed: {type(exc).__name__}") from exc
     except OSError as exc:
+        if untrusted_certificate(exc):
+            raise UntrustedCertificateError(f"TLS: {exc}") from exc
         raise ServerUnavailableError(f"{type(exc).__name__}: {exc}") from exc

@@ -6,6 +6,14 @@ request body may also be sent as bytes (the outbox stores them so). Every
 failure leaves through :mod:`.error_mapping` as a typed
 :class:`~messenger.client.errors.NetworkError`; a 200 whose body does not
 validate is a :class:`~messenger.client.errors.ProtocolError`.
+
+Transport security (:mod:`.transport_security`): a plain ``http://`` URL to
+anything but this computer is refused before connecting
+(:class:`~messenger.client.errors.InsecureServerAddressError`) unless
+``allow_insecure_http``; TLS trusts httpx's default authorities plus
+``MESSENGER_CA_FILE``. A transport given by the caller (``transport``,
+for tests: an in-memory ``httpx.MockTransport`` or ``ASGITransport``)
+decides itself where bytes go and how, so neither applies to it.
 """
 
 from __future__ import annotations
@@ -14,7 +22,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Final, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -22,45 +29,23 @@ from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.api.errors import ApiError
 
-from ..errors import DeviceReplacedError, InvalidServerAddressError, ProtocolError
+from ..errors import DeviceReplacedError, ProtocolError
 from .error_mapping import error_from_response, transport_errors
 from .push import PushSocket, connect_push
+from .server_url import normalize_server_url
 from .signing import Signer
+from .timeouts import DEFAULT_TIMEOUT
+from .transport_security import check_server_security, ssl_context
 
 __all__ = ["DEFAULT_TIMEOUT", "Transport", "normalize_server_url"]
 
 M = TypeVar("M", bound=m.Model)
 
-#: Seconds for connecting and for each read (long polls add their wait).
-DEFAULT_TIMEOUT: Final = 30.0
 _JSON: Final = {"content-type": "application/json"}
 #: An answer larger than this is parsed (JSON, base64) in a thread, not on the event
 #: loop: a queue page holding a Welcome to a 1,000-member group (~630 KB) takes ~15 ms.
 #: Smaller ones, such as a catch-up page of 200 messages (~80 KB), stay on the loop.
 PARSE_OFF_LOOP_BYTES: Final = 256 * 1024
-
-
-def normalize_server_url(url: str) -> str:
-    """``scheme://host[:port]`` of a server URL; InvalidServerAddressError if unusable.
-
-    A URL without a scheme is taken as ``https://``.
-    """
-    text = url.strip()
-    if "://" not in text:
-        text = "https://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        raise InvalidServerAddressError(f"not a URL: {url!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidServerAddressError(f"not an http(s) URL: {url!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise InvalidServerAddressError(f"a server URL has no path: {url!r}")
-    host = parts.hostname
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 class Transport:
@@ -73,14 +58,18 @@ class Transport:
         signer: Signer | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.server_url = normalize_server_url(server_url)
+        if transport is None:
+            check_server_security(self.server_url, allow_insecure_http=allow_insecure_http)
         self.signer = signer
         self._timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.server_url,
             timeout=httpx.Timeout(timeout),
             transport=transport,
+            verify=ssl_context() if transport is None else True,
             follow_redirects=False,
         )
 

@@ -26,7 +26,7 @@ from messenger.api import routes as r
 from messenger.api.errors import ApiError
 from messenger.api.models import PushAck, PushAcked, PushMessages, QueueMessage, parse_json
 
-from ..errors import ProtocolError
+from ..errors import ProtocolError, ServerUnavailableError
 from .error_mapping import error_from_api, transport_errors
 from .signing import Signer
 
@@ -64,7 +64,15 @@ class PushSocket:
     async def ack(self, up_to: int) -> None:
         """Ask the server to delete every message up to ``up_to``."""
         with transport_errors():
-            await self._ws.send_text(PushAck("ack", up_to).dumps().decode())
+            try:
+                await self._ws.send_text(PushAck("ack", up_to).dumps().decode())
+            except Exception as exc:
+                # The server began closing the socket (it is stopping): wsproto
+                # refuses to send on a closing connection with its own error,
+                # which httpx-ws passes through unmapped.
+                if self._ws.connection.state.name != "OPEN":
+                    raise ServerUnavailableError("the push socket is closing") from exc
+                raise
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -25,11 +25,15 @@ both parts; ``Group.from_checkpoint`` joins them. A full state saved as bytes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from messenger.mls.group_state import GroupCheckpoint, StateRecord
+from typing import TYPE_CHECKING
 
 from ..errors import GroupStateRegressionError, StoreError
 from .database import Database, Row
+
+if TYPE_CHECKING:
+    # At run time imported by the methods that build or test these: the
+    # store's read path (the desktop app's first window) does not load MLS.
+    from messenger.mls.group_state import GroupCheckpoint, StateRecord
 
 __all__ = ["GroupState", "GroupStateRepository"]
 
@@ -61,6 +65,8 @@ class GroupStateRepository:
         )
         if row is None:
             return None
+        from messenger.mls.group_state import StateRecord
+
         records = tuple(
             StateRecord(int(epoch), int(node), bytes(data))
             for epoch, node, data in self._db.query(
@@ -81,6 +87,8 @@ class GroupStateRepository:
         """
         if epoch < 0:
             raise ValueError("an epoch is not negative")
+        from messenger.mls.group_state import GroupCheckpoint
+
         if isinstance(state, GroupCheckpoint):
             if state.group_id != group_id or state.epoch != epoch:
                 raise ValueError("the checkpoint is of another group or epoch")

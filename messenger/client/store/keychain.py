@@ -16,14 +16,15 @@ mean the same: use the passphrase.
 from __future__ import annotations
 
 import logging
-from typing import Final
-
-import keyring
-import keyring.backend
-import keyring.errors
+from typing import TYPE_CHECKING, Final
 
 from ..errors import KeyringUnavailableError
 from .database_key import DatabaseKey
+
+if TYPE_CHECKING:
+    # ``keyring`` itself is imported by the calls that use it: loading its
+    # backends takes ~0.1 s, not to be spent before a window shows.
+    import keyring.backend
 
 __all__ = ["KEYRING_SERVICE", "Keychain"]
 
@@ -49,6 +50,8 @@ class Keychain:
         self._backend = backend
 
     def _keyring(self) -> keyring.backend.KeyringBackend:
+        import keyring
+
         return self._backend if self._backend is not None else keyring.get_keyring()
 
     def load(self, profile_id: str) -> DatabaseKey | None:
@@ -85,6 +88,8 @@ class Keychain:
 
     def forget(self, profile_id: str) -> None:
         """Delete the entry if there is one; a keyring that cannot be reached is ignored."""
+        import keyring.errors
+
         try:
             self._keyring().delete_password(self.service, profile_id)
         except keyring.errors.PasswordDeleteError:

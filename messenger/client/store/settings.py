@@ -16,12 +16,22 @@ import json
 
 from .database import Database
 
-__all__ = ["DEVICE_TOKEN", "TAKEOVER_PENDING", "JsonValue", "SettingsRepository"]
+__all__ = [
+    "DEVICE_TOKEN",
+    "INSECURE_HTTP_ALLOWED",
+    "TAKEOVER_PENDING",
+    "JsonValue",
+    "SettingsRepository",
+]
 
 #: Set by a restore: on its first connection this copy takes the device over.
 TAKEOVER_PENDING = "device.takeover_pending"
 #: This copy's device token (hex), sent with every request once it took over.
 DEVICE_TOKEN = "device.token"  # noqa: S105 - a setting's name
+#: The user chose, at sign-up, to reach this account's server over plain
+#: ``http://`` although it is not this computer (``create_account``'s
+#: ``allow_insecure_http``); every later connection honours that choice.
+INSECURE_HTTP_ALLOWED = "server.insecure_http_allowed"
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 

@@ -62,7 +62,6 @@ from messenger.mls.messages import MLSMessage, message_digest
 from messenger.mls.welcome import Welcome
 
 from ..content import Content, decode_content
-from ..epochs import leavers_of
 from ..errors import ContentDecodeError
 from ..events import Event
 from ..groups import (
@@ -78,7 +77,6 @@ from ..models import with_views
 from ..session import Session
 from ..store.conversations import Conversation
 from ..store.key_packages import KeyPackageSecret
-from ..store.outbox import OutboxKind
 from ..store.pending_inbound import (
     DEFAULT_PENDING_LIMITS,
     PendingAdmission,
@@ -87,7 +85,6 @@ from ..store.pending_inbound import (
 )
 from ..store.store import Store
 from .effects import Actor, apply_content, apply_sent
-from .intents import Intent
 
 __all__ = ["CURSOR_KEY", "InboundPipeline"]
 
@@ -679,36 +676,11 @@ class InboundPipeline:
         group: Group,
         event: ProposalReceived,
     ) -> None:
-        """A proposal: cache it, and queue a commit of it.
-
-        A member leaving proposes its own removal (RFC 9420 §12.1.3). A
-        commit built before the proposal arrived would not cover it, and the
-        proposal would die with the epoch; so a leave is queued as a removal
-        of the leaver, which is moot once anyone has committed the proposal.
-        """
-        group_id, epoch, state = group.group_id, group.epoch, await self._s.mls(group.checkpoint)
-        now = self._s.now_ms()
-        leaver = leavers_of([event])
-        if leaver:
-            intent = Intent("remove", accounts=tuple(sorted(leaver))).dumps()
-        else:
-            intent = Intent("commit_pending").dumps()
-
-        def write(store: Store) -> None:
-            store.groups.save(group_id, epoch, state, now=now)
-            queued = any(
-                i.kind is OutboxKind.COMMIT and not i.built and i.intent == intent
-                for i in store.outbox.for_group(group_id)
-            )
-            if not queued:
-                store.outbox.enqueue(
-                    OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=intent
-                )
-            self._finish(store, seq, pending)
-
-        await self._s.store.transaction(write)
+        """A proposal: the owner of transitions keeps it and queues a commit of it."""
+        await self._epochs.proposal_received(
+            group, event, finish=lambda store: self._finish(store, seq, pending)
+        )
         self._advanced(seq, pending)
-        self._s.outbox_queued()
 
     async def _commit(
         self, seq: int | None, pending: PendingInbound | None, group: Group, staged: StagedCommit

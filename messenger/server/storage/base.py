@@ -103,6 +103,17 @@ class Database(abc.ABC):
     async def transaction(self, op: Operation[T]) -> T:
         """Run ``op`` atomically and durably; an exception from it rolls it back."""
 
+    async def statement(self, op: Operation[T]) -> T:
+        """Run ``op``, which issues exactly one statement, atomically and durably.
+
+        One statement is atomic by itself, so a backend may run it without
+        an explicit transaction: PostgreSQL runs it in autocommit, two round
+        trips (``BEGIN``, ``COMMIT``) fewer than :meth:`transaction`. By
+        default it is :meth:`transaction`. An ``op`` that issues more than
+        one statement must use :meth:`transaction`.
+        """
+        return await self.transaction(op)
+
     @abc.abstractmethod
     async def read(self, op: Operation[T]) -> T:
         """Run a read-only ``op`` (it sees only committed data)."""

@@ -5,7 +5,10 @@ Concurrency is handled by the operations themselves with row locks
 (``SELECT … FOR UPDATE`` on the group row, then on queue rows in ID order)
 and conditional updates, so the same operation code is correct here and on
 the single-writer SQLite backend. A transaction that PostgreSQL aborts as a
-deadlock or serialization failure is retried a few times.
+deadlock or serialization failure is retried a few times. An operation of
+one statement may run in autocommit instead (:meth:`PostgresDatabase.statement`),
+without the ``BEGIN`` and ``COMMIT`` round trips, and a connection goes back
+to the pool without asyncpg's session reset (:func:`_keep_session`).
 
 :meth:`PostgresDatabase.listen` uses ``LISTEN``/``NOTIFY`` on a dedicated
 connection so that a message stored by one process is pushed by every other
@@ -57,6 +60,17 @@ def _numbered(sql: str) -> str:
         out.append(f"${i}")
         out.append(part)
     return "".join(out)
+
+
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """The pool's reset when a connection comes back: nothing to undo.
+
+    asyncpg's default reset sends ``RESET ALL``, ``UNLISTEN *``, ``CLOSE
+    ALL`` and an advisory unlock, one more round trip per operation. The
+    operations leave no session state: settings are ``SET LOCAL``, advisory
+    locks are transaction-level, ``LISTEN`` has its own connection, and
+    asyncpg rolls back a transaction left open before it calls this.
+    """
 
 
 def _rowcount(status: str) -> int:
@@ -122,7 +136,11 @@ class PostgresDatabase(Database):
         self._listener_lost = asyncio.Event()
         try:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.pool_size, command_timeout=60
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                command_timeout=60,
+                reset=_keep_session,
             )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -155,6 +173,21 @@ class PostgresDatabase(Database):
             except _RETRYABLE:
                 if attempt == _RETRIES - 1:
                     raise StorageError("transaction kept conflicting; giving up") from None
+                await asyncio.sleep(0.005 * 2**attempt)
+            except _CONNECTION_ERRORS as exc:
+                raise StorageError(f"PostgreSQL is unreachable: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def statement(self, op: Operation[T]) -> T:
+        """``op``'s one statement in autocommit: its own transaction, without BEGIN/COMMIT."""
+        pool = self._require_pool()
+        for attempt in range(_RETRIES):
+            try:
+                async with pool.acquire() as conn:
+                    return await op(_PgTx(conn))
+            except _RETRYABLE:
+                if attempt == _RETRIES - 1:
+                    raise StorageError("the statement kept conflicting; giving up") from None
                 await asyncio.sleep(0.005 * 2**attempt)
             except _CONNECTION_ERRORS as exc:
                 raise StorageError(f"PostgreSQL is unreachable: {exc}") from exc

@@ -1,0 +1,130 @@
+"""Group commit: the new messages of one tick share one store transaction.
+
+Each ``send_text`` still returns only once its message is stored; a call
+that fails is rolled back alone and the others of its batch are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from messenger.client import (
+    ConversationNotFoundError,
+    MessageReceived,
+    MessageStatus,
+    MessengerClient,
+)
+
+from .in_process import InProcessServer, in_process_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
+    async with in_process_server(tmp_path) as running:
+        yield running
+
+
+class Transactions:
+    """Counts the client's non-durable store transactions (the ones new messages use)."""
+
+    def __init__(self, client: MessengerClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        store = client._store
+        monkeypatch.setattr(store, "local_transaction", self._counted(store.local_transaction))
+
+    def _counted(self, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await call(*args, **kwargs)
+
+        return counted
+
+
+async def chat_of(server: InProcessServer) -> tuple[MessengerClient, int]:
+    alice = await server.client("alice")
+    bob = await server.client("bob")
+    info = await bob.account()
+    assert info is not None
+    group = await alice.create_group("Burst", [info.account_id])
+    return alice, group.id
+
+
+async def test_messages_of_one_tick_share_one_transaction(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, chat = await chat_of(server)
+    transactions = Transactions(alice, monkeypatch)
+    texts = [f"message {i}" for i in range(50)]
+    sent = await asyncio.gather(*(alice.send_text(chat, text) for text in texts))
+    assert transactions.count == 1
+    assert [m.body for m in sent] == texts
+    assert len({m.id for m in sent}) == len(texts)
+    stored = await alice.messages(chat, limit=200)
+    own = [v.message for v in stored if v.message.body in texts]
+    assert [m.body for m in own] == texts  # stored, in the order handed over
+    assert all(m.outgoing and m.status is MessageStatus.PENDING for m in own)  # not started
+
+
+async def test_sequential_sends_are_each_stored_before_they_return(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, chat = await chat_of(server)
+    transactions = Transactions(alice, monkeypatch)
+    for i in range(3):
+        message = await alice.send_text(chat, f"one by one {i}")
+        assert transactions.count == i + 1
+        assert (await alice.message(message.id)).message.body == f"one by one {i}"
+
+
+async def test_a_failing_send_fails_alone(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, chat = await chat_of(server)
+    transactions = Transactions(alice, monkeypatch)
+    outcomes = await asyncio.gather(
+        alice.send_text(chat, "before"),
+        alice.send_text(chat + 1000, "to no conversation"),
+        alice.send_text(chat, "after"),
+        return_exceptions=True,
+    )
+    assert transactions.count == 1
+    assert isinstance(outcomes[1], ConversationNotFoundError)
+    before, after = outcomes[0], outcomes[2]
+    assert not isinstance(before, BaseException) and not isinstance(after, BaseException)
+    bodies = [v.message.body for v in await alice.messages(chat, limit=200)]
+    assert bodies.count("before") == 1 and bodies.count("after") == 1
+    assert "to no conversation" not in bodies
+
+
+async def test_the_events_of_a_burst_carry_the_conversation_as_stored(
+    server: InProcessServer,
+) -> None:
+    alice, chat = await chat_of(server)
+    events = alice.events()
+    try:
+        sent = await asyncio.gather(*(alice.send_text(chat, f"burst {i}") for i in range(20)))
+        received: list[MessageReceived] = []
+        while len(received) < len(sent):
+            event = await asyncio.wait_for(events.__anext__(), 10.0)
+            if isinstance(event, MessageReceived) and event.conversation_id == chat:
+                received.append(event)
+    finally:
+        events.close()
+    assert [e.message_id for e in received] == [m.id for m in sent]
+    for event, message in zip(received, sent, strict=True):
+        assert event.view is not None and event.view.message == message
+        assert event.conversation is not None
+        assert event.conversation.conversation.last_activity_at >= message.sent_at
+    assert received[-1].conversation == await alice.conversation(chat)
