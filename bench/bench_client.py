@@ -57,8 +57,10 @@ one-to-one conversation and measures:
    group's checkpoint (``Group.checkpoint``: the secret-tree records the
    message changed, whatever the group's size) and saves it
    (``store.groups.save`` in one transaction); the receiver decrypts,
-   checkpoints and saves. Printed: the median of each step in ms, the
-   persistence cost proper (checkpoint + save) and its ratio N=10,000 /
+   checkpoints and saves. The groups of every size are built first and
+   the sizes' messages interleaved, so that a drift of the disk's fsync
+   latency weighs on all sizes alike. Printed: the median of each step in
+   ms, the persistence cost proper (checkpoint + save) and its ratio N=10,000 /
    N=10 (target: within 25%), the bytes saved, and the bytes the save
    transaction wrote (``wchar`` of /proc/self/io around it: SQLCipher's
    page writes to the WAL; Linux only). The client saves once per batch of
@@ -95,6 +97,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from messenger.client import ClientOptions, MessageReceived, MessengerClient, Profiles
 from messenger.client.content import Content, Text, encode_content
+from messenger.client.heap import settle
 from messenger.client.net import Backoff
 from messenger.client.store import Keychain, ScryptParams, Store
 from messenger.mls.ciphersuite import get_cipher_suite
@@ -544,67 +547,105 @@ def persist(store: Store, group: Group) -> tuple[float, float, int, int | None]:
     state = group.checkpoint()
     serialized = time.perf_counter()
     before = written_bytes()
+    began = time.perf_counter()  # reading /proc/self/io is not part of the save
     with store.transaction():
         store.groups.save(group.group_id, group.epoch, state, now=int(time.time() * 1000))
     saved = time.perf_counter()
     after = written_bytes()
     written = None if before is None or after is None else after - before
     size = len(state.base or b"") + sum(len(r.data) for r in state.records)
-    return (serialized - start) * 1000, (saved - serialized) * 1000, size, written
+    return (serialized - start) * 1000, (saved - began) * 1000, size, written
 
 
-def persistence(n: int, rounds: int, root: Path) -> dict[str, float]:
-    build = time.perf_counter()
-    creator, *others = key_packages(n)
-    a = Group.create(creator, os.urandom)
-    result = a.commit(os.urandom, add=[b.key_package for b in others], group_info=False)
-    a.merge(result.staged)
-    assert result.welcome is not None
-    b = Group.join_from_welcome(result.welcome, others[0])
-    built = time.perf_counter() - build
-    payload = encode_content(Content(os.urandom(16), NOW * 1000, Text("persisted message")))
-    profiles = Profiles(root)
-    stores = [
-        Store.create(profiles.create(f"{who}{n}"), PASSPHRASE, keychain=keychain(), kdf=FAST_KDF)
-        for who in ("a", "b")
-    ]
-    samples: dict[str, list[float]] = {}
+class PersistenceSetup:
+    """One group size: the two members' groups and stores, and the samples taken."""
 
-    def add(row: str, value: float | None) -> None:
-        if value is not None:
-            samples.setdefault(row, []).append(value)
-
-    try:
-        for group, store in ((a, stores[0]), (b, stores[1])):  # the first save inserts the row
-            persist(store, group)
-        for _ in range(rounds):
-            gc.collect()
-            start = time.perf_counter()
-            message = a.encrypt(payload, os.urandom)
-            add("sender: encrypt", (time.perf_counter() - start) * 1000)
-            ser, save, size, written = persist(stores[0], a)
-            add("sender: checkpoint", ser)
-            add("sender: save (transaction)", save)
-            add("sender: bytes written", written)
-            add("sender: bytes saved (checkpoint)", size)
-            start = time.perf_counter()
-            b.process(message)
-            add("receiver: decrypt", (time.perf_counter() - start) * 1000)
-            ser, save, size, written = persist(stores[1], b)
-            add("receiver: checkpoint", ser)
-            add("receiver: save (transaction)", save)
-            add("receiver: bytes written", written)
-            add("receiver: bytes saved (checkpoint)", size)
-    finally:
-        for store in stores:
-            store.close()
-    out = {row: statistics.median(values) for row, values in samples.items()}
-    for side in ("sender", "receiver"):
-        out[f"{side}: persist (checkpoint + save)"] = (
-            out[f"{side}: checkpoint"] + out[f"{side}: save (transaction)"]
+    def __init__(self, n: int, root: Path) -> None:
+        build = time.perf_counter()
+        creator, *others = key_packages(n)
+        self.sender = Group.create(creator, os.urandom)
+        result = self.sender.commit(
+            os.urandom, add=[b.key_package for b in others], group_info=False
         )
-    out["group built in (s)"] = built
-    return out
+        self.sender.merge(result.staged)
+        assert result.welcome is not None
+        self.receiver = Group.join_from_welcome(result.welcome, others[0])
+        self.built = time.perf_counter() - build
+        profiles = Profiles(root)
+        self.stores = [
+            Store.create(
+                profiles.create(f"{who}{n}"), PASSPHRASE, keychain=keychain(), kdf=FAST_KDF
+            )
+            for who in ("a", "b")
+        ]
+        self.samples: dict[str, list[float]] = {}
+        # The first save of each is the whole state (and inserts the row).
+        persist(self.stores[0], self.sender)
+        persist(self.stores[1], self.receiver)
+
+    def add(self, row: str, value: float | None) -> None:
+        if value is not None:
+            self.samples.setdefault(row, []).append(value)
+
+    def round(self, payload: bytes) -> None:
+        """One application message: encrypt, persist, decrypt, persist."""
+        start = time.perf_counter()
+        message = self.sender.encrypt(payload, os.urandom)
+        self.add("sender: encrypt", (time.perf_counter() - start) * 1000)
+        ser, save, size, written = persist(self.stores[0], self.sender)
+        self.add("sender: checkpoint", ser)
+        self.add("sender: save (transaction)", save)
+        self.add("sender: bytes written", written)
+        self.add("sender: bytes saved (checkpoint)", size)
+        start = time.perf_counter()
+        self.receiver.process(message)
+        self.add("receiver: decrypt", (time.perf_counter() - start) * 1000)
+        ser, save, size, written = persist(self.stores[1], self.receiver)
+        self.add("receiver: checkpoint", ser)
+        self.add("receiver: save (transaction)", save)
+        self.add("receiver: bytes written", written)
+        self.add("receiver: bytes saved (checkpoint)", size)
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()
+
+    def medians(self) -> dict[str, float]:
+        out = {row: statistics.median(values) for row, values in self.samples.items()}
+        for side in ("sender", "receiver"):
+            out[f"{side}: persist (checkpoint + save)"] = (
+                out[f"{side}: checkpoint"] + out[f"{side}: save (transaction)"]
+            )
+        out["group built in (s)"] = self.built
+        return out
+
+
+def persistence(sizes: list[int], rounds: int, root: Path) -> dict[int, dict[str, float]]:
+    """Medians per size, the sizes' rounds interleaved.
+
+    Every group is built first, then each round takes one message of each
+    size, in alternating order: a save's cost is mostly an fsync, whose
+    latency drifts with what else the machine's disk does, and measuring
+    the sizes one after the other (20 s apart, the time to build a
+    10,000-member group) let that drift show as a difference between them.
+    """
+    payload = encode_content(Content(os.urandom(16), NOW * 1000, Text("persisted message")))
+    setups: dict[int, PersistenceSetup] = {}
+    try:
+        for n in sizes:
+            setups[n] = PersistenceSetup(n, root)
+        # As the client does after heavy MLS work (messenger/client/heap.py): the
+        # groups are frozen, so no collection walks them. (A full collection
+        # before each round walked the 10,000-member groups and left the CPU
+        # caches cold for the sender's save that followed it.)
+        settle()
+        for index in range(rounds):
+            for n in sizes if index % 2 == 0 else sizes[::-1]:
+                setups[n].round(payload)
+    finally:
+        for setup in setups.values():
+            setup.close()
+    return {n: setup.medians() for n, setup in setups.items()}
 
 
 PERSIST_ROWS = [
@@ -626,7 +667,7 @@ PERSIST_ROWS = [
 
 def run_persistence(sizes: list[int], rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-persist-") as tmp:
-        results = {n: persistence(n, rounds, Path(tmp)) for n in sizes}
+        results = persistence(sizes, rounds, Path(tmp))
     head = f"{'per message, median ms (bytes)':42}" + "".join(f"{'N=' + str(n):>14}" for n in sizes)
     print(head)
     print("-" * len(head))

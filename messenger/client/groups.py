@@ -68,6 +68,7 @@ from .heap import HEAVY_S, settle
 from .identity import Account, MemberIdentity, member_identity
 from .store.async_store import AsyncStore
 from .store.conversations import ConversationKind
+from .thread_switching import fair_switching
 
 __all__ = [
     "CONVERSATION_INFO_EXTENSION",
@@ -265,8 +266,10 @@ class MLSWorker:
     MLS is pure Python and CPU-bound: a commit adding 100 members takes
     about 150 ms, a join to a big group longer. Run on the event loop, it
     would freeze the UI for that long; in this thread the loop keeps
-    running (the interpreter switches threads every
-    ``sys.getswitchinterval()``, 5 ms). One thread, so MLS operations of
+    running: while an operation runs, the interpreter switches threads
+    every 0.1 ms (:mod:`.thread_switching`: with the default 5 ms,
+    ``cryptography`` releasing the GIL for each of its operations kept the
+    loop waiting 20-45 ms). One thread, so MLS operations of
     the client never run at the same time: two of them never touch one
     :class:`Group`, and they compete with the loop for one share of the GIL
     only. The thread starts with the first operation.
@@ -288,17 +291,18 @@ class MLSWorker:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mls")
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        future = loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-        try:
-            result = await asyncio.shield(future)
-            if time.monotonic() - started >= HEAVY_S:
-                settle()  # what survived a heavy operation is long-lived (heap.py)
-            return result
-        except asyncio.CancelledError:
-            while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([future])
-            raise
+        with fair_switching:  # the loop's turn comes within a millisecond (thread_switching.py)
+            future = loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+            try:
+                result = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                while not future.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait([future])
+                raise
+        if time.monotonic() - started >= HEAVY_S:
+            settle()  # what survived a heavy operation is long-lived (heap.py)
+        return result
 
     def close(self) -> None:
         """Stop the thread once its current operation ends (queued ones are dropped)."""

@@ -19,6 +19,15 @@ One lock serialises the two: a thread that needs the machinery waits for
 the one loading it instead of importing the same modules concurrently
 (which Python's per-module import locks allow, but which would only make
 both slower).
+
+While the worker thread imports, the interpreter's switch interval is
+lowered through the process's one owner of it (:mod:`.thread_switching`)
+and restored after. Executing module bodies holds the interpreter lock; a
+thread that wants it back -- the event loop's, every time Qt calls into
+Python (a timer, a paint, a queued callback) -- waits up to the switch
+interval (5 ms by default) for each of those calls, and one UI frame makes
+many: the window stalled for about 100 ms while the machinery loaded
+(issue 10's frame-gap target).
 """
 
 from __future__ import annotations
@@ -29,15 +38,20 @@ import importlib
 import threading
 from typing import Final
 
+from .thread_switching import fair_switching
+
 __all__ = ["MODULES", "load", "load_off_loop", "loaded"]
 
 #: What the facade's session and background tasks import (with their
 #: dependencies: MLS, the API's models, httpx, httpx-ws); then the TLS
-#: context is built.
+#: context is built. The last is what httpcore imports on its first
+#: request (anyio's asyncio backend, a dozen modules): on the event loop,
+#: that request stalled the window for 20 ms (75 ms without bytecode caches).
 MODULES: Final = (
     "messenger.client.sync",
     "messenger.client.takeover",
     "messenger.client.addresses",
+    "anyio._backends._asyncio",
 )
 
 _lock = threading.Lock()
@@ -49,24 +63,38 @@ def loaded() -> bool:
     return _loaded
 
 
-def load() -> None:
-    """Import the machinery in this thread (at once if it is loaded already)."""
-    global _loaded
+def load(*, background: bool = False) -> None:
+    """Import the machinery in this thread (at once if it is loaded already).
+
+    ``background``: this is a worker thread beside the event loop's, which
+    gets the interpreter lock back sooner meanwhile (the module doc).
+    """
     if _loaded:
         return
     with _lock:
-        if not _loaded:
-            for name in MODULES:
-                importlib.import_module(name)
-            # Building the TLS context reads the whole CA bundle (~60 ms): here
-            # too, not on the event loop when the transport is made. A bad
-            # MESSENGER_CA_FILE is reported there, where it is used.
-            from .errors import ClientError
-            from .net.transport_security import ssl_context
+        if _loaded:
+            return
+        if not background:
+            _import()
+            return
+        with fair_switching:
+            _import()
 
-            with contextlib.suppress(ClientError, OSError):
-                ssl_context()
-            _loaded = True
+
+def _import() -> None:
+    """The imports, then the TLS context; under the lock."""
+    global _loaded
+    for name in MODULES:
+        importlib.import_module(name)
+    # Building the TLS context reads the whole CA bundle (~60 ms): here
+    # too, not on the event loop when the transport is made. A bad
+    # MESSENGER_CA_FILE is reported there, where it is used.
+    from .errors import ClientError
+    from .net.transport_security import ssl_context
+
+    with contextlib.suppress(ClientError, OSError):
+        ssl_context()
+    _loaded = True
 
 
 async def load_off_loop() -> None:
@@ -93,7 +121,7 @@ async def load_off_loop() -> None:
     def run() -> None:
         error: BaseException | None = None
         try:
-            load()
+            load(background=True)
         except BaseException as exc:  # handed to the awaiting task
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile

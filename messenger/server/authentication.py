@@ -15,8 +15,23 @@ happens, in this order, each failure a 401 that changes nothing:
    protection holds across restarts and across server processes; they are
    purged once their timestamp has left the window;
 5. if a restored copy took the client over, the request carries that
-   copy's device token (``device_replaced``, :mod:`.devices`), checked in
-   the transaction that stores the nonce (a refused request stores none).
+   copy's device token (``device_replaced``, :mod:`.devices`), read from
+   the database together with the storing of the nonce, so that it is
+   current on every server process. A refused request keeps no nonce.
+
+The client's row is read again with the nonce: if it is gone, the request
+gets the answer of an unknown client (``auth_invalid``), even from a
+process that still has the client's key in its cache.
+
+On PostgreSQL, steps 4 and 5 are one statement in autocommit
+(:meth:`~.storage.Database.statement`, :data:`_PG_REMEMBER`): it stores
+the nonce if the client exists and returns the stored device token hash,
+one round trip instead of five (``BEGIN``, the device check, ``SET
+LOCAL``, the insert, ``COMMIT``). The hashes are compared afterwards in
+Python, in constant time (:func:`~.devices.token_matches`), never in SQL.
+On SQLite, whose single writer makes a transaction cheap, one transaction
+reads the hash, compares it the same way and stores the nonce only if it
+matches.
 
 What is stored of a request (docs/threat-model.md): only
 :func:`nonce_digest`, an HMAC of (client ID, nonce) under a key derived from
@@ -60,9 +75,9 @@ from messenger.api.signing import (
     canonical_request,
 )
 
-from .devices import check_device, presented_token
+from .devices import device_replaced, presented_token, token_matches
 from .metrics import Metrics
-from .storage import Database, Tx
+from .storage import Database, StorageError, Tx
 
 __all__ = [
     "HASHED_NONCES_VERSION",
@@ -117,6 +132,48 @@ def verify_ed25519(public_key: bytes, signature: bytes, message: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+#: Steps 4 and 5 on PostgreSQL, in one statement run in autocommit: store
+#: the nonce digest (parameters: client ID, digest, expiry) if the client's
+#: row exists, and return whether it does, its device token hash and
+#: whether the nonce was new. The token is checked by the caller, in
+#: Python. ``set_config(…, true)`` is ``SET LOCAL`` for this statement's
+#: own transaction: its commit does not wait for the WAL flush (nonces were
+#: always committed so), and the pooled connection keeps the default. That
+#: is safe: a request that changes anything commits durably afterwards,
+#: which flushes the WAL up to and including this commit; a read-only
+#: request whose nonce a crash loses could be replayed only as a read.
+_PG_REMEMBER = """
+WITH client AS (SELECT device_token_hash FROM clients WHERE client_id = ?),
+nonce AS (
+    INSERT INTO request_nonces (nonce_hash, expires_at)
+    SELECT ?, ? WHERE EXISTS (SELECT 1 FROM client)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM client), (SELECT device_token_hash FROM client),
+    (SELECT count(*) FROM nonce), set_config('synchronous_commit', 'off', true)
+"""
+
+_SELECT_DEVICE = "SELECT device_token_hash FROM clients WHERE client_id = ?"
+_INSERT_NONCE = (
+    "INSERT INTO request_nonces (nonce_hash, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
+)
+_DELETE_NONCE = "DELETE FROM request_nonces WHERE nonce_hash = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    """What the database said about a request's client and nonce."""
+
+    #: Whether the client's row exists.
+    known: bool
+    #: Whether the request may act for the client: its device token matches
+    #: the stored hash, if it must (:func:`~.devices.token_matches`).
+    accepted: bool
+    #: Whether the nonce was stored now (not seen before).
+    fresh: bool
 
 
 class RequestAuthenticator:
@@ -191,28 +248,62 @@ class RequestAuthenticator:
         expires_at = nonce_expiry(now_ms, self._window_ms)
         device_token = presented_token(headers)
 
-        async def remember(tx: Tx) -> bool:
-            if check_device_token:
-                await check_device(tx, client_id, device_token)
-            if tx.dialect == "postgresql":
-                # Safe: any later durable commit flushes this one too (one WAL).
-                await tx.execute("SET LOCAL synchronous_commit TO OFF")
-            inserted = await tx.execute(
-                "INSERT INTO request_nonces (nonce_hash, expires_at) VALUES (?, ?) "
-                "ON CONFLICT DO NOTHING",
-                digest,
-                expires_at,
-            )
-            return inserted == 1
+        def accepts(stored: bytes | None) -> bool:
+            return not check_device_token or token_matches(stored, device_token)
 
-        try:
-            fresh = await self._db.transaction(remember)
-        except ApiError as exc:
-            self._metrics.auth_failures.labels(code=str(exc.code)).inc()
-            raise
-        if not fresh:
+        async def remember_in_one_statement(tx: Tx) -> _Remembered:
+            row = await tx.fetchone(_PG_REMEMBER, client_id, digest, expires_at)
+            if row is None or not row[0]:
+                return _Remembered(known=False, accepted=False, fresh=False)
+            # The statement has run: the comparison is in Python, not in SQL.
+            stored = None if row[1] is None else bytes(row[1])
+            return _Remembered(known=True, accepted=accepts(stored), fresh=int(row[2]) == 1)
+
+        async def remember_in_a_transaction(tx: Tx) -> _Remembered:
+            row = await tx.fetchone(_SELECT_DEVICE, client_id)
+            if row is None:
+                return _Remembered(known=False, accepted=False, fresh=False)
+            if not accepts(None if row[0] is None else bytes(row[0])):
+                return _Remembered(known=True, accepted=False, fresh=False)
+            inserted = await tx.execute(_INSERT_NONCE, digest, expires_at)
+            return _Remembered(known=True, accepted=True, fresh=inserted == 1)
+
+        if self._db.dialect == "postgresql":
+            remembered = await self._db.statement(remember_in_one_statement)
+        else:
+            remembered = await self._db.transaction(remember_in_a_transaction)
+        if not remembered.known:
+            # Gone since it was cached: the answer to an unknown client.
+            self._clients.pop(client_id, None)
+            raise self._fail(ErrorCode.AUTH_INVALID, "bad signature")
+        if not remembered.accepted:
+            if remembered.fresh:
+                await self._forget(digest)
+            self._metrics.auth_failures.labels(code=str(ErrorCode.DEVICE_REPLACED)).inc()
+            raise device_replaced()
+        if not remembered.fresh:
             raise self._fail(ErrorCode.AUTH_REPLAYED, "this request was already received")
         return principal
+
+    async def _forget(self, digest: bytes) -> None:
+        """Remove the nonce of a request refused for its device token (PostgreSQL).
+
+        The one statement stored it before the token could be compared; a
+        refused request should leave nothing behind, so it goes again. If
+        that fails, the nonce stays until it expires, which is harmless:
+        a nonce is single-use anyway, and this one belongs to a request
+        that was refused. Likewise, a copy of this very request that carries
+        the right token and arrives in between is refused as a replay: it
+        reuses a signed nonce, which a client never does.
+        """
+
+        async def delete(tx: Tx) -> None:
+            await tx.execute(_DELETE_NONCE, digest)
+
+        try:
+            await self._db.statement(delete)
+        except StorageError:
+            _log.warning("could not remove the nonce of a refused request")
 
     async def _not_before(self) -> int:
         """Timestamps before this are refused (0: no such bound).

@@ -14,9 +14,10 @@ restore *takes the client over* (docs/server.md, "Takeover"):
   one, the answer is ``device_replaced`` (401) and nothing is done. The
   hashes are compared in constant time (:func:`hmac.compare_digest`).
 
-The check reads the stored hash inside the transaction that records the
-request's nonce (:mod:`.authentication`), so it is current on every server
-process, with no cache to go stale. A WebSocket is re-checked once it is
+The stored hash is read with the recording of the request's nonce
+(:mod:`.authentication`: one statement on PostgreSQL, one transaction on
+SQLite) and compared in Python, so it is current on every server process,
+with no cache to go stale. A WebSocket is re-checked once it is
 registered here (a takeover that commits in between then closes it), and a
 long poll once it returns. With several processes, the takeover's
 ``NOTIFY`` on :data:`DEVICE_CHANNEL` makes each process close the client's

@@ -260,18 +260,22 @@ async def test_admin_commands_beside_a_running_server_and_a_restored_backup(
     target = tmp_path / "backups" / "messenger.backup"
     target.parent.mkdir()
     sending = True
+    under_way = asyncio.Event()
 
     async def keep_sending() -> int:
         n = 0
         while sending:
             await alice.send_text(chat.id, f"during the backup {n}")
             n += 1
-            await asyncio.sleep(0.03)
+            if n == 3:
+                under_way.set()
+            await asyncio.sleep(0.03)  # a steady trickle of writes, not a wait
         return n
 
     writer = asyncio.create_task(keep_sending())
     try:
-        await asyncio.sleep(0.2)
+        # The backup starts once the writes are under way.
+        await asyncio.wait_for(under_way.wait(), WAIT)
         result = await asyncio.to_thread(
             admin, setup, "backup", "--to", str(target), "--include-key"
         )

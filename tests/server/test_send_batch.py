@@ -87,22 +87,27 @@ async def test_a_batch_is_stored_in_order_and_answered_per_item(server: TestServ
 async def test_a_batch_is_one_transaction(server: TestServer) -> None:
     alice, _ = await _group(server, 2)
     db: Database = server.state.db
-    real = db.transaction
     calls = 0
 
-    async def counting(op: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return await real(op)
+    def counting(real: Any) -> Any:
+        async def run(op: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await real(op)
 
-    db.transaction = counting  # type: ignore[method-assign]
+        return run
+
+    db.transaction = counting(db.transaction)  # type: ignore[method-assign]
+    db.statement = counting(db.statement)  # type: ignore[method-assign]
     try:
         await alice.send(GID, mls_data.application(GID, 1, b"single"))
         single, calls = calls, 0
         await alice.send_batch(GID, _batch(GID, 1, [b"%d" % i for i in range(100)]))
     finally:
         del db.transaction
-    # The request's nonce (replay protection) is one; the send is the other.
+        del db.statement
+    # The request's nonce (replay protection) is one write (one statement on
+    # PostgreSQL, a transaction on SQLite); the send is the other.
     assert calls == single == 2
     assert len(await _texts(alice)) == 101
 

@@ -401,6 +401,7 @@ class ConversationPane(QWidget):
         self.header.search_requested.connect(self._search)
         layout.addWidget(self.header)
         self.timeline = Timeline(self.model, self)
+        self.model.prepare = self.timeline.bubbles.prepare
         layout.addWidget(self.timeline, 1)
         self.empty = QLabel("No messages yet. Say hello! Messages are end-to-end encrypted.", self)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -428,7 +429,10 @@ class ConversationPane(QWidget):
         self.model.rowsInserted.connect(self._after_insert)
         self.model.modelReset.connect(self._update_empty)
         self.model.highlight_row.connect(self._scroll_to_row)
+        self.model.older_loaded.connect(self._keep_anchor)
         self._anchor: tuple[int, int] | None = None
+        #: The anchor row's index after older rows came in, and its offset.
+        self._prepended: tuple[int, int] | None = None
         self._stick_pending = False
         self._typing: dict[str, str] = {}
         self._typing_timers: dict[str, QTimer] = {}
@@ -534,19 +538,29 @@ class ConversationPane(QWidget):
     def _after_insert(self, parent: QModelIndex, first: int, last: int) -> None:
         self._update_empty()
         if first == 0 and self._anchor is not None:
+            # Older rows came in above: the anchor row is put back in place once
+            # the model has also trimmed its newest end (``older_loaded``), so
+            # that the view lays its rows out once per page, not twice.
             row, offset = self._anchor
             self._anchor = None
-            count = last - first + 1
-            self.timeline.doItemsLayout()
-            rect = self.timeline.visualRect(self.model.index(row + count))
-            bar = self.timeline.verticalScrollBar()
-            bar.setValue(bar.value() + rect.top() - offset)
+            self._prepended = (row + last - first + 1, offset)
         elif self._stick:
             # once per burst, after Qt has laid the new rows out
             if not self._stick_pending:
                 self._stick_pending = True
                 QTimer.singleShot(0, self._stick_to_bottom)
             self._schedule_read()
+
+    def _keep_anchor(self, _count: int) -> None:
+        """After a page of older rows: the row that was at the top stays where it was."""
+        if self._prepended is None:
+            return
+        row, offset = self._prepended
+        self._prepended = None
+        self.timeline.doItemsLayout()
+        rect = self.timeline.visualRect(self.model.index(row))
+        bar = self.timeline.verticalScrollBar()
+        bar.setValue(bar.value() + rect.top() - offset)
 
     def _stick_to_bottom(self) -> None:
         self._stick_pending = False

@@ -110,7 +110,11 @@ class Database(abc.ABC):
         an explicit transaction: PostgreSQL runs it in autocommit, two round
         trips (``BEGIN``, ``COMMIT``) fewer than :meth:`transaction`. By
         default it is :meth:`transaction`. An ``op`` that issues more than
-        one statement must use :meth:`transaction`.
+        one statement must use :meth:`transaction`. On PostgreSQL the
+        statement may relax its own durability the way ``SET LOCAL`` does in
+        a transaction, with ``set_config('synchronous_commit', 'off', true)``
+        (the request nonces do, :mod:`messenger.server.authentication`);
+        that lasts for this statement only.
         """
         return await self.transaction(op)
 
