@@ -1,4 +1,5 @@
-"""Fixtures for the client tests: an in-memory OS keyring, cheap scrypt, profiles.
+"""Fixtures for the client tests: an in-memory OS keyring, cheap scrypt, profiles,
+the real server in-process.
 
 No test touches the real keyring or the user's data directory: the
 ``keyring`` fixture installs :class:`MemoryKeyring` process-wide with
@@ -8,7 +9,7 @@ under ``tmp_path``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import keyring
@@ -19,6 +20,7 @@ from messenger.client import Profile, Profiles
 from messenger.client.store import Keychain, Store
 
 from .helpers import FAST_KDF, PASSPHRASE, MemoryKeyring
+from .in_process import InProcessServer, in_process_server
 
 
 @pytest.fixture
@@ -64,3 +66,10 @@ def store(profile: Profile, keychain: Keychain) -> Iterator[Store]:
     """A new, open store at the newest schema, its key in the memory keyring."""
     with Store.create(profile, PASSPHRASE, keychain=keychain, kdf=FAST_KDF) as s:
         yield s
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
+    """The real server (``create_app``) in-process, through httpx's ASGI transport."""
+    async with in_process_server(tmp_path) as running:
+        yield running

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ import messenger.client.sync.inbound as client_inbound
 from messenger.client import MessageKind, MessengerClient
 from messenger.mls.group import Group
 
-from .in_process import InProcessServer, in_process_server
+from .in_process import InProcessServer
 
 pytestmark = pytest.mark.anyio
 
@@ -36,12 +35,6 @@ DEADLINE = 20.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
-    async with in_process_server(tmp_path) as running:
-        yield running
 
 
 async def account_id(client: MessengerClient) -> str:

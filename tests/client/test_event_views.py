@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from messenger.client import (
     NoteKind,
 )
 
-from .in_process import InProcessServer, in_process_server
+from .in_process import InProcessServer
 
 pytestmark = pytest.mark.anyio
 
@@ -39,12 +38,6 @@ BURST = 120
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
-    async with in_process_server(tmp_path) as running:
-        yield running
 
 
 async def account_id(client: MessengerClient) -> str:

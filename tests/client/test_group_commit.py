@@ -7,8 +7,7 @@ that fails is rolled back alone and the others of its batch are stored.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from messenger.client import (
     MessengerClient,
 )
 
-from .in_process import InProcessServer, in_process_server
+from .in_process import InProcessServer
 
 pytestmark = pytest.mark.anyio
 
@@ -28,12 +27,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
-    async with in_process_server(tmp_path) as running:
-        yield running
 
 
 class Transactions:

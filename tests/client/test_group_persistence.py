@@ -9,8 +9,7 @@ the stored message (RFC 9420 §9.2: a key used is deleted with it).
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ from messenger.mls.group_state import GroupCheckpoint
 from messenger.mls.key_package_bundle import KeyPackageBundle, generate_key_package
 from messenger.mls.secret_tree import GenerationError
 
-from .in_process import InProcessServer, in_process_server
+from .in_process import InProcessServer
 
 SUITE = get_cipher_suite(1)
 FLUSH = 10.0
@@ -188,12 +187,6 @@ def test_record_bytes_per_message_do_not_depend_on_the_group_size(store: Store) 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
-    async with in_process_server(tmp_path) as running:
-        yield running
 
 
 async def _account_id(client: MessengerClient) -> str:

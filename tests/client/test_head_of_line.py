@@ -14,14 +14,12 @@ Against the real server app in process (:mod:`.in_process`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from messenger.client import MessageKind, MessengerClient
 
-from .in_process import InProcessServer, in_process_server
+from .in_process import InProcessServer
 
 pytestmark = pytest.mark.anyio
 
@@ -32,12 +30,6 @@ WAIT = 10.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
-    async with in_process_server(tmp_path) as running:
-        yield running
 
 
 async def texts(client: MessengerClient, conversation_id: int) -> list[str]:

@@ -14,8 +14,6 @@ not only the outcome.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -28,7 +26,7 @@ from messenger.client import (
     OperationFailed,
 )
 
-from .in_process import InProcessServer, in_process_server
+from .in_process import InProcessServer
 
 pytestmark = pytest.mark.anyio
 
@@ -39,12 +37,6 @@ FLUSH = 10.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
-    async with in_process_server(tmp_path) as running:
-        yield running
 
 
 async def texts(client: MessengerClient, conversation_id: int) -> list[str]:

@@ -11,8 +11,6 @@ transport's task group waited for it. These tests pin the fix
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import httpx
@@ -24,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import messenger.client.client as client_module
 
-from .in_process import InProcessServer, _InProcessTransport, in_process_server
+from .in_process import InProcessServer, _InProcessTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -35,12 +33,6 @@ DEADLINE = 20.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
-    async with in_process_server(tmp_path) as running:
-        yield running
 
 
 async def test_a_websocket_handshake_cancelled_midway_lets_the_transport_close() -> None:

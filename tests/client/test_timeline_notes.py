@@ -8,7 +8,7 @@ turns the sentences of older stores into kinds where it can.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from messenger.client import (
 from messenger.client.store import Database, DatabaseKey
 from messenger.client.store.migrations import migrate
 
-from .in_process import InProcessServer, in_process_server
+from .in_process import InProcessServer
 
 FLUSH = 10.0
 
@@ -91,12 +91,6 @@ def test_note_parameters_round_trip_and_survive_a_newer_kind() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[InProcessServer]:
-    async with in_process_server(tmp_path) as running:
-        yield running
 
 
 async def account_id(client: MessengerClient) -> str:
