@@ -15,9 +15,9 @@ computer's choices go to :class:`~ui.preferences.PreferencesStore`, whose
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication
@@ -63,6 +63,9 @@ from ui.views.onboarding import (
 from ui.widgets.avatar import Avatar
 from ui.widgets.progress import ProgressIndicator
 from ui.widgets.toggle import ToggleSwitch
+
+#: A radio group's value type (Theme, NotificationContent).
+C = TypeVar("C")
 
 SECTIONS = (
     "Profile",
@@ -325,15 +328,12 @@ class SettingsDialog(QDialog):
         page.add(self.notifications, "A desktop notification for each new message.")
         self.notifications.toggled.connect(lambda on: self._update_prefs(notifications=on))
         page.section("What a notification shows")
-        self.content_group = QButtonGroup(self)
-        self.content_buttons: dict[NotificationContent, QRadioButton] = {}
-        for value, text in CONTENT_CHOICES:
-            radio = QRadioButton(text)
-            radio.setAccessibleName(f"Notifications show: {text}")
-            self.content_group.addButton(radio)
-            self.content_buttons[value] = radio
-            page.add(radio)
-            radio.toggled.connect(lambda on, v=value: self._choose(on, notification_content=v))
+        self.content_buttons = self._choices(
+            page,
+            CONTENT_CHOICES,
+            "Notifications show",
+            lambda on, v: self._choose(on, notification_content=v),
+        )
         page.rows.addWidget(
             label(
                 "Others can read notifications over your shoulder or on a locked screen.",
@@ -346,17 +346,30 @@ class SettingsDialog(QDialog):
     def _build_appearance(self) -> None:
         page = Page("Appearance")
         page.section("Theme")
-        self.theme_group = QButtonGroup(self)
-        self.theme_buttons: dict[Theme, QRadioButton] = {}
-        for value, text in THEME_CHOICES:
-            radio = QRadioButton(text)
-            radio.setAccessibleName(f"Theme: {text}")
-            self.theme_group.addButton(radio)
-            self.theme_buttons[value] = radio
-            page.add(radio)
-            radio.toggled.connect(lambda on, v=value: self._choose(on, theme=v))
+        self.theme_buttons = self._choices(
+            page, THEME_CHOICES, "Theme", lambda on, v: self._choose(on, theme=v)
+        )
         page.finish()
         self.pages.addWidget(page)
+
+    def _choices(
+        self,
+        page: Page,
+        choices: Sequence[tuple[C, str]],
+        name: str,
+        chosen: Callable[[bool, C], None],
+    ) -> dict[C, QRadioButton]:
+        """One radio button per choice, exclusive, on ``page``; ``chosen(on, value)`` on toggle."""
+        group = QButtonGroup(page)
+        buttons: dict[C, QRadioButton] = {}
+        for value, text in choices:
+            radio = QRadioButton(text)
+            radio.setAccessibleName(f"{name}: {text}")
+            group.addButton(radio)
+            buttons[value] = radio
+            page.add(radio)
+            radio.toggled.connect(lambda on, v=value: chosen(on, v))
+        return buttons
 
     def _build_window(self) -> None:
         page = Page("Window")
