@@ -52,7 +52,11 @@ RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "messenger.mls": (frozenset({"cryptography"}), frozenset({"messenger.mls"})),
     "messenger.api": (frozenset(), frozenset({"messenger.api"})),
     "messenger.client": (
-        frozenset({"httpx", "httpx_ws", "sqlcipher3", "keyring", "platformdirs", "cryptography"}),
+        # segno: only the command line's QR code of a device link, when the [app]
+        # extra is installed (messenger/client/linking/commands.py falls back to text).
+        frozenset(
+            {"httpx", "httpx_ws", "sqlcipher3", "keyring", "platformdirs", "cryptography", "segno"}
+        ),
         frozenset({"messenger.client", "messenger.mls", "messenger.api"}),
     ),
     "messenger.server": (

@@ -53,6 +53,16 @@ log = logging.getLogger(__name__)
 LOG_NAME = "ui.log"
 #: Only this many notifications per burst; the rest are summed up in one.
 MAX_NOTIFICATIONS_PER_BATCH = 3
+#: A device link reached a computer that has an account already.
+DEVICE_LINK_HERE = (
+    "This code links a new computer to your account. Open it on that computer, under "
+    "“Link to an existing account”."
+)
+
+
+def is_device_link(link: str) -> bool:
+    """A ``messenger://link?...`` device link (docs/devices.md §2), not an invite link."""
+    return link.strip().lower().startswith("messenger://link?")
 
 
 class App(QObject):
@@ -162,6 +172,11 @@ class App(QObject):
         view = factory(self.data_dir, self.profile_name, self._local_server, **kwargs)
         view.finished.connect(self._opened)
         self._set_screen(view, "Welcome to Messenger")
+        # A device link given at launch opens "Link to an existing account".
+        for attribute in ("_link", "_forwarded_link"):
+            link = getattr(self, attribute)
+            if link and is_device_link(link) and view.use_link(link):
+                setattr(self, attribute, None)
 
     def _show_unlock(self, error: PassphraseRequiredError) -> None:
         factory = optional_class("unlock", "UnlockView")
@@ -205,6 +220,12 @@ class App(QObject):
             self.screen.deleteLater()
             self.screen = None
         self._restart_idle()
+        for attribute in ("_link", "_forwarded_link"):
+            link = getattr(self, attribute)
+            if link and is_device_link(link):
+                # A code for a new device: this one has an account already.
+                setattr(self, attribute, None)
+                window.show_info(DEVICE_LINK_HERE)
         if self._link:
             link, self._link = self._link, None
             tasks.spawn(
@@ -237,6 +258,9 @@ class App(QObject):
         if self.window is not None:
             if self.window.isMinimized() or not self.window.isVisible():
                 self.window.showNormal()
+            if is_device_link(link):
+                self.window.show_info(DEVICE_LINK_HERE)
+                return
             self.window.add_contact(link)
             return
         use_link = getattr(self.screen, "use_link", None)

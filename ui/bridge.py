@@ -34,6 +34,7 @@ from messenger.client import (
     ContactUpdated,
     ConversationUpdated,
     ConversationView,
+    DevicesChanged,
     Event,
     EventsDropped,
     MessageReceived,
@@ -83,6 +84,8 @@ class Bridge(QObject):
     account_changed = Signal(object)
     #: ``Preferences``-like ``(read_receipts, typing_indicators)``.
     preferences_changed = Signal(bool, bool)
+    #: This account's devices changed (added, removed, renamed, seen): read them again.
+    devices_changed = Signal()
     #: The bridge fell behind (or could not read views): re-read everything shown.
     reload_requested = Signal()
     #: ``int``: how many events the last batch held (for tests and the benchmark).
@@ -140,6 +143,7 @@ class Bridge(QObject):
         received: dict[int, dict[int, MessageView | None]] = {}
         updated: dict[int, dict[int, MessageView | None]] = {}
         contacts: list[str] = []
+        devices = False
         reload = False
         for event in batch:
             if isinstance(event, MessageReceived):
@@ -170,6 +174,8 @@ class Bridge(QObject):
                 self.account_changed.emit(event.display_name)
             elif isinstance(event, PreferencesChanged):
                 self.preferences_changed.emit(event.read_receipts, event.typing_indicators)
+            elif isinstance(event, DevicesChanged):
+                devices = True
             elif isinstance(event, EventsDropped):
                 reload = True
         if reload:
@@ -201,6 +207,8 @@ class Bridge(QObject):
                 except ClientError:
                     continue
             views.append(cview)
+        if devices:
+            self.devices_changed.emit()  # once per batch, however many changed
         if contacts:
             self.contacts_changed.emit(contacts)
         if views:

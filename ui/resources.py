@@ -79,6 +79,7 @@ ICON_NAMES: Final = (
     "qr",
     "copy-link",
     "info",
+    "laptop",
 )
 #: The pixel sizes rendered into a recoloured icon (times 1, 1.5 and 2 for HiDPI).
 _RENDER_SIZES: Final = (16, 20, 24, 32, 40, 48, 64)

@@ -7,13 +7,25 @@ as the ``identity`` of its MLS ``BasicCredential`` (RFC 9420 §5.3), encoded
 in the TLS presentation language of RFC 9420 §2.1::
 
     struct {
-        uint8 version = 1;
+        uint8 version;             // 1, or 2 with an account key
         opaque account_id<V>;
         opaque client_id<V>;
         opaque signature_key<V>;
         uint64 issued_at;          // Unix ms
         opaque signature<V>;       // the server's, over credential_tbs
+        select (version) {
+            case 1: struct {};
+            case 2:
+                opaque account_key<V>;         // covered by the server's signature
+                uint64 certified_at;           // Unix ms
+                opaque device_certificate<V>;  // the account key's, over
+                                               // device_certificate_tbs
+        };
     } MessengerCredential;
+
+Version 2 (docs/devices.md) lets every member check, without trusting the
+server, that a device belongs to the account: the account key, held only by
+the account's devices, certifies each device's signature key.
 
 This is the one codec of that struct: the client (:mod:`messenger.client.
 identity`) writes and checks it, the server (:mod:`messenger.server.
@@ -29,7 +41,9 @@ from .models import Credential
 
 __all__ = ["CREDENTIAL_VERSION", "decode_credential", "encode_credential"]
 
-CREDENTIAL_VERSION: Final = 1
+#: The version written for a credential with an account key.
+CREDENTIAL_VERSION: Final = 2
+_VERSIONS: Final = (1, 2)
 
 _SIGNATURE_KEY_LEN: Final = 32  # Ed25519 (RFC 8032)
 _SIGNATURE_LEN: Final = 64
@@ -51,14 +65,24 @@ def _opaque(data: bytes) -> bytes:
 
 def encode_credential(credential: Credential) -> bytes:
     """The ``MessengerCredential`` identity carrying ``credential``."""
+    head = (
+        _opaque(credential.account_id.encode("ascii")),
+        _opaque(credential.client_id.encode("ascii")),
+        _opaque(bytes(credential.signature_key)),
+        credential.issued_at.to_bytes(8, "big"),
+        _opaque(bytes(credential.signature)),
+    )
+    if credential.account_key is None:
+        return b"".join((b"\x01", *head))
+    if credential.certified_at is None or credential.device_certificate is None:
+        raise ValueError("a version-2 credential needs its device certificate")
     return b"".join(
         (
-            bytes((CREDENTIAL_VERSION,)),
-            _opaque(credential.account_id.encode("ascii")),
-            _opaque(credential.client_id.encode("ascii")),
-            _opaque(bytes(credential.signature_key)),
-            credential.issued_at.to_bytes(8, "big"),
-            _opaque(bytes(credential.signature)),
+            b"\x02",
+            *head,
+            _opaque(bytes(credential.account_key)),
+            credential.certified_at.to_bytes(8, "big"),
+            _opaque(bytes(credential.device_certificate)),
         )
     )
 
@@ -101,19 +125,27 @@ class _Reader:
 def decode_credential(identity: bytes) -> Credential | None:
     """The server credential in a ``BasicCredential`` identity, or None if it is not one.
 
-    None for anything but a well-formed version-1 struct with ASCII IDs that
-    are not empty, a 32-byte key and a 64-byte signature, and no trailing
-    bytes. Whether the signature verifies is for the caller to check.
+    None for anything but a well-formed version-1 or version-2 struct with
+    ASCII IDs that are not empty, 32-byte keys and 64-byte signatures, and
+    no trailing bytes. Whether the signatures verify is for the caller to
+    check.
     """
     r = _Reader(bytes(identity))
+    account_key = device_certificate = None
+    certified_at = None
     try:
-        if r.read(1)[0] != CREDENTIAL_VERSION:
+        version = r.read(1)[0]
+        if version not in _VERSIONS:
             return None
         account_id = r.opaque().decode("ascii")
         client_id = r.opaque().decode("ascii")
         signature_key = r.opaque()
         issued_at = int.from_bytes(r.read(8), "big")
         signature = r.opaque()
+        if version == 2:
+            account_key = r.opaque()
+            certified_at = int.from_bytes(r.read(8), "big")
+            device_certificate = r.opaque()
     except (_Truncated, UnicodeDecodeError):
         return None
     if (
@@ -122,6 +154,17 @@ def decode_credential(identity: bytes) -> Credential | None:
         or not client_id
         or len(signature_key) != _SIGNATURE_KEY_LEN
         or len(signature) != _SIGNATURE_LEN
+        or (account_key is not None and len(account_key) != _SIGNATURE_KEY_LEN)
+        or (device_certificate is not None and len(device_certificate) != _SIGNATURE_LEN)
     ):
         return None
-    return Credential(account_id, client_id, signature_key, issued_at, signature)
+    return Credential(
+        account_id,
+        client_id,
+        signature_key,
+        issued_at,
+        signature,
+        account_key,
+        certified_at,
+        device_certificate,
+    )

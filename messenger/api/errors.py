@@ -50,6 +50,8 @@ class ErrorCode(enum.StrEnum):
     #: The client was taken over by a restored copy (``POST /v1/clients/takeover``):
     #: this copy's device token is missing or no longer the current one.
     DEVICE_REPLACED = "device_replaced"
+    #: The signing client was removed from its account by one of its devices.
+    DEVICE_REMOVED = "device_removed"
     # 403: authenticated, but not allowed.
     SIGNUP_CLOSED = "signup_closed"
     INVITE_REQUIRED = "invite_required"
@@ -72,6 +74,8 @@ class ErrorCode(enum.StrEnum):
     HANDLE_TAKEN = "handle_taken"
     CHALLENGE_USED = "challenge_used"
     KEY_IN_USE = "key_in_use"
+    #: The account's last device cannot be removed.
+    LAST_DEVICE = "last_device"
     # 429
     RATE_LIMITED = "rate_limited"
     # 5xx
@@ -98,6 +102,7 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
     ErrorCode.AUTH_EXPIRED: 401,
     ErrorCode.AUTH_REPLAYED: 401,
     ErrorCode.DEVICE_REPLACED: 401,
+    ErrorCode.DEVICE_REMOVED: 401,
     ErrorCode.SIGNUP_CLOSED: 403,
     ErrorCode.INVITE_REQUIRED: 403,
     ErrorCode.INVITE_INVALID: 403,
@@ -116,6 +121,7 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
     ErrorCode.HANDLE_TAKEN: 409,
     ErrorCode.CHALLENGE_USED: 409,
     ErrorCode.KEY_IN_USE: 409,
+    ErrorCode.LAST_DEVICE: 409,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,

@@ -25,12 +25,20 @@ from .fields import Bytes, Choice, Field, Flag, Ident, Int, ListOf, Nested, Text
 
 __all__ = [
     "HANDLE_PATTERN",
+    "LINK_IDLE_SECONDS",
+    "LINK_ID_BYTES",
+    "LINK_MAX_SECONDS",
     "MAX_FETCH",
     "MAX_GROUP_ID_BYTES",
     "MAX_GROUP_MEMBERS",
     "MAX_IDEMPOTENCY_KEY_BYTES",
     "MAX_KEY_PACKAGES_PER_UPLOAD",
     "MAX_KEY_PACKAGE_BYTES",
+    "MAX_LINK_BYTES",
+    "MAX_LINK_FETCH",
+    "MAX_LINK_MESSAGES_TO_CREATOR",
+    "MAX_LINK_MESSAGE_BYTES",
+    "MAX_LINK_OFFER_BYTES",
     "MAX_MLS_MESSAGE_BYTES",
     "MAX_SEND_BATCH_BYTES",
     "MAX_SEND_BATCH_ITEMS",
@@ -40,14 +48,18 @@ __all__ = [
     "AckResponse",
     "AddClientRequest",
     "AddClientResponse",
+    "CertifyClientRequest",
     "Challenge",
     "ClaimKeyPackagesRequest",
     "ClaimKeyPackagesResponse",
     "ClaimedKeyPackage",
+    "ClientCredential",
     "CommitRequest",
     "CommitResponse",
     "CreateGroupRequest",
     "CreateGroupResponse",
+    "CreateLinkRequest",
+    "CreateLinkResponse",
     "Credential",
     "Empty",
     "FetchResponse",
@@ -57,6 +69,10 @@ __all__ = [
     "HandleLookupResponse",
     "Health",
     "KeyPackageCount",
+    "LinkMessage",
+    "LinkMessages",
+    "LinkPostRequest",
+    "LinkPostResponse",
     "Model",
     "PushAck",
     "PushAcked",
@@ -285,6 +301,38 @@ class Challenge(_Response):
     )
 
 
+def _all_or_none(model: Model, path: str, names: tuple[str, ...]) -> None:
+    """Refuse a body that carries some of ``names`` but not all of them."""
+    present = [getattr(model, name) is not None for name in names]
+    if any(present) and not all(present):
+        missing = names[present.index(False)]
+        raise ApiError.invalid_field(f"{path}.{missing}" if path else missing, "missing")
+
+
+def _certificate_fields(*, with_key: bool = True) -> tuple[Field, ...]:
+    """The optional fields of a device certificate (docs/devices.md)."""
+    key = (
+        Bytes(
+            "account_key",
+            min_len=32,
+            max_len=32,
+            optional=True,
+            description="the account's Ed25519 public key (held by its devices only)",
+        ),
+    )
+    rest = (
+        Int("certified_at", optional=True, description="Unix time in milliseconds"),
+        Bytes(
+            "device_certificate",
+            min_len=64,
+            max_len=64,
+            optional=True,
+            description="account key's signature over signing.device_certificate_tbs",
+        ),
+    )
+    return (*key, *rest) if with_key else rest
+
+
 @dataclass(frozen=True, slots=True)
 class Credential(_Response):
     """The Authentication Service's statement binding a client's key to its IDs."""
@@ -294,6 +342,11 @@ class Credential(_Response):
     signature_key: bytes
     issued_at: int
     signature: bytes
+    #: Version 2 (docs/devices.md): the account's key, which the server's
+    #: signature covers, and the account key's certificate of this device.
+    account_key: bytes | None = None
+    certified_at: int | None = None
+    device_certificate: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Ident("account_id"),
@@ -306,7 +359,16 @@ class Credential(_Response):
             max_len=64,
             description="server's Ed25519 signature over signing.credential_tbs",
         ),
+        *_certificate_fields(),
     )
+
+    @property
+    def version(self) -> int:
+        """1 without an account key, 2 with one."""
+        return 1 if self.account_key is None else 2
+
+    def _validate(self, path: str) -> None:
+        _all_or_none(self, path, ("account_key", "certified_at", "device_certificate"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +381,10 @@ class RegisterRequest(Model):
     proof: bytes
     invite_code: str | None = None
     handle: str | None = None
+    #: The account's key and its certificate of this first device (docs/devices.md).
+    account_key: bytes | None = None
+    certified_at: int | None = None
+    device_certificate: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes("signature_key", min_len=32, max_len=32, description=_SIGNATURE_KEY),
@@ -332,7 +398,11 @@ class RegisterRequest(Model):
         ),
         Text("invite_code", min_len=8, max_len=64, pattern=r"[A-Za-z0-9_-]+", optional=True),
         Text("handle", min_len=3, max_len=32, pattern=HANDLE_PATTERN, optional=True),
+        *_certificate_fields(),
     )
+
+    def _validate(self, path: str) -> None:
+        _all_or_none(self, path, ("account_key", "certified_at", "device_certificate"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,15 +424,55 @@ class RegisterResponse(_Response):
 
 @dataclass(frozen=True, slots=True)
 class AddClientRequest(Model):
-    """Add another client (device) to the signing client's account."""
+    """Add another client (device) to the signing client's account.
+
+    ``proof`` is the new key's signature over ``signing.possession_message``
+    with the account ID as context. When the account has a key, the account
+    key's certificate of the new key is required and checked.
+    """
 
     signature_key: bytes
     proof: bytes
+    certified_at: int | None = None
+    device_certificate: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes("signature_key", min_len=32, max_len=32, description=_SIGNATURE_KEY),
         Bytes("proof", min_len=64, max_len=64),
+        *_certificate_fields(with_key=False),
     )
+
+    def _validate(self, path: str) -> None:
+        _all_or_none(self, path, ("certified_at", "device_certificate"))
+
+
+@dataclass(frozen=True, slots=True)
+class CertifyClientRequest(Model):
+    """Give the signing client the account key's certificate (docs/devices.md).
+
+    For an account registered before account keys: the first such request
+    sets the account's key; later ones must name the same key. The answer is
+    the client's credential, re-issued at version 2.
+    """
+
+    account_key: bytes
+    certified_at: int
+    device_certificate: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("account_key", min_len=32, max_len=32),
+        Int("certified_at", description="Unix time in milliseconds"),
+        Bytes("device_certificate", min_len=64, max_len=64),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredential(_Response):
+    """A client's (re-issued) credential."""
+
+    credential: Credential
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Nested("credential", Credential),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,6 +625,101 @@ class ClaimKeyPackagesResponse(_Response):
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         ListOf("key_packages", Nested("", ClaimedKeyPackage), max_items=1000),
+    )
+
+
+# -- device links ---------------------------------------------------------------
+
+#: Length of a link ID (derived by both devices from the link code).
+LINK_ID_BYTES: Final = 16
+#: The largest sealed link message.
+MAX_LINK_MESSAGE_BYTES: Final = 1 << 20
+#: The most messages a new device may post to a link (unsigned).
+MAX_LINK_MESSAGES_TO_CREATOR: Final = 16
+#: The largest sealed message a new device may post (unsigned).
+MAX_LINK_OFFER_BYTES: Final = 64 << 10
+#: The most bytes the creator may post to one link (a history snapshot).
+MAX_LINK_BYTES: Final = 256 << 20
+#: The most messages one link fetch returns.
+MAX_LINK_FETCH: Final = 64
+#: How long a link is open without activity by its creator, and at most.
+LINK_IDLE_SECONDS: Final = 600
+LINK_MAX_SECONDS: Final = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class CreateLinkRequest(Model):
+    """Open a link mailbox, through which a new device joins the account.
+
+    ``link_id`` is derived from a one-time secret shown as a QR code and a
+    short code; the server never sees the secret, and every message in the
+    mailbox is sealed with a key derived from it (docs/devices.md).
+    """
+
+    link_id: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("link_id", min_len=LINK_ID_BYTES, max_len=LINK_ID_BYTES),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CreateLinkResponse(_Response):
+    """When the link closes unless its creator keeps using it."""
+
+    expires_at: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Int("expires_at", description="Unix ms"),)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPostRequest(Model):
+    """One sealed message into a link mailbox.
+
+    Signed by the link's creator, it goes to the new device; unsigned, it
+    goes to the creator (at most :data:`MAX_LINK_MESSAGES_TO_CREATOR` of at
+    most :data:`MAX_LINK_OFFER_BYTES`).
+    """
+
+    sealed: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("sealed", min_len=1, max_len=MAX_LINK_MESSAGE_BYTES),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPostResponse(_Response):
+    """The message's sequence number in its direction (from 1)."""
+
+    seq: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Int("seq", minimum=1),)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkMessage(_Response):
+    """One sealed message of a link mailbox."""
+
+    seq: int
+    sealed: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("seq", minimum=1),
+        Bytes("sealed", min_len=1, max_len=MAX_LINK_MESSAGE_BYTES),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkMessages(_Response):
+    """Messages of one direction after a sequence number, oldest first."""
+
+    messages: tuple[LinkMessage, ...]
+    expires_at: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        ListOf("messages", Nested("", LinkMessage), max_items=MAX_LINK_FETCH),
+        Int("expires_at", description="Unix ms"),
     )
 
 

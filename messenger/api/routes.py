@@ -19,7 +19,9 @@ from .fields import Field, Int, b64encode
 __all__ = [
     "ACK",
     "CLAIM_KEY_PACKAGES",
+    "CLIENT",
     "CLIENTS",
+    "CLIENT_CERTIFICATE",
     "CLIENT_TAKEOVER",
     "FETCH_QUERY",
     "GROUPS",
@@ -32,6 +34,10 @@ __all__ = [
     "HEALTH",
     "KEY_PACKAGES",
     "KEY_PACKAGE_COUNT",
+    "LINK",
+    "LINKS",
+    "LINK_FETCH_QUERY",
+    "LINK_MESSAGES",
     "MAX_LONG_POLL_SECONDS",
     "METRICS",
     "OPENAPI",
@@ -42,7 +48,9 @@ __all__ = [
     "ROUTES",
     "SERVER_INFO",
     "Route",
+    "client_path",
     "group_path",
+    "link_path",
 ]
 
 SERVER_INFO: Final = "/v1/server"
@@ -50,6 +58,11 @@ REGISTER_CHALLENGE: Final = "/v1/register/challenge"
 REGISTER: Final = "/v1/register"
 CLIENTS: Final = "/v1/clients"
 CLIENT_TAKEOVER: Final = "/v1/clients/takeover"
+CLIENT_CERTIFICATE: Final = "/v1/clients/certificate"
+CLIENT: Final = "/v1/clients/{client_id}"
+LINKS: Final = "/v1/links"
+LINK: Final = "/v1/links/{link_id}"
+LINK_MESSAGES: Final = "/v1/links/{link_id}/messages"
 HANDLE: Final = "/v1/account/handle"
 HANDLE_LOOKUP: Final = "/v1/handles/lookup"
 KEY_PACKAGES: Final = "/v1/key-packages"
@@ -76,6 +89,16 @@ def group_path(template: str, group_id: bytes) -> str:
     return template.replace("{group_id}", b64encode(group_id))
 
 
+def link_path(template: str, link_id: bytes) -> str:
+    """``template`` with ``{link_id}`` filled in."""
+    return template.replace("{link_id}", b64encode(link_id))
+
+
+def client_path(client_id: str) -> str:
+    """The path of one client of the signing client's account."""
+    return CLIENT.replace("{client_id}", client_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One HTTP route of the API."""
@@ -98,7 +121,7 @@ _AUTH_NO_DEVICE: Final = (
     ErrorCode.RATE_LIMITED,
 )
 #: Every signed route but the takeover also checks the device token.
-_AUTH: Final = (*_AUTH_NO_DEVICE, ErrorCode.DEVICE_REPLACED)
+_AUTH: Final = (*_AUTH_NO_DEVICE, ErrorCode.DEVICE_REPLACED, ErrorCode.DEVICE_REMOVED)
 _BODY: Final = (
     ErrorCode.MALFORMED_JSON,
     ErrorCode.INVALID_FIELD,
@@ -119,6 +142,17 @@ FETCH_QUERY: Final = (
         maximum=MAX_LONG_POLL_SECONDS,
         optional=True,
         description="long poll: seconds to wait when the queue is empty",
+    ),
+)
+
+#: Link fetch query parameters (docs/devices.md).
+LINK_FETCH_QUERY: Final = (
+    Int("after", optional=True, description="return messages with a larger seq (default 0)"),
+    Int(
+        "wait",
+        maximum=MAX_LONG_POLL_SECONDS,
+        optional=True,
+        description="long poll: seconds to wait when there is nothing new",
     ),
 )
 
@@ -177,6 +211,55 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.Empty,
         m.TakeoverRequest,
         errors=(*_AUTH_NO_DEVICE, *_BODY),
+    ),
+    Route(
+        "POST",
+        CLIENT_CERTIFICATE,
+        "Give the signing client the account key's certificate (sets a missing account key)",
+        m.ClientCredential,
+        m.CertifyClientRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.PROOF_INVALID, ErrorCode.KEY_IN_USE),
+    ),
+    Route(
+        "DELETE",
+        CLIENT,
+        "Remove a client (device) of the signing client's account, itself included",
+        m.Empty,
+        errors=(*_AUTH, ErrorCode.NOT_FOUND, ErrorCode.LAST_DEVICE),
+    ),
+    Route(
+        "POST",
+        LINKS,
+        "Open a link mailbox for a new device of the account",
+        m.CreateLinkResponse,
+        m.CreateLinkRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.KEY_IN_USE, ErrorCode.LIMIT_EXCEEDED),
+    ),
+    Route(
+        "POST",
+        LINK_MESSAGES,
+        "Post a sealed message: signed by the creator to the new device, unsigned to the creator",
+        m.LinkPostResponse,
+        m.LinkPostRequest,
+        signed=False,
+        errors=(*_AUTH, *_BODY, ErrorCode.NOT_FOUND, ErrorCode.LIMIT_EXCEEDED),
+    ),
+    Route(
+        "GET",
+        LINK_MESSAGES,
+        "Fetch sealed messages: the creator (signed) or the new device (unsigned)",
+        m.LinkMessages,
+        signed=False,
+        query=LINK_FETCH_QUERY,
+        errors=(*_AUTH, ErrorCode.INVALID_FIELD, ErrorCode.NOT_FOUND),
+    ),
+    Route(
+        "DELETE",
+        LINK,
+        "Close a link mailbox (its creator, or anyone holding its ID)",
+        m.Empty,
+        signed=False,
+        errors=(*_AUTH, ErrorCode.NOT_FOUND),
     ),
     Route(
         "PUT",

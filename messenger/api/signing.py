@@ -14,7 +14,12 @@ a signature for one can never be taken for another:
   one can register a key that they do not hold.
 * **Credentials** (:func:`credential_tbs`). The server (the Authentication
   Service of RFC 9750 §4) signs the binding of a client's signature key to
-  its pseudonymous account and client IDs.
+  its pseudonymous account and client IDs (and, from version 2, to the
+  account's key).
+* **Device certificates** (:func:`device_certificate_tbs`). The account key,
+  held by the account's devices and never by the server, signs each
+  device's signature key (docs/devices.md), so a device the server adds on
+  its own is visibly not the account's.
 
 All formats are ``\\n``-joined ASCII lines; binary values appear as
 unpadded base64url or hex, so the canonical form is unambiguous.
@@ -46,6 +51,7 @@ __all__ = [
     "canonical_request",
     "canonical_target",
     "credential_tbs",
+    "device_certificate_tbs",
     "possession_message",
 ]
 
@@ -70,6 +76,8 @@ DEVICE_TOKEN_BYTES: Final = 32
 _REQUEST_PREFIX: Final = "messenger-request-v1"
 _POSSESSION_PREFIX: Final = "messenger-possession-v1"
 _CREDENTIAL_PREFIX: Final = "messenger-credential-v1"
+_CREDENTIAL_V2_PREFIX: Final = "messenger-credential-v2"
+_DEVICE_PREFIX: Final = "messenger-device-certificate-v1"
 
 
 #: Bytes that stand for themselves in a canonical target: RFC 3986 ``unreserved``,
@@ -145,7 +153,45 @@ def possession_message(context: bytes, signature_key: bytes) -> bytes:
     )
 
 
-def credential_tbs(account_id: str, client_id: str, signature_key: bytes, issued_at: int) -> bytes:
-    """What the server signs to issue a credential."""
-    lines = (_CREDENTIAL_PREFIX, account_id, client_id, b64encode(signature_key), str(issued_at))
+def credential_tbs(
+    account_id: str,
+    client_id: str,
+    signature_key: bytes,
+    issued_at: int,
+    account_key: bytes | None = None,
+) -> bytes:
+    """What the server signs to issue a credential.
+
+    Version 1 (no ``account_key``) binds the client's key to its IDs; version
+    2 also names the account's key, so the server vouches for one account key
+    per account ID (docs/devices.md).
+    """
+    if account_key is None:
+        lines: tuple[str, ...] = (
+            _CREDENTIAL_PREFIX,
+            account_id,
+            client_id,
+            b64encode(signature_key),
+            str(issued_at),
+        )
+    else:
+        lines = (
+            _CREDENTIAL_V2_PREFIX,
+            account_id,
+            client_id,
+            b64encode(signature_key),
+            str(issued_at),
+            b64encode(account_key),
+        )
+    return "\n".join(lines).encode("ascii")
+
+
+def device_certificate_tbs(account_key: bytes, signature_key: bytes, certified_at: int) -> bytes:
+    """What an account key signs to certify one of its devices (docs/devices.md).
+
+    The certificate names the device only by its signature key: the server
+    assigns the client ID after the certificate is made, and the account ID
+    is bound to ``account_key`` by the server's credential.
+    """
+    lines = (_DEVICE_PREFIX, b64encode(account_key), b64encode(signature_key), str(certified_at))
     return "\n".join(lines).encode("ascii")

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .backup import BackupInfo, export_backup, read_backup_info, restore_backup
     from .client import ClientOptions, MessengerClient
     from .demo import start_local_server
+    from .devices.views import DeviceView
     from .errors import (
         AccountError,
         AccountExistsError,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         ConversationError,
         ConversationLeftError,
         ConversationNotFoundError,
+        DeviceRemovedError,
         DeviceReplacedError,
         DiskFullError,
         DuplicateMessageError,
@@ -74,6 +76,10 @@ if TYPE_CHECKING:
         KdfLimitError,
         KeyringProblem,
         KeyringUnavailableError,
+        LinkCancelledError,
+        LinkCodeError,
+        LinkExpiredError,
+        LinkFailedError,
         MessageNotFoundError,
         MessageTooLongError,
         NetworkError,
@@ -114,6 +120,7 @@ if TYPE_CHECKING:
         ConnectionStateChanged,
         ContactUpdated,
         ConversationUpdated,
+        DevicesChanged,
         Event,
         EventsDropped,
         MessageReceived,
@@ -124,6 +131,9 @@ if TYPE_CHECKING:
         Subscription,
         TypingChanged,
     )
+    from .linking.code import LinkCode, parse_link_code
+    from .linking.existing import DeviceLink
+    from .linking.models import LinkOffer, LinkProgress, LinkStage
     from .models import (
         AccountInfo,
         ConversationView,
@@ -172,7 +182,11 @@ __all__ = [
     "ConversationNotFoundError",
     "ConversationUpdated",
     "ConversationView",
+    "DeviceLink",
+    "DeviceRemovedError",
     "DeviceReplacedError",
+    "DeviceView",
+    "DevicesChanged",
     "DiskFullError",
     "DuplicateMessageError",
     "Event",
@@ -188,6 +202,14 @@ __all__ = [
     "KdfLimitError",
     "KeyringProblem",
     "KeyringUnavailableError",
+    "LinkCancelledError",
+    "LinkCode",
+    "LinkCodeError",
+    "LinkExpiredError",
+    "LinkFailedError",
+    "LinkOffer",
+    "LinkProgress",
+    "LinkStage",
     "MemberView",
     "Message",
     "MessageKind",
@@ -247,6 +269,7 @@ __all__ = [
     "default_data_dir",
     "export_backup",
     "note_text",
+    "parse_link_code",
     "read_backup_info",
     "restore_backup",
     "start_local_server",
@@ -284,6 +307,7 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "ConversationError",
         "ConversationLeftError",
         "ConversationNotFoundError",
+        "DeviceRemovedError",
         "DeviceReplacedError",
         "DiskFullError",
         "DuplicateMessageError",
@@ -298,6 +322,10 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "KdfLimitError",
         "KeyringProblem",
         "KeyringUnavailableError",
+        "LinkCancelledError",
+        "LinkCodeError",
+        "LinkExpiredError",
+        "LinkFailedError",
         "MessageNotFoundError",
         "MessageTooLongError",
         "NetworkError",
@@ -338,6 +366,7 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "ConnectionStateChanged",
         "ContactUpdated",
         "ConversationUpdated",
+        "DevicesChanged",
         "Event",
         "EventsDropped",
         "MessageReceived",
@@ -348,6 +377,10 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "Subscription",
         "TypingChanged",
     ),
+    ".devices.views": ("DeviceView",),
+    ".linking.code": ("LinkCode", "parse_link_code"),
+    ".linking.existing": ("DeviceLink",),
+    ".linking.models": ("LinkOffer", "LinkProgress", "LinkStage"),
     ".models": (
         "AccountInfo",
         "ConversationView",

@@ -33,12 +33,14 @@ The decrypted payload::
     meta_len u32 || meta JSON {"profile_name", "schema_version", "exported_at",
                                "db_size"} || snapshot key (32 bytes) || snapshot file
 
-A restored profile with an account is marked to *take its device over*
-(:data:`~.store.settings.TAKEOVER_PENDING`): the backup holds the client's
-signature key, so the restored copy and the one the backup came from would
-otherwise share, and split, the device's messages. On its first connection
-the restored copy makes itself the only one the server serves, and the
-other copy is told it was replaced (:mod:`.takeover`).
+A restored profile with an account is marked to *register as a new device*
+of the account (:data:`~.restore_device.RESTORE_STATE`, docs/devices.md §5):
+the backup holds the device's signature key, so the restored copy and the
+one the backup came from would otherwise share, and split, the device's
+messages. Before its first connection the restored copy registers a new
+client with a new key certified by the account key, and rejoins every
+group by external commit (:mod:`.restore_device`); the device the backup
+came from keeps working.
 
 A restore writes nothing outside the new profile directory, and removes
 that directory if anything fails: a wrong passphrase or a bad file leaves
@@ -528,7 +530,7 @@ def _restore_into(
             db.export_to(profile.db_path, key)
         with Database.open(profile.db_path, key) as db:
             migrate(db)
-            _mark_for_takeover(db)
+            _mark_as_new_device(db)
         report(0.8)
     except (WrongKeyError, StoreCorruptError) as exc:
         raise BackupCorruptError(f"the database in the backup is damaged: {exc}") from exc
@@ -539,12 +541,16 @@ def _restore_into(
     keychain.try_save(profile.id, key)
 
 
-def _mark_for_takeover(db: Database) -> None:
-    """Make the restored copy take its device over when it first connects."""
+def _mark_as_new_device(db: Database) -> None:
+    """Make the restored copy register as a new device before it first connects."""
+    from .restore_device import mark_restore_pending
+
     if db.query_value("SELECT COUNT(*) FROM identity") == 0:
-        return  # no account: nothing to take over
+        return  # no account: nothing to register
     with db.transaction():
-        SettingsRepository(db).set(TAKEOVER_PENDING, True)
+        settings = SettingsRepository(db)
+        settings.delete(TAKEOVER_PENDING)  # a backup of a copy restored by an earlier version
+        mark_restore_pending(settings)
 
 
 def _sidecars(db: Path) -> tuple[Path, ...]:

@@ -90,6 +90,7 @@ from .errors import (
     StoreBusyError,
 )
 from .events import ConnectionState, ConnectionStateChanged, MessageReceived, MessageUpdated
+from .linking import commands as link_commands
 from .models import ConversationView, MessageView
 from .net.backoff import Backoff
 from .net.http import normalize_server_url
@@ -124,10 +125,10 @@ _QUEUED: Final = (
     "'listen', 'sync' or the next command that reaches the server."
 )
 _UNREACHABLE: Final = "The server cannot be reached right now; try again later."
-#: What ``restore`` says about the takeover (messenger.client.takeover).
+#: What ``restore`` says about what follows (messenger.client.restore_device).
 RESTORE_TAKEOVER: Final = (
-    "When this copy first connects, it takes the account over: the copy the backup "
-    "was made from will be told it was replaced and will stop receiving messages."
+    "When this copy first connects, it joins the account as a new device and rejoins "
+    "its conversations; the device the backup was made from keeps working."
 )
 _REPLACED: Final = DeviceReplacedError.default_user_message
 #: The commands whose text may come from standard input.
@@ -197,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("address")
     p.add_argument("--name", help="a display name for the contact")
     sub.add_parser("contacts", help="list contacts")
+    link_commands.add_parsers(sub)
     sub.add_parser("conversations", help="list conversations")
     p = sub.add_parser("create-group", help="create a group")
     p.add_argument("name")
@@ -494,7 +496,8 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         return _restore(args, out)
     locks: list[ProfileLock] = []
     try:
-        client = await _open(args, locks, create=command == "create-account")
+        creates = command == "create-account" or link_commands.creates_profile(args)
+        client = await _open(args, locks, create=creates)
         try:
             return await _command(client, args, out)
         finally:
@@ -528,6 +531,8 @@ async def _command(client: MessengerClient, args: argparse.Namespace, out: TextI
     command = args.command
     if command == "create-account":
         return await _create_account(client, args, out)
+    if command in link_commands.COMMANDS:
+        return await link_commands.run(client, args, out, args.answers)
     if command == "whoami":
         account = await client.account()
         if account is None:
@@ -602,6 +607,10 @@ async def _create_account(client: MessengerClient, args: argparse.Namespace, out
         invite_code=_check_invite_code(code) if code else None,
         allow_insecure_http=args.allow_insecure_http,
     )
+    # The devices group was queued with the account: register it now, so that a
+    # device linked or restored later finds it on the server (docs/devices.md §3).
+    with contextlib.suppress(NetworkError, TimeoutError):
+        await client.flush(_FLUSH_TIMEOUT)
     print(f"Account {info.account_id} on {info.server_url}", file=out)
     if info.address:
         print(f"Address: {info.address}", file=out)
@@ -686,7 +695,7 @@ async def _listen(client: MessengerClient, args: argparse.Namespace, out: TextIO
         async for event in events:
             if isinstance(event, ConnectionStateChanged):
                 # One line per change: "connecting" between retries is not one.
-                if event.state is ConnectionState.REPLACED:
+                if event.state in (ConnectionState.REPLACED, ConnectionState.REMOVED):
                     # Another copy (a restored backup) took the account over: stop.
                     print(event.error or _REPLACED, file=sys.stderr, flush=True)
                     replaced = True
@@ -696,10 +705,13 @@ async def _listen(client: MessengerClient, args: argparse.Namespace, out: TextIO
                     line = "connected" if shown is ConnectionState.ONLINE else "offline, retrying"
                     print(line, file=sys.stderr, flush=True)
             elif isinstance(event, MessageReceived | MessageUpdated):
-                view = await client.message(event.message_id)
+                try:
+                    view = await client.message(event.message_id)
+                    conversation = await client.conversation(event.conversation_id)
+                except ConversationNotFoundError:
+                    continue  # not a conversation (the devices group) or gone meanwhile
                 if view.message.outgoing and isinstance(event, MessageReceived):
                     continue
-                conversation = await client.conversation(event.conversation_id)
                 print(f"[{conversation.name}] {format_message(view)}", file=out, flush=True)
                 if (
                     isinstance(event, MessageReceived)
@@ -730,6 +742,7 @@ def main(
     this process's standard input).
     """
     args = _parser().parse_args(argv)
+    args.answers = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
     stream = out if out is not None else sys.stdout
     try:
         if args.command in _TEXT_COMMANDS:

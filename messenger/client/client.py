@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import logging
 import os
 import time
@@ -42,6 +43,7 @@ from .errors import (
     DeviceReplacedError,
     ForeignServerError,
     MessageNotFoundError,
+    NetworkError,
     NoAccountError,
     NoKeyPackageError,
     NotAllowedError,
@@ -56,6 +58,7 @@ from .events import (
     AccountUpdated,
     ContactUpdated,
     ConversationUpdated,
+    DevicesChanged,
     Event,
     EventBus,
     MessageReceived,
@@ -108,8 +111,13 @@ if TYPE_CHECKING:
 
     from .backup import BackupInfo
     from .content import Body, Reply, Text
+    from .devices.records import Record as SyncRecord
+    from .devices.views import DeviceView
     from .groups import ConversationInfo
     from .identity import Account
+    from .linking.code import LinkCode
+    from .linking.existing import DeviceLink
+    from .linking.models import LinkProgress
     from .net.http import Transport
     from .session import Session
     from .sync.inbound import InboundPipeline
@@ -129,6 +137,8 @@ _REPLENISH_INTERVAL: Final = 1800.0
 _MAX_NAME_LENGTH: Final = 100
 #: The most each step of :meth:`MessengerClient.close` waits.
 _CLOSE_STEP_S: Final = 5.0
+#: How long signing this device out waits to tell the other devices.
+_SIGN_OUT_TIMEOUT_S: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +164,10 @@ class ClientOptions:
     #: Allow plain ``http://`` to a server that is not this computer (the user's
     #: explicit choice; by default only loopback may be reached without TLS).
     allow_insecure_http: bool = False
+    #: Accept group members whose credential carries no valid device
+    #: certificate (docs/devices.md §1): off, they are refused as unverified
+    #: devices (:data:`~messenger.client.identity.ACCEPT_UNCERTIFIED_DEVICES`).
+    accept_uncertified_devices: bool = False
 
 
 class MessengerClient:
@@ -181,6 +195,9 @@ class MessengerClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._group_commit = GroupCommit(store)
         self._closed = False
+        self._accept_uncertified = options.accept_uncertified_devices
+        self._pinned: dict[str, bytes] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -224,10 +241,17 @@ class MessengerClient:
         try:
             client = cls(store, options)
 
-            def read(s: Store) -> tuple[Identity | None, bool]:
-                return s.identity.get(), s.settings.get(INSECURE_HTTP_ALLOWED) is True
+            def read(s: Store) -> tuple[Identity | None, bool, dict[str, bytes]]:
+                return (
+                    s.identity.get(),
+                    s.settings.get(INSECURE_HTTP_ALLOWED) is True,
+                    s.contacts.pinned_keys(),
+                )
 
-            identity, insecure_http_chosen = await store.run(read)
+            from .store.pending_links import recover_new_device
+
+            await store.run(recover_new_device)  # a link a crash cut short (devices.md §2)
+            identity, insecure_http_chosen, client._pinned = await store.run(read)
             client._allow_insecure_http = client._allow_insecure_http or insecure_http_chosen
             # The session (MLS, HTTP) is built on first use (_require), not
             # here: reading the store does not need it (issue 10's cold start).
@@ -241,7 +265,7 @@ class MessengerClient:
         """Set up the session of an account (importing the sync machinery)."""
         machinery.load()
         from .groups import GroupCache
-        from .identity import Account
+        from .identity import Account, PinnedKeys
         from .net.http import Transport
         from .net.signing import Signer
         from .session import Session
@@ -257,7 +281,10 @@ class MessengerClient:
             clock=self._clock,
             device_token=identity.device_token,
         )
-        account = Account.load(identity, signer)
+        pins = PinnedKeys(self._pinned, on_changed=self._on_account_key_changed())
+        account = Account.load(
+            identity, signer, accept_uncertified=self._accept_uncertified, pins=pins
+        )
         transport = Transport(
             identity.server_url,
             signer=signer,
@@ -294,6 +321,38 @@ class MessengerClient:
             session, pipeline, backoff=self._backoff, on_online=sender.wake
         )
         self._pool = KeyPackagePool(session)
+
+    def _on_account_key_changed(self) -> Callable[[str, bytes], None]:
+        """What the verifier calls (in any thread) when it refused a credential
+        with another account key than the pinned one: record it for the UI."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # attached outside the event loop: nothing to record on
+            return lambda account_id, offered: None
+
+        async def record(account_id: str, offered: bytes) -> None:
+            now = self._now_ms()
+            try:
+                changed = await self._store.run(
+                    lambda s: s.contacts.account_key_changed(account_id, offered, at=now)
+                )
+            except (ClientError, RuntimeError):  # closed meanwhile: the refusal stands
+                return
+            if changed:
+                self._events.publish(ContactUpdated(account_id))
+
+        def spawn(account_id: str, offered: bytes) -> None:
+            if self._closed:
+                return
+            task = loop.create_task(record(account_id, offered))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        def changed(account_id: str, offered: bytes) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to record
+                loop.call_soon_threadsafe(spawn, account_id, offered)
+
+        return changed
 
     @property
     def profile(self) -> Profile:
@@ -372,15 +431,51 @@ class MessengerClient:
 
     async def _start_tasks(self) -> None:
         await machinery.load_off_loop()
-        self._require()
+        session = self._require()
         assert self._listener is not None and self._sender is not None
         listener, sender = self._listener, self._sender
+        # Before anything is sent: a restored copy becomes a new device, an
+        # account from before account keys gets its key (restore_device.py).
+        await self._prepare_device(session)
+        await self._recover_links(session)
+        await self._start_devices()
         settle()  # what is loaded by now is long-lived: out of full collections (heap.py)
         self._tasks += [
             asyncio.create_task(self._supervise("listener", listener.run), name="listener"),
             asyncio.create_task(self._supervise("outbox", sender.run), name="outbox"),
             asyncio.create_task(self._supervise("maintenance", self._maintain)),
         ]
+
+    async def _prepare_device(self, session: Session) -> None:
+        """:func:`~.restore_device.prepare_device`, retried with backoff while offline."""
+        from .restore_device import prepare_device
+
+        failures = 0
+        while True:
+            try:
+                await prepare_device(session)
+                return
+            except DeviceReplacedError:
+                return  # the listener reports it, and stops
+            except ServerRejectedError as exc:  # the listener retries it, and reports it
+                _log.warning("preparing this device was refused: %s", exc.code)
+                return
+            except NetworkError as exc:
+                _log.info("preparing this device failed: %s", exc)
+                await asyncio.sleep(self._backoff.delay(failures))
+                failures += 1
+            except ClientError as exc:  # the listener retries it, and reports it
+                _log.warning("preparing this device failed: %s", type(exc).__name__)
+                return
+
+    async def _recover_links(self, session: Session) -> None:
+        """Undo links a crash cut short (docs/devices.md §2); retried on the next start."""
+        from .linking.existing import recover_links
+
+        try:
+            await recover_links(session)
+        except ClientError as exc:
+            _log.info("undoing an unfinished link failed: %s", type(exc).__name__)
 
     async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run a background loop; restart it after an unexpected failure."""
@@ -405,6 +500,7 @@ class MessengerClient:
             try:
                 await self._pipeline.prune()
                 await self._pool.replenish()
+                await self._announce_device()  # at most hourly (docs/devices.md §3)
                 failures = 0
                 timeout = _REPLENISH_INTERVAL
             except DeviceReplacedError:
@@ -494,9 +590,9 @@ class MessengerClient:
         """Fetch and process everything waiting on the server, now."""
         session = self._require()
         assert self._pipeline is not None
-        from .takeover import prepare_device
+        from .restore_device import prepare_device
 
-        # A restored copy takes the device over before it reads the queue.
+        # A restored copy becomes a new device before it reads the queue.
         await prepare_device(session)
         await self._pipeline.catch_up()
 
@@ -550,9 +646,12 @@ class MessengerClient:
             raise AccountExistsError("this profile already has an account")
         handle = check_handle(handle) if handle else None
         machinery.load()
-        from messenger.mls.credentials import Credential
-
-        from .identity import CIPHER_SUITE, CredentialVerifier, encode_credential, register_account
+        from .identity import (
+            CIPHER_SUITE,
+            encode_credential,
+            issued_credential_verifies,
+            register_account,
+        )
         from .net.http import Transport
 
         insecure_http = self._allow_insecure_http or allow_insecure_http
@@ -569,14 +668,24 @@ class MessengerClient:
                 handle=handle,
                 invite_code=invite_code,
                 progress=lambda fraction: report(_POW_SHARE * fraction),
+                now_ms=self._now_ms,
             )
         finally:
             await transport.aclose()
         response = registration.response
         credential = encode_credential(response.credential)
-        verifier = CredentialVerifier(registration.server_info.server_key)
-        if response.credential.signature_key != registration.signature_public_key or not verifier(
-            Credential.basic(credential), registration.signature_public_key
+        server_key = registration.server_info.server_key
+        # A server from before account keys answers version 1: the account is
+        # then certified on start (certify_this_device), if the server learns how.
+        certified = response.credential.account_key is not None
+        key = registration.account_key
+        if response.credential.account_id != response.account_id or not (
+            issued_credential_verifies(
+                response.credential,
+                server_key,
+                registration.signature_public_key,
+                key.public if certified else None,
+            )
         ):
             raise ProtocolError("the server issued a credential that does not verify")
         identity = Identity(
@@ -590,7 +699,11 @@ class MessengerClient:
             credential=credential,
             created_at=int(self._clock() * 1000),
             handle=handle,
-            server_key=registration.server_info.server_key,
+            server_key=server_key,
+            account_private_key=key.private if certified else None,
+            account_public_key=key.public if certified else None,
+            certified_at=registration.certified_at if certified else None,
+            device_certificate=registration.device_certificate if certified else None,
         )
 
         def save(s: Store) -> None:
@@ -603,6 +716,7 @@ class MessengerClient:
         self._attach(identity)
         assert self._pool is not None
         await self._pool.replenish()
+        await self._ensure_devices_group()
         info = await self.account()
         assert info is not None
         report(1.0)
@@ -636,10 +750,102 @@ class MessengerClient:
         await self._store.run(lambda s: s.identity.set_display_name(value or None))
         identity = await self._store.run(lambda s: s.identity.get())
         assert identity is not None
-        from .identity import Account
-
-        session.account = Account.load(identity, session.account.signer)
+        session.account = session.account.with_identity(identity)
         self._events.publish(AccountUpdated(identity.display_name))
+
+    # -- linking devices (docs/devices.md §2) ---------------------------------------------
+
+    async def start_link(self) -> DeviceLink:
+        """Open a link for a new device of this account: show its code, then follow it.
+
+        The :class:`~.linking.existing.DeviceLink` waits for the new
+        device's offer; the user approves or declines it there.
+        """
+        session = self._require()
+        from .linking.existing import recover_links, start_link
+
+        await recover_links(session)  # a link a crash left behind is undone first
+        return await start_link(session)
+
+    async def link_account(
+        self,
+        code: LinkCode,
+        *,
+        device_name: str,
+        progress: Callable[[LinkProgress], None] | None = None,
+    ) -> AccountInfo:
+        """Make this profile (without an account) a new device of the account that
+        showed ``code``; returns once it is in every group it is added to.
+
+        ``progress`` is called on the event loop. LinkCodeError, LinkExpiredError,
+        LinkCancelledError (declined or cancelled on the other device),
+        LinkFailedError; after any of them the profile has no account.
+        """
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        if self._identity is not None:
+            raise AccountExistsError("this profile already has an account")
+        from .errors import LinkCodeError
+
+        if code.server_url is None:
+            raise LinkCodeError(
+                "a link code without its server", user_message="Enter the server to link on."
+            )
+        name = " ".join(device_name.split())[:64]
+        if not name:
+            raise LinkCodeError("no device name", user_message="Give this device a name.")
+        machinery.load()
+        from .linking.joining import Joining
+        from .net.http import Transport
+        from .store.pending_links import recover_new_device
+
+        transport = Transport(
+            code.server_url,
+            timeout=self._timeout,
+            transport=self._http_transport,
+            allow_insecure_http=self._allow_insecure_http,
+        )
+
+        def attach(identity: Identity) -> Session:
+            self._attach(identity)
+            assert self._session is not None
+            return self._session
+
+        try:
+            joining = Joining(
+                code,
+                device_name=name,
+                store=self._store,
+                transport=transport,
+                random=self._random,
+                clock=self._clock,
+                attach=attach,
+                sync=self.sync,
+                progress=progress,
+            )
+            await joining.run()
+        except BaseException:
+            if await self._store.run(recover_new_device):
+                await self._detach()
+            raise
+        finally:
+            await transport.aclose()
+        try:  # the name it offered, for the account's device list (devices group)
+            await self.rename_device(name)
+        except ClientError as exc:
+            _log.info("the new device's name is not set yet: %s", type(exc).__name__)
+        info = await self.account()
+        assert info is not None
+        return info
+
+    async def _detach(self) -> None:
+        """Drop the session of an identity that was discarded (a link undone)."""
+        session, self._session = self._session, None
+        self._identity = None
+        self._pipeline = self._sender = self._listener = self._pool = None
+        if session is not None:
+            session.close()
+            await self._bounded_close("the network transport", session.transport.aclose())
 
     # -- contacts ---------------------------------------------------------------------------
 
@@ -703,9 +909,12 @@ class MessengerClient:
         return found
 
     async def safety_number(self, account_id: str) -> SafetyNumberView:
-        """The safety number with a contact, over the keys seen in MLS groups."""
+        """The safety number with a contact: over both account keys (version 2,
+        docs/devices.md §1), or, for a side without one, over the device keys
+        seen in MLS groups (version 1)."""
         session = self._require()
         me = session.account
+        from .safety_number import AccountSide, Side
 
         def read(s: Store) -> tuple[Contact | None, list[bytes]]:
             return s.contacts.get(account_id), [
@@ -715,13 +924,19 @@ class MessengerClient:
         contact, keys = await self._store.run(read)
         if contact is None:
             raise ContactNotFoundError(f"no contact {account_id}")
-        if not keys:
+        theirs: Side
+        if contact.account_key is not None:
+            theirs = AccountSide(account_id, contact.account_key)
+        elif keys:
+            theirs = (account_id, keys)
+        else:
             raise SafetyNumberUnavailableError(f"no keys of {account_id} seen yet")
-        number = await asyncio.to_thread(
-            safety_number,
-            (me.account_id, [me.identity.signature_public_key]),
-            (account_id, keys),
+        mine: Side = (
+            AccountSide(me.account_id, me.account_key)
+            if me.account_key is not None
+            else (me.account_id, [me.identity.signature_public_key])
         )
+        number = await asyncio.to_thread(safety_number, mine, theirs)
         verified = contact.verified_fingerprint == number.fingerprint
         changed = contact.verified_fingerprint is not None and not verified
         return SafetyNumberView(account_id, number, verified, changed)
@@ -731,9 +946,43 @@ class MessengerClient:
         view = await self.safety_number(account_id)
         now = self._require().now_ms()
         fingerprint = view.number.fingerprint
-        await self._store.run(lambda s: s.contacts.set_verified(account_id, fingerprint, at=now))
+        from .devices.records import ContactVerified
+
+        def write(s: Store) -> None:
+            s.contacts.set_verified(account_id, fingerprint, at=now)
+            self._queue_sync(s, [ContactVerified(account_id, fingerprint)])  # docs/devices.md §3
+
+        await self._store.transaction(write)
+        self._wake()
         self._events.publish(ContactUpdated(account_id))
         return SafetyNumberView(account_id, view.number, True, False)
+
+    async def accept_account_key(self, account_id: str) -> SafetyNumberView:
+        """The user's explicit acceptance of a contact's new account key (docs/devices.md §1).
+
+        After :attr:`Contact.account_key_changed_at` showed that a credential
+        with another account key was refused: pins that key, clears
+        "verified" (the safety number is a new one, to compare again) and
+        returns the new number. NotAllowedError if no other key was seen.
+        """
+        session = self._require()
+        now = session.now_ms()
+
+        def accept(s: Store) -> bytes | None:
+            offered = s.contacts.offered_account_key(account_id)
+            if offered is not None:
+                s.contacts.replace_account_key(account_id, offered, now=now)
+            return offered
+
+        offered = await self._store.run(accept)
+        if offered is None:
+            raise NotAllowedError(
+                "no other account key was seen",
+                user_message="This contact's keys have not changed.",
+            )
+        session.account.verifier.pins.replace(account_id, offered)
+        self._events.publish(ContactUpdated(account_id))
+        return await self.safety_number(account_id)
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -746,6 +995,7 @@ class MessengerClient:
 
         verifier = session.account.verifier
         found: list[bytes] = []
+        seen_keys: dict[str, bytes] = {}
         for account_id in account_ids:
             claimed = await session.transport.claim_key_packages(account_id)
             if not claimed:
@@ -760,11 +1010,48 @@ class MessengerClient:
                     member.account_id != account_id
                     or member.client_id != entry.client_id
                     or member.queue_id != entry.queue_id
-                    or not verifier(leaf.credential, leaf.signature_key)
                 ):
                     raise UntrustedKeyError(f"a KeyPackage of {account_id} does not verify")
+                await self._check_pinned(account_id, member.account_key)
+                if not verifier(leaf.credential, leaf.signature_key):
+                    raise UntrustedKeyError(f"a KeyPackage of {account_id} does not verify")
+                if member.account_key is not None:
+                    seen_keys[account_id] = member.account_key
                 found.append(entry.key_package)
+        mine = session.account.account_id
+        now = session.now_ms()
+
+        def pin(s: Store) -> None:
+            for account_id, key in seen_keys.items():
+                if account_id != mine:
+                    s.contacts.pin_account_key(account_id, key, now=now)
+
+        await self._store.run(pin)
         return found
+
+    async def _check_pinned(self, account_id: str, account_key: bytes | None) -> None:
+        """UntrustedKeyError if ``account_key`` is not the one pinned for the
+        account (docs/devices.md §1: a server's "ghost" account key), recording
+        the change for the UI."""
+        session = self._require()
+        pinned = session.account.verifier.pins.get(account_id)
+        if pinned is None or (account_key is not None and hmac.compare_digest(pinned, account_key)):
+            return
+        if account_id != session.account.account_id and account_key is not None:
+            now = session.now_ms()
+            offered = account_key
+            await self._store.run(
+                lambda s: s.contacts.account_key_changed(account_id, offered, at=now)
+            )
+            self._events.publish(ContactUpdated(account_id))
+        raise UntrustedKeyError(
+            f"a KeyPackage of {account_id} names another account key than the pinned one",
+            user_message=(
+                "This contact's keys are not the ones this app knows, so nothing was sent "
+                "to them. Their safety number changed: compare it with them before you "
+                "go on."
+            ),
+        )
 
     async def _new_group(
         self, info: ConversationInfo, key_packages: list[bytes], peer: str | None
@@ -778,10 +1065,14 @@ class MessengerClient:
         me = session.account
         now = session.now_ms()
         actor = Actor(me.account_id, me.client_id, session.new_uid)
-        group, state = await session.mls(_create_group, me, session.random, info, session.now_s())
+        group, state, group_info = await session.mls(
+            _create_group, me, session.random, info, session.now_s()
+        )
         group_id = group.group_id
         async with session.group_lock(group_id):
-            create = m.CreateGroupRequest(group_id).dumps()
+            # The GroupInfo of epoch 0, so another device of this account can join by
+            # external commit even before the first commit (docs/devices.md §5).
+            create = m.CreateGroupRequest(group_id, group_info).dumps()
             add = Intent("add", key_packages=tuple(key_packages)).dumps()
             profile = session.profile_content()
 
@@ -807,6 +1098,16 @@ class MessengerClient:
                             OutboxKind.MESSAGE, b"", now=now, group_id=group_id, content=profile
                         )
                 events: list[Event] = [ConversationUpdated(conversation.id)]
+                if info.kind is ConversationKind.DEVICES:  # never listed (docs/devices.md §3)
+                    from .devices.group import devices_group_made
+
+                    events = devices_group_made(
+                        s,
+                        group_id,
+                        client_id=me.client_id,
+                        signature_key=me.identity.signature_public_key,
+                        now=now,
+                    )
                 if info.kind is ConversationKind.GROUP:
                     events.append(
                         system_note(
@@ -845,7 +1146,7 @@ class MessengerClient:
         if existing is not None:
             return existing
         await self._refuse_blocked([account_id])
-        key_packages = await self._claim([account_id])
+        key_packages = await self._claim([account_id]) + await self._own_devices_key_packages()
         from .groups import ConversationInfo
 
         return await self._new_group(
@@ -859,15 +1160,33 @@ class MessengerClient:
         others = sorted(set(members) - {session.account.account_id})
         await self._refuse_blocked(others)
         key_packages = await self._claim(others) if others else []
+        key_packages += await self._own_devices_key_packages()
         from .groups import ConversationInfo
 
         return await self._new_group(
             ConversationInfo(ConversationKind.GROUP, name), key_packages, None
         )
 
+    async def _own_devices_key_packages(self) -> list[bytes]:
+        """KeyPackages of this account's other devices: every device is a member
+        of every group of the account (docs/devices.md §4)."""
+        session = self._require()
+        me = session.account
+        from .devices.sync import other_devices
+        from .groups import key_package_member
+
+        others = set(await self._store.run(lambda s: other_devices(s, me.client_id)))
+        if not others:
+            return []
+        try:
+            claimed = await self._claim([me.account_id])
+        except NoKeyPackageError:
+            return []  # none left: the device is added when it is back (linking re-adds)
+        return [kp for kp in claimed if key_package_member(kp)[1].client_id in others]
+
     async def _conversation(self, conversation_id: int, *, active: bool = True) -> Conversation:
         found = await self._store.run(lambda s: s.conversations.get(conversation_id))
-        if found is None:
+        if found is None or found.kind is ConversationKind.DEVICES:  # never one to use
             raise ConversationNotFoundError(f"no conversation {conversation_id}")
         if active and found.left_at is not None:
             raise ConversationLeftError(f"conversation {conversation_id} was left")
@@ -1180,10 +1499,18 @@ class MessengerClient:
         if last is None:
             return False
         now = session.now_ms()
-        moved = await self._store.run(
-            lambda s: s.read_markers.mark_read(conversation_id, me, last.id, at=now)
-        )
+        from .devices.records import ConversationRead
+
+        def write(s: Store) -> bool:
+            if not s.read_markers.mark_read(conversation_id, me, last.id, at=now):
+                return False
+            group_id = self._conversation_group(s, conversation_id)
+            self._queue_sync(s, [ConversationRead(group_id, last.uid)])  # docs/devices.md §3
+            return True
+
+        moved = await self._store.transaction(write)
         if moved:
+            self._wake()
             view = await self._sends(conversation_id)
             if view.read_receipts and not view.blocked:
                 from .content import ReadReceipt
@@ -1289,14 +1616,18 @@ class MessengerClient:
         value = " ".join(name.split())[:_MAX_NAME_LENGTH] if name else None
         now = session.now_ms()
 
+        from .devices.records import ContactName
+
         def write(s: Store) -> tuple[Contact | None, list[int]]:
             if not s.contacts.set_display_name(account_id, value or None, now=now):
                 return None, []
+            self._queue_sync(s, [ContactName(account_id, value or None)])  # docs/devices.md §3
             return s.contacts.get(account_id), s.conversations.with_member(account_id)
 
         contact, conversations = await self._store.transaction(write)
         if contact is None:
             raise ContactNotFoundError(f"no contact {account_id}")
+        self._wake()
         await self._publish_contact(account_id, conversations)
         return contact
 
@@ -1318,15 +1649,19 @@ class MessengerClient:
             raise NotAllowedError("blocking oneself", user_message="That is your own account.")
         now = session.now_ms()
 
+        from .devices.records import ContactBlocked
+
         def write(s: Store) -> tuple[Contact, list[int]]:
             if s.contacts.get(account_id) is None:
                 s.contacts.upsert(account_id, now=now)
             s.contacts.set_blocked(account_id, blocked, now=now)
+            self._queue_sync(s, [ContactBlocked(account_id, blocked)])  # docs/devices.md §3
             contact = s.contacts.get(account_id)
             assert contact is not None
             return contact, s.conversations.with_member(account_id)
 
         contact, conversations = await self._store.transaction(write)
+        self._wake()
         await self._publish_contact(account_id, conversations)
         return contact
 
@@ -1343,9 +1678,15 @@ class MessengerClient:
             raise NotAllowedError("a blocked contact", user_message="Unblock this contact first.")
 
     async def _change_conversation(
-        self, conversation_id: int, change: Callable[[Store], object]
+        self,
+        conversation_id: int,
+        change: Callable[[Store], object],
+        sync: Callable[[Conversation], SyncRecord] | None = None,
     ) -> ConversationView:
-        """Apply ``change``, publish ConversationUpdated, and return the new view."""
+        """Apply ``change``, publish ConversationUpdated, and return the new view.
+
+        ``sync``: the record that tells this account's other devices.
+        """
         session = self._require()
         await self._conversation(conversation_id, active=False)
         me, now = session.account.account_id, session.now_ms()
@@ -1354,9 +1695,13 @@ class MessengerClient:
             change(s)
             found = s.conversations.get(conversation_id)
             assert found is not None
+            if sync is not None:
+                self._queue_sync(s, [sync(found)])  # docs/devices.md §3
             return conversation_view(s, found, me, now=now)
 
         view = await self._store.transaction(write)
+        if sync is not None:
+            self._wake()
         self._events.publish(ConversationUpdated(conversation_id, view))
         return view
 
@@ -1365,23 +1710,31 @@ class MessengerClient:
         if until is not None and until <= self._require().now_ms():
             raise NotAllowedError("mute until the past", user_message="Pick a time to come.")
         return await self._change_conversation(
-            conversation_id, lambda s: s.conversations.set_muted(conversation_id, True, until=until)
+            conversation_id,
+            lambda s: s.conversations.set_muted(conversation_id, True, until=until),
+            _muted_record,
         )
 
     async def unmute(self, conversation_id: int) -> ConversationView:
         return await self._change_conversation(
-            conversation_id, lambda s: s.conversations.set_muted(conversation_id, False)
+            conversation_id,
+            lambda s: s.conversations.set_muted(conversation_id, False),
+            _muted_record,
         )
 
     async def archive(self, conversation_id: int) -> ConversationView:
         """Move a conversation to the archive (``conversations(archived=True)``)."""
         return await self._change_conversation(
-            conversation_id, lambda s: s.conversations.set_archived(conversation_id, True)
+            conversation_id,
+            lambda s: s.conversations.set_archived(conversation_id, True),
+            _archived_record,
         )
 
     async def unarchive(self, conversation_id: int) -> ConversationView:
         return await self._change_conversation(
-            conversation_id, lambda s: s.conversations.set_archived(conversation_id, False)
+            conversation_id,
+            lambda s: s.conversations.set_archived(conversation_id, False),
+            _archived_record,
         )
 
     async def preferences(self) -> Preferences:
@@ -1394,11 +1747,19 @@ class MessengerClient:
         if self._closed:
             raise ClientClosedError("the client is closed")
 
+        from .devices.records import Setting
+        from .devices.sync import SETTING_KEYS
+
+        names = {v: k for k, v in SETTING_KEYS.items()}
+
         def write(s: Store) -> Preferences:
             s.settings.set(key, enabled)
+            if key in names:
+                self._queue_sync(s, [Setting(names[key], enabled)])  # docs/devices.md §3
             return preferences(s)
 
         prefs = await self._store.transaction(write)
+        self._wake()
         self._events.publish(PreferencesChanged(prefs.read_receipts, prefs.typing_indicators))
         return prefs
 
@@ -1445,13 +1806,20 @@ class MessengerClient:
         now = session.now_ms()
         value = text or None
 
+        from .content import MAX_TEXT_BYTES
+        from .devices.records import ConversationDraft
+
         def write(s: Store) -> bool:
             found = s.conversations.get(conversation_id)
             if found is None or found.draft == value:
                 return False
-            return s.conversations.set_draft(conversation_id, value, at=now)
+            changed = s.conversations.set_draft(conversation_id, value, at=now)
+            if changed and (value is None or len(value.encode("utf-8")) <= MAX_TEXT_BYTES):
+                self._queue_sync(s, [ConversationDraft(found.group_id, value)])
+            return changed
 
         if await self._store.transaction(write):
+            self._wake()
             await self._publish(ConversationUpdated(conversation_id))
 
     async def draft(self, conversation_id: int) -> str | None:
@@ -1478,17 +1846,165 @@ class MessengerClient:
 
         return await self._store.run(total)
 
+    # == this account's devices (docs/devices.md §3-§5) ===========================================
+    # The devices group, sync records to the other devices, the device list, removing one.
+
+    async def devices_group_id(self) -> bytes | None:
+        """The MLS group ID of this account's devices group (None: none yet).
+
+        A newly linked device records the ID it was told (the linking answer)
+        with :meth:`~.store.devices.DeviceRepository.set_group_id`, in the
+        transaction that writes its identity; its Welcome then joins it.
+        """
+        self._reader()
+        return await self._store.run(lambda s: s.devices.group_id())
+
+    async def _start_devices(self) -> None:
+        """On start: the devices group (made if missing), and this device's last-seen."""
+        try:
+            await self._ensure_devices_group()
+            await self._announce_device()
+        except ClientError as exc:  # the store or MLS failed: the next start tries again
+            _log.warning("setting up the devices group failed: %s", type(exc).__name__)
+
+    @staticmethod
+    def _conversation_group(s: Store, conversation_id: int) -> bytes:
+        found = s.conversations.get(conversation_id)
+        if found is None:
+            raise ConversationNotFoundError(f"no conversation {conversation_id}")
+        return found.group_id
+
+    async def _ensure_devices_group(self) -> None:
+        """Make the devices group if this account has none recorded (its first
+        device at sign-up; an account from before devices groups on start)."""
+        if await self._store.run(lambda s: s.devices.group_id()) is not None:
+            return
+        from .groups import ConversationInfo
+
+        await self._new_group(ConversationInfo(ConversationKind.DEVICES), [], None)
+
+    def _queue_sync(self, s: Store, records: Sequence[SyncRecord]) -> None:
+        """Inside a transaction: send this device's changes to the account's other
+        devices (:func:`.devices.sync.queue_records`; call :meth:`_wake` after)."""
+        identity = self._session.account.identity if self._session is not None else self._identity
+        if identity is None:
+            return
+        from .content import UID_SIZE
+        from .devices.sync import queue_records
+
+        queue_records(
+            s,
+            records,
+            client_id=identity.client_id,
+            new_uid=lambda: self._random(UID_SIZE),
+            now=self._now_ms(),
+        )
+
+    async def _announce_device(self, *, force: bool = False) -> None:
+        """Tell the other devices this one's name and that it is alive (at most hourly)."""
+        identity = self._reader()
+        now = self._now_ms()
+        from .devices.group import DEVICE_SEEN_INTERVAL_MS
+        from .devices.records import DeviceInfo
+
+        def write(s: Store) -> bool:
+            me = s.devices.get(identity.client_id)
+            if me is None or not me.active:
+                return False
+            entry = s.sync_clock.get("device", identity.client_id)
+            if not force and entry is not None and now - entry.updated_at < DEVICE_SEEN_INTERVAL_MS:
+                return False
+            s.devices.set_last_seen(identity.client_id, now)
+            self._queue_sync(s, [DeviceInfo(identity.client_id, me.name, now)])
+            return True
+
+        if await self._store.transaction(write):
+            self._wake()
+
+    async def devices(self) -> list[DeviceView]:
+        """This account's devices, this one first: from the devices group's
+        members and their device records (never from the server)."""
+        session = self._require()
+        from .devices.views import certified_devices, device_views
+
+        me = session.account
+        group_id = await self._store.run(lambda s: s.devices.group_id())
+        certified: dict[str, bool] = {}
+        if group_id is not None:
+            async with session.group_lock(group_id):
+                group = await session.epochs.get(group_id)
+                if group is not None:
+                    account_key = me.identity.account_public_key
+                    certified = await session.mls(certified_devices, group, account_key)
+        rows = await self._store.run(lambda s: s.devices.all())
+        return device_views(rows, certified, me.client_id)
+
+    async def device_name(self) -> str | None:
+        """This device's name in the device list."""
+        client_id = self._reader().client_id
+        found = await self._store.run(lambda s: s.devices.get(client_id))
+        return None if found is None else found.name
+
+    async def rename_device(self, name: str) -> None:
+        """Call this device ``name`` (1 to 64 characters) on every device of the account."""
+        identity = self._reader()
+        from .devices.records import MAX_DEVICE_NAME_LENGTH, DeviceInfo
+
+        value = " ".join(name.split())
+        if not 0 < len(value) <= MAX_DEVICE_NAME_LENGTH:
+            raise NotAllowedError(
+                "bad device name",
+                user_message=f"A device name has 1 to {MAX_DEVICE_NAME_LENGTH} characters.",
+            )
+        now = self._now_ms()
+
+        def write(s: Store) -> bool:
+            if s.devices.get(identity.client_id) is None:
+                return False
+            s.devices.set_name(identity.client_id, value)
+            s.devices.set_last_seen(identity.client_id, now)
+            self._queue_sync(s, [DeviceInfo(identity.client_id, value, now)])
+            return True
+
+        if not await self._store.transaction(write):
+            raise NotAllowedError(
+                "no devices group yet", user_message="This device is not set up yet; try again."
+            )
+        self._wake()
+        self._events.publish(DevicesChanged())
+
+    async def remove_device(self, client_id: str) -> None:
+        """Remove a device from this account: the server revokes it, and every
+        group of the account gets a commit removing it (docs/devices.md §5).
+
+        ``client_id`` may be this device (signing out) while others remain; it
+        then tells them, revokes itself and stops; its store stays readable.
+        NotAllowedError for the account's last device or an unknown one.
+        """
+        session = self._require()
+        from .devices.removal import remove_device
+
+        signed_out = await remove_device(
+            session, client_id, flush=lambda: self.flush(_SIGN_OUT_TIMEOUT_S)
+        )
+        if signed_out:
+            self._events.publish(DevicesChanged())
+            # The server answers this device ``device_removed`` from now on: the
+            # listener reports ConnectionState.REMOVED and the outbox stops.
+            self._wake()
+
 
 # -- helpers run on the store thread ----------------------------------------------------------
 
 
 def _create_group(
     account: Account, random: RandomSource, info: ConversationInfo, now: int
-) -> tuple[Group, bytes]:
-    """A new group with only this client in it, and its state (in the MLS thread)."""
+) -> tuple[Group, bytes, bytes]:
+    """A new group with only this client in it, its state and its GroupInfo (MLS thread)."""
     from messenger.mls.group import Group
 
     from .groups import GROUP_CONFIG, group_extensions, new_key_package
+    from .identity import same_client
 
     bundle = new_key_package(account, random, now=now)
     group = Group.create(
@@ -1498,8 +2014,9 @@ def _create_group(
         extensions=group_extensions(info),
         config=GROUP_CONFIG,
         identity=account.verifier,
+        successor=same_client,
     )
-    return group, group.to_bytes()
+    return group, group.to_bytes(), group.group_info()
 
 
 async def _check_account(transport: Transport, account_id: str, handle: str | None) -> None:
@@ -1520,6 +2037,19 @@ async def _check_account(transport: Transport, account_id: str, handle: str | No
             f"invite link names {account_id}, the server has {found}",
             user_message="This invite link does not match any account on its server.",
         )
+
+
+def _muted_record(conversation: Conversation) -> SyncRecord:
+    from .devices.records import ConversationMuted
+
+    until = conversation.muted_until if conversation.muted else None
+    return ConversationMuted(conversation.group_id, conversation.muted, until)
+
+
+def _archived_record(conversation: Conversation) -> SyncRecord:
+    from .devices.records import ConversationArchived
+
+    return ConversationArchived(conversation.group_id, conversation.archived)
 
 
 def _make_due(store: Store, now: int) -> None:

@@ -19,7 +19,10 @@ Fields per kind: ``text`` -- ``opaque body<V>`` (UTF-8); ``reply`` and
 ``read_receipt`` -- ``opaque target[16]``; ``reaction`` -- ``opaque
 target[16]``, ``opaque emoji<V>``, ``uint8 remove``; ``typing`` -- ``uint8
 active``; ``profile`` -- ``opaque name<V>`` (how the sender wants to be
-called; members announce it when they join or see others join).
+called; members announce it when they join or see others join); ``sync`` --
+``opaque records<V>`` (at most :data:`MAX_SYNC_BYTES`; sync records between
+one account's devices, sent only in its devices group and decoded by
+:mod:`.devices.records`, docs/devices.md §3).
 
 Padding hides the length of short messages from everyone but the members
 (RFC 9420 §15.1 pads too, in smaller steps): the whole encoding is padded
@@ -37,7 +40,7 @@ another exception.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from messenger.mls.codec import Reader, Writer
@@ -49,6 +52,7 @@ __all__ = [
     "CONTENT_VERSION",
     "MAX_EMOJI_LENGTH",
     "MAX_NAME_LENGTH",
+    "MAX_SYNC_BYTES",
     "MAX_TEXT_BYTES",
     "UID_SIZE",
     "Body",
@@ -60,6 +64,7 @@ __all__ = [
     "Reaction",
     "ReadReceipt",
     "Reply",
+    "Sync",
     "Text",
     "Typing",
     "Unsupported",
@@ -78,6 +83,8 @@ MAX_TEXT_BYTES: Final = 32 * 1024
 MAX_EMOJI_LENGTH: Final = 32
 #: The longest profile name (characters).
 MAX_NAME_LENGTH: Final = 64
+#: The most bytes of sync records one message carries.
+MAX_SYNC_BYTES: Final = 64 * 1024
 _MAX_U64: Final = 2**64 - 1
 
 
@@ -90,6 +97,7 @@ class ContentKind(enum.IntEnum):
     READ_RECEIPT = 6
     TYPING = 7
     PROFILE = 8
+    SYNC = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +152,14 @@ class Profile:
     name: str
 
 
-Body = Text | Reply | Edit | Delete | Reaction | ReadReceipt | Typing | Profile
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """Sync records between this account's devices (encoded by :mod:`.devices.records`)."""
+
+    records: bytes = field(repr=False)
+
+
+Body = Text | Reply | Edit | Delete | Reaction | ReadReceipt | Typing | Profile | Sync
 
 _KIND_OF: Final[dict[type, ContentKind]] = {
     Text: ContentKind.TEXT,
@@ -155,6 +170,7 @@ _KIND_OF: Final[dict[type, ContentKind]] = {
     ReadReceipt: ContentKind.READ_RECEIPT,
     Typing: ContentKind.TYPING,
     Profile: ContentKind.PROFILE,
+    Sync: ContentKind.SYNC,
 }
 
 
@@ -237,6 +253,10 @@ def _encode_fields(body: Body) -> bytes:
             if not 0 < len(name) <= MAX_NAME_LENGTH:
                 raise ValueError(f"a profile name is 1 to {MAX_NAME_LENGTH} characters")
             w.opaque(name.encode("utf-8"))
+        case Sync(records):
+            if len(records) > MAX_SYNC_BYTES:
+                raise ValueError(f"sync records are at most {MAX_SYNC_BYTES} bytes")
+            w.opaque(records)
     return w.getvalue()
 
 
@@ -286,6 +306,11 @@ def _decode_fields(kind: ContentKind, r: Reader) -> Body:
         if not 0 < len(name) <= MAX_NAME_LENGTH:
             raise ContentDecodeError("a profile name is 1 to 64 characters")
         return Profile(name)
+    if kind is ContentKind.SYNC:
+        records = r.opaque()
+        if len(records) > MAX_SYNC_BYTES:
+            raise ContentDecodeError("too many bytes of sync records")
+        return Sync(records)
     target = r.read(UID_SIZE)
     if kind is ContentKind.REPLY:
         return Reply(target, _text(r))

@@ -84,6 +84,7 @@ __all__ = [
     "ConversationError",
     "ConversationLeftError",
     "ConversationNotFoundError",
+    "DeviceRemovedError",
     "DeviceReplacedError",
     "DiskFullError",
     "DuplicateMessageError",
@@ -98,6 +99,11 @@ __all__ = [
     "KdfLimitError",
     "KeyringProblem",
     "KeyringUnavailableError",
+    "LinkCancelledError",
+    "LinkCodeError",
+    "LinkError",
+    "LinkExpiredError",
+    "LinkFailedError",
     "MessageNotFoundError",
     "MessageTooLongError",
     "NetworkError",
@@ -532,6 +538,20 @@ class DeviceReplacedError(ClientError):
     )
 
 
+class DeviceRemovedError(DeviceReplacedError):
+    """This device was removed from the account by another of its devices.
+
+    The server answers ``device_removed`` to every request of this device.
+    Like a replaced copy, it stops syncing and sending and tells the user;
+    what is stored stays readable on this computer (docs/devices.md).
+    """
+
+    default_user_message = (
+        "This device was removed from your account on another device. "
+        "It no longer receives or sends messages."
+    )
+
+
 # -- transport security (appended) ---------------------------------------------------
 
 
@@ -564,4 +584,44 @@ class CertificateAuthorityFileError(NetworkError):
 
     default_user_message = (
         "The certificate authority file named by MESSENGER_CA_FILE could not be read."
+    )
+
+
+# -- linking a device (appended; docs/devices.md §2) ---------------------------------
+
+
+class LinkError(ClientError):
+    """Linking a new device to the account did not work."""
+
+    default_user_message = "The device could not be linked."
+
+
+class LinkCodeError(LinkError):
+    """A link code or link QR code that cannot be read."""
+
+    default_user_message = (
+        "This is not a valid link code: it has 24 letters and digits, shown on the "
+        "device that links this one."
+    )
+
+
+class LinkExpiredError(LinkError):
+    """The link code expired, or is unknown to the server (it was never opened or is closed)."""
+
+    default_user_message = (
+        "This link code has expired or was already used. Start linking again on your other device."
+    )
+
+
+class LinkCancelledError(LinkError):
+    """The link was cancelled or declined on one of the two devices."""
+
+    default_user_message = "Linking was cancelled."
+
+
+class LinkFailedError(LinkError):
+    """The link stopped halfway: a message that does not open, a refusal, a broken exchange."""
+
+    default_user_message = (
+        "Linking the device failed. Nothing was changed; start linking again on your other device."
     )

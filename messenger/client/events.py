@@ -34,6 +34,7 @@ __all__ = [
     "ConnectionStateChanged",
     "ContactUpdated",
     "ConversationUpdated",
+    "DevicesChanged",
     "Event",
     "EventBus",
     "EventsDropped",
@@ -57,6 +58,9 @@ class ConnectionState(enum.StrEnum):
     REPLACED = "replaced"
     """Stopped for good: a copy restored from a backup took the account over
     (:class:`~messenger.client.errors.DeviceReplacedError`); no reconnecting."""
+    REMOVED = "removed"
+    """Stopped for good: another device of the account removed this one
+    (:class:`~messenger.client.errors.DeviceRemovedError`, docs/devices.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +155,12 @@ class PreferencesChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class DevicesChanged:
+    """This account's devices changed: one was added, removed, renamed or seen
+    (read them again with ``MessengerClient.devices()``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class EventsDropped:
     """This subscription fell behind and lost ``count`` events here: re-read what is shown."""
 
@@ -168,6 +178,7 @@ Event = (
     | OperationFailed
     | AccountUpdated
     | PreferencesChanged
+    | DevicesChanged
     | EventsDropped
 )
 

@@ -10,6 +10,9 @@ what the messenger needs in MLS itself:
 
       struct { uint8 kind; opaque name<V>; } ConversationInfo;  // 1 direct, 2 group
 
+  kind 3 is the account's devices group (docs/devices.md §3), whose members
+  are exactly one account's devices.
+
 * ``delivery_queue`` (0xF002), a LeafNode extension: the member's queue ID
   on the server. A committer must tell the server the queue set of the new
   epoch (docs/server.md, "Commits"); it reads it from the leaves of the
@@ -49,6 +52,7 @@ from dataclasses import dataclass
 from typing import Final, ParamSpec, TypeVar
 
 from messenger.mls.codec import Reader, Writer
+from messenger.mls.credentials import Credential
 from messenger.mls.errors import DecodeError, InvalidMessageError, ValidationError
 from messenger.mls.events import Member
 from messenger.mls.extensions import Extension, RequiredCapabilities, find_extension
@@ -65,7 +69,7 @@ from messenger.mls.messages import MLSMessage
 from messenger.mls.welcome import Welcome
 
 from .heap import HEAVY_S, settle
-from .identity import Account, MemberIdentity, member_identity
+from .identity import Account, MemberIdentity, member_identity, same_client
 from .store.async_store import AsyncStore
 from .store.conversations import ConversationKind
 from .thread_switching import fair_switching
@@ -82,6 +86,7 @@ __all__ = [
     "group_extensions",
     "group_member",
     "group_members",
+    "join_external",
     "key_package_member",
     "member_at",
     "new_key_package",
@@ -99,7 +104,7 @@ _MAX_NAME_BYTES: Final = 256
 #: application messages that cross a commit (RFC 9420 §15.3).
 GROUP_CONFIG: Final = GroupConfig(encrypt_handshake=True, max_past_epochs=5)
 
-_KINDS: Final = {ConversationKind.DIRECT: 1, ConversationKind.GROUP: 2}
+_KINDS: Final = {ConversationKind.DIRECT: 1, ConversationKind.GROUP: 2, ConversationKind.DEVICES: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +180,16 @@ class GroupMember:
     client_id: str
     signature_key: bytes
     queue_id: str | None
+    account_key: bytes | None = None
+    """The account key its credential names (docs/devices.md §1); None: version 1."""
+    certified: bool = False
+    """Whether its device certificate verifies under :attr:`account_key`."""
 
     @property
     def identity(self) -> MemberIdentity:
-        return MemberIdentity(self.account_id, self.client_id, self.signature_key)
+        return MemberIdentity(
+            self.account_id, self.client_id, self.signature_key, self.account_key, self.certified
+        )
 
 
 def group_member(member: Member) -> GroupMember | None:
@@ -187,7 +198,13 @@ def group_member(member: Member) -> GroupMember | None:
     if who is None:
         return None
     return GroupMember(
-        member.leaf_index, who.account_id, who.client_id, who.signature_key, _queue_of(member)
+        member.leaf_index,
+        who.account_id,
+        who.client_id,
+        who.signature_key,
+        _queue_of(member),
+        who.account_key,
+        who.certified,
     )
 
 
@@ -254,6 +271,36 @@ def new_key_package(
         leaf_extensions=[_queue_extension(account.queue_id)],
         last_resort=last_resort,
     )
+
+
+def join_external(
+    account: Account,
+    group_info: bytes,
+    random: Callable[[int], bytes],
+    *,
+    now: int,
+    resync: int | None = None,
+    identity: Callable[[Credential, bytes], bool] | None = None,
+) -> tuple[Group, bytes]:
+    """Join a group by external Commit (RFC 9420 §12.4.3.2) with this client's leaf;
+    the group as joined and the Commit to send. ``resync``: this client's old leaf,
+    removed by the same Commit; ``identity``: the validator of the tree's
+    credentials (default: the account's). MLSError if the GroupInfo or its tree
+    is refused."""
+    group, result = Group.join_external(
+        group_info,
+        credential=account.mls_credential,
+        signature_private_key=account.signature_private_key,
+        random=random,
+        capabilities=default_capabilities(account.suite, _OURS),
+        leaf_extensions=[_queue_extension(account.queue_id)],
+        resync=resync,
+        now=now,
+        config=GROUP_CONFIG,
+        identity=account.verifier if identity is None else identity,
+        successor=same_client,
+    )
+    return group, result.message
 
 
 _P = ParamSpec("_P")
@@ -327,7 +374,9 @@ class GroupCache:
     def load(self, state: bytes, records: Sequence[StateRecord] = ()) -> Group:
         """A group from its serialized state (and the store's secret-tree
         records over it), with this server's verifier."""
-        return Group.from_checkpoint(state, records, identity=self._account.verifier)
+        return Group.from_checkpoint(
+            state, records, identity=self._account.verifier, successor=same_client
+        )
 
     async def get(self, group_id: bytes) -> Group | None:
         """The group, or None if this client has no state for it."""

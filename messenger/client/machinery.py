@@ -49,7 +49,7 @@ __all__ = ["MODULES", "load", "load_off_loop", "loaded"]
 #: that request stalled the window for 20 ms (75 ms without bytecode caches).
 MODULES: Final = (
     "messenger.client.sync",
-    "messenger.client.takeover",
+    "messenger.client.restore_device",
     "messenger.client.addresses",
     "anyio._backends._asyncio",
 )

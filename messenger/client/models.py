@@ -257,6 +257,14 @@ def note_text(note: NoteView) -> str:
         return "You left"
     if kind is NoteKind.YOU_WERE_REMOVED:
         return "You were removed from the conversation"
+    if kind in (NoteKind.DEVICE_ADDED, NoteKind.DEVICE_REMOVED):
+        added = kind is NoteKind.DEVICE_ADDED
+        if note.members and note.members[0].is_me:
+            return "You linked a device" if added else "You removed a device"
+        who = names or "A member"
+        return f"{who} added a device" if added else f"{who} removed a device"
+    if kind is NoteKind.REJOIN_FAILED:
+        return "This device could not rejoin the conversation; what it holds stays readable"
     return note.text or ""
 
 

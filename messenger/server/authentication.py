@@ -14,7 +14,11 @@ happens, in this order, each failure a 401 that changes nothing:
    (``auth_replayed``). Nonces are stored in the database, so replay
    protection holds across restarts and across server processes; they are
    purged once their timestamp has left the window;
-5. if a restored copy took the client over, the request carries that
+5. a client that one of its account's devices removed (``DELETE
+   /v1/clients/{client_id}``) is gone: a request signed as it gets
+   ``device_removed`` (its tombstone, :mod:`.devices`) instead of
+   ``auth_invalid``;
+6. if a restored copy took the client over, the request carries that
    copy's device token (``device_replaced``, :mod:`.devices`), read from
    the database together with the storing of the nonce, so that it is
    current on every server process. A refused request keeps no nonce.
@@ -75,7 +79,13 @@ from messenger.api.signing import (
     canonical_request,
 )
 
-from .devices import device_replaced, presented_token, token_matches
+from .devices import (
+    device_removed,
+    device_replaced,
+    presented_token,
+    removed_client_hash,
+    token_matches,
+)
 from .metrics import Metrics
 from .storage import Database, StorageError, Tx
 
@@ -187,8 +197,10 @@ class RequestAuthenticator:
         metrics: Metrics,
         *,
         nonce_key: bytes,
+        removed_key: bytes | None = None,
     ) -> None:
         self._db = db
+        self._removed_key = removed_key
         self._window_ms = window_seconds * 1000
         self._clock = clock
         self._metrics = metrics
@@ -238,7 +250,7 @@ class RequestAuthenticator:
         entry = await self._client(client_id)
         message = canonical_request(method, target, client_id, timestamp, nonce, body)
         if entry is None:
-            raise self._fail(ErrorCode.AUTH_INVALID, "bad signature")
+            raise await self._unknown(client_id)
         key, principal = entry
         try:
             key.verify(signature, message)
@@ -275,7 +287,7 @@ class RequestAuthenticator:
         if not remembered.known:
             # Gone since it was cached: the answer to an unknown client.
             self._clients.pop(client_id, None)
-            raise self._fail(ErrorCode.AUTH_INVALID, "bad signature")
+            raise await self._unknown(client_id)
         if not remembered.accepted:
             if remembered.fresh:
                 await self._forget(digest)
@@ -284,6 +296,28 @@ class RequestAuthenticator:
         if not remembered.fresh:
             raise self._fail(ErrorCode.AUTH_REPLAYED, "this request was already received")
         return principal
+
+    async def _unknown(self, client_id: str) -> ApiError:
+        """The answer to a request signed as a client that does not exist.
+
+        ``device_removed`` if one of its account's devices removed it (its
+        tombstone, :func:`~.devices.removed_client_hash`, is stored), else
+        ``auth_invalid``. The removed client's key is gone with its row, so
+        the signature cannot be checked: the answer tells only that the ID
+        was removed, which the removing commit showed every group member of
+        the account anyway, and such a request never changes anything.
+        """
+        if self._removed_key is not None:
+            digest = removed_client_hash(self._removed_key, client_id)
+
+            async def load(tx: Tx) -> bool:
+                row = await tx.fetchone("SELECT 1 FROM removed_clients WHERE tombstone = ?", digest)
+                return row is not None
+
+            if await self._db.read(load):
+                self._metrics.auth_failures.labels(code=str(ErrorCode.DEVICE_REMOVED)).inc()
+                return device_removed()
+        return self._fail(ErrorCode.AUTH_INVALID, "bad signature")
 
     async def _forget(self, digest: bytes) -> None:
         """Remove the nonce of a request refused for its device token (PostgreSQL).

@@ -77,6 +77,8 @@ class ServerConfig:
     #: what enumerating handles would.
     lookups_per_account_per_minute: int = 30
     lookups_per_ip_per_minute: int = 60
+    #: Unsigned requests to link mailboxes (a new device joining) per address.
+    link_requests_per_ip_per_minute: int = 300
     # [limits], abuse controls of groups and KeyPackages
     claim_evidence_ttl_seconds: int = 7 * 24 * 3600
     # [rate_limits], in each process's memory
@@ -117,6 +119,7 @@ class ServerConfig:
             "registrations_per_ip_per_hour",
             "lookups_per_account_per_minute",
             "lookups_per_ip_per_minute",
+            "link_requests_per_ip_per_minute",
             "db_pool_size",
             "claim_evidence_ttl_seconds",
             "key_package_claims_per_hour",
@@ -181,6 +184,7 @@ _FILE_KEYS: Final[Mapping[tuple[str, str], str]] = {
     ("rate_limits", "registrations_per_ip_per_hour"): "registrations_per_ip_per_hour",
     ("rate_limits", "lookups_per_account_per_minute"): "lookups_per_account_per_minute",
     ("rate_limits", "lookups_per_ip_per_minute"): "lookups_per_ip_per_minute",
+    ("rate_limits", "link_requests_per_ip_per_minute"): "link_requests_per_ip_per_minute",
     ("limits", "claim_evidence_ttl_seconds"): "claim_evidence_ttl_seconds",
     ("rate_limits", "key_package_claims_per_hour"): "key_package_claims_per_hour",
     (

@@ -37,10 +37,14 @@ Who may change the member set (docs/threat-model.md):
   Otherwise ``member_not_claimed`` (403).
 * An external commit (RFC 9420 §12.4.3.2) is accepted only from a client
   whose queue is already a member (a rejoin after lost state), with the
-  member set unchanged and no Welcome, if its signature verifies against
-  the GroupContext of the GroupInfo the server holds for the current epoch
-  and its UpdatePath leaf carries the requesting client's registered key
-  and server-issued credential.
+  member set unchanged and no Welcome, or from another client of a
+  member's account (a restored device, docs/devices.md §5), with the member
+  set grown by its queue only and shrunk by at most one queue of its own
+  account; in both cases only if its signature verifies against the
+  GroupContext of the GroupInfo the server holds for the current epoch and
+  its UpdatePath leaf carries the requesting client's registered key and
+  its current server-issued credential. The GroupInfo is given to the same
+  clients.
 
 Queues: entries have consecutive sequence numbers per queue. A client
 fetches after a cursor and acks up to a sequence number, which deletes.
@@ -94,7 +98,8 @@ from messenger.api.models import (
 )
 
 from .authentication import Principal
-from .key_packages import ClaimEvidence, leaf_is_issued_to, registered_key
+from .devices import removed_queue_hash
+from .key_packages import ClaimEvidence, leaf_is_issued_to, registered_identity
 from .logs import log_event
 from .metrics import Metrics
 from .mls_frames import (
@@ -381,8 +386,10 @@ class DeliveryService:
         credential_public_key: bytes,
         sender_messages_per_minute: int = 120,
         sender_bytes_per_minute: int = 16 << 20,
+        removed_key: bytes | None = None,
     ) -> None:
         self._db = db
+        self._removed_key = removed_key
         self._hub = hub
         self._metrics = metrics
         self._clock = clock
@@ -716,8 +723,13 @@ class DeliveryService:
                 taken = None
             current = await self._group_epoch(tx, group_id)
             old_members = await self._members(tx, group_id)
+            own_queues: set[str] = set()
             if principal.queue_id not in old_members:
-                raise _unknown_group()
+                # An external commit may come from another device of a member's
+                # account (a restored or resynced device, docs/devices.md §5).
+                own_queues = await self._account_queues(tx, principal)
+                if not header.external_commit or own_queues.isdisjoint(old_members):
+                    raise _unknown_group()
             answered = await self._answered(tx, key_hash)
             if answered is not None:
                 return [], answered[1], True
@@ -726,8 +738,16 @@ class DeliveryService:
             old = set(old_members)
             added = sorted(new_members - old)
             removed = sorted(old - new_members)
+            gone = await self._removed_queues(tx, added)
+            if gone:
+                # Queues of devices removed from their account (devices.py): a
+                # member that has not yet seen the commit removing their leaves
+                # still lists them. They are not members any more; skip them.
+                added = [q for q in added if q not in gone]
             if header.external_commit:
-                await self._check_external_commit(tx, principal, group_id, current, req, old)
+                await self._check_external_commit(
+                    tx, principal, group_id, current, req, old, own_queues
+                )
             else:
                 unwelcomed = [q for q in added if q not in welcomed]
                 missing = unwelcomed or await self._claims.consume(
@@ -780,6 +800,8 @@ class DeliveryService:
                 costs[q] = (1, len(req.commit))
             if req.welcome is not None:
                 for q in welcome_to:
+                    if q in gone:
+                        continue
                     count, size = costs.get(q, (0, 0))
                     costs[q] = (count + 1, size + len(req.welcome))
             costs.pop(principal.queue_id, None)
@@ -789,7 +811,8 @@ class DeliveryService:
             deliveries = await self._enqueue(tx, old_members, req.commit, now, may_exceed=removed)
             recipients = len(deliveries)
             if req.welcome is not None:
-                deliveries += await self._enqueue(tx, welcome_to, req.welcome, now)
+                welcomed_now = [q for q in welcome_to if q not in gone]
+                deliveries += await self._enqueue(tx, welcomed_now, req.welcome, now)
             await self._remember(tx, key_hash, new_epoch, recipients, now)
             return deliveries, recipients, False
 
@@ -820,6 +843,29 @@ class DeliveryService:
         elif exc.code is ErrorCode.QUEUE_FULL:
             self._metrics.rate_limited.labels(limit="queue_full").inc()
 
+    async def _removed_queues(self, tx: Tx, queue_ids: Sequence[str]) -> set[str]:
+        """Those of ``queue_ids`` that belonged to removed clients (their tombstones)."""
+        if not queue_ids or self._removed_key is None:
+            return set()
+        digests = {removed_queue_hash(self._removed_key, q): q for q in queue_ids}
+        found: set[str] = set()
+        for chunk in _chunks(list(digests)):
+            rows = await tx.fetchall(
+                f"SELECT tombstone FROM removed_clients WHERE tombstone IN "  # noqa: S608
+                f"({_placeholders(len(chunk))})",
+                *chunk,
+            )
+            found.update(digests[bytes(r[0])] for r in rows)
+        return found
+
+    @staticmethod
+    async def _account_queues(tx: Tx, principal: Principal) -> set[str]:
+        """The queues of every client of ``principal``'s account (its own included)."""
+        rows = await tx.fetchall(
+            "SELECT queue_id FROM clients WHERE account_id = ?", principal.account_id
+        )
+        return {str(r[0]) for r in rows}
+
     async def _check_external_commit(
         self,
         tx: Tx,
@@ -828,20 +874,41 @@ class DeliveryService:
         current: int,
         req: CommitRequest,
         old_members: set[str],
+        own_queues: set[str],
     ) -> None:
-        """:class:`ApiError` unless ``req`` is a verified rejoin of ``principal`` (a member).
+        """:class:`ApiError` unless ``req`` is a verified external join of ``principal``.
 
-        RFC 9420 §12.4.3.2: an external commit adds only its sender (and may
-        remove the sender's old leaf), so the member set stays as it is. Its
-        signature must verify against the GroupContext of the GroupInfo held
-        for the current epoch (RFC 9420 §6.1), with the UpdatePath leaf's key,
-        which must be the requesting client's registered key under the
-        credential this server issued to it.
+        RFC 9420 §12.4.3.2: an external commit adds only its sender and may
+        remove one old leaf of the sender (a resync). ``principal`` is a
+        member (a rejoin after lost state: the member set stays as it is) or
+        a device of a member's account (a restored device, docs/devices.md
+        §5; ``own_queues`` are its account's queues): then the member set
+        grows by the requester's queue only and may lose at most one queue,
+        which must be of the requester's own account. Its signature must
+        verify against the GroupContext of the GroupInfo held for the current
+        epoch (RFC 9420 §6.1), with the UpdatePath leaf's key, which must be
+        the requesting client's registered key under the credential this
+        server issued to it.
         """
-        if set(req.members) != old_members:
-            raise ApiError.invalid_field(
-                "members", "an external commit rejoins a member: the member set stays the same"
-            )
+        new_members = set(req.members)
+        if principal.queue_id in old_members:
+            if new_members != old_members:
+                raise ApiError.invalid_field(
+                    "members", "an external commit rejoins a member: the member set stays the same"
+                )
+        else:
+            added = new_members - old_members
+            removed = old_members - new_members
+            if (
+                added != {principal.queue_id}
+                or len(removed) > 1
+                or not removed.issubset(own_queues)
+            ):
+                raise ApiError.invalid_field(
+                    "members",
+                    "an external commit adds only its sender and removes at most one "
+                    "queue of the sender's own account",
+                )
         row = await tx.fetchone(
             "SELECT group_info, group_info_epoch FROM mls_groups WHERE group_id = ?", group_id
         )
@@ -851,7 +918,7 @@ class DeliveryService:
                 "an external commit needs the GroupInfo of the current epoch on the server",
             )
         leaf = verify_external_commit(req.commit, bytes(row[0]))
-        registered = await registered_key(tx, principal.client_id)
+        registered = await registered_identity(tx, principal.client_id)
         if not leaf_is_issued_to(self._credential_key, principal, registered, leaf):
             raise ApiError(
                 ErrorCode.INVALID_MESSAGE,
@@ -1127,12 +1194,14 @@ class DeliveryService:
         """
 
         async def op(tx: Tx) -> tuple[int, bytes | None] | None:
+            # A member, or a device of a member's account (docs/devices.md §5).
             row = await tx.fetchone(
                 "SELECT g.group_info_epoch, g.group_info FROM mls_groups g "
-                "JOIN group_members gm ON gm.group_id = g.group_id "
-                "WHERE g.group_id = ? AND gm.queue_id = ?",
+                "WHERE g.group_id = ? AND EXISTS (SELECT 1 FROM group_members gm "
+                "JOIN clients c ON c.queue_id = gm.queue_id "
+                "WHERE gm.group_id = g.group_id AND c.account_id = ?)",
                 group_id,
-                principal.queue_id,
+                principal.account_id,
             )
             if row is None:
                 return None

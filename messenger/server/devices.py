@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from messenger.api.errors import ApiError, ErrorCode
-from messenger.api.fields import b64decode
+from messenger.api.fields import Ident, b64decode
 from messenger.api.signing import DEVICE_TOKEN_BYTES, HEADER_DEVICE_TOKEN
 
 from .logs import log_event
@@ -50,14 +50,19 @@ from .storage import Database, StorageError, Tx
 
 if TYPE_CHECKING:
     from .authentication import Principal
+    from .links import Links
 
 __all__ = [
     "DEVICE_CHANNEL",
     "Devices",
     "check_device",
+    "check_not_removed",
+    "device_removed",
     "device_replaced",
     "device_token_hash",
     "presented_token",
+    "removed_client_hash",
+    "removed_queue_hash",
     "token_matches",
 ]
 
@@ -67,9 +72,47 @@ _log = logging.getLogger("messenger.server.devices")
 DEVICE_CHANNEL: Final = "messenger_devices"
 
 _HASH_PREFIX: Final = b"messenger-device-token-v1\n"
+#: The last word of a removal's notification on :data:`DEVICE_CHANNEL`.
+_REMOVED: Final = "removed"
 
-#: Closes one open WebSocket of a client that was taken over.
-Closer = Callable[[], Awaitable[None]]
+_REMOVED_LABEL: Final = b"messenger-removed-client-v1\n"
+_REMOVED_QUEUE_LABEL: Final = b"messenger-removed-queue-v1\n"
+
+#: Closes one open WebSocket of a client that was taken over or removed,
+#: with the error code to give as the close reason.
+Closer = Callable[[ErrorCode], Awaitable[None]]
+
+
+def removed_client_hash(key: bytes, client_id: str) -> bytes:
+    """The tombstone of a removed client: HMAC-SHA256 of its ID under ``key``.
+
+    ``key`` is derived from the server secret (:mod:`.server_keys`), which is
+    not in the database: a copy of the database does not tell which client
+    IDs were removed.
+    """
+    return hmac.new(key, _REMOVED_LABEL + client_id.encode("ascii"), hashlib.sha256).digest()
+
+
+def removed_queue_hash(key: bytes, queue_id: str) -> bytes:
+    """The tombstone of a removed client's queue (same key, another label).
+
+    A member that has not yet applied the commit removing a removed device's
+    leaves still names its queue in the member set of its own commits; the
+    Delivery Service skips such queues instead of refusing the commit.
+    """
+    return hmac.new(key, _REMOVED_QUEUE_LABEL + queue_id.encode("ascii"), hashlib.sha256).digest()
+
+
+def device_removed() -> ApiError:
+    return ApiError(
+        ErrorCode.DEVICE_REMOVED,
+        "this device was removed from its account by one of the account's devices",
+    )
+
+
+def no_such_client() -> ApiError:
+    """The one answer for an unknown client and another account's client."""
+    return ApiError(ErrorCode.NOT_FOUND, "no such client")
 
 
 def device_token_hash(token: bytes) -> bytes:
@@ -109,6 +152,16 @@ def device_replaced() -> ApiError:
     )
 
 
+async def check_not_removed(tx: Tx, client_id: str) -> None:
+    """``device_removed`` if the client is gone (removed since its request was authenticated).
+
+    For the operations that change an account's devices or links: run after
+    the account's row is locked, so a removal that committed meanwhile is seen.
+    """
+    if await tx.fetchone("SELECT 1 FROM clients WHERE client_id = ?", client_id) is None:
+        raise device_removed()
+
+
 async def check_device(tx: Tx, client_id: str, presented: bytes | None) -> None:
     """``device_replaced`` unless ``presented`` is the client's current device token."""
     row = await tx.fetchone("SELECT device_token_hash FROM clients WHERE client_id = ?", client_id)
@@ -118,11 +171,15 @@ async def check_device(tx: Tx, client_id: str, presented: bytes | None) -> None:
 
 
 class Devices:
-    """Takeovers, and the open WebSockets to close when one happens."""
+    """Takeovers and removals, and the open WebSockets to close when one happens."""
 
-    def __init__(self, db: Database, hub: Hub) -> None:
+    def __init__(
+        self, db: Database, hub: Hub, *, removed_key: bytes, links: Links | None = None
+    ) -> None:
         self._db = db
         self._hub = hub
+        self._removed_key = removed_key
+        self._links = links
         #: Open WebSockets: client ID -> {closer: the device token it presented}.
         self._sockets: dict[str, dict[Closer, bytes | None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -144,18 +201,89 @@ class Devices:
         log_event(_log, "client taken over")
         await self._replaced(principal.client_id, principal.queue_id)
 
-    async def is_current(self, client_id: str, headers: Mapping[str, str]) -> bool:
-        """Whether a request with ``headers`` still speaks for the client (a read)."""
+    async def remove(self, principal: Principal, client_id: str) -> None:
+        """Remove ``client_id``, a client of ``principal``'s account (itself included).
+
+        Another account's client and an unknown ID get the same ``not_found``;
+        the account's last client ``last_device``. In one transaction: the
+        client's KeyPackages, its queue and queue entries, its group
+        memberships (the groups keep going without it; the other members
+        remove its leaves with a commit, RFC 9420 §12.1.3), the links it
+        opened and its row go, and its tombstone is stored, so that its
+        requests get ``device_removed`` from then on (:mod:`.authentication`).
+        Then its WebSockets are closed and its long polls woken, here and,
+        through ``NOTIFY``, in every other process.
+        """
+        try:
+            Ident("client_id").parse(client_id, "client_id")
+        except ApiError:
+            raise no_such_client() from None
+
+        async def op(tx: Tx) -> str:
+            # The account's row serialises device changes of one account, so
+            # two devices removing each other cannot remove the last one.
+            await tx.fetchone(
+                "SELECT 1 FROM accounts WHERE account_id = ?" + tx.for_update,  # noqa: S608
+                principal.account_id,
+            )
+            await check_not_removed(tx, principal.client_id)
+            row = await tx.fetchone(
+                "SELECT account_id, queue_id FROM clients WHERE client_id = ?", client_id
+            )
+            if row is None or str(row[0]) != principal.account_id:
+                raise no_such_client()
+            queue_id = str(row[1])
+            count = await tx.fetchone(
+                "SELECT COUNT(*) FROM clients WHERE account_id = ?", principal.account_id
+            )
+            if count is None or int(count[0]) <= 1:
+                raise ApiError(ErrorCode.LAST_DEVICE, "the account's last device cannot be removed")
+            await tx.execute("DELETE FROM key_packages WHERE client_id = ?", client_id)
+            if self._links is not None:
+                await self._links.delete_of_client(tx, client_id)
+            await tx.execute("DELETE FROM group_members WHERE queue_id = ?", queue_id)
+            payloads = await tx.fetchall(
+                "DELETE FROM queue_entries WHERE queue_id = ? RETURNING payload_id", queue_id
+            )
+            for payload_id in sorted({int(p[0]) for p in payloads}):
+                await tx.execute(
+                    "DELETE FROM payloads WHERE payload_id = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM queue_entries e WHERE e.payload_id = payloads.payload_id)",
+                    payload_id,
+                )
+            await tx.execute("DELETE FROM clients WHERE client_id = ?", client_id)
+            await tx.execute("DELETE FROM queues WHERE queue_id = ?", queue_id)
+            await tx.executemany(
+                "INSERT INTO removed_clients (tombstone) VALUES (?) ON CONFLICT DO NOTHING",
+                [
+                    (removed_client_hash(self._removed_key, client_id),),
+                    (removed_queue_hash(self._removed_key, queue_id),),
+                ],
+            )
+            await tx.notify(DEVICE_CHANNEL, f"{self._hub.origin} {client_id} {queue_id} {_REMOVED}")
+            return queue_id
+
+        queue_id = await self._db.transaction(op)
+        log_event(_log, "client removed")
+        await self._replaced(client_id, queue_id, ErrorCode.DEVICE_REMOVED)
+
+    async def check_current(self, client_id: str, headers: Mapping[str, str]) -> None:
+        """After a long poll: ``device_removed`` or ``device_replaced`` if either happened."""
         presented = presented_token(headers)
 
-        async def op(tx: Tx) -> bool:
-            try:
-                await check_device(tx, client_id, presented)
-            except ApiError:
-                return False
-            return True
+        async def op(tx: Tx) -> bool | None:
+            row = await tx.fetchone(
+                "SELECT device_token_hash FROM clients WHERE client_id = ?", client_id
+            )
+            if row is None:
+                return None
+            return token_matches(None if row[0] is None else bytes(row[0]), presented)
 
-        return await self._db.read(op)
+        current = await self._db.read(op)
+        if current is None:
+            raise device_removed()
+        if not current:
+            raise device_replaced()
 
     @contextlib.contextmanager
     def socket(self, client_id: str, headers: Mapping[str, str], closer: Closer) -> Iterator[None]:
@@ -171,46 +299,55 @@ class Devices:
                     del self._sockets[client_id]
 
     def on_notification(self, payload: str) -> None:
-        """A takeover in any process (see :meth:`take_over`): act on it here too.
+        """A takeover or removal in any process (see :meth:`take_over`, :meth:`remove`).
 
         ``*`` (the LISTEN connection was lost and is back): check every open
-        socket again, since a takeover may have gone unheard.
+        socket again, since a takeover or removal may have gone unheard.
         """
         origin, _, rest = payload.partition(" ")
-        client_id, _, queue_id = rest.partition(" ")
+        client_id, _, rest = rest.partition(" ")
+        queue_id, _, kind = rest.partition(" ")
+        code = ErrorCode.DEVICE_REMOVED if kind == _REMOVED else ErrorCode.DEVICE_REPLACED
         if origin == "*":
             self._spawn(self._recheck_all())
         elif origin != self._hub.origin and client_id:
-            self._spawn(self._replaced(client_id, queue_id))
+            self._spawn(self._replaced(client_id, queue_id, code))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _replaced(self, client_id: str, queue_id: str) -> None:
+    async def _replaced(
+        self, client_id: str, queue_id: str, code: ErrorCode = ErrorCode.DEVICE_REPLACED
+    ) -> None:
         """Close the client's WebSockets and wake its long polls (they re-check)."""
         for closer in list(self._sockets.get(client_id, ())):
             with contextlib.suppress(Exception):
-                await closer()
+                await closer(code)
         self._hub.wake_queue(queue_id)
 
     async def _recheck_all(self) -> None:
         """Close every open socket whose device token is no longer its client's."""
         for client_id, sockets in list(self._sockets.items()):
 
-            async def stored(tx: Tx, client_id: str = client_id) -> bytes | None:
+            async def stored(tx: Tx, client_id: str = client_id) -> tuple[bool, bytes | None]:
                 row = await tx.fetchone(
                     "SELECT device_token_hash FROM clients WHERE client_id = ?", client_id
                 )
-                return None if row is None or row[0] is None else bytes(row[0])
+                if row is None:
+                    return False, None
+                return True, None if row[0] is None else bytes(row[0])
 
             try:
-                current = await self._db.read(stored)
+                exists, current = await self._db.read(stored)
             except StorageError:
                 _log.exception("re-checking device tokens failed")
                 return
             for closer, token in list(sockets.items()):
-                if not token_matches(current, token):
+                if not exists:
                     with contextlib.suppress(Exception):
-                        await closer()
+                        await closer(ErrorCode.DEVICE_REMOVED)
+                elif not token_matches(current, token):
+                    with contextlib.suppress(Exception):
+                        await closer(ErrorCode.DEVICE_REPLACED)

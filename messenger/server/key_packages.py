@@ -4,16 +4,19 @@ Clients upload one-time KeyPackages and one "last resort" KeyPackage. A claim
 for an account returns one KeyPackage per client of that account: a one-time
 one, deleted in the same transaction so that no two claimers ever get the
 same, or the client's last-resort one (kept, and flagged as such) when no
-one-time KeyPackage is left. Clients watch :meth:`KeyPackages.count` and
-upload more before they run out.
+one-time KeyPackage is left. A claim for the claimer's own account (adding
+its other devices, docs/devices.md) returns the *other* clients' only.
+Clients watch :meth:`KeyPackages.count` and upload more before they run out.
 
 Uploaded KeyPackages must decode and verify (:func:`.mls_frames.check_key_package`),
 and must be the uploader's own: the leaf's signature key is the key the
 client registered, and its credential is one this server issued to that
 client (its account and client IDs and that key, under the server's
-signature). Otherwise the whole upload is refused with ``invalid_message``
-and nothing of it is stored, so no one can plant KeyPackages that others
-would take for someone else's.
+signature), and, once the client was certified by its account key, its
+current version-2 credential (that account key and the stored certificate;
+a stale version-1 credential is refused). Otherwise the whole upload is
+refused with ``invalid_message`` and nothing of it is stored, so no one can
+plant KeyPackages that others would take for someone else's.
 
 **Claims are limited** (in each process's memory, like :mod:`.ratelimit`):
 a claiming account may make ``key_package_claims_per_hour`` claims
@@ -23,7 +26,8 @@ an hour whoever claims, and at most
 ``one_time_key_packages_per_claimer_per_target_per_hour`` times to one
 claiming account; past either, a claim gets the last-resort KeyPackage, so
 nobody can drain someone's one-time KeyPackages, one claimer cannot use up
-the target's hourly share alone, and the target stays reachable.
+the target's hourly share alone, and the target stays reachable. Claims of
+one's own account are held only to the claimer's limit.
 
 **Claims leave evidence** (:class:`ClaimEvidence`): for each KeyPackage
 handed out, a row of two HMACs under a key derived from the server secret,
@@ -41,6 +45,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -60,7 +65,13 @@ from .mls_frames import KeyPackageLeaf, check_key_package, key_package_ref
 from .ratelimit import RateLimiter
 from .storage import Database, Tx
 
-__all__ = ["ClaimEvidence", "KeyPackages", "leaf_is_issued_to", "registered_key"]
+__all__ = [
+    "ClaimEvidence",
+    "KeyPackages",
+    "Registered",
+    "leaf_is_issued_to",
+    "registered_identity",
+]
 
 _HOUR_MS = 3600 * 1000
 _CHUNK = 500
@@ -70,29 +81,60 @@ def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """What the server holds of a client's identity, to check its credentials against."""
+
+    #: The client's registered signature key (empty if there is no such client).
+    signature_key: bytes
+    #: The account's key (docs/devices.md §1), if the account has one.
+    account_key: bytes | None = None
+    #: The account key's certificate of this client, if it was certified.
+    certified_at: int | None = None
+    device_certificate: bytes | None = None
+
+
 def leaf_is_issued_to(
     credential_key: Ed25519PublicKey,
     principal: Principal,
-    registered: bytes,
+    registered: Registered,
     leaf: KeyPackageLeaf,
 ) -> bool:
-    """Whether ``leaf`` carries ``principal``'s registered key and the credential issued to it.
+    """Whether ``leaf`` carries ``principal``'s registered key and its current credential.
 
-    ``registered`` is the client's signature key from the database; the
-    credential must name the principal's account and client and that key,
-    under the server's signature (``credential_key``).
+    ``registered`` is what the database holds of the client; the credential
+    must name the principal's account and client and that key, under the
+    server's signature (``credential_key``). Once the client was certified
+    (docs/devices.md §1) only its version-2 credential is current: it must
+    name the account's key and carry the stored certificate, so a stale
+    version-1 credential, or one with another account key or certificate,
+    is refused.
     """
     cred = leaf.credential
+    key = registered.signature_key
     if (
         cred is None
-        or not registered
-        or leaf.signature_key != registered
-        or cred.signature_key != registered
+        or not key
+        or leaf.signature_key != key
+        or cred.signature_key != key
         or cred.account_id != principal.account_id
         or cred.client_id != principal.client_id
     ):
         return False
-    tbs = credential_tbs(cred.account_id, cred.client_id, cred.signature_key, cred.issued_at)
+    if registered.device_certificate is None:
+        if cred.account_key is not None:
+            return False
+    elif (
+        cred.account_key is None
+        or registered.account_key is None
+        or cred.account_key != registered.account_key
+        or cred.certified_at != registered.certified_at
+        or cred.device_certificate != registered.device_certificate
+    ):
+        return False
+    tbs = credential_tbs(
+        cred.account_id, cred.client_id, cred.signature_key, cred.issued_at, cred.account_key
+    )
     try:
         credential_key.verify(cred.signature, tbs)
     except InvalidSignature:
@@ -100,10 +142,21 @@ def leaf_is_issued_to(
     return True
 
 
-async def registered_key(tx: Tx, client_id: str) -> bytes:
-    """The client's registered signature key (empty if there is no such client)."""
-    row = await tx.fetchone("SELECT signature_key FROM clients WHERE client_id = ?", client_id)
-    return b"" if row is None else bytes(row[0])
+async def registered_identity(tx: Tx, client_id: str) -> Registered:
+    """What the database holds of the client's identity (an empty key if it does not exist)."""
+    row = await tx.fetchone(
+        "SELECT c.signature_key, a.account_key, c.certified_at, c.device_certificate "
+        "FROM clients c JOIN accounts a ON a.account_id = c.account_id WHERE c.client_id = ?",
+        client_id,
+    )
+    if row is None:
+        return Registered(b"")
+    return Registered(
+        bytes(row[0]),
+        None if row[1] is None else bytes(row[1]),
+        None if row[2] is None else int(row[2]),
+        None if row[3] is None else bytes(row[3]),
+    )
 
 
 class _HourlyAllowance:
@@ -176,9 +229,14 @@ class ClaimEvidence:
         """Remember that ``claimer`` got KeyPackages ``(target queue, KeyPackageRef)``."""
         expires = self.expires_at(now_ms)
         await tx.executemany(
-            "INSERT INTO claim_evidence (evidence_hash, queue_hash, expires_at) VALUES (?, ?, ?) "
+            "INSERT INTO claim_evidence (evidence_hash, queue_hash, expires_at, uses) "
+            "VALUES (?, ?, ?, 1) "
             "ON CONFLICT (evidence_hash) DO UPDATE SET queue_hash = excluded.queue_hash, "
-            "expires_at = excluded.expires_at",
+            "expires_at = excluded.expires_at, "
+            # At most 10,000 uses (a last-resort KeyPackage, claimed again and
+            # again by one claimer).
+            "uses = CASE WHEN claim_evidence.uses < 10000 "
+            "THEN claim_evidence.uses + 1 ELSE claim_evidence.uses END",
             [
                 (self.evidence_hash(claimer, ref), self.queue_hash(claimer, queue), expires)
                 for queue, ref in handed_out
@@ -192,7 +250,8 @@ class ClaimEvidence:
 
         Each queue needs an unexpired row for one of ``refs`` that ``claimer``
         claimed from that queue's client. Returns the queues without such
-        evidence (and consumes nothing then); the rows used are deleted.
+        evidence (and consumes nothing then); each row used loses one of its
+        uses (one per claim) and goes with its last.
         """
         if not queues:
             return []
@@ -216,10 +275,17 @@ class ClaimEvidence:
         missing = [q for q in queues if q not in covered]
         if missing:
             return missing
+        # One use each; a row goes with its last use (a last-resort KeyPackage
+        # claimed n times is evidence for n Adds).
         for i in range(0, len(used), _CHUNK):
             chunk = used[i : i + _CHUNK]
+            marks = _placeholders(len(chunk))
             await tx.execute(
-                f"DELETE FROM claim_evidence WHERE evidence_hash IN ({_placeholders(len(chunk))})",  # noqa: S608
+                f"UPDATE claim_evidence SET uses = uses - 1 WHERE evidence_hash IN ({marks})",  # noqa: S608
+                *chunk,
+            )
+            await tx.execute(
+                f"DELETE FROM claim_evidence WHERE uses <= 0 AND evidence_hash IN ({marks})",  # noqa: S608
                 *chunk,
             )
         return []
@@ -263,7 +329,7 @@ class KeyPackages:
             one_time_per_pair_per_hour or one_time_per_target_per_hour, clock
         )
 
-    def _is_own(self, principal: Principal, registered: bytes, leaf: KeyPackageLeaf) -> bool:
+    def _is_own(self, principal: Principal, registered: Registered, leaf: KeyPackageLeaf) -> bool:
         """Whether ``leaf`` carries the uploader's key and its server-issued credential."""
         return leaf_is_issued_to(self._credential_key, principal, registered, leaf)
 
@@ -284,7 +350,7 @@ class KeyPackages:
         client_id = principal.client_id
 
         async def op(tx: Tx) -> UploadKeyPackagesResponse:
-            registered = await registered_key(tx, client_id)
+            registered = await registered_identity(tx, client_id)
             for where, details, leaf in leaves:
                 if not self._is_own(principal, registered, leaf):
                     raise ApiError(
@@ -336,11 +402,17 @@ class KeyPackages:
         that hands out no one-time KeyPackage does not count). Every
         KeyPackage handed out is recorded as :class:`ClaimEvidence` for
         ``principal``'s client.
+
+        A claim for the claimer's own account (adding its other devices to a
+        group, docs/devices.md §2) returns one KeyPackage per *other* client,
+        never the claimer's own, and is not held to the one-time limits,
+        which protect an account from others draining it.
         """
         self._claimer_limit.hit(principal.account_id)
+        own = account_id == principal.account_id
         pair = f"{principal.account_id}\n{account_id}"
-        one_time = self._pair_limit.take(pair)
-        if one_time and not self._target_limit.take(account_id):
+        one_time = own or self._pair_limit.take(pair)
+        if one_time and not own and not self._target_limit.take(account_id):
             self._pair_limit.give_back(pair)
             one_time = False
         now_ms = int(self._clock() * 1000)
@@ -354,6 +426,8 @@ class KeyPackages:
                 raise ApiError(ErrorCode.UNKNOWN_ACCOUNT, "no such account")
             claimed: list[ClaimedKeyPackage] = []
             for client_id, queue_id in clients:
+                if client_id == principal.client_id:
+                    continue
                 row = None
                 if one_time:
                     row = await tx.fetchone(
@@ -388,6 +462,6 @@ class KeyPackages:
             handed_out = any(not c.last_resort for c in response.key_packages)
             return response
         finally:
-            if one_time and not handed_out:  # only one-time KeyPackages count
+            if one_time and not own and not handed_out:  # only one-time KeyPackages count
                 self._pair_limit.give_back(pair)
                 self._target_limit.give_back(account_id)

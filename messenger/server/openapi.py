@@ -18,6 +18,8 @@ from messenger.api.signing import (
     HEADER_TIMESTAMP,
 )
 
+from .links import OPTIONALLY_SIGNED
+
 __all__ = ["openapi_document"]
 
 _ERROR_SCHEMA: dict[str, object] = {
@@ -96,6 +98,9 @@ def _operation(route: Route) -> dict[str, Any]:
         }
     if route.signed:
         op["security"] = [{"requestSignature": []}]
+    elif (route.method, route.path) in OPTIONALLY_SIGNED:
+        # Anonymous, or signed (then verified): the link mailbox (links.py).
+        op["security"] = [{}, {"requestSignature": []}]
     by_status: dict[int, list[str]] = {}
     for code in route.errors:
         by_status.setdefault(HTTP_STATUS[code], []).append(str(code))

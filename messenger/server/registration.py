@@ -15,7 +15,14 @@ credential.
 * **Invite codes** (policy ``invite``) are random strings minted with
   ``messenger-server mint-invite``; the database holds their SHA-256 only.
 * **Credentials**: the server's Ed25519 key signs
-  :func:`~messenger.api.signing.credential_tbs`.
+  :func:`~messenger.api.signing.credential_tbs`. Version 2
+  (docs/devices.md §1) also names the account's key, and carries the
+  account key's certificate of the device key
+  (:func:`~messenger.api.signing.device_certificate_tbs`), which the server
+  verifies before storing it: at registration (optional), when a device is
+  added to an account with a key (required) and on ``POST
+  /v1/clients/certificate``, which gives an older account its key (first
+  writer wins, then the same key only).
 
 Account, client and queue IDs are independent random values, so a queue ID
 (which group members see) says nothing about the account ID.
@@ -35,6 +42,7 @@ import secrets
 import string
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from messenger.api.errors import ApiError, ErrorCode
@@ -42,16 +50,19 @@ from messenger.api.fields import ID_BYTES, b64encode
 from messenger.api.models import (
     AddClientRequest,
     AddClientResponse,
+    CertifyClientRequest,
     Challenge,
+    ClientCredential,
     Credential,
     RegisterRequest,
     RegisterResponse,
 )
 from messenger.api.pow import pow_ok
-from messenger.api.signing import credential_tbs, possession_message
+from messenger.api.signing import credential_tbs, device_certificate_tbs, possession_message
 
 from .authentication import Principal, verify_ed25519
 from .config import ServerConfig
+from .devices import check_not_removed, device_removed
 from .handles import Handles
 from .server_keys import ServerKeys
 from .storage import Database, Tx, UniqueViolation
@@ -110,8 +121,47 @@ async def mint_invites(
     return codes
 
 
+@dataclass(frozen=True, slots=True)
+class _Certificate:
+    """The account key's certificate of one device key (docs/devices.md §1)."""
+
+    account_key: bytes
+    certified_at: int
+    device_certificate: bytes
+
+    def check(self, signature_key: bytes) -> None:
+        """``proof_invalid`` unless the certificate of ``signature_key`` verifies."""
+        tbs = device_certificate_tbs(self.account_key, signature_key, self.certified_at)
+        if not verify_ed25519(self.account_key, self.device_certificate, tbs):
+            raise ApiError(
+                ErrorCode.PROOF_INVALID,
+                "the device certificate does not verify under the account key",
+            )
+
+    async def store(self, tx: Tx, client_id: str) -> None:
+        """Keep the certificate as the client's (the account key is the account's)."""
+        await tx.execute(
+            "UPDATE clients SET certified_at = ?, device_certificate = ? WHERE client_id = ?",
+            self.certified_at,
+            self.device_certificate,
+            client_id,
+        )
+
+
+async def _insert_client(
+    tx: Tx, client_id: str, account_id: str, signature_key: bytes, queue_id: str
+) -> None:
+    await tx.execute(
+        "INSERT INTO clients (client_id, account_id, signature_key, queue_id) VALUES (?, ?, ?, ?)",
+        client_id,
+        account_id,
+        signature_key,
+        queue_id,
+    )
+
+
 class Registration:
-    """Issue challenges, register accounts, add clients."""
+    """Issue challenges, register accounts, add clients, certify them."""
 
     def __init__(
         self,
@@ -160,11 +210,31 @@ class Registration:
 
     # -- credentials ----------------------------------------------------------
 
-    def _credential(self, account_id: str, client_id: str, key: bytes) -> Credential:
+    def _credential(
+        self,
+        account_id: str,
+        client_id: str,
+        key: bytes,
+        certificate: _Certificate | None = None,
+    ) -> Credential:
+        """A credential for the client: version 2 with the account's certificate."""
         issued_at = self._now_ms()
-        tbs = credential_tbs(account_id, client_id, key, issued_at)
+        if certificate is None:
+            tbs = credential_tbs(account_id, client_id, key, issued_at)
+            signature = self._keys.credential_key.sign(tbs)
+            return Credential(account_id, client_id, key, issued_at, signature)
+        tbs = credential_tbs(account_id, client_id, key, issued_at, certificate.account_key)
         signature = self._keys.credential_key.sign(tbs)
-        return Credential(account_id, client_id, key, issued_at, signature)
+        return Credential(
+            account_id,
+            client_id,
+            key,
+            issued_at,
+            signature,
+            certificate.account_key,
+            certificate.certified_at,
+            certificate.device_certificate,
+        )
 
     # -- registration -----------------------------------------------------------
 
@@ -180,6 +250,11 @@ class Registration:
             req.signature_key, req.proof, possession_message(req.challenge, req.signature_key)
         ):
             raise ApiError(ErrorCode.PROOF_INVALID, "the proof of possession does not verify")
+        certificate = None
+        if req.account_key is not None:
+            assert req.certified_at is not None and req.device_certificate is not None
+            certificate = _Certificate(req.account_key, req.certified_at, req.device_certificate)
+            certificate.check(req.signature_key)
         if policy == "invite" and req.invite_code is None:
             raise ApiError(ErrorCode.INVITE_REQUIRED, "this server needs an invite code")
         code_hash = invite_hash(req.invite_code) if req.invite_code is not None else None
@@ -221,14 +296,14 @@ class Registration:
                     account_id,
                     handle_hash,
                 )
-                await tx.execute(
-                    "INSERT INTO clients (client_id, account_id, signature_key, queue_id) "
-                    "VALUES (?, ?, ?, ?)",
-                    client_id,
-                    account_id,
-                    req.signature_key,
-                    queue_id,
-                )
+                await _insert_client(tx, client_id, account_id, req.signature_key, queue_id)
+                if certificate is not None:
+                    await tx.execute(
+                        "UPDATE accounts SET account_key = ? WHERE account_id = ?",
+                        certificate.account_key,
+                        account_id,
+                    )
+                    await certificate.store(tx, client_id)
             except UniqueViolation as exc:
                 if "handle_hash" in str(exc):
                     raise ApiError(ErrorCode.HANDLE_TAKEN, "this handle is taken") from None
@@ -237,11 +312,18 @@ class Registration:
                 ) from None
 
         await self._db.transaction(op)
-        credential = self._credential(account_id, client_id, req.signature_key)
+        credential = self._credential(account_id, client_id, req.signature_key, certificate)
         return RegisterResponse(account_id, client_id, queue_id, credential)
 
     async def add_client(self, principal: Principal, req: AddClientRequest) -> AddClientResponse:
-        """Add a client (a device with its own key and queue) to the account."""
+        """Add a client (a device with its own key and queue) to the account.
+
+        When the account has a key, the new key must come with the account
+        key's certificate (docs/devices.md §1), checked under the stored
+        account key (``proof_invalid`` otherwise), and the credential issued
+        is version 2. A certificate for an account without a key is refused
+        too (``proof_invalid``): the account must be certified first.
+        """
         context = principal.account_id.encode("ascii")
         if not verify_ed25519(
             req.signature_key, req.proof, possession_message(context, req.signature_key)
@@ -249,8 +331,36 @@ class Registration:
             raise ApiError(ErrorCode.PROOF_INVALID, "the proof of possession does not verify")
         client_id, queue_id = new_id(), new_id()
         limit = self._config.max_clients_per_account
+        certificate: _Certificate | None = None
 
         async def op(tx: Tx) -> None:
+            nonlocal certificate
+            # The account's row serialises device changes of one account.
+            account = await tx.fetchone(
+                "SELECT account_key FROM accounts WHERE account_id = ?"  # noqa: S608
+                + tx.for_update,
+                principal.account_id,
+            )
+            await check_not_removed(tx, principal.client_id)
+            account_key = None if account is None or account[0] is None else bytes(account[0])
+            certificate = None
+            if account_key is None and req.device_certificate is not None:
+                # The sender holds an account key the server does not know:
+                # a credential issued now would be version 1, which members
+                # refuse. It must certify itself first (and so set the key).
+                raise ApiError(
+                    ErrorCode.PROOF_INVALID,
+                    "this account has no key yet: certify a device first "
+                    "(POST /v1/clients/certificate)",
+                )
+            if account_key is not None:
+                if req.certified_at is None or req.device_certificate is None:
+                    raise ApiError(
+                        ErrorCode.PROOF_INVALID,
+                        "this account has a key: a new device needs its certificate",
+                    )
+                certificate = _Certificate(account_key, req.certified_at, req.device_certificate)
+                certificate.check(req.signature_key)
             row = await tx.fetchone(
                 "SELECT COUNT(*) FROM clients WHERE account_id = ?", principal.account_id
             )
@@ -264,19 +374,64 @@ class Registration:
                 raise ApiError(ErrorCode.KEY_IN_USE, "this signature key is already registered")
             try:
                 await tx.execute("INSERT INTO queues (queue_id) VALUES (?)", queue_id)
-                await tx.execute(
-                    "INSERT INTO clients (client_id, account_id, signature_key, queue_id) "
-                    "VALUES (?, ?, ?, ?)",
-                    client_id,
-                    principal.account_id,
-                    req.signature_key,
-                    queue_id,
+                await _insert_client(
+                    tx, client_id, principal.account_id, req.signature_key, queue_id
                 )
+                if certificate is not None:
+                    await certificate.store(tx, client_id)
             except UniqueViolation:
                 raise ApiError(
                     ErrorCode.KEY_IN_USE, "this signature key is already registered"
                 ) from None
 
         await self._db.transaction(op)
-        credential = self._credential(principal.account_id, client_id, req.signature_key)
+        credential = self._credential(
+            principal.account_id, client_id, req.signature_key, certificate
+        )
         return AddClientResponse(client_id, queue_id, credential)
+
+    async def certify(self, principal: Principal, req: CertifyClientRequest) -> ClientCredential:
+        """Store the account key's certificate of the signing client; its v2 credential.
+
+        For an account from before account keys, the first such request sets
+        the account's key (first writer wins: the account's row is locked and
+        the key set only while it is NULL); afterwards every certificate must
+        be under that key (``key_in_use`` otherwise). The certificate must
+        verify (``proof_invalid``). Nothing changes on a refusal.
+        """
+        certificate = _Certificate(req.account_key, req.certified_at, req.device_certificate)
+
+        async def op(tx: Tx) -> bytes:
+            account = await tx.fetchone(
+                "SELECT account_key FROM accounts WHERE account_id = ?"  # noqa: S608
+                + tx.for_update,
+                principal.account_id,
+            )
+            if account is None:  # pragma: no cover - the request was just authenticated
+                raise ApiError(ErrorCode.AUTH_INVALID, "bad signature")
+            row = await tx.fetchone(
+                "SELECT signature_key FROM clients WHERE client_id = ?", principal.client_id
+            )
+            if row is None:  # removed since the authentication
+                raise device_removed()
+            signature_key = bytes(row[0])
+            certificate.check(signature_key)
+            if account[0] is None:
+                changed = await tx.execute(
+                    "UPDATE accounts SET account_key = ? "
+                    "WHERE account_id = ? AND account_key IS NULL",
+                    certificate.account_key,
+                    principal.account_id,
+                )
+                if changed != 1:  # pragma: no cover - the row lock rules this out
+                    raise ApiError(ErrorCode.KEY_IN_USE, "the account has another key")
+            elif not hmac.compare_digest(bytes(account[0]), certificate.account_key):
+                raise ApiError(ErrorCode.KEY_IN_USE, "the account has another key")
+            await certificate.store(tx, principal.client_id)
+            return signature_key
+
+        signature_key = await self._db.transaction(op)
+        credential = self._credential(
+            principal.account_id, principal.client_id, signature_key, certificate
+        )
+        return ClientCredential(credential)

@@ -27,10 +27,16 @@ from messenger.api import routes as r
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.fields import b64decode
 from messenger.api.routes import Route
-from messenger.api.signing import canonical_target
+from messenger.api.signing import (
+    HEADER_CLIENT,
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    canonical_target,
+)
 
 from .authentication import Principal
-from .devices import device_replaced
+from .links import OPTIONALLY_SIGNED
 from .logs import log_event
 from .metrics import CONTENT_TYPE
 from .openapi import openapi_document
@@ -127,6 +133,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _carries_signature(request: Request) -> bool:
+    """Whether a request carries any of the signature headers.
+
+    Any one of them makes it a signed request, which must then verify in
+    full (a bad or partial signature is a 401, never an anonymous request).
+    """
+    headers = request.headers
+    return any(
+        name in headers
+        for name in (HEADER_CLIENT, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+    )
+
+
 def endpoint(route: Route, handler: Handler) -> StarletteRoute:
     """A Starlette route running ``handler`` behind the common steps."""
 
@@ -172,7 +191,9 @@ def endpoint(route: Route, handler: Handler) -> StarletteRoute:
             raise
         body = await _read_body(request, state.config.max_body_bytes)
         principal = None
-        if route.signed:
+        if route.signed or (
+            (route.method, route.path) in OPTIONALLY_SIGNED and _carries_signature(request)
+        ):
             principal = await state.auth.authenticate(
                 request.method,
                 request_target(request),
@@ -240,6 +261,16 @@ async def add_client(call: Call) -> m.Model:
     return await call.state.registration.add_client(call.me, call.body)
 
 
+async def certify_client(call: Call) -> m.Model:
+    return await call.state.registration.certify(call.me, call.body)
+
+
+async def remove_client(call: Call) -> m.Model:
+    client_id = call.request.path_params["client_id"]
+    await call.state.devices.remove(call.me, client_id)
+    return m.Empty()
+
+
 async def take_over(call: Call) -> m.Model:
     await call.state.devices.take_over(call.me, call.body.device_token)
     return m.Empty()
@@ -305,9 +336,10 @@ async def fetch(call: Call) -> m.Model:
     wait = _query_int(call, "wait", 0)
     messages, more = await call.state.delivery.fetch_wait(call.me.queue_id, after, limit, wait)
     # A long poll outlives its authentication: the client may have been taken
-    # over meanwhile (devices.py), and then these messages are not this copy's.
-    if wait and not await call.state.devices.is_current(call.me.client_id, call.request.headers):
-        raise device_replaced()
+    # over or removed meanwhile (devices.py), and then these messages are not
+    # this copy's.
+    if wait:
+        await call.state.devices.check_current(call.me.client_id, call.request.headers)
     return m.FetchResponse(tuple(messages), more)
 
 
@@ -358,6 +390,63 @@ async def put_group_info(call: Call) -> m.Model:
     return m.Empty()
 
 
+def _link_limit(call: Call) -> None:
+    """Unsigned link requests: the link budget of the address (never logged)."""
+    if call.principal is not None:
+        return
+    state = call.state
+    try:
+        state.link_limiter.hit(client_address(call.request, state))
+    except ApiError:
+        state.metrics.rate_limited.labels(limit="link").inc()
+        raise
+
+
+def _link_id(call: Call) -> bytes:
+    raw = call.request.path_params["link_id"]
+    try:
+        link_id = b64decode(raw)
+    except ValueError:
+        raise ApiError.invalid_field("link_id", "not unpadded base64url") from None
+    if len(link_id) != m.LINK_ID_BYTES:
+        raise ApiError.invalid_field("link_id", "bad length")
+    return link_id
+
+
+def _link_query_int(call: Call, name: str) -> int:
+    field = next(f for f in r.LINK_FETCH_QUERY if f.name == name)
+    raw = call.request.query_params.get(name)
+    if raw is None:
+        return 0
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise ApiError.invalid_field(name, "expected a non-negative integer")
+    value: int = field.parse(int(raw), name)
+    return value
+
+
+async def create_link(call: Call) -> m.Model:
+    return await call.state.links.create(call.me, call.body.link_id)
+
+
+async def post_link(call: Call) -> m.Model:
+    _link_limit(call)
+    return await call.state.links.post(call.principal, _link_id(call), call.body.sealed)
+
+
+async def fetch_link(call: Call) -> m.Model:
+    _link_limit(call)
+    link_id = _link_id(call)
+    after = _link_query_int(call, "after")
+    wait = _link_query_int(call, "wait")
+    return await call.state.links.fetch(call.principal, link_id, after, wait)
+
+
+async def close_link(call: Call) -> m.Model:
+    _link_limit(call)
+    await call.state.links.close(call.principal, _link_id(call))
+    return m.Empty()
+
+
 async def metrics(call: Call) -> Response:
     return Response(call.state.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -373,6 +462,12 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", r.REGISTER): register,
     ("POST", r.CLIENTS): add_client,
     ("POST", r.CLIENT_TAKEOVER): take_over,
+    ("POST", r.CLIENT_CERTIFICATE): certify_client,
+    ("DELETE", r.CLIENT): remove_client,
+    ("POST", r.LINKS): create_link,
+    ("POST", r.LINK_MESSAGES): post_link,
+    ("GET", r.LINK_MESSAGES): fetch_link,
+    ("DELETE", r.LINK): close_link,
     ("PUT", r.HANDLE): set_handle,
     ("DELETE", r.HANDLE): remove_handle,
     ("POST", r.HANDLE_LOOKUP): lookup_handle,

@@ -17,7 +17,8 @@ Derived keys (HMAC-SHA256 of the master secret and a label):
 * the MAC key of stateless proof-of-work challenges;
 * the pepper of handle hashes;
 * the HMAC key of KeyPackage claim evidence (:mod:`.key_packages`);
-* the HMAC key of stored request nonces (:mod:`.authentication`).
+* the HMAC key of stored request nonces (:mod:`.authentication`);
+* the HMAC key of removed clients' tombstones (:mod:`.devices`).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class ServerKeys:
     handle_pepper: bytes
     claim_evidence_key: bytes
     request_nonce_key: bytes
+    removed_client_key: bytes
 
     @classmethod
     def derive(cls, master: bytes) -> ServerKeys:
@@ -142,4 +144,5 @@ class ServerKeys:
             handle_pepper=sub("handle-hash"),
             claim_evidence_key=sub("claim-evidence"),
             request_nonce_key=sub("request-nonce"),
+            removed_client_key=sub("removed-client"),
         )

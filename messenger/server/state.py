@@ -14,6 +14,7 @@ from .delivery import DeliveryService
 from .devices import DEVICE_CHANNEL, Devices
 from .handles import Handles
 from .key_packages import ClaimEvidence, KeyPackages
+from .links import Links
 from .logs import log_event
 from .metrics import Metrics
 from .push import CHANNEL, Hub
@@ -56,6 +57,7 @@ class ServerState:
             clock,
             self.metrics,
             nonce_key=self.keys.request_nonce_key,
+            removed_key=self.keys.removed_client_key,
         )
         self.handles = Handles(
             self.db,
@@ -88,11 +90,18 @@ class ServerState:
             credential_public_key=self.keys.credential_public_key,
             sender_messages_per_minute=config.sender_messages_per_queue_per_minute,
             sender_bytes_per_minute=config.sender_bytes_per_queue_per_minute,
+            removed_key=self.keys.removed_client_key,
         )
-        self.devices = Devices(self.db, self.hub)
+        self.links = Links(self.db, self.hub, clock)
+        self.devices = Devices(
+            self.db, self.hub, removed_key=self.keys.removed_client_key, links=self.links
+        )
         self.ip_limiter = RateLimiter.per_minute("address", config.ip_requests_per_minute, clock)
         self.account_limiter = RateLimiter.per_minute(
             "account", config.account_requests_per_minute, clock
+        )
+        self.link_limiter = RateLimiter.per_minute(
+            "link", config.link_requests_per_ip_per_minute, clock
         )
         self.registration_limiter = RateLimiter.per_hour(
             "registration", config.registrations_per_ip_per_hour, clock
@@ -134,5 +143,6 @@ class ServerState:
             await asyncio.sleep(self.config.sweep_interval_seconds)
             try:
                 await self.delivery.sweep()
+                await self.links.sweep()
             except StorageError:
                 _log.exception("retention sweep failed")

@@ -54,22 +54,25 @@ class _Connection:
         self.queue_id = principal.queue_id
         self._send_lock = asyncio.Lock()
         self._closed = False
+        self._reason = ErrorCode.DEVICE_REPLACED
 
     async def send(self, payload: bytes | str) -> None:
         text = payload if isinstance(payload, str) else payload.decode()
         async with self._send_lock:
             if self._closed:
-                raise WebSocketDisconnect(1008, str(ErrorCode.DEVICE_REPLACED))
+                raise WebSocketDisconnect(1008, str(self._reason))
             await self.ws.send_text(text)
 
-    async def replaced(self) -> None:
-        """Close the socket: a restored copy took the client over (devices.py)."""
+    async def replaced(self, code: ErrorCode = ErrorCode.DEVICE_REPLACED) -> None:
+        """Close the socket: a restored copy took the client over, or one of the
+        account's devices removed it (``code`` says which; devices.py)."""
         async with self._send_lock:
             if self._closed:
                 return
             self._closed = True
+            self._reason = code
             with contextlib.suppress(Exception):
-                await self.ws.close(code=1008, reason=str(ErrorCode.DEVICE_REPLACED))
+                await self.ws.close(code=1008, reason=str(code))
 
     async def push(self, messages: list[QueueMessage]) -> None:
         for i in range(0, len(messages), _BATCH):
@@ -149,7 +152,7 @@ async def queue_socket(ws: WebSocket) -> None:
     except ApiError as exc:
         if exc.code is ErrorCode.RATE_LIMITED:
             state.metrics.rate_limited.labels(limit="websocket").inc()
-        if exc.code is ErrorCode.DEVICE_REPLACED:
+        if exc.code in (ErrorCode.DEVICE_REPLACED, ErrorCode.DEVICE_REMOVED):
             # Closed with the code, not denied: a client cannot read the body of a
             # denied handshake (httpx-ws), and this one must know why.
             await ws.accept()
@@ -164,8 +167,10 @@ async def queue_socket(ws: WebSocket) -> None:
         with state.devices.socket(principal.client_id, ws.headers, conn.replaced):
             # Registered first, checked second: a takeover that committed after
             # the authentication is seen here, one that commits later closes it.
-            if not await state.devices.is_current(principal.client_id, ws.headers):
-                await conn.replaced()
+            try:
+                await state.devices.check_current(principal.client_id, ws.headers)
+            except ApiError as exc:
+                await conn.replaced(exc.code)
                 return
             await _serve(conn, after)
     finally:

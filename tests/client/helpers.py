@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import keyring.backend
 import keyring.errors
@@ -16,6 +17,9 @@ from messenger.client.store import (
     ScryptParams,
     Store,
 )
+
+if TYPE_CHECKING:
+    from messenger.client import MessengerClient
 
 #: Cheap scrypt for tests (the default costs 128 MiB and ~0.5 s).
 FAST_KDF = ScryptParams(n=2**10, r=8, p=1, allow_weak=True)
@@ -91,3 +95,19 @@ def add_text(
         reply_to_uid=reply_to_uid,
         status=status,
     )
+
+
+async def account_id(client: MessengerClient) -> str:
+    """The client's account ID (it has an account)."""
+    info = await client.account()
+    assert info is not None
+    return info.account_id
+
+
+async def texts(client: MessengerClient, conversation_id: int) -> list[str]:
+    """The bodies of a conversation's messages, system notes left out."""
+    return [
+        v.message.body or ""
+        for v in await client.messages(conversation_id, limit=100)
+        if v.message.kind is not MessageKind.SYSTEM
+    ]

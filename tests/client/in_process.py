@@ -26,6 +26,7 @@ import httpx
 from httpx_ws.transport import ASGIWebSocketAsyncNetworkStream, ASGIWebSocketTransport
 from starlette.applications import Starlette
 
+from messenger.api.signing import HEADER_CLIENT
 from messenger.client import ClientOptions, MessengerClient
 from messenger.client.net import Backoff
 from messenger.client.store import Keychain
@@ -121,6 +122,7 @@ class Exchange:
     body: bytes
     status: int | None  # None: the answer was lost
     error: str | None = None  # the API error code of a refusal
+    client: str | None = None  # the signing client (X-Messenger-Client), if signed
 
 
 @dataclass
@@ -149,12 +151,15 @@ class WireTap(httpx.AsyncBaseTransport):
         body = request.content if request.method != "GET" else b""
         response = await self.inner.handle_async_request(request)
         path = request.url.path
+        signer = request.headers.get(HEADER_CLIENT)
         for which in self.wire.lose:
             if which(request):
                 self.wire.lose.remove(which)
                 await response.aread()
                 await response.aclose()
-                self.wire.exchanges.append(Exchange(request.method, path, body, None))
+                self.wire.exchanges.append(
+                    Exchange(request.method, path, body, None, client=signer)
+                )
                 raise httpx.ReadError("the answer was lost (test)", request=request)
         error = None
         if response.status_code >= 400:
@@ -165,7 +170,7 @@ class WireTap(httpx.AsyncBaseTransport):
                 response.status_code, headers=response.headers, content=content, request=request
             )
         status = response.status_code
-        self.wire.exchanges.append(Exchange(request.method, path, body, status, error))
+        self.wire.exchanges.append(Exchange(request.method, path, body, status, error, signer))
         return response
 
     async def aclose(self) -> None:

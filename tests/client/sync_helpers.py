@@ -15,7 +15,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from messenger.api import models as m
-from messenger.api.signing import credential_tbs
+from messenger.api.signing import credential_tbs, device_certificate_tbs
 from messenger.client.events import EventBus
 from messenger.client.groups import GroupCache, new_key_package
 from messenger.client.identity import CIPHER_SUITE, Account, encode_credential
@@ -32,28 +32,51 @@ UNREACHABLE = "http://127.0.0.1:9"
 
 
 class Authority:
-    """Signs credentials like the server's Authentication Service."""
+    """Signs credentials like the server's Authentication Service.
+
+    Each account gets an account key (docs/devices.md §1), which certifies
+    its devices; credentials are version 2, as members require by default.
+    """
 
     def __init__(self) -> None:
         self._key = Ed25519PrivateKey.generate()
         self.public = self._key.public_key().public_bytes_raw()
+        self.account_keys: dict[str, Ed25519PrivateKey] = {}
+
+    def account_key(self, account_id: str) -> Ed25519PrivateKey:
+        return self.account_keys.setdefault(account_id, Ed25519PrivateKey.generate())
 
     def issue(self, account_id: str, client_id: str, signature_key: bytes) -> m.Credential:
-        tbs = credential_tbs(account_id, client_id, signature_key, 1)
-        return m.Credential(account_id, client_id, signature_key, 1, self._key.sign(tbs))
+        account_key = self.account_key(account_id)
+        public = account_key.public_key().public_bytes_raw()
+        certificate = account_key.sign(device_certificate_tbs(public, signature_key, 1))
+        tbs = credential_tbs(account_id, client_id, signature_key, 1, public)
+        return m.Credential(
+            account_id, client_id, signature_key, 1, self._key.sign(tbs), public, 1, certificate
+        )
 
 
 def _refuse(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("no network in this test")
 
 
-async def make_session(root: Path, name: str, authority: Authority) -> Session:
+async def make_session(
+    root: Path,
+    name: str,
+    authority: Authority,
+    *,
+    account_id: str | None = None,
+    client_id: str | None = None,
+) -> Session:
+    """A session of a certified client (by default ``client-<name>`` of ``acct-<name>``;
+    another client of one account is another device of it)."""
     profile = Profiles(root).create(name)
     keychain = Keychain(backend=MemoryKeyring())
     store = await AsyncStore.create(profile, PASSPHRASE, keychain=keychain, kdf=FAST_KDF)
     suite = get_cipher_suite(CIPHER_SUITE)
     private, public = suite.generate_signature_key_pair(os.urandom)
-    account_id, client_id = f"acct-{name}", f"client-{name}"
+    account_id = account_id or f"acct-{name}"
+    client_id = client_id or f"client-{name}"
     credential = authority.issue(account_id, client_id, public)
     identity = Identity(
         server_url=UNREACHABLE,
@@ -67,6 +90,10 @@ async def make_session(root: Path, name: str, authority: Authority) -> Session:
         created_at=0,
         handle=name,
         server_key=authority.public,
+        account_private_key=authority.account_key(account_id).private_bytes_raw(),
+        account_public_key=authority.account_key(account_id).public_key().public_bytes_raw(),
+        certified_at=1,
+        device_certificate=credential.device_certificate,
     )
     await store.run(lambda s: s.identity.save(identity))
     signer = Signer(client_id, private)

@@ -23,6 +23,7 @@ from messenger.client import (
     restore_backup,
 )
 from messenger.client.backup import BACKUP_MAGIC
+from messenger.client.restore_device import RESTORE_STATE
 from messenger.client.store import (
     ConversationKind,
     Identity,
@@ -33,7 +34,6 @@ from messenger.client.store import (
     UnlockMethod,
 )
 from messenger.client.store.migrations import LATEST_VERSION
-from messenger.client.store.settings import TAKEOVER_PENDING
 
 from .helpers import FAST_KDF, ME, PASSPHRASE, MemoryKeyring, add_text, direct_conversation
 
@@ -133,9 +133,9 @@ def test_round_trip_to_a_new_machine(store: Store, backup_file: Path, tmp_path: 
         ]
         with Store.open(restored) as copy:
             assert copy.unlocked_with is UnlockMethod.KEYRING
-            # The same, and marked to take its device over when it connects.
-            assert copy.settings.takeover_pending()
-            assert copy.settings.delete(TAKEOVER_PENDING)
+            # The same, and marked to register as a new device when it connects.
+            assert copy.settings.get(RESTORE_STATE) == {"step": "register"}
+            assert copy.settings.delete(RESTORE_STATE)
             assert _dump(copy) == original
             assert [h.message.body for h in copy.messages.search("rendezvous")] == [
                 "a secret rendezvous at noon"

@@ -21,9 +21,9 @@ import messenger.api.models as api_models
 import messenger.client.groups as client_groups
 import messenger.client.net.http as client_http
 import messenger.client.sync.inbound as client_inbound
-from messenger.client import MessageKind, MessengerClient
 from messenger.mls.group import Group
 
+from .helpers import account_id, texts
 from .in_process import InProcessServer
 
 pytestmark = pytest.mark.anyio
@@ -35,20 +35,6 @@ DEADLINE = 20.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def account_id(client: MessengerClient) -> str:
-    info = await client.account()
-    assert info is not None
-    return info.account_id
-
-
-async def texts(client: MessengerClient, conversation_id: int) -> list[str]:
-    return [
-        v.message.body or ""
-        for v in await client.messages(conversation_id, limit=100)
-        if v.message.kind is not MessageKind.SYSTEM
-    ]
 
 
 def recording(

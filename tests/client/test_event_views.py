@@ -27,6 +27,7 @@ from messenger.client import (
     NoteKind,
 )
 
+from .helpers import account_id
 from .in_process import InProcessServer
 
 pytestmark = pytest.mark.anyio
@@ -38,12 +39,6 @@ BURST = 120
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def account_id(client: MessengerClient) -> str:
-    info = await client.account()
-    assert info is not None
-    return info.account_id
 
 
 class StoreReads:

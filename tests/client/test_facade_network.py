@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from messenger.client import MessageKind, MessengerClient, NotAllowedError
+from messenger.client import MessengerClient, NotAllowedError
 
 from ..integration import conftest as integration
 from ..integration.conftest import WAIT, Clients, eventually
+from .helpers import texts
 
 # The integration fixtures: a server process for the module, clients for each test.
 anyio_backend = integration.anyio_backend
@@ -19,14 +20,6 @@ server = integration.server
 clients = integration.clients
 
 pytestmark = pytest.mark.anyio
-
-
-async def texts(client: MessengerClient, conversation_id: int) -> list[str]:
-    return [
-        v.message.body or ""
-        for v in await client.messages(conversation_id, limit=100)
-        if v.message.kind is not MessageKind.SYSTEM
-    ]
 
 
 async def wait_texts(client: MessengerClient, cid: int, expected: list[str]) -> None:

@@ -17,8 +17,9 @@ import asyncio
 
 import pytest
 
-from messenger.client import MessageKind, MessengerClient
+from messenger.client import MessengerClient
 
+from .helpers import texts
 from .in_process import InProcessServer
 
 pytestmark = pytest.mark.anyio
@@ -30,14 +31,6 @@ WAIT = 10.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def texts(client: MessengerClient, conversation_id: int) -> list[str]:
-    return [
-        v.message.body or ""
-        for v in await client.messages(conversation_id, limit=100)
-        if v.message.kind is not MessageKind.SYSTEM
-    ]
 
 
 async def by_name(client: MessengerClient) -> dict[str | None, int]:

@@ -19,13 +19,13 @@ import pytest
 
 from messenger.api import routes as r
 from messenger.client import (
-    MessageKind,
     MessageStatus,
     MessageStatusChanged,
     MessengerClient,
     OperationFailed,
 )
 
+from .helpers import account_id, texts
 from .in_process import InProcessServer
 
 pytestmark = pytest.mark.anyio
@@ -37,20 +37,6 @@ FLUSH = 10.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def texts(client: MessengerClient, conversation_id: int) -> list[str]:
-    return [
-        v.message.body or ""
-        for v in await client.messages(conversation_id, limit=100)
-        if v.message.kind is not MessageKind.SYSTEM
-    ]
-
-
-async def account_id(client: MessengerClient) -> str:
-    info = await client.account()
-    assert info is not None
-    return info.account_id
 
 
 async def joined(client: MessengerClient) -> int:

@@ -1,10 +1,12 @@
-"""A restore takes the device over: the flag, the token, the signer, the transport.
+"""Takeover leftovers, and what a restore writes now (a new device, not a takeover).
 
-The end-to-end behaviour (both copies running, the old one told and
-stopped) is in ``tests/integration/test_restore_takeover.py``; here are the
-parts: what a restore writes, where the token is kept, how requests carry
-it, how ``device_replaced`` is mapped, and :func:`prepare_device` against a
-mock server.
+A restore no longer takes its device over: it registers as a new device
+(docs/devices.md §5; end to end in
+``tests/client/test_restore_as_new_device.py``). The server keeps the
+takeover route and a copy that took over with an earlier version keeps
+sending its token: here are what a restore writes, where the token is kept,
+how requests carry it, how ``device_replaced`` is mapped, and
+:func:`prepare_device` loading the token.
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ from messenger.client.errors import (
     AuthError,
     DeviceReplacedError,
     NetworkError,
-    ServerUnavailableError,
 )
 from messenger.client.events import ConnectionState
 from messenger.client.net import Signer, Transport, error_from_response, transport_errors
+from messenger.client.restore_device import RESTORE_STATE, prepare_device, restore_pending
 from messenger.client.store import AsyncStore, Keychain, Store
 from messenger.client.store.identity import Identity
 from messenger.client.store.settings import DEVICE_TOKEN, TAKEOVER_PENDING
-from messenger.client.takeover import prepare_device
 
 from .helpers import FAST_KDF, PASSPHRASE
 
@@ -87,23 +88,24 @@ def _restore(backup: Path, tmp_path: Path, keychain: Keychain) -> Store:
 # -- the store ---------------------------------------------------------------------------
 
 
-def test_a_restore_of_an_account_is_marked_to_take_over(
+def test_a_restore_of_an_account_is_marked_to_become_a_new_device(
     store: Store, tmp_path: Path, keychain: Keychain
 ) -> None:
     store.identity.save(_identity())
     backup = _backup(store, tmp_path)
     with _restore(backup, tmp_path, keychain) as restored:
-        assert restored.settings.takeover_pending()
-        assert restored.settings.get(TAKEOVER_PENDING) is True
-    assert not store.settings.takeover_pending()  # the original is not marked
+        assert restored.settings.get(RESTORE_STATE) == {"step": "register"}
+        assert restore_pending(restored.settings)
+        assert not restored.settings.takeover_pending()  # no takeover any more
+    assert not restore_pending(store.settings)  # the original is not marked
 
 
-def test_a_restore_without_an_account_has_nothing_to_take_over(
+def test_a_restore_without_an_account_has_nothing_to_do(
     store: Store, tmp_path: Path, keychain: Keychain
 ) -> None:
     backup = _backup(store, tmp_path)
     with _restore(backup, tmp_path, keychain) as restored:
-        assert not restored.settings.takeover_pending()
+        assert not restore_pending(restored.settings)
 
 
 def test_the_token_is_kept_in_the_settings_and_read_with_the_identity(store: Store) -> None:
@@ -121,15 +123,18 @@ def test_the_token_is_kept_in_the_settings_and_read_with_the_identity(store: Sto
     assert store.settings.device_token() is None
 
 
-def test_a_backup_of_a_copy_that_took_over_is_marked_again(
+def test_a_backup_of_a_copy_that_took_over_is_marked_as_a_new_device(
     store: Store, tmp_path: Path, keychain: Keychain
 ) -> None:
-    """A second restore takes over from the first restored copy (with a new token)."""
+    """A backup of a copy that took over (earlier versions) becomes a new device too."""
     store.identity.save(_identity())
+    store.settings.set(TAKEOVER_PENDING, True)
     store.settings.took_over(TOKEN)
     with _restore(_backup(store, tmp_path), tmp_path, keychain) as restored:
-        assert restored.settings.takeover_pending()
-        assert restored.settings.device_token() == TOKEN  # until it takes over
+        assert restored.settings.get(RESTORE_STATE) == {"step": "register"}
+        assert not restored.settings.takeover_pending()
+        # Signs as the backed-up device (with its token) until it is a new one.
+        assert restored.settings.device_token() == TOKEN
 
 
 # -- signing and the transport ---------------------------------------------------------
@@ -228,49 +233,25 @@ def test_the_error_seam_maps_device_replaced_everywhere() -> None:
 # -- prepare_device --------------------------------------------------------------------------
 
 
-class _Server:
-    """A mock server: takeover answers, or fails while ``down``."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self.takeovers: list[bytes] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if self.down:
-            raise httpx.ConnectError("down", request=request)
-        assert request.url.path == r.CLIENT_TAKEOVER
-        self.takeovers.append(b64decode(json.loads(request.content)["device_token"]))
-        return httpx.Response(200, json={})
-
-
-async def test_prepare_device_takes_over_once_and_keeps_the_token(
+async def test_prepare_device_loads_the_token_of_a_copy_that_took_over(
     profiles: Profiles, keychain: Keychain
 ) -> None:
-    server = _Server()
-    transport = _transport(server)
+    """Nothing to do but sign with the token an earlier version took over with."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"no request expected: {request.url}")
+
+    transport = _transport(refuse)
     store = await AsyncStore.create(
         profiles.create("restored"), PASSPHRASE, keychain=keychain, kdf=FAST_KDF
     )
-    session = SimpleNamespace(store=store, transport=transport)
+    account = SimpleNamespace(account_key=b"\x05" * 32)  # has an account key: no certification
+    session = SimpleNamespace(store=store, transport=transport, account=account)
     try:
-        await store.run(lambda s: s.settings.set(TAKEOVER_PENDING, True))
-        # The server is unreachable: the error propagates (the listener retries)
-        # and nothing changes; the flag stays.
-        server.down = True
-        with pytest.raises(ServerUnavailableError):
-            await prepare_device(session)  # type: ignore[arg-type]
-        assert await store.run(lambda s: s.settings.takeover_pending())
-        server.down = False
-        assert await prepare_device(session) is True  # type: ignore[arg-type]
-        (token,) = server.takeovers
-        assert len(token) == 32 and transport.signer is not None
-        assert transport.signer.device_token == token
-        assert await store.run(lambda s: s.settings.device_token()) == token
-        assert not await store.run(lambda s: s.settings.takeover_pending())
-        # Later starts only load the token into a new signer.
-        transport.signer.device_token = None
+        await store.run(lambda s: s.settings.took_over(TOKEN))
+        assert transport.signer is not None and transport.signer.device_token is None
         assert await prepare_device(session) is False  # type: ignore[arg-type]
-        assert transport.signer.device_token == token and server.takeovers == [token]
+        assert transport.signer.device_token == TOKEN
     finally:
         await store.close()
         await transport.aclose()

@@ -25,6 +25,7 @@ from messenger.client import (
 from messenger.client.store import Database, DatabaseKey
 from messenger.client.store.migrations import migrate
 
+from .helpers import account_id
 from .in_process import InProcessServer
 
 FLUSH = 10.0
@@ -91,12 +92,6 @@ def test_note_parameters_round_trip_and_survive_a_newer_kind() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def account_id(client: MessengerClient) -> str:
-    info = await client.account()
-    assert info is not None
-    return info.account_id
 
 
 async def notes(client: MessengerClient, conversation_id: int) -> list[str]:

@@ -22,6 +22,9 @@ TABLES = (
     "request_nonces",
     "idempotency_keys",
     "claim_evidence",
+    "removed_clients",
+    "links",
+    "link_messages",
     "schema_migrations",
 )
 

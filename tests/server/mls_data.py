@@ -112,6 +112,10 @@ def group_info(group_id: bytes, epoch: int) -> bytes:
 
 def credential_identity(credential: m.Credential) -> bytes:
     """The ``BasicCredential`` identity carrying a server credential (as clients build it)."""
+    if credential.account_key is not None:
+        from messenger.api.credential import encode_credential
+
+        return encode_credential(credential)  # version 2 (docs/devices.md)
     w = Writer()
     w.u8(1)
     w.opaque(credential.account_id.encode("ascii"))

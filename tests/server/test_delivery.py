@@ -429,3 +429,45 @@ async def test_idempotency_keys_expire_with_the_retention_window(
         result = await server.state.delivery.sweep()
         assert result.idempotency_keys == 1
         assert await count(server, "idempotency_keys") == 0
+
+
+async def test_a_last_resort_key_package_claimed_twice_adds_to_two_groups(
+    server: TestServer,
+) -> None:
+    """Claim evidence counts claims: a last-resort KeyPackage handed out twice
+    to one claimer is evidence for two Adds, not more (adding a new device to
+    every group of its account may run out of one-time KeyPackages)."""
+    alice, bob = await _members(server, 2)
+    await bob.upload_key_packages([], bob.key_package())
+    refs = []
+    for _ in range(2):
+        (claimed,) = (await alice.claim(bob.me.account_id)).key_packages
+        assert claimed.last_resort
+        refs.append(mls_data.key_package_ref(claimed.key_package))
+    assert refs[0] == refs[1]
+    queues = [alice.me.queue_id, bob.me.queue_id]
+    for gid in (b"group one", b"group two"):
+        await alice.create_group(gid)
+        added = await alice.commit(
+            gid,
+            0,
+            mls_data.commit(gid, 0),
+            queues,
+            welcome=mls_data.welcome(refs[:1]),
+            welcome_to=[bob.me.queue_id],
+        )
+        assert added.epoch == 1
+    # Two claims, two Adds: a third needs a third claim.
+    await alice.create_group(b"group three")
+    before = await snapshot(server)
+    with pytest.raises(ApiError) as info:
+        await alice.commit(
+            b"group three",
+            0,
+            mls_data.commit(b"group three", 0),
+            queues,
+            welcome=mls_data.welcome(refs[:1]),
+            welcome_to=[bob.me.queue_id],
+        )
+    assert info.value.code is ErrorCode.MEMBER_NOT_CLAIMED
+    assert await snapshot(server) == before

@@ -30,7 +30,7 @@ from messenger.server.storage import Tx
 from . import mls_data
 from .client import ApiClient, Identity
 from .conftest import TestServer, make_config, postgres_schema, serve
-from .dbtools import count, rows, snapshot
+from .dbtools import columns, count, rows, snapshot
 from .hub_watch import DEADLINE, subscribers, until
 
 pytestmark = pytest.mark.anyio
@@ -69,9 +69,10 @@ async def test_after_a_takeover_only_the_new_copy_is_served(server: TestServer) 
     restored = old.copy()
     token = os.urandom(32)
     await restored.take_over(token)
-    assert [row[-1] for row in await rows(server, "clients") if row[0] == old.me.client_id] == [
-        devices.device_token_hash(token)
-    ]
+    token_column = (await columns(server, "clients")).index("device_token_hash")
+    assert [
+        row[token_column] for row in await rows(server, "clients") if row[0] == old.me.client_id
+    ] == [devices.device_token_hash(token)]
     path = r.group_path(r.GROUP_MESSAGES, GID)
     body = m.SendRequest(mls_data.application(GID, 1, b"from the old copy"))
     # The old copy has no token, or another one, or a malformed one.

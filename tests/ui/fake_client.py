@@ -42,6 +42,14 @@ from messenger.client import (
     ConversationNotFoundError,
     ConversationUpdated,
     ConversationView,
+    DevicesChanged,
+    DeviceView,
+    LinkCancelledError,
+    LinkCode,
+    LinkExpiredError,
+    LinkOffer,
+    LinkProgress,
+    LinkStage,
     MemberView,
     Message,
     MessageKind,
@@ -67,6 +75,7 @@ from messenger.client import (
     TypingChanged,
     WrongPassphraseError,
     note_text,
+    parse_link_code,
 )
 from messenger.client.events import EventBus
 
@@ -118,6 +127,9 @@ class FakeClient:
         self.key_in_keyring = True
         self._ids = itertools.count(1)
         self._cids = itertools.count(1)
+        self.devices_: list[DeviceView] = []
+        self.links: list[FakeDeviceLink] = []
+        self.linked_with: tuple[LinkCode, str] | None = None
 
     # -- switches -------------------------------------------------------------------------
 
@@ -813,6 +825,190 @@ class FakeClient:
                 if len(hits) >= limit:
                     break
         return hits
+
+    # -- devices (docs/devices.md) ---------------------------------------------------------
+
+    def add_device_now(
+        self,
+        name: str,
+        *,
+        last_seen_at: int | None = None,
+        this_device: bool = False,
+        verified: bool = True,
+        client_id: str | None = None,
+    ) -> DeviceView:
+        device = DeviceView(
+            client_id=client_id or (self.me + "-c" if this_device else secrets.token_hex(16)),
+            name=name,
+            last_seen_at=last_seen_at,
+            this_device=this_device,
+            verified=verified,
+        )
+        self.devices_.append(device)
+        return device
+
+    def _devices_changed(self) -> None:
+        self.bus.publish(DevicesChanged())
+
+    async def devices(self) -> list[DeviceView]:
+        await self._call("devices")
+        if not self._has_account:
+            raise NoAccountError("no account")
+        return list(self.devices_)
+
+    async def device_name(self) -> str:
+        await self._call("device_name")
+        own = next((d for d in self.devices_ if d.this_device), None)
+        return own.name if own is not None else "This computer"
+
+    async def rename_device(self, name: str) -> None:
+        await self._call("rename_device")
+        self.devices_ = [
+            dataclasses.replace(d, name=name) if d.this_device else d for d in self.devices_
+        ]
+        self._devices_changed()
+
+    async def remove_device(self, client_id: str) -> None:
+        await self._call("remove_device")
+        if len(self.devices_) <= 1:
+            raise ClientError(
+                "last device",
+                user_message="This is the account's only device: it cannot be removed.",
+            )
+        target = next((d for d in self.devices_ if d.client_id == client_id), None)
+        if target is None:
+            raise ClientError("no such device", user_message="That device is gone already.")
+        self.devices_.remove(target)
+        self._devices_changed()
+        if target.this_device:
+            self.set_connection(ConnectionState.REMOVED, REMOVED_SENTENCE)
+
+    async def start_link(self) -> FakeDeviceLink:
+        await self._call("start_link")
+        link = FakeDeviceLink(self, self.server_url)
+        self.links.append(link)
+        return link
+
+    def offer_link(self, device_name: str) -> None:
+        """The new device answers the newest link (its offer reaches ``wait_offer``)."""
+        self.links[-1].offered.set_result(LinkOffer(device_name))
+
+    def expire_link(self) -> None:
+        """The newest link's code expires while it waits for an offer."""
+        self.links[-1].offered.set_exception(LinkExpiredError("link expired"))
+
+    async def link_account(
+        self,
+        code: LinkCode,
+        *,
+        device_name: str,
+        progress: Callable[[Any], None] | None = None,
+    ) -> AccountInfo:
+        await self._call("link_account")
+        self.linked_with = (code, device_name)
+        stages = [
+            (LinkStage.WAITING_FOR_DEVICE, None),
+            (LinkStage.WAITING_FOR_APPROVAL, None),
+            (LinkStage.REGISTERING, None),
+            *[(LinkStage.TRANSFERRING_HISTORY, f) for f in self.progress_steps],
+        ]
+        await self._stages(stages, progress)
+        if progress is not None:
+            progress(LinkProgress(LinkStage.JOINING_CONVERSATIONS, None))
+            progress(LinkProgress(LinkStage.DONE, 1.0))
+        self.server_url = code.server_url or self.server_url
+        self._has_account = True
+        self.handle = None
+        self.add_device_now(device_name, this_device=True)
+        info = await self.account()
+        assert info is not None
+        return info
+
+    async def _stages(
+        self, stages: Sequence[tuple[Any, float | None]], progress: Callable[[Any], None] | None
+    ) -> None:
+        """Report ``stages``, then wait at :attr:`progress_gate` if set."""
+        for stage, fraction in stages:
+            if progress is not None:
+                progress(LinkProgress(stage, fraction))
+            await asyncio.sleep(0)
+        if self.progress_gate is not None:
+            await self.progress_gate.wait()
+
+
+# -- the devices API's records, as the fake hands them out ----------------------------------
+
+REMOVED_SENTENCE = "This device was removed from your account on another device."
+LINK_EXPIRED_SENTENCE = LinkExpiredError.default_user_message
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def fake_link_code(server_url: str) -> LinkCode:
+    return parse_link_code(
+        "".join(secrets.choice(CROCKFORD) for _ in range(24)), server_url=server_url
+    )
+
+
+class FakeDeviceLink:
+    """A fake ``DeviceLink``: the test answers it with ``offer_link`` / ``expire_link``."""
+
+    def __init__(self, client: FakeClient, server_url: str, *, lifetime_ms: int = 600_000) -> None:
+        import time
+
+        self.client = client
+        self.code = fake_link_code(server_url)
+        self.expires_at = int(time.time() * 1000) + lifetime_ms
+        self.offered: asyncio.Future[LinkOffer] = asyncio.get_running_loop().create_future()
+        self.offer: LinkOffer | None = None
+        self.history: bool | None = None
+        self.declined = False
+        self.cancelled = False
+        self._task: asyncio.Task[Any] | None = None
+
+    async def _cancellable(self, coro: Any) -> Any:
+        """Run ``coro``; :meth:`cancel` ends it with ``LinkCancelledError``, as the real one."""
+        self._task = asyncio.current_task()
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if self.cancelled:
+                raise LinkCancelledError("cancelled") from None
+            raise
+        finally:
+            self._task = None
+
+    async def wait_offer(self) -> LinkOffer:
+        await self.client._call("wait_offer")
+        self.offer = await self._cancellable(asyncio.shield(self.offered))
+        return self.offer
+
+    async def approve(
+        self, *, history: bool = True, progress: Callable[[Any], None] | None = None
+    ) -> None:
+        await self.client._call("approve")
+        assert self.offer is not None, "approve before the offer"
+        self.history = history
+        stages: list[tuple[Any, float | None]] = [(LinkStage.REGISTERING, None)]
+        if history:
+            stages += [(LinkStage.TRANSFERRING_HISTORY, f) for f in self.client.progress_steps]
+        await self._cancellable(self.client._stages(stages, progress))
+        if progress is not None:
+            progress(LinkProgress(LinkStage.JOINING_CONVERSATIONS, 0.5))
+            progress(LinkProgress(LinkStage.DONE, 1.0))
+        self.client.add_device_now(self.offer.device_name, last_seen_at=self.client.now_ms)
+        self.client._devices_changed()
+
+    async def decline(self) -> None:
+        await self.client._call("decline")
+        self.declined = True
+
+    async def cancel(self) -> None:
+        self.client.calls["cancel"] += 1
+        self.cancelled = True
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.wait([task])
 
 
 # -- a realistic scene (screenshots, layout tests) ------------------------------------------

@@ -662,6 +662,7 @@ def test_the_app_menu_reaches_every_window_wide_action(harness: Harness, run) ->
 
     async def body() -> None:
         from ui.views.contacts import AddContactDialog, InviteDialog
+        from ui.views.link_device import LinkDeviceDialog
         from ui.views.new_conversation import NewConversationDialog
         from ui.views.settings import SettingsDialog
 
@@ -675,6 +676,7 @@ def test_the_app_menu_reaches_every_window_wide_action(harness: Harness, run) ->
             "New group",
             "Add contact",
             "Your invite link and QR code",
+            "Link a device",
             "Settings",
             "Lock now",
             "Quit",
@@ -698,6 +700,7 @@ def test_the_app_menu_reaches_every_window_wide_action(harness: Harness, run) ->
             "group": NewConversationDialog,
             "contact": AddContactDialog,
             "invite": InviteDialog,
+            "link_device": LinkDeviceDialog,
             "settings": SettingsDialog,
         }
         names = {"group": "new", "contact": "add_contact", "invite": "invite"}

@@ -233,3 +233,114 @@ def test_settings_pages_at_2x_and_progress_states(
         onboarding.close()
 
     run(body())
+
+
+# -- several devices per account (docs/devices.md) -------------------------------------------
+
+
+def over_window(window: QWidget, dialog: QWidget, scale: float = 1.0) -> QImage:
+    """``dialog`` centred over ``window`` behind a dimming veil, as a modal dialog looks."""
+    from PySide6.QtGui import QColor, QPainter
+
+    image = grab(window, scale)
+    painter = QPainter(image)
+    painter.fillRect(image.rect(), QColor(0, 0, 0, 110))
+    front = grab(dialog, scale)
+    x = (image.width() - front.width()) // 2
+    y = (image.height() - front.height()) // 2
+    painter.drawImage(x, y, front)
+    painter.end()
+    return image
+
+
+@pytest.mark.qt_log_ignore("propagateSizeHints")
+def test_devices_screens(tmp_path: Path, run: Any, out: Path, scheme: Theme) -> None:
+    """Link a device (waiting, offer, progress, done, expired), Settings → Devices,
+    onboarding's link path, and a removed device's banner."""
+    from messenger.client import ConnectionState
+    from tests.ui.fake_client import DAY, HOUR, MINUTE, REMOVED_SENTENCE
+    from ui.local_server import LocalServerStarter
+    from ui.views.link_device import LinkDeviceDialog
+    from ui.views.onboarding import OnboardingView
+    from ui.views.settings import SettingsDialog
+
+    async def body() -> None:
+        name = scheme.value
+        window, ids = await main_window(tmp_path)
+        fake: Any = window.client
+        now = int(time.time() * 1000)
+        fake.add_device_now("Sam's laptop", this_device=True, last_seen_at=now)
+        fake.add_device_now("Office desktop", last_seen_at=now - 12 * MINUTE)
+        fake.add_device_now("Home PC", last_seen_at=now - 2 * DAY - 3 * HOUR)
+        fake.add_device_now("Old netbook", last_seen_at=now - 40 * DAY, verified=False)
+        try:
+            dialog = SettingsDialog(fake, window.prefs, window)
+            dialog.resize(820, 580)
+            dialog.show()
+            dialog.show_section("Devices")
+            await wait_until(lambda: len(dialog.devices.rows) == 4)
+            check_and_save(over_window(window, dialog), out / f"devices-{name}.png", SIZE)
+            dialog.close()
+
+            fake.progress_steps = (0.2, 0.48)
+            fake.progress_gate = asyncio.Event()
+            link = LinkDeviceDialog(fake, window)
+            link.show()
+            await wait_until(lambda: link.state() == "waiting")
+            await wait_until(lambda: fake.calls["wait_offer"] >= 1)
+            check_and_save(over_window(window, link), out / f"link-device-{name}.png", SIZE)
+            fake.offer_link("Office desktop")
+            await wait_until(lambda: link.state() == "offer")
+            check_and_save(over_window(window, link), out / f"link-device-offer-{name}.png", SIZE)
+            link.approve_button.click()
+            await wait_until(lambda: link.progress.fraction > 0.4)
+            check_and_save(
+                over_window(window, link), out / f"link-device-progress-{name}.png", SIZE
+            )
+            fake.progress_gate.set()
+            await wait_until(lambda: link.state() == "done")
+            check_and_save(over_window(window, link), out / f"link-device-done-{name}.png", SIZE)
+            link.retry_button.click()  # not visible: no effect on a done link
+            link.start()
+            await wait_until(lambda: link.state() == "waiting")
+            await wait_until(lambda: fake.calls["wait_offer"] >= 2)
+            fake.expire_link()
+            await wait_until(lambda: link.state() == "failed")
+            check_and_save(over_window(window, link), out / f"link-device-expired-{name}.png", SIZE)
+            link.reject()
+
+            await window.show_conversation(ids["alice"])
+            fake.set_connection(ConnectionState.REMOVED, REMOVED_SENTENCE)
+            await wait_until(lambda: window.banner.state is ConnectionState.REMOVED)
+            window.pane.composer.field.clearFocus()
+            check_and_save(grab(window), out / f"device-removed-{name}.png", SIZE)
+        finally:
+            window.quit()
+            tasks.set_error_sink(None)
+
+        joiner = FakeClient(has_account=False)
+        joiner.progress_steps = (0.35, 0.55)
+        joiner.progress_gate = asyncio.Event()
+        onboarding = OnboardingView(
+            tmp_path / "data",
+            "screenshot",
+            LocalServerStarter(tmp_path / "unused"),
+            client=joiner,  # type: ignore[arg-type]
+            server_url="https://chat.example.org",
+        )
+        onboarding.resize(SIZE)
+        onboarding.show()
+        onboarding.link_button.click()
+        card = onboarding.link_card
+        card.code_field.setText("7KQ2-M9XD-4TRB-8HZN-C3WE-5PFA")
+        card.name_field.setText("Work laptop")
+        card.code_field.setFocus()
+        check_and_save(grab(onboarding), out / f"onboarding-link-{name}.png", SIZE)
+        card.continue_button.click()
+        await wait_until(lambda: onboarding.signup_progress.fraction > 0.5)
+        check_and_save(grab(onboarding), out / f"onboarding-link-progress-{name}.png", SIZE)
+        joiner.progress_gate.set()
+        await wait_until(lambda: onboarding.current_card() is onboarding.done_card)
+        onboarding.close()
+
+    run(body())

@@ -59,6 +59,8 @@ LINK_PREFIX: Final = b"link "
 MAX_LINE: Final = 2048
 _ACCOUNT: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HANDLE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: A device-link code: 24 Crockford base32 characters, maybe in dashed groups.
+_LINK_CODE: Final = re.compile(r"[A-Za-z0-9-]{24,40}")
 #: How long a second instance waits for the first to answer, in milliseconds.
 _CONNECT_MS: Final = 1000
 _WRITE_MS: Final = 1000
@@ -104,7 +106,9 @@ def socket_name(key: str) -> str:
 
 
 def forwarded_link(text: str) -> str | None:
-    """``text`` if it is an invite link (``messenger://add?server=...&account=...``), else None.
+    """``text`` if it is an invite link (``messenger://add?server=...&account=...``)
+    or a device link (``messenger://link?server=...&code=...``, docs/devices.md §2),
+    else None.
 
     Only the shape is checked here (the scheme, ``add``, an http(s) server, an
     account id, an optional handle); the client checks the rest when the
@@ -118,7 +122,8 @@ def forwarded_link(text: str) -> str | None:
         query = parse_qs(parts.query, strict_parsing=True, max_num_fields=8)
     except ValueError:
         return None
-    if parts.scheme.lower() != "messenger" or parts.netloc.lower() != "add":
+    kind = parts.netloc.lower()
+    if parts.scheme.lower() != "messenger" or kind not in ("add", "link"):
         return None
     if any(len(values) != 1 for values in query.values()):
         return None
@@ -131,6 +136,11 @@ def forwarded_link(text: str) -> str | None:
         return None
     if server_parts.scheme.lower() not in ("http", "https") or not server_parts.hostname:
         return None
+    if kind == "link":
+        code = query.get("code", [""])[0]
+        if set(query) != {"server", "code"} or not _LINK_CODE.fullmatch(code):
+            return None
+        return value
     if not _ACCOUNT.fullmatch(account):
         return None
     if handle is not None and not _HANDLE.fullmatch(handle):

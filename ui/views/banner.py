@@ -4,7 +4,9 @@ ui-design.md: offline or reconnecting shows a thin banner, never a modal;
 a server that refuses us shows its sentence in the danger tint. Online
 hides it. An account taken over by a restored copy elsewhere
 (``ConnectionState.REPLACED``) shows that for good: the client stops and
-later states cannot hide it. The sentence comes from the client
+later states cannot hide it. So does a device removed from its account on
+another device (``ConnectionState.REMOVED``, docs/devices.md §5): no retry,
+nothing hides it. The sentence comes from the client
 (:class:`~messenger.client.ConnectionStateChanged` ``error``).
 """
 
@@ -18,6 +20,12 @@ from messenger.client import ConnectionState
 OFFLINE = "You're offline. Messages will be sent when the connection is back."
 CONNECTING = "Connecting…"
 REPLACED = "This account was restored on another computer. This copy no longer receives messages."
+REMOVED = (
+    "This device was removed from your account on another device. It no longer receives "
+    "messages; the messages already here stay readable."
+)
+#: States the client never leaves: the banner stays for good.
+FINAL_STATES = (ConnectionState.REPLACED, ConnectionState.REMOVED)
 
 
 class ConnectionBanner(QFrame):
@@ -41,7 +49,7 @@ class ConnectionBanner(QFrame):
         return self._label.text()
 
     def set_state(self, state: ConnectionState, error: str | None = None) -> None:
-        if self.state is ConnectionState.REPLACED:
+        if self.state in FINAL_STATES:
             return  # final: this copy stopped for good
         self.state = state
         if state is ConnectionState.ONLINE:
@@ -49,6 +57,8 @@ class ConnectionBanner(QFrame):
             return
         if state is ConnectionState.REPLACED:
             text, kind = error or REPLACED, "error"
+        elif state is ConnectionState.REMOVED:
+            text, kind = error or REMOVED, "error"
         elif state is ConnectionState.CONNECTING:
             text, kind = CONNECTING, "warning"
         elif error:

@@ -392,6 +392,8 @@ class ConversationPane(QWidget):
         self.model = MessageListModel(client, self)
         self.view: ConversationView | None = None
         self.verified: set[str] = set()
+        #: Why this device can no longer send (it was replaced or removed), else None.
+        self.stopped_reason: str | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -488,9 +490,14 @@ class ConversationPane(QWidget):
         peer = view.conversation.peer_account_id
         verified = peer is not None and peer in self.verified
         self.header.set_view(view, verified=verified)
-        can_send = view.active and not view.blocked
-        reason = "You can't send messages here." if not can_send else ""
+        can_send = view.active and not view.blocked and self.stopped_reason is None
+        reason = self.stopped_reason or ("You can't send messages here." if not can_send else "")
         self.composer.set_enabled_for(can_send, reason)
+
+    def stop_sending(self, reason: str) -> None:
+        """This device stopped for good (replaced, removed): the composer says why."""
+        self.stopped_reason = reason
+        self.composer.set_enabled_for(False, reason)
 
     def close_conversation(self) -> None:
         self.composer.set_conversation(None)

@@ -242,6 +242,7 @@ class MainWindow(QMainWindow):
             "contact": add("Add contact", self.add_contact, "", "user-add"),
             "invite": add("Your invite link and QR code", self.open_invite, "", "qr"),
         }
+        self.menu_actions["link_device"] = add("Link a device", self.open_link_device, "", "laptop")
         menu.addSeparator()
         self.menu_actions["settings"] = add("Settings", self.open_settings, "Ctrl+,", "settings")
         self.menu_actions["lock"] = add("Lock now", self.lock_requested.emit, "", "lock")
@@ -344,6 +345,8 @@ class MainWindow(QMainWindow):
 
     def _connection_changed(self, state: ConnectionState, error: str | None) -> None:
         self.banner.set_state(state, error)
+        if state in (ConnectionState.REPLACED, ConnectionState.REMOVED):
+            self.pane.stop_sending(self.banner.text())
 
     def _theme_changed(self, dark: bool) -> None:
         # icons are drawn in the theme's ink: redraw them in the new one
@@ -355,6 +358,7 @@ class MainWindow(QMainWindow):
             ("group", "group"),
             ("contact", "user-add"),
             ("invite", "qr"),
+            ("link_device", "laptop"),
             ("settings", "settings"),
             ("lock", "lock"),
         ):
@@ -491,6 +495,12 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> None:
         dialog = self._dialog("settings", "settings", "SettingsDialog", self.client, self.prefs)
+        if dialog is not None:
+            dialog.open()
+
+    def open_link_device(self) -> None:
+        """Link a new device to this account (docs/devices.md §2)."""
+        dialog = self._dialog("link_device", "link_device", "LinkDeviceDialog", self.client)
         if dialog is not None:
             dialog.open()
 

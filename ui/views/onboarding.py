@@ -8,7 +8,11 @@ appears when the server refuses sign-up without one), **recovery
 passphrase** (what it is for, a live strength check with the client's own
 rule), **working** (progress while the store is made and the server's proof
 of work is solved), **done** (the address, and the keyring's status in
-plain words). Or **restore** a backup file into this profile.
+plain words). Or **restore** a backup file into this profile. Or **link**
+this computer to an account that already has a device (docs/devices.md §2):
+the code the other device shows (or its whole ``messenger://link`` URI),
+the server, a name for this computer, then the passphrase and the link's
+stages (:class:`~ui.views.link_device.LinkAccountCard`).
 
 Everything awaits the client through :func:`ui.tasks.spawn`; the window
 never freezes. The view emits :attr:`OnboardingView.finished` with the
@@ -414,6 +418,8 @@ class OnboardingView(QWidget):
         self._server_url = ""
         self._preset_server = (server_url or "").strip()
         self._invite_link: str | None = None
+        #: The link code of the "Link to an existing account" path (None: sign-up).
+        self._link_code: Any = None
         self._task: asyncio.Task[Any] | None = None
         self._cards: list[Card] = []
         self._column = QVBoxLayout()
@@ -429,6 +435,7 @@ class OnboardingView(QWidget):
         self._build_working()
         self._build_done()
         self._build_restore()
+        self._build_link()
         self._show(self.server_card)
 
     # -- pages ---------------------------------------------------------------------------
@@ -477,6 +484,10 @@ class OnboardingView(QWidget):
         self.local_button.clicked.connect(self._start_local)
         self.restore_button = button("Restore from a backup file")
         self.restore_button.clicked.connect(lambda: self._show(self.restore_card))
+        self.link_button = button("Link to an existing account")
+        self.link_button.setToolTip("You already use Messenger on another computer")
+        self.link_button.clicked.connect(self._go_link)
+        card.body.addWidget(self.link_button)
         card.body.addWidget(self.local_button)
         card.body.addWidget(self.restore_button)
         self._add(card)
@@ -528,7 +539,7 @@ class OnboardingView(QWidget):
         self.passphrase_error = error_label()
         card.body.addWidget(self.passphrase_error)
         back = button("Back")
-        back.clicked.connect(lambda: self._show(self.account_card))
+        back.clicked.connect(lambda: self._show(self._passphrase_back()))
         self.create_button = button("Create account", "primary")
         self.create_button.clicked.connect(self._create)
         card.buttons(back, self.create_button)
@@ -544,6 +555,14 @@ class OnboardingView(QWidget):
         card.body.addWidget(self.working_text)
         self.signup_progress = ProgressIndicator("Creating your account", estimate=True)
         card.body.addWidget(self.signup_progress)
+        # Shown while this computer is linked to an existing account.
+        self.working_note = label(
+            "Keep your other device open and online until this finishes. Your messages "
+            "travel end-to-end encrypted: the server cannot read them.",
+            "caption",
+        )
+        self.working_note.hide()
+        card.body.addWidget(self.working_note)
         self._add(card)
 
     def _build_done(self) -> None:
@@ -604,6 +623,19 @@ class OnboardingView(QWidget):
         card.buttons(back, self.restore_start)
         self._add(card)
 
+    def _build_link(self) -> None:
+        from ui.views.link_device import JOINER_STAGES, LinkAccountCard, StageProgress
+
+        card = self.link_card = LinkAccountCard(invite_server(self._preset_server) or "")
+        if not card.server_field.text() and not self._preset_server.startswith("messenger:"):
+            card.server_field.setText(self._preset_server)
+        card.back_button.clicked.connect(lambda: self._show(self.server_card))
+        card.continue_button.clicked.connect(self._link_next)
+        for field in (card.code_field, card.server_field, card.name_field):
+            field.returnPressed.connect(self._link_next)
+        self.link_stages = StageProgress(self.signup_progress, self.working_text, JOINER_STAGES)
+        self._add(card)
+
     # -- navigation ------------------------------------------------------------------------
 
     def _add(self, card: Card) -> None:
@@ -615,9 +647,24 @@ class OnboardingView(QWidget):
         return self._current
 
     def use_link(self, link: str) -> bool:
-        """A forwarded invite link fills the server step (False while work runs)."""
-        if self._busy() or self._current not in (self.server_card, self.account_card):
+        """A forwarded invite link fills the server step (False while work runs).
+
+        A device link (``messenger://link?...``) opens "Link to an existing account".
+        """
+        from ui.views.link_device import is_device_link
+
+        if self._busy() or self._current not in (
+            self.server_card,
+            self.account_card,
+            self.link_card,
+        ):
             return False
+        if is_device_link(link):
+            self.link_card.fill(link)
+            show_error(self.link_card.error, None)
+            self._go_link()
+            self.link_card.continue_button.setFocus()
+            return True
         self.server_field.setText(link)
         self.server_field.setCursorPosition(0)
         show_error(self.server_error, None)
@@ -635,6 +682,7 @@ class OnboardingView(QWidget):
             self.passphrase_card: self.passphrase_fields.first,
             self.restore_card: self.backup_field,
             self.done_card: self.start_button,
+            self.link_card: self.link_card.code_field,
         }.get(card)
         if first is not None:
             first.setFocus()
@@ -646,8 +694,9 @@ class OnboardingView(QWidget):
         if event.key() == Qt.Key.Key_Escape and not self._busy():
             back = {
                 self.account_card: self.server_card,
-                self.passphrase_card: self.account_card,
+                self.passphrase_card: self._passphrase_back(),
                 self.restore_card: self.server_card,
+                self.link_card: self.server_card,
             }.get(self.current_card())
             if back is not None:
                 self._show(back)
@@ -683,10 +732,13 @@ class OnboardingView(QWidget):
             return
         self._invite_link = text if server is not None else None
         self._server_url = server or text
+        self._link_code = None
         show_error(self.server_error, None)
         self._go_account()
 
     def _go_account(self) -> None:
+        self.create_button.setText("Create account")
+        self.create_button.setAccessibleName("Create account")
         note = f"Server: {self._server_url}"
         if self._invite_link:
             note += ". The person who invited you becomes a contact."
@@ -709,6 +761,7 @@ class OnboardingView(QWidget):
         self._set_enabled(self.server_card, True)
         self._server_url = url
         self._invite_link = None
+        self._link_code = None
         self.server_field.setText(url)
         self._go_account()
 
@@ -743,6 +796,14 @@ class OnboardingView(QWidget):
 
     def _start_signup(self) -> None:
         self.signup_progress.reset()
+        self.working_note.setVisible(self._link_code is not None)
+        if self._link_code is not None:
+            self.link_stages.reset()
+            self.working_card.title.setText("Linking this computer…")
+            self.working_text.setText("Protecting the message store with your passphrase…")
+        else:
+            self.signup_progress.reset(estimate=True)
+            self.working_card.title.setText("Creating your account…")
         self._show(self.working_card)
         self._task = spawn(self._signup(), on_done=self._signed_up, on_error=self._signup_failed)
 
@@ -775,6 +836,8 @@ class OnboardingView(QWidget):
         existing = await client.account()
         if existing is not None:
             return existing
+        if self._link_code is not None:
+            return await self._link_account(client)
         self.working_text.setText(
             "Solving the server's sign-up puzzle. It keeps mass-made accounts away and "
             "takes a few seconds, sometimes a minute."
@@ -803,6 +866,10 @@ class OnboardingView(QWidget):
             else "You have no handle: people add you with your invite link, "
             "which you find under Contacts."
         )
+        if self._link_code is not None:
+            from ui.views.link_device import LINK_JOINED
+
+            self.done_address.setText(LINK_JOINED)
         self.done_keyring.setText(KEYRING_YES if self._client.key_in_keyring else KEYRING_NO)
         self.passphrase_fields.clear()
         self._show(self.done_card)
@@ -829,7 +896,11 @@ class OnboardingView(QWidget):
 
     def _signup_failed(self, sentence: str) -> None:
         error = self._take_error()
-        if isinstance(error, SignupRefusedError) and error.code != "signup_closed":
+        if self._link_code is not None and self._client is not None:
+            self._show(self.link_card)
+            show_error(self.link_card.error, sentence)
+            self.link_card.code_field.setFocus()
+        elif isinstance(error, SignupRefusedError) and error.code != "signup_closed":
             self.invite_label.show()
             self.invite_field.show()
             self._show(self.account_card)
@@ -860,6 +931,54 @@ class OnboardingView(QWidget):
             return
         client, self._client = self._client, None
         self.finished.emit(client)
+
+    # -- link to an existing account (docs/devices.md §2) ------------------------------------
+
+    def _go_link(self) -> None:
+        if self._busy():
+            return
+        show_error(self.server_error, None)
+        self._show(self.link_card)
+
+    def _passphrase_back(self) -> Card:
+        return self.link_card if self._link_code is not None else self.account_card
+
+    def _link_next(self) -> None:
+        """Check the form and the code's shape, then the passphrase (or the link)."""
+        if self._busy():
+            return
+        from ui.views.link_device import parse_code
+
+        card = self.link_card
+        problem = card.problem()
+        show_error(card.error, problem)
+        if problem is not None:
+            return
+        try:
+            code = parse_code(card.code_field.text(), card.server_field.text().strip())
+        except ClientError as error:
+            show_error(card.error, error.user_message)
+            card.code_field.setFocus()
+            card.code_field.selectAll()
+            return
+        self._link_code = code
+        self._invite_link = None
+        self._server_url = str(getattr(code, "server_url", "") or card.server_field.text())
+        self.create_button.setText("Link this computer")
+        self.create_button.setAccessibleName("Link this computer")
+        if self._client is not None:  # the store exists already
+            self._start_signup()
+        else:
+            self._show(self.passphrase_card)
+
+    async def _link_account(self, client: MessengerClient) -> AccountInfo:
+        self.working_text.setText("Connecting to your other device…")
+        info: AccountInfo = await client.link_account(
+            self._link_code,
+            device_name=self.link_card.device_name(),
+            progress=self.link_stages.report,
+        )
+        return info
 
     # -- restore ---------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Settings: a list of sections on the left, one page on the right.
 
-Profile (display name, address, invite link), Privacy (read receipts,
+Profile (display name, address, invite link), Devices (this account's
+devices: link, rename, remove; :mod:`ui.views.devices`), Privacy (read receipts,
 typing), Notifications (on/off, how much they show), Appearance (theme),
 Window (start minimized, close to tray), Security (app lock, the keyring's
 state in plain words, change the passphrase), Backup (an encrypted export,
@@ -69,6 +70,7 @@ C = TypeVar("C")
 
 SECTIONS = (
     "Profile",
+    "Devices",
     "Privacy",
     "Notifications",
     "Appearance",
@@ -198,6 +200,7 @@ class SettingsDialog(QDialog):
         outer.addWidget(self.sections)
         outer.addWidget(self.pages, 1)
         self._build_profile()
+        self._build_devices(bridge)
         self._build_privacy()
         self._build_notifications()
         self._build_appearance()
@@ -294,6 +297,16 @@ class SettingsDialog(QDialog):
         )
         self.profile_error = error_label()
         page.rows.addWidget(self.profile_error)
+        page.finish()
+        self.pages.addWidget(page)
+
+    def _build_devices(self, bridge: Bridge | None) -> None:
+        """Settings → Devices: the account's devices (ui.views.devices)."""
+        from ui.views.devices import DevicesPanel
+
+        page = Page("Devices")
+        self.devices = DevicesPanel(self._client, page, bridge=bridge)
+        page.add(self.devices)
         page.finish()
         self.pages.addWidget(page)
 

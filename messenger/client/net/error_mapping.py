@@ -14,7 +14,8 @@ through :func:`transport_errors` and :func:`error_from_response`.
 * an answer that does not follow the API -> :class:`ProtocolError`;
 * ``device_replaced`` -> :class:`DeviceReplacedError` (a :class:`ClientError`,
   not a :class:`NetworkError`: a restored copy took the account over, and
-  no retry can help);
+  no retry can help); ``device_removed`` -> :class:`DeviceRemovedError` (its
+  kind: another device of the account removed this one);
 * 401 -> :class:`AuthError`; 429 -> :class:`RateLimitedError`;
   ``stale_epoch`` -> :class:`StaleEpochError`;
 * other refusals -> :class:`ServerRejectedError` or one of its kinds.
@@ -35,6 +36,7 @@ from messenger.api.errors import ApiError, ErrorCode
 from ..errors import (
     AuthError,
     ClientError,
+    DeviceRemovedError,
     DeviceReplacedError,
     GroupExistsError,
     HandleTakenError,
@@ -95,6 +97,8 @@ def error_from_api(error: ApiError, *, retry_after: str | None = None) -> Client
     code = error.code
     if code is ErrorCode.DEVICE_REPLACED:
         return DeviceReplacedError(f"{code}: {error.message}")
+    if code is ErrorCode.DEVICE_REMOVED:
+        return DeviceRemovedError(f"{code}: {error.message}")
     if code is ErrorCode.STALE_EPOCH:
         current = error.details.get("current_epoch")
         if not isinstance(current, int) or isinstance(current, bool) or current < 0:

@@ -160,6 +160,54 @@ class Transport:
         await self.call("POST", r.CLIENT_TAKEOVER, m.TakeoverRequest(device_token), m.Empty)
         self.signer.device_token = device_token
 
+    # -- devices (docs/devices.md) -------------------------------------------------
+
+    async def add_client(self, request: m.AddClientRequest) -> m.AddClientResponse:
+        """Register another device of this account (signed by this one)."""
+        return await self.call("POST", r.CLIENTS, request, m.AddClientResponse)
+
+    async def certify_client(self, request: m.CertifyClientRequest) -> m.Credential:
+        """Give this client the account key's certificate; its re-issued credential."""
+        response = await self.call("POST", r.CLIENT_CERTIFICATE, request, m.ClientCredential)
+        return response.credential
+
+    async def remove_client(self, client_id: str) -> None:
+        """Remove a device of this account (this one included) from the server."""
+        await self.call("DELETE", r.client_path(client_id), None, m.Empty)
+
+    async def create_link(self, link_id: bytes) -> m.CreateLinkResponse:
+        return await self.call("POST", r.LINKS, m.CreateLinkRequest(link_id), m.CreateLinkResponse)
+
+    async def post_link(self, link_id: bytes, sealed: bytes, *, signed: bool) -> int:
+        """Post into a link: signed (its creator) to the new device, else to the creator."""
+        response = await self.call(
+            "POST",
+            r.link_path(r.LINK_MESSAGES, link_id),
+            m.LinkPostRequest(sealed),
+            m.LinkPostResponse,
+            signed=signed,
+        )
+        return response.seq
+
+    async def fetch_link(
+        self, link_id: bytes, after: int, *, signed: bool, wait: int = 0
+    ) -> m.LinkMessages:
+        """Messages of a link after ``after``: to the creator if signed, else to the new device."""
+        target = f"{r.link_path(r.LINK_MESSAGES, link_id)}?after={after}"
+        if wait:
+            target += f"&wait={wait}"
+        return await self.call(
+            "GET",
+            target,
+            None,
+            m.LinkMessages,
+            signed=signed,
+            timeout=self._timeout + wait if wait else None,
+        )
+
+    async def close_link(self, link_id: bytes, *, signed: bool) -> None:
+        await self.call("DELETE", r.link_path(r.LINK, link_id), None, m.Empty, signed=signed)
+
     async def set_handle(self, handle: str) -> None:
         await self.call("PUT", r.HANDLE, m.SetHandleRequest(handle), m.Empty)
 

@@ -35,6 +35,7 @@ from .messages import Message, MessageKind, MessageRepository, MessageStatus
 from .migrations import LATEST_VERSION
 from .outbox import OutboxItem, OutboxKind, OutboxRepository
 from .pending_inbound import PendingInbound, PendingInboundRepository
+from .pending_links import PendingLink, PendingLinkRepository
 from .reactions import Reaction, ReactionRepository
 from .read_markers import ReadMarker, ReadMarkerRepository
 from .search import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
@@ -76,6 +77,8 @@ __all__ = [
     "OutboxRepository",
     "PendingInbound",
     "PendingInboundRepository",
+    "PendingLink",
+    "PendingLinkRepository",
     "Reaction",
     "ReactionRepository",
     "ReadMarker",

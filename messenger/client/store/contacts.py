@@ -7,6 +7,12 @@ credentials; the safety number is computed over those keys. When the user
 compares safety numbers and confirms, the fingerprint they confirmed is
 stored with the time (``verified_fingerprint``, ``verified_at``): if the
 keys change later, the fingerprint no longer matches and the UI can say so.
+
+``account_key`` is the contact's account key (docs/devices.md §1), pinned
+the first time one of its credentials is seen: a credential of that account
+with another account key is refused (``account_key_changed_at`` records
+when), until the user accepts the new key explicitly
+(:meth:`ContactRepository.replace_account_key`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ __all__ = ["Contact", "ContactClient", "ContactRepository"]
 
 _COLUMNS = (
     "account_id, handle, display_name, verified_fingerprint, verified_at, blocked, "
-    "added_at, updated_at"
+    "added_at, updated_at, account_key, account_key_changed_at"
 )
 
 
@@ -35,6 +41,11 @@ class Contact:
     blocked: bool
     added_at: int
     updated_at: int
+    account_key: bytes | None = None
+    """The account key pinned the first time it was seen (docs/devices.md §1)."""
+    account_key_changed_at: int | None = None
+    """When a credential with another account key than the pinned one was
+    refused (for the UI: "the safety number changed"); None if never."""
 
     @property
     def verified(self) -> bool:
@@ -61,6 +72,8 @@ def _contact(row: Row) -> Contact:
         blocked=bool(row[5]),
         added_at=row[6],
         updated_at=row[7],
+        account_key=row[8],
+        account_key_changed_at=row[9],
     )
 
 
@@ -154,6 +167,56 @@ class ContactRepository:
     def delete(self, account_id: str) -> bool:
         """Remove the contact and its clients."""
         result = self._db.execute("DELETE FROM contacts WHERE account_id = ?", (account_id,))
+        return result.rowcount > 0
+
+    # -- the pinned account key (docs/devices.md §1) --------------------------------
+
+    def pin_account_key(self, account_id: str, account_key: bytes, *, now: int) -> bool:
+        """Pin ``account_key`` if the contact has none yet (adding the contact);
+        whether it is pinned now. A different pinned key is left alone."""
+        with self._db.transaction():
+            if self.get(account_id) is None:
+                self.upsert(account_id, now=now)
+            result = self._db.execute(
+                "UPDATE contacts SET account_key = ?, updated_at = ? "
+                "WHERE account_id = ? AND account_key IS NULL",
+                (account_key, now, account_id),
+            )
+            return result.rowcount > 0
+
+    def pinned_keys(self) -> dict[str, bytes]:
+        """Every pinned account key, by account ID."""
+        rows = self._db.query(
+            "SELECT account_id, account_key FROM contacts WHERE account_key IS NOT NULL"
+        )
+        return {account_id: bytes(key) for account_id, key in rows}
+
+    def account_key_changed(self, account_id: str, offered: bytes, *, at: int) -> bool:
+        """Record that a credential with another account key, ``offered``, was refused."""
+        result = self._db.execute(
+            "UPDATE contacts SET account_key_changed_at = ?, account_key_offered = ?, "
+            "updated_at = ? WHERE account_id = ? AND account_key IS NOT NULL",
+            (at, offered, at, account_id),
+        )
+        return result.rowcount > 0
+
+    def offered_account_key(self, account_id: str) -> bytes | None:
+        """The last account key refused for the contact (None if none was)."""
+        value = self._db.query_value(
+            "SELECT account_key_offered FROM contacts WHERE account_id = ?", (account_id,)
+        )
+        return None if value is None else bytes(value)
+
+    def replace_account_key(self, account_id: str, account_key: bytes, *, now: int) -> bool:
+        """The user's explicit acceptance of a new account key: pin it, clear the
+        change mark and "verified" (the safety number is a new one)."""
+        result = self._db.execute(
+            "UPDATE contacts SET account_key = ?, account_key_changed_at = NULL, "
+            "account_key_offered = NULL, verified_fingerprint = NULL, verified_at = NULL, "
+            "updated_at = ? "
+            "WHERE account_id = ?",
+            (account_key, now, account_id),
+        )
         return result.rowcount > 0
 
     # -- clients -----------------------------------------------------------------

@@ -34,6 +34,8 @@ _COLUMNS = (
 class ConversationKind(enum.StrEnum):
     DIRECT = "direct"
     GROUP = "group"
+    DEVICES = "devices"
+    """The account's devices group (docs/devices.md §3): never listed or counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +154,13 @@ class ConversationRepository:
         return None if row is None else _conversation(row)
 
     def all(self, *, archived: bool = False) -> list[Conversation]:
-        """The conversations (archived or not), most recently active first."""
+        """The conversations (archived or not), most recently active first.
+
+        The devices group (kind ``devices``) is never among them.
+        """
         rows = self._db.query(
-            f"SELECT {_COLUMNS} FROM conversations WHERE archived = ? "  # noqa: S608
+            f"SELECT {_COLUMNS} FROM conversations "  # noqa: S608
+            "WHERE archived = ? AND kind != 'devices' "
             "ORDER BY last_activity_at DESC, id DESC",
             (int(archived),),
         )

@@ -4,7 +4,9 @@ One row: the server's ids for this account, client and delivery queue
 (``messenger.api.models.RegisterResponse``), the Ed25519 signature key pair
 whose public half the Authentication Service certified, the credential it
 issued (encoded), the server's credential-signing key, and the MLS cipher
-suite in use. The private key lives only here, inside the encrypted store.
+suite in use; and the account key pair with this device's certificate
+(docs/devices.md §1). The private keys live only here, inside the encrypted
+store.
 The device token of a copy that took its device over (a restored backup)
 is kept in the settings table and read into :attr:`Identity.device_token`.
 """
@@ -20,7 +22,8 @@ __all__ = ["Identity", "IdentityRepository"]
 
 _COLUMNS = (
     "server_url, account_id, client_id, queue_id, cipher_suite, signature_private_key, "
-    "signature_public_key, credential, created_at, handle, display_name, server_key"
+    "signature_public_key, credential, created_at, handle, display_name, server_key, "
+    "account_private_key, account_public_key, certified_at, device_certificate"
 )
 
 
@@ -42,6 +45,14 @@ class Identity:
     display_name: str | None = None
     server_key: bytes | None = None
     """The Ed25519 key with which the server signs credentials."""
+    account_private_key: bytes | None = field(default=None, repr=False)
+    """The account key (Ed25519, docs/devices.md §1): every device of the
+    account holds it, the server never; it certifies the account's devices."""
+    account_public_key: bytes | None = None
+    certified_at: int | None = None
+    """When the account key certified this device (Unix ms)."""
+    device_certificate: bytes | None = None
+    """The account key's signature over ``signing.device_certificate_tbs``."""
     device_token: bytes | None = field(default=None, repr=False)
     """This copy's device token, once it took its device over (not in the identity
     row: the settings table, :data:`~.settings.DEVICE_TOKEN`); sign with it."""
@@ -64,7 +75,7 @@ class IdentityRepository:
         """Store the identity, replacing any previous one."""
         self._db.execute(
             f"INSERT OR REPLACE INTO identity (singleton, {_COLUMNS}) "  # noqa: S608
-            "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 identity.server_url,
                 identity.account_id,
@@ -78,6 +89,10 @@ class IdentityRepository:
                 identity.handle,
                 identity.display_name,
                 identity.server_key,
+                identity.account_private_key,
+                identity.account_public_key,
+                identity.certified_at,
+                identity.device_certificate,
             ),
         )
 

@@ -81,6 +81,12 @@ class NoteKind(enum.StrEnum):
     """This user left."""
     YOU_WERE_REMOVED = "you_were_removed"
     """This user was removed (by ``actor``, if known)."""
+    DEVICE_ADDED = "device_added"
+    """``accounts`` (one contact) added a device to their account (docs/devices.md §4)."""
+    DEVICE_REMOVED = "device_removed"
+    """``accounts`` (one contact) removed a device from their account."""
+    REJOIN_FAILED = "rejoin_failed"
+    """This device (a restored backup) could not rejoin the group (docs/devices.md §5)."""
     LEGACY_TEXT = "legacy_text"
     """A note stored as an English sentence by an older version: ``text``."""
 

@@ -394,6 +394,102 @@ _V7 = _script(
 )
 
 
+# Several devices per account (docs/devices.md §1): the account key pair and
+# this device's certificate; a contact's pinned account key.
+_V8 = _script(
+    "ALTER TABLE identity ADD COLUMN account_private_key BLOB",
+    "ALTER TABLE identity ADD COLUMN account_public_key BLOB",
+    "ALTER TABLE identity ADD COLUMN certified_at INTEGER",
+    "ALTER TABLE identity ADD COLUMN device_certificate BLOB",
+    "ALTER TABLE contacts ADD COLUMN account_key BLOB",
+    "ALTER TABLE contacts ADD COLUMN account_key_changed_at INTEGER",
+    "ALTER TABLE contacts ADD COLUMN account_key_offered BLOB",
+)
+
+# The devices group and what it syncs (docs/devices.md §3): the account's
+# devices as this device knows them, and the clock of each synced value. The
+# devices group is a conversation of its own kind, ``devices`` (never listed):
+# ``conversations`` is rebuilt (SQLite's 12 steps, foreign keys off) to let
+# its kind CHECK take it. Its children (members, messages, read markers)
+# name it by id and keep their rows; its indexes are made again.
+_V9 = _script(
+    """
+    CREATE TABLE conversations_v9 (
+        id INTEGER PRIMARY KEY,
+        group_id BLOB NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('direct', 'group', 'devices')),
+        title TEXT,
+        peer_account_id TEXT,
+        created_at INTEGER NOT NULL,
+        last_activity_at INTEGER NOT NULL,
+        muted INTEGER NOT NULL DEFAULT 0 CHECK (muted IN (0, 1)),
+        archived INTEGER NOT NULL DEFAULT 0 CHECK (archived IN (0, 1)),
+        left_at INTEGER,
+        muted_until INTEGER,
+        read_receipts INTEGER CHECK (read_receipts IS NULL OR read_receipts IN (0, 1)),
+        typing_indicators INTEGER
+            CHECK (typing_indicators IS NULL OR typing_indicators IN (0, 1)),
+        draft TEXT,
+        draft_updated_at INTEGER,
+        CHECK ((kind = 'direct') = (peer_account_id IS NOT NULL))
+    )
+    """,
+    """
+    INSERT INTO conversations_v9 (id, group_id, kind, title, peer_account_id, created_at,
+        last_activity_at, muted, archived, left_at, muted_until, read_receipts,
+        typing_indicators, draft, draft_updated_at)
+    SELECT id, group_id, kind, title, peer_account_id, created_at, last_activity_at, muted,
+        archived, left_at, muted_until, read_receipts, typing_indicators, draft,
+        draft_updated_at
+    FROM conversations
+    """,
+    "DROP TABLE conversations",
+    "ALTER TABLE conversations_v9 RENAME TO conversations",
+    "CREATE INDEX conversations_by_activity ON conversations (archived, last_activity_at)",
+    "CREATE INDEX conversations_by_peer ON conversations (peer_account_id)",
+    """
+    CREATE TABLE devices_group (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        group_id BLOB NOT NULL UNIQUE
+    )
+    """,
+    """
+    CREATE TABLE devices (
+        client_id TEXT PRIMARY KEY,
+        signature_key BLOB NOT NULL,
+        name TEXT,
+        last_seen_at INTEGER,
+        added_at INTEGER NOT NULL,
+        removed_at INTEGER
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE sync_clock (
+        record TEXT NOT NULL,
+        key TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        by_client TEXT NOT NULL,
+        PRIMARY KEY (record, key)
+    ) WITHOUT ROWID
+    """,
+)
+
+# Links in progress (docs/devices.md §2), so a link cut short by a crash is
+# finished or undone on the next start.
+_V10 = _script(
+    """
+    CREATE TABLE pending_links (
+        link_id BLOB PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('creator', 'new')),
+        state TEXT NOT NULL,
+        client_id TEXT,
+        created_at INTEGER NOT NULL,
+        data BLOB
+    ) WITHOUT ROWID
+    """,
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
     Migration(2, "full-text search over messages", _V2),
@@ -402,6 +498,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "system messages as note kinds with parameters", _v5),
     Migration(6, "MLS secret-tree slots saved per message", _V6),
     Migration(7, "a partial index for unread counts", _V7),
+    Migration(8, "devices: the account key, device certificates, pinned account keys", _V8),
+    Migration(
+        9, "devices: the devices group, known devices, sync clocks", _V9, foreign_keys_off=True
+    ),
+    Migration(10, "devices: links in progress", _V10),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -47,6 +47,7 @@ from .contacts import ContactRepository
 from .conversations import ConversationRepository
 from .database import Database
 from .database_key import DatabaseKey
+from .devices import DeviceRepository
 from .groups import GroupStateRepository
 from .identity import IdentityRepository
 from .kdf import DEFAULT_SCRYPT, ScryptParams, check_new_passphrase
@@ -57,10 +58,12 @@ from .messages import MessageRepository
 from .migrations import migrate, schema_version
 from .outbox import OutboxRepository
 from .pending_inbound import PendingInboundRepository
+from .pending_links import PendingLinkRepository
 from .reactions import ReactionRepository
 from .read_markers import ReadMarkerRepository
 from .sent_messages import SentMessageRepository
 from .settings import SettingsRepository
+from .sync_clock import SyncClockRepository
 
 __all__ = ["Store", "UnlockMethod"]
 
@@ -108,6 +111,9 @@ class Store:
         self.outbox = OutboxRepository(db)
         self.sent_messages = SentMessageRepository(db)
         self.pending_inbound = PendingInboundRepository(db)
+        self.pending_links = PendingLinkRepository(db)
+        self.devices = DeviceRepository(db)
+        self.sync_clock = SyncClockRepository(db)
 
     # -- creating and unlocking ----------------------------------------------
 

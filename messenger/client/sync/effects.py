@@ -27,7 +27,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ..content import Content, Delete, Edit, Profile, Reaction, ReadReceipt, Reply, Text, Typing
+from ..content import (
+    Content,
+    Delete,
+    Edit,
+    Profile,
+    Reaction,
+    ReadReceipt,
+    Reply,
+    Sync,
+    Text,
+    Typing,
+)
+from ..devices.group import devices_joined, devices_transition
+from ..devices.sync import apply_sync
 from ..errors import DuplicateMessageError
 from ..events import (
     ContactUpdated,
@@ -124,9 +137,19 @@ def apply_content(
     epoch: int,
     now: int,
 ) -> list[Event]:
-    """Store what an application message says; the events for the UI."""
+    """Store what an application message says; the events for the UI.
+
+    The devices group carries only sync records (docs/devices.md §3), and
+    sync records go only there. A message from another device of this
+    account is this user's own (docs/devices.md §4): stored as sent by me.
+    """
     cid = conversation.id
     body = content.body
+    if conversation.kind is ConversationKind.DEVICES or isinstance(body, Sync):
+        if not isinstance(body, Sync):
+            return []
+        return apply_sync(store, conversation, sender, body, me=me, now=now)
+    mine = sender.account_id == me.account_id
     if isinstance(body, Text | Reply):
         try:
             message = store.messages.add(
@@ -134,7 +157,8 @@ def apply_content(
                 uid=content.uid,
                 sender_account_id=sender.account_id,
                 sender_client_id=sender.client_id,
-                outgoing=False,
+                outgoing=mine,
+                status=MessageStatus.SENT if mine else None,
                 body=body.body,
                 sent_at=content.sent_at,
                 received_at=now,
@@ -172,6 +196,8 @@ def apply_content(
         if not store.read_markers.mark_read(cid, sender.account_id, target.id, at=now):
             return []
         return _read_statuses(store, conversation, me.account_id)
+    if mine and isinstance(body, Profile | Typing):
+        return []  # this user's own name, or typing on another device
     if isinstance(body, Profile):
         contact = store.contacts.get(sender.account_id)
         if contact is not None and contact.display_name is not None:
@@ -194,6 +220,10 @@ def _save_clients(
             continue
         if store.contacts.get(member.account_id) is None:
             store.contacts.upsert(member.account_id, now=now)
+        if member.account_key is not None and store.contacts.pin_account_key(
+            member.account_id, member.account_key, now=now
+        ):  # first seen (docs/devices.md §1); the verifier refused any other key
+            events.append(ContactUpdated(member.account_id))
         if store.contacts.save_client(
             member.account_id, member.client_id, member.signature_key, now=now
         ):
@@ -217,6 +247,14 @@ def apply_transition(
 ) -> list[Event]:
     """Record a new epoch's membership and name; ``leavers`` proposed their own removal."""
     cid = conversation.id
+    if conversation.kind is ConversationKind.DEVICES:  # the device list, no timeline
+        return devices_transition(
+            store,
+            after,
+            committer=None if committer is None else committer.client_id,
+            me=me,
+            now=now,
+        )
     events: list[Event] = [ConversationUpdated(cid)]
     old_clients = {(m.account_id, m.client_id) for m in before}
     events += _save_clients(
@@ -259,12 +297,40 @@ def apply_transition(
         )
     if kicked:
         note(NoteKind.REMOVED, kicked)
+    _device_notes(before, after, me=me.account_id, stayed=old_accounts & new_accounts, note=note)
     new_name = info_after.name if info_after is not None else None
     old_name = info_before.name if info_before is not None else None
     if new_name != old_name:
         store.conversations.rename(cid, new_name)
         note(NoteKind.RENAMED, name=new_name)
     return events
+
+
+def _device_notes(
+    before: Sequence[GroupMember],
+    after: Sequence[GroupMember],
+    *,
+    me: str,
+    stayed: set[str],
+    note: Callable[[NoteKind, Sequence[str]], None],
+) -> None:
+    """A note per contact that stayed in the group with a device more or fewer
+    (docs/devices.md §4: "Alice added a device"). This account's own devices
+    get none: the device list shows them, and linking one would otherwise
+    write a note into every conversation."""
+
+    def clients(members: Sequence[GroupMember]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for member in members:
+            found.setdefault(member.account_id, set()).add(member.client_id)
+        return found
+
+    old, new = clients(before), clients(after)
+    for account in sorted(stayed - {me}):
+        if new[account] - old[account]:
+            note(NoteKind.DEVICE_ADDED, (account,))
+        if old[account] - new[account]:
+            note(NoteKind.DEVICE_REMOVED, (account,))
 
 
 def apply_joined(
@@ -298,11 +364,18 @@ def apply_joined(
         title=info.name,
         peer_account_id=others[0] if kind is ConversationKind.DIRECT else None,
     )
+    if kind is ConversationKind.DEVICES:  # linked: the device list, no timeline
+        for account in {m.account_id for m in members}:
+            store.conversations.add_member(conversation.id, account, joined_at=now)
+        return conversation, devices_joined(store, group_id, members, me=me, now=now)
     events: list[Event] = [ConversationUpdated(conversation.id)]
     events += _save_clients(store, members, me=me.account_id, now=now)
     for account in {m.account_id for m in members}:
         store.conversations.add_member(conversation.id, account, joined_at=now)
-    if conversation.kind is ConversationKind.GROUP:
+    # Added by another device of this account (it was linked): no "X added you".
+    if conversation.kind is ConversationKind.GROUP and (
+        adder is None or adder.account_id != me.account_id
+    ):
         joined = Note(
             NoteKind.JOINED,
             actor=adder.account_id if adder is not None else None,

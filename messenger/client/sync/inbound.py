@@ -62,8 +62,9 @@ from messenger.mls.messages import MLSMessage, message_digest
 from messenger.mls.welcome import Welcome
 
 from ..content import Content, decode_content
+from ..devices.group import commit_admissible, is_devices_info, welcome_admissible
 from ..errors import ContentDecodeError
-from ..events import Event
+from ..events import DevicesChanged, Event
 from ..groups import (
     GROUP_CONFIG,
     GroupMember,
@@ -72,7 +73,7 @@ from ..groups import (
     member_at,
     open_welcome,
 )
-from ..identity import Account, MemberIdentity, member_identity
+from ..identity import Account, MemberIdentity, member_identity, same_client
 from ..models import with_views
 from ..session import Session
 from ..store.conversations import Conversation
@@ -156,7 +157,12 @@ def _join(
 ) -> tuple[Group, list[GroupMember], GroupMember | None, GroupCheckpoint]:
     """Join from a Welcome: the group, its members, the adder, its state (in the MLS thread)."""
     group = Group.join_from_welcome(
-        data, bundle, config=GROUP_CONFIG, identity=account.verifier, now=now
+        data,
+        bundle,
+        config=GROUP_CONFIG,
+        identity=account.verifier,
+        successor=same_client,
+        now=now,
     )
     return group, group_members(group), member_at(group, signer), group.checkpoint()
 
@@ -210,6 +216,13 @@ def _decrypt_run(
         if isinstance(content, Content):  # a future kind is skipped
             arrival.content = content
     return {gid: groups[gid].checkpoint() for gid in touched}, failed
+
+
+def _wake_for_devices(session: Session, events: Sequence[Event]) -> None:
+    """Sync records that changed the devices may have queued commits (a device
+    signed out, docs/devices.md §5): wake the outbox sender."""
+    if any(isinstance(e, DevicesChanged) for e in events):
+        session.outbox_queued()
 
 
 class InboundPipeline:
@@ -403,6 +416,7 @@ class InboundPipeline:
             self._epochs.evict(group_id)
         self._advanced(run[-1].seq, None)
         self._s.events.publish(*events)
+        _wake_for_devices(self._s, events)
         refused = [a for a in admitted if a is not PendingAdmission.KEPT]
         for reason in refused:
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
@@ -668,6 +682,7 @@ class InboundPipeline:
         events = await self._s.store.transaction(write)
         self._advanced(seq, pending)
         self._s.events.publish(*events)
+        _wake_for_devices(self._s, events)
 
     async def _proposal(
         self,
@@ -685,13 +700,27 @@ class InboundPipeline:
     async def _commit(
         self, seq: int | None, pending: PendingInbound | None, group: Group, staged: StagedCommit
     ) -> None:
-        """A commit of another member: the owner of transitions persists and merges it."""
+        """A commit of another member: the owner of transitions persists and merges it.
+
+        A commit that would let another account's client into the devices
+        group is refused (docs/devices.md §3): nothing of it is applied.
+        """
+        if not await self._devices_commit_admissible(group, staged):
+            self._epochs.evict(group.group_id)  # the staged commit is dropped with it
+            await self._skip(seq, pending, "a commit letting a stranger into the devices group")
+            return
         await self._epochs.commit_received(
             group, staged, finish=lambda store: self._finish(store, seq, pending)
         )
         self._advanced(seq, pending)
         if not staged.self_removed:
             await self.retry_pending_locked(group.group_id)
+
+    async def _devices_commit_admissible(self, group: Group, staged: StagedCommit) -> bool:
+        group_id = group.group_id
+        if await self._s.store.run(lambda s: s.devices.group_id()) != group_id:
+            return True
+        return await self._s.mls(commit_admissible, group, staged, self._me.account_id)
 
     async def _welcome(self, seq: int | None, data: bytes, welcome: Welcome) -> None:
         """Join a new group from a Welcome (RFC 9420 §12.4.3.1).
@@ -751,6 +780,16 @@ class InboundPipeline:
         group_id = group.group_id
         if group_id != header.group_id:  # the same bytes, verified this time
             await self._skip(seq, pending, "a Welcome that changed while it was opened")
+            return
+        # The devices group holds only this account's devices (docs/devices.md §3).
+        recorded = await store.run(lambda s: s.devices.group_id())
+        if not welcome_admissible(
+            group,
+            self._me.account_id,
+            recorded=recorded,
+            devices_info=is_devices_info(group.extensions),
+        ):
+            await self._drop_welcome(seq, pending, secret)
             return
         ref, one_time = secret.ref, not secret.last_resort
 

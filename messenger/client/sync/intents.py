@@ -15,6 +15,10 @@ Intents (``op``):
 * ``add`` -- Add the claimed KeyPackages (``key_packages``, base64url),
   skipping clients that are members by now;
 * ``remove`` -- Remove every client of the ``accounts``;
+* ``remove_clients`` -- Remove the leaves of the ``clients`` (client IDs) of
+  this client's own account: devices removed from the account
+  (docs/devices.md §5; RFC 9420 §12.1.3), leaves already removed by a
+  pending proposal left out;
 * ``rename`` -- a GroupContextExtensions proposal with the new ``name``;
 * ``commit_pending`` -- commit the proposals received (e.g. someone left).
 
@@ -33,12 +37,28 @@ from messenger.api.fields import b64decode, b64encode
 from messenger.mls.ciphersuite import RandomSource
 from messenger.mls.events import CommitResult
 from messenger.mls.group import Group
+from messenger.mls.proposals import Remove
 
-from ..groups import ConversationInfo, group_members, key_package_member, with_conversation_info
+from ..groups import (
+    ConversationInfo,
+    group_member,
+    group_members,
+    key_package_member,
+    with_conversation_info,
+)
 
 __all__ = ["OPS", "Intent", "build_commit"]
 
-OPS: Final = ("send", "leave", "create", "add", "remove", "rename", "commit_pending")
+OPS: Final = (
+    "send",
+    "leave",
+    "create",
+    "add",
+    "remove",
+    "remove_clients",
+    "rename",
+    "commit_pending",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +67,7 @@ class Intent:
     key_packages: tuple[bytes, ...] = field(default=(), repr=False)
     accounts: tuple[str, ...] = ()
     name: str | None = None
+    clients: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -60,6 +81,8 @@ class Intent:
             data["accounts"] = list(self.accounts)
         if self.name is not None:
             data["name"] = self.name
+        if self.clients:
+            data["clients"] = list(self.clients)
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -73,6 +96,7 @@ class Intent:
             key_packages=tuple(b64decode(kp) for kp in data.get("key_packages", ())),
             accounts=tuple(str(a) for a in data.get("accounts", ())),
             name=data.get("name"),
+            clients=tuple(str(c) for c in data.get("clients", ())),
         )
 
 
@@ -87,9 +111,20 @@ def build_commit(
     pending = bool(group.pending_proposals())
     if intent.op == "add":
         present = {(m.account_id, m.client_id) for m in group_members(group)}
+        # The devices group takes only this account's devices (docs/devices.md §3).
+        info = ConversationInfo.from_extensions(group.extensions)
+        own = group.member(group.leaf_index)
+        me = None if own is None else group_member(own)
+        only = (
+            me.account_id
+            if me is not None and info is not None and info.kind == "devices"
+            else None
+        )
         to_add = []
         for data in intent.key_packages:
             key_package, member = key_package_member(data)
+            if only is not None and member.account_id != only:
+                continue
             if (member.account_id, member.client_id) not in present:
                 to_add.append(key_package)
                 present.add((member.account_id, member.client_id))
@@ -102,6 +137,27 @@ def build_commit(
             m.leaf_index
             for m in group_members(group)
             if m.account_id in wanted and m.leaf_index != group.leaf_index
+        ]
+        if not leaves and not pending:
+            return None
+        return group.commit(random, remove=leaves, now=now)
+    if intent.op == "remove_clients":
+        own = group.member(group.leaf_index)
+        me = None if own is None else group_member(own)
+        wanted = set(intent.clients)
+        proposed = {
+            p.proposal.body.removed
+            for p in group.pending_proposals()
+            if isinstance(p.proposal.body, Remove)
+        }
+        leaves = [
+            m.leaf_index
+            for m in group_members(group)
+            if me is not None
+            and m.account_id == me.account_id
+            and m.client_id in wanted
+            and m.leaf_index != group.leaf_index
+            and m.leaf_index not in proposed
         ]
         if not leaves and not pending:
             return None

@@ -12,8 +12,8 @@ One loop per running client:
    backoff and jitter (:class:`~messenger.client.net.backoff.Backoff`;
    at least the server's ``Retry-After`` when rate limited), and start over.
 
-Before each connection the device is prepared (:func:`~..takeover.prepare_device`):
-a copy restored from a backup takes its device over first. If the server
+Before each connection the device is prepared (:func:`~..restore_device.prepare_device`):
+a copy restored from a backup registers as a new device of its account first. If the server
 says another copy took it over (:class:`~..errors.DeviceReplacedError`),
 the listener goes ``replaced`` with the user's sentence and stops for good.
 
@@ -27,11 +27,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ..errors import ClientError, DeviceReplacedError, RateLimitedError
+from ..errors import ClientError, DeviceRemovedError, DeviceReplacedError, RateLimitedError
 from ..events import ConnectionState, ConnectionStateChanged
 from ..net.backoff import Backoff
+from ..restore_device import prepare_device
 from ..session import Session
-from ..takeover import prepare_device
 from .inbound import InboundPipeline
 
 __all__ = ["PushListener"]
@@ -78,6 +78,10 @@ class PushListener:
                 self._set(ConnectionState.CONNECTING)
                 try:
                     await self._session()
+                except DeviceRemovedError as exc:
+                    _log.warning("this device was removed from its account; stopping")
+                    self._set(ConnectionState.REMOVED, exc.user_message)
+                    return
                 except DeviceReplacedError as exc:
                     _log.warning("another copy of this profile took the device over; stopping")
                     self._set(ConnectionState.REPLACED, exc.user_message)
@@ -93,7 +97,7 @@ class PushListener:
                     continue
                 failures = 0
         finally:
-            if self.state is not ConnectionState.REPLACED:
+            if self.state not in (ConnectionState.REPLACED, ConnectionState.REMOVED):
                 self.state = ConnectionState.OFFLINE
             self._online.clear()
 

@@ -227,6 +227,54 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ALTER TABLE clients ADD COLUMN device_token_hash {blob}",
         ),
     ),
+    Migration(
+        6,
+        "several devices per account: account keys, removed clients, link mailboxes",
+        (
+            # The account's public Ed25519 key (docs/devices.md §1), which every
+            # version-2 credential shows anyway; NULL for accounts from before
+            # account keys until a device asks to be certified.
+            "ALTER TABLE accounts ADD COLUMN account_key {blob}",
+            # The account key's certificate of the client's signature key.
+            "ALTER TABLE clients ADD COLUMN certified_at BIGINT",
+            "ALTER TABLE clients ADD COLUMN device_certificate {blob}",
+            # Removed clients: HMACs of the client ID and of its queue ID under
+            # a key derived from the server secret (devices.py), so that a
+            # removed device is told so and members that still list its queue
+            # are not refused; no time, no account, no rowid on SQLite.
+            """CREATE TABLE removed_clients (
+                tombstone {blob} PRIMARY KEY
+            ){without_rowid}""",
+            # Link mailboxes (links.py): the ID both devices derive from a
+            # one-time code, the creator (for authorisation; the row goes with
+            # it), the idle and hard expiries, and counters for the limits.
+            """CREATE TABLE links (
+                link_id {blob} PRIMARY KEY,
+                creator_id TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
+                expires_at BIGINT NOT NULL,
+                max_expires_at BIGINT NOT NULL,
+                total_bytes BIGINT NOT NULL,
+                to_creator_count INTEGER NOT NULL,
+                next_seq_new BIGINT NOT NULL,
+                next_seq_creator BIGINT NOT NULL
+            )""",
+            "CREATE INDEX links_creator ON links (creator_id)",
+            # How many times the claimer got this KeyPackage: a last-resort
+            # KeyPackage handed out again (adding a new device to many groups)
+            # is evidence for as many Adds (key_packages.ClaimEvidence).
+            "ALTER TABLE claim_evidence ADD COLUMN uses INTEGER NOT NULL DEFAULT 1",
+            "CREATE INDEX links_expiry ON links (expires_at)",
+            # Sealed messages of a mailbox, per direction (0: to the new
+            # device, 1: to the creator), numbered from 1.
+            """CREATE TABLE link_messages (
+                link_id {blob} NOT NULL REFERENCES links (link_id) ON DELETE CASCADE,
+                direction INTEGER NOT NULL,
+                seq BIGINT NOT NULL,
+                sealed {blob} NOT NULL,
+                PRIMARY KEY (link_id, direction, seq)
+            )""",
+        ),
+    ),
 )
 
 
