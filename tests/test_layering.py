@@ -54,8 +54,18 @@ RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "messenger.client": (
         # segno: only the command line's QR code of a device link, when the [app]
         # extra is installed (messenger/client/linking/commands.py falls back to text).
+        # PIL: attachment thumbnails, decoded with a pixel limit (docs/attachments.md §5).
         frozenset(
-            {"httpx", "httpx_ws", "sqlcipher3", "keyring", "platformdirs", "cryptography", "segno"}
+            {
+                "httpx",
+                "httpx_ws",
+                "sqlcipher3",
+                "keyring",
+                "platformdirs",
+                "cryptography",
+                "segno",
+                "PIL",
+            }
         ),
         frozenset({"messenger.client", "messenger.mls", "messenger.api"}),
     ),

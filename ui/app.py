@@ -42,6 +42,7 @@ from messenger.client import (
 
 from . import tasks, theme
 from .bridge import Bridge
+from .models.message_list import display_name
 from .platform import PlatformServices
 from .preferences import AppPreferences, NotificationContent, PreferencesStore
 from .views.composer import optional_class
@@ -432,6 +433,8 @@ def notification_text(
     if content is NotificationContent.SENDER:
         return (title, "New message" if count == 1 else f"{count} new messages")
     body = "This message was deleted" if view.message.deleted else (view.message.body or "")
+    if view.attachment is not None and not view.message.deleted:
+        body = f"📎 {body or display_name(view.attachment.name)}"
     if count > 1:
         body = f"{body}\n(+{count - 1} more)"
     return (title, body)

@@ -38,12 +38,14 @@ from messenger.client import (
     Event,
     EventsDropped,
     MessageReceived,
+    MessagesExpired,
     MessageStatusChanged,
     MessageUpdated,
     MessageView,
     OperationFailed,
     PreferencesChanged,
     Subscription,
+    TransferProgress,
     TypingChanged,
 )
 
@@ -76,6 +78,10 @@ class Bridge(QObject):
     typing_changed = Signal(int, str, bool)
     #: ``ConnectionState, error sentence or None``.
     connection_changed = Signal(object, object)
+    #: ``conversation_id, message_id, done, total``: the newest progress of a transfer.
+    transfer_progress = Signal(int, int, int, int)
+    #: ``conversation_id, list[int]``: disappearing messages deleted on this device.
+    messages_expired = Signal(int, object)
     #: ``list[str]``: contacts (account ids) that changed.
     contacts_changed = Signal(object)
     #: ``conversation_id or None, sentence``: a queued change was refused.
@@ -143,6 +149,8 @@ class Bridge(QObject):
         received: dict[int, dict[int, MessageView | None]] = {}
         updated: dict[int, dict[int, MessageView | None]] = {}
         contacts: list[str] = []
+        progress: dict[int, TransferProgress] = {}
+        expired: dict[int, list[int]] = {}
         devices = False
         reload = False
         for event in batch:
@@ -153,6 +161,7 @@ class Bridge(QObject):
                 else:
                     conversations.setdefault(event.conversation_id, None)
             elif isinstance(event, MessageUpdated | MessageStatusChanged):
+                progress.pop(event.message_id, None)  # the view is newer
                 target = received.get(event.conversation_id, {})
                 if event.message_id in target:
                     target[event.message_id] = event.view
@@ -176,12 +185,24 @@ class Bridge(QObject):
                 self.preferences_changed.emit(event.read_receipts, event.typing_indicators)
             elif isinstance(event, DevicesChanged):
                 devices = True
+            elif isinstance(event, TransferProgress):
+                progress[event.message_id] = event  # only the newest counts
+            elif isinstance(event, MessagesExpired):
+                expired.setdefault(event.conversation_id, []).extend(event.message_ids)
             elif isinstance(event, EventsDropped):
                 reload = True
         if reload:
             self.reload_requested.emit()
             self.batch_processed.emit(len(batch))
             return
+        # An expired message is never shown again, even if an earlier event of
+        # this batch carried it (its text must not reach the screen).
+        gone = {mid for ids in expired.values() for mid in ids}
+        for group in (*received.values(), *updated.values()):
+            for mid in gone & group.keys():
+                del group[mid]
+        for mid in gone:
+            progress.pop(mid, None)
         missing = [
             mid
             for group in (*received.values(), *updated.values())
@@ -213,6 +234,8 @@ class Bridge(QObject):
             self.contacts_changed.emit(contacts)
         if views:
             self.conversations_changed.emit(views)
+        for cid, ids in expired.items():
+            self.messages_expired.emit(cid, ids)
         for cid, messages in received.items():
             found = [v for v in messages.values() if v is not None]
             found.sort(key=lambda v: v.id)
@@ -222,4 +245,8 @@ class Bridge(QObject):
             found = [v for v in messages.values() if v is not None]
             if found:
                 self.messages_updated.emit(cid, found)
+        for event in progress.values():
+            self.transfer_progress.emit(
+                event.conversation_id, event.message_id, event.done, event.total
+            )
         self.batch_processed.emit(len(batch))

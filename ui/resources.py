@@ -80,6 +80,12 @@ ICON_NAMES: Final = (
     "copy-link",
     "info",
     "laptop",
+    "hourglass",
+    "file",
+    "download",
+    "save",
+    "zoom-in",
+    "zoom-out",
 )
 #: The pixel sizes rendered into a recoloured icon (times 1, 1.5 and 2 for HiDPI).
 _RENDER_SIZES: Final = (16, 20, 24, 32, 40, 48, 64)

@@ -359,6 +359,7 @@ QMenu {{
 }}
 QMenu::item {{ padding: 7px 24px 7px 12px; border-radius: 6px; }}
 QMenu::item:selected {{ background: {c.hover.name()}; }}
+QMenu::item:disabled {{ color: {c.muted.name()}; font-size: {CAPTION_PX}px; }}
 QMenu::separator {{ height: 1px; background: {c.border.name()}; margin: 4px 8px; }}
 QProgressBar {{
     background: {c.input.name()}; border: none; border-radius: 4px; height: 8px;
@@ -404,6 +405,18 @@ QTabBar::tab:selected {{ color: {c.text.name()}; border-bottom: 2px solid {c.acc
     background: transparent; color: #9EC0FF; font-weight: 600; padding: 4px 8px;
 }}
 #EmptyState QLabel {{ color: {c.muted.name()}; }}
+#AttachmentStrip, #AttachmentStripInner {{ background: transparent; }}
+#PendingChip {{ background: {c.input.name()}; border-radius: 12px; }}
+#PendingChip QLabel {{ background: transparent; }}
+#PendingBadge {{
+    background: {_rgba(c.accent, 0.22 if _is_dark_colors(c) else 0.12)};
+    color: {c.link.name() if _is_dark_colors(c) else c.accent.name()};
+    border-radius: 8px; font-size: 10px; font-weight: 700;
+}}
+#TimerButton {{ padding: 6px 8px; font-size: {CAPTION_PX}px; font-weight: 600; }}
+#TimerButton[wide="true"] {{
+    border: 1px solid {c.border.name()}; padding: 6px 12px; font-size: {PREVIEW_PX}px;
+}}
 """
 
 

@@ -82,6 +82,10 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
     QUEUE_FULL = "queue_full"
+    BLOB_TOO_LARGE = "blob_too_large"
+    BLOB_OFFSET = "blob_offset"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    NO_SPACE = "no_space"
 
 
 #: The HTTP status of each error code.
@@ -126,6 +130,10 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.QUEUE_FULL: 507,
+    ErrorCode.BLOB_TOO_LARGE: 413,
+    ErrorCode.BLOB_OFFSET: 409,
+    ErrorCode.QUOTA_EXCEEDED: 507,
+    ErrorCode.NO_SPACE: 507,
 }
 
 _DetailValue = str | int | bool | None

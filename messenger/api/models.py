@@ -48,6 +48,7 @@ __all__ = [
     "AckResponse",
     "AddClientRequest",
     "AddClientResponse",
+    "BlobStatus",
     "CertifyClientRequest",
     "Challenge",
     "ClaimKeyPackagesRequest",
@@ -56,6 +57,8 @@ __all__ = [
     "ClientCredential",
     "CommitRequest",
     "CommitResponse",
+    "CreateBlobRequest",
+    "CreateBlobResponse",
     "CreateGroupRequest",
     "CreateGroupResponse",
     "CreateLinkRequest",
@@ -267,6 +270,8 @@ class ServerInfo(_Response):
     timestamp_window_seconds: int
     max_body_bytes: int
     retention_seconds: int
+    max_blob_bytes: int | None = None
+    """The largest attachment blob (None: a server without a blob store)."""
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes(
@@ -280,6 +285,7 @@ class ServerInfo(_Response):
         Int("timestamp_window_seconds"),
         Int("max_body_bytes"),
         Int("retention_seconds", description="unfetched messages are dropped after this"),
+        Int("max_blob_bytes", optional=True, description="the largest attachment blob"),
     )
 
 
@@ -992,4 +998,58 @@ class PushAcked(_Response):
         Choice("type", ("acked",)),
         Int("up_to"),
         Int("deleted"),
+    )
+
+
+# -- blobs (attachments, docs/attachments.md §3) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateBlobRequest(Model):
+    """Reserve a blob of ``size`` bytes for an attachment to ``group_id``.
+
+    ``size`` is the stored (padded) size and must be a Padmé value
+    (:func:`messenger.api.blobs.is_padme`); ``access_hash`` is the SHA-256 of
+    the access capability that the MLS message will carry. Only members of
+    the group may create, and later fetch, its blobs.
+    """
+
+    group_id: bytes
+    size: int
+    access_hash: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("group_id", min_len=1, max_len=MAX_GROUP_ID_BYTES),
+        Int("size", minimum=1, maximum=1 << 40, description="stored bytes, a Padmé size"),
+        Bytes("access_hash", min_len=32, max_len=32, description="SHA-256 of the capability"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CreateBlobResponse(_Response):
+    """The new blob's ID; an upload not finished by ``expires_at`` is deleted."""
+
+    blob_id: bytes
+    expires_at: int
+    part_bytes: int
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("blob_id", min_len=16, max_len=16),
+        Int("expires_at", description="Unix ms"),
+        Int("part_bytes", minimum=1, description="the largest part one request may carry"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStatus(_Response):
+    """How much of a blob the server holds (to resume an upload)."""
+
+    size: int
+    received: int
+    complete: bool
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("size", minimum=1),
+        Int("received"),
+        Flag("complete"),
     )

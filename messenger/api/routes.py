@@ -13,11 +13,18 @@ from dataclasses import dataclass
 from typing import Final
 
 from . import models as m
+from .blobs import MAX_BLOB_PART_BYTES
 from .errors import ErrorCode
 from .fields import Field, Int, b64encode
 
 __all__ = [
     "ACK",
+    "BLOB",
+    "BLOBS",
+    "BLOB_DOWNLOAD_QUERY",
+    "BLOB_FETCHED",
+    "BLOB_STATUS",
+    "BLOB_UPLOAD_QUERY",
     "CLAIM_KEY_PACKAGES",
     "CLIENT",
     "CLIENTS",
@@ -48,6 +55,7 @@ __all__ = [
     "ROUTES",
     "SERVER_INFO",
     "Route",
+    "blob_path",
     "client_path",
     "group_path",
     "link_path",
@@ -76,6 +84,10 @@ GROUP_COMMITS: Final = "/v1/groups/{group_id}/commits"
 GROUP_MESSAGES: Final = "/v1/groups/{group_id}/messages"
 GROUP_MESSAGES_BATCH: Final = "/v1/groups/{group_id}/messages/batch"
 GROUP_INFO: Final = "/v1/groups/{group_id}/group-info"
+BLOBS: Final = "/v1/blobs"
+BLOB: Final = "/v1/blobs/{blob_id}"
+BLOB_STATUS: Final = "/v1/blobs/{blob_id}/status"
+BLOB_FETCHED: Final = "/v1/blobs/{blob_id}/fetched"
 HEALTH: Final = "/health"
 METRICS: Final = "/metrics"
 OPENAPI: Final = "/openapi.json"
@@ -92,6 +104,11 @@ def group_path(template: str, group_id: bytes) -> str:
 def link_path(template: str, link_id: bytes) -> str:
     """``template`` with ``{link_id}`` filled in."""
     return template.replace("{link_id}", b64encode(link_id))
+
+
+def blob_path(template: str, blob_id: bytes) -> str:
+    """``template`` with ``{blob_id}`` filled in."""
+    return template.replace("{blob_id}", b64encode(blob_id))
 
 
 def client_path(client_id: str) -> str:
@@ -111,6 +128,10 @@ class Route:
     signed: bool = True
     query: tuple[Field, ...] = ()
     errors: tuple[ErrorCode, ...] = ()
+    raw_body: bool = False
+    """The request body is raw bytes (``application/octet-stream``), not JSON."""
+    raw_response: bool = False
+    """A success answers with raw bytes (``application/octet-stream``), not JSON."""
 
 
 _AUTH_NO_DEVICE: Final = (
@@ -154,6 +175,16 @@ LINK_FETCH_QUERY: Final = (
         optional=True,
         description="long poll: seconds to wait when there is nothing new",
     ),
+)
+
+#: Blob upload query parameters.
+BLOB_UPLOAD_QUERY: Final = (
+    Int("offset", description="where the part goes: the bytes received so far"),
+)
+#: Blob download query parameters.
+BLOB_DOWNLOAD_QUERY: Final = (
+    Int("offset", optional=True, description="the first byte (default 0)"),
+    Int("length", minimum=1, maximum=MAX_BLOB_PART_BYTES, optional=True),
 )
 
 #: Every HTTP route (the WebSocket route is described in docs/server.md).
@@ -381,5 +412,68 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.Empty,
         m.GroupInfoRequest,
         errors=(*_AUTH, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH),
+    ),
+    Route(
+        "POST",
+        BLOBS,
+        "Reserve an attachment blob for a group (members only)",
+        m.CreateBlobResponse,
+        m.CreateBlobRequest,
+        errors=(
+            *_AUTH,
+            *_BODY,
+            *_GROUP,
+            ErrorCode.BLOB_TOO_LARGE,
+            ErrorCode.QUOTA_EXCEEDED,
+            ErrorCode.NO_SPACE,
+        ),
+    ),
+    Route(
+        "PUT",
+        BLOB,
+        "Upload the next part of a blob (its creator's account only)",
+        m.BlobStatus,
+        signed=True,
+        query=BLOB_UPLOAD_QUERY,
+        raw_body=True,
+        errors=(
+            *_AUTH,
+            ErrorCode.INVALID_FIELD,
+            ErrorCode.BODY_TOO_LARGE,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.BLOB_OFFSET,
+            ErrorCode.NO_SPACE,
+        ),
+    ),
+    Route(
+        "GET",
+        BLOB,
+        "Download part of a complete blob (members of its group with the capability)",
+        None,
+        query=BLOB_DOWNLOAD_QUERY,
+        raw_response=True,
+        errors=(*_AUTH, ErrorCode.INVALID_FIELD, ErrorCode.NOT_FOUND),
+    ),
+    Route(
+        "DELETE",
+        BLOB,
+        "Delete a blob (its creator's account: a cancelled upload)",
+        m.Empty,
+        errors=(*_AUTH, ErrorCode.NOT_FOUND),
+    ),
+    Route(
+        "GET",
+        BLOB_STATUS,
+        "How much of a blob the server holds (its creator, or a member with the capability)",
+        m.BlobStatus,
+        errors=(*_AUTH, ErrorCode.NOT_FOUND),
+    ),
+    Route(
+        "POST",
+        BLOB_FETCHED,
+        "Record that the signing client has the blob (it is deleted once all have)",
+        m.Empty,
+        errors=(*_AUTH, ErrorCode.NOT_FOUND),
     ),
 )

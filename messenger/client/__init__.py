@@ -43,9 +43,16 @@ if TYPE_CHECKING:
     from .client import ClientOptions, MessengerClient
     from .demo import start_local_server
     from .devices.views import DeviceView
+    from .disappearing import DISAPPEARING_CHOICES, format_timer
     from .errors import (
         AccountError,
         AccountExistsError,
+        AttachmentCorruptError,
+        AttachmentError,
+        AttachmentNotDownloadedError,
+        AttachmentQuotaError,
+        AttachmentTooLargeError,
+        AttachmentUnavailableError,
         AuthError,
         BackupCorruptError,
         BackupError,
@@ -69,10 +76,12 @@ if TYPE_CHECKING:
         GroupExistsError,
         GroupStateRegressionError,
         HandleTakenError,
+        ImageRejectedError,
         InsecureServerAddressError,
         InvalidAddressError,
         InvalidProfileNameError,
         InvalidServerAddressError,
+        InvalidTimerError,
         KdfLimitError,
         KeyringProblem,
         KeyringUnavailableError,
@@ -124,11 +133,13 @@ if TYPE_CHECKING:
         Event,
         EventsDropped,
         MessageReceived,
+        MessagesExpired,
         MessageStatusChanged,
         MessageUpdated,
         OperationFailed,
         PreferencesChanged,
         Subscription,
+        TransferProgress,
         TypingChanged,
     )
     from .linking.code import LinkCode, parse_link_code
@@ -136,6 +147,7 @@ if TYPE_CHECKING:
     from .linking.models import LinkOffer, LinkProgress, LinkStage
     from .models import (
         AccountInfo,
+        AttachmentView,
         ConversationView,
         MemberView,
         MessageView,
@@ -147,16 +159,25 @@ if TYPE_CHECKING:
     )
     from .profiles import Profile, Profiles, default_data_dir
     from .safety_number import SafetyNumber
+    from .store.attachments import TransferState
     from .store.contacts import Contact
     from .store.conversations import Conversation, ConversationKind
     from .store.messages import Message, MessageKind, MessageStatus, Note, NoteKind
     from .store.search import SearchHit
 
 __all__ = [
+    "DISAPPEARING_CHOICES",
     "AccountError",
     "AccountExistsError",
     "AccountInfo",
     "AccountUpdated",
+    "AttachmentCorruptError",
+    "AttachmentError",
+    "AttachmentNotDownloadedError",
+    "AttachmentQuotaError",
+    "AttachmentTooLargeError",
+    "AttachmentUnavailableError",
+    "AttachmentView",
     "AuthError",
     "BackupCorruptError",
     "BackupError",
@@ -195,10 +216,12 @@ __all__ = [
     "GroupExistsError",
     "GroupStateRegressionError",
     "HandleTakenError",
+    "ImageRejectedError",
     "InsecureServerAddressError",
     "InvalidAddressError",
     "InvalidProfileNameError",
     "InvalidServerAddressError",
+    "InvalidTimerError",
     "KdfLimitError",
     "KeyringProblem",
     "KeyringUnavailableError",
@@ -220,6 +243,7 @@ __all__ = [
     "MessageTooLongError",
     "MessageUpdated",
     "MessageView",
+    "MessagesExpired",
     "MessengerClient",
     "NetworkError",
     "NoAccountError",
@@ -257,6 +281,8 @@ __all__ = [
     "StoreNotFoundError",
     "StoreVersionError",
     "Subscription",
+    "TransferProgress",
+    "TransferState",
     "TypingChanged",
     "UnknownAccountError",
     "UnknownGroupError",
@@ -268,6 +294,7 @@ __all__ = [
     "WrongPassphraseError",
     "default_data_dir",
     "export_backup",
+    "format_timer",
     "note_text",
     "parse_link_code",
     "read_backup_info",
@@ -289,9 +316,16 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "MessengerClient",
     ),
     ".demo": ("start_local_server",),
+    ".disappearing": ("DISAPPEARING_CHOICES", "format_timer"),
     ".errors": (
         "AccountError",
         "AccountExistsError",
+        "AttachmentCorruptError",
+        "AttachmentError",
+        "AttachmentNotDownloadedError",
+        "AttachmentQuotaError",
+        "AttachmentTooLargeError",
+        "AttachmentUnavailableError",
         "AuthError",
         "BackupCorruptError",
         "BackupError",
@@ -315,10 +349,12 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "GroupExistsError",
         "GroupStateRegressionError",
         "HandleTakenError",
+        "ImageRejectedError",
         "InsecureServerAddressError",
         "InvalidAddressError",
         "InvalidProfileNameError",
         "InvalidServerAddressError",
+        "InvalidTimerError",
         "KdfLimitError",
         "KeyringProblem",
         "KeyringUnavailableError",
@@ -372,9 +408,11 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "MessageReceived",
         "MessageStatusChanged",
         "MessageUpdated",
+        "MessagesExpired",
         "OperationFailed",
         "PreferencesChanged",
         "Subscription",
+        "TransferProgress",
         "TypingChanged",
     ),
     ".devices.views": ("DeviceView",),
@@ -383,6 +421,7 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
     ".linking.models": ("LinkOffer", "LinkProgress", "LinkStage"),
     ".models": (
         "AccountInfo",
+        "AttachmentView",
         "ConversationView",
         "MemberView",
         "MessageView",
@@ -398,6 +437,7 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "default_data_dir",
     ),
     ".safety_number": ("SafetyNumber",),
+    ".store.attachments": ("TransferState",),
     ".store.contacts": ("Contact",),
     ".store.conversations": (
         "Conversation",

@@ -15,7 +15,10 @@
     create-group NAME [MEMBER ...]       a group with contacts in it
     add-member CONV MEMBER ...  |  remove-member CONV MEMBER
     rename CONV NAME  |  leave CONV
+    set-timer CONV DURATION              disappearing messages: off, 90s, 5m, 1h, 1d, 1w
     send TARGET [TEXT ... | -]           TARGET: a conversation, or a contact (1:1)
+    send-file TARGET PATH [--caption T]  send a file; waits until it is uploaded and sent
+    download MESSAGE_ID [--output PATH]  download a received file and save it
     reply CONV MESSAGE_ID [TEXT ... | -]  |  edit CONV MESSAGE_ID [TEXT ... | -]
     delete CONV MESSAGE_ID  |  react CONV MESSAGE_ID EMOJI [--remove]
     history CONV [--limit N]             the newest messages
@@ -73,9 +76,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import keyring.backends.fail
 
 from .addresses import INVITE_SCHEME
+from .attachments import commands as attachment_commands
 from .backup import restore_backup
 from .client import ClientOptions, MessengerClient
 from .content import MAX_TEXT_BYTES
+from .disappearing import format_timer, parse_timer
 from .errors import (
     ClientError,
     ConversationNotFoundError,
@@ -199,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="a display name for the contact")
     sub.add_parser("contacts", help="list contacts")
     link_commands.add_parsers(sub)
+    attachment_commands.add_parsers(sub)
     sub.add_parser("conversations", help="list conversations")
     p = sub.add_parser("create-group", help="create a group")
     p.add_argument("name")
@@ -212,6 +218,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rename", help="rename a group")
     p.add_argument("conversation")
     p.add_argument("name")
+    p = sub.add_parser("set-timer", help="set the conversation's disappearing-message timer")
+    p.add_argument("conversation")
+    p.add_argument("duration", help="off, or a number with s, m, h, d or w (90s, 5m, 1h, 1w)")
     p = sub.add_parser("leave", help="leave a conversation")
     p.add_argument("conversation")
     p = sub.add_parser("send", help="send a message")
@@ -377,6 +386,9 @@ def format_message(view: MessageView) -> str:
     if message.kind is MessageKind.SYSTEM:
         return f"      {_time(message.received_at)} — {message.body}"
     body = "(deleted)" if message.deleted else (message.body or "")
+    if view.attachment is not None and not message.deleted:
+        size = attachment_commands.format_size(view.attachment.size)
+        body = f"[file {view.attachment.name}, {size}] {body}".rstrip()
     if message.edited_at is not None and not message.deleted:
         body += " (edited)"
     if view.reply_to is not None:
@@ -392,8 +404,10 @@ def _conversation_line(view: ConversationView) -> str:
     kind = "1:1" if view.conversation.kind == "direct" else "group"
     left = " (left)" if not view.active else ""
     unread = f" — {view.unread} unread" if view.unread else ""
+    seconds = view.conversation.disappearing_seconds
+    timer = f" — disappearing: {format_timer(seconds)}" if seconds else ""
     members = ", ".join(m.name for m in view.members)
-    return f"{view.id:>4}  {kind:<5} {view.name}{left}{unread}  [{members}]"
+    return f"{view.id:>4}  {kind:<5} {view.name}{left}{unread}{timer}  [{members}]"
 
 
 async def _conversation(client: MessengerClient, ref: str) -> int:
@@ -560,6 +574,9 @@ async def _command(client: MessengerClient, args: argparse.Namespace, out: TextI
             name = contact.display_name or contact.handle or "-"
             print(f"{contact.account_id}  {name}{verified}", file=out)
         return 0
+    if command in attachment_commands.COMMANDS:  # docs/attachments.md §4
+        target = await _target(client, args.target) if command == "send-file" else None
+        return await attachment_commands.run(client, args, out, target)
     if command == "sync":
         await client.sync()  # offline: ServerUnavailableError, one sentence, status 1
         await client.flush(_FLUSH_TIMEOUT)
@@ -660,6 +677,14 @@ async def _change(client: MessengerClient, args: argparse.Namespace, out: TextIO
         await client.remove_member(cid, contact.account_id)
     elif command == "rename":
         await client.rename(await _conversation(client, args.conversation), args.name)
+    elif command == "set-timer":
+        try:
+            seconds = parse_timer(args.duration)
+        except ValueError:
+            raise UsageError(
+                "a duration is “off” or a number with s, m, h, d or w, like 90s, 5m or 1h"
+            ) from None
+        await client.set_disappearing_timer(await _conversation(client, args.conversation), seconds)
     elif command == "leave":
         await client.leave(await _conversation(client, args.conversation))
     elif command == "send":

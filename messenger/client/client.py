@@ -23,8 +23,10 @@ import asyncio
 import contextlib
 import dataclasses
 import hmac
+import io
 import logging
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +35,19 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from . import machinery
 from .addresses import check_handle, invite_link, parse_address, same_server, server_host
+from .attachments.files import (
+    attachment_file,
+    clear_open_dir,
+    remove_attachment_files,
+    save_decrypted,
+)
+from .disappearing import ExpiryTimer, sweep_now, valid_timer
 from .errors import (
     AccountExistsError,
+    AttachmentError,
+    AttachmentNotDownloadedError,
+    AttachmentTooLargeError,
+    AttachmentUnavailableError,
     ClientClosedError,
     ClientError,
     ContactNotFoundError,
@@ -42,7 +55,9 @@ from .errors import (
     ConversationNotFoundError,
     DeviceReplacedError,
     ForeignServerError,
+    InvalidTimerError,
     MessageNotFoundError,
+    MessageTooLongError,
     NetworkError,
     NoAccountError,
     NoKeyPackageError,
@@ -62,6 +77,7 @@ from .events import (
     Event,
     EventBus,
     MessageReceived,
+    MessagesExpired,
     MessageUpdated,
     PreferencesChanged,
     Subscription,
@@ -69,6 +85,7 @@ from .events import (
 from .group_commit import GroupCommit, Memo
 from .heap import settle
 from .models import (
+    AUTO_DOWNLOAD_KEY,
     READ_RECEIPTS_KEY,
     TYPING_INDICATORS_KEY,
     AccountInfo,
@@ -87,6 +104,7 @@ from .net.timeouts import DEFAULT_TIMEOUT
 from .profiles import Profile, Profiles
 from .safety_number import safety_number
 from .store.async_store import AsyncStore
+from .store.attachments import Attachment, TransferState
 from .store.contacts import Contact
 from .store.conversations import Conversation, ConversationKind
 from .store.identity import Identity
@@ -109,6 +127,7 @@ if TYPE_CHECKING:
     from messenger.mls.ciphersuite import RandomSource
     from messenger.mls.group import Group
 
+    from .attachments.transfers import TransferQueue
     from .backup import BackupInfo
     from .content import Body, Reply, Text
     from .devices.records import Record as SyncRecord
@@ -137,6 +156,8 @@ _REPLENISH_INTERVAL: Final = 1800.0
 _MAX_NAME_LENGTH: Final = 100
 #: The most each step of :meth:`MessengerClient.close` waits.
 _CLOSE_STEP_S: Final = 5.0
+#: The settings key of the server's largest file, as it last said.
+_BLOB_LIMIT_KEY: Final = "server.max_blob_bytes"
 #: How long signing this device out waits to tell the other devices.
 _SIGN_OUT_TIMEOUT_S: Final = 30.0
 
@@ -198,6 +219,9 @@ class MessengerClient:
         self._accept_uncertified = options.accept_uncertified_devices
         self._pinned: dict[str, bytes] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._transfers: TransferQueue | None = None
+        self._blob_limit: int | None = None
+        self._expiry = ExpiryTimer(store, self._events, self._clock)
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -251,6 +275,9 @@ class MessengerClient:
             from .store.pending_links import recover_new_device
 
             await store.run(recover_new_device)  # a link a crash cut short (devices.md §2)
+            clear_open_dir(store.profile.path)  # files a crash left decrypted for the viewer
+            # Disappearing messages that expired while closed go before anything is read.
+            await store.run(sweep_now, client._now_ms())
             identity, insecure_http_chosen, client._pinned = await store.run(read)
             client._allow_insecure_http = client._allow_insecure_http or insecure_http_chosen
             # The session (MLS, HTTP) is built on first use (_require), not
@@ -321,6 +348,9 @@ class MessengerClient:
             session, pipeline, backoff=self._backoff, on_online=sender.wake
         )
         self._pool = KeyPackagePool(session)
+        from .attachments.transfers import TransferQueue
+
+        self._transfers = TransferQueue(session, self.profile.path, backoff=self._backoff)
 
     def _on_account_key_changed(self) -> Callable[[str, bytes], None]:
         """What the verifier calls (in any thread) when it refused a credential
@@ -430,6 +460,9 @@ class MessengerClient:
         self._tasks = [asyncio.create_task(self._start_tasks(), name="start")]
 
     async def _start_tasks(self) -> None:
+        # The store alone: deadlines pass offline too (disappearing.py).
+        expiry = self._expiry.run
+        self._tasks.append(asyncio.create_task(self._supervise("expiry", expiry), name="expiry"))
         await machinery.load_off_loop()
         session = self._require()
         assert self._listener is not None and self._sender is not None
@@ -445,6 +478,11 @@ class MessengerClient:
             asyncio.create_task(self._supervise("outbox", sender.run), name="outbox"),
             asyncio.create_task(self._supervise("maintenance", self._maintain)),
         ]
+        if self._transfers is not None:  # attachments (docs/attachments.md §4)
+            transfers = self._transfers.run
+            self._tasks.append(
+                asyncio.create_task(self._supervise("transfers", transfers), name="transfers")
+            )
 
     async def _prepare_device(self, session: Session) -> None:
         """:func:`~.restore_device.prepare_device`, retried with backoff while offline."""
@@ -536,6 +574,7 @@ class MessengerClient:
             self._session.close()
             await self._bounded_close("the network transport", self._session.transport.aclose())
         await self._bounded_close("the store", self._store.close())
+        clear_open_dir(self.profile.path)  # files decrypted for the viewer (attachments.md §4)
 
     async def _bounded_close(self, what: str, closing: Awaitable[None]) -> None:
         """Await ``closing`` for at most _CLOSE_STEP_S; after that, go on without it."""
@@ -843,6 +882,7 @@ class MessengerClient:
         session, self._session = self._session, None
         self._identity = None
         self._pipeline = self._sender = self._listener = self._pool = None
+        self._transfers = None
         if session is not None:
             session.close()
             await self._bounded_close("the network transport", session.transport.aclose())
@@ -1298,6 +1338,30 @@ class MessengerClient:
         conversation = await self._conversation(conversation_id, active=False)
         return await self._store.run(lambda s: s.groups.epoch(conversation.group_id))
 
+    # -- disappearing messages (docs/attachments.md §7) ------------------------------------
+
+    async def set_disappearing_timer(self, conversation_id: int, seconds: int) -> None:
+        """Set the conversation's disappearing-message timer for every member (0: off).
+
+        A GroupContextExtensions commit (RFC 9420 §12.1.7), like a rename:
+        it takes effect, with a note in every member's timeline, once the
+        server accepts it. Any member may change it. InvalidTimerError
+        unless 0 or 10 seconds to 1 year.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not valid_timer(seconds):
+            raise InvalidTimerError(f"a timer of {seconds!r} seconds")
+        conversation = await self._conversation(conversation_id)
+        self._require()
+        from .sync.intents import Intent
+
+        intent = Intent(
+            "set_timer",
+            seconds=seconds,
+            name=conversation.title,
+            kind=conversation.kind.value,
+        )
+        await self._enqueue(conversation, OutboxKind.COMMIT, intent)
+
     # -- messages --------------------------------------------------------------------------
 
     async def _send(
@@ -1333,8 +1397,6 @@ class MessengerClient:
         uid, now = session.new_uid(), session.now_ms()
         from .content import Content, encode_content
 
-        data = encode_content(Content(uid, now, body))
-
         def write(s: Store, memo: Memo) -> tuple[Message, list[Event], bytes]:
             conversation = s.conversations.get(conversation_id)
             if conversation is None:
@@ -1346,6 +1408,9 @@ class MessengerClient:
                 raise NotAllowedError(
                     "a blocked contact", user_message="Unblock this contact first."
                 )
+            # The group's disappearing timer of this moment (docs/attachments.md §7).
+            timer = conversation.disappearing_seconds
+            data = encode_content(Content(uid, now, body, expires_after=timer))
             message = s.messages.add(
                 conversation_id,
                 uid=uid,
@@ -1357,6 +1422,8 @@ class MessengerClient:
                 received_at=now,
                 kind=kind,
                 reply_to_uid=reply_to,
+                expires_after=timer,
+                expires_at=now + timer * 1000 if timer else None,
             )
             s.outbox.enqueue(
                 OutboxKind.MESSAGE,
@@ -1447,7 +1514,13 @@ class MessengerClient:
 
         def local(s: Store, uid: bytes, now: int) -> None:
             s.messages.delete_for_everyone(conversation_id, target.uid, by_account_id=me, at=now)
+            if target.kind is MessageKind.FILE:  # its key, thumbnail and file go with it
+                from .sync.effects import drop_attachment
 
+                drop_attachment(s, target.id)
+
+        if target.kind is MessageKind.FILE and self._transfers is not None:
+            await self._transfers.cancel(message_id)  # an upload still under way
         from .content import Delete
 
         await self._send(conversation_id, Delete(target.uid), local)
@@ -1504,6 +1577,7 @@ class MessengerClient:
         def write(s: Store) -> bool:
             if not s.read_markers.mark_read(conversation_id, me, last.id, at=now):
                 return False
+            s.messages.start_countdown(conversation_id, last.id, now=now)  # disappearing ones
             group_id = self._conversation_group(s, conversation_id)
             self._queue_sync(s, [ConversationRead(group_id, last.uid)])  # docs/devices.md §3
             return True
@@ -1602,6 +1676,386 @@ class MessengerClient:
         return await self._store.run(
             lambda s: s.messages.search(query, limit, conversation_id=conversation_id)
         )
+
+    # == attachments (docs/attachments.md §4) ====================================================
+    # Files and images: sending (encrypted here, uploaded in the background), downloading,
+    # cancelling and retrying transfers, and reading a file that is on this device.
+
+    async def _max_blob_bytes(self) -> int:
+        """The server's largest file: asked once per session, and remembered for
+        when the server cannot be reached (the file is then sent when it can)."""
+        session = self._require()
+        if self._blob_limit is not None:
+            return self._blob_limit
+        try:
+            info = await session.transport.server_info()
+        except NetworkError:
+            known = await self._store.run(lambda s: s.settings.get_int(_BLOB_LIMIT_KEY, -1))
+            if known < 0:
+                raise
+            return known
+        if info.max_blob_bytes is None:
+            raise AttachmentError(
+                "the server has no blob store", user_message="This server does not accept files."
+            )
+        limit = self._blob_limit = info.max_blob_bytes
+        await self._store.run(lambda s: s.settings.set(_BLOB_LIMIT_KEY, limit))
+        return limit
+
+    async def send_file(
+        self,
+        conversation_id: int,
+        source: Path | bytes,
+        *,
+        name: str | None = None,
+        caption: str | None = None,
+    ) -> Message:
+        """Send a file (a path, or the bytes of a pasted image) with an optional caption.
+
+        The file is checked against the server's limit (AttachmentTooLargeError,
+        before anything is uploaded), encrypted into the profile (in a worker
+        thread) and stored at once as a pending ``file`` message whose
+        attachment is ``uploading``; the upload runs in the background, then
+        the message is sent. Images get a thumbnail; an image that cannot be
+        decoded safely is sent as a plain file.
+        """
+        session = self._require()
+        conversation = await self._conversation(conversation_id)
+        if conversation.peer_account_id is not None:
+            await self._refuse_blocked([conversation.peer_account_id])
+        from .attachments import media
+        from .content import ATTACHMENT_ACCESS_SIZE, MAX_TEXT_BYTES
+
+        text = caption or None
+        if text is not None and len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+            raise MessageTooLongError(f"a caption of {len(text.encode('utf-8'))} bytes")
+        if isinstance(source, Path):
+            try:
+                size = source.stat().st_size
+            except OSError:
+                raise AttachmentError(
+                    "the file cannot be read", user_message="This file cannot be read."
+                ) from None
+            shown = media.display_name(name or source.name)
+        else:
+            source = bytes(source)
+            size = len(source)
+            shown = media.display_name(name or media.pasted_name(source[:64]))
+        limit = await self._max_blob_bytes()
+        if size > limit:
+            raise AttachmentTooLargeError(
+                f"a file of {size} bytes, the server takes {limit}",
+                user_message=(
+                    f"This file is too large to send: this server takes files of up to "
+                    f"{limit / 1e6:.0f} MB."
+                ),
+            )
+        from .attachments.preparing import prepare_file
+
+        prepared = await asyncio.to_thread(prepare_file, self.profile.path, source, shown)
+        if prepared.encrypted.size > limit:  # the file grew while it was read
+            remove_attachment_files(self.profile.path, [prepared.local_file])
+            raise AttachmentTooLargeError(f"a file of {prepared.encrypted.size} bytes")
+        me = session.account
+        uid, now = session.new_uid(), session.now_ms()
+        access = self._random(ATTACHMENT_ACCESS_SIZE)
+
+        def write(s: Store) -> tuple[Message, list[Event]]:
+            found = s.conversations.get(conversation_id)
+            if found is None or found.kind is ConversationKind.DEVICES:
+                raise ConversationNotFoundError(f"no conversation {conversation_id}")
+            if found.left_at is not None:
+                raise ConversationLeftError(f"conversation {conversation_id} was left")
+            timer = found.disappearing_seconds
+            message = s.messages.add(
+                conversation_id,
+                uid=uid,
+                sender_account_id=me.account_id,
+                sender_client_id=me.client_id,
+                outgoing=True,
+                body=text,
+                sent_at=now,
+                received_at=now,
+                kind=MessageKind.FILE,
+                expires_after=timer,
+                expires_at=now + timer * 1000 if timer else None,
+            )
+            encrypted = prepared.encrypted
+            s.attachments.add(
+                message.id,
+                blob_id=b"",
+                access=access,
+                key=encrypted.key,
+                digest=encrypted.digest,
+                size=encrypted.size,
+                media_type=prepared.media_type,
+                name=shown,
+                width=prepared.width,
+                height=prepared.height,
+                thumbnail=prepared.thumbnail,
+                state=TransferState.UPLOADING,
+                local_file=prepared.local_file,
+                now=now,
+            )
+            event = MessageReceived(conversation_id, message.id)
+            return message, with_views(s, [event], me.account_id, now=now)
+
+        try:
+            message, events = await self._store.transaction(write)
+        except BaseException:
+            remove_attachment_files(self.profile.path, [prepared.local_file])
+            raise
+        self._wake_transfers()
+        self._events.publish(*events)
+        return message
+
+    def _wake_transfers(self) -> None:
+        if self._transfers is not None:
+            self._transfers.wake()
+
+    async def _attachment(self, message_id: int) -> tuple[Message, Attachment]:
+        """A file message and its attachment (MessageNotFoundError: none)."""
+        self._reader()
+
+        def read(s: Store) -> tuple[Message | None, Attachment | None]:
+            return s.messages.get(message_id), s.attachments.get(message_id)
+
+        message, attachment = await self._store.run(read)
+        if message is None or attachment is None:
+            raise MessageNotFoundError(f"no file message {message_id}")
+        return message, attachment
+
+    async def _set_transfer(
+        self,
+        message_id: int,
+        state: TransferState,
+        expect: Sequence[TransferState],
+    ) -> bool:
+        """Queue a transfer again, due now; whether the row was in one of ``expect``."""
+        now = self._now_ms()
+
+        def write(s: Store) -> list[Event]:
+            row = s.attachments.update(
+                message_id,
+                now=now,
+                state=state,
+                clear_error=True,
+                next_attempt_at=now,
+                reset_attempts=True,
+                expect=expect,
+            )
+            message = s.messages.get(message_id)
+            if row is None or message is None:
+                return []
+            event = MessageUpdated(message.conversation_id, message_id)
+            return with_views(s, [event], self._reader().account_id, now=now)
+
+        events = await self._store.transaction(write)
+        self._events.publish(*events)
+        self._wake_transfers()
+        return bool(events)
+
+    async def download(self, message_id: int) -> None:
+        """Download a received file now (it is queued; follow it by its events).
+
+        Nothing to do if it is downloaded or on its way;
+        AttachmentUnavailableError if the server no longer has it.
+        """
+        _, attachment = await self._attachment(message_id)
+        self._require()
+        if attachment.state is TransferState.GONE:
+            raise AttachmentUnavailableError(f"message {message_id}: gone")
+        if attachment.state in (TransferState.AVAILABLE, TransferState.FAILED):
+            await self._set_transfer(
+                message_id,
+                TransferState.DOWNLOADING,
+                (TransferState.AVAILABLE, TransferState.FAILED),
+            )
+
+    async def retry_transfer(self, message_id: int) -> None:
+        """Try a failed (or waiting) upload or download again, now."""
+        _, attachment = await self._attachment(message_id)
+        self._require()
+        again = {
+            TransferState.UPLOAD_FAILED: TransferState.UPLOADING,
+            TransferState.UPLOADING: TransferState.UPLOADING,
+            TransferState.FAILED: TransferState.DOWNLOADING,
+            TransferState.DOWNLOADING: TransferState.DOWNLOADING,
+        }.get(attachment.state)
+        if again is None:
+            raise NotAllowedError(
+                f"no transfer to retry ({attachment.state})",
+                user_message="There is nothing to try again for this file.",
+            )
+        if attachment.state is again and self._transfers and self._transfers.running(message_id):
+            return  # on its way
+        await self._set_transfer(message_id, again, (attachment.state,))
+
+    async def cancel_transfer(self, message_id: int) -> None:
+        """Stop an upload (the message is deleted, and the server's blob) or a
+        download (the file goes back to ``available``)."""
+        message, attachment = await self._attachment(message_id)
+        session = self._require()
+        if attachment.state not in (
+            TransferState.UPLOADING,
+            TransferState.UPLOAD_FAILED,
+            TransferState.DOWNLOADING,
+        ):
+            raise NotAllowedError(
+                f"no transfer to cancel ({attachment.state})",
+                user_message="This file is not being sent or downloaded.",
+            )
+        if self._transfers is not None:
+            await self._transfers.cancel(message_id)
+        now = self._now_ms()
+        cid = message.conversation_id
+        upload = attachment.state is not TransferState.DOWNLOADING
+
+        def write(s: Store) -> tuple[Attachment | None, list[Event]]:
+            if upload:
+                row = s.attachments.get(message_id)
+                if row is None or row.state not in (
+                    TransferState.UPLOADING,
+                    TransferState.UPLOAD_FAILED,
+                ):
+                    return None, []  # sent meanwhile: it is a message like any other now
+                s.attachments.remove(message_id)
+                s.messages.remove(message_id)
+                return row, [MessagesExpired(cid, (message_id,)), ConversationUpdated(cid)]
+            row = s.attachments.update(
+                message_id,
+                now=now,
+                state=TransferState.AVAILABLE,
+                done=0,
+                clear_error=True,
+                clear_local_file=True,
+                expect=(TransferState.DOWNLOADING,),
+            )
+            if row is None:
+                return None, []
+            events = [MessageUpdated(cid, message_id)]
+            return attachment, with_views(s, events, session.account.account_id, now=now)
+
+        removed, events = await self._store.transaction(write)
+        if removed is None:
+            raise NotAllowedError(
+                "the transfer ended meanwhile",
+                user_message="This file was sent or downloaded already.",
+            )
+        if removed.local_file is not None:
+            remove_attachment_files(self.profile.path, [removed.local_file])
+        self._events.publish(*events)
+        if upload and removed.blob_id:
+            try:
+                await session.transport.delete_blob(removed.blob_id)
+            except ClientError as exc:  # the server deletes unfinished uploads after a day
+                _log.info("withdrawing a cancelled upload failed: %s", type(exc).__name__)
+
+    async def _readable(self, message_id: int) -> Attachment:
+        """The attachment of a file that is on this device (AttachmentNotDownloadedError)."""
+        _, attachment = await self._attachment(message_id)
+        if attachment.state not in (TransferState.SENT, TransferState.DOWNLOADED) or (
+            attachment.local_file is None
+        ):
+            raise AttachmentNotDownloadedError(f"message {message_id}: {attachment.state}")
+        if not await asyncio.to_thread(self._blob_path(attachment).is_file):
+            # Its file is gone (a restored backup holds no files): download it again.
+            now, state = self._now_ms(), attachment.state
+            await self._store.run(
+                lambda s: s.attachments.update(
+                    message_id,
+                    now=now,
+                    state=TransferState.AVAILABLE,
+                    done=0,
+                    clear_local_file=True,
+                    expect=(state,),
+                )
+            )
+            raise AttachmentNotDownloadedError(f"message {message_id}: its file is missing")
+        return attachment
+
+    async def save_attachment(self, message_id: int, destination: Path) -> Path:
+        """Decrypt a file that is on this device to ``destination`` (the user's choice).
+
+        Written to a temporary file beside it, then renamed: ``destination``
+        is either the whole file or untouched. AttachmentNotDownloadedError
+        if the file is not here; AttachmentCorruptError if its copy here is damaged.
+        """
+        attachment = await self._readable(message_id)
+        blob = self._blob_path(attachment)
+        try:
+            await asyncio.to_thread(
+                save_decrypted, blob, attachment.key, attachment.size, destination
+            )
+        except OSError as exc:
+            raise AttachmentError(
+                f"saving failed: {exc.strerror}",
+                user_message="The file could not be saved there. Choose another place.",
+            ) from None
+        return destination
+
+    async def open_attachment(self, message_id: int) -> Path:
+        """Decrypt a file for the system viewer into a private temporary directory
+        (0700, emptied when the client closes and on the next start); its path."""
+        attachment = await self._readable(message_id)
+        blob = self._blob_path(attachment)
+        from .attachments.files import open_dir
+        from .attachments.media import safe_file_name
+
+        def decrypt() -> Path:
+            folder = open_dir(self.profile.path) / secrets.token_hex(8)
+            folder.mkdir(mode=0o700)
+            destination = folder / safe_file_name(attachment.name)
+            save_decrypted(blob, attachment.key, attachment.size, destination)
+            return destination
+
+        try:
+            return await asyncio.to_thread(decrypt)
+        except OSError as exc:
+            raise _unreadable(exc) from None
+
+    async def attachment_bytes(self, message_id: int, *, max_bytes: int = 50 << 20) -> bytes:
+        """The content of a file that is on this device (an inline image), up to ``max_bytes``."""
+        attachment = await self._readable(message_id)
+        if attachment.size > max_bytes:
+            raise AttachmentTooLargeError(
+                f"{attachment.size} bytes, at most {max_bytes} asked",
+                user_message="This file is too large to show here; open or save it instead.",
+            )
+        blob = self._blob_path(attachment)
+
+        def decrypt() -> bytes:
+            from .attachments.crypto import decrypt_to
+
+            out = io.BytesIO()
+            decrypt_to(blob, attachment.key, attachment.size, out)
+            return out.getvalue()
+
+        try:
+            return await asyncio.to_thread(decrypt)
+        except OSError as exc:
+            raise _unreadable(exc) from None
+
+    def _blob_path(self, attachment: Attachment) -> Path:
+        assert attachment.local_file is not None
+        return attachment_file(self.profile.path, attachment.local_file)
+
+    async def set_auto_download_bytes(self, n: int) -> Preferences:
+        """Download received files of up to ``n`` bytes at once (0: none, all on demand)."""
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise NotAllowedError(
+                f"an auto-download limit of {n!r}", user_message="Choose a size of 0 or more."
+            )
+
+        def write(s: Store) -> Preferences:
+            s.settings.set(AUTO_DOWNLOAD_KEY, n)
+            return preferences(s)
+
+        prefs = await self._store.transaction(write)
+        self._events.publish(PreferencesChanged(prefs.read_receipts, prefs.typing_indicators))
+        return prefs
 
     # == the user's choices: names, mute, archive, block, receipts, typing, drafts ==========
     # (issue 9 item 6; each change publishes an event so that a view refreshes by itself)
@@ -2050,6 +2504,14 @@ def _archived_record(conversation: Conversation) -> SyncRecord:
     from .devices.records import ConversationArchived
 
     return ConversationArchived(conversation.group_id, conversation.archived)
+
+
+def _unreadable(exc: OSError) -> AttachmentError:
+    """A file on this device that could not be read or decrypted into place."""
+    return AttachmentError(
+        f"reading an attachment failed: {exc.strerror}",
+        user_message="This file could not be read on this device.",
+    )
 
 
 def _make_due(store: Store, now: int) -> None:

@@ -6,13 +6,19 @@ known kind. The encoding uses the TLS presentation language of RFC 9420
 §2.1 (:mod:`messenger.mls.codec`)::
 
     struct {
-        uint8 version = 1;
+        uint8 version;              // 1, or 2 when the message disappears
         uint8 kind;                 // ContentKind
         opaque uid[16];             // random, names the message
         uint64 sent_at;             // sender's clock, Unix ms
+        select (version) {
+            case 2: uint32 expires_after;   // seconds, > 0 (docs/attachments.md §7)
+        };
         opaque fields<V>;           // the kind's fields, below
         uint8 padding[...];         // zeros, up to the bucket size
     } MessageContent;
+
+Version 1 is written for every message without a timer, so such messages
+are byte for byte what earlier versions wrote.
 
 Fields per kind: ``text`` -- ``opaque body<V>`` (UTF-8); ``reply`` and
 ``edit`` -- ``opaque target[16]``, ``opaque body<V>``; ``delete`` and
@@ -22,7 +28,12 @@ active``; ``profile`` -- ``opaque name<V>`` (how the sender wants to be
 called; members announce it when they join or see others join); ``sync`` --
 ``opaque records<V>`` (at most :data:`MAX_SYNC_BYTES`; sync records between
 one account's devices, sent only in its devices group and decoded by
-:mod:`.devices.records`, docs/devices.md §3).
+:mod:`.devices.records`, docs/devices.md §3); ``file`` -- an attachment
+(docs/attachments.md §2)::
+
+    opaque blob_id[16]; opaque access[32]; opaque key[32]; opaque digest[32];
+    uint64 size; opaque media_type<V>; opaque name<V>;
+    uint32 width; uint32 height; opaque thumbnail<V>; opaque caption<V>;
 
 Padding hides the length of short messages from everyone but the members
 (RFC 9420 §15.1 pads too, in smaller steps): the whole encoding is padded
@@ -49,17 +60,27 @@ from messenger.mls.errors import DecodeError
 from .errors import ContentDecodeError, MessageTooLongError
 
 __all__ = [
+    "ATTACHMENT_ACCESS_SIZE",
+    "ATTACHMENT_DIGEST_SIZE",
+    "ATTACHMENT_KEY_SIZE",
+    "BLOB_ID_SIZE",
     "CONTENT_VERSION",
+    "MAX_ATTACHMENT_SIZE",
     "MAX_EMOJI_LENGTH",
+    "MAX_EXPIRES_AFTER",
+    "MAX_FILE_NAME_BYTES",
+    "MAX_MEDIA_TYPE_LENGTH",
     "MAX_NAME_LENGTH",
     "MAX_SYNC_BYTES",
     "MAX_TEXT_BYTES",
+    "MAX_THUMBNAIL_BYTES",
     "UID_SIZE",
     "Body",
     "Content",
     "ContentKind",
     "Delete",
     "Edit",
+    "File",
     "Profile",
     "Reaction",
     "ReadReceipt",
@@ -73,8 +94,24 @@ __all__ = [
     "padded_length",
 ]
 
-#: The version this client writes and reads.
+#: The version this client writes for a message without a timer; it also
+#: reads (and writes for a disappearing message) :data:`_TIMED_VERSION`.
 CONTENT_VERSION: Final = 1
+_TIMED_VERSION: Final = 2
+#: The longest disappearing-message timer: one year, in seconds.
+MAX_EXPIRES_AFTER: Final = 365 * 24 * 3600
+#: Sizes of an attachment's blob ID, access capability, file key and digest.
+BLOB_ID_SIZE: Final = 16
+ATTACHMENT_ACCESS_SIZE: Final = 32
+ATTACHMENT_KEY_SIZE: Final = 32
+ATTACHMENT_DIGEST_SIZE: Final = 32
+#: The largest attachment any client describes (servers set lower limits).
+MAX_ATTACHMENT_SIZE: Final = 1 << 40
+#: The longest media type (ASCII) and file name (UTF-8 bytes).
+MAX_MEDIA_TYPE_LENGTH: Final = 127
+MAX_FILE_NAME_BYTES: Final = 255
+#: The largest thumbnail carried in a message.
+MAX_THUMBNAIL_BYTES: Final = 48 * 1024
 #: Length of a message uid.
 UID_SIZE: Final = 16
 #: The longest text body (UTF-8 bytes).
@@ -98,6 +135,7 @@ class ContentKind(enum.IntEnum):
     TYPING = 7
     PROFILE = 8
     SYNC = 9
+    FILE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +197,30 @@ class Sync:
     records: bytes = field(repr=False)
 
 
-Body = Text | Reply | Edit | Delete | Reaction | ReadReceipt | Typing | Profile | Sync
+@dataclass(frozen=True, slots=True)
+class File:
+    """An attachment: where its encrypted blob is, and how to read it (docs/attachments.md §2).
+
+    ``digest`` is the SHA-256 of the whole stored blob (ciphertext and
+    padding); ``size`` the size of the file itself. ``width`` and ``height``
+    are 0 unless the file is an image; ``thumbnail`` is a small JPEG or
+    empty; ``caption`` is text shown with the file (may be empty).
+    """
+
+    blob_id: bytes
+    access: bytes = field(repr=False)
+    key: bytes = field(repr=False)
+    digest: bytes
+    size: int
+    media_type: str
+    name: str
+    width: int = 0
+    height: int = 0
+    thumbnail: bytes = field(default=b"", repr=False)
+    caption: str = ""
+
+
+Body = Text | Reply | Edit | Delete | Reaction | ReadReceipt | Typing | Profile | Sync | File
 
 _KIND_OF: Final[dict[type, ContentKind]] = {
     Text: ContentKind.TEXT,
@@ -171,16 +232,22 @@ _KIND_OF: Final[dict[type, ContentKind]] = {
     Typing: ContentKind.TYPING,
     Profile: ContentKind.PROFILE,
     Sync: ContentKind.SYNC,
+    File: ContentKind.FILE,
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Content:
-    """One message: its uid, the sender's clock (Unix ms) and its body."""
+    """One message: its uid, the sender's clock (Unix ms) and its body.
+
+    ``expires_after`` is the message's disappearing timer in seconds (0:
+    none), as the sender's group state had it (docs/attachments.md §7).
+    """
 
     uid: bytes
     sent_at: int
     body: Body
+    expires_after: int = 0
 
     @property
     def kind(self) -> ContentKind:
@@ -257,7 +324,48 @@ def _encode_fields(body: Body) -> bytes:
             if len(records) > MAX_SYNC_BYTES:
                 raise ValueError(f"sync records are at most {MAX_SYNC_BYTES} bytes")
             w.opaque(records)
+        case File():
+            _encode_file(w, body)
     return w.getvalue()
+
+
+def _encode_file(w: Writer, f: File) -> None:
+    for value, size, what in (
+        (f.blob_id, BLOB_ID_SIZE, "blob_id"),
+        (f.access, ATTACHMENT_ACCESS_SIZE, "access"),
+        (f.key, ATTACHMENT_KEY_SIZE, "key"),
+        (f.digest, ATTACHMENT_DIGEST_SIZE, "digest"),
+    ):
+        if len(value) != size:
+            raise ValueError(f"{what} must be {size} bytes")
+        w.raw(value)
+    if not 0 <= f.size <= MAX_ATTACHMENT_SIZE:
+        raise ValueError("the file size is out of range")
+    w.u64(f.size)
+    if not _media_type_ok(f.media_type):
+        raise ValueError("a media type is printable ASCII of at most 127 characters")
+    w.opaque(f.media_type.encode("ascii"))
+    name = f.name.encode("utf-8")
+    if not 0 < len(name) <= MAX_FILE_NAME_BYTES:
+        raise ValueError(f"a file name is 1 to {MAX_FILE_NAME_BYTES} bytes")
+    w.opaque(name)
+    if not (0 <= f.width < 2**32 and 0 <= f.height < 2**32):
+        raise ValueError("image dimensions must fit in 32 bits")
+    w.u32(f.width)
+    w.u32(f.height)
+    if len(f.thumbnail) > MAX_THUMBNAIL_BYTES:
+        raise ValueError(f"a thumbnail is at most {MAX_THUMBNAIL_BYTES} bytes")
+    w.opaque(f.thumbnail)
+    w.opaque(_text_bytes(f.caption))
+
+
+def _media_type_ok(media_type: str) -> bool:
+    return (
+        0 < len(media_type) <= MAX_MEDIA_TYPE_LENGTH
+        and media_type.isascii()
+        and media_type.isprintable()
+        and "/" in media_type
+    )
 
 
 def encode_content(content: Content) -> bytes:
@@ -269,11 +377,15 @@ def encode_content(content: Content) -> bytes:
     _check_uid(content.uid, "uid")
     if not 0 <= content.sent_at <= _MAX_U64:
         raise ValueError("sent_at must fit in 64 bits")
+    if not 0 <= content.expires_after <= MAX_EXPIRES_AFTER:
+        raise ValueError(f"a timer is 0 to {MAX_EXPIRES_AFTER} seconds")
     w = Writer()
-    w.u8(CONTENT_VERSION)
+    w.u8(_TIMED_VERSION if content.expires_after else CONTENT_VERSION)
     w.u8(content.kind)
     w.raw(content.uid)
     w.u64(content.sent_at)
+    if content.expires_after:
+        w.u32(content.expires_after)
     w.opaque(_encode_fields(content.body))
     data = w.getvalue()
     return data + bytes(padded_length(len(data)) - len(data))
@@ -311,6 +423,8 @@ def _decode_fields(kind: ContentKind, r: Reader) -> Body:
         if len(records) > MAX_SYNC_BYTES:
             raise ContentDecodeError("too many bytes of sync records")
         return Sync(records)
+    if kind is ContentKind.FILE:
+        return _decode_file(r)
     target = r.read(UID_SIZE)
     if kind is ContentKind.REPLY:
         return Reply(target, _text(r))
@@ -329,6 +443,33 @@ def _decode_fields(kind: ContentKind, r: Reader) -> Body:
     return Reaction(target, emoji, _flag(r))
 
 
+def _decode_file(r: Reader) -> File:
+    blob_id = r.read(BLOB_ID_SIZE)
+    access = r.read(ATTACHMENT_ACCESS_SIZE)
+    key = r.read(ATTACHMENT_KEY_SIZE)
+    digest = r.read(ATTACHMENT_DIGEST_SIZE)
+    size = r.u64()
+    if size > MAX_ATTACHMENT_SIZE:
+        raise ContentDecodeError("the file is too large")
+    try:
+        media_type = r.opaque().decode("ascii")
+        name = r.opaque().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContentDecodeError("a file's media type or name is not text") from None
+    if not _media_type_ok(media_type):
+        raise ContentDecodeError("a malformed media type")
+    if not 0 < len(name.encode("utf-8")) <= MAX_FILE_NAME_BYTES:
+        raise ContentDecodeError("a file name is 1 to 255 bytes")
+    width, height = r.u32(), r.u32()
+    thumbnail = r.opaque()
+    if len(thumbnail) > MAX_THUMBNAIL_BYTES:
+        raise ContentDecodeError("the thumbnail is too large")
+    caption = _text(r)
+    return File(
+        blob_id, access, key, digest, size, media_type, name, width, height, thumbnail, caption
+    )
+
+
 def decode_content(data: bytes) -> Content | Unsupported:
     """Decode what :func:`encode_content` made (or a future version's bytes).
 
@@ -337,11 +478,16 @@ def decode_content(data: bytes) -> Content | Unsupported:
     try:
         r = Reader(bytes(data))
         version = r.u8()
-        if version != CONTENT_VERSION:
+        if version not in (CONTENT_VERSION, _TIMED_VERSION):
             return Unsupported(version)
         raw_kind = r.u8()
         uid = r.read(UID_SIZE)
         sent_at = r.u64()
+        expires_after = 0
+        if version == _TIMED_VERSION:
+            expires_after = r.u32()
+            if not 0 < expires_after <= MAX_EXPIRES_AFTER:
+                raise ContentDecodeError("a timer is 1 second to 1 year")
         fields = r.opaque()
         if any(r.read(r.remaining())):
             raise ContentDecodeError("the padding is not zero")
@@ -354,4 +500,4 @@ def decode_content(data: bytes) -> Content | Unsupported:
         fr.finish()
     except DecodeError as exc:
         raise ContentDecodeError(f"malformed message content: {exc}") from None
-    return Content(uid, sent_at, body)
+    return Content(uid, sent_at, body, expires_after)

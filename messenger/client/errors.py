@@ -69,6 +69,12 @@ from typing import ClassVar
 __all__ = [
     "AccountError",
     "AccountExistsError",
+    "AttachmentCorruptError",
+    "AttachmentError",
+    "AttachmentNotDownloadedError",
+    "AttachmentQuotaError",
+    "AttachmentTooLargeError",
+    "AttachmentUnavailableError",
     "AuthError",
     "BackupCorruptError",
     "BackupError",
@@ -92,10 +98,12 @@ __all__ = [
     "GroupExistsError",
     "GroupStateRegressionError",
     "HandleTakenError",
+    "ImageRejectedError",
     "InsecureServerAddressError",
     "InvalidAddressError",
     "InvalidProfileNameError",
     "InvalidServerAddressError",
+    "InvalidTimerError",
     "KdfLimitError",
     "KeyringProblem",
     "KeyringUnavailableError",
@@ -625,3 +633,58 @@ class LinkFailedError(LinkError):
     default_user_message = (
         "Linking the device failed. Nothing was changed; start linking again on your other device."
     )
+
+
+# -- attachments (docs/attachments.md §5) ------------------------------------------
+
+
+class AttachmentError(ClientError):
+    """Sending, fetching or reading an attachment did not work."""
+
+    default_user_message = "The file could not be sent or received."
+
+
+class AttachmentTooLargeError(AttachmentError):
+    """The file is over the server's limit (checked before anything is uploaded)."""
+
+    default_user_message = "This file is too large to send."
+
+
+class AttachmentCorruptError(AttachmentError):
+    """A blob that does not match its message: wrong size or digest, a chunk that fails."""
+
+    default_user_message = (
+        "The file that arrived is damaged or was changed on the way, so it was not kept."
+    )
+
+
+class AttachmentUnavailableError(AttachmentError):
+    """The server no longer has the blob, or this device may no longer fetch it."""
+
+    default_user_message = "This file is no longer available."
+
+
+class AttachmentQuotaError(AttachmentError):
+    """The server is out of space, or the account is over its storage quota."""
+
+    default_user_message = (
+        "The server has no room for this file right now. Try again later, or send a smaller file."
+    )
+
+
+class AttachmentNotDownloadedError(AttachmentError):
+    """The attachment's content is not on this device yet."""
+
+    default_user_message = "Download the file first."
+
+
+class ImageRejectedError(AttachmentError):
+    """An image that is malformed, or larger than images may be before decoding."""
+
+    default_user_message = "This image cannot be shown: it is damaged or too large."
+
+
+class InvalidTimerError(ConversationError):
+    """A disappearing-message timer outside the allowed range."""
+
+    default_user_message = "Choose a timer from 10 seconds to 1 year, or turn it off."

@@ -41,9 +41,11 @@ __all__ = [
     "MessageReceived",
     "MessageStatusChanged",
     "MessageUpdated",
+    "MessagesExpired",
     "OperationFailed",
     "PreferencesChanged",
     "Subscription",
+    "TransferProgress",
     "TypingChanged",
 ]
 
@@ -161,6 +163,29 @@ class DevicesChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """An attachment's upload or download moved on (``done`` of ``total`` bytes).
+
+    Published at most a few times a second per transfer; the end of a
+    transfer (done, failed, cancelled) is a :class:`MessageUpdated`.
+    """
+
+    conversation_id: int
+    message_id: int
+    done: int
+    total: int
+    upload: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpired:
+    """Disappearing messages reached their deadline and were deleted from this device."""
+
+    conversation_id: int
+    message_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class EventsDropped:
     """This subscription fell behind and lost ``count`` events here: re-read what is shown."""
 
@@ -179,6 +204,8 @@ Event = (
     | AccountUpdated
     | PreferencesChanged
     | DevicesChanged
+    | TransferProgress
+    | MessagesExpired
     | EventsDropped
 )
 

@@ -8,10 +8,18 @@ what the messenger needs in MLS itself:
   GroupContextExtensions proposal (RFC 9420 §12.1.7) replacing it, so every
   member agrees on the name as part of the epoch::
 
-      struct { uint8 kind; opaque name<V>; } ConversationInfo;  // 1 direct, 2 group
+      struct {
+          uint8 kind;                      // 1 direct, 2 group
+          opaque name<V>;
+          [uint32 disappearing_seconds;]   // only when not 0
+      } ConversationInfo;
 
   kind 3 is the account's devices group (docs/devices.md §3), whose members
-  are exactly one account's devices.
+  are exactly one account's devices. The disappearing-message timer
+  (docs/attachments.md §7) is written only when it is set, so a group
+  without one encodes byte for byte as before; a decoder takes both forms
+  and refuses a timer outside 10 seconds to 1 year (the whole extension is
+  then ignored, as any malformed one).
 
 * ``delivery_queue`` (0xF002), a LeafNode extension: the member's queue ID
   on the server. A committer must tell the server the queue set of the new
@@ -68,6 +76,7 @@ from messenger.mls.key_package_bundle import (
 from messenger.mls.messages import MLSMessage
 from messenger.mls.welcome import Welcome
 
+from .disappearing import valid_timer
 from .heap import HEAVY_S, settle
 from .identity import Account, MemberIdentity, member_identity, same_client
 from .store.async_store import AsyncStore
@@ -113,6 +122,8 @@ class ConversationInfo:
 
     kind: ConversationKind
     name: str | None = None
+    disappearing_seconds: int = 0
+    """The group's disappearing-message timer (0: off; docs/attachments.md §7)."""
 
     def to_extension(self) -> Extension:
         w = Writer()
@@ -121,6 +132,10 @@ class ConversationInfo:
         if len(name) > _MAX_NAME_BYTES:
             raise ValueError(f"a group name is at most {_MAX_NAME_BYTES} bytes")
         w.opaque(name)
+        if not valid_timer(self.disappearing_seconds):
+            raise ValueError("a disappearing-message timer is 0 or 10 seconds to 1 year")
+        if self.disappearing_seconds:
+            w.u32(self.disappearing_seconds)
         return Extension(CONVERSATION_INFO_EXTENSION, w.getvalue())
 
     @classmethod
@@ -133,13 +148,16 @@ class ConversationInfo:
             r = Reader(ext.extension_data)
             raw_kind = r.u8()
             name = r.opaque().decode("utf-8")
+            seconds = 0 if r.at_end() else r.u32()
             r.finish()
         except (DecodeError, UnicodeDecodeError):
             return None
         kinds = {v: k for k, v in _KINDS.items()}
         if raw_kind not in kinds or len(name.encode()) > _MAX_NAME_BYTES:
             return None
-        return cls(kinds[raw_kind], name or None)
+        if not valid_timer(seconds):
+            return None
+        return cls(kinds[raw_kind], name or None, seconds)
 
 
 def group_extensions(info: ConversationInfo) -> list[Extension]:

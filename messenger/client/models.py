@@ -9,9 +9,11 @@ are frozen dataclasses, safe to hand to another thread.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
+from .attachments.layout import stored_size
+from .disappearing import format_timer
 from .events import (
     ConversationUpdated,
     Event,
@@ -20,12 +22,14 @@ from .events import (
     MessageUpdated,
 )
 from .safety_number import SafetyNumber
+from .store.attachments import Attachment, TransferState
 from .store.conversations import Conversation, ConversationKind
 from .store.messages import Message, MessageKind, Note, NoteKind
 from .store.store import Store
 
 __all__ = [
     "AccountInfo",
+    "AttachmentView",
     "ConversationView",
     "MemberView",
     "MessageView",
@@ -33,6 +37,7 @@ __all__ = [
     "Preferences",
     "ReactionSummary",
     "SafetyNumberView",
+    "attachment_view",
     "conversation_view",
     "message_views",
     "note_text",
@@ -43,6 +48,9 @@ __all__ = [
 #: The settings keys of :class:`Preferences`.
 READ_RECEIPTS_KEY: Final = "preferences.read_receipts"
 TYPING_INDICATORS_KEY: Final = "preferences.typing_indicators"
+AUTO_DOWNLOAD_KEY: Final = "preferences.auto_download_bytes"
+#: Received files up to this size are downloaded at once (docs/attachments.md §4).
+DEFAULT_AUTO_DOWNLOAD_BYTES: Final = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,8 @@ class Preferences:
     """Tell the sender when their messages were read."""
     typing_indicators: bool = True
     """Tell the others when this user is typing."""
+    auto_download_bytes: int = DEFAULT_AUTO_DOWNLOAD_BYTES
+    """Download received files up to this size at once (0: none; others on demand)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +146,42 @@ class NoteView:
     """The group's name (created, joined, renamed to); None: it has none."""
     text: str | None = None
     """The stored sentence of a :attr:`~.store.messages.NoteKind.LEGACY_TEXT` note."""
+    seconds: int | None = None
+    """A :attr:`~.store.messages.NoteKind.TIMER_CHANGED` note's new timer (0: off)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentView:
+    """The attachment of a file message, as the timeline shows it (docs/attachments.md §4)."""
+
+    name: str
+    """The sender's file name: for display only, never a path."""
+    media_type: str
+    size: int
+    """The file's size in bytes."""
+    state: TransferState
+    done: int = 0
+    """Bytes uploaded or downloaded so far."""
+    width: int = 0
+    height: int = 0
+    """An image's size in pixels (0: not an image, or unknown)."""
+    thumbnail: bytes = field(default=b"", repr=False)
+    """A small JPEG preview (empty: none)."""
+    error: str | None = None
+    """Why the transfer failed: a sentence for the user."""
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type in IMAGE_TYPES
+
+    @property
+    def readable(self) -> bool:
+        """Whether the whole file is on this device (open, save, show inline)."""
+        return self.state in (TransferState.SENT, TransferState.DOWNLOADED)
+
+
+#: Media types shown inline as images (others are file cards).
+IMAGE_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +194,8 @@ class MessageView:
     """The message replied to, if this is a reply and it is stored."""
     note: NoteView | None = None
     """What a system message says, to render and translate (None for the other kinds)."""
+    attachment: AttachmentView | None = None
+    """A file message's attachment (None for the other kinds)."""
 
     @property
     def id(self) -> int:
@@ -182,6 +230,9 @@ def preferences(s: Store) -> Preferences:
     return Preferences(
         read_receipts=s.settings.get(READ_RECEIPTS_KEY, True) is not False,
         typing_indicators=s.settings.get(TYPING_INDICATORS_KEY, True) is not False,
+        auto_download_bytes=max(
+            0, s.settings.get_int(AUTO_DOWNLOAD_KEY, DEFAULT_AUTO_DOWNLOAD_BYTES)
+        ),
     )
 
 
@@ -265,6 +316,16 @@ def note_text(note: NoteView) -> str:
         return f"{who} added a device" if added else f"{who} removed a device"
     if kind is NoteKind.REJOIN_FAILED:
         return "This device could not rejoin the conversation; what it holds stays readable"
+    if kind is NoteKind.TIMER_CHANGED:
+        if not note.seconds:
+            off = "turned off disappearing messages"
+            return f"{actor.name} {off}" if actor else "Disappearing messages are off"
+        timer = format_timer(note.seconds)
+        return (
+            f"{actor.name} set disappearing messages to {timer}"
+            if actor
+            else f"Disappearing messages are set to {timer}"
+        )
     return note.text or ""
 
 
@@ -280,11 +341,31 @@ def _note_view(s: Store, note: Note, me: str, names: dict[str, str]) -> NoteView
         members=tuple(member(a) for a in note.accounts),
         name=note.name,
         text=note.text,
+        seconds=note.seconds,
+    )
+
+
+def attachment_view(attachment: Attachment) -> AttachmentView:
+    """What the timeline shows of an attachment (``done`` in bytes of the file)."""
+    readable = attachment.state in (TransferState.SENT, TransferState.DOWNLOADED)
+    stored = max(1, stored_size(attachment.size))
+    done = attachment.size if readable else attachment.done * attachment.size // stored
+    return AttachmentView(
+        name=attachment.name,
+        media_type=attachment.media_type,
+        size=attachment.size,
+        state=attachment.state,
+        done=done,
+        width=attachment.width,
+        height=attachment.height,
+        thumbnail=attachment.thumbnail,
+        error=attachment.error,
     )
 
 
 def message_views(s: Store, page: Sequence[Message], me: str) -> list[MessageView]:
     reactions = s.reactions.for_messages([x.id for x in page])
+    attachments = s.attachments.for_messages([x.id for x in page if x.kind is MessageKind.FILE])
     names: dict[str, str] = {}
     views = []
     for message in page:
@@ -312,6 +393,9 @@ def message_views(s: Store, page: Sequence[Message], me: str) -> list[MessageVie
                 ),
                 reply_to=reply_to,
                 note=note,
+                attachment=(
+                    attachment_view(attachments[message.id]) if message.id in attachments else None
+                ),
             )
         )
     return views

@@ -13,6 +13,10 @@ Every option has a section in the file and an environment variable
     policy = "open"          # open | invite | closed
     pow_difficulty = 20
 
+    [blobs]                  # attachments (docs/attachments.md §3)
+    max_blob_bytes = 100000000
+    quota_bytes = 1073741824 # per account
+
 The file is named by ``--config`` or ``MESSENGER_CONFIG``. Unknown keys and
 values of the wrong type are a :class:`ConfigError`, so that a typo does not
 silently fall back to a default.
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from messenger.api.blobs import MAX_BLOB_SIZE
 from messenger.api.models import SIGNUP_POLICIES
 
 __all__ = [
@@ -92,6 +97,17 @@ class ServerConfig:
     body_timeout_seconds: float = 60.0
     max_connections: int = 2048
     max_connections_per_address: int = 64
+    # [blobs]: attachments (docs/attachments.md §3, messenger.server.blobs)
+    #: The largest file (before encryption and padding).
+    max_blob_bytes: int = 100_000_000
+    #: Stored blobs (finished or not) per account.
+    blob_quota_bytes: int = 1 << 30
+    #: Free disk space kept; below it, new blobs and parts get 507 no_space.
+    blob_reserve_bytes: int = 256 << 20
+    #: An unfinished upload is deleted this long after it was started.
+    blob_upload_ttl_seconds: int = 24 * 3600
+    #: A blob is deleted this long after it was completed (if not fetched by all).
+    blob_retention_seconds: int = 30 * 24 * 3600
 
     def __post_init__(self) -> None:
         if self.signup_policy not in SIGNUP_POLICIES:
@@ -127,6 +143,10 @@ class ServerConfig:
             "one_time_key_packages_per_claimer_per_target_per_hour",
             "sender_messages_per_queue_per_minute",
             "sender_bytes_per_queue_per_minute",
+            "max_blob_bytes",
+            "blob_quota_bytes",
+            "blob_upload_ttl_seconds",
+            "blob_retention_seconds",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -139,6 +159,10 @@ class ServerConfig:
             raise ConfigError("max_connections must be at least 1")
         if self.max_connections_per_address < 0:
             raise ConfigError("max_connections_per_address must be at least 0 (0: no limit)")
+        if self.max_blob_bytes > MAX_BLOB_SIZE // 2:
+            raise ConfigError(f"max_blob_bytes must be at most {MAX_BLOB_SIZE // 2}")
+        if self.blob_reserve_bytes < 0:
+            raise ConfigError("blob_reserve_bytes must be at least 0")
 
     @property
     def effective_database_url(self) -> str:
@@ -204,6 +228,11 @@ _FILE_KEYS: Final[Mapping[tuple[str, str], str]] = {
     ("limits", "body_timeout_seconds"): "body_timeout_seconds",
     ("limits", "max_connections"): "max_connections",
     ("limits", "max_connections_per_address"): "max_connections_per_address",
+    ("blobs", "max_blob_bytes"): "max_blob_bytes",
+    ("blobs", "quota_bytes"): "blob_quota_bytes",
+    ("blobs", "reserve_bytes"): "blob_reserve_bytes",
+    ("blobs", "upload_ttl_seconds"): "blob_upload_ttl_seconds",
+    ("blobs", "retention_seconds"): "blob_retention_seconds",
 }
 
 _FIELD_TYPES: Final[Mapping[str, type]] = {

@@ -56,6 +56,12 @@ class Gauging(Counting, Protocol):
     def dec(self, amount: float = 1) -> None: ...
 
 
+class Setting(Protocol):
+    """A gauge that is set to a value."""
+
+    def set(self, value: float) -> None: ...
+
+
 class Observing(Protocol):
     """One labelled child of a histogram."""
 
@@ -89,6 +95,9 @@ class _NoMetric:
     def observe(self, amount: float) -> None:
         pass
 
+    def set(self, value: float) -> None:
+        pass
+
 
 class _NoRegistry:
     def get_sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
@@ -109,6 +118,10 @@ class Metrics:
     rate_limited: Labelled[Counting]
     websockets: Gauging
     expired: Counting
+    blob_bytes: Labelled[Counting]
+    blobs: Labelled[Counting]
+    blobs_stored: Setting
+    blob_bytes_stored: Setting
     registry: Registry
 
     def __init__(self) -> None:
@@ -118,6 +131,8 @@ class Metrics:
             self.auth_failures = self.rate_limited = none
             self.deliveries = self.pushed = self.registrations = self.expired = none
             self.websockets = none
+            self.blob_bytes = self.blobs = none
+            self.blobs_stored = self.blob_bytes_stored = none
             self.registry = _NoRegistry()
             return
         self._registry = r = CollectorRegistry(auto_describe=True)
@@ -182,6 +197,28 @@ class Metrics:
         self.expired = Counter(
             "messenger_expired_messages",
             "Queue entries dropped by the retention limit",
+            registry=r,
+        )
+        self.blob_bytes = Counter(
+            "messenger_blob_bytes",
+            "Attachment blob bytes transferred, by direction (uploaded, downloaded)",
+            ("direction",),
+            registry=r,
+        )
+        self.blobs = Counter(
+            "messenger_blobs",
+            "Attachment blobs by event (created, completed, fetched, expired, deleted)",
+            ("event",),
+            registry=r,
+        )
+        self.blobs_stored = Gauge(
+            "messenger_blobs_stored",
+            "Attachment blobs stored (all processes), as of the last sweep",
+            registry=r,
+        )
+        self.blob_bytes_stored = Gauge(
+            "messenger_blob_bytes_stored",
+            "Bytes of attachment blobs stored (all processes), as of the last sweep",
             registry=r,
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from messenger.api import models
+from messenger.api.blobs import HEADER_BLOB_ACCESS, MAX_BLOB_PART_BYTES, OCTET_STREAM
 from messenger.api.errors import HTTP_STATUS, ErrorCode
 from messenger.api.routes import QUEUE_WEBSOCKET, ROUTES, Route
 from messenger.api.signing import (
@@ -48,22 +49,25 @@ def _models() -> list[type[models.Model]]:
     return found
 
 
+#: A raw body or answer: bytes of a blob (docs/attachments.md §3).
+_RAW_SCHEMA: dict[str, object] = {"type": "string", "format": "binary"}
+
+
+def _ok_content(route: Route) -> dict[str, Any]:
+    if route.raw_response:
+        return {OCTET_STREAM: {"schema": _RAW_SCHEMA}}
+    if route.response is None:
+        return {}
+    return {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{route.response.__name__}"}}
+    }
+
+
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": route.summary,
         "operationId": f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}",
-        "responses": {
-            "200": {
-                "description": "OK",
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{route.response.__name__}"}
-                    }
-                }
-                if route.response is not None
-                else {},
-            }
-        },
+        "responses": {"200": {"description": "OK", "content": _ok_content(route)}},
     }
     parameters: list[dict[str, Any]] = []
     if "{group_id}" in route.path:
@@ -76,6 +80,26 @@ def _operation(route: Route) -> dict[str, Any]:
                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
             }
         )
+    if "{blob_id}" in route.path:
+        parameters.append(
+            {
+                "name": "blob_id",
+                "in": "path",
+                "required": True,
+                "description": "blob ID, unpadded base64url",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+            }
+        )
+        if route.method not in ("PUT", "DELETE"):
+            parameters.append(
+                {
+                    "name": HEADER_BLOB_ACCESS,
+                    "in": "header",
+                    "required": False,
+                    "description": "the access capability (32 bytes, unpadded base64url)",
+                    "schema": {"type": "string"},
+                }
+            )
     for field in route.query:
         parameters.append(
             {
@@ -87,7 +111,13 @@ def _operation(route: Route) -> dict[str, Any]:
         )
     if parameters:
         op["parameters"] = parameters
-    if route.request is not None:
+    if route.raw_body:
+        op["requestBody"] = {
+            "required": True,
+            "description": f"raw bytes, at most {MAX_BLOB_PART_BYTES}",
+            "content": {OCTET_STREAM: {"schema": _RAW_SCHEMA}},
+        }
+    elif route.request is not None:
         op["requestBody"] = {
             "required": True,
             "content": {

@@ -24,8 +24,9 @@ from starlette.routing import Route as StarletteRoute
 
 from messenger.api import models as m
 from messenger.api import routes as r
+from messenger.api.blobs import HEADER_BLOB_ACCESS, MAX_BLOB_PART_BYTES, OCTET_STREAM
 from messenger.api.errors import ApiError, ErrorCode
-from messenger.api.fields import b64decode
+from messenger.api.fields import Field, b64decode
 from messenger.api.routes import Route
 from messenger.api.signing import (
     HEADER_CLIENT,
@@ -36,6 +37,7 @@ from messenger.api.signing import (
 )
 
 from .authentication import Principal
+from .blobs import parse_access, parse_blob_id
 from .links import OPTIONALLY_SIGNED
 from .logs import log_event
 from .metrics import CONTENT_TYPE
@@ -113,7 +115,9 @@ class Call:
         return group_id
 
 
-Handler = Callable[[Call], Awaitable[m.Model | Response]]
+#: A handler answers with a model (JSON), a whole response, or raw bytes (a
+#: ``raw_response`` route: ``application/octet-stream``).
+Handler = Callable[[Call], Awaitable[m.Model | Response | bytes]]
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -189,7 +193,9 @@ def endpoint(route: Route, handler: Handler) -> StarletteRoute:
         except ApiError:
             state.metrics.rate_limited.labels(limit="address").inc()
             raise
-        body = await _read_body(request, state.config.max_body_bytes)
+        # A raw part (a blob) may be larger than any JSON body.
+        limit = MAX_BLOB_PART_BYTES if route.raw_body else state.config.max_body_bytes
+        body = await _read_body(request, limit)
         principal = None
         if route.signed or (
             (route.method, route.path) in OPTIONALLY_SIGNED and _carries_signature(request)
@@ -206,14 +212,24 @@ def endpoint(route: Route, handler: Handler) -> StarletteRoute:
             except ApiError:
                 state.metrics.rate_limited.labels(limit="account").inc()
                 raise
-        parsed = None
-        if route.request is not None:
+        parsed: Any = None
+        if route.raw_body:
+            media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type != OCTET_STREAM:
+                raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"send {OCTET_STREAM}")
+            parsed = body
+        elif route.request is not None:
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if media_type != "application/json":
                 raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json")
             parsed = route.request.loads(body)
         result = await handler(Call(state, request, principal, parsed))
-        return result if isinstance(result, Response) else json_response(result)
+        if isinstance(result, Response):
+            return result
+        if isinstance(result, bytes):
+            assert route.raw_response
+            return Response(result, media_type=OCTET_STREAM)
+        return json_response(result)
 
     return StarletteRoute(route.path, run, methods=[route.method], name=route.summary)
 
@@ -237,6 +253,7 @@ async def server_info(call: Call) -> m.Model:
         timestamp_window_seconds=c.timestamp_window_seconds,
         max_body_bytes=c.max_body_bytes,
         retention_seconds=c.retention_seconds,
+        max_blob_bytes=c.max_blob_bytes,
     )
 
 
@@ -447,6 +464,60 @@ async def close_link(call: Call) -> m.Model:
     return m.Empty()
 
 
+def _route_query_int(call: Call, fields: tuple[Field, ...], name: str) -> int | None:
+    """Query parameter ``name`` as its field of ``fields`` allows; ``None`` if absent."""
+    field = next(f for f in fields if f.name == name)
+    raw = call.request.query_params.get(name)
+    if raw is None:
+        if not field.optional:
+            raise ApiError.invalid_field(name, "missing")
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise ApiError.invalid_field(name, "expected a non-negative integer")
+    value: int = field.parse(int(raw), name)
+    return value
+
+
+def _blob_id(call: Call) -> bytes:
+    return parse_blob_id(call.request.path_params["blob_id"])
+
+
+def _blob_access(call: Call) -> bytes | None:
+    return parse_access(call.request.headers.get(HEADER_BLOB_ACCESS))
+
+
+async def create_blob(call: Call) -> m.Model:
+    return await call.state.blobs.create(call.me, call.body)
+
+
+async def upload_blob(call: Call) -> m.Model:
+    offset = _route_query_int(call, r.BLOB_UPLOAD_QUERY, "offset")
+    assert offset is not None  # required
+    return await call.state.blobs.upload(call.me, _blob_id(call), offset, call.body)
+
+
+async def download_blob(call: Call) -> bytes:
+    offset = _route_query_int(call, r.BLOB_DOWNLOAD_QUERY, "offset") or 0
+    length = _route_query_int(call, r.BLOB_DOWNLOAD_QUERY, "length")
+    return await call.state.blobs.download(
+        call.me, _blob_id(call), _blob_access(call), offset, length
+    )
+
+
+async def blob_status(call: Call) -> m.Model:
+    return await call.state.blobs.status(call.me, _blob_id(call), _blob_access(call))
+
+
+async def blob_fetched(call: Call) -> m.Model:
+    await call.state.blobs.fetched(call.me, _blob_id(call), _blob_access(call))
+    return m.Empty()
+
+
+async def delete_blob(call: Call) -> m.Model:
+    await call.state.blobs.delete(call.me, _blob_id(call))
+    return m.Empty()
+
+
 async def metrics(call: Call) -> Response:
     return Response(call.state.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -482,6 +553,12 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", r.GROUP_MESSAGES_BATCH): send_batch,
     ("GET", r.GROUP_INFO): get_group_info,
     ("PUT", r.GROUP_INFO): put_group_info,
+    ("POST", r.BLOBS): create_blob,
+    ("PUT", r.BLOB): upload_blob,
+    ("GET", r.BLOB): download_blob,
+    ("DELETE", r.BLOB): delete_blob,
+    ("GET", r.BLOB_STATUS): blob_status,
+    ("POST", r.BLOB_FETCHED): blob_fetched,
 }
 
 _OPERATIONAL = (

@@ -18,7 +18,8 @@ Derived keys (HMAC-SHA256 of the master secret and a label):
 * the pepper of handle hashes;
 * the HMAC key of KeyPackage claim evidence (:mod:`.key_packages`);
 * the HMAC key of stored request nonces (:mod:`.authentication`);
-* the HMAC key of removed clients' tombstones (:mod:`.devices`).
+* the HMAC key of removed clients' tombstones (:mod:`.devices`);
+* the HMAC key of blob file names and blob owners (:mod:`.blobs`).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ class ServerKeys:
     claim_evidence_key: bytes
     request_nonce_key: bytes
     removed_client_key: bytes
+    blob_key: bytes
 
     @classmethod
     def derive(cls, master: bytes) -> ServerKeys:
@@ -145,4 +147,5 @@ class ServerKeys:
             claim_evidence_key=sub("claim-evidence"),
             request_nonce_key=sub("request-nonce"),
             removed_client_key=sub("removed-client"),
+            blob_key=sub("blob-store"),
         )

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from .authentication import RequestAuthenticator
+from .blobs import BLOB_DIR, Blobs
 from .config import ServerConfig
 from .delivery import DeliveryService
 from .devices import DEVICE_CHANNEL, Devices
@@ -93,6 +94,18 @@ class ServerState:
             removed_key=self.keys.removed_client_key,
         )
         self.links = Links(self.db, self.hub, clock)
+        self.blobs = Blobs(
+            self.db,
+            self.metrics,
+            clock,
+            config.data_dir / BLOB_DIR,
+            self.keys.blob_key,
+            max_blob_bytes=config.max_blob_bytes,
+            quota_bytes=config.blob_quota_bytes,
+            reserve_bytes=config.blob_reserve_bytes,
+            upload_ttl_seconds=config.blob_upload_ttl_seconds,
+            retention_seconds=config.blob_retention_seconds,
+        )
         self.devices = Devices(
             self.db, self.hub, removed_key=self.keys.removed_client_key, links=self.links
         )
@@ -144,5 +157,6 @@ class ServerState:
             try:
                 await self.delivery.sweep()
                 await self.links.sweep()
-            except StorageError:
+                await self.blobs.sweep()
+            except (StorageError, OSError):
                 _log.exception("retention sweep failed")

@@ -71,7 +71,7 @@ def test_padding_hides_lengths_within_a_bucket() -> None:
 
 
 def test_a_newer_version_is_unsupported_not_an_error() -> None:
-    assert decode_content(b"\x02anything at all") == Unsupported(2)
+    assert decode_content(b"\x03anything at all") == Unsupported(3)
     assert decode_content(b"\xff") == Unsupported(255)
 
 

@@ -25,6 +25,8 @@ TABLES = (
     "removed_clients",
     "links",
     "link_messages",
+    "blobs",
+    "blob_recipients",
     "schema_migrations",
 )
 

@@ -69,6 +69,10 @@ def granularity_ms(window_ms: int) -> dict[tuple[str, str], int]:
         ("used_challenges", "expires_at"): HOUR_MS,
         # Outlives a KeyPackage claim (key_packages.py): the hour.
         ("claim_evidence", "expires_at"): HOUR_MS,
+        # Attachment blobs (blobs.py): upload and retention times, the hour.
+        ("blobs", "created_at"): HOUR_MS,
+        ("blobs", "completed_at"): HOUR_MS,
+        ("blobs", "expires_at"): HOUR_MS,
         # Chosen by the operator (mint-invite --expires-days) and kept as
         # given: it tells when the operator minted a code, nothing of a user.
         ("invites", "expires_at"): 1,

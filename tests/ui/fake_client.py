@@ -14,7 +14,11 @@ Switches for tests:
 * ``calls[method]`` -- how often each method was awaited;
 * ``delay`` -- seconds every call sleeps first (to see progress states);
 * ``receive(...)``, ``receive_many(...)``, ``set_connection(...)``,
-  ``set_typing(...)`` -- what the network would do.
+  ``set_typing(...)`` -- what the network would do;
+* attachments (docs/attachments.md): ``add_file_now``, ``receive_file``,
+  ``set_transfer`` (a state change), ``report_progress`` (``TransferProgress``),
+  ``max_file_bytes`` (``send_file`` refuses larger), ``sent_files``,
+  ``opened``; disappearing messages: ``expire`` (``MessagesExpired``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from typing import Any
 from messenger.client import (
     AccountInfo,
     AccountUpdated,
+    AttachmentNotDownloadedError,
+    AttachmentTooLargeError,
+    AttachmentView,
     ClientError,
     ConnectionState,
     ConnectionStateChanged,
@@ -44,6 +51,7 @@ from messenger.client import (
     ConversationView,
     DevicesChanged,
     DeviceView,
+    InvalidTimerError,
     LinkCancelledError,
     LinkCode,
     LinkExpiredError,
@@ -55,6 +63,7 @@ from messenger.client import (
     MessageKind,
     MessageNotFoundError,
     MessageReceived,
+    MessagesExpired,
     MessageStatus,
     MessageStatusChanged,
     MessageUpdated,
@@ -72,6 +81,8 @@ from messenger.client import (
     SafetyNumberView,
     SearchHit,
     Subscription,
+    TransferProgress,
+    TransferState,
     TypingChanged,
     WrongPassphraseError,
     note_text,
@@ -130,6 +141,17 @@ class FakeClient:
         self.devices_: list[DeviceView] = []
         self.links: list[FakeDeviceLink] = []
         self.linked_with: tuple[LinkCode, str] | None = None
+        self.attachments_: dict[int, AttachmentView] = {}
+        #: The plaintext of each attachment (what ``attachment_bytes`` returns when readable).
+        self.files_: dict[int, bytes] = {}
+        #: ``send_file`` refuses files larger than this (AttachmentTooLargeError).
+        self.max_file_bytes = 100_000_000
+        #: ``(conversation_id, name, source, caption)`` of each ``send_file``.
+        self.sent_files: list[tuple[int, str, Path | bytes, str | None]] = []
+        #: Paths handed out by ``open_attachment``; destinations of ``save_attachment``.
+        self.opened: list[Path] = []
+        self.saved: list[tuple[int, Path]] = []
+        self.timers_set: list[tuple[int, int]] = []
 
     # -- switches -------------------------------------------------------------------------
 
@@ -217,6 +239,8 @@ class FakeClient:
         note: Note | None = None,
         edited: bool = False,
         deleted: bool = False,
+        expires_after: int = 0,
+        expires_at: int | None = None,
     ) -> Message:
         mid = next(self._ids)
         when = at if at is not None else self._tick()
@@ -246,6 +270,8 @@ class FakeClient:
             server_seq=mid,
             epoch=1,
             note=note,
+            expires_after=expires_after,
+            expires_at=expires_at,
         )
         self.messages_[mid] = message
         self.by_conversation[conversation_id].append(mid)
@@ -254,6 +280,82 @@ class FakeClient:
             conversation, last_activity_at=max(conversation.last_activity_at, when)
         )
         return message
+
+    def add_file_now(
+        self,
+        conversation_id: int,
+        sender: str,
+        name: str,
+        data: bytes,
+        *,
+        media_type: str = "application/octet-stream",
+        state: TransferState | None = None,
+        caption: str | None = None,
+        size: int | None = None,
+        done: int = 0,
+        width: int = 0,
+        height: int = 0,
+        thumbnail: bytes = b"",
+        error: str | None = None,
+        at: int | None = None,
+        status: MessageStatus | None = None,
+    ) -> Message:
+        """A file message (stored, not published); ``data`` is its plaintext."""
+        message = self.add_message_now(
+            conversation_id, sender, caption, at=at, status=status, kind=MessageKind.FILE
+        )
+        if state is None:
+            state = TransferState.SENT if message.outgoing else TransferState.AVAILABLE
+        self.attachments_[message.id] = AttachmentView(
+            name=name,
+            media_type=media_type,
+            size=len(data) if size is None else size,
+            state=state,
+            done=done,
+            width=width,
+            height=height,
+            thumbnail=thumbnail,
+            error=error,
+        )
+        self.files_[message.id] = data
+        return message
+
+    def receive_file(
+        self, conversation_id: int, sender: str, name: str, data: bytes, **kw: Any
+    ) -> Message:
+        """A file message arrives (published)."""
+        message = self.add_file_now(conversation_id, sender, name, data, **kw)
+        self._publish_received(message)
+        return message
+
+    def set_transfer(
+        self, message_id: int, state: TransferState, *, done: int = 0, error: str | None = None
+    ) -> None:
+        """An attachment's transfer changed state (a ``MessageUpdated``)."""
+        self.attachments_[message_id] = dataclasses.replace(
+            self.attachments_[message_id], state=state, done=done, error=error
+        )
+        self._message_changed(message_id)
+
+    def report_progress(self, message_id: int, done: int) -> None:
+        """A ``TransferProgress`` event (the stored view keeps the bytes too)."""
+        attachment = self.attachments_[message_id]
+        self.attachments_[message_id] = dataclasses.replace(attachment, done=done)
+        m = self.messages_[message_id]
+        upload = attachment.state is TransferState.UPLOADING
+        self.bus.publish(
+            TransferProgress(m.conversation_id, message_id, done, attachment.size, upload)
+        )
+
+    def expire(self, conversation_id: int, message_ids: Sequence[int]) -> None:
+        """Disappearing messages reached their deadline: deleted and published."""
+        for mid in message_ids:
+            self.messages_.pop(mid, None)
+            self.attachments_.pop(mid, None)
+            self.files_.pop(mid, None)
+            if mid in self.by_conversation[conversation_id]:
+                self.by_conversation[conversation_id].remove(mid)
+        self.bus.publish(MessagesExpired(conversation_id, tuple(message_ids)))
 
     def add_reaction_now(self, message_id: int, account_id: str, emoji: str) -> None:
         self.reactions_[message_id].setdefault(emoji, set()).add(account_id)
@@ -315,6 +417,7 @@ class FakeClient:
                 members=tuple(self._member(a) for a in note.accounts),
                 name=note.name,
                 text=note.text,
+                seconds=note.seconds,
             )
             m = dataclasses.replace(m, body=note_text(note_view))
         reply = None
@@ -331,6 +434,7 @@ class FakeClient:
             reactions=reactions,
             reply_to=reply,
             note=note_view,
+            attachment=self.attachments_.get(mid),
         )
 
     # -- the network, simulated -----------------------------------------------------------
@@ -689,6 +793,12 @@ class FakeClient:
         self.bus.publish(PreferencesChanged(self.prefs.read_receipts, self.prefs.typing_indicators))
         return self.prefs
 
+    async def set_auto_download_bytes(self, n: int) -> Preferences:
+        await self._call("set_auto_download_bytes")
+        self.prefs = dataclasses.replace(self.prefs, auto_download_bytes=n)
+        self.bus.publish(PreferencesChanged(self.prefs.read_receipts, self.prefs.typing_indicators))
+        return self.prefs
+
     async def set_typing_indicators(self, enabled: bool) -> Preferences:
         await self._call("set_typing_indicators")
         self.prefs = dataclasses.replace(self.prefs, typing_indicators=enabled)
@@ -800,6 +910,108 @@ class FakeClient:
         if message_id not in self.messages_:
             raise MessageNotFoundError(f"no message {message_id}")
         return self.message_view(message_id)
+
+    # -- attachments and disappearing messages ------------------------------------------------
+
+    async def send_file(
+        self,
+        conversation_id: int,
+        source: Path | bytes,
+        *,
+        name: str | None = None,
+        caption: str | None = None,
+    ) -> Message:
+        await self._call("send_file")
+        self._get(conversation_id)
+        data = source if isinstance(source, bytes) else source.read_bytes()
+        if len(data) > self.max_file_bytes:
+            raise AttachmentTooLargeError(f"{len(data)} bytes")
+        file_name = name or (source.name if isinstance(source, Path) else "file")
+        self.sent_files.append((conversation_id, file_name, source, caption))
+        media_type = "image/png" if file_name.lower().endswith(".png") else "application/pdf"
+        message = self.add_file_now(
+            conversation_id,
+            self.me,
+            file_name,
+            data,
+            media_type=media_type,
+            caption=caption,
+            state=TransferState.UPLOADING,
+            status=MessageStatus.PENDING,
+        )
+        self._publish_received(message)
+        return message
+
+    def _attachment(self, message_id: int) -> AttachmentView:
+        attachment = self.attachments_.get(message_id)
+        if attachment is None:
+            raise MessageNotFoundError(f"no attachment {message_id}")
+        return attachment
+
+    async def download(self, message_id: int) -> None:
+        await self._call("download")
+        self._attachment(message_id)
+        self.set_transfer(message_id, TransferState.DOWNLOADING)
+
+    async def retry_transfer(self, message_id: int) -> None:
+        await self._call("retry_transfer")
+        attachment = self._attachment(message_id)
+        upload = attachment.state is TransferState.UPLOAD_FAILED
+        self.set_transfer(
+            message_id, TransferState.UPLOADING if upload else TransferState.DOWNLOADING
+        )
+
+    async def cancel_transfer(self, message_id: int) -> None:
+        await self._call("cancel_transfer")
+        attachment = self._attachment(message_id)
+        if attachment.state in (TransferState.UPLOADING, TransferState.UPLOAD_FAILED):
+            self.expire(self.messages_[message_id].conversation_id, [message_id])
+        else:
+            self.set_transfer(message_id, TransferState.AVAILABLE)
+
+    def _readable(self, message_id: int) -> bytes:
+        if not self._attachment(message_id).readable:
+            raise AttachmentNotDownloadedError(f"message {message_id}")
+        return self.files_[message_id]
+
+    async def save_attachment(self, message_id: int, destination: Path) -> Path:
+        await self._call("save_attachment")
+        destination.write_bytes(self._readable(message_id))
+        self.saved.append((message_id, destination))
+        return destination
+
+    async def open_attachment(self, message_id: int) -> Path:
+        await self._call("open_attachment")
+        data = self._readable(message_id)
+        path = Path("/nonexistent/open") / self._attachment(message_id).name
+        del data
+        self.opened.append(path)
+        return path
+
+    async def attachment_bytes(self, message_id: int, *, max_bytes: int = 50 << 20) -> bytes:
+        await self._call("attachment_bytes")
+        data = self._readable(message_id)
+        if len(data) > max_bytes:
+            raise AttachmentTooLargeError(f"{len(data)} bytes")
+        return data
+
+    async def set_disappearing_timer(self, conversation_id: int, seconds: int) -> None:
+        await self._call("set_disappearing_timer")
+        conversation = self._get(conversation_id)
+        if seconds != 0 and not 10 <= seconds <= 365 * 86400:
+            raise InvalidTimerError(f"{seconds} seconds")
+        self.timers_set.append((conversation_id, seconds))
+        self.conversations_[conversation_id] = dataclasses.replace(
+            conversation, disappearing_seconds=seconds
+        )
+        note = self.add_message_now(
+            conversation_id,
+            self.me,
+            None,
+            note=Note(NoteKind.TIMER_CHANGED, actor=self.me, seconds=seconds),
+        )
+        self._publish_received(note)
+        self._conversation_changed(conversation_id)
 
     async def search(
         self, query: str, *, limit: int = 50, conversation_id: int | None = None
@@ -1114,3 +1326,130 @@ def populate(client: FakeClient, now_ms: int | None = None) -> dict[str, int]:
     client.add_message_now(david.id, DAVID, "Welcome aboard!", at=now - 40 * DAY)
     client.read_upto[david.id] = max(client.by_conversation[david.id])
     return {"group": g, "alice": alice.id, "bob": bob.id, "books": team.id, "carol": carol.id}
+
+
+def scenic_image(width: int = 1200, height: int = 800, fmt: str = "PNG") -> bytes:
+    """A made-up landscape photo (sky, sun, mountains, a lake) encoded as ``fmt``."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF
+    from PySide6.QtGui import QColor, QImage, QImageWriter, QLinearGradient, QPainter, QPolygonF
+
+    image = QImage(width, height, QImage.Format.Format_RGB32)
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    sky = QLinearGradient(0, 0, 0, height * 0.6)
+    sky.setColorAt(0, QColor("#F6B26B"))
+    sky.setColorAt(0.55, QColor("#F9D9A6"))
+    sky.setColorAt(1, QColor("#A7C7E7"))
+    painter.fillRect(image.rect(), sky)
+    painter.setPen(QColor(0, 0, 0, 0))
+    painter.setBrush(QColor("#FFF3C4"))
+    painter.drawEllipse(QPointF(width * 0.72, height * 0.28), height * 0.08, height * 0.08)
+
+    def ridge(color: str, base: float, peaks: list[tuple[float, float]]) -> None:
+        points = [QPointF(0, height * base)]
+        points += [QPointF(width * x, height * y) for x, y in peaks]
+        points += [QPointF(width, height * base), QPointF(width, height), QPointF(0, height)]
+        painter.setBrush(QColor(color))
+        painter.drawPolygon(QPolygonF(points))
+
+    ridge("#7B8BA8", 0.62, [(0.12, 0.38), (0.3, 0.5), (0.48, 0.3), (0.66, 0.48), (0.85, 0.36)])
+    ridge("#4F6483", 0.7, [(0.2, 0.52), (0.4, 0.6), (0.58, 0.46), (0.78, 0.6), (0.95, 0.5)])
+    lake = QLinearGradient(0, height * 0.72, 0, height)
+    lake.setColorAt(0, QColor("#6FA3C8"))
+    lake.setColorAt(1, QColor("#2F5F86"))
+    painter.setBrush(lake)
+    painter.drawRect(0, round(height * 0.72), width, height)
+    ridge("#2E4A3A", 0.86, [(0.1, 0.8), (0.25, 0.84), (0.5, 0.78), (0.7, 0.86), (0.9, 0.8)])
+    painter.end()
+    array = QByteArray()
+    buffer = QBuffer(array)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    writer = QImageWriter(buffer, QByteArray(fmt.encode()))
+    writer.setQuality(80)
+    writer.write(image)
+    buffer.close()
+    return bytes(array.data())
+
+
+def populate_attachments(client: FakeClient, cid: int, now_ms: int | None = None) -> dict[str, int]:
+    """In ``cid``: a photo, a file card sent, one mid-download, one failed, and a timer on."""
+    now = now_ms if now_ms is not None else client.now_ms
+    photo = scenic_image()
+    thumb = scenic_image(320, 213, "JPEG")
+    peer = client.conversations_[cid].peer_account_id or ALICE
+    ids: dict[str, int] = {}
+    ids["sent"] = client.add_file_now(
+        cid,
+        client.me,
+        "ridge-loop-route.pdf",
+        b"%PDF-1.7 route",
+        media_type="application/pdf",
+        size=4_200_000,
+        caption="The route, with the water stops",
+        at=now - 40 * MINUTE,
+        status=MessageStatus.READ,
+    ).id
+    ids["downloading"] = client.add_file_now(
+        cid,
+        peer,
+        "trail-map-hires.zip",
+        b"PK zip",
+        media_type="application/zip",
+        size=18_600_000,
+        state=TransferState.DOWNLOADING,
+        done=7_900_000,
+        at=now - 12 * MINUTE,
+    ).id
+    ids["failed"] = client.add_file_now(
+        cid,
+        peer,
+        "gear-list.xlsx",
+        b"xlsx",
+        media_type="application/vnd.ms-excel",
+        size=48_000,
+        state=TransferState.FAILED,
+        error="The file that arrived is damaged or was changed on the way, so it was not kept.",
+        at=now - 11 * MINUTE,
+    ).id
+    ids["photo"] = client.add_file_now(
+        cid,
+        peer,
+        "lake-at-sunrise.jpg",
+        photo,
+        media_type="image/png",
+        state=TransferState.DOWNLOADED,
+        size=2_140_000,
+        width=1200,
+        height=800,
+        thumbnail=thumb,
+        caption="The lake this morning 🌅",
+        at=now - 9 * MINUTE,
+    ).id
+    conversation = client.conversations_[cid]
+    client.conversations_[cid] = dataclasses.replace(conversation, disappearing_seconds=3600)
+    ids["note"] = client.add_message_now(
+        cid,
+        client.me,
+        None,
+        at=now - 8 * MINUTE,
+        note=Note(NoteKind.TIMER_CHANGED, actor=client.me, seconds=3600),
+    ).id
+    ids["timed"] = client.add_message_now(
+        cid,
+        peer,
+        "The gate code is 4471, delete after reading 🙂",
+        at=now - 2 * MINUTE,
+        expires_after=3600,
+        expires_at=now + 58 * MINUTE,
+    ).id
+    ids["timed_own"] = client.add_message_now(
+        cid,
+        client.me,
+        "Got it, thanks!",
+        at=now - MINUTE,
+        status=MessageStatus.READ,
+        expires_after=3600,
+        expires_at=now + 59 * MINUTE,
+    ).id
+    client.read_upto[cid] = max(client.by_conversation[cid])
+    return ids

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +72,13 @@ def check_and_save(image: QImage, path: Path, size: QSize) -> None:
     assert path.stat().st_size > 10_000
 
 
-async def main_window(tmp_path: Path) -> tuple[MainWindow, dict[str, int]]:
+async def main_window(
+    tmp_path: Path, extra: Callable[[FakeClient, dict[str, int]], None] | None = None
+) -> tuple[MainWindow, dict[str, int]]:
     client = FakeClient(display_name="Sam Rivera")
     ids = populate(client, int(time.time() * 1000))
+    if extra is not None:
+        extra(client, ids)
     bridge = Bridge(client)
     bridge.start()
     window = MainWindow(client, bridge, PreferencesStore(tmp_path), fake_services())  # type: ignore[arg-type]
@@ -342,5 +346,106 @@ def test_devices_screens(tmp_path: Path, run: Any, out: Path, scheme: Theme) -> 
         joiner.progress_gate.set()
         await wait_until(lambda: onboarding.current_card() is onboarding.done_card)
         onboarding.close()
+
+    run(body())
+
+
+# -- attachments and disappearing messages (docs/attachments.md) -------------------------------
+
+
+def with_window_popup(window: QWidget, popup: QWidget) -> QImage:
+    """``window`` with a popup (a menu, a separate top-level) drawn where it opened."""
+    from PySide6.QtGui import QPainter
+
+    image = grab(window)
+    painter = QPainter(image)
+    origin = window.mapFromGlobal(popup.mapToGlobal(popup.rect().topLeft()))
+    painter.drawImage(origin, grab(popup))
+    painter.end()
+    return image
+
+
+@pytest.mark.qt_log_ignore("does not support raise", "does not support grabbing", "propagateSize")
+def test_attachment_screens(tmp_path: Path, run: Any, out: Path, scheme: Theme) -> None:
+    """An inline image, a sent file, one mid-download, a failed one, the timer and a
+    countdown; the pending-attachment strip; the drop highlight; the viewer; the menu."""
+    from tests.ui.fake_client import populate_attachments, scenic_image
+
+    found: dict[str, int] = {}
+
+    def attachments(client: FakeClient, ids: dict[str, int]) -> None:
+        found.update(populate_attachments(client, ids["alice"], int(time.time() * 1000)))
+
+    async def body() -> None:
+        name = scheme.value
+        window, ids = await main_window(tmp_path, attachments)
+        pane = window.pane
+        try:
+            await window.show_conversation(ids["alice"])
+            images = pane.timeline.bubbles.images
+            await wait_until(lambda: images._full.get(found["photo"]) is not None)
+            await wait_until(lambda: pane.timeline.at_bottom())
+            pane.composer.field.clearFocus()
+            pane.timeline.viewport().repaint()
+            check_and_save(grab(window), out / f"attachments-{name}.png", SIZE)
+
+            # the strip: a photo and a document waiting, with a caption
+            photo = tmp_path / "summit.jpg"
+            photo.write_bytes(scenic_image(900, 1200, "JPEG"))
+            notes = tmp_path / "packing-list.pdf"
+            notes.write_bytes(b"%PDF-1.7 " + b"x" * 180_000)
+            pane.composer.add_paths([photo, notes])
+            pane.composer.field.setPlainText("Two more for Saturday")
+            await wait_until(lambda: pane.composer.strip.isVisible())
+            await wait_until(lambda: pane.timeline.at_bottom())
+            check_and_save(grab(window), out / f"attachments-strip-{name}.png", SIZE)
+            pane.composer.strip.take()
+            pane.composer.field.clear()
+
+            pane.drop_overlay.show_over()
+            check_and_save(grab(window), out / f"attachments-drop-{name}.png", SIZE)
+            pane.drop_overlay.hide()
+
+            view = pane.model.view_at(pane.model.row_of(found["photo"]))
+            assert view is not None
+            pane.open_viewer(view)
+            viewer = pane.viewer
+            assert viewer is not None
+            await wait_until(lambda: viewer.full_loaded)
+            check_and_save(grab(window), out / f"attachments-viewer-{name}.png", SIZE)
+            viewer.close_viewer()
+
+            timer = pane.header.timer
+            timer.show_menu()
+            menu = timer.menu_open
+            assert menu is not None
+            await wait_until(lambda: menu.isVisible())
+            check_and_save(
+                with_window_popup(window, menu), out / f"disappearing-menu-{name}.png", SIZE
+            )
+            menu.close()
+            timer.open_custom()
+            dialog = timer.dialog
+            assert dialog is not None
+            dialog.number.setValue(3)
+            dialog.unit.setCurrentIndex(3)
+            await wait_until(lambda: dialog.isVisible())
+            check_and_save(
+                over_window(window, dialog), out / f"disappearing-custom-{name}.png", SIZE
+            )
+            dialog.reject()
+
+            from ui.views.group import GroupDetailsDialog
+
+            details = GroupDetailsDialog(window.client, ids["alice"], window)  # type: ignore[arg-type]
+            details.show()
+            await wait_until(lambda: details.view is not None)
+            check_and_save(
+                over_window(window, details), out / f"disappearing-details-{name}.png", SIZE
+            )
+            details.close()
+        finally:
+            window.quit()
+            tasks.set_error_sink(None)
 
     run(body())

@@ -55,6 +55,14 @@ def test_every_page_with_a_real_client(run: Any, tmp_path: Path, qtbot: Any) -> 
             await wait_until(lambda: not dialog.busy())
             preferences = await alice.preferences()
             assert not preferences.read_receipts and not preferences.typing_indicators
+            # Automatic downloads: the default is checked, a choice reaches the client.
+            assert dialog.auto_download_buttons[16 << 20].isChecked()
+            dialog.auto_download_buttons[0].click()
+            await wait_until(lambda: not dialog.busy())
+            assert (await alice.preferences()).auto_download_bytes == 0
+            dialog.auto_download_buttons[100 << 20].click()
+            await wait_until(lambda: not dialog.busy())
+            assert (await alice.preferences()).auto_download_bytes == 100 << 20
             # This computer's choices go to the preferences file.
             dialog.notifications.click()
             assert not prefs.value.notifications

@@ -25,6 +25,7 @@ from PySide6.QtCore import (
 from messenger.client import ClientError, ConversationView, MessageKind, MessageView
 
 from .. import tasks
+from .message_list import display_name
 
 ViewRole = Qt.ItemDataRole.UserRole + 1
 PreviewRole = Qt.ItemDataRole.UserRole + 2
@@ -52,6 +53,8 @@ def preview_text(view: MessageView | None) -> str:
         return ""
     message = view.message
     text = "This message was deleted" if message.deleted else " ".join((message.body or "").split())
+    if view.attachment is not None and not message.deleted:
+        text = f"📎 {text or display_name(view.attachment.name)}"
     if message.kind is MessageKind.SYSTEM:
         return text
     if message.outgoing:
@@ -239,6 +242,13 @@ class ConversationListModel(QAbstractListModel):
             if current is not None and view.id == current.id:
                 self.previews[cid] = view
                 self._changed(cid)
+
+    def messages_expired(self, cid: int, message_ids: Sequence[int]) -> None:
+        """A preview that disappeared is read again (its text must not stay on screen)."""
+        current = self.previews.get(cid)
+        if current is not None and current.id in set(message_ids):
+            del self.previews[cid]
+            self._changed(cid)
 
     def set_typing(self, cid: int, account_id: str, active: bool) -> None:
         who = self._typing.setdefault(cid, set())

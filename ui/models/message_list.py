@@ -26,6 +26,7 @@ import bisect
 import dataclasses
 import datetime as dt
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -38,7 +39,13 @@ from PySide6.QtCore import (
     Signal,
 )
 
-from messenger.client import MessageKind, MessageStatus, MessageView
+from messenger.client import (
+    AttachmentView,
+    MessageKind,
+    MessageStatus,
+    MessageView,
+    TransferState,
+)
 
 from .. import tasks
 
@@ -115,6 +122,76 @@ def status_text(view: MessageView) -> str:
     }.get(m.status, "")
 
 
+def short_duration(seconds: int) -> str:
+    """A compact duration, rounded up: "45s", "59m", "1h", "6d", "2w" (3,599 s is "1h")."""
+    seconds = max(0, seconds)
+    units = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+    for i, (unit, size) in enumerate(units):
+        if seconds >= size or unit == "s":
+            value = -(-seconds // size)
+            if i > 0 and value * size >= units[i - 1][1]:
+                return f"1{units[i - 1][0]}"
+            return f"{value}{unit}"
+    return "0s"  # pragma: no cover - the loop always returns
+
+
+def remaining_text(view: MessageView, now_ms: int) -> str | None:
+    """The countdown of a disappearing message ("59m"), its timer while not counting, or None."""
+    m = view.message
+    if m.expires_at is not None:
+        return short_duration(-(-(m.expires_at - now_ms) // 1000))
+    if m.expires_after:
+        return short_duration(m.expires_after)
+    return None
+
+
+def display_name(name: str) -> str:
+    """A file name from the network as shown: no control or bidi-override characters.
+
+    "photo\u202egpj.exe" would otherwise read as "photoexe.jpg"; a line break
+    or a NUL would break the card. Each such character becomes U+FFFD.
+    """
+    cleaned = "".join(
+        "\ufffd" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in name
+    )
+    return cleaned[:255] or "file"
+
+
+def human_size(size: int) -> str:
+    """ "512 bytes", "12 KB", "4.2 MB", "1.1 GB" (decimal units, as file managers show)."""
+    if size < 1000:
+        return f"{size} byte" + ("" if size == 1 else "s")
+    value = float(size)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.5 or unit == "TB":
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{value:.0f} TB"  # pragma: no cover - the loop always returns
+
+
+def transfer_text(attachment: AttachmentView) -> str:
+    """Where an attachment stands, in a few words ("downloaded", "downloading 40%")."""
+    state = attachment.state
+    percent = 0 if attachment.size <= 0 else min(100, attachment.done * 100 // attachment.size)
+    return {
+        TransferState.UPLOADING: f"sending {percent}%",
+        TransferState.UPLOAD_FAILED: "not sent",
+        TransferState.SENT: "sent",
+        TransferState.AVAILABLE: "not downloaded",
+        TransferState.DOWNLOADING: f"downloading {percent}%",
+        TransferState.DOWNLOADED: "downloaded",
+        TransferState.FAILED: "download failed",
+        TransferState.GONE: "no longer available",
+    }.get(state, str(state))
+
+
+def spoken_attachment(attachment: AttachmentView) -> str:
+    """ "photo.jpg, image, 2.1 MB, downloaded"."""
+    kind = "image" if attachment.is_image else "file"
+    size = human_size(attachment.size)
+    return f"{display_name(attachment.name)}, {kind}, {size}, {transfer_text(attachment)}"
+
+
 def spoken_text(view: MessageView) -> str:
     """What a screen reader says for a row: "Alice, 10:32, delivered: hi"."""
     m = view.message
@@ -127,7 +204,15 @@ def spoken_text(view: MessageView) -> str:
     if m.edited_at is not None and not m.deleted:
         parts.append("edited")
     body = "This message was deleted" if m.deleted else (m.body or "")
+    if view.attachment is not None and not m.deleted:
+        spoken = spoken_attachment(view.attachment)
+        body = f"{spoken}. {body}" if body else spoken
     text = ", ".join(parts) + ": " + body
+    if m.expires_at is not None or m.expires_after:
+        text += ". Disappears"
+        left = remaining_text(view, int(time.time() * 1000))
+        if m.expires_at is not None and left is not None:
+            text += f" in {left}"
     if view.reply_to is not None:
         text += " (in reply to a message)"
     if view.reactions:
@@ -511,6 +596,42 @@ class MessageListModel(QAbstractListModel):
             if row >= 0:
                 self._rows[row] = view
                 self._changed_row(row)
+
+    def messages_removed(self, conversation_id: int, message_ids: Sequence[int]) -> None:
+        """Disappearing messages expired: their rows go (each neighbour regroups)."""
+        if conversation_id != self.conversation_id:
+            return
+        rows = sorted((r for r in map(self.row_of, message_ids) if r >= 0), reverse=True)
+        for row in rows:
+            self.beginRemoveRows(QModelIndex(), row, row)
+            self._groupings.pop(self._ids[row], None)
+            del self._rows[row]
+            del self._ids[row]
+            self.endRemoveRows()
+            self._changed_row(row - 1)
+            self._changed_row(row)
+        # a reply quoting an expired message no longer shows its text
+        gone = set(message_ids)
+        for row, view in enumerate(self._rows):
+            if view.reply_to is not None and view.reply_to.id in gone:
+                self._rows[row] = dataclasses.replace(view, reply_to=None)
+                self._changed_row(row)
+
+    def transfer_progress(self, conversation_id: int, message_id: int, done: int) -> None:
+        """An upload or download moved on: the row's attachment shows ``done`` bytes."""
+        if conversation_id != self.conversation_id:
+            return
+        row = self.row_of(message_id)
+        view = self._rows[row] if row >= 0 else None
+        if view is None or view.attachment is None or view.attachment.done == done:
+            return
+        attachment = dataclasses.replace(view.attachment, done=done)
+        self._rows[row] = dataclasses.replace(view, attachment=attachment)
+        self._changed_row(row)
+
+    def has_timers(self) -> bool:
+        """Whether a row shows a countdown (the view then repaints now and then)."""
+        return any(v.message.expires_at is not None for v in self._rows)
 
     def highlight(self, message_id: int | None) -> None:
         """Mark one message as highlighted (a jump target), or none."""

@@ -7,6 +7,12 @@ close button sits above the field. Each conversation keeps its draft in
 the client's store (``set_draft``/``draft``, so it survives restarts), and
 typing notices go out through ``client.typing`` (started on the first key,
 stopped after a pause or on send).
+
+Files (docs/attachments.md §6): the attach button (Ctrl+Shift+A) opens a
+file dialog for several files; a drop on the conversation or a paste of
+files or an image adds them too. They wait in the strip above the field
+(:mod:`ui.views.attachment_strip`) and go out on send, one
+``client.send_file`` each, the text being the first one's caption.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QFontMetricsF, QKeyEvent, QTextOption
+from PySide6.QtCore import QMimeData, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QFontMetricsF, QImage, QKeyEvent, QKeySequence, QShortcut, QTextOption
 from PySide6.QtWidgets import (
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -28,10 +36,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger.client import MessageView, MessengerClient
+from messenger.client import ClientError, MessageView, MessengerClient
 
 from .. import tasks, theme
 from ..widgets.icons import themed_icon
+from .attachment_strip import (
+    AttachmentStrip,
+    PendingFile,
+    carries_attachments,
+    local_files,
+    pending_image,
+    pending_path,
+)
 from .toast import report_to
 
 MAX_LINES = 6
@@ -56,6 +72,8 @@ class ComposerField(QPlainTextEdit):
     submitted = Signal()
     cancelled = Signal()
     edit_last = Signal()
+    #: Files or an image were pasted or dropped here: the ``QMimeData``.
+    attachments_given = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -88,6 +106,16 @@ class ComposerField(QPlainTextEdit):
             self.edit_last.emit()
             return
         super().keyPressEvent(event)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return carries_attachments(source) or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        """A paste or drop of files or an image attaches them; text is inserted."""
+        if carries_attachments(source):
+            self.attachments_given.emit(source)
+            return
+        super().insertFromMimeData(source)
 
     def _fit(self) -> None:
         metrics = QFontMetricsF(self.font())
@@ -146,9 +174,25 @@ class Composer(QFrame):
         prow.addWidget(self.preview_close)
         self.preview.hide()
         outer.addWidget(self.preview)
+        self.strip = AttachmentStrip(self)
+        self.strip.changed.connect(self._update_send)
+        outer.addWidget(self.strip)
+        #: The attach button's file dialog while it is open.
+        self.file_dialog: QFileDialog | None = None
 
         row = QHBoxLayout()
         row.setSpacing(8)
+        self.attach_button = QToolButton(self)
+        self.attach_button.setIcon(themed_icon("attach", theme.colors().muted))
+        self.attach_button.setIconSize(QSize(22, 22))
+        self.attach_button.setFixedSize(40, 40)
+        self.attach_button.setAccessibleName("Attach a file")
+        self.attach_button.setToolTip("Attach a file (Ctrl+Shift+A)")
+        self.attach_button.clicked.connect(self.choose_files)
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
+        attach_key = QShortcut(QKeySequence("Ctrl+Shift+A"), self)
+        attach_key.setContext(Qt.ShortcutContext.WindowShortcut)
+        attach_key.activated.connect(self.choose_files)
         self.emoji_button = QToolButton(self)
         self.emoji_button.setIcon(themed_icon("emoji", theme.colors().muted))
         self.emoji_button.setIconSize(QSize(22, 22))
@@ -162,6 +206,7 @@ class Composer(QFrame):
         self.field.cancelled.connect(self.cancel_mode)
         self.field.edit_last.connect(self.edit_last_requested)
         self.field.textChanged.connect(self._text_changed)
+        self.field.attachments_given.connect(self.add_mime)
         row.addWidget(self.field, 1)
         self.send_button = QToolButton(self)
         self.send_button.setObjectName("SendButton")
@@ -193,6 +238,7 @@ class Composer(QFrame):
         self.conversation_id = conversation_id
         self.reply_to = self.editing = None
         self.preview.hide()
+        self.strip.take()
         self.field.blockSignals(True)
         self.field.setPlainText(draft or "")
         self.field.blockSignals(False)
@@ -266,8 +312,9 @@ class Composer(QFrame):
         self._typing_sent = False
 
     def _update_send(self) -> None:
-        has_text = bool(self.field.toPlainText().strip())
+        has_text = bool(self.field.toPlainText().strip()) or bool(self.strip.items)
         self.send_button.setEnabled(has_text and not self.field.isReadOnly())
+        self.attach_button.setEnabled(not self.field.isReadOnly())
 
     # -- reply and edit ------------------------------------------------------------------
 
@@ -312,9 +359,14 @@ class Composer(QFrame):
     def submit(self) -> None:
         cid = self.conversation_id
         text = self.field.toPlainText().strip()
-        if cid is None or not text or self.field.isReadOnly():
+        if cid is None or self.field.isReadOnly():
             return
-        if self.editing is not None:
+        if self.strip.items and self.editing is None:
+            files = self.strip.take()
+            tasks.spawn(self._send_files(cid, files, text or None), on_error=report_to(self))
+        elif not text:
+            return
+        elif self.editing is not None:
             target = self.editing
             if text != (target.message.body or ""):
                 tasks.spawn(self._client.edit(cid, target.id, text), on_error=report_to(self))
@@ -335,6 +387,68 @@ class Composer(QFrame):
             self._draft_saved = "\x00"  # force the cleared draft to be stored
             self.save_draft()
         self.sent.emit()
+
+    async def _send_files(self, cid: int, files: list[PendingFile], caption: str | None) -> None:
+        """Each file in turn (the caption with the first); a refusal is said and the rest go."""
+        report = report_to(self)
+        for i, item in enumerate(files):
+            try:
+                await self._client.send_file(
+                    cid, item.source, name=item.name, caption=caption if i == 0 else None
+                )
+            except ClientError as error:
+                report(error.user_message)
+
+    # -- attachments -------------------------------------------------------------------------
+
+    def choose_files(self) -> None:
+        """The attach button: a file dialog for one or more files (opened, not exec'd)."""
+        if self.conversation_id is None or self.field.isReadOnly():
+            return
+        if self.file_dialog is not None:
+            self.file_dialog.raise_()
+            return
+        dialog = QFileDialog(self.window(), "Attach files")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setDirectory(str(Path.home()))
+        dialog.filesSelected.connect(lambda paths: self.add_paths([Path(p) for p in paths]))
+        dialog.finished.connect(self._file_dialog_closed)
+        self.file_dialog = dialog
+        dialog.open()
+
+    def _file_dialog_closed(self, _result: int) -> None:
+        if self.file_dialog is not None:
+            self.file_dialog.deleteLater()
+        self.file_dialog = None
+
+    def add_paths(self, paths: list[Path]) -> int:
+        """Files to send with the next message; how many could be added."""
+        if self.conversation_id is None or self.field.isReadOnly():
+            return 0
+        items = [item for item in map(pending_path, paths) if item is not None]
+        if len(items) < len(paths):
+            report_to(self)("Only files can be sent, and only ones that can be read.")
+        added = self.strip.add(items)
+        self.field.setFocus()
+        return added
+
+    def add_image(self, image: QImage) -> bool:
+        """A pasted image, sent as PNG bytes named "Pasted image.png"."""
+        item = pending_image(image)
+        if item is None or self.conversation_id is None or self.field.isReadOnly():
+            return False
+        self.field.setFocus()
+        return self.strip.add([item]) == 1
+
+    def add_mime(self, mime: QMimeData) -> None:
+        """A drop or a paste: its local files, else its image."""
+        paths = local_files(mime)
+        if paths:
+            self.add_paths(paths)
+        elif mime.hasImage():
+            image = mime.imageData()
+            if isinstance(image, QImage):
+                self.add_image(image)
 
     # -- emoji -----------------------------------------------------------------------------
 

@@ -11,10 +11,20 @@ current message (Up/Down to move): R reply, E edit (own), Delete (own),
 Ctrl+C copy, Shift+F10 or the Menu key for the whole menu (reactions,
 retry). Every action awaits one client coroutine; the view changes when
 the bridge reports the result.
+
+Attachments (docs/attachments.md §6): a file card's buttons and an image's
+pill dispatch ``download``, ``cancel_transfer``, ``retry_transfer``,
+``open_attachment`` and ``save_attachment``; clicking an image (or Enter
+on it) opens the :class:`~ui.views.image_viewer.ImageViewer`. Files dragged
+over the pane show the "Drop to send" overlay and join the composer's
+strip. Disappearing messages (§7): the header's hourglass sets the
+conversation's timer; one timer per timeline repaints the countdowns
+every few seconds, and expired rows leave on ``MessagesExpired``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
@@ -32,6 +42,10 @@ from PySide6.QtCore import (
 from PySide6.QtGui import (
     QAction,
     QDesktopServices,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDragMoveEvent,
+    QDropEvent,
     QGuiApplication,
     QKeyEvent,
     QKeySequence,
@@ -39,6 +53,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -58,6 +73,7 @@ from messenger.client import (
     MessageView,
     MessengerClient,
     ReactionSummary,
+    TransferState,
 )
 
 from .. import tasks, theme
@@ -65,11 +81,16 @@ from ..models.message_list import MessageListModel, ViewRole
 from ..widgets.avatar import Avatar
 from ..widgets.badge import verified_icon
 from ..widgets.bubble_delegate import BubbleDelegate
+from ..widgets.drop_overlay import DropOverlay
 from ..widgets.icons import themed_icon
+from ..widgets.image_cache import MAX_INLINE_BYTES
+from .attachment_strip import carries_attachments
 from .composer import Composer
 from .conversation_list import avatar_key
+from .image_viewer import ImageViewer
 from .quick_reactions import QUICK_REACTIONS as QUICK_REACTION_NAMES
 from .quick_reactions import QuickReactions
+from .timer_menu import TimerButton
 from .toast import report_to
 
 QUICK_REACTIONS = tuple(emoji for emoji, _name in QUICK_REACTION_NAMES)
@@ -78,6 +99,8 @@ TYPING_TIMEOUT_MS = 8000
 #: Load older messages when the view's top is this close (px).
 NEAR_TOP_PX = 600
 HIGHLIGHT_MS = 1600
+#: How often the countdowns of disappearing messages are repainted (ms).
+COUNTDOWN_MS = 5000
 
 
 class Timeline(QListView):
@@ -92,6 +115,9 @@ class Timeline(QListView):
     menu_requested = Signal(object, QPoint)
     #: "More reactions" on the quick reactions bar: the emoji picker for this message.
     react_picker_requested = Signal(object)
+    #: An attachment's button or image was used: ``view, action`` ("download", "open",
+    #: "save", "cancel", "retry", "view").
+    attachment_requested = Signal(object, str)
 
     def __init__(self, model: MessageListModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -127,6 +153,48 @@ class Timeline(QListView):
         bar.valueChanged.connect(lambda _value: self._hide_reactions())
         model.modelReset.connect(self._hide_reactions)
         model.rowsRemoved.connect(self._hide_reactions)
+        model.dataChanged.connect(self._rows_changed)
+        self.bubbles.images.changed.connect(self._picture_changed)
+        # one timer for every countdown on screen (never one per row)
+        self.countdown = QTimer(self)
+        self.countdown.setInterval(COUNTDOWN_MS)
+        self.countdown.timeout.connect(self.tick_countdowns)
+        self.countdown.start()
+
+    # -- attachments and countdowns ---------------------------------------------------------
+
+    def tick_countdowns(self) -> None:
+        """Repaint the rows (their countdowns are painted from the clock)."""
+        if self.message_model.has_timers():
+            self.viewport().update()
+
+    def _picture_changed(self, message_id: int) -> None:
+        row = self.message_model.row_of(message_id)
+        if row >= 0:
+            index = self.message_model.index(row)
+            self._rows_changed(index, index)
+            self.viewport().update(self.visualRect(index))
+
+    def _rows_changed(self, top: QModelIndex, bottom: QModelIndex, *_: Any) -> None:
+        """A row whose height changed (a card gained buttons, an image fell back): relayout."""
+        for row in range(top.row(), bottom.row() + 1):
+            if self.bubbles.height_changed(self.message_model.index(row)):
+                self.scheduleDelayedItemsLayout()
+                return
+
+    def default_attachment_action(self, view: MessageView) -> str | None:
+        """What Enter does on a file message: view or open it, download, retry."""
+        attachment = view.attachment
+        if attachment is None or view.message.deleted:
+            return None
+        if attachment.readable:
+            broken = self.bubbles.images.broken(view.id)
+            return "view" if attachment.is_image and not broken else "open"
+        return {
+            TransferState.AVAILABLE: "download",
+            TransferState.FAILED: "retry",
+            TransferState.UPLOAD_FAILED: "retry",
+        }.get(attachment.state)
 
     # -- quick reactions -------------------------------------------------------------------
 
@@ -205,6 +273,9 @@ class Timeline(QListView):
             if kind == "retry" and isinstance(view, MessageView):
                 self.retry_requested.emit(view)
                 return
+            if kind == "attachment" and isinstance(view, MessageView) and isinstance(value, str):
+                self.attachment_requested.emit(view, value)
+                return
         super().mouseReleaseEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -213,7 +284,7 @@ class Timeline(QListView):
         if index.isValid():
             rect = self.visualRect(index)
             kind, _ = self.bubbles.hit(index, QPointF(event.position()) - QPointF(rect.topLeft()))
-            if kind in ("link", "quote", "reaction", "retry"):
+            if kind in ("link", "quote", "reaction", "retry", "attachment"):
                 shape = Qt.CursorShape.PointingHandCursor
         if event.buttons() == Qt.MouseButton.NoButton and not self.reactions.has_focus():
             self.show_reactions(index)
@@ -236,9 +307,14 @@ class Timeline(QListView):
             if key == Qt.Key.Key_E and plain and _own_editable(view):
                 self.edit_requested.emit(view)
                 return
-            if key == Qt.Key.Key_Delete and _own_editable(view):
+            if key == Qt.Key.Key_Delete and _own_deletable(view):
                 self.delete_requested.emit(view)
                 return
+            if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and plain:
+                action = self.default_attachment_action(view)
+                if action is not None:
+                    self.attachment_requested.emit(view, action)
+                    return
             if event.matches(QKeySequence.StandardKey.Copy):
                 copy_text(view)
                 return
@@ -263,9 +339,21 @@ def copy_text(view: MessageView) -> None:
     clipboard.setText(view.message.body or "")
 
 
-def _own_editable(view: MessageView) -> bool:
+def _own_deletable(view: MessageView) -> bool:
     m = view.message
     return m.outgoing and not m.deleted and m.kind is not MessageKind.SYSTEM
+
+
+def _own_editable(view: MessageView) -> bool:
+    """Own text can be edited (a file message's caption cannot)."""
+    return _own_deletable(view) and view.message.kind is not MessageKind.FILE
+
+
+def _safe_name(name: str) -> str:
+    """A file name from the network as a suggestion for the save dialog (never a path)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip().lstrip(".")
+    cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*')
+    return cleaned[:120] or "file"
 
 
 class ConversationHeader(QFrame):
@@ -314,6 +402,8 @@ class ConversationHeader(QFrame):
         self.subtitle.setTextFormat(Qt.TextFormat.PlainText)
         texts.addWidget(self.subtitle)
         row.addLayout(texts, 1)
+        self.timer = TimerButton(self)
+        row.addWidget(self.timer)
         self.search = QToolButton(self)
         self.search.setIcon(themed_icon("search"))
         self.search.setIconSize(QSize(20, 20))
@@ -337,6 +427,8 @@ class ConversationHeader(QFrame):
         self.name.setText(view.name)
         self.avatar.set_identity(view.name, avatar_key(view))
         self.verified.setVisible(verified)
+        self.timer.set_seconds(view.conversation.disappearing_seconds)
+        self.timer.setVisible(view.active and not view.blocked)
         if view.conversation.kind is ConversationKind.GROUP:
             count = len(view.members)
             text = f"{count} member" + ("" if count == 1 else "s")
@@ -401,9 +493,14 @@ class ConversationPane(QWidget):
         self.header.back_requested.connect(self.back_requested)
         self.header.details_requested.connect(self._details)
         self.header.search_requested.connect(self._search)
+        self.header.timer.timer_chosen.connect(self.set_timer)
         layout.addWidget(self.header)
         self.timeline = Timeline(self.model, self)
         self.model.prepare = self.timeline.bubbles.prepare
+        self.timeline.bubbles.images.loader = self.inline_bytes
+        #: The image viewer while it is open; the save dialog while it is open.
+        self.viewer: ImageViewer | None = None
+        self.save_dialog: QFileDialog | None = None
         layout.addWidget(self.timeline, 1)
         self.empty = QLabel("No messages yet. Say hello! Messages are end-to-end encrypted.", self)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -425,7 +522,10 @@ class ConversationPane(QWidget):
         t.quote_clicked.connect(self.jump_to_quote)
         t.menu_requested.connect(self._show_menu)
         t.react_picker_requested.connect(self.react_picker_requested)
+        t.attachment_requested.connect(self.attachment_action)
         t.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.setAcceptDrops(True)
+        self.drop_overlay = DropOverlay(self)
         self.model.loaded.connect(self._loaded)
         self.model.rowsAboutToBeInserted.connect(self._before_insert)
         self.model.rowsInserted.connect(self._after_insert)
@@ -702,6 +802,9 @@ class ConversationPane(QWidget):
     def retry(self, view: MessageView) -> None:
         """Send a failed message's text again (as a new message)."""
         m = view.message
+        if view.attachment is not None:
+            self.attachment_action(view, "retry")
+            return
         text = m.body or ""
         if not text:
             return
@@ -746,16 +849,18 @@ class ConversationPane(QWidget):
             more = QAction("More…", react)
             more.triggered.connect(lambda: self.react_picker_requested.emit(view))
             react.addAction(more)
+            self._attachment_menu(menu, view)
             copy = QAction("Copy text", menu)
             copy.setShortcut(QKeySequence.StandardKey.Copy)
             copy.triggered.connect(lambda: copy_text(view))
             menu.addAction(copy)
-        if _own_editable(view):
-            edit = QAction("Edit", menu)
-            edit.setShortcut(QKeySequence("E"))
-            edit.triggered.connect(lambda: self.composer.start_edit(view))
-            menu.addAction(edit)
-            if m.status is MessageStatus.FAILED:
+        if _own_deletable(view):
+            if _own_editable(view):
+                edit = QAction("Edit", menu)
+                edit.setShortcut(QKeySequence("E"))
+                edit.triggered.connect(lambda: self.composer.start_edit(view))
+                menu.addAction(edit)
+            if m.status is MessageStatus.FAILED and view.attachment is None:
                 retry = QAction("Retry", menu)
                 retry.triggered.connect(lambda: self.retry(view))
                 menu.addAction(retry)
@@ -765,6 +870,154 @@ class ConversationPane(QWidget):
             delete.triggered.connect(lambda: self.delete_message(view))
             menu.addAction(delete)
         return menu
+
+    def _attachment_menu(self, menu: QMenu, view: MessageView) -> None:
+        """A file message's actions, as on its card (the keyboard's way to them)."""
+        attachment = view.attachment
+        if attachment is None:
+            return
+        actions: list[tuple[str, str]] = []
+        state = attachment.state
+        if attachment.readable:
+            if attachment.is_image and not self.timeline.bubbles.images.broken(view.id):
+                actions.append(("View image", "view"))
+            actions += [("Open", "open"), ("Save as…", "save")]
+        elif state is TransferState.AVAILABLE:
+            actions.append(("Download", "download"))
+        if state in (TransferState.UPLOADING, TransferState.DOWNLOADING):
+            actions.append(("Cancel transfer", "cancel"))
+        if state in (TransferState.FAILED, TransferState.UPLOAD_FAILED):
+            actions.append(("Retry", "retry"))
+        if state is TransferState.UPLOAD_FAILED:
+            actions.append(("Cancel sending", "cancel"))
+        for label, action in actions:
+            item = QAction(label, menu)
+            item.triggered.connect(lambda _=False, a=action: self.attachment_action(view, a))
+            menu.addAction(item)
+        if actions:
+            menu.addSeparator()
+
+    # -- attachments -------------------------------------------------------------------------
+
+    async def inline_bytes(self, message_id: int) -> bytes:
+        """An image's plaintext for the timeline and the viewer (bounded)."""
+        return await self._client.attachment_bytes(message_id, max_bytes=MAX_INLINE_BYTES)
+
+    def attachment_action(self, view: MessageView, action: str) -> None:
+        """One button of a card or an image: each awaits one client coroutine."""
+        mid = view.id
+        client = self._client
+        sink = report_to(self)
+        if action == "download":
+            tasks.spawn(client.download(mid), on_error=sink)
+        elif action == "cancel":
+            tasks.spawn(client.cancel_transfer(mid), on_error=sink)
+        elif action == "retry":
+            tasks.spawn(client.retry_transfer(mid), on_error=sink)
+        elif action == "open":
+            tasks.spawn(client.open_attachment(mid), on_done=self._open_file, on_error=sink)
+        elif action == "save":
+            self.save_attachment(view)
+        elif action == "view":
+            self.open_viewer(view)
+
+    def _open_file(self, path: Path) -> None:
+        """Hand a decrypted temporary copy to the system's viewer."""
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def save_attachment(self, view: MessageView) -> None:
+        """Ask where (a save dialog, opened without a nested loop), then save there."""
+        attachment = view.attachment
+        if attachment is None:
+            return
+        if self.save_dialog is not None:
+            self.save_dialog.deleteLater()
+        dialog = QFileDialog(self.window(), "Save file")
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setFileMode(QFileDialog.FileMode.AnyFile)
+        dialog.setDirectory(str(Path.home()))
+        dialog.selectFile(_safe_name(attachment.name))
+        dialog.fileSelected.connect(lambda path: self._save_to(view.id, Path(path)))
+        self.save_dialog = dialog
+        dialog.open()
+
+    def _save_to(self, message_id: int, destination: Path) -> None:
+        tasks.spawn(self._client.save_attachment(message_id, destination), on_error=report_to(self))
+
+    def open_viewer(self, view: MessageView) -> None:
+        """The image over the whole window (thumbnail first, then the full image)."""
+        if self.viewer is not None:
+            self.viewer.close_viewer()
+        bubbles = self.timeline.bubbles
+        picture = bubbles.images.thumbnail(view)
+        viewer = ImageViewer(self.window(), view, self.inline_bytes, picture)
+        viewer.save_requested.connect(self.save_attachment)
+        viewer.closed.connect(self._viewer_closed)
+        self.viewer = viewer
+        viewer.show()
+        viewer.raise_()
+        viewer.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _viewer_closed(self) -> None:
+        self.viewer = None
+        self.timeline.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def messages_expired(self, conversation_id: int, message_ids: list[int]) -> None:
+        """Disappearing messages expired: their rows, layouts, pictures and viewer go."""
+        for mid in message_ids:
+            self.timeline.bubbles.forget(mid)
+        if self.viewer is not None and self.viewer.view.id in message_ids:
+            self.viewer.close_viewer()
+        composer = self.composer
+        quoted = composer.reply_to or composer.editing
+        if quoted is not None and quoted.id in message_ids:
+            composer.cancel_mode()
+        self.model.messages_removed(conversation_id, message_ids)
+
+    def set_timer(self, seconds: int) -> None:
+        """The header's timer menu: the group agrees on it through a commit."""
+        if self.view is not None:
+            tasks.spawn(
+                self._client.set_disappearing_timer(self.view.id, seconds),
+                on_error=report_to(self),
+            )
+
+    # -- drag and drop -----------------------------------------------------------------------
+
+    def _can_drop(self, event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> bool:
+        mime = event.mimeData()
+        return (
+            mime is not None
+            and carries_attachments(mime)
+            and self.view is not None
+            and not self.composer.field.isReadOnly()
+        )
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._can_drop(event):
+            event.acceptProposedAction()
+            self.drop_overlay.show_over()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if self._can_drop(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self.drop_overlay.hide()
+        super().dragLeaveEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self.drop_overlay.hide()
+        if not self._can_drop(event):
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        mime = event.mimeData()
+        self.composer.add_mime(mime)
 
     def _menu_closed(self) -> None:
         self.open_menu = None

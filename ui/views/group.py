@@ -2,7 +2,8 @@
 
 For a group: rename it, see its members with their verified marks, add
 members from the contacts, remove one, leave (after an inline "are you
-sure", never a modal box). For any conversation: mute and archive toggles.
+sure", never a modal box). For any conversation: mute and archive toggles,
+and the disappearing-messages timer (docs/attachments.md §7).
 Every membership change also shows in the timeline, as a note the client
 writes; this dialog only dispatches and re-reads.
 """
@@ -34,6 +35,7 @@ from ui.tasks import spawn
 from ui.views.contacts import ContactDetailsDialog, Dialog, find_bridge
 from ui.views.new_conversation import ACCOUNT_ROLE, AVATAR_SIZE, ContactPicker, avatar_icon
 from ui.views.onboarding import button, label, line_edit, show_error
+from ui.views.timer_menu import TimerButton
 from ui.widgets.avatar import Avatar
 from ui.widgets.toggle import ToggleSwitch
 
@@ -133,6 +135,21 @@ class GroupDetailsDialog(Dialog):
         self.mute_toggle.clicked.connect(self.set_muted)
         self.archive_toggle.clicked.connect(self.set_archived)
         self.body.addLayout(toggles)
+
+        self.timer_box = QWidget()
+        timer_row = QHBoxLayout(self.timer_box)
+        timer_row.setContentsMargins(0, 0, 0, 0)
+        timer_texts = QVBoxLayout()
+        timer_texts.setSpacing(0)
+        timer_texts.addWidget(label("Disappearing messages"))
+        timer_texts.addWidget(
+            label("New messages are deleted for everyone after this time.", "caption")
+        )
+        timer_row.addLayout(timer_texts, 1)
+        self.timer = TimerButton(self.timer_box, wide=True)
+        self.timer.timer_chosen.connect(self.set_timer)
+        timer_row.addWidget(self.timer)
+        self.body.addWidget(self.timer_box)
 
         members_head = QHBoxLayout()
         self.members_label = label("Members", "subtitle")
@@ -239,6 +256,8 @@ class GroupDetailsDialog(Dialog):
         self.leave_button.setVisible(group and active)
         self.mute_toggle.setChecked(view.muted)
         self.archive_toggle.setChecked(view.archived)
+        self.timer.set_seconds(view.conversation.disappearing_seconds)
+        self.timer_box.setVisible(active)
         self.members_label.setText(f"Members ({count})")
         selected = self.selected_member()
         self.members.clear()
@@ -299,6 +318,12 @@ class GroupDetailsDialog(Dialog):
             return
         call = self._client.mute if muted else self._client.unmute
         self.run(call(self._conversation_id), self._done)
+
+    def set_timer(self, seconds: int) -> None:
+        """Every member's timer changes once the group's commit is accepted."""
+        if self.working():
+            return
+        self.run(self._client.set_disappearing_timer(self._conversation_id, seconds), self._done)
 
     def set_archived(self, archived: bool) -> None:
         if self.working():

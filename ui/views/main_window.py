@@ -154,6 +154,10 @@ class MainWindow(QMainWindow):
         bridge.conversations_changed.connect(self._conversations_changed)
         bridge.messages_received.connect(self._messages_received)
         bridge.messages_updated.connect(self._messages_updated)
+        bridge.messages_expired.connect(self._messages_expired)
+        bridge.transfer_progress.connect(
+            lambda cid, mid, done, _total: self.pane.model.transfer_progress(cid, mid, done)
+        )
         bridge.typing_changed.connect(self._typing_changed)
         bridge.connection_changed.connect(self._connection_changed)
         bridge.operation_failed.connect(lambda _cid, sentence: self.show_error(sentence))
@@ -336,6 +340,10 @@ class MainWindow(QMainWindow):
         self.list_model.messages_changed(cid, views)
         self.pane.model.messages_changed(cid, views)
 
+    def _messages_expired(self, cid: int, message_ids: list[int]) -> None:
+        self.list_model.messages_expired(cid, message_ids)
+        self.pane.messages_expired(cid, message_ids)
+
     def _typing_changed(self, cid: int, account_id: str, active: bool) -> None:
         if account_id == self.account_id:
             return
@@ -353,6 +361,8 @@ class MainWindow(QMainWindow):
         self.sidebar.new_button.setIcon(themed_icon("compose"))
         self.sidebar.more_button.setIcon(themed_icon("more"))
         self.pane.timeline.reactions.retheme()
+        self.pane.header.timer.set_seconds(self.pane.header.timer.seconds)
+        self.pane.composer.attach_button.setIcon(themed_icon("attach", theme.colors().muted))
         for name, icon in (
             ("new", "compose"),
             ("group", "group"),

@@ -96,6 +96,13 @@ CONTENT_CHOICES = (
     (NotificationContent.SENDER, "Name only"),
     (NotificationContent.NONE, "Neither name nor message"),
 )
+#: Received files downloaded at once, by size (0: none; docs/attachments.md §4).
+AUTO_DOWNLOAD_CHOICES = (
+    (0, "Never: download each file when I ask"),
+    (5 << 20, "Files up to 5 MB"),
+    (16 << 20, "Files up to 16 MB"),
+    (100 << 20, "Files up to 100 MB"),
+)
 THEME_CHOICES = ((Theme.SYSTEM, "Same as the system"), (Theme.LIGHT, "Light"), (Theme.DARK, "Dark"))
 
 
@@ -328,6 +335,20 @@ class SettingsDialog(QDialog):
                 "caption",
             )
         )
+        page.section("Download files automatically")
+        self.auto_download_buttons = self._choices(
+            page,
+            AUTO_DOWNLOAD_CHOICES,
+            "Download automatically",
+            lambda on, v: self.set_auto_download(v) if on and not self._loading else None,
+        )
+        page.rows.addWidget(
+            label(
+                "Larger files show a Download button. The server can tell when a file "
+                "is fetched, not what it holds.",
+                "caption",
+            )
+        )
         self.privacy_error = error_label()
         page.rows.addWidget(self.privacy_error)
         self.read_receipts.clicked.connect(self.set_read_receipts)
@@ -520,8 +541,7 @@ class SettingsDialog(QDialog):
     def _loaded(self, loaded: tuple[AccountInfo | None, Preferences]) -> None:
         info, preferences = loaded
         self._loading = True
-        self.read_receipts.setChecked(preferences.read_receipts)
-        self.typing.setChecked(preferences.typing_indicators)
+        self._privacy(preferences)
         self._loading = False
         if info is None:
             return
@@ -596,9 +616,24 @@ class SettingsDialog(QDialog):
         show_error(self.privacy_error, None)
         self._spawn(self._client.set_typing_indicators(enabled), self._privacy, self.privacy_error)
 
+    def set_auto_download(self, limit: int) -> None:
+        show_error(self.privacy_error, None)
+        self._spawn(self._client.set_auto_download_bytes(limit), self._privacy, self.privacy_error)
+
     def _privacy(self, preferences: Preferences) -> None:
+        loading, self._loading = self._loading, True
         self.read_receipts.setChecked(preferences.read_receipts)
         self.typing.setChecked(preferences.typing_indicators)
+        button = self.auto_download_buttons.get(preferences.auto_download_bytes)
+        if button is not None:
+            button.setChecked(True)
+        else:  # a limit set elsewhere (the command line): no button is on
+            group = next(iter(self.auto_download_buttons.values())).group()
+            group.setExclusive(False)
+            for radio in self.auto_download_buttons.values():
+                radio.setChecked(False)
+            group.setExclusive(True)
+        self._loading = loading
 
     def _show_keyring(self, saved: bool | None) -> None:
         if saved:

@@ -24,8 +24,9 @@ import collections
 import dataclasses
 import html
 import re
+import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import (
     QModelIndex,
@@ -61,8 +62,12 @@ from ..models.message_list import (
     ViewRole,
     clock_text,
     day_text,
+    remaining_text,
 )
+from . import attachment_block
+from .attachment_block import AttachmentBlock, hourglass_path
 from .avatar import avatar_color, paint_avatar
+from .image_cache import ImageCache
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -84,6 +89,8 @@ CHIP_OVERLAP = 6
 BIG_EMOJI_PX = 40
 MAX_BUBBLE = 560
 DELETED_TEXT = "This message was deleted"
+#: Room for the hourglass before a countdown, and after it.
+COUNTDOWN_GAP = 20
 #: Rows laid out per loop tick by :meth:`BubbleDelegate.prepare` (~2 ms).
 PREPARE_SLICE = 8
 
@@ -161,6 +168,12 @@ class RowLayout:
     deleted: bool = False
     own: bool = False
     note_rect: QRectF | None = None
+    #: A file message's image or file card.
+    attachment: AttachmentBlock | None = None
+    #: The time sits on the image (an image without a caption).
+    meta_overlay: bool = False
+    #: No bubble is painted (an image alone is its own bubble).
+    frameless: bool = False
     grouping: Grouping = dataclasses.field(default_factory=lambda: Grouping(True, True, False))
 
 
@@ -171,6 +184,8 @@ class _Key:
     grouping: Grouping
     group_chat: bool
     dark: bool
+    #: An image attachment is drawn as an image (not as a card: none, or malformed).
+    image: bool
 
 
 class BubbleDelegate(QStyledItemDelegate):
@@ -185,6 +200,10 @@ class BubbleDelegate(QStyledItemDelegate):
         self.capacity = 2000
         self.layouts_computed = 0
         self.group_chat = False
+        #: Unix ms for the countdowns (None: the wall clock).
+        self.clock: Callable[[], int] | None = None
+        #: Thumbnails and full images (the view gives it the client's loader).
+        self.images = ImageCache(parent=self)
         self._fonts()
 
     def _fonts(self) -> None:
@@ -203,9 +222,42 @@ class BubbleDelegate(QStyledItemDelegate):
         self.m_chip = QFontMetricsF(self.f_chip)
         self.m_quote = QFontMetricsF(self.f_quote)
         self.m_day = QFontMetricsF(self.f_day)
+        self.f_attachment = attachment_block.Fonts.create()
 
     def clear_cache(self) -> None:
         self._cache.clear()
+
+    def height_changed(self, index: Index) -> bool:
+        """Whether the row's height differs from the one last laid out (then relayout)."""
+        found = self._row(index)
+        if found is None:
+            return False
+        view, grouping = found
+        old = self._cache.get(view.id)
+        if old is None:
+            return False
+        return old[1].height != self._layout(view, grouping, self._width()).height
+
+    def _row(self, index: Index) -> tuple[MessageView, Grouping] | None:
+        model = index.model()
+        fast = getattr(model, "row_data", None)
+        if fast is not None:
+            found = fast(index.row())
+            return found if isinstance(found, tuple) else None
+        view = index.data(ViewRole)
+        grouping = index.data(GroupingRole)
+        if isinstance(view, MessageView) and isinstance(grouping, Grouping):
+            return view, grouping
+        return None
+
+    def forget(self, message_id: int) -> None:
+        """Drop the layout and pictures of a message that expired (nothing of it is kept)."""
+        self._cache.pop(message_id, None)
+        self.images.forget(message_id)
+
+    def now_ms(self) -> int:
+        """The time countdowns are painted at (tests set :attr:`clock`)."""
+        return self.clock() if self.clock is not None else int(time.time() * 1000)
 
     # -- geometry ------------------------------------------------------------------------
 
@@ -230,6 +282,7 @@ class BubbleDelegate(QStyledItemDelegate):
     def _layout(self, view: MessageView, grouping: Grouping, width: int) -> RowLayout:
         """The cached layout of ``view`` with ``grouping`` at ``width``, computed on a miss."""
         dark = theme.is_dark()
+        image = view.attachment is not None and attachment_block.shows_image(view, self.images)
         hit = self._cache.get(view.id)
         if hit is not None:
             old = hit[0]
@@ -239,9 +292,10 @@ class BubbleDelegate(QStyledItemDelegate):
                 and old.grouping == grouping
                 and old.group_chat == self.group_chat
                 and old.dark == dark
+                and old.image == image
             ):
                 return hit[1]
-        key = _Key(view, width, grouping, self.group_chat, dark)
+        key = _Key(view, width, grouping, self.group_chat, dark, image)
         row = self._compute(key)
         self._cache[view.id] = (key, row)
         if len(self._cache) > self.capacity:
@@ -334,13 +388,21 @@ class BubbleDelegate(QStyledItemDelegate):
             y += NAME_H
         deleted = m.deleted
         body = DELETED_TEXT if deleted else (m.body or "")
-        big = not deleted and view.reply_to is None and emoji_only(body)
+        attached = view.attachment is not None and not deleted
+        big = not deleted and not attached and view.reply_to is None and emoji_only(body)
         meta_w = self._meta_width(view)
         inner_max = max_bubble - 2 * PAD_X
+        block: AttachmentBlock | None = None
+        if attached:
+            block = attachment_block.measure(view, self.images, 0, 0, inner_max, self.f_attachment)
+            if block.kind == "image":
+                inner_max = max(120, block.display.width() + 8 - 2 * PAD_X)
         doc: QTextDocument | None = None
         plain: QTextLayout | None = None
         rich = not deleted and not big and has_link(body)
-        if rich:
+        if attached and not body:
+            text_w = text_h = last_line = 0.0
+        elif rich:
             # links need the document (anchors for hit-testing); they are rare
             doc = self._doc(body, self.f_text, inner_max, rich=True, on_accent=own)
             text_w = doc.idealWidth()
@@ -350,7 +412,20 @@ class BubbleDelegate(QStyledItemDelegate):
             font = self.f_big if big else (self.f_deleted if deleted else self.f_text)
             plain, text_w, text_h, last_line = _plain_layout(body, font, inner_max)
         meta_inside = True
-        if big:
+        meta_overlay = False
+        #: A card without a caption: the time goes at the end of its buttons' row.
+        meta_in_card = False
+        if block is not None and not body:
+            meta_overlay = block.kind == "image"
+            meta_in_card = (
+                block.kind == "card"
+                and bool(block.actions)
+                and max(r.right() for r, _ in block.actions) + meta_w + 12 <= block.rect.width()
+            )
+            inner_w = meta_w
+            content_h = 0.0 if meta_overlay or meta_in_card else META_H - 2.0
+            meta_inside = meta_overlay or meta_in_card
+        elif big:
             inner_w = max(text_w, meta_w)
             content_h = text_h + META_H
         elif last_line + meta_w + 10 <= inner_max and _single_direction_ltr(body):
@@ -373,18 +448,59 @@ class BubbleDelegate(QStyledItemDelegate):
             )
             inner_w = max(inner_w, quote_w)
             quote_h = QUOTE_H + 6
+        #: An image alone (no caption, no quote) is drawn without a bubble around it.
+        frameless = meta_overlay and not quote_h
+        pad = 0 if frameless else 4
+        if block is not None:
+            if block.kind == "image":
+                inner_w = max(inner_w, block.display.width() + 2 * pad - 2 * PAD_X)
+            else:
+                inner_w = max(inner_w, block.rect.width())
         bubble_w = inner_w + 2 * PAD_X
         bubble_h = content_h + 2 * PAD_Y + quote_h
+        text_top = y + PAD_Y + quote_h
+        if block is not None:
+            # the attachment sits above the caption (an image almost edge to edge)
+            image = block.kind == "image"
+            top = y + (pad if image and not quote_h else PAD_Y + quote_h)
+            after = top + block.rect.height()
+            text_top = after + (6 if image else 8)
+            if meta_overlay:
+                bottom = after + pad
+            elif meta_in_card:
+                bottom = after + PAD_Y
+            else:
+                bottom = text_top + content_h + PAD_Y
+            bubble_h = bottom - y
         x = width - SIDE - bubble_w if own else left
         bubble = QRectF(x, y, bubble_w, bubble_h)
+        if block is not None:
+            if block.kind == "image":
+                dx, dy = x + pad, y + (pad if not quote_h else PAD_Y + quote_h)
+                block.rect = QRectF(dx, dy, bubble_w - 2 * pad, block.rect.height())
+                dx += (block.rect.width() - block.display.width()) / 2
+            else:
+                dx, dy = x + PAD_X, y + PAD_Y + quote_h
+                block.rect.translate(dx, dy)
+            block.actions = [
+                (QRectF(block.rect) if action == "view" else rect.translated(dx, dy), action)
+                for rect, action in block.actions
+            ]
         if quote_h:
             quote_rect = QRectF(x + PAD_X - 4, y + PAD_Y, inner_w + 8, QUOTE_H)
-        text_origin = QPointF(x + PAD_X, y + PAD_Y + quote_h)
+        text_origin = QPointF(x + PAD_X, text_top)
         if big:
             text_origin = QPointF(x + bubble_w - PAD_X - text_w if own else x + PAD_X, y + 2)
         meta_rect = QRectF(
             x + bubble_w - PAD_X - meta_w, y + bubble_h - PAD_Y - META_H + 1, meta_w, META_H
         )
+        if meta_in_card and block is not None:
+            action_row = block.actions[-1][0]
+            meta_rect.moveTop(action_row.center().y() - META_H / 2)
+        if meta_overlay and block is not None:
+            meta_rect = QRectF(
+                block.rect.right() - meta_w - 10, block.rect.bottom() - META_H - 6, meta_w, META_H
+            )
         y += bubble_h
         chips: list[tuple[QRectF, ReactionSummary]] = []
         if view.reactions:
@@ -424,6 +540,9 @@ class BubbleDelegate(QStyledItemDelegate):
             meta_inside=meta_inside,
             chips=chips,
             retry_rect=retry,
+            attachment=block,
+            meta_overlay=meta_overlay,
+            frameless=frameless,
             big_emoji=big,
             deleted=deleted,
             own=own,
@@ -438,6 +557,9 @@ class BubbleDelegate(QStyledItemDelegate):
         w = self.m_meta.horizontalAdvance(text)
         if m.outgoing:
             w += 24
+        if m.expires_at is not None or m.expires_after:
+            # the countdown's room is fixed, so that it ticks without a relayout
+            w += self.m_meta.horizontalAdvance("00m") + COUNTDOWN_GAP
         return w
 
     # -- painting ------------------------------------------------------------------------
@@ -509,7 +631,7 @@ class BubbleDelegate(QStyledItemDelegate):
         if row.avatar is not None:
             paint_avatar(painter, row.avatar, view.sender_name, m.sender_account_id)
         # the bubble
-        if row.big_emoji:
+        if row.big_emoji or row.frameless:
             text_color = c.text
             meta_color = c.muted
         elif row.deleted:
@@ -533,9 +655,19 @@ class BubbleDelegate(QStyledItemDelegate):
         # reply quote
         if row.quote is not None and view.reply_to is not None:
             self._paint_quote(painter, row.quote, view, own, c)
+        if row.attachment is not None:
+            attachment_block.paint(
+                painter, row.attachment, view, self.images, own, self.f_attachment
+            )
         self._draw_doc(painter, row, text_color)
-        # time, edited, ticks
+        # time, edited, ticks (on an image without a caption: on a dark pill)
         if row.meta_rect is not None:
+            if row.meta_overlay:
+                painter.setPen(Qt.PenStyle.NoPen)
+                painter.setBrush(QColor(0, 0, 0, 120))
+                pill = row.meta_rect.adjusted(-7, -1, 5, 1)
+                painter.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
+                meta_color = QColor("#FFFFFF")
             self._paint_meta(painter, row.meta_rect, view, meta_color, c)
         # reactions
         for rect, reaction in row.chips:
@@ -605,6 +737,21 @@ class BubbleDelegate(QStyledItemDelegate):
             text = "edited  " + text
         painter.setFont(self.f_meta)
         painter.setPen(color)
+        countdown = remaining_text(view, self.now_ms())
+        if countdown is not None:
+            # an hourglass and the time left, at the meta's left end
+            painter.save()
+            pen = QPen(color, 1.1)
+            pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+            painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawPath(hourglass_path(QPointF(rect.left() + 4, rect.top() + 8.5), 9))
+            painter.restore()
+            painter.drawText(
+                QRectF(rect.left() + 11, rect.top(), 40, 16),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                countdown,
+            )
         text_rect = QRectF(rect.left(), rect.top(), rect.width() - (24 if m.outgoing else 0), 16)
         painter.drawText(
             text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, text
@@ -627,6 +774,10 @@ class BubbleDelegate(QStyledItemDelegate):
                 return ("reaction", reaction)
         if row.retry_rect is not None and row.retry_rect.contains(pos):
             return ("retry", None)
+        if row.attachment is not None:
+            for rect, action in row.attachment.actions:
+                if rect.contains(pos):
+                    return ("attachment", action)
         if row.doc is not None and row.text_origin is not None:
             anchor = row.doc.documentLayout().anchorAt(pos - row.text_origin)
             if anchor:

@@ -329,6 +329,8 @@ def _apply(store: Store, stamped: Stamped, *, sender: str, me: Actor, now: int) 
                 return []
             if not store.read_markers.mark_read(conversation.id, me.account_id, target.id, at=now):
                 return []
+            # Read on another device: disappearing messages count down here too.
+            store.messages.start_countdown(conversation.id, target.id, now=now)
             return [ConversationUpdated(conversation.id)]
         case Setting(name, enabled):
             if not _wins(store, record, clock, sender):

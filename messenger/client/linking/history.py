@@ -23,6 +23,10 @@ is imported as sent: the creator's outbox, not this device's, delivers it.
 The snapshot comes from a device of the same account over the link's
 authenticated channel; it is still checked field by field, and its
 decompressed size is bounded.
+
+Disappearing messages (those with a timer, docs/attachments.md §7) and
+their reactions are left out: a copy on a new device would outlive the
+countdown the other devices keep.
 """
 
 from __future__ import annotations
@@ -103,7 +107,8 @@ def export_history(store: Store) -> bytes:
             ) in db.query(
                 "SELECT uid, sender_account_id, sender_client_id, outgoing, kind, body, "
                 "reply_to_uid, status, sent_at, received_at, edited_at, deleted_at, note_kind, "
-                "note_params FROM messages WHERE conversation_id = ? ORDER BY id",
+                "note_params FROM messages WHERE conversation_id = ? AND expires_after = 0 "
+                "ORDER BY id",
                 (conversation_id,),
             )
         ]
@@ -111,7 +116,8 @@ def export_history(store: Store) -> bytes:
             [b64encode(uid), account, emoji, at]
             for uid, account, emoji, at in db.query(
                 "SELECT m.uid, r.account_id, r.emoji, r.reacted_at FROM reactions r "
-                "JOIN messages m ON m.id = r.message_id WHERE m.conversation_id = ?",
+                "JOIN messages m ON m.id = r.message_id WHERE m.conversation_id = ? "
+                "AND m.expires_after = 0",
                 (conversation_id,),
             )
         ]

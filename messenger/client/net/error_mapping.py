@@ -18,6 +18,8 @@ through :func:`transport_errors` and :func:`error_from_response`.
   kind: another device of the account removed this one);
 * 401 -> :class:`AuthError`; 429 -> :class:`RateLimitedError`;
   ``stale_epoch`` -> :class:`StaleEpochError`;
+* ``quota_exceeded``, ``no_space`` -> :class:`AttachmentQuotaError`;
+  ``blob_too_large`` -> :class:`AttachmentTooLargeError` (not retried);
 * other refusals -> :class:`ServerRejectedError` or one of its kinds.
 """
 
@@ -34,6 +36,8 @@ import httpx_ws
 from messenger.api.errors import ApiError, ErrorCode
 
 from ..errors import (
+    AttachmentQuotaError,
+    AttachmentTooLargeError,
     AuthError,
     ClientError,
     DeviceRemovedError,
@@ -108,6 +112,10 @@ def error_from_api(error: ApiError, *, retry_after: str | None = None) -> Client
         return RateLimitedError(_retry_after(error, retry_after), error.message)
     if code in _AUTH:
         return AuthError(f"{code}: {error.message}")
+    if code in (ErrorCode.QUOTA_EXCEEDED, ErrorCode.NO_SPACE):  # docs/attachments.md §5
+        return AttachmentQuotaError(f"{code}: {error.message}")
+    if code is ErrorCode.BLOB_TOO_LARGE:
+        return AttachmentTooLargeError(f"{code}: {error.message}")
     if code in (ErrorCode.INTERNAL, ErrorCode.UNAVAILABLE) or error.status >= 500:
         return ServerUnavailableError(f"{code}: {error.message}")
     kind = _KINDS.get(code, ServerRejectedError)

@@ -27,7 +27,9 @@ import httpx
 
 from messenger.api import models as m
 from messenger.api import routes as r
+from messenger.api.blobs import HEADER_BLOB_ACCESS, OCTET_STREAM
 from messenger.api.errors import ApiError
+from messenger.api.fields import b64encode
 
 from ..errors import DeviceReplacedError, ProtocolError
 from .error_mapping import error_from_response, transport_errors
@@ -96,11 +98,47 @@ class Transport:
         anything.
         """
         data = body.dumps() if isinstance(body, m.Model) else (body or b"")
+        content = await self._exchange(
+            method, target, data, _JSON if body is not None else {}, signed, timeout
+        )
+        try:
+            if len(content) > PARSE_OFF_LOOP_BYTES:  # e.g. a page with a Welcome to a big group
+                return await asyncio.to_thread(out.loads, content)
+            return out.loads(content)
+        except ApiError as exc:
+            raise ProtocolError(f"{method} {target}: unexpected answer ({exc})") from exc
+
+    async def call_raw(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """Send one signed request with a raw body (``application/octet-stream``,
+        covered by the signature like any body); the raw answer."""
+        base = dict(headers or {})
+        if body is not None:
+            base["content-type"] = OCTET_STREAM
+        return await self._exchange(method, target, body or b"", base, True, timeout)
+
+    async def _exchange(
+        self,
+        method: str,
+        target: str,
+        data: bytes,
+        base_headers: dict[str, str],
+        signed: bool,
+        timeout: float | None,
+    ) -> bytes:
+        """One request (signed over ``data``), resent once after a takeover; the 200's body."""
         extensions = {}
         if timeout is not None:
             extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         for attempt in (1, 2):
-            headers: dict[str, str] = dict(_JSON) if body is not None else {}
+            headers = dict(base_headers)
             token = None
             if signed:
                 if self.signer is None:
@@ -113,7 +151,7 @@ class Transport:
                 )
                 content = await response.aread()
             if response.status_code == 200:
-                break
+                return content
             error = error_from_response(response.status_code, content, response.headers)
             replaced_before_token = (
                 isinstance(error, DeviceReplacedError)
@@ -122,12 +160,7 @@ class Transport:
             )
             if attempt == 2 or not replaced_before_token:
                 raise error
-        try:
-            if len(content) > PARSE_OFF_LOOP_BYTES:  # e.g. a page with a Welcome to a big group
-                return await asyncio.to_thread(out.loads, content)
-            return out.loads(content)
-        except ApiError as exc:
-            raise ProtocolError(f"{method} {target}: unexpected answer ({exc})") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.asynccontextmanager
     async def push(self, after: int) -> AsyncIterator[PushSocket]:
@@ -285,3 +318,47 @@ class Transport:
         return await self.call(
             "GET", r.group_path(r.GROUP_INFO, group_id), None, m.GroupInfoResponse
         )
+
+    # -- blobs: attachments (docs/attachments.md §3) -----------------------------------
+
+    async def create_blob(self, request: m.CreateBlobRequest) -> m.CreateBlobResponse:
+        """Reserve a blob of ``request.size`` bytes for an attachment to a group."""
+        return await self.call("POST", r.BLOBS, request, m.CreateBlobResponse)
+
+    async def upload_blob_part(self, blob_id: bytes, offset: int, data: bytes) -> m.BlobStatus:
+        """Append ``data`` at ``offset`` (the bytes the server has received so far)."""
+        target = f"{r.blob_path(r.BLOB, blob_id)}?offset={offset}"
+        content = await self.call_raw("PUT", target, data)
+        return _parse(m.BlobStatus, content, "PUT", r.BLOB)
+
+    async def blob_status(self, blob_id: bytes, access: bytes | None = None) -> m.BlobStatus:
+        """How much of a blob the server holds (the creator; else with the capability)."""
+        target = r.blob_path(r.BLOB_STATUS, blob_id)
+        content = await self.call_raw("GET", target, headers=_access(access))
+        return _parse(m.BlobStatus, content, "GET", r.BLOB_STATUS)
+
+    async def download_blob(self, blob_id: bytes, access: bytes, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of a complete blob from ``offset``."""
+        target = f"{r.blob_path(r.BLOB, blob_id)}?offset={offset}&length={length}"
+        return await self.call_raw("GET", target, headers=_access(access))
+
+    async def blob_fetched(self, blob_id: bytes, access: bytes) -> None:
+        """Tell the server this client has the blob (deleted once every recipient has)."""
+        target = r.blob_path(r.BLOB_FETCHED, blob_id)
+        content = await self.call_raw("POST", target, headers=_access(access))
+        _parse(m.Empty, content, "POST", r.BLOB_FETCHED)
+
+    async def delete_blob(self, blob_id: bytes) -> None:
+        """Delete an own blob (a cancelled upload)."""
+        await self.call("DELETE", r.blob_path(r.BLOB, blob_id), None, m.Empty)
+
+
+def _access(access: bytes | None) -> dict[str, str]:
+    return {} if access is None else {HEADER_BLOB_ACCESS: b64encode(access)}
+
+
+def _parse(out: type[M], content: bytes, method: str, route: str) -> M:
+    try:
+        return out.loads(content)
+    except ApiError as exc:
+        raise ProtocolError(f"{method} {route}: unexpected answer ({exc})") from exc

@@ -9,6 +9,10 @@ updated in the same transaction as the group state.
 Per conversation the user chooses: muted (``muted_until``: until when, or
 for good), archived, whether to send read receipts and typing notices
 (``None``: as the global setting says), and keeps a draft.
+
+``disappearing_seconds`` is the group's disappearing-message timer as the
+conversation-info GroupContext extension of the current epoch says (RFC
+9420 §12.1.7; docs/attachments.md §7): 0 when off.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ __all__ = [
 
 _COLUMNS = (
     "id, group_id, kind, title, peer_account_id, created_at, last_activity_at, muted, "
-    "archived, left_at, muted_until, read_receipts, typing_indicators, draft, draft_updated_at"
+    "archived, left_at, muted_until, read_receipts, typing_indicators, draft, draft_updated_at, "
+    "disappearing_seconds"
 )
 
 
@@ -60,6 +65,8 @@ class Conversation:
     """Send typing notices here (None: as the global setting says)."""
     draft: str | None = None
     draft_updated_at: int | None = None
+    disappearing_seconds: int = 0
+    """The group's disappearing-message timer in seconds (0: off)."""
 
     def muted_at(self, now: int) -> bool:
         """Whether the conversation is muted at ``now`` (Unix ms)."""
@@ -94,6 +101,7 @@ def _conversation(row: Row) -> Conversation:
         typing_indicators=_optional_bool(row[12]),
         draft=row[13],
         draft_updated_at=row[14],
+        disappearing_seconds=row[15],
     )
 
 
@@ -176,6 +184,15 @@ class ConversationRepository:
     def rename(self, conversation_id: int, title: str | None) -> bool:
         result = self._db.execute(
             "UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)
+        )
+        return result.rowcount > 0
+
+    def set_disappearing(self, conversation_id: int, seconds: int) -> bool:
+        """Record the group's disappearing-message timer; whether it changed."""
+        result = self._db.execute(
+            "UPDATE conversations SET disappearing_seconds = ? "
+            "WHERE id = ? AND disappearing_seconds != ?",
+            (seconds, conversation_id, seconds),
         )
         return result.rowcount > 0
 

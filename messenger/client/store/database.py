@@ -15,7 +15,9 @@ Opening (:meth:`Database.open`):
   (:class:`WrongKeyError`);
 * WAL journal, ``synchronous = FULL`` (a committed MLS epoch must survive a
   power cut: the server deletes what it has delivered), foreign keys on,
-  a busy timeout.
+  ``secure_delete`` on (deleted content is overwritten with zeros, so a
+  disappearing message leaves nothing in a free page: docs/attachments.md
+  §7), a busy timeout.
 
 Every SQLite error is mapped to a typed :class:`StoreError` at this one
 seam (:func:`map_sqlite_error`); notably "database or disk is full" becomes
@@ -237,6 +239,7 @@ class Database:
             conn.execute("PRAGMA journal_mode = WAL").fetchone()
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except _MAPPED as exc:
             raise map_sqlite_error(exc) from exc

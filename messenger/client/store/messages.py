@@ -24,6 +24,13 @@ A system message (someone joined, left, renamed the group) stores no
 sentence: its ``body`` is NULL, and ``note_kind`` with ``note_params`` (JSON)
 say what happened, naming accounts by id (:class:`Note`). The UI words and
 translates it; :func:`messenger.client.note_text` gives the English.
+
+A disappearing message (docs/attachments.md §7) has ``expires_after``, its
+timer in seconds, and ``expires_at``, its deadline (Unix ms): set when it
+is sent for this account's own messages, and when this user reads it for
+the others (:meth:`MessageRepository.start_countdown`, the one owner of
+that transition); NULL while the countdown has not started.
+:mod:`..disappearing` deletes the rows whose deadline has passed.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ __all__ = [
 _COLUMNS = (
     "id, conversation_id, uid, sender_account_id, sender_client_id, outgoing, kind, body, "
     "reply_to_uid, status, sent_at, received_at, edited_at, deleted_at, server_seq, epoch, "
-    "note_kind, note_params"
+    "note_kind, note_params, expires_after, expires_at"
 )
 _M_COLUMNS = ", ".join(f"m.{column.strip()}" for column in _COLUMNS.split(","))
 
@@ -58,6 +65,8 @@ _M_COLUMNS = ", ".join(f"m.{column.strip()}" for column in _COLUMNS.split(","))
 class MessageKind(enum.StrEnum):
     TEXT = "text"
     REPLY = "reply"
+    FILE = "file"
+    """An attachment (docs/attachments.md); ``body`` is its caption (None: none)."""
     SYSTEM = "system"
     """Written by the client: someone joined, left, renamed the group..."""
 
@@ -85,6 +94,8 @@ class NoteKind(enum.StrEnum):
     """``accounts`` (one contact) added a device to their account (docs/devices.md §4)."""
     DEVICE_REMOVED = "device_removed"
     """``accounts`` (one contact) removed a device from their account."""
+    TIMER_CHANGED = "timer_changed"
+    """``actor`` set the disappearing-message timer to ``seconds`` (0: turned it off)."""
     REJOIN_FAILED = "rejoin_failed"
     """This device (a restored backup) could not rejoin the group (docs/devices.md §5)."""
     LEGACY_TEXT = "legacy_text"
@@ -101,6 +112,8 @@ class Note:
     name: str | None = None
     text: str | None = None
     """Only for :attr:`NoteKind.LEGACY_TEXT`."""
+    seconds: int | None = None
+    """Only for :attr:`NoteKind.TIMER_CHANGED`."""
 
     def to_json(self) -> str:
         params: dict[str, object] = {}
@@ -112,6 +125,8 @@ class Note:
             params["name"] = self.name
         if self.text is not None:
             params["text"] = self.text
+        if self.seconds is not None:
+            params["seconds"] = self.seconds
         return json.dumps(params, ensure_ascii=False, sort_keys=True)
 
     @classmethod
@@ -130,6 +145,7 @@ class Note:
             return value if isinstance(value, str) else None
 
         accounts = values.get("accounts")
+        seconds = values.get("seconds")
         return cls(
             note_kind,
             actor=text("actor"),
@@ -138,6 +154,7 @@ class Note:
             else (),
             name=text("name"),
             text=text("text"),
+            seconds=seconds if type(seconds) is int and seconds >= 0 else None,
         )
 
 
@@ -173,6 +190,10 @@ class Message:
     epoch: int | None
     note: Note | None = None
     """What a system message says (None for the other kinds)."""
+    expires_after: int = 0
+    """Its disappearing timer in seconds (0: it does not disappear)."""
+    expires_at: int | None = None
+    """When it is deleted (Unix ms); None while its countdown has not started."""
 
     @property
     def deleted(self) -> bool:
@@ -198,6 +219,8 @@ def _message(row: Row) -> Message:
         server_seq=row[14],
         epoch=row[15],
         note=None if row[16] is None else Note.from_row(row[16], row[17]),
+        expires_after=row[18],
+        expires_at=row[19],
     )
 
 
@@ -224,14 +247,20 @@ class MessageRepository:
         server_seq: int | None = None,
         epoch: int | None = None,
         note: Note | None = None,
+        expires_after: int = 0,
+        expires_at: int | None = None,
     ) -> Message:
         """Store a message and move the conversation's activity time forward.
 
         ``status`` defaults to ``pending`` for outgoing messages and
         ``received`` for incoming ones. A system message has a ``note``
-        and no ``body``. DuplicateMessageError if the conversation already
-        has a message with ``uid``.
+        and no ``body``. ``expires_after`` is a disappearing message's timer
+        (seconds), ``expires_at`` its deadline if its countdown has started
+        (own messages: ``sent_at`` plus the timer). DuplicateMessageError if
+        the conversation already has a message with ``uid``.
         """
+        if expires_at is not None and expires_after <= 0:
+            raise ValueError("only a message with a timer has a deadline")
         if (kind is MessageKind.REPLY) != (reply_to_uid is not None):
             raise ValueError("a reply, and only a reply, names the message it replies to")
         if note is not None and (kind is not MessageKind.SYSTEM or body is not None):
@@ -245,8 +274,8 @@ class MessageRepository:
             row = self._db.query_one(
                 "INSERT INTO messages (conversation_id, uid, sender_account_id, sender_client_id, "  # noqa: S608
                 "outgoing, kind, body, reply_to_uid, status, sent_at, received_at, server_seq, "
-                "epoch, note_kind, note_params) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "epoch, note_kind, note_params, expires_after, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 f"ON CONFLICT (conversation_id, uid) DO NOTHING RETURNING {_COLUMNS}",
                 (
                     conversation_id,
@@ -264,6 +293,8 @@ class MessageRepository:
                     epoch,
                     None if note is None else note.kind.value,
                     None if note is None else note.to_json(),
+                    expires_after,
+                    expires_at,
                 ),
             )
             if row is None:
@@ -358,6 +389,25 @@ class MessageRepository:
             (conversation_id, message_id),
         )
         return sorted(row[0] for row in rows)
+
+    def start_countdown(self, conversation_id: int, up_to_id: int, *, now: int) -> int | None:
+        """This user has read the conversation up to message ``up_to_id``: start the
+        countdown of every received disappearing message up to it that has not
+        started (docs/attachments.md §7). The earliest deadline set, or None."""
+        rows = self._db.query(
+            "UPDATE messages SET expires_at = ? + expires_after * 1000 "
+            "WHERE conversation_id = ? AND id <= ? AND expires_after > 0 "
+            "AND expires_at IS NULL RETURNING expires_at",
+            (now, conversation_id, up_to_id),
+        )
+        return min((int(row[0]) for row in rows), default=None)
+
+    def next_deadline(self) -> int | None:
+        """The earliest deadline of a disappearing message (Unix ms), if any."""
+        value = self._db.query_value(
+            "SELECT min(expires_at) FROM messages WHERE expires_at IS NOT NULL"
+        )
+        return None if value is None else int(value)
 
     def edit(
         self, conversation_id: int, uid: bytes, *, editor_account_id: str, body: str, at: int

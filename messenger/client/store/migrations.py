@@ -489,6 +489,45 @@ _V10 = _script(
     """,
 )
 
+# Attachments and disappearing messages (docs/attachments.md). An attachment
+# is one row per file message; its transfer (upload or download) is the
+# row's state, so the queue survives restarts with the row.
+_V11 = _script(
+    "ALTER TABLE messages ADD COLUMN expires_after INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE messages ADD COLUMN expires_at INTEGER",
+    "CREATE INDEX messages_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL",
+    # Received disappearing messages whose countdown waits for this user to read them.
+    "CREATE INDEX messages_countdown ON messages (conversation_id, id) "
+    "WHERE expires_after > 0 AND expires_at IS NULL",
+    "ALTER TABLE conversations ADD COLUMN disappearing_seconds INTEGER NOT NULL DEFAULT 0",
+    """
+    CREATE TABLE attachments (
+        message_id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        blob_id BLOB NOT NULL,
+        access BLOB NOT NULL,
+        file_key BLOB NOT NULL,
+        digest BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        media_type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        width INTEGER NOT NULL DEFAULT 0,
+        height INTEGER NOT NULL DEFAULT 0,
+        thumbnail BLOB,
+        state TEXT NOT NULL,
+        local_file TEXT,
+        done INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX attachments_work ON attachments (state, next_attempt_at)",
+    # A deleted message's tokens leave the full-text index at once instead of
+    # staying in a segment until it is merged (FTS5 'secure-delete', SQLite 3.44).
+    "INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1)",
+)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
@@ -503,6 +542,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         9, "devices: the devices group, known devices, sync clocks", _V9, foreign_keys_off=True
     ),
     Migration(10, "devices: links in progress", _V10),
+    Migration(11, "attachments and disappearing messages", _V11),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

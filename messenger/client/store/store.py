@@ -43,6 +43,7 @@ from ..errors import (
     WrongKeyError,
 )
 from ..profiles import Profile
+from .attachments import AttachmentRepository
 from .contacts import ContactRepository
 from .conversations import ConversationRepository
 from .database import Database
@@ -114,6 +115,7 @@ class Store:
         self.pending_links = PendingLinkRepository(db)
         self.devices = DeviceRepository(db)
         self.sync_clock = SyncClockRepository(db)
+        self.attachments = AttachmentRepository(db)
 
     # -- creating and unlocking ----------------------------------------------
 

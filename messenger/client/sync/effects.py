@@ -9,8 +9,9 @@ state never disagree after a crash.
   a new text or reply, an edit, a delete, a reaction, a read receipt, a
   typing notice;
 * :func:`apply_transition` -- a new epoch (a commit, received or this
-  client's own): members who joined or left, a new group name, the keys
-  first seen for a contact's clients; with a system note for each;
+  client's own): members who joined or left, a new group name or
+  disappearing-message timer, the keys first seen for a contact's
+  clients; with a system note for each;
 * :func:`apply_joined` -- this client joined a new group from a Welcome
   (with a note naming who added it);
 * :func:`apply_sent` -- outbox items the server accepted (by its answer or
@@ -23,14 +24,18 @@ worded, when it is shown (:func:`messenger.client.note_text`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from ..attachments.files import remove_attachment_files
+from ..attachments.media import display_name as display_name_of_file
 from ..content import (
     Content,
     Delete,
     Edit,
+    File,
     Profile,
     Reaction,
     ReadReceipt,
@@ -41,6 +46,7 @@ from ..content import (
 )
 from ..devices.group import devices_joined, devices_transition
 from ..devices.sync import apply_sync
+from ..disappearing import message_timer
 from ..errors import DuplicateMessageError
 from ..events import (
     ContactUpdated,
@@ -53,9 +59,10 @@ from ..events import (
 )
 from ..groups import ConversationInfo, GroupMember
 from ..identity import MemberIdentity
-from ..models import display_name
+from ..models import display_name, preferences
+from ..store.attachments import TransferState
 from ..store.conversations import Conversation, ConversationKind
-from ..store.messages import MessageKind, MessageStatus, Note, NoteKind
+from ..store.messages import Message, MessageKind, MessageStatus, Note, NoteKind
 from ..store.store import Store
 
 __all__ = [
@@ -66,6 +73,7 @@ __all__ = [
     "apply_sent",
     "apply_transition",
     "display_name",
+    "drop_attachment",
     "system_note",
 ]
 
@@ -151,25 +159,24 @@ def apply_content(
         return apply_sync(store, conversation, sender, body, me=me, now=now)
     mine = sender.account_id == me.account_id
     if isinstance(body, Text | Reply):
-        try:
-            message = store.messages.add(
-                cid,
-                uid=content.uid,
-                sender_account_id=sender.account_id,
-                sender_client_id=sender.client_id,
-                outgoing=mine,
-                status=MessageStatus.SENT if mine else None,
-                body=body.body,
-                sent_at=content.sent_at,
-                received_at=now,
-                kind=MessageKind.REPLY if isinstance(body, Reply) else MessageKind.TEXT,
-                reply_to_uid=body.target if isinstance(body, Reply) else None,
-                server_seq=seq,
-                epoch=epoch,
-            )
-        except DuplicateMessageError:
-            return []
-        return [MessageReceived(cid, message.id)]
+        message = _add_received(
+            store,
+            conversation,
+            sender,
+            content,
+            mine=mine,
+            seq=seq,
+            epoch=epoch,
+            now=now,
+            kind=MessageKind.REPLY if isinstance(body, Reply) else MessageKind.TEXT,
+            text=body.body,
+            reply_to=body.target if isinstance(body, Reply) else None,
+        )
+        return [] if message is None else [MessageReceived(cid, message.id)]
+    if isinstance(body, File):
+        return _apply_file(
+            store, conversation, sender, content, body, mine=mine, seq=seq, epoch=epoch, now=now
+        )
     if isinstance(body, Edit):
         edited = store.messages.edit(
             cid, body.target, editor_account_id=sender.account_id, body=body.body, at=now
@@ -179,6 +186,8 @@ def apply_content(
         deleted = store.messages.delete_for_everyone(
             cid, body.target, by_account_id=sender.account_id, at=now
         )
+        if deleted is not None and deleted.kind is MessageKind.FILE:
+            drop_attachment(store, deleted.id)
         return [] if deleted is None else [MessageUpdated(cid, deleted.id)]
     if isinstance(body, Reaction):
         target = store.messages.by_uid(cid, body.target)
@@ -208,6 +217,103 @@ def apply_content(
     if now - content.sent_at > TYPING_FRESH_MS:
         return []
     return [TypingChanged(cid, sender.account_id, body.active)]
+
+
+def _add_received(
+    store: Store,
+    conversation: Conversation,
+    sender: MemberIdentity,
+    content: Content,
+    *,
+    mine: bool,
+    seq: int | None,
+    epoch: int,
+    now: int,
+    kind: MessageKind,
+    text: str | None,
+    reply_to: bytes | None = None,
+) -> Message | None:
+    """Store a received message with its timer (docs/attachments.md §7); None: a duplicate."""
+    timer = message_timer(content.expires_after, conversation.disappearing_seconds)
+    try:
+        return store.messages.add(
+            conversation.id,
+            uid=content.uid,
+            sender_account_id=sender.account_id,
+            sender_client_id=sender.client_id,
+            outgoing=mine,
+            status=MessageStatus.SENT if mine else None,
+            body=text,
+            sent_at=content.sent_at,
+            received_at=now,
+            kind=kind,
+            reply_to_uid=reply_to,
+            server_seq=seq,
+            epoch=epoch,
+            expires_after=timer,
+            # Sent by another device of this account: counting since it was sent.
+            expires_at=content.sent_at + timer * 1000 if mine and timer else None,
+        )
+    except DuplicateMessageError:
+        return None
+
+
+def _apply_file(
+    store: Store,
+    conversation: Conversation,
+    sender: MemberIdentity,
+    content: Content,
+    body: File,
+    *,
+    mine: bool,
+    seq: int | None,
+    epoch: int,
+    now: int,
+) -> list[Event]:
+    """A file message (docs/attachments.md §4): the message, and its attachment
+    ``available`` -- or queued for download at once when it is small enough."""
+    cid = conversation.id
+    message = _add_received(
+        store,
+        conversation,
+        sender,
+        content,
+        mine=mine,
+        seq=seq,
+        epoch=epoch,
+        now=now,
+        kind=MessageKind.FILE,
+        text=body.caption or None,
+    )
+    if message is None:
+        return []
+    limit = preferences(store).auto_download_bytes
+    from ..attachments.thumbnails import MAX_SIDE, check_thumbnail  # Pillow: loaded when needed
+
+    sized = 0 < body.width <= MAX_SIDE and 0 < body.height <= MAX_SIDE
+    store.attachments.add(
+        message.id,
+        blob_id=body.blob_id,
+        access=body.access,
+        key=body.key,
+        digest=body.digest,
+        size=body.size,
+        media_type=body.media_type,
+        name=display_name_of_file(body.name),  # no bidi overrides or control characters
+        width=body.width if sized else 0,
+        height=body.height if sized else 0,
+        thumbnail=body.thumbnail if check_thumbnail(body.thumbnail) else b"",  # §5
+        state=TransferState.DOWNLOADING if body.size <= limit else TransferState.AVAILABLE,
+        now=now,
+    )
+    return [MessageReceived(cid, message.id)]
+
+
+def drop_attachment(store: Store, message_id: int) -> None:
+    """A file message deleted for everyone: its attachment row (key, thumbnail) and file."""
+    removed = store.attachments.remove(message_id)
+    if removed is not None and removed.local_file is not None:
+        remove_attachment_files(store.profile.path, [removed.local_file])
 
 
 def _save_clients(
@@ -299,10 +405,26 @@ def apply_transition(
         note(NoteKind.REMOVED, kicked)
     _device_notes(before, after, me=me.account_id, stayed=old_accounts & new_accounts, note=note)
     new_name = info_after.name if info_after is not None else None
-    old_name = info_before.name if info_before is not None else None
-    if new_name != old_name:
+    old_name = info_before.name if info_before is not None else conversation.title
+    # An unreadable extension (malformed, or a timer out of range) changes neither
+    # name nor timer: every member decodes it alike, so all keep what they had.
+    if info_after is not None and new_name != old_name:
         store.conversations.rename(cid, new_name)
         note(NoteKind.RENAMED, name=new_name)
+    if info_after is not None and store.conversations.set_disappearing(
+        cid, info_after.disappearing_seconds
+    ):
+        events.append(
+            system_note(
+                store,
+                conversation,
+                Note(NoteKind.TIMER_CHANGED, actor=actor, seconds=info_after.disappearing_seconds),
+                me=me,
+                by=committer,
+                now=now,
+                epoch=epoch,
+            )
+        )
     return events
 
 
@@ -364,6 +486,11 @@ def apply_joined(
         title=info.name,
         peer_account_id=others[0] if kind is ConversationKind.DIRECT else None,
     )
+    if info.disappearing_seconds and kind is not ConversationKind.DEVICES:
+        store.conversations.set_disappearing(conversation.id, info.disappearing_seconds)
+        conversation = dataclasses.replace(
+            conversation, disappearing_seconds=info.disappearing_seconds
+        )
     if kind is ConversationKind.DEVICES:  # linked: the device list, no timeline
         for account in {m.account_id for m in members}:
             store.conversations.add_member(conversation.id, account, joined_at=now)

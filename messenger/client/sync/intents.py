@@ -19,7 +19,13 @@ Intents (``op``):
   this client's own account: devices removed from the account
   (docs/devices.md §5; RFC 9420 §12.1.3), leaves already removed by a
   pending proposal left out;
-* ``rename`` -- a GroupContextExtensions proposal with the new ``name``;
+* ``rename`` -- a GroupContextExtensions proposal with the new ``name``
+  (the timer kept);
+* ``set_timer`` -- a GroupContextExtensions proposal with the new
+  disappearing-message timer, ``seconds`` (the name kept; docs/attachments.md
+  §7). Should the group's extension be unreadable (a member committed a
+  malformed one, which every member ignores), it is written anew from the
+  conversation's ``kind`` and ``name`` as this client stored them;
 * ``commit_pending`` -- commit the proposals received (e.g. someone left).
 
 Every commit also covers, by reference, the proposals pending in the epoch.
@@ -30,7 +36,7 @@ member to add was added by someone else meanwhile).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from messenger.api.fields import b64decode, b64encode
@@ -46,6 +52,7 @@ from ..groups import (
     key_package_member,
     with_conversation_info,
 )
+from ..store.conversations import ConversationKind
 
 __all__ = ["OPS", "Intent", "build_commit"]
 
@@ -57,6 +64,7 @@ OPS: Final = (
     "remove",
     "remove_clients",
     "rename",
+    "set_timer",
     "commit_pending",
 )
 
@@ -68,6 +76,9 @@ class Intent:
     accounts: tuple[str, ...] = ()
     name: str | None = None
     clients: tuple[str, ...] = ()
+    seconds: int | None = None
+    kind: str | None = None
+    """``set_timer``: the conversation's kind, to rewrite an unreadable extension."""
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -83,6 +94,10 @@ class Intent:
             data["name"] = self.name
         if self.clients:
             data["clients"] = list(self.clients)
+        if self.seconds is not None:
+            data["seconds"] = self.seconds
+        if self.kind is not None:
+            data["kind"] = self.kind
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -97,6 +112,8 @@ class Intent:
             accounts=tuple(str(a) for a in data.get("accounts", ())),
             name=data.get("name"),
             clients=tuple(str(c) for c in data.get("clients", ())),
+            seconds=None if data.get("seconds") is None else int(data["seconds"]),
+            kind=None if data.get("kind") is None else str(data["kind"]),
         )
 
 
@@ -166,8 +183,19 @@ def build_commit(
         info = ConversationInfo.from_extensions(group.extensions)
         if info is None or (info.name == (intent.name or None) and not pending):
             return None if not pending else group.commit(random, now=now)
-        renamed = ConversationInfo(info.kind, intent.name or None)
+        renamed = replace(info, name=intent.name or None)
         extensions = with_conversation_info(group.extensions, renamed)
+        return group.commit(random, group_context_extensions=extensions, now=now)
+    if intent.op == "set_timer":
+        seconds = intent.seconds or 0
+        info = ConversationInfo.from_extensions(group.extensions)
+        if info is None:  # unreadable: written anew from what this client stored
+            kind = ConversationKind(intent.kind or ConversationKind.GROUP)
+            info = ConversationInfo(kind, intent.name or None)
+        elif info.disappearing_seconds == seconds:
+            return group.commit(random, now=now) if pending else None
+        timed = replace(info, disappearing_seconds=seconds)
+        extensions = with_conversation_info(group.extensions, timed)
         return group.commit(random, group_context_extensions=extensions, now=now)
     if intent.op == "commit_pending":
         return group.commit(random, now=now) if pending else None

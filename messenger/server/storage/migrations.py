@@ -275,6 +275,40 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )""",
         ),
     ),
+    Migration(
+        7,
+        "attachment blobs",
+        (
+            # Attachment blobs (blobs.py, docs/attachments.md §3): the random
+            # ID, the group whose members may fetch it, an HMAC of the creating
+            # account under a key derived from the server secret (the quota and
+            # the creator's rights, without naming the account), the padded
+            # size, the bytes received, the SHA-256 of the access capability,
+            # and times rounded to the hour. The bytes are in files named by an
+            # HMAC of the ID. No rowid on SQLite: rows lie in ID order.
+            """CREATE TABLE blobs (
+                blob_id {blob} PRIMARY KEY,
+                group_id {blob} NOT NULL,
+                owner_hash {blob} NOT NULL,
+                size BIGINT NOT NULL,
+                received BIGINT NOT NULL,
+                complete INTEGER NOT NULL,
+                access_hash {blob} NOT NULL,
+                created_at BIGINT NOT NULL,
+                completed_at BIGINT,
+                expires_at BIGINT NOT NULL
+            ){without_rowid}""",
+            "CREATE INDEX blobs_owner ON blobs (owner_hash)",
+            "CREATE INDEX blobs_expiry ON blobs (expires_at)",
+            # The member queues that have yet to fetch a complete blob.
+            """CREATE TABLE blob_recipients (
+                blob_id {blob} NOT NULL REFERENCES blobs (blob_id) ON DELETE CASCADE,
+                queue_id TEXT NOT NULL REFERENCES queues (queue_id) ON DELETE CASCADE,
+                PRIMARY KEY (blob_id, queue_id)
+            ){without_rowid}""",
+            "CREATE INDEX blob_recipients_queue ON blob_recipients (queue_id)",
+        ),
+    ),
 )
 
 

@@ -1,0 +1,659 @@
+"""The blob store: encrypted attachments, padded and opaque (docs/attachments.md §3).
+
+An attachment travels in two parts. Its key, name, media type, exact size
+and caption go inside an MLS application message (RFC 9420 §6.3), which
+the server cannot read; the encrypted file goes here, as a *blob*: bytes
+padded to a Padmé size (:func:`messenger.api.blobs.padme`), uploaded in
+parts of at most :data:`~messenger.api.blobs.MAX_BLOB_PART_BYTES`.
+
+Who may do what:
+
+* **create**: a client whose queue is a member of the group now (anyone
+  else gets ``unknown_group``, as for a group that does not exist,
+  :mod:`.delivery`);
+* **upload, delete**: a client of the account that created the blob;
+* **status**: that account, or a member of the group now with the
+  capability;
+* **download, fetched**: a member of the group now (RFC 9420 §12.1.3: a
+  removed member is not) that shows the *capability*, 32 random bytes the
+  MLS message carries; the server keeps only their SHA-256 and compares in
+  constant time.
+
+Every refusal of these is the same ``404 not_found`` as for a blob that does
+not exist (:func:`no_such_blob`): a stranger cannot tell a guessed ID from a
+wrong capability.
+
+Stored (docs/threat-model.md): the blob ID, the group, a keyed hash of the
+creating account (for the quota and the creator's rights; the key comes
+from the server secret, so a copy of the database does not name the
+uploader), the padded size, the bytes received, the SHA-256 of the
+capability, times rounded to the hour, and the recipient queues of a
+complete blob. The bytes live in ``data_dir/blobs/`` (0700; files 0600),
+each file named by the hex of an HMAC of the blob ID, so that the directory
+and the database can be matched only with the server secret.
+
+Upload: a part must start at ``received`` (else ``409 blob_offset`` with
+``received`` in the details). Each part is written and synced before it is
+recorded, so a crash between the two leaves a file longer than
+``received``; the next part truncates it first. The last part completes the
+blob and snapshots its recipients: the member queues of the group at that
+moment but the uploader's own. A blob is deleted when all of them have said
+``fetched``, when a recipient leaves the group (it no longer counts), when
+its retention ends, or, unfinished, when its upload time runs out
+(:meth:`Blobs.sweep`, which also removes files that have no row: a crash
+between creating the file and storing the row, or between deleting the row
+and the file).
+
+File reads and writes run in worker threads (:func:`asyncio.to_thread`), so
+a large part does not stall other requests; memory is bounded by one part.
+Parts of one blob are written one at a time within a process; two processes
+writing the same part of one blob at once (only its creator's account may)
+can at worst garble that account's own blob, which its recipients then
+refuse (the digest in the MLS message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from messenger.api.blobs import BLOB_ID_BYTES, MAX_BLOB_PART_BYTES, is_padme, padme
+from messenger.api.errors import ApiError, ErrorCode
+from messenger.api.fields import b64decode
+from messenger.api.models import BlobStatus, CreateBlobRequest, CreateBlobResponse
+
+from .authentication import Principal
+from .logs import log_event
+from .metrics import Metrics
+from .server_keys import make_private_dir
+from .storage import Database, Tx
+
+__all__ = [
+    "ACCESS_BYTES",
+    "BLOB_DIR",
+    "CHUNK_BYTES",
+    "ORPHAN_GRACE_SECONDS",
+    "BlobSweep",
+    "Blobs",
+    "max_stored_size",
+    "no_such_blob",
+    "parse_access",
+    "parse_blob_id",
+]
+
+_log = logging.getLogger("messenger.server.blobs")
+
+#: The blob directory's name inside the data directory.
+BLOB_DIR: Final = "blobs"
+#: Length of the access capability.
+ACCESS_BYTES: Final = 32
+#: The plaintext chunk of the attachment encryption (docs/attachments.md §2):
+#: each sealed chunk adds a 16-byte tag.
+CHUNK_BYTES: Final = 1 << 20
+_TAG_BYTES: Final = 16
+#: A file without a row is removed only once it is this old: a blob being
+#: created has its file a moment before its row.
+ORPHAN_GRACE_SECONDS: Final = 3600
+
+_HOUR_MS: Final = 3_600_000
+_NAME_LABEL: Final = b"messenger-blob-file-v1\n"
+_OWNER_LABEL: Final = b"messenger-blob-owner-v1\n"
+_CHUNK: Final = 500
+
+
+def max_stored_size(max_blob_bytes: int) -> int:
+    """The largest stored (padded) blob for files of up to ``max_blob_bytes``.
+
+    A file of ``n`` bytes is sealed into ``ceil(n / CHUNK_BYTES)`` chunks (at
+    least one), each 16 bytes longer, then padded to a Padmé size; one more
+    tag's worth of slack covers the empty last chunk of a whole number of
+    chunks.
+    """
+    chunks = -(-max_blob_bytes // CHUNK_BYTES)
+    return padme(max_blob_bytes + _TAG_BYTES * chunks + _TAG_BYTES)
+
+
+def no_such_blob() -> ApiError:
+    """The one answer for an unknown blob and for every refused request about one."""
+    return ApiError(ErrorCode.NOT_FOUND, "no such blob")
+
+
+def parse_blob_id(raw: str) -> bytes:
+    """The blob ID of a path segment; a malformed one cannot exist: ``not_found``."""
+    try:
+        blob_id = b64decode(raw)
+    except ValueError:
+        raise no_such_blob() from None
+    if len(blob_id) != BLOB_ID_BYTES:
+        raise no_such_blob()
+    return blob_id
+
+
+def parse_access(header: str | None) -> bytes | None:
+    """The capability of the access header (unpadded base64url of 32 bytes), or ``None``."""
+    if header is None or len(header) > 64:
+        return None
+    try:
+        value = b64decode(header)
+    except ValueError:
+        return None
+    return value if len(value) == ACCESS_BYTES else None
+
+
+def _hour_floor(ms: int) -> int:
+    return ms // _HOUR_MS * _HOUR_MS
+
+
+def _hour_ceil(ms: int) -> int:
+    return -(-ms // _HOUR_MS) * _HOUR_MS
+
+
+def _offset_error(received: int) -> ApiError:
+    return ApiError(
+        ErrorCode.BLOB_OFFSET,
+        "a part must start where the blob ends; resume from the bytes received",
+        {"received": received},
+    )
+
+
+def _no_space() -> ApiError:
+    return ApiError(ErrorCode.NO_SPACE, "the server is out of storage space; retry later")
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _chunks(items: Sequence[bytes]) -> list[Sequence[bytes]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Blob:
+    group_id: bytes
+    owner_hash: bytes
+    size: int
+    received: int
+    complete: bool
+    access_hash: bytes
+    expires_at: int
+    #: Whether the requesting client's queue is a member of the group now.
+    member: bool
+
+
+_SELECT_BLOB: Final = (
+    "SELECT b.group_id, b.owner_hash, b.size, b.received, b.complete, b.access_hash, "
+    "b.expires_at, EXISTS (SELECT 1 FROM group_members gm "
+    "WHERE gm.group_id = b.group_id AND gm.queue_id = ?) "
+    "FROM blobs b WHERE b.blob_id = ?"
+)
+
+
+async def _select(tx: Tx, blob_id: bytes, queue_id: str, now: int) -> _Blob | None:
+    """The blob if it exists and has not expired."""
+    row = await tx.fetchone(_SELECT_BLOB, queue_id, blob_id)
+    if row is None or int(row[6]) <= now:
+        return None
+    return _Blob(
+        bytes(row[0]),
+        bytes(row[1]),
+        int(row[2]),
+        int(row[3]),
+        bool(row[4]),
+        bytes(row[5]),
+        int(row[6]),
+        bool(row[7]),
+    )
+
+
+async def _delete_blobs(tx: Tx, condition: str, *args: object) -> list[bytes]:
+    """Delete the blobs matching ``condition`` (on ``blobs``) with their recipients."""
+    await tx.execute(
+        "DELETE FROM blob_recipients WHERE blob_id IN "  # noqa: S608
+        f"(SELECT blob_id FROM blobs WHERE {condition})",
+        *args,
+    )
+    rows = await tx.fetchall(
+        f"DELETE FROM blobs WHERE {condition} RETURNING blob_id",  # noqa: S608
+        *args,
+    )
+    return [bytes(r[0]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSweep:
+    """What one sweep removed."""
+
+    expired: int
+    done: int
+    orphans: int
+
+
+@dataclass(slots=True)
+class _Turn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class Blobs:
+    """The blob store of this server."""
+
+    def __init__(
+        self,
+        db: Database,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        directory: Path,
+        key: bytes,
+        *,
+        max_blob_bytes: int,
+        quota_bytes: int,
+        reserve_bytes: int,
+        upload_ttl_seconds: int,
+        retention_seconds: int,
+    ) -> None:
+        self._db = db
+        self._metrics = metrics
+        self._clock = clock
+        self.directory = directory
+        self._name_key = hmac.new(key, _NAME_LABEL, hashlib.sha256).digest()
+        self._owner_key = hmac.new(key, _OWNER_LABEL, hashlib.sha256).digest()
+        self.max_blob_bytes = max_blob_bytes
+        self.max_stored_bytes = max_stored_size(max_blob_bytes)
+        self._quota = quota_bytes
+        self._reserve = reserve_bytes
+        self._upload_ttl_ms = upload_ttl_seconds * 1000
+        self._retention_ms = retention_seconds * 1000
+        #: Parts of one blob are written one at a time in this process.
+        self._turns: dict[bytes, _Turn] = {}
+        make_private_dir(directory)
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def file_name(self, blob_id: bytes) -> str:
+        """The name of a blob's file: hex of an HMAC of its ID."""
+        return hmac.new(self._name_key, blob_id, hashlib.sha256).hexdigest()
+
+    def path(self, blob_id: bytes) -> Path:
+        """Where a blob's bytes are."""
+        return self.directory / self.file_name(blob_id)
+
+    def _owner(self, account_id: str) -> bytes:
+        return hmac.new(self._owner_key, account_id.encode(), hashlib.sha256).digest()
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, blob_id: bytes) -> AsyncIterator[None]:
+        turn = self._turns.setdefault(blob_id, _Turn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[blob_id]
+
+    async def _free_bytes(self) -> int:
+        usage = await asyncio.to_thread(shutil.disk_usage, self.directory)
+        return int(usage.free)
+
+    @staticmethod
+    def _capable(blob: _Blob, access: bytes | None) -> bool:
+        """A member of the group now, with the capability."""
+        if access is None or not blob.member:
+            return False
+        return hmac.compare_digest(hashlib.sha256(access).digest(), blob.access_hash)
+
+    # -- operations -----------------------------------------------------------------
+
+    async def create(self, principal: Principal, req: CreateBlobRequest) -> CreateBlobResponse:
+        """Reserve a blob of ``req.size`` stored bytes for a group the client is in."""
+        if not is_padme(req.size):
+            raise ApiError.invalid_field("size", "not a Padmé size (pad the blob first)")
+        if req.size > self.max_stored_bytes:
+            raise ApiError(
+                ErrorCode.BLOB_TOO_LARGE,
+                f"a file may have at most {self.max_blob_bytes} bytes on this server",
+                {"max_blob_bytes": self.max_blob_bytes},
+            )
+        free = await self._free_bytes()
+        now = self._now_ms()
+        blob_id = secrets.token_bytes(BLOB_ID_BYTES)
+        owner = self._owner(principal.account_id)
+        expires_at = _hour_ceil(now + self._upload_ttl_ms)
+
+        async def op(tx: Tx) -> None:
+            # The account's row serialises creation per account (the quota, PostgreSQL).
+            await tx.fetchone(
+                "SELECT 1 FROM accounts WHERE account_id = ?" + tx.for_update,  # noqa: S608
+                principal.account_id,
+            )
+            if not await tx.fetchone(
+                "SELECT 1 FROM group_members WHERE group_id = ? AND queue_id = ?",
+                req.group_id,
+                principal.queue_id,
+            ):
+                raise ApiError(ErrorCode.UNKNOWN_GROUP, "no such group")
+            row = await tx.fetchone(
+                "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE owner_hash = ? AND expires_at > ?",
+                owner,
+                now,
+            )
+            used = int(row[0]) if row is not None else 0
+            if used + req.size > self._quota:
+                raise ApiError(
+                    ErrorCode.QUOTA_EXCEEDED,
+                    "this account's files use all the storage it may have on this server; "
+                    "wait until they are fetched or expire",
+                    {"quota_bytes": self._quota, "used_bytes": used},
+                )
+            # Space promised to unfinished uploads is as good as used.
+            row = await tx.fetchone(
+                "SELECT COALESCE(SUM(size - received), 0) FROM blobs "
+                "WHERE complete = 0 AND expires_at > ?",
+                now,
+            )
+            promised = int(row[0]) if row is not None else 0
+            if free - promised - req.size < self._reserve:
+                raise _no_space()
+            await tx.execute(
+                "INSERT INTO blobs (blob_id, group_id, owner_hash, size, received, complete, "
+                "access_hash, created_at, completed_at, expires_at) "
+                "VALUES (?, ?, ?, ?, 0, 0, ?, ?, NULL, ?)",
+                blob_id,
+                req.group_id,
+                owner,
+                req.size,
+                req.access_hash,
+                _hour_floor(now),
+                expires_at,
+            )
+
+        await self._db.transaction(op)
+        self._metrics.blobs.labels(event="created").inc()
+        log_event(_log, "blob created", size=req.size)
+        return CreateBlobResponse(blob_id, expires_at, MAX_BLOB_PART_BYTES)
+
+    async def upload(
+        self, principal: Principal, blob_id: bytes, offset: int, data: bytes
+    ) -> BlobStatus:
+        """Append ``data`` at ``offset`` (which must be the bytes received so far)."""
+        owner = self._owner(principal.account_id)
+        async with self._turn(blob_id):
+            now = self._now_ms()
+            blob = await self._db.read(lambda tx: _select(tx, blob_id, principal.queue_id, now))
+            if blob is None or not hmac.compare_digest(blob.owner_hash, owner):
+                raise no_such_blob()
+            if offset != blob.received:
+                raise _offset_error(blob.received)
+            if not data:
+                raise ApiError.invalid_field("body", "a part carries at least one byte")
+            end = offset + len(data)
+            if end > blob.size:
+                raise ApiError.invalid_field("body", "the part goes past the end of the blob")
+            if self._reserve and await self._free_bytes() - len(data) < self._reserve:
+                raise _no_space()
+            path = self.path(blob_id)
+            on_disk = await asyncio.to_thread(_write_part, path, offset, data)
+            if on_disk < offset:
+                # Recorded bytes are missing from the file (it was lost or cut
+                # short outside the server): resume from what is there.
+                await self._db.transaction(
+                    lambda tx: tx.execute(
+                        "UPDATE blobs SET received = ? WHERE blob_id = ? AND received = ?",
+                        on_disk,
+                        blob_id,
+                        offset,
+                    )
+                )
+                _log.warning("a blob's file was shorter than recorded")
+                raise _offset_error(on_disk)
+
+            async def op(tx: Tx) -> bool:
+                row = await tx.fetchone(
+                    "SELECT received, size, group_id FROM blobs WHERE blob_id = ?" + tx.for_update,  # noqa: S608
+                    blob_id,
+                )
+                if row is None:
+                    raise no_such_blob()
+                if int(row[0]) != offset:
+                    raise _offset_error(int(row[0]))
+                if end < int(row[1]):
+                    await tx.execute(
+                        "UPDATE blobs SET received = ? WHERE blob_id = ?", end, blob_id
+                    )
+                    return False
+                await tx.execute(
+                    "UPDATE blobs SET received = ?, complete = 1, completed_at = ?, "
+                    "expires_at = ? WHERE blob_id = ?",
+                    end,
+                    _hour_floor(now),
+                    _hour_ceil(now + self._retention_ms),
+                    blob_id,
+                )
+                await tx.execute(
+                    "INSERT INTO blob_recipients (blob_id, queue_id) "
+                    "SELECT ?, queue_id FROM group_members WHERE group_id = ? AND queue_id <> ?",
+                    blob_id,
+                    bytes(row[2]),
+                    principal.queue_id,
+                )
+                return True
+
+            try:
+                complete = await self._db.transaction(op)
+            except ApiError as exc:
+                if exc.code is ErrorCode.NOT_FOUND:
+                    # Deleted while the part was written: the write may have
+                    # made the file again.
+                    await asyncio.to_thread(_unlink, path)
+                raise
+        self._metrics.blob_bytes.labels(direction="uploaded").inc(len(data))
+        if complete:
+            self._metrics.blobs.labels(event="completed").inc()
+            log_event(_log, "blob complete", size=blob.size)
+        return BlobStatus(blob.size, end, complete)
+
+    async def status(
+        self, principal: Principal, blob_id: bytes, access: bytes | None
+    ) -> BlobStatus:
+        """How much of the blob the server holds: for its creator, or a capable member."""
+        now = self._now_ms()
+        blob = await self._db.read(lambda tx: _select(tx, blob_id, principal.queue_id, now))
+        if blob is None:
+            raise no_such_blob()
+        creator = hmac.compare_digest(blob.owner_hash, self._owner(principal.account_id))
+        if not creator and not self._capable(blob, access):
+            raise no_such_blob()
+        return BlobStatus(blob.size, blob.received, blob.complete)
+
+    async def download(
+        self,
+        principal: Principal,
+        blob_id: bytes,
+        access: bytes | None,
+        offset: int,
+        length: int | None,
+    ) -> bytes:
+        """Bytes ``offset`` to ``offset + length`` of a complete blob (capable members only)."""
+        now = self._now_ms()
+        blob = await self._db.read(lambda tx: _select(tx, blob_id, principal.queue_id, now))
+        if blob is None or not blob.complete or not self._capable(blob, access):
+            raise no_such_blob()
+        if offset >= blob.size:
+            raise ApiError.invalid_field("offset", "past the end of the blob")
+        want = min(length if length is not None else MAX_BLOB_PART_BYTES, blob.size - offset)
+        try:
+            data = await asyncio.to_thread(_read_range, self.path(blob_id), offset, want)
+        except FileNotFoundError:
+            raise no_such_blob() from None  # deleted meanwhile
+        if len(data) != want:
+            _log.warning("a blob's file is shorter than its size")
+            raise no_such_blob()
+        self._metrics.blob_bytes.labels(direction="downloaded").inc(len(data))
+        return data
+
+    async def fetched(self, principal: Principal, blob_id: bytes, access: bytes | None) -> None:
+        """This client's queue has the blob; the last recipient's deletes it."""
+        now = self._now_ms()
+
+        async def op(tx: Tx) -> bool:
+            blob = await _select(tx, blob_id, principal.queue_id, now)
+            if blob is None or not blob.complete or not self._capable(blob, access):
+                raise no_such_blob()
+            await tx.execute(
+                "DELETE FROM blob_recipients WHERE blob_id = ? AND (queue_id = ? "
+                "OR queue_id NOT IN (SELECT queue_id FROM group_members WHERE group_id = ?))",
+                blob_id,
+                principal.queue_id,
+                blob.group_id,
+            )
+            if await tx.fetchone("SELECT 1 FROM blob_recipients WHERE blob_id = ?", blob_id):
+                return False
+            await _delete_blobs(tx, "blob_id = ?", blob_id)
+            return True
+
+        if await self._db.transaction(op):
+            await asyncio.to_thread(_unlink, self.path(blob_id))
+            self._metrics.blobs.labels(event="fetched").inc()
+            log_event(_log, "blob fetched by all")
+
+    async def delete(self, principal: Principal, blob_id: bytes) -> None:
+        """Delete a blob: its creator's account only (a cancelled upload)."""
+        owner = self._owner(principal.account_id)
+        now = self._now_ms()
+
+        async def op(tx: Tx) -> None:
+            blob = await _select(tx, blob_id, principal.queue_id, now)
+            if blob is None or not hmac.compare_digest(blob.owner_hash, owner):
+                raise no_such_blob()
+            await _delete_blobs(tx, "blob_id = ?", blob_id)
+
+        await self._db.transaction(op)
+        await asyncio.to_thread(_unlink, self.path(blob_id))
+        self._metrics.blobs.labels(event="deleted").inc()
+        log_event(_log, "blob deleted")
+
+    # -- retention ------------------------------------------------------------------
+
+    async def sweep(self) -> BlobSweep:
+        """Delete expired and fully fetched blobs, departed recipients, and orphan files."""
+        now = self._now_ms()
+
+        async def op(tx: Tx) -> tuple[list[bytes], list[bytes], list[bytes], int, int]:
+            # A recipient that left the group can no longer fetch: it does not count.
+            await tx.execute(
+                "DELETE FROM blob_recipients WHERE NOT EXISTS (SELECT 1 FROM blobs b "
+                "JOIN group_members gm ON gm.group_id = b.group_id "
+                "WHERE b.blob_id = blob_recipients.blob_id "
+                "AND gm.queue_id = blob_recipients.queue_id)"
+            )
+            expired = await _delete_blobs(tx, "expires_at <= ?", now)
+            done = await _delete_blobs(
+                tx,
+                "complete = 1 AND NOT EXISTS (SELECT 1 FROM blob_recipients r "
+                "WHERE r.blob_id = blobs.blob_id)",
+            )
+            live = [bytes(r[0]) for r in await tx.fetchall("SELECT blob_id FROM blobs")]
+            row = await tx.fetchone("SELECT COALESCE(SUM(received), 0) FROM blobs")
+            return expired, done, live, len(live), int(row[0]) if row is not None else 0
+
+        expired, done, live, stored, stored_bytes = await self._db.transaction(op)
+        for blob_id in (*expired, *done):
+            await asyncio.to_thread(_unlink, self.path(blob_id))
+        keep = {self.file_name(b) for b in live}
+        orphans = await asyncio.to_thread(
+            _remove_orphans, self.directory, keep, self._clock() - ORPHAN_GRACE_SECONDS
+        )
+        self._metrics.blobs.labels(event="expired").inc(len(expired))
+        self._metrics.blobs.labels(event="fetched").inc(len(done))
+        self._metrics.blobs_stored.set(stored)
+        self._metrics.blob_bytes_stored.set(stored_bytes)
+        if expired or done or orphans:
+            log_event(_log, "blob sweep", expired=len(expired), done=len(done), orphans=orphans)
+        return BlobSweep(len(expired), len(done), orphans)
+
+
+# -- files (run in worker threads) ------------------------------------------------------
+
+
+def _write_part(path: Path, offset: int, data: bytes) -> int:
+    """Write ``data`` at ``offset`` and sync; the file's length before, if short of ``offset``.
+
+    A file longer than ``offset`` (a part written but not recorded) is cut to
+    ``offset`` first. Returns ``offset`` when the part was written.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        length = os.fstat(fd).st_size
+        if length < offset:
+            return length
+        if length > offset:
+            os.ftruncate(fd, offset)
+        view = memoryview(data)
+        position = offset
+        while view:
+            written = os.pwrite(fd, view, position)
+            view = view[written:]
+            position += written
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return offset
+
+
+def _read_range(path: Path, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts: list[bytes] = []
+        got = 0
+        while got < length:
+            chunk = os.pread(fd, length - got, offset + got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _remove_orphans(directory: Path, keep: set[str], older_than: float) -> int:
+    """Remove files of ``directory`` not in ``keep`` and last written before ``older_than``."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.name in keep:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                continue
+            os.unlink(entry.path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                _log.warning("could not remove an orphan blob file: %s", exc.strerror)
+            continue
+        removed += 1
+    return removed
