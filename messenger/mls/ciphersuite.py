@@ -5,8 +5,32 @@ RFC 9420 §5.1 (cipher suites), §5.1.2 (public key encryption, via HPKE),
 DeriveSecret), §9 (DeriveTreeSecret) and §17.1 (the registry of suites 1-7).
 
 Keys travel as bytes: signature private keys in the encodings of the mlswg
-test vectors (EdDSA: the raw seed; ECDSA: the big-endian scalar), public keys
-as RFC 8032 bytes or SEC1 uncompressed points (RFC 9420 §5.1.1).
+test vectors (EdDSA: the raw seed; ECDSA: the big-endian scalar; ML-DSA: the
+32-byte FIPS 204 seed ``xi``), public keys as RFC 8032 bytes, SEC1
+uncompressed points or the FIPS 204 encoding (RFC 9420 §5.1.1).
+
+Post-quantum suites (draft-ietf-mls-pq-ciphersuites-06, §3.1). The draft's
+code points are "TBD", so until IANA assigns them these use the MLS
+private-use range (RFC 9420 §17.1: 0xF000-0xFFFF), ``0xF000 + n`` for the
+draft's ``TBDn``; each is one line in :data:`_SUITE_TABLE`:
+
+======  =====  ===============================================  ======  ======  ======  =======
+Value   Draft  Name                                             KEM     AEAD    Hash    Sig.
+======  =====  ===============================================  ======  ======  ======  =======
+0xF001  TBD1   MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519  0x647a  0x0001  SHA256  ed25519
+0xF006  TBD6   MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519        0x0041  0x0002  SHA384  ed25519
+0xF00A  TBD10  MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65        0x0041  0x0002  SHA384  mldsa65
+======  =====  ===============================================  ======  ======  ======  =======
+
+The KDF is HKDF with the suite's hash (0x0001 HKDF-SHA256, 0x0002
+HKDF-SHA384). KEM 0x647a is MLKEM768-X25519 and 0x0041 ML-KEM-768
+(draft-ietf-hpke-pq, in .pq_kem).
+
+ML-DSA-65 is the TLS SignatureScheme ``mldsa65`` (0x0905) of
+draft-ietf-tls-mldsa, which the MLS draft references; it signs with the
+empty context string (FIPS 204 §5.2, pure ML-DSA, hedged: its per-signature
+randomness comes from OpenSSL, not from the caller's random source). See
+docs/pq-suites.md.
 """
 
 from __future__ import annotations
@@ -20,7 +44,7 @@ from typing import Final
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -31,6 +55,7 @@ from .hpke import HPKE, AeadId, KdfId, KemId
 
 __all__ = [
     "CIPHER_SUITES",
+    "PQ_CIPHER_SUITES",
     "CipherSuite",
     "HPKECiphertext",
     "HmacKey",
@@ -71,6 +96,8 @@ class SignatureScheme:
     ECDSA_SECP256R1_SHA256: Final = 0x0403
     ECDSA_SECP384R1_SHA384: Final = 0x0503
     ECDSA_SECP521R1_SHA512: Final = 0x0603
+    #: draft-ietf-tls-mldsa (``mldsa65``), used by draft-ietf-mls-pq-ciphersuites.
+    MLDSA65: Final = 0x0905
 
 
 _ECDSA: Final[dict[int, tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]]] = {
@@ -101,6 +128,7 @@ _CURVE_ORDER: Final = {
 _SIGNATURE_KEY_LENGTHS: Final = {
     SignatureScheme.ED25519: 32,
     SignatureScheme.ED448: 57,
+    SignatureScheme.MLDSA65: 1952,
     **{scheme: 1 + 2 * size for scheme, (_, _, size) in _ECDSA.items()},
 }
 
@@ -110,6 +138,7 @@ _SCHEME_NAMES: Final = {
     SignatureScheme.ECDSA_SECP256R1_SHA256: "ECDSA P-256",
     SignatureScheme.ECDSA_SECP384R1_SHA384: "ECDSA P-384",
     SignatureScheme.ECDSA_SECP521R1_SHA512: "ECDSA P-521",
+    SignatureScheme.MLDSA65: "ML-DSA-65",
 }
 
 
@@ -133,8 +162,18 @@ def _signature_key_problem(scheme: int, public: bytes) -> str | None:
     return None
 
 
-_SigningKey = ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey | ec.EllipticCurvePrivateKey
-_VerifyingKey = ed25519.Ed25519PublicKey | ed448.Ed448PublicKey | ec.EllipticCurvePublicKey
+_SigningKey = (
+    ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+    | ec.EllipticCurvePrivateKey
+    | mldsa.MLDSA65PrivateKey
+)
+_VerifyingKey = (
+    ed25519.Ed25519PublicKey
+    | ed448.Ed448PublicKey
+    | ec.EllipticCurvePublicKey
+    | mldsa.MLDSA65PublicKey
+)
 
 
 @lru_cache(maxsize=256)
@@ -144,6 +183,8 @@ def _signing_key(scheme: int, private: bytes) -> _SigningKey:
             return ed25519.Ed25519PrivateKey.from_private_bytes(private)
         if scheme == SignatureScheme.ED448:
             return ed448.Ed448PrivateKey.from_private_bytes(private)
+        if scheme == SignatureScheme.MLDSA65:
+            return mldsa.MLDSA65PrivateKey.from_seed_bytes(private)
         curve = _ECDSA[scheme][0]
         return ec.derive_private_key(int.from_bytes(private, "big"), curve)
     except ValueError as exc:
@@ -161,6 +202,8 @@ def _verifying_key(scheme: int, public: bytes) -> _VerifyingKey | None:
             return ed25519.Ed25519PublicKey.from_public_bytes(public)
         if scheme == SignatureScheme.ED448:
             return ed448.Ed448PublicKey.from_public_bytes(public)
+        if scheme == SignatureScheme.MLDSA65:
+            return mldsa.MLDSA65PublicKey.from_public_bytes(public)
         curve = _ECDSA[scheme][0]
         if not public or public[0] != 0x04:
             return None  # RFC 9420 §5.1.1: uncompressed points only
@@ -311,6 +354,8 @@ class CipherSuite:
             private = random(32)
         elif scheme == SignatureScheme.ED448:
             private = random(57)
+        elif scheme == SignatureScheme.MLDSA65:
+            private = random(32)  # the FIPS 204 seed xi
         else:
             order = _CURVE_ORDER[scheme]
             size = _ECDSA[scheme][2]
@@ -436,7 +481,8 @@ def _suite(
     )
 
 
-#: RFC 9420 §17.1: the seven registered suites, by their uint16 id.
+#: RFC 9420 §17.1: the seven registered suites, by their uint16 id, and
+#: below them the post-quantum suites of :data:`_SUITE_TABLE`.
 CIPHER_SUITES: Final[dict[int, CipherSuite]] = {
     s.suite_id: s
     for s in (
@@ -505,6 +551,22 @@ CIPHER_SUITES: Final[dict[int, CipherSuite]] = {
         ),
     )
 }
+
+#: draft-ietf-mls-pq-ciphersuites-06 §3.1, in the private-use range until IANA
+#: assigns values (0xF000 + n for the draft's TBDn; see the module docstring).
+#: One line per suite: value -> (name, KEM, KDF, AEAD, hash, SignatureScheme).
+_SUITE_TABLE: Final[dict[int, tuple[str, int, int, int, str, int]]] = {
+    0xF001: ("MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519", 0x647A, 1, 1, "sha256", 0x0807),
+    0xF006: ("MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519", 0x0041, 2, 2, "sha384", 0x0807),
+    0xF00A: ("MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65", 0x0041, 2, 2, "sha384", 0x0905),
+}
+CIPHER_SUITES.update((value, _suite(value, *row)) for value, row in _SUITE_TABLE.items())
+
+#: The post-quantum suites above, by name, for callers that pick one.
+MLS_128_MLKEM768X25519_AES128GCM_SHA256_ED25519: Final = 0xF001
+MLS_128_MLKEM768_AES256GCM_SHA384_ED25519: Final = 0xF006
+MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65: Final = 0xF00A
+PQ_CIPHER_SUITES: Final = tuple(_SUITE_TABLE)
 
 
 def get_cipher_suite(suite_id: int) -> CipherSuite:

@@ -17,6 +17,10 @@ What is here, by RFC 9180 section:
   curves; §7.1.3 ``DeriveKeyPair`` including the rejection loop for the NIST
   curves; §7.1.4 validation of public keys (X25519/X448 points of small
   order are refused) and the all-zero check of the X25519/X448 shared secret.
+* draft-ietf-hpke-pq -- the KEMs ML-KEM-768 (0x0041) and MLKEM768-X25519
+  (0x647a), in :mod:`.pq_kem`, behind the same KEM interface (``Encap``,
+  ``Decap``, ``DeriveKeyPair``), so the key schedule, ``Export`` and the
+  setup functions here work for them unchanged.
 
 Randomness is never read here: the sender's ephemeral key is
 ``DeriveKeyPair(random(Nsk))``, where ``random`` is the caller's source
@@ -52,6 +56,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .errors import DecryptionError, UsageError
 from .hkdf import expand, extract
+from .pq_kem import MLKEM768, MLKEM768_X25519, PqKem
 
 __all__ = [
     "HPKE",
@@ -71,6 +76,9 @@ class KemId:
     DHKEM_P521_SHA512: Final = 0x0012
     DHKEM_X25519_SHA256: Final = 0x0020
     DHKEM_X448_SHA512: Final = 0x0021
+    #: draft-ietf-hpke-pq §3 and §4 (see :mod:`.pq_kem`).
+    ML_KEM_768: Final = 0x0041
+    MLKEM768_X25519: Final = 0x647A
 
 
 class KdfId:
@@ -123,6 +131,8 @@ class _KemParams:
     order: int = 0
     bitmask: int = 0
     native_kem: _native.KEM | None = None
+    #: For the post-quantum KEMs of draft-ietf-hpke-pq: their implementation.
+    pq: PqKem | None = None
 
 
 _KEMS: Final[dict[int, _KemParams]] = {
@@ -174,6 +184,12 @@ _KEMS: Final[dict[int, _KemParams]] = {
         KemId.DHKEM_X25519_SHA256, "sha256", 32, 32, 32, 32, native_kem=_native.KEM.X25519
     ),
     KemId.DHKEM_X448_SHA512: _KemParams(KemId.DHKEM_X448_SHA512, "sha512", 64, 56, 56, 56),
+    **{
+        pq.kem_id: _KemParams(
+            pq.kem_id, "", pq.n_secret, pq.n_enc, pq.n_pk, pq.n_sk, native_kem=pq.native_kem, pq=pq
+        )
+        for pq in (MLKEM768, MLKEM768_X25519)
+    },
 }
 
 #: KDF id -> (hash name, Nh) (RFC 9180 §7.2, table 3).
@@ -570,11 +586,15 @@ class HPKE:
 
     def derive_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
         """``DeriveKeyPair(ikm)`` (RFC 9180 §7.1.3): ``(private, public)`` as bytes."""
+        if self._kem.pq is not None:
+            return self._kem.pq.derive_key_pair(ikm)
         sk, key = self._derive_private(bytes(ikm))
         return sk, _serialize_public(key.public_key())
 
     def public_key(self, private: bytes) -> bytes:
         """The serialised public key of a serialised private key."""
+        if self._kem.pq is not None:
+            return self._kem.pq.public_key(private)
         return _serialize_public(_private_key(self._kem, bytes(private)).public_key())
 
     def is_valid_public_key(self, public: bytes) -> bool:
@@ -586,6 +606,8 @@ class HPKE:
         curves the point is parsed (and cached: it is sealed to again).
         """
         public = bytes(public)
+        if self._kem.pq is not None:
+            return self._kem.pq.is_valid_public_key(public)
         if self._kem.curve is None:
             return len(public) == self.Npk and not _has_small_order(self.kem_id, public)
         return _recipient_key(self.kem_id, public) is not None
@@ -600,6 +622,8 @@ class HPKE:
         The ephemeral key is ``DeriveKeyPair(random(Nsk))``. An invalid
         recipient key raises :class:`UsageError`.
         """
+        if self._kem.pq is not None:
+            return self._kem.pq.encap(pk, random)
         pk = bytes(pk)
         pk_r = _recipient_key(self.kem_id, pk)
         if pk_r is None:
@@ -620,6 +644,8 @@ class HPKE:
         A malformed ``enc`` or an invalid shared secret raises
         :class:`DecryptionError`; an invalid ``sk`` raises :class:`UsageError`.
         """
+        if self._kem.pq is not None:
+            return self._kem.pq.decap(enc, sk)
         pk_e = _parse_public_key(self.kem_id, bytes(enc))
         if pk_e is None:
             raise DecryptionError("invalid HPKE encapsulated key")
@@ -751,7 +777,8 @@ class HPKE:
             # the native code fail as a bad tag does.
             if len(enc) != self.Nenc or (self._kem.curve is not None and enc[0] != 0x04):
                 raise DecryptionError("invalid HPKE encapsulated key")
-            key = _private_key(self._kem, sk)
+            pq = self._kem.pq
+            key = pq.native_private_key(sk) if pq is not None else _private_key(self._kem, sk)
             assert not isinstance(key, x448.X448PrivateKey)  # no native X448
             try:
                 return self._native_suite.decrypt(enc + ct, key, bytes(info))

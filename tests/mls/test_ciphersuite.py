@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from messenger.mls import ciphersuite
 from messenger.mls.ciphersuite import (
     CIPHER_SUITES,
+    PQ_CIPHER_SUITES,
     CipherSuite,
     HPKECiphertext,
     SignatureScheme,
@@ -32,8 +33,14 @@ def seeded(seed: int) -> Callable[[int], bytes]:
     return random.Random(seed).randbytes
 
 
+#: Schemes whose keys are byte strings of a fixed length, not SEC1 points.
+_RAW_KEY_SCHEMES = (SignatureScheme.ED25519, SignatureScheme.ED448, SignatureScheme.MLDSA65)
+
+
 def test_registry() -> None:
-    assert sorted(CIPHER_SUITES) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(CIPHER_SUITES) == [1, 2, 3, 4, 5, 6, 7, 0xF001, 0xF006, 0xF00A]
+    assert PQ_CIPHER_SUITES == (0xF001, 0xF006, 0xF00A)
+    assert get_cipher_suite(0xF001).name == "MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519"
     assert get_cipher_suite(1).name == "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"
     with pytest.raises(UsageError):
         get_cipher_suite(0x0A0A)
@@ -112,15 +119,16 @@ def test_verify_rejects_garbage_keys(cs: CipherSuite) -> None:
         "one byte": b"\x04",
         "random key": random.Random(3).randbytes(len(pub)),
     }
-    if cs.signature_scheme not in (SignatureScheme.ED25519, SignatureScheme.ED448):
+    if cs.signature_scheme not in _RAW_KEY_SCHEMES:
         half = (len(pub) - 1) // 2
         garbage["compressed point"] = bytes((2 + (pub[-1] & 1),)) + pub[1 : 1 + half]
         garbage["off-curve point"] = pub[:-1] + bytes((pub[-1] ^ 1,))
     for what, key in garbage.items():
         assert_eq(f"verify with {what}", cs.verify(key, b"message", sig), False)
         # An all-zero EdDSA key encodes a (small-order) point, so it parses.
-        eddsa = cs.signature_scheme in (SignatureScheme.ED25519, SignatureScheme.ED448)
-        if what != "random key" and not (eddsa and what == "zero key"):
+        # So does any ML-DSA key of the right length (FIPS 204 has no key check).
+        raw = cs.signature_scheme in _RAW_KEY_SCHEMES
+        if what != "random key" and not (raw and what == "zero key"):
             assert_eq(
                 f"is_valid_signature_public_key({what})",
                 cs.is_valid_signature_public_key(key),
@@ -130,11 +138,7 @@ def test_verify_rejects_garbage_keys(cs: CipherSuite) -> None:
 
 @pytest.mark.parametrize("cs", SUITES)
 def test_bad_signature_private_key(cs: CipherSuite) -> None:
-    bad = (
-        [b"", b"\x01\x02"]
-        if cs.signature_scheme in (SignatureScheme.ED25519, SignatureScheme.ED448)
-        else [bytes(32)]
-    )
+    bad = [b"", b"\x01\x02"] if cs.signature_scheme in _RAW_KEY_SCHEMES else [bytes(32)]
     for priv in bad:
         with pytest.raises(UsageError):
             cs.sign(priv, b"message")

@@ -188,7 +188,7 @@ FACTORIES: dict[type[Struct], Callable[[], Iterable[Struct]]] = {
             random.Random(suite).randbytes,
             now=1_700_000_000,
         )
-        for suite in (1, 2)
+        for suite in (1, 2, 0xF001, 0xF00A)
     ],
 }
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from messenger.mls.ciphersuite import get_cipher_suite
+from messenger.mls.ciphersuite import PQ_CIPHER_SUITES, get_cipher_suite
 from messenger.mls.credentials import Credential, CredentialType
 from messenger.mls.errors import EpochError, UsageError, ValidationError
 from messenger.mls.events import ApplicationMessage, ProposalReceived, StagedCommit
@@ -38,7 +38,7 @@ from messenger.mls.proposals import Add, ProposalType, ReInit, Remove
 from messenger.mls.psk import PreSharedKeyID, ResumptionPSKUsage
 from tests.mls.harness import NOW, Network
 
-SUITES = list(range(1, 8))
+SUITES = [*range(1, 8), *PQ_CIPHER_SUITES]
 PSKS = {b"team psk": b"a secret shared out of band"}
 
 
@@ -177,7 +177,7 @@ def test_fifty_members_full_mix() -> None:
 # -- proposals, PSKs and extensions ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("suite", [1, 2, 5])
+@pytest.mark.parametrize("suite", [1, 2, 5, *PQ_CIPHER_SUITES])
 def test_group_context_extensions(suite: int) -> None:
     net = Network(suite, seed=400 + suite)
     net.create("alice")
@@ -291,7 +291,7 @@ def test_reinit(suite: int) -> None:
     assert {g.epoch for g in members.values()} == {1}
 
 
-@pytest.mark.parametrize("suite", [1, 7])
+@pytest.mark.parametrize("suite", [1, 7, *PQ_CIPHER_SUITES])
 def test_branch(suite: int) -> None:
     net = Network(suite, seed=600 + suite)
     net.create("alice")

@@ -56,8 +56,8 @@ from messenger.mls.welcome import Welcome
 from tests.mls.harness import NOW, Network
 
 
-def three(seed: int = 0, *, encrypt: bool = False) -> Network:
-    net = Network(1, seed=seed, config=GroupConfig(encrypt_handshake=encrypt))
+def three(seed: int = 0, *, encrypt: bool = False, suite: int = 1) -> Network:
+    net = Network(suite, seed=seed, config=GroupConfig(encrypt_handshake=encrypt))
     net.create("alice")
     net.commit("alice", add_names=["bob", "carol"])
     return net
@@ -120,9 +120,9 @@ def test_malformed_messages() -> None:
 @settings(max_examples=60)
 @given(data=st.data())
 def test_mutated_messages(data: st.DataObject) -> None:
-    net = _FUZZ_NET
+    net, messages = _FUZZ[data.draw(st.sampled_from(sorted(_FUZZ)))]
     bob = net.groups["bob"]
-    message = data.draw(st.sampled_from(_FUZZ_MESSAGES))
+    message = data.draw(st.sampled_from(messages))
     mutated = bytearray(message)
     for _ in range(data.draw(st.integers(1, 3))):
         pos = data.draw(st.integers(0, len(mutated) - 1))
@@ -138,8 +138,8 @@ def test_mutated_messages(data: st.DataObject) -> None:
         pytest.fail("a mutated message was accepted")
 
 
-def _fuzz_setup() -> tuple[Network, list[bytes]]:
-    net = three(99, encrypt=True)
+def _fuzz_setup(suite: int) -> tuple[Network, list[bytes]]:
+    net = three(99, encrypt=True, suite=suite)
     alice = net.groups["alice"]
     carol = net.groups["carol"]
     messages = [
@@ -152,7 +152,8 @@ def _fuzz_setup() -> tuple[Network, list[bytes]]:
     return net, messages
 
 
-_FUZZ_NET, _FUZZ_MESSAGES = _fuzz_setup()
+#: Suite 1 and the post-quantum suites (hybrid KEM; ML-DSA-65 signatures).
+_FUZZ = {suite: _fuzz_setup(suite) for suite in (1, 0xF001, 0xF00A)}
 
 
 # -- forged, replayed, wrong epoch or group --------------------------------------------------

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import pytest
 
-from messenger.mls.ciphersuite import get_cipher_suite
+from messenger.mls.ciphersuite import PQ_CIPHER_SUITES, CipherSuite, get_cipher_suite
 from messenger.mls.codec import Reader, Writer
 from messenger.mls.credentials import Credential
 from messenger.mls.errors import DecodeError
@@ -37,16 +37,18 @@ def _random(seed: int) -> Callable[[int], bytes]:
     return random.Random(seed).randbytes
 
 
-def _bundle(i: int, rand: Callable[[int], bytes]) -> KeyPackageBundle:
-    private, _ = SUITE.generate_signature_key_pair(rand)
-    return generate_key_package(SUITE, Credential.basic(b"member %d" % i), private, rand, now=NOW)
+def _bundle(i: int, rand: Callable[[int], bytes], suite: CipherSuite = SUITE) -> KeyPackageBundle:
+    private, _ = suite.generate_signature_key_pair(rand)
+    return generate_key_package(suite, Credential.basic(b"member %d" % i), private, rand, now=NOW)
 
 
-def build(n: int, *, seed: int = 1, config: GroupConfig | None = None) -> tuple[Group, Group]:
+def build(
+    n: int, *, seed: int = 1, config: GroupConfig | None = None, suite: CipherSuite = SUITE
+) -> tuple[Group, Group]:
     """Alice (leaf 0) and Bob (leaf 1) in a group of ``n`` members, epoch 1."""
     rand = _random(seed)
-    alice = Group.create(_bundle(0, rand), rand, config=config)
-    bundles = [_bundle(i, rand) for i in range(1, n)]
+    alice = Group.create(_bundle(0, rand, suite), rand, config=config)
+    bundles = [_bundle(i, rand, suite) for i in range(1, n)]
     result = alice.commit(rand, add=[b.key_package for b in bundles])
     alice.merge(result.staged)
     assert result.welcome is not None
@@ -89,8 +91,9 @@ def record_bytes(checkpoint: GroupCheckpoint) -> int:
     return sum(16 + len(r.data) for r in checkpoint.records)
 
 
-def test_round_trip_behaves_like_the_group_in_memory() -> None:
-    alice, bob = build(10)
+@pytest.mark.parametrize("suite_id", [1, *PQ_CIPHER_SUITES])
+def test_round_trip_behaves_like_the_group_in_memory(suite_id: int) -> None:
+    alice, bob = build(10, suite=get_cipher_suite(suite_id))
     rand = _random(7)
     store = FakeStore()
     first = bob.checkpoint()

@@ -59,6 +59,7 @@ ECDSA_CURVES: dict[int, ec.EllipticCurve] = {
 }
 ECDSA_SUITES = [s for s in ALL_SUITES if CIPHER_SUITES[s].signature_scheme in ECDSA_CURVES]
 MONTGOMERY_KEMS = (KemId.DHKEM_X25519_SHA256, KemId.DHKEM_X448_SHA512)
+PQ_KEMS = (KemId.ML_KEM_768, KemId.MLKEM768_X25519)
 MONTGOMERY_SUITES = [s for s in ALL_SUITES if CIPHER_SUITES[s].kem_id in MONTGOMERY_KEMS]
 POINT_FORMAT = "ECDSA signature keys must be uncompressed SEC1 points"
 
@@ -316,6 +317,11 @@ def invalid_external_pubs(suite: CipherSuite, good: bytes) -> dict[str, bytes]:
         # Every string of Npk bytes is a u-coordinate (RFC 7748 §5); the ones
         # that are not usable keys are the points of small order.
         bad.update(small_order_points(suite))
+    elif suite.kem_id in PQ_KEMS:
+        # An ML-KEM key failing the FIPS 203 modulus check; a small-order X25519 part.
+        bad["ML-KEM coefficients out of range"] = b"\xff" * 1184 + good[1184:]
+        if suite.kem_id == KemId.MLKEM768_X25519:
+            bad["small-order X25519 part"] = good[:1184] + bytes(32)
     else:
         size = (len(good) - 1) // 2
         x, y = good[1 : 1 + size], good[1 + size :]

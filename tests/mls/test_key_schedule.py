@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from messenger.mls import key_schedule as ks
-from messenger.mls.ciphersuite import get_cipher_suite
+from messenger.mls.ciphersuite import PQ_CIPHER_SUITES, get_cipher_suite
 from messenger.mls.codec import Writer
 from messenger.mls.errors import DecodeError, DecryptionError, UsageError
 from tests.mls.vectors import assert_eq, cases, h
@@ -127,7 +127,7 @@ def test_epoch_secrets_round_trip_and_redacted_repr() -> None:
     assert "redacted" in repr(ks.EpochKeys(b"", b"", secrets))
 
 
-@pytest.mark.parametrize("suite_id", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("suite_id", [1, 2, 3, 5, 7, *PQ_CIPHER_SUITES])
 def test_welcome_key_nonce_lengths(suite_id: int) -> None:
     suite = get_cipher_suite(suite_id)
     welcome = ks.welcome_secret(suite, os.urandom(suite.hash_len))
@@ -138,7 +138,7 @@ def test_welcome_key_nonce_lengths(suite_id: int) -> None:
     assert nonce == suite.expand_with_label(welcome, b"nonce", b"", suite.nonce_len)
 
 
-@pytest.mark.parametrize("suite_id", [1, 2, 5, 7])
+@pytest.mark.parametrize("suite_id", [1, 2, 5, 7, *PQ_CIPHER_SUITES])
 def test_external_init_round_trip(suite_id: int) -> None:
     suite = get_cipher_suite(suite_id)
     secrets = ks.epoch_from_epoch_secret(suite, os.urandom(suite.hash_len))

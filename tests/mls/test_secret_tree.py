@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from messenger.mls import treemath
-from messenger.mls.ciphersuite import get_cipher_suite
+from messenger.mls.ciphersuite import PQ_CIPHER_SUITES, get_cipher_suite
 from messenger.mls.errors import (
     DecodeError,
     DecryptionError,
@@ -72,7 +72,7 @@ def test_secret_tree_vector(tc: dict[str, Any]) -> None:
                 )
 
 
-@pytest.mark.parametrize("suite_id", range(1, 8))
+@pytest.mark.parametrize("suite_id", [*range(1, 8), *PQ_CIPHER_SUITES])
 def test_fast_kdf_matches_derive_tree_secret(suite_id: int) -> None:
     suite = get_cipher_suite(suite_id)
     kdf = _RatchetKdf(suite)

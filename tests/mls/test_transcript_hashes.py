@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from messenger.mls.ciphersuite import get_cipher_suite
+from messenger.mls.ciphersuite import PQ_CIPHER_SUITES, get_cipher_suite
 from messenger.mls.content import (
     AuthenticatedContent,
     ContentType,
@@ -122,7 +122,7 @@ def test_confirmation_tag_rejects_tampering(tc):
         )
 
 
-@pytest.mark.parametrize("suite_id", range(1, 8), ids=lambda s: f"suite-{s}")
+@pytest.mark.parametrize("suite_id", [*range(1, 8), *PQ_CIPHER_SUITES], ids=lambda s: f"suite-{s}")
 def test_new_group_initial_hashes(suite_id):
     """RFC 9420 §11: confirmed = "", interim from a tag over the empty hash."""
     suite = get_cipher_suite(suite_id)
