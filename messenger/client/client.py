@@ -1338,6 +1338,14 @@ class MessengerClient:
         conversation = await self._conversation(conversation_id, active=False)
         return await self._store.run(lambda s: s.groups.epoch(conversation.group_id))
 
+    async def cipher_suite(self, conversation_id: int) -> str | None:
+        """The name of the conversation's MLS cipher suite (RFC 9420 §17.1, or a
+        post-quantum one of docs/pq-suites.md); None once this device left it."""
+        session = self._require()
+        conversation = await self._conversation(conversation_id, active=False)
+        group = await session.groups.get(conversation.group_id)
+        return None if group is None else group.suite.name
+
     # -- disappearing messages (docs/attachments.md §7) ------------------------------------
 
     async def set_disappearing_timer(self, conversation_id: int, seconds: int) -> None:

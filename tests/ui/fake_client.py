@@ -722,6 +722,10 @@ class FakeClient:
         self.conversations_[conversation_id] = dataclasses.replace(c, left_at=self.now_ms)
         self._conversation_changed(conversation_id)
 
+    async def cipher_suite(self, conversation_id: int) -> str | None:
+        await self._call("cipher_suite")
+        return "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"
+
     async def members(self, conversation_id: int) -> list[MemberView]:
         await self._call("members")
         self._get(conversation_id)

@@ -59,6 +59,11 @@ def test_group_create_add_remove_leave(run: Any, tmp_path: Path, qtbot: Any) -> 
             # bob's handle, or the name he announces once he has joined
             assert [n.casefold() for n in details.member_names()] == ["you", "bob"]
             assert details.subtitle.text() == "Group · 2 members"
+            # The details name the group's cipher suite (issue 14: the GUI shows it).
+            assert details.encryption.text().endswith(
+                "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"
+            )
+            assert details.encryption.isVisibleTo(details)
 
             # Add carol through the picker dialog the "Add members…" button opens.
             picker = AddMembersDialog(alice, [bob_id, await account_id(alice)], details)

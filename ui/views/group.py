@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from messenger.client import (
+    ClientError,
     Contact,
     ConversationKind,
     ConversationView,
@@ -96,6 +97,7 @@ class GroupDetailsDialog(Dialog):
         bridge = find_bridge(parent, bridge)
         self._refreshing: asyncio.Task[Any] | None = None
         self._stale = False
+        self._suite: str | None = None
         self._client = client
         self._conversation_id = conversation_id
         self.view: ConversationView | None = None
@@ -170,6 +172,12 @@ class GroupDetailsDialog(Dialog):
         self.members.itemActivated.connect(self._open_member)
         self.body.addWidget(self.members, 1)
 
+        self.encryption = label("", "caption")
+        self.encryption.setWordWrap(True)
+        self.encryption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.encryption.hide()
+        self.body.addWidget(self.encryption)
+
         self.confirm = QFrame()
         self.confirm.setProperty("class", "card")
         confirm_layout = QVBoxLayout(self.confirm)
@@ -230,6 +238,10 @@ class GroupDetailsDialog(Dialog):
         view = await self._client.conversation(self._conversation_id)
         members = await self._client.members(self._conversation_id)
         contacts = await self._client.contacts(include_blocked=True)
+        try:
+            self._suite = await self._client.cipher_suite(self._conversation_id)
+        except ClientError:
+            self._suite = None  # not known here (no account yet): the line stays hidden
         return view, members, contacts
 
     def _show(self, loaded: tuple[ConversationView, list[MemberView], list[Contact]]) -> None:
@@ -258,6 +270,10 @@ class GroupDetailsDialog(Dialog):
         self.archive_toggle.setChecked(view.archived)
         self.timer.set_seconds(view.conversation.disappearing_seconds)
         self.timer_box.setVisible(active)
+        if self._suite is not None:
+            self.encryption.setText(f"End-to-end encrypted with MLS, cipher suite {self._suite}")
+            self.encryption.setAccessibleName(f"Encryption: MLS cipher suite {self._suite}")
+        self.encryption.setVisible(self._suite is not None)
         self.members_label.setText(f"Members ({count})")
         selected = self.selected_member()
         self.members.clear()
