@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Final
 from .lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
+    from .attachments.media import format_size
     from .backup import BackupInfo, export_backup, read_backup_info, restore_backup
     from .client import ClientOptions, MessengerClient
     from .demo import start_local_server
@@ -294,6 +295,7 @@ __all__ = [
     "WrongPassphraseError",
     "default_data_dir",
     "export_backup",
+    "format_size",
     "format_timer",
     "note_text",
     "parse_link_code",
@@ -315,6 +317,7 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "ClientOptions",
         "MessengerClient",
     ),
+    ".attachments.media": ("format_size",),
     ".demo": ("start_local_server",),
     ".disappearing": ("DISAPPEARING_CHOICES", "format_timer"),
     ".errors": (

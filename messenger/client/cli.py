@@ -77,6 +77,7 @@ import keyring.backends.fail
 
 from .addresses import INVITE_SCHEME
 from .attachments import commands as attachment_commands
+from .attachments.media import format_size
 from .backup import restore_backup
 from .client import ClientOptions, MessengerClient
 from .content import MAX_TEXT_BYTES
@@ -387,7 +388,7 @@ def format_message(view: MessageView) -> str:
         return f"      {_time(message.received_at)} — {message.body}"
     body = "(deleted)" if message.deleted else (message.body or "")
     if view.attachment is not None and not message.deleted:
-        size = attachment_commands.format_size(view.attachment.size)
+        size = format_size(view.attachment.size)
         body = f"[file {view.attachment.name}, {size}] {body}".rstrip()
     if message.edited_at is not None and not message.deleted:
         body += " (edited)"

@@ -27,6 +27,7 @@ def test_client_exports() -> None:
             "TransferProgress",
             "TransferState",
             "AttachmentView",
+            "format_size",
             "AccountInfo",
             "AccountUpdated",
             "AuthError",

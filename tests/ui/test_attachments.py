@@ -36,13 +36,14 @@ from messenger.client import (
     AttachmentTooLargeError,
     MessageKind,
     TransferState,
+    format_size,
 )
 from tests.ui.conftest import wait_until
 from tests.ui.fake_client import ALICE, FakeClient, populate, scenic_image
 from tests.ui.test_main_window import Harness
 from ui import theme
 from ui.bridge import Bridge
-from ui.models.message_list import human_size, spoken_text
+from ui.models.message_list import spoken_text
 from ui.preferences import Theme
 from ui.views.attachment_strip import PASTED_NAME
 from ui.views.conversation import _safe_name
@@ -603,11 +604,11 @@ def test_file_names_from_the_network_are_never_paths() -> None:
 
 
 def test_human_sizes() -> None:
-    assert human_size(0) == "0 bytes" and human_size(1) == "1 byte"
-    assert human_size(999) == "999 bytes"
-    assert human_size(4_200_000) == "4.2 MB"
-    assert human_size(48_000) == "48 KB"
-    assert human_size(2_140_000_000) == "2.1 GB"
+    assert format_size(0) == "0 bytes" and format_size(1) == "1 byte"
+    assert format_size(999) == "999 bytes"
+    assert format_size(4_200_000) == "4.2 MB"
+    assert format_size(48_000) == "48 KB"
+    assert format_size(2_140_000_000) == "2.1 GB"
 
 
 # -- the viewer --------------------------------------------------------------------------------

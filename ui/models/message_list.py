@@ -45,6 +45,7 @@ from messenger.client import (
     MessageStatus,
     MessageView,
     TransferState,
+    format_size,
 )
 
 from .. import tasks
@@ -157,18 +158,6 @@ def display_name(name: str) -> str:
     return cleaned[:255] or "file"
 
 
-def human_size(size: int) -> str:
-    """ "512 bytes", "12 KB", "4.2 MB", "1.1 GB" (decimal units, as file managers show)."""
-    if size < 1000:
-        return f"{size} byte" + ("" if size == 1 else "s")
-    value = float(size)
-    for unit in ("KB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 999.5 or unit == "TB":
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
-    return f"{value:.0f} TB"  # pragma: no cover - the loop always returns
-
-
 def transfer_text(attachment: AttachmentView) -> str:
     """Where an attachment stands, in a few words ("downloaded", "downloading 40%")."""
     state = attachment.state
@@ -188,7 +177,7 @@ def transfer_text(attachment: AttachmentView) -> str:
 def spoken_attachment(attachment: AttachmentView) -> str:
     """ "photo.jpg, image, 2.1 MB, downloaded"."""
     kind = "image" if attachment.is_image else "file"
-    size = human_size(attachment.size)
+    size = format_size(attachment.size)
     return f"{display_name(attachment.name)}, {kind}, {size}, {transfer_text(attachment)}"
 
 

@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..models.message_list import human_size
+from messenger.client import format_size
+
 from ..widgets.icons import themed_icon
 from ..widgets.image_cache import decode_image
 
@@ -143,7 +144,7 @@ class PendingChip(QFrame):
         metrics = self.name.fontMetrics()
         self.name.setText(metrics.elidedText(item.name, Qt.TextElideMode.ElideMiddle, 150))
         self.name.setToolTip(item.name)
-        self.size_label = QLabel(human_size(item.size), self)
+        self.size_label = QLabel(format_size(item.size), self)
         self.size_label.setProperty("class", "caption")
         texts.addWidget(self.name)
         texts.addWidget(self.size_label)
@@ -156,7 +157,7 @@ class PendingChip(QFrame):
         self.remove.setToolTip("Remove")
         self.remove.clicked.connect(lambda: self.remove_requested.emit(self.item))
         row.addWidget(self.remove, 0, Qt.AlignmentFlag.AlignTop)
-        self.setAccessibleName(f"{item.name}, {human_size(item.size)}")
+        self.setAccessibleName(f"{item.name}, {format_size(item.size)}")
 
 
 class AttachmentStrip(QScrollArea):

@@ -27,10 +27,10 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from messenger.client import ClientError, MessageView
+from messenger.client import ClientError, MessageView, format_size
 
 from .. import tasks
-from ..models.message_list import display_name, human_size
+from ..models.message_list import display_name
 from ..widgets.icons import themed_icon
 from ..widgets.image_cache import Loader, decode_image
 
@@ -138,7 +138,7 @@ class ImageViewer(QWidget):
         texts.addWidget(self.title)
         detail = view.sender_name
         if attachment is not None:
-            detail = f"{view.sender_name} · {human_size(attachment.size)}"
+            detail = f"{view.sender_name} · {format_size(attachment.size)}"
         self.detail = QLabel(detail, self)
         self.detail.setTextFormat(Qt.TextFormat.PlainText)
         self.detail.setStyleSheet("font-size: 12px; color: #9AA0A6;")

@@ -46,6 +46,7 @@ from messenger.client import (
     BackupInfo,
     MessengerClient,
     Preferences,
+    format_size,
 )
 from ui.bridge import Bridge
 from ui.preferences import AppPreferences, NotificationContent, PreferencesStore, Theme
@@ -112,15 +113,6 @@ def toggle(text: str, description: str = "") -> QCheckBox:
     if description:
         box.setAccessibleDescription(description)
     return box
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
 
 
 class Page(QScrollArea):
@@ -725,7 +717,7 @@ class SettingsDialog(QDialog):
 
     def _backed_up(self, path: Path, info: BackupInfo) -> None:
         self.backup_fields.clear()
-        self.backup_done.setText(f"Saved {path.name} ({human_size(path.stat().st_size)}).")
+        self.backup_done.setText(f"Saved {path.name} ({format_size(path.stat().st_size)}).")
         self.backup_done.show()
         self.backup_written.emit(info)
 

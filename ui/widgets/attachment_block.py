@@ -24,10 +24,10 @@ from pathlib import PurePosixPath
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
 
-from messenger.client import AttachmentView, MessageView, TransferState
+from messenger.client import AttachmentView, MessageView, TransferState, format_size
 
 from .. import theme
-from ..models.message_list import display_name, human_size
+from ..models.message_list import display_name
 from .image_cache import ImageCache, fit_size
 
 #: Inline images fit in this square (logical px).
@@ -129,7 +129,7 @@ def image_action(attachment: AttachmentView) -> str | None:
 def image_pill_text(attachment: AttachmentView) -> str:
     state = attachment.state
     if state is TransferState.AVAILABLE:
-        return f"Download  {human_size(attachment.size)}"
+        return f"Download  {format_size(attachment.size)}"
     if transferring(attachment):
         return f"{round(fraction(attachment) * 100)}%  Cancel"
     if state in (TransferState.FAILED, TransferState.UPLOAD_FAILED):
@@ -238,7 +238,7 @@ def file_label(attachment: AttachmentView) -> str:
 
 def card_detail(attachment: AttachmentView, broken: bool) -> tuple[str, bool]:
     """The card's second line and whether it is an error."""
-    size = human_size(attachment.size)
+    size = format_size(attachment.size)
     state = attachment.state
     if broken:
         return BROKEN_TEXT, True

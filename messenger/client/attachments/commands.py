@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..client import MessengerClient
     from ..models import MessageView
 
-__all__ = ["COMMANDS", "add_parsers", "format_size", "run"]
+__all__ = ["COMMANDS", "add_parsers", "run"]
 
 COMMANDS: Final = frozenset({"send-file", "download"})
 #: How often the state is read again while waiting (events also wake the wait).
@@ -44,17 +44,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = sub.add_parser("download", help="download a received file and save it")
     p.add_argument("message_id", type=int)
     p.add_argument("--output", type=Path, help="where to save it (default: its name, here)")
-
-
-def format_size(size: int) -> str:
-    """``size`` bytes for people: 812 B, 4.2 KB, 17 MB."""
-    if size < 1000:
-        return f"{size} B"
-    for unit, scale in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9)):
-        if size < scale * 1000 or unit == "GB":
-            value = size / scale
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def run(

@@ -7,6 +7,7 @@ from the network is only ever displayed, or used sanitised inside the
 private directory of :func:`~.files.open_dir` (docs/attachments.md §5):
 :func:`safe_file_name` keeps the last path component, drops control and
 bidirectional-override characters, and bounds the length.
+:func:`format_size` says how big a file is, for the timeline and the CLI.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..content import MAX_FILE_NAME_BYTES, MAX_MEDIA_TYPE_LENGTH
 __all__ = [
     "DEFAULT_MEDIA_TYPE",
     "display_name",
+    "format_size",
     "pasted_name",
     "safe_file_name",
     "sniff_media_type",
@@ -128,3 +130,16 @@ def _bounded(text: str) -> str:
     while len(body.encode("utf-8")) > budget:
         body = body[:-1]
     return body + suffix
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes for people, in decimal units as file managers show them:
+    "512 bytes", "48 KB", "4.2 MB", "2.1 GB"."""
+    if size < 1000:
+        return f"{size} byte" + ("" if size == 1 else "s")
+    value = float(size)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.5 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"

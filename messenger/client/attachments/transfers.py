@@ -72,10 +72,13 @@ __all__ = [
     "MAX_PARALLEL",
     "PART_BYTES",
     "PROGRESS_PER_SECOND",
+    "WATCH_DEBOUNCE_S",
     "TransferQueue",
     "file_content",
 ]
 
+#: How long after a new message the queue looks for work (see ``_watch``).
+WATCH_DEBOUNCE_S: Final = 0.25
 #: The bytes of one upload or download request.
 PART_BYTES: Final = min(4 << 20, MAX_BLOB_PART_BYTES)
 #: Transfers run side by side.
@@ -155,10 +158,26 @@ class TransferQueue:
             await asyncio.gather(watcher, *running, return_exceptions=True)
 
     async def _watch(self) -> None:
-        """Wake on new messages: a received attachment may be queued for download."""
-        async for event in self._s.events.subscribe():
-            if isinstance(event, MessageReceived | MessageUpdated):
-                self._wake.set()
+        """Wake on new messages: a received attachment may be queued for download.
+
+        A burst of messages wakes the queue once, :data:`WATCH_DEBOUNCE_S`
+        after its first message, not once per message (the queue's look is
+        two store reads, on the store's one thread that the burst needs)."""
+        loop = asyncio.get_running_loop()
+        pending: asyncio.TimerHandle | None = None
+
+        def wake() -> None:
+            nonlocal pending
+            pending = None
+            self._wake.set()
+
+        try:
+            async for event in self._s.events.subscribe():
+                if isinstance(event, MessageReceived | MessageUpdated) and pending is None:
+                    pending = loop.call_later(WATCH_DEBOUNCE_S, wake)
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     async def _start_due(self) -> int | None:
         """Start due transfers (up to :data:`MAX_PARALLEL`); when the next one is due."""
