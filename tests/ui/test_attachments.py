@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +39,7 @@ from messenger.client import (
 )
 from tests.ui.conftest import wait_until
 from tests.ui.fake_client import ALICE, FakeClient, populate, scenic_image
-from tests.ui.test_main_window import Harness
+from tests.ui.test_main_window import Harness, _now, open_chat
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.message_list import spoken_text
@@ -92,17 +91,6 @@ def opened_urls() -> Iterator[list[QUrl]]:
     QDesktopServices.setUrlHandler("file", catcher, "open")
     yield catcher.urls
     QDesktopServices.unsetUrlHandler("file")
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
-async def open_chat(harness: Harness) -> tuple[MainWindow, int]:
-    ids = populate(harness.client, _now())
-    window = await harness.open()
-    await window.show_conversation(ids["alice"])
-    return window, ids["alice"]
 
 
 def row_of(window: MainWindow, message_id: int) -> int:

@@ -9,7 +9,6 @@ timeline, the list's preview, the layout cache and the viewer.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,12 @@ from PySide6.QtWidgets import QApplication
 from messenger.client import InvalidTimerError, MessageKind, TransferState
 from tests.ui.conftest import wait_until
 from tests.ui.fake_client import ALICE, HOUR, MINUTE, populate, scenic_image
-from tests.ui.test_main_window import Harness
+from tests.ui.test_main_window import Harness, _now, open_chat
 from ui import theme
 from ui.models.message_list import remaining_text, short_duration, spoken_text
 from ui.preferences import Theme
 from ui.views.conversation import COUNTDOWN_MS
 from ui.views.group import GroupDetailsDialog
-from ui.views.main_window import MainWindow
 from ui.views.timer_menu import CustomTimerDialog, TimerButton
 
 pytestmark = [
@@ -44,17 +42,6 @@ def harness(tmp_path: Path, qapp: QApplication) -> Iterator[Harness]:
     h = Harness(tmp_path)
     yield h
     h.close()
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
-async def open_chat(harness: Harness) -> tuple[MainWindow, int]:
-    ids = populate(harness.client, _now())
-    window = await harness.open()
-    await window.show_conversation(ids["alice"])
-    return window, ids["alice"]
 
 
 def choose(button: TimerButton, label: str) -> None:

@@ -74,6 +74,14 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
+async def open_chat(harness: Harness) -> tuple[MainWindow, int]:
+    """The main window on the demo data, showing the conversation with Alice."""
+    ids = populate(harness.client, _now())
+    window = await harness.open()
+    await window.show_conversation(ids["alice"])
+    return window, ids["alice"]
+
+
 def test_list_sorted_by_activity_with_unread_and_previews(harness: Harness, run) -> None:
     ids = populate(harness.client, _now())
 
