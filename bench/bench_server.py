@@ -12,9 +12,9 @@ It starts ``python -m messenger.server`` as a separate process on a free
 loopback port (SQLite in a temporary directory unless ``--database-url`` is
 given), registers the members of one group, connects every member to the
 push WebSocket, and sends MLS application messages (opaque PrivateMessages)
-over signed HTTP requests. Every message is delivered to every member's
-queue, the sender's included, so a group of R members means R deliveries
-per message.
+over sealed HTTP requests (the send token, docs/metadata.md §3). Every
+message is delivered to every member's queue, the sender's included, so a
+group of R members means R deliveries per message.
 
 With ``--processes N`` (PostgreSQL only) it starts N server processes on
 the same database and the same secret key file, each on its own loopback
@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -72,6 +73,7 @@ from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.api.fields import b64encode
 from messenger.api.pow import solve_pow
+from messenger.api.sealed import token_digest
 from messenger.api.signing import (
     HEADER_CLIENT,
     HEADER_NONCE,
@@ -162,6 +164,11 @@ async def _welcome(http: httpx.AsyncClient, creator: Member, others: list[Member
         EncryptedGroupSecrets(ref, HPKECiphertext(os.urandom(32), os.urandom(48))) for ref in refs
     )
     return MLSMessage(Welcome(1, secrets, os.urandom(64))).to_bytes()
+
+
+def send_token(group_id: bytes) -> bytes:
+    """The bench's epoch-1 send token of a group (real clients use the MLS exporter)."""
+    return hashlib.sha256(b"bench send token\n" + group_id).digest()
 
 
 def _message(group_id: bytes, body: bytes) -> bytes:
@@ -429,7 +436,14 @@ async def _group(http: httpx.AsyncClient, members: int) -> tuple[bytes, list[Mem
         http,
         creator,
         r.group_path(r.GROUP_COMMITS, group_id),
-        m.CommitRequest(0, commit, queues, await _welcome(http, creator, group[1:]), queues[1:]),
+        m.CommitRequest(
+            0,
+            commit,
+            queues,
+            await _welcome(http, creator, group[1:]),
+            queues[1:],
+            send_token_hash=token_digest(send_token(group_id)),
+        ),
     )
     return group_id, group
 
@@ -441,7 +455,6 @@ async def _run(
     *,
     rate: float | None,
     in_flight: int,
-    senders: int,
     timeout: float,
     groups: int = 1,
 ) -> Result:
@@ -474,7 +487,10 @@ async def _run(
     paths = [r.group_path(r.GROUP_MESSAGES, group_id) for group_id, _ in made]
     payloads = [_message(made[i % groups][0], os.urandom(24) + b"%d" % i) for i in range(messages)]
     receipts.index = {p: i for i, p in enumerate(payloads)}
-    requests = [m.SendRequest(p).dumps() for p in payloads]
+    requests = [
+        m.SendRequest(p, token=send_token(made[i % groups][0])).dumps()
+        for i, p in enumerate(payloads)
+    ]
     pool = _Http(servers.bases, in_flight)
     await pool.open()
     cpu_before = servers.cpu_seconds()
@@ -483,12 +499,11 @@ async def _run(
     started = time.perf_counter()
 
     async def send(i: int) -> None:
-        group = made[i % groups][1]
-        sender = group[(i // groups) % min(senders, members)]
         path = paths[i % groups]
         receipts.sent_at[payloads[i]] = time.perf_counter()
         body = requests[i]
-        status, data = await pool.post(path, sender.headers("POST", path, body), body)
+        # Sealed (docs/metadata.md §3): the token, no signature.
+        status, data = await pool.post(path, {"content-type": "application/json"}, body)
         if status != 200:
             raise RuntimeError(f"send: {status} {data[:200]!r}")
 
@@ -566,7 +581,6 @@ async def _scale_out(args: argparse.Namespace) -> int:
                     count,
                     rate=None,
                     in_flight=args.in_flight,
-                    senders=4,
                     timeout=60,
                     groups=args.groups,
                 )
@@ -600,14 +614,13 @@ async def main_async(args: argparse.Namespace) -> int:
                 count,
                 rate=None,
                 in_flight=args.in_flight,
-                senders=4,
                 timeout=60,
             )
             print(_throughput_line(throughput, args.processes))
             ok = ok and not throughput.problems
             latency_count = int(rate * (2 if args.quick else 10))
             latency = await _run(
-                servers, members, latency_count, rate=rate, in_flight=256, senders=4, timeout=60
+                servers, members, latency_count, rate=rate, in_flight=256, timeout=60
             )
             print(
                 f"  {members:>2} recipients/message at {rate:.0f} messages/s: "

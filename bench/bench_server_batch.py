@@ -44,10 +44,11 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_server import Member, _message, _post, _register, _server, _welcome
+from bench_server import Member, _message, _post, _register, _server, _welcome, send_token
 
 from messenger.api import models as m
 from messenger.api import routes as r
+from messenger.api.sealed import token_digest
 from messenger.client.net import Signer, Transport
 from messenger.mls.content import ContentType, PrivateMessage
 from messenger.mls.messages import MLSMessage
@@ -68,7 +69,12 @@ async def _pair(base: str) -> tuple[bytes, Member, Member]:
             sender,
             r.group_path(r.GROUP_COMMITS, group_id),
             m.CommitRequest(
-                0, commit, queues, await _welcome(http, sender, [receiver]), queues[1:]
+                0,
+                commit,
+                queues,
+                await _welcome(http, sender, [receiver]),
+                queues[1:],
+                send_token_hash=token_digest(send_token(group_id)),
             ),
         )
     return group_id, sender, receiver
@@ -95,7 +101,8 @@ async def _case(base: str, count: int, batch: int, in_flight: int) -> tuple[floa
     """(accepted messages/s, delivered messages/s) for one way of sending."""
     group_id, sender, receiver = await _pair(base)
     payloads = [_message(group_id, os.urandom(24) + b"%d" % i) for i in range(count)]
-    bodies = [m.SendRequest(p, os.urandom(16)).dumps() for p in payloads]
+    token = send_token(group_id)
+    bodies = [m.SendRequest(p, os.urandom(16), token).dumps() for p in payloads]
     target = f"{r.QUEUE_WEBSOCKET}?after=0"
     headers = receiver.headers("GET", target, b"")
     headers.pop("content-type")

@@ -42,6 +42,9 @@ class ErrorCode(enum.StrEnum):
     PROOF_INVALID = "proof_invalid"
     UNKNOWN_QUEUE = "unknown_queue"
     LIMIT_EXCEEDED = "limit_exceeded"
+    #: The request follows an older version of the contract (for example a
+    #: bare MLS message where a padded one is needed): the app must be updated.
+    OUTDATED_CLIENT = "outdated_client"
     # 401: the request is not authenticated; nothing was changed.
     AUTH_MISSING = "auth_missing"
     AUTH_INVALID = "auth_invalid"
@@ -101,6 +104,7 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
     ErrorCode.PROOF_INVALID: 400,
     ErrorCode.UNKNOWN_QUEUE: 400,
     ErrorCode.LIMIT_EXCEEDED: 400,
+    ErrorCode.OUTDATED_CLIENT: 400,
     ErrorCode.AUTH_MISSING: 401,
     ErrorCode.AUTH_INVALID: 401,
     ErrorCode.AUTH_EXPIRED: 401,

@@ -23,7 +23,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from .errors import ApiError
+from . import padding
+from .errors import ApiError, ErrorCode
 
 if TYPE_CHECKING:
     from .models import Model
@@ -38,6 +39,7 @@ __all__ = [
     "Int",
     "ListOf",
     "Nested",
+    "Padded",
     "Text",
     "b64decode",
     "b64encode",
@@ -141,6 +143,53 @@ class Bytes(Field):
             "minLength": (self.min_len * 4 + 2) // 3,
             "maxLength": (self.max_len * 4 + 2) // 3,
         }
+
+
+class Padded(Bytes):
+    """An MLS message, carried in its padded envelope (:mod:`messenger.api.padding`).
+
+    ``max_len`` is the message's limit; the envelope may be a bucket larger.
+    In Python the value is the bare message: :meth:`parse` checks and removes
+    the canonical padding, :meth:`dump` adds it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_len: int,
+        optional: bool = False,
+        description: str = "",
+    ) -> None:
+        # Any length decodes; :func:`padding.unpad` then tells a bare MLS
+        # message (an old client) from an envelope of the wrong size.
+        super().__init__(
+            name,
+            min_len=1,
+            max_len=padding.padded_length(max_len),
+            optional=optional,
+            description=description or "an MLS message in its padded envelope",
+        )
+        self.message_max_len = max_len
+
+    def parse(self, value: object, path: str) -> bytes:
+        data = super().parse(value, path)
+        try:
+            message = padding.unpad(data)
+        except padding.PaddingError as exc:
+            if exc.outdated:
+                raise ApiError(
+                    ErrorCode.OUTDATED_CLIENT,
+                    "this app is too old for the server: messages must be padded; update the app",
+                    {"field": path or self.name},
+                ) from None
+            raise self._fail(path, str(exc)) from None
+        if len(message) > self.message_max_len:
+            raise self._fail(path, f"longer than {self.message_max_len} bytes")
+        return message
+
+    def dump(self, value: Any) -> object:
+        return b64encode(padding.pad(value))
 
 
 class Ident(Field):

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Self
 
 from .errors import ApiError, ErrorCode
-from .fields import Bytes, Choice, Field, Flag, Ident, Int, ListOf, Nested, Text
+from .fields import Bytes, Choice, Field, Flag, Ident, Int, ListOf, Nested, Padded, Text
 
 __all__ = [
+    "DEFAULT_CLAIM_SUITE",
     "HANDLE_PATTERN",
     "LINK_IDLE_SECONDS",
     "LINK_ID_BYTES",
     "LINK_MAX_SECONDS",
+    "MAX_CLAIM_SUITES",
     "MAX_FETCH",
     "MAX_GROUP_ID_BYTES",
     "MAX_GROUP_MEMBERS",
@@ -43,6 +45,7 @@ __all__ = [
     "MAX_SEND_BATCH_BYTES",
     "MAX_SEND_BATCH_ITEMS",
     "MIN_IDEMPOTENCY_KEY_BYTES",
+    "SEND_TOKEN_BYTES",
     "SIGNUP_POLICIES",
     "AckRequest",
     "AckResponse",
@@ -87,8 +90,10 @@ __all__ = [
     "SendBatchResponse",
     "SendRequest",
     "SendResponse",
+    "SendTokenRequest",
     "ServerInfo",
     "SetHandleRequest",
+    "SuiteKeyPackageCount",
     "TakeoverRequest",
     "UploadKeyPackagesRequest",
     "UploadKeyPackagesResponse",
@@ -118,8 +123,23 @@ SIGNUP_POLICIES: Final = ("open", "invite", "closed")
 #: Bounds of an idempotency key (random bytes chosen by the client).
 MIN_IDEMPOTENCY_KEY_BYTES: Final = 16
 MAX_IDEMPOTENCY_KEY_BYTES: Final = 64
+#: A send token (docs/metadata.md §3) and its digest are this long.
+SEND_TOKEN_BYTES: Final = 32
 
 _SIGNATURE_KEY = "Ed25519 public key (RFC 8032), 32 bytes"
+
+
+def _send_token_hash() -> Bytes:
+    return Bytes(
+        "send_token_hash",
+        min_len=SEND_TOKEN_BYTES,
+        max_len=SEND_TOKEN_BYTES,
+        optional=True,
+        description=(
+            "the digest (messenger.api.sealed.token_digest) of the new epoch's send token: "
+            "sends to the group then prove membership with the token, unsigned"
+        ),
+    )
 
 
 def _idempotency_key() -> Bytes:
@@ -577,33 +597,110 @@ class UploadKeyPackagesRequest(Model):
     )
 
 
+#: The cipher suite of a claim that names none (RFC 9420 §17.1:
+#: MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519).
+DEFAULT_CLAIM_SUITE: Final = 1
+#: The most cipher suites a claim may list.
+MAX_CLAIM_SUITES: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteKeyPackageCount(_Response):
+    """The signing client's unclaimed KeyPackages in one cipher suite (RFC 9420 §10)."""
+
+    cipher_suite: int
+    available: int
+    last_resort: bool
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("cipher_suite", minimum=1, maximum=0xFFFF),
+        Int("available"),
+        Flag("last_resort"),
+    )
+
+
+def _suite_counts() -> ListOf:
+    return ListOf(
+        "suites",
+        Nested("", SuiteKeyPackageCount),
+        max_items=64,
+        optional=True,
+        description="the counts per cipher suite (available and last_resort above are suite 1's)",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class UploadKeyPackagesResponse(_Response):
     """How many one-time KeyPackages the client now has on the server."""
 
     available: int
     last_resort: bool
+    suites: tuple[SuiteKeyPackageCount, ...] | None = None
 
-    FIELDS: ClassVar[tuple[Field, ...]] = (Int("available"), Flag("last_resort"))
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("available"),
+        Flag("last_resort"),
+        _suite_counts(),
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class KeyPackageCount(_Response):
-    """The signing client's unclaimed KeyPackages, so that it can replenish."""
+    """The signing client's unclaimed KeyPackages, so that it can replenish.
+
+    ``available`` and ``last_resort`` count suite 1 (what a client from
+    before cipher-suite choice uploads); ``suites`` has every suite's.
+    """
 
     available: int
     last_resort: bool
+    suites: tuple[SuiteKeyPackageCount, ...] | None = None
 
-    FIELDS: ClassVar[tuple[Field, ...]] = (Int("available"), Flag("last_resort"))
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("available"),
+        Flag("last_resort"),
+        _suite_counts(),
+    )
+
+    def for_suite(self, suite: int) -> SuiteKeyPackageCount:
+        """The count in ``suite`` (none if the server did not report it)."""
+        for count in self.suites or ():
+            if count.cipher_suite == suite:
+                return count
+        if suite == DEFAULT_CLAIM_SUITE and self.suites is None:  # a server from before suites
+            return SuiteKeyPackageCount(suite, self.available, self.last_resort)
+        return SuiteKeyPackageCount(suite, 0, False)
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimKeyPackagesRequest(Model):
-    """Claim one KeyPackage for each client of an account."""
+    """Claim one KeyPackage for each client of an account, all in one cipher suite.
+
+    ``suites`` lists the acceptable cipher suites, most wanted first
+    (default: suite 1 only); the server answers in the first one that every
+    client of the account can provide (docs/pq-suites.md).
+    """
 
     account_id: str
+    suites: tuple[int, ...] | None = None
 
-    FIELDS: ClassVar[tuple[Field, ...]] = (Ident("account_id"),)
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Ident("account_id"),
+        ListOf(
+            "suites",
+            Int("", minimum=1, maximum=0xFFFF),
+            min_items=1,
+            max_items=MAX_CLAIM_SUITES,
+            unique=True,
+            optional=True,
+            description="acceptable cipher suites (RFC 9420 §17.1), most wanted first",
+        ),
+    )
+
+    @property
+    def wanted(self) -> tuple[int, ...]:
+        """The acceptable suites in order (suite 1 if none were named)."""
+        return self.suites or (DEFAULT_CLAIM_SUITE,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,12 +722,15 @@ class ClaimedKeyPackage(_Response):
 
 @dataclass(frozen=True, slots=True)
 class ClaimKeyPackagesResponse(_Response):
-    """One KeyPackage per client of the account (clients with none are left out)."""
+    """One KeyPackage per client of the account (clients with none are left out),
+    all in ``cipher_suite``."""
 
     key_packages: tuple[ClaimedKeyPackage, ...]
+    cipher_suite: int | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         ListOf("key_packages", Nested("", ClaimedKeyPackage), max_items=1000),
+        Int("cipher_suite", minimum=1, maximum=0xFFFF, optional=True),
     )
 
 
@@ -745,7 +845,7 @@ class QueueMessage(_Response):
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("seq", minimum=1),
-        Bytes("data", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+        Padded("data", max_len=MAX_MLS_MESSAGE_BYTES),
     )
 
 
@@ -803,10 +903,12 @@ class CreateGroupRequest(Model):
 
     group_id: bytes
     group_info: bytes | None = None
+    send_token_hash: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes("group_id", min_len=1, max_len=MAX_GROUP_ID_BYTES),
-        Bytes("group_info", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
+        Padded("group_info", max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
+        _send_token_hash(),
     )
 
 
@@ -838,15 +940,17 @@ class CommitRequest(Model):
     welcome_to: tuple[str, ...] | None = None
     group_info: bytes | None = None
     idempotency_key: bytes | None = None
+    send_token_hash: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("epoch", description="the epoch the commit was made in"),
-        Bytes("commit", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+        Padded("commit", max_len=MAX_MLS_MESSAGE_BYTES),
         _members("members", min_items=1, description="queue IDs of the group after the commit"),
-        Bytes("welcome", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
+        Padded("welcome", max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
         _members("welcome_to", optional=True),
-        Bytes("group_info", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
+        Padded("group_info", max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
         _idempotency_key(),
+        _send_token_hash(),
     )
 
 
@@ -870,10 +974,18 @@ class SendRequest(Model):
 
     message: bytes
     idempotency_key: bytes | None = None
+    token: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
-        Bytes("message", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+        Padded("message", max_len=MAX_MLS_MESSAGE_BYTES),
         _idempotency_key(),
+        Bytes(
+            "token",
+            min_len=SEND_TOKEN_BYTES,
+            max_len=SEND_TOKEN_BYTES,
+            optional=True,
+            description="the epoch's send token (docs/metadata.md §3); the request is not signed",
+        ),
     )
 
 
@@ -943,7 +1055,20 @@ class GroupInfoRequest(Model):
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("epoch"),
-        Bytes("group_info", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+        Padded("group_info", max_len=MAX_MLS_MESSAGE_BYTES),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SendTokenRequest(Model):
+    """Register the send token's hash for the group's current epoch (a group made before them)."""
+
+    epoch: int
+    send_token_hash: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Int("epoch"),
+        Bytes("send_token_hash", min_len=SEND_TOKEN_BYTES, max_len=SEND_TOKEN_BYTES),
     )
 
 
@@ -956,7 +1081,7 @@ class GroupInfoResponse(_Response):
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("epoch"),
-        Bytes("group_info", min_len=1, max_len=MAX_MLS_MESSAGE_BYTES),
+        Padded("group_info", max_len=MAX_MLS_MESSAGE_BYTES),
     )
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "GROUP_INFO",
     "GROUP_MESSAGES",
     "GROUP_MESSAGES_BATCH",
+    "GROUP_SEND_TOKEN",
     "HANDLE",
     "HANDLE_LOOKUP",
     "HEALTH",
@@ -84,6 +85,7 @@ GROUP_COMMITS: Final = "/v1/groups/{group_id}/commits"
 GROUP_MESSAGES: Final = "/v1/groups/{group_id}/messages"
 GROUP_MESSAGES_BATCH: Final = "/v1/groups/{group_id}/messages/batch"
 GROUP_INFO: Final = "/v1/groups/{group_id}/group-info"
+GROUP_SEND_TOKEN: Final = "/v1/groups/{group_id}/send-token"  # noqa: S105 (a path)
 BLOBS: Final = "/v1/blobs"
 BLOB: Final = "/v1/blobs/{blob_id}"
 BLOB_STATUS: Final = "/v1/blobs/{blob_id}/status"
@@ -152,7 +154,15 @@ _BODY: Final = (
 #: A client that is not a member gets ``unknown_group``, as for a group that
 #: does not exist (docs/threat-model.md, "Attacks by other users").
 _GROUP: Final = (ErrorCode.UNKNOWN_GROUP,)
-_MLS: Final = (ErrorCode.INVALID_MESSAGE, ErrorCode.WRONG_MESSAGE_TYPE, ErrorCode.GROUP_MISMATCH)
+_MLS: Final = (
+    ErrorCode.INVALID_MESSAGE,
+    ErrorCode.WRONG_MESSAGE_TYPE,
+    ErrorCode.GROUP_MISMATCH,
+    ErrorCode.OUTDATED_CLIENT,
+)
+#: A sealed send (docs/metadata.md §3) is not signed: a token that is not the
+#: current epoch's gets ``unknown_group``, as for a group that does not exist.
+_SEALED: Final = (ErrorCode.RATE_LIMITED,)
 
 #: Fetch query parameters.
 FETCH_QUERY: Final = (
@@ -377,10 +387,11 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route(
         "POST",
         GROUP_MESSAGES,
-        "Send an application message or proposal to the group",
+        "Send an application message or proposal to the group (sealed: the token, no signature)",
         m.SendResponse,
         m.SendRequest,
-        errors=(*_AUTH, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH, ErrorCode.QUEUE_FULL),
+        signed=False,
+        errors=(*_SEALED, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH, ErrorCode.QUEUE_FULL),
     ),
     Route(
         "POST",
@@ -388,8 +399,9 @@ ROUTES: Final[tuple[Route, ...]] = (
         "Send up to 100 application messages or proposals to the group, all or none",
         m.SendBatchResponse,
         m.SendBatchRequest,
+        signed=False,
         errors=(
-            *_AUTH,
+            *_SEALED,
             *_BODY,
             *_GROUP,
             *_MLS,
@@ -412,6 +424,14 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.Empty,
         m.GroupInfoRequest,
         errors=(*_AUTH, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH),
+    ),
+    Route(
+        "PUT",
+        GROUP_SEND_TOKEN,
+        "Register the send token's digest for the current epoch, once (groups made before tokens)",
+        m.Empty,
+        m.SendTokenRequest,
+        errors=(*_AUTH, *_BODY, *_GROUP, ErrorCode.STALE_EPOCH, ErrorCode.KEY_IN_USE),
     ),
     Route(
         "POST",

@@ -165,6 +165,7 @@ if TYPE_CHECKING:
     from .store.conversations import Conversation, ConversationKind
     from .store.messages import Message, MessageKind, MessageStatus, Note, NoteKind
     from .store.search import SearchHit
+    from .suite_choice import SuiteNotSupportedError
 
 __all__ = [
     "DISAPPEARING_CHOICES",
@@ -255,6 +256,7 @@ __all__ = [
     "NoteKind",
     "NoteView",
     "OperationFailed",
+    "OutdatedClientError",
     "PassphraseRequiredError",
     "Preferences",
     "PreferencesChanged",
@@ -282,6 +284,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreVersionError",
     "Subscription",
+    "SuiteNotSupportedError",
     "TransferProgress",
     "TransferState",
     "TypingChanged",
@@ -372,6 +375,7 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "NoKeyPackageError",
         "NotAllowedError",
         "NotAMemberError",
+        "OutdatedClientError",
         "PassphraseRequiredError",
         "ProfileError",
         "ProfileExistsError",
@@ -454,6 +458,7 @@ _SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "NoteKind",
     ),
     ".store.search": ("SearchHit",),
+    ".suite_choice": ("SuiteNotSupportedError",),
 }
 
 if not TYPE_CHECKING:

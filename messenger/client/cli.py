@@ -16,6 +16,7 @@
     add-member CONV MEMBER ...  |  remove-member CONV MEMBER
     rename CONV NAME  |  leave CONV
     set-timer CONV DURATION              disappearing messages: off, 90s, 5m, 1h, 1d, 1w
+    upgrade-encryption CONV              move it to post-quantum encryption (all members)
     send TARGET [TEXT ... | -]           TARGET: a conversation, or a contact (1:1)
     send-file TARGET PATH [--caption T]  send a file; waits until it is uploaded and sent
     download MESSAGE_ID [--output PATH]  download a received file and save it
@@ -222,6 +223,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("set-timer", help="set the conversation's disappearing-message timer")
     p.add_argument("conversation")
     p.add_argument("duration", help="off, or a number with s, m, h, d or w (90s, 5m, 1h, 1w)")
+    p = sub.add_parser(
+        "upgrade-encryption",
+        help="move a conversation to the post-quantum cipher suite (docs/pq-suites.md)",
+    )
+    p.add_argument("conversation")
     p = sub.add_parser("leave", help="leave a conversation")
     p.add_argument("conversation")
     p = sub.add_parser("send", help="send a message")
@@ -686,6 +692,11 @@ async def _change(client: MessengerClient, args: argparse.Namespace, out: TextIO
                 "a duration is “off” or a number with s, m, h, d or w, like 90s, 5m or 1h"
             ) from None
         await client.set_disappearing_timer(await _conversation(client, args.conversation), seconds)
+    elif command == "upgrade-encryption":
+        cid = await _conversation(client, args.conversation)
+        await client.sync()  # the group's latest epoch first: the ReInit commits to it
+        await client.upgrade_encryption(cid)
+        print(f"Conversation {cid} now uses {await client.cipher_suite(cid)}", file=out)
     elif command == "leave":
         await client.leave(await _conversation(client, args.conversation))
     elif command == "send":

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from . import machinery
+from .acks import DEFAULT_ACK_POLICY, AckPolicy
 from .addresses import check_handle, invite_link, parse_address, same_server, server_host
 from .attachments.files import (
     attachment_file,
@@ -180,6 +181,8 @@ class ClientOptions:
     timeout: float = DEFAULT_TIMEOUT
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, maximum=30.0))
     pending_limits: PendingLimits = DEFAULT_PENDING_LIMITS
+    #: When the queue is acked: in bursts at random times (docs/metadata.md §4).
+    ack_policy: AckPolicy = DEFAULT_ACK_POLICY
     before_send: SendHook | None = None
     after_send: SendHook | None = None
     #: Allow plain ``http://`` to a server that is not this computer (the user's
@@ -189,6 +192,11 @@ class ClientOptions:
     #: certificate (docs/devices.md §1): off, they are refused as unverified
     #: devices (:data:`~messenger.client.identity.ACCEPT_UNCERTIFIED_DEVICES`).
     accept_uncertified_devices: bool = False
+    #: The MLS cipher suites this client keeps KeyPackages in and makes groups
+    #: in, most wanted first (None: :data:`~messenger.client.identity.GROUP_SUITES`,
+    #: the hybrid post-quantum suite, then suite 1; docs/pq-suites.md). ``(1,)``
+    #: behaves like a client from before post-quantum suites.
+    cipher_suites: tuple[int, ...] | None = None
 
 
 class MessengerClient:
@@ -204,6 +212,7 @@ class MessengerClient:
         self._timeout = options.timeout
         self._backoff = options.backoff
         self._pending_limits = options.pending_limits
+        self._ack_policy = options.ack_policy
         self._send_hooks = (options.before_send, options.after_send)
         self._events = EventBus()
         self._identity: Identity | None = None
@@ -217,6 +226,7 @@ class MessengerClient:
         self._group_commit = GroupCommit(store)
         self._closed = False
         self._accept_uncertified = options.accept_uncertified_devices
+        self._suites = options.cipher_suites
         self._pinned: dict[str, bytes] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._transfers: TransferQueue | None = None
@@ -332,6 +342,7 @@ class MessengerClient:
             session,
             key_package_used=self._replenish.set,
             pending_limits=self._pending_limits,
+            ack_policy=self._ack_policy,
         )
         before_send, after_send = self._send_hooks
         sender = OutboxSender(
@@ -347,7 +358,7 @@ class MessengerClient:
         self._listener = PushListener(
             session, pipeline, backoff=self._backoff, on_online=sender.wake
         )
-        self._pool = KeyPackagePool(session)
+        self._pool = KeyPackagePool(session, suites=self._suites)
         from .attachments.transfers import TransferQueue
 
         self._transfers = TransferQueue(session, self.profile.path, backoff=self._backoff)
@@ -570,6 +581,8 @@ class MessengerClient:
             if stuck:
                 _log.error("%d background task(s) did not stop on close", len(stuck))
         self._events.close()
+        if self._pipeline is not None:  # what was read is deleted from the server
+            await self._bounded_close("the last ack", self._pipeline.acks.close())
         if self._session is not None:
             self._session.close()
             await self._bounded_close("the network transport", self._session.transport.aclose())
@@ -1026,30 +1039,40 @@ class MessengerClient:
 
     # -- conversations ------------------------------------------------------------------------
 
-    async def _claim(self, account_ids: Sequence[str]) -> list[bytes]:
-        """Claim and check one KeyPackage per client of each account."""
+    async def _claim(
+        self, account_ids: Sequence[str], suites: Sequence[int] | None = None
+    ) -> list[bytes]:
+        """Claim and check one KeyPackage per client of each account, each account's
+        all in one of ``suites`` (the first all its clients provide; default: suite 1;
+        docs/pq-suites.md)."""
         session = self._require()
         from messenger.mls.errors import InvalidMessageError
 
         from .groups import key_package_member
+        from .identity import CIPHER_SUITE
 
+        suites = (CIPHER_SUITE,) if suites is None else tuple(suites)
         verifier = session.account.verifier
         found: list[bytes] = []
         seen_keys: dict[str, bytes] = {}
         for account_id in account_ids:
-            claimed = await session.transport.claim_key_packages(account_id)
+            claimed = await session.transport.claim_key_packages(account_id, tuple(suites))
             if not claimed:
                 raise NoKeyPackageError("no_key_package", f"no KeyPackage for {account_id}")
+            answered: set[int] = set()
             for entry in claimed:
                 try:
                     key_package, member = key_package_member(entry.key_package)
                 except InvalidMessageError as exc:
                     raise UntrustedKeyError(f"unusable KeyPackage: {exc}") from None
                 leaf = key_package.leaf_node
+                answered.add(int(key_package.cipher_suite))
                 if (
                     member.account_id != account_id
                     or member.client_id != entry.client_id
                     or member.queue_id != entry.queue_id
+                    or key_package.cipher_suite not in suites
+                    or len(answered) > 1
                 ):
                     raise UntrustedKeyError(f"a KeyPackage of {account_id} does not verify")
                 await self._check_pinned(account_id, member.account_key)
@@ -1094,11 +1117,16 @@ class MessengerClient:
         )
 
     async def _new_group(
-        self, info: ConversationInfo, key_packages: list[bytes], peer: str | None
+        self,
+        info: ConversationInfo,
+        key_packages: list[bytes],
+        peer: str | None,
+        suite: int | None = None,
     ) -> Conversation:
         session = self._require()
         from messenger.api import models as m
 
+        from .sealed_sending import send_token_hash
         from .sync.effects import Actor, system_note
         from .sync.intents import Intent
 
@@ -1106,13 +1134,14 @@ class MessengerClient:
         now = session.now_ms()
         actor = Actor(me.account_id, me.client_id, session.new_uid)
         group, state, group_info = await session.mls(
-            _create_group, me, session.random, info, session.now_s()
+            _create_group, me, session.random, info, session.now_s(), suite
         )
         group_id = group.group_id
         async with session.group_lock(group_id):
             # The GroupInfo of epoch 0, so another device of this account can join by
             # external commit even before the first commit (docs/devices.md §5).
-            create = m.CreateGroupRequest(group_id, group_info).dumps()
+            token_hash = await session.mls(send_token_hash, group)
+            create = m.CreateGroupRequest(group_id, group_info, token_hash).dumps()
             add = Intent("add", key_packages=tuple(key_packages)).dumps()
             profile = session.profile_content()
 
@@ -1186,11 +1215,11 @@ class MessengerClient:
         if existing is not None:
             return existing
         await self._refuse_blocked([account_id])
-        key_packages = await self._claim([account_id]) + await self._own_devices_key_packages()
+        suite, key_packages = await self._claim_for_new_group([account_id])
         from .groups import ConversationInfo
 
         return await self._new_group(
-            ConversationInfo(ConversationKind.DIRECT), key_packages, account_id
+            ConversationInfo(ConversationKind.DIRECT), key_packages, account_id, suite
         )
 
     async def create_group(self, name: str, members: Sequence[str] = ()) -> Conversation:
@@ -1199,30 +1228,40 @@ class MessengerClient:
         name = _check_name(name)
         others = sorted(set(members) - {session.account.account_id})
         await self._refuse_blocked(others)
-        key_packages = await self._claim(others) if others else []
-        key_packages += await self._own_devices_key_packages()
+        suite, key_packages = await self._claim_for_new_group(others)
         from .groups import ConversationInfo
 
         return await self._new_group(
-            ConversationInfo(ConversationKind.GROUP, name), key_packages, None
+            ConversationInfo(ConversationKind.GROUP, name), key_packages, None, suite
         )
 
-    async def _own_devices_key_packages(self) -> list[bytes]:
-        """KeyPackages of this account's other devices: every device is a member
-        of every group of the account (docs/devices.md §4)."""
+    async def _claim_for_new_group(self, account_ids: Sequence[str]) -> tuple[int, list[bytes]]:
+        """The suite of a new group and the KeyPackages that add ``account_ids`` and this
+        account's other devices (every device is a member of every group of the
+        account, docs/devices.md §4): the hybrid post-quantum suite if all of them
+        provide it, else suite 1 (:mod:`.suite_choice`, docs/pq-suites.md)."""
         session = self._require()
         me = session.account
         from .devices.sync import other_devices
-        from .groups import key_package_member
+        from .groups import key_package_member, key_package_suite
+        from .suite_choice import claim_in_one_suite
 
-        others = set(await self._store.run(lambda s: other_devices(s, me.client_id)))
-        if not others:
-            return []
-        try:
-            claimed = await self._claim([me.account_id])
-        except NoKeyPackageError:
-            return []  # none left: the device is added when it is back (linking re-adds)
-        return [kp for kp in claimed if key_package_member(kp)[1].client_id in others]
+        devices = set(await self._store.run(lambda s: other_devices(s, me.client_id)))
+
+        async def claim(account_id: str, suites: Sequence[int]) -> tuple[int, list[bytes]]:
+            if account_id != me.account_id:
+                found = await self._claim([account_id], suites)
+                return key_package_suite(found[0]), found
+            try:
+                claimed = await self._claim([me.account_id], suites)
+            except NoKeyPackageError:
+                return suites[0], []  # none left: the device is added when it is back
+            mine = [kp for kp in claimed if key_package_member(kp)[1].client_id in devices]
+            return (key_package_suite(mine[0]) if mine else suites[0]), mine
+
+        accounts = ([me.account_id] if devices else []) + list(account_ids)
+        suite, found = await claim_in_one_suite(claim, accounts, suites=self._suites)
+        return suite, [kp for account in accounts for kp in found[account]]
 
     async def _conversation(self, conversation_id: int, *, active: bool = True) -> Conversation:
         found = await self._store.run(lambda s: s.conversations.get(conversation_id))
@@ -1282,12 +1321,46 @@ class MessengerClient:
         """Add accounts to a group (takes effect once the server accepts the commit)."""
         conversation = await self._group_conversation(conversation_id)
         await self._refuse_blocked(account_ids)
-        key_packages = await self._claim(sorted(set(account_ids)))
+        key_packages = await self._claim_in_group_suite(conversation, sorted(set(account_ids)))
         from .sync.intents import Intent
 
         await self._enqueue(
             conversation, OutboxKind.COMMIT, Intent("add", key_packages=tuple(key_packages))
         )
+
+    async def _group_suite(self, group_id: bytes) -> int:
+        """The cipher suite of one of this device's groups (RFC 9420 §8.1)."""
+        session = self._require()
+        async with session.group_lock(group_id):
+            group = await session.groups.get(group_id)
+        if group is None:
+            raise ConversationLeftError("no group state: the conversation was left")
+        return group.suite.suite_id
+
+    async def _claim_in_group_suite(
+        self, conversation: Conversation, account_ids: Sequence[str]
+    ) -> list[bytes]:
+        """KeyPackages that add ``account_ids`` to the conversation's group: in its
+        suite only (RFC 9420 §12.1.1); SuiteNotSupportedError, naming the account,
+        if one of them has none in it (an app without that suite)."""
+        session = self._require()
+        suite = await self._group_suite(conversation.group_id)
+        from .identity import CIPHER_SUITE
+        from .suite_choice import SuiteNotSupportedError
+        from .sync.effects import display_name
+
+        found: list[bytes] = []
+        for account_id in account_ids:
+            try:
+                found += await self._claim([account_id], (suite,))
+            except NoKeyPackageError:
+                if suite == CIPHER_SUITE:
+                    raise
+                who = await self._store.run(display_name, account_id, session.account.account_id)
+                raise SuiteNotSupportedError(
+                    f"{account_id} has no KeyPackage in suite 0x{suite:04X}", who=who
+                ) from None
+        return found
 
     async def remove_member(self, conversation_id: int, account_id: str) -> None:
         """Remove an account from a group (to leave, use :meth:`leave`)."""
@@ -1345,6 +1418,23 @@ class MessengerClient:
         conversation = await self._conversation(conversation_id, active=False)
         group = await session.groups.get(conversation.group_id)
         return None if group is None else group.suite.name
+
+    async def upgrade_encryption(self, conversation_id: int) -> None:
+        """Move the conversation to the hybrid post-quantum cipher suite (docs/pq-suites.md).
+
+        A ReInit (RFC 9420 §11.2, §12.1.5) ends its MLS group and a new group
+        in the new suite continues it with every member: same conversation,
+        history kept (:mod:`.suite_upgrade`). SuiteNotSupportedError, naming
+        the member, if one's app cannot join it (nothing changes then);
+        NotAllowedError if the conversation uses that suite already.
+        """
+        session = self._require()
+        conversation = await self._conversation(conversation_id)
+        from .suite_upgrade import upgrade_group
+
+        events = await upgrade_group(session, conversation, self._claim)
+        await self._publish(*events)
+        self._wake()
 
     # -- disappearing messages (docs/attachments.md §7) ------------------------------------
 
@@ -2460,15 +2550,16 @@ class MessengerClient:
 
 
 def _create_group(
-    account: Account, random: RandomSource, info: ConversationInfo, now: int
+    account: Account, random: RandomSource, info: ConversationInfo, now: int, suite: int | None
 ) -> tuple[Group, bytes, bytes]:
-    """A new group with only this client in it, its state and its GroupInfo (MLS thread)."""
+    """A new group in ``suite`` (default: suite 1) with only this client in it, its
+    state and its GroupInfo (MLS thread)."""
     from messenger.mls.group import Group
 
     from .groups import GROUP_CONFIG, group_extensions, new_key_package
-    from .identity import same_client
+    from .identity import CIPHER_SUITE, same_client
 
-    bundle = new_key_package(account, random, now=now)
+    bundle = new_key_package(account, random, now=now, suite=suite or CIPHER_SUITE)
     group = Group.create(
         bundle,
         random,

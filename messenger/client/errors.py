@@ -119,6 +119,7 @@ __all__ = [
     "NoKeyPackageError",
     "NotAMemberError",
     "NotAllowedError",
+    "OutdatedClientError",
     "PassphraseRequiredError",
     "ProfileError",
     "ProfileExistsError",
@@ -444,6 +445,12 @@ class NotAMemberError(ServerRejectedError):
 
 class UnknownGroupError(ServerRejectedError):
     default_user_message = "The server does not know this conversation."
+
+
+class OutdatedClientError(ServerRejectedError):
+    """The server follows a newer version of the protocol (for example padded messages)."""
+
+    default_user_message = "This app is too old for the server. Update the app to keep chatting."
 
 
 class GroupExistsError(ServerRejectedError):

@@ -26,6 +26,13 @@ what the messenger needs in MLS itself:
   epoch (docs/server.md, "Commits"); it reads it from the leaves of the
   ratchet tree, so any member can commit, including one that joined later.
 
+A group's cipher suite is one of :data:`~.identity.GROUP_SUITES` (suite 1
+or the hybrid post-quantum 0xF001, docs/pq-suites.md); both sign with
+Ed25519, so one signature key and credential serve both. KeyPackages are
+made per suite (:func:`new_key_package`), each listing every suite this
+client supports (RFC 9420 §7.2); a join takes the group's suite from the
+KeyPackage bundle (a Welcome) or the GroupInfo (an external join).
+
 Every KeyPackage this client makes lists both types in its capabilities
 (RFC 9420 §7.2; a GroupContextExtensions proposal is valid only if every
 member supports the extensions, §12.1.7), and each group requires them
@@ -52,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +67,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, ParamSpec, TypeVar
 
+from messenger.mls.ciphersuite import CipherSuite, get_cipher_suite
 from messenger.mls.codec import Reader, Writer
 from messenger.mls.credentials import Credential
 from messenger.mls.errors import DecodeError, InvalidMessageError, ValidationError
@@ -73,12 +82,21 @@ from messenger.mls.key_package_bundle import (
     default_capabilities,
     generate_key_package,
 )
+from messenger.mls.leaf_node import Capabilities
 from messenger.mls.messages import MLSMessage
+from messenger.mls.psk import PSKType, ResumptionPSKUsage
 from messenger.mls.welcome import Welcome
 
 from .disappearing import valid_timer
 from .heap import HEAVY_S, settle
-from .identity import Account, MemberIdentity, member_identity, same_client
+from .identity import (
+    CIPHER_SUITE,
+    GROUP_SUITES,
+    Account,
+    MemberIdentity,
+    member_identity,
+    same_client,
+)
 from .store.async_store import AsyncStore
 from .store.conversations import ConversationKind
 from .thread_switching import fair_switching
@@ -91,12 +109,16 @@ __all__ = [
     "GroupCache",
     "GroupMember",
     "MLSWorker",
+    "SuccessorWelcome",
     "WelcomeHeader",
     "group_extensions",
+    "group_info_suite",
     "group_member",
     "group_members",
     "join_external",
     "key_package_member",
+    "key_package_suite",
+    "leaf_capabilities",
     "member_at",
     "new_key_package",
     "open_welcome",
@@ -248,18 +270,39 @@ class WelcomeHeader:
     """The leaf index of the GroupInfo's signer: the committer that added us."""
 
 
-def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader:
+@dataclass(frozen=True, slots=True)
+class SuccessorWelcome:
+    """A Welcome to the group that continues a reinitialised one (RFC 9420 §11.2).
+
+    Its GroupInfo is encrypted under a key that needs the old group's
+    resumption PSK (§8, §8.6), so only the old group's ID is read here:
+    :func:`~.suite_upgrade.join_successor` takes it from there.
+    """
+
+    resumes: bytes
+
+
+def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader | SuccessorWelcome:
     """The group a Welcome to ``bundle`` is for (RFC 9420 §12.4.3.1); MLSError if it does not open.
 
     Only the GroupSecrets and the GroupInfo are decrypted; nothing is
     verified, so the caller may use the result only to *refuse* the Welcome
     (its group ID is taken) or after :meth:`Group.join_from_welcome` has
-    verified the same Welcome. This client's groups use no PSKs.
+    verified the same Welcome. This client's groups use no PSKs but one: the
+    ``reinit`` resumption PSK of a group moved to another cipher suite
+    (RFC 9420 §8.6, §11.2; :mod:`.suite_upgrade`): a :class:`SuccessorWelcome`.
     """
     suite = bundle.suite
     secrets = open_group_secrets(suite, welcome, bundle.key_package, bundle.init_private_key)
     if secrets.psks:
-        raise ValidationError("a Welcome that needs a PSK")
+        psk = secrets.psks[0]
+        if (
+            len(secrets.psks) != 1
+            or psk.psktype != PSKType.RESUMPTION
+            or psk.usage != ResumptionPSKUsage.REINIT
+        ):
+            raise ValidationError("a Welcome that needs a PSK other than a ReInit's")
+        return SuccessorWelcome(bytes(psk.psk_group_id))
     info = open_group_info(suite, welcome, secrets.joiner_secret, None)
     context = info.group_context
     return WelcomeHeader(context.group_id, context.epoch, info.signer)
@@ -274,18 +317,47 @@ def key_package_member(data: bytes) -> tuple[KeyPackage, GroupMember]:
     return key_package, member
 
 
+def key_package_suite(data: bytes) -> int:
+    """The cipher suite of an MLSMessage-encoded KeyPackage; DecodeError if it is not one."""
+    return int(MLSMessage.from_bytes(data).key_package.cipher_suite)
+
+
+def group_info_suite(group_info: bytes) -> int:
+    """The cipher suite of an MLSMessage-encoded GroupInfo; DecodeError if it is not one."""
+    return int(MLSMessage.from_bytes(group_info).group_info.group_context.cipher_suite)
+
+
+def leaf_capabilities(suite: CipherSuite) -> Capabilities:
+    """This client's leaf capabilities in a group of ``suite`` (RFC 9420 §7.2): the
+    messenger's extensions and every suite it makes groups in, ``suite`` first."""
+    base = default_capabilities(suite, _OURS)
+    suites = (suite.suite_id, *(s for s in GROUP_SUITES if s != suite.suite_id))
+    return dataclasses.replace(base, cipher_suites=suites)
+
+
 def new_key_package(
-    account: Account, random: Callable[[int], bytes], *, now: int, last_resort: bool = False
+    account: Account,
+    random: Callable[[int], bytes],
+    *,
+    now: int,
+    last_resort: bool = False,
+    suite: int = CIPHER_SUITE,
 ) -> KeyPackageBundle:
-    """A KeyPackage of this client with its private keys (RFC 9420 §10)."""
-    suite = account.suite
+    """A KeyPackage of this client in ``suite`` with its private keys (RFC 9420 §10).
+
+    ``suite`` must sign with the account's scheme (any of
+    :data:`~.identity.GROUP_SUITES`); ValueError otherwise.
+    """
+    cipher_suite = get_cipher_suite(suite)
+    if suite not in GROUP_SUITES:
+        raise ValueError(f"this client makes no groups in cipher suite 0x{suite:04X}")
     return generate_key_package(
-        suite,
+        cipher_suite,
         account.mls_credential,
         account.signature_private_key,
         random,
         now=now,
-        capabilities=default_capabilities(suite, _OURS),
+        capabilities=leaf_capabilities(cipher_suite),
         leaf_extensions=[_queue_extension(account.queue_id)],
         last_resort=last_resort,
     )
@@ -305,12 +377,15 @@ def join_external(
     removed by the same Commit; ``identity``: the validator of the tree's
     credentials (default: the account's). MLSError if the GroupInfo or its tree
     is refused."""
+    suite = group_info_suite(group_info)  # RFC 9420 §12.4.3.2: the GroupInfo's suite
+    if suite not in GROUP_SUITES:
+        raise ValidationError(f"a group in cipher suite 0x{suite:04X}, which this client lacks")
     group, result = Group.join_external(
         group_info,
         credential=account.mls_credential,
         signature_private_key=account.signature_private_key,
         random=random,
-        capabilities=default_capabilities(account.suite, _OURS),
+        capabilities=leaf_capabilities(get_cipher_suite(suite)),
         leaf_extensions=[_queue_extension(account.queue_id)],
         resync=resync,
         now=now,

@@ -59,6 +59,8 @@ __all__ = [
     "ACCEPT_UNCERTIFIED_DEVICES",
     "CIPHER_SUITE",
     "CREDENTIAL_VERSION",
+    "GROUP_SUITES",
+    "HYBRID_SUITE",
     "Account",
     "AccountKey",
     "CredentialVerifier",
@@ -82,6 +84,15 @@ _log = logging.getLogger(__name__)
 #: MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (RFC 9420 §17.1): its
 #: signature scheme is Ed25519, the scheme of the server's credentials.
 CIPHER_SUITE: Final = 1
+
+#: MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519 (docs/pq-suites.md): the
+#: hybrid post-quantum KEM with the same Ed25519 signatures, so the account's
+#: signature key and credential serve it too.
+HYBRID_SUITE: Final = 0xF001
+
+#: The suites this client keeps KeyPackages in and makes groups in, most
+#: wanted first (docs/pq-suites.md, "Suite choice and migration").
+GROUP_SUITES: Final = (HYBRID_SUITE, CIPHER_SUITE)
 
 
 #: The default policy for a device whose credential carries no valid device
@@ -357,6 +368,8 @@ class Account:
 
     @property
     def suite(self) -> CipherSuite:
+        """The suite of the account's signature key (:data:`CIPHER_SUITE`); groups
+        may use any of :data:`GROUP_SUITES`, which all sign with that scheme."""
         return get_cipher_suite(self.identity.cipher_suite)
 
     @property

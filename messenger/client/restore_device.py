@@ -79,6 +79,7 @@ from .identity import (
     issued_credential_verifies,
 )
 from .net.signing import Signer
+from .sealed_sending import send_token_hash
 from .session import Session
 from .store.async_store import AsyncStore
 from .store.identity import Identity
@@ -418,6 +419,7 @@ async def _rejoin_one(session: Session, group_id: bytes, *, resync: bool) -> Non
                     members=queues,
                     group_info=group.group_info(),
                     idempotency_key=session.random(16),
+                    send_token_hash=send_token_hash(group),
                 ),
             )
         except ServerRejectedError as exc:

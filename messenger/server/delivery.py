@@ -18,15 +18,23 @@ What the server keeps, and what it does not (RFC 9750 §8, docs/threat-model.md)
   too, the set of recipients does not reveal it either. A client recognises
   its own messages when they come back (it knows what it sent).
 * Messages are opaque; the server reads only their framing header
-  (:mod:`.mls_frames`).
+  (:mod:`.mls_frames`). Every stored message is its padded envelope
+  (:mod:`messenger.api.padding`, docs/metadata.md §4): the database shows
+  bucket sizes only.
+* Sends are **sealed** (docs/metadata.md §3): not signed, they prove
+  membership with the epoch's send token, whose digest the creator and
+  each committer register (``mls_groups.send_token_hash``), so the server
+  learns that a member sent a message, not which client.
 * A send or commit may carry an idempotency key. The answer is kept under a
-  digest of (client, key) for the retention window, in the same transaction
-  as the delivery: a retry after a lost answer (a crash, a dropped
-  connection) gets that answer again and is not delivered a second time.
+  digest of (client, key) -- (group, key) for a sealed send -- for the
+  retention window, in the same transaction as the delivery: a retry after
+  a lost answer (a crash, a dropped connection) gets that answer again and
+  is not delivered a second time.
 
 Who may change the member set (docs/threat-model.md):
 
-* Only a current member may commit, send, or read or replace the GroupInfo.
+* Only a current member may commit, send (with the epoch's send token), or
+  read or replace the GroupInfo.
   Anyone else is told ``unknown_group``, exactly as for a group that does
   not exist, before anything about the group (epoch, idempotency answers)
   is looked at, so the answers do not reveal which groups exist.
@@ -54,9 +62,10 @@ would add to it is refused whole with ``queue_full`` (507, ``Retry-After``),
 except that a commit always reaches the members it removes. Entries older
 than ``retention_seconds`` are dropped by :meth:`Delivery.sweep`; the
 client sees the gap in the sequence numbers and can rejoin through the
-stored GroupInfo (external join). Each sender also has a budget of
-messages and bytes per minute towards each recipient queue
-(:class:`SenderBudgets`, in memory only); past it, ``rate_limited``.
+stored GroupInfo (external join). Each group (for sealed sends) and each
+committing client has a budget of messages and bytes per minute towards
+each recipient queue (:class:`SenderBudgets`, in memory only); past it,
+``rate_limited``.
 
 All messages of a group are ordered the same way in every member's queue:
 each transaction that adds to a group takes its row lock first, then locks
@@ -76,6 +85,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import math
 import threading
@@ -85,6 +95,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from messenger.api.errors import ApiError, ErrorCode
+from messenger.api.fields import b64encode
 from messenger.api.models import (
     CommitRequest,
     CommitResponse,
@@ -95,7 +106,10 @@ from messenger.api.models import (
     QueueMessage,
     SendRequest,
     SendResponse,
+    SendTokenRequest,
 )
+from messenger.api.padding import pad, unpad
+from messenger.api.sealed import token_digest
 
 from .authentication import Principal
 from .devices import removed_queue_hash
@@ -204,6 +218,21 @@ def _idempotency_hash(client_id: str, key: bytes) -> bytes:
     )
 
 
+def _stored(message: bytes) -> bytes:
+    """What the database holds of an MLS message: its padded envelope (docs/metadata.md §4)."""
+    return pad(message)
+
+
+def _loaded(data: bytes) -> bytes:
+    """The message of a stored envelope (a row stored before padding holds it bare)."""
+    return unpad(data) if data[:2] == b"\xff\x01" else data
+
+
+def _group_sender(group_id: bytes) -> str:
+    """The budget and idempotency identity of a sealed send: its group, not its sender."""
+    return "group:" + b64encode(group_id)
+
+
 def _mask(answer: bytes, answer_key: bytes) -> bytes:
     """``answer`` XOR ``answer_key`` (one key per row: a one-time pad)."""
     return bytes(a ^ k for a, k in zip(answer, answer_key, strict=False))
@@ -239,7 +268,8 @@ _MAX_COALESCED = 256
 class _SendUnit:
     """One send request (one message or a batch) waiting for its group's transaction."""
 
-    principal: Principal
+    #: :func:`token_digest` of the request's send token (docs/metadata.md §3).
+    token_digest: bytes
     items: Sequence[SendRequest]
     headers: list[GroupMessageHeader]
     #: :func:`_idempotency_hash` of each item's key, if it has one.
@@ -283,12 +313,16 @@ Reservation = dict[tuple[str, str], tuple[float, float]]
 
 
 class SenderBudgets:
-    """Token buckets per (sender client, recipient queue): messages and bytes a minute.
+    """Token buckets per (sender, recipient queue): messages and bytes a minute.
+
+    The sender is a committing client, or a group for sealed sends (which
+    name no client, docs/metadata.md §3).
 
     Each bucket holds up to a minute's worth and refills continuously. A
     send takes one message and its size from the bucket of every recipient
-    queue but the sender's own, all or nothing: if one bucket is short, the
-    whole send is ``rate_limited`` with a ``retry_after`` hint. A message
+    queue (for a commit, but the committer's own), all or nothing: if one
+    bucket is short, the whole send is ``rate_limited`` with a
+    ``retry_after`` hint. A message
     larger than the byte budget needs a full bucket. The buckets live in
     this process's memory only (no sender is ever written down), are
     forgotten once full, and are thread-safe (SQLite runs operations on its
@@ -341,7 +375,7 @@ class SenderBudgets:
             if wait > 0:
                 raise ApiError(
                     ErrorCode.RATE_LIMITED,
-                    "too many messages from this client to a recipient; retry later",
+                    "too many messages to a recipient; retry later",
                     {"retry_after": max(1, math.ceil(wait))},
                 )
             taken: Reservation = {}
@@ -414,6 +448,17 @@ class DeliveryService:
         if row is None:
             raise _unknown_group()
         return int(row[0])
+
+    async def _sealed_group(self, tx: Tx, group_id: bytes) -> tuple[int, bytes | None]:
+        """The group's epoch and send-token digest, its row locked until commit."""
+        sql = (
+            "SELECT epoch, send_token_hash FROM mls_groups WHERE group_id = ?"  # noqa: S608
+            + tx.for_update
+        )
+        row = await tx.fetchone(sql, group_id)
+        if row is None:
+            raise _unknown_group()
+        return int(row[0]), None if row[1] is None else bytes(row[1])
 
     @staticmethod
     async def _members(tx: Tx, group_id: bytes) -> list[str]:
@@ -528,10 +573,11 @@ class DeliveryService:
         # Only retention reads it: the hour, not the time of the send.
         created_at = _round_down(now_ms, _CREATED_AT_BUCKET_MS, self._retention_ms)
         notifications = notification_payloads(self._hub.origin, ordered)
+        stored = [_stored(m) for m in messages]
         if tx.dialect == "postgresql":
             await tx.execute(
                 _PG_APPEND,
-                list(messages),
+                stored,
                 count,
                 ordered,
                 count,
@@ -551,7 +597,7 @@ class DeliveryService:
                     *chunk,
                 )
             payload_ids = []
-            for data in messages:
+            for data in stored:
                 row = await tx.fetchone(
                     "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data
                 )
@@ -644,11 +690,13 @@ class DeliveryService:
 
         async def op(tx: Tx) -> None:
             created = await tx.execute(
-                "INSERT INTO mls_groups (group_id, epoch, group_info, group_info_epoch) "
-                "VALUES (?, 0, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO mls_groups "
+                "(group_id, epoch, group_info, group_info_epoch, send_token_hash) "
+                "VALUES (?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
                 req.group_id,
-                req.group_info,
+                None if req.group_info is None else _stored(req.group_info),
                 0 if req.group_info is not None else None,
+                req.send_token_hash,
             )
             if created == 0:
                 raise ApiError(ErrorCode.GROUP_EXISTS, "a group with this ID exists")
@@ -774,11 +822,12 @@ class DeliveryService:
                         {"queue": unknown},
                     )
             changed = await tx.execute(
-                "UPDATE mls_groups SET epoch = ?, group_info = ?, group_info_epoch = ? "
-                "WHERE group_id = ? AND epoch = ?",
+                "UPDATE mls_groups SET epoch = ?, group_info = ?, group_info_epoch = ?, "
+                "send_token_hash = ? WHERE group_id = ? AND epoch = ?",
                 new_epoch,
-                req.group_info,
+                None if req.group_info is None else _stored(req.group_info),
                 new_epoch if req.group_info is not None else None,
+                req.send_token_hash,
                 group_id,
                 req.epoch,
             )
@@ -917,7 +966,7 @@ class DeliveryService:
                 ErrorCode.NO_GROUP_INFO,
                 "an external commit needs the GroupInfo of the current epoch on the server",
             )
-        leaf = verify_external_commit(req.commit, bytes(row[0]))
+        leaf = verify_external_commit(req.commit, _loaded(bytes(row[0])))
         registered = await registered_identity(tx, principal.client_id)
         if not leaf_is_issued_to(self._credential_key, principal, registered, leaf):
             raise ApiError(
@@ -937,27 +986,29 @@ class DeliveryService:
             raise ApiError(ErrorCode.GROUP_MISMATCH, "the message is for another group")
         return header
 
-    async def send(self, principal: Principal, group_id: bytes, req: SendRequest) -> SendResponse:
+    async def send(self, group_id: bytes, req: SendRequest) -> SendResponse:
         """Fan an application message or proposal out to every member's queue.
 
-        Only a member may send (others get ``unknown_group``); the send is
-        refused whole if a recipient's queue is full or the sender's budget
+        The send is sealed (docs/metadata.md §3): it carries the epoch's
+        send token, not a signature, so the server learns that *a* member
+        sent it, not which. A token that is not the current epoch's gets
+        ``unknown_group``, as for a group that does not exist; the send is
+        refused whole if a recipient's queue is full or the group's budget
         towards a recipient is spent.
         """
-        (response,) = await self.send_batch(principal, group_id, (req,))
+        (response,) = await self.send_batch(group_id, (req,))
         return response
 
-    async def send_batch(
-        self, principal: Principal, group_id: bytes, items: Sequence[SendRequest]
-    ) -> list[SendResponse]:
+    async def send_batch(self, group_id: bytes, items: Sequence[SendRequest]) -> list[SendResponse]:
         """:meth:`send` for each of ``items``, in order, in one transaction: all or none.
 
         Every rule of a single send holds for each item: the framing checks
         (``wrong_message_type``, ``group_mismatch``, ``invalid_message``), the
-        members-only rule (a non-member gets ``unknown_group`` before anything
-        else about the group is looked at), the epoch (``stale_epoch``),
+        members-only rule (a request without the current epoch's send token
+        gets ``unknown_group`` before anything else about the group is looked
+        at; every item carries the same token), the epoch (``stale_epoch``),
         each recipient queue's room (``queue_full``: room for every new
-        message) and the sender's budget, counted per message. An item whose
+        message) and the group's budget, counted per message. An item whose
         idempotency key was already answered gets that answer again and is
         not stored (nor counted); the others are stored in order. If any
         check fails, nothing is stored and no budget is spent.
@@ -968,16 +1019,27 @@ class DeliveryService:
         not once per send, while each request keeps its own checks and its
         own answer (one request refused does not refuse the others).
         """
+        tokens = {item.token for item in items}
+        if None in tokens:
+            raise ApiError(
+                ErrorCode.OUTDATED_CLIENT,
+                "this app is too old for the server: sends need the epoch's token; update the app",
+            )
+        if len(tokens) != 1:
+            raise ApiError.invalid_field("messages", "every item carries the same send token")
+        (token,) = tokens
+        assert token is not None
         headers = [self._send_header(item.message, group_id) for item in items]
         self._check_batch_budget(items)
+        sender = _group_sender(group_id)
         unit = _SendUnit(
-            principal,
+            token_digest(token),
             items,
             headers,
             [
                 None
                 if item.idempotency_key is None
-                else _idempotency_hash(principal.client_id, item.idempotency_key)
+                else _idempotency_hash(sender, item.idempotency_key)
                 for item in items
             ],
             asyncio.get_running_loop().create_future(),
@@ -1028,7 +1090,7 @@ class DeliveryService:
                 if unit.taken is not None:  # a retried transaction (PostgreSQL conflict)
                     self.budgets.refund(unit.taken)
                     unit.taken = None
-            current = await self._group_epoch(tx, group_id)
+            current, digest = await self._sealed_group(tx, group_id)
             queues = await self._lock_member_queues(tx, group_id)
             stored = await self._stored_answers(
                 tx, [k[:32] for u in units for k in u.key_hashes if k is not None]
@@ -1039,7 +1101,9 @@ class DeliveryService:
             rows: list[tuple[bytes, bytes, int]] = []
             outcomes: list[_Outcome] = []
             for unit in units:
-                outcome = self._admit(unit, current, queues, len(messages), stored, fresh)
+                outcome = self._admit(
+                    unit, group_id, current, digest, queues, len(messages), stored, fresh
+                )
                 outcomes.append(outcome)
                 if isinstance(outcome, ApiError):
                     continue
@@ -1091,7 +1155,9 @@ class DeliveryService:
     def _admit(
         self,
         unit: _SendUnit,
+        group_id: bytes,
         current: int,
+        digest: bytes | None,
         queues: Mapping[str, tuple[int, int]],
         before: int,
         stored: Mapping[bytes, bytes],
@@ -1102,10 +1168,10 @@ class DeliveryService:
         ``before`` messages of earlier sends in this transaction already take
         room in every queue; ``fresh`` holds the idempotency answers given
         earlier in this transaction (a retry racing its original). The order
-        of the checks is that of a lone send: membership, idempotency,
-        epoch, the sender's budget, the queues' room.
+        of the checks is that of a lone send: membership (the send token),
+        idempotency, epoch, the group's budget, the queues' room.
         """
-        if unit.principal.queue_id not in queues:
+        if digest is None or not hmac.compare_digest(unit.token_digest, digest):
             return _unknown_group()
         recipients = len(queues)
         mine: dict[bytes, tuple[int, int]] = {}
@@ -1126,13 +1192,9 @@ class DeliveryService:
         if not new:
             return answers
         try:
+            size = sum(len(m) for m in new)
             unit.taken = self.budgets.take(
-                unit.principal.client_id,
-                {
-                    q: (len(new), sum(len(m) for m in new))
-                    for q in queues
-                    if q != unit.principal.queue_id
-                },
+                _group_sender(group_id), {q: (len(new), size) for q in queues}
             )
         except ApiError as exc:
             return exc
@@ -1206,7 +1268,7 @@ class DeliveryService:
             if row is None:
                 return None
             return (int(row[0]) if row[0] is not None else 0), (
-                bytes(row[1]) if row[1] is not None else None
+                _loaded(bytes(row[1])) if row[1] is not None else None
             )
 
         found = await self._db.read(op)
@@ -1235,9 +1297,47 @@ class DeliveryService:
                 raise _stale(current)
             await tx.execute(
                 "UPDATE mls_groups SET group_info = ?, group_info_epoch = ? WHERE group_id = ?",
-                req.group_info,
+                _stored(req.group_info),
                 req.epoch,
                 group_id,
+            )
+
+        await self._db.transaction(op)
+
+    async def register_send_token(
+        self, principal: Principal, group_id: bytes, req: SendTokenRequest
+    ) -> None:
+        """Set the current epoch's send-token digest of a group that has none (members only).
+
+        For groups made before sealed sending (docs/metadata.md §3): a
+        commit sets the digest for its epoch, so this is needed at most once
+        per epoch. A digest already set is never replaced (``key_in_use``),
+        so one member cannot lock the others out by registering another;
+        the next commit sets a fresh one. Non-members get ``unknown_group``.
+        """
+
+        async def op(tx: Tx) -> None:
+            row = await tx.fetchone(
+                "SELECT epoch, send_token_hash FROM mls_groups WHERE group_id = ?"  # noqa: S608
+                + tx.for_update,
+                group_id,
+            )
+            if row is None or principal.queue_id not in await self._members(tx, group_id):
+                raise _unknown_group()
+            current = int(row[0])
+            if req.epoch != current:
+                raise _stale(current)
+            if row[1] is not None:
+                if hmac.compare_digest(bytes(row[1]), req.send_token_hash):
+                    return
+                raise ApiError(
+                    ErrorCode.KEY_IN_USE, "this epoch's send token is registered already"
+                )
+            await tx.execute(
+                "UPDATE mls_groups SET send_token_hash = ? WHERE group_id = ? AND epoch = ?",
+                req.send_token_hash,
+                group_id,
+                current,
             )
 
         await self._db.transaction(op)
@@ -1256,7 +1356,7 @@ class DeliveryService:
                 after,
                 limit + 1,
             )
-            return [QueueMessage(int(seq), bytes(data)) for seq, data in rows]
+            return [QueueMessage(int(seq), _loaded(bytes(data))) for seq, data in rows]
 
         messages = await self._db.read(op)
         return messages[:limit], len(messages) > limit

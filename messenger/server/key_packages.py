@@ -8,6 +8,19 @@ one-time KeyPackage is left. A claim for the claimer's own account (adding
 its other devices, docs/devices.md) returns the *other* clients' only.
 Clients watch :meth:`KeyPackages.count` and upload more before they run out.
 
+**Cipher suites** (RFC 9420 §10, §17.1; docs/pq-suites.md): the server
+records each KeyPackage's suite and keeps only :data:`KEY_PACKAGE_SUITES`
+(suite 1 and the hybrid post-quantum 0xF001); one-time KeyPackages, their
+limit per client and the last-resort KeyPackage are per suite. A claim
+lists the suites its claimer accepts, most wanted first (suite 1 if none),
+and gets KeyPackages all in one suite: the first that every client of the
+account can provide, one-time or last-resort (failing that, the listed
+suite that the most clients can provide, so that a client without any
+KeyPackage is left out as before); ``no_key_package`` only if no client has
+any in the listed suites. Listed suites the server does not keep are
+passed over (a newer client may know more); a list of none it keeps is
+``invalid_field``.
+
 Uploaded KeyPackages must decode and verify (:func:`.mls_frames.check_key_package`),
 and must be the uploader's own: the leaf's signature key is the key the
 client registered, and its credential is one this server issued to that
@@ -46,19 +59,26 @@ import hmac
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.models import (
+    DEFAULT_CLAIM_SUITE,
     ClaimedKeyPackage,
+    ClaimKeyPackagesRequest,
     ClaimKeyPackagesResponse,
     KeyPackageCount,
+    SuiteKeyPackageCount,
     UploadKeyPackagesRequest,
     UploadKeyPackagesResponse,
 )
 from messenger.api.signing import credential_tbs
+from messenger.mls.ciphersuite import get_cipher_suite
+from messenger.mls.key_package import KeyPackage
+from messenger.mls.messages import MLSMessage
 
 from .authentication import Principal
 from .mls_frames import KeyPackageLeaf, check_key_package, key_package_ref
@@ -66,6 +86,7 @@ from .ratelimit import RateLimiter
 from .storage import Database, Tx
 
 __all__ = [
+    "KEY_PACKAGE_SUITES",
     "ClaimEvidence",
     "KeyPackages",
     "Registered",
@@ -75,6 +96,10 @@ __all__ = [
 
 _HOUR_MS = 3600 * 1000
 _CHUNK = 500
+
+#: The cipher suites whose KeyPackages the server keeps (RFC 9420 §17.1;
+#: docs/pq-suites.md): both sign with Ed25519, the key each client registers.
+KEY_PACKAGE_SUITES: Final = (DEFAULT_CLAIM_SUITE, 0xF001)
 
 
 def _placeholders(n: int) -> str:
@@ -291,14 +316,77 @@ class ClaimEvidence:
         return []
 
 
-async def _count(tx: Tx, client_id: str) -> tuple[int, bool]:
-    row = await tx.fetchone(
-        "SELECT COUNT(*), COALESCE(SUM(last_resort), 0) FROM key_packages WHERE client_id = ?",
+async def _counts(tx: Tx, client_id: str) -> dict[int, SuiteKeyPackageCount]:
+    """The client's one-time KeyPackages and last-resort flag, per kept suite."""
+    rows = await tx.fetchall(
+        "SELECT cipher_suite, COUNT(*), COALESCE(SUM(last_resort), 0) FROM key_packages "
+        "WHERE client_id = ? GROUP BY cipher_suite",
         client_id,
     )
-    assert row is not None
-    total, last_resort = int(row[0]), int(row[1])
-    return total - last_resort, last_resort > 0
+    found = {int(r[0]): (int(r[1]), int(r[2])) for r in rows}
+    counts: dict[int, SuiteKeyPackageCount] = {}
+    for suite in KEY_PACKAGE_SUITES:
+        total, last_resort = found.get(suite, (0, 0))
+        counts[suite] = SuiteKeyPackageCount(suite, total - last_resort, last_resort > 0)
+    return counts
+
+
+def _count_of(
+    counts: dict[int, SuiteKeyPackageCount],
+) -> tuple[int, bool, tuple[SuiteKeyPackageCount, ...]]:
+    """``available`` and ``last_resort`` of suite 1 (for clients from before suites), and all."""
+    first = counts[DEFAULT_CLAIM_SUITE]
+    return first.available, first.last_resort, tuple(counts.values())
+
+
+def _choose_suite(
+    wanted: Sequence[int], clients: Sequence[str], has: set[tuple[str, int]]
+) -> int | None:
+    """The first of ``wanted`` that every one of ``clients`` has a KeyPackage in;
+    else the one most of them have (the first of equals); None if none has any."""
+    best, best_n = None, 0
+    for suite in wanted:
+        n = sum((client, suite) in has for client in clients)
+        if n == len(clients) and n:
+            return suite
+        if n > best_n:
+            best, best_n = suite, n
+    return best
+
+
+def _kept_suite(data: bytes) -> int:
+    """The suite of a verified KeyPackage; ``invalid_message`` unless the server keeps
+    it and the KeyPackage is usable in it.
+
+    RFC 9420 §10.1: its init key and its leaf's encryption key must be keys
+    of the suite's KEM (an X25519 key sent as a hybrid one would make every
+    Welcome to it fail), and its leaf must list the suite among its
+    capabilities (§7.2), or no group in that suite could add it.
+    """
+    body = MLSMessage.from_bytes(data).body
+    assert isinstance(body, KeyPackage)
+    suite_id = int(body.cipher_suite)
+    if suite_id not in KEY_PACKAGE_SUITES:
+        raise ApiError(
+            ErrorCode.INVALID_MESSAGE,
+            f"this server keeps no KeyPackages in cipher suite 0x{suite_id:04X}",
+        )
+    hpke = get_cipher_suite(suite_id).hpke
+    leaf = body.leaf_node
+    try:
+        usable = (
+            suite_id in leaf.capabilities.cipher_suites
+            and hpke.is_valid_public_key(bytes(body.init_key))
+            and hpke.is_valid_public_key(bytes(leaf.encryption_key))
+        )
+    except Exception:  # hostile keys: the uploader's fault
+        usable = False
+    if not usable:
+        raise ApiError(
+            ErrorCode.INVALID_MESSAGE,
+            f"the KeyPackage's keys or capabilities do not match its cipher suite 0x{suite_id:04X}",
+        )
+    return suite_id
 
 
 class KeyPackages:
@@ -338,15 +426,22 @@ class KeyPackages:
     ) -> UploadKeyPackagesResponse:
         """Store new one-time KeyPackages and replace the last-resort one if given."""
         leaves: list[tuple[str, dict[str, int], KeyPackageLeaf]] = []
+        suites: list[int] = []
         for index, data in enumerate(req.key_packages):
             try:
                 leaves.append((f"key_packages[{index}]", {"index": index}, check_key_package(data)))
+                suites.append(_kept_suite(data))
             except ApiError as exc:
                 raise ApiError(
                     exc.code, f"key_packages[{index}]: {exc.message}", {"index": index}
                 ) from None
+        last_resort_suite = 0
         if req.last_resort is not None:
-            leaves.append(("last_resort", {}, check_key_package(req.last_resort)))
+            try:
+                leaves.append(("last_resort", {}, check_key_package(req.last_resort)))
+                last_resort_suite = _kept_suite(req.last_resort)
+            except ApiError as exc:
+                raise ApiError(exc.code, f"last_resort: {exc.message}") from None
         client_id = principal.client_id
 
         async def op(tx: Tx) -> UploadKeyPackagesResponse:
@@ -359,28 +454,40 @@ class KeyPackages:
                         "signature key and credential",
                         details,
                     )
-            available, _ = await _count(tx, client_id)
-            if available + len(req.key_packages) > self._max:
-                raise ApiError(
-                    ErrorCode.LIMIT_EXCEEDED,
-                    f"a client may keep at most {self._max} KeyPackages on the server",
-                    {"available": available},
-                )
+            counts = await _counts(tx, client_id)
+            for suite in KEY_PACKAGE_SUITES:
+                available = counts[suite].available
+                if available + suites.count(suite) > self._max:
+                    raise ApiError(
+                        ErrorCode.LIMIT_EXCEEDED,
+                        f"a client may keep at most {self._max} KeyPackages on the server "
+                        f"in each cipher suite",
+                        {"available": available, "cipher_suite": suite},
+                    )
             await tx.executemany(
-                "INSERT INTO key_packages (client_id, last_resort, data) VALUES (?, 0, ?)",
-                [(client_id, data) for data in req.key_packages],
+                "INSERT INTO key_packages (client_id, cipher_suite, last_resort, data) "
+                "VALUES (?, ?, 0, ?)",
+                [
+                    (client_id, suite, data)
+                    for suite, data in zip(suites, req.key_packages, strict=True)
+                ],
             )
             if req.last_resort is not None:
+                # One last-resort KeyPackage per client and suite.
                 await tx.execute(
-                    "DELETE FROM key_packages WHERE client_id = ? AND last_resort = 1", client_id
+                    "DELETE FROM key_packages "
+                    "WHERE client_id = ? AND cipher_suite = ? AND last_resort = 1",
+                    client_id,
+                    last_resort_suite,
                 )
                 await tx.execute(
-                    "INSERT INTO key_packages (client_id, last_resort, data) VALUES (?, 1, ?)",
+                    "INSERT INTO key_packages (client_id, cipher_suite, last_resort, data) "
+                    "VALUES (?, ?, 1, ?)",
                     client_id,
+                    last_resort_suite,
                     req.last_resort,
                 )
-            available, last_resort = await _count(tx, client_id)
-            return UploadKeyPackagesResponse(available, last_resort)
+            return UploadKeyPackagesResponse(*_count_of(await _counts(tx, client_id)))
 
         return await self._db.transaction(op)
 
@@ -388,13 +495,15 @@ class KeyPackages:
         """The signing client's unclaimed one-time KeyPackages."""
 
         async def op(tx: Tx) -> KeyPackageCount:
-            available, last_resort = await _count(tx, principal.client_id)
-            return KeyPackageCount(available, last_resort)
+            return KeyPackageCount(*_count_of(await _counts(tx, principal.client_id)))
 
         return await self._db.read(op)
 
-    async def claim(self, principal: Principal, account_id: str) -> ClaimKeyPackagesResponse:
-        """One KeyPackage for each client of ``account_id``, claimed by ``principal``.
+    async def claim(
+        self, principal: Principal, req: ClaimKeyPackagesRequest
+    ) -> ClaimKeyPackagesResponse:
+        """One KeyPackage for each client of ``req.account_id``, claimed by ``principal``,
+        all in the first of ``req.suites`` every client can provide (module docstring).
 
         ``rate_limited`` (429) past the claimer's limit. Past the target's
         hourly limit of one-time KeyPackages, or this claimer's share of it,
@@ -408,6 +517,12 @@ class KeyPackages:
         never the claimer's own, and is not held to the one-time limits,
         which protect an account from others draining it.
         """
+        account_id = req.account_id
+        wanted = [suite for suite in req.wanted if suite in KEY_PACKAGE_SUITES]
+        if not wanted:
+            raise ApiError.invalid_field(
+                "suites", "this server keeps KeyPackages in none of these cipher suites"
+            )
         self._claimer_limit.hit(principal.account_id)
         own = account_id == principal.account_id
         pair = f"{principal.account_id}\n{account_id}"
@@ -424,25 +539,40 @@ class KeyPackages:
             )
             if not clients:
                 raise ApiError(ErrorCode.UNKNOWN_ACCOUNT, "no such account")
+            targets = [(c, q) for c, q in clients if c != principal.client_id]
+            # What each client could hand out now: one-time KeyPackages only while
+            # this claim may take them.
+            kept = await tx.fetchall(
+                "SELECT DISTINCT k.client_id, k.cipher_suite FROM key_packages k "
+                "JOIN clients c ON c.client_id = k.client_id "
+                "WHERE c.account_id = ? AND (k.last_resort = 1 OR ? = 1)",
+                account_id,
+                int(one_time),
+            )
+            has = {(str(r[0]), int(r[1])) for r in kept}
+            suite = _choose_suite(wanted, [c for c, _ in targets], has)
+            if suite is None:
+                raise ApiError(ErrorCode.NO_KEY_PACKAGE, "the account has no KeyPackage left")
             claimed: list[ClaimedKeyPackage] = []
-            for client_id, queue_id in clients:
-                if client_id == principal.client_id:
-                    continue
+            for client_id, queue_id in targets:
                 row = None
                 if one_time:
                     row = await tx.fetchone(
                         "SELECT kp_id, data FROM key_packages "  # noqa: S608
-                        "WHERE client_id = ? AND last_resort = 0 "
+                        "WHERE client_id = ? AND cipher_suite = ? AND last_resort = 0 "
                         "ORDER BY kp_id LIMIT 1" + tx.for_update_skip_locked,
                         client_id,
+                        suite,
                     )
                 if row is not None:
                     await tx.execute("DELETE FROM key_packages WHERE kp_id = ?", row[0])
                     claimed.append(ClaimedKeyPackage(client_id, queue_id, bytes(row[1]), False))
                     continue
                 row = await tx.fetchone(
-                    "SELECT data FROM key_packages WHERE client_id = ? AND last_resort = 1",
+                    "SELECT data FROM key_packages "
+                    "WHERE client_id = ? AND cipher_suite = ? AND last_resort = 1",
                     client_id,
+                    suite,
                 )
                 if row is not None:
                     claimed.append(ClaimedKeyPackage(client_id, queue_id, bytes(row[0]), True))
@@ -454,7 +584,7 @@ class KeyPackages:
                 [(c.queue_id, key_package_ref(c.key_package)) for c in claimed],
                 now_ms,
             )
-            return ClaimKeyPackagesResponse(tuple(claimed))
+            return ClaimKeyPackagesResponse(tuple(claimed), suite)
 
         handed_out = False
         try:

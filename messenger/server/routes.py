@@ -329,7 +329,7 @@ async def count_key_packages(call: Call) -> m.Model:
 
 async def claim_key_packages(call: Call) -> m.Model:
     try:
-        return await call.state.key_packages.claim(call.me, call.body.account_id)
+        return await call.state.key_packages.claim(call.me, call.body)
     except ApiError as exc:
         if exc.code is ErrorCode.RATE_LIMITED:
             call.state.metrics.rate_limited.labels(limit="key_package_claims").inc()
@@ -374,14 +374,18 @@ async def commit(call: Call) -> m.Model:
 
 
 async def send(call: Call) -> m.Model:
-    return await call.state.delivery.send(call.me, call.group_id(), call.body)
+    # Sealed (docs/metadata.md §3): no signature, so no account; the send
+    # token proves membership, and the address's budget counts the request.
+    return await call.state.delivery.send(call.group_id(), call.body)
 
 
 async def send_batch(call: Call) -> m.Model:
     group_id = call.group_id()
     items: tuple[m.SendRequest, ...] = call.body.messages
-    # The address's and the account's request budgets count each message, as
-    # if sent one by one (the request itself took one token of each already).
+    # The address's request budget counts each message, as if sent one by
+    # one (the request itself took one token already). A sealed send names
+    # no account, so the group's budget towards each recipient (delivery.py)
+    # is what bounds a member.
     if len(items) > 1:
         state = call.state
         try:
@@ -389,13 +393,13 @@ async def send_batch(call: Call) -> m.Model:
         except ApiError:
             state.metrics.rate_limited.labels(limit="address").inc()
             raise
-        try:
-            state.account_limiter.hit(call.me.account_id, len(items) - 1)
-        except ApiError:
-            state.metrics.rate_limited.labels(limit="account").inc()
-            raise
-    results = await call.state.delivery.send_batch(call.me, group_id, items)
+    results = await call.state.delivery.send_batch(group_id, items)
     return m.SendBatchResponse(tuple(results))
+
+
+async def put_send_token(call: Call) -> m.Model:
+    await call.state.delivery.register_send_token(call.me, call.group_id(), call.body)
+    return m.Empty()
 
 
 async def get_group_info(call: Call) -> m.Model:
@@ -553,6 +557,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", r.GROUP_MESSAGES_BATCH): send_batch,
     ("GET", r.GROUP_INFO): get_group_info,
     ("PUT", r.GROUP_INFO): put_group_info,
+    ("PUT", r.GROUP_SEND_TOKEN): put_send_token,
     ("POST", r.BLOBS): create_blob,
     ("PUT", r.BLOB): upload_blob,
     ("GET", r.BLOB): download_blob,

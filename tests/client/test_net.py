@@ -73,7 +73,7 @@ async def test_requests_are_signed_over_the_canonical_request() -> None:
         return httpx.Response(200, json={"epoch": 3, "recipients": 2})
 
     transport = transport_with(handler)
-    await transport.send(GROUP, b'{"message":"AQ"}')
+    await transport.commit(GROUP, b'{"epoch":2}')
     await transport.aclose()
     request = seen[0]
     headers = request.headers
@@ -81,7 +81,7 @@ async def test_requests_are_signed_over_the_canonical_request() -> None:
     assert headers[HEADER_TIMESTAMP] == "1700000000500"
     message = canonical_request(
         "POST",
-        r.group_path(r.GROUP_MESSAGES, GROUP),
+        r.group_path(r.GROUP_COMMITS, GROUP),
         "client-1",
         1_700_000_000_500,
         headers[HEADER_NONCE],
@@ -89,6 +89,27 @@ async def test_requests_are_signed_over_the_canonical_request() -> None:
     )
     KEY.public_key().verify(b64decode(headers[HEADER_SIGNATURE]), message)
     assert headers["content-type"] == "application/json"
+
+
+async def test_sealed_sends_carry_nothing_that_names_the_client() -> None:
+    """docs/metadata.md §3: the send routes are sealed: no client, signature or device token."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/batch"):
+            return httpx.Response(200, json={"results": [{"epoch": 3, "recipients": 2}]})
+        return httpx.Response(200, json={"epoch": 3, "recipients": 2})
+
+    transport = transport_with(handler)
+    await transport.send(GROUP, b'{"message":"AQ"}')
+    await transport.send_batch(GROUP, [b'{"message":"AQ"}'])
+    await transport.aclose()
+    assert len(seen) == 2
+    for request in seen:
+        for header in (HEADER_CLIENT, HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_NONCE):
+            assert header not in request.headers, header
+        assert not any("device" in name.lower() for name in request.headers)
 
 
 async def test_unsigned_routes_carry_no_signature() -> None:

@@ -18,11 +18,16 @@ import pytest
 
 from messenger.api import models as m
 from messenger.api import routes as r
-from messenger.client.errors import ProtocolError, RateLimitedError, StaleEpochError
+from messenger.client.errors import (
+    ProtocolError,
+    RateLimitedError,
+    StaleEpochError,
+    UnknownGroupError,
+)
 from messenger.client.net import Signer, Transport
 from messenger.server import create_app
 from tests.server import mls_data
-from tests.server.client import ApiClient
+from tests.server.client import ApiClient, send_token
 from tests.server.conftest import make_config, serve
 
 pytestmark = pytest.mark.anyio
@@ -64,7 +69,11 @@ async def test_send_batch_over_loopback(tmp_path: Path) -> None:
     async with _loopback(tmp_path) as (url, alice):
         transport = _transport(url, alice)
         try:
-            requests = [m.SendRequest(mls_data.application(GID, 1, b"%d" % i)) for i in range(60)]
+            token = send_token(GID, 1)
+            requests = [
+                m.SendRequest(mls_data.application(GID, 1, b"%d" % i), token=token)
+                for i in range(60)
+            ]
             # Models and finished bodies (as the outbox stores them) mix.
             items: list[m.SendRequest | bytes] = [
                 req if i % 2 else req.dumps() for i, req in enumerate(requests)
@@ -74,9 +83,15 @@ async def test_send_batch_over_loopback(tmp_path: Path) -> None:
             page = await transport.fetch(0, limit=100)
             sent = [msg.data for msg in page.messages][-60:]
             assert sent == [req.message for req in requests]
+            # A message for another epoch, with the current token: stale.
+            old = m.SendRequest(mls_data.application(GID, 0, b"x"), token=token)
             with pytest.raises(StaleEpochError) as info:
-                await transport.send_batch(GID, [m.SendRequest(mls_data.application(GID, 0, b"x"))])
+                await transport.send_batch(GID, [old])
             assert info.value.current_epoch == 1
+            # The old epoch's token is no longer a member's: as for a missing group.
+            older = m.SendRequest(mls_data.application(GID, 0, b"x"), token=send_token(GID, 0))
+            with pytest.raises(UnknownGroupError):
+                await transport.send_batch(GID, [older])
             with pytest.raises(ValueError):
                 await transport.send_batch(GID, [])
             with pytest.raises(ValueError):
@@ -89,7 +104,10 @@ async def test_a_flood_by_batches_is_rate_limited(tmp_path: Path) -> None:
     async with _loopback(tmp_path, sender_messages_per_queue_per_minute=30) as (url, alice):
         transport = _transport(url, alice)
         try:
-            batch = [m.SendRequest(mls_data.application(GID, 1, b"%d" % i)) for i in range(20)]
+            batch = [
+                m.SendRequest(mls_data.application(GID, 1, b"%d" % i), token=send_token(GID, 1))
+                for i in range(20)
+            ]
             await transport.send_batch(GID, batch)
             with pytest.raises(RateLimitedError) as info:
                 await transport.send_batch(GID, batch)

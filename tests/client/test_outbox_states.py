@@ -32,7 +32,13 @@ ITEM = OutboxItem(
     last_error=None,
     created_at=0,
 )
-ENDS = {SendState.ACCEPTED, SendState.BACKOFF, SendState.FAILED, SendState.DROPPED}
+ENDS = {
+    SendState.ACCEPTED,
+    SendState.BACKOFF,
+    SendState.FAILED,
+    SendState.DROPPED,
+    SendState.MOVED,
+}
 
 
 def test_every_state_has_a_row_and_the_ends_lead_nowhere() -> None:
@@ -72,6 +78,7 @@ def test_the_happy_path_and_a_stale_epoch() -> None:
         (SendState.QUEUED, (SendState.BUILT, SendState.IN_FLIGHT), SendState.BUILT),
         (SendState.QUEUED, (SendState.DROPPED,), SendState.QUEUED),  # an end is an end
         (SendState.QUEUED, (SendState.FAILED,), SendState.ACCEPTED),
+        (SendState.QUEUED, (SendState.MOVED,), SendState.BUILT),  # another lane's now
     ],
 )
 def test_a_move_the_table_does_not_list_raises(

@@ -368,3 +368,34 @@ def test_outbox(store: Store) -> None:
     assert item is not None and item.message_id is None
     assert store.outbox.count() == 1
     assert store.outbox.remove(first.id) and store.outbox.next_attempt_at() is None
+
+
+def test_outbox_lane_moves_to_the_group_a_conversation_continues_in(store: Store) -> None:
+    """A ReInit (RFC 9420 §11.2): the old group's items go to the new lane, unbuilt."""
+    create = store.outbox.enqueue(OutboxKind.CREATE_GROUP, b"register", group_id=b"old", now=1)
+    message = store.outbox.enqueue(
+        OutboxKind.MESSAGE, b"", group_id=b"old", content=b"hello", intent='{"op":"send"}', now=1
+    )
+    commit = store.outbox.enqueue(
+        OutboxKind.COMMIT, b"", group_id=b"old", intent='{"op":"rename"}', now=1
+    )
+    store.outbox.set_built(
+        commit.id, payload=b"req", epoch=4, message_hash=b"h", pending_state=b"s"
+    )
+    store.outbox.record_failure(commit.id, error="moving", next_attempt_at=900)
+    other = store.outbox.enqueue(OutboxKind.MESSAGE, b"", group_id=b"other", now=1)
+
+    assert store.outbox.move_lane(b"old", b"new", now=50) == 2
+    assert store.outbox.for_group(b"old") == [] and store.outbox.get(create.id) is None
+    moved = store.outbox.for_group(b"new")
+    assert [i.id for i in moved] == [message.id, commit.id]  # in their order
+    built = moved[1]
+    assert (built.payload, built.epoch, built.message_hash, built.pending_state) == (
+        b"",
+        None,
+        None,
+        None,
+    )
+    assert (built.intent, built.next_attempt_at, built.attempts) == ('{"op":"rename"}', 50, 1)
+    assert moved[0].content == b"hello" and moved[0].next_attempt_at == 1
+    assert [i.id for i in store.outbox.for_group(b"other")] == [other.id]

@@ -63,14 +63,17 @@ class ServerProcess:
         return float(match.group(1)) if match else 0.0
 
 
-def start_server(data_dir: Path, port: int | None = None) -> ServerProcess:
+def start_server(
+    data_dir: Path, port: int | None = None, *, database_url: str = ""
+) -> ServerProcess:
+    """A ``messenger-server`` process on 127.0.0.1: SQLite in ``data_dir``, or ``database_url``."""
     port = port or free_port()
     env = dict(
         os.environ,
         MESSENGER_HOST="127.0.0.1",
         MESSENGER_PORT=str(port),
         MESSENGER_DATA_DIR=str(data_dir),
-        MESSENGER_DATABASE_URL="",
+        MESSENGER_DATABASE_URL=database_url,
         MESSENGER_POW_DIFFICULTY="8",
         MESSENGER_LOG_LEVEL="WARNING",
         MESSENGER_IP_REQUESTS_PER_MINUTE="1000000",
@@ -153,13 +156,15 @@ class Clients:
             await client.start()
         return client
 
-    async def open(self, name: str, *, start: bool = True) -> MessengerClient:
+    async def open(
+        self, name: str, *, start: bool = True, options: ClientOptions = CLIENT_OPTIONS
+    ) -> MessengerClient:
         client = await MessengerClient.open(
             name,
             PASSPHRASE,
             data_dir=self.data_dir(name),
             keychain=keychain(),
-            options=CLIENT_OPTIONS,
+            options=options,
         )
         self.open_clients.append(client)
         if start:

@@ -93,8 +93,11 @@ async def add_device(clients: Clients, first: MessengerClient, name: str) -> Mes
     await eventually(key_packages_uploaded, "the new device's KeyPackages")
     groups = await _groups(first)
     key_packages = []
-    for _ in groups:
-        claimed = await session.transport.claim_key_packages(identity.account_id)
+    for group_id in groups:
+        async with session.group_lock(group_id):  # in the group's cipher suite
+            group = await session.groups.get(group_id)
+        suite = 1 if group is None else group.suite.suite_id
+        claimed = await session.transport.claim_key_packages(identity.account_id, (suite,))
         (entry,) = [c for c in claimed if c.client_id == response.client_id]
         key_packages.append(entry.key_package)
     now = int(time.time() * 1000)

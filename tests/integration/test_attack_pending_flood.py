@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import os
 import time
 
 import pytest
 
 from messenger.api import models as m
+from messenger.api.sealed import token_digest
 from messenger.client import MessengerClient, RateLimitedError
 from messenger.client.groups import (
     GROUP_CONFIG,
@@ -108,9 +110,16 @@ async def add_queue_to_group_of_her_own(eve: MessengerClient, bob_id: str) -> by
             members=tuple(sorted({account.queue_id, claimed.queue_id})),
             welcome=welcome,
             welcome_to=(claimed.queue_id,),
+            # Her group, her epoch: she knows its send token (docs/metadata.md §3).
+            send_token_hash=token_digest(junk_token(carrier.group_id)),
         ),
     )
     return carrier.group_id
+
+
+def junk_token(group_id: bytes) -> bytes:
+    """The send token Eve registers for epoch 1 of a group of her own."""
+    return hashlib.sha256(b"eve\n" + group_id).digest()
 
 
 async def test_a_strangers_junk_stays_within_the_pending_limits(clients: Clients) -> None:
@@ -143,7 +152,8 @@ async def test_a_strangers_junk_stays_within_the_pending_limits(clients: Clients
         count, size = (12, 1_000) if index == 0 else (6, 30_000)
         for _ in range(count):
             data = junk(group_id, 1, size)
-            await paced(lambda d=data, g=group_id: transport.send(g, m.SendRequest(d)))
+            request = m.SendRequest(data, token=junk_token(group_id))
+            await paced(lambda q=request, g=group_id: transport.send(g, q))
             sent += 1
 
     # Bob's queue is in order: once Alice's next message is in, the flood is consumed.

@@ -8,6 +8,7 @@ or replayed, for the authentication tests.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -25,6 +26,7 @@ from messenger.api import routes as r
 from messenger.api.errors import ApiError
 from messenger.api.fields import b64encode
 from messenger.api.pow import solve_pow
+from messenger.api.sealed import token_digest
 from messenger.api.signing import (
     HEADER_CLIENT,
     HEADER_DEVICE_TOKEN,
@@ -39,6 +41,20 @@ from messenger.api.signing import (
 from . import mls_data
 
 M = TypeVar("M", bound=m.Model)
+
+#: The member queues of each (group, epoch) the test clients made, as the
+#: server was told: only clients whose queue is among them know the epoch's
+#: send token (docs/metadata.md §3), as only MLS members can derive it.
+_EPOCH_MEMBERS: dict[tuple[bytes, int], frozenset[str]] = {}
+
+
+def send_token(group_id: bytes, epoch: int) -> bytes:
+    """The test send token of an epoch (real clients use the MLS exporter)."""
+    return hashlib.sha256(b"test send token\n" + group_id + epoch.to_bytes(8, "big")).digest()
+
+
+def send_token_hash(group_id: bytes, epoch: int) -> bytes:
+    return token_digest(send_token(group_id, epoch))
 
 
 def public_bytes(key: Ed25519PrivateKey) -> bytes:
@@ -192,13 +208,14 @@ class ApiClient:
         )
         return ApiClient(self.http, identity, self.clock)
 
-    def key_package(self, *, corrupt: bool = False) -> bytes:
+    def key_package(self, *, corrupt: bool = False, suite_id: int = mls_data.SUITE_ID) -> bytes:
         """A KeyPackage of this client: its signature key and its server credential."""
         assert self.me.credential is not None
         return mls_data.key_package(
             mls_data.credential_identity(self.me.credential),
             corrupt=corrupt,
             signature_key=self.me.key,
+            suite_id=suite_id,
         )
 
     async def upload_key_packages(
@@ -214,11 +231,13 @@ class ApiClient:
     async def key_package_count(self) -> m.KeyPackageCount:
         return await self.call("GET", r.KEY_PACKAGE_COUNT, None, m.KeyPackageCount)
 
-    async def claim(self, account_id: str) -> m.ClaimKeyPackagesResponse:
+    async def claim(
+        self, account_id: str, suites: tuple[int, ...] | None = None
+    ) -> m.ClaimKeyPackagesResponse:
         return await self.call(
             "POST",
             r.CLAIM_KEY_PACKAGES,
-            m.ClaimKeyPackagesRequest(account_id),
+            m.ClaimKeyPackagesRequest(account_id, suites),
             m.ClaimKeyPackagesResponse,
         )
 
@@ -237,9 +256,27 @@ class ApiClient:
         return mls_data.welcome(refs)
 
     async def create_group(self, group_id: bytes) -> m.CreateGroupResponse:
-        return await self.call(
-            "POST", r.GROUPS, m.CreateGroupRequest(group_id), m.CreateGroupResponse
+        answer = await self.call(
+            "POST",
+            r.GROUPS,
+            m.CreateGroupRequest(group_id, send_token_hash=send_token_hash(group_id, 0)),
+            m.CreateGroupResponse,
         )
+        _EPOCH_MEMBERS[(group_id, 0)] = frozenset({self.me.queue_id})
+        return answer
+
+    def token_for(self, group_id: bytes, message: bytes) -> bytes:
+        """The send token this client knows for ``message``'s epoch: the real one if
+        its queue was a member then, else one it made up (a stranger's guess)."""
+        from messenger.server.mls_frames import parse_group_message
+
+        try:
+            epoch = parse_group_message(message).epoch
+        except ApiError:
+            epoch = 0
+        if self.me.queue_id in _EPOCH_MEMBERS.get((group_id, epoch), frozenset()):
+            return send_token(group_id, epoch)
+        return hashlib.sha256(b"a guess\n" + self.me.queue_id.encode() + group_id).digest()
 
     async def commit(
         self,
@@ -261,29 +298,64 @@ class ApiClient:
             tuple(welcome_to) if welcome_to is not None else None,
             group_info,
             idempotency_key,
+            send_token_hash(group_id, epoch + 1),
         )
-        return await self.call(
+        answer = await self.call(
             "POST", r.group_path(r.GROUP_COMMITS, group_id), request, m.CommitResponse
         )
+        _EPOCH_MEMBERS[(group_id, answer.epoch)] = frozenset(members)
+        return answer
+
+    def sealed(self, group_id: bytes, message: bytes, key: bytes | None = None) -> m.SendRequest:
+        """A send request with the token this client knows for the message's epoch."""
+        return m.SendRequest(message, key, self.token_for(group_id, message))
 
     async def send(
-        self, group_id: bytes, message: bytes, *, idempotency_key: bytes | None = None
+        self,
+        group_id: bytes,
+        message: bytes,
+        *,
+        idempotency_key: bytes | None = None,
+        token: bytes | None = None,
     ) -> m.SendResponse:
+        request = self.sealed(group_id, message, idempotency_key)
+        if token is not None:
+            request = m.SendRequest(message, idempotency_key, token)
         return await self.call(
-            "POST",
-            r.group_path(r.GROUP_MESSAGES, group_id),
-            m.SendRequest(message, idempotency_key),
-            m.SendResponse,
+            "POST", r.group_path(r.GROUP_MESSAGES, group_id), request, m.SendResponse, signed=False
         )
 
     async def send_batch(
-        self, group_id: bytes, items: list[bytes | m.SendRequest]
+        self,
+        group_id: bytes,
+        items: list[bytes | m.SendRequest],
+        *,
+        token: bytes | None = None,
     ) -> m.SendBatchResponse:
+        """Send ``items``; each without a token gets ``token``, else the one this
+        client knows for its message's epoch."""
+
+        def sealed(message: bytes, key: bytes | None) -> m.SendRequest:
+            if token is not None:
+                return m.SendRequest(message, key, token)
+            return self.sealed(group_id, message, key)
+
         request = m.SendBatchRequest(
-            tuple(i if isinstance(i, m.SendRequest) else m.SendRequest(i) for i in items)
+            tuple(
+                i
+                if isinstance(i, m.SendRequest) and i.token is not None
+                else sealed(i.message, i.idempotency_key)
+                if isinstance(i, m.SendRequest)
+                else sealed(i, None)
+                for i in items
+            )
         )
         return await self.call(
-            "POST", r.group_path(r.GROUP_MESSAGES_BATCH, group_id), request, m.SendBatchResponse
+            "POST",
+            r.group_path(r.GROUP_MESSAGES_BATCH, group_id),
+            request,
+            m.SendBatchResponse,
+            signed=False,
         )
 
     async def fetch(self, after: int = 0, limit: int | None = None, wait: int | None = None):

@@ -131,12 +131,14 @@ def key_package(
     *,
     corrupt: bool = False,
     signature_key: Ed25519PrivateKey | None = None,
+    suite_id: int = SUITE_ID,
 ) -> bytes:
     """A real, signed KeyPackage (or one with a broken signature).
 
-    With ``signature_key`` the leaf carries that key (else a fresh one).
+    With ``signature_key`` the leaf carries that key (else a fresh one);
+    ``suite_id``: its cipher suite (one signing with Ed25519).
     """
-    suite = get_cipher_suite(SUITE_ID)
+    suite = get_cipher_suite(suite_id)
     if signature_key is None:
         sig_priv, sig_pub = suite.generate_signature_key_pair(os.urandom)
     else:
@@ -148,11 +150,11 @@ def key_package(
         encryption_key=enc_pub,
         signature_key=sig_pub,
         credential=Credential.basic(identity),
-        capabilities=Capabilities(versions=(1,), cipher_suites=(SUITE_ID,), credentials=(1,)),
+        capabilities=Capabilities(versions=(1,), cipher_suites=(suite_id,), credentials=(1,)),
         leaf_node_source=LeafNodeSource.KEY_PACKAGE,
         lifetime=Lifetime(0, 2**63),
     ).sign(suite, sig_priv)
-    kp = KeyPackageTBS(cipher_suite=SUITE_ID, init_key=init_pub, leaf_node=leaf).sign(
+    kp = KeyPackageTBS(cipher_suite=suite_id, init_key=init_pub, leaf_node=leaf).sign(
         suite, sig_priv
     )
     data = MLSMessage(kp).to_bytes()

@@ -12,6 +12,7 @@ from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.api.errors import HTTP_STATUS, ApiError, ErrorCode
 from messenger.api.fields import b64decode, b64encode
+from messenger.api.padding import pad
 from messenger.api.pow import leading_zero_bits, pow_digest, pow_ok, solve_pow
 from messenger.api.signing import canonical_request, credential_tbs, possession_message
 
@@ -112,11 +113,12 @@ def test_request_model_names_the_bad_field(changes: dict[str, object], field: st
 
 
 def test_nested_and_list_fields_name_their_path() -> None:
+    commit = b64encode(pad(b"\x00\x01commit"))  # a well-formed envelope
     with pytest.raises(ApiError) as info:
-        m.CommitRequest.from_json({"epoch": 1, "commit": "AA", "members": ["A" * 22, "short"]})
+        m.CommitRequest.from_json({"epoch": 1, "commit": commit, "members": ["A" * 22, "short"]})
     assert info.value.details["field"] == "members[1]"
     with pytest.raises(ApiError) as info:
-        m.CommitRequest.from_json({"epoch": 1, "commit": "AA", "members": ["A" * 22] * 2})
+        m.CommitRequest.from_json({"epoch": 1, "commit": commit, "members": ["A" * 22] * 2})
     assert info.value.details["field"] == "members"
 
 

@@ -24,7 +24,7 @@ from messenger.api import models as m
 from messenger.api import routes as r
 
 from . import mls_data
-from .client import ApiClient
+from .client import ApiClient, send_token_hash
 from .conftest import TestServer
 from .dbtools import snapshot
 
@@ -49,24 +49,45 @@ async def _group_of(owner: ApiClient, member: ApiClient, group_id: bytes) -> Non
 
 
 def _requests(stranger: ApiClient, group_id: bytes) -> dict[str, tuple[str, str, m.Model | None]]:
-    """Every request a stranger might make about ``group_id`` (all signed)."""
+    """Every request a stranger might make about ``group_id``.
+
+    Sends are sealed (unsigned): they carry the token the stranger knows for
+    the message's epoch, a guess unless it was a member then. The rest is signed.
+    """
     messages = r.group_path(r.GROUP_MESSAGES, group_id)
     commits = r.group_path(r.GROUP_COMMITS, group_id)
     info = r.group_path(r.GROUP_INFO, group_id)
+    batch = r.group_path(r.GROUP_MESSAGES_BATCH, group_id)
+    token = r.group_path(r.GROUP_SEND_TOKEN, group_id)
     me = (stranger.me.queue_id,)
     return {
-        "send": ("POST", messages, m.SendRequest(mls_data.application(group_id, 1, b"hi"))),
+        "send": (
+            "POST",
+            messages,
+            stranger.sealed(group_id, mls_data.application(group_id, 1, b"hi")),
+        ),
         "send, another epoch": (
             "POST",
             messages,
-            m.SendRequest(mls_data.application(group_id, 7, b"hi")),
+            stranger.sealed(group_id, mls_data.application(group_id, 7, b"hi")),
         ),
         "send, a key used elsewhere": (
             "POST",
             messages,
-            m.SendRequest(mls_data.application(group_id, 1, b"hi"), USED_KEY),
+            stranger.sealed(group_id, mls_data.application(group_id, 1, b"hi"), USED_KEY),
         ),
-        "proposal": ("POST", messages, m.SendRequest(mls_data.public_proposal(group_id, 1))),
+        "proposal": (
+            "POST",
+            messages,
+            stranger.sealed(group_id, mls_data.public_proposal(group_id, 1)),
+        ),
+        "batch": (
+            "POST",
+            batch,
+            m.SendBatchRequest(
+                (stranger.sealed(group_id, mls_data.application(group_id, 1, b"hi"), USED_KEY),)
+            ),
+        ),
         "commit": ("POST", commits, m.CommitRequest(1, mls_data.commit(group_id, 1), me)),
         "commit, another epoch": (
             "POST",
@@ -104,12 +125,19 @@ def _requests(stranger: ApiClient, group_id: bytes) -> dict[str, tuple[str, str,
             info,
             m.GroupInfoRequest(4, mls_data.group_info(group_id, 4)),
         ),
+        "put send token": ("PUT", token, m.SendTokenRequest(1, send_token_hash(group_id, 1))),
+        "put send token, another epoch": (
+            "PUT",
+            token,
+            m.SendTokenRequest(3, send_token_hash(group_id, 3)),
+        ),
     }
 
 
 async def _answer(client: ApiClient, request: tuple[str, str, m.Model | None]) -> httpx.Response:
     method, path, body = request
-    return await client.raw(method, path, body)
+    sealed = isinstance(body, m.SendRequest | m.SendBatchRequest)
+    return await client.raw(method, path, body, signed=not sealed)
 
 
 async def test_every_group_route_answers_a_stranger_alike_for_real_and_missing_groups(
@@ -118,7 +146,7 @@ async def test_every_group_route_answers_a_stranger_alike_for_real_and_missing_g
     alice, bob, mallory, accomplice = [await server.registered() for _ in range(4)]
     await _group_of(alice, bob, GID)
     # Mallory has a group of her own, where she used an idempotency key
-    # (answers are kept per client and key, whatever the group).
+    # (sealed sends keep answers per group and key; commits per client and key).
     await _group_of(mallory, accomplice, MALLORY_GID)
     await mallory.send(
         MALLORY_GID, mls_data.application(MALLORY_GID, 1, b"mine"), idempotency_key=USED_KEY

@@ -11,8 +11,9 @@ with ``max_queue_length=50``). Now:
   once, expiring after ``claim_evidence_ttl_seconds``);
 * a full queue refuses new entries (``queue_full``, 507), the whole send,
   and nothing unread is evicted;
-* each sender has a budget of messages and bytes a minute per recipient
-  queue (``rate_limited``, 429, in memory).
+* each group has a budget of messages and bytes a minute per recipient
+  queue (``rate_limited``, 429, in memory): sends are sealed, so the budget
+  is the group's, not the sender's (docs/metadata.md §3).
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ async def test_a_full_queue_refuses_new_messages_instead_of_evicting_unread_ones
         response = await mallory.raw(
             "POST",
             r.group_path(r.GROUP_MESSAGES, JUNK),
-            m.SendRequest(mls_data.application(JUNK, 1, b"more junk")),
+            mallory.sealed(JUNK, mls_data.application(JUNK, 1, b"more junk")),
+            signed=False,
         )
         assert (response.status_code, response.headers["retry-after"]) == (507, "60")
         assert response.json()["error"]["code"] == "queue_full"
@@ -261,16 +263,18 @@ async def test_each_sender_has_a_budget_per_recipient_queue(
                 assert exc.code is ErrorCode.RATE_LIMITED and exc.status == 429
                 break
             sent += 1
-        assert sent == 9  # ten a minute, and the Welcome was one
+        # Ten a minute from the group (the Welcome was Mallory's commit, not the group's).
+        assert sent == 10
         before = await snapshot(server)
         response = await mallory.raw(
             "POST",
             r.group_path(r.GROUP_MESSAGES, JUNK),
-            m.SendRequest(mls_data.application(JUNK, 1, b"one more")),
+            mallory.sealed(JUNK, mls_data.application(JUNK, 1, b"one more")),
+            signed=False,
         )
         assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
         assert await snapshot(server) == before
-        # Other senders keep their own budget towards the victim.
+        # Other groups keep their own budget towards the victim.
         await alice.send(HONEST, mls_data.application(HONEST, 1, b"legitimate"))
         # Bytes: after a minute the budget is back, and 3 MiB is all it holds.
         clock.advance(60)
@@ -287,10 +291,14 @@ async def test_each_sender_has_a_budget_per_recipient_queue(
         assert 2 * len(big) < accepted_bytes <= budget_bytes
         stored = sum(len(row[1]) for row in await rows(server, "payloads"))
         assert stored < budget_bytes + 100_000
-        # The sender's own queue is not budgeted: a group of one is not limited.
+        # A sealed send does not say who sent it, so the sender's own queue is
+        # budgeted like any other: a group of one gets ten a minute too.
         await mallory.create_group(b"\x03alone")
-        for i in range(20):
+        for i in range(10):
             await mallory.send(b"\x03alone", mls_data.application(b"\x03alone", 0, b"%d" % i))
+        with pytest.raises(ApiError) as info:
+            await mallory.send(b"\x03alone", mls_data.application(b"\x03alone", 0, b"11th"))
+        assert info.value.code is ErrorCode.RATE_LIMITED
 
 
 async def test_sender_budgets_are_all_or_nothing_and_refunded() -> None:

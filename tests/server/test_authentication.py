@@ -12,7 +12,7 @@ from messenger.api.fields import b64encode
 from messenger.api.signing import HEADER_CLIENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 
 from . import mls_data
-from .client import ApiClient, Identity
+from .client import ApiClient, Identity, send_token_hash
 from .conftest import ServerFactory, TestServer
 from .dbtools import snapshot
 
@@ -36,8 +36,18 @@ async def _group(server: TestServer) -> tuple[ApiClient, ApiClient]:
     return alice, bob
 
 
-def _send_body() -> bytes:
-    return m.SendRequest(mls_data.application(GROUP, 1, b"hello")).dumps()
+#: A signed route that changes state: sends are sealed (unsigned, docs/metadata.md §3),
+#: so the authentication rules are proven on the commits route.
+COMMITS = r.group_path(r.GROUP_COMMITS, GROUP)
+
+
+def _commit_body(alice: ApiClient, bob: ApiClient, tag: bytes = b"commit") -> bytes:
+    return m.CommitRequest(
+        1,
+        mls_data.commit(GROUP, 1, tag),
+        (alice.me.queue_id, bob.me.queue_id),
+        send_token_hash=send_token_hash(GROUP, 2),
+    ).dumps()
 
 
 async def _refused(server: TestServer, response_code: str, send: object) -> None:
@@ -49,41 +59,38 @@ async def _refused(server: TestServer, response_code: str, send: object) -> None
 
 
 async def test_unsigned_request(server: TestServer) -> None:
-    alice, _ = await _group(server)
-    path = r.group_path(r.GROUP_MESSAGES, GROUP)
-    await _refused(server, "auth_missing", alice.raw("POST", path, _send_body(), signed=False))
+    alice, bob = await _group(server)
+    body = _commit_body(alice, bob)
+    await _refused(server, "auth_missing", alice.raw("POST", COMMITS, body, signed=False))
 
 
 async def test_signature_by_another_key(server: TestServer) -> None:
-    alice, _ = await _group(server)
+    alice, bob = await _group(server)
     forger = ApiClient(
         alice.http,
         Identity(Ed25519PrivateKey.generate(), alice.me.account_id, alice.me.client_id, ""),
     )
-    path = r.group_path(r.GROUP_MESSAGES, GROUP)
-    await _refused(server, "auth_invalid", forger.raw("POST", path, _send_body()))
+    await _refused(server, "auth_invalid", forger.raw("POST", COMMITS, _commit_body(alice, bob)))
 
 
 async def test_unknown_client(server: TestServer) -> None:
-    alice, _ = await _group(server)
+    alice, bob = await _group(server)
     stranger = ApiClient(
         alice.http, Identity(Ed25519PrivateKey.generate(), "", b64encode(b"\x01" * 16), "")
     )
-    path = r.group_path(r.GROUP_MESSAGES, GROUP)
-    await _refused(server, "auth_invalid", stranger.raw("POST", path, _send_body()))
+    await _refused(server, "auth_invalid", stranger.raw("POST", COMMITS, _commit_body(alice, bob)))
 
 
 async def test_tampered_body_path_and_query(server: TestServer) -> None:
-    alice, _ = await _group(server)
-    path = r.group_path(r.GROUP_MESSAGES, GROUP)
-    body = _send_body()
-    headers = alice.sign("POST", path, body)
-    other_body = m.SendRequest(mls_data.application(GROUP, 1, b"forged")).dumps()
+    alice, bob = await _group(server)
+    body = _commit_body(alice, bob)
+    headers = alice.sign("POST", COMMITS, body)
+    other_body = _commit_body(alice, bob, b"forged")
     await _refused(
         server,
         "auth_invalid",
         alice.http.post(
-            path, content=other_body, headers={**headers, "content-type": "application/json"}
+            COMMITS, content=other_body, headers={**headers, "content-type": "application/json"}
         ),
     )
     headers = alice.sign("GET", r.QUEUE_MESSAGES + "?after=0", b"")
@@ -123,17 +130,17 @@ async def test_stale_and_future_timestamps(server: TestServer) -> None:
 
 async def test_replayed_request_is_refused_and_not_delivered_twice(server: TestServer) -> None:
     alice, bob = await _group(server)
-    path = r.group_path(r.GROUP_MESSAGES, GROUP)
-    body = _send_body()
-    headers = {**alice.sign("POST", path, body), "content-type": "application/json"}
-    first = await alice.http.post(path, content=body, headers=headers)
+    body = _commit_body(alice, bob)
+    headers = {**alice.sign("POST", COMMITS, body), "content-type": "application/json"}
+    first = await alice.http.post(COMMITS, content=body, headers=headers)
     assert first.status_code == 200
-    await _refused(server, "auth_replayed", alice.http.post(path, content=body, headers=headers))
+    # The replay is refused as a replay (before the commit could be stale).
+    await _refused(server, "auth_replayed", alice.http.post(COMMITS, content=body, headers=headers))
     fetched = await bob.fetch()
-    # Bob joined with the commit (which went to the old members only, while
-    # he got the Welcome): he has exactly one copy of the message.
+    # Bob joined with the first commit (which went to the old members only,
+    # while he got the Welcome): he has exactly one copy of this commit.
     assert len(fetched.messages) == 2
-    assert fetched.messages[1].data == m.SendRequest.loads(body).message
+    assert fetched.messages[1].data == m.CommitRequest.loads(body).commit
 
 
 async def test_replay_is_refused_after_a_restart(

@@ -6,9 +6,10 @@ import pytest
 
 from messenger.api import routes as r
 from messenger.api.errors import HTTP_STATUS, ErrorCode
+from messenger.api.padding import pad
 
 from . import mls_data
-from .client import ApiClient
+from .client import ApiClient, send_token
 from .conftest import ServerFactory, TestServer
 from .dbtools import snapshot
 
@@ -46,6 +47,7 @@ async def test_malformed_json_and_wrong_fields(server: TestServer) -> None:
     alice, _ = await _setup(server)
     path = r.group_path(r.GROUP_COMMITS, GID)
     before = await snapshot(server)
+    commit = mls_data.b64(pad(mls_data.commit(GID, 1))).encode()  # a well-formed envelope
     cases: list[tuple[bytes, ErrorCode, str | None]] = [
         (b"{", ErrorCode.MALFORMED_JSON, None),
         (b"", ErrorCode.MALFORMED_JSON, None),
@@ -55,10 +57,23 @@ async def test_malformed_json_and_wrong_fields(server: TestServer) -> None:
         (b"[]", ErrorCode.INVALID_FIELD, "body"),
         (b'{"epoch": "1", "commit": "AA", "members": []}', ErrorCode.INVALID_FIELD, "epoch"),
         (b'{"epoch": 1, "commit": "A=", "members": []}', ErrorCode.INVALID_FIELD, "commit"),
-        (b'{"epoch": 1, "commit": "AA", "members": []}', ErrorCode.INVALID_FIELD, "members"),
-        (b'{"epoch": 1, "commit": "AA", "members": ["x"]}', ErrorCode.INVALID_FIELD, "members[0]"),
+        (b'{"epoch": 1, "commit": "AA", "members": ["x"]}', ErrorCode.INVALID_FIELD, "commit"),
         (
-            b'{"epoch": 1, "commit": "AA", "members": ["' + b"A" * 22 + b'"], "admin": true}',
+            b'{"epoch": 1, "commit": "' + commit + b'", "members": []}',
+            ErrorCode.INVALID_FIELD,
+            "members",
+        ),
+        (
+            b'{"epoch": 1, "commit": "' + commit + b'", "members": ["x"]}',
+            ErrorCode.INVALID_FIELD,
+            "members[0]",
+        ),
+        (
+            b'{"epoch": 1, "commit": "'
+            + commit
+            + b'", "members": ["'
+            + b"A" * 22
+            + b'"], "admin": true}',
             ErrorCode.INVALID_FIELD,
             "admin",
         ),
@@ -100,7 +115,9 @@ async def test_content_type_routes_and_methods(server: TestServer) -> None:
     _assert_error(await alice.http.get("/v1/nothing-here"), ErrorCode.NOT_FOUND)
     _assert_error(await alice.http.delete(r.REGISTER), ErrorCode.METHOD_NOT_ALLOWED)
     bad_group = r.GROUP_MESSAGES.replace("{group_id}", "not+base64")
-    response = await alice.raw("POST", bad_group, b'{"message": "AA"}')
+    response = await alice.raw(
+        "POST", bad_group, alice.sealed(GID, mls_data.application(GID, 1, b"x")), signed=False
+    )
     _assert_error(response, ErrorCode.INVALID_FIELD, "group_id")
     assert await snapshot(server) == before
 
@@ -118,27 +135,46 @@ async def test_fetch_parameters(server: TestServer) -> None:
         _assert_error(response, ErrorCode.INVALID_FIELD, field)
 
 
+def _sealed(message: bytes, token: bytes) -> dict[str, str]:
+    """A send's body as a client writes it: the padded message and the token."""
+    return {"message": mls_data.b64(pad(message)), "token": mls_data.b64(token)}
+
+
 async def test_unknown_groups_and_wrong_epochs(server: TestServer) -> None:
     alice, bob = await _setup(server)
     before = await snapshot(server)
+    current = send_token(GID, 1)
     response = await alice.raw(
         "POST",
         r.group_path(r.GROUP_MESSAGES, b"unknown"),
-        {"message": mls_data.b64(mls_data.application(b"unknown", 0, b"x"))},
+        _sealed(mls_data.application(b"unknown", 0, b"x"), current),
+        signed=False,
     )
     _assert_error(response, ErrorCode.UNKNOWN_GROUP)
+    # With the current epoch's token, a message of another epoch is stale ...
     for epoch in (0, 2, 2**63):
         response = await bob.raw(
             "POST",
             r.group_path(r.GROUP_MESSAGES, GID),
-            {"message": mls_data.b64(mls_data.application(GID, epoch, b"x"))},
+            _sealed(mls_data.application(GID, epoch, b"x"), current),
+            signed=False,
         )
         _assert_error(response, ErrorCode.STALE_EPOCH)
         assert response.json()["error"]["details"]["current_epoch"] == 1
+    # ... and with another epoch's token the group is not found.
+    for epoch in (0, 2):
+        response = await alice.raw(
+            "POST",
+            r.group_path(r.GROUP_MESSAGES, GID),
+            _sealed(mls_data.application(GID, epoch, b"x"), send_token(GID, epoch)),
+            signed=False,
+        )
+        _assert_error(response, ErrorCode.UNKNOWN_GROUP)
     response = await bob.raw(
         "POST",
         r.group_path(r.GROUP_MESSAGES, GID),
-        {"message": mls_data.b64(b"\x00\x01\x00\x09" + b"\x00" * 20)},
+        _sealed(b"\x00\x01\x00\x09" + b"\x00" * 20, current),
+        signed=False,
     )
     _assert_error(response, ErrorCode.INVALID_MESSAGE)
     assert await snapshot(server) == before

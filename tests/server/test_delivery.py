@@ -11,7 +11,7 @@ import pytest
 from messenger.api.errors import ApiError, ErrorCode
 
 from . import mls_data
-from .client import ApiClient
+from .client import ApiClient, send_token
 from .conftest import FakeClock, ServerFactory, TestServer
 from .dbtools import count, rows, snapshot
 from .hub_watch import until, watch_waits
@@ -19,6 +19,7 @@ from .hub_watch import until, watch_waits
 pytestmark = pytest.mark.anyio
 
 GID = b"\x01group-id\xff"
+OTHER_GID = b"\x02another group"
 
 
 async def _members(server: TestServer, n: int) -> list[ApiClient]:
@@ -118,9 +119,20 @@ async def test_recovering_from_a_stale_epoch(server: TestServer) -> None:
     with pytest.raises(ApiError) as info:
         await bob.commit(GID, epoch, mls_data.commit(GID, epoch), queues)
     assert info.value.details["current_epoch"] == epoch + 1
+    # A send with the old epoch's token: that token is not the group's any
+    # more, so the answer is the one for a missing group (docs/metadata.md §3).
     with pytest.raises(ApiError) as info:
         await bob.send(GID, mls_data.application(GID, epoch, b"old epoch"))
+    assert info.value.code is ErrorCode.UNKNOWN_GROUP
+    # With the current epoch's token, a message of the old epoch is stale.
+    with pytest.raises(ApiError) as info:
+        await bob.send(
+            GID,
+            mls_data.application(GID, epoch, b"old epoch"),
+            token=send_token(GID, epoch + 1),
+        )
     assert info.value.code is ErrorCode.STALE_EPOCH
+    assert info.value.details["current_epoch"] == epoch + 1
     assert await snapshot(server) == before
     # The client applies the winning commit, then retries in the new epoch.
     retry = await bob.commit(GID, epoch + 1, mls_data.commit(GID, epoch + 1), queues)
@@ -387,17 +399,30 @@ async def test_a_retried_send_with_its_idempotency_key_is_delivered_once(
     again = await alice.send(GID, message, idempotency_key=key)
     assert again == first
     assert await _plaintexts(bob) == [b"<welcome>", b"once"]
-    # The key is the client's own: another member's identical key is another send.
-    await bob.send(GID, mls_data.application(GID, epoch, b"bob's"), idempotency_key=key)
-    assert (await _plaintexts(bob))[1:] == [b"once", b"bob's"]
-    # A retry is answered even once the group has moved on (it is not stale).
+    # A sealed send does not name its sender, so the key belongs to the group
+    # (docs/metadata.md §3): the same key from another member is a retry too
+    # (clients draw keys at random, so only a retry repeats one).
+    assert (
+        await bob.send(GID, mls_data.application(GID, epoch, b"bob's"), idempotency_key=key)
+        == first
+    )
+    assert (await _plaintexts(bob))[1:] == [b"once"]
+    # In another group the same key is another send.
+    await _group([bob, alice], OTHER_GID)
+    await bob.send(OTHER_GID, mls_data.application(OTHER_GID, 1, b"elsewhere"), idempotency_key=key)
+    assert (await _plaintexts(alice))[-1:] == [b"elsewhere"]
+    # A retry is answered even once the group has moved on (it is not stale),
+    # when it carries the current epoch's token.
     queues = [alice.me.queue_id, bob.me.queue_id]
     await bob.commit(GID, epoch, mls_data.commit(GID, epoch), queues)
-    assert await alice.send(GID, message, idempotency_key=key) == first
-    # The server keeps a digest, not the key or the client.
+    retry = await alice.send(GID, message, idempotency_key=key, token=send_token(GID, epoch + 1))
+    assert retry == first
+    # The server keeps a digest, not the key, the client or the group.
     stored = await rows(server, "idempotency_keys")
     assert len(stored) == 2
-    assert all(key not in row[0] and alice.me.client_id.encode() not in row[0] for row in stored)
+    for row in stored:
+        assert key not in row[0] and alice.me.client_id.encode() not in row[0]
+        assert GID not in row[0] and OTHER_GID not in row[0]
 
 
 async def test_a_retried_commit_gets_its_first_answer(server: TestServer) -> None:

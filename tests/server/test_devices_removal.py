@@ -25,6 +25,7 @@ from httpx_ws import WebSocketDisconnect
 from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.api.credential import encode_credential
+from messenger.api.errors import ApiError, ErrorCode
 from messenger.mls.ciphersuite import get_cipher_suite
 from messenger.mls.credentials import Credential as MlsCredential
 from messenger.mls.group import Group
@@ -32,7 +33,7 @@ from messenger.mls.key_package_bundle import generate_key_package
 from messenger.server import create_app
 
 from . import mls_data
-from .client import ApiClient
+from .client import ApiClient, send_token
 from .conftest import TestServer, make_config, postgres_schema, serve
 from .dbtools import rows, snapshot
 from .devices_tools import add_device, code, key_package_v2, register_with_key, remove
@@ -74,8 +75,22 @@ async def _removed_everywhere(server: TestServer, gone: ApiClient) -> None:
         gone.raw("DELETE", r.client_path(gone.me.client_id)),
         gone.raw("POST", r.LINKS, m.CreateLinkRequest(os.urandom(16))),
         gone.raw("GET", r.link_path(r.LINK_MESSAGES, os.urandom(16))),
-        gone.raw("POST", r.group_path(r.GROUP_MESSAGES, GID), m.SendRequest(b"x" * 40)),
+        gone.raw(
+            "POST",
+            r.group_path(r.GROUP_COMMITS, GID),
+            m.CommitRequest(1, mls_data.commit(GID, 1), (gone.me.queue_id,)),
+        ),
         gone.raw("GET", r.group_path(r.GROUP_INFO, GID)),
+        gone.raw(
+            "PUT",
+            r.group_path(r.GROUP_INFO, GID),
+            m.GroupInfoRequest(1, mls_data.group_info(GID, 1)),
+        ),
+        gone.raw(
+            "PUT",
+            r.group_path(r.GROUP_SEND_TOKEN, GID),
+            m.SendTokenRequest(1, os.urandom(32)),
+        ),
     ]
     for request in requests:
         response = await request
@@ -131,6 +146,20 @@ async def test_a_device_removes_another_of_its_account(server: TestServer) -> No
     accepted = await bob.commit(GID, 1, mls_data.commit(GID, 1), three)
     assert accepted.recipients == 2
     assert sorted(row[1] for row in await rows(server, "group_members")) == sorted(three[:2])
+    # Sends are sealed, so no signature can be refused there: what keeps the
+    # laptop out is that the last token it could derive is epoch 1's (it never
+    # got Bob's commit), and that token ended with the commit.
+    before = await snapshot(server)
+    last_known = send_token(GID, 1)
+    for epoch in (1, 2):
+        message = mls_data.application(GID, epoch, b"from the removed laptop")
+        with pytest.raises(ApiError) as refused:
+            await laptop.send(GID, message, token=last_known)
+        assert refused.value.code is ErrorCode.UNKNOWN_GROUP
+        with pytest.raises(ApiError) as refused:
+            await laptop.send_batch(GID, [message], token=last_known)
+        assert refused.value.code is ErrorCode.UNKNOWN_GROUP
+    assert await snapshot(server) == before
     await alice.commit(GID, 2, mls_data.commit(GID, 2), [alice.me.queue_id, bob.me.queue_id])
     # A queue that never existed is still refused.
     response = await alice.raw(

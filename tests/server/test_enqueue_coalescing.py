@@ -21,11 +21,10 @@ from messenger.api import models as m
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.mls.content import ContentType, PrivateMessage
 from messenger.mls.messages import MLSMessage
-from messenger.server.authentication import Principal
 from messenger.server.storage import Database, Operation
 
 from . import mls_data
-from .client import ApiClient
+from .client import ApiClient, send_token
 from .conftest import ServerFactory, TestServer
 
 pytestmark = pytest.mark.anyio
@@ -56,10 +55,6 @@ async def _group(server: TestServer, n: int) -> list[ApiClient]:
     return clients
 
 
-def _principal(client: ApiClient) -> Principal:
-    return Principal(client.me.account_id, client.me.client_id, client.me.queue_id)
-
-
 @contextmanager
 def _count_transactions(db: Database) -> Iterator[list[int]]:
     """Count the write transactions ``db`` runs meanwhile."""
@@ -88,12 +83,22 @@ async def _texts(client: ApiClient) -> list[tuple[int, bytes]]:
 
 
 def _send(
-    server: TestServer, client: ApiClient, epoch: int, text: bytes, key: bytes | None = None
+    server: TestServer,
+    client: ApiClient,
+    epoch: int,
+    text: bytes,
+    key: bytes | None = None,
+    *,
+    token: bytes | None = None,
 ) -> Coroutine[Any, Any, m.SendResponse]:
-    """The service's send of ``text`` from ``client`` (not yet started)."""
-    return server.state.delivery.send(
-        _principal(client), GID, m.SendRequest(mls_data.application(GID, epoch, text), key)
-    )
+    """The service's sealed send of ``text`` by ``client`` (not yet started).
+
+    It carries the token ``client`` knows for ``epoch`` unless ``token`` is given.
+    """
+    request = client.sealed(GID, mls_data.application(GID, epoch, text), key)
+    if token is not None:
+        request = m.SendRequest(request.message, key, token)
+    return server.state.delivery.send(GID, request)
 
 
 async def test_concurrent_sends_share_one_transaction_in_order(server: TestServer) -> None:
@@ -120,13 +125,16 @@ async def test_each_send_keeps_its_own_refusal(server: TestServer) -> None:
         results = await asyncio.gather(
             _send(server, alice, 1, b"first"),
             _send(server, stranger, 1, b"not a member"),
-            _send(server, bob, 0, b"stale"),
+            _send(server, bob, 0, b"stale", token=send_token(GID, 1)),
+            _send(server, bob, 0, b"old token"),
             _send(server, bob, 1, b"second"),
             return_exceptions=True,
         )
     assert counted[0] == 1
-    first, strange, stale, second = results
+    first, strange, stale, old_token, second = results
     assert isinstance(strange, ApiError) and strange.code is ErrorCode.UNKNOWN_GROUP
+    # Bob was not a member in epoch 0: he cannot know its token.
+    assert isinstance(old_token, ApiError) and old_token.code is ErrorCode.UNKNOWN_GROUP
     assert isinstance(stale, ApiError) and stale.code is ErrorCode.STALE_EPOCH
     assert stale.details == {"current_epoch": 1}
     assert isinstance(first, m.SendResponse) and isinstance(second, m.SendResponse)
@@ -175,7 +183,9 @@ async def test_a_batch_and_single_sends_share_a_transaction(server: TestServer) 
     with _count_transactions(server.state.db) as counted:
         await asyncio.gather(
             _send(server, bob, 1, b"before"),
-            server.state.delivery.send_batch(_principal(alice), GID, batch),
+            server.state.delivery.send_batch(
+                GID, [alice.sealed(GID, item.message) for item in batch]
+            ),
             _send(server, bob, 1, b"after"),
         )
     assert counted[0] == 1

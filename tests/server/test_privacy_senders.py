@@ -36,11 +36,12 @@ import pytest
 
 from messenger.api import routes as r
 from messenger.api.fields import b64decode, b64encode
+from messenger.api.padding import unpad
 from messenger.api.signing import NONCE_BYTES
 from messenger.server.storage import Tx
 
 from . import mls_data
-from .client import ApiClient
+from .client import ApiClient, send_token
 from .conftest import FakeClock, ServerFactory, TestServer
 
 pytestmark = pytest.mark.anyio
@@ -275,7 +276,8 @@ async def test_no_stored_row_links_a_message_to_its_sender(
     #    thief can read from the server's public settings. It must attribute
     #    no message to its sender. (Before the fix, request_nonces held
     #    client_id and the request time + the window, to the millisecond.)
-    payload_ids = {bytes(r["data"]): r["payload_id"] for r in tables["payloads"]}
+    # Payloads are stored in their padded envelopes (docs/metadata.md §4).
+    payload_ids = {unpad(bytes(r["data"])): r["payload_id"] for r in tables["payloads"]}
     stored_at = {e["payload_id"]: e["created_at"] for e in tables["queue_entries"]}
     timed_names: list[tuple[int, set[str]]] = []
     for table, found in tables.items():
@@ -442,7 +444,9 @@ async def test_an_idempotent_retry_still_gets_its_answer_after_a_restart(
         bob.identity = bob_identity
         await bob.commit(GID, 1, mls_data.commit(GID, 1), members)  # the group moved on
         await server.state.delivery.sweep()
-        assert await alice.send(GID, message, idempotency_key=b"r" * 32) == first
+        # The retry carries the token of the epoch it now knows (the old one is gone).
+        retry = await alice.send(GID, message, idempotency_key=b"r" * 32, token=send_token(GID, 2))
+        assert retry == first
         assert [msg.data for msg in (await bob.fetch()).messages].count(message) == 1
         assert first.recipients == 2
 

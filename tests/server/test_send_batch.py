@@ -16,12 +16,13 @@ import pytest
 from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.api.errors import ApiError, ErrorCode
+from messenger.api.padding import pad
 from messenger.mls.content import ContentType, PrivateMessage
 from messenger.mls.messages import MLSMessage
 from messenger.server.storage import Database
 
 from . import mls_data
-from .client import ApiClient
+from .client import ApiClient, send_token
 from .conftest import FakeClock, ServerFactory, TestServer
 from .dbtools import rows, snapshot
 from .hub_watch import until
@@ -64,7 +65,8 @@ def _batch(gid: bytes, epoch: int, texts: list[bytes]) -> list[bytes | m.SendReq
 
 
 async def _raw_batch(client: ApiClient, gid: bytes, body: dict[str, Any] | m.Model) -> Any:
-    return await client.raw("POST", r.group_path(r.GROUP_MESSAGES_BATCH, gid), body)
+    """A sealed (unsigned) batch request, answered as it comes."""
+    return await client.raw("POST", r.group_path(r.GROUP_MESSAGES_BATCH, gid), body, signed=False)
 
 
 async def test_a_batch_is_stored_in_order_and_answered_per_item(server: TestServer) -> None:
@@ -106,9 +108,9 @@ async def test_a_batch_is_one_transaction(server: TestServer) -> None:
     finally:
         del db.transaction
         del db.statement
-    # The request's nonce (replay protection) is one write (one statement on
-    # PostgreSQL, a transaction on SQLite); the send is the other.
-    assert calls == single == 2
+    # A sealed send is not signed, so it stores no nonce: the send is the
+    # only write, for one message as for a hundred.
+    assert calls == single == 1
     assert len(await _texts(alice)) == 101
 
 
@@ -139,12 +141,19 @@ async def test_idempotency_keys_work_per_item(server: TestServer) -> None:
     again = await alice.send_batch(GID, items)
     assert again == first
     assert await snapshot(server) == before
-    # Even after the group moved on, answered items are answered, not refused as stale.
+    # Even after the group moved on, answered items are answered, not refused as
+    # stale (the retry carries the current epoch's token: the old one is gone).
     await alice.commit(GID, 1, mls_data.commit(GID, 1), [alice.me.queue_id, bob.me.queue_id])
-    assert await alice.send_batch(GID, items[:2]) == m.SendBatchResponse(first.results[:2])
+    with pytest.raises(ApiError) as info:
+        await alice.send_batch(GID, items[:2])
+    assert info.value.code is ErrorCode.UNKNOWN_GROUP
+    now = send_token(GID, 2)
+    assert await alice.send_batch(GID, items[:2], token=now) == m.SendBatchResponse(
+        first.results[:2]
+    )
     # A batch mixing answered items and new ones stores only the new ones.
     mixed = [items[2], m.SendRequest(mls_data.application(GID, 2, b"new"), os.urandom(16))]
-    answer = await alice.send_batch(GID, mixed)
+    answer = await alice.send_batch(GID, mixed, token=now)
     assert [(x.epoch, x.recipients) for x in answer.results] == [(1, 2), (2, 2)]
     assert await _texts(bob) == [b"k0", b"k1", b"k2", b"new"]
     # A key already used by a single send answers in a batch too, and back.
@@ -166,34 +175,38 @@ async def test_strangers_and_removed_members_learn_nothing_and_change_nothing(
     mallory = await server.registered()
     missing = os.urandom(32)
     before = await snapshot(server)
-    for who in (mallory,):
-        on_real = await _raw_batch(
-            who, GID, m.SendBatchRequest((m.SendRequest(mls_data.application(GID, 1, b"x")),))
-        )
-        on_missing = await _raw_batch(
-            who,
-            missing,
-            m.SendBatchRequest((m.SendRequest(mls_data.application(missing, 1, b"x")),)),
-        )
-        assert on_real.status_code == on_missing.status_code == 404
-        assert on_real.content == on_missing.content
-        assert on_real.json()["error"]["code"] == "unknown_group"
-    # Another epoch, or a key used elsewhere: still the same answer.
+    # Mallory cannot know the token: she sends her guess.
+    on_real = await _raw_batch(
+        mallory, GID, m.SendBatchRequest((mallory.sealed(GID, mls_data.application(GID, 1, b"x")),))
+    )
+    on_missing = await _raw_batch(
+        mallory,
+        missing,
+        m.SendBatchRequest((mallory.sealed(missing, mls_data.application(missing, 1, b"x")),)),
+    )
+    assert on_real.status_code == on_missing.status_code == 404
+    assert on_real.content == on_missing.content
+    assert on_real.json()["error"]["code"] == "unknown_group"
+    # Another epoch: still the same answer.
     other = await _raw_batch(
-        mallory, GID, m.SendBatchRequest((m.SendRequest(mls_data.application(GID, 9, b"x")),))
+        mallory, GID, m.SendBatchRequest((mallory.sealed(GID, mls_data.application(GID, 9, b"x")),))
     )
     assert other.status_code == 404 and other.content == on_missing.content
     assert await snapshot(server) == before
-    # Bob is removed; his batches are answered as for a missing group.
+    # Bob is removed; with the last token he knew (epoch 1's), his batches are
+    # answered as for a missing group.
     await alice.commit(GID, 1, mls_data.commit(GID, 1), [alice.me.queue_id])
     after_removal = await snapshot(server)
+    known = send_token(GID, 1)
     removed = await _raw_batch(
-        bob, GID, m.SendBatchRequest((m.SendRequest(mls_data.application(GID, 2, b"x")),))
+        bob,
+        GID,
+        m.SendBatchRequest((m.SendRequest(mls_data.application(GID, 2, b"x"), None, known),)),
     )
     missing_answer = await _raw_batch(
         bob,
         missing,
-        m.SendBatchRequest((m.SendRequest(mls_data.application(missing, 2, b"x")),)),
+        m.SendBatchRequest((m.SendRequest(mls_data.application(missing, 2, b"x"), None, known),)),
     )
     assert (removed.status_code, removed.content) == (
         missing_answer.status_code,
@@ -205,16 +218,20 @@ async def test_strangers_and_removed_members_learn_nothing_and_change_nothing(
 async def test_oversized_and_malformed_batches_are_refused(server: TestServer) -> None:
     alice, _ = await _group(server, 2)
     before = await snapshot(server)
-    message = mls_data.b64(mls_data.application(GID, 1, b"x"))
+    # Items as a current client writes them: the padded message and the token.
+    item = {
+        "message": mls_data.b64(pad(mls_data.application(GID, 1, b"x"))),
+        "token": mls_data.b64(send_token(GID, 1)),
+    }
     cases: dict[str, dict[str, Any]] = {
-        "too many items": {"messages": [{"message": message}] * (m.MAX_SEND_BATCH_ITEMS + 1)},
+        "too many items": {"messages": [item] * (m.MAX_SEND_BATCH_ITEMS + 1)},
         "no items": {"messages": []},
-        "not a list": {"messages": {"message": message}},
-        "unknown field in an item": {"messages": [{"message": message, "sender": "x"}]},
+        "not a list": {"messages": item},
+        "unknown field in an item": {"messages": [{**item, "sender": "x"}]},
         "a shared idempotency key": {
             "messages": [
-                {"message": message, "idempotency_key": mls_data.b64(b"k" * 16)},
-                {"message": message, "idempotency_key": mls_data.b64(b"k" * 16)},
+                {**item, "idempotency_key": mls_data.b64(b"k" * 16)},
+                {**item, "idempotency_key": mls_data.b64(b"k" * 16)},
             ]
         },
     }
@@ -225,7 +242,7 @@ async def test_oversized_and_malformed_batches_are_refused(server: TestServer) -
     third = m.MAX_SEND_BATCH_BYTES // 3 + 1
     big = [mls_data.application(GID, 1, os.urandom(third)) for _ in range(3)]
     response = await _raw_batch(
-        alice, GID, m.SendBatchRequest(tuple(m.SendRequest(b) for b in big))
+        alice, GID, m.SendBatchRequest(tuple(alice.sealed(GID, b) for b in big))
     )
     assert response.status_code == 400
     assert response.json()["error"]["details"] == {"field": "messages"}
@@ -257,8 +274,8 @@ async def test_one_bad_item_refuses_the_whole_batch(server: TestServer, bad: str
         "a Welcome": ErrorCode.WRONG_MESSAGE_TYPE,
     }[bad]
     before = await snapshot(server)
-    with pytest.raises(ApiError) as info:
-        await alice.send_batch(GID, items)
+    with pytest.raises(ApiError) as info:  # every item with the current token
+        await alice.send_batch(GID, items, token=send_token(GID, 2))
     assert info.value.code is expected
     if expected is ErrorCode.STALE_EPOCH:
         assert info.value.details == {"current_epoch": 2}
@@ -273,14 +290,15 @@ async def test_a_flood_is_counted_per_message(server_factory: ServerFactory) -> 
     clock = FakeClock()
     async with server_factory(clock=clock, sender_messages_per_queue_per_minute=10) as server:
         mallory, victim = await _group(server, 2)
-        # Ten a minute towards the victim's queue, and the Welcome was one.
+        # The group may send ten a minute towards the victim's queue (the
+        # Welcome was the committer's, not the group's).
         await mallory.send_batch(GID, _batch(GID, 1, [b"a%d" % i for i in range(5)]))
         before = await snapshot(server)
         with pytest.raises(ApiError) as info:
-            await mallory.send_batch(GID, _batch(GID, 1, [b"b%d" % i for i in range(5)]))
+            await mallory.send_batch(GID, _batch(GID, 1, [b"b%d" % i for i in range(6)]))
         assert info.value.code is ErrorCode.RATE_LIMITED and info.value.status == 429
         assert await snapshot(server) == before  # all or nothing
-        await mallory.send_batch(GID, _batch(GID, 1, [b"c%d" % i for i in range(4)]))
+        await mallory.send_batch(GID, _batch(GID, 1, [b"c%d" % i for i in range(5)]))
         with pytest.raises(ApiError) as info:
             await mallory.send(GID, mls_data.application(GID, 1, b"one more"))
         assert info.value.code is ErrorCode.RATE_LIMITED
@@ -293,7 +311,7 @@ async def test_a_flood_is_counted_per_message(server_factory: ServerFactory) -> 
         assert info.value.details == {"max_items": 10, "max_bytes": 16 << 20}
         assert await snapshot(server) == before
         await mallory.send_batch(GID, _batch(GID, 1, [b"e%d" % i for i in range(10)]))
-        assert len(await _texts(victim)) == 5 + 4 + 10
+        assert len(await _texts(victim)) == 5 + 5 + 10
 
 
 async def test_bytes_are_budgeted_per_message(server_factory: ServerFactory) -> None:
@@ -310,25 +328,38 @@ async def test_bytes_are_budgeted_per_message(server_factory: ServerFactory) -> 
         assert info.value.code is ErrorCode.RATE_LIMITED
 
 
-@pytest.mark.parametrize("limit", ["account_requests_per_minute", "ip_requests_per_minute"])
-async def test_the_request_budgets_count_each_message(
-    server_factory: ServerFactory, limit: str
-) -> None:
-    async with server_factory(**{limit: 40}) as server:
+def _sealed_batch(client: ApiClient, count: int) -> m.SendBatchRequest:
+    return m.SendBatchRequest(
+        tuple(client.sealed(GID, mls_data.application(GID, 1, b"%d" % i)) for i in range(count))
+    )
+
+
+async def test_the_address_budget_counts_each_message(server_factory: ServerFactory) -> None:
+    async with server_factory(ip_requests_per_minute=40) as server:
         alice, _ = await _group(server, 2)  # a few requests of the budget
         await alice.send_batch(GID, _batch(GID, 1, [b"fits %d" % i for i in range(5)]))
         before = await snapshot(server)
-        response = await _raw_batch(
-            alice,
-            GID,
-            m.SendBatchRequest(
-                tuple(m.SendRequest(mls_data.application(GID, 1, b"%d" % i)) for i in range(40))
-            ),
-        )
+        response = await _raw_batch(alice, GID, _sealed_batch(alice, 40))
         assert response.status_code == 429
         assert response.json()["error"]["code"] == "rate_limited"
         assert int(response.headers["retry-after"]) >= 1
         assert await snapshot(server, exclude=("request_nonces",)) == before
+
+
+async def test_sealed_sends_take_nothing_from_the_account_budget(
+    server_factory: ServerFactory,
+) -> None:
+    # A sealed send does not say whose it is (docs/metadata.md §3), so it
+    # cannot count towards an account: the address budget is what limits it.
+    async with server_factory(account_requests_per_minute=40) as server:
+        alice, bob = await _group(server, 2)
+        for _ in range(3):
+            response = await _raw_batch(alice, GID, _sealed_batch(alice, 40))
+            assert response.status_code == 200, response.text
+        assert len(await _texts(bob)) == 120
+        # Signed requests still count: the account's budget is spent by them alone.
+        answers = [(await alice.raw("GET", r.KEY_PACKAGE_COUNT)).status_code for _ in range(40)]
+        assert answers[-1] == 429 and answers[0] == 200
 
 
 async def test_a_batch_needs_room_for_every_message(server_factory: ServerFactory) -> None:

@@ -28,7 +28,7 @@ from messenger.server import create_app, devices
 from messenger.server.storage import Tx
 
 from . import mls_data
-from .client import ApiClient, Identity
+from .client import ApiClient, Identity, send_token_hash
 from .conftest import TestServer, make_config, postgres_schema, serve
 from .dbtools import columns, count, rows, snapshot
 from .hub_watch import DEADLINE, subscribers, until
@@ -73,12 +73,23 @@ async def test_after_a_takeover_only_the_new_copy_is_served(server: TestServer) 
     assert [
         row[token_column] for row in await rows(server, "clients") if row[0] == old.me.client_id
     ] == [devices.device_token_hash(token)]
-    path = r.group_path(r.GROUP_MESSAGES, GID)
-    body = m.SendRequest(mls_data.application(GID, 1, b"from the old copy"))
+    # Sends are sealed (unsigned, docs/metadata.md §3): the device token guards
+    # the signed routes, so the old copy is refused on the commits route and
+    # the GroupInfo route.
+    path = r.group_path(r.GROUP_COMMITS, GID)
+    body = m.CommitRequest(
+        1,
+        mls_data.commit(GID, 1, b"from the old copy"),
+        (old.me.queue_id, bob.me.queue_id),
+        send_token_hash=send_token_hash(GID, 2),
+    )
+    put_info = m.GroupInfoRequest(1, mls_data.group_info(GID, 1))
     # The old copy has no token, or another one, or a malformed one.
     await _replaced(server, old.raw("POST", path, body))
+    await _replaced(server, old.raw("PUT", r.group_path(r.GROUP_INFO, GID), put_info))
     old.device_token = os.urandom(32)
     await _replaced(server, old.raw("POST", path, body))
+    await _replaced(server, old.raw("PUT", r.group_path(r.GROUP_INFO, GID), put_info))
     await _replaced(server, old.raw("GET", r.QUEUE_MESSAGES, headers={HEADER_DEVICE_TOKEN: "!"}))
     await _replaced(server, old.raw("POST", r.ACK, m.AckRequest(10)))
     # The restored copy works; the other clients are not affected.

@@ -61,7 +61,7 @@ def test_group_create_add_remove_leave(run: Any, tmp_path: Path, qtbot: Any) -> 
             assert details.subtitle.text() == "Group · 2 members"
             # The details name the group's cipher suite (issue 14: the GUI shows it).
             assert details.encryption.text().endswith(
-                "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"
+                "MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519"  # every member supports it
             )
             assert details.encryption.isVisibleTo(details)
 

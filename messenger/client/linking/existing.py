@@ -41,9 +41,11 @@ from ..errors import (
     LinkCancelledError,
     LinkExpiredError,
     LinkFailedError,
+    NoKeyPackageError,
     ServerRejectedError,
     UntrustedKeyError,
 )
+from ..identity import CIPHER_SUITE
 from ..store.outbox import OutboxKind
 from ..store.pending_links import LinkRole, LinkState, PendingLink
 from ..store.store import Store
@@ -321,9 +323,21 @@ class DeviceLink:
 
         report(LinkProgress(LinkStage.JOINING_CONVERSATIONS, 0.0))
         key_packages = []
-        for index, _group in enumerate(groups):
-            key_packages.append(await self._claim(response.client_id))
+        joinable = []
+        for index, group_id in enumerate(groups):
+            # In the group's cipher suite (RFC 9420 §12.1.1; docs/pq-suites.md). A new
+            # device whose app lacks a group's suite is not added to that group.
+            key_package = await self._claim(response.client_id, await self._suite(group_id))
+            if key_package is not None:
+                key_packages.append(key_package)
+                joinable.append(group_id)
             report(LinkProgress(LinkStage.JOINING_CONVERSATIONS, (index + 1) / len(groups)))
+        if len(joinable) < len(groups):
+            _log.warning(
+                "the new device cannot join %d conversations in their cipher suite",
+                len(groups) - len(joinable),
+            )
+        groups = joinable
         from ..sync.intents import Intent
 
         now = session.now_ms()
@@ -361,15 +375,26 @@ class DeviceLink:
         await self._close()
         report(LinkProgress(LinkStage.DONE, 1.0))
 
-    async def _claim(self, client_id: str) -> bytes:
-        """One KeyPackage of the new device, claimed and checked (RFC 9420 §10.1)."""
+    async def _suite(self, group_id: bytes) -> int:
+        """The cipher suite of one of this device's groups (suite 1 if it has no state)."""
+        session = self._s
+        async with session.group_lock(group_id):
+            group = await session.groups.get(group_id)
+        return CIPHER_SUITE if group is None else group.suite.suite_id
+
+    async def _claim(self, client_id: str, suite: int) -> bytes | None:
+        """One KeyPackage of the new device in ``suite``, claimed and checked (RFC 9420
+        §10.1); None if it has none in a suite other than 1 (an app without that suite)."""
         session = self._s
         from messenger.mls.errors import InvalidMessageError
 
         from ..groups import key_package_member
 
         account = session.account
-        claimed = await session.transport.claim_key_packages(account.account_id)
+        try:
+            claimed = await session.transport.claim_key_packages(account.account_id, (suite,))
+        except NoKeyPackageError:
+            claimed = ()
         for entry in claimed:
             if entry.client_id != client_id:
                 continue  # another device of this account: not the one being linked
@@ -379,13 +404,16 @@ class DeviceLink:
                 raise UntrustedKeyError(f"unusable KeyPackage: {exc}") from None
             leaf = key_package.leaf_node
             if (
-                member.account_id != account.account_id
+                key_package.cipher_suite != suite
+                or member.account_id != account.account_id
                 or member.client_id != client_id
                 or member.queue_id != entry.queue_id
                 or not account.verifier(leaf.credential, leaf.signature_key)
             ):
                 raise UntrustedKeyError("a KeyPackage of the new device does not verify")
             return entry.key_package
+        if suite != CIPHER_SUITE:
+            return None
         raise LinkFailedError("the new device has no KeyPackage on the server")
 
     async def decline(self) -> None:

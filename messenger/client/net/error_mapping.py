@@ -47,6 +47,7 @@ from ..errors import (
     InvalidServerAddressError,
     NoKeyPackageError,
     NotAMemberError,
+    OutdatedClientError,
     ProtocolError,
     RateLimitedError,
     ServerRejectedError,
@@ -79,6 +80,7 @@ _KINDS: Final[Mapping[ErrorCode, type[ServerRejectedError]]] = {
     ErrorCode.NOT_A_MEMBER: NotAMemberError,
     ErrorCode.UNKNOWN_GROUP: UnknownGroupError,
     ErrorCode.GROUP_EXISTS: GroupExistsError,
+    ErrorCode.OUTDATED_CLIENT: OutdatedClientError,
 }
 #: When a 429 names no delay.
 _DEFAULT_RETRY_AFTER: Final = 5.0

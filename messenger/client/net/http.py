@@ -67,9 +67,16 @@ class Transport:
             check_server_security(self.server_url, allow_insecure_http=allow_insecure_http)
         self.signer = signer
         self._timeout = timeout
-        self._http = httpx.AsyncClient(
+        self._http = self._client(transport)
+        #: Sealed sends (docs/metadata.md §3) go over connections of their own,
+        #: which never carry a signed request, so that a connection does not
+        #: tie them to the client.
+        self._sealed_http = self._client(transport)
+
+    def _client(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
             base_url=self.server_url,
-            timeout=httpx.Timeout(timeout),
+            timeout=httpx.Timeout(self._timeout),
             transport=transport,
             verify=ssl_context() if transport is None else True,
             follow_redirects=False,
@@ -77,6 +84,7 @@ class Transport:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._sealed_http.aclose()
 
     # -- the one request path -------------------------------------------------------
 
@@ -88,9 +96,12 @@ class Transport:
         out: type[M],
         *,
         signed: bool = True,
+        sealed: bool = False,
         timeout: float | None = None,
     ) -> M:
         """Send one request and parse the answer as ``out``.
+
+        A ``sealed`` request is unsigned and goes over the sealed connections.
 
         A request refused as ``device_replaced`` is sent once more if this
         copy's device token changed while it was under way (this copy took
@@ -99,7 +110,13 @@ class Transport:
         """
         data = body.dumps() if isinstance(body, m.Model) else (body or b"")
         content = await self._exchange(
-            method, target, data, _JSON if body is not None else {}, signed, timeout
+            method,
+            target,
+            data,
+            _JSON if body is not None else {},
+            signed and not sealed,
+            timeout,
+            sealed=sealed,
         )
         try:
             if len(content) > PARSE_OFF_LOOP_BYTES:  # e.g. a page with a Welcome to a big group
@@ -132,8 +149,11 @@ class Transport:
         base_headers: dict[str, str],
         signed: bool,
         timeout: float | None,
+        *,
+        sealed: bool = False,
     ) -> bytes:
         """One request (signed over ``data``), resent once after a takeover; the 200's body."""
+        http = self._sealed_http if sealed else self._http
         extensions = {}
         if timeout is not None:
             extensions["timeout"] = httpx.Timeout(timeout).as_dict()
@@ -146,7 +166,7 @@ class Transport:
                 token = self.signer.device_token
                 headers.update(self.signer.headers(method, target, data))
             with transport_errors():
-                response = await self._http.request(
+                response = await http.request(
                     method, target, content=data, headers=headers, extensions=extensions
                 )
                 content = await response.aread()
@@ -260,8 +280,12 @@ class Transport:
     async def key_package_count(self) -> m.KeyPackageCount:
         return await self.call("GET", r.KEY_PACKAGE_COUNT, None, m.KeyPackageCount)
 
-    async def claim_key_packages(self, account_id: str) -> tuple[m.ClaimedKeyPackage, ...]:
-        request = m.ClaimKeyPackagesRequest(account_id)
+    async def claim_key_packages(
+        self, account_id: str, suites: Sequence[int] | None = None
+    ) -> tuple[m.ClaimedKeyPackage, ...]:
+        """One KeyPackage per client of the account, all in the first of ``suites``
+        (most wanted first; default: suite 1) that every client can provide."""
+        request = m.ClaimKeyPackagesRequest(account_id, None if suites is None else tuple(suites))
         response = await self.call(
             "POST", r.CLAIM_KEY_PACKAGES, request, m.ClaimKeyPackagesResponse
         )
@@ -287,8 +311,18 @@ class Transport:
         )
 
     async def send(self, group_id: bytes, body: m.SendRequest | bytes) -> m.SendResponse:
+        """A sealed send (docs/metadata.md §3): the body carries the epoch's send token."""
         return await self.call(
-            "POST", r.group_path(r.GROUP_MESSAGES, group_id), body, m.SendResponse
+            "POST", r.group_path(r.GROUP_MESSAGES, group_id), body, m.SendResponse, sealed=True
+        )
+
+    async def register_send_token(self, group_id: bytes, epoch: int, token_hash: bytes) -> None:
+        """Register the send-token digest of a group's current epoch (a group from before)."""
+        await self.call(
+            "PUT",
+            r.group_path(r.GROUP_SEND_TOKEN, group_id),
+            m.SendTokenRequest(epoch, token_hash),
+            m.Empty,
         )
 
     async def send_batch(
@@ -306,7 +340,11 @@ class Transport:
         parts = [item.dumps() if isinstance(item, m.Model) else item for item in items]
         body = b'{"messages":[' + b",".join(parts) + b"]}"
         response = await self.call(
-            "POST", r.group_path(r.GROUP_MESSAGES_BATCH, group_id), body, m.SendBatchResponse
+            "POST",
+            r.group_path(r.GROUP_MESSAGES_BATCH, group_id),
+            body,
+            m.SendBatchResponse,
+            sealed=True,
         )
         if len(response.results) != len(items):
             raise ProtocolError(

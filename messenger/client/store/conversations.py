@@ -250,6 +250,15 @@ class ConversationRepository:
         )
         return result.rowcount > 0
 
+    def move_to_group(self, conversation_id: int, group_id: bytes) -> bool:
+        """Continue the conversation in another MLS group: the successor of a ReInit
+        (RFC 9420 §11.2; docs/pq-suites.md). Its messages, members and read
+        markers name it by id and stay; ConstraintError if the group has one."""
+        result = self._db.execute(
+            "UPDATE conversations SET group_id = ? WHERE id = ?", (group_id, conversation_id)
+        )
+        return result.rowcount > 0
+
     def delete(self, conversation_id: int) -> bool:
         """Delete the conversation with its messages, members and read markers."""
         result = self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))

@@ -249,6 +249,24 @@ class OutboxRepository:
             [(payload, epoch, digest, item_id) for item_id, payload, epoch, digest in built],
         )
 
+    def move_lane(self, old_group: bytes, new_group: bytes, *, now: int) -> int:
+        """Move a group's messages and commits to another group's lane; how many.
+
+        For a conversation that continues in a new group (a ReInit, RFC 9420
+        §11.2): each item is built again in the new group from what it is
+        for (its intent and content), due at ``now`` at the latest, in its
+        old order. A request to register the old group is moot and dropped.
+        """
+        self._db.execute(
+            "DELETE FROM outbox WHERE group_id = ? AND kind = ?",
+            (old_group, OutboxKind.CREATE_GROUP.value),
+        )
+        return self._db.execute(
+            "UPDATE outbox SET group_id = ?, payload = x'', epoch = NULL, message_hash = NULL, "
+            "pending_state = NULL, next_attempt_at = min(next_attempt_at, ?) WHERE group_id = ?",
+            (new_group, now, old_group),
+        ).rowcount
+
     def make_due(self, *, now: int) -> int:
         """Make every item due at ``now`` (a retry the user asked for); how many."""
         return self._db.execute(

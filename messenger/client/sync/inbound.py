@@ -61,6 +61,7 @@ from messenger.mls.key_package_bundle import KeyPackageBundle
 from messenger.mls.messages import MLSMessage, message_digest
 from messenger.mls.welcome import Welcome
 
+from ..acks import DEFAULT_ACK_POLICY, AckPolicy, AckScheduler
 from ..content import Content, decode_content
 from ..devices.group import commit_admissible, is_devices_info, welcome_admissible
 from ..errors import ContentDecodeError
@@ -68,6 +69,7 @@ from ..events import DevicesChanged, Event
 from ..groups import (
     GROUP_CONFIG,
     GroupMember,
+    SuccessorWelcome,
     WelcomeHeader,
     group_members,
     member_at,
@@ -85,6 +87,7 @@ from ..store.pending_inbound import (
     PendingLimits,
 )
 from ..store.store import Store
+from ..suite_upgrade import join_successor, reinit_acceptable
 from .effects import Actor, apply_content, apply_sent
 
 __all__ = ["CURSOR_KEY", "InboundPipeline"]
@@ -234,8 +237,11 @@ class InboundPipeline:
         *,
         key_package_used: Callable[[], None] = lambda: None,
         pending_limits: PendingLimits = DEFAULT_PENDING_LIMITS,
+        ack_policy: AckPolicy = DEFAULT_ACK_POLICY,
     ) -> None:
         self._s = session
+        #: Acks go out in bursts at random times (docs/metadata.md §4).
+        self.acks = AckScheduler(lambda cursor: session.transport.ack(cursor), ack_policy)
         self._epochs = session.epochs
         self._limits = pending_limits
         self._key_package_used = key_package_used
@@ -324,39 +330,31 @@ class InboundPipeline:
         return MLSMessage.from_bytes(data)
 
     async def catch_up(self) -> int:
-        """Fetch and process everything after the cursor, acking each page; the cursor.
+        """Fetch and process everything after the cursor; the cursor.
 
-        The next page is fetched while this one is processed, and a page's ack
-        goes out while the next one is processed (acks stay in order: each
-        waits for the one before), so the network's round trips overlap the work.
+        The next page is fetched while this one is processed, so the
+        network's round trips overlap the work. Acks go to :attr:`acks`,
+        which sends them in bursts.
         """
         transport = self._s.transport
         page = await transport.fetch(await self.cursor(), limit=CATCH_UP_PAGE)
         ahead: asyncio.Task[FetchResponse] | None = None
-        acked: asyncio.Task[int] | None = None
         try:
             while True:
                 if page.more and page.messages:
                     after = page.messages[-1].seq
                     ahead = asyncio.create_task(transport.fetch(after, limit=CATCH_UP_PAGE))
                 cursor = await self.process(page.messages)
-                if acked is not None:
-                    await acked
-                    acked = None
                 if page.messages:
-                    acked = asyncio.create_task(transport.ack(cursor))
+                    self.acks.processed(cursor, len(page.messages))
                 if ahead is None:
-                    if acked is not None:
-                        await acked
-                        acked = None
                     return cursor
                 page, ahead = await ahead, None
         finally:
-            for task in (ahead, acked):  # after a failure: stop them, retrieve their outcome
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            if ahead is not None:  # after a failure: stop it, retrieve its outcome
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
 
     # -- a run of application messages ---------------------------------------------------
 
@@ -709,6 +707,10 @@ class InboundPipeline:
             self._epochs.evict(group.group_id)  # the staged commit is dropped with it
             await self._skip(seq, pending, "a commit letting a stranger into the devices group")
             return
+        if staged.reinit is not None and not reinit_acceptable(staged.reinit, group.extensions):
+            self._epochs.evict(group.group_id)  # RFC 9420 §12.1.5; docs/pq-suites.md
+            await self._skip(seq, pending, "a ReInit to a cipher suite this client does not use")
+            return
         await self._epochs.commit_received(
             group, staged, finish=lambda store: self._finish(store, seq, pending)
         )
@@ -752,6 +754,18 @@ class InboundPipeline:
             header = await self._s.mls(open_welcome, welcome, bundle)
         except MLSError as exc:
             await self._skip(seq, pending, f"a Welcome that does not open: {exc}")
+            return
+        if isinstance(header, SuccessorWelcome):  # a reinitialised group's (RFC 9420 §11.2)
+            joined = await join_successor(
+                self._s, data, secret, bundle, header, finish=lambda s: self._finish(s, seq, None)
+            )
+            if isinstance(joined, str):
+                await self._skip(seq, pending, joined)
+                return
+            self._advanced(seq, pending)
+            self._key_package_used()
+            async with self._s.group_lock(joined):
+                await self.retry_pending_locked(joined)
             return
         async with self._s.group_lock(header.group_id):
             await self._join_locked(seq, data, secret, bundle, header)

@@ -26,7 +26,10 @@ Intents (``op``):
   §7). Should the group's extension be unreadable (a member committed a
   malformed one, which every member ignores), it is written anew from the
   conversation's ``kind`` and ``name`` as this client stored them;
-* ``commit_pending`` -- commit the proposals received (e.g. someone left).
+* ``commit_pending`` -- commit the proposals received (e.g. someone left);
+* ``rotate`` -- a commit with a path even without proposals: a new epoch,
+  and with it a fresh send token (docs/metadata.md §3), when another member
+  registered a digest for this epoch that is not the epoch's token.
 
 Every commit also covers, by reference, the proposals pending in the epoch.
 :func:`build_commit` returns None when nothing is left to do (e.g. the
@@ -66,6 +69,7 @@ OPS: Final = (
     "rename",
     "set_timer",
     "commit_pending",
+    "rotate",
 )
 
 
@@ -199,4 +203,6 @@ def build_commit(
         return group.commit(random, group_context_extensions=extensions, now=now)
     if intent.op == "commit_pending":
         return group.commit(random, now=now) if pending else None
+    if intent.op == "rotate":
+        return group.commit(random, now=now, force_path=True)
     raise ValueError(f"{intent.op!r} is not a commit")

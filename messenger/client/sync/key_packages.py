@@ -12,6 +12,10 @@ pool keeps the server stocked:
 * when fewer than ``low_water`` one-time KeyPackages are left on the
   server, it uploads enough for ``target``; it also makes sure the server
   has a last-resort KeyPackage;
+* all of this per cipher suite, in each of :data:`~..identity.GROUP_SUITES`
+  (suite 1 and the hybrid post-quantum 0xF001, docs/pq-suites.md), so that
+  others can add this client to a group in either; a server from before
+  suites (its count names none) gets suite 1 only;
 * expired bundles are deleted locally.
 
 It runs at start, after each Welcome (which uses one up) and periodically.
@@ -24,11 +28,13 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from messenger.api.models import MAX_KEY_PACKAGES_PER_UPLOAD
+from messenger.api.models import MAX_KEY_PACKAGES_PER_UPLOAD, KeyPackageCount
 from messenger.mls.key_package_bundle import DEFAULT_LIFETIME, KeyPackageBundle
 
 from ..groups import new_key_package
+from ..identity import CIPHER_SUITE, GROUP_SUITES
 from ..session import Session
+from ..store.key_packages import KeyPackageSecret
 from ..store.store import Store
 
 __all__ = ["KeyPackagePool"]
@@ -45,19 +51,35 @@ def _mark_uploaded(store: Store, refs: list[bytes], now: int) -> None:
 class KeyPackagePool:
     """Replenishes this client's KeyPackages on the server."""
 
-    def __init__(self, session: Session, *, target: int = 20, low_water: int = 8) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        target: int = 20,
+        low_water: int = 8,
+        suites: tuple[int, ...] | None = None,
+    ) -> None:
+        """``suites``: the suites to keep KeyPackages in (default :data:`GROUP_SUITES`)."""
         if not 0 < low_water <= target <= MAX_KEY_PACKAGES_PER_UPLOAD:
             raise ValueError("need 0 < low_water <= target <= the upload limit")
+        if suites is not None and not set(suites) <= set(GROUP_SUITES):
+            raise ValueError("a suite this client makes no KeyPackages in")
+        self._suites = GROUP_SUITES if suites is None else suites
         self._s = session
         self._target = target
         self._low_water = low_water
 
-    async def _generate(self, count: int, *, last_resort: bool) -> list[tuple[bytes, bool]]:
-        """``count`` new bundles, made one at a time in the MLS thread."""
+    async def _generate(
+        self, count: int, *, last_resort: bool, suite: int
+    ) -> list[tuple[bytes, bool]]:
+        """``count`` new bundles in ``suite``, made one at a time in the MLS thread."""
         now_s, account, random = self._s.now_s(), self._s.account, self._s.random
 
         def make() -> bytes:
-            return new_key_package(account, random, now=now_s, last_resort=last_resort).to_bytes()
+            bundle = new_key_package(
+                account, random, now=now_s, last_resort=last_resort, suite=suite
+            )
+            return bundle.to_bytes()
 
         return [(await self._s.mls(make), last_resort) for _ in range(count)]
 
@@ -75,8 +97,18 @@ class KeyPackagePool:
         await self._s.store.transaction(write)
 
     async def _upload_pending(self) -> None:
-        """Upload the saved bundles the server does not have yet."""
+        """Upload the saved bundles the server does not have yet, one suite at a time
+        (the server keeps one last-resort KeyPackage per suite)."""
         waiting = await self._s.store.run(lambda s: s.key_packages.not_uploaded())
+        by_suite: dict[int, list[KeyPackageSecret]] = {}
+        for w in waiting:
+            suite = KeyPackageBundle.from_bytes(w.bundle).key_package.cipher_suite
+            by_suite.setdefault(int(suite), []).append(w)
+        for suite in sorted(by_suite):
+            await self._upload(by_suite[suite])
+
+    async def _upload(self, waiting: list[KeyPackageSecret]) -> None:
+        """Upload bundles of one suite, the newest last-resort one with them."""
         one_time = [w for w in waiting if not w.last_resort]
         last_resort = [w for w in waiting if w.last_resort]
         spare = last_resort[-1] if last_resort else None
@@ -102,12 +134,25 @@ class KeyPackagePool:
         await self._upload_pending()
         count = await self._s.transport.key_package_count()
         made = []
-        if count.available < self._low_water:
-            made += await self._generate(self._target - count.available, last_resort=False)
-        if not count.last_resort:
-            made += await self._generate(1, last_resort=True)
+        for suite in _suites(count, self._suites):
+            kept = count.for_suite(suite)
+            if kept.available < self._low_water:
+                made += await self._generate(
+                    self._target - kept.available, last_resort=False, suite=suite
+                )
+            if not kept.last_resort:
+                made += await self._generate(1, last_resort=True, suite=suite)
         if made:
             await self._save(made)
             await self._upload_pending()
             _log.info("uploaded %d KeyPackages", len(made))
         return len(made)
+
+
+def _suites(count: KeyPackageCount, wanted: tuple[int, ...]) -> tuple[int, ...]:
+    """The suites to keep KeyPackages in: those of ``wanted`` that the server counts
+    (suite 1 only on a server from before suites, whose count names none)."""
+    if count.suites is None:
+        return (CIPHER_SUITE,) if CIPHER_SUITE in wanted else ()
+    counted = {c.cipher_suite for c in count.suites}
+    return tuple(suite for suite in wanted if suite in counted)

@@ -111,4 +111,5 @@ class PushListener:
             while True:
                 batch = await socket.receive()
                 cursor = await self._pipeline.process(batch)
-                await socket.ack(cursor)
+                if batch:
+                    self._pipeline.acks.processed(cursor, len(batch))

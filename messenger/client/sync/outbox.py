@@ -15,8 +15,8 @@ allowed by :data:`TRANSITIONS`; any other move is a bug and raises
     QUEUED ──build──> BUILT ──send──> IN_FLIGHT ──ok──> ACCEPTED
       │  └─proposals pending─> NEEDS_COMMIT ─commit them─> QUEUED
       │                                   IN_FLIGHT ──stale_epoch──> STALE ─catch up─> QUEUED
-      └─moot─> DROPPED                    IN_FLIGHT ──unreachable, 5xx──> BACKOFF
-                                          IN_FLIGHT ──refused──> FAILED
+      ├─moot─> DROPPED                    IN_FLIGHT ──unreachable, 5xx──> BACKOFF
+      └─group reinitialised─> MOVED       IN_FLIGHT ──refused──> FAILED
 
 **Batches.** A lane's head and the application messages right behind it
 (up to :data:`BATCH_SIZE`) go together: they are
@@ -75,6 +75,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from messenger.api import models as m
+from messenger.api.errors import ApiError
 from messenger.mls.ciphersuite import RandomSource
 from messenger.mls.errors import InvalidMessageError, UsageError
 from messenger.mls.events import StagedCommit
@@ -94,6 +95,7 @@ from ..events import Event, MessageStatusChanged, OperationFailed
 from ..groups import group_members
 from ..models import with_views
 from ..net.backoff import Backoff
+from ..sealed_sending import next_send_token_hash, send_token, send_token_hash
 from ..session import Session
 from ..store.messages import MessageStatus
 from ..store.outbox import OutboxItem, OutboxKind
@@ -151,12 +153,14 @@ class SendState(enum.Enum):
     """Refused for good: removed, its message marked failed, the UI told."""
     DROPPED = "dropped"
     """Nothing left to do (applied meanwhile, or moot): removed."""
+    MOVED = "moved"
+    """Its conversation continues in another group (a ReInit): it waits in that lane."""
 
 
 _S = SendState
 #: Every allowed move of an item's state; anything else is a bug (:class:`OutboxStateError`).
 TRANSITIONS: Final[dict[SendState, frozenset[SendState]]] = {
-    _S.QUEUED: frozenset({_S.BUILT, _S.NEEDS_COMMIT, _S.DROPPED, _S.FAILED, _S.BACKOFF}),
+    _S.QUEUED: frozenset({_S.BUILT, _S.NEEDS_COMMIT, _S.DROPPED, _S.FAILED, _S.BACKOFF, _S.MOVED}),
     _S.BUILT: frozenset({_S.IN_FLIGHT, _S.BACKOFF}),
     _S.IN_FLIGHT: frozenset({_S.ACCEPTED, _S.STALE, _S.BACKOFF, _S.FAILED, _S.DROPPED}),
     _S.STALE: frozenset({_S.QUEUED, _S.FAILED}),
@@ -165,6 +169,7 @@ TRANSITIONS: Final[dict[SendState, frozenset[SendState]]] = {
     _S.BACKOFF: frozenset(),
     _S.FAILED: frozenset(),
     _S.DROPPED: frozenset(),
+    _S.MOVED: frozenset(),
 }
 
 
@@ -205,6 +210,8 @@ class _BuiltCommit:
     staged: StagedCommit
     queues: tuple[str, ...]
     welcome_to: tuple[str, ...]
+    #: The send-token digest of the new epoch (docs/metadata.md §3).
+    send_token_hash: bytes | None
 
 
 def _make_commit(
@@ -231,24 +238,27 @@ def _make_commit(
         staged,
         tuple(queues_of(members)),
         tuple(welcome_to),
+        next_send_token_hash(group, staged),
     )
 
 
 def _encrypt_many(
     group: Group, contents: Sequence[bytes], random: RandomSource
-) -> tuple[list[bytes], GroupCheckpoint]:
-    """Application messages and the state after them (in the MLS thread).
+) -> tuple[list[bytes], GroupCheckpoint, bytes]:
+    """Application messages, the state after them and the epoch's send token (MLS thread).
 
     The checkpoint holds only this member's changed ratchet, not the group.
     """
     data = [group.encrypt(content, random) for content in contents]
-    return data, group.checkpoint()
+    return data, group.checkpoint(), send_token(group)
 
 
-def _propose_leave(group: Group, random: RandomSource) -> tuple[list[bytes], GroupCheckpoint]:
-    """A proposal to remove this member and the state after it (in the MLS thread)."""
+def _propose_leave(
+    group: Group, random: RandomSource
+) -> tuple[list[bytes], GroupCheckpoint, bytes]:
+    """A proposal to remove this member, the state after it and the send token (MLS thread)."""
     data = group.propose_remove(group.leaf_index, random)
-    return [data], group.checkpoint()
+    return [data], group.checkpoint(), send_token(group)
 
 
 class _OutOfStepError(ServerRejectedError):
@@ -270,6 +280,32 @@ def _answer_state(exc: Exception) -> SendState:
     if isinstance(exc, ServerRejectedError | InvalidMessageError | UsageError):
         return SendState.FAILED
     return SendState.BACKOFF  # unreachable, 5xx, rate limited, or anything unexpected
+
+
+class _RotatingError(Exception):
+    """The commit that brings a fresh send token backs off; the sends wait behind it."""
+
+
+class _MovingError(Exception):
+    """The group was reinitialised (RFC 9420 §11.2) and its successor is not joined yet.
+
+    The items wait: joining the new group moves them to its lane
+    (:meth:`~..store.outbox.OutboxRepository.move_lane`).
+    """
+
+
+def _is_unknown_group(exc: Exception) -> bool:
+    return isinstance(exc, ServerRejectedError) and exc.code == "unknown_group"
+
+
+def _sealed(payload: bytes | None) -> bool:
+    """Whether a built send carries a send token (one built before sealed sending does not)."""
+    if payload is None:
+        return False
+    try:
+        return m.SendRequest.loads(payload).token is not None
+    except ApiError:
+        return False
 
 
 def _is_leave(item: OutboxItem) -> bool:
@@ -451,10 +487,14 @@ class OutboxSender:
         group_id = batch[0].group_id
         assert group_id is not None
         sends = [_Send(item) for item in batch]
+        registered = False
         for _ in range(_MAX_STALE):
             async with self._epochs.lock(group_id):
                 await self._build_messages(group_id, sends)
-            if any(s.state is SendState.FAILED for s in sends):
+            sends = [s for s in sends if s.state is not SendState.MOVED]
+            if not sends:
+                return True  # moved to the lane of the group the conversation continues in
+            if any(s.state in (SendState.FAILED, SendState.BACKOFF) for s in sends):
                 return await self._failed(sends, sends[0].error)
             await self._drop([s for s in sends if s.state is SendState.DROPPED])
             sends = [s for s in sends if s.state is not SendState.DROPPED]
@@ -479,6 +519,14 @@ class OutboxSender:
             if error is None:
                 return True
             rest = ready[len(accepted) :]
+            if not registered and _is_unknown_group(error):
+                # A group from before sealed sending has no send token yet, or
+                # the group moved on: register ours, or catch up (RFC 9420 §8.5).
+                registered = True
+                error = await self._register_send_token(group_id, rest[0].item.epoch)
+                if error is None:
+                    sends = [_Send(s.item) for s in rest]
+                    continue
             state = _answer_state(error)
             if state is not SendState.STALE:
                 for send in rest:
@@ -510,15 +558,13 @@ class OutboxSender:
         """
         group = await self._epochs.get(group_id)
         if group is None or not group.active:
-            gone = ServerRejectedError("not_a_member", "the group was left")
-            for send in sends:
-                send.to(SendState.FAILED, gone)
+            await self._inactive(group_id, group, sends)
             return
         epoch = group.epoch
         todo: list[_Send] = []
         for send in sends:
             item = send.item
-            if item.built and item.epoch == epoch:
+            if item.built and item.epoch == epoch and _sealed(item.payload):
                 send.to(SendState.BUILT)
             elif not _is_leave(item) and item.content is None:
                 send.to(SendState.DROPPED)
@@ -532,14 +578,16 @@ class OutboxSender:
             return
         try:
             if _is_leave(todo[0].item):
-                data, state = await self._s.mls(_propose_leave, group, self._s.random)
+                data, state, token = await self._s.mls(_propose_leave, group, self._s.random)
             else:
                 contents = [s.item.content for s in todo if s.item.content is not None]
-                data, state = await self._s.mls(_encrypt_many, group, contents, self._s.random)
+                data, state, token = await self._s.mls(
+                    _encrypt_many, group, contents, self._s.random
+                )
             built = [
                 (
                     send.item.id,
-                    m.SendRequest(message, send.item.idempotency_key).dumps(),
+                    m.SendRequest(message, send.item.idempotency_key, token).dumps(),
                     epoch,
                     message_digest(message),
                 )
@@ -603,7 +651,9 @@ class OutboxSender:
             if send.state is SendState.DROPPED:
                 await self._drop([send])
                 return True
-            if send.state is SendState.FAILED:
+            if send.state is SendState.MOVED:
+                return True
+            if send.state in (SendState.FAILED, SendState.BACKOFF):
                 return await self._failed([send], send.error)
             await self._hook(self._before_send)
             send.to(SendState.IN_FLIGHT)
@@ -634,18 +684,43 @@ class OutboxSender:
         stale = StaleEpochError(-1, "the group kept moving on")
         return await self._failed([_Send(item, SendState.BACKOFF)], stale)
 
+    async def _inactive(self, group_id: bytes, group: Group | None, sends: list[_Send]) -> None:
+        """Items of a group this client can no longer send to (the group's lock held).
+
+        Items moved meanwhile to the group its conversation continues in
+        (a ReInit, RFC 9420 §11.2) are that lane's now; the others wait for
+        that move while the group's ReInit is merged and its successor not
+        yet joined, and fail if the group was left.
+        """
+        ids = [s.item.id for s in sends]
+        now = await self._s.store.run(lambda s: [s.outbox.get(i) for i in ids])
+        moving = group is not None and not group.removed and group.pending_reinit is not None
+        for send, item in zip(sends, now, strict=True):
+            if item is None or item.group_id != group_id:
+                send.to(SendState.MOVED)
+            elif moving:
+                send.to(SendState.BACKOFF, _MovingError("the conversation is moving"))
+            else:
+                send.to(SendState.FAILED, ServerRejectedError("not_a_member", "the group was left"))
+
     async def _build_commit(self, send: _Send) -> None:
         """The item's commit for the group's current epoch (the group's lock held)."""
         item = await self._s.store.run(lambda s: s.outbox.get(send.item.id))
         if item is None:
             send.to(SendState.DROPPED)
             return
+        if item.group_id != send.item.group_id:
+            send.to(SendState.MOVED)
+            return
         send.item = item
         group_id = item.group_id
         assert group_id is not None
         group = await self._epochs.get(group_id)
         if group is None or not group.active:
-            send.to(SendState.DROPPED)
+            if group is not None and not group.removed and group.pending_reinit is not None:
+                send.to(SendState.BACKOFF, _MovingError("the conversation is moving"))
+            else:
+                send.to(SendState.DROPPED)
             return
         if item.built and item.epoch == group.epoch and item.pending_state is not None:
             send.to(SendState.BUILT)  # an attempt whose answer was lost: the same request
@@ -671,6 +746,7 @@ class OutboxSender:
             welcome_to=result.welcome_to or None,
             group_info=result.group_info,
             idempotency_key=item.idempotency_key,
+            send_token_hash=result.send_token_hash,
         )
         # A commit adding many members carries a large Welcome: encoded off the loop.
         payload = await self._s.mls(request.dumps)
@@ -744,6 +820,54 @@ class OutboxSender:
             moved = await self._epochs.accept(first, finish=lambda store: None)
             if moved:
                 await self._pipeline.retry_pending_locked(group_id)
+
+    async def _register_send_token(self, group_id: bytes, epoch: int | None) -> Exception | None:
+        """After ``unknown_group`` on a sealed send: register the epoch's token; the error left.
+
+        The server answers a token that is not the current epoch's as it
+        answers a stranger, so the client first catches up (the group may
+        have moved on), then registers the digest of its epoch's token
+        (signed, members only; a digest already set is never replaced).
+        ``None``: send again. Otherwise the error that stands: the group's
+        ``unknown_group`` (not a member), or ``stale_epoch`` to catch up.
+        """
+        await self._pipeline.catch_up()
+        async with self._epochs.lock(group_id):
+            group = await self._epochs.get(group_id)
+            if group is None or not group.active:
+                return ServerRejectedError("not_a_member", "the group was left")
+            if group.epoch != epoch:
+                return None  # it moved on: build again for the new epoch
+            current, digest = group.epoch, await self._s.mls(send_token_hash, group)
+        try:
+            await self._s.transport.register_send_token(group_id, current, digest)
+        except ServerRejectedError as exc:
+            if exc.code != "key_in_use":
+                return exc
+            # Another member registered a digest that is not this epoch's
+            # token: a new epoch (a commit with a path) brings a fresh one.
+            _log.warning("a wrong send token is registered for a group; moving to a new epoch")
+            if await self._commit(await self._rotate_item_for(group_id)):
+                return None
+            return _RotatingError("the group's commit to a new epoch waits to be retried")
+        except Exception as exc:
+            return exc
+        return None
+
+    async def _rotate_item_for(self, group_id: bytes) -> OutboxItem:
+        """A queued commit that moves the group to a new epoch (made if there is none)."""
+        now = self._s.now_ms()
+        intent = Intent("rotate").dumps()
+
+        def find_or_make(store: Store) -> OutboxItem:
+            for other in store.outbox.for_group(group_id):
+                if other.kind is OutboxKind.COMMIT and Intent.loads(other.intent).op == "rotate":
+                    return other
+            return store.outbox.enqueue(
+                OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=intent
+            )
+
+        return await self._s.store.transaction(find_or_make)
 
     async def _out_of_step(self, group_id: bytes, epoch: int | None) -> bool:
         """After ``stale_epoch``: catch up (the queue has the winning commit).

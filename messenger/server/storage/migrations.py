@@ -309,6 +309,32 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX blob_recipients_queue ON blob_recipients (queue_id)",
         ),
     ),
+    Migration(
+        8,
+        "sealed sending",
+        (
+            # The digest (messenger.api.sealed.token_digest) of the current
+            # epoch's send token, which members derive from the MLS exporter
+            # (docs/metadata.md §3): a send proves membership with the token
+            # instead of a client signature. NULL for a group made before,
+            # until a member registers it or the next commit sets it.
+            "ALTER TABLE mls_groups ADD COLUMN send_token_hash {blob}",
+        ),
+    ),
+    Migration(
+        9,
+        "key package cipher suites",
+        (
+            # Each KeyPackage's cipher suite (RFC 9420 §10, §17.1; docs/pq-suites.md):
+            # a client keeps one-time and last-resort KeyPackages per suite, and a
+            # claim hands out one suite for a whole account. Rows from before
+            # were all made in suite 1.
+            "ALTER TABLE key_packages ADD COLUMN cipher_suite INTEGER NOT NULL DEFAULT 1",
+            "DROP INDEX key_packages_client",
+            "CREATE INDEX key_packages_client_suite "
+            "ON key_packages (client_id, cipher_suite, last_resort, kp_id)",
+        ),
+    ),
 )
 
 

@@ -1,0 +1,373 @@
+"""The proof of docs/threat-model.md's comparison table: what a copy of the database shows.
+
+Real clients (real MLS, padding, sealed sends) hold a conversation among
+three users on a real ``messenger-server`` process, on SQLite and on
+PostgreSQL: a group, texts of many lengths both ways, a file. Their acks are
+held back (the ack policy's delay is an hour), so every message is still on
+the server. Then the test reads **every table the database's catalogue
+lists** (so a table added later cannot be forgotten) and, on SQLite, the raw
+database files and the blob files, as a thief with a copy would, and
+asserts each cell the table marks "learns nothing" for the database thief:
+
+* **message ↔ sender**: no stored row puts an account or client next to a
+  group or a message; every group message is held by *every* member queue
+  (none is missing, so none is singled out as the sender's); no stored
+  message is a PublicMessage (whose sender is in the clear).
+* **message ↔ exact size**: every MLS message stored anywhere (payloads,
+  GroupInfos) is a canonical padded envelope of a bucket size, no bare MLS
+  message of the conversation's kinds is stored at all, and each blob file
+  has a Padmé size; texts of different lengths share their size.
+* **message ↔ exact time**: no time in a table tied to groups or messages
+  is finer than the hour, and no time anywhere finer than 5 minutes but the
+  operator's own (install times, invite expiries) and the certifying
+  device's certificate time (docs/devices.md §1).
+
+The live side of "message ↔ sender" (sealed sends carry nothing that names
+the client) is checked on the requests as they leave the clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from messenger.api import routes as r
+from messenger.api.blobs import is_padme
+from messenger.api.padding import is_bucket, unpad
+from messenger.api.signing import HEADER_CLIENT, HEADER_DEVICE_TOKEN, HEADER_SIGNATURE
+from messenger.client import ClientOptions, MessengerClient
+from messenger.client.acks import AckPolicy
+from messenger.mls.content import ContentType, PrivateMessage, WireFormat
+from messenger.mls.messages import MLSMessage
+
+from .conftest import CLIENT_OPTIONS, Clients, ServerProcess, eventually, start_server, stop_server
+
+pytestmark = pytest.mark.anyio
+
+HOUR_MS = 3_600_000
+FIVE_MINUTES_MS = 300_000
+#: Integer cells in this range are times in milliseconds (2000 to 2100).
+MS_RANGE = (946_684_800_000, 4_102_444_800_000)
+#: Tables whose rows are about groups or messages.
+GROUP_TABLES = frozenset(
+    {
+        "payloads",
+        "queue_entries",
+        "mls_groups",
+        "group_members",
+        "idempotency_keys",
+        "blobs",
+        "blob_recipients",
+    }
+)
+#: Times that are not a user's: the operator's, or chosen by a device and
+#: shown to every group member anyway (docs/threat-model.md, "What is stored").
+NOT_USER_TIMES = frozenset(
+    {("schema_migrations", "applied_at"), ("invites", "expires_at"), ("clients", "certified_at")}
+)
+TEXTS = ["ok", "see you at 8", "x" * 90, "y" * 180, "z" * 700, "w" * 3000]
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """The network transport, recording each request's path and headers."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path, dict(request.headers)))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclasses.dataclass
+class Database:
+    """The server's database as a thief would read it: every table, every row."""
+
+    tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
+    raw_files: list[bytes]
+
+
+@contextlib.asynccontextmanager
+async def running_server(kind: str, data_dir: Path) -> AsyncIterator[tuple[ServerProcess, str]]:
+    if kind == "sqlite":
+        running = start_server(data_dir)
+        try:
+            yield running, ""
+        finally:
+            stop_server(running)
+        return
+    from tests.server.conftest import postgres_schema
+
+    async with postgres_schema() as dsn:
+        running = start_server(data_dir, database_url=dsn)
+        try:
+            yield running, dsn
+        finally:
+            stop_server(running)
+
+
+async def read_database(data_dir: Path, dsn: str) -> Database:
+    tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+    raw: list[bytes] = []
+    if not dsn:
+        path = data_dir / "messenger.db"
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            names = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            for name in names:
+                cursor = db.execute(f'SELECT * FROM "{name}"')
+                columns = [c[0] for c in cursor.description]
+                tables[name] = (columns, [tuple(row) for row in cursor.fetchall()])
+        for suffix in ("", "-wal"):
+            file = Path(str(path) + suffix)
+            if file.exists():
+                raw.append(file.read_bytes())
+        return Database(tables, raw)
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        schema = await conn.fetchval("SELECT current_schema()")
+        names = [
+            row[0]
+            for row in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+                schema,
+            )
+        ]
+        for name in names:
+            rows = await conn.fetch(f'SELECT * FROM "{name}"')
+            columns = [
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                    schema,
+                    name,
+                )
+            ]
+            tables[name] = (columns, [tuple(row[c] for c in columns) for row in rows])
+    finally:
+        await conn.close()
+    return Database(tables, raw)
+
+
+def column(db: Database, table: str, name: str) -> list[Any]:
+    columns, rows = db.tables[table]
+    index = columns.index(name)
+    return [row[index] for row in rows]
+
+
+def bare_mls(value: bytes) -> WireFormat | None:
+    """The wire format if ``value`` is a whole bare MLSMessage, else None."""
+    if value[:2] != b"\x00\x01":
+        return None
+    try:
+        return MLSMessage.from_bytes(value).wire_format
+    except Exception:
+        return None
+
+
+async def conversation(clients: Clients) -> tuple[list[MessengerClient], Path]:
+    alice = await clients.new("alice", handle="alice_proof")
+    bob = await clients.new("bob", handle="bob_proof")
+    carol = await clients.new("carol", handle="carol_proof")
+    ids = []
+    for other in (bob, carol):
+        account = await other.account()
+        assert account is not None and account.address is not None
+        ids.append((await alice.add_contact(account.address)).account_id)
+    group = await alice.create_group("Proof", ids)
+    for text in TEXTS:
+        await alice.send_text(group.id, text)
+
+    async def joined(client: MessengerClient) -> int:
+        async def found() -> bool:
+            views = await client.conversations()
+            return any(v.name == "Proof" for v in views)
+
+        await eventually(found, "the group to be joined")
+        return next(v.id for v in await client.conversations() if v.name == "Proof")
+
+    bob_group = await joined(bob)
+    carol_group = await joined(carol)
+    for text in TEXTS[:3]:
+        await bob.send_text(bob_group, "re: " + text)
+    attachment = clients.root / "notes.txt"
+    attachment.write_bytes(os.urandom(20_000))
+    await carol.send_file(carol_group, attachment)
+
+    async def everyone_has_everything() -> bool:
+        counts = []
+        for client, cid in ((alice, group.id), (bob, bob_group), (carol, carol_group)):
+            views = await client.messages(cid, limit=200)
+            counts.append(sum(1 for v in views if v.message.body or v.attachment))
+        return all(c >= len(TEXTS) + 4 for c in counts)
+
+    await eventually(everyone_has_everything, "every message to reach everyone")
+    for client in (alice, bob, carol):
+        await client.flush(30)
+    return [alice, bob, carol], clients.root
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
+    kind: str, tmp_path: Path
+) -> None:
+    recording = Recording()
+    options = dataclasses.replace(
+        CLIENT_OPTIONS,
+        ack_policy=AckPolicy(min_delay=3600, max_delay=3600, max_pending=10_000),
+        http_transport=recording,
+    )
+    assert isinstance(options, ClientOptions)
+    data_dir = tmp_path / "server"
+    data_dir.mkdir()
+    async with running_server(kind, data_dir) as (server, dsn):
+        clients = Clients(tmp_path / "clients", server)
+        clients.new = _with_options(clients, options)  # type: ignore[method-assign]
+        try:
+            members, _ = await conversation(clients)
+            db = await read_database(data_dir, dsn)
+            blob_sizes = [f.stat().st_size for f in (data_dir / "blobs").rglob("*") if f.is_file()]
+            identities = await _identities(members)
+        finally:
+            await clients.close_all()
+
+    _assert_sizes(db, blob_sizes)
+    _assert_times(db)
+    _assert_senders(db, identities)
+    _assert_sealed_requests(recording)
+
+
+def _with_options(clients: Clients, options: ClientOptions) -> Any:
+    original = clients.new
+
+    async def new(name: str, *, handle: str | None = None, start: bool = True) -> MessengerClient:
+        return await original(name, handle=handle, start=start, options=options)
+
+    return new
+
+
+async def _identities(members: list[MessengerClient]) -> set[str]:
+    found: set[str] = set()
+    for client in members:
+        info = await client.account()
+        assert info is not None
+        found.add(info.account_id)
+        found.add(client._require().account.client_id)
+    return found
+
+
+def _assert_sizes(db: Database, blob_sizes: list[int]) -> None:
+    payloads = [bytes(v) for v in column(db, "payloads", "data")]
+    infos = [bytes(v) for v in column(db, "mls_groups", "group_info") if v is not None]
+    assert len(payloads) >= len(TEXTS) + 4, "the messages are still on the server"
+    for value in payloads + infos:
+        assert is_bucket(len(value)), f"a stored message of {len(value)} bytes is not a bucket"
+        unpad(value)  # canonical: the right bucket, zero padding
+    sizes = {len(v) for v in payloads}
+    assert len(sizes) < len(payloads), "messages of different lengths share a stored size"
+    # No bare MLS message of the conversation's kinds anywhere (KeyPackages are
+    # public objects the server hands out; their size is the suite's).
+    for table, (_columns, rows) in db.tables.items():
+        for row in rows:
+            for value in row:
+                if isinstance(value, bytes | memoryview) and len(value) > 64:
+                    kind = bare_mls(bytes(value))
+                    assert kind in (None, WireFormat.KEY_PACKAGE), (
+                        f"a bare {kind} is stored in {table}"
+                    )
+    assert blob_sizes, "the attachment is stored"
+    assert all(is_padme(size) for size in blob_sizes), "blob files have Padmé sizes"
+
+
+def _assert_times(db: Database) -> None:
+    for table, (columns, rows) in db.tables.items():
+        for row in rows:
+            for name, value in zip(columns, row, strict=True):
+                if not isinstance(value, int) or not MS_RANGE[0] <= value <= MS_RANGE[1]:
+                    continue
+                if (table, name) in NOT_USER_TIMES:
+                    continue
+                unit = HOUR_MS if table in GROUP_TABLES else FIVE_MINUTES_MS
+                assert value % unit == 0, f"{table}.{name} keeps a time finer than {unit} ms"
+
+
+def _assert_senders(db: Database, identities: set[str]) -> None:
+    def names_someone(row: tuple[Any, ...]) -> bool:
+        return any(isinstance(v, str) and v in identities for v in row)
+
+    for table in GROUP_TABLES & db.tables.keys():
+        _columns, rows = db.tables[table]
+        assert not any(names_someone(row) for row in rows), f"{table} names an account or client"
+    # Every group message is held by every member queue: no queue is missing,
+    # so the set of holders does not point at the sender.
+    members: dict[bytes, set[str]] = {}
+    for group_id, queue_id in zip(
+        column(db, "group_members", "group_id"),
+        column(db, "group_members", "queue_id"),
+        strict=True,
+    ):
+        members.setdefault(bytes(group_id), set()).add(str(queue_id))
+    holders: dict[int, set[str]] = {}
+    for payload_id, queue_id in zip(
+        column(db, "queue_entries", "payload_id"),
+        column(db, "queue_entries", "queue_id"),
+        strict=True,
+    ):
+        holders.setdefault(int(payload_id), set()).add(str(queue_id))
+    data = dict(
+        zip(
+            (int(v) for v in column(db, "payloads", "payload_id")),
+            (bytes(v) for v in column(db, "payloads", "data")),
+            strict=True,
+        )
+    )
+    for payload_id, queues in holders.items():
+        message = MLSMessage.from_bytes(unpad(data[payload_id]))
+        assert message.wire_format is not WireFormat.PUBLIC_MESSAGE, "a sender in the clear"
+        body = message.body
+        if not isinstance(body, PrivateMessage) or body.content_type is not ContentType.APPLICATION:
+            continue  # a Welcome goes to new members only, a commit to the epoch's members
+        assert queues == members[body.group_id], (
+            "an application message is missing from a member's queue: the sender's?"
+        )
+
+
+def _assert_sealed_requests(recording: Recording) -> None:
+    sealed_paths = {"messages", "batch"}
+    sends = [
+        (method, path, headers)
+        for method, path, headers in recording.requests
+        if method == "POST"
+        and path.startswith("/v1/groups/")
+        and path.rsplit("/", 1)[-1] in sealed_paths
+    ]
+    assert sends, "the clients sent group messages"
+    for _method, _path, headers in sends:
+        lowered = {k.lower() for k in headers}
+        for header in (HEADER_CLIENT, HEADER_SIGNATURE, HEADER_DEVICE_TOKEN):
+            assert header.lower() not in lowered, f"a sealed send carries {header}"
+    assert any(
+        path.endswith("/commits") and HEADER_CLIENT.lower() in {k.lower() for k in headers}
+        for _m, path, headers in recording.requests
+    ), "commits are still signed (the table says so)"
+    assert r.GROUP_MESSAGES.endswith("/messages")

@@ -1,0 +1,176 @@
+"""Groups from before sealed sending keep working; apps from before padding are told to update.
+
+docs/metadata.md §3: a group made before send tokens has no token digest on
+the server; the first sealed send is refused as for an unknown group, the
+client registers its epoch's digest (signed, members only) and sends again,
+so no message is lost. docs/metadata.md §4: a request with a bare MLS
+message (an app from before padding) gets ``outdated_client`` and a
+sentence that says to update the app; it changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+
+from messenger.api import models as m
+from messenger.api import routes as r
+from messenger.api.fields import b64encode
+from messenger.client import OutdatedClientError
+from messenger.client.net.error_mapping import error_from_response
+
+from .conftest import Clients, ServerProcess, eventually, start_server, stop_server
+from .test_end_to_end import _group_id
+
+pytestmark = pytest.mark.anyio
+
+
+def _tokens(data_dir: Path) -> list[bytes | None]:
+    with contextlib.closing(sqlite3.connect(data_dir / "messenger.db")) as db:
+        return [row[0] for row in db.execute("SELECT send_token_hash FROM mls_groups")]
+
+
+def _forget_tokens(data_dir: Path) -> None:
+    """What migration 8 leaves for a group made before it: no digest."""
+    with contextlib.closing(sqlite3.connect(data_dir / "messenger.db", timeout=30)) as db:
+        db.execute("UPDATE mls_groups SET send_token_hash = NULL")
+        db.commit()
+
+
+async def _texts(client: object, cid: int) -> list[str]:
+    views = await client.messages(cid, limit=50)  # type: ignore[attr-defined]
+    return [v.message.body for v in views if v.message.body]
+
+
+async def test_a_group_from_before_send_tokens_keeps_its_messages(tmp_path: Path) -> None:
+    data_dir = tmp_path / "server"
+    data_dir.mkdir()
+    server = start_server(data_dir)
+    clients = Clients(tmp_path / "clients", server)
+    try:
+        alice = await clients.new("alice", handle="alice_mig")
+        bob = await clients.new("bob", handle="bob_mig")
+        account = await bob.account()
+        assert account is not None and account.address is not None
+        bob_id = (await alice.add_contact(account.address)).account_id
+        chat = await alice.create_conversation(bob_id)
+        await alice.send_text(chat.id, "before")
+
+        async def bob_chat() -> int | None:
+            views = await bob.conversations()
+            return views[0].id if views else None
+
+        await eventually(lambda: _has(bob_chat), "Bob to join")
+        bob_cid = await bob_chat()
+        assert bob_cid is not None
+        await eventually(lambda: _contains(bob, bob_cid, ["before"]), "the first message")
+        assert all(t is not None for t in _tokens(data_dir)), "commits register digests"
+
+        _forget_tokens(data_dir)
+        await alice.send_text(chat.id, "after the upgrade")
+        await bob.send_text(bob_cid, "and back")
+        await eventually(
+            lambda: _contains(bob, bob_cid, ["before", "after the upgrade", "and back"]),
+            "both messages after the upgrade",
+        )
+        await eventually(
+            lambda: _contains(alice, chat.id, ["before", "after the upgrade", "and back"]),
+            "Alice to get Bob's answer",
+        )
+        assert any(t is not None for t in _tokens(data_dir)), "the client registered one"
+    finally:
+        await clients.close_all()
+        stop_server(server)
+
+
+async def _has(find: object) -> bool:
+    return await find() is not None  # type: ignore[operator]
+
+
+async def _contains(client: object, cid: int, wanted: list[str]) -> bool:
+    """The conversation holds exactly ``wanted``, in any order (two senders race)."""
+    return sorted(await _texts(client, cid)) == sorted(wanted)
+
+
+async def test_an_app_from_before_padding_is_told_to_update(
+    clients: Clients, server: ServerProcess
+) -> None:
+    alice = await clients.new("alice", handle="alice_old")
+    transport = alice._require().transport
+    me = alice._require().account
+    bare = b"\x00\x01\x00\x02" + bytes(60)  # an MLSMessage header, as an old app sends it
+    body = (
+        b'{"group_id":"'
+        + b64encode(b"g" * 32).encode()
+        + b'","group_info":"'
+        + b64encode(bare).encode()
+        + b'"}'
+    )
+    with pytest.raises(OutdatedClientError) as caught:
+        await transport.call("POST", r.GROUPS, body, m.CreateGroupResponse)
+    assert "Update the app" in caught.value.user_message
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        send = b'{"message":"' + b64encode(bare).encode() + b'"}'
+        response = await http.post(
+            r.group_path(r.GROUP_MESSAGES, b"g" * 32),
+            content=send,
+            headers={"content-type": "application/json"},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "outdated_client"
+    error = error_from_response(response.status_code, response.content, response.headers)
+    assert isinstance(error, OutdatedClientError)
+    # Nothing changed: the group ID is still free, and the account works.
+    created = await transport.create_group(m.CreateGroupRequest(b"g" * 32))
+    assert created.epoch == 0
+    assert me.queue_id
+    await alice.sync()
+
+
+async def test_a_member_who_registers_a_wrong_token_locks_no_one_out(tmp_path: Path) -> None:
+    """In a group without a digest, Bob registers garbage first; Alice's client moves the
+    group to a new epoch (a commit with a path), whose digest it registers, and sends."""
+    data_dir = tmp_path / "server"
+    data_dir.mkdir()
+    server = start_server(data_dir)
+    clients = Clients(tmp_path / "clients", server)
+    try:
+        alice = await clients.new("alice", handle="alice_lock")
+        bob = await clients.new("bob", handle="bob_lock")
+        account = await bob.account()
+        assert account is not None and account.address is not None
+        bob_id = (await alice.add_contact(account.address)).account_id
+        chat = await alice.create_conversation(bob_id)
+        await alice.send_text(chat.id, "before")
+
+        async def bob_chat() -> int | None:
+            views = await bob.conversations()
+            return views[0].id if views else None
+
+        await eventually(lambda: _has(bob_chat), "Bob to join")
+        bob_cid = await bob_chat()
+        assert bob_cid is not None
+        await eventually(lambda: _contains(bob, bob_cid, ["before"]), "the first message")
+
+        _forget_tokens(data_dir)
+        group_id = await _group_id(bob, bob_cid)
+        session = bob._require()
+        group = await session.epochs.get(group_id)
+        assert group is not None
+        epoch = group.epoch
+        await session.transport.register_send_token(group_id, epoch, os.urandom(32))
+
+        await alice.send_text(chat.id, "despite Bob")
+        await eventually(
+            lambda: _contains(bob, bob_cid, ["before", "despite Bob"]), "the message after all"
+        )
+        group = await session.epochs.get(group_id)
+        assert group is not None and group.epoch > epoch, "a new epoch brought a fresh token"
+    finally:
+        await clients.close_all()
+        stop_server(server)
