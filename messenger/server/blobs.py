@@ -27,8 +27,10 @@ Stored (docs/threat-model.md): the blob ID, the group, a keyed hash of the
 creating account (for the quota and the creator's rights; the key comes
 from the server secret, so a copy of the database does not name the
 uploader), the padded size, the bytes received, the SHA-256 of the
-capability, times rounded to the hour, and the recipient queues of a
-complete blob. The bytes live in ``data_dir/blobs/`` (0700; files 0600),
+capability, times rounded to the hour, and the recipients of a complete
+blob, each as an HMAC of (blob ID, queue) under a key from the server
+secret, so that a copy of the database cannot tell which member queue is
+not among them (the uploader's). The bytes live in ``data_dir/blobs/`` (0700; files 0600),
 each file named by the hex of an HMAC of the blob ID, so that the directory
 and the database can be matched only with the server secret.
 
@@ -37,7 +39,7 @@ Upload: a part must start at ``received`` (else ``409 blob_offset`` with
 recorded, so a crash between the two leaves a file longer than
 ``received``; the next part truncates it first. The last part completes the
 blob and snapshots its recipients: the member queues of the group at that
-moment but the uploader's own. A blob is deleted when all of them have said
+moment but the uploader's own, as keyed hashes. A blob is deleted when all of them have said
 ``fetched``, when a recipient leaves the group (it no longer counts), when
 its retention ends, or, unfinished, when its upload time runs out
 (:meth:`Blobs.sweep`, which also removes files that have no row: a crash
@@ -109,6 +111,7 @@ ORPHAN_GRACE_SECONDS: Final = 3600
 _HOUR_MS: Final = 3_600_000
 _NAME_LABEL: Final = b"messenger-blob-file-v1\n"
 _OWNER_LABEL: Final = b"messenger-blob-owner-v1\n"
+_RECIPIENT_LABEL: Final = b"messenger-blob-recipient-v1\n"
 _CHUNK: Final = 500
 
 
@@ -219,11 +222,12 @@ async def _select(tx: Tx, blob_id: bytes, queue_id: str, now: int) -> _Blob | No
 
 async def _delete_blobs(tx: Tx, condition: str, *args: object) -> list[bytes]:
     """Delete the blobs matching ``condition`` (on ``blobs``) with their recipients."""
-    await tx.execute(
-        "DELETE FROM blob_recipients WHERE blob_id IN "  # noqa: S608
-        f"(SELECT blob_id FROM blobs WHERE {condition})",
-        *args,
-    )
+    for table in ("blob_fetchers", "blob_recipients"):  # the latter: rows from before migration 10
+        await tx.execute(
+            f"DELETE FROM {table} WHERE blob_id IN "  # noqa: S608
+            f"(SELECT blob_id FROM blobs WHERE {condition})",
+            *args,
+        )
     rows = await tx.fetchall(
         f"DELETE FROM blobs WHERE {condition} RETURNING blob_id",  # noqa: S608
         *args,
@@ -269,6 +273,7 @@ class Blobs:
         self.directory = directory
         self._name_key = hmac.new(key, _NAME_LABEL, hashlib.sha256).digest()
         self._owner_key = hmac.new(key, _OWNER_LABEL, hashlib.sha256).digest()
+        self._recipient_key = hmac.new(key, _RECIPIENT_LABEL, hashlib.sha256).digest()
         self.max_blob_bytes = max_blob_bytes
         self.max_stored_bytes = max_stored_size(max_blob_bytes)
         self._quota = quota_bytes
@@ -292,6 +297,44 @@ class Blobs:
 
     def _owner(self, account_id: str) -> bytes:
         return hmac.new(self._owner_key, account_id.encode(), hashlib.sha256).digest()
+
+    def recipient(self, blob_id: bytes, queue_id: str) -> bytes:
+        """How ``blob_fetchers`` names a recipient queue of a blob: a keyed hash."""
+        message = len(blob_id).to_bytes(1, "big") + blob_id + queue_id.encode()
+        return hmac.new(self._recipient_key, message, hashlib.sha256).digest()
+
+    async def _adopt_legacy_recipients(self, tx: Tx) -> None:
+        """Move rows of ``blob_recipients`` (queue IDs, from before migration 10) to
+        ``blob_fetchers`` as keyed hashes; a no-op once that table is empty."""
+        rows = await tx.fetchall("SELECT blob_id, queue_id FROM blob_recipients")
+        if not rows:
+            return
+        await tx.executemany(
+            "INSERT INTO blob_fetchers (blob_id, recipient) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(bytes(b), self.recipient(bytes(b), str(q))) for b, q in rows],
+        )
+        await tx.execute("DELETE FROM blob_recipients")
+
+    async def _drop_departed(self, tx: Tx, blobs: Sequence[tuple[bytes, bytes]]) -> None:
+        """Forget the recipients of each ``(blob_id, group_id)`` that left its group:
+        they can no longer fetch it, so they do not hold its deletion back."""
+        members: dict[bytes, list[str]] = {}
+        gone: list[tuple[bytes, bytes]] = []
+        for blob_id, group_id in blobs:
+            if group_id not in members:
+                rows = await tx.fetchall(
+                    "SELECT queue_id FROM group_members WHERE group_id = ?", group_id
+                )
+                members[group_id] = [str(r[0]) for r in rows]
+            current = {self.recipient(blob_id, q) for q in members[group_id]}
+            rows = await tx.fetchall(
+                "SELECT recipient FROM blob_fetchers WHERE blob_id = ?", blob_id
+            )
+            gone += [(blob_id, bytes(r[0])) for r in rows if bytes(r[0]) not in current]
+        if gone:
+            await tx.executemany(
+                "DELETE FROM blob_fetchers WHERE blob_id = ? AND recipient = ?", gone
+            )
 
     @contextlib.asynccontextmanager
     async def _turn(self, blob_id: bytes) -> AsyncIterator[None]:
@@ -443,12 +486,14 @@ class Blobs:
                     _hour_ceil(now + self._retention_ms),
                     blob_id,
                 )
-                await tx.execute(
-                    "INSERT INTO blob_recipients (blob_id, queue_id) "
-                    "SELECT ?, queue_id FROM group_members WHERE group_id = ? AND queue_id <> ?",
-                    blob_id,
+                members = await tx.fetchall(
+                    "SELECT queue_id FROM group_members WHERE group_id = ? AND queue_id <> ?",
                     bytes(row[2]),
                     principal.queue_id,
+                )
+                await tx.executemany(
+                    "INSERT INTO blob_fetchers (blob_id, recipient) VALUES (?, ?)",
+                    [(blob_id, self.recipient(blob_id, str(m[0]))) for m in members],
                 )
                 return True
 
@@ -513,14 +558,14 @@ class Blobs:
             blob = await _select(tx, blob_id, principal.queue_id, now)
             if blob is None or not blob.complete or not self._capable(blob, access):
                 raise no_such_blob()
+            await self._adopt_legacy_recipients(tx)
             await tx.execute(
-                "DELETE FROM blob_recipients WHERE blob_id = ? AND (queue_id = ? "
-                "OR queue_id NOT IN (SELECT queue_id FROM group_members WHERE group_id = ?))",
+                "DELETE FROM blob_fetchers WHERE blob_id = ? AND recipient = ?",
                 blob_id,
-                principal.queue_id,
-                blob.group_id,
+                self.recipient(blob_id, principal.queue_id),
             )
-            if await tx.fetchone("SELECT 1 FROM blob_recipients WHERE blob_id = ?", blob_id):
+            await self._drop_departed(tx, [(blob_id, blob.group_id)])
+            if await tx.fetchone("SELECT 1 FROM blob_fetchers WHERE blob_id = ?", blob_id):
                 return False
             await _delete_blobs(tx, "blob_id = ?", blob_id)
             return True
@@ -554,17 +599,17 @@ class Blobs:
 
         async def op(tx: Tx) -> tuple[list[bytes], list[bytes], list[bytes], int, int]:
             # A recipient that left the group can no longer fetch: it does not count.
-            await tx.execute(
-                "DELETE FROM blob_recipients WHERE NOT EXISTS (SELECT 1 FROM blobs b "
-                "JOIN group_members gm ON gm.group_id = b.group_id "
-                "WHERE b.blob_id = blob_recipients.blob_id "
-                "AND gm.queue_id = blob_recipients.queue_id)"
+            await self._adopt_legacy_recipients(tx)
+            waiting = await tx.fetchall(
+                "SELECT blob_id, group_id FROM blobs b WHERE complete = 1 AND EXISTS "
+                "(SELECT 1 FROM blob_fetchers f WHERE f.blob_id = b.blob_id) ORDER BY group_id"
             )
+            await self._drop_departed(tx, [(bytes(b), bytes(g)) for b, g in waiting])
             expired = await _delete_blobs(tx, "expires_at <= ?", now)
             done = await _delete_blobs(
                 tx,
-                "complete = 1 AND NOT EXISTS (SELECT 1 FROM blob_recipients r "
-                "WHERE r.blob_id = blobs.blob_id)",
+                "complete = 1 AND NOT EXISTS (SELECT 1 FROM blob_fetchers f "
+                "WHERE f.blob_id = blobs.blob_id)",
             )
             live = [bytes(r[0]) for r in await tx.fetchall("SELECT blob_id FROM blobs")]
             row = await tx.fetchone("SELECT COALESCE(SUM(received), 0) FROM blobs")

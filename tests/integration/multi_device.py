@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from messenger.api import models as m
 from messenger.api.signing import possession_message
 from messenger.client import MessengerClient, NoKeyPackageError
-from messenger.client.identity import certify_device, encode_credential
+from messenger.client.identity import GROUP_SUITES, certify_device, encode_credential
 from messenger.client.store import Store
 from messenger.client.store.outbox import OutboxKind
 from messenger.client.sync.intents import Intent
@@ -82,11 +82,15 @@ async def add_device(clients: Clients, first: MessengerClient, name: str) -> Mes
     device = await clients.open(name)
 
     async def key_packages_uploaded() -> bool:
-        try:
-            claimed = await session.transport.claim_key_packages(identity.account_id)
-        except NoKeyPackageError:  # none uploaded yet
-            return False
-        return any(c.client_id == response.client_id for c in claimed)
+        # In every suite the client keeps: each is uploaded in a request of its own.
+        for suite in GROUP_SUITES:
+            try:
+                claimed = await session.transport.claim_key_packages(identity.account_id, (suite,))
+            except NoKeyPackageError:  # none uploaded yet
+                return False
+            if not any(c.client_id == response.client_id for c in claimed):
+                return False
+        return True
 
     # (Each probe may claim one of the new device's KeyPackages; the pool tops up,
     # and past the server's hourly share the last-resort one is handed out.)

@@ -66,6 +66,7 @@ GROUP_TABLES = frozenset(
         "idempotency_keys",
         "blobs",
         "blob_recipients",
+        "blob_fetchers",
     }
 )
 #: Times that are not a user's: the operator's, or chosen by a device and
@@ -208,6 +209,8 @@ async def conversation(clients: Clients) -> tuple[list[MessengerClient], Path]:
 
     bob_group = await joined(bob)
     carol_group = await joined(carol)
+    for client in (alice, bob):  # the file stays on the server, waiting for them
+        await client.set_auto_download_bytes(0)
     for text in TEXTS[:3]:
         await bob.send_text(bob_group, "re: " + text)
     attachment = clients.root / "notes.txt"
@@ -248,12 +251,14 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
             db = await read_database(data_dir, dsn)
             blob_sizes = [f.stat().st_size for f in (data_dir / "blobs").rglob("*") if f.is_file()]
             identities = await _identities(members)
+            queues = {c._require().account.queue_id for c in members}
         finally:
             await clients.close_all()
 
     _assert_sizes(db, blob_sizes)
     _assert_times(db)
     _assert_senders(db, identities)
+    _assert_uploader_hidden(db, queues)
     _assert_sealed_requests(recording)
 
 
@@ -350,6 +355,34 @@ def _assert_senders(db: Database, identities: set[str]) -> None:
         assert queues == members[body.group_id], (
             "an application message is missing from a member's queue: the sender's?"
         )
+
+
+def _assert_uploader_hidden(db: Database, queues: set[str]) -> None:
+    """A kept attachment does not name its uploader: its recipients (every member
+    but the uploader) are keyed hashes, so no member queue is seen to be missing."""
+    (blob_id,) = column(db, "blobs", "blob_id")
+    recipients = [
+        bytes(r)
+        for b, r in zip(
+            column(db, "blob_fetchers", "blob_id"),
+            column(db, "blob_fetchers", "recipient"),
+            strict=True,
+        )
+        if bytes(b) == bytes(blob_id)
+    ]
+    assert len(recipients) == len(queues) - 1, "the file waits for the two other members"
+    for table in ("blobs", "blob_recipients", "blob_fetchers"):
+        for row in db.tables[table][1]:
+            for value in row:
+                if isinstance(value, bytes | memoryview):
+                    text = bytes(value).hex()
+                elif isinstance(value, str):
+                    text = value
+                else:
+                    continue
+                assert not any(q in text or q.encode().hex() in text for q in queues), (
+                    f"{table} names a member queue"
+                )
 
 
 def _assert_sealed_requests(recording: Recording) -> None:

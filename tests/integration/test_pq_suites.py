@@ -274,9 +274,17 @@ async def test_the_command_line_upgrades_a_conversation(
     await wait_texts(bob, bob_chat, ["hello", "after"])
 
 
-async def test_an_upgrade_cut_off_after_its_reinit_is_finished_by_running_it_again(
-    clients: Clients, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@dataclasses.dataclass
+class _CutOff:
+    alice: MessengerClient
+    bob: MessengerClient
+    chat_id: int
+    bob_chat: int
+
+
+async def _upgrade_cut_off(clients: Clients, monkeypatch: pytest.MonkeyPatch) -> _CutOff:
+    """Alice and Bob (who updated his app) in a suite-1 chat holding "one"; Alice's
+    upgrade commits the ReInit and is cut off before the new group (then restored)."""
     from messenger.client import suite_upgrade
 
     alice = await clients.new("alice")
@@ -305,17 +313,24 @@ async def test_an_upgrade_cut_off_after_its_reinit_is_finished_by_running_it_aga
         return False
 
     await eventually(reinit_committed, "the ReInit to be committed")
-    assert await alice.cipher_suite(chat.id) == CLASSIC  # the old group, ended
     monkeypatch.setattr(suite_upgrade, "_make_successor", real)
-    await alice.upgrade_encryption(chat.id)  # finishes the move
-    assert await alice.cipher_suite(chat.id) == HYBRID
+    return _CutOff(alice, bob, chat.id, bob_chat)
+
+
+async def test_an_upgrade_cut_off_after_its_reinit_is_finished_by_running_it_again(
+    clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = await _upgrade_cut_off(clients, monkeypatch)
+    assert await c.alice.cipher_suite(c.chat_id) == CLASSIC  # the old group, ended
+    await c.alice.upgrade_encryption(c.chat_id)  # finishes the move
+    assert await c.alice.cipher_suite(c.chat_id) == HYBRID
 
     async def bob_moved() -> bool:
-        return await bob.cipher_suite(bob_chat) == HYBRID
+        return await c.bob.cipher_suite(c.bob_chat) == HYBRID
 
     await eventually(bob_moved, "Bob to continue in the new group")
-    await bob.send_text(bob_chat, "two")
-    await wait_texts(alice, chat.id, ["one", "two"])
+    await c.bob.send_text(c.bob_chat, "two")
+    await wait_texts(c.alice, c.chat_id, ["one", "two"])
 
 
 async def test_messages_sent_while_a_conversation_moves_follow_it(
@@ -324,35 +339,11 @@ async def test_messages_sent_while_a_conversation_moves_follow_it(
     """Messages queued for the old group -- by the member who upgrades, after the
     ReInit and before the new group, and by a member who merged the ReInit and
     has not joined the new group yet -- are sent in the new group, not failed."""
-    from messenger.client import MessageStatus, suite_upgrade
+    from messenger.client import MessageStatus
 
-    alice = await clients.new("alice")
-    bob = await clients.new("bob", options=OLD)
-    chat = await alice.create_conversation(await contact(alice, bob))
-    await alice.send_text(chat.id, "one")
-    (bob_chat,) = await joined(bob, 1)
-    await wait_texts(bob, bob_chat, ["one"])
-    await clients.close(bob)
-    bob = await clients.open("bob")
-
-    real = suite_upgrade._make_successor
-
-    async def cut_off(*args: object, **kwargs: object) -> None:
-        raise ConnectionError("the network went away after the ReInit")
-
-    monkeypatch.setattr(suite_upgrade, "_make_successor", cut_off)
-
-    async def reinit_committed() -> bool:
-        try:
-            await alice.upgrade_encryption(chat.id)
-        except SuiteNotSupportedError:
-            return False
-        except ConnectionError:
-            return True
-        return False
-
-    await eventually(reinit_committed, "the ReInit to be committed")
-    await alice.send_text(chat.id, "alice meanwhile")
+    c = await _upgrade_cut_off(clients, monkeypatch)
+    alice, bob, bob_chat = c.alice, c.bob, c.bob_chat
+    await alice.send_text(c.chat_id, "alice meanwhile")
     await bob.send_text(bob_chat, "bob meanwhile")
 
     async def statuses(client: MessengerClient, cid: int) -> dict[str, MessageStatus | None]:
@@ -363,8 +354,7 @@ async def test_messages_sent_while_a_conversation_moves_follow_it(
         }
 
     async def both_waiting() -> bool:
-        mine, his = await statuses(alice, chat.id), await statuses(bob, bob_chat)
-        # Bob has merged the ReInit once Alice's message cannot reach his old group.
+        mine, his = await statuses(alice, c.chat_id), await statuses(bob, bob_chat)
         return (
             mine["alice meanwhile"] is MessageStatus.PENDING
             and his["bob meanwhile"] is MessageStatus.PENDING
@@ -372,15 +362,14 @@ async def test_messages_sent_while_a_conversation_moves_follow_it(
         )
 
     await eventually(both_waiting, "both messages to wait for the new group")
-    monkeypatch.setattr(suite_upgrade, "_make_successor", real)
-    await alice.upgrade_encryption(chat.id)
+    await alice.upgrade_encryption(c.chat_id)
     want = ["alice meanwhile", "bob meanwhile", "one"]
-    for client, cid in ((alice, chat.id), (bob, bob_chat)):
+    for client, cid in ((alice, c.chat_id), (bob, bob_chat)):
 
         async def arrived(client: MessengerClient = client, cid: int = cid) -> bool:
             return sorted(await texts(client, cid)) == want
 
         await eventually(arrived, "the messages sent meanwhile, in the new group")
     assert await bob.cipher_suite(bob_chat) == HYBRID
-    assert (await statuses(alice, chat.id))["alice meanwhile"] is not MessageStatus.FAILED
+    assert (await statuses(alice, c.chat_id))["alice meanwhile"] is not MessageStatus.FAILED
     assert (await statuses(bob, bob_chat))["bob meanwhile"] is not MessageStatus.FAILED

@@ -11,8 +11,10 @@ sentence that says to update the app; it changes nothing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +23,7 @@ import pytest
 from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.api.fields import b64encode
-from messenger.client import OutdatedClientError
+from messenger.client import MessengerClient, OutdatedClientError
 from messenger.client.net.error_mapping import error_from_response
 
 from .conftest import Clients, ServerProcess, eventually, start_server, stop_server
@@ -42,19 +44,31 @@ def _forget_tokens(data_dir: Path) -> None:
         db.commit()
 
 
-async def _texts(client: object, cid: int) -> list[str]:
-    views = await client.messages(cid, limit=50)  # type: ignore[attr-defined]
+async def _texts(client: MessengerClient, cid: int) -> list[str]:
+    views = await client.messages(cid, limit=50)
     return [v.message.body for v in views if v.message.body]
 
 
-async def test_a_group_from_before_send_tokens_keeps_its_messages(tmp_path: Path) -> None:
+@dataclasses.dataclass
+class _Chat:
+    data_dir: Path
+    alice: MessengerClient
+    bob: MessengerClient
+    chat_id: int
+    bob_cid: int
+
+
+@contextlib.asynccontextmanager
+async def _chatting(tmp_path: Path, tag: str) -> AsyncIterator[_Chat]:
+    """A server of its own (its database is edited) and Alice and Bob in a chat
+    that holds "before"; everything is closed after."""
     data_dir = tmp_path / "server"
     data_dir.mkdir()
     server = start_server(data_dir)
     clients = Clients(tmp_path / "clients", server)
     try:
-        alice = await clients.new("alice", handle="alice_mig")
-        bob = await clients.new("bob", handle="bob_mig")
+        alice = await clients.new("alice", handle=f"alice_{tag}")
+        bob = await clients.new("bob", handle=f"bob_{tag}")
         account = await bob.account()
         assert account is not None and account.address is not None
         bob_id = (await alice.add_contact(account.address)).account_id
@@ -69,30 +83,35 @@ async def test_a_group_from_before_send_tokens_keeps_its_messages(tmp_path: Path
         bob_cid = await bob_chat()
         assert bob_cid is not None
         await eventually(lambda: _contains(bob, bob_cid, ["before"]), "the first message")
-        assert all(t is not None for t in _tokens(data_dir)), "commits register digests"
-
-        _forget_tokens(data_dir)
-        await alice.send_text(chat.id, "after the upgrade")
-        await bob.send_text(bob_cid, "and back")
-        await eventually(
-            lambda: _contains(bob, bob_cid, ["before", "after the upgrade", "and back"]),
-            "both messages after the upgrade",
-        )
-        await eventually(
-            lambda: _contains(alice, chat.id, ["before", "after the upgrade", "and back"]),
-            "Alice to get Bob's answer",
-        )
-        assert any(t is not None for t in _tokens(data_dir)), "the client registered one"
+        yield _Chat(data_dir, alice, bob, chat.id, bob_cid)
     finally:
         await clients.close_all()
         stop_server(server)
+
+
+async def test_a_group_from_before_send_tokens_keeps_its_messages(tmp_path: Path) -> None:
+    async with _chatting(tmp_path, "mig") as c:
+        assert all(t is not None for t in _tokens(c.data_dir)), "commits register digests"
+
+        _forget_tokens(c.data_dir)
+        await c.alice.send_text(c.chat_id, "after the upgrade")
+        await c.bob.send_text(c.bob_cid, "and back")
+        await eventually(
+            lambda: _contains(c.bob, c.bob_cid, ["before", "after the upgrade", "and back"]),
+            "both messages after the upgrade",
+        )
+        await eventually(
+            lambda: _contains(c.alice, c.chat_id, ["before", "after the upgrade", "and back"]),
+            "Alice to get Bob's answer",
+        )
+        assert any(t is not None for t in _tokens(c.data_dir)), "the client registered one"
 
 
 async def _has(find: object) -> bool:
     return await find() is not None  # type: ignore[operator]
 
 
-async def _contains(client: object, cid: int, wanted: list[str]) -> bool:
+async def _contains(client: MessengerClient, cid: int, wanted: list[str]) -> bool:
     """The conversation holds exactly ``wanted``, in any order (two senders race)."""
     return sorted(await _texts(client, cid)) == sorted(wanted)
 
@@ -135,42 +154,19 @@ async def test_an_app_from_before_padding_is_told_to_update(
 async def test_a_member_who_registers_a_wrong_token_locks_no_one_out(tmp_path: Path) -> None:
     """In a group without a digest, Bob registers garbage first; Alice's client moves the
     group to a new epoch (a commit with a path), whose digest it registers, and sends."""
-    data_dir = tmp_path / "server"
-    data_dir.mkdir()
-    server = start_server(data_dir)
-    clients = Clients(tmp_path / "clients", server)
-    try:
-        alice = await clients.new("alice", handle="alice_lock")
-        bob = await clients.new("bob", handle="bob_lock")
-        account = await bob.account()
-        assert account is not None and account.address is not None
-        bob_id = (await alice.add_contact(account.address)).account_id
-        chat = await alice.create_conversation(bob_id)
-        await alice.send_text(chat.id, "before")
-
-        async def bob_chat() -> int | None:
-            views = await bob.conversations()
-            return views[0].id if views else None
-
-        await eventually(lambda: _has(bob_chat), "Bob to join")
-        bob_cid = await bob_chat()
-        assert bob_cid is not None
-        await eventually(lambda: _contains(bob, bob_cid, ["before"]), "the first message")
-
-        _forget_tokens(data_dir)
-        group_id = await _group_id(bob, bob_cid)
-        session = bob._require()
+    async with _chatting(tmp_path, "lock") as c:
+        _forget_tokens(c.data_dir)
+        group_id = await _group_id(c.bob, c.bob_cid)
+        session = c.bob._require()
         group = await session.epochs.get(group_id)
         assert group is not None
         epoch = group.epoch
         await session.transport.register_send_token(group_id, epoch, os.urandom(32))
 
-        await alice.send_text(chat.id, "despite Bob")
+        await c.alice.send_text(c.chat_id, "despite Bob")
         await eventually(
-            lambda: _contains(bob, bob_cid, ["before", "despite Bob"]), "the message after all"
+            lambda: _contains(c.bob, c.bob_cid, ["before", "despite Bob"]),
+            "the message after all",
         )
         group = await session.epochs.get(group_id)
         assert group is not None and group.epoch > epoch, "a new epoch brought a fresh token"
-    finally:
-        await clients.close_all()
-        stop_server(server)

@@ -167,5 +167,21 @@ async def store(server: TestServer) -> dict[str, Any]:
     return {
         "blobs": await rows(server, "blobs"),
         "blob_recipients": await rows(server, "blob_recipients"),
+        "blob_fetchers": await rows(server, "blob_fetchers"),
         "files": blob_dir(server),
     }
+
+
+async def recipients(server: TestServer, *clients: ApiClient) -> set[tuple[bytes, str]]:
+    """``blob_fetchers`` as (blob ID, queue ID): each keyed hash matched, with the
+    server's key, to one of ``clients``' queues (every row must match one)."""
+    found = set()
+    for blob_id, recipient in await rows(server, "blob_fetchers"):
+        named = [
+            c.me.queue_id
+            for c in clients
+            if server.state.blobs.recipient(blob_id, c.me.queue_id) == recipient
+        ]
+        assert len(named) == 1, "a recipient row that names none of the clients"
+        found.add((blob_id, named[0]))
+    return found

@@ -265,6 +265,23 @@ class ApiClient:
         _EPOCH_MEMBERS[(group_id, 0)] = frozenset({self.me.queue_id})
         return answer
 
+    async def start_group(
+        self, group_id: bytes, *others: ApiClient, group_info: bool = False
+    ) -> m.CommitResponse:
+        """Create ``group_id`` and add ``others`` with a Welcome (epoch 1); with
+        ``group_info``, the commit carries epoch 1's GroupInfo."""
+        await self.create_group(group_id)
+        queues = [self.me.queue_id, *(o.me.queue_id for o in others)]
+        return await self.commit(
+            group_id,
+            0,
+            mls_data.commit(group_id, 0),
+            queues,
+            welcome=await self.welcome_for(*others) if others else None,
+            welcome_to=queues[1:] or None,
+            group_info=mls_data.group_info(group_id, 1) if group_info else None,
+        )
+
     def token_for(self, group_id: bytes, message: bytes) -> bytes:
         """The send token this client knows for ``message``'s epoch: the real one if
         its queue was a member then, else one it made up (a stranger's guess)."""

@@ -27,6 +27,7 @@ TABLES = (
     "link_messages",
     "blobs",
     "blob_recipients",
+    "blob_fetchers",
     "schema_migrations",
 )
 

@@ -27,6 +27,7 @@ from messenger.server.blobs import ORPHAN_GRACE_SECONDS, max_stored_size
 from messenger.server.config import ConfigError, ServerConfig, load_config
 from messenger.server.metrics import AVAILABLE
 from messenger.server.openapi import openapi_document
+from messenger.server.storage import Tx
 
 from .blob_tools import (
     access_pair,
@@ -42,6 +43,7 @@ from .blob_tools import (
     group_of,
     padded,
     put,
+    recipients,
     remove,
     status,
     upload,
@@ -82,19 +84,26 @@ async def test_a_member_uploads_and_the_others_download_then_it_is_deleted(
         response = await put(alice, blob_id, offset, data[offset : offset + part])
         end = min(offset + part, len(data))
         assert _status(response) == m.BlobStatus(len(data), end, end == len(data))
-    # The recipients are the members of that moment, but the uploader.
-    recipients = {q for _, q in await rows(server, "blob_recipients")}
-    assert recipients == {bob.me.queue_id, carol.me.queue_id}
+    # The recipients are the members of that moment, but the uploader, as keyed
+    # hashes: without the server's key, the rows do not say who is missing.
+    members = (alice, bob, carol)
+    assert await recipients(server, *members) == {
+        (blob_id, bob.me.queue_id),
+        (blob_id, carol.me.queue_id),
+    }
+    queues = {c.me.queue_id.encode() for c in members}
+    for _, recipient in await rows(server, "blob_fetchers"):
+        assert len(recipient) == 32 and not any(q in recipient for q in queues)
     for member in (bob, carol):
         assert await download(member, blob_id, access, len(data), part=700_000) == data
     assert blob_file(server, blob_id).read_bytes() == data
     # Carol has it; Bob still may fetch; then Bob has it and it is gone.
     assert (await fetched(carol, blob_id, access)).status_code == 200
     assert (await fetched(carol, blob_id, access)).status_code == 200  # again: no harm
-    assert {q for _, q in await rows(server, "blob_recipients")} == {bob.me.queue_id}
+    assert await recipients(server, *members) == {(blob_id, bob.me.queue_id)}
     assert (await get(bob, blob_id, access)).content == data[:MAX_BLOB_PART_BYTES]
     assert (await fetched(bob, blob_id, access)).status_code == 200
-    assert await rows(server, "blobs") == [] and await rows(server, "blob_recipients") == []
+    assert await rows(server, "blobs") == [] and await rows(server, "blob_fetchers") == []
     assert not blob_file(server, blob_id).exists()
     response = await get(bob, blob_id, access)
     assert (response.status_code, code(response)) == (404, "not_found")
@@ -253,7 +262,7 @@ async def test_the_sweep_deletes_unfinished_and_expired_blobs(
         response = await get(bob, done, access)
         assert (response.status_code, code(response)) == (404, "not_found")
         assert (await server.state.blobs.sweep()).expired == 1
-        assert await rows(server, "blobs") == [] and await rows(server, "blob_recipients") == []
+        assert await rows(server, "blobs") == [] and await rows(server, "blob_fetchers") == []
         assert blob_dir(server) == {}
 
 
@@ -269,7 +278,7 @@ async def test_a_removed_member_does_not_keep_a_blob_alive(server: TestServer) -
     # The sweep drops Carol from both; the first is then fetched by all.
     result = await server.state.blobs.sweep()
     assert (result.expired, result.done) == (0, 1)
-    assert await rows(server, "blob_recipients") == [(other_id, bob.me.queue_id)]
+    assert await recipients(server, alice, bob, carol) == {(other_id, bob.me.queue_id)}
     # Bob's fetched of the second deletes it: Carol no longer counts.
     assert (await fetched(bob, other_id, other_access)).status_code == 200
     assert await rows(server, "blobs") == []
@@ -286,6 +295,34 @@ async def test_fetched_ignores_recipients_that_left_before_the_sweep(server: Tes
     assert (await fetched(bob, blob_id, access)).status_code == 200
     assert await rows(server, "blobs") == []
     assert not blob_file(server, blob_id).exists()
+
+
+async def test_recipients_stored_by_queue_before_migration_10_are_kept(server: TestServer) -> None:
+    """A blob completed by a server from before keyed recipients has its recipients'
+    queue IDs in ``blob_recipients``: the server moves them to keyed hashes, and a
+    recipient's fetched does not delete the blob while another has yet to fetch."""
+    alice = await server.registered()
+    bob = await server.registered()
+    carol = await server.registered()
+    group = await group_of(alice, bob, carol)
+    blob_id, access = await upload(alice, group, padded(1000))
+
+    async def as_before(tx: Tx) -> None:
+        await tx.execute("DELETE FROM blob_fetchers")
+        for member in (bob, carol):
+            await tx.execute(
+                "INSERT INTO blob_recipients (blob_id, queue_id) VALUES (?, ?)",
+                blob_id,
+                member.me.queue_id,
+            )
+
+    await server.state.db.transaction(as_before)
+    assert (await fetched(bob, blob_id, access)).status_code == 200
+    assert await rows(server, "blob_recipients") == []
+    assert await recipients(server, alice, bob, carol) == {(blob_id, carol.me.queue_id)}
+    assert (await get(carol, blob_id, access)).status_code == 200
+    assert (await fetched(carol, blob_id, access)).status_code == 200
+    assert await rows(server, "blobs") == [] and not blob_file(server, blob_id).exists()
 
 
 async def test_the_sweep_removes_files_without_a_row(server_factory: ServerFactory) -> None:
@@ -386,7 +423,7 @@ async def test_the_creator_deletes_a_blob(server: TestServer) -> None:
     group = await group_of(alice, bob)
     blob_id, access = await upload(alice, group, padded(10_000))
     assert (await delete(alice, blob_id)).status_code == 200
-    assert await rows(server, "blobs") == [] and await rows(server, "blob_recipients") == []
+    assert await rows(server, "blobs") == [] and await rows(server, "blob_fetchers") == []
     assert blob_dir(server) == {}
     response = await get(bob, blob_id, access)
     assert (response.status_code, code(response)) == (404, "not_found")

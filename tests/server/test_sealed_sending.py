@@ -51,18 +51,7 @@ async def _group(server: TestServer, n: int, gid: bytes = GID) -> list[ApiClient
 
 async def _join(clients: list[ApiClient], gid: bytes) -> None:
     """``clients[0]`` creates ``gid`` and adds the others (epoch 1)."""
-    creator = clients[0]
-    await creator.create_group(gid)
-    queues = [c.me.queue_id for c in clients]
-    await creator.commit(
-        gid,
-        0,
-        mls_data.commit(gid, 0),
-        queues,
-        welcome=await creator.welcome_for(*clients[1:]) if len(clients) > 1 else None,
-        welcome_to=queues[1:] if len(clients) > 1 else None,
-        group_info=mls_data.group_info(gid, 1),
-    )
+    await clients[0].start_group(gid, *clients[1:], group_info=True)
 
 
 async def _post(

@@ -335,6 +335,23 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ON key_packages (client_id, cipher_suite, last_resort, kp_id)",
         ),
     ),
+    Migration(
+        10,
+        "blob recipients by keyed hash",
+        (
+            # The recipients of a complete blob as HMACs of (blob, queue) under a
+            # key from the server secret (messenger.server.blobs): a copy of the
+            # database cannot tell which member queue is missing, i.e. which one
+            # uploaded it (docs/threat-model.md). Rows of blob_recipients from
+            # before are moved here by the server, which holds the key
+            # (Blobs._adopt_legacy_recipients); that table then stays empty.
+            """CREATE TABLE blob_fetchers (
+                blob_id {blob} NOT NULL REFERENCES blobs (blob_id) ON DELETE CASCADE,
+                recipient {blob} NOT NULL,
+                PRIMARY KEY (blob_id, recipient)
+            ){without_rowid}""",
+        ),
+    ),
 )
 
 
