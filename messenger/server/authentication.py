@@ -87,6 +87,7 @@ from .devices import (
     token_matches,
 )
 from .metrics import Metrics
+from .queue_links import QueueLinks
 from .storage import Database, StorageError, Tx
 
 __all__ = [
@@ -197,9 +198,11 @@ class RequestAuthenticator:
         metrics: Metrics,
         *,
         nonce_key: bytes,
+        queue_links: QueueLinks,
         removed_key: bytes | None = None,
     ) -> None:
         self._db = db
+        self._queue_links = queue_links
         self._removed_key = removed_key
         self._window_ms = window_seconds * 1000
         self._clock = clock
@@ -373,10 +376,14 @@ class RequestAuthenticator:
 
         async def load(tx: Tx) -> tuple[bytes, str, str] | None:
             row = await tx.fetchone(
-                "SELECT signature_key, account_id, queue_id FROM clients WHERE client_id = ?",
+                "SELECT signature_key, account_id, queue_box, legacy_queue_id FROM clients "
+                "WHERE client_id = ?",
                 client_id,
             )
-            return None if row is None else (bytes(row[0]), str(row[1]), str(row[2]))
+            if row is None:
+                return None
+            queue_id = self._queue_links.queue(client_id, row[2], row[3])
+            return bytes(row[0]), str(row[1]), queue_id
 
         found = await self._db.read(load)
         if found is None:

@@ -111,6 +111,7 @@ from messenger.api.models import (
 from messenger.api.padding import pad, unpad
 from messenger.api.sealed import token_digest
 
+from .at_rest import SealedColumn
 from .authentication import Principal
 from .devices import removed_queue_hash
 from .key_packages import ClaimEvidence, leaf_is_issued_to, registered_identity
@@ -125,6 +126,7 @@ from .mls_frames import (
     welcome_key_package_refs,
 )
 from .push import CHANNEL, Delivery, Hub, notification_payloads
+from .queue_links import QueueLinks
 from .storage import Database, Tx
 
 __all__ = ["Delivery", "DeliveryService", "SenderBudgets", "SweepResult"]
@@ -420,9 +422,13 @@ class DeliveryService:
         credential_public_key: bytes,
         sender_messages_per_minute: int = 120,
         sender_bytes_per_minute: int = 16 << 20,
+        queue_links: QueueLinks,
+        at_rest_key: bytes,
         removed_key: bytes | None = None,
     ) -> None:
         self._db = db
+        self._queue_links = queue_links
+        self._group_infos = SealedColumn(at_rest_key, "mls_groups.group_info")
         self._removed_key = removed_key
         self._hub = hub
         self._metrics = metrics
@@ -691,10 +697,10 @@ class DeliveryService:
         async def op(tx: Tx) -> None:
             created = await tx.execute(
                 "INSERT INTO mls_groups "
-                "(group_id, epoch, group_info, group_info_epoch, send_token_hash) "
-                "VALUES (?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "(group_id, epoch, group_info, group_info_epoch, send_token_hash, "
+                "group_info_sealed) VALUES (?, 0, ?, ?, ?, 1) ON CONFLICT DO NOTHING",
                 req.group_id,
-                None if req.group_info is None else _stored(req.group_info),
+                None if req.group_info is None else self._sealed_info(req.group_id, req.group_info),
                 0 if req.group_info is not None else None,
                 req.send_token_hash,
             )
@@ -823,9 +829,9 @@ class DeliveryService:
                     )
             changed = await tx.execute(
                 "UPDATE mls_groups SET epoch = ?, group_info = ?, group_info_epoch = ?, "
-                "send_token_hash = ? WHERE group_id = ? AND epoch = ?",
+                "send_token_hash = ?, group_info_sealed = 1 WHERE group_id = ? AND epoch = ?",
                 new_epoch,
-                None if req.group_info is None else _stored(req.group_info),
+                None if req.group_info is None else self._sealed_info(group_id, req.group_info),
                 new_epoch if req.group_info is not None else None,
                 req.send_token_hash,
                 group_id,
@@ -907,13 +913,35 @@ class DeliveryService:
             found.update(digests[bytes(r[0])] for r in rows)
         return found
 
-    @staticmethod
-    async def _account_queues(tx: Tx, principal: Principal) -> set[str]:
+    async def _account_queues(self, tx: Tx, principal: Principal) -> set[str]:
         """The queues of every client of ``principal``'s account (its own included)."""
+        return {q for _, q in await self._queue_links.of_account(tx, principal.account_id)}
+
+    def _sealed_info(self, group_id: bytes, group_info: bytes) -> bytes:
+        """What ``mls_groups.group_info`` holds: the padded GroupInfo, sealed at rest.
+
+        A GroupInfo's ratchet tree names every member's account and client
+        (RFC 9420 §12.4.3.3), so a copy of the database must not show it
+        (:mod:`.at_rest`, docs/threat-model.md).
+        """
+        return self._group_infos.seal(group_id, _stored(group_info))
+
+    def _opened_info(self, group_id: bytes, stored: bytes | memoryview, sealed: object) -> bytes:
+        """The GroupInfo of a stored ``mls_groups`` row (rows not yet sealed hold it padded)."""
+        data = bytes(stored)
+        return _loaded(self._group_infos.open(group_id, data) if sealed else data)
+
+    async def adopt_legacy(self, tx: Tx) -> int:
+        """Seal the GroupInfos stored before server migration 11; how many were sealed."""
         rows = await tx.fetchall(
-            "SELECT queue_id FROM clients WHERE account_id = ?", principal.account_id
+            "SELECT group_id, group_info FROM mls_groups "
+            "WHERE group_info_sealed = 0 AND group_info IS NOT NULL"
         )
-        return {str(r[0]) for r in rows}
+        await tx.executemany(
+            "UPDATE mls_groups SET group_info = ?, group_info_sealed = 1 WHERE group_id = ?",
+            [(self._sealed_info(bytes(g), _loaded(bytes(info))), bytes(g)) for g, info in rows],
+        )
+        return len(rows)
 
     async def _check_external_commit(
         self,
@@ -959,14 +987,17 @@ class DeliveryService:
                     "queue of the sender's own account",
                 )
         row = await tx.fetchone(
-            "SELECT group_info, group_info_epoch FROM mls_groups WHERE group_id = ?", group_id
+            "SELECT group_info, group_info_epoch, group_info_sealed FROM mls_groups "
+            "WHERE group_id = ?",
+            group_id,
         )
         if row is None or row[0] is None or row[1] is None or int(row[1]) != current:
             raise ApiError(
                 ErrorCode.NO_GROUP_INFO,
                 "an external commit needs the GroupInfo of the current epoch on the server",
             )
-        leaf = verify_external_commit(req.commit, _loaded(bytes(row[0])))
+        info = self._opened_info(group_id, row[0], row[2])
+        leaf = verify_external_commit(req.commit, info)
         registered = await registered_identity(tx, principal.client_id)
         if not leaf_is_issued_to(self._credential_key, principal, registered, leaf):
             raise ApiError(
@@ -1258,17 +1289,16 @@ class DeliveryService:
         async def op(tx: Tx) -> tuple[int, bytes | None] | None:
             # A member, or a device of a member's account (docs/devices.md §5).
             row = await tx.fetchone(
-                "SELECT g.group_info_epoch, g.group_info FROM mls_groups g "
-                "WHERE g.group_id = ? AND EXISTS (SELECT 1 FROM group_members gm "
-                "JOIN clients c ON c.queue_id = gm.queue_id "
-                "WHERE gm.group_id = g.group_id AND c.account_id = ?)",
+                "SELECT group_info_epoch, group_info, group_info_sealed FROM mls_groups "
+                "WHERE group_id = ?",
                 group_id,
-                principal.account_id,
             )
-            if row is None:
+            if row is None or (await self._account_queues(tx, principal)).isdisjoint(
+                await self._members(tx, group_id)
+            ):
                 return None
             return (int(row[0]) if row[0] is not None else 0), (
-                _loaded(bytes(row[1])) if row[1] is not None else None
+                self._opened_info(group_id, row[1], row[2]) if row[1] is not None else None
             )
 
         found = await self._db.read(op)
@@ -1296,8 +1326,9 @@ class DeliveryService:
             if req.epoch != current:
                 raise _stale(current)
             await tx.execute(
-                "UPDATE mls_groups SET group_info = ?, group_info_epoch = ? WHERE group_id = ?",
-                _stored(req.group_info),
+                "UPDATE mls_groups SET group_info = ?, group_info_epoch = ?, "
+                "group_info_sealed = 1 WHERE group_id = ?",
+                self._sealed_info(group_id, req.group_info),
                 req.epoch,
                 group_id,
             )

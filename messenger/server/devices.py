@@ -51,6 +51,7 @@ from .storage import Database, StorageError, Tx
 if TYPE_CHECKING:
     from .authentication import Principal
     from .links import Links
+    from .queue_links import QueueLinks
 
 __all__ = [
     "DEVICE_CHANNEL",
@@ -174,9 +175,16 @@ class Devices:
     """Takeovers and removals, and the open WebSockets to close when one happens."""
 
     def __init__(
-        self, db: Database, hub: Hub, *, removed_key: bytes, links: Links | None = None
+        self,
+        db: Database,
+        hub: Hub,
+        *,
+        removed_key: bytes,
+        queue_links: QueueLinks,
+        links: Links | None = None,
     ) -> None:
         self._db = db
+        self._queue_links = queue_links
         self._hub = hub
         self._removed_key = removed_key
         self._links = links
@@ -227,12 +235,10 @@ class Devices:
                 principal.account_id,
             )
             await check_not_removed(tx, principal.client_id)
-            row = await tx.fetchone(
-                "SELECT account_id, queue_id FROM clients WHERE client_id = ?", client_id
-            )
-            if row is None or str(row[0]) != principal.account_id:
+            found = await self._queue_links.of_client(tx, client_id)
+            if found is None or found[0] != principal.account_id:
                 raise no_such_client()
-            queue_id = str(row[1])
+            queue_id = found[1]
             count = await tx.fetchone(
                 "SELECT COUNT(*) FROM clients WHERE account_id = ?", principal.account_id
             )

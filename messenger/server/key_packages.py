@@ -80,8 +80,10 @@ from messenger.mls.ciphersuite import get_cipher_suite
 from messenger.mls.key_package import KeyPackage
 from messenger.mls.messages import MLSMessage
 
+from .at_rest import SealedColumn
 from .authentication import Principal
 from .mls_frames import KeyPackageLeaf, check_key_package, key_package_ref
+from .queue_links import QueueLinks
 from .ratelimit import RateLimiter
 from .storage import Database, Tx
 
@@ -96,6 +98,9 @@ __all__ = [
 
 _HOUR_MS = 3600 * 1000
 _CHUNK = 500
+#: The first byte of a bare MLSMessage (its version, mls10 = 0x0001, RFC 9420 §6);
+#: a sealed value starts with 0x01 (:mod:`.at_rest`).
+_BARE_MLS: Final = b"\x00"
 
 #: The cipher suites whose KeyPackages the server keeps (RFC 9420 §17.1;
 #: docs/pq-suites.md): both sign with Ed25519, the key each client registers.
@@ -399,12 +404,16 @@ class KeyPackages:
         credential_public_key: bytes,
         *,
         evidence: ClaimEvidence,
+        queue_links: QueueLinks,
+        at_rest_key: bytes,
         claims_per_hour: int,
         one_time_per_target_per_hour: int,
         one_time_per_pair_per_hour: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
+        self._queue_links = queue_links
+        self._sealed = SealedColumn(at_rest_key, "key_packages.data")
         self._max = max_per_client
         self._credential_key = Ed25519PublicKey.from_public_bytes(credential_public_key)
         self.evidence = evidence
@@ -468,7 +477,7 @@ class KeyPackages:
                 "INSERT INTO key_packages (client_id, cipher_suite, last_resort, data) "
                 "VALUES (?, ?, 0, ?)",
                 [
-                    (client_id, suite, data)
+                    (client_id, suite, self._seal(client_id, data))
                     for suite, data in zip(suites, req.key_packages, strict=True)
                 ],
             )
@@ -485,11 +494,38 @@ class KeyPackages:
                     "VALUES (?, ?, 1, ?)",
                     client_id,
                     last_resort_suite,
-                    req.last_resort,
+                    self._seal(client_id, req.last_resort),
                 )
             return UploadKeyPackagesResponse(*_count_of(await _counts(tx, client_id)))
 
         return await self._db.transaction(op)
+
+    def _seal(self, client_id: str, key_package: bytes) -> bytes:
+        """What ``key_packages.data`` holds: the KeyPackage sealed at rest (:mod:`.at_rest`).
+
+        A KeyPackage's leaf names its client, its account and its delivery
+        queue (the ``delivery_queue`` extension), so a copy of the database
+        must not show it; the server hands it out opened.
+        """
+        return self._sealed.seal(client_id.encode("ascii"), key_package)
+
+    def _opened(self, client_id: str, stored: bytes | memoryview) -> bytes:
+        """The KeyPackage of a stored row (a row from before migration 11 holds it bare)."""
+        data = bytes(stored)
+        return data if data[:1] == _BARE_MLS else self._sealed.open(client_id.encode(), data)
+
+    async def adopt_legacy(self, tx: Tx) -> int:
+        """Seal the KeyPackages stored before server migration 11; how many were sealed."""
+        first = "substr(data, 1, 1)" if tx.dialect == "sqlite" else "substring(data from 1 for 1)"
+        rows = await tx.fetchall(
+            f"SELECT kp_id, client_id, data FROM key_packages WHERE {first} = ?",  # noqa: S608
+            _BARE_MLS,
+        )
+        await tx.executemany(
+            "UPDATE key_packages SET data = ? WHERE kp_id = ?",
+            [(self._seal(str(c), bytes(d)), int(k)) for k, c, d in rows],
+        )
+        return len(rows)
 
     async def count(self, principal: Principal) -> KeyPackageCount:
         """The signing client's unclaimed one-time KeyPackages."""
@@ -533,10 +569,7 @@ class KeyPackages:
         now_ms = int(self._clock() * 1000)
 
         async def op(tx: Tx) -> ClaimKeyPackagesResponse:
-            clients = await tx.fetchall(
-                "SELECT client_id, queue_id FROM clients WHERE account_id = ? ORDER BY client_id",
-                account_id,
-            )
+            clients = await self._queue_links.of_account(tx, account_id)
             if not clients:
                 raise ApiError(ErrorCode.UNKNOWN_ACCOUNT, "no such account")
             targets = [(c, q) for c, q in clients if c != principal.client_id]
@@ -566,7 +599,8 @@ class KeyPackages:
                     )
                 if row is not None:
                     await tx.execute("DELETE FROM key_packages WHERE kp_id = ?", row[0])
-                    claimed.append(ClaimedKeyPackage(client_id, queue_id, bytes(row[1]), False))
+                    data = self._opened(client_id, row[1])
+                    claimed.append(ClaimedKeyPackage(client_id, queue_id, data, False))
                     continue
                 row = await tx.fetchone(
                     "SELECT data FROM key_packages "
@@ -575,7 +609,8 @@ class KeyPackages:
                     suite,
                 )
                 if row is not None:
-                    claimed.append(ClaimedKeyPackage(client_id, queue_id, bytes(row[0]), True))
+                    data = self._opened(client_id, row[0])
+                    claimed.append(ClaimedKeyPackage(client_id, queue_id, data, True))
             if not claimed:
                 raise ApiError(ErrorCode.NO_KEY_PACKAGE, "the account has no KeyPackage left")
             await self.evidence.record(

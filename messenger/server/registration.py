@@ -64,6 +64,7 @@ from .authentication import Principal, verify_ed25519
 from .config import ServerConfig
 from .devices import check_not_removed, device_removed
 from .handles import Handles
+from .queue_links import QueueLinks
 from .server_keys import ServerKeys
 from .storage import Database, Tx, UniqueViolation
 
@@ -149,15 +150,18 @@ class _Certificate:
 
 
 async def _insert_client(
-    tx: Tx, client_id: str, account_id: str, signature_key: bytes, queue_id: str
-) -> None:
+    tx: Tx, links: QueueLinks, client_id: str, account_id: str, signature_key: bytes
+) -> str:
+    """Insert a client with a spare queue (:mod:`.queue_links`); its queue ID."""
+    queue_id = await links.take_spare(tx)
     await tx.execute(
-        "INSERT INTO clients (client_id, account_id, signature_key, queue_id) VALUES (?, ?, ?, ?)",
+        "INSERT INTO clients (client_id, account_id, signature_key, queue_box) VALUES (?, ?, ?, ?)",
         client_id,
         account_id,
         signature_key,
-        queue_id,
+        links.seal(client_id, queue_id),
     )
+    return queue_id
 
 
 class Registration:
@@ -170,8 +174,10 @@ class Registration:
         keys: ServerKeys,
         handles: Handles,
         clock: Callable[[], float],
+        queue_links: QueueLinks,
     ) -> None:
         self._db = db
+        self._queue_links = queue_links
         self._config = config
         self._keys = keys
         self._handles = handles
@@ -260,10 +266,10 @@ class Registration:
         code_hash = invite_hash(req.invite_code) if req.invite_code is not None else None
         handle_hash = self._handles.hash(req.handle) if req.handle is not None else None
         challenge_hash = hashlib.sha256(req.challenge).digest()
-        account_id, client_id, queue_id = new_id(), new_id(), new_id()
+        account_id, client_id = new_id(), new_id()
         now = self._now_ms()
 
-        async def op(tx: Tx) -> None:
+        async def op(tx: Tx) -> str:
             used = await tx.execute(
                 "INSERT INTO used_challenges (challenge_hash, expires_at) VALUES (?, ?) "
                 "ON CONFLICT DO NOTHING",
@@ -290,13 +296,14 @@ class Registration:
             ):
                 raise ApiError(ErrorCode.KEY_IN_USE, "this signature key is already registered")
             try:
-                await tx.execute("INSERT INTO queues (queue_id) VALUES (?)", queue_id)
                 await tx.execute(
                     "INSERT INTO accounts (account_id, handle_hash) VALUES (?, ?)",
                     account_id,
                     handle_hash,
                 )
-                await _insert_client(tx, client_id, account_id, req.signature_key, queue_id)
+                queue_id = await _insert_client(
+                    tx, self._queue_links, client_id, account_id, req.signature_key
+                )
                 if certificate is not None:
                     await tx.execute(
                         "UPDATE accounts SET account_key = ? WHERE account_id = ?",
@@ -310,8 +317,9 @@ class Registration:
                 raise ApiError(
                     ErrorCode.KEY_IN_USE, "this signature key is already registered"
                 ) from None
+            return queue_id
 
-        await self._db.transaction(op)
+        queue_id = await self._db.transaction(op)
         credential = self._credential(account_id, client_id, req.signature_key, certificate)
         return RegisterResponse(account_id, client_id, queue_id, credential)
 
@@ -329,11 +337,11 @@ class Registration:
             req.signature_key, req.proof, possession_message(context, req.signature_key)
         ):
             raise ApiError(ErrorCode.PROOF_INVALID, "the proof of possession does not verify")
-        client_id, queue_id = new_id(), new_id()
+        client_id = new_id()
         limit = self._config.max_clients_per_account
         certificate: _Certificate | None = None
 
-        async def op(tx: Tx) -> None:
+        async def op(tx: Tx) -> str:
             nonlocal certificate
             # The account's row serialises device changes of one account.
             account = await tx.fetchone(
@@ -373,9 +381,8 @@ class Registration:
             ):
                 raise ApiError(ErrorCode.KEY_IN_USE, "this signature key is already registered")
             try:
-                await tx.execute("INSERT INTO queues (queue_id) VALUES (?)", queue_id)
-                await _insert_client(
-                    tx, client_id, principal.account_id, req.signature_key, queue_id
+                queue_id = await _insert_client(
+                    tx, self._queue_links, client_id, principal.account_id, req.signature_key
                 )
                 if certificate is not None:
                     await certificate.store(tx, client_id)
@@ -383,8 +390,9 @@ class Registration:
                 raise ApiError(
                     ErrorCode.KEY_IN_USE, "this signature key is already registered"
                 ) from None
+            return queue_id
 
-        await self._db.transaction(op)
+        queue_id = await self._db.transaction(op)
         credential = self._credential(
             principal.account_id, client_id, req.signature_key, certificate
         )

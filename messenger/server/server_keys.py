@@ -19,7 +19,9 @@ Derived keys (HMAC-SHA256 of the master secret and a label):
 * the HMAC key of KeyPackage claim evidence (:mod:`.key_packages`);
 * the HMAC key of stored request nonces (:mod:`.authentication`);
 * the HMAC key of removed clients' tombstones (:mod:`.devices`);
-* the HMAC key of blob file names and blob owners (:mod:`.blobs`).
+* the HMAC key of blob file names and blob owners (:mod:`.blobs`);
+* the AES-256-GCM key of columns sealed at rest (:mod:`.at_rest`): each
+  client's queue and each group's GroupInfo.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ class ServerKeys:
     request_nonce_key: bytes
     removed_client_key: bytes
     blob_key: bytes
+    at_rest_key: bytes
 
     @classmethod
     def derive(cls, master: bytes) -> ServerKeys:
@@ -148,4 +151,5 @@ class ServerKeys:
             request_nonce_key=sub("request-nonce"),
             removed_client_key=sub("removed-client"),
             blob_key=sub("blob-store"),
+            at_rest_key=sub("sealed-at-rest"),
         )

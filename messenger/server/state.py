@@ -19,12 +19,16 @@ from .links import Links
 from .logs import log_event
 from .metrics import Metrics
 from .push import CHANNEL, Hub
+from .queue_links import QueueLinks
 from .ratelimit import RateLimiter
 from .registration import Registration
 from .server_keys import ServerKeys, load_or_create_master_secret, make_private_dir
-from .storage import Database, StorageError, migrate, open_database
+from .storage import Database, StorageError, Tx, migrate, open_database
 
 __all__ = ["VERSION", "ServerState"]
+
+#: The server migration that seals client queues and GroupInfos at rest.
+_SEALED_AT_REST_VERSION = 11
 
 #: The server's version, reported by the OpenAPI description.
 VERSION = "0.1.0"
@@ -52,12 +56,14 @@ class ServerState:
             # The data directory holds the database or the master secret: owner only.
             make_private_dir(config.data_dir)
         self.keys = ServerKeys.derive(load_or_create_master_secret(config.secret_key_path))
+        self.queue_links = QueueLinks(self.keys.at_rest_key)
         self.auth = RequestAuthenticator(
             self.db,
             config.timestamp_window_seconds,
             clock,
             self.metrics,
             nonce_key=self.keys.request_nonce_key,
+            queue_links=self.queue_links,
             removed_key=self.keys.removed_client_key,
         )
         self.handles = Handles(
@@ -67,12 +73,16 @@ class ServerState:
             lookups_per_ip_per_minute=config.lookups_per_ip_per_minute,
             clock=clock,
         )
-        self.registration = Registration(self.db, config, self.keys, self.handles, clock)
+        self.registration = Registration(
+            self.db, config, self.keys, self.handles, clock, self.queue_links
+        )
         self.key_packages = KeyPackages(
             self.db,
             config.max_key_packages_per_client,
             self.keys.credential_public_key,
             evidence=ClaimEvidence(self.keys.claim_evidence_key, config.claim_evidence_ttl_seconds),
+            queue_links=self.queue_links,
+            at_rest_key=self.keys.at_rest_key,
             claims_per_hour=config.key_package_claims_per_hour,
             one_time_per_target_per_hour=config.one_time_key_packages_per_target_per_hour,
             one_time_per_pair_per_hour=(
@@ -91,6 +101,8 @@ class ServerState:
             credential_public_key=self.keys.credential_public_key,
             sender_messages_per_minute=config.sender_messages_per_queue_per_minute,
             sender_bytes_per_minute=config.sender_bytes_per_queue_per_minute,
+            queue_links=self.queue_links,
+            at_rest_key=self.keys.at_rest_key,
             removed_key=self.keys.removed_client_key,
         )
         self.links = Links(self.db, self.hub, clock)
@@ -107,7 +119,11 @@ class ServerState:
             retention_seconds=config.blob_retention_seconds,
         )
         self.devices = Devices(
-            self.db, self.hub, removed_key=self.keys.removed_client_key, links=self.links
+            self.db,
+            self.hub,
+            removed_key=self.keys.removed_client_key,
+            queue_links=self.queue_links,
+            links=self.links,
         )
         self.ip_limiter = RateLimiter.per_minute("address", config.ip_requests_per_minute, clock)
         self.account_limiter = RateLimiter.per_minute(
@@ -128,6 +144,8 @@ class ServerState:
         await self.db.connect()
         try:
             version = await migrate(self.db, int(self.clock() * 1000))
+            if version >= _SEALED_AT_REST_VERSION:
+                await self.db.transaction(self._seal_legacy_rows)
             await self.db.listen(CHANNEL, self.hub.on_notification)
             await self.db.listen(DEVICE_CHANNEL, self.devices.on_notification)
         except BaseException:
@@ -137,6 +155,33 @@ class ServerState:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="retention-sweeper")
         self.started = True
         log_event(_log, "server started", backend=self.db.dialect, schema_version=version)
+
+    async def _seal_legacy_rows(self, tx: Tx) -> None:
+        """Seal what rows from before server migration 11 hold in the clear (one transaction).
+
+        Client queues, GroupInfos and KeyPackages (:mod:`.queue_links`,
+        :mod:`.at_rest`):
+        the migration cannot, as the key is not in the database. Several
+        processes starting together may both seal a row: either box opens.
+        A database sealed under another secret key file is refused here
+        (:class:`StorageError`), not request by request.
+        """
+        clients = await self.queue_links.adopt_legacy(tx)
+        sample = await tx.fetchone(
+            "SELECT client_id, queue_box FROM clients WHERE queue_box IS NOT NULL LIMIT 1"
+        )
+        if sample is not None:  # a StorageError if this is not the key that sealed them
+            self.queue_links.queue(str(sample[0]), sample[1], None)
+        groups = await self.delivery.adopt_legacy(tx)
+        key_packages = await self.key_packages.adopt_legacy(tx)
+        if clients or groups or key_packages:
+            log_event(
+                _log,
+                "sealed rows from before",
+                clients=clients,
+                groups=groups,
+                key_packages=key_packages,
+            )
 
     async def stop(self) -> None:
         """Stop the sweeper and close the database (pending writes finish)."""

@@ -13,8 +13,12 @@ asserts each cell the table marks "learns nothing" for the database thief:
   group or a message; every group message is held by *every* member queue
   (none is missing, so none is singled out as the sender's); no stored
   message is a PublicMessage (whose sender is in the clear).
+* **queue ↔ account**: no stored row names a client or an account next to
+  a member's queue, in any form (the client's queue is sealed at rest,
+  server migration 11), and no stored GroupInfo shows a member's
+  credential (GroupInfos are sealed too).
 * **message ↔ exact size**: every MLS message stored anywhere (payloads,
-  GroupInfos) is a canonical padded envelope of a bucket size, no bare MLS
+  GroupInfos, inside their seal) is a canonical padded envelope of a bucket size, no bare MLS
   message of the conversation's kinds is stored at all, and each blob file
   has a Padmé size; texts of different lengths share their size.
 * **message ↔ exact time**: no time in a table tied to groups or messages
@@ -47,6 +51,7 @@ from messenger.client import ClientOptions, MessengerClient
 from messenger.client.acks import AckPolicy
 from messenger.mls.content import ContentType, PrivateMessage, WireFormat
 from messenger.mls.messages import MLSMessage
+from messenger.server.at_rest import SEALED_OVERHEAD
 
 from .conftest import CLIENT_OPTIONS, Clients, ServerProcess, eventually, start_server, stop_server
 
@@ -259,6 +264,7 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
     _assert_times(db)
     _assert_senders(db, identities)
     _assert_uploader_hidden(db, queues)
+    _assert_queues_unlinked(db, identities, queues)
     _assert_sealed_requests(recording)
 
 
@@ -285,9 +291,12 @@ def _assert_sizes(db: Database, blob_sizes: list[int]) -> None:
     payloads = [bytes(v) for v in column(db, "payloads", "data")]
     infos = [bytes(v) for v in column(db, "mls_groups", "group_info") if v is not None]
     assert len(payloads) >= len(TEXTS) + 4, "the messages are still on the server"
-    for value in payloads + infos:
+    for value in payloads:
         assert is_bucket(len(value)), f"a stored message of {len(value)} bytes is not a bucket"
         unpad(value)  # canonical: the right bucket, zero padding
+    assert infos, "the group's GroupInfo is stored"
+    for value in infos:  # sealed at rest: the seal's bytes on a bucket
+        assert is_bucket(len(value) - SEALED_OVERHEAD), "a GroupInfo's size is not a bucket"
     sizes = {len(v) for v in payloads}
     assert len(sizes) < len(payloads), "messages of different lengths share a stored size"
     # No bare MLS message of the conversation's kinds anywhere (KeyPackages are
@@ -383,6 +392,31 @@ def _assert_uploader_hidden(db: Database, queues: set[str]) -> None:
                 assert not any(q in text or q.encode().hex() in text for q in queues), (
                     f"{table} names a member queue"
                 )
+
+
+def _assert_queues_unlinked(db: Database, identities: set[str], queues: set[str]) -> None:
+    """No row puts a client or account next to a member queue; no GroupInfo shows one."""
+
+    def shown(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, bytes | memoryview):
+            raw = bytes(value)
+            return [raw.hex(), raw.decode("latin-1")]
+        return []
+
+    for table, (_columns, rows) in db.tables.items():
+        for row in rows:
+            texts = [t for v in row for t in shown(v)]
+            someone = any(i in t for i in identities for t in texts)
+            queue = any(q in t or q.encode().hex() in t for q in queues for t in texts)
+            assert not (someone and queue), f"{table} joins a client or account to its queue"
+    for info in column(db, "mls_groups", "group_info"):
+        if info is not None:
+            assert not any(i.encode() in bytes(info) for i in identities), (
+                "a stored GroupInfo shows a member's credential"
+            )
+    assert "queue_id" not in db.tables["clients"][0], "clients has no plain queue column"
 
 
 def _assert_sealed_requests(recording: Recording) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from messenger.server.registration import new_id
 from messenger.server.storage import Tx
 
 from .conftest import TestServer
@@ -28,6 +29,7 @@ TABLES = (
     "blobs",
     "blob_recipients",
     "blob_fetchers",
+    "spare_queues",
     "schema_migrations",
 )
 
@@ -70,3 +72,23 @@ async def columns(server: TestServer, table: str) -> list[str]:
         return [str(r[0]) for r in found]
 
     return await server.state.db.read(op)
+
+
+async def insert_client_before_11(
+    tx: Tx, _links: object, client_id: str, account_id: str, signature_key: bytes
+) -> str:
+    """How a server before migration 11 stored a new client: its queue in the clear.
+
+    A stand-in for ``messenger.server.registration._insert_client`` while a
+    test runs a server on an older schema.
+    """
+    queue_id = new_id()
+    await tx.execute("INSERT INTO queues (queue_id) VALUES (?)", queue_id)
+    await tx.execute(
+        "INSERT INTO clients (client_id, account_id, signature_key, queue_id) VALUES (?, ?, ?, ?)",
+        client_id,
+        account_id,
+        signature_key,
+        queue_id,
+    )
+    return queue_id

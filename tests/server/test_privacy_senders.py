@@ -43,6 +43,7 @@ from messenger.server.storage import Tx
 from . import mls_data
 from .client import ApiClient, send_token
 from .conftest import FakeClock, ServerFactory, TestServer
+from .dbtools import insert_client_before_11
 
 pytestmark = pytest.mark.anyio
 
@@ -456,6 +457,7 @@ async def test_a_request_signed_before_the_upgrade_is_not_replayable_after_it(
 ) -> None:
     """Migration 4 drops the old (client ID, nonce) rows: a request signed before
     it is refused as expired afterwards, rather than accepted a second time."""
+    from messenger.server import registration
     from messenger.server.authentication import HASHED_NONCES_VERSION
     from messenger.server.storage import migrations
 
@@ -464,6 +466,7 @@ async def test_a_request_signed_before_the_upgrade_is_not_replayable_after_it(
     with monkeypatch.context() as patch:
         patch.setattr(migrations, "MIGRATIONS", older)
         patch.setattr(migrations, "LATEST_VERSION", older[-1].version)
+        patch.setattr(registration, "_insert_client", insert_client_before_11)
         async with server_factory(clock=clock) as server:
             alice = await server.registered()
             clock.advance(1)

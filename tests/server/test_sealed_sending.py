@@ -29,6 +29,7 @@ from messenger.api import routes as r
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.padding import MIN_BUCKET, is_bucket, pad, padded_length, unpad
 from messenger.api.sealed import token_digest
+from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
 
 from . import mls_data
 from .client import ApiClient, send_token, send_token_hash
@@ -534,10 +535,13 @@ async def test_the_database_holds_only_bucket_sized_payloads(server: TestServer)
     # A short text message is 256 bytes whatever its length.
     short = [message for message in sent if len(message) <= MIN_BUCKET - 6]
     assert len(short) >= 6 and {len(inside[message]) for message in short} == {256}
-    # The GroupInfo, too, is kept in its envelope.
+    # The GroupInfo, too, is kept in its envelope, and that is sealed at rest
+    # (its ratchet tree names the members): bucket size plus the seal's bytes.
     index = (await columns(server, "mls_groups")).index("group_info")
     (stored,) = [bytes(row[index]) for row in await rows(server, "mls_groups") if row[0] == GID]
-    assert is_bucket(len(stored)) and unpad(stored) == info != stored
+    assert len(stored) - SEALED_OVERHEAD == padded_length(len(info)) and info not in stored
+    opened = SealedColumn(server.state.keys.at_rest_key, "mls_groups.group_info").open(GID, stored)
+    assert is_bucket(len(opened)) and unpad(opened) == info
     assert (await bob.group_info(GID)).group_info == info
 
 

@@ -118,6 +118,17 @@ class Database(abc.ABC):
         """
         return await self.transaction(op)
 
+    async def without_foreign_keys(self, op: Operation[T]) -> T:
+        """Run ``op`` as :meth:`transaction`, with foreign-key actions off where needed.
+
+        For schema migrations that rebuild a table (SQLite has no ``ALTER
+        COLUMN``): dropping the old copy of a parent table must not cascade to
+        its children. Where the backend changes tables in place (PostgreSQL)
+        this is :meth:`transaction`. The foreign keys must hold when ``op``
+        ends, or nothing is committed.
+        """
+        return await self.transaction(op)
+
     @abc.abstractmethod
     async def read(self, op: Operation[T]) -> T:
         """Run a read-only ``op`` (it sees only committed data)."""

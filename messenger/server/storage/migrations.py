@@ -48,15 +48,25 @@ _TYPES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One step of the schema."""
+    """One step of the schema.
+
+    ``by_dialect`` adds statements for one backend only, run after the
+    common ones. ``rebuilds_tables`` runs the migration with SQLite's
+    foreign-key enforcement off, as its table rebuild needs
+    (https://sqlite.org/lang_altertable.html#otheralter): dropping the old
+    copy of a parent table must not cascade to its children.
+    """
 
     version: int
     name: str
     statements: tuple[str, ...]
+    by_dialect: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    rebuilds_tables: bool = False
 
     def sql(self, dialect: str) -> list[str]:
         """The statements for ``dialect``."""
-        return [s.format(**_TYPES[dialect]) for s in self.statements]
+        only = [s for name, group in self.by_dialect if name == dialect for s in group]
+        return [s.format(**_TYPES[dialect]) for s in (*self.statements, *only)]
 
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
@@ -352,6 +362,63 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             ){without_rowid}""",
         ),
     ),
+    Migration(
+        11,
+        "client queues and GroupInfos sealed at rest",
+        (
+            # Spare queues (messenger.server.queue_links): a new client takes
+            # one at random, so that neither rowids nor physical row order pair
+            # its clients row with its queue.
+            """CREATE TABLE spare_queues (
+                queue_id TEXT PRIMARY KEY REFERENCES queues (queue_id) ON DELETE CASCADE
+            ){without_rowid}""",
+            # GroupInfos are sealed under a key from the server secret
+            # (messenger.server.at_rest): their ratchet trees name every
+            # member's account and client. 0 for rows from before, until the
+            # server seals them when it starts (DeliveryService.adopt_legacy).
+            "ALTER TABLE mls_groups ADD COLUMN group_info_sealed INTEGER NOT NULL DEFAULT 0",
+        ),
+        # clients.queue_id becomes queue_box, the queue sealed under a key from
+        # the server secret (messenger.server.queue_links), with no foreign key
+        # to queues. The old plain ID waits in legacy_queue_id until the
+        # server, which holds the key, seals it when it starts.
+        by_dialect=(
+            (
+                "sqlite",
+                (
+                    """CREATE TABLE clients_v11 (
+                        client_id TEXT PRIMARY KEY,
+                        account_id TEXT NOT NULL
+                            REFERENCES accounts (account_id) ON DELETE CASCADE,
+                        signature_key {blob} NOT NULL UNIQUE,
+                        queue_box {blob},
+                        legacy_queue_id TEXT,
+                        device_token_hash {blob},
+                        certified_at BIGINT,
+                        device_certificate {blob}
+                    )""",
+                    "INSERT INTO clients_v11 (client_id, account_id, signature_key, "
+                    "legacy_queue_id, device_token_hash, certified_at, device_certificate) "
+                    "SELECT client_id, account_id, signature_key, queue_id, device_token_hash, "
+                    "certified_at, device_certificate FROM clients",
+                    "DROP TABLE clients",
+                    "ALTER TABLE clients_v11 RENAME TO clients",
+                    "CREATE INDEX clients_account ON clients (account_id)",
+                ),
+            ),
+            (
+                "postgresql",
+                (
+                    "ALTER TABLE clients RENAME COLUMN queue_id TO legacy_queue_id",
+                    "ALTER TABLE clients DROP CONSTRAINT IF EXISTS clients_queue_id_fkey",
+                    "ALTER TABLE clients DROP CONSTRAINT IF EXISTS clients_queue_id_key",
+                    "ALTER TABLE clients ALTER COLUMN legacy_queue_id DROP NOT NULL",
+                    "ALTER TABLE clients ADD COLUMN queue_box BYTEA",
+                ),
+            ),
+        ),
+        rebuilds_tables=True,
+    ),
 )
 
 
@@ -385,6 +452,10 @@ async def migrate(db: Database, now_ms: int) -> int:
             "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
         )
 
+    async def pending(tx: Tx) -> Migration | None:
+        applied = await schema_version(tx)
+        return next((m for m in MIGRATIONS if m.version > applied), None)
+
     async def step(tx: Tx) -> tuple[int, int]:
         await _lock(tx)
         applied = await schema_version(tx)
@@ -408,6 +479,8 @@ async def migrate(db: Database, now_ms: int) -> int:
 
     await db.transaction(ensure_table)
     while True:
-        before, after = await db.transaction(step)
+        upcoming = await db.transaction(pending)
+        run = db.without_foreign_keys if upcoming and upcoming.rebuilds_tables else db.transaction
+        before, after = await run(step)
         if after == before:
             return after

@@ -296,6 +296,43 @@ class SqliteDatabase(Database):
         self._wake.set()
         return await future
 
+    async def without_foreign_keys(self, op: Operation[T]) -> T:
+        """:meth:`transaction` with ``PRAGMA foreign_keys`` off, then checked.
+
+        The writer thread runs one job at a time, so no batch runs while
+        enforcement is off; ``PRAGMA foreign_key_check`` must find nothing
+        before the transaction commits.
+        """
+        if self._closing or self._writer is None or self._executor is None:
+            raise StorageError("the database is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_without_foreign_keys, op)
+
+    def _run_without_foreign_keys(self, op: Operation[T]) -> T:
+        conn = self._writer
+        assert conn is not None
+        try:
+            conn.execute("PRAGMA foreign_keys=OFF")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    value = _drive(op(_WriterTx(conn)))
+                    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StorageError(
+                            f"a foreign key does not hold after the change: {broken[0]}"
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite transaction failed: {exc}") from exc
+        return value
+
     async def read(self, op: Operation[T]) -> T:
         if not self._readers:
             raise StorageError("the database is closed")

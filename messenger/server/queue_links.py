@@ -1,0 +1,113 @@
+"""Which queue is a client's: known to the running server, not to a copy of its database.
+
+The server needs a client's queue while it handles that client's signed
+requests (fetching and acking it, claims that hand out its address, removing
+a device, letting a device of a member's account read the GroupInfo,
+docs/devices.md §5). It does not need a row that a thief of the database can
+join. So (docs/metadata.md §1):
+
+* ``clients.queue_box`` holds the queue ID sealed under a key from the
+  server secret, bound to the client ID (:mod:`.at_rest`); there is no
+  plain queue column in ``clients`` and no foreign key from a client to a
+  queue.
+* A new client does not get a queue made in its own transaction, which a
+  rowid or PostgreSQL's physical row order would pair with its ``clients``
+  row (and with its first KeyPackages): it takes one at random from a pool
+  of spare queues, made :data:`SPARE_BATCH` at a time, in random order,
+  whenever fewer than :data:`SPARE_LOW` are left (``spare_queues``). A
+  client's queue is any of the spares of its moment, made before it.
+
+Rows from before (``clients.legacy_queue_id``, server migration 11) are
+sealed by :meth:`QueueLinks.adopt_legacy` when the server starts.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Final
+
+from messenger.api.fields import ID_BYTES, b64encode
+
+from .at_rest import SealedColumn
+from .storage import StorageError, Tx
+
+__all__ = ["SPARE_BATCH", "SPARE_LOW", "QueueLinks"]
+
+#: Below this many spare queues, a registration makes a new batch.
+SPARE_LOW: Final = 16
+#: How many spare queues are made at once.
+SPARE_BATCH: Final = 32
+_TRIES: Final = 8
+
+
+class QueueLinks:
+    """The sealed client ↔ queue link and the pool of spare queues."""
+
+    __slots__ = ("_column",)
+
+    def __init__(self, key: bytes) -> None:
+        self._column = SealedColumn(key, "clients.queue_box")
+
+    def seal(self, client_id: str, queue_id: str) -> bytes:
+        """The ``queue_box`` of ``client_id``'s row."""
+        return self._column.seal(client_id.encode("ascii"), queue_id.encode("ascii"))
+
+    def queue(self, client_id: str, box: object, legacy: object) -> str:
+        """The queue of a ``clients`` row, from its sealed box (or a row not yet adopted)."""
+        if isinstance(box, bytes | memoryview):
+            return self._column.open(client_id.encode("ascii"), bytes(box)).decode("ascii")
+        if legacy is not None:
+            return str(legacy)
+        raise StorageError("a client row has no queue")
+
+    async def of_client(self, tx: Tx, client_id: str) -> tuple[str, str] | None:
+        """``(account ID, queue ID)`` of ``client_id``, or None if there is no such client."""
+        row = await tx.fetchone(
+            "SELECT account_id, queue_box, legacy_queue_id FROM clients WHERE client_id = ?",
+            client_id,
+        )
+        if row is None:
+            return None
+        return str(row[0]), self.queue(client_id, row[1], row[2])
+
+    async def of_account(self, tx: Tx, account_id: str) -> list[tuple[str, str]]:
+        """``(client ID, queue ID)`` of every client of ``account_id``, by client ID."""
+        rows = await tx.fetchall(
+            "SELECT client_id, queue_box, legacy_queue_id FROM clients "
+            "WHERE account_id = ? ORDER BY client_id",
+            account_id,
+        )
+        return [(str(c), self.queue(str(c), box, legacy)) for c, box, legacy in rows]
+
+    async def take_spare(self, tx: Tx) -> str:
+        """A spare queue, taken at random from the pool (refilled first if low)."""
+        for _ in range(_TRIES):
+            spares = [str(r[0]) for r in await tx.fetchall("SELECT queue_id FROM spare_queues")]
+            if len(spares) < SPARE_LOW:
+                made = [b64encode(secrets.token_bytes(ID_BYTES)) for _ in range(SPARE_BATCH)]
+                # Random IDs in a random order: neither the rowids nor the
+                # physical order of the batch say which one a client takes.
+                await tx.executemany(
+                    "INSERT INTO queues (queue_id) VALUES (?)", [(q,) for q in made]
+                )
+                await tx.executemany(
+                    "INSERT INTO spare_queues (queue_id) VALUES (?)", [(q,) for q in made]
+                )
+                spares += made
+            chosen = secrets.choice(spares)
+            # Another process may have taken it since (PostgreSQL): then try again.
+            if await tx.execute("DELETE FROM spare_queues WHERE queue_id = ?", chosen) == 1:
+                return chosen
+        raise StorageError("no spare queue could be taken")  # pragma: no cover - contention
+
+    async def adopt_legacy(self, tx: Tx) -> int:
+        """Seal the queue of every row from before migration 11; how many were sealed."""
+        rows = await tx.fetchall(
+            "SELECT client_id, legacy_queue_id FROM clients "
+            "WHERE queue_box IS NULL AND legacy_queue_id IS NOT NULL"
+        )
+        await tx.executemany(
+            "UPDATE clients SET queue_box = ?, legacy_queue_id = NULL WHERE client_id = ?",
+            [(self.seal(str(c), str(q)), str(c)) for c, q in rows],
+        )
+        return len(rows)
