@@ -139,10 +139,14 @@ async def _register(http: httpx.AsyncClient) -> Member:
     return Member(key, reg.client_id, reg.queue_id, reg.account_id, reg.credential)
 
 
-async def _welcome(http: httpx.AsyncClient, creator: Member, others: list[Member]) -> bytes:
-    """A Welcome the server accepts: it names KeyPackages the creator claimed from ``others``."""
+async def _welcome(
+    http: httpx.AsyncClient, creator: Member, others: list[Member]
+) -> tuple[bytes, tuple[bytes, ...]]:
+    """A Welcome the server accepts, and the claim tokens of the KeyPackages it names,
+    which the creator claimed from ``others``."""
     suite = get_cipher_suite(1)
     refs = []
+    claims: list[bytes] = []
     for other in others:
         assert other.credential is not None
         bundle = generate_key_package(
@@ -160,10 +164,12 @@ async def _welcome(http: httpx.AsyncClient, creator: Member, others: list[Member
         for entry in m.ClaimKeyPackagesResponse.from_json(claimed).key_packages:
             kp = MLSMessage.from_bytes(entry.key_package).key_package
             refs.append(kp.ref(suite))
+            assert entry.claim_token is not None
+            claims.append(entry.claim_token)
     secrets = tuple(
         EncryptedGroupSecrets(ref, HPKECiphertext(os.urandom(32), os.urandom(48))) for ref in refs
     )
-    return MLSMessage(Welcome(1, secrets, os.urandom(64))).to_bytes()
+    return MLSMessage(Welcome(1, secrets, os.urandom(64))).to_bytes(), tuple(claims)
 
 
 def send_token(group_id: bytes) -> bytes:
@@ -432,6 +438,7 @@ async def _group(http: httpx.AsyncClient, members: int) -> tuple[bytes, list[Mem
         PrivateMessage(group_id, 0, ContentType.COMMIT, b"", os.urandom(16), os.urandom(64))
     ).to_bytes()
     queues = tuple(x.queue_id for x in group)
+    welcome, claims = await _welcome(http, creator, group[1:])
     await _post(
         http,
         creator,
@@ -440,9 +447,10 @@ async def _group(http: httpx.AsyncClient, members: int) -> tuple[bytes, list[Mem
             0,
             commit,
             queues,
-            await _welcome(http, creator, group[1:]),
+            welcome,
             queues[1:],
             send_token_hash=token_digest(send_token(group_id)),
+            claims=claims,
         ),
     )
     return group_id, group

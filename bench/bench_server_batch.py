@@ -64,6 +64,7 @@ async def _pair(base: str) -> tuple[bytes, Member, Member]:
             PrivateMessage(group_id, 0, ContentType.COMMIT, b"", os.urandom(16), os.urandom(64))
         ).to_bytes()
         queues = (sender.queue_id, receiver.queue_id)
+        welcome, claims = await _welcome(http, sender, [receiver])
         await _post(
             http,
             sender,
@@ -72,9 +73,10 @@ async def _pair(base: str) -> tuple[bytes, Member, Member]:
                 0,
                 commit,
                 queues,
-                await _welcome(http, sender, [receiver]),
+                welcome,
                 queues[1:],
                 send_token_hash=token_digest(send_token(group_id)),
+                claims=claims,
             ),
         )
     return group_id, sender, receiver

@@ -24,6 +24,7 @@ from .errors import ApiError, ErrorCode
 from .fields import Bytes, Choice, Field, Flag, Ident, Int, ListOf, Nested, Padded, Text
 
 __all__ = [
+    "CLAIM_TOKEN_BYTES",
     "DEFAULT_CLAIM_SUITE",
     "HANDLE_PATTERN",
     "LINK_IDLE_SECONDS",
@@ -125,6 +126,8 @@ MIN_IDEMPOTENCY_KEY_BYTES: Final = 16
 MAX_IDEMPOTENCY_KEY_BYTES: Final = 64
 #: A send token (docs/metadata.md §3) and its digest are this long.
 SEND_TOKEN_BYTES: Final = 32
+#: A KeyPackage claim's token (ClaimedKeyPackage.claim_token).
+CLAIM_TOKEN_BYTES: Final = 32
 
 _SIGNATURE_KEY = "Ed25519 public key (RFC 8032), 32 bytes"
 
@@ -705,18 +708,26 @@ class ClaimKeyPackagesRequest(Model):
 
 @dataclass(frozen=True, slots=True)
 class ClaimedKeyPackage(_Response):
-    """One client's KeyPackage and the queue that its Welcome goes to."""
+    """One client's KeyPackage and the queue that its Welcome goes to.
+
+    ``claim_token`` is the claimer's evidence of this claim: a commit that
+    adds ``queue_id`` with a Welcome to this KeyPackage carries it in
+    ``CommitRequest.claims`` (docs/metadata.md §3), so the commit need not
+    name its committer.
+    """
 
     client_id: str
     queue_id: str
     key_package: bytes
     last_resort: bool
+    claim_token: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Ident("client_id"),
         Ident("queue_id"),
         Bytes("key_package", min_len=1, max_len=MAX_KEY_PACKAGE_BYTES),
         Flag("last_resort"),
+        Bytes("claim_token", min_len=CLAIM_TOKEN_BYTES, max_len=CLAIM_TOKEN_BYTES, optional=True),
     )
 
 
@@ -941,6 +952,8 @@ class CommitRequest(Model):
     group_info: bytes | None = None
     idempotency_key: bytes | None = None
     send_token_hash: bytes | None = None
+    token: bytes | None = None
+    claims: tuple[bytes, ...] | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("epoch", description="the epoch the commit was made in"),
@@ -951,6 +964,24 @@ class CommitRequest(Model):
         Padded("group_info", max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
         _idempotency_key(),
         _send_token_hash(),
+        Bytes(
+            "token",
+            min_len=SEND_TOKEN_BYTES,
+            max_len=SEND_TOKEN_BYTES,
+            optional=True,
+            description=(
+                "the epoch's send token: the commit is sealed (not signed), the token "
+                "proves membership (docs/metadata.md §3)"
+            ),
+        ),
+        ListOf(
+            "claims",
+            Bytes("", min_len=CLAIM_TOKEN_BYTES, max_len=CLAIM_TOKEN_BYTES),
+            max_items=MAX_GROUP_MEMBERS,
+            unique=True,
+            optional=True,
+            description="the claim tokens of the KeyPackages the Welcome adds",
+        ),
     )
 
 

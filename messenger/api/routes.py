@@ -369,10 +369,13 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route(
         "POST",
         GROUP_COMMITS,
-        "Submit the commit for an epoch (exactly one per epoch wins)",
+        "Submit the commit for an epoch (exactly one per epoch wins); sealed (the token, "
+        "no signature) or signed (external commits)",
         m.CommitResponse,
         m.CommitRequest,
+        signed=False,
         errors=(
+            *_SEALED,
             *_AUTH,
             *_BODY,
             *_GROUP,

@@ -1142,7 +1142,8 @@ class MessengerClient:
             # external commit even before the first commit (docs/devices.md §5).
             token_hash = await session.mls(send_token_hash, group)
             create = m.CreateGroupRequest(group_id, group_info, token_hash).dumps()
-            add = Intent("add", key_packages=tuple(key_packages)).dumps()
+            claims = session.transport.claim_tokens.take(key_packages)
+            add = Intent("add", key_packages=tuple(key_packages), claims=claims).dumps()
             profile = session.profile_content()
 
             def write(s: Store) -> tuple[Conversation, list[Event]]:
@@ -1324,8 +1325,11 @@ class MessengerClient:
         key_packages = await self._claim_in_group_suite(conversation, sorted(set(account_ids)))
         from .sync.intents import Intent
 
+        claims = self._require().transport.claim_tokens.take(key_packages)
         await self._enqueue(
-            conversation, OutboxKind.COMMIT, Intent("add", key_packages=tuple(key_packages))
+            conversation,
+            OutboxKind.COMMIT,
+            Intent("add", key_packages=tuple(key_packages), claims=claims),
         )
 
     async def _group_suite(self, group_id: bytes) -> int:

@@ -421,6 +421,7 @@ async def _rejoin_one(session: Session, group_id: bytes, *, resync: bool) -> Non
                     idempotency_key=session.random(16),
                     send_token_hash=send_token_hash(group),
                 ),
+                sealed=False,  # an external commit is signed: its joiner shows who it is
             )
         except ServerRejectedError as exc:
             if exc.code == "stale_epoch":

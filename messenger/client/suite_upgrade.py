@@ -71,7 +71,7 @@ from .groups import (
 )
 from .identity import GROUP_SUITES, HYBRID_SUITE, same_client
 from .models import display_name
-from .sealed_sending import next_send_token_hash, send_token_hash
+from .sealed_sending import next_send_token_hash, send_token, send_token_hash
 from .session import Session
 from .store.conversations import Conversation
 from .store.key_packages import KeyPackageSecret
@@ -96,7 +96,7 @@ async def _send_commit(session: Session, group_id: bytes, request: m.CommitReque
     """Send a Commit; again with the same idempotency key if the answer was lost."""
     for attempt in range(_SENDS):
         try:
-            await session.transport.commit(group_id, request)
+            await session.transport.commit(group_id, request, sealed=True)
             return
         except (ServerRejectedError, StaleEpochError):  # an answer: not lost
             raise
@@ -164,14 +164,14 @@ async def _commit_reinit(session: Session, old: Group, suite: int) -> None:
     reinit = ReInit(new_id, int(ProtocolVersion.MLS10), suite, tuple(old.extensions))
     random, now_s = session.random, session.now_s()
 
-    def build() -> tuple[bytes, bytes | None, StagedCommit, bytes | None]:
+    def build() -> tuple[bytes, bytes | None, StagedCommit, bytes | None, bytes]:
         # RFC 9420 §12.2: a Commit with a ReInit carries no other proposal.
         result = old.commit(random, reinit=reinit, include_pending=False, now=now_s)
         token = next_send_token_hash(old, result.staged)
-        return result.message, result.group_info, result.staged, token
+        return result.message, result.group_info, result.staged, token, send_token(old)
 
     try:
-        message, group_info, staged, token = await session.mls(build)
+        message, group_info, staged, token, sealing = await session.mls(build)
         sending = await session.mls(old.checkpoint)  # the handshake used a ratchet step
     except BaseException:
         session.groups.evict(group_id)
@@ -183,6 +183,7 @@ async def _commit_reinit(session: Session, old: Group, suite: int) -> None:
         group_info=group_info,
         idempotency_key=session.random(16),
         send_token_hash=token,
+        token=sealing,
     )
     digest, epoch, now = message_digest(message), old.epoch, session.now_ms()
 
@@ -215,6 +216,7 @@ async def _make_successor(
     reinit = old.pending_reinit
     assert reinit is not None
     account, random, now_s = session.account, session.random, session.now_s()
+    claims = session.transport.claim_tokens.take(key_packages)
 
     def build() -> tuple[Group, m.CreateGroupRequest, m.CommitRequest, bytes, bytes]:
         """The new group at epoch 0, its registration and first Commit (MLS thread)."""
@@ -228,6 +230,7 @@ async def _make_successor(
             group.group_id, group.group_info(), send_token_hash=send_token_hash(group)
         )
         token = next_send_token_hash(group, result.staged)
+        sealing = send_token(group)  # of epoch 0: the first commit is sealed too
         state = group.to_bytes(result.staged)
         # Merged before the server has it: nothing else sees this group until it is
         # saved below, after the server accepted the Commit.
@@ -241,6 +244,8 @@ async def _make_successor(
             group_info=group.group_info(),  # of epoch 1, for external joins (a restore)
             idempotency_key=random(16),
             send_token_hash=token,
+            token=sealing,
+            claims=claims or None,
         )
         return group, create, commit, state, result.message
 

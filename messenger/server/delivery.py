@@ -727,15 +727,38 @@ class DeliveryService:
             )
 
     async def commit(
-        self, principal: Principal, group_id: bytes, req: CommitRequest
+        self, principal: Principal | None, group_id: bytes, req: CommitRequest
     ) -> CommitResponse:
         """Accept the commit for ``req.epoch`` if no other commit was accepted for it.
 
         Only a member may commit (others get ``unknown_group``); new queues
-        need claim evidence, and an external commit is verified (see the
-        module docstring). Nothing changes unless the commit is accepted.
+        need claim evidence (the claim tokens in ``req.claims``), and an
+        external commit is verified (see the module docstring). Nothing
+        changes unless the commit is accepted.
+
+        A **sealed** commit (``principal`` is None: the request is not
+        signed, docs/metadata.md §3) proves membership with the current
+        epoch's send token, as a sealed send does, so the server learns that
+        *a* member committed, not which; its budget and idempotency are the
+        group's. A signed commit is a member's that chose to sign (the server
+        then knows the committer) or an external commit, which is always
+        signed: its joiner is not a member yet and must show its credential.
         """
         header = parse_group_message(req.commit)
+        sealed = principal is None
+        if sealed and header.external_commit:
+            raise ApiError(
+                ErrorCode.INVALID_MESSAGE,
+                "an external commit is signed by its joiner, not sealed",
+            )
+        if sealed and req.token is None:
+            raise ApiError(
+                ErrorCode.OUTDATED_CLIENT,
+                "a commit is signed or carries the epoch's send token; update the app",
+            )
+        token_hash = None if req.token is None else token_digest(req.token)
+        # The budget and idempotency identity: the group's for a sealed commit.
+        sender = _group_sender(group_id) if principal is None else principal.client_id
         if header.kind is not FrameKind.COMMIT:
             raise ApiError(ErrorCode.WRONG_MESSAGE_TYPE, "commit: expected a commit")
         if header.group_id != group_id:
@@ -763,9 +786,7 @@ class DeliveryService:
             self._check_group_info(req.group_info, group_id, new_epoch)
         now = self._now_ms()
         key_hash = (
-            None
-            if req.idempotency_key is None
-            else _idempotency_hash(principal.client_id, req.idempotency_key)
+            None if req.idempotency_key is None else _idempotency_hash(sender, req.idempotency_key)
         )
         welcomed = set(welcome_to)
         taken: Reservation | None = None
@@ -775,6 +796,27 @@ class DeliveryService:
             if taken is not None:  # a retried transaction (PostgreSQL conflict)
                 self.budgets.refund(taken)
                 taken = None
+            if principal is None:
+                # Membership by the send token, checked before anything else
+                # is looked at (a stranger's answer is a missing group's). A
+                # token of the epoch before: a member whose commit lost a race.
+                current, digest = await self._sealed_group(tx, group_id)
+                assert token_hash is not None
+                if digest is None or not hmac.compare_digest(token_hash, digest):
+                    row = await tx.fetchone(
+                        "SELECT previous_send_token_hash FROM mls_groups WHERE group_id = ?",
+                        group_id,
+                    )
+                    previous = None if row is None or row[0] is None else bytes(row[0])
+                    if previous is None or not hmac.compare_digest(token_hash, previous):
+                        raise _unknown_group()
+                    # A member of the epoch before: its retry is answered again
+                    # (the commit it retries made this epoch), else it lost a race.
+                    answered = await self._answered(tx, key_hash)
+                    if answered is not None:
+                        return [], answered[1], True
+                    raise _stale(current)
+                return await applied(tx, current, await self._members(tx, group_id), set())
             current = await self._group_epoch(tx, group_id)
             old_members = await self._members(tx, group_id)
             own_queues: set[str] = set()
@@ -784,6 +826,13 @@ class DeliveryService:
                 own_queues = await self._account_queues(tx, principal)
                 if not header.external_commit or own_queues.isdisjoint(old_members):
                     raise _unknown_group()
+            return await applied(tx, current, old_members, own_queues)
+
+        async def applied(
+            tx: Tx, current: int, old_members: list[str], own_queues: set[str]
+        ) -> tuple[list[Delivery], int, bool]:
+            """The commit's checks and changes, once the committer is known to be allowed."""
+            nonlocal taken
             answered = await self._answered(tx, key_hash)
             if answered is not None:
                 return [], answered[1], True
@@ -799,19 +848,20 @@ class DeliveryService:
                 # still lists them. They are not members any more; skip them.
                 added = [q for q in added if q not in gone]
             if header.external_commit:
+                assert principal is not None  # refused above when sealed
                 await self._check_external_commit(
                     tx, principal, group_id, current, req, old, own_queues
                 )
             else:
                 unwelcomed = [q for q in added if q not in welcomed]
                 missing = unwelcomed or await self._claims.consume(
-                    tx, principal.client_id, added, refs, now
+                    tx, req.claims or (), added, refs, now
                 )
                 if missing:
                     raise ApiError(
                         ErrorCode.MEMBER_NOT_CLAIMED,
                         "a new member's queue can be added only with a Welcome for a "
-                        "KeyPackage this client claimed from it",
+                        "KeyPackage claimed from it, and that claim's token",
                         {"queue": missing[0]},
                     )
             for chunk in _chunks(added):
@@ -829,7 +879,8 @@ class DeliveryService:
                     )
             changed = await tx.execute(
                 "UPDATE mls_groups SET epoch = ?, group_info = ?, group_info_epoch = ?, "
-                "send_token_hash = ?, group_info_sealed = 1 WHERE group_id = ? AND epoch = ?",
+                "previous_send_token_hash = send_token_hash, send_token_hash = ?, "
+                "group_info_sealed = 1 WHERE group_id = ? AND epoch = ?",
                 new_epoch,
                 None if req.group_info is None else self._sealed_info(group_id, req.group_info),
                 new_epoch if req.group_info is not None else None,
@@ -859,8 +910,9 @@ class DeliveryService:
                         continue
                     count, size = costs.get(q, (0, 0))
                     costs[q] = (count + 1, size + len(req.welcome))
-            costs.pop(principal.queue_id, None)
-            taken = self.budgets.take(principal.client_id, costs)
+            if principal is not None:
+                costs.pop(principal.queue_id, None)
+            taken = self.budgets.take(sender, costs)
             # A commit always reaches the members it removes, so that a member
             # whose queue is full can still be removed (RFC 9420 §12.4).
             deliveries = await self._enqueue(tx, old_members, req.commit, now, may_exceed=removed)

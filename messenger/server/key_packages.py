@@ -42,20 +42,23 @@ nobody can drain someone's one-time KeyPackages, one claimer cannot use up
 the target's hourly share alone, and the target stays reachable. Claims of
 one's own account are held only to the claimer's limit.
 
-**Claims leave evidence** (:class:`ClaimEvidence`): for each KeyPackage
-handed out, a row of two HMACs under a key derived from the server secret,
-of (claimer client, KeyPackageRef) and of (claimer client, target queue),
-with an expiry rounded up to the hour. A commit may add a queue to a group
-only with a Welcome naming a KeyPackage its committer claimed from that
-queue's client (:meth:`ClaimEvidence.consume`, called by the Delivery
-Service); a copy of the database does not tell who claimed whose
-KeyPackage, nor exactly when.
+**Claims leave evidence** (:class:`ClaimEvidence`): each KeyPackage handed
+out comes with a fresh random claim token, which only the claimer gets; the
+server keeps a row of two HMACs under a key derived from the server secret,
+of (token, KeyPackageRef) and of (token, target queue), with an expiry
+rounded up to the hour. A commit may add a queue to a group only with a
+Welcome naming a KeyPackage claimed from that queue's client and that
+claim's token (:meth:`ClaimEvidence.consume`, called by the Delivery
+Service), so a sealed commit proves its adds without naming its committer;
+a copy of the database does not tell who claimed whose KeyPackage, nor
+exactly when.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,6 +69,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.models import (
+    CLAIM_TOKEN_BYTES,
     DEFAULT_CLAIM_SUITE,
     ClaimedKeyPackage,
     ClaimKeyPackagesRequest,
@@ -226,37 +230,45 @@ class _HourlyAllowance:
 
 
 class ClaimEvidence:
-    """Keyed digests recording that a client claimed a KeyPackage of some queue's client.
+    """Keyed digests recording that a KeyPackage of some queue's client was claimed.
 
-    ``evidence_hash`` = HMAC(key, claimer client, KeyPackageRef) identifies a
-    handed-out KeyPackage *for this claimer*; ``queue_hash`` = HMAC(key,
-    claimer client, target queue) says whose it was. ``key`` is derived
-    from the server secret, which is not in the database.
+    Each KeyPackage handed out gets a fresh random claim token, returned to
+    the claimer only. ``evidence_hash`` = HMAC(key, token, KeyPackageRef)
+    identifies the handed-out KeyPackage *for the holder of the token*;
+    ``queue_hash`` = HMAC(key, token, target queue) says whose it was. A
+    commit presents the tokens of the KeyPackages its Welcome adds, so it
+    need not say who claimed them, and a sealed commit names no client
+    (docs/metadata.md §3). ``key`` is derived from the server secret, which
+    is not in the database; the token is never stored.
     """
 
     def __init__(self, key: bytes, ttl_seconds: int) -> None:
         self._key = key
         self._ttl_ms = ttl_seconds * 1000
 
-    def _mac(self, label: bytes, claimer: str, value: bytes) -> bytes:
-        who = claimer.encode()
-        message = label + len(who).to_bytes(2, "big") + who + value
+    def _mac(self, label: bytes, token: bytes, value: bytes) -> bytes:
+        message = label + len(token).to_bytes(2, "big") + token + value
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
-    def evidence_hash(self, claimer: str, ref: bytes) -> bytes:
-        return self._mac(b"key-package-ref\n", claimer, ref)
+    def evidence_hash(self, token: bytes, ref: bytes) -> bytes:
+        return self._mac(b"claim-token-ref\n", token, ref)
 
-    def queue_hash(self, claimer: str, queue_id: str) -> bytes:
-        return self._mac(b"target-queue\n", claimer, queue_id.encode())
+    def queue_hash(self, token: bytes, queue_id: str) -> bytes:
+        return self._mac(b"claim-token-queue\n", token, queue_id.encode())
+
+    @staticmethod
+    def new_token() -> bytes:
+        """A fresh claim token (ClaimedKeyPackage.claim_token)."""
+        return secrets.token_bytes(CLAIM_TOKEN_BYTES)
 
     def expires_at(self, now_ms: int) -> int:
         """``now + ttl``, rounded up to the next full hour (a coarse time)."""
         return ((now_ms + self._ttl_ms) // _HOUR_MS + 1) * _HOUR_MS
 
     async def record(
-        self, tx: Tx, claimer: str, handed_out: Sequence[tuple[str, bytes]], now_ms: int
+        self, tx: Tx, handed_out: Sequence[tuple[bytes, str, bytes]], now_ms: int
     ) -> None:
-        """Remember that ``claimer`` got KeyPackages ``(target queue, KeyPackageRef)``."""
+        """Remember KeyPackages handed out as ``(claim token, target queue, KeyPackageRef)``."""
         expires = self.expires_at(now_ms)
         await tx.executemany(
             "INSERT INTO claim_evidence (evidence_hash, queue_hash, expires_at, uses) "
@@ -268,27 +280,34 @@ class ClaimEvidence:
             "uses = CASE WHEN claim_evidence.uses < 10000 "
             "THEN claim_evidence.uses + 1 ELSE claim_evidence.uses END",
             [
-                (self.evidence_hash(claimer, ref), self.queue_hash(claimer, queue), expires)
-                for queue, ref in handed_out
+                (self.evidence_hash(token, ref), self.queue_hash(token, queue), expires)
+                for token, queue, ref in handed_out
             ],
         )
 
     async def consume(
-        self, tx: Tx, claimer: str, queues: Sequence[str], refs: Sequence[bytes], now_ms: int
+        self,
+        tx: Tx,
+        tokens: Sequence[bytes],
+        queues: Sequence[str],
+        refs: Sequence[bytes],
+        now_ms: int,
     ) -> list[str]:
-        """Use up the evidence that ``claimer`` may add ``queues`` with a Welcome to ``refs``.
+        """Use up the evidence that the holder of ``tokens`` may add ``queues``.
 
-        Each queue needs an unexpired row for one of ``refs`` that ``claimer``
-        claimed from that queue's client. Returns the queues without such
-        evidence (and consumes nothing then); each row used loses one of its
-        uses (one per claim) and goes with its last.
+        Each queue needs an unexpired row for one of ``refs`` (the Welcome's
+        KeyPackageRefs) claimed under one of ``tokens`` from that queue's
+        client. Returns the queues without such evidence (and consumes
+        nothing then); each row used loses one of its uses and goes with its
+        last.
         """
         if not queues:
             return []
-        wanted = {self.queue_hash(claimer, q): q for q in queues}
-        hashes = sorted({self.evidence_hash(claimer, ref) for ref in refs})
-        used: list[bytes] = []
-        covered: set[str] = set()
+        wanted = {self.queue_hash(t, q): q for t in tokens for q in queues}
+        hashes = sorted({self.evidence_hash(t, ref) for t in tokens for ref in refs})
+        # One row per queue: a commit presenting the tokens of several claims
+        # of one KeyPackage (a last-resort one) uses up only one of them.
+        chosen: dict[str, bytes] = {}
         for i in range(0, len(hashes), _CHUNK):
             chunk = hashes[i : i + _CHUNK]
             rows = await tx.fetchall(
@@ -297,14 +316,14 @@ class ClaimEvidence:
                 now_ms,
                 *chunk,
             )
-            for evidence, queue in rows:
+            for evidence, queue in sorted(rows, key=lambda r: bytes(r[0])):
                 target = wanted.get(bytes(queue))
                 if target is not None:
-                    used.append(bytes(evidence))
-                    covered.add(target)
-        missing = [q for q in queues if q not in covered]
+                    chosen.setdefault(target, bytes(evidence))
+        missing = [q for q in queues if q not in chosen]
         if missing:
             return missing
+        used = sorted(chosen.values())
         # One use each; a row goes with its last use (a last-resort KeyPackage
         # claimed n times is evidence for n Adds).
         for i in range(0, len(used), _CHUNK):
@@ -600,7 +619,8 @@ class KeyPackages:
                 if row is not None:
                     await tx.execute("DELETE FROM key_packages WHERE kp_id = ?", row[0])
                     data = self._opened(client_id, row[1])
-                    claimed.append(ClaimedKeyPackage(client_id, queue_id, data, False))
+                    token = self.evidence.new_token()
+                    claimed.append(ClaimedKeyPackage(client_id, queue_id, data, False, token))
                     continue
                 row = await tx.fetchone(
                     "SELECT data FROM key_packages "
@@ -610,13 +630,17 @@ class KeyPackages:
                 )
                 if row is not None:
                     data = self._opened(client_id, row[0])
-                    claimed.append(ClaimedKeyPackage(client_id, queue_id, data, True))
+                    token = self.evidence.new_token()
+                    claimed.append(ClaimedKeyPackage(client_id, queue_id, data, True, token))
             if not claimed:
                 raise ApiError(ErrorCode.NO_KEY_PACKAGE, "the account has no KeyPackage left")
             await self.evidence.record(
                 tx,
-                principal.client_id,
-                [(c.queue_id, key_package_ref(c.key_package)) for c in claimed],
+                [
+                    (c.claim_token, c.queue_id, key_package_ref(c.key_package))
+                    for c in claimed
+                    if c.claim_token is not None  # every one has its token
+                ],
                 now_ms,
             )
             return ClaimKeyPackagesResponse(tuple(claimed), suite)

@@ -66,6 +66,7 @@ from .storage import Database, Tx, UniqueViolation
 __all__ = [
     "MAX_LINK_FETCH_BYTES",
     "OPTIONALLY_SIGNED",
+    "OPTIONALLY_SIGNED_ROUTES",
     "TO_CREATOR",
     "TO_NEW_DEVICE",
     "Links",
@@ -86,12 +87,15 @@ MAX_LINK_FETCH_BYTES: Final = 8 << 20
 
 _WAKE_LABEL: Final = b"messenger-link-wake-v1\n"
 
-#: The routes answered unsigned but authenticated when the request is signed
-#: (``(method, path)``): the signature says which direction of the mailbox a
-#: request is for, and only the creator may sign one.
+#: The link routes answered unsigned but authenticated when the request is
+#: signed (``(method, path)``): the signature says which direction of the
+#: mailbox a request is for, and only the creator may sign one.
 OPTIONALLY_SIGNED: Final = frozenset(
     {("POST", r.LINK_MESSAGES), ("GET", r.LINK_MESSAGES), ("DELETE", r.LINK)}
 )
+#: Every route answered unsigned and authenticated when signed: the link
+#: mailbox's, and commits (sealed unless external, docs/metadata.md §3).
+OPTIONALLY_SIGNED_ROUTES: Final = OPTIONALLY_SIGNED | {("POST", r.GROUP_COMMITS)}
 
 
 def wake_key(link_id: bytes, direction: int) -> str:

@@ -19,7 +19,7 @@ from messenger.api.signing import (
     HEADER_TIMESTAMP,
 )
 
-from .links import OPTIONALLY_SIGNED
+from .links import OPTIONALLY_SIGNED_ROUTES
 
 __all__ = ["openapi_document"]
 
@@ -128,8 +128,9 @@ def _operation(route: Route) -> dict[str, Any]:
         }
     if route.signed:
         op["security"] = [{"requestSignature": []}]
-    elif (route.method, route.path) in OPTIONALLY_SIGNED:
-        # Anonymous, or signed (then verified): the link mailbox (links.py).
+    elif (route.method, route.path) in OPTIONALLY_SIGNED_ROUTES:
+        # Anonymous, or signed (then verified): the link mailbox (links.py),
+        # commits (sealed, or signed when external).
         op["security"] = [{}, {"requestSignature": []}]
     by_status: dict[int, list[str]] = {}
     for code in route.errors:

@@ -38,7 +38,7 @@ from messenger.api.signing import (
 
 from .authentication import Principal
 from .blobs import parse_access, parse_blob_id
-from .links import OPTIONALLY_SIGNED
+from .links import OPTIONALLY_SIGNED_ROUTES as OPTIONALLY_SIGNED
 from .logs import log_event
 from .metrics import CONTENT_TYPE
 from .openapi import openapi_document
@@ -370,7 +370,9 @@ async def create_group(call: Call) -> m.Model:
 
 
 async def commit(call: Call) -> m.Model:
-    return await call.state.delivery.commit(call.me, call.group_id(), call.body)
+    # Sealed when unsigned (docs/metadata.md §3): the send token proves
+    # membership; signed for an external commit, or a member that signs.
+    return await call.state.delivery.commit(call.principal, call.group_id(), call.body)
 
 
 async def send(call: Call) -> m.Model:

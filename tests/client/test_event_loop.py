@@ -100,11 +100,11 @@ async def test_a_message_for_b_is_processed_while_a_commit_for_a_is_in_flight(
     real_commit = transport.commit
     entered, release = asyncio.Event(), asyncio.Event()
 
-    async def stuck_commit(group_id: bytes, payload: bytes) -> Any:
+    async def stuck_commit(group_id: bytes, payload: bytes, *, sealed: bool) -> Any:
         if group_id == a_group:
             entered.set()
             await release.wait()
-        return await real_commit(group_id, payload)
+        return await real_commit(group_id, payload, sealed=sealed)
 
     transport.commit = stuck_commit  # type: ignore[method-assign]
     await alice.rename(a.id, "A renamed")

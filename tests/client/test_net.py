@@ -73,7 +73,7 @@ async def test_requests_are_signed_over_the_canonical_request() -> None:
         return httpx.Response(200, json={"epoch": 3, "recipients": 2})
 
     transport = transport_with(handler)
-    await transport.commit(GROUP, b'{"epoch":2}')
+    await transport.commit(GROUP, b'{"epoch":2}', sealed=False)
     await transport.aclose()
     request = seen[0]
     headers = request.headers
@@ -241,3 +241,36 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert Backoff().delay(10_000) <= Backoff().maximum
     with pytest.raises(ValueError):
         Backoff(base=0)
+
+
+async def test_a_sealed_commit_is_unsigned_and_sent_signed_only_after_unknown_group() -> None:
+    """docs/metadata.md §3: a member's commit goes sealed; the server's
+    ``unknown_group`` (no usable token for the epoch) makes the client send the
+    same commit once more, signed; any other answer is not retried signed."""
+    seen: list[httpx.Request] = []
+    answers = [api_error(404, "unknown_group"), httpx.Response(200, json=COMMITTED)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    transport = transport_with(handler)
+    answer = await transport.commit(GROUP, b'{"epoch":2}', sealed=True)
+    assert (answer.epoch, answer.recipients) == (3, 2)
+    assert [HEADER_CLIENT in r.headers for r in seen] == [False, True]
+    assert seen[0].content == seen[1].content
+
+    seen.clear()
+    answers[:] = [api_error(409, "stale_epoch", current_epoch=4)]
+    with pytest.raises(StaleEpochError):
+        await transport.commit(GROUP, b'{"epoch":2}', sealed=True)
+    assert [HEADER_CLIENT in r.headers for r in seen] == [False]
+
+    seen.clear()
+    answers[:] = [httpx.Response(200, json=COMMITTED)]
+    await transport.commit(GROUP, b'{"epoch":2}', sealed=True)
+    assert [HEADER_CLIENT in r.headers for r in seen] == [False]
+    await transport.aclose()
+
+
+COMMITTED = {"epoch": 3, "recipients": 2}

@@ -20,7 +20,7 @@ from messenger.client import MessengerClient, NoKeyPackageError
 from messenger.client.identity import GROUP_SUITES, certify_device, encode_credential
 from messenger.client.store import Store
 from messenger.client.store.outbox import OutboxKind
-from messenger.client.sync.intents import Intent
+from messenger.client.sync.intents import one_add_each
 
 from .conftest import FAST_KDF, PASSPHRASE, Clients, eventually, keychain
 
@@ -106,9 +106,10 @@ async def add_device(clients: Clients, first: MessengerClient, name: str) -> Mes
         key_packages.append(entry.key_package)
     now = int(time.time() * 1000)
 
+    intents = one_add_each(key_packages, session.transport.claim_tokens)
+
     def queue(s: Store) -> None:
-        for group_id, key_package in zip(groups, key_packages, strict=True):
-            intent = Intent("add", key_packages=(key_package,)).dumps()
+        for group_id, intent in zip(groups, intents, strict=True):
             s.outbox.enqueue(OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=intent)
 
     await first._store.transaction(queue)

@@ -149,7 +149,9 @@ async def look_alike_welcome(
             members=tuple(sorted({account.queue_id, *queues})),
             welcome=added.welcome,
             welcome_to=tuple(queues),
+            claims=transport.claim_tokens.take([e.key_package for e in claimed]),
         ),
+        sealed=False,
     )
     return forged, [e.key_package for e in claimed]
 

@@ -66,7 +66,7 @@ async def unprocessable_commit(
     request = m.CommitRequest(
         epoch=group.epoch, commit=MLSMessage(junk).to_bytes(), members=tuple(queues)
     )
-    await session.transport.commit(group_id, request)
+    await session.transport.commit(group_id, request, sealed=False)
 
 
 async def direct_conversation(client: MessengerClient) -> int:

@@ -112,7 +112,9 @@ async def add_queue_to_group_of_her_own(eve: MessengerClient, bob_id: str) -> by
             welcome_to=(claimed.queue_id,),
             # Her group, her epoch: she knows its send token (docs/metadata.md §3).
             send_token_hash=token_digest(junk_token(carrier.group_id)),
+            claims=transport.claim_tokens.take([claimed.key_package]),
         ),
+        sealed=False,
     )
     return carrier.group_id
 

@@ -69,7 +69,7 @@ async def commit_reinit(mallory: MessengerClient, group_id: bytes, suite: int) -
             members=tuple(queues_of(group_members(group))),
             send_token_hash=next_send_token_hash(group, result.staged),
         )
-        await session.transport.commit(group_id, request)
+        await session.transport.commit(group_id, request, sealed=False)
         group.merge(result.staged)
         session.groups.evict(group_id)  # her client does not follow; the test holds it
         return group
@@ -148,7 +148,9 @@ async def test_a_successor_with_a_stranger_in_it_is_refused(
             welcome=result.welcome,
             welcome_to=tuple(queues_of([x for x in members if x.client_id != me])),
             send_token_hash=token,
+            claims=session.transport.claim_tokens.take(key_packages),
         ),
+        sealed=False,
     )
     refused = "a new group whose members are not the old group's"
 

@@ -84,6 +84,9 @@ class ApiClient:
         self.clock = clock
         #: Sent on every signed request once set (a copy that took the client over).
         self.device_token: bytes | None = None
+        #: The claim tokens of the KeyPackages this client claimed, newest last:
+        #: its commits present them as evidence for their Adds.
+        self.claim_tokens: list[bytes] = []
 
     @property
     def me(self) -> Identity:
@@ -234,12 +237,16 @@ class ApiClient:
     async def claim(
         self, account_id: str, suites: tuple[int, ...] | None = None
     ) -> m.ClaimKeyPackagesResponse:
-        return await self.call(
+        answer = await self.call(
             "POST",
             r.CLAIM_KEY_PACKAGES,
             m.ClaimKeyPackagesRequest(account_id, suites),
             m.ClaimKeyPackagesResponse,
         )
+        for claimed in answer.key_packages:
+            assert claimed.claim_token is not None and len(claimed.claim_token) == 32
+            self.claim_tokens.append(claimed.claim_token)
+        return answer
 
     async def welcome_for(self, *others: ApiClient) -> bytes:
         """A Welcome that lets this client add ``others`` to a group.
@@ -306,7 +313,13 @@ class ApiClient:
         welcome_to: list[str] | None = None,
         group_info: bytes | None = None,
         idempotency_key: bytes | None = None,
+        sealed: bool = False,
+        claims: tuple[bytes, ...] | None = None,
     ) -> m.CommitResponse:
+        """A commit, signed, or ``sealed`` with the token this client knows for
+        ``epoch``; ``claims`` defaults to the tokens of this client's latest claims."""
+        if claims is None:
+            claims = tuple(dict.fromkeys(self.claim_tokens[-m.MAX_GROUP_MEMBERS :])) or None
         request = m.CommitRequest(
             epoch,
             commit,
@@ -316,9 +329,15 @@ class ApiClient:
             group_info,
             idempotency_key,
             send_token_hash(group_id, epoch + 1),
+            token=self.token_for(group_id, commit) if sealed else None,
+            claims=claims or None,
         )
         answer = await self.call(
-            "POST", r.group_path(r.GROUP_COMMITS, group_id), request, m.CommitResponse
+            "POST",
+            r.group_path(r.GROUP_COMMITS, group_id),
+            request,
+            m.CommitResponse,
+            signed=not sealed,
         )
         _EPOCH_MEMBERS[(group_id, answer.epoch)] = frozenset(members)
         return answer

@@ -59,9 +59,20 @@ async def _refused(server: TestServer, response_code: str, send: object) -> None
 
 
 async def test_unsigned_request(server: TestServer) -> None:
+    alice, _bob = await _group(server)
+    upload = m.UploadKeyPackagesRequest((alice.key_package(),)).dumps()
+    await _refused(server, "auth_missing", alice.raw("POST", r.KEY_PACKAGES, upload, signed=False))
+
+
+async def test_an_unsigned_commit_without_a_send_token_changes_nothing(server: TestServer) -> None:
+    """Commits may be sealed (docs/metadata.md §3): unsigned, a commit must carry
+    the epoch's send token; without one it is an old app's, and refused whole."""
     alice, bob = await _group(server)
-    body = _commit_body(alice, bob)
-    await _refused(server, "auth_missing", alice.raw("POST", COMMITS, body, signed=False))
+    before = await snapshot(server, exclude=())
+    response = await alice.raw("POST", COMMITS, _commit_body(alice, bob), signed=False)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "outdated_client"
+    assert await snapshot(server, exclude=()) == before
 
 
 async def test_signature_by_another_key(server: TestServer) -> None:

@@ -159,6 +159,15 @@ async def test_a_device_removes_another_of_its_account(server: TestServer) -> No
         with pytest.raises(ApiError) as refused:
             await laptop.send_batch(GID, [message], token=last_known)
         assert refused.value.code is ErrorCode.UNKNOWN_GROUP
+    # Nor can it commit sealed: epoch 1's token is the epoch before now (its
+    # commit lost the race, it is told), and it knows no later one.
+    sealed = m.CommitRequest(
+        1, mls_data.commit(GID, 1), tuple(three), token=last_known, claims=None
+    )
+    response = await laptop.raw("POST", r.group_path(r.GROUP_COMMITS, GID), sealed, signed=False)
+    assert code(response) == "stale_epoch"
+    signed = await laptop.raw("POST", r.group_path(r.GROUP_COMMITS, GID), sealed)
+    assert code(signed) == "device_removed"
     assert await snapshot(server) == before
     await alice.commit(GID, 2, mls_data.commit(GID, 2), [alice.me.queue_id, bob.me.queue_id])
     # A queue that never existed is still refused.

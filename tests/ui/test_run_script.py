@@ -27,7 +27,8 @@ NO_DISPLAY_SENTENCE = (
 PACKAGES = (
     "libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libglib2.0-0 libxkbcommon0 "
     "libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 "
-    "libxcb-render-util0 libxcb-shape0 libxcb-xkb1 fonts-dejavu-core"
+    "libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libwayland-cursor0 libwayland-egl1 "
+    "fonts-dejavu-core"
 )
 
 

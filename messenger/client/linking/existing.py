@@ -338,19 +338,14 @@ class DeviceLink:
                 len(groups) - len(joinable),
             )
         groups = joinable
-        from ..sync.intents import Intent
+        from ..sync.intents import one_add_each
 
         now = session.now_ms()
+        intents = one_add_each(key_packages, session.transport.claim_tokens)
 
         def queue(s: Store) -> None:
-            for group_id, key_package in zip(groups, key_packages, strict=True):
-                s.outbox.enqueue(
-                    OutboxKind.COMMIT,
-                    b"",
-                    now=now,
-                    group_id=group_id,
-                    intent=Intent("add", key_packages=(key_package,)).dumps(),
-                )
+            for group_id, intent in zip(groups, intents, strict=True):
+                s.outbox.enqueue(OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=intent)
             s.pending_links.set_state(self.link_id, LinkState.ADDING)
 
         await store.transaction(queue)

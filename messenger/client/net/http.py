@@ -31,7 +31,8 @@ from messenger.api.blobs import HEADER_BLOB_ACCESS, OCTET_STREAM
 from messenger.api.errors import ApiError
 from messenger.api.fields import b64encode
 
-from ..errors import DeviceReplacedError, ProtocolError
+from ..errors import DeviceReplacedError, ProtocolError, ServerRejectedError
+from .claim_tokens import ClaimTokens
 from .error_mapping import error_from_response, transport_errors
 from .push import PushSocket, connect_push
 from .server_url import normalize_server_url
@@ -72,6 +73,8 @@ class Transport:
         #: which never carry a signed request, so that a connection does not
         #: tie them to the client.
         self._sealed_http = self._client(transport)
+        #: The evidence of claims until an intent takes it (docs/metadata.md §3).
+        self.claim_tokens = ClaimTokens()
 
     def _client(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -289,6 +292,9 @@ class Transport:
         response = await self.call(
             "POST", r.CLAIM_KEY_PACKAGES, request, m.ClaimKeyPackagesResponse
         )
+        for claimed in response.key_packages:
+            if claimed.claim_token is not None:
+                self.claim_tokens.record(claimed.key_package, claimed.claim_token)
         return response.key_packages
 
     async def fetch(self, after: int, *, limit: int = 500, wait: int = 0) -> m.FetchResponse:
@@ -305,10 +311,27 @@ class Transport:
     async def create_group(self, body: m.CreateGroupRequest | bytes) -> m.CreateGroupResponse:
         return await self.call("POST", r.GROUPS, body, m.CreateGroupResponse)
 
-    async def commit(self, group_id: bytes, body: m.CommitRequest | bytes) -> m.CommitResponse:
-        return await self.call(
-            "POST", r.group_path(r.GROUP_COMMITS, group_id), body, m.CommitResponse
-        )
+    async def commit(
+        self, group_id: bytes, body: m.CommitRequest | bytes, *, sealed: bool
+    ) -> m.CommitResponse:
+        """Send a commit: ``sealed`` (unsigned, its body carries the epoch's send
+        token, docs/metadata.md §3) or signed (an external commit).
+
+        A sealed commit the server answers ``unknown_group`` is sent again,
+        signed: the server then has no usable token for the epoch (a group
+        from before sealed sending, a wrong digest registered) or the client
+        is behind (the signed commit is then refused as stale, and rebuilt);
+        a non-member gets ``unknown_group`` either way. That one commit then
+        names its committer to the server.
+        """
+        target = r.group_path(r.GROUP_COMMITS, group_id)
+        if sealed:
+            try:
+                return await self.call("POST", target, body, m.CommitResponse, sealed=True)
+            except ServerRejectedError as exc:
+                if exc.code != "unknown_group":
+                    raise
+        return await self.call("POST", target, body, m.CommitResponse)
 
     async def send(self, group_id: bytes, body: m.SendRequest | bytes) -> m.SendResponse:
         """A sealed send (docs/metadata.md §3): the body carries the epoch's send token."""

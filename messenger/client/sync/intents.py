@@ -13,7 +13,8 @@ Intents (``op``):
   §12.1.3); another member commits it;
 * ``create`` -- register a new group (no MLS message);
 * ``add`` -- Add the claimed KeyPackages (``key_packages``, base64url),
-  skipping clients that are members by now;
+  skipping clients that are members by now; ``claims`` holds the claims'
+  tokens, the commit's evidence for its Adds (docs/metadata.md §3);
 * ``remove`` -- Remove every client of the ``accounts``;
 * ``remove_clients`` -- Remove the leaves of the ``clients`` (client IDs) of
   this client's own account: devices removed from the account
@@ -39,8 +40,9 @@ member to add was added by someone else meanwhile).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from messenger.api.fields import b64decode, b64encode
 from messenger.mls.ciphersuite import RandomSource
@@ -56,6 +58,9 @@ from ..groups import (
     with_conversation_info,
 )
 from ..store.conversations import ConversationKind
+
+if TYPE_CHECKING:
+    from ..net.claim_tokens import ClaimTokens
 
 __all__ = ["OPS", "Intent", "build_commit"]
 
@@ -83,6 +88,8 @@ class Intent:
     seconds: int | None = None
     kind: str | None = None
     """``set_timer``: the conversation's kind, to rewrite an unreadable extension."""
+    claims: tuple[bytes, ...] = field(default=(), repr=False)
+    """``add``: the claim tokens of ``key_packages`` (ClaimedKeyPackage.claim_token)."""
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -102,6 +109,8 @@ class Intent:
             data["seconds"] = self.seconds
         if self.kind is not None:
             data["kind"] = self.kind
+        if self.claims:
+            data["claims"] = [b64encode(token) for token in self.claims]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -118,7 +127,20 @@ class Intent:
             clients=tuple(str(c) for c in data.get("clients", ())),
             seconds=None if data.get("seconds") is None else int(data["seconds"]),
             kind=None if data.get("kind") is None else str(data["kind"]),
+            claims=tuple(b64decode(token) for token in data.get("claims", ())),
         )
+
+
+def one_add_each(key_packages: Sequence[bytes], tokens: ClaimTokens) -> list[str]:
+    """An ``add`` intent (JSON) for each of ``key_packages``, each with one claim's token.
+
+    For adding one device to many groups: its KeyPackages were claimed once
+    per group (a last-resort one maybe several times), and each commit
+    needs a claim of its own (docs/metadata.md §3).
+    """
+    return [
+        Intent("add", key_packages=(kp,), claims=tokens.take((kp,))).dumps() for kp in key_packages
+    ]
 
 
 def build_commit(

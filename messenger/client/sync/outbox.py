@@ -212,6 +212,8 @@ class _BuiltCommit:
     welcome_to: tuple[str, ...]
     #: The send-token digest of the new epoch (docs/metadata.md §3).
     send_token_hash: bytes | None
+    #: The current epoch's send token: the commit is sealed (docs/metadata.md §3).
+    token: bytes
 
 
 def _make_commit(
@@ -239,6 +241,7 @@ def _make_commit(
         tuple(queues_of(members)),
         tuple(welcome_to),
         next_send_token_hash(group, staged),
+        send_token(group),
     )
 
 
@@ -658,7 +661,7 @@ class OutboxSender:
             await self._hook(self._before_send)
             send.to(SendState.IN_FLIGHT)
             try:
-                await self._s.transport.commit(group_id, send.item.payload)
+                await self._s.transport.commit(group_id, send.item.payload, sealed=True)
             except Exception as exc:
                 state = _answer_state(exc)
                 send.to(state, exc)
@@ -747,6 +750,8 @@ class OutboxSender:
             group_info=result.group_info,
             idempotency_key=item.idempotency_key,
             send_token_hash=result.send_token_hash,
+            token=result.token,
+            claims=intent.claims or None,
         )
         # A commit adding many members carries a large Welcome: encoded off the loop.
         payload = await self._s.mls(request.dumps)

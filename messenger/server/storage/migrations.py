@@ -419,6 +419,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
         rebuilds_tables=True,
     ),
+    Migration(
+        12,
+        "sealed commits",
+        (
+            # The send-token digest of the epoch before the current one: a
+            # sealed commit made in it lost a race, and is told stale_epoch
+            # (to catch up and commit again, still sealed) rather than
+            # unknown_group (docs/metadata.md §3).
+            "ALTER TABLE mls_groups ADD COLUMN previous_send_token_hash {blob}",
+        ),
+    ),
 )
 
 
