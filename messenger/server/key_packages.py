@@ -44,14 +44,14 @@ one's own account are held only to the claimer's limit.
 
 **Claims leave evidence** (:class:`ClaimEvidence`): each KeyPackage handed
 out comes with a fresh random claim token, which only the claimer gets; the
-server keeps a row of two HMACs under a key derived from the server secret,
-of (token, KeyPackageRef) and of (token, target queue), with an expiry
-rounded up to the hour. A commit may add a queue to a group only with a
-Welcome naming a KeyPackage claimed from that queue's client and that
-claim's token (:meth:`ClaimEvidence.consume`, called by the Delivery
-Service), so a sealed commit proves its adds without naming its committer;
-a copy of the database does not tell who claimed whose KeyPackage, nor
-exactly when.
+server keeps an HMAC of the token (under a key derived from the server
+secret) and the target queue and KeyPackageRef sealed under a key derived
+from the token, with an expiry rounded up to the hour. A commit may add a
+queue to a group only with a Welcome naming a KeyPackage claimed from that
+queue's client and that claim's token (:meth:`ClaimEvidence.consume`,
+called by the Delivery Service), so a sealed commit proves its adds
+without naming its committer; a copy of the database does not tell who
+claimed whose KeyPackage, nor exactly when.
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.models import (
@@ -230,31 +231,47 @@ class _HourlyAllowance:
 
 
 class ClaimEvidence:
-    """Keyed digests recording that a KeyPackage of some queue's client was claimed.
+    """What the server keeps of each KeyPackage it handed out, as evidence for an Add.
 
-    Each KeyPackage handed out gets a fresh random claim token, returned to
-    the claimer only. ``evidence_hash`` = HMAC(key, token, KeyPackageRef)
-    identifies the handed-out KeyPackage *for the holder of the token*;
-    ``queue_hash`` = HMAC(key, token, target queue) says whose it was. A
-    commit presents the tokens of the KeyPackages its Welcome adds, so it
-    need not say who claimed them, and a sealed commit names no client
-    (docs/metadata.md §3). ``key`` is derived from the server secret, which
-    is not in the database; the token is never stored.
+    Each KeyPackage handed out comes with a fresh random claim token, which
+    only the claimer gets and the server never stores. The row is
+    ``token_hash`` = HMAC(key, token), the lookup key, and ``target``: the
+    target queue and the KeyPackageRef sealed with AES-256-GCM under a key
+    derived from (key, token). A commit presents the tokens of the
+    KeyPackages its Welcome adds, so it need not say who claimed them, and a
+    sealed commit names no client (docs/metadata.md §3); checking a token
+    costs one lookup and one decryption, whatever the size of the commit.
+    ``key`` is derived from the server secret, which is not in the
+    database, so a copy of it does not tell whose KeyPackage was claimed.
     """
 
     def __init__(self, key: bytes, ttl_seconds: int) -> None:
         self._key = key
         self._ttl_ms = ttl_seconds * 1000
 
-    def _mac(self, label: bytes, token: bytes, value: bytes) -> bytes:
-        message = label + len(token).to_bytes(2, "big") + token + value
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+    def token_hash(self, token: bytes) -> bytes:
+        return hmac.new(self._key, b"claim-token\n" + token, hashlib.sha256).digest()
 
-    def evidence_hash(self, token: bytes, ref: bytes) -> bytes:
-        return self._mac(b"claim-token-ref\n", token, ref)
+    def _target_key(self, token: bytes) -> AESGCM:
+        return AESGCM(hmac.new(self._key, b"claim-target\n" + token, hashlib.sha256).digest())
 
-    def queue_hash(self, token: bytes, queue_id: str) -> bytes:
-        return self._mac(b"claim-token-queue\n", token, queue_id.encode())
+    def seal_target(self, token: bytes, queue_id: str, ref: bytes) -> bytes:
+        """The ``target`` of a claim: its queue and KeyPackageRef, for the token's holder."""
+        queue = queue_id.encode("ascii")
+        plain = len(queue).to_bytes(1, "big") + queue + ref
+        nonce = secrets.token_bytes(12)
+        return nonce + self._target_key(token).encrypt(nonce, plain, self.token_hash(token))
+
+    def open_target(self, token: bytes, target: bytes) -> tuple[str, bytes] | None:
+        """``(queue ID, KeyPackageRef)`` of a claim's ``target``; None if it does not open."""
+        try:
+            plain = self._target_key(token).decrypt(
+                target[:12], target[12:], self.token_hash(token)
+            )
+        except (InvalidTag, ValueError):
+            return None
+        size = plain[0] if plain else 0
+        return plain[1 : 1 + size].decode("ascii", "replace"), plain[1 + size :]
 
     @staticmethod
     def new_token() -> bytes:
@@ -271,16 +288,9 @@ class ClaimEvidence:
         """Remember KeyPackages handed out as ``(claim token, target queue, KeyPackageRef)``."""
         expires = self.expires_at(now_ms)
         await tx.executemany(
-            "INSERT INTO claim_evidence (evidence_hash, queue_hash, expires_at, uses) "
-            "VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (evidence_hash) DO UPDATE SET queue_hash = excluded.queue_hash, "
-            "expires_at = excluded.expires_at, "
-            # At most 10,000 uses (a last-resort KeyPackage, claimed again and
-            # again by one claimer).
-            "uses = CASE WHEN claim_evidence.uses < 10000 "
-            "THEN claim_evidence.uses + 1 ELSE claim_evidence.uses END",
+            "INSERT INTO claim_evidence (token_hash, target, expires_at) VALUES (?, ?, ?)",
             [
-                (self.evidence_hash(token, ref), self.queue_hash(token, queue), expires)
+                (self.token_hash(token), self.seal_target(token, queue, ref), expires)
                 for token, queue, ref in handed_out
             ],
         )
@@ -295,46 +305,37 @@ class ClaimEvidence:
     ) -> list[str]:
         """Use up the evidence that the holder of ``tokens`` may add ``queues``.
 
-        Each queue needs an unexpired row for one of ``refs`` (the Welcome's
-        KeyPackageRefs) claimed under one of ``tokens`` from that queue's
-        client. Returns the queues without such evidence (and consumes
-        nothing then); each row used loses one of its uses and goes with its
-        last.
+        Each queue needs the unexpired claim of one of ``tokens`` whose
+        target is that queue and one of ``refs`` (the Welcome's
+        KeyPackageRefs). Returns the queues without one (and consumes nothing
+        then); one claim per queue is used up, the others stay.
         """
         if not queues:
             return []
-        wanted = {self.queue_hash(t, q): q for t in tokens for q in queues}
-        hashes = sorted({self.evidence_hash(t, ref) for t in tokens for ref in refs})
-        # One row per queue: a commit presenting the tokens of several claims
-        # of one KeyPackage (a last-resort one) uses up only one of them.
+        wanted, known = set(queues), set(refs)
+        by_hash = {self.token_hash(t): t for t in tokens}
+        hashes = sorted(by_hash)
         chosen: dict[str, bytes] = {}
         for i in range(0, len(hashes), _CHUNK):
             chunk = hashes[i : i + _CHUNK]
             rows = await tx.fetchall(
-                "SELECT evidence_hash, queue_hash FROM claim_evidence "  # noqa: S608
-                f"WHERE expires_at > ? AND evidence_hash IN ({_placeholders(len(chunk))})",
+                "SELECT token_hash, target FROM claim_evidence "  # noqa: S608
+                f"WHERE expires_at > ? AND token_hash IN ({_placeholders(len(chunk))})",
                 now_ms,
                 *chunk,
             )
-            for evidence, queue in sorted(rows, key=lambda r: bytes(r[0])):
-                target = wanted.get(bytes(queue))
-                if target is not None:
-                    chosen.setdefault(target, bytes(evidence))
+            for token_hash, target in sorted(rows, key=lambda r: bytes(r[0])):
+                opened = self.open_target(by_hash[bytes(token_hash)], bytes(target))
+                if opened is not None and opened[0] in wanted and opened[1] in known:
+                    chosen.setdefault(opened[0], bytes(token_hash))
         missing = [q for q in queues if q not in chosen]
         if missing:
             return missing
         used = sorted(chosen.values())
-        # One use each; a row goes with its last use (a last-resort KeyPackage
-        # claimed n times is evidence for n Adds).
         for i in range(0, len(used), _CHUNK):
             chunk = used[i : i + _CHUNK]
-            marks = _placeholders(len(chunk))
             await tx.execute(
-                f"UPDATE claim_evidence SET uses = uses - 1 WHERE evidence_hash IN ({marks})",  # noqa: S608
-                *chunk,
-            )
-            await tx.execute(
-                f"DELETE FROM claim_evidence WHERE uses <= 0 AND evidence_hash IN ({marks})",  # noqa: S608
+                f"DELETE FROM claim_evidence WHERE token_hash IN ({_placeholders(len(chunk))})",  # noqa: S608
                 *chunk,
             )
         return []

@@ -9,6 +9,8 @@ answers as the design says and changes nothing when it refuses.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from messenger.api import models as m
@@ -173,3 +175,25 @@ async def test_a_retried_sealed_commit_gets_its_first_answer(server: TestServer)
     with pytest.raises(ApiError) as lost:
         await alice.commit(GID, 1, commit, queues, sealed=True, idempotency_key=b"j" * 16)
     assert lost.value.code is ErrorCode.STALE_EPOCH
+
+
+async def test_many_junk_claim_tokens_are_refused_whole(server: TestServer) -> None:
+    """A member may present up to the model's limit of claim tokens; each costs
+    one lookup, and junk ones prove nothing."""
+    alice, bob, carol = await _trio(server)
+    welcome = await bob.welcome_for(carol)
+    junk = tuple(os.urandom(32) for _ in range(2_000))
+    before = await snapshot(server)
+    with pytest.raises(ApiError) as refused:
+        await alice.commit(
+            GID,
+            1,
+            mls_data.commit(GID, 1),
+            [alice.me.queue_id, bob.me.queue_id, carol.me.queue_id],
+            welcome=welcome,
+            welcome_to=[carol.me.queue_id],
+            sealed=True,
+            claims=junk,
+        )
+    assert refused.value.code is ErrorCode.MEMBER_NOT_CLAIMED
+    assert await snapshot(server) == before

@@ -428,6 +428,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             # (to catch up and commit again, still sealed) rather than
             # unknown_group (docs/metadata.md §3).
             "ALTER TABLE mls_groups ADD COLUMN previous_send_token_hash {blob}",
+            # Claim evidence keyed by a claim token the claimer gets, not by the
+            # claimer (messenger.server.key_packages.ClaimEvidence): an HMAC of
+            # the token, and the target queue and KeyPackageRef sealed under a
+            # key derived from it. Rows from before name no token; they are
+            # dropped (a KeyPackage claimed before the upgrade is claimed again).
+            "DROP TABLE claim_evidence",
+            """CREATE TABLE claim_evidence (
+                token_hash {blob} PRIMARY KEY,
+                target {blob} NOT NULL,
+                expires_at BIGINT NOT NULL
+            ){without_rowid}""",
+            "CREATE INDEX claim_evidence_expiry ON claim_evidence (expires_at)",
         ),
     ),
 )
