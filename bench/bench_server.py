@@ -432,6 +432,12 @@ async def _group(http: httpx.AsyncClient, members: int) -> tuple[bytes, list[Mem
     """A new group of ``members`` registered clients (the first one created it)."""
     group_id = os.urandom(16)
     group = [await _register(http) for _ in range(members)]
+    await _start_group(http, group_id, group)
+    return group_id, group
+
+
+async def _start_group(http: httpx.AsyncClient, group_id: bytes, group: list[Member]) -> None:
+    """``group[0]`` creates ``group_id`` and adds the others (epoch 1)."""
     creator = group[0]
     await _post(http, creator, r.GROUPS, m.CreateGroupRequest(group_id))
     commit = MLSMessage(
@@ -453,7 +459,6 @@ async def _group(http: httpx.AsyncClient, members: int) -> tuple[bytes, list[Mem
             claims=claims,
         ),
     )
-    return group_id, group
 
 
 async def _run(

@@ -44,14 +44,11 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_server import Member, _message, _post, _register, _server, _welcome, send_token
+from bench_server import Member, _message, _register, _server, _start_group, send_token
 
 from messenger.api import models as m
 from messenger.api import routes as r
-from messenger.api.sealed import token_digest
 from messenger.client.net import Signer, Transport
-from messenger.mls.content import ContentType, PrivateMessage
-from messenger.mls.messages import MLSMessage
 
 
 async def _pair(base: str) -> tuple[bytes, Member, Member]:
@@ -59,26 +56,7 @@ async def _pair(base: str) -> tuple[bytes, Member, Member]:
     group_id = os.urandom(32)
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         sender, receiver = await _register(http), await _register(http)
-        await _post(http, sender, r.GROUPS, m.CreateGroupRequest(group_id))
-        commit = MLSMessage(
-            PrivateMessage(group_id, 0, ContentType.COMMIT, b"", os.urandom(16), os.urandom(64))
-        ).to_bytes()
-        queues = (sender.queue_id, receiver.queue_id)
-        welcome, claims = await _welcome(http, sender, [receiver])
-        await _post(
-            http,
-            sender,
-            r.group_path(r.GROUP_COMMITS, group_id),
-            m.CommitRequest(
-                0,
-                commit,
-                queues,
-                welcome,
-                queues[1:],
-                send_token_hash=token_digest(send_token(group_id)),
-                claims=claims,
-            ),
-        )
+        await _start_group(http, group_id, [sender, receiver])
     return group_id, sender, receiver
 
 
