@@ -351,6 +351,7 @@ class MessengerClient:
             backoff=self._backoff,
             before_send=before_send,
             after_send=after_send,
+            reclaim=self._reclaim,
         )
         self._session = session
         self._pipeline = pipeline
@@ -1322,7 +1323,9 @@ class MessengerClient:
         """Add accounts to a group (takes effect once the server accepts the commit)."""
         conversation = await self._group_conversation(conversation_id)
         await self._refuse_blocked(account_ids)
-        key_packages = await self._claim_in_group_suite(conversation, sorted(set(account_ids)))
+        key_packages = await self._claim_in_group_suite(
+            conversation.group_id, sorted(set(account_ids))
+        )
         from .sync.intents import Intent
 
         claims = self._require().transport.claim_tokens.take(key_packages)
@@ -1341,14 +1344,27 @@ class MessengerClient:
             raise ConversationLeftError("no group state: the conversation was left")
         return group.suite.suite_id
 
+    async def _reclaim(
+        self, group_id: bytes, account_ids: Sequence[str]
+    ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """Fresh KeyPackages, and their claims' tokens, to add ``account_ids`` to a group.
+
+        For an ``add`` whose claim evidence the server no longer has (it
+        expired, or the server's schema changed since the claim): the
+        outbox claims again rather than dropping the add.
+        """
+        key_packages = await self._claim_in_group_suite(group_id, account_ids)
+        claims = self._require().transport.claim_tokens.take(key_packages)
+        return tuple(key_packages), claims
+
     async def _claim_in_group_suite(
-        self, conversation: Conversation, account_ids: Sequence[str]
+        self, group_id: bytes, account_ids: Sequence[str]
     ) -> list[bytes]:
         """KeyPackages that add ``account_ids`` to the conversation's group: in its
         suite only (RFC 9420 §12.1.1); SuiteNotSupportedError, naming the account,
         if one of them has none in it (an app without that suite)."""
         session = self._require()
-        suite = await self._group_suite(conversation.group_id)
+        suite = await self._group_suite(group_id)
         from .identity import CIPHER_SUITE
         from .suite_choice import SuiteNotSupportedError
         from .sync.effects import display_name

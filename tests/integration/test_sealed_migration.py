@@ -170,3 +170,41 @@ async def test_a_member_who_registers_a_wrong_token_locks_no_one_out(tmp_path: P
         )
         group = await session.epochs.get(group_id)
         assert group is not None and group.epoch > epoch, "a new epoch brought a fresh token"
+
+
+async def test_an_add_whose_claim_evidence_is_gone_is_claimed_again(clients: Clients) -> None:
+    """An add queued by an app from before sealed commits carries KeyPackages but
+    no claim tokens (and the server dropped the old evidence, migration 12):
+    the server refuses it ``member_not_claimed``; the client claims again for
+    the same account and the member is added, nothing dropped."""
+    alice = await clients.new("alice", handle="alice_reclaim")
+    bob = await clients.new("bob", handle="bob_reclaim")
+    carol = await clients.new("carol", handle="carol_reclaim")
+    ids = []
+    for other in (bob, carol):
+        account = await other.account()
+        assert account is not None and account.address is not None
+        ids.append((await alice.add_contact(account.address)).account_id)
+    group = await alice.create_group("Reclaimed", ids[:1])
+    await alice.flush(30)
+    from messenger.client.store.outbox import OutboxKind
+    from messenger.client.sync.intents import Intent
+
+    conversation = await alice._group_conversation(group.id)
+    # Claimed in the group's suite, then its token is lost.
+    stale = await alice._claim_in_group_suite(conversation.group_id, [ids[1]])
+    assert alice._require().transport.claim_tokens.take(stale)
+    await alice._enqueue(conversation, OutboxKind.COMMIT, Intent("add", key_packages=tuple(stale)))
+
+    async def carol_joined() -> bool:
+        return any(v.name == "Reclaimed" for v in await carol.conversations())
+
+    await eventually(carol_joined, "Carol to be added after the client claimed again")
+    await alice.send_text(group.id, "welcome, Carol")
+
+    async def carol_reads() -> bool:
+        views = await carol.conversations()
+        cid = next(v.id for v in views if v.name == "Reclaimed")
+        return "welcome, Carol" in await _texts(carol, cid)
+
+    await eventually(carol_reads, "Carol to read the group")

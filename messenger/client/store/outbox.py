@@ -267,6 +267,14 @@ class OutboxRepository:
             (new_group, now, old_group),
         ).rowcount
 
+    def set_intent(self, item_id: int, intent: str) -> None:
+        """Replace an item's intent; what was built from the old one is discarded."""
+        self._db.execute(
+            "UPDATE outbox SET intent = ?, payload = x'', epoch = NULL, message_hash = NULL, "
+            "pending_state = NULL WHERE id = ?",
+            (intent, item_id),
+        )
+
     def make_due(self, *, now: int) -> int:
         """Make every item due at ``now`` (a retry the user asked for); how many."""
         return self._db.execute(

@@ -92,7 +92,7 @@ from ..errors import (
     StaleEpochError,
 )
 from ..events import Event, MessageStatusChanged, OperationFailed
-from ..groups import group_members
+from ..groups import group_members, key_package_member
 from ..models import with_views
 from ..net.backoff import Backoff
 from ..sealed_sending import next_send_token_hash, send_token, send_token_hash
@@ -118,6 +118,8 @@ _log = logging.getLogger(__name__)
 
 #: A test hook awaited at a point of a send (see the module docstring).
 SendHook = Callable[[], Awaitable[None]]
+#: Claim again for ``(group ID, account IDs)``: fresh KeyPackages and their claims' tokens.
+Reclaim = Callable[[bytes, Sequence[str]], Awaitable[tuple[tuple[bytes, ...], tuple[bytes, ...]]]]
 #: Stale answers in a row before an attempt counts as failed.
 _MAX_STALE: Final = 5
 #: The most application messages of one group built, persisted and sent together
@@ -301,6 +303,10 @@ def _is_unknown_group(exc: Exception) -> bool:
     return isinstance(exc, ServerRejectedError) and exc.code == "unknown_group"
 
 
+def _is_unclaimed(exc: Exception) -> bool:
+    return isinstance(exc, ServerRejectedError) and exc.code == "member_not_claimed"
+
+
 def _sealed(payload: bytes | None) -> bool:
     """Whether a built send carries a send token (one built before sealed sending does not)."""
     if payload is None:
@@ -341,8 +347,10 @@ class OutboxSender:
         backoff: Backoff | None = None,
         before_send: SendHook | None = None,
         after_send: SendHook | None = None,
+        reclaim: Reclaim | None = None,
     ) -> None:
         self._s = session
+        self._reclaim = reclaim
         self._epochs = session.epochs
         self._before_send = before_send
         self._after_send = after_send
@@ -647,6 +655,7 @@ class OutboxSender:
         """
         group_id = item.group_id
         assert group_id is not None
+        reclaimed = False
         for _ in range(_MAX_STALE):
             send = _Send(item)
             async with self._epochs.lock(group_id):
@@ -663,6 +672,12 @@ class OutboxSender:
             try:
                 await self._s.transport.commit(group_id, send.item.payload, sealed=True)
             except Exception as exc:
+                if not reclaimed and _is_unclaimed(exc) and await self._claim_again(send.item):
+                    # The claims went stale: the add is built again from fresh ones.
+                    reclaimed = True
+                    self._epochs.release(item.id)
+                    send.to(SendState.QUEUED)
+                    continue
                 state = _answer_state(exc)
                 send.to(state, exc)
                 if state is not SendState.STALE:
@@ -686,6 +701,27 @@ class OutboxSender:
         self._epochs.release(item.id)
         stale = StaleEpochError(-1, "the group kept moving on")
         return await self._failed([_Send(item, SendState.BACKOFF)], stale)
+
+    async def _claim_again(self, item: OutboxItem) -> bool:
+        """Give an ``add`` refused for want of claim evidence fresh claims; whether it has them.
+
+        The server keeps claim evidence for a week and dropped what it had
+        when sealed commits came (server migration 12): an add that waited
+        longer is claimed again for the same accounts (in the group's suite),
+        not dropped.
+        """
+        intent = Intent.loads(item.intent)
+        if self._reclaim is None or intent.op != "add" or item.group_id is None:
+            return False
+        try:
+            accounts = sorted({key_package_member(kp)[1].account_id for kp in intent.key_packages})
+            key_packages, claims = await self._reclaim(item.group_id, accounts)
+        except Exception as exc:
+            _log.warning("an add could not be claimed again (%s)", type(exc).__name__)
+            return False
+        fresh = dataclasses.replace(intent, key_packages=key_packages, claims=claims).dumps()
+        await self._s.store.transaction(lambda s: s.outbox.set_intent(item.id, fresh))
+        return True
 
     async def _inactive(self, group_id: bytes, group: Group | None, sends: list[_Send]) -> None:
         """Items of a group this client can no longer send to (the group's lock held).
