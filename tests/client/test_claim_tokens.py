@@ -29,3 +29,18 @@ def test_an_add_intent_keeps_its_claim_tokens_across_a_restart() -> None:
     again = Intent.loads(intent.dumps())
     assert again == intent
     assert Intent.loads(Intent("add", key_packages=(b"kp",)).dumps()).claims == ()
+
+
+def test_a_commit_built_before_sealed_commits_is_sent_again_signed() -> None:
+    """A commit an older app built and persisted (its answer lost) has no send
+    token: it goes again as it was, signed, to get its idempotent answer."""
+    from messenger.api import models as m
+    from messenger.api.fields import b64encode
+    from messenger.client.sync.outbox import _sealed_commit
+
+    commit, queue = b"\x00\x01\x00\x01" + bytes(40), b64encode(b"\x01" * 16)
+    old = m.CommitRequest(3, commit, (queue,), idempotency_key=b"k" * 16).dumps()
+    new = m.CommitRequest(3, commit, (queue,), token=b"t" * 32).dumps()
+    assert not _sealed_commit(old)
+    assert _sealed_commit(new)
+    assert not _sealed_commit(b"not json")

@@ -317,6 +317,15 @@ def _sealed(payload: bytes | None) -> bool:
         return False
 
 
+def _sealed_commit(payload: bytes) -> bool:
+    """Whether a built commit carries a send token (one built before sealed commits
+    does not: it is sent again as it was, signed, for its idempotent answer)."""
+    try:
+        return m.CommitRequest.loads(payload).token is not None
+    except ApiError:
+        return False
+
+
 def _is_leave(item: OutboxItem) -> bool:
     return item.kind is OutboxKind.MESSAGE and Intent.loads(item.intent).op == "leave"
 
@@ -670,7 +679,8 @@ class OutboxSender:
             await self._hook(self._before_send)
             send.to(SendState.IN_FLIGHT)
             try:
-                await self._s.transport.commit(group_id, send.item.payload, sealed=True)
+                payload = send.item.payload
+                await self._s.transport.commit(group_id, payload, sealed=_sealed_commit(payload))
             except Exception as exc:
                 if not reclaimed and _is_unclaimed(exc) and await self._claim_again(send.item):
                     # The claims went stale: the add is built again from fresh ones.
