@@ -984,16 +984,24 @@ class DeliveryService:
         return _loaded(self._group_infos.open(group_id, data) if sealed else data)
 
     async def adopt_legacy(self, tx: Tx) -> int:
-        """Seal the GroupInfos stored before server migration 11; how many were sealed."""
-        rows = await tx.fetchall(
-            "SELECT group_id, group_info FROM mls_groups "
-            "WHERE group_info_sealed = 0 AND group_info IS NOT NULL"
-        )
-        await tx.executemany(
-            "UPDATE mls_groups SET group_info = ?, group_info_sealed = 1 WHERE group_id = ?",
-            [(self._sealed_info(bytes(g), _loaded(bytes(info))), bytes(g)) for g, info in rows],
-        )
-        return len(rows)
+        """Seal the GroupInfos stored before server migration 11; how many were sealed.
+
+        In batches (a sealed row no longer matches): GroupInfos can be large.
+        """
+        sealed = 0
+        while True:
+            rows = await tx.fetchall(
+                "SELECT group_id, group_info FROM mls_groups "
+                "WHERE group_info_sealed = 0 AND group_info IS NOT NULL LIMIT ?",
+                100,
+            )
+            if not rows:
+                return sealed
+            await tx.executemany(
+                "UPDATE mls_groups SET group_info = ?, group_info_sealed = 1 WHERE group_id = ?",
+                [(self._sealed_info(bytes(g), _loaded(bytes(info))), bytes(g)) for g, info in rows],
+            )
+            sealed += len(rows)
 
     async def _check_external_commit(
         self,

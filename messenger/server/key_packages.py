@@ -535,17 +535,29 @@ class KeyPackages:
         return data if data[:1] == _BARE_MLS else self._sealed.open(client_id.encode(), data)
 
     async def adopt_legacy(self, tx: Tx) -> int:
-        """Seal the KeyPackages stored before server migration 11; how many were sealed."""
+        """Seal the KeyPackages stored before server migration 11; how many were sealed.
+
+        In batches of :data:`_CHUNK` rows, so that a large server's
+        KeyPackages are never all in memory at once.
+        """
         first = "substr(data, 1, 1)" if tx.dialect == "sqlite" else "substring(data from 1 for 1)"
-        rows = await tx.fetchall(
-            f"SELECT kp_id, client_id, data FROM key_packages WHERE {first} = ?",  # noqa: S608
-            _BARE_MLS,
-        )
-        await tx.executemany(
-            "UPDATE key_packages SET data = ? WHERE kp_id = ?",
-            [(self._seal(str(c), bytes(d)), int(k)) for k, c, d in rows],
-        )
-        return len(rows)
+        sealed, after = 0, -1
+        while True:
+            rows = await tx.fetchall(
+                f"SELECT kp_id, client_id, data FROM key_packages "  # noqa: S608
+                f"WHERE {first} = ? AND kp_id > ? ORDER BY kp_id LIMIT ?",
+                _BARE_MLS,
+                after,
+                _CHUNK,
+            )
+            if not rows:
+                return sealed
+            await tx.executemany(
+                "UPDATE key_packages SET data = ? WHERE kp_id = ?",
+                [(self._seal(str(c), bytes(d)), int(k)) for k, c, d in rows],
+            )
+            sealed += len(rows)
+            after = int(rows[-1][0])
 
     async def count(self, principal: Principal) -> KeyPackageCount:
         """The signing client's unclaimed one-time KeyPackages."""

@@ -38,6 +38,8 @@ SPARE_LOW: Final = 16
 #: How many spare queues are made at once.
 SPARE_BATCH: Final = 32
 _TRIES: Final = 8
+#: Rows sealed per statement when the server adopts rows from before.
+_BATCH: Final = 500
 
 
 class QueueLinks:
@@ -101,13 +103,22 @@ class QueueLinks:
         raise StorageError("no spare queue could be taken")  # pragma: no cover - contention
 
     async def adopt_legacy(self, tx: Tx) -> int:
-        """Seal the queue of every row from before migration 11; how many were sealed."""
-        rows = await tx.fetchall(
-            "SELECT client_id, legacy_queue_id FROM clients "
-            "WHERE queue_box IS NULL AND legacy_queue_id IS NOT NULL"
-        )
-        await tx.executemany(
-            "UPDATE clients SET queue_box = ?, legacy_queue_id = NULL WHERE client_id = ?",
-            [(self.seal(str(c), str(q)), str(c)) for c, q in rows],
-        )
-        return len(rows)
+        """Seal the queue of every row from before migration 11; how many were sealed.
+
+        In batches (a sealed row no longer matches), so that memory stays
+        bounded however many clients there are.
+        """
+        sealed = 0
+        while True:
+            rows = await tx.fetchall(
+                "SELECT client_id, legacy_queue_id FROM clients "
+                "WHERE queue_box IS NULL AND legacy_queue_id IS NOT NULL LIMIT ?",
+                _BATCH,
+            )
+            if not rows:
+                return sealed
+            await tx.executemany(
+                "UPDATE clients SET queue_box = ?, legacy_queue_id = NULL WHERE client_id = ?",
+                [(self.seal(str(c), str(q)), str(c)) for c, q in rows],
+            )
+            sealed += len(rows)

@@ -21,6 +21,7 @@ from messenger.api.padding import pad
 from messenger.server import registration
 from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
 from messenger.server.queue_links import SPARE_BATCH, SPARE_LOW, QueueLinks
+from messenger.server.registration import new_id
 from messenger.server.state import ServerState
 from messenger.server.storage import StorageError, Tx, migrations
 
@@ -275,3 +276,67 @@ async def test_a_server_with_another_secret_key_file_refuses_to_start(
     # With its own key it starts, and the client's queue still opens.
     async with server_factory() as again:
         assert (await ApiClient(again.http, client.identity).fetch()).messages == ()
+
+
+async def test_migration_11_seals_a_large_server_in_batches(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More rows than one batch of each kind (500 clients, 500 KeyPackages, 100
+    GroupInfos a statement): every one is sealed, and each opens to what it was."""
+    older = tuple(x for x in migrations.MIGRATIONS if x.version <= 10)
+    clients = [(new_id(), new_id(), new_id()) for _ in range(620)]  # account, client, queue
+    key_packages = {c: b"\x00\x01\x00\x05" + os.urandom(40) for _, c, _ in clients}
+    infos = {os.urandom(32): pad(b"\x00\x01\x00\x04" + os.urandom(300)) for _ in range(130)}
+
+    async def legacy(tx: Tx) -> None:
+        await tx.executemany(
+            "INSERT INTO accounts (account_id) VALUES (?)", [(a,) for a, _, _ in clients]
+        )
+        await tx.executemany(
+            "INSERT INTO queues (queue_id) VALUES (?)", [(q,) for _, _, q in clients]
+        )
+        await tx.executemany(
+            "INSERT INTO clients (client_id, account_id, signature_key, queue_id) "
+            "VALUES (?, ?, ?, ?)",
+            [(c, a, os.urandom(32), q) for a, c, q in clients],
+        )
+        await tx.executemany(
+            "INSERT INTO key_packages (client_id, last_resort, data, cipher_suite) "
+            "VALUES (?, 1, ?, 1)",
+            list(key_packages.items()),
+        )
+        await tx.executemany(
+            "INSERT INTO mls_groups (group_id, epoch, group_info, group_info_epoch) "
+            "VALUES (?, 0, ?, 0)",
+            list(infos.items()),
+        )
+
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "MIGRATIONS", older)
+        patch.setattr(migrations, "LATEST_VERSION", 10)
+        async with server_factory() as old:
+            await old.state.db.transaction(legacy)
+    async with server_factory() as new:
+        key = new.state.keys.at_rest_key
+        links = QueueLinks(key)
+        names = await columns(new, "clients")
+        found = [dict(zip(names, r, strict=True)) for r in await rows(new, "clients")]
+        assert {
+            str(r["client_id"]): links.queue(str(r["client_id"]), r["queue_box"], None)
+            for r in found
+        } == {c: q for _, c, q in clients}
+        assert all(r["legacy_queue_id"] is None for r in found)
+        sealed_kps = SealedColumn(key, "key_packages.data")
+        kp_names = await columns(new, "key_packages")
+        kps = [dict(zip(kp_names, r, strict=True)) for r in await rows(new, "key_packages")]
+        assert {
+            r["client_id"]: sealed_kps.open(r["client_id"].encode(), r["data"]) for r in kps
+        } == key_packages
+        sealed_infos = SealedColumn(key, "mls_groups.group_info")
+        group_names = await columns(new, "mls_groups")
+        groups = [dict(zip(group_names, r, strict=True)) for r in await rows(new, "mls_groups")]
+        assert all(g["group_info_sealed"] == 1 for g in groups)
+        assert {
+            bytes(g["group_id"]): sealed_infos.open(bytes(g["group_id"]), bytes(g["group_info"]))
+            for g in groups
+        } == infos
