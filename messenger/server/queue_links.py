@@ -26,9 +26,8 @@ from __future__ import annotations
 import secrets
 from typing import Final
 
-from messenger.api.fields import ID_BYTES, b64encode
-
 from .at_rest import SealedColumn
+from .ids import new_id
 from .storage import StorageError, Tx
 
 __all__ = ["SPARE_BATCH", "SPARE_LOW", "QueueLinks"]
@@ -86,7 +85,7 @@ class QueueLinks:
         for _ in range(_TRIES):
             spares = [str(r[0]) for r in await tx.fetchall("SELECT queue_id FROM spare_queues")]
             if len(spares) < SPARE_LOW:
-                made = [b64encode(secrets.token_bytes(ID_BYTES)) for _ in range(SPARE_BATCH)]
+                made = [new_id() for _ in range(SPARE_BATCH)]
                 # Random IDs in a random order: neither the rowids nor the
                 # physical order of the batch say which one a client takes.
                 await tx.executemany(

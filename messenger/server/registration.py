@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from messenger.api.errors import ApiError, ErrorCode
-from messenger.api.fields import ID_BYTES, b64encode
 from messenger.api.models import (
     AddClientRequest,
     AddClientResponse,
@@ -64,6 +63,7 @@ from .authentication import Principal, verify_ed25519
 from .config import ServerConfig
 from .devices import check_not_removed, device_removed
 from .handles import Handles
+from .ids import new_id
 from .queue_links import QueueLinks
 from .server_keys import ServerKeys
 from .storage import Database, Tx, UniqueViolation
@@ -80,11 +80,6 @@ _EXPIRY_BUCKET_MS: Final = 3_600_000
 def _round_up(ms: int, bucket_ms: int = _EXPIRY_BUCKET_MS) -> int:
     """``ms`` rounded up to a multiple of ``bucket_ms``."""
     return -(-ms // bucket_ms) * bucket_ms
-
-
-def new_id() -> str:
-    """A fresh random account, client or queue ID."""
-    return b64encode(secrets.token_bytes(ID_BYTES))
 
 
 def invite_hash(code: str) -> bytes:

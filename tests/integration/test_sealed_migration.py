@@ -28,6 +28,7 @@ from messenger.client.net.error_mapping import error_from_response
 
 from .conftest import Clients, ServerProcess, eventually, start_server, stop_server
 from .test_end_to_end import _group_id
+from .test_pq_suites import contact
 
 pytestmark = pytest.mark.anyio
 
@@ -180,11 +181,7 @@ async def test_an_add_whose_claim_evidence_is_gone_is_claimed_again(clients: Cli
     alice = await clients.new("alice", handle="alice_reclaim")
     bob = await clients.new("bob", handle="bob_reclaim")
     carol = await clients.new("carol", handle="carol_reclaim")
-    ids = []
-    for other in (bob, carol):
-        account = await other.account()
-        assert account is not None and account.address is not None
-        ids.append((await alice.add_contact(account.address)).account_id)
+    ids = [await contact(alice, other) for other in (bob, carol)]
     group = await alice.create_group("Reclaimed", ids[:1])
     await alice.flush(30)
     from messenger.client.store.outbox import OutboxKind
