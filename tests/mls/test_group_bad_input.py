@@ -333,7 +333,8 @@ def test_bad_welcomes() -> None:
     with pytest.raises(ValidationError):
         Group.join_from_welcome(result.welcome, other)
     welcome = MLSMessage.from_bytes(result.welcome).welcome
-    corrupt = replace(welcome, encrypted_group_info=welcome.encrypted_group_info[:-1] + b"\x00")
+    sealed = welcome.encrypted_group_info  # flip a tag bit (a fixed byte could already be it)
+    corrupt = replace(welcome, encrypted_group_info=sealed[:-1] + bytes([sealed[-1] ^ 1]))
     alice.merge(result.staged)
     tree = alice.ratchet_tree.to_bytes()
     with pytest.raises(DecryptionError):
