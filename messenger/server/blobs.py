@@ -77,6 +77,7 @@ from messenger.api.models import BlobStatus, CreateBlobRequest, CreateBlobRespon
 
 from .authentication import Principal
 from .logs import log_event
+from .member_sets import MemberSets
 from .metrics import Metrics
 from .server_keys import make_private_dir
 from .storage import Database, Tx
@@ -197,27 +198,9 @@ class _Blob:
 
 _SELECT_BLOB: Final = (
     "SELECT b.group_id, b.owner_hash, b.size, b.received, b.complete, b.access_hash, "
-    "b.expires_at, EXISTS (SELECT 1 FROM group_members gm "
-    "WHERE gm.group_id = b.group_id AND gm.queue_id = ?) "
-    "FROM blobs b WHERE b.blob_id = ?"
+    "b.expires_at, g.members_box FROM blobs b "
+    "LEFT JOIN mls_groups g ON g.group_id = b.group_id WHERE b.blob_id = ?"
 )
-
-
-async def _select(tx: Tx, blob_id: bytes, queue_id: str, now: int) -> _Blob | None:
-    """The blob if it exists and has not expired."""
-    row = await tx.fetchone(_SELECT_BLOB, queue_id, blob_id)
-    if row is None or int(row[6]) <= now:
-        return None
-    return _Blob(
-        bytes(row[0]),
-        bytes(row[1]),
-        int(row[2]),
-        int(row[3]),
-        bool(row[4]),
-        bytes(row[5]),
-        int(row[6]),
-        bool(row[7]),
-    )
 
 
 async def _delete_blobs(tx: Tx, condition: str, *args: object) -> list[bytes]:
@@ -260,6 +243,7 @@ class Blobs:
         clock: Callable[[], float],
         directory: Path,
         key: bytes,
+        member_sets: MemberSets,
         *,
         max_blob_bytes: int,
         quota_bytes: int,
@@ -268,6 +252,7 @@ class Blobs:
         retention_seconds: int,
     ) -> None:
         self._db = db
+        self._members = member_sets
         self._metrics = metrics
         self._clock = clock
         self.directory = directory
@@ -286,6 +271,24 @@ class Blobs:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    async def _select(self, tx: Tx, blob_id: bytes, queue_id: str, now: int) -> _Blob | None:
+        """The blob if it exists and has not expired; ``member``: is ``queue_id`` in its group."""
+        row = await tx.fetchone(_SELECT_BLOB, blob_id)
+        if row is None or int(row[6]) <= now:
+            return None
+        group_id = bytes(row[0])
+        member = row[7] is not None and queue_id in self._members.open(group_id, row[7])
+        return _Blob(
+            group_id,
+            bytes(row[1]),
+            int(row[2]),
+            int(row[3]),
+            bool(row[4]),
+            bytes(row[5]),
+            int(row[6]),
+            member,
+        )
 
     def file_name(self, blob_id: bytes) -> str:
         """The name of a blob's file: hex of an HMAC of its ID."""
@@ -322,10 +325,7 @@ class Blobs:
         gone: list[tuple[bytes, bytes]] = []
         for blob_id, group_id in blobs:
             if group_id not in members:
-                rows = await tx.fetchall(
-                    "SELECT queue_id FROM group_members WHERE group_id = ?", group_id
-                )
-                members[group_id] = [str(r[0]) for r in rows]
+                members[group_id] = await self._members.read(tx, group_id) or []
             current = {self.recipient(blob_id, q) for q in members[group_id]}
             rows = await tx.fetchall(
                 "SELECT recipient FROM blob_fetchers WHERE blob_id = ?", blob_id
@@ -383,11 +383,7 @@ class Blobs:
                 "SELECT 1 FROM accounts WHERE account_id = ?" + tx.for_update,  # noqa: S608
                 principal.account_id,
             )
-            if not await tx.fetchone(
-                "SELECT 1 FROM group_members WHERE group_id = ? AND queue_id = ?",
-                req.group_id,
-                principal.queue_id,
-            ):
+            if principal.queue_id not in (await self._members.read(tx, req.group_id) or ()):
                 raise ApiError(ErrorCode.UNKNOWN_GROUP, "no such group")
             row = await tx.fetchone(
                 "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE owner_hash = ? AND expires_at > ?",
@@ -436,7 +432,9 @@ class Blobs:
         owner = self._owner(principal.account_id)
         async with self._turn(blob_id):
             now = self._now_ms()
-            blob = await self._db.read(lambda tx: _select(tx, blob_id, principal.queue_id, now))
+            blob = await self._db.read(
+                lambda tx: self._select(tx, blob_id, principal.queue_id, now)
+            )
             if blob is None or not hmac.compare_digest(blob.owner_hash, owner):
                 raise no_such_blob()
             if offset != blob.received:
@@ -486,14 +484,14 @@ class Blobs:
                     _hour_ceil(now + self._retention_ms),
                     blob_id,
                 )
-                members = await tx.fetchall(
-                    "SELECT queue_id FROM group_members WHERE group_id = ? AND queue_id <> ?",
-                    bytes(row[2]),
-                    principal.queue_id,
-                )
+                members = await self._members.read(tx, bytes(row[2])) or []
                 await tx.executemany(
                     "INSERT INTO blob_fetchers (blob_id, recipient) VALUES (?, ?)",
-                    [(blob_id, self.recipient(blob_id, str(m[0]))) for m in members],
+                    [
+                        (blob_id, self.recipient(blob_id, q))
+                        for q in members
+                        if q != principal.queue_id
+                    ],
                 )
                 return True
 
@@ -516,7 +514,7 @@ class Blobs:
     ) -> BlobStatus:
         """How much of the blob the server holds: for its creator, or a capable member."""
         now = self._now_ms()
-        blob = await self._db.read(lambda tx: _select(tx, blob_id, principal.queue_id, now))
+        blob = await self._db.read(lambda tx: self._select(tx, blob_id, principal.queue_id, now))
         if blob is None:
             raise no_such_blob()
         creator = hmac.compare_digest(blob.owner_hash, self._owner(principal.account_id))
@@ -534,7 +532,7 @@ class Blobs:
     ) -> bytes:
         """Bytes ``offset`` to ``offset + length`` of a complete blob (capable members only)."""
         now = self._now_ms()
-        blob = await self._db.read(lambda tx: _select(tx, blob_id, principal.queue_id, now))
+        blob = await self._db.read(lambda tx: self._select(tx, blob_id, principal.queue_id, now))
         if blob is None or not blob.complete or not self._capable(blob, access):
             raise no_such_blob()
         if offset >= blob.size:
@@ -555,7 +553,7 @@ class Blobs:
         now = self._now_ms()
 
         async def op(tx: Tx) -> bool:
-            blob = await _select(tx, blob_id, principal.queue_id, now)
+            blob = await self._select(tx, blob_id, principal.queue_id, now)
             if blob is None or not blob.complete or not self._capable(blob, access):
                 raise no_such_blob()
             await self._adopt_legacy_recipients(tx)
@@ -581,7 +579,7 @@ class Blobs:
         now = self._now_ms()
 
         async def op(tx: Tx) -> None:
-            blob = await _select(tx, blob_id, principal.queue_id, now)
+            blob = await self._select(tx, blob_id, principal.queue_id, now)
             if blob is None or not hmac.compare_digest(blob.owner_hash, owner):
                 raise no_such_blob()
             await _delete_blobs(tx, "blob_id = ?", blob_id)

@@ -12,8 +12,12 @@ What the server keeps, and what it does not (RFC 9750 §8, docs/threat-model.md)
 
 * A group is its MLS group ID, its epoch, its latest GroupInfo and its
   member set as **queue IDs**, which the committer supplies with each commit.
+  The GroupInfo and the member set are sealed at rest (:mod:`.at_rest`,
+  :mod:`.member_sets`), so a copy of the database shows no group next to a
+  member queue.
 * Each group message goes to the queue of **every** member, the sender's
-  included, and is stored once (``payloads``) with one entry per queue.
+  included, and is stored once (``payloads``, sealed at rest: a
+  PrivateMessage shows its group ID) with one entry per queue.
   No sender is stored, and since the sender's own queue gets the message
   too, the set of recipients does not reveal it either. A client recognises
   its own messages when they come back (it knows what it sent).
@@ -116,6 +120,7 @@ from .authentication import Principal
 from .devices import removed_queue_hash
 from .key_packages import ClaimEvidence, leaf_is_issued_to, registered_identity
 from .logs import log_event
+from .member_sets import MemberSets
 from .metrics import Metrics
 from .mls_frames import (
     FrameKind,
@@ -423,12 +428,15 @@ class DeliveryService:
         sender_messages_per_minute: int = 120,
         sender_bytes_per_minute: int = 16 << 20,
         queue_links: QueueLinks,
+        member_sets: MemberSets,
         at_rest_key: bytes,
         removed_key: bytes | None = None,
     ) -> None:
         self._db = db
         self._queue_links = queue_links
+        self._member_sets = member_sets
         self._group_infos = SealedColumn(at_rest_key, "mls_groups.group_info")
+        self._payloads = SealedColumn(at_rest_key, "payloads.data")
         self._removed_key = removed_key
         self._hub = hub
         self._metrics = metrics
@@ -455,23 +463,20 @@ class DeliveryService:
             raise _unknown_group()
         return int(row[0])
 
-    async def _sealed_group(self, tx: Tx, group_id: bytes) -> tuple[int, bytes | None]:
-        """The group's epoch and send-token digest, its row locked until commit."""
+    async def _sealed_group(self, tx: Tx, group_id: bytes) -> tuple[int, bytes | None, object]:
+        """The group's epoch, send-token digest and sealed member set, its row locked."""
         sql = (
-            "SELECT epoch, send_token_hash FROM mls_groups WHERE group_id = ?"  # noqa: S608
-            + tx.for_update
+            "SELECT epoch, send_token_hash, members_box FROM mls_groups "  # noqa: S608
+            "WHERE group_id = ?" + tx.for_update
         )
         row = await tx.fetchone(sql, group_id)
         if row is None:
             raise _unknown_group()
-        return int(row[0]), None if row[1] is None else bytes(row[1])
+        return int(row[0]), None if row[1] is None else bytes(row[1]), row[2]
 
-    @staticmethod
-    async def _members(tx: Tx, group_id: bytes) -> list[str]:
-        rows = await tx.fetchall(
-            "SELECT queue_id FROM group_members WHERE group_id = ? ORDER BY queue_id", group_id
-        )
-        return [str(r[0]) for r in rows]
+    async def _members(self, tx: Tx, group_id: bytes) -> list[str]:
+        """The group's member queues that exist (sorted; :mod:`.member_sets`)."""
+        return await self._member_sets.read(tx, group_id) or []
 
     async def _enqueue(
         self,
@@ -504,19 +509,23 @@ class DeliveryService:
         """
         if not queue_ids or not messages:
             return []
-        queues = await self._lock_queues(tx, queue_ids)
+        queues = await self._lock_queues(tx, queue_ids, skip_missing=False)
         for queue_id, (_, held) in queues.items():
             if held + len(messages) > self._max_queue_length and queue_id not in may_exceed:
                 raise _queue_full()
         return await self._append(tx, queues, messages, now_ms, ())
 
-    async def _lock_queues(self, tx: Tx, queue_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    async def _lock_queues(
+        self, tx: Tx, queue_ids: Sequence[str], *, skip_missing: bool
+    ) -> dict[str, tuple[int, int]]:
         """``{queue: (next_seq, entries held)}``, each queue row locked until commit.
 
         Rows are locked in queue ID order, the order every transaction uses,
         so that two transactions never wait on each other's queues. A queue's
         entries are the consecutive range from its oldest entry to
-        ``next_seq - 1`` (acks and retention remove the oldest first).
+        ``next_seq - 1`` (acks and retention remove the oldest first). A
+        queue that does not exist is ``unknown_queue``, or left out with
+        ``skip_missing`` (a removed device's, still in a member set).
         """
         ordered = sorted(queue_ids)
         queues: dict[str, tuple[int, int]] = {}
@@ -531,32 +540,23 @@ class DeliveryService:
                 held = 0 if oldest is None else int(next_seq) - int(oldest)
                 queues[str(queue_id)] = (int(next_seq), held)
         missing = [q for q in ordered if q not in queues]
-        if missing:
+        if missing and not skip_missing:
             raise ApiError(
                 ErrorCode.UNKNOWN_QUEUE, "a recipient queue does not exist", {"queue": missing[0]}
             )
         return queues
 
-    @staticmethod
-    async def _lock_member_queues(tx: Tx, group_id: bytes) -> dict[str, tuple[int, int]]:
-        """:meth:`_lock_queues` for the group's members, found and locked in one statement.
+    async def _lock_member_queues(
+        self, tx: Tx, group_id: bytes, box: object
+    ) -> dict[str, tuple[int, int]]:
+        """:meth:`_lock_queues` for the members sealed in ``box``, the group's member set.
 
-        Call it with the group row locked (:meth:`_group_epoch`): the member
-        set changes only under that lock, so this statement, which starts
-        after it was taken, sees the current members.
+        Call it with the group row locked (:meth:`_sealed_group`, which read
+        ``box``): the member set changes only under that lock. Queues of
+        removed devices still in the set are left out.
         """
-        lock = " FOR UPDATE OF q" if tx.dialect == "postgresql" else ""
-        rows = await tx.fetchall(
-            "SELECT q.queue_id, q.next_seq, (SELECT MIN(e.seq) FROM queue_entries e "  # noqa: S608
-            "WHERE e.queue_id = q.queue_id) FROM group_members gm "
-            "JOIN queues q ON q.queue_id = gm.queue_id WHERE gm.group_id = ? "
-            "ORDER BY q.queue_id" + lock,
-            group_id,
-        )
-        return {
-            str(queue_id): (int(next_seq), 0 if oldest is None else int(next_seq) - int(oldest))
-            for queue_id, next_seq, oldest in rows
-        }
+        members = self._member_sets.open(group_id, box)
+        return await self._lock_queues(tx, members, skip_missing=True)
 
     async def _append(
         self,
@@ -579,7 +579,7 @@ class DeliveryService:
         # Only retention reads it: the hour, not the time of the send.
         created_at = _round_down(now_ms, _CREATED_AT_BUCKET_MS, self._retention_ms)
         notifications = notification_payloads(self._hub.origin, ordered)
-        stored = [_stored(m) for m in messages]
+        stored = [self._sealed_payload(m) for m in messages]
         if tx.dialect == "postgresql":
             await tx.execute(
                 _PG_APPEND,
@@ -706,11 +706,7 @@ class DeliveryService:
             )
             if created == 0:
                 raise ApiError(ErrorCode.GROUP_EXISTS, "a group with this ID exists")
-            await tx.execute(
-                "INSERT INTO group_members (group_id, queue_id) VALUES (?, ?)",
-                req.group_id,
-                principal.queue_id,
-            )
+            await self._member_sets.store(tx, req.group_id, [principal.queue_id])
 
         await self._db.transaction(op)
         return CreateGroupResponse(0)
@@ -800,7 +796,7 @@ class DeliveryService:
                 # Membership by the send token, checked before anything else
                 # is looked at (a stranger's answer is a missing group's). A
                 # token of the epoch before: a member whose commit lost a race.
-                current, digest = await self._sealed_group(tx, group_id)
+                current, digest, box = await self._sealed_group(tx, group_id)
                 assert token_hash is not None
                 if digest is None or not hmac.compare_digest(token_hash, digest):
                     row = await tx.fetchone(
@@ -816,7 +812,8 @@ class DeliveryService:
                     if answered is not None:
                         return [], answered[1], True
                     raise _stale(current)
-                return await applied(tx, current, await self._members(tx, group_id), set())
+                members = await self._member_sets.load(tx, group_id, box)
+                return await applied(tx, current, members, set())
             current = await self._group_epoch(tx, group_id)
             old_members = await self._members(tx, group_id)
             own_queues: set[str] = set()
@@ -877,30 +874,23 @@ class DeliveryService:
                         "a new member's queue does not exist",
                         {"queue": unknown},
                     )
+            # The new member set; queues of removed devices still in the old
+            # box (they were left out of ``old``) are dropped here.
+            members_now = (old - set(removed)) | set(added)
             changed = await tx.execute(
                 "UPDATE mls_groups SET epoch = ?, group_info = ?, group_info_epoch = ?, "
                 "previous_send_token_hash = send_token_hash, send_token_hash = ?, "
-                "group_info_sealed = 1 WHERE group_id = ? AND epoch = ?",
+                "group_info_sealed = 1, members_box = ? WHERE group_id = ? AND epoch = ?",
                 new_epoch,
                 None if req.group_info is None else self._sealed_info(group_id, req.group_info),
                 new_epoch if req.group_info is not None else None,
                 req.send_token_hash,
+                self._member_sets.seal(group_id, members_now),
                 group_id,
                 req.epoch,
             )
             if changed != 1:  # pragma: no cover - the row lock rules this out
                 raise _stale(current)
-            for chunk in _chunks(removed):
-                await tx.execute(
-                    f"DELETE FROM group_members WHERE group_id = ? AND queue_id IN "  # noqa: S608
-                    f"({_placeholders(len(chunk))})",
-                    group_id,
-                    *chunk,
-                )
-            await tx.executemany(
-                "INSERT INTO group_members (group_id, queue_id) VALUES (?, ?)",
-                [(group_id, q) for q in added],
-            )
             costs: dict[str, tuple[int, int]] = {}
             for q in old_members:
                 costs[q] = (1, len(req.commit))
@@ -977,6 +967,25 @@ class DeliveryService:
         (:mod:`.at_rest`, docs/threat-model.md).
         """
         return self._group_infos.seal(group_id, _stored(group_info))
+
+    def _sealed_payload(self, message: bytes) -> bytes:
+        """What ``payloads.data`` holds: the padded message, sealed at rest.
+
+        A PrivateMessage shows its group ID and epoch in the clear (RFC 9420
+        §6.3), so a stored message would tie the queues holding it to its
+        group. Bound to the column only: the row's ID is drawn by the insert.
+        """
+        return self._payloads.seal(b"", _stored(message))
+
+    def _opened_payload(self, data: bytes) -> bytes:
+        """The message of a ``payloads`` row (rows from before sealing hold it padded or bare).
+
+        A sealed value starts with 0x01; a padded envelope with 0xff 0x01 and
+        a bare MLSMessage with its version, 0x00 0x01 (RFC 9420 §6).
+        """
+        if data[:1] == b"\x01":
+            return _loaded(self._payloads.open(b"", data))
+        return _loaded(data)
 
     def _opened_info(self, group_id: bytes, stored: bytes | memoryview, sealed: object) -> bytes:
         """The GroupInfo of a stored ``mls_groups`` row (rows not yet sealed hold it padded)."""
@@ -1181,8 +1190,8 @@ class DeliveryService:
                 if unit.taken is not None:  # a retried transaction (PostgreSQL conflict)
                     self.budgets.refund(unit.taken)
                     unit.taken = None
-            current, digest = await self._sealed_group(tx, group_id)
-            queues = await self._lock_member_queues(tx, group_id)
+            current, digest, box = await self._sealed_group(tx, group_id)
+            queues = await self._lock_member_queues(tx, group_id, box)
             stored = await self._stored_answers(
                 tx, [k[:32] for u in units for k in u.key_hashes if k is not None]
             )
@@ -1447,7 +1456,7 @@ class DeliveryService:
                 after,
                 limit + 1,
             )
-            return [QueueMessage(int(seq), _loaded(bytes(data))) for seq, data in rows]
+            return [QueueMessage(int(seq), self._opened_payload(bytes(data))) for seq, data in rows]
 
         messages = await self._db.read(op)
         return messages[:limit], len(messages) > limit

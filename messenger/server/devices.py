@@ -214,10 +214,11 @@ class Devices:
 
         Another account's client and an unknown ID get the same ``not_found``;
         the account's last client ``last_device``. In one transaction: the
-        client's KeyPackages, its queue and queue entries, its group
-        memberships (the groups keep going without it; the other members
-        remove its leaves with a commit, RFC 9420 §12.1.3), the links it
-        opened and its row go, and its tombstone is stored, so that its
+        client's KeyPackages, its queue and queue entries (so it leaves every
+        group: a sealed member set that still names the queue skips it,
+        :mod:`.member_sets`, and the other members remove its leaves with a
+        commit, RFC 9420 §12.1.3), the links it opened and its row go, and
+        its tombstone is stored, so that its
         requests get ``device_removed`` from then on (:mod:`.authentication`).
         Then its WebSockets are closed and its long polls woken, here and,
         through ``NOTIFY``, in every other process.
@@ -247,7 +248,6 @@ class Devices:
             await tx.execute("DELETE FROM key_packages WHERE client_id = ?", client_id)
             if self._links is not None:
                 await self._links.delete_of_client(tx, client_id)
-            await tx.execute("DELETE FROM group_members WHERE queue_id = ?", queue_id)
             payloads = await tx.fetchall(
                 "DELETE FROM queue_entries WHERE queue_id = ? RETURNING payload_id", queue_id
             )

@@ -17,6 +17,7 @@ from .handles import Handles
 from .key_packages import ClaimEvidence, KeyPackages
 from .links import Links
 from .logs import log_event
+from .member_sets import MemberSets
 from .metrics import Metrics
 from .push import CHANNEL, Hub
 from .queue_links import QueueLinks
@@ -29,6 +30,7 @@ __all__ = ["VERSION", "ServerState"]
 
 #: The server migration that seals client queues and GroupInfos at rest.
 _SEALED_AT_REST_VERSION = 11
+_SEALED_MEMBER_SETS_VERSION = 13
 
 #: The server's version, reported by the OpenAPI description.
 VERSION = "0.1.0"
@@ -57,6 +59,7 @@ class ServerState:
             make_private_dir(config.data_dir)
         self.keys = ServerKeys.derive(load_or_create_master_secret(config.secret_key_path))
         self.queue_links = QueueLinks(self.keys.at_rest_key)
+        self.member_sets = MemberSets(self.keys.at_rest_key)
         self.auth = RequestAuthenticator(
             self.db,
             config.timestamp_window_seconds,
@@ -102,6 +105,7 @@ class ServerState:
             sender_messages_per_minute=config.sender_messages_per_queue_per_minute,
             sender_bytes_per_minute=config.sender_bytes_per_queue_per_minute,
             queue_links=self.queue_links,
+            member_sets=self.member_sets,
             at_rest_key=self.keys.at_rest_key,
             removed_key=self.keys.removed_client_key,
         )
@@ -112,6 +116,7 @@ class ServerState:
             clock,
             config.data_dir / BLOB_DIR,
             self.keys.blob_key,
+            self.member_sets,
             max_blob_bytes=config.max_blob_bytes,
             quota_bytes=config.blob_quota_bytes,
             reserve_bytes=config.blob_reserve_bytes,
@@ -145,7 +150,11 @@ class ServerState:
         try:
             version = await migrate(self.db, int(self.clock() * 1000))
             if version >= _SEALED_AT_REST_VERSION:
-                await self.db.transaction(self._seal_legacy_rows)
+                await self.db.transaction(
+                    lambda tx: self._seal_legacy_rows(
+                        tx, member_sets=version >= _SEALED_MEMBER_SETS_VERSION
+                    )
+                )
             await self.db.listen(CHANNEL, self.hub.on_notification)
             await self.db.listen(DEVICE_CHANNEL, self.devices.on_notification)
         except BaseException:
@@ -156,11 +165,11 @@ class ServerState:
         self.started = True
         log_event(_log, "server started", backend=self.db.dialect, schema_version=version)
 
-    async def _seal_legacy_rows(self, tx: Tx) -> None:
-        """Seal what rows from before server migration 11 hold in the clear (one transaction).
+    async def _seal_legacy_rows(self, tx: Tx, *, member_sets: bool) -> None:
+        """Seal what rows from before server migrations 11 and 13 hold in the clear (one tx).
 
-        Client queues, GroupInfos and KeyPackages (:mod:`.queue_links`,
-        :mod:`.at_rest`):
+        Client queues, GroupInfos, KeyPackages and group member sets
+        (:mod:`.queue_links`, :mod:`.at_rest`, :mod:`.member_sets`):
         the migration cannot, as the key is not in the database. Several
         processes starting together may both seal a row: either box opens.
         A database sealed under another secret key file is refused here
@@ -174,13 +183,22 @@ class ServerState:
             self.queue_links.queue(str(sample[0]), sample[1], None)
         groups = await self.delivery.adopt_legacy(tx)
         key_packages = await self.key_packages.adopt_legacy(tx)
-        if clients or groups or key_packages:
+        sets = 0
+        if member_sets:
+            sets = await self.member_sets.adopt_legacy(tx)
+            sample = await tx.fetchone(
+                "SELECT group_id, members_box FROM mls_groups WHERE members_box IS NOT NULL LIMIT 1"
+            )
+            if sample is not None:
+                self.member_sets.open(bytes(sample[0]), sample[1])
+        if clients or groups or key_packages or sets:
             log_event(
                 _log,
                 "sealed rows from before",
                 clients=clients,
                 groups=groups,
                 key_packages=key_packages,
+                member_sets=sets,
             )
 
     async def stop(self) -> None:

@@ -17,6 +17,11 @@ asserts each cell the table marks "learns nothing" for the database thief:
   a member's queue, in any form (the client's queue is sealed at rest,
   server migration 11), and no stored GroupInfo shows a member's
   credential (GroupInfos are sealed too).
+* **group ↔ members**: no stored row puts a group ID next to a member's
+  queue, in any form (member sets are sealed at rest, server migration 13;
+  ``group_members`` is empty), and no stored message shows its group ID
+  (payloads are sealed too). What is left, pseudonymous queues holding the
+  same unread message, is the table's footnote.
 * **message ↔ exact size**: every MLS message stored anywhere (payloads,
   GroupInfos, inside their seal) is a canonical padded envelope of a bucket size, no bare MLS
   message of the conversation's kinds is stored at all, and each blob file
@@ -51,7 +56,8 @@ from messenger.client import ClientOptions, MessengerClient
 from messenger.client.acks import AckPolicy
 from messenger.mls.content import ContentType, PrivateMessage, WireFormat
 from messenger.mls.messages import MLSMessage
-from messenger.server.at_rest import SEALED_OVERHEAD
+from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
+from messenger.server.server_keys import ServerKeys, load_or_create_master_secret
 
 from .conftest import CLIENT_OPTIONS, Clients, ServerProcess, eventually, start_server, stop_server
 
@@ -103,6 +109,9 @@ class Database:
 
     tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
     raw_files: list[bytes]
+    #: The server's at-rest key: the thief does not have it; the test uses
+    #: it only to tell which stored message is which, after the thief's checks.
+    at_rest_key: bytes
 
 
 @contextlib.asynccontextmanager
@@ -145,7 +154,7 @@ async def read_database(data_dir: Path, dsn: str) -> Database:
             file = Path(str(path) + suffix)
             if file.exists():
                 raw.append(file.read_bytes())
-        return Database(tables, raw)
+        return Database(tables, raw, _at_rest_key(data_dir))
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
@@ -172,7 +181,19 @@ async def read_database(data_dir: Path, dsn: str) -> Database:
             tables[name] = (columns, [tuple(row[c] for c in columns) for row in rows])
     finally:
         await conn.close()
-    return Database(tables, raw)
+    return Database(tables, raw, _at_rest_key(data_dir))
+
+
+def _at_rest_key(data_dir: Path) -> bytes:
+    return ServerKeys.derive(
+        load_or_create_master_secret(data_dir / "server-secret.key")
+    ).at_rest_key
+
+
+def opened_payload(db: Database, value: bytes) -> bytes:
+    """A stored message, opened with the server's key (the operator's view)."""
+    assert value[:1] == b"\x01", "a stored message is not sealed"
+    return unpad(SealedColumn(db.at_rest_key, "payloads.data").open(b"", value))
 
 
 def column(db: Database, table: str, name: str) -> list[Any]:
@@ -223,11 +244,16 @@ async def conversation(clients: Clients) -> tuple[list[MessengerClient], Path]:
     await carol.send_file(carol_group, attachment)
 
     async def everyone_has_everything() -> bool:
+        # The file message goes out once its upload is complete, so Alice and
+        # Bob having it means the blob is stored whole. (Counting messages
+        # alone passed early: the sender shows the file while it uploads.)
         counts = []
+        files = []
         for client, cid in ((alice, group.id), (bob, bob_group), (carol, carol_group)):
             views = await client.messages(cid, limit=200)
             counts.append(sum(1 for v in views if v.message.body or v.attachment))
-        return all(c >= len(TEXTS) + 4 for c in counts)
+            files.append(any(v.attachment for v in views))
+        return all(c >= len(TEXTS) + 4 for c in counts) and all(files)
 
     await eventually(everyone_has_everything, "every message to reach everyone")
     for client in (alice, bob, carol):
@@ -265,6 +291,7 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
     _assert_senders(db, identities)
     _assert_uploader_hidden(db, queues)
     _assert_queues_unlinked(db, identities, queues)
+    _assert_groups_unlinked(db, queues)
     _assert_sealed_requests(recording)
 
 
@@ -291,9 +318,10 @@ def _assert_sizes(db: Database, blob_sizes: list[int]) -> None:
     payloads = [bytes(v) for v in column(db, "payloads", "data")]
     infos = [bytes(v) for v in column(db, "mls_groups", "group_info") if v is not None]
     assert len(payloads) >= len(TEXTS) + 4, "the messages are still on the server"
-    for value in payloads:
-        assert is_bucket(len(value)), f"a stored message of {len(value)} bytes is not a bucket"
-        unpad(value)  # canonical: the right bucket, zero padding
+    for value in payloads:  # sealed at rest: the seal's bytes on a bucket
+        size = len(value) - SEALED_OVERHEAD
+        assert is_bucket(size), f"a stored message of {size} bytes is not a bucket"
+        opened_payload(db, value)  # canonical: the right bucket, zero padding
     assert infos, "the group's GroupInfo is stored"
     for value in infos:  # sealed at rest: the seal's bytes on a bucket
         assert is_bucket(len(value) - SEALED_OVERHEAD), "a GroupInfo's size is not a bucket"
@@ -333,14 +361,15 @@ def _assert_senders(db: Database, identities: set[str]) -> None:
         _columns, rows = db.tables[table]
         assert not any(names_someone(row) for row in rows), f"{table} names an account or client"
     # Every group message is held by every member queue: no queue is missing,
-    # so the set of holders does not point at the sender.
+    # so the set of holders does not point at the sender. (The thief cannot
+    # tell which message is which; the test opens them with the server's key.)
     members: dict[bytes, set[str]] = {}
-    for group_id, queue_id in zip(
-        column(db, "group_members", "group_id"),
-        column(db, "group_members", "queue_id"),
-        strict=True,
+    sealed_sets = SealedColumn(db.at_rest_key, "mls_groups.members_box")
+    for group_id, box in zip(
+        column(db, "mls_groups", "group_id"), column(db, "mls_groups", "members_box"), strict=True
     ):
-        members.setdefault(bytes(group_id), set()).add(str(queue_id))
+        opened = sealed_sets.open(bytes(group_id), bytes(box)).decode()
+        members[bytes(group_id)] = set(opened.split("\n")) if opened else set()
     holders: dict[int, set[str]] = {}
     for payload_id, queue_id in zip(
         column(db, "queue_entries", "payload_id"),
@@ -356,7 +385,7 @@ def _assert_senders(db: Database, identities: set[str]) -> None:
         )
     )
     for payload_id, queues in holders.items():
-        message = MLSMessage.from_bytes(unpad(data[payload_id]))
+        message = MLSMessage.from_bytes(opened_payload(db, data[payload_id]))
         assert message.wire_format is not WireFormat.PUBLIC_MESSAGE, "a sender in the clear"
         body = message.body
         if not isinstance(body, PrivateMessage) or body.content_type is not ContentType.APPLICATION:
@@ -397,17 +426,9 @@ def _assert_uploader_hidden(db: Database, queues: set[str]) -> None:
 def _assert_queues_unlinked(db: Database, identities: set[str], queues: set[str]) -> None:
     """No row puts a client or account next to a member queue; no GroupInfo shows one."""
 
-    def shown(value: Any) -> list[str]:
-        if isinstance(value, str):
-            return [value]
-        if isinstance(value, bytes | memoryview):
-            raw = bytes(value)
-            return [raw.hex(), raw.decode("latin-1")]
-        return []
-
     for table, (_columns, rows) in db.tables.items():
         for row in rows:
-            texts = [t for v in row for t in shown(v)]
+            texts = [t for v in row for t in _shown(v)]
             someone = any(i in t for i in identities for t in texts)
             queue = any(q in t or q.encode().hex() in t for q in queues for t in texts)
             assert not (someone and queue), f"{table} joins a client or account to its queue"
@@ -435,3 +456,30 @@ def _assert_sealed_requests(recording: Recording) -> None:
             assert header.lower() not in lowered, f"a sealed send carries {header}"
     assert any(path.endswith("/commits") for _m, path, _h in sends), "commits are sealed too"
     assert r.GROUP_MESSAGES.endswith("/messages")
+
+
+def _shown(value: Any) -> list[str]:
+    """How a stored value could show an ID: as text, as hex, as raw bytes."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, bytes | memoryview):
+        raw = bytes(value)
+        return [raw.hex(), raw.decode("latin-1")]
+    return []
+
+
+def _assert_groups_unlinked(db: Database, queues: set[str]) -> None:
+    """No row puts a group next to a member queue; no stored message shows its group."""
+    groups = [bytes(g) for g in column(db, "mls_groups", "group_id")]
+    assert len(groups) >= 4, "the conversation and each account's devices group are stored"
+    assert db.tables["group_members"][1] == [], "group_members is empty (member sets are sealed)"
+    for table, (_columns, rows) in db.tables.items():
+        for row in rows:
+            texts = [t for v in row for t in _shown(v)]
+            group = any(g.hex() in t or g.decode("latin-1") in t for g in groups for t in texts)
+            queue = any(q in t or q.encode().hex() in t for q in queues for t in texts)
+            assert not (group and queue), f"{table} joins a group to a member queue"
+    for box in column(db, "mls_groups", "members_box"):
+        assert not any(q.encode() in bytes(box) for q in queues), "a member set in the clear"
+    for value in column(db, "payloads", "data"):
+        assert not any(g in bytes(value) for g in groups), "a stored message shows its group"

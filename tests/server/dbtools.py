@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from messenger.api.padding import unpad
+from messenger.server.at_rest import SealedColumn
 from messenger.server.registration import new_id
 from messenger.server.storage import Tx
 
@@ -57,6 +59,26 @@ async def snapshot(
 ) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table (but ``exclude``)."""
     return {t: await rows(server, t) for t in TABLES if t not in exclude}
+
+
+def opened_payload(server: TestServer, data: bytes) -> bytes:
+    """The message of a stored payload (sealed at rest, then padded), as the server reads it."""
+    return unpad(opened_envelope(server, data))
+
+
+def opened_envelope(server: TestServer, data: bytes) -> bytes:
+    """The padded envelope inside a stored payload's seal."""
+    return SealedColumn(server.state.keys.at_rest_key, "payloads.data").open(b"", bytes(data))
+
+
+async def member_sets(server: TestServer) -> dict[bytes, list[str]]:
+    """Every group's sealed member set as the box holds it (queues gone included)."""
+
+    async def op(tx: Tx) -> dict[bytes, list[str]]:
+        found = await tx.fetchall("SELECT group_id, members_box FROM mls_groups")
+        return {bytes(g): server.state.member_sets.open(bytes(g), box) for g, box in found}
+
+    return await server.state.db.read(op)
 
 
 async def columns(server: TestServer, table: str) -> list[str]:

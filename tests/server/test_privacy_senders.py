@@ -36,14 +36,13 @@ import pytest
 
 from messenger.api import routes as r
 from messenger.api.fields import b64decode, b64encode
-from messenger.api.padding import unpad
 from messenger.api.signing import NONCE_BYTES
 from messenger.server.storage import Tx
 
 from . import mls_data
 from .client import ApiClient, send_token
 from .conftest import FakeClock, ServerFactory, TestServer
-from .dbtools import insert_client_before_11
+from .dbtools import insert_client_before_11, opened_payload
 
 pytestmark = pytest.mark.anyio
 
@@ -278,7 +277,7 @@ async def test_no_stored_row_links_a_message_to_its_sender(
     #    no message to its sender. (Before the fix, request_nonces held
     #    client_id and the request time + the window, to the millisecond.)
     # Payloads are stored in their padded envelopes (docs/metadata.md §4).
-    payload_ids = {unpad(bytes(r["data"])): r["payload_id"] for r in tables["payloads"]}
+    payload_ids = {opened_payload(server, r["data"]): r["payload_id"] for r in tables["payloads"]}
     stored_at = {e["payload_id"]: e["created_at"] for e in tables["queue_entries"]}
     timed_names: list[tuple[int, set[str]]] = []
     for table, found in tables.items():

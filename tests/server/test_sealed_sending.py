@@ -35,7 +35,7 @@ from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
 from . import mls_data
 from .client import ApiClient, send_token, send_token_hash
 from .conftest import FakeClock, ServerFactory, TestServer
-from .dbtools import columns, rows, snapshot
+from .dbtools import columns, opened_envelope, rows, snapshot
 
 pytestmark = pytest.mark.anyio
 
@@ -532,14 +532,18 @@ async def test_the_database_holds_only_bucket_sized_payloads(server: TestServer)
     sent += batch
     info = mls_data.group_info(GID, 1)
     await alice.put_group_info(GID, 1, info)
-    payloads = [bytes(row[1]) for row in await rows(server, "payloads")]
+    stored = [bytes(row[1]) for row in await rows(server, "payloads")]
+    # Sealed at rest (a PrivateMessage shows its group ID), around the envelope.
+    assert all(len(data) - SEALED_OVERHEAD == len(opened_envelope(server, data)) for data in stored)
+    assert not any(GID in data for data in stored)
+    payloads = [opened_envelope(server, data) for data in stored]
     inside = {unpad(data): data for data in payloads}  # each is a canonical envelope
     for data in payloads:
         assert is_bucket(len(data)) and len(data) == padded_length(len(unpad(data)))
     # Every message sent is stored in its envelope, never bare.
     for message in sent:
         assert len(inside[message]) == padded_length(len(message))
-        assert message not in payloads
+        assert message not in payloads and not any(message in data for data in stored)
     # Powers of two from 256 bytes to 64 KiB; above, Padmé sizes (the 70,000 bytes).
     sizes = {len(inside[message]) for message in sent}
     largest = padded_length(len(sent[len(lengths) - 1]))

@@ -442,6 +442,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX claim_evidence_expiry ON claim_evidence (expires_at)",
         ),
     ),
+    Migration(
+        13,
+        "group member sets sealed at rest",
+        (
+            # Each group's member queues, sealed under a key from the server
+            # secret (messenger.server.member_sets). NULL for groups from
+            # before, until the server, which holds the key, moves their
+            # group_members rows into it when it starts; the table stays empty.
+            "ALTER TABLE mls_groups ADD COLUMN members_box {blob}",
+        ),
+    ),
 )
 
 

@@ -1,0 +1,153 @@
+"""Group member sets and stored messages sealed at rest (server migration 13).
+
+A copy of the database shows no group next to a member queue: the member set
+is one sealed box per group (``mls_groups.members_box``) and every stored
+message is sealed (a PrivateMessage shows its group ID in the clear, RFC 9420
+§6.3). docs/metadata.md §2; the end-to-end proof is
+``tests/integration/test_metadata_proof.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+
+from messenger.api.errors import ApiError, ErrorCode
+from messenger.api.padding import pad
+from messenger.server.at_rest import SEALED_OVERHEAD
+from messenger.server.member_sets import MemberSets
+from messenger.server.storage import StorageError, Tx, migrations
+
+from . import mls_data
+from .client import ApiClient, send_token, send_token_hash
+from .conftest import FakeClock, ServerFactory, TestServer
+from .dbtools import member_sets, rows
+
+pytestmark = pytest.mark.anyio
+
+GID = b"M" * 32
+OTHER_GID = b"N" * 32
+
+
+def test_a_member_set_opens_only_for_its_own_group_and_key() -> None:
+    key = os.urandom(32)
+    sets = MemberSets(key)
+    box = sets.seal(GID, ["q-b", "q-a", "q-b"])
+    assert sets.open(GID, box) == ["q-a", "q-b"]  # sorted, once each
+    assert b"q-a" not in box and len(box) == len(b"q-a\nq-b") + SEALED_OVERHEAD
+    assert sets.open(GID, sets.seal(GID, [])) == []
+    with pytest.raises(StorageError):  # copied into another group's row
+        sets.open(OTHER_GID, box)
+    with pytest.raises(StorageError):  # another server's key
+        MemberSets(os.urandom(32)).open(GID, box)
+    with pytest.raises(StorageError):
+        sets.open(GID, None)
+    with pytest.raises(ValueError):
+        sets.seal(GID, ["q\nr"])
+
+
+async def test_the_database_shows_no_group_next_to_a_member_queue(server: TestServer) -> None:
+    alice = await server.registered()
+    bob = await server.registered()
+    carol = await server.registered()
+    await alice.start_group(GID, bob, carol)
+    sent = mls_data.application(GID, 1, b"hello")
+    assert (await bob.send(GID, sent)).recipients == 3
+    queues = {c.me.queue_id for c in (alice, bob, carol)}
+    assert await rows(server, "group_members") == []
+    for table in ("mls_groups", "payloads"):
+        for row in await rows(server, table):
+            raw = b"".join(v if isinstance(v, bytes) else str(v).encode() for v in row)
+            assert not any(q.encode() in raw for q in queues), table
+    for row in await rows(server, "payloads"):
+        assert GID not in row[1] and sent not in row[1]
+    assert (await member_sets(server))[GID] == sorted(queues)
+    # The running server reads them: a stranger is still no member.
+    mallory = await server.registered()
+    with pytest.raises(ApiError) as info:
+        await mallory.send(GID, mls_data.application(GID, 1, b"x"), token=os.urandom(32))
+    assert info.value.code is ErrorCode.UNKNOWN_GROUP
+    assert [m.data for m in (await carol.fetch()).messages][-1] == sent
+
+
+async def test_migration_13_moves_every_membership_into_a_box_and_keeps_old_messages(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version-12 database with memberships in ``group_members`` (more groups
+    than one batch) and messages stored before sealing, padded and bare: after
+    the upgrade each group's box holds its members, the table is empty, the old
+    messages are fetched as they were and the groups work."""
+    clock = FakeClock(start=1_900_000_000.0)
+    older = tuple(x for x in migrations.MIGRATIONS if x.version <= 12)
+    padded_old = mls_data.application(GID, 0, b"from before, padded")
+    bare_old = mls_data.application(GID, 0, b"from before, bare")
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "MIGRATIONS", older)
+        patch.setattr(migrations, "LATEST_VERSION", 12)
+        async with server_factory(clock=clock) as old:
+            alice = await old.registered()
+            bob = await old.registered()
+            carol = await old.registered()
+            everyone = [alice.me.queue_id, bob.me.queue_id, carol.me.queue_id]
+            # 250 more groups (the batch is 200), each with a random pair.
+            others = {
+                secrets.token_bytes(32): sorted(set(secrets.SystemRandom().sample(everyone, 2)))
+                for _ in range(250)
+            }
+
+            async def legacy_rows(tx: Tx) -> None:
+                groups = {GID: everyone, **others}
+                await tx.executemany(
+                    "INSERT INTO mls_groups (group_id, epoch, send_token_hash) VALUES (?, 0, ?)",
+                    [(g, send_token_hash(g, 0)) for g in groups],
+                )
+                await tx.executemany(
+                    "INSERT INTO group_members (group_id, queue_id) VALUES (?, ?)",
+                    [(g, q) for g, qs in groups.items() for q in qs],
+                )
+                # An empty group (its last member's device was removed).
+                await tx.execute(
+                    "INSERT INTO mls_groups (group_id, epoch) VALUES (?, 0)", OTHER_GID
+                )
+                for seq, data in enumerate((pad(padded_old), bare_old), start=1):
+                    found = await tx.fetchone(
+                        "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data
+                    )
+                    assert found is not None
+                    await tx.execute(
+                        "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) "
+                        "VALUES (?, ?, ?, ?)",
+                        alice.me.queue_id,
+                        seq,
+                        int(found[0]),
+                        0,
+                    )
+                await tx.execute(
+                    "UPDATE queues SET next_seq = 3 WHERE queue_id = ?", alice.me.queue_id
+                )
+
+            await old.state.db.transaction(legacy_rows)
+            assert len(await rows(old, "group_members")) == 3 + 2 * len(others)
+    async with server_factory(clock=clock) as new:
+        assert await rows(new, "group_members") == []
+        boxes = await member_sets(new)
+        assert boxes == {GID: sorted(everyone), OTHER_GID: [], **others}
+        alice_now = ApiClient(new.http, alice.identity, clock)
+        carol_now = ApiClient(new.http, carol.identity, clock)
+        # The messages stored before are fetched as they were sent.
+        assert [m.data for m in (await alice_now.fetch()).messages] == [padded_old, bare_old]
+        # The group works: a sealed send reaches the three members, stored sealed.
+        fresh = mls_data.application(GID, 0, b"after the upgrade")
+        sent = await carol_now.send(GID, fresh, token=send_token(GID, 0))
+        assert sent.recipients == 3
+        assert [m.data for m in (await alice_now.fetch(after=2)).messages] == [fresh]
+        # Messages from before stay as stored until acked (or retention drops them).
+        shown = [bytes(row[1]) for row in await rows(new, "payloads") if GID in bytes(row[1])]
+        assert sorted(shown) == sorted([pad(padded_old), bare_old])
+        await alice_now.ack(3)
+        assert not any(GID in bytes(row[1]) for row in await rows(new, "payloads"))
+    # A second start finds nothing left to move and changes no box.
+    async with server_factory(clock=clock) as again:
+        assert await member_sets(again) == boxes
