@@ -100,8 +100,11 @@ class MemberSets:
             members: dict[bytes, list[str]] = {g: [] for g in groups}
             for group_id, queue_id in found:
                 members[bytes(group_id)].append(str(queue_id))
+            # Only a box still missing: another process starting at the same
+            # time may have moved these rows (and deleted them) first, and on
+            # PostgreSQL the condition is checked again once its lock is gone.
             await tx.executemany(
-                "UPDATE mls_groups SET members_box = ? WHERE group_id = ?",
+                "UPDATE mls_groups SET members_box = ? WHERE group_id = ? AND members_box IS NULL",
                 [(self.seal(g, qs), g) for g, qs in members.items()],
             )
             await tx.execute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from typing import Any
 
 import pytest
 
@@ -151,3 +152,56 @@ async def test_migration_13_moves_every_membership_into_a_box_and_keeps_old_mess
     # A second start finds nothing left to move and changes no box.
     async with server_factory(clock=clock) as again:
         assert await member_sets(again) == boxes
+
+
+class _OtherProcessFirst:
+    """A transaction in which another starting process moves the rows first:
+    between our reading which groups lack a box and reading their members."""
+
+    def __init__(self, tx: Tx, sets: MemberSets, members: list[str]) -> None:
+        self._tx = tx
+        self._sets = sets
+        self._members = members
+        self.raced = False
+
+    async def fetchall(self, sql: str, *args: object) -> list[Any]:
+        if "FROM group_members" in sql and not self.raced:
+            self.raced = True
+            await self._tx.execute(
+                "UPDATE mls_groups SET members_box = ? WHERE group_id = ?",
+                self._sets.seal(GID, self._members),
+                GID,
+            )
+            await self._tx.execute("DELETE FROM group_members WHERE group_id = ?", GID)
+        return await self._tx.fetchall(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+
+async def test_a_box_another_process_made_first_is_not_overwritten(server: TestServer) -> None:
+    """Two processes starting together both adopt the rows from before; the one
+    that reads the members after the other deleted them must not seal an empty
+    set over the other's box."""
+    alice = await server.registered()
+    bob = await server.registered()
+    members = sorted([alice.me.queue_id, bob.me.queue_id])
+    sets = server.state.member_sets
+
+    async def legacy(tx: Tx) -> None:
+        await tx.execute("INSERT INTO mls_groups (group_id, epoch) VALUES (?, 0)", GID)
+        await tx.executemany(
+            "INSERT INTO group_members (group_id, queue_id) VALUES (?, ?)",
+            [(GID, q) for q in members],
+        )
+
+    await server.state.db.transaction(legacy)
+    race: list[_OtherProcessFirst] = []
+
+    async def adopt(tx: Tx) -> int:
+        race.append(_OtherProcessFirst(tx, sets, members))
+        return await sets.adopt_legacy(race[-1])  # type: ignore[arg-type]
+
+    assert await server.state.db.transaction(adopt) == 1
+    assert race[0].raced
+    assert (await member_sets(server))[GID] == members
