@@ -767,6 +767,28 @@ async def _listen(client: MessengerClient, args: argparse.Namespace, out: TextIO
     return 1 if replaced else 0
 
 
+#: An account or client ID as servers write them: 22 base64url characters.
+_DASH_ID: Final = re.compile(r"-[A-Za-z0-9_-]{21}")
+
+
+def _ids_as_positionals(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--`` before an ID that starts with ``-``, when no option follows it.
+
+    Servers before this one gave such IDs to one account or device in 64;
+    argparse would take ``unlink -Xy…`` for an unknown option.
+    """
+    args = list(argv)
+    for i, word in enumerate(args):
+        if word == "--":
+            break
+        if _DASH_ID.fullmatch(word):
+            rest = args[i:]
+            if all(not t.startswith("-") or _DASH_ID.fullmatch(t) for t in rest):
+                return [*args[:i], "--", *rest]
+            break
+    return args
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -778,7 +800,7 @@ def main(
     ``stdin`` is where a message text given as ``-`` is read (default:
     this process's standard input).
     """
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_ids_as_positionals(sys.argv[1:] if argv is None else argv))
     args.answers = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
     stream = out if out is not None else sys.stdout
     try:

@@ -267,3 +267,14 @@ async def test_requests_are_rate_limited_per_address(server_factory: ServerFacto
         with pytest.raises(ApiError) as info:
             await client.server_info()
         assert info.value.code is ErrorCode.RATE_LIMITED
+
+
+def test_new_ids_never_start_with_a_dash() -> None:
+    """One base64url ID in 64 would, and would read as an option on a command
+    line (tests/client/test_cli_dash_ids.py)."""
+    from messenger.server.ids import new_id
+
+    ids = [new_id() for _ in range(2_000)]  # (63/64)^2000 < 1e-13 by chance
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert any("-" in i for i in ids), "a dash elsewhere is still drawn"
