@@ -68,6 +68,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pg_schema import fresh_schema
 
 from messenger.api import models as m
 from messenger.api import routes as r
@@ -351,11 +354,19 @@ async def _wait_healthy(base: str, process: asyncio.subprocess.Process) -> None:
 async def _servers(database_url: str | None, processes: int = 1) -> AsyncIterator[Servers]:
     """``processes`` servers on one database, each on its own loopback port.
 
+    On PostgreSQL the run gets a schema of its own (:func:`pg_schema.fresh_schema`).
     They share the data directory, so the same secret key file: the first
     one creates it, the others start once it is up.
     """
     if processes > 1 and not database_url:
         raise SystemExit("several processes need PostgreSQL (--database-url)")
+    async with fresh_schema(database_url) as url, _processes(url, processes) as servers:
+        yield servers
+
+
+@contextlib.asynccontextmanager
+async def _processes(database_url: str | None, processes: int) -> AsyncIterator[Servers]:
+    """:func:`_servers` on the database ``database_url`` as given."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,

@@ -28,16 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -119,33 +115,11 @@ async def _case(base: str, count: int, batch: int, in_flight: int) -> tuple[floa
     return count / accepted, count / delivered
 
 
-@contextlib.asynccontextmanager
-async def _database(url: str | None) -> AsyncIterator[str | None]:
-    """``url`` with a fresh PostgreSQL schema, dropped afterwards (SQLite: ``None``)."""
-    if url is None:
-        yield None
-        return
-    schema = "bench_" + secrets.token_hex(6)
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f"CREATE SCHEMA {schema}")
-    finally:
-        await conn.close()
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}search_path={schema}"
-    finally:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        finally:
-            await conn.close()
-
-
 async def main_async(args: argparse.Namespace) -> int:
     count = 300 if args.quick else 2000
     cases = [("single, 1 in flight", 1, 1), ("single, 8 in flight", 1, 8)]
     cases += [("batch of 20, 1 in flight", 20, 1), ("batch of 100, 1 in flight", 100, 1)]
-    async with _database(args.database_url) as url, _server(url) as base:
+    async with _server(args.database_url) as base:
         backend = "postgresql" if args.database_url else "sqlite"
         print(f"home server on {backend}, loopback; {count} messages per case, one sender")
         figures: dict[str, float] = {}
