@@ -21,7 +21,7 @@ asserts each cell the table marks "learns nothing" for the database thief:
   queue, in any form (member sets are sealed at rest, server migration 13;
   ``group_members`` is empty), and no stored message shows its group ID
   (payloads are sealed too). What is left, pseudonymous queues holding the
-  same unread message, is the table's footnote.
+  same unread message, is stated in the table's cell.
 * **message ↔ exact size**: every MLS message stored anywhere (payloads,
   GroupInfos, inside their seal) is a canonical padded envelope of a bucket size, no bare MLS
   message of the conversation's kinds is stored at all, and each blob file
