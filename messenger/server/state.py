@@ -30,6 +30,7 @@ __all__ = ["VERSION", "ServerState"]
 
 #: The server migration that seals client queues and GroupInfos at rest.
 _SEALED_AT_REST_VERSION = 11
+#: The server migration that seals group member sets at rest.
 _SEALED_MEMBER_SETS_VERSION = 13
 
 #: The server's version, reported by the OpenAPI description.
