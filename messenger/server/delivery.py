@@ -156,7 +156,8 @@ _PG_APPEND = """
 WITH message AS (
     SELECT m.data, m.k FROM unnest(?::bytea[]) WITH ORDINALITY AS m (data, k)
 ), payload AS (
-    INSERT INTO payloads (data) SELECT data FROM message ORDER BY k RETURNING payload_id
+    INSERT INTO payloads (data, sealed) SELECT data, 1 FROM message ORDER BY k
+    RETURNING payload_id
 ), numbered AS (
     SELECT payload_id, row_number() OVER (ORDER BY payload_id) - 1 AS offset_
     FROM payload
@@ -605,7 +606,7 @@ class DeliveryService:
             payload_ids = []
             for data in stored:
                 row = await tx.fetchone(
-                    "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data
+                    "INSERT INTO payloads (data, sealed) VALUES (?, 1) RETURNING payload_id", data
                 )
                 assert row is not None
                 payload_ids.append(int(row[0]))
@@ -991,6 +992,29 @@ class DeliveryService:
         """The GroupInfo of a stored ``mls_groups`` row (rows not yet sealed hold it padded)."""
         data = bytes(stored)
         return _loaded(self._group_infos.open(group_id, data) if sealed else data)
+
+    async def seal_legacy_payloads(self, tx: Tx) -> int:
+        """Seal the messages stored before server migration 14; how many were sealed.
+
+        In batches of 500 (a sealed row no longer matches), so memory stays
+        bounded however many messages wait. A bare message (stored before
+        padding) is padded first, as :meth:`_sealed_payload` stores any.
+        """
+        sealed = 0
+        while True:
+            rows = await tx.fetchall(
+                "SELECT payload_id, data FROM payloads WHERE sealed = 0 LIMIT ?", 500
+            )
+            if not rows:
+                return sealed
+            await tx.executemany(
+                "UPDATE payloads SET data = ?, sealed = 1 WHERE payload_id = ? AND sealed = 0",
+                [
+                    (self._sealed_payload(self._opened_payload(bytes(data))), int(pid))
+                    for pid, data in rows
+                ],
+            )
+            sealed += len(rows)
 
     async def adopt_legacy(self, tx: Tx) -> int:
         """Seal the GroupInfos stored before server migration 11; how many were sealed.

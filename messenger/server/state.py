@@ -32,6 +32,8 @@ __all__ = ["VERSION", "ServerState"]
 _SEALED_AT_REST_VERSION = 11
 #: The server migration that seals group member sets at rest.
 _SEALED_MEMBER_SETS_VERSION = 13
+#: The server migration after which every stored message is sealed.
+_SEALED_PAYLOADS_VERSION = 14
 
 #: The server's version, reported by the OpenAPI description.
 VERSION = "0.1.0"
@@ -153,7 +155,9 @@ class ServerState:
             if version >= _SEALED_AT_REST_VERSION:
                 await self.db.transaction(
                     lambda tx: self._seal_legacy_rows(
-                        tx, member_sets=version >= _SEALED_MEMBER_SETS_VERSION
+                        tx,
+                        member_sets=version >= _SEALED_MEMBER_SETS_VERSION,
+                        payloads=version >= _SEALED_PAYLOADS_VERSION,
                     )
                 )
             await self.db.listen(CHANNEL, self.hub.on_notification)
@@ -166,12 +170,13 @@ class ServerState:
         self.started = True
         log_event(_log, "server started", backend=self.db.dialect, schema_version=version)
 
-    async def _seal_legacy_rows(self, tx: Tx, *, member_sets: bool) -> None:
-        """Seal what rows from before server migrations 11 and 13 hold in the clear (one tx).
+    async def _seal_legacy_rows(self, tx: Tx, *, member_sets: bool, payloads: bool) -> None:
+        """Seal what rows from before server migrations 11, 13 and 14 hold in the clear.
 
-        Client queues, GroupInfos, KeyPackages and group member sets
-        (:mod:`.queue_links`, :mod:`.at_rest`, :mod:`.member_sets`):
-        the migration cannot, as the key is not in the database. Several
+        Client queues, GroupInfos, KeyPackages, group member sets and stored
+        messages (:mod:`.queue_links`, :mod:`.at_rest`, :mod:`.member_sets`),
+        in one transaction. The migrations cannot: the key is not in the
+        database. Several
         processes starting together may both seal a row: either box opens.
         A database sealed under another secret key file is refused here
         (:class:`StorageError`), not request by request.
@@ -192,7 +197,8 @@ class ServerState:
             )
             if sample is not None:
                 self.member_sets.open(bytes(sample[0]), sample[1])
-        if clients or groups or key_packages or sets:
+        messages = await self.delivery.seal_legacy_payloads(tx) if payloads else 0
+        if clients or groups or key_packages or sets or messages:
             log_event(
                 _log,
                 "sealed rows from before",
@@ -200,6 +206,7 @@ class ServerState:
                 groups=groups,
                 key_packages=key_packages,
                 member_sets=sets,
+                messages=messages,
             )
 
     async def stop(self) -> None:

@@ -85,7 +85,7 @@ async def test_the_database_learns_as_little_as_possible(
     # No column could hold a sender; messages are stored as bytes plus routing only.
     for table in TABLES:
         assert not any("sender" in c or "from" in c for c in await columns(server, table))
-    assert sorted(await columns(server, "payloads")) == ["data", "payload_id"]
+    assert sorted(await columns(server, "payloads")) == ["data", "payload_id", "sealed"]
     assert sorted(await columns(server, "queue_entries")) == [
         "created_at",
         "payload_id",
@@ -95,7 +95,7 @@ async def test_the_database_learns_as_little_as_possible(
 
     # Each application message went to every member's queue, its sender's
     # included, so the recipients do not point at the sender either.
-    payload_ids = {opened_payload(server, data): pid for pid, data in everything["payloads"]}
+    payload_ids = {opened_payload(server, data): pid for pid, data, _ in everything["payloads"]}
     entries = everything["queue_entries"]
     waiting = 0
     for message, sender in sent.items():
@@ -107,7 +107,7 @@ async def test_the_database_learns_as_little_as_possible(
         # Everyone holds it (Bob may have acked it already).
         assert holders | {bob.me.queue_id} == set(queues)
         for ident in (sender.me.account_id, sender.me.client_id):
-            assert not any(ident.encode() in bytes(data) for _, data in everything["payloads"])
+            assert not any(ident.encode() in bytes(data) for _, data, _ in everything["payloads"])
     assert waiting >= 4, "Bob acked two; the others have not acked"
 
     # The logs name no account, client or queue.

@@ -24,7 +24,7 @@ from messenger.server.storage import StorageError, Tx, migrations
 from . import mls_data
 from .client import ApiClient, send_token, send_token_hash
 from .conftest import FakeClock, ServerFactory, TestServer
-from .dbtools import member_sets, rows
+from .dbtools import columns, member_sets, rows
 
 pytestmark = pytest.mark.anyio
 
@@ -73,13 +73,14 @@ async def test_the_database_shows_no_group_next_to_a_member_queue(server: TestSe
     assert [m.data for m in (await carol.fetch()).messages][-1] == sent
 
 
-async def test_migration_13_moves_every_membership_into_a_box_and_keeps_old_messages(
+async def test_migrations_13_and_14_seal_every_membership_and_every_old_message(
     server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A version-12 database with memberships in ``group_members`` (more groups
-    than one batch) and messages stored before sealing, padded and bare: after
-    the upgrade each group's box holds its members, the table is empty, the old
-    messages are fetched as they were and the groups work."""
+    than one batch) and messages stored before sealing, padded and bare (more
+    than one batch): after the upgrade each group's box holds its members, the
+    table is empty, every old message is sealed and fetched as it was sent, and
+    the groups work."""
     clock = FakeClock(start=1_900_000_000.0)
     older = tuple(x for x in migrations.MIGRATIONS if x.version <= 12)
     padded_old = mls_data.application(GID, 0, b"from before, padded")
@@ -128,6 +129,11 @@ async def test_migration_13_moves_every_membership_into_a_box_and_keeps_old_mess
                 await tx.execute(
                     "UPDATE queues SET next_seq = 3 WHERE queue_id = ?", alice.me.queue_id
                 )
+                # More stored messages than one batch (500), waiting for others.
+                await tx.executemany(
+                    "INSERT INTO payloads (data) VALUES (?)",
+                    [(pad(mls_data.application(GID, 0, b"%d" % i)),) for i in range(600)],
+                )
 
             await old.state.db.transaction(legacy_rows)
             assert len(await rows(old, "group_members")) == 3 + 2 * len(others)
@@ -144,14 +150,16 @@ async def test_migration_13_moves_every_membership_into_a_box_and_keeps_old_mess
         sent = await carol_now.send(GID, fresh, token=send_token(GID, 0))
         assert sent.recipients == 3
         assert [m.data for m in (await alice_now.fetch(after=2)).messages] == [fresh]
-        # Messages from before stay as stored until acked (or retention drops them).
-        shown = [bytes(row[1]) for row in await rows(new, "payloads") if GID in bytes(row[1])]
-        assert sorted(shown) == sorted([pad(padded_old), bare_old])
-        await alice_now.ack(3)
-        assert not any(GID in bytes(row[1]) for row in await rows(new, "payloads"))
-    # A second start finds nothing left to move and changes no box.
+        # Messages from before were sealed when the server started (migration 14).
+        stored = await rows(new, "payloads")
+        assert len(stored) == 2 + 600 + 1
+        assert not any(GID in bytes(row[1]) for row in stored)
+        sealed_index = (await columns(new, "payloads")).index("sealed")
+        assert {row[sealed_index] for row in stored} == {1}
+    # A second start finds nothing left to move or seal, and changes nothing.
     async with server_factory(clock=clock) as again:
         assert await member_sets(again) == boxes
+        assert await rows(again, "payloads") == stored
 
 
 class _OtherProcessFirst:

@@ -453,6 +453,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ALTER TABLE mls_groups ADD COLUMN members_box {blob}",
         ),
     ),
+    Migration(
+        14,
+        "stored messages sealed at rest",
+        (
+            # 1 once payloads.data is sealed (messenger.server.delivery). Rows
+            # from before are 0 until the server, which holds the key, seals
+            # them when it starts; the partial index finds them without a scan.
+            "ALTER TABLE payloads ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX payloads_unsealed ON payloads (payload_id) WHERE sealed = 0",
+        ),
+    ),
 )
 
 
