@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +20,12 @@ from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.padding import pad
 from messenger.server.at_rest import SEALED_OVERHEAD
 from messenger.server.member_sets import MemberSets
+from messenger.server.state import ServerState
 from messenger.server.storage import StorageError, Tx, migrations
 
 from . import mls_data
 from .client import ApiClient, send_token, send_token_hash
-from .conftest import FakeClock, ServerFactory, TestServer
+from .conftest import FakeClock, ServerFactory, TestServer, make_config
 from .dbtools import columns, member_sets, rows
 
 pytestmark = pytest.mark.anyio
@@ -213,3 +215,22 @@ async def test_a_box_another_process_made_first_is_not_overwritten(server: TestS
     assert await server.state.db.transaction(adopt) == 1
     assert race[0].raced
     assert (await member_sets(server))[GID] == members
+
+
+async def test_a_member_set_sealed_under_another_key_file_stops_the_start(
+    server_factory: ServerFactory, database_url: str, tmp_path: Path
+) -> None:
+    """The start opens one box: a database whose member sets were sealed under
+    another secret key file is refused then, not request by request."""
+    async with server_factory() as first:
+        foreign = MemberSets(os.urandom(32)).seal(GID, ["some-queue"])
+        await first.state.db.transaction(
+            lambda tx: tx.execute(
+                "INSERT INTO mls_groups (group_id, epoch, members_box) VALUES (?, 0, ?)",
+                GID,
+                foreign,
+            )
+        )
+    state = ServerState(make_config(tmp_path / "data", database_url), run_sweeper=False)
+    with pytest.raises(StorageError, match="another secret key file"):
+        await state.start()
