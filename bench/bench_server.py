@@ -37,6 +37,8 @@ Two measurements per group size R:
 * **throughput**: as many messages as possible with a fixed number in
   flight; deliveries/s = pushed messages received over all sockets, divided
   by the time from the first send to the last receipt;
+  then every member acks its whole queue at once (the members of a group
+  release the same stored messages together): entries deleted per second;
 * **latency** at a fixed offered rate (open loop): send -> receive time of
   every delivery (send start to WebSocket receipt), p50 and p99.
 
@@ -427,6 +429,9 @@ class Result:
     server_cpu: float = float("nan")
     client_cpu: float = float("nan")
     database_cpu: float = float("nan")
+    #: Queue entries every member's ack then deleted, and how long that took.
+    acked: int = 0
+    ack_seconds: float = float("nan")
 
     @property
     def deliveries_per_second(self) -> float:
@@ -551,6 +556,7 @@ async def _run(
     for task in listeners:
         task.cancel()
     await asyncio.gather(*listeners, return_exceptions=True)
+    acked, ack_seconds = await _ack_everything(servers, everyone, in_flight)
     return Result(
         members,
         messages,
@@ -561,7 +567,27 @@ async def _run(
         server_cpu,
         client_cpu,
         database_cpu,
+        acked,
+        ack_seconds,
     )
+
+
+async def _ack_everything(
+    servers: Servers, everyone: list[Member], in_flight: int
+) -> tuple[int, float]:
+    """Every member acks its whole queue at once; (entries deleted, seconds).
+
+    The members of a group ack the same messages together, so their acks
+    meet on the same stored messages' counts of holders (server migration 15).
+    """
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    async with httpx.AsyncClient(base_url=servers.bases[0], limits=limits, timeout=60) as http:
+        started = time.perf_counter()
+        answers = await asyncio.gather(
+            *(_post(http, member, r.ACK, m.AckRequest(1 << 40)) for member in everyone)
+        )
+        seconds = time.perf_counter() - started
+    return sum(int(a["deleted"]) for a in answers), seconds
 
 
 def _throughput_line(result: Result, processes: int = 1) -> str:
@@ -573,6 +599,10 @@ def _throughput_line(result: Result, processes: int = 1) -> str:
         f"CPU ms/message: server {result.server_cpu / result.messages * 1000:.2f}, "
         f"this client {result.client_cpu / result.messages * 1000:.2f}, "
         f"postgres {result.database_cpu / result.messages * 1000:.2f})"
+    )
+    line += (
+        f"\n     then every member acks at once: {result.acked} entries in "
+        f"{result.ack_seconds:.2f} s ({result.acked / result.ack_seconds:.0f} entries/s)"
     )
     if result.problems:
         line += "\n    FAILED: " + "; ".join(result.problems)

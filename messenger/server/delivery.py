@@ -17,7 +17,9 @@ What the server keeps, and what it does not (RFC 9750 §8, docs/threat-model.md)
   member queue.
 * Each group message goes to the queue of **every** member, the sender's
   included, and is stored once (``payloads``, sealed at rest: a
-  PrivateMessage shows its group ID) with one entry per queue.
+  PrivateMessage shows its group ID) with one entry per queue; each entry
+  refers to it by a sealed reference (:mod:`.payload_refs`), so entries of
+  one message in several queues share no value.
   No sender is stored, and since the sender's own queue gets the message
   too, the set of recipients does not reveal it either. A client recognises
   its own messages when they come back (it knows what it sent).
@@ -130,6 +132,7 @@ from .mls_frames import (
     verify_external_commit,
     welcome_key_package_refs,
 )
+from .payload_refs import PayloadRefs
 from .push import CHANNEL, Delivery, Hub, notification_payloads
 from .queue_links import QueueLinks
 from .storage import Database, Tx
@@ -143,31 +146,28 @@ _log = logging.getLogger("messenger.server.delivery")
 _CHUNK = 500
 
 #: The whole append on PostgreSQL, in one statement (one round trip): store
-#: each message once, advance every queue's ``next_seq``, add one entry per
-#: (queue, message), keep the idempotency answers and ``NOTIFY`` the other
-#: processes (delivered at commit). The queue rows are already locked, in
-#: ID order, by the caller. Payload IDs come from an identity column and are
-#: drawn in the order of the sorted ``INSERT … SELECT``, so the k-th smallest
-#: one is message k's; the foreign keys are checked at the end of the
-#: statement, when every CTE has run. Parameters: messages, their count,
-#: the queue IDs, the count again, ``created_at``, the idempotency key
-#: hashes, masked answers and expiries, the channel, the NOTIFY payloads.
+#: each message once with its count of holders and its hour, advance every
+#: queue's ``next_seq``, add one entry per (queue, message) holding its
+#: sealed payload reference, keep the idempotency answers and ``NOTIFY`` the
+#: other processes (delivered at commit). The queue rows are already locked,
+#: in ID order, by the caller, which therefore knows every sequence number;
+#: payload IDs are drawn by the server (:mod:`.payload_refs`). Every CTE
+#: runs to completion whether or not the final SELECT reads it.
+#: Parameters: holders, ``created_at``, payload IDs, messages, the count of
+#: messages, the queue IDs, the entries' queues, sequence numbers and
+#: references, ``created_at`` again, the idempotency key hashes, masked
+#: answers and expiries, the channel, the NOTIFY payloads.
 _PG_APPEND = """
-WITH message AS (
-    SELECT m.data, m.k FROM unnest(?::bytea[]) WITH ORDINALITY AS m (data, k)
-), payload AS (
-    INSERT INTO payloads (data, sealed) SELECT data, 1 FROM message ORDER BY k
-    RETURNING payload_id
-), numbered AS (
-    SELECT payload_id, row_number() OVER (ORDER BY payload_id) - 1 AS offset_
-    FROM payload
+WITH payload AS (
+    INSERT INTO payloads (payload_id, data, sealed, holders, created_at)
+    SELECT p.payload_id, p.data, 1, ?::bigint, ?::bigint
+    FROM unnest(?::bigint[], ?::bytea[]) AS p (payload_id, data)
 ), queue AS (
     UPDATE queues SET next_seq = next_seq + ?::bigint WHERE queue_id = ANY(?::text[])
-    RETURNING queue_id, next_seq - ?::bigint AS first_seq
 ), entry AS (
-    INSERT INTO queue_entries (queue_id, seq, payload_id, created_at)
-    SELECT queue.queue_id, queue.first_seq + numbered.offset_, numbered.payload_id, ?::bigint
-    FROM queue CROSS JOIN numbered
+    INSERT INTO queue_entries (queue_id, seq, payload_ref, created_at)
+    SELECT e.queue_id, e.seq, e.payload_ref, ?::bigint
+    FROM unnest(?::text[], ?::bigint[], ?::bytea[]) AS e (queue_id, seq, payload_ref)
 ), answer AS (
     INSERT INTO idempotency_keys (key_hash, answer, expires_at)
     SELECT * FROM unnest(?::bytea[], ?::bytea[], ?::bigint[])
@@ -430,12 +430,14 @@ class DeliveryService:
         sender_bytes_per_minute: int = 16 << 20,
         queue_links: QueueLinks,
         member_sets: MemberSets,
+        payload_refs: PayloadRefs,
         at_rest_key: bytes,
         removed_key: bytes | None = None,
     ) -> None:
         self._db = db
         self._queue_links = queue_links
         self._member_sets = member_sets
+        self._refs = payload_refs
         self._group_infos = SealedColumn(at_rest_key, "mls_groups.group_info")
         self._payloads = SealedColumn(at_rest_key, "payloads.data")
         self._removed_key = removed_key
@@ -569,26 +571,41 @@ class DeliveryService:
     ) -> list[Delivery]:
         """Append ``messages`` to every queue of ``queues`` (locked by :meth:`_lock_queues`).
 
-        Each message is stored once in ``payloads``; message ``k`` gets
-        sequence number ``next_seq + k`` in each queue. ``answers`` are
-        idempotency rows ``(key_hash, masked answer, expires_at)`` to keep
-        in the same transaction. On PostgreSQL all of it, and the ``NOTIFY``
-        to the other processes, is one statement (one round trip).
+        Each message is stored once in ``payloads``, held by as many
+        entries as there are queues; message ``k`` gets sequence number
+        ``next_seq + k`` in each queue, and each entry a sealed reference to
+        it (:mod:`.payload_refs`). ``answers`` are idempotency rows
+        ``(key_hash, masked answer, expires_at)`` to keep in the same
+        transaction. On PostgreSQL all of it, and the ``NOTIFY`` to the other
+        processes, is one statement (one round trip).
         """
         ordered = sorted(queues)
         count = len(messages)
         # Only retention reads it: the hour, not the time of the send.
         created_at = _round_down(now_ms, _CREATED_AT_BUCKET_MS, self._retention_ms)
         notifications = notification_payloads(self._hub.origin, ordered)
-        stored = [self._sealed_payload(m) for m in messages]
+        # A message no queue holds is not stored.
+        payloads = (
+            [(self._refs.new_id(), self._sealed_payload(m)) for m in messages] if ordered else []
+        )
+        entries = [
+            (q, queues[q][0] + offset, self._refs.seal(q, payload_id), created_at)
+            for offset, (payload_id, _data) in enumerate(payloads)
+            for q in ordered
+        ]
         if tx.dialect == "postgresql":
             await tx.execute(
                 _PG_APPEND,
-                stored,
+                len(ordered),
+                created_at,
+                [p[0] for p in payloads],
+                [p[1] for p in payloads],
                 count,
                 ordered,
-                count,
                 created_at,
+                [e[0] for e in entries],
+                [e[1] for e in entries],
+                [e[2] for e in entries],
                 [a[0] for a in answers],
                 [a[1] for a in answers],
                 [a[2] for a in answers],
@@ -603,21 +620,15 @@ class DeliveryService:
                     count,
                     *chunk,
                 )
-            payload_ids = []
-            for data in stored:
-                row = await tx.fetchone(
-                    "INSERT INTO payloads (data, sealed) VALUES (?, 1) RETURNING payload_id", data
-                )
-                assert row is not None
-                payload_ids.append(int(row[0]))
             await tx.executemany(
-                "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) "
+                "INSERT INTO payloads (payload_id, data, sealed, holders, created_at) "
+                "VALUES (?, ?, 1, ?, ?)",
+                [(pid, data, len(ordered), created_at) for pid, data in payloads],
+            )
+            await tx.executemany(
+                "INSERT INTO queue_entries (queue_id, seq, payload_ref, created_at) "
                 "VALUES (?, ?, ?, ?)",
-                [
-                    (q, queues[q][0] + offset, payload_id, created_at)
-                    for offset, payload_id in enumerate(payload_ids)
-                    for q in ordered
-                ],
+                entries,
             )
             if answers:
                 await tx.executemany(
@@ -1472,15 +1483,30 @@ class DeliveryService:
         """Up to ``limit`` messages with ``seq > after``, and whether more wait."""
 
         async def op(tx: Tx) -> list[QueueMessage]:
-            rows = await tx.fetchall(
-                "SELECT e.seq, p.data FROM queue_entries e "
-                "JOIN payloads p ON p.payload_id = e.payload_id "
-                "WHERE e.queue_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+            entries = await tx.fetchall(
+                "SELECT seq, payload_ref FROM queue_entries "
+                "WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 queue_id,
                 after,
                 limit + 1,
             )
-            return [QueueMessage(int(seq), self._opened_payload(bytes(data))) for seq, data in rows]
+            refs = [(int(seq), self._refs.open(queue_id, ref)) for seq, ref in entries]
+            ids = sorted({payload_id for _seq, payload_id in refs})
+            data: dict[int, bytes] = {}
+            for chunk in _chunks(ids):
+                rows = await tx.fetchall(
+                    "SELECT payload_id, data FROM payloads "  # noqa: S608
+                    f"WHERE payload_id IN ({_placeholders(len(chunk))})",
+                    *chunk,
+                )
+                data.update((int(pid), bytes(d)) for pid, d in rows)
+            # An entry whose payload retention just dropped is skipped (as a
+            # JOIN would): it expired with it.
+            return [
+                QueueMessage(seq, self._opened_payload(data[pid]))
+                for seq, pid in refs
+                if pid in data
+            ]
 
         messages = await self._db.read(op)
         return messages[:limit], len(messages) > limit
@@ -1505,18 +1531,11 @@ class DeliveryService:
 
         async def op(tx: Tx) -> int:
             rows = await tx.fetchall(
-                "DELETE FROM queue_entries WHERE queue_id = ? AND seq <= ? RETURNING payload_id",
+                "DELETE FROM queue_entries WHERE queue_id = ? AND seq <= ? RETURNING payload_ref",
                 queue_id,
                 up_to,
             )
-            payload_ids = sorted({int(r[0]) for r in rows})
-            for chunk in _chunks(payload_ids):
-                await tx.execute(
-                    f"DELETE FROM payloads WHERE payload_id IN ({_placeholders(len(chunk))}) "  # noqa: S608
-                    "AND NOT EXISTS (SELECT 1 FROM queue_entries e "
-                    "WHERE e.payload_id = payloads.payload_id)",
-                    *chunk,
-                )
+            await self._refs.release(tx, queue_id, (r[0] for r in rows))
             return len(rows)
 
         return await self._db.transaction(op)
@@ -1533,13 +1552,11 @@ class DeliveryService:
         now = self._now_ms()
 
         async def op(tx: Tx) -> SweepResult:
-            expired = await tx.execute(
-                "DELETE FROM queue_entries WHERE created_at < ?", now - self._retention_ms
-            )
-            payloads = await tx.execute(
-                "DELETE FROM payloads WHERE NOT EXISTS (SELECT 1 FROM queue_entries e "
-                "WHERE e.payload_id = payloads.payload_id)"
-            )
+            cutoff = now - self._retention_ms
+            expired = await tx.execute("DELETE FROM queue_entries WHERE created_at < ?", cutoff)
+            # A payload carries the hour of its entries (payload_refs): both
+            # expire together.
+            payloads = await tx.execute("DELETE FROM payloads WHERE created_at < ?", cutoff)
             nonces = await tx.execute("DELETE FROM request_nonces WHERE expires_at < ?", now)
             challenges = await tx.execute("DELETE FROM used_challenges WHERE expires_at < ?", now)
             keys = await tx.execute("DELETE FROM idempotency_keys WHERE expires_at < ?", now)

@@ -45,6 +45,7 @@ from messenger.api.fields import Ident, b64decode
 from messenger.api.signing import DEVICE_TOKEN_BYTES, HEADER_DEVICE_TOKEN
 
 from .logs import log_event
+from .payload_refs import PayloadRefs
 from .push import Hub
 from .storage import Database, StorageError, Tx
 
@@ -181,10 +182,12 @@ class Devices:
         *,
         removed_key: bytes,
         queue_links: QueueLinks,
+        payload_refs: PayloadRefs,
         links: Links | None = None,
     ) -> None:
         self._db = db
         self._queue_links = queue_links
+        self._refs = payload_refs
         self._hub = hub
         self._removed_key = removed_key
         self._links = links
@@ -248,15 +251,10 @@ class Devices:
             await tx.execute("DELETE FROM key_packages WHERE client_id = ?", client_id)
             if self._links is not None:
                 await self._links.delete_of_client(tx, client_id)
-            payloads = await tx.fetchall(
-                "DELETE FROM queue_entries WHERE queue_id = ? RETURNING payload_id", queue_id
+            entries = await tx.fetchall(
+                "DELETE FROM queue_entries WHERE queue_id = ? RETURNING payload_ref", queue_id
             )
-            for payload_id in sorted({int(p[0]) for p in payloads}):
-                await tx.execute(
-                    "DELETE FROM payloads WHERE payload_id = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM queue_entries e WHERE e.payload_id = payloads.payload_id)",
-                    payload_id,
-                )
+            await self._refs.release(tx, queue_id, (e[0] for e in entries))
             await tx.execute("DELETE FROM clients WHERE client_id = ?", client_id)
             await tx.execute("DELETE FROM queues WHERE queue_id = ?", queue_id)
             await tx.executemany(

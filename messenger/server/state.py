@@ -19,6 +19,7 @@ from .links import Links
 from .logs import log_event
 from .member_sets import MemberSets
 from .metrics import Metrics
+from .payload_refs import PayloadRefs
 from .push import CHANNEL, Hub
 from .queue_links import QueueLinks
 from .ratelimit import RateLimiter
@@ -34,6 +35,8 @@ _SEALED_AT_REST_VERSION = 11
 _SEALED_MEMBER_SETS_VERSION = 13
 #: The server migration after which every stored message is sealed.
 _SEALED_PAYLOADS_VERSION = 14
+#: The server migration after which queue entries refer to payloads sealed.
+_SEALED_REFS_VERSION = 15
 
 #: The server's version, reported by the OpenAPI description.
 VERSION = "0.1.0"
@@ -63,6 +66,7 @@ class ServerState:
         self.keys = ServerKeys.derive(load_or_create_master_secret(config.secret_key_path))
         self.queue_links = QueueLinks(self.keys.at_rest_key)
         self.member_sets = MemberSets(self.keys.at_rest_key)
+        self.payload_refs = PayloadRefs(self.keys.at_rest_key)
         self.auth = RequestAuthenticator(
             self.db,
             config.timestamp_window_seconds,
@@ -109,6 +113,7 @@ class ServerState:
             sender_bytes_per_minute=config.sender_bytes_per_queue_per_minute,
             queue_links=self.queue_links,
             member_sets=self.member_sets,
+            payload_refs=self.payload_refs,
             at_rest_key=self.keys.at_rest_key,
             removed_key=self.keys.removed_client_key,
         )
@@ -131,6 +136,7 @@ class ServerState:
             self.hub,
             removed_key=self.keys.removed_client_key,
             queue_links=self.queue_links,
+            payload_refs=self.payload_refs,
             links=self.links,
         )
         self.ip_limiter = RateLimiter.per_minute("address", config.ip_requests_per_minute, clock)
@@ -158,6 +164,7 @@ class ServerState:
                         tx,
                         member_sets=version >= _SEALED_MEMBER_SETS_VERSION,
                         payloads=version >= _SEALED_PAYLOADS_VERSION,
+                        entries=version >= _SEALED_REFS_VERSION,
                     )
                 )
             await self.db.listen(CHANNEL, self.hub.on_notification)
@@ -170,14 +177,17 @@ class ServerState:
         self.started = True
         log_event(_log, "server started", backend=self.db.dialect, schema_version=version)
 
-    async def _seal_legacy_rows(self, tx: Tx, *, member_sets: bool, payloads: bool) -> None:
-        """Seal what rows from before server migrations 11, 13 and 14 hold in the clear.
+    async def _seal_legacy_rows(
+        self, tx: Tx, *, member_sets: bool, payloads: bool, entries: bool
+    ) -> None:
+        """Seal what rows from before server migrations 11, 13, 14 and 15 hold in the clear.
 
-        Client queues, GroupInfos, KeyPackages, group member sets and stored
-        messages (:mod:`.queue_links`, :mod:`.at_rest`, :mod:`.member_sets`),
-        in one transaction. The migrations cannot: the key is not in the
-        database. Several
-        processes starting together may both seal a row: either box opens.
+        Client queues, GroupInfos, KeyPackages, group member sets, stored
+        messages and queue entries' payload references (:mod:`.queue_links`,
+        :mod:`.at_rest`, :mod:`.member_sets`, :mod:`.payload_refs`), in one
+        transaction. The migrations cannot: the key is not in the
+        database. Several processes starting together may both seal a row:
+        either box opens.
         A database sealed under another secret key file is refused here
         (:class:`StorageError`), not request by request.
         """
@@ -198,7 +208,16 @@ class ServerState:
             if sample is not None:
                 self.member_sets.open(bytes(sample[0]), sample[1])
         messages = await self.delivery.seal_legacy_payloads(tx) if payloads else 0
-        if clients or groups or key_packages or sets or messages:
+        references = 0
+        if entries:
+            references = await self.payload_refs.seal_legacy(tx)
+            sample = await tx.fetchone(
+                "SELECT queue_id, payload_ref FROM queue_entries "
+                "WHERE payload_ref IS NOT NULL LIMIT 1"
+            )
+            if sample is not None:
+                self.payload_refs.open(str(sample[0]), sample[1])
+        if clients or groups or key_packages or sets or messages or references:
             log_event(
                 _log,
                 "sealed rows from before",
@@ -207,6 +226,7 @@ class ServerState:
                 key_packages=key_packages,
                 member_sets=sets,
                 messages=messages,
+                entries=references,
             )
 
     async def stop(self) -> None:

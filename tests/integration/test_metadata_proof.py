@@ -20,8 +20,9 @@ asserts each cell the table marks "learns nothing" for the database thief:
 * **group ↔ members**: no stored row puts a group ID next to a member's
   queue, in any form (member sets are sealed at rest, server migration 13;
   ``group_members`` is empty), and no stored message shows its group ID
-  (payloads are sealed too). What is left, pseudonymous queues holding the
-  same unread message, is stated in the table's cell.
+  (payloads are sealed too), and no value in ``queue_entries`` but the hour
+  is shared by queues holding the same unread message (each entry refers to
+  it sealed, server migration 15; on SQLite the rows lie in queue order).
 * **message ↔ exact size**: every MLS message stored anywhere (payloads,
   GroupInfos, inside their seal) is a canonical padded envelope of a bucket size, no bare MLS
   message of the conversation's kinds is stored at all, and each blob file
@@ -57,6 +58,7 @@ from messenger.client.acks import AckPolicy
 from messenger.mls.content import ContentType, PrivateMessage, WireFormat
 from messenger.mls.messages import MLSMessage
 from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
+from messenger.server.payload_refs import PayloadRefs
 from messenger.server.server_keys import ServerKeys, load_or_create_master_secret
 
 from .conftest import CLIENT_OPTIONS, Clients, ServerProcess, eventually, start_server, stop_server
@@ -112,6 +114,8 @@ class Database:
     #: The server's at-rest key: the thief does not have it; the test uses
     #: it only to tell which stored message is which, after the thief's checks.
     at_rest_key: bytes
+    #: SQLite only: each table's CREATE statement (how its rows lie in the file).
+    schema: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @contextlib.asynccontextmanager
@@ -150,11 +154,12 @@ async def read_database(data_dir: Path, dsn: str) -> Database:
                 cursor = db.execute(f'SELECT * FROM "{name}"')
                 columns = [c[0] for c in cursor.description]
                 tables[name] = (columns, [tuple(row) for row in cursor.fetchall()])
+            schema = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
         for suffix in ("", "-wal"):
             file = Path(str(path) + suffix)
             if file.exists():
                 raw.append(file.read_bytes())
-        return Database(tables, raw, _at_rest_key(data_dir))
+        return Database(tables, raw, _at_rest_key(data_dir), schema)
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
@@ -371,12 +376,13 @@ def _assert_senders(db: Database, identities: set[str]) -> None:
         opened = sealed_sets.open(bytes(group_id), bytes(box)).decode()
         members[bytes(group_id)] = set(opened.split("\n")) if opened else set()
     holders: dict[int, set[str]] = {}
-    for payload_id, queue_id in zip(
-        column(db, "queue_entries", "payload_id"),
+    refs = PayloadRefs(db.at_rest_key)
+    for ref, queue_id in zip(
+        column(db, "queue_entries", "payload_ref"),
         column(db, "queue_entries", "queue_id"),
         strict=True,
     ):
-        holders.setdefault(int(payload_id), set()).add(str(queue_id))
+        holders.setdefault(refs.open(str(queue_id), ref), set()).add(str(queue_id))
     data = dict(
         zip(
             (int(v) for v in column(db, "payloads", "payload_id")),
@@ -483,3 +489,19 @@ def _assert_groups_unlinked(db: Database, queues: set[str]) -> None:
         assert not any(q.encode() in bytes(box) for q in queues), "a member set in the clear"
     for value in column(db, "payloads", "data"):
         assert not any(g in bytes(value) for g in groups), "a stored message shows its group"
+    # Queues holding the same unread message share no value in queue_entries
+    # but the hour: each entry refers to the message sealed, with a nonce of
+    # its own (server migration 15). Sequence numbers are each queue's own.
+    names, entries = db.tables["queue_entries"]
+    queue = names.index("queue_id")
+    assert len({e[queue] for e in entries}) >= 3, "messages wait in several member queues"
+    for name in set(names) - {"queue_id", "seq", "created_at"}:
+        holders: dict[bytes, set[str]] = {}
+        for entry in entries:
+            value = entry[names.index(name)]
+            if value is not None:
+                holders.setdefault(repr(value).encode(), set()).add(str(entry[queue]))
+        assert all(len(h) == 1 for h in holders.values()), f"queues share queue_entries.{name}"
+    assert column(db, "queue_entries", "legacy_payload") == [None] * len(entries)
+    if db.schema:  # SQLite: no rowid shows the order in which one send wrote the entries
+        assert "WITHOUT ROWID" in db.schema["queue_entries"].upper()

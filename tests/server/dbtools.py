@@ -81,6 +81,27 @@ async def member_sets(server: TestServer) -> dict[bytes, list[str]]:
     return await server.state.db.read(op)
 
 
+async def entries(server: TestServer) -> list[tuple[str, int, int]]:
+    """Every queue entry as ``(queue, seq, payload ID)``, its sealed reference opened."""
+
+    async def op(tx: Tx) -> list[tuple[str, int, int]]:
+        found = await tx.fetchall("SELECT queue_id, seq, payload_ref FROM queue_entries")
+        refs = server.state.payload_refs
+        return sorted((str(q), int(s), refs.open(str(q), ref)) for q, s, ref in found)
+
+    return await server.state.db.read(op)
+
+
+async def holders(server: TestServer) -> dict[int, int]:
+    """Every stored message's count of holders: ``{payload ID: holders}``."""
+
+    async def op(tx: Tx) -> dict[int, int]:
+        found = await tx.fetchall("SELECT payload_id, holders FROM payloads")
+        return {int(p): int(h) for p, h in found}
+
+    return await server.state.db.read(op)
+
+
 async def columns(server: TestServer, table: str) -> list[str]:
     async def op(tx: Tx) -> list[str]:
         if tx.dialect == "sqlite":

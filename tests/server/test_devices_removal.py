@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from messenger.server import create_app
 from . import mls_data
 from .client import ApiClient, send_token
 from .conftest import TestServer, make_config, postgres_schema, serve
-from .dbtools import member_sets, rows, snapshot
+from .dbtools import entries, holders, member_sets, rows, snapshot
 from .devices_tools import add_device, code, key_package_v2, register_with_key, remove
 from .hub_watch import DEADLINE, subscribers, until
 
@@ -127,6 +128,9 @@ async def test_a_device_removes_another_of_its_account(server: TestServer) -> No
     assert laptop.me.client_id not in [row[0] for row in await rows(server, "clients")]
     assert laptop.me.queue_id not in [row[0] for row in await rows(server, "queues")]
     assert laptop.me.queue_id not in [row[0] for row in await rows(server, "queue_entries")]
+    # The messages it held (the commit, the Welcome) count one holder fewer.
+    held = Counter(payload for _queue, _seq, payload in await entries(server))
+    assert await holders(server) == held and len(held) == 2
     # The group's sealed member set still names its queue (the server cannot
     # find its groups without opening every box) but it is not a member.
     assert laptop.me.queue_id in (await member_sets(server))[GID]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from . import mls_data
 from .conftest import TestServer
-from .dbtools import TABLES, columns, opened_payload, rows
+from .dbtools import TABLES, columns, entries, opened_payload, rows
 
 pytestmark = pytest.mark.anyio
 
@@ -85,30 +86,50 @@ async def test_the_database_learns_as_little_as_possible(
     # No column could hold a sender; messages are stored as bytes plus routing only.
     for table in TABLES:
         assert not any("sender" in c or "from" in c for c in await columns(server, table))
-    assert sorted(await columns(server, "payloads")) == ["data", "payload_id", "sealed"]
+    assert sorted(await columns(server, "payloads")) == [
+        "created_at",
+        "data",
+        "holders",
+        "payload_id",
+        "sealed",
+    ]
     assert sorted(await columns(server, "queue_entries")) == [
         "created_at",
-        "payload_id",
+        "legacy_payload",
+        "payload_ref",
         "queue_id",
         "seq",
     ]
 
     # Each application message went to every member's queue, its sender's
     # included, so the recipients do not point at the sender either.
-    payload_ids = {opened_payload(server, data): pid for pid, data, _ in everything["payloads"]}
-    entries = everything["queue_entries"]
+    payload_ids = {opened_payload(server, data): pid for pid, data, *_ in everything["payloads"]}
+    held = await entries(server)
     waiting = 0
     for message, sender in sent.items():
         pid = payload_ids.get(message)
         if pid is None:
             continue  # acked by everyone
         waiting += 1
-        holders = {q for q, _, p, _ in entries if p == pid}
+        holders = {q for q, _, p in held if p == pid}
         # Everyone holds it (Bob may have acked it already).
         assert holders | {bob.me.queue_id} == set(queues)
         for ident in (sender.me.account_id, sender.me.client_id):
-            assert not any(ident.encode() in bytes(data) for _, data, _ in everything["payloads"])
+            assert not any(ident.encode() in bytes(row[1]) for row in everything["payloads"])
     assert waiting >= 4, "Bob acked two; the others have not acked"
+    # Entries refer to their message sealed, each differently: no two share a
+    # value, so the table does not show which queues hold the same message.
+    # Each stored message counts the entries that hold it.
+    names = await columns(server, "queue_entries")
+    refs = [row[names.index("payload_ref")] for row in everything["queue_entries"]]
+    assert len(set(refs)) == len(refs) == len(held)
+    assert all(row[names.index("legacy_payload")] is None for row in everything["queue_entries"])
+    names = await columns(server, "payloads")
+    stored = {
+        row[names.index("payload_id")]: row[names.index("holders")]
+        for row in everything["payloads"]
+    }
+    assert stored == Counter(p for _, _, p in held)
 
     # The logs name no account, client or queue.
     for client in (alice, bob, carol):

@@ -62,6 +62,8 @@ def granularity_ms(window_ms: int) -> dict[tuple[str, str], int]:
     return {
         # Only serves age-based retention (30 days): the hour is enough.
         ("queue_entries", "created_at"): HOUR_MS,
+        # A stored message carries its entries' hour, when retention drops both.
+        ("payloads", "created_at"): HOUR_MS,
         # Must outlive the timestamp window: buckets of the window.
         ("request_nonces", "expires_at"): window_ms,
         # Kept for the retention window: day buckets.
@@ -278,7 +280,7 @@ async def test_no_stored_row_links_a_message_to_its_sender(
     #    client_id and the request time + the window, to the millisecond.)
     # Payloads are stored in their padded envelopes (docs/metadata.md §4).
     payload_ids = {opened_payload(server, r["data"]): r["payload_id"] for r in tables["payloads"]}
-    stored_at = {e["payload_id"]: e["created_at"] for e in tables["queue_entries"]}
+    stored_at = {r["payload_id"]: r["created_at"] for r in tables["payloads"]}
     timed_names: list[tuple[int, set[str]]] = []
     for table, found in tables.items():
         if table in MESSAGE_TABLES:

@@ -464,6 +464,70 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX payloads_unsealed ON payloads (payload_id) WHERE sealed = 0",
         ),
     ),
+    Migration(
+        15,
+        "queue entries hold sealed payload references",
+        (
+            # How many queue entries still hold the message (each entry's
+            # reference is sealed, so no join counts them), and the hour it
+            # was stored, when retention drops it with its entries.
+            "ALTER TABLE payloads ADD COLUMN holders BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE payloads ADD COLUMN created_at BIGINT NOT NULL DEFAULT 0",
+            "UPDATE payloads SET holders = (SELECT count(*) FROM queue_entries e "
+            "WHERE e.payload_id = payloads.payload_id), created_at = COALESCE("
+            "(SELECT max(e.created_at) FROM queue_entries e "
+            "WHERE e.payload_id = payloads.payload_id), 0)",
+            "CREATE INDEX payloads_created ON payloads (created_at)",
+        ),
+        # queue_entries.payload_id becomes payload_ref, the payload's ID sealed
+        # under a key from the server secret and bound to the entry's queue
+        # (messenger.server.payload_refs): entries of one message in several
+        # queues share no value, so a copy of the database does not show that
+        # those queues hold the same message. On SQLite the table is rebuilt
+        # without a rowid, so its rows lie in (queue, seq) order, not in the
+        # order one send wrote them. New payload IDs are drawn at random by
+        # the server (no identity column on PostgreSQL).
+        # Rows from before keep their plain reference in legacy_payload until
+        # the server, which holds the key, seals it when it starts
+        # (PayloadRefs.seal_legacy); the partial index finds them.
+        by_dialect=(
+            (
+                "sqlite",
+                (
+                    """CREATE TABLE queue_entries_v15 (
+                        queue_id TEXT NOT NULL REFERENCES queues (queue_id) ON DELETE CASCADE,
+                        seq BIGINT NOT NULL,
+                        payload_ref BLOB,
+                        legacy_payload BIGINT,
+                        created_at BIGINT NOT NULL,
+                        PRIMARY KEY (queue_id, seq)
+                    ) WITHOUT ROWID""",
+                    "INSERT INTO queue_entries_v15 (queue_id, seq, legacy_payload, created_at) "
+                    "SELECT queue_id, seq, payload_id, created_at FROM queue_entries",
+                    "DROP TABLE queue_entries",
+                    "ALTER TABLE queue_entries_v15 RENAME TO queue_entries",
+                    "CREATE INDEX queue_entries_created ON queue_entries (created_at)",
+                    "CREATE INDEX queue_entries_legacy ON queue_entries (legacy_payload) "
+                    "WHERE legacy_payload IS NOT NULL",
+                ),
+            ),
+            (
+                "postgresql",
+                (
+                    "ALTER TABLE queue_entries RENAME COLUMN payload_id TO legacy_payload",
+                    "ALTER TABLE queue_entries "
+                    "DROP CONSTRAINT IF EXISTS queue_entries_payload_id_fkey",
+                    "DROP INDEX IF EXISTS queue_entries_payload",
+                    "ALTER TABLE queue_entries ALTER COLUMN legacy_payload DROP NOT NULL",
+                    "ALTER TABLE queue_entries ADD COLUMN payload_ref BYTEA",
+                    "ALTER TABLE payloads ALTER COLUMN payload_id DROP IDENTITY IF EXISTS",
+                    "CREATE INDEX queue_entries_legacy ON queue_entries (legacy_payload) "
+                    "WHERE legacy_payload IS NOT NULL",
+                ),
+            ),
+        ),
+        rebuilds_tables=True,
+    ),
 )
 
 
