@@ -37,6 +37,19 @@ _SEALED_MEMBER_SETS_VERSION = 13
 _SEALED_PAYLOADS_VERSION = 14
 #: The server migration after which queue entries refer to payloads sealed.
 _SEALED_REFS_VERSION = 15
+#: The server migration that adds the start's maintenance tasks.
+_MAINTENANCE_VERSION = 16
+#: The tables that held values in the clear before they were sealed or moved
+#: (server migrations 10 to 15): what the "compact" task rewrites.
+_COMPACTED_TABLES = (
+    "clients",
+    "mls_groups",
+    "group_members",
+    "key_packages",
+    "payloads",
+    "queue_entries",
+    "blob_recipients",
+)
 
 #: The server's version, reported by the OpenAPI description.
 VERSION = "0.1.0"
@@ -167,6 +180,8 @@ class ServerState:
                         entries=version >= _SEALED_REFS_VERSION,
                     )
                 )
+            if version >= _MAINTENANCE_VERSION:
+                await self._maintain()
             await self.db.listen(CHANNEL, self.hub.on_notification)
             await self.db.listen(DEVICE_CHANNEL, self.devices.on_notification)
         except BaseException:
@@ -228,6 +243,23 @@ class ServerState:
                 messages=messages,
                 entries=references,
             )
+
+    async def _maintain(self) -> None:
+        """Run the maintenance tasks migrations left (the ``maintenance`` table), once.
+
+        ``compact``: the rows from before are sealed by now (this runs after
+        :meth:`_seal_legacy_rows` committed); rewrite the tables that held
+        them in the clear, so that the files keep no old copy
+        (:meth:`Database.compact`). Processes starting together may both
+        run it; the second rewrite finds nothing more to drop.
+        """
+        tasks = await self.db.read(lambda tx: tx.fetchall("SELECT task FROM maintenance"))
+        if "compact" in {str(t[0]) for t in tasks}:
+            await self.db.compact(_COMPACTED_TABLES)
+            await self.db.transaction(
+                lambda tx: tx.execute("DELETE FROM maintenance WHERE task = 'compact'")
+            )
+            log_event(_log, "compacted the database", tables=len(_COMPACTED_TABLES))
 
     async def stop(self) -> None:
         """Stop the sweeper and close the database (pending writes finish)."""

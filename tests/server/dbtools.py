@@ -32,6 +32,7 @@ TABLES = (
     "blob_recipients",
     "blob_fetchers",
     "spare_queues",
+    "maintenance",
     "schema_migrations",
 )
 

@@ -134,6 +134,18 @@ class Database(abc.ABC):
         """Run a read-only ``op`` (it sees only committed data)."""
 
     @abc.abstractmethod
+    async def compact(self, tables: Sequence[str]) -> None:
+        """Rewrite ``tables`` so that the database files keep no copy of rows deleted or changed.
+
+        Deleting a row or sealing a value in place leaves the old bytes in
+        the files (free pages, dead tuples) where a copy of them would
+        still show them. This takes exclusive locks and time in proportion
+        to the data: the server runs it once after an upgrade that sealed
+        rows from before (:class:`messenger.server.state.ServerState`).
+        ``tables`` are the server's own table names.
+        """
+
+    @abc.abstractmethod
     async def listen(self, channel: str, handler: NotificationHandler) -> None:
         """Call ``handler`` for every :meth:`Tx.notify` on ``channel`` by any process."""
 

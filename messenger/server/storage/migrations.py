@@ -528,6 +528,23 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
         rebuilds_tables=True,
     ),
+    Migration(
+        16,
+        "compact after sealing",
+        (
+            # Tasks the server runs once when it starts, after it has sealed
+            # the rows from before (ServerState._maintain). 'compact' rewrites
+            # the tables that held values in the clear until migrations 10 to
+            # 15 had them sealed or moved (group_members, clients' queues,
+            # GroupInfos, KeyPackages, payloads, queue entries): deleting a
+            # row or sealing a value in place leaves its old bytes in the
+            # database files. Only a database that has accounts needs it.
+            """CREATE TABLE maintenance (
+                task TEXT PRIMARY KEY
+            ){without_rowid}""",
+            "INSERT INTO maintenance (task) SELECT 'compact' WHERE EXISTS (SELECT 1 FROM accounts)",
+        ),
+    ),
 )
 
 

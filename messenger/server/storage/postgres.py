@@ -193,6 +193,24 @@ class PostgresDatabase(Database):
                 raise StorageError(f"PostgreSQL is unreachable: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def compact(self, tables: Sequence[str]) -> None:
+        """``VACUUM FULL`` of ``tables``: each is written anew, its old files removed.
+
+        Holds each table's exclusive lock while it is rewritten, so requests
+        of other processes wait. Old row versions may still sit in the
+        write-ahead log (``pg_wal``) until PostgreSQL recycles it, and in
+        base backups made before.
+        """
+        for table in tables:
+            if not table.isidentifier():
+                raise StorageError(f"not a table name: {table!r}")
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(f"VACUUM FULL {', '.join(tables)}")
+        except _CONNECTION_ERRORS as exc:
+            raise StorageError(f"PostgreSQL is unreachable: {exc}") from exc
+
     async def read(self, op: Operation[T]) -> T:
         pool = self._require_pool()
         try:

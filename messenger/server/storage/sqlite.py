@@ -210,6 +210,10 @@ class SqliteDatabase(Database):
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
+        # A deleted row's bytes are overwritten with zeros, not left in free
+        # space where a copy of the file would still show them (the
+        # write-ahead log keeps recent page images until it is overwritten).
+        conn.execute("PRAGMA secure_delete=ON")
         return conn
 
     async def connect(self) -> None:
@@ -337,6 +341,27 @@ class SqliteDatabase(Database):
         if not self._readers:
             raise StorageError("the database is closed")
         return await op(_SqliteTx(self._readers[next(self._next_reader)]))
+
+    async def compact(self, tables: Sequence[str]) -> None:
+        """``VACUUM`` the whole file (SQLite rewrites it all), then empty the log.
+
+        Runs on the writer's thread between two batches, so no transaction
+        is open; ``tables`` are all in the one file.
+        """
+        if self._closing or self._writer is None or self._executor is None:
+            raise StorageError("the database is closed")
+        writer = self._writer
+
+        def vacuum() -> None:
+            writer.execute("VACUUM")
+            busy, _log, _done = writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                raise StorageError("the write-ahead log could not be emptied: a reader held it")
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, vacuum)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot compact {self.path}: {exc}") from exc
 
     async def listen(self, channel: str, handler: NotificationHandler) -> None:
         """Nothing to listen to: this process makes every change itself."""
