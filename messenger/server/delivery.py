@@ -120,6 +120,7 @@ from messenger.api.sealed import token_digest
 from .at_rest import SealedColumn
 from .authentication import Principal
 from .devices import removed_queue_hash
+from .group_epochs import GroupEpochs
 from .key_packages import ClaimEvidence, leaf_is_issued_to, registered_identity
 from .logs import log_event
 from .member_sets import MemberSets
@@ -431,6 +432,7 @@ class DeliveryService:
         queue_links: QueueLinks,
         member_sets: MemberSets,
         payload_refs: PayloadRefs,
+        group_epochs: GroupEpochs,
         at_rest_key: bytes,
         removed_key: bytes | None = None,
     ) -> None:
@@ -438,6 +440,7 @@ class DeliveryService:
         self._queue_links = queue_links
         self._member_sets = member_sets
         self._refs = payload_refs
+        self._epochs = group_epochs
         self._group_infos = SealedColumn(at_rest_key, "mls_groups.group_info")
         self._payloads = SealedColumn(at_rest_key, "payloads.data")
         self._removed_key = removed_key
@@ -459,23 +462,24 @@ class DeliveryService:
     # -- inside transactions ----------------------------------------------------
 
     async def _group_epoch(self, tx: Tx, group_id: bytes) -> int:
-        """The group's epoch, with its row locked until commit."""
-        sql = "SELECT epoch FROM mls_groups WHERE group_id = ?" + tx.for_update  # noqa: S608
+        """The group's epoch (sealed, :mod:`.group_epochs`), with its row locked until commit."""
+        sql = "SELECT epoch_box FROM mls_groups WHERE group_id = ?" + tx.for_update  # noqa: S608
         row = await tx.fetchone(sql, group_id)
         if row is None:
             raise _unknown_group()
-        return int(row[0])
+        return self._epochs.open(group_id, row[0])[0]
 
     async def _sealed_group(self, tx: Tx, group_id: bytes) -> tuple[int, bytes | None, object]:
         """The group's epoch, send-token digest and sealed member set, its row locked."""
         sql = (
-            "SELECT epoch, send_token_hash, members_box FROM mls_groups "  # noqa: S608
+            "SELECT epoch_box, send_token_hash, members_box FROM mls_groups "  # noqa: S608
             "WHERE group_id = ?" + tx.for_update
         )
         row = await tx.fetchone(sql, group_id)
         if row is None:
             raise _unknown_group()
-        return int(row[0]), None if row[1] is None else bytes(row[1]), row[2]
+        epoch = self._epochs.open(group_id, row[0])[0]
+        return epoch, None if row[1] is None else bytes(row[1]), row[2]
 
     async def _members(self, tx: Tx, group_id: bytes) -> list[str]:
         """The group's member queues that exist (sorted; :mod:`.member_sets`)."""
@@ -709,11 +713,11 @@ class DeliveryService:
         async def op(tx: Tx) -> None:
             created = await tx.execute(
                 "INSERT INTO mls_groups "
-                "(group_id, epoch, group_info, group_info_epoch, send_token_hash, "
+                "(group_id, epoch, group_info, epoch_box, send_token_hash, "
                 "group_info_sealed) VALUES (?, 0, ?, ?, ?, 1) ON CONFLICT DO NOTHING",
                 req.group_id,
                 None if req.group_info is None else self._sealed_info(req.group_id, req.group_info),
-                0 if req.group_info is not None else None,
+                self._epochs.seal(req.group_id, 0, 0 if req.group_info is not None else None),
                 req.send_token_hash,
             )
             if created == 0:
@@ -889,17 +893,19 @@ class DeliveryService:
             # The new member set; queues of removed devices still in the old
             # box (they were left out of ``old``) are dropped here.
             members_now = (old - set(removed)) | set(added)
+            # The row is locked (_group_epoch or _sealed_group), so the epoch
+            # read is still the current one.
             changed = await tx.execute(
-                "UPDATE mls_groups SET epoch = ?, group_info = ?, group_info_epoch = ?, "
+                "UPDATE mls_groups SET epoch_box = ?, group_info = ?, "
                 "previous_send_token_hash = send_token_hash, send_token_hash = ?, "
-                "group_info_sealed = 1, members_box = ? WHERE group_id = ? AND epoch = ?",
-                new_epoch,
+                "group_info_sealed = 1, members_box = ? WHERE group_id = ?",
+                self._epochs.seal(
+                    group_id, new_epoch, new_epoch if req.group_info is not None else None
+                ),
                 None if req.group_info is None else self._sealed_info(group_id, req.group_info),
-                new_epoch if req.group_info is not None else None,
                 req.send_token_hash,
                 self._member_sets.seal(group_id, members_now),
                 group_id,
-                req.epoch,
             )
             if changed != 1:  # pragma: no cover - the row lock rules this out
                 raise _stale(current)
@@ -989,7 +995,7 @@ class DeliveryService:
         """
         return self._payloads.seal(b"", _stored(message))
 
-    def _opened_payload(self, data: bytes) -> bytes:
+    def opened_payload(self, data: bytes) -> bytes:
         """The message of a ``payloads`` row (rows from before sealing hold it padded or bare).
 
         A sealed value starts with 0x01; a padded envelope with 0xff 0x01 and
@@ -1021,7 +1027,7 @@ class DeliveryService:
             await tx.executemany(
                 "UPDATE payloads SET data = ?, sealed = 1 WHERE payload_id = ? AND sealed = 0",
                 [
-                    (self._sealed_payload(self._opened_payload(bytes(data))), int(pid))
+                    (self._sealed_payload(self.opened_payload(bytes(data))), int(pid))
                     for pid, data in rows
                 ],
             )
@@ -1091,11 +1097,10 @@ class DeliveryService:
                     "queue of the sender's own account",
                 )
         row = await tx.fetchone(
-            "SELECT group_info, group_info_epoch, group_info_sealed FROM mls_groups "
-            "WHERE group_id = ?",
+            "SELECT group_info, epoch_box, group_info_sealed FROM mls_groups WHERE group_id = ?",
             group_id,
         )
-        if row is None or row[0] is None or row[1] is None or int(row[1]) != current:
+        if row is None or row[0] is None or self._epochs.open(group_id, row[1])[1] != current:
             raise ApiError(
                 ErrorCode.NO_GROUP_INFO,
                 "an external commit needs the GroupInfo of the current epoch on the server",
@@ -1393,7 +1398,7 @@ class DeliveryService:
         async def op(tx: Tx) -> tuple[int, bytes | None] | None:
             # A member, or a device of a member's account (docs/devices.md §5).
             row = await tx.fetchone(
-                "SELECT group_info_epoch, group_info, group_info_sealed FROM mls_groups "
+                "SELECT epoch_box, group_info, group_info_sealed FROM mls_groups "
                 "WHERE group_id = ?",
                 group_id,
             )
@@ -1401,7 +1406,8 @@ class DeliveryService:
                 await self._members(tx, group_id)
             ):
                 return None
-            return (int(row[0]) if row[0] is not None else 0), (
+            info_epoch = self._epochs.open(group_id, row[0])[1]
+            return (0 if info_epoch is None else info_epoch), (
                 self._opened_info(group_id, row[1], row[2]) if row[1] is not None else None
             )
 
@@ -1430,10 +1436,10 @@ class DeliveryService:
             if req.epoch != current:
                 raise _stale(current)
             await tx.execute(
-                "UPDATE mls_groups SET group_info = ?, group_info_epoch = ?, "
+                "UPDATE mls_groups SET group_info = ?, epoch_box = ?, "
                 "group_info_sealed = 1 WHERE group_id = ?",
                 self._sealed_info(group_id, req.group_info),
-                req.epoch,
+                self._epochs.seal(group_id, current, req.epoch),
                 group_id,
             )
 
@@ -1453,13 +1459,13 @@ class DeliveryService:
 
         async def op(tx: Tx) -> None:
             row = await tx.fetchone(
-                "SELECT epoch, send_token_hash FROM mls_groups WHERE group_id = ?"  # noqa: S608
+                "SELECT epoch_box, send_token_hash FROM mls_groups WHERE group_id = ?"  # noqa: S608
                 + tx.for_update,
                 group_id,
             )
             if row is None or principal.queue_id not in await self._members(tx, group_id):
                 raise _unknown_group()
-            current = int(row[0])
+            current = self._epochs.open(group_id, row[0])[0]
             if req.epoch != current:
                 raise _stale(current)
             if row[1] is not None:
@@ -1468,11 +1474,10 @@ class DeliveryService:
                 raise ApiError(
                     ErrorCode.KEY_IN_USE, "this epoch's send token is registered already"
                 )
-            await tx.execute(
-                "UPDATE mls_groups SET send_token_hash = ? WHERE group_id = ? AND epoch = ?",
+            await tx.execute(  # the row is locked: still this epoch
+                "UPDATE mls_groups SET send_token_hash = ? WHERE group_id = ?",
                 req.send_token_hash,
                 group_id,
-                current,
             )
 
         await self._db.transaction(op)
@@ -1503,7 +1508,7 @@ class DeliveryService:
             # An entry whose payload retention just dropped is skipped (as a
             # JOIN would): it expired with it.
             return [
-                QueueMessage(seq, self._opened_payload(data[pid]))
+                QueueMessage(seq, self.opened_payload(data[pid]))
                 for seq, pid in refs
                 if pid in data
             ]

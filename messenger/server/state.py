@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .authentication import RequestAuthenticator
 from .blobs import BLOB_DIR, Blobs
 from .config import ServerConfig
 from .delivery import DeliveryService
 from .devices import DEVICE_CHANNEL, Devices
+from .group_epochs import GroupEpochs
 from .handles import Handles
 from .key_packages import ClaimEvidence, KeyPackages
 from .links import Links
@@ -25,7 +26,7 @@ from .queue_links import QueueLinks
 from .ratelimit import RateLimiter
 from .registration import Registration
 from .server_keys import ServerKeys, load_or_create_master_secret, make_private_dir
-from .storage import Database, StorageError, Tx, migrate, open_database
+from .storage import Database, Row, StorageError, Tx, migrate, open_database
 
 __all__ = ["VERSION", "ServerState"]
 
@@ -39,6 +40,8 @@ _SEALED_PAYLOADS_VERSION = 14
 _SEALED_REFS_VERSION = 15
 #: The server migration that adds the start's maintenance tasks.
 _MAINTENANCE_VERSION = 16
+#: The server migration that seals group epochs at rest.
+_SEALED_EPOCHS_VERSION = 17
 #: The tables that held values in the clear before they were sealed or moved
 #: (server migrations 10 to 15): what the "compact" task rewrites.
 _COMPACTED_TABLES = (
@@ -55,6 +58,17 @@ _COMPACTED_TABLES = (
 VERSION = "0.1.0"
 
 _log = logging.getLogger("messenger.server")
+
+
+async def _open_one(tx: Tx, sql: str, open_row: Callable[[Row], object]) -> None:
+    """Open the sealed value of the one row ``sql`` finds, if any.
+
+    A :class:`StorageError` if it was sealed under another secret key file:
+    the start refuses such a database at once, not request by request.
+    """
+    row = await tx.fetchone(sql)
+    if row is not None:
+        open_row(row)
 
 
 class ServerState:
@@ -80,6 +94,7 @@ class ServerState:
         self.queue_links = QueueLinks(self.keys.at_rest_key)
         self.member_sets = MemberSets(self.keys.at_rest_key)
         self.payload_refs = PayloadRefs(self.keys.at_rest_key)
+        self.group_epochs = GroupEpochs(self.keys.at_rest_key)
         self.auth = RequestAuthenticator(
             self.db,
             config.timestamp_window_seconds,
@@ -127,6 +142,7 @@ class ServerState:
             queue_links=self.queue_links,
             member_sets=self.member_sets,
             payload_refs=self.payload_refs,
+            group_epochs=self.group_epochs,
             at_rest_key=self.keys.at_rest_key,
             removed_key=self.keys.removed_client_key,
         )
@@ -178,6 +194,7 @@ class ServerState:
                         member_sets=version >= _SEALED_MEMBER_SETS_VERSION,
                         payloads=version >= _SEALED_PAYLOADS_VERSION,
                         entries=version >= _SEALED_REFS_VERSION,
+                        epochs=version >= _SEALED_EPOCHS_VERSION,
                     )
                 )
             if version >= _MAINTENANCE_VERSION:
@@ -193,56 +210,71 @@ class ServerState:
         log_event(_log, "server started", backend=self.db.dialect, schema_version=version)
 
     async def _seal_legacy_rows(
-        self, tx: Tx, *, member_sets: bool, payloads: bool, entries: bool
+        self, tx: Tx, *, member_sets: bool, payloads: bool, entries: bool, epochs: bool
     ) -> None:
-        """Seal what rows from before server migrations 11, 13, 14 and 15 hold in the clear.
+        """Seal what rows from before server migrations 11 and 13 to 17 hold in the clear.
 
         Client queues, GroupInfos, KeyPackages, group member sets, stored
-        messages and queue entries' payload references (:mod:`.queue_links`,
-        :mod:`.at_rest`, :mod:`.member_sets`, :mod:`.payload_refs`), in one
-        transaction. The migrations cannot: the key is not in the
-        database. Several processes starting together may both seal a row:
-        either box opens.
+        messages, queue entries' payload references and group epochs
+        (:mod:`.queue_links`, :mod:`.at_rest`, :mod:`.member_sets`,
+        :mod:`.payload_refs`, :mod:`.group_epochs`), in one transaction. The
+        migrations cannot: the key is not in the database. Several processes
+        starting together may both seal a row: either box opens.
         A database sealed under another secret key file is refused here
         (:class:`StorageError`), not request by request.
         """
         clients = await self.queue_links.adopt_legacy(tx)
-        sample = await tx.fetchone(
-            "SELECT client_id, queue_box FROM clients WHERE queue_box IS NOT NULL LIMIT 1"
+        await _open_one(
+            tx,
+            "SELECT client_id, queue_box FROM clients WHERE queue_box IS NOT NULL LIMIT 1",
+            lambda row: self.queue_links.queue(str(row[0]), row[1], None),
         )
-        if sample is not None:  # a StorageError if this is not the key that sealed them
-            self.queue_links.queue(str(sample[0]), sample[1], None)
-        groups = await self.delivery.adopt_legacy(tx)
-        key_packages = await self.key_packages.adopt_legacy(tx)
-        sets = 0
-        if member_sets:
-            sets = await self.member_sets.adopt_legacy(tx)
-            sample = await tx.fetchone(
-                "SELECT group_id, members_box FROM mls_groups WHERE members_box IS NOT NULL LIMIT 1"
-            )
-            if sample is not None:
-                self.member_sets.open(bytes(sample[0]), sample[1])
-        messages = await self.delivery.seal_legacy_payloads(tx) if payloads else 0
-        references = 0
-        if entries:
-            references = await self.payload_refs.seal_legacy(tx)
-            sample = await tx.fetchone(
+        counts = {
+            "clients": clients,
+            "groups": await self.delivery.adopt_legacy(tx),
+            "key_packages": await self.key_packages.adopt_legacy(tx),
+        }
+        # (wanted, what, seal the rows from before, a query for one sealed row, open it)
+        steps: list[
+            tuple[bool, str, Callable[[Tx], Awaitable[int]], str, Callable[[Row], object]]
+        ] = [
+            (
+                member_sets,
+                "member_sets",
+                self.member_sets.adopt_legacy,
+                "SELECT group_id, members_box FROM mls_groups "
+                "WHERE members_box IS NOT NULL LIMIT 1",
+                lambda row: self.member_sets.open(bytes(row[0]), row[1]),
+            ),
+            (
+                payloads,
+                "messages",
+                self.delivery.seal_legacy_payloads,
+                "SELECT payload_id, data FROM payloads WHERE sealed = 1 LIMIT 1",
+                lambda row: self.delivery.opened_payload(bytes(row[1])),
+            ),
+            (
+                entries,
+                "entries",
+                self.payload_refs.seal_legacy,
                 "SELECT queue_id, payload_ref FROM queue_entries "
-                "WHERE payload_ref IS NOT NULL LIMIT 1"
-            )
-            if sample is not None:
-                self.payload_refs.open(str(sample[0]), sample[1])
-        if clients or groups or key_packages or sets or messages or references:
-            log_event(
-                _log,
-                "sealed rows from before",
-                clients=clients,
-                groups=groups,
-                key_packages=key_packages,
-                member_sets=sets,
-                messages=messages,
-                entries=references,
-            )
+                "WHERE payload_ref IS NOT NULL LIMIT 1",
+                lambda row: self.payload_refs.open(str(row[0]), row[1]),
+            ),
+            (
+                epochs,
+                "epochs",
+                self.group_epochs.adopt_legacy,
+                "SELECT group_id, epoch_box FROM mls_groups WHERE epoch_box IS NOT NULL LIMIT 1",
+                lambda row: self.group_epochs.open(bytes(row[0]), row[1]),
+            ),
+        ]
+        for wanted, what, seal, sample, open_row in steps:
+            if wanted:
+                counts[what] = await seal(tx)
+                await _open_one(tx, sample, open_row)
+        if any(counts.values()):
+            log_event(_log, "sealed rows from before", **counts)
 
     async def _maintain(self) -> None:
         """Run the maintenance tasks migrations left (the ``maintenance`` table), once.

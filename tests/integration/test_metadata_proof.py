@@ -22,7 +22,8 @@ asserts each cell the table marks "learns nothing" for the database thief:
   ``group_members`` is empty), and no stored message shows its group ID
   (payloads are sealed too), and no value in ``queue_entries`` but the hour
   is shared by queues holding the same unread message (each entry refers to
-  it sealed, server migration 15; on SQLite the rows lie in queue order).
+  it sealed, server migration 15; on SQLite the rows lie in queue order),
+  and no group's epoch is shown (sealed, server migration 17).
 * **message ↔ exact size**: every MLS message stored anywhere (payloads,
   GroupInfos, inside their seal) is a canonical padded envelope of a bucket size, no bare MLS
   message of the conversation's kinds is stored at all, and each blob file
@@ -505,3 +506,8 @@ def _assert_groups_unlinked(db: Database, queues: set[str]) -> None:
     assert column(db, "queue_entries", "legacy_payload") == [None] * len(entries)
     if db.schema:  # SQLite: no rowid shows the order in which one send wrote the entries
         assert "WITHOUT ROWID" in db.schema["queue_entries"].upper()
+    # Nor how many commits a group had: epochs are sealed, in boxes of one
+    # size (server migration 17).
+    assert set(column(db, "mls_groups", "epoch")) == {0}
+    assert set(column(db, "mls_groups", "group_info_epoch")) == {None}
+    assert len({len(bytes(box)) for box in column(db, "mls_groups", "epoch_box")}) == 1

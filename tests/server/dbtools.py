@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from messenger.api.padding import unpad
 from messenger.server.at_rest import SealedColumn
 from messenger.server.registration import new_id
-from messenger.server.storage import Tx
+from messenger.server.state import ServerState
+from messenger.server.storage import StorageError, Tx, migrations
 
-from .conftest import TestServer
+from .conftest import TestServer, make_config
 
 TABLES = (
     "queues",
@@ -136,3 +142,20 @@ async def insert_client_before_11(
         queue_id,
     )
     return queue_id
+
+
+@contextlib.contextmanager
+def schema_at(monkeypatch: pytest.MonkeyPatch, version: int) -> Iterator[None]:
+    """Servers started inside migrate only up to ``version`` (an older server's schema)."""
+    with monkeypatch.context() as patch:
+        older = tuple(m for m in migrations.MIGRATIONS if m.version <= version)
+        patch.setattr(migrations, "MIGRATIONS", older)
+        patch.setattr(migrations, "LATEST_VERSION", version)
+        yield
+
+
+async def assert_start_refused_with_another_key(database_url: str, tmp_path: Path) -> None:
+    """A server with a new secret key file refuses this database when it starts."""
+    state = ServerState(make_config(tmp_path / "data", database_url), run_sweeper=False)
+    with pytest.raises(StorageError, match="another secret key file"):
+        await state.start()

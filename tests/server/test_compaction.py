@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from messenger.server.storage import Tx, migrations
+from messenger.server.storage import Tx
 from messenger.server.storage.sqlite import SqliteDatabase
 
 from .conftest import FakeClock, ServerFactory, TestServer
-from .dbtools import member_sets, rows
+from .dbtools import member_sets, rows, schema_at
 
 pytestmark = pytest.mark.anyio
 
@@ -47,13 +47,10 @@ async def test_an_upgraded_database_keeps_no_membership_in_its_files(
     SQLite no (group, queue) record is left in free pages or the log; on
     PostgreSQL every table that held such values was written anew."""
     clock = FakeClock(start=1_900_000_000.0)
-    older = tuple(x for x in migrations.MIGRATIONS if x.version <= 12)
     groups: dict[bytes, list[str]] = {secrets.token_bytes(32): [] for _ in range(20)}
     before: dict[str, int] = {}
     after: dict[str, int] = {}
-    with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", older)
-        patch.setattr(migrations, "LATEST_VERSION", 12)
+    with schema_at(monkeypatch, 12):
         async with server_factory(clock=clock) as old:
             members = [(await old.registered()).me.queue_id for _ in range(3)]
             for group_id in groups:

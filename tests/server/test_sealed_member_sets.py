@@ -20,13 +20,18 @@ from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.padding import pad
 from messenger.server.at_rest import SEALED_OVERHEAD
 from messenger.server.member_sets import MemberSets
-from messenger.server.state import ServerState
-from messenger.server.storage import StorageError, Tx, migrations
+from messenger.server.storage import StorageError, Tx
 
 from . import mls_data
 from .client import ApiClient, send_token, send_token_hash
-from .conftest import FakeClock, ServerFactory, TestServer, make_config
-from .dbtools import columns, member_sets, rows
+from .conftest import FakeClock, ServerFactory, TestServer
+from .dbtools import (
+    assert_start_refused_with_another_key,
+    columns,
+    member_sets,
+    rows,
+    schema_at,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -84,12 +89,9 @@ async def test_migrations_13_and_14_seal_every_membership_and_every_old_message(
     table is empty, every old message is sealed and fetched as it was sent, and
     the groups work."""
     clock = FakeClock(start=1_900_000_000.0)
-    older = tuple(x for x in migrations.MIGRATIONS if x.version <= 12)
     padded_old = mls_data.application(GID, 0, b"from before, padded")
     bare_old = mls_data.application(GID, 0, b"from before, bare")
-    with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", older)
-        patch.setattr(migrations, "LATEST_VERSION", 12)
+    with schema_at(monkeypatch, 12):
         async with server_factory(clock=clock) as old:
             alice = await old.registered()
             bob = await old.registered()
@@ -231,6 +233,4 @@ async def test_a_member_set_sealed_under_another_key_file_stops_the_start(
                 foreign,
             )
         )
-    state = ServerState(make_config(tmp_path / "data", database_url), run_sweeper=False)
-    with pytest.raises(StorageError, match="another secret key file"):
-        await state.start()
+    await assert_start_refused_with_another_key(database_url, tmp_path)

@@ -19,13 +19,19 @@ import pytest
 from messenger.api.padding import pad
 from messenger.server.at_rest import SealedColumn
 from messenger.server.payload_refs import PayloadRefs
-from messenger.server.state import ServerState
-from messenger.server.storage import StorageError, Tx, migrations
+from messenger.server.storage import StorageError, Tx
 
 from . import mls_data
 from .client import ApiClient
-from .conftest import FakeClock, ServerFactory, TestServer, make_config
-from .dbtools import columns, entries, holders, rows
+from .conftest import FakeClock, ServerFactory, TestServer
+from .dbtools import (
+    assert_start_refused_with_another_key,
+    columns,
+    entries,
+    holders,
+    rows,
+    schema_at,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -136,11 +142,8 @@ async def test_migration_15_seals_every_reference_and_counts_holders(
     fetched as they were sent, acks drop them, and a second start changes
     nothing."""
     clock = FakeClock(start=1_900_000_000.0)
-    older = tuple(x for x in migrations.MIGRATIONS if x.version <= 14)
     messages = [mls_data.application(GID, 0, b"from before %d" % i) for i in range(300)]
-    with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", older)
-        patch.setattr(migrations, "LATEST_VERSION", 14)
+    with schema_at(monkeypatch, 14):
         async with server_factory(clock=clock) as old:
             alice = await old.registered()
             bob = await old.registered()
@@ -214,6 +217,4 @@ async def test_references_sealed_under_another_key_file_stop_the_start(
             )
 
         await first.state.db.transaction(entry)
-    state = ServerState(make_config(tmp_path / "data", database_url), run_sweeper=False)
-    with pytest.raises(StorageError, match="another secret key file"):
-        await state.start()
+    await assert_start_refused_with_another_key(database_url, tmp_path)
