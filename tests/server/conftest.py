@@ -139,6 +139,12 @@ class TestServer:
         await client.register(**kwargs)
         return client
 
+    async def group(self, group_id: bytes, size: int) -> list[ApiClient]:
+        """``size`` registered clients; the first made ``group_id`` with the others (epoch 1)."""
+        members = [await self.registered() for _ in range(size)]
+        await members[0].start_group(group_id, *members[1:])
+        return members
+
 
 @contextlib.asynccontextmanager
 async def serve(

@@ -57,10 +57,7 @@ def test_a_member_set_opens_only_for_its_own_group_and_key() -> None:
 
 
 async def test_the_database_shows_no_group_next_to_a_member_queue(server: TestServer) -> None:
-    alice = await server.registered()
-    bob = await server.registered()
-    carol = await server.registered()
-    await alice.start_group(GID, bob, carol)
+    alice, bob, carol = await server.group(GID, 3)
     sent = mls_data.application(GID, 1, b"hello")
     assert (await bob.send(GID, sent)).recipients == 3
     queues = {c.me.queue_id for c in (alice, bob, carol)}

@@ -57,10 +57,7 @@ def test_a_reference_opens_only_for_its_own_queue_and_key() -> None:
 
 
 async def test_queues_holding_one_message_share_no_value(server: TestServer) -> None:
-    alice = await server.registered()
-    bob = await server.registered()
-    carol = await server.registered()
-    await alice.start_group(GID, bob, carol)
+    alice, bob, carol = await server.group(GID, 3)
     sent = mls_data.application(GID, 1, b"hello")
     assert (await bob.send(GID, sent)).recipients == 3
     names = await columns(server, "queue_entries")
@@ -87,10 +84,7 @@ async def test_queues_holding_one_message_share_no_value(server: TestServer) -> 
 
 
 async def test_a_message_is_dropped_once_its_last_holder_acks(server: TestServer) -> None:
-    alice = await server.registered()
-    bob = await server.registered()
-    carol = await server.registered()
-    await alice.start_group(GID, bob, carol)
+    alice, bob, carol = await server.group(GID, 3)
     sent = mls_data.application(GID, 1, b"hello")
     await carol.send(GID, sent)
     message_id = next(p for q, s, p in await entries(server) if q == alice.me.queue_id and s == 2)
@@ -108,8 +102,7 @@ async def test_a_message_is_dropped_once_its_last_holder_acks(server: TestServer
 async def test_members_acking_together_drop_every_message(server: TestServer) -> None:
     """Acks of one group's members meet on the same counts of holders: on
     PostgreSQL they lock the rows in one order, so none deadlocks or fails."""
-    members = [await server.registered() for _ in range(8)]
-    await members[0].start_group(GID, *members[1:])
+    members = await server.group(GID, 8)
     for i in range(40):
         await members[i % 8].send(GID, mls_data.application(GID, 1, b"m%d" % i))
     assert len(await holders(server)) == 2 + 40  # the commit, the Welcome, the messages
