@@ -53,23 +53,30 @@ def with_search_path(dsn: str, schema: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def postgres_schema() -> AsyncIterator[str]:
-    """A fresh schema for one test; the DSN that uses it."""
+async def named_postgres_schema(prefix: str = "t_") -> AsyncIterator[tuple[str, str]]:
+    """A fresh schema, dropped afterwards: the DSN that uses it, and its name."""
     dsn = postgres_dsn()
-    schema = "t_" + secrets.token_hex(6)
+    schema = prefix + secrets.token_hex(6)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f"CREATE SCHEMA {schema}")
     finally:
         await conn.close()
     try:
-        yield with_search_path(dsn, schema)
+        yield with_search_path(dsn, schema), schema
     finally:
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         finally:
             await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A fresh schema for one test; the DSN that uses it."""
+    async with named_postgres_schema() as (dsn, _schema):
+        yield dsn
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -36,7 +36,7 @@ from messenger.server.admin import postgres_dump_command
 from messenger.server.storage import LATEST_VERSION
 from tests.integration.conftest import FAST_KDF, PASSPHRASE, free_port, keychain
 
-from .conftest import postgres_dsn, with_search_path
+from .conftest import named_postgres_schema
 
 pytestmark = pytest.mark.anyio
 
@@ -129,21 +129,8 @@ async def setup(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "sqlite":
         yield Setup("sqlite", data_dir, "", free_port())
         return
-    dsn = postgres_dsn()
-    schema = "t_admin_" + os.urandom(5).hex()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"CREATE SCHEMA {schema}")
-    finally:
-        await conn.close()
-    try:
-        yield Setup("postgresql", data_dir, with_search_path(dsn, schema), free_port(), schema)
-    finally:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        finally:
-            await conn.close()
+    async with named_postgres_schema("t_admin_") as (dsn, schema):
+        yield Setup("postgresql", data_dir, dsn, free_port(), schema)
 
 
 @pytest.fixture
