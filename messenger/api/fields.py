@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from . import padding
+from .delivery_address import SEALED_ADDRESS_LENGTH
 from .errors import ApiError, ErrorCode
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "ID_BYTES",
     "Bytes",
     "Choice",
+    "DeliveryAddress",
     "Field",
     "Flag",
     "Ident",
@@ -196,10 +198,13 @@ class Ident(Field):
     """An account, client or queue ID: :data:`ID_BYTES` random bytes in base64url."""
 
     LENGTH: Final = (ID_BYTES * 4 + 2) // 3
+    #: The lengths a value may have, and what the refusal says it expected.
+    LENGTHS: tuple[int, ...] = (LENGTH,)
+    EXPECTED: str = f"a {LENGTH}-character ID"
 
     def parse(self, value: object, path: str) -> str:
-        if not isinstance(value, str) or len(value) != self.LENGTH:
-            raise self._fail(path, f"expected a {self.LENGTH}-character ID")
+        if not isinstance(value, str) or len(value) not in self.LENGTHS:
+            raise self._fail(path, f"expected {self.EXPECTED}")
         try:
             b64decode(value)
         except ValueError as exc:
@@ -210,10 +215,16 @@ class Ident(Field):
         return str(value)
 
     def _schema(self) -> dict[str, object]:
-        return {
-            "type": "string",
-            "pattern": f"^[A-Za-z0-9_-]{{{self.LENGTH}}}$",
-        }
+        forms = "|".join(f"[A-Za-z0-9_-]{{{n}}}" for n in self.LENGTHS)
+        return {"type": "string", "pattern": f"^({forms})$"}
+
+
+class DeliveryAddress(Ident):
+    """A member's delivery address (:mod:`messenger.api.delivery_address`): a
+    sealed address, or the plain queue ID a leaf from before addresses carries."""
+
+    LENGTHS = (Ident.LENGTH, SEALED_ADDRESS_LENGTH)
+    EXPECTED = f"a {SEALED_ADDRESS_LENGTH}-character address or a queue ID"
 
 
 class Int(Field):

@@ -21,7 +21,19 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Self
 
 from .errors import ApiError, ErrorCode
-from .fields import Bytes, Choice, Field, Flag, Ident, Int, ListOf, Nested, Padded, Text
+from .fields import (
+    Bytes,
+    Choice,
+    DeliveryAddress,
+    Field,
+    Flag,
+    Ident,
+    Int,
+    ListOf,
+    Nested,
+    Padded,
+    Text,
+)
 
 __all__ = [
     "CLAIM_TOKEN_BYTES",
@@ -84,6 +96,7 @@ __all__ = [
     "PushAck",
     "PushAcked",
     "PushMessages",
+    "QueueAddressResponse",
     "QueueMessage",
     "RegisterRequest",
     "RegisterResponse",
@@ -708,10 +721,14 @@ class ClaimKeyPackagesRequest(Model):
 
 @dataclass(frozen=True, slots=True)
 class ClaimedKeyPackage(_Response):
-    """One client's KeyPackage and the queue that its Welcome goes to.
+    """One client's KeyPackage and the delivery address its Welcome goes to.
 
-    ``claim_token`` is the claimer's evidence of this claim: a commit that
-    adds ``queue_id`` with a Welcome to this KeyPackage carries it in
+    ``queue_id`` is the address in the KeyPackage's leaf (the ``delivery_queue``
+    extension, :mod:`messenger.api.delivery_address`): a sealed address, so
+    the claimer learns no queue ID, or the plain queue ID for a KeyPackage
+    made before addresses (or one without the extension). ``claim_token``
+    is the claimer's evidence of this claim: a commit that adds
+    ``queue_id`` with a Welcome to this KeyPackage carries it in
     ``CommitRequest.claims`` (docs/metadata.md §3), so the commit need not
     name its committer.
     """
@@ -724,7 +741,7 @@ class ClaimedKeyPackage(_Response):
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Ident("client_id"),
-        Ident("queue_id"),
+        DeliveryAddress("queue_id"),
         Bytes("key_package", min_len=1, max_len=MAX_KEY_PACKAGE_BYTES),
         Flag("last_resort"),
         Bytes("claim_token", min_len=CLAIM_TOKEN_BYTES, max_len=CLAIM_TOKEN_BYTES, optional=True),
@@ -899,13 +916,23 @@ def _members(
 ) -> ListOf:
     return ListOf(
         name,
-        Ident(""),
+        DeliveryAddress(""),
         min_items=min_items,
         max_items=MAX_GROUP_MEMBERS,
         unique=True,
         optional=optional,
         description=description,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueAddressResponse(_Response):
+    """A fresh delivery address of the signing client's queue, for its leaves
+    (:mod:`messenger.api.delivery_address`)."""
+
+    address: str
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (DeliveryAddress("address"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -936,8 +963,9 @@ class CreateGroupResponse(_Response):
 class CommitRequest(Model):
     """A commit for ``epoch``; exactly one commit per epoch is accepted.
 
-    ``members`` is the group's queue set once the commit is applied, as the
-    committer computes it; ``welcome`` goes to ``welcome_to`` (which must be
+    ``members`` is the group's member set once the commit is applied, as the
+    committer computes it: the delivery addresses of its leaves
+    (:mod:`messenger.api.delivery_address`); ``welcome`` goes to ``welcome_to`` (which must be
     members). ``group_info`` (optional) is the GroupInfo of the new epoch,
     kept for external joins. ``idempotency_key`` (optional) makes a retry
     safe: a commit already accepted under the key is answered again, not
@@ -958,7 +986,11 @@ class CommitRequest(Model):
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("epoch", description="the epoch the commit was made in"),
         Padded("commit", max_len=MAX_MLS_MESSAGE_BYTES),
-        _members("members", min_items=1, description="queue IDs of the group after the commit"),
+        _members(
+            "members",
+            min_items=1,
+            description="delivery addresses of the group's leaves after the commit",
+        ),
         Padded("welcome", max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
         _members("welcome_to", optional=True),
         Padded("group_info", max_len=MAX_MLS_MESSAGE_BYTES, optional=True),

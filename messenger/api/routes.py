@@ -49,6 +49,7 @@ __all__ = [
     "MAX_LONG_POLL_SECONDS",
     "METRICS",
     "OPENAPI",
+    "QUEUE_ADDRESS",
     "QUEUE_MESSAGES",
     "QUEUE_WEBSOCKET",
     "REGISTER",
@@ -78,6 +79,7 @@ KEY_PACKAGES: Final = "/v1/key-packages"
 KEY_PACKAGE_COUNT: Final = "/v1/key-packages/count"
 CLAIM_KEY_PACKAGES: Final = "/v1/key-packages/claim"
 QUEUE_MESSAGES: Final = "/v1/queue/messages"
+QUEUE_ADDRESS: Final = "/v1/queue/address"
 ACK: Final = "/v1/queue/ack"
 QUEUE_WEBSOCKET: Final = "/v1/queue/ws"
 GROUPS: Final = "/v1/groups"
@@ -341,6 +343,13 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.ClaimKeyPackagesResponse,
         m.ClaimKeyPackagesRequest,
         errors=(*_AUTH, *_BODY, ErrorCode.UNKNOWN_ACCOUNT, ErrorCode.NO_KEY_PACKAGE),
+    ),
+    Route(
+        "GET",
+        QUEUE_ADDRESS,
+        "A fresh delivery address of the signing client's queue, for its leaves",
+        m.QueueAddressResponse,
+        errors=_AUTH,
     ),
     Route(
         "GET",

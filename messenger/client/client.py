@@ -542,7 +542,10 @@ class MessengerClient:
                 failures += 1
 
     async def _maintain(self) -> None:
-        """Replenish KeyPackages and prune old hashes, now and then."""
+        """Replenish KeyPackages and prune old hashes, now and then; once, move old
+        leaves to a delivery address (:mod:`.sync.leaf_addresses`)."""
+        from .sync.leaf_addresses import queue_readdressing
+
         assert self._pool is not None
         failures = 0
         assert self._pipeline is not None
@@ -550,6 +553,9 @@ class MessengerClient:
             try:
                 await self._pipeline.prune()
                 await self._pool.replenish()
+                session = self._require()
+                await session.leaf_account()  # the session's delivery address, once
+                await queue_readdressing(session)
                 await self._announce_device()  # at most hourly (docs/devices.md §3)
                 failures = 0
                 timeout = _REPLENISH_INTERVAL
@@ -1131,7 +1137,7 @@ class MessengerClient:
         from .sync.effects import Actor, system_note
         from .sync.intents import Intent
 
-        me = session.account
+        me = await session.leaf_account()
         now = session.now_ms()
         actor = Actor(me.account_id, me.client_id, session.new_uid)
         group, state, group_info = await session.mls(

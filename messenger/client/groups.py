@@ -21,10 +21,13 @@ what the messenger needs in MLS itself:
   and refuses a timer outside 10 seconds to 1 year (the whole extension is
   then ignored, as any malformed one).
 
-* ``delivery_queue`` (0xF002), a LeafNode extension: the member's queue ID
-  on the server. A committer must tell the server the queue set of the new
-  epoch (docs/server.md, "Commits"); it reads it from the leaves of the
-  ratchet tree, so any member can commit, including one that joined later.
+* ``delivery_queue`` (0xF002), a LeafNode extension: the member's delivery
+  address on the server, its queue ID sealed by the server so that no one
+  who reads the leaf learns the queue ID (:mod:`messenger.api.delivery_address`;
+  leaves from before carry the plain queue ID). A committer must tell the
+  server the member set of the new epoch (docs/server.md, "Commits"); it
+  reads the addresses from the leaves of the ratchet tree, so any member can
+  commit, including one that joined later.
 
 A group's cipher suite is one of :data:`~.identity.GROUP_SUITES` (suite 1
 or the hybrid post-quantum 0xF001, docs/pq-suites.md); both sign with
@@ -67,6 +70,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, ParamSpec, TypeVar
 
+from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION as DELIVERY_QUEUE_EXTENSION_TYPE
 from messenger.mls.ciphersuite import CipherSuite, get_cipher_suite
 from messenger.mls.codec import Reader, Writer
 from messenger.mls.credentials import Credential
@@ -126,7 +130,7 @@ __all__ = [
 ]
 
 CONVERSATION_INFO_EXTENSION: Final = 0xF001
-DELIVERY_QUEUE_EXTENSION: Final = 0xF002
+DELIVERY_QUEUE_EXTENSION: Final = DELIVERY_QUEUE_EXTENSION_TYPE
 _OURS: Final = (CONVERSATION_INFO_EXTENSION, DELIVERY_QUEUE_EXTENSION)
 _MAX_NAME_BYTES: Final = 256
 
@@ -196,8 +200,8 @@ def with_conversation_info(
     return [info.to_extension(), *kept]
 
 
-def _queue_extension(queue_id: str) -> Extension:
-    return Extension(DELIVERY_QUEUE_EXTENSION, queue_id.encode("ascii"))
+def _queue_extension(address: str) -> Extension:
+    return Extension(DELIVERY_QUEUE_EXTENSION, address.encode("ascii"))
 
 
 def _queue_of(member: Member) -> str | None:
@@ -358,7 +362,7 @@ def new_key_package(
         random,
         now=now,
         capabilities=leaf_capabilities(cipher_suite),
-        leaf_extensions=[_queue_extension(account.queue_id)],
+        leaf_extensions=[_queue_extension(account.leaf_queue)],
         last_resort=last_resort,
     )
 
@@ -386,7 +390,7 @@ def join_external(
         signature_private_key=account.signature_private_key,
         random=random,
         capabilities=leaf_capabilities(get_cipher_suite(suite)),
-        leaf_extensions=[_queue_extension(account.queue_id)],
+        leaf_extensions=[_queue_extension(account.leaf_queue)],
         resync=resync,
         now=now,
         config=GROUP_CONFIG,

@@ -324,6 +324,10 @@ class Account:
     credential: m.Credential
     verifier: CredentialVerifier = field(repr=False)
     signer: Signer = field(repr=False)
+    delivery_address: str | None = field(default=None, repr=False)
+    """An address of this client's queue for its new leaves, sealed by the
+    server (:mod:`messenger.api.delivery_address`); None until the session
+    asks for one (:meth:`~.session.Session.leaf_account`)."""
 
     @classmethod
     def load(
@@ -352,7 +356,19 @@ class Account:
             raise ValueError("the stored identity has no valid credential")
         if identity.account_public_key is not None:
             self.verifier.pins.set_own(identity.account_id, identity.account_public_key)
-        return Account(identity, decoded, self.verifier, signer or self.signer)
+        # An address names one queue: a new client (a restore) needs another.
+        kept = self.delivery_address if identity.queue_id == self.queue_id else None
+        return Account(identity, decoded, self.verifier, signer or self.signer, kept)
+
+    def with_address(self, address: str) -> Account:
+        """This account with ``address`` as its queue's delivery address."""
+        return replace(self, delivery_address=address)
+
+    @property
+    def leaf_queue(self) -> str:
+        """What this client's new leaves carry in their ``delivery_queue``
+        extension: its delivery address, or (none asked for yet) the queue ID."""
+        return self.delivery_address or self.queue_id
 
     @property
     def account_id(self) -> str:

@@ -389,7 +389,7 @@ async def _rejoin_one(session: Session, group_id: bytes, *, resync: bool) -> Non
     not have replaced their version-1 leaves yet); the group is then reloaded
     with the account's verifier on its next use.
     """
-    account = session.account
+    account = await session.leaf_account()
     identity = None
     if resync:
         identity = CredentialVerifier(

@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
+from messenger.api.errors import ErrorCode
 from messenger.mls.ciphersuite import RandomSource
 
 from .content import Content, Profile, encode_content
+from .errors import ServerRejectedError
 from .events import EventBus
 from .groups import GroupCache
 from .identity import Account
@@ -63,6 +65,27 @@ class Session:
 
             self._epochs = GroupEpochs(self)
         return self._epochs
+
+    async def leaf_account(self) -> Account:
+        """The account, with a delivery address for the leaves it makes next.
+
+        The address is asked of the server once per session
+        (:mod:`messenger.api.delivery_address`), so no new leaf shows the
+        queue ID to those who read it. A server from before addresses
+        (``not_found``) gets leaves with the queue ID, as before.
+        """
+        account = self.account
+        if account.delivery_address is not None:
+            return account
+        try:
+            address = await self.transport.queue_address()
+        except ServerRejectedError as exc:
+            if exc.code != ErrorCode.NOT_FOUND.value:
+                raise
+            address = account.queue_id
+        if self.account.queue_id == account.queue_id:  # not restored meanwhile
+            self.account = self.account.with_address(address)
+        return self.account
 
     def group_lock(self, group_id: bytes) -> asyncio.Lock:
         """The lock of a group's MLS state (made on first use; kept while the session lives)."""

@@ -215,7 +215,7 @@ async def _make_successor(
 
     reinit = old.pending_reinit
     assert reinit is not None
-    account, random, now_s = session.account, session.random, session.now_s()
+    account, random, now_s = await session.leaf_account(), session.random, session.now_s()
     claims = session.transport.claim_tokens.take(key_packages)
 
     def build() -> tuple[Group, m.CreateGroupRequest, m.CommitRequest, bytes, bytes]:

@@ -1081,6 +1081,7 @@ class Group:
         force_path: bool = False,
         credential: Credential | None = None,
         signature_private_key: bytes | None = None,
+        leaf_extensions: Sequence[Extension] | None = None,
         inline_tree: bool = True,
         external_pub: bool = True,
         group_info: bool = True,
@@ -1098,7 +1099,8 @@ class Group:
         GroupContextExtensions if ``group_context_extensions`` is given, any
         other ``proposals``, or a ReInit alone. It has a path when one is required (§12.4), when
         ``force_path`` is set, or when the leaf changes (``credential``, a
-        rotated ``signature_private_key``). An empty Commit is a full
+        rotated ``signature_private_key``, new ``leaf_extensions``: the path's
+        leaf carries them, §7.5, §12.4.2). An empty Commit is a full
         self-update.
 
         The Welcome (for any added members) carries the ratchet tree if
@@ -1138,10 +1140,11 @@ class Group:
             entries = self._pending_entries(by_value, now)
         entries.extend(by_value)
         rotate = signature_private_key is not None
+        changed = credential is not None or rotate or leaf_extensions is not None
         return self._create_commit(
             random,
             entries,
-            force_path=force_path or credential is not None or rotate,
+            force_path=force_path or changed,
             inline_tree=inline_tree,
             external_pub=external_pub,
             with_group_info=group_info,
@@ -1150,6 +1153,7 @@ class Group:
             now=now,
             credential=credential,
             signature_private_key=signature_private_key,
+            leaf_extensions=leaf_extensions,
         )
 
     def _pending_entries(
@@ -1208,6 +1212,7 @@ class Group:
         now: int | None,
         credential: Credential | None = None,
         signature_private_key: bytes | None = None,
+        leaf_extensions: Sequence[Extension] | None = None,
         resumption_usage: ResumptionPSKUsage | None = None,
         extra_psks: Mapping[tuple[bytes, int], bytes] | None = None,
     ) -> CommitResult:
@@ -1242,6 +1247,7 @@ class Group:
                     random=random,
                     exclude=applied.added_leaves,
                     credential=credential,
+                    extensions=leaf_extensions,
                     rotate_signature_key=signature_private_key is not None,
                 )
             except ValidationError as exc:

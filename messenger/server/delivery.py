@@ -90,6 +90,7 @@ idempotency keys, then one statement that stores everything and sends the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -135,6 +136,7 @@ from .mls_frames import (
 )
 from .payload_refs import PayloadRefs
 from .push import CHANNEL, Delivery, Hub, notification_payloads
+from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
 from .storage import Database, Tx
 
@@ -430,6 +432,7 @@ class DeliveryService:
         sender_messages_per_minute: int = 120,
         sender_bytes_per_minute: int = 16 << 20,
         queue_links: QueueLinks,
+        addresses: QueueAddresses,
         member_sets: MemberSets,
         payload_refs: PayloadRefs,
         group_epochs: GroupEpochs,
@@ -438,6 +441,7 @@ class DeliveryService:
     ) -> None:
         self._db = db
         self._queue_links = queue_links
+        self._addresses = addresses
         self._member_sets = member_sets
         self._refs = payload_refs
         self._epochs = group_epochs
@@ -548,9 +552,8 @@ class DeliveryService:
                 queues[str(queue_id)] = (int(next_seq), held)
         missing = [q for q in ordered if q not in queues]
         if missing and not skip_missing:
-            raise ApiError(
-                ErrorCode.UNKNOWN_QUEUE, "a recipient queue does not exist", {"queue": missing[0]}
-            )
+            # Not named: the sender need not learn a member's queue ID.
+            raise ApiError(ErrorCode.UNKNOWN_QUEUE, "a recipient queue does not exist")
         return queues
 
     async def _lock_member_queues(
@@ -780,6 +783,7 @@ class DeliveryService:
                 ErrorCode.INVALID_MESSAGE,
                 f"the commit is for epoch {header.epoch}, the request says {req.epoch}",
             )
+        req, shown = self._opened_addresses(req)
         new_members = set(req.members)
         welcome_to = sorted(set(req.welcome_to or ()))
         if (req.welcome is None) != (not welcome_to):
@@ -875,7 +879,7 @@ class DeliveryService:
                         ErrorCode.MEMBER_NOT_CLAIMED,
                         "a new member's queue can be added only with a Welcome for a "
                         "KeyPackage claimed from it, and that claim's token",
-                        {"queue": missing[0]},
+                        {"queue": shown[missing[0]]},
                     )
             for chunk in _chunks(added):
                 found = await tx.fetchall(
@@ -888,7 +892,7 @@ class DeliveryService:
                     raise ApiError(
                         ErrorCode.UNKNOWN_QUEUE,
                         "a new member's queue does not exist",
-                        {"queue": unknown},
+                        {"queue": shown[unknown]},
                     )
             # The new member set; queues of removed devices still in the old
             # box (they were left out of ``old``) are dropped here.
@@ -949,6 +953,32 @@ class DeliveryService:
         self._published(deliveries)
         log_event(_log, "commit accepted", epoch=new_epoch, recipients=recipients)
         return CommitResponse(new_epoch, recipients)
+
+    def _opened_addresses(self, req: CommitRequest) -> tuple[CommitRequest, dict[str, str]]:
+        """``req`` with its members and Welcome recipients as queue IDs, and the
+        address the committer gave for each queue (errors name that, not the ID).
+
+        The committer reads the delivery addresses of the new epoch's leaves
+        (:mod:`.queue_addresses`); one the server cannot open is refused
+        (``invalid_field``). Two addresses of one queue count once.
+        """
+        shown: dict[str, str] = {}
+
+        def opened(name: str, addresses: Sequence[str]) -> tuple[str, ...]:
+            queues: dict[str, None] = {}
+            for index, address in enumerate(addresses):
+                queue = self._addresses.resolve(address)
+                if queue is None:
+                    raise ApiError.invalid_field(
+                        f"{name}[{index}]", "not a delivery address of this server"
+                    )
+                shown.setdefault(queue, address)
+                queues[queue] = None
+            return tuple(queues)
+
+        members = opened("members", req.members)
+        welcome_to = None if req.welcome_to is None else opened("welcome_to", req.welcome_to)
+        return dataclasses.replace(req, members=members, welcome_to=welcome_to), shown
 
     def _count_refusal(self, exc: ApiError) -> None:
         if exc.code is ErrorCode.STALE_EPOCH:
@@ -1112,6 +1142,14 @@ class DeliveryService:
             raise ApiError(
                 ErrorCode.INVALID_MESSAGE,
                 "the external commit's leaf does not carry this client's key and credential",
+            )
+        if (
+            leaf.delivery is not None
+            and self._addresses.resolve(leaf.delivery) != principal.queue_id
+        ):
+            raise ApiError(
+                ErrorCode.INVALID_MESSAGE,
+                "the external commit's leaf names a delivery address of another queue",
             )
 
     @staticmethod

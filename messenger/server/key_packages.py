@@ -87,7 +87,13 @@ from messenger.mls.messages import MLSMessage
 
 from .at_rest import SealedColumn
 from .authentication import Principal
-from .mls_frames import KeyPackageLeaf, check_key_package, key_package_ref
+from .mls_frames import (
+    KeyPackageLeaf,
+    check_key_package,
+    key_package_delivery,
+    key_package_ref,
+)
+from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
 from .ratelimit import RateLimiter
 from .storage import Database, Tx
@@ -425,6 +431,7 @@ class KeyPackages:
         *,
         evidence: ClaimEvidence,
         queue_links: QueueLinks,
+        addresses: QueueAddresses,
         at_rest_key: bytes,
         claims_per_hour: int,
         one_time_per_target_per_hour: int,
@@ -433,6 +440,7 @@ class KeyPackages:
     ) -> None:
         self._db = db
         self._queue_links = queue_links
+        self._addresses = addresses
         self._sealed = SealedColumn(at_rest_key, "key_packages.data")
         self._max = max_per_client
         self._credential_key = Ed25519PublicKey.from_public_bytes(credential_public_key)
@@ -483,6 +491,13 @@ class KeyPackages:
                         "signature key and credential",
                         details,
                     )
+                if not self._delivers_to(leaf.delivery, principal.queue_id):
+                    raise ApiError(
+                        ErrorCode.INVALID_MESSAGE,
+                        f"{where}: the KeyPackage's delivery address is not this client's "
+                        "queue (ask GET /v1/queue/address for one)",
+                        details,
+                    )
             counts = await _counts(tx, client_id)
             for suite in KEY_PACKAGE_SUITES:
                 available = counts[suite].available
@@ -519,6 +534,27 @@ class KeyPackages:
             return UploadKeyPackagesResponse(*_count_of(await _counts(tx, client_id)))
 
         return await self._db.transaction(op)
+
+    def _delivers_to(self, delivery: str | None, queue_id: str) -> bool:
+        """Whether a leaf's delivery address (None: none) names ``queue_id``.
+
+        A leaf without the extension is let through: the server never reads
+        it, and clients refuse such a KeyPackage as a member's.
+        """
+        return delivery is None or self._addresses.resolve(delivery) == queue_id
+
+    def _shown(self, key_package: bytes, queue_id: str) -> str:
+        """What a claim hands out as the queue of ``key_package``: its leaf's address.
+
+        The claimer learns no queue ID (:mod:`.queue_addresses`). A KeyPackage
+        without an address (or, uploaded before the check, with someone else's)
+        is handed out with its plain queue ID, as before, and the claimer's
+        check that the leaf names that queue refuses it.
+        """
+        delivery = key_package_delivery(key_package)
+        if delivery is not None and self._addresses.resolve(delivery) == queue_id:
+            return delivery
+        return queue_id
 
     def _seal(self, client_id: str, key_package: bytes) -> bytes:
         """What ``key_packages.data`` holds: the KeyPackage sealed at rest (:mod:`.at_rest`).
@@ -619,6 +655,7 @@ class KeyPackages:
             if suite is None:
                 raise ApiError(ErrorCode.NO_KEY_PACKAGE, "the account has no KeyPackage left")
             claimed: list[ClaimedKeyPackage] = []
+            targets_of: dict[bytes, str] = {}  # claim token -> the queue it may add
             for client_id, queue_id in targets:
                 row = None
                 if one_time:
@@ -633,7 +670,12 @@ class KeyPackages:
                     await tx.execute("DELETE FROM key_packages WHERE kp_id = ?", row[0])
                     data = self._opened(client_id, row[1])
                     token = self.evidence.new_token()
-                    claimed.append(ClaimedKeyPackage(client_id, queue_id, data, False, token))
+                    claimed.append(
+                        ClaimedKeyPackage(
+                            client_id, self._shown(data, queue_id), data, False, token
+                        )
+                    )
+                    targets_of[token] = queue_id
                     continue
                 row = await tx.fetchone(
                     "SELECT data FROM key_packages "
@@ -644,13 +686,16 @@ class KeyPackages:
                 if row is not None:
                     data = self._opened(client_id, row[0])
                     token = self.evidence.new_token()
-                    claimed.append(ClaimedKeyPackage(client_id, queue_id, data, True, token))
+                    claimed.append(
+                        ClaimedKeyPackage(client_id, self._shown(data, queue_id), data, True, token)
+                    )
+                    targets_of[token] = queue_id
             if not claimed:
                 raise ApiError(ErrorCode.NO_KEY_PACKAGE, "the account has no KeyPackage left")
             await self.evidence.record(
                 tx,
                 [
-                    (c.claim_token, c.queue_id, key_package_ref(c.key_package))
+                    (c.claim_token, targets_of[c.claim_token], key_package_ref(c.key_package))
                     for c in claimed
                     if c.claim_token is not None  # every one has its token
                 ],

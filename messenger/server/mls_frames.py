@@ -29,6 +29,7 @@ import enum
 from dataclasses import dataclass
 
 from messenger.api.credential import decode_credential
+from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.models import Credential as IssuedCredential
 from messenger.mls.ciphersuite import get_cipher_suite
@@ -36,6 +37,7 @@ from messenger.mls.commit import Commit
 from messenger.mls.content import ContentType, PrivateMessage, PublicMessage, SenderType
 from messenger.mls.credentials import Credential, CredentialType
 from messenger.mls.errors import MLSError
+from messenger.mls.extensions import Extension, find_extension
 from messenger.mls.framing import verify_content_signature
 from messenger.mls.key_package import KeyPackage
 from messenger.mls.leaf_node import LeafNodeSource
@@ -49,6 +51,7 @@ __all__ = [
     "KeyPackageLeaf",
     "check_key_package",
     "check_welcome",
+    "key_package_delivery",
     "key_package_ref",
     "parse_group_info",
     "parse_group_message",
@@ -142,6 +145,17 @@ class KeyPackageLeaf:
 
     signature_key: bytes
     credential: IssuedCredential | None
+    delivery: str | None = None
+    """The leaf's delivery address (``delivery_queue`` extension), if it has one;
+    "" if the extension is not ASCII (no address at all)."""
+
+
+def _delivery(extensions: tuple[Extension, ...]) -> str | None:
+    ext = find_extension(extensions, DELIVERY_QUEUE_EXTENSION)
+    if ext is None:
+        return None
+    data = bytes(ext.extension_data)
+    return data.decode("ascii") if data.isascii() else ""
 
 
 def _issued_credential(credential: Credential) -> IssuedCredential | None:
@@ -174,7 +188,18 @@ def check_key_package(data: bytes) -> KeyPackageLeaf:
         ok = False
     if not ok:
         raise ApiError(ErrorCode.INVALID_MESSAGE, "the KeyPackage does not verify")
-    return KeyPackageLeaf(bytes(leaf.signature_key), _issued_credential(leaf.credential))
+    return KeyPackageLeaf(
+        bytes(leaf.signature_key), _issued_credential(leaf.credential), _delivery(leaf.extensions)
+    )
+
+
+def key_package_delivery(data: bytes) -> str | None:
+    """The delivery address in the leaf of a stored KeyPackage (see
+    :attr:`KeyPackageLeaf.delivery`); ``data`` was accepted by :func:`check_key_package`."""
+    body = _decode(data, "key package").body
+    if not isinstance(body, KeyPackage):
+        raise ApiError(ErrorCode.WRONG_MESSAGE_TYPE, "expected a KeyPackage")
+    return _delivery(body.leaf_node.extensions)
 
 
 def key_package_ref(data: bytes) -> bytes:
@@ -237,4 +262,6 @@ def verify_external_commit(data: bytes, group_info: bytes) -> KeyPackageLeaf:
         raise ApiError(
             ErrorCode.INVALID_MESSAGE, "the external commit's signature does not verify"
         ) from None
-    return KeyPackageLeaf(bytes(leaf.signature_key), _issued_credential(leaf.credential))
+    return KeyPackageLeaf(
+        bytes(leaf.signature_key), _issued_credential(leaf.credential), _delivery(leaf.extensions)
+    )

@@ -327,6 +327,10 @@ async def count_key_packages(call: Call) -> m.Model:
     return await call.state.key_packages.count(call.me)
 
 
+async def queue_address(call: Call) -> m.Model:
+    return m.QueueAddressResponse(call.state.addresses.issue(call.me.queue_id))
+
+
 async def claim_key_packages(call: Call) -> m.Model:
     try:
         return await call.state.key_packages.claim(call.me, call.body)
@@ -551,6 +555,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", r.KEY_PACKAGES): upload_key_packages,
     ("GET", r.KEY_PACKAGE_COUNT): count_key_packages,
     ("POST", r.CLAIM_KEY_PACKAGES): claim_key_packages,
+    ("GET", r.QUEUE_ADDRESS): queue_address,
     ("GET", r.QUEUE_MESSAGES): fetch,
     ("POST", r.ACK): ack,
     ("POST", r.GROUPS): create_group,

@@ -20,6 +20,7 @@ Derived keys (HMAC-SHA256 of the master secret and a label):
 * the HMAC key of stored request nonces (:mod:`.authentication`);
 * the HMAC key of removed clients' tombstones (:mod:`.devices`);
 * the HMAC key of blob file names and blob owners (:mod:`.blobs`);
+* the AES-256-GCM key of delivery addresses (:mod:`.queue_addresses`);
 * the AES-256-GCM key of columns sealed at rest (:mod:`.at_rest`): each
   client's queue and each group's GroupInfo.
 """
@@ -131,6 +132,7 @@ class ServerKeys:
     removed_client_key: bytes
     blob_key: bytes
     at_rest_key: bytes
+    address_key: bytes
 
     @classmethod
     def derive(cls, master: bytes) -> ServerKeys:
@@ -152,4 +154,5 @@ class ServerKeys:
             removed_client_key=sub("removed-client"),
             blob_key=sub("blob-store"),
             at_rest_key=sub("sealed-at-rest"),
+            address_key=sub("delivery-address"),
         )

@@ -22,6 +22,7 @@ from .member_sets import MemberSets
 from .metrics import Metrics
 from .payload_refs import PayloadRefs
 from .push import CHANNEL, Hub
+from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
 from .ratelimit import RateLimiter
 from .registration import Registration
@@ -95,6 +96,7 @@ class ServerState:
         self.member_sets = MemberSets(self.keys.at_rest_key)
         self.payload_refs = PayloadRefs(self.keys.at_rest_key)
         self.group_epochs = GroupEpochs(self.keys.at_rest_key)
+        self.addresses = QueueAddresses(self.keys.address_key)
         self.auth = RequestAuthenticator(
             self.db,
             config.timestamp_window_seconds,
@@ -120,6 +122,7 @@ class ServerState:
             self.keys.credential_public_key,
             evidence=ClaimEvidence(self.keys.claim_evidence_key, config.claim_evidence_ttl_seconds),
             queue_links=self.queue_links,
+            addresses=self.addresses,
             at_rest_key=self.keys.at_rest_key,
             claims_per_hour=config.key_package_claims_per_hour,
             one_time_per_target_per_hour=config.one_time_key_packages_per_target_per_hour,
@@ -140,6 +143,7 @@ class ServerState:
             sender_messages_per_minute=config.sender_messages_per_queue_per_minute,
             sender_bytes_per_minute=config.sender_bytes_per_queue_per_minute,
             queue_links=self.queue_links,
+            addresses=self.addresses,
             member_sets=self.member_sets,
             payload_refs=self.payload_refs,
             group_epochs=self.group_epochs,

@@ -15,6 +15,8 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from messenger.api import models as m
+from messenger.api import routes as r
+from messenger.api.fields import b64encode
 from messenger.api.signing import credential_tbs, device_certificate_tbs
 from messenger.client.events import EventBus
 from messenger.client.groups import GroupCache, new_key_package
@@ -29,6 +31,19 @@ from messenger.mls.key_package_bundle import KeyPackageBundle
 from .helpers import FAST_KDF, PASSPHRASE, MemoryKeyring
 
 UNREACHABLE = "http://127.0.0.1:9"
+
+#: The delivery address mock servers hand out (the form a real server's has).
+ADDRESS = b64encode(b"\x01" + bytes(range(44)))
+
+
+def address_answer(request: httpx.Request, *, supported: bool = True) -> httpx.Response | None:
+    """A mock server's answer to ``GET /v1/queue/address`` (:data:`ADDRESS`, or
+    ``not_found`` from a server from before addresses); None for other routes."""
+    if request.url.path != r.QUEUE_ADDRESS:
+        return None
+    if not supported:
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no route"}})
+    return httpx.Response(200, content=m.QueueAddressResponse(ADDRESS).dumps())
 
 
 class Authority:

@@ -17,7 +17,7 @@ from messenger.client.suite_choice import SuiteNotSupportedError, claim_in_one_s
 from messenger.client.sync import KeyPackagePool
 from messenger.mls.messages import MLSMessage
 
-from .sync_helpers import UNREACHABLE, Authority, close_session, make_session
+from .sync_helpers import UNREACHABLE, Authority, address_answer, close_session, make_session
 
 pytestmark = pytest.mark.anyio
 
@@ -105,6 +105,9 @@ class SuiteServer:
         )
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        address = address_answer(request)
+        if address is not None:
+            return address
         if request.url.path == r.KEY_PACKAGE_COUNT:
             return httpx.Response(200, content=self.count().dumps())
         assert request.url.path == r.KEY_PACKAGES

@@ -52,10 +52,13 @@ import pytest
 
 from messenger.api import routes as r
 from messenger.api.blobs import is_padme
+from messenger.api.delivery_address import SEALED_ADDRESS_LENGTH
 from messenger.api.padding import is_bucket, unpad
 from messenger.api.signing import HEADER_CLIENT, HEADER_DEVICE_TOKEN, HEADER_SIGNATURE
 from messenger.client import ClientOptions, MessengerClient
 from messenger.client.acks import AckPolicy
+from messenger.client.groups import group_members
+from messenger.client.store.store import Store
 from messenger.mls.content import ContentType, PrivateMessage, WireFormat
 from messenger.mls.messages import MLSMessage
 from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
@@ -289,6 +292,7 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
             blob_sizes = [f.stat().st_size for f in (data_dir / "blobs").rglob("*") if f.is_file()]
             identities = await _identities(members)
             queues = {c._require().account.queue_id for c in members}
+            await _assert_leaves_hide_queues(members, queues)
         finally:
             await clients.close_all()
 
@@ -308,6 +312,28 @@ def _with_options(clients: Clients, options: ClientOptions) -> Any:
         return await original(name, handle=handle, start=start, options=options)
 
     return new
+
+
+async def _assert_leaves_hide_queues(members: list[MessengerClient], queues: set[str]) -> None:
+    """What other users read of a member's queue: its leaf's delivery address
+    (messenger.api.delivery_address), never the queue ID, in every group."""
+
+    def group_ids(s: Store) -> list[bytes]:
+        return [c.group_id for c in s.conversations.all()]
+
+    seen = 0
+    for client in members:
+        session = client._require()
+        assert session.account.delivery_address is not None
+        for group_id in await client._store.run(group_ids):
+            group = await session.groups.get(group_id)
+            assert group is not None
+            for member in group_members(group):
+                assert member.queue_id is not None
+                assert len(member.queue_id) == SEALED_ADDRESS_LENGTH, "a leaf shows a queue ID"
+                assert member.queue_id not in queues
+                seen += 1
+    assert seen >= 9  # three members, each seeing three leaves
 
 
 async def _identities(members: list[MessengerClient]) -> set[str]:

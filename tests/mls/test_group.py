@@ -524,3 +524,30 @@ def test_reinit_commit_must_be_alone() -> None:
     reinit = ReInit(b"g2", 1, 1, ())
     with pytest.raises(UsageError):
         net.groups["alice"].commit(net.random, reinit=reinit, remove=[1])
+
+
+@pytest.mark.parametrize("suite", [1, 3, *PQ_CIPHER_SUITES[:1]])
+def test_a_commit_gives_the_committers_leaf_new_extensions(suite: int) -> None:
+    """RFC 9420 §12.4.2: the path's leaf may carry other extensions than the old leaf."""
+    net = Network(suite, seed=700 + suite)
+    caps = default_capabilities(get_cipher_suite(suite), (0xF0AA,))
+    kp = net.key_package("alice", capabilities=caps, leaf_extensions=[Extension(0xF0AA, b"old")])
+    net.groups["alice"] = Group.create(net.bundle("alice", kp), net.random, config=net.config)
+    added = net.groups["alice"].commit(net.random, add=[net.key_package("bob")], now=NOW)
+    net.accept("alice", added, ["bob"])
+    net.check()
+    alice = net.groups["alice"].leaf_index
+    net.commit("alice", leaf_extensions=[Extension(0xF0AA, b"new")])
+    for group in net.groups.values():
+        member = group.member(alice)
+        assert member is not None
+        assert [(e.extension_type, e.extension_data) for e in member.extensions] == [
+            (0xF0AA, b"new")
+        ]
+    net.check()
+    # An extension the leaf's capabilities do not list is refused (RFC 9420 §7.3).
+    with pytest.raises((UsageError, ValidationError)):
+        result = net.groups["alice"].commit(
+            net.random, leaf_extensions=[Extension(0xF0BB, b"x")], now=NOW
+        )
+        net.groups["bob"].process(result.message, now=NOW)

@@ -37,6 +37,7 @@ from messenger.api.signing import (
     canonical_request,
     possession_message,
 )
+from messenger.mls.events import CommitResult
 
 from . import mls_data
 
@@ -46,6 +47,8 @@ M = TypeVar("M", bound=m.Model)
 #: server was told: only clients whose queue is among them know the epoch's
 #: send token (docs/metadata.md §3), as only MLS members can derive it.
 _EPOCH_MEMBERS: dict[tuple[bytes, int], frozenset[str]] = {}
+#: The queue of each delivery address the test clients were handed.
+_QUEUE_OF_ADDRESS: dict[str, str] = {}
 
 
 def send_token(group_id: bytes, epoch: int) -> bytes:
@@ -211,15 +214,29 @@ class ApiClient:
         )
         return ApiClient(self.http, identity, self.clock)
 
-    def key_package(self, *, corrupt: bool = False, suite_id: int = mls_data.SUITE_ID) -> bytes:
-        """A KeyPackage of this client: its signature key and its server credential."""
+    def key_package(
+        self,
+        *,
+        corrupt: bool = False,
+        suite_id: int = mls_data.SUITE_ID,
+        delivery: str | None = None,
+    ) -> bytes:
+        """A KeyPackage of this client: its signature key and its server credential
+        (``delivery``: the leaf's delivery address, if any)."""
         assert self.me.credential is not None
         return mls_data.key_package(
             mls_data.credential_identity(self.me.credential),
             corrupt=corrupt,
             signature_key=self.me.key,
             suite_id=suite_id,
+            delivery=delivery,
         )
+
+    async def queue_address(self) -> str:
+        """A fresh delivery address of this client's queue."""
+        answer = await self.call("GET", r.QUEUE_ADDRESS, None, m.QueueAddressResponse)
+        _QUEUE_OF_ADDRESS[answer.address] = self.me.queue_id
+        return answer.address
 
     async def upload_key_packages(
         self, key_packages: list[bytes], last_resort: bytes | None = None
@@ -289,6 +306,26 @@ class ApiClient:
             group_info=mls_data.group_info(group_id, 1) if group_info else None,
         )
 
+    async def start_mls_group(self, group_id: bytes, other: ApiClient) -> CommitResult:
+        """A real MLS group (RFC 9420 §11) this client made and added ``other`` to:
+        at epoch 1 on the server, with that epoch's GroupInfo stored; the commit."""
+        assert self.me.credential is not None
+        group = mls_data.mls_group(self.me.credential, self.me.key, group_id)
+        await self.create_group(group_id)
+        await other.upload_key_packages([other.key_package()])
+        (claimed,) = (await self.claim(other.me.account_id)).key_packages
+        added = group.commit(os.urandom, add=[claimed.key_package])
+        await self.commit(
+            group_id,
+            0,
+            added.message,
+            [self.me.queue_id, other.me.queue_id],
+            welcome=added.welcome,
+            welcome_to=[other.me.queue_id],
+            group_info=added.group_info,
+        )
+        return added
+
     def token_for(self, group_id: bytes, message: bytes) -> bytes:
         """The send token this client knows for ``message``'s epoch: the real one if
         its queue was a member then, else one it made up (a stranger's guess)."""
@@ -339,7 +376,9 @@ class ApiClient:
             m.CommitResponse,
             signed=not sealed,
         )
-        _EPOCH_MEMBERS[(group_id, answer.epoch)] = frozenset(members)
+        _EPOCH_MEMBERS[(group_id, answer.epoch)] = frozenset(
+            _QUEUE_OF_ADDRESS.get(q, q) for q in members
+        )
         return answer
 
     def sealed(self, group_id: bytes, message: bytes, key: bytes | None = None) -> m.SendRequest:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from messenger.api import models as m
+from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION
 from messenger.mls.ciphersuite import HPKECiphertext, get_cipher_suite
 from messenger.mls.codec import Writer
 from messenger.mls.commit import Commit
@@ -33,10 +34,11 @@ from messenger.mls.content import (
     Sender,
 )
 from messenger.mls.credentials import Credential
+from messenger.mls.extensions import Extension
 from messenger.mls.group import Group
 from messenger.mls.group_context import GroupContext
 from messenger.mls.key_package import KeyPackageTBS
-from messenger.mls.key_package_bundle import generate_key_package
+from messenger.mls.key_package_bundle import default_capabilities, generate_key_package
 from messenger.mls.leaf_node import Capabilities, LeafNodeSource, LeafNodeTBS, Lifetime
 from messenger.mls.messages import MLSMessage
 from messenger.mls.welcome import EncryptedGroupSecrets, GroupInfo, Welcome
@@ -132,11 +134,13 @@ def key_package(
     corrupt: bool = False,
     signature_key: Ed25519PrivateKey | None = None,
     suite_id: int = SUITE_ID,
+    delivery: str | None = None,
 ) -> bytes:
     """A real, signed KeyPackage (or one with a broken signature).
 
     With ``signature_key`` the leaf carries that key (else a fresh one);
-    ``suite_id``: its cipher suite (one signing with Ed25519).
+    ``suite_id``: its cipher suite (one signing with Ed25519); ``delivery``:
+    the leaf's delivery address (``delivery_queue`` extension), if any.
     """
     suite = get_cipher_suite(suite_id)
     if signature_key is None:
@@ -150,9 +154,17 @@ def key_package(
         encryption_key=enc_pub,
         signature_key=sig_pub,
         credential=Credential.basic(identity),
-        capabilities=Capabilities(versions=(1,), cipher_suites=(suite_id,), credentials=(1,)),
+        capabilities=Capabilities(
+            versions=(1,),
+            cipher_suites=(suite_id,),
+            credentials=(1,),
+            extensions=() if delivery is None else (DELIVERY_QUEUE_EXTENSION,),
+        ),
         leaf_node_source=LeafNodeSource.KEY_PACKAGE,
         lifetime=Lifetime(0, 2**63),
+        extensions=(
+            () if delivery is None else (Extension(DELIVERY_QUEUE_EXTENSION, delivery.encode()),)
+        ),
     ).sign(suite, sig_priv)
     kp = KeyPackageTBS(cipher_suite=suite_id, init_key=init_pub, leaf_node=leaf).sign(
         suite, sig_priv
@@ -203,6 +215,7 @@ def mls_external_commit(
     key: Ed25519PrivateKey,
     *,
     resync: int | None = None,
+    delivery: str | None = None,
 ) -> tuple[Group, bytes]:
     """A real external commit (RFC 9420 §12.4.3.2) from ``group_info``, signed with ``key``.
 
@@ -216,5 +229,13 @@ def mls_external_commit(
         signature_private_key=private_key_bytes(key),
         random=os.urandom,
         resync=resync,
+        capabilities=(
+            None
+            if delivery is None
+            else default_capabilities(get_cipher_suite(SUITE_ID), (DELIVERY_QUEUE_EXTENSION,))
+        ),
+        leaf_extensions=(
+            () if delivery is None else (Extension(DELIVERY_QUEUE_EXTENSION, delivery.encode()),)
+        ),
     )
     return group, result.message

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable
 
 import pytest
@@ -302,21 +301,8 @@ async def test_full_queues_refuse_new_messages_and_old_ones_expire(
 
 async def test_group_info_for_external_rejoins(server: TestServer) -> None:
     alice, bob = await _members(server, 2)
-    group = mls_data.mls_group(alice.me.credential, alice.me.key, GID)  # type: ignore[arg-type]
-    await alice.create_group(GID)
-    await bob.upload_key_packages([bob.key_package()])
-    (claimed,) = (await alice.claim(bob.me.account_id)).key_packages
-    added = group.commit(os.urandom, add=[claimed.key_package])
+    added = await alice.start_mls_group(GID, bob)
     queues = [alice.me.queue_id, bob.me.queue_id]
-    await alice.commit(
-        GID,
-        0,
-        added.message,
-        queues,
-        welcome=added.welcome,
-        welcome_to=[bob.me.queue_id],
-        group_info=added.group_info,
-    )
     epoch = 1
     stored = await bob.group_info(GID)
     assert stored.epoch == epoch and stored.group_info == added.group_info

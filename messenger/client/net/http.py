@@ -280,6 +280,11 @@ class Transport:
         request = m.UploadKeyPackagesRequest(key_packages, last_resort)
         return await self.call("POST", r.KEY_PACKAGES, request, m.UploadKeyPackagesResponse)
 
+    async def queue_address(self) -> str:
+        """A fresh delivery address of this client's queue (sealed by the server)."""
+        response = await self.call("GET", r.QUEUE_ADDRESS, None, m.QueueAddressResponse)
+        return response.address
+
     async def key_package_count(self) -> m.KeyPackageCount:
         return await self.call("GET", r.KEY_PACKAGE_COUNT, None, m.KeyPackageCount)
 

@@ -42,11 +42,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from messenger.api.fields import b64decode, b64encode
 from messenger.mls.ciphersuite import RandomSource
 from messenger.mls.events import CommitResult
+from messenger.mls.extensions import Extension
 from messenger.mls.group import Group
 from messenger.mls.proposals import Remove
 
@@ -144,13 +145,26 @@ def one_add_each(key_packages: Sequence[bytes], tokens: ClaimTokens) -> list[str
 
 
 def build_commit(
-    group: Group, intent: Intent, random: RandomSource, *, now: int
+    group: Group,
+    intent: Intent,
+    random: RandomSource,
+    *,
+    now: int,
+    leaf_extensions: Sequence[Extension] | None = None,
 ) -> CommitResult | None:
     """The commit for ``intent`` in the group's current epoch, or None if moot.
+
+    ``leaf_extensions``: new extensions for this client's leaf, carried by
+    the commit's path (a delivery address in place of the queue ID,
+    :mod:`.leaf_addresses`); the commit then has a path.
 
     InvalidMessageError (a peer's fault: a KeyPackage that does not verify)
     and UsageError propagate.
     """
+
+    def commit(**kwargs: Any) -> CommitResult:
+        return group.commit(random, now=now, leaf_extensions=leaf_extensions, **kwargs)
+
     pending = bool(group.pending_proposals())
     if intent.op == "add":
         present = {(m.account_id, m.client_id) for m in group_members(group)}
@@ -173,7 +187,7 @@ def build_commit(
                 present.add((member.account_id, member.client_id))
         if not to_add and not pending:
             return None
-        return group.commit(random, add=to_add, now=now)
+        return commit(add=to_add)
     if intent.op == "remove":
         wanted = set(intent.accounts)
         leaves = [
@@ -183,7 +197,7 @@ def build_commit(
         ]
         if not leaves and not pending:
             return None
-        return group.commit(random, remove=leaves, now=now)
+        return commit(remove=leaves)
     if intent.op == "remove_clients":
         own = group.member(group.leaf_index)
         me = None if own is None else group_member(own)
@@ -204,14 +218,14 @@ def build_commit(
         ]
         if not leaves and not pending:
             return None
-        return group.commit(random, remove=leaves, now=now)
+        return commit(remove=leaves)
     if intent.op == "rename":
         info = ConversationInfo.from_extensions(group.extensions)
         if info is None or (info.name == (intent.name or None) and not pending):
-            return None if not pending else group.commit(random, now=now)
+            return None if not pending else commit()
         renamed = replace(info, name=intent.name or None)
         extensions = with_conversation_info(group.extensions, renamed)
-        return group.commit(random, group_context_extensions=extensions, now=now)
+        return commit(group_context_extensions=extensions)
     if intent.op == "set_timer":
         seconds = intent.seconds or 0
         info = ConversationInfo.from_extensions(group.extensions)
@@ -219,12 +233,12 @@ def build_commit(
             kind = ConversationKind(intent.kind or ConversationKind.GROUP)
             info = ConversationInfo(kind, intent.name or None)
         elif info.disappearing_seconds == seconds:
-            return group.commit(random, now=now) if pending else None
+            return commit() if pending else None
         timed = replace(info, disappearing_seconds=seconds)
         extensions = with_conversation_info(group.extensions, timed)
-        return group.commit(random, group_context_extensions=extensions, now=now)
+        return commit(group_context_extensions=extensions)
     if intent.op == "commit_pending":
-        return group.commit(random, now=now) if pending else None
+        return commit() if pending else None
     if intent.op == "rotate":
-        return group.commit(random, now=now, force_path=True)
+        return commit(force_path=True)
     raise ValueError(f"{intent.op!r} is not a commit")

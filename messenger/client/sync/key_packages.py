@@ -73,7 +73,7 @@ class KeyPackagePool:
         self, count: int, *, last_resort: bool, suite: int
     ) -> list[tuple[bytes, bool]]:
         """``count`` new bundles in ``suite``, made one at a time in the MLS thread."""
-        now_s, account, random = self._s.now_s(), self._s.account, self._s.random
+        now_s, account, random = self._s.now_s(), await self._s.leaf_account(), self._s.random
 
         def make() -> bytes:
             bundle = new_key_package(

@@ -103,6 +103,7 @@ from ..store.store import Store
 from .effects import apply_sent
 from .inbound import InboundPipeline
 from .intents import Intent, build_commit
+from .leaf_addresses import queue_rotate, readdressed_extensions
 
 __all__ = [
     "BATCH_SIZE",
@@ -219,14 +220,17 @@ class _BuiltCommit:
 
 
 def _make_commit(
-    group: Group, intent: Intent, random: RandomSource, now: int
+    group: Group, intent: Intent, random: RandomSource, now: int, address: str | None = None
 ) -> _BuiltCommit | None:
     """Build the commit of ``intent`` and the queue sets (in the MLS thread).
 
     The members of the new epoch are read from the staged commit
     (:func:`~..epochs.membership_after`), not from a state loaded again.
+    With this client's delivery ``address``, a leaf that still names the
+    queue ID gets the address (:mod:`.leaf_addresses`).
     """
-    result = build_commit(group, intent, random, now=now)
+    extensions = readdressed_extensions(group, address)
+    result = build_commit(group, intent, random, now=now, leaf_extensions=extensions)
     if result is None:
         return None
     staged = result.staged
@@ -776,7 +780,14 @@ class OutboxSender:
             return
         intent = Intent.loads(item.intent)
         try:
-            result = await self._s.mls(_make_commit, group, intent, self._s.random, self._s.now_s())
+            result = await self._s.mls(
+                _make_commit,
+                group,
+                intent,
+                self._s.random,
+                self._s.now_s(),
+                self._s.account.delivery_address,
+            )
         except (InvalidMessageError, UsageError) as exc:
             self._epochs.evict(group_id)
             send.to(SendState.FAILED, exc)
@@ -908,17 +919,7 @@ class OutboxSender:
     async def _rotate_item_for(self, group_id: bytes) -> OutboxItem:
         """A queued commit that moves the group to a new epoch (made if there is none)."""
         now = self._s.now_ms()
-        intent = Intent("rotate").dumps()
-
-        def find_or_make(store: Store) -> OutboxItem:
-            for other in store.outbox.for_group(group_id):
-                if other.kind is OutboxKind.COMMIT and Intent.loads(other.intent).op == "rotate":
-                    return other
-            return store.outbox.enqueue(
-                OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=intent
-            )
-
-        return await self._s.store.transaction(find_or_make)
+        return await self._s.store.transaction(lambda s: queue_rotate(s, group_id, now))
 
     async def _out_of_step(self, group_id: bytes, epoch: int | None) -> bool:
         """After ``stale_epoch``: catch up (the queue has the winning commit).

@@ -1,0 +1,117 @@
+"""Moving this client's leaves from its queue ID to a delivery address.
+
+New leaves name the client's queue by a delivery address the server sealed
+(:mod:`messenger.api.delivery_address`, :meth:`..session.Session.leaf_account`),
+so that those who read a leaf learn no queue ID. A leaf made before carries
+the plain queue ID, and a commit's path keeps a leaf's extensions, so an
+existing group would show it for as long as the group lives. So:
+
+* every commit this client makes in a group where its leaf still names the
+  queue ID gives the leaf the address instead (its path carries the new
+  extensions, RFC 9420 §12.4.2; :func:`readdressed_extensions`);
+* once per profile, when the session has an address, a self-update commit
+  (intent ``rotate``) is queued for each such group
+  (:func:`queue_readdressing`), so a group this client never commits in
+  moves too.
+
+The server maps both forms to the same queue, so a member that lists the
+old form in a commit (it has not yet seen the new leaf) is still right.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION, SEALED_ADDRESS_LENGTH
+from messenger.mls.extensions import Extension, find_extension
+from messenger.mls.group import Group
+
+from ..session import Session
+from ..store.outbox import OutboxItem, OutboxKind
+from ..store.store import Store
+from .intents import Intent
+
+__all__ = ["SETTING", "queue_readdressing", "queue_rotate", "readdressed_extensions"]
+
+_log = logging.getLogger(__name__)
+
+#: The setting that records that the self-updates were queued.
+SETTING: Final = "leaf_addresses_queued"
+
+
+def _sealed(address: str | None) -> bool:
+    return address is not None and len(address) == SEALED_ADDRESS_LENGTH
+
+
+def readdressed_extensions(group: Group, address: str | None) -> list[Extension] | None:
+    """The extensions for this client's leaf in ``group`` with ``address`` as its
+    delivery address, if the leaf still names the plain queue ID; else None
+    (nothing to change, or no sealed address to change to)."""
+    if not _sealed(address) or not group.active:
+        return None
+    own = group.member(group.leaf_index)
+    if own is None:
+        return None
+    current = find_extension(own.extensions, DELIVERY_QUEUE_EXTENSION)
+    if current is None or _sealed(bytes(current.extension_data).decode("ascii", "replace")):
+        return None
+    assert address is not None
+    return [
+        Extension(DELIVERY_QUEUE_EXTENSION, address.encode("ascii"))
+        if e.extension_type == DELIVERY_QUEUE_EXTENSION
+        else e
+        for e in own.extensions
+    ]
+
+
+def queue_rotate(store: Store, group_id: bytes, now: int) -> OutboxItem:
+    """A queued self-update commit (``rotate``) for ``group_id``: the one already
+    waiting, or a new one (in the caller's transaction)."""
+    for other in store.outbox.for_group(group_id):
+        if other.kind is OutboxKind.COMMIT and Intent.loads(other.intent).op == "rotate":
+            return other
+    return store.outbox.enqueue(
+        OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=Intent("rotate").dumps()
+    )
+
+
+def _done(store: Store) -> bool:
+    return store.settings.get(SETTING) is True
+
+
+def _group_ids(store: Store) -> list[bytes]:
+    found = [
+        c.group_id for c in [*store.conversations.all(), *store.conversations.all(archived=True)]
+    ]
+    devices = store.devices.group_id()
+    if devices is not None:
+        found.append(devices)
+    return [g for g in dict.fromkeys(found) if store.groups.epoch(g) is not None]
+
+
+async def queue_readdressing(session: Session) -> int:
+    """Queue a self-update in each group whose leaf of this client names its queue
+    ID; how many. Once per profile, and only with a sealed address at hand."""
+    address = session.account.delivery_address
+    if not _sealed(address) or await session.store.run(_done):
+        return 0
+    waiting: list[bytes] = []
+    for group_id in await session.store.run(_group_ids):
+        async with session.group_lock(group_id):
+            group = await session.epochs.get(group_id)
+            if group is not None and readdressed_extensions(group, address) is not None:
+                waiting.append(group_id)
+    now = session.now_ms()
+
+    def queue(store: Store) -> None:
+        for group_id in waiting:
+            queue_rotate(store, group_id, now)
+        store.settings.set(SETTING, True)
+
+    await session.store.transaction(queue)
+    for group_id in waiting:
+        session.outbox_queued(group_id)
+    if waiting:
+        _log.info("moving %d group(s) to a delivery address", len(waiting))
+    return len(waiting)
