@@ -317,5 +317,6 @@ class ServerState:
                 await self.delivery.sweep()
                 await self.links.sweep()
                 await self.blobs.sweep()
+                await self.db.empty_log()  # docs/metadata.md §2
             except (StorageError, OSError):
                 _log.exception("retention sweep failed")

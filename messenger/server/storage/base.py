@@ -146,6 +146,19 @@ class Database(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def empty_log(self) -> bool:
+        """Empty the write-ahead log of the transactions already applied; whether it is empty.
+
+        A write-ahead log keeps the pages each transaction wrote, in the
+        order it wrote them, until they are overwritten: one send's queue
+        entries side by side, which group the queues that received a message
+        for whoever copies the file (docs/metadata.md §2). The server calls
+        this at each retention sweep, so a copy shows at most the last
+        interval's. Cheap and non-blocking: a log that readers still need is
+        left for the next call (False).
+        """
+
+    @abc.abstractmethod
     async def listen(self, channel: str, handler: NotificationHandler) -> None:
         """Call ``handler`` for every :meth:`Tx.notify` on ``channel`` by any process."""
 

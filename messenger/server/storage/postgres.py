@@ -211,6 +211,12 @@ class PostgresDatabase(Database):
         except _CONNECTION_ERRORS as exc:
             raise StorageError(f"PostgreSQL is unreachable: {exc}") from exc
 
+    async def empty_log(self) -> bool:
+        """Not this server's to empty: PostgreSQL's log (``pg_wal``) belongs to the
+        cluster, which recycles it after its checkpoints (``checkpoint_timeout``,
+        5 minutes by default; docs/self-hosting.md §7). Always False."""
+        return False
+
     async def read(self, op: Operation[T]) -> T:
         pool = self._require_pool()
         try:

@@ -53,6 +53,8 @@ __all__ = ["SqliteDatabase"]
 T = TypeVar("T")
 
 _READERS = 2
+#: How long a statement waits for a lock another connection holds.
+_BUSY_TIMEOUT_MS = 10_000
 _PRIVATE_FILE = 0o600
 _SIDECARS = ("-wal", "-shm", "-journal", ".lock")
 
@@ -209,7 +211,7 @@ class SqliteDatabase(Database):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         # A deleted row's bytes are overwritten with zeros, not left in free
         # space where a copy of the file would still show them (the
         # write-ahead log keeps recent page images until it is overwritten).
@@ -228,7 +230,7 @@ class SqliteDatabase(Database):
             self._writer = await loop.run_in_executor(self._executor, self._open_writer)
             for _ in range(_READERS):
                 reader = await aiosqlite.connect(self.path, isolation_level=None)
-                await reader.execute("PRAGMA busy_timeout=10000")
+                await reader.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
                 await reader.execute("PRAGMA query_only=ON")
                 self._readers.append(reader)
         except (OSError, sqlite3.Error) as exc:
@@ -362,6 +364,28 @@ class SqliteDatabase(Database):
             await asyncio.get_running_loop().run_in_executor(self._executor, vacuum)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot compact {self.path}: {exc}") from exc
+
+    async def empty_log(self) -> bool:
+        """``wal_checkpoint(TRUNCATE)`` on the writer's thread, between two batches:
+        the log's pages are copied into the database file and the log cut to
+        zero bytes. Without waiting: if a reader still uses the log, it is
+        left for the next call."""
+        if self._closing or self._writer is None or self._executor is None:
+            raise StorageError("the database is closed")
+        writer = self._writer
+
+        def truncate() -> bool:
+            writer.execute("PRAGMA busy_timeout=0")
+            try:
+                busy, _log, _done = writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                writer.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            return not busy
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, truncate)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot empty the log of {self.path}: {exc}") from exc
 
     async def listen(self, channel: str, handler: NotificationHandler) -> None:
         """Nothing to listen to: this process makes every change itself."""
