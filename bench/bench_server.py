@@ -127,6 +127,14 @@ async def _post(http: httpx.AsyncClient, member: Member, path: str, model: m.Mod
     return response.json()
 
 
+async def _address(http: httpx.AsyncClient, member: Member) -> str:
+    """A delivery address of ``member``'s queue, as its leaves carry (docs/metadata.md §1)."""
+    response = await http.get(r.QUEUE_ADDRESS, headers=member.headers("GET", r.QUEUE_ADDRESS, b""))
+    if response.status_code != 200:
+        raise RuntimeError(f"{r.QUEUE_ADDRESS}: {response.status_code} {response.text}")
+    return m.QueueAddressResponse.from_json(response.json()).address
+
+
 async def _register(http: httpx.AsyncClient) -> Member:
     challenge = m.Challenge.from_json((await http.post(r.REGISTER_CHALLENGE)).json())
     key = Ed25519PrivateKey.generate()
@@ -459,7 +467,7 @@ async def _start_group(http: httpx.AsyncClient, group_id: bytes, group: list[Mem
     commit = MLSMessage(
         PrivateMessage(group_id, 0, ContentType.COMMIT, b"", os.urandom(16), os.urandom(64))
     ).to_bytes()
-    queues = tuple(x.queue_id for x in group)
+    queues = tuple([await _address(http, x) for x in group])  # the server opens them
     welcome, claims = await _welcome(http, creator, group[1:])
     await _post(
         http,
