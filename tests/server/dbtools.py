@@ -154,6 +154,17 @@ def schema_at(monkeypatch: pytest.MonkeyPatch, version: int) -> Iterator[None]:
         yield
 
 
+async def insert_group_row(server: TestServer, column: str, group_id: bytes, value: bytes) -> None:
+    """A group at epoch 0 whose ``column`` holds ``value`` (a box sealed elsewhere, say)."""
+    await server.state.db.transaction(
+        lambda tx: tx.execute(
+            f"INSERT INTO mls_groups (group_id, epoch, {column}) VALUES (?, 0, ?)",
+            group_id,
+            value,
+        )
+    )
+
+
 async def assert_start_refused_with_another_key(database_url: str, tmp_path: Path) -> None:
     """A server with a new secret key file refuses this database when it starts."""
     state = ServerState(make_config(tmp_path / "data", database_url), run_sweeper=False)

@@ -24,6 +24,7 @@ from messenger.server.queue_addresses import QueueAddresses
 from . import mls_data
 from .client import ApiClient
 from .conftest import TestServer
+from .devices_tools import remove
 
 pytestmark = pytest.mark.anyio
 
@@ -59,6 +60,12 @@ async def test_the_route_hands_out_fresh_addresses_to_signed_clients(server: Tes
     assert state.addresses.resolve(first) == state.addresses.resolve(second) == alice.me.queue_id
     response = await server.http.get(r.QUEUE_ADDRESS)
     assert response.status_code == 401
+    # A device removed from its account gets no address any more.
+    laptop = await alice.add_client()
+    assert (await remove(alice, laptop.me.client_id)).status_code == 200
+    with pytest.raises(ApiError) as refused:
+        await laptop.queue_address()
+    assert refused.value.code is ErrorCode.DEVICE_REMOVED
 
 
 async def test_a_claim_hands_out_the_leaf_address_not_the_queue(server: TestServer) -> None:

@@ -15,7 +15,13 @@ from messenger.server.storage import StorageError, Tx
 from . import mls_data
 from .client import ApiClient, send_token_hash
 from .conftest import FakeClock, ServerFactory, TestServer
-from .dbtools import assert_start_refused_with_another_key, columns, rows, schema_at
+from .dbtools import (
+    assert_start_refused_with_another_key,
+    columns,
+    insert_group_row,
+    rows,
+    schema_at,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -130,11 +136,5 @@ async def test_epochs_sealed_under_another_key_file_stop_the_start(
     key file is refused then, not request by request."""
     async with server_factory() as first:
         foreign = GroupEpochs(os.urandom(32)).seal(GID, 1, None)
-        await first.state.db.transaction(
-            lambda tx: tx.execute(
-                "INSERT INTO mls_groups (group_id, epoch, epoch_box) VALUES (?, 0, ?)",
-                GID,
-                foreign,
-            )
-        )
+        await insert_group_row(first, "epoch_box", GID, foreign)
     await assert_start_refused_with_another_key(database_url, tmp_path)

@@ -28,6 +28,7 @@ from .conftest import FakeClock, ServerFactory, TestServer
 from .dbtools import (
     assert_start_refused_with_another_key,
     columns,
+    insert_group_row,
     member_sets,
     rows,
     schema_at,
@@ -223,11 +224,5 @@ async def test_a_member_set_sealed_under_another_key_file_stops_the_start(
     another secret key file is refused then, not request by request."""
     async with server_factory() as first:
         foreign = MemberSets(os.urandom(32)).seal(GID, ["some-queue"])
-        await first.state.db.transaction(
-            lambda tx: tx.execute(
-                "INSERT INTO mls_groups (group_id, epoch, members_box) VALUES (?, 0, ?)",
-                GID,
-                foreign,
-            )
-        )
+        await insert_group_row(first, "members_box", GID, foreign)
     await assert_start_refused_with_another_key(database_url, tmp_path)
