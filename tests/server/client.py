@@ -38,6 +38,7 @@ from messenger.api.signing import (
     possession_message,
 )
 from messenger.mls.events import CommitResult
+from messenger.mls.group import Group
 
 from . import mls_data
 
@@ -306,11 +307,15 @@ class ApiClient:
             group_info=mls_data.group_info(group_id, 1) if group_info else None,
         )
 
-    async def start_mls_group(self, group_id: bytes, other: ApiClient) -> CommitResult:
+    async def start_mls_group(
+        self, group_id: bytes, other: ApiClient, group: Group | None = None
+    ) -> tuple[Group, CommitResult]:
         """A real MLS group (RFC 9420 §11) this client made and added ``other`` to:
-        at epoch 1 on the server, with that epoch's GroupInfo stored; the commit."""
+        at epoch 1 on the server, with that epoch's GroupInfo stored. The group
+        (``group`` if given, at epoch 0), merged to epoch 1, and the commit."""
         assert self.me.credential is not None
-        group = mls_data.mls_group(self.me.credential, self.me.key, group_id)
+        if group is None:
+            group = mls_data.mls_group(self.me.credential, self.me.key, group_id)
         await self.create_group(group_id)
         await other.upload_key_packages([other.key_package()])
         (claimed,) = (await self.claim(other.me.account_id)).key_packages
@@ -324,7 +329,8 @@ class ApiClient:
             welcome_to=[other.me.queue_id],
             group_info=added.group_info,
         )
-        return added
+        group.merge(added.staged)
+        return group, added
 
     def token_for(self, group_id: bytes, message: bytes) -> bytes:
         """The send token this client knows for ``message``'s epoch: the real one if

@@ -54,23 +54,8 @@ async def _honest_group(server: TestServer, group_id: bytes = GID) -> HonestGrou
     """Alice creates a real group and adds Bob with a KeyPackage she claimed."""
     alice = await server.registered()
     bob = await server.registered()
-    assert alice.me.credential is not None
-    group = mls_data.mls_group(alice.me.credential, alice.me.key, group_id)
-    await alice.create_group(group_id)
-    await bob.upload_key_packages([bob.key_package()])
-    (claimed,) = (await alice.claim(bob.me.account_id)).key_packages
-    added = group.commit(os.urandom, add=[claimed.key_package])
+    group, added = await alice.start_mls_group(group_id, bob)
     assert added.welcome is not None and added.group_info is not None
-    await alice.commit(
-        group_id,
-        0,
-        added.message,
-        [alice.me.queue_id, bob.me.queue_id],
-        welcome=added.welcome,
-        welcome_to=[bob.me.queue_id],
-        group_info=added.group_info,
-    )
-    group.merge(added.staged)
     return HonestGroup(alice, bob, group, added.group_info)
 
 

@@ -301,7 +301,7 @@ async def test_full_queues_refuse_new_messages_and_old_ones_expire(
 
 async def test_group_info_for_external_rejoins(server: TestServer) -> None:
     alice, bob = await _members(server, 2)
-    added = await alice.start_mls_group(GID, bob)
+    _, added = await alice.start_mls_group(GID, bob)
     queues = [alice.me.queue_id, bob.me.queue_id]
     epoch = 1
     stored = await bob.group_info(GID)

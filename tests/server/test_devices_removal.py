@@ -274,22 +274,8 @@ async def _real_group(
     """
     alice, account_key = await register_with_key(server)
     bob = await server.registered()
-    assert alice.me.credential is not None
-    group = _mls_group(alice)
-    await alice.create_group(GID)
-    await bob.upload_key_packages([bob.key_package()])
-    (claimed,) = (await alice.claim(bob.me.account_id)).key_packages
-    added = group.commit(os.urandom, add=[claimed.key_package])
+    _, added = await alice.start_mls_group(GID, bob, _mls_group(alice))
     assert added.welcome is not None and added.group_info is not None
-    await alice.commit(
-        GID,
-        0,
-        added.message,
-        [alice.me.queue_id, bob.me.queue_id],
-        welcome=added.welcome,
-        welcome_to=[bob.me.queue_id],
-        group_info=added.group_info,
-    )
     return alice, account_key, bob, added.group_info
 
 
