@@ -586,13 +586,13 @@ async def _ack_everything(
     """Every member acks its whole queue at once; (entries deleted, seconds).
 
     The members of a group ack the same messages together, so their acks
-    meet on the same stored messages' counts of holders (server migration 15).
+    meet on the same stored messages' counts of holders (server migrations 15, 18).
     """
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
     async with httpx.AsyncClient(base_url=servers.bases[0], limits=limits, timeout=60) as http:
         started = time.perf_counter()
         answers = await asyncio.gather(
-            *(_post(http, member, r.ACK, m.AckRequest(1 << 40)) for member in everyone)
+            *(_post(http, member, r.ACK, m.AckRequest(1 << 62)) for member in everyone)
         )
         seconds = time.perf_counter() - started
     return sum(int(a["deleted"]) for a in answers), seconds

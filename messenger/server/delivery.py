@@ -149,22 +149,22 @@ _log = logging.getLogger("messenger.server.delivery")
 _CHUNK = 500
 
 #: The whole append on PostgreSQL, in one statement (one round trip): store
-#: each message once with its count of holders and its hour, advance every
+#: each message once with its sealed count of holders and its hour, advance every
 #: queue's ``next_seq``, add one entry per (queue, message) holding its
 #: sealed payload reference, keep the idempotency answers and ``NOTIFY`` the
 #: other processes (delivered at commit). The queue rows are already locked,
 #: in ID order, by the caller, which therefore knows every sequence number;
 #: payload IDs are drawn by the server (:mod:`.payload_refs`). Every CTE
 #: runs to completion whether or not the final SELECT reads it.
-#: Parameters: holders, ``created_at``, payload IDs, messages, the count of
+#: Parameters: ``created_at``, payload IDs, messages, sealed counts, the count of
 #: messages, the queue IDs, the entries' queues, sequence numbers and
 #: references, ``created_at`` again, the idempotency key hashes, masked
 #: answers and expiries, the channel, the NOTIFY payloads.
 _PG_APPEND = """
 WITH payload AS (
-    INSERT INTO payloads (payload_id, data, sealed, holders, created_at)
-    SELECT p.payload_id, p.data, 1, ?::bigint, ?::bigint
-    FROM unnest(?::bigint[], ?::bytea[]) AS p (payload_id, data)
+    INSERT INTO payloads (payload_id, data, sealed, holders_box, created_at)
+    SELECT p.payload_id, p.data, 1, p.holders_box, ?::bigint
+    FROM unnest(?::bigint[], ?::bytea[], ?::bytea[]) AS p (payload_id, data, holders_box)
 ), queue AS (
     UPDATE queues SET next_seq = next_seq + ?::bigint WHERE queue_id = ANY(?::text[])
 ), entry AS (
@@ -592,21 +592,23 @@ class DeliveryService:
         created_at = _round_down(now_ms, _CREATED_AT_BUCKET_MS, self._retention_ms)
         notifications = notification_payloads(self._hub.origin, ordered)
         # A message no queue holds is not stored.
-        payloads = (
-            [(self._refs.new_id(), self._sealed_payload(m)) for m in messages] if ordered else []
-        )
+        ids = [self._refs.new_id() for _ in messages] if ordered else []
+        payloads = [
+            (pid, self._sealed_payload(m), self._refs.seal_count(pid, len(ordered)))
+            for pid, m in zip(ids, messages, strict=False)
+        ]
         entries = [
             (q, queues[q][0] + offset, self._refs.seal(q, payload_id), created_at)
-            for offset, (payload_id, _data) in enumerate(payloads)
+            for offset, (payload_id, _data, _count) in enumerate(payloads)
             for q in ordered
         ]
         if tx.dialect == "postgresql":
             await tx.execute(
                 _PG_APPEND,
-                len(ordered),
                 created_at,
                 [p[0] for p in payloads],
                 [p[1] for p in payloads],
+                [p[2] for p in payloads],
                 count,
                 ordered,
                 created_at,
@@ -628,9 +630,9 @@ class DeliveryService:
                     *chunk,
                 )
             await tx.executemany(
-                "INSERT INTO payloads (payload_id, data, sealed, holders, created_at) "
+                "INSERT INTO payloads (payload_id, data, sealed, holders_box, created_at) "
                 "VALUES (?, ?, 1, ?, ?)",
-                [(pid, data, len(ordered), created_at) for pid, data in payloads],
+                [(pid, data, count_box, created_at) for pid, data, count_box in payloads],
             )
             await tx.executemany(
                 "INSERT INTO queue_entries (queue_id, seq, payload_ref, created_at) "

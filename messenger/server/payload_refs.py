@@ -9,9 +9,13 @@ long as it waits unread (docs/metadata.md §2). So:
 * ``queue_entries.payload_ref`` is the payload's ID sealed under a key from
   the server secret, bound to the entry's queue, with a fresh nonce
   (:mod:`.at_rest`): the entries of one message share no value.
-* ``payloads.holders`` counts the entries still holding the message (no
-  join can count them). Releasing entries (an ack, a device's removal)
-  takes them off the count and drops the payloads no entry holds.
+* ``payloads.holders_box`` counts the entries still holding the message
+  (no join can count them), sealed under the same key and bound to the
+  payload ID, 8 bytes in every box: a count in the clear would tell how
+  many queues the message went to, the size of its group (server
+  migration 18; the plain ``holders`` column is 0). Releasing entries (an
+  ack, a device's removal) opens the counts, takes the entries off, seals
+  them again with fresh nonces and drops the payloads no entry holds.
   Retention drops payloads by the hour they were stored
   (``payloads.created_at``), the hour their entries carry.
 * Payload IDs are drawn at random by the server, so that it can seal the
@@ -22,7 +26,8 @@ long as it waits unread (docs/metadata.md §2). So:
 
 Entries stored before (server migration 15) keep their plain reference in
 ``legacy_payload`` until :meth:`PayloadRefs.seal_legacy` seals it when the
-server starts.
+server starts; payloads stored before migration 18 keep their plain count
+until :meth:`PayloadRefs.seal_legacy_counts` seals it.
 """
 
 from __future__ import annotations
@@ -52,13 +57,19 @@ def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
+def _row(payload_id: int) -> bytes:
+    """What binds a sealed count to its payload."""
+    return payload_id.to_bytes(_ID_BYTES, "big")
+
+
 class PayloadRefs:
     """Draw payload IDs; seal, open and release the references queue entries hold."""
 
-    __slots__ = ("_column",)
+    __slots__ = ("_column", "_counts")
 
     def __init__(self, key: bytes) -> None:
         self._column = SealedColumn(key, "queue_entries.payload_ref")
+        self._counts = SealedColumn(key, "payloads.holders_box")
 
     @staticmethod
     def new_id() -> int:
@@ -78,6 +89,23 @@ class PayloadRefs:
             raise StorageError("a queue entry's payload reference is malformed")
         return int.from_bytes(data, "big")
 
+    def seal_count(self, payload_id: int, holders: int) -> bytes:
+        """The ``holders_box`` of a payload that ``holders`` entries hold."""
+        if not 0 < holders < _ID_LIMIT:
+            raise ValueError("a count of holders is out of range")
+        return self._counts.seal(_row(payload_id), holders.to_bytes(_ID_BYTES, "big"))
+
+    def open_count(self, payload_id: int, box: object, legacy: object) -> int:
+        """How many entries hold a payload, from its sealed box (or a row not yet sealed)."""
+        if box is None and isinstance(legacy, int):
+            return legacy
+        if not isinstance(box, bytes | memoryview):
+            raise StorageError("a stored message has no count of holders")
+        data = self._counts.open(_row(payload_id), bytes(box))
+        if len(data) != _ID_BYTES:
+            raise StorageError("a stored message's count of holders is malformed")
+        return int.from_bytes(data, "big")
+
     async def release(self, tx: Tx, queue_id: str, refs: Iterable[object]) -> int:
         """Take deleted entries of ``queue_id`` off their payloads' counts; payloads dropped.
 
@@ -91,34 +119,30 @@ class PayloadRefs:
             return 0
         ordered = sorted(released)
         # The members of a group ack the same messages at about the same
-        # time: lock the rows in ID order first (ORDER BY comes before the
-        # lock), so that their acks queue up instead of deadlocking.
-        # (SQLite runs one write transaction at a time: nothing to lock.)
-        for chunk in _chunks(ordered) if tx.for_update else ():
-            await tx.fetchall(
-                "SELECT payload_id FROM payloads "  # noqa: S608
+        # time: read (and on PostgreSQL lock) the rows in ID order (ORDER BY
+        # comes before the lock), so that their acks queue up instead of
+        # deadlocking. (SQLite runs one write transaction at a time.)
+        left: dict[int, int] = {}
+        for chunk in _chunks(ordered):
+            rows = await tx.fetchall(
+                "SELECT payload_id, holders_box, holders FROM payloads "  # noqa: S608
                 f"WHERE payload_id IN ({_placeholders(len(chunk))}) "
                 "ORDER BY payload_id" + tx.for_update,
                 *chunk,
             )
-        # A queue holds a message once, so every count is 1: one UPDATE per
-        # 500 IDs. (Grouping by count keeps any other count right too.)
-        by_count: dict[int, list[int]] = {}
-        for payload_id in ordered:
-            by_count.setdefault(released[payload_id], []).append(payload_id)
-        for count, ids in sorted(by_count.items()):
-            for chunk in _chunks(ids):
-                await tx.execute(
-                    "UPDATE payloads SET holders = holders - ? "  # noqa: S608
-                    f"WHERE payload_id IN ({_placeholders(len(chunk))})",
-                    count,
-                    *chunk,
-                )
+            for payload_id, box, legacy in rows:
+                pid = int(payload_id)
+                left[pid] = self.open_count(pid, box, legacy) - released[pid]
+        # A payload retention already dropped is not in ``left``.
+        kept = [(self.seal_count(pid, n), pid) for pid, n in left.items() if n > 0]
+        if kept:
+            await tx.executemany(
+                "UPDATE payloads SET holders_box = ?, holders = 0 WHERE payload_id = ?", kept
+            )
         dropped = 0
-        for chunk in _chunks(ordered):
+        for chunk in _chunks([pid for pid, n in left.items() if n <= 0]):
             dropped += await tx.execute(
-                f"DELETE FROM payloads WHERE payload_id IN ({_placeholders(len(chunk))}) "  # noqa: S608
-                "AND holders <= 0",
+                f"DELETE FROM payloads WHERE payload_id IN ({_placeholders(len(chunk))})",  # noqa: S608
                 *chunk,
             )
         return dropped
@@ -148,4 +172,36 @@ class PayloadRefs:
                     for queue_id, seq, payload_id in rows
                 ],
             )
+            sealed += len(rows)
+
+    async def seal_legacy_counts(self, tx: Tx) -> int:
+        """Seal the counts of payloads stored before server migration 18; how many.
+
+        In batches of 500 (a sealed row no longer matches the partial
+        index). The update is conditional, so processes starting together do
+        not both seal one (the second would seal the 0 left by the first). A
+        count of 0 or less (no entry holds the payload any more) drops it.
+        """
+        sealed = 0
+        while True:
+            rows = await tx.fetchall(
+                "SELECT payload_id, holders FROM payloads WHERE holders_box IS NULL LIMIT ?",
+                _CHUNK,
+            )
+            if not rows:
+                return sealed
+            held = [(int(p), int(h)) for p, h in rows]
+            boxes = [(self.seal_count(p, h), p) for p, h in held if h > 0]
+            if boxes:
+                await tx.executemany(
+                    "UPDATE payloads SET holders_box = ?, holders = 0 "
+                    "WHERE payload_id = ? AND holders_box IS NULL",
+                    boxes,
+                )
+            for chunk in _chunks([p for p, h in held if h <= 0]):
+                await tx.execute(
+                    "DELETE FROM payloads WHERE holders_box IS NULL AND payload_id IN "  # noqa: S608
+                    f"({_placeholders(len(chunk))})",
+                    *chunk,
+                )
             sealed += len(rows)

@@ -43,8 +43,10 @@ _SEALED_REFS_VERSION = 15
 _MAINTENANCE_VERSION = 16
 #: The server migration that seals group epochs at rest.
 _SEALED_EPOCHS_VERSION = 17
+#: The server migration that seals payloads' counts of holders.
+_SEALED_COUNTS_VERSION = 18
 #: The tables that held values in the clear before they were sealed or moved
-#: (server migrations 10 to 15): what the "compact" task rewrites.
+#: (server migrations 10 to 15, 17 and 18): what the "compact" task rewrites.
 _COMPACTED_TABLES = (
     "clients",
     "mls_groups",
@@ -199,6 +201,7 @@ class ServerState:
                         payloads=version >= _SEALED_PAYLOADS_VERSION,
                         entries=version >= _SEALED_REFS_VERSION,
                         epochs=version >= _SEALED_EPOCHS_VERSION,
+                        counts=version >= _SEALED_COUNTS_VERSION,
                     )
                 )
             if version >= _MAINTENANCE_VERSION:
@@ -214,14 +217,22 @@ class ServerState:
         log_event(_log, "server started", backend=self.db.dialect, schema_version=version)
 
     async def _seal_legacy_rows(
-        self, tx: Tx, *, member_sets: bool, payloads: bool, entries: bool, epochs: bool
+        self,
+        tx: Tx,
+        *,
+        member_sets: bool,
+        payloads: bool,
+        entries: bool,
+        epochs: bool,
+        counts: bool,
     ) -> None:
-        """Seal what rows from before server migrations 11 and 13 to 17 hold in the clear.
+        """Seal what rows from before server migrations 11 and 13 to 18 hold in the clear.
 
         Client queues, GroupInfos, KeyPackages, group member sets, stored
-        messages, queue entries' payload references and group epochs
-        (:mod:`.queue_links`, :mod:`.at_rest`, :mod:`.member_sets`,
-        :mod:`.payload_refs`, :mod:`.group_epochs`), in one transaction. The
+        messages, queue entries' payload references, group epochs and
+        stored messages' counts of holders (:mod:`.queue_links`,
+        :mod:`.at_rest`, :mod:`.member_sets`, :mod:`.payload_refs`,
+        :mod:`.group_epochs`), in one transaction. The
         migrations cannot: the key is not in the database. Several processes
         starting together may both seal a row: either box opens.
         A database sealed under another secret key file is refused here
@@ -233,7 +244,7 @@ class ServerState:
             "SELECT client_id, queue_box FROM clients WHERE queue_box IS NOT NULL LIMIT 1",
             lambda row: self.queue_links.queue(str(row[0]), row[1], None),
         )
-        counts = {
+        sealed = {
             "clients": clients,
             "groups": await self.delivery.adopt_legacy(tx),
             "key_packages": await self.key_packages.adopt_legacy(tx),
@@ -272,16 +283,28 @@ class ServerState:
                 "SELECT group_id, epoch_box FROM mls_groups WHERE epoch_box IS NOT NULL LIMIT 1",
                 lambda row: self.group_epochs.open(bytes(row[0]), row[1]),
             ),
+            (
+                counts,
+                "counts",
+                self.payload_refs.seal_legacy_counts,
+                "SELECT payload_id, holders_box FROM payloads "
+                "WHERE holders_box IS NOT NULL LIMIT 1",
+                lambda row: self.payload_refs.open_count(int(row[0]), row[1], None),
+            ),
         ]
         for wanted, what, seal, sample, open_row in steps:
             if wanted:
-                counts[what] = await seal(tx)
+                sealed[what] = await seal(tx)
                 await _open_one(tx, sample, open_row)
-        if any(counts.values()):
-            log_event(_log, "sealed rows from before", **counts)
+        if any(sealed.values()):
+            log_event(_log, "sealed rows from before", **sealed)
 
     async def _maintain(self) -> None:
         """Run the maintenance tasks migrations left (the ``maintenance`` table), once.
+
+        ``seq_origins``: queues that never got a message start counting from a
+        random origin (:meth:`.QueueLinks.move_seq_origins`), in one
+        transaction with striking the task off.
 
         ``compact``: the rows from before are sealed by now (this runs after
         :meth:`_seal_legacy_rows` committed); rewrite the tables that held
@@ -289,13 +312,26 @@ class ServerState:
         (:meth:`Database.compact`). Processes starting together may both
         run it; the second rewrite finds nothing more to drop.
         """
-        tasks = await self.db.read(lambda tx: tx.fetchall("SELECT task FROM maintenance"))
-        if "compact" in {str(t[0]) for t in tasks}:
+        tasks = {
+            str(t[0])
+            for t in await self.db.read(lambda tx: tx.fetchall("SELECT task FROM maintenance"))
+        }
+        if "seq_origins" in tasks:
+            moved = await self.db.transaction(self._move_seq_origins)
+            if moved:
+                log_event(_log, "queues moved to a random origin", queues=moved)
+        if "compact" in tasks:
             await self.db.compact(_COMPACTED_TABLES)
             await self.db.transaction(
                 lambda tx: tx.execute("DELETE FROM maintenance WHERE task = 'compact'")
             )
             log_event(_log, "compacted the database", tables=len(_COMPACTED_TABLES))
+
+    async def _move_seq_origins(self, tx: Tx) -> int:
+        """The ``seq_origins`` task (server migration 18), done and struck off at once."""
+        moved = await self.queue_links.move_seq_origins(tx)
+        await tx.execute("DELETE FROM maintenance WHERE task = 'seq_origins'")
+        return moved
 
     async def stop(self) -> None:
         """Stop the sweeper and close the database (pending writes finish)."""

@@ -530,6 +530,17 @@ def _assert_groups_unlinked(db: Database, queues: set[str]) -> None:
                 holders.setdefault(repr(value).encode(), set()).add(str(entry[queue]))
         assert all(len(h) == 1 for h in holders.values()), f"queues share queue_entries.{name}"
     assert column(db, "queue_entries", "legacy_payload") == [None] * len(entries)
+    # Nor how many queues a message went to: each payload's count of holders
+    # is sealed, in boxes of one size (server migration 18).
+    assert set(column(db, "payloads", "holders")) == {0}
+    assert len({len(bytes(box)) for box in column(db, "payloads", "holders_box")}) == 1
+    # Nor which queues got the same messages: each queue counts from an origin
+    # of its own, so the members' queues, which got the conversation's
+    # messages together, do not count in step (server migration 18).
+    names, stored = db.tables["queues"]
+    counted = {str(r[names.index("queue_id")]): int(r[names.index("next_seq")]) for r in stored}
+    assert len({counted[q] for q in queues}) == len(queues)
+    assert min(counted.values()) > 1
     if db.schema:  # SQLite: no rowid shows the order in which one send wrote the entries
         assert "WITHOUT ROWID" in db.schema["queue_entries"].upper()
     # Nor how many commits a group had: epochs are sealed, in boxes of one

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from messenger.api.padding import unpad
+from messenger.api.padding import pad, unpad
 from messenger.server.at_rest import SealedColumn
 from messenger.server.registration import new_id
 from messenger.server.state import ServerState
@@ -100,11 +100,12 @@ async def entries(server: TestServer) -> list[tuple[str, int, int]]:
 
 
 async def holders(server: TestServer) -> dict[int, int]:
-    """Every stored message's count of holders: ``{payload ID: holders}``."""
+    """Every stored message's count of holders, opened: ``{payload ID: holders}``."""
 
     async def op(tx: Tx) -> dict[int, int]:
-        found = await tx.fetchall("SELECT payload_id, holders FROM payloads")
-        return {int(p): int(h) for p, h in found}
+        found = await tx.fetchall("SELECT payload_id, holders_box, holders FROM payloads")
+        refs = server.state.payload_refs
+        return {int(p): refs.open_count(int(p), box, legacy) for p, box, legacy in found}
 
     return await server.state.db.read(op)
 
@@ -170,3 +171,47 @@ async def assert_start_refused_with_another_key(database_url: str, tmp_path: Pat
     state = ServerState(make_config(tmp_path / "data", database_url), run_sweeper=False)
     with pytest.raises(StorageError, match="another secret key file"):
         await state.start()
+
+
+async def insert_messages_before_18(
+    tx: Tx, queues: tuple[str, ...], messages: list[bytes], holders: int | None = None
+) -> None:
+    """``messages`` waiting in each of ``queues`` as a server of before stored them.
+
+    Payloads padded and not yet sealed, entries naming them in the clear
+    (both sealed when the server starts), plain counts of holders
+    (``holders``, or the true count), numbered from 1 in each queue.
+    """
+    created_at = 1_900_000_000_000 // 3_600_000 * 3_600_000
+    for seq, message in enumerate(messages, start=1):
+        found = await tx.fetchone(
+            "INSERT INTO payloads (payload_id, data, holders, created_at) "
+            "VALUES (?, ?, ?, ?) RETURNING payload_id",
+            seq,
+            pad(message),
+            len(queues) if holders is None else holders,
+            created_at,
+        )
+        assert found is not None
+        await tx.executemany(
+            "INSERT INTO queue_entries (queue_id, seq, legacy_payload, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            [(q, seq, int(found[0]), created_at) for q in queues],
+        )
+    for queue in queues:
+        await tx.execute(
+            "UPDATE queues SET next_seq = ? WHERE queue_id = ?", len(messages) + 1, queue
+        )
+
+
+async def seq_base(server: TestServer, queue_id: str) -> int:
+    """The number before a queue's next message: its entries so far are ``base - n + 1 .. base``.
+
+    Each queue counts from a random origin (server migration 18), so tests
+    number a queue's messages from this, not from 1.
+    """
+    found = await server.state.db.read(
+        lambda tx: tx.fetchone("SELECT next_seq FROM queues WHERE queue_id = ?", queue_id)
+    )
+    assert found is not None, "the queue exists"
+    return int(found[0]) - 1

@@ -12,7 +12,7 @@ from messenger.api.errors import ApiError, ErrorCode
 from . import mls_data
 from .client import ApiClient, send_token
 from .conftest import FakeClock, ServerFactory, TestServer
-from .dbtools import count, rows, snapshot
+from .dbtools import count, rows, seq_base, snapshot
 from .hub_watch import until, watch_waits
 
 pytestmark = pytest.mark.anyio
@@ -230,21 +230,22 @@ async def test_proposals_are_fanned_out_like_messages(server: TestServer) -> Non
 
 async def test_fetch_cursor_limit_and_ack(server: TestServer) -> None:
     alice, bob = await _members(server, 2)
+    base = await seq_base(server, bob.me.queue_id)  # Bob's queue counts from its origin
     epoch = await _group([alice, bob])
     for i in range(5):
         await alice.send(GID, mls_data.application(GID, epoch, b"m%d" % i))
     page = await bob.fetch(after=0, limit=2)
-    assert [m.seq for m in page.messages] == [1, 2] and page.more
-    page = await bob.fetch(after=2, limit=10)
-    assert [m.seq for m in page.messages] == [3, 4, 5, 6] and not page.more
-    assert (await bob.ack(3)).deleted == 3
-    assert [m.seq for m in (await bob.fetch()).messages] == [4, 5, 6]
-    assert (await bob.ack(3)).deleted == 0  # acking again is harmless
-    assert (await bob.ack(6)).deleted == 3
+    assert [m.seq - base for m in page.messages] == [1, 2] and page.more
+    page = await bob.fetch(after=base + 2, limit=10)
+    assert [m.seq - base for m in page.messages] == [3, 4, 5, 6] and not page.more
+    assert (await bob.ack(base + 3)).deleted == 3
+    assert [m.seq - base for m in (await bob.fetch()).messages] == [4, 5, 6]
+    assert (await bob.ack(base + 3)).deleted == 0  # acking again is harmless
+    assert (await bob.ack(base + 6)).deleted == 3
     assert (await bob.fetch()).messages == ()
     # Payloads go once every queue that held them has acked.
     payloads_before = await count(server, "payloads")
-    assert (await alice.ack(100)).deleted == 6
+    assert (await alice.ack(await seq_base(server, alice.me.queue_id))).deleted == 6
     assert await count(server, "payloads") < payloads_before
     await server.state.delivery.sweep()
     assert await count(server, "payloads") == 0
@@ -254,18 +255,19 @@ async def test_fetch_cursor_limit_and_ack(server: TestServer) -> None:
 async def test_long_poll_returns_as_soon_as_a_message_arrives(server: TestServer) -> None:
     alice, bob = await _members(server, 2)
     epoch = await _group([alice, bob])
-    await bob.ack(10)
+    welcome = await seq_base(server, bob.me.queue_id)
+    await bob.ack(welcome)
     with watch_waits(server.state.hub, bob.me.queue_id) as polls:
         # The message is sent only once the poll waits on the hub: getting it
         # means the poll was woken by it (an unwoken poll returns nothing, after
         # its 20 s), and had not returned early either.
-        poll = asyncio.create_task(bob.fetch(after=1, wait=20))
+        poll = asyncio.create_task(bob.fetch(after=welcome, wait=20))
         await until(lambda: polls.waits == 1 or poll.done(), "the long poll to wait")
         await alice.send(GID, mls_data.application(GID, epoch, b"wake up"))
         page = await poll
-        assert [m.seq for m in page.messages] == [2]
+        assert [m.seq for m in page.messages] == [welcome + 1]
         # With nothing new, the poll waits, then answers with nothing.
-        empty = await bob.fetch(after=2, wait=1)
+        empty = await bob.fetch(after=welcome + 1, wait=1)
         assert empty.messages == () and polls.waits == 2
 
 
@@ -275,6 +277,8 @@ async def test_full_queues_refuse_new_messages_and_old_ones_expire(
     clock = FakeClock()
     async with server_factory(clock=clock, retention_seconds=3600, max_queue_length=3) as server:
         alice, bob = await _members(server, 2)
+        base = await seq_base(server, bob.me.queue_id)
+        alice_base = await seq_base(server, alice.me.queue_id)
         epoch = await _group([alice, bob])  # Bob's queue: the Welcome; Alice's: the commit
         for i in range(2):
             await alice.send(GID, mls_data.application(GID, epoch, b"m%d" % i))
@@ -286,16 +290,16 @@ async def test_full_queues_refuse_new_messages_and_old_ones_expire(
         # Nothing unread is evicted to make room.
         result = await server.state.delivery.sweep()
         assert (result.overflow, result.expired) == (0, 0)
-        assert [m.seq for m in (await bob.fetch()).messages] == [1, 2, 3]
-        await bob.ack(3)
-        await alice.ack(3)
+        assert [m.seq - base for m in (await bob.fetch()).messages] == [1, 2, 3]
+        await bob.ack(base + 3)
+        await alice.ack(alice_base + 3)
         await alice.send(GID, mls_data.application(GID, epoch, b"m2"))  # room again
         # Age still drops what was never fetched.
         clock.advance(3601)
         await alice.send(GID, mls_data.application(GID, epoch, b"fresh"))
         result = await server.state.delivery.sweep()
         assert result.expired == 2  # "m2" in both queues
-        assert [m.seq for m in (await bob.fetch()).messages] == [5]
+        assert [m.seq - base for m in (await bob.fetch()).messages] == [5]
         assert await _plaintexts(bob) == [b"fresh"]
 
 

@@ -113,8 +113,10 @@ async def test_a_device_removes_another_of_its_account(server: TestServer) -> No
     await laptop.call("POST", r.LINKS, m.CreateLinkRequest(link_id), m.CreateLinkResponse)
     async with laptop.websocket(after=0) as ws:
         await until(lambda: subscribers(server.state.hub, laptop.me.queue_id) == 1, "the socket")
-        assert len(await ws.messages(1)) == 1  # the Welcome
-        poll = asyncio.create_task(laptop.raw("GET", f"{r.QUEUE_MESSAGES}?after=5&wait=30"))
+        (welcome,) = await ws.messages(1)
+        poll = asyncio.create_task(
+            laptop.raw("GET", f"{r.QUEUE_MESSAGES}?after={welcome.seq}&wait=30")
+        )
         await until(lambda: subscribers(server.state.hub, laptop.me.queue_id) == 2, "the poll")
         response = await remove(alice, laptop.me.client_id)
         assert response.status_code == 200, response.json()

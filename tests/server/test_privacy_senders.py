@@ -246,7 +246,7 @@ async def converse(server: TestServer, clock: FakeClock, sent: Sent) -> list[Act
     await carol.send_once(epoch, b"hello both", retry=False)
     await bob.send_once(epoch, b"lunch?")
     await carol.ack((await carol.fetch()).messages[-1].seq)  # Carol is up to date
-    await bob.ack(2)  # Bob has read some
+    await bob.ack((await bob.fetch()).messages[1].seq)  # Bob has read some
     epoch = await bob.commit_once(epoch, members, group_info=mls_data.group_info(GID, epoch + 1))
     await alice.send_once(epoch, b"yes")
     await carol.send_once(epoch, b"me too")

@@ -24,6 +24,7 @@ from messenger.server.storage import PostgresDatabase
 from . import mls_data
 from .client import ApiClient
 from .conftest import TestServer, make_config, postgres_dsn, postgres_schema, serve
+from .dbtools import seq_base
 from .hub_watch import DEADLINE, subscribers, until, watch_waits
 
 pytestmark = pytest.mark.anyio
@@ -68,12 +69,13 @@ async def test_push_reaches_a_client_connected_to_another_instance(
     a, b = pair
     alice, bob = await _group(a, 2)
     bob_on_b = _on(b, bob)
-    async with alice.websocket(after=1) as ws:
+    commit = await seq_base(a, alice.me.queue_id)  # Alice's queue holds her commit
+    async with alice.websocket(after=commit) as ws:
         await until(lambda: subscribers(a.state.hub, alice.me.queue_id) == 1, "the push socket")
         for i in range(5):
             await bob_on_b.send(GID, mls_data.application(GID, 1, b"via b %d" % i))
             (msg,) = await ws.messages(1, timeout=DEADLINE)
-            assert msg.seq == 2 + i
+            assert msg.seq == commit + 1 + i
 
 
 async def test_long_poll_on_one_instance_wakes_for_a_send_on_the_other(
@@ -81,13 +83,14 @@ async def test_long_poll_on_one_instance_wakes_for_a_send_on_the_other(
 ) -> None:
     a, b = pair
     alice, bob = await _group(a, 2)
+    welcome = await seq_base(a, bob.me.queue_id)
     with watch_waits(a.state.hub, bob.me.queue_id) as polls:
         # Sent on the other instance only once the poll waits on this one's hub.
-        poll = asyncio.create_task(bob.fetch(after=1, wait=20))
+        poll = asyncio.create_task(bob.fetch(after=welcome, wait=20))
         await until(lambda: polls.waits == 1 or poll.done(), "the long poll to wait")
         await _on(b, alice).send(GID, mls_data.application(GID, 1, b"wake"))
         page = await poll
-    assert [m.seq for m in page.messages] == [2]
+    assert [m.seq for m in page.messages] == [welcome + 1]
 
 
 async def test_one_commit_per_epoch_across_instances(pair: tuple[TestServer, TestServer]) -> None:
@@ -141,8 +144,9 @@ async def test_push_survives_a_dropped_listen_connection(
         return current is not None and current.get_server_pid() != old_pid
 
     await until(reconnected, "the LISTEN connection to be re-established")
-    async with alice.websocket(after=1) as ws:
+    commit = await seq_base(a, alice.me.queue_id)
+    async with alice.websocket(after=commit) as ws:
         await until(lambda: subscribers(a.state.hub, alice.me.queue_id) == 1, "the push socket")
         await _on(b, bob).send(GID, mls_data.application(GID, 1, b"after reconnect"))
         (msg,) = await ws.messages(1, timeout=DEADLINE)
-        assert msg.seq == 2
+        assert msg.seq == commit + 1

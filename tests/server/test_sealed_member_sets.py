@@ -131,10 +131,22 @@ async def test_migrations_13_and_14_seal_every_membership_and_every_old_message(
                 await tx.execute(
                     "UPDATE queues SET next_seq = 3 WHERE queue_id = ?", alice.me.queue_id
                 )
-                # More stored messages than one batch (500), waiting for others.
-                await tx.executemany(
-                    "INSERT INTO payloads (data) VALUES (?)",
-                    [(pad(mls_data.application(GID, 0, b"%d" % i)),) for i in range(600)],
+                # More stored messages than one batch (500), waiting for Bob.
+                for seq in range(1, 601):
+                    found = await tx.fetchone(
+                        "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id",
+                        pad(mls_data.application(GID, 0, b"%d" % seq)),
+                    )
+                    assert found is not None
+                    await tx.execute(
+                        "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) "
+                        "VALUES (?, ?, ?, 0)",
+                        bob.me.queue_id,
+                        seq,
+                        int(found[0]),
+                    )
+                await tx.execute(
+                    "UPDATE queues SET next_seq = 601 WHERE queue_id = ?", bob.me.queue_id
                 )
 
             await old.state.db.transaction(legacy_rows)

@@ -29,6 +29,7 @@ from .dbtools import (
     columns,
     entries,
     holders,
+    insert_messages_before_18,
     rows,
     schema_at,
 )
@@ -54,6 +55,43 @@ def test_a_reference_opens_only_for_its_own_queue_and_key() -> None:
         refs.open("queue-a", None)
     with pytest.raises(StorageError):  # sealed right, but not an ID
         refs.open("queue-a", SealedColumn(key, "queue_entries.payload_ref").seal(b"queue-a", b"x"))
+
+
+def test_a_count_opens_only_for_its_own_payload_and_key() -> None:
+    key = os.urandom(32)
+    refs = PayloadRefs(key)
+    small, large = refs.seal_count(7, 2), refs.seal_count(8, 1000)
+    assert len(small) == len(large), "every box has one size, whatever the count"
+    assert refs.seal_count(7, 2) != small, "a fresh nonce each time"
+    assert refs.open_count(7, small, 0) == 2 and refs.open_count(8, large, 0) == 1000
+    assert refs.open_count(9, None, 5) == 5, "a row from before, not yet sealed"
+    with pytest.raises(StorageError):  # copied onto another payload's row
+        refs.open_count(8, small, 0)
+    with pytest.raises(StorageError):  # another server's key
+        PayloadRefs(os.urandom(32)).open_count(7, small, 0)
+    with pytest.raises(StorageError):  # a reference is no count
+        refs.open_count(7, refs.seal("queue-a", 7), 0)
+    with pytest.raises(ValueError, match="out of range"):
+        refs.seal_count(7, 0)
+
+
+async def test_a_copy_does_not_show_how_many_queues_a_message_went_to(
+    server: TestServer,
+) -> None:
+    pair = await server.group(GID, 2)
+    four = await server.group(b"F" * 32, 4)
+    await pair[1].send(GID, mls_data.application(GID, 1, b"to two"))
+    await four[2].send(b"F" * 32, mls_data.application(b"F" * 32, 1, b"to four"))
+    names = await columns(server, "payloads")
+    stored = await rows(server, "payloads")
+    assert {row[names.index("holders")] for row in stored} == {0}
+    boxes = [bytes(row[names.index("holders_box")]) for row in stored]
+    assert len({len(b) for b in boxes}) == 1, "the boxes of 1, 2 and 4 holders look alike"
+    # The running server still counts them: the commits, the Welcomes, the messages.
+    assert sorted((await holders(server)).values()) == [1, 1, 1, 2, 3, 4]
+    for member in four:
+        await member.ack(1 << 62)
+    assert sorted((await holders(server)).values()) == [1, 1, 2]
 
 
 async def test_queues_holding_one_message_share_no_value(server: TestServer) -> None:
@@ -87,7 +125,8 @@ async def test_a_message_is_dropped_once_its_last_holder_acks(server: TestServer
     alice, bob, carol = await server.group(GID, 3)
     sent = mls_data.application(GID, 1, b"hello")
     await carol.send(GID, sent)
-    message_id = next(p for q, s, p in await entries(server) if q == alice.me.queue_id and s == 2)
+    # Alice's second entry (after the commit that made the group).
+    message_id = max((s, p) for q, s, p in await entries(server) if q == alice.me.queue_id)[1]
     for member, left in ((alice, 2), (bob, 1)):
         last = (await member.fetch()).messages[-1].seq
         await member.ack(last)
@@ -106,7 +145,7 @@ async def test_members_acking_together_drop_every_message(server: TestServer) ->
     for i in range(40):
         await members[i % 8].send(GID, mls_data.application(GID, 1, b"m%d" % i))
     assert len(await holders(server)) == 2 + 40  # the commit, the Welcome, the messages
-    deleted = await asyncio.gather(*(member.ack(1 << 40) for member in members))
+    deleted = await asyncio.gather(*(member.ack(1 << 62) for member in members))
     assert sum(d.deleted for d in deleted) == 1 + 7 + 8 * 40
     assert await holders(server) == {} and await entries(server) == []
 
@@ -170,8 +209,10 @@ async def test_migration_15_seals_every_reference_and_counts_holders(
         assert {row[names.index("legacy_payload")] for row in stored} == {None}
         refs = [row[names.index("payload_ref")] for row in stored]
         assert None not in refs and len(set(refs)) == len(refs)
+        # Counted, and the payload no entry held dropped (server migration 18
+        # seals the counts; a count of 0 is a payload nobody can fetch).
         counts = await holders(new)
-        assert sorted(Counter(counts.values()).items()) == [(0, 1), (2, len(messages))]
+        assert sorted(Counter(counts.values()).items()) == [(2, len(messages))]
         alice_now = ApiClient(new.http, alice.identity, clock)
         bob_now = ApiClient(new.http, bob.identity, clock)
         page = await alice_now.fetch(limit=500)
@@ -179,18 +220,68 @@ async def test_migration_15_seals_every_reference_and_counts_holders(
         assert [m.seq for m in page.messages] == list(range(1, len(messages) + 1))
         await alice_now.ack(100)
         assert sorted(Counter((await holders(new)).values()).items()) == [
-            (0, 1),
             (1, 100),
             (2, len(messages) - 100),
         ]
         await bob_now.ack(100)
-        assert len(await holders(new)) == 1 + len(messages) - 100
-        # The payload no entry held carries no hour: the next sweep drops it.
-        assert (await new.state.delivery.sweep()).payloads == 1
+        assert len(await holders(new)) == len(messages) - 100
         after = await rows(new, "queue_entries")
     # A second start finds nothing left to seal, and changes nothing.
     async with server_factory(clock=clock) as again:
         assert await rows(again, "queue_entries") == after
+
+
+async def test_migration_18_seals_every_count_of_holders(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version-17 database with plain counts (more than one batch, and a
+    payload no entry holds): after the upgrade every count is sealed and the
+    plain column 0, the payload nobody holds is gone, acks still drop each
+    message after its last holder, and a second start changes nothing."""
+    clock = FakeClock(start=1_900_000_000.0)
+    messages = [mls_data.application(GID, 0, b"from before %d" % i) for i in range(520)]
+    with schema_at(monkeypatch, 17):
+        async with server_factory(clock=clock) as old:
+            alice = await old.registered()
+            bob = await old.registered()
+            queues = (alice.me.queue_id, bob.me.queue_id)
+
+            async def before_18(tx: Tx) -> None:
+                await insert_messages_before_18(tx, queues, messages)
+                await tx.execute(
+                    "INSERT INTO payloads (payload_id, data, holders, created_at) "
+                    "VALUES (?, ?, 0, 0)",
+                    len(messages) + 1,
+                    pad(messages[0]),
+                )
+
+            await old.state.db.transaction(before_18)
+            plain = await old.state.db.read(lambda tx: tx.fetchall("SELECT holders FROM payloads"))
+            assert sorted(Counter(int(h[0]) for h in plain).items()) == [
+                (0, 1),
+                (2, len(messages)),
+            ]
+    async with server_factory(clock=clock) as new:
+        names = await columns(new, "payloads")
+        stored = await rows(new, "payloads")
+        assert len(stored) == len(messages), "the payload no entry held was dropped"
+        assert {row[names.index("holders")] for row in stored} == {0}
+        assert None not in {row[names.index("holders_box")] for row in stored}
+        assert set((await holders(new)).values()) == {2}
+        alice_now = ApiClient(new.http, alice.identity, clock)
+        bob_now = ApiClient(new.http, bob.identity, clock)
+        page = await alice_now.fetch(limit=500)
+        assert [m.data for m in page.messages] == messages[:500]
+        await alice_now.ack(10)
+        assert sorted(Counter((await holders(new)).values()).items()) == [
+            (1, 10),
+            (2, len(messages) - 10),
+        ]
+        await bob_now.ack(20)
+        assert len(await holders(new)) == len(messages) - 10
+        after = await rows(new, "payloads")
+    async with server_factory(clock=clock) as again:
+        assert await rows(again, "payloads") == after
 
 
 async def test_references_sealed_under_another_key_file_stop_the_start(

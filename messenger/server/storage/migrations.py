@@ -563,6 +563,30 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "WHERE EXISTS (SELECT 1 FROM accounts) ON CONFLICT DO NOTHING",
         ),
     ),
+    Migration(
+        18,
+        "holder counts sealed, queue sequence numbers from a random origin",
+        (
+            # How many queue entries still hold a message, sealed under a key
+            # from the server secret and bound to the payload ID
+            # (messenger.server.payload_refs): a plain count tells how many
+            # queues the message went to, the size of its group. NULL for rows
+            # from before, until the server, which holds the key, seals them
+            # when it starts and leaves holders 0; the partial index finds them.
+            "ALTER TABLE payloads ADD COLUMN holders_box {blob}",
+            "CREATE INDEX payloads_holders_unsealed ON payloads (payload_id) "
+            "WHERE holders_box IS NULL",
+            # New queues count from a random origin (messenger.server.queue_links),
+            # so next_seq does not tell how many messages a queue ever got, nor
+            # count in step with the queues that joined the same groups with it.
+            # 'seq_origins' moves the queues that never got a message (the
+            # spares among them) to one; the server draws it, so it runs at
+            # start. The plain counts then linger in the files: compact again.
+            "INSERT INTO maintenance (task) VALUES ('seq_origins') ON CONFLICT DO NOTHING",
+            "INSERT INTO maintenance (task) SELECT 'compact' "
+            "WHERE EXISTS (SELECT 1 FROM accounts) ON CONFLICT DO NOTHING",
+        ),
+    ),
 )
 
 
