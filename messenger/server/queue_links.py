@@ -140,9 +140,15 @@ class QueueLinks:
         message meanwhile (another process, PostgreSQL) keeps its numbers.
         """
         moved = 0
+        after = ""
         while True:
+            # One pass in queue ID order (the primary key): no index finds
+            # next_seq = 1, so each batch starts after the last one's end.
             rows = await tx.fetchall(
-                "SELECT queue_id FROM queues WHERE next_seq = 1 LIMIT ?", _BATCH
+                "SELECT queue_id FROM queues WHERE queue_id > ? AND next_seq = 1 "
+                "ORDER BY queue_id LIMIT ?",
+                after,
+                _BATCH,
             )
             if not rows:
                 return moved
@@ -151,6 +157,7 @@ class QueueLinks:
                 [(seq_origin(), str(r[0])) for r in rows],
             )
             moved += len(rows)
+            after = str(rows[-1][0])
 
     async def adopt_legacy(self, tx: Tx) -> int:
         """Seal the queue of every row from before migration 11; how many were sealed.
