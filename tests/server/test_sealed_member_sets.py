@@ -115,39 +115,32 @@ async def test_migrations_13_and_14_seal_every_membership_and_every_old_message(
                 await tx.execute(
                     "INSERT INTO mls_groups (group_id, epoch) VALUES (?, 0)", OTHER_GID
                 )
-                for seq, data in enumerate((pad(padded_old), bare_old), start=1):
-                    found = await tx.fetchone(
-                        "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data
-                    )
-                    assert found is not None
+                # Alice's two, and more stored messages than one batch (500)
+                # waiting for Bob, each queue numbered from 1 as before.
+                waiting = {
+                    alice.me.queue_id: [pad(padded_old), bare_old],
+                    bob.me.queue_id: [
+                        pad(mls_data.application(GID, 0, b"%d" % i)) for i in range(600)
+                    ],
+                }
+                for queue_id, datas in waiting.items():
+                    for seq, data in enumerate(datas, start=1):
+                        found = await tx.fetchone(
+                            "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id", data
+                        )
+                        assert found is not None
+                        await tx.execute(
+                            "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) "
+                            "VALUES (?, ?, ?, 0)",
+                            queue_id,
+                            seq,
+                            int(found[0]),
+                        )
                     await tx.execute(
-                        "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) "
-                        "VALUES (?, ?, ?, ?)",
-                        alice.me.queue_id,
-                        seq,
-                        int(found[0]),
-                        0,
+                        "UPDATE queues SET next_seq = ? WHERE queue_id = ?",
+                        len(datas) + 1,
+                        queue_id,
                     )
-                await tx.execute(
-                    "UPDATE queues SET next_seq = 3 WHERE queue_id = ?", alice.me.queue_id
-                )
-                # More stored messages than one batch (500), waiting for Bob.
-                for seq in range(1, 601):
-                    found = await tx.fetchone(
-                        "INSERT INTO payloads (data) VALUES (?) RETURNING payload_id",
-                        pad(mls_data.application(GID, 0, b"%d" % seq)),
-                    )
-                    assert found is not None
-                    await tx.execute(
-                        "INSERT INTO queue_entries (queue_id, seq, payload_id, created_at) "
-                        "VALUES (?, ?, ?, 0)",
-                        bob.me.queue_id,
-                        seq,
-                        int(found[0]),
-                    )
-                await tx.execute(
-                    "UPDATE queues SET next_seq = 601 WHERE queue_id = ?", bob.me.queue_id
-                )
 
             await old.state.db.transaction(legacy_rows)
             assert len(await rows(old, "group_members")) == 3 + 2 * len(others)
