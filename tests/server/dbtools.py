@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from messenger.api.padding import pad, unpad
+from messenger.api.padding import unpad
 from messenger.server.at_rest import SealedColumn
 from messenger.server.registration import new_id
 from messenger.server.state import ServerState
@@ -171,37 +171,6 @@ async def assert_start_refused_with_another_key(database_url: str, tmp_path: Pat
     state = ServerState(make_config(tmp_path / "data", database_url), run_sweeper=False)
     with pytest.raises(StorageError, match="another secret key file"):
         await state.start()
-
-
-async def insert_messages_before_18(
-    tx: Tx, queues: tuple[str, ...], messages: list[bytes], holders: int | None = None
-) -> None:
-    """``messages`` waiting in each of ``queues`` as a server of before stored them.
-
-    Payloads padded and not yet sealed, entries naming them in the clear
-    (both sealed when the server starts), plain counts of holders
-    (``holders``, or the true count), numbered from 1 in each queue.
-    """
-    created_at = 1_900_000_000_000 // 3_600_000 * 3_600_000
-    for seq, message in enumerate(messages, start=1):
-        found = await tx.fetchone(
-            "INSERT INTO payloads (payload_id, data, holders, created_at) "
-            "VALUES (?, ?, ?, ?) RETURNING payload_id",
-            seq,
-            pad(message),
-            len(queues) if holders is None else holders,
-            created_at,
-        )
-        assert found is not None
-        await tx.executemany(
-            "INSERT INTO queue_entries (queue_id, seq, legacy_payload, created_at) "
-            "VALUES (?, ?, ?, ?)",
-            [(q, seq, int(found[0]), created_at) for q in queues],
-        )
-    for queue in queues:
-        await tx.execute(
-            "UPDATE queues SET next_seq = ? WHERE queue_id = ?", len(messages) + 1, queue
-        )
 
 
 async def seq_base(server: TestServer, queue_id: str) -> int:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import pytest
 
+from messenger.api.padding import pad
 from messenger.server.queue_links import SEQ_ORIGIN_MIN, SEQ_ORIGIN_SPAN, seq_origin
 from messenger.server.storage import Tx
 
 from . import mls_data
 from .client import ApiClient
 from .conftest import FakeClock, ServerFactory, TestServer
-from .dbtools import insert_messages_before_18, schema_at
+from .dbtools import schema_at
 
 pytestmark = pytest.mark.anyio
 
@@ -126,3 +127,30 @@ async def test_migration_18_moves_only_the_queues_that_never_got_a_message(
         settled = await next_seqs(new)
     async with server_factory(clock=clock) as again:
         assert await next_seqs(again) == settled, "the task ran once"
+
+
+async def insert_messages_before_18(tx: Tx, queues: tuple[str, ...], messages: list[bytes]) -> None:
+    """``messages`` waiting in each of ``queues`` as a server of before stored them.
+
+    Payloads padded and not yet sealed, entries naming them in the clear,
+    plain counts of holders (all sealed when the server starts), numbered
+    from 1 in each queue.
+    """
+    created_at = 1_900_000_000_000 // 3_600_000 * 3_600_000
+    for seq, message in enumerate(messages, start=1):
+        await tx.execute(
+            "INSERT INTO payloads (payload_id, data, holders, created_at) VALUES (?, ?, ?, ?)",
+            seq,
+            pad(message),
+            len(queues),
+            created_at,
+        )
+        await tx.executemany(
+            "INSERT INTO queue_entries (queue_id, seq, legacy_payload, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            [(q, seq, seq, created_at) for q in queues],
+        )
+    for queue in queues:
+        await tx.execute(
+            "UPDATE queues SET next_seq = ? WHERE queue_id = ?", len(messages) + 1, queue
+        )

@@ -29,7 +29,6 @@ from .dbtools import (
     columns,
     entries,
     holders,
-    insert_messages_before_18,
     rows,
     schema_at,
 )
@@ -165,16 +164,17 @@ async def test_retention_drops_messages_with_their_entries(server_factory: Serve
         assert await holders(server) == {} and await entries(server) == []
 
 
-async def test_migration_15_seals_every_reference_and_counts_holders(
+async def test_migrations_15_and_18_seal_every_reference_and_count(
     server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A version-14 database whose entries name their payloads in the clear
-    (more than one batch, and a payload no entry holds): after the upgrade each
-    entry's reference is sealed, each payload counts its holders, messages are
-    fetched as they were sent, acks drop them, and a second start changes
-    nothing."""
+    (more than one batch of entries and of payloads, and a payload no entry
+    holds): after the upgrade each entry's reference is sealed, each payload
+    counts its holders in a sealed box (the plain column 0), the payload
+    nobody holds is gone, messages are fetched as they were sent, acks drop
+    each after its last holder, and a second start changes nothing."""
     clock = FakeClock(start=1_900_000_000.0)
-    messages = [mls_data.application(GID, 0, b"from before %d" % i) for i in range(300)]
+    messages = [mls_data.application(GID, 0, b"from before %d" % i) for i in range(520)]
     with schema_at(monkeypatch, 14):
         async with server_factory(clock=clock) as old:
             alice = await old.registered()
@@ -211,13 +211,18 @@ async def test_migration_15_seals_every_reference_and_counts_holders(
         assert None not in refs and len(set(refs)) == len(refs)
         # Counted, and the payload no entry held dropped (server migration 18
         # seals the counts; a count of 0 is a payload nobody can fetch).
+        names = await columns(new, "payloads")
+        payloads = await rows(new, "payloads")
+        assert len(payloads) == len(messages), "the payload no entry held was dropped"
+        assert {row[names.index("holders")] for row in payloads} == {0}
+        assert None not in {row[names.index("holders_box")] for row in payloads}
         counts = await holders(new)
         assert sorted(Counter(counts.values()).items()) == [(2, len(messages))]
         alice_now = ApiClient(new.http, alice.identity, clock)
         bob_now = ApiClient(new.http, bob.identity, clock)
         page = await alice_now.fetch(limit=500)
-        assert [m.data for m in page.messages] == messages
-        assert [m.seq for m in page.messages] == list(range(1, len(messages) + 1))
+        assert [m.data for m in page.messages] == messages[:500]
+        assert [m.seq for m in page.messages] == list(range(1, 501))
         await alice_now.ack(100)
         assert sorted(Counter((await holders(new)).values()).items()) == [
             (1, 100),
@@ -225,63 +230,10 @@ async def test_migration_15_seals_every_reference_and_counts_holders(
         ]
         await bob_now.ack(100)
         assert len(await holders(new)) == len(messages) - 100
-        after = await rows(new, "queue_entries")
+        after = (await rows(new, "queue_entries"), await rows(new, "payloads"))
     # A second start finds nothing left to seal, and changes nothing.
     async with server_factory(clock=clock) as again:
-        assert await rows(again, "queue_entries") == after
-
-
-async def test_migration_18_seals_every_count_of_holders(
-    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A version-17 database with plain counts (more than one batch, and a
-    payload no entry holds): after the upgrade every count is sealed and the
-    plain column 0, the payload nobody holds is gone, acks still drop each
-    message after its last holder, and a second start changes nothing."""
-    clock = FakeClock(start=1_900_000_000.0)
-    messages = [mls_data.application(GID, 0, b"from before %d" % i) for i in range(520)]
-    with schema_at(monkeypatch, 17):
-        async with server_factory(clock=clock) as old:
-            alice = await old.registered()
-            bob = await old.registered()
-            queues = (alice.me.queue_id, bob.me.queue_id)
-
-            async def before_18(tx: Tx) -> None:
-                await insert_messages_before_18(tx, queues, messages)
-                await tx.execute(
-                    "INSERT INTO payloads (payload_id, data, holders, created_at) "
-                    "VALUES (?, ?, 0, 0)",
-                    len(messages) + 1,
-                    pad(messages[0]),
-                )
-
-            await old.state.db.transaction(before_18)
-            plain = await old.state.db.read(lambda tx: tx.fetchall("SELECT holders FROM payloads"))
-            assert sorted(Counter(int(h[0]) for h in plain).items()) == [
-                (0, 1),
-                (2, len(messages)),
-            ]
-    async with server_factory(clock=clock) as new:
-        names = await columns(new, "payloads")
-        stored = await rows(new, "payloads")
-        assert len(stored) == len(messages), "the payload no entry held was dropped"
-        assert {row[names.index("holders")] for row in stored} == {0}
-        assert None not in {row[names.index("holders_box")] for row in stored}
-        assert set((await holders(new)).values()) == {2}
-        alice_now = ApiClient(new.http, alice.identity, clock)
-        bob_now = ApiClient(new.http, bob.identity, clock)
-        page = await alice_now.fetch(limit=500)
-        assert [m.data for m in page.messages] == messages[:500]
-        await alice_now.ack(10)
-        assert sorted(Counter((await holders(new)).values()).items()) == [
-            (1, 10),
-            (2, len(messages) - 10),
-        ]
-        await bob_now.ack(20)
-        assert len(await holders(new)) == len(messages) - 10
-        after = await rows(new, "payloads")
-    async with server_factory(clock=clock) as again:
-        assert await rows(again, "payloads") == after
+        assert (await rows(again, "queue_entries"), await rows(again, "payloads")) == after
 
 
 async def test_references_sealed_under_another_key_file_stop_the_start(
