@@ -864,8 +864,9 @@ class LinkMessages(_Response):
 class QueueMessage(_Response):
     """One message in a queue: its sequence number and the MLSMessage bytes.
 
-    Sequence numbers of a queue are consecutive; a gap means that messages
-    were dropped by the retention limit.
+    Sequence numbers of a queue only grow. The messages a queue holds are
+    numbered consecutively, and an ack that empties it makes the next number
+    jump ahead (docs/server.md, "Queues"), so a gap is no sign of loss.
     """
 
     seq: int

@@ -138,6 +138,7 @@ from .payload_refs import PayloadRefs
 from .push import CHANNEL, Delivery, Hub, notification_payloads
 from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
+from .queue_numbers import seq_after_emptied
 from .storage import Database, Tx
 
 __all__ = ["Delivery", "DeliveryService", "SenderBudgets", "SweepResult"]
@@ -1572,15 +1573,34 @@ class DeliveryService:
             self._hub.unsubscribe(sub)
 
     async def ack(self, queue_id: str, up_to: int) -> int:
-        """Delete the queue's entries with ``seq <= up_to``; how many there were."""
+        """Delete the queue's entries with ``seq <= up_to``; how many there were.
+
+        An ack that empties the queue moves its next number ahead by a
+        random step (:func:`.queue_numbers.seq_after_emptied`), so that two
+        copies of the database do not show how many messages it got in
+        between. The queue row is locked first, as appends lock it, so no
+        message lands between the emptying and the move.
+        """
 
         async def op(tx: Tx) -> int:
+            row = await tx.fetchone(
+                "SELECT next_seq FROM queues WHERE queue_id = ?" + tx.for_update,  # noqa: S608
+                queue_id,
+            )
             rows = await tx.fetchall(
                 "DELETE FROM queue_entries WHERE queue_id = ? AND seq <= ? RETURNING payload_ref",
                 queue_id,
                 up_to,
             )
             await self._refs.release(tx, queue_id, (r[0] for r in rows))
+            # Entries are numbered below next_seq: acking up to next_seq - 1
+            # leaves none. An ack that deleted nothing moves nothing.
+            if rows and row is not None and up_to >= int(row[0]) - 1:
+                await tx.execute(
+                    "UPDATE queues SET next_seq = ? WHERE queue_id = ?",
+                    seq_after_emptied(int(row[0])),
+                    queue_id,
+                )
             return len(rows)
 
         return await self._db.transaction(op)

@@ -251,6 +251,12 @@ class Devices:
             await tx.execute("DELETE FROM key_packages WHERE client_id = ?", client_id)
             if self._links is not None:
                 await self._links.delete_of_client(tx, client_id)
+            # The queue row first, then its entries and their payloads: the
+            # order of an ack (and appends lock queue rows too).
+            await tx.fetchone(
+                "SELECT 1 FROM queues WHERE queue_id = ?" + tx.for_update,  # noqa: S608
+                queue_id,
+            )
             entries = await tx.fetchall(
                 "DELETE FROM queue_entries WHERE queue_id = ? RETURNING payload_ref", queue_id
             )

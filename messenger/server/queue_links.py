@@ -16,15 +16,8 @@ join. So (docs/metadata.md §1):
   of spare queues, made :data:`SPARE_BATCH` at a time, in random order,
   whenever fewer than :data:`SPARE_LOW` are left (``spare_queues``). A
   client's queue is any of the spares of its moment, made before it.
-* A queue's sequence numbers start at a random origin (:func:`seq_origin`),
-  not at 1, so its ``next_seq`` does not tell a
-  copy of the database how many messages it ever got, nor count in step
-  with the queues that joined the same groups at the same time (two copies
-  made at different times still show how many each got in between).
-  Queues from before that never got a message, the spares among them, are
-  moved to one when the server starts after migration 18
-  (:meth:`QueueLinks.move_seq_origins`); the others keep their numbers,
-  which their clients' cursors follow.
+* Each queue counts from a random origin (:mod:`.queue_numbers`), so the
+  spares of one batch do not count in step.
 
 Rows from before (``clients.legacy_queue_id``, server migration 11) are
 sealed by :meth:`QueueLinks.adopt_legacy` when the server starts.
@@ -37,16 +30,10 @@ from typing import Final
 
 from .at_rest import SealedColumn
 from .ids import new_id
+from .queue_numbers import seq_origin
 from .storage import StorageError, Tx
 
-__all__ = [
-    "SEQ_ORIGIN_MIN",
-    "SEQ_ORIGIN_SPAN",
-    "SPARE_BATCH",
-    "SPARE_LOW",
-    "QueueLinks",
-    "seq_origin",
-]
+__all__ = ["SPARE_BATCH", "SPARE_LOW", "QueueLinks"]
 
 #: Below this many spare queues, a registration makes a new batch.
 SPARE_LOW: Final = 16
@@ -55,18 +42,6 @@ SPARE_BATCH: Final = 32
 _TRIES: Final = 8
 #: Rows sealed per statement when the server adopts rows from before.
 _BATCH: Final = 500
-#: A new queue's first sequence number is drawn from [2^42, 2^43): a span
-#: far wider than any queue's count of messages, above every plausible time
-#: in seconds or milliseconds (so no one reads it as one), far below the 2^53
-#: a JSON number holds exactly, with room for the 2^32 a restore adds
-#: (:data:`.admin.RESTORE_SEQ_GAP`). Queues from before count from 1.
-SEQ_ORIGIN_MIN: Final = 1 << 42
-SEQ_ORIGIN_SPAN: Final = 1 << 42
-
-
-def seq_origin() -> int:
-    """A fresh queue's ``next_seq``: a random origin (see the module docstring)."""
-    return SEQ_ORIGIN_MIN + secrets.randbelow(SEQ_ORIGIN_SPAN)
 
 
 class QueueLinks:
@@ -129,35 +104,6 @@ class QueueLinks:
             if await tx.execute("DELETE FROM spare_queues WHERE queue_id = ?", chosen) == 1:
                 return chosen
         raise StorageError("no spare queue could be taken")  # pragma: no cover - contention
-
-    @staticmethod
-    async def move_seq_origins(tx: Tx) -> int:
-        """Give every queue that never got a message a random origin; how many were moved.
-
-        Such a queue (``next_seq`` still 1) holds no entry and its client,
-        if it has one, has fetched nothing from it: its cursor is 0, below
-        any origin. The update is conditional, so a queue that got a
-        message meanwhile (another process, PostgreSQL) keeps its numbers.
-        """
-        moved = 0
-        after = ""
-        while True:
-            # One pass in queue ID order (the primary key): no index finds
-            # next_seq = 1, so each batch starts after the last one's end.
-            rows = await tx.fetchall(
-                "SELECT queue_id FROM queues WHERE queue_id > ? AND next_seq = 1 "
-                "ORDER BY queue_id LIMIT ?",
-                after,
-                _BATCH,
-            )
-            if not rows:
-                return moved
-            await tx.executemany(
-                "UPDATE queues SET next_seq = ? WHERE queue_id = ? AND next_seq = 1",
-                [(seq_origin(), str(r[0])) for r in rows],
-            )
-            moved += len(rows)
-            after = str(rows[-1][0])
 
     async def adopt_legacy(self, tx: Tx) -> int:
         """Seal the queue of every row from before migration 11; how many were sealed.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from . import queue_numbers
 from .authentication import RequestAuthenticator
 from .blobs import BLOB_DIR, Blobs
 from .config import ServerConfig
@@ -302,9 +304,9 @@ class ServerState:
     async def _maintain(self) -> None:
         """Run the maintenance tasks migrations left (the ``maintenance`` table), once.
 
-        ``seq_origins``: queues that never got a message start counting from a
-        random origin (:meth:`.QueueLinks.move_seq_origins`), in one
-        transaction with striking the task off.
+        ``seq_origins``: empty queues from before server migration 18 start
+        counting from a random origin (:meth:`_move_seq_origins`; retention
+        sweeps run it again until none is left).
 
         ``compact``: the rows from before are sealed by now (this runs after
         :meth:`_seal_legacy_rows` committed); rewrite the tables that held
@@ -317,9 +319,7 @@ class ServerState:
             for t in await self.db.read(lambda tx: tx.fetchall("SELECT task FROM maintenance"))
         }
         if "seq_origins" in tasks:
-            moved = await self.db.transaction(self._move_seq_origins)
-            if moved:
-                log_event(_log, "queues moved to a random origin", queues=moved)
+            await self._move_seq_origins()
         if "compact" in tasks:
             await self.db.compact(_COMPACTED_TABLES)
             await self.db.transaction(
@@ -327,11 +327,40 @@ class ServerState:
             )
             log_event(_log, "compacted the database", tables=len(_COMPACTED_TABLES))
 
-    async def _move_seq_origins(self, tx: Tx) -> int:
-        """The ``seq_origins`` task (server migration 18), done and struck off at once."""
-        moved = await self.queue_links.move_seq_origins(tx)
-        await tx.execute("DELETE FROM maintenance WHERE task = 'seq_origins'")
-        return moved
+    async def _move_seq_origins(self) -> None:
+        """The ``seq_origins`` task: move the empty queues that count from below the origins.
+
+        Queues from before server migration 18 counted from 1
+        (:mod:`.queue_numbers`). One pass in queue ID order, a transaction
+        per batch (each locks only its own queues); the task is struck off
+        once no queue counts from below the origins, so it runs again at
+        the next retention sweep while entries still wait in one.
+        """
+        moved = 0
+        after: str | None = ""
+        while after is not None:
+            count, after = await self.db.transaction(
+                functools.partial(queue_numbers.move_empty_batch, after=after)
+            )
+            moved += count
+
+        async def strike(tx: Tx) -> bool:
+            if await queue_numbers.below_origins(tx):
+                return False
+            await tx.execute("DELETE FROM maintenance WHERE task = 'seq_origins'")
+            return True
+
+        done = await self.db.transaction(strike)
+        if moved or done:
+            log_event(_log, "queues moved to a random origin", queues=moved, done=done)
+
+    async def _seq_origins_due(self) -> None:
+        """Run the ``seq_origins`` task if it is still to do (retention sweeps)."""
+        found = await self.db.read(
+            lambda tx: tx.fetchone("SELECT 1 FROM maintenance WHERE task = 'seq_origins'")
+        )
+        if found is not None:
+            await self._move_seq_origins()
 
     async def stop(self) -> None:
         """Stop the sweeper and close the database (pending writes finish)."""
@@ -346,13 +375,18 @@ class ServerState:
             self.started = False
             log_event(_log, "server stopped")
 
+    async def sweep(self) -> None:
+        """One retention sweep: what the sweeper runs every ``sweep_interval_seconds``."""
+        await self.delivery.sweep()
+        await self.links.sweep()
+        await self.blobs.sweep()
+        await self._seq_origins_due()
+        await self.db.empty_log()  # docs/metadata.md §2
+
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.sweep_interval_seconds)
             try:
-                await self.delivery.sweep()
-                await self.links.sweep()
-                await self.blobs.sweep()
-                await self.db.empty_log()  # docs/metadata.md §2
+                await self.sweep()
             except (StorageError, OSError):
                 _log.exception("retention sweep failed")

@@ -587,6 +587,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "WHERE EXISTS (SELECT 1 FROM accounts) ON CONFLICT DO NOTHING",
         ),
     ),
+    Migration(
+        19,
+        "queues from before move to a random origin once empty",
+        (
+            # 'seq_origins' now also moves the queues from before that got
+            # messages, once they are empty (messenger.server.queue_numbers),
+            # and stays until no queue counts from below the origins; a server
+            # past migration 18 struck it off after moving only the unused ones.
+            "INSERT INTO maintenance (task) VALUES ('seq_origins') ON CONFLICT DO NOTHING",
+        ),
+    ),
 )
 
 
