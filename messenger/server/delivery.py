@@ -139,7 +139,7 @@ from .push import CHANNEL, Delivery, Hub, notification_payloads
 from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
 from .queue_numbers import seq_after_emptied
-from .storage import Database, Tx
+from .storage import Database, Row, Tx
 
 __all__ = ["Delivery", "DeliveryService", "SenderBudgets", "SweepResult"]
 
@@ -542,14 +542,36 @@ class DeliveryService:
         ordered = sorted(queue_ids)
         queues: dict[str, tuple[int, int]] = {}
         for chunk in _chunks(ordered):
-            rows = await tx.fetchall(
-                "SELECT q.queue_id, q.next_seq, (SELECT MIN(e.seq) FROM queue_entries e "  # noqa: S608
-                "WHERE e.queue_id = q.queue_id) FROM queues q WHERE q.queue_id IN "
-                f"({_placeholders(len(chunk))}) ORDER BY q.queue_id" + tx.for_update,
-                *chunk,
-            )
-            for queue_id, next_seq, oldest in rows:
-                held = 0 if oldest is None else int(next_seq) - int(oldest)
+            marks = _placeholders(len(chunk))
+            if tx.dialect == "postgresql":
+                # Lock first, then read the oldest entries in a statement of
+                # its own: its snapshot is taken once the locks are held, so it
+                # sees what the transactions that held them (appends, and acks
+                # that emptied a queue and moved its numbers) committed. A
+                # subquery of the locking statement would read from before.
+                locked = await tx.fetchall(
+                    f"SELECT queue_id, next_seq FROM queues WHERE queue_id IN ({marks}) "  # noqa: S608
+                    "ORDER BY queue_id" + tx.for_update,
+                    *chunk,
+                )
+                oldest: dict[object, object] = {
+                    r[0]: r[1]
+                    for r in await tx.fetchall(
+                        "SELECT queue_id, MIN(seq) FROM queue_entries "  # noqa: S608
+                        f"WHERE queue_id IN ({marks}) GROUP BY queue_id",
+                        *chunk,
+                    )
+                }
+                rows: list[Row] = [(q, n, oldest.get(q)) for q, n in locked]
+            else:  # one writer at a time: nothing changes between the reads
+                rows = await tx.fetchall(
+                    "SELECT q.queue_id, q.next_seq, (SELECT MIN(e.seq) FROM queue_entries e "  # noqa: S608
+                    f"WHERE e.queue_id = q.queue_id) FROM queues q WHERE q.queue_id IN ({marks}) "
+                    "ORDER BY q.queue_id",
+                    *chunk,
+                )
+            for queue_id, next_seq, first in rows:
+                held = 0 if first is None else int(next_seq) - int(first)
                 queues[str(queue_id)] = (int(next_seq), held)
         missing = [q for q in ordered if q not in queues]
         if missing and not skip_missing:

@@ -12,6 +12,9 @@ numbers, which their clients' cursors follow.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+
 import pytest
 
 from messenger.api.errors import ApiError, ErrorCode
@@ -148,6 +151,51 @@ async def test_two_copies_do_not_show_how_many_messages_a_queue_got_in_between(
     assert (await carol.ack(held[0])).deleted == 0
     assert (await next_seqs(server))[carol.me.queue_id] == held[1] + 1
     assert [m.seq for m in (await carol.fetch(after=held[0])).messages] == held[1:]
+
+
+async def test_acks_that_empty_the_queue_while_messages_arrive_lose_none(
+    server: TestServer,
+) -> None:
+    """Bob reads and acks while Alice sends: an ack may empty his queue (a
+    jump) or meet a message that just landed (none). The ack locks the queue
+    as the append does, so he gets every message once, in order."""
+    alice, bob = await server.group(GID, 2)
+    got = [(await drain(bob), b"")]  # (seq, data) as Bob reads them, from his cursor
+
+    async def send(messages: list[bytes]) -> None:
+        for message in messages:
+            await alice.send(GID, message)
+
+    async def read() -> bool:
+        """Fetch what waits after Bob's cursor and ack it; whether anything did."""
+        page = await bob.fetch(after=got[-1][0])
+        got.extend((m.seq, m.data) for m in page.messages)
+        if page.messages:
+            await bob.ack(got[-1][0])
+        return bool(page.messages)
+
+    async def read_twice() -> None:
+        await read()
+        await read()
+
+    sent = [mls_data.application(GID, 1, b"race %d" % i) for i in range(60)]
+    for start in range(0, len(sent), 4):
+        await asyncio.gather(send(sent[start : start + 4]), read_twice())  # acks race appends
+        while await read():  # then the rest: the last ack empties the queue
+            pass
+    assert [data for _, data in got[1:]] == sent
+    seqs = [seq for seq, _ in got]
+    assert seqs == sorted(set(seqs))
+    # The rounds end with an emptied queue: its numbers jumped 15 times at least.
+    assert sum(b - a > 1 for a, b in itertools.pairwise(seqs)) >= 15
+    assert (
+        await server.state.db.read(
+            lambda tx: tx.fetchall(
+                "SELECT seq FROM queue_entries WHERE queue_id = ?", bob.me.queue_id
+            )
+        )
+        == []
+    )
 
 
 async def test_a_jump_keeps_the_length_limit_counting_the_entries_held(
