@@ -17,8 +17,8 @@ So (docs/metadata.md §2):
   copies made at different times show how far each queue's numbers moved in
   between; without the jumps that is how many messages it got, and the
   queues that got the same messages moved by the same amount. With them, a
-  queue whose client acked in between moved by its count plus a sum of
-  random steps, each far larger than any count.
+  queue its client emptied in between moved by its count plus a sum of
+  random steps, most of them far larger than the count.
 * **Queues from before** (server migration 18) counted from 1. One that is
   empty moves to an origin: at its next ack that empties it, or by the
   ``seq_origins`` task (:func:`move_empty_batch`), which the server runs at
