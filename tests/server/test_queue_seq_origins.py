@@ -32,7 +32,7 @@ from messenger.server.storage import Tx
 from . import mls_data
 from .client import ApiClient
 from .conftest import FakeClock, ServerFactory, TestServer
-from .dbtools import schema_at
+from .dbtools import entries, schema_at
 
 pytestmark = pytest.mark.anyio
 
@@ -188,14 +188,7 @@ async def test_acks_that_empty_the_queue_while_messages_arrive_lose_none(
     assert seqs == sorted(set(seqs))
     # The rounds end with an emptied queue: its numbers jumped 15 times at least.
     assert sum(b - a > 1 for a, b in itertools.pairwise(seqs)) >= 15
-    assert (
-        await server.state.db.read(
-            lambda tx: tx.fetchall(
-                "SELECT seq FROM queue_entries WHERE queue_id = ?", bob.me.queue_id
-            )
-        )
-        == []
-    )
+    assert not [e for e in await entries(server) if e[0] == bob.me.queue_id]
 
 
 async def test_a_jump_keeps_the_length_limit_counting_the_entries_held(
