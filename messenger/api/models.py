@@ -58,6 +58,7 @@ __all__ = [
     "MAX_SEND_BATCH_BYTES",
     "MAX_SEND_BATCH_ITEMS",
     "MIN_IDEMPOTENCY_KEY_BYTES",
+    "REJOIN_HANDLE_BYTES",
     "SEND_TOKEN_BYTES",
     "SIGNUP_POLICIES",
     "AckRequest",
@@ -100,6 +101,9 @@ __all__ = [
     "QueueMessage",
     "RegisterRequest",
     "RegisterResponse",
+    "RejoinBox",
+    "RejoinBoxResponse",
+    "RejoinInfoRequest",
     "SendBatchRequest",
     "SendBatchResponse",
     "SendRequest",
@@ -141,6 +145,12 @@ MAX_IDEMPOTENCY_KEY_BYTES: Final = 64
 SEND_TOKEN_BYTES: Final = 32
 #: A KeyPackage claim's token (ClaimedKeyPackage.claim_token).
 CLAIM_TOKEN_BYTES: Final = 32
+#: A rejoin box's handle: HMAC-SHA-256 of the group ID under the account's
+#: rejoin secret (docs/metadata.md §2, ``messenger/client/rejoin_boxes.py``).
+REJOIN_HANDLE_BYTES: Final = 32
+#: The bounds of a rejoin box (the client's AEAD of an epoch and a send token).
+MIN_REJOIN_BOX_BYTES: Final = 32
+MAX_REJOIN_BOX_BYTES: Final = 256
 
 _SIGNATURE_KEY = "Ed25519 public key (RFC 8032), 32 bytes"
 
@@ -155,6 +165,17 @@ def _send_token_hash() -> Bytes:
             "the digest (messenger.api.sealed.token_digest) of the new epoch's send token: "
             "sends to the group then prove membership with the token, unsigned"
         ),
+    )
+
+
+def _token(name: str, description: str) -> Bytes:
+    """An optional send token (``SEND_TOKEN_BYTES``), named ``name``."""
+    return Bytes(
+        name,
+        min_len=SEND_TOKEN_BYTES,
+        max_len=SEND_TOKEN_BYTES,
+        optional=True,
+        description=description,
     )
 
 
@@ -943,11 +964,17 @@ class CreateGroupRequest(Model):
     group_id: bytes
     group_info: bytes | None = None
     send_token_hash: bytes | None = None
+    send_token: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes("group_id", min_len=1, max_len=MAX_GROUP_ID_BYTES),
         Padded("group_info", max_len=MAX_MLS_MESSAGE_BYTES, optional=True),
         _send_token_hash(),
+        _token(
+            "send_token",
+            "epoch 0's send token itself: the server seals the group's state under "
+            "keys derived from it (docs/metadata.md §2), not under its own key only",
+        ),
     )
 
 
@@ -983,6 +1010,8 @@ class CommitRequest(Model):
     send_token_hash: bytes | None = None
     token: bytes | None = None
     claims: tuple[bytes, ...] | None = None
+    next_token: bytes | None = None
+    rejoin_token: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("epoch", description="the epoch the commit was made in"),
@@ -1014,6 +1043,18 @@ class CommitRequest(Model):
             unique=True,
             optional=True,
             description="the claim tokens of the KeyPackages the Welcome adds",
+        ),
+        _token(
+            "next_token",
+            "the new epoch's send token itself (its digest is send_token_hash): the "
+            "server seals the group's state under keys derived from it "
+            "(docs/metadata.md §2)",
+        ),
+        _token(
+            "rejoin_token",
+            "an external commit's key to the group's sealed state: the send token of "
+            "an epoch since the last removal, from the account's rejoin box or the "
+            "joiner's backup (docs/metadata.md §2)",
         ),
     )
 
@@ -1116,10 +1157,62 @@ class GroupInfoRequest(Model):
 
     epoch: int
     group_info: bytes
+    token: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("epoch"),
         Padded("group_info", max_len=MAX_MLS_MESSAGE_BYTES),
+        _token(
+            "token",
+            "the current epoch's send token: needed for a group whose state is sealed "
+            "under its members' keys (docs/metadata.md §2)",
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RejoinInfoRequest(Model):
+    """Read the stored GroupInfo with a key to the group's sealed state (to rejoin)."""
+
+    token: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes(
+            "token",
+            min_len=SEND_TOKEN_BYTES,
+            max_len=SEND_TOKEN_BYTES,
+            description=(
+                "the send token of an epoch since the group's last removal, from the "
+                "account's rejoin box or the joiner's backup (docs/metadata.md §2)"
+            ),
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RejoinBox(Model):
+    """An account's sealed rejoin key of one group; the server stores it unread."""
+
+    box: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes(
+            "box",
+            min_len=MIN_REJOIN_BOX_BYTES,
+            max_len=MAX_REJOIN_BOX_BYTES,
+            description="sealed by the account's devices under a secret the server never sees",
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RejoinBoxResponse(_Response):
+    """The account's stored rejoin box of one group."""
+
+    box: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("box", min_len=MIN_REJOIN_BOX_BYTES, max_len=MAX_REJOIN_BOX_BYTES),
     )
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "GROUP_INFO",
     "GROUP_MESSAGES",
     "GROUP_MESSAGES_BATCH",
+    "GROUP_REJOIN_INFO",
     "GROUP_SEND_TOKEN",
     "HANDLE",
     "HANDLE_LOOKUP",
@@ -61,6 +62,7 @@ __all__ = [
     "client_path",
     "group_path",
     "link_path",
+    "rejoin_box_path",
 ]
 
 SERVER_INFO: Final = "/v1/server"
@@ -88,6 +90,8 @@ GROUP_MESSAGES: Final = "/v1/groups/{group_id}/messages"
 GROUP_MESSAGES_BATCH: Final = "/v1/groups/{group_id}/messages/batch"
 GROUP_INFO: Final = "/v1/groups/{group_id}/group-info"
 GROUP_SEND_TOKEN: Final = "/v1/groups/{group_id}/send-token"  # noqa: S105 (a path)
+GROUP_REJOIN_INFO: Final = "/v1/groups/{group_id}/rejoin-info"
+REJOIN_BOX: Final = "/v1/rejoin-boxes/{handle}"
 BLOBS: Final = "/v1/blobs"
 BLOB: Final = "/v1/blobs/{blob_id}"
 BLOB_STATUS: Final = "/v1/blobs/{blob_id}/status"
@@ -113,6 +117,11 @@ def link_path(template: str, link_id: bytes) -> str:
 def blob_path(template: str, blob_id: bytes) -> str:
     """``template`` with ``{blob_id}`` filled in."""
     return template.replace("{blob_id}", b64encode(blob_id))
+
+
+def rejoin_box_path(handle: bytes) -> str:
+    """The path of one rejoin box, named by its ``handle``."""
+    return REJOIN_BOX.replace("{handle}", b64encode(handle))
 
 
 def client_path(client_id: str) -> str:
@@ -428,6 +437,43 @@ ROUTES: Final[tuple[Route, ...]] = (
         "Get the latest GroupInfo (members only: to rejoin by external commit)",
         m.GroupInfoResponse,
         errors=(*_AUTH, ErrorCode.UNKNOWN_GROUP, ErrorCode.NO_GROUP_INFO),
+    ),
+    Route(
+        "POST",
+        GROUP_REJOIN_INFO,
+        "Read the latest GroupInfo with a key to the group's sealed state (to rejoin by "
+        "external commit; a device of a member's account only)",
+        m.GroupInfoResponse,
+        m.RejoinInfoRequest,
+        errors=(
+            *_AUTH,
+            *_BODY,
+            ErrorCode.UNKNOWN_GROUP,
+            ErrorCode.NO_GROUP_INFO,
+            ErrorCode.REJOIN_TOKEN_STALE,
+        ),
+    ),
+    Route(
+        "PUT",
+        REJOIN_BOX,
+        "Store the account's rejoin box of one group (replaces the one stored)",
+        m.Empty,
+        m.RejoinBox,
+        errors=(*_AUTH, *_BODY),
+    ),
+    Route(
+        "GET",
+        REJOIN_BOX,
+        "Read the account's rejoin box of one group",
+        m.RejoinBoxResponse,
+        errors=(*_AUTH, ErrorCode.INVALID_FIELD, ErrorCode.NOT_FOUND),
+    ),
+    Route(
+        "DELETE",
+        REJOIN_BOX,
+        "Delete a rejoin box",
+        m.Empty,
+        errors=(*_AUTH, ErrorCode.INVALID_FIELD),
     ),
     Route(
         "PUT",

@@ -98,6 +98,7 @@ import math
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -111,6 +112,7 @@ from messenger.api.models import (
     GroupInfoRequest,
     GroupInfoResponse,
     QueueMessage,
+    RejoinInfoRequest,
     SendRequest,
     SendResponse,
     SendTokenRequest,
@@ -124,7 +126,7 @@ from .devices import removed_queue_hash
 from .group_epochs import GroupEpochs
 from .key_packages import ClaimEvidence, leaf_is_issued_to, registered_identity
 from .logs import log_event
-from .member_sets import MemberSets
+from .member_sets import MemberSets, live_queues
 from .metrics import Metrics
 from .mls_frames import (
     FrameKind,
@@ -139,6 +141,7 @@ from .push import CHANNEL, Delivery, Hub, notification_payloads
 from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
 from .queue_numbers import seq_after_emptied
+from .state_keys import StateKeys
 from .storage import Database, Row, Tx
 
 __all__ = ["Delivery", "DeliveryService", "SenderBudgets", "SweepResult"]
@@ -148,6 +151,12 @@ _log = logging.getLogger("messenger.server.delivery")
 # SQL here is built only from constant text, "?" placeholders and the
 # constant locking clauses of Tx; values always travel as parameters.
 _CHUNK = 500
+
+#: ``mls_groups.group_info_sealed``: under the server's key (:mod:`.at_rest`),
+#: or under the group's data key, which only its members' tokens unwrap
+#: (:mod:`.state_keys`; then ``state_keys`` is set). 0: rows from before.
+_SEALED_BY_SERVER: Final = 1
+_SEALED_BY_MEMBERS: Final = 2
 
 #: The whole append on PostgreSQL, in one statement (one round trip): store
 #: each message once with its sealed count of holders and its hour, advance every
@@ -294,6 +303,14 @@ class _SendUnit:
 #: A send's fate in its transaction: per item, the earlier answer to repeat
 #: (``None``: stored now), or the refusal of the whole send.
 _Outcome = list[SendResponse | None] | ApiError
+
+
+def _rejoin_token_stale() -> ApiError:
+    return ApiError(
+        ErrorCode.REJOIN_TOKEN_STALE,
+        "the token opens none of this group's state: a member was removed since its "
+        "epoch, or it is not this group's",
+    )
 
 
 def _unknown_group() -> ApiError:
@@ -447,6 +464,7 @@ class DeliveryService:
         self._refs = payload_refs
         self._epochs = group_epochs
         self._group_infos = SealedColumn(at_rest_key, "mls_groups.group_info")
+        self._state_keys = StateKeys(at_rest_key)
         self._payloads = SealedColumn(at_rest_key, "payloads.data")
         self._removed_key = removed_key
         self._hub = hub
@@ -737,16 +755,32 @@ class DeliveryService:
         """
         if req.group_info is not None:
             self._check_group_info(req.group_info, req.group_id, 0)
+        token_hash = req.send_token_hash
+        data_key: bytes | None = None
+        state_keys: bytes | None = None
+        if req.send_token is not None:
+            # The group's state is sealed under its members' keys from the
+            # start (:mod:`.state_keys`).
+            token_hash = self._checked_digest("send_token", req.send_token, token_hash)
+            data_key, state_keys = self._state_keys.new(req.group_id, req.send_token)
+        info = (
+            None
+            if req.group_info is None
+            else self._sealed_info(req.group_id, req.group_info, data_key)
+        )
 
         async def op(tx: Tx) -> None:
             created = await tx.execute(
                 "INSERT INTO mls_groups "
                 "(group_id, epoch, group_info, epoch_box, send_token_hash, "
-                "group_info_sealed) VALUES (?, 0, ?, ?, ?, 1) ON CONFLICT DO NOTHING",
+                "group_info_sealed, state_keys) VALUES (?, 0, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 req.group_id,
-                None if req.group_info is None else self._sealed_info(req.group_id, req.group_info),
+                info,
                 self._epochs.seal(req.group_id, 0, 0 if req.group_info is not None else None),
-                req.send_token_hash,
+                token_hash,
+                _SEALED_BY_SERVER if data_key is None else _SEALED_BY_MEMBERS,
+                state_keys,
             )
             if created == 0:
                 raise ApiError(ErrorCode.GROUP_EXISTS, "a group with this ID exists")
@@ -754,6 +788,14 @@ class DeliveryService:
 
         await self._db.transaction(op)
         return CreateGroupResponse(0)
+
+    @staticmethod
+    def _checked_digest(name: str, token: bytes, digest: bytes | None) -> bytes:
+        """The digest of the send token ``token``; ``invalid_field`` if ``digest`` is another."""
+        computed = token_digest(token)
+        if digest is not None and not hmac.compare_digest(computed, digest):
+            raise ApiError.invalid_field(name, "its digest is not send_token_hash")
+        return computed
 
     @staticmethod
     def _check_group_info(group_info: bytes, group_id: bytes, epoch: int) -> None:
@@ -809,6 +851,9 @@ class DeliveryService:
                 f"the commit is for epoch {header.epoch}, the request says {req.epoch}",
             )
         req, shown = self._opened_addresses(req)
+        next_hash = req.send_token_hash
+        if req.next_token is not None:
+            next_hash = self._checked_digest("next_token", req.next_token, next_hash)
         new_members = set(req.members)
         welcome_to = sorted(set(req.welcome_to or ()))
         if (req.welcome is None) != (not welcome_to):
@@ -857,10 +902,12 @@ class DeliveryService:
                     if answered is not None:
                         return [], answered[1], True
                     raise _stale(current)
-                members = await self._member_sets.load(tx, group_id, box)
-                return await applied(tx, current, members, set())
+                listed = self._member_sets.open(group_id, box)
+                members = await live_queues(tx, listed)
+                return await applied(tx, current, members, set(), listed)
             current = await self._group_epoch(tx, group_id)
-            old_members = await self._members(tx, group_id)
+            listed = await self._member_sets.listed(tx, group_id)
+            old_members = await live_queues(tx, listed)
             own_queues: set[str] = set()
             if principal.queue_id not in old_members:
                 # An external commit may come from another device of a member's
@@ -868,10 +915,14 @@ class DeliveryService:
                 own_queues = await self._account_queues(tx, principal)
                 if not header.external_commit or own_queues.isdisjoint(old_members):
                     raise _unknown_group()
-            return await applied(tx, current, old_members, own_queues)
+            return await applied(tx, current, old_members, own_queues, listed)
 
         async def applied(
-            tx: Tx, current: int, old_members: list[str], own_queues: set[str]
+            tx: Tx,
+            current: int,
+            old_members: list[str],
+            own_queues: set[str],
+            listed: Sequence[str],
         ) -> tuple[list[Delivery], int, bool]:
             """The commit's checks and changes, once the committer is known to be allowed."""
             nonlocal taken
@@ -883,6 +934,9 @@ class DeliveryService:
             old = set(old_members)
             added = sorted(new_members - old)
             removed = sorted(old - new_members)
+            stored_keys, old_key, current_token = await self._opened_state(
+                tx, group_id, req, header
+            )
             gone = await self._removed_queues(tx, added)
             if gone:
                 # Queues of devices removed from their account (devices.py): a
@@ -892,7 +946,7 @@ class DeliveryService:
             if header.external_commit:
                 assert principal is not None  # refused above when sealed
                 await self._check_external_commit(
-                    tx, principal, group_id, current, req, old, own_queues
+                    tx, principal, group_id, current, req, old, own_queues, old_key
                 )
             else:
                 unwelcomed = [q for q in added if q not in welcomed]
@@ -919,20 +973,30 @@ class DeliveryService:
                         "a new member's queue does not exist",
                         {"queue": shown[unknown]},
                     )
-            # The new member set; queues of removed devices still in the old
-            # box (they were left out of ``old``) are dropped here.
-            members_now = (old - set(removed)) | set(added)
+            # The new member set. A queue of a removed device stays while the
+            # committer still lists it (it has not seen the removal of its
+            # leaves), and goes with the commit that removes them: that commit
+            # is a removal for the state keys below, as it is for the members.
+            members_now = (set(listed) & new_members) | set(added)
+            dropped = not set(listed).issubset(new_members)
+            data_key, keys_now = self._next_state(
+                group_id, stored_keys, old_key, current_token, req.next_token, removed=dropped
+            )
             # The row is locked (_group_epoch or _sealed_group), so the epoch
             # read is still the current one.
             changed = await tx.execute(
                 "UPDATE mls_groups SET epoch_box = ?, group_info = ?, "
                 "previous_send_token_hash = send_token_hash, send_token_hash = ?, "
-                "group_info_sealed = 1, members_box = ? WHERE group_id = ?",
+                "group_info_sealed = ?, state_keys = ?, members_box = ? WHERE group_id = ?",
                 self._epochs.seal(
                     group_id, new_epoch, new_epoch if req.group_info is not None else None
                 ),
-                None if req.group_info is None else self._sealed_info(group_id, req.group_info),
-                req.send_token_hash,
+                None
+                if req.group_info is None
+                else self._sealed_info(group_id, req.group_info, data_key),
+                next_hash,
+                _SEALED_BY_SERVER if data_key is None else _SEALED_BY_MEMBERS,
+                keys_now,
                 self._member_sets.seal(group_id, members_now),
                 group_id,
             )
@@ -978,6 +1042,79 @@ class DeliveryService:
         self._published(deliveries)
         log_event(_log, "commit accepted", epoch=new_epoch, recipients=recipients)
         return CommitResponse(new_epoch, recipients)
+
+    async def _opened_state(
+        self, tx: Tx, group_id: bytes, req: CommitRequest, header: GroupMessageHeader
+    ) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """The group's stored state keys, the data key if the commit opens them,
+        and the commit's ``token`` if it is the current epoch's.
+
+        A member's commit opens them with the current epoch's send token
+        (``token``), an external commit with its ``rejoin_token``
+        (:mod:`.state_keys`). A group sealed under its members' keys takes
+        only commits that carry the next epoch's (``next_token``), so that
+        the new state can be sealed; an external commit must open the state,
+        since it is checked against the stored GroupInfo.
+        """
+        row = await tx.fetchone(
+            "SELECT state_keys, send_token_hash FROM mls_groups WHERE group_id = ?", group_id
+        )
+        current_token = None
+        if (
+            row is not None
+            and row[1] is not None
+            and req.token is not None
+            and not header.external_commit
+            and hmac.compare_digest(token_digest(req.token), bytes(row[1]))
+        ):
+            current_token = req.token
+        if row is None or row[0] is None:
+            return None, None, current_token
+        stored = bytes(row[0])
+        if req.next_token is None:
+            raise ApiError(
+                ErrorCode.OUTDATED_CLIENT,
+                "this group's state is sealed under its members' keys: a commit carries "
+                "the new epoch's send token; update the app",
+            )
+        opener = req.rejoin_token if header.external_commit else req.token
+        data_key = None if opener is None else self._state_keys.open(group_id, stored, opener)
+        if data_key is None and header.external_commit:
+            raise _rejoin_token_stale()
+        return stored, data_key, current_token
+
+    def _next_state(
+        self,
+        group_id: bytes,
+        stored: bytes | None,
+        data_key: bytes | None,
+        current_token: bytes | None,
+        next_token: bytes | None,
+        *,
+        removed: bool,
+    ) -> tuple[bytes | None, bytes | None]:
+        """The data key and state keys of the epoch a commit makes (:mod:`.state_keys`).
+
+        Without ``next_token`` (a group still sealed under the server's key,
+        by an app from before) there are none. A commit that removes a
+        member, or whose committer could not open the keys (a signed commit
+        after a wrong token was registered), draws a new data key wrapped
+        under the new epoch's token alone: a removed member's tokens open
+        nothing of what follows (RFC 9420 §12.1.3). A commit that moves a
+        group to its members' keys draws one wrapped under the current
+        epoch's token too (``current_token``, checked against its digest),
+        so that the boxes and backups of that epoch open it. Any other commit
+        adds the new token's wrap, so the tokens of earlier epochs keep
+        opening the state.
+        """
+        if next_token is None:
+            return None, None
+        if stored is None and not removed and current_token is not None:
+            data_key, first = self._state_keys.new(group_id, current_token)
+            return data_key, self._state_keys.extend(group_id, first, data_key, next_token)
+        if stored is None or data_key is None or removed:
+            return self._state_keys.new(group_id, next_token)
+        return data_key, self._state_keys.extend(group_id, stored, data_key, next_token)
 
     def _opened_addresses(self, req: CommitRequest) -> tuple[CommitRequest, dict[str, str]]:
         """``req`` with its members and Welcome recipients as queue IDs, and the
@@ -1032,14 +1169,19 @@ class DeliveryService:
         """The queues of every client of ``principal``'s account (its own included)."""
         return {q for _, q in await self._queue_links.of_account(tx, principal.account_id)}
 
-    def _sealed_info(self, group_id: bytes, group_info: bytes) -> bytes:
+    def _sealed_info(
+        self, group_id: bytes, group_info: bytes, data_key: bytes | None = None
+    ) -> bytes:
         """What ``mls_groups.group_info`` holds: the padded GroupInfo, sealed at rest.
 
         A GroupInfo's ratchet tree names every member's account and client
         (RFC 9420 §12.4.3.3), so a copy of the database must not show it
-        (:mod:`.at_rest`, docs/threat-model.md).
+        (:mod:`.at_rest`, docs/threat-model.md). Sealed under the group's
+        data key if its members send the keys (:mod:`.state_keys`), else
+        under the server's key.
         """
-        return self._group_infos.seal(group_id, _stored(group_info))
+        sealer = self._group_infos if data_key is None else StateKeys.sealer(data_key)
+        return sealer.seal(group_id, _stored(group_info))
 
     def _sealed_payload(self, message: bytes) -> bytes:
         """What ``payloads.data`` holds: the padded message, sealed at rest.
@@ -1060,9 +1202,19 @@ class DeliveryService:
             return _loaded(self._payloads.open(b"", data))
         return _loaded(data)
 
-    def _opened_info(self, group_id: bytes, stored: bytes | memoryview, sealed: object) -> bytes:
-        """The GroupInfo of a stored ``mls_groups`` row (rows not yet sealed hold it padded)."""
+    def _opened_info(
+        self, group_id: bytes, stored: bytes | memoryview, sealed: object, data_key: bytes | None
+    ) -> bytes:
+        """The GroupInfo of a stored ``mls_groups`` row (rows not yet sealed hold it padded).
+
+        ``data_key`` opens one sealed under its members' keys
+        (:data:`_SEALED_BY_MEMBERS`; :mod:`.state_keys`).
+        """
         data = bytes(stored)
+        if sealed == _SEALED_BY_MEMBERS:
+            if data_key is None:  # pragma: no cover - callers open the state keys first
+                raise ApiError(ErrorCode.REJOIN_TOKEN_STALE, "the group's state is not open")
+            return _loaded(StateKeys.sealer(data_key).open(group_id, data))
         return _loaded(self._group_infos.open(group_id, data) if sealed else data)
 
     async def seal_legacy_payloads(self, tx: Tx) -> int:
@@ -1104,7 +1256,10 @@ class DeliveryService:
                 return sealed
             await tx.executemany(
                 "UPDATE mls_groups SET group_info = ?, group_info_sealed = 1 WHERE group_id = ?",
-                [(self._sealed_info(bytes(g), _loaded(bytes(info))), bytes(g)) for g, info in rows],
+                [
+                    (self._sealed_info(bytes(g), _loaded(bytes(info)), None), bytes(g))
+                    for g, info in rows
+                ],
             )
             sealed += len(rows)
 
@@ -1117,6 +1272,7 @@ class DeliveryService:
         req: CommitRequest,
         old_members: set[str],
         own_queues: set[str],
+        data_key: bytes | None,
     ) -> None:
         """:class:`ApiError` unless ``req`` is a verified external join of ``principal``.
 
@@ -1160,7 +1316,7 @@ class DeliveryService:
                 ErrorCode.NO_GROUP_INFO,
                 "an external commit needs the GroupInfo of the current epoch on the server",
             )
-        info = self._opened_info(group_id, row[0], row[2])
+        info = self._opened_info(group_id, row[0], row[2], data_key)
         leaf = verify_external_commit(req.commit, info)
         registered = await registered_identity(tx, principal.client_id)
         if not leaf_is_issued_to(self._credential_key, principal, registered, leaf):
@@ -1455,29 +1611,54 @@ class DeliveryService:
 
         Only a client whose queue is in the group's member set gets it; any
         other client is told ``unknown_group``, as for a group that does not
-        exist, so that the answer does not reveal which groups exist.
+        exist, so that the answer does not reveal which groups exist. A
+        group sealed under its members' keys is read with a token
+        (:meth:`rejoin_info`).
         """
+        return await self._read_group_info(principal, group_id, None)
 
-        async def op(tx: Tx) -> tuple[int, bytes | None] | None:
+    async def rejoin_info(
+        self, principal: Principal, group_id: bytes, req: RejoinInfoRequest
+    ) -> GroupInfoResponse:
+        """The stored GroupInfo, opened with the send token of an epoch since the
+        last removal (:mod:`.state_keys`); as :meth:`group_info` otherwise.
+
+        A token that opens nothing is ``rejoin_token_stale``, told only to a
+        device of a member's account (others get ``unknown_group`` first).
+        """
+        return await self._read_group_info(principal, group_id, req.token)
+
+    async def _read_group_info(
+        self, principal: Principal, group_id: bytes, token: bytes | None
+    ) -> GroupInfoResponse:
+        async def op(tx: Tx) -> tuple[int, bytes | None]:
             # A member, or a device of a member's account (docs/devices.md §5).
             row = await tx.fetchone(
-                "SELECT epoch_box, group_info, group_info_sealed FROM mls_groups "
+                "SELECT epoch_box, group_info, group_info_sealed, state_keys FROM mls_groups "
                 "WHERE group_id = ?",
                 group_id,
             )
             if row is None or (await self._account_queues(tx, principal)).isdisjoint(
                 await self._members(tx, group_id)
             ):
-                return None
+                raise _unknown_group()
+            data_key = None
+            if row[3] is not None:
+                if token is None:
+                    raise ApiError(
+                        ErrorCode.OUTDATED_CLIENT,
+                        "this group's GroupInfo is sealed under its members' keys and is "
+                        "read with a token; update the app",
+                    )
+                data_key = self._state_keys.open(group_id, bytes(row[3]), token)
+                if data_key is None:
+                    raise _rejoin_token_stale()
             info_epoch = self._epochs.open(group_id, row[0])[1]
             return (0 if info_epoch is None else info_epoch), (
-                self._opened_info(group_id, row[1], row[2]) if row[1] is not None else None
+                None if row[1] is None else self._opened_info(group_id, row[1], row[2], data_key)
             )
 
-        found = await self._db.read(op)
-        if found is None:
-            raise _unknown_group()
-        epoch, info = found
+        epoch, info = await self._db.read(op)
         if info is None:
             raise ApiError(ErrorCode.NO_GROUP_INFO, "no GroupInfo is stored for this group")
         return GroupInfoResponse(epoch, info)
@@ -1488,7 +1669,8 @@ class DeliveryService:
         """Replace the GroupInfo of the current epoch (members only).
 
         A client that is not a member is told ``unknown_group``, as for a
-        group that does not exist (see :meth:`group_info`).
+        group that does not exist (see :meth:`group_info`). A group sealed
+        under its members' keys needs a token that opens them (``token``).
         """
         self._check_group_info(req.group_info, group_id, req.epoch)
 
@@ -1498,11 +1680,21 @@ class DeliveryService:
                 raise _unknown_group()
             if req.epoch != current:
                 raise _stale(current)
+            row = await tx.fetchone(
+                "SELECT state_keys FROM mls_groups WHERE group_id = ?", group_id
+            )
+            data_key = None
+            if row is not None and row[0] is not None:
+                if req.token is not None:
+                    data_key = self._state_keys.open(group_id, bytes(row[0]), req.token)
+                if data_key is None:
+                    raise _rejoin_token_stale()
             await tx.execute(
                 "UPDATE mls_groups SET group_info = ?, epoch_box = ?, "
-                "group_info_sealed = 1 WHERE group_id = ?",
-                self._sealed_info(group_id, req.group_info),
+                "group_info_sealed = ? WHERE group_id = ?",
+                self._sealed_info(group_id, req.group_info, data_key),
                 self._epochs.seal(group_id, current, req.epoch),
+                _SEALED_BY_SERVER if data_key is None else _SEALED_BY_MEMBERS,
                 group_id,
             )
 

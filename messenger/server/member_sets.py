@@ -12,7 +12,8 @@ social graph, even when no queue can be tied to an account
 * Removing a device deletes its queue (:mod:`.devices`) but cannot find
   the groups it was in without opening every box, so a box may still name a
   queue that is gone. :meth:`MemberSets.load` leaves such queues out, and
-  the next commit's box no longer has them.
+  the box of the commit that no longer lists them (the one removing their
+  leaves) no longer has them.
 
 Rows from before (``group_members``, server migration 13) are moved into
 boxes by :meth:`MemberSets.adopt_legacy` when the server starts; the table
@@ -60,6 +61,11 @@ class MemberSets:
     async def load(self, tx: Tx, group_id: bytes, box: object) -> list[str]:
         """The members of ``box`` whose queues still exist (sorted)."""
         return await live_queues(tx, self.open(group_id, box))
+
+    async def listed(self, tx: Tx, group_id: bytes) -> list[str]:
+        """Every queue the group's box names, gone or not (none for no such group)."""
+        row = await tx.fetchone("SELECT members_box FROM mls_groups WHERE group_id = ?", group_id)
+        return [] if row is None else self.open(group_id, row[0])
 
     async def read(self, tx: Tx, group_id: bytes) -> list[str] | None:
         """The group's current members (:meth:`load`), or None if there is no such group."""

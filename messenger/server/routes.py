@@ -417,6 +417,35 @@ async def put_group_info(call: Call) -> m.Model:
     return m.Empty()
 
 
+async def rejoin_info(call: Call) -> m.Model:
+    return await call.state.delivery.rejoin_info(call.me, call.group_id(), call.body)
+
+
+def _rejoin_handle(call: Call) -> bytes:
+    raw = call.request.path_params["handle"]
+    try:
+        handle = b64decode(raw)
+    except ValueError:
+        raise ApiError.invalid_field("handle", "not unpadded base64url") from None
+    if len(handle) != m.REJOIN_HANDLE_BYTES:
+        raise ApiError.invalid_field("handle", "bad length")
+    return handle
+
+
+async def put_rejoin_box(call: Call) -> m.Model:
+    await call.state.rejoin_boxes.put(_rejoin_handle(call), call.body.box)
+    return m.Empty()
+
+
+async def get_rejoin_box(call: Call) -> m.Model:
+    return await call.state.rejoin_boxes.get(_rejoin_handle(call))
+
+
+async def delete_rejoin_box(call: Call) -> m.Model:
+    await call.state.rejoin_boxes.delete(_rejoin_handle(call))
+    return m.Empty()
+
+
 def _link_limit(call: Call) -> None:
     """Unsigned link requests: the link budget of the address (never logged)."""
     if call.principal is not None:
@@ -565,6 +594,10 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("GET", r.GROUP_INFO): get_group_info,
     ("PUT", r.GROUP_INFO): put_group_info,
     ("PUT", r.GROUP_SEND_TOKEN): put_send_token,
+    ("POST", r.GROUP_REJOIN_INFO): rejoin_info,
+    ("PUT", r.REJOIN_BOX): put_rejoin_box,
+    ("GET", r.REJOIN_BOX): get_rejoin_box,
+    ("DELETE", r.REJOIN_BOX): delete_rejoin_box,
     ("POST", r.BLOBS): create_blob,
     ("PUT", r.BLOB): upload_blob,
     ("GET", r.BLOB): download_blob,

@@ -28,6 +28,7 @@ from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
 from .ratelimit import RateLimiter
 from .registration import Registration
+from .rejoin_boxes import RejoinBoxes
 from .server_keys import ServerKeys, load_or_create_master_secret, make_private_dir
 from .storage import Database, Row, StorageError, Tx, migrate, open_database
 
@@ -155,6 +156,7 @@ class ServerState:
             removed_key=self.keys.removed_client_key,
         )
         self.links = Links(self.db, self.hub, clock)
+        self.rejoin_boxes = RejoinBoxes(self.db)
         self.blobs = Blobs(
             self.db,
             self.metrics,

@@ -280,22 +280,35 @@ class ApiClient:
                 refs.append(mls_data.key_package_ref(claimed.key_package))
         return mls_data.welcome(refs)
 
-    async def create_group(self, group_id: bytes) -> m.CreateGroupResponse:
+    async def create_group(
+        self, group_id: bytes, *, member_keys: bool = False
+    ) -> m.CreateGroupResponse:
+        """Create ``group_id``; with ``member_keys`` its state is sealed under the
+        members' tokens from the start (docs/metadata.md §2), as the app does."""
         answer = await self.call(
             "POST",
             r.GROUPS,
-            m.CreateGroupRequest(group_id, send_token_hash=send_token_hash(group_id, 0)),
+            m.CreateGroupRequest(
+                group_id,
+                send_token_hash=send_token_hash(group_id, 0),
+                send_token=send_token(group_id, 0) if member_keys else None,
+            ),
             m.CreateGroupResponse,
         )
         _EPOCH_MEMBERS[(group_id, 0)] = frozenset({self.me.queue_id})
         return answer
 
     async def start_group(
-        self, group_id: bytes, *others: ApiClient, group_info: bool = False
+        self,
+        group_id: bytes,
+        *others: ApiClient,
+        group_info: bool = False,
+        member_keys: bool = False,
     ) -> m.CommitResponse:
         """Create ``group_id`` and add ``others`` with a Welcome (epoch 1); with
-        ``group_info``, the commit carries epoch 1's GroupInfo."""
-        await self.create_group(group_id)
+        ``group_info``, the commit carries epoch 1's GroupInfo; with
+        ``member_keys``, the tokens that seal the state (:meth:`create_group`)."""
+        await self.create_group(group_id, member_keys=member_keys)
         queues = [self.me.queue_id, *(o.me.queue_id for o in others)]
         return await self.commit(
             group_id,
@@ -305,10 +318,16 @@ class ApiClient:
             welcome=await self.welcome_for(*others) if others else None,
             welcome_to=queues[1:] or None,
             group_info=mls_data.group_info(group_id, 1) if group_info else None,
+            next_token=member_keys,
         )
 
     async def start_mls_group(
-        self, group_id: bytes, other: ApiClient, group: Group | None = None
+        self,
+        group_id: bytes,
+        other: ApiClient,
+        group: Group | None = None,
+        *,
+        member_keys: bool = False,
     ) -> tuple[Group, CommitResult]:
         """A real MLS group (RFC 9420 §11) this client made and added ``other`` to:
         at epoch 1 on the server, with that epoch's GroupInfo stored. The group
@@ -316,7 +335,7 @@ class ApiClient:
         assert self.me.credential is not None
         if group is None:
             group = mls_data.mls_group(self.me.credential, self.me.key, group_id)
-        await self.create_group(group_id)
+        await self.create_group(group_id, member_keys=member_keys)
         await other.upload_key_packages([other.key_package()])
         (claimed,) = (await self.claim(other.me.account_id)).key_packages
         added = group.commit(os.urandom, add=[claimed.key_package])
@@ -328,6 +347,7 @@ class ApiClient:
             welcome=added.welcome,
             welcome_to=[other.me.queue_id],
             group_info=added.group_info,
+            next_token=member_keys,
         )
         group.merge(added.staged)
         return group, added
@@ -358,9 +378,14 @@ class ApiClient:
         idempotency_key: bytes | None = None,
         sealed: bool = False,
         claims: tuple[bytes, ...] | None = None,
+        next_token: bool = False,
+        rejoin_token: bytes | None = None,
     ) -> m.CommitResponse:
         """A commit, signed, or ``sealed`` with the token this client knows for
-        ``epoch``; ``claims`` defaults to the tokens of this client's latest claims."""
+        ``epoch``; ``claims`` defaults to the tokens of this client's latest claims.
+        With ``next_token`` it carries the new epoch's token itself (the app's
+        commits do, docs/metadata.md §2); ``rejoin_token`` opens the state for
+        an external commit."""
         if claims is None:
             claims = tuple(dict.fromkeys(self.claim_tokens[-m.MAX_GROUP_MEMBERS :])) or None
         request = m.CommitRequest(
@@ -372,8 +397,11 @@ class ApiClient:
             group_info,
             idempotency_key,
             send_token_hash(group_id, epoch + 1),
-            token=self.token_for(group_id, commit) if sealed else None,
+            # The app's signed fallback still carries the token (docs/metadata.md §2).
+            token=self.token_for(group_id, commit) if sealed or next_token else None,
             claims=claims or None,
+            next_token=send_token(group_id, epoch + 1) if next_token else None,
+            rejoin_token=rejoin_token,
         )
         answer = await self.call(
             "POST",
@@ -455,12 +483,22 @@ class ApiClient:
             "GET", r.group_path(r.GROUP_INFO, group_id), None, m.GroupInfoResponse
         )
 
-    async def put_group_info(self, group_id: bytes, epoch: int, info: bytes) -> m.Empty:
+    async def put_group_info(
+        self, group_id: bytes, epoch: int, info: bytes, token: bytes | None = None
+    ) -> m.Empty:
         return await self.call(
             "PUT",
             r.group_path(r.GROUP_INFO, group_id),
-            m.GroupInfoRequest(epoch, info),
+            m.GroupInfoRequest(epoch, info, token),
             m.Empty,
+        )
+
+    async def rejoin_info(self, group_id: bytes, token: bytes) -> m.GroupInfoResponse:
+        return await self.call(
+            "POST",
+            r.group_path(r.GROUP_REJOIN_INFO, group_id),
+            m.RejoinInfoRequest(token),
+            m.GroupInfoResponse,
         )
 
     async def set_handle(self, handle: str) -> m.Empty:

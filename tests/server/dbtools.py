@@ -39,6 +39,7 @@ TABLES = (
     "blob_fetchers",
     "spare_queues",
     "maintenance",
+    "rejoin_boxes",
     "schema_migrations",
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -12,6 +13,8 @@ from messenger.api import routes as r
 from messenger.api.credential import encode_credential
 from messenger.api.pow import solve_pow
 from messenger.api.signing import device_certificate_tbs, possession_message
+from messenger.mls.credentials import Credential as MlsCredential
+from messenger.mls.group import Group
 
 from . import mls_data
 from .client import ApiClient, Identity, public_bytes
@@ -128,3 +131,19 @@ def key_package_v2(client: ApiClient, credential: m.Credential | None = None) ->
 
 def code(response: httpx.Response) -> str:
     return str(response.json()["error"]["code"])
+
+
+def external_commit(
+    group_info: bytes, client: ApiClient, *, resync: int | None = None
+) -> tuple[Group, bytes]:
+    """A real external commit of ``client`` with its (version 2) credential
+    (RFC 9420 §12.4.3.2; ``resync``: the leaf it replaces)."""
+    assert client.me.credential is not None
+    group, result = Group.join_external(
+        group_info,
+        credential=MlsCredential.basic(encode_credential(client.me.credential)),
+        signature_private_key=mls_data.private_key_bytes(client.me.key),
+        random=os.urandom,
+        resync=resync,
+    )
+    return group, result.message

@@ -37,7 +37,14 @@ from . import mls_data
 from .client import ApiClient, send_token
 from .conftest import TestServer, make_config, postgres_schema, serve
 from .dbtools import entries, holders, member_sets, rows, snapshot
-from .devices_tools import add_device, code, key_package_v2, register_with_key, remove
+from .devices_tools import (
+    add_device,
+    code,
+    external_commit,
+    key_package_v2,
+    register_with_key,
+    remove,
+)
 from .hub_watch import DEADLINE, subscribers, until
 
 pytestmark = pytest.mark.anyio
@@ -156,7 +163,11 @@ async def test_a_device_removes_another_of_its_account(server: TestServer) -> No
     three = [alice.me.queue_id, bob.me.queue_id, laptop.me.queue_id]
     accepted = await bob.commit(GID, 1, mls_data.commit(GID, 1), three)
     assert accepted.recipients == 2
-    assert (await member_sets(server))[GID] == sorted(three[:2])  # the box drops it now
+    # The box keeps it while a committer still lists it (the commit that
+    # removes its leaf drops it, which is a removal for the state keys too).
+    assert (await member_sets(server))[GID] == sorted(three)
+    live = await server.state.db.read(lambda tx: server.state.member_sets.read(tx, GID))
+    assert live == sorted(three[:2])
     # Sends are sealed, so no signature can be refused there: what keeps the
     # laptop out is that the last token it could derive is epoch 1's (it never
     # got Bob's commit), and that token ended with the commit.
@@ -293,21 +304,6 @@ def _mls_group(client: ApiClient) -> Group:
     return Group.create(bundle, os.urandom, group_id=GID)
 
 
-def _external_commit(
-    group_info: bytes, client: ApiClient, *, resync: int | None = None
-) -> tuple[Group, bytes]:
-    """A real external commit of ``client`` with its (version 2) credential."""
-    assert client.me.credential is not None
-    group, result = Group.join_external(
-        group_info,
-        credential=MlsCredential.basic(encode_credential(client.me.credential)),
-        signature_private_key=mls_data.private_key_bytes(client.me.key),
-        random=os.urandom,
-        resync=resync,
-    )
-    return group, result.message
-
-
 async def test_another_device_of_a_member_joins_by_external_commit(server: TestServer) -> None:
     alice, account_key, bob, group_info = await _real_group(server)
     restored = await add_device(alice, account_key)
@@ -316,7 +312,7 @@ async def test_another_device_of_a_member_joins_by_external_commit(server: TestS
     assert (await restored.group_info(GID)).group_info == group_info
     response = await mallory.raw("GET", r.group_path(r.GROUP_INFO, GID))
     assert (response.status_code, code(response)) == (404, "unknown_group")
-    joined, commit = _external_commit(group_info, restored)
+    joined, commit = external_commit(group_info, restored)
     old = [alice.me.queue_id, bob.me.queue_id]
     before = _no_nonces(await snapshot(server, exclude=()))
     path = r.group_path(r.GROUP_COMMITS, GID)
@@ -336,7 +332,7 @@ async def test_another_device_of_a_member_joins_by_external_commit(server: TestS
     )
     assert (response.status_code, code(response)) == (404, "unknown_group")
     # Alice's commit carried by the restored device (not its leaf) is refused.
-    _, alices = _external_commit(group_info, alice, resync=0)
+    _, alices = external_commit(group_info, alice, resync=0)
     response = await restored.raw(
         "POST", path, m.CommitRequest(1, alices, (*old, restored.me.queue_id))
     )
@@ -353,7 +349,7 @@ async def test_another_device_of_a_member_joins_by_external_commit(server: TestS
 async def test_a_resync_may_drop_the_old_device_of_the_same_account(server: TestServer) -> None:
     alice, account_key, bob, group_info = await _real_group(server)
     restored = await add_device(alice, account_key)
-    joined, commit = _external_commit(group_info, restored, resync=0)  # Alice's old leaf
+    joined, commit = external_commit(group_info, restored, resync=0)  # Alice's old leaf
     accepted = await restored.commit(
         GID, 1, commit, [bob.me.queue_id, restored.me.queue_id], group_info=joined.group_info()
     )

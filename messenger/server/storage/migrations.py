@@ -598,6 +598,26 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "INSERT INTO maintenance (task) VALUES ('seq_origins') ON CONFLICT DO NOTHING",
         ),
     ),
+    Migration(
+        20,
+        "group state under the members' keys; rejoin boxes",
+        (
+            # The keys that open a group's sealed GroupInfo
+            # (messenger.server.state_keys): a random data key wrapped under
+            # keys derived from the send tokens of the epochs since the last
+            # removal, which only members hold. NULL for groups sealed under
+            # the server's key alone, until a commit carries the new epoch's
+            # token (group_info_sealed is then 2).
+            "ALTER TABLE mls_groups ADD COLUMN state_keys {blob}",
+            # Each account's rejoin boxes (messenger.server.rejoin_boxes): a
+            # handle only the account's devices can derive, and bytes sealed
+            # under their secret. No account, no group, no time.
+            """CREATE TABLE rejoin_boxes (
+                handle {blob} PRIMARY KEY,
+                box {blob} NOT NULL
+            ){without_rowid}""",
+        ),
+    ),
 )
 
 
