@@ -139,6 +139,7 @@ if TYPE_CHECKING:
     from .linking.existing import DeviceLink
     from .linking.models import LinkProgress
     from .net.http import Transport
+    from .rejoin_boxes import RejoinBoxUploader
     from .session import Session
     from .sync.inbound import InboundPipeline
     from .sync.intents import Intent
@@ -221,6 +222,7 @@ class MessengerClient:
         self._sender: OutboxSender | None = None
         self._listener: PushListener | None = None
         self._pool: KeyPackagePool | None = None
+        self._rejoin_boxes: RejoinBoxUploader | None = None
         self._replenish = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._group_commit = GroupCommit(store)
@@ -360,6 +362,9 @@ class MessengerClient:
             session, pipeline, backoff=self._backoff, on_online=sender.wake
         )
         self._pool = KeyPackagePool(session, suites=self._suites)
+        from .rejoin_boxes import RejoinBoxUploader
+
+        self._rejoin_boxes = RejoinBoxUploader(session)
         from .attachments.transfers import TransferQueue
 
         self._transfers = TransferQueue(session, self.profile.path, backoff=self._backoff)
@@ -478,7 +483,8 @@ class MessengerClient:
         await machinery.load_off_loop()
         session = self._require()
         assert self._listener is not None and self._sender is not None
-        listener, sender = self._listener, self._sender
+        assert self._rejoin_boxes is not None
+        listener, sender, boxes = self._listener, self._sender, self._rejoin_boxes
         # Before anything is sent: a restored copy becomes a new device, an
         # account from before account keys gets its key (restore_device.py).
         await self._prepare_device(session)
@@ -489,6 +495,8 @@ class MessengerClient:
             asyncio.create_task(self._supervise("listener", listener.run), name="listener"),
             asyncio.create_task(self._supervise("outbox", sender.run), name="outbox"),
             asyncio.create_task(self._supervise("maintenance", self._maintain)),
+            # The account's rejoin boxes, at start and at random times (rejoin_boxes.py).
+            asyncio.create_task(self._supervise("rejoin boxes", boxes.run), name="rejoin boxes"),
         ]
         if self._transfers is not None:  # attachments (docs/attachments.md §4)
             transfers = self._transfers.run
@@ -1132,8 +1140,9 @@ class MessengerClient:
     ) -> Conversation:
         session = self._require()
         from messenger.api import models as m
+        from messenger.api.sealed import token_digest
 
-        from .sealed_sending import send_token_hash
+        from .sealed_sending import send_token
         from .sync.effects import Actor, system_note
         from .sync.intents import Intent
 
@@ -1147,8 +1156,12 @@ class MessengerClient:
         async with session.group_lock(group_id):
             # The GroupInfo of epoch 0, so another device of this account can join by
             # external commit even before the first commit (docs/devices.md §5).
-            token_hash = await session.mls(send_token_hash, group)
-            create = m.CreateGroupRequest(group_id, group_info, token_hash).dumps()
+            # Epoch 0's send token and its digest: the server seals the group's state
+            # under keys from it (docs/metadata.md §2) and checks sends against it (§3).
+            token = await session.mls(send_token, group)
+            create = m.CreateGroupRequest(
+                group_id, group_info, token_digest(token), send_token=token
+            ).dumps()
             claims = session.transport.claim_tokens.take(key_packages)
             add = Intent("add", key_packages=tuple(key_packages), claims=claims).dumps()
             profile = session.profile_content()
@@ -1203,6 +1216,7 @@ class MessengerClient:
             session.groups.put(group)
         self._events.publish(*events)
         self._wake()
+        session.rejoin_boxes_changed()  # a new group: its box is due (rejoin_boxes.py)
         return conversation
 
     async def _publish(self, *events: Event) -> None:

@@ -16,7 +16,9 @@ transition:
    (:meth:`Group.checkpoint` with the staged commit);
 3. **persist** in one store transaction: the new state, the timeline's
    system notes and member lists (:func:`.sync.effects.apply_transition`),
-   and the caller's own bookkeeping (the queue cursor, the outbox item);
+   the epoch of a commit that removed a leaf (the account's rejoin box of
+   the group is then due, :mod:`.rejoin_boxes`), and the caller's own
+   bookkeeping (the queue cursor, the outbox item);
 4. **merge** (:meth:`Group.merge`) in memory, then publish the events.
 
 A crash before 3 leaves the old epoch (the message is processed again, the
@@ -47,6 +49,7 @@ from .events import ConversationUpdated, Event
 from .groups import ConversationInfo, GroupCache, GroupMember, group_member, group_members
 from .identity import MemberIdentity, member_identity
 from .models import with_views
+from .rejoin_boxes import box_due
 from .store.conversations import ConversationKind
 from .store.messages import Note, NoteKind
 from .store.outbox import OutboxItem, OutboxKind
@@ -78,6 +81,9 @@ class Membership:
     """This client was removed."""
     epoch: int
     """The new epoch."""
+    removal: bool = False
+    """The commit removed a leaf (a Remove proposal, RFC 9420 §12.1.3): the
+    tokens of earlier epochs no longer open the group's state on the server."""
 
 
 def membership_after(group: Group, staged: StagedCommit) -> list[GroupMember]:
@@ -128,6 +134,7 @@ def _staged_change(group: Group, staged: StagedCommit) -> tuple[Membership, Grou
         leavers=leavers_of(group.pending_proposals()),
         removed=staged.self_removed,
         epoch=group.epoch + 1,
+        removal=bool(staged.removed),
     )
     return change, None if staged.self_removed else group.checkpoint(staged)
 
@@ -137,14 +144,21 @@ def _loaded_change(
 ) -> tuple[Membership, Group, GroupCheckpoint]:
     """Step 2 for an own commit whose StagedCommit was lost in a restart (in the MLS thread)."""
     after = cache.load(state)
+    before = group_members(group)
+    members_after = [] if after.removed else group_members(after)
+    # Without the staged commit, a removal shows as a leaf that no longer holds
+    # its client (RFC 9420 §12.3: an Update keeps the leaf's client, a Remove
+    # blanks the leaf, which an Add of the same commit may fill with another).
+    kept = {(m.leaf_index, m.client_id) for m in members_after}
     change = Membership(
-        before=group_members(group),
-        after=[] if after.removed else group_members(after),
+        before=before,
+        after=members_after,
         info_before=ConversationInfo.from_extensions(group.extensions),
         info_after=ConversationInfo.from_extensions(after.extensions),
         leavers=leavers_of(group.pending_proposals()),
         removed=after.removed,
         epoch=after.epoch,
+        removal=any((m.leaf_index, m.client_id) not in kept for m in before),
     )
     return change, after, after.checkpoint()
 
@@ -326,13 +340,15 @@ class GroupEpochs:
         now = self._s.now_ms()
         me = self._me
         announced = False
+        box_changed = False
 
         def write(store: Store) -> list[Event]:
-            nonlocal announced
+            nonlocal announced, box_changed
             events: list[Event] = []
             conversation = store.conversations.by_group(group_id)
             if change.removed:
-                store.groups.delete(group_id)
+                store.groups.delete(group_id, forget_box=True)
+                box_changed = True
                 if conversation is not None and store.conversations.mark_left(conversation.id, now):
                     events.append(ConversationUpdated(conversation.id))
                     note = Note(
@@ -346,6 +362,9 @@ class GroupEpochs:
             else:
                 assert checkpoint is not None
                 store.groups.save(group_id, change.epoch, checkpoint, now=now)
+                if change.removal:  # the server drew a fresh key: the box is due
+                    store.groups.record_removal(group_id, change.epoch)
+                box_changed = any(box_due(x) for x in store.groups.rejoin_marks(group_id))
                 if conversation is not None:
                     if (
                         newcomers
@@ -376,6 +395,8 @@ class GroupEpochs:
         self._s.events.publish(*events)
         if announced:
             self._s.outbox_queued()
+        if box_changed:
+            self._s.rejoin_boxes_changed()
         return events
 
     async def joined(
@@ -433,6 +454,7 @@ class GroupEpochs:
         self._s.groups.put(group)
         self._s.events.publish(*events)
         self._s.outbox_queued()
+        self._s.rejoin_boxes_changed()  # a new group: its box is due
         return True
 
     async def left(self, item: OutboxItem, *, finish: Finish) -> None:
@@ -444,7 +466,7 @@ class GroupEpochs:
 
         def write(store: Store) -> list[Event]:
             finish(store)
-            store.groups.delete(group_id)
+            store.groups.delete(group_id, forget_box=True)
             for other in store.outbox.for_group(group_id):
                 store.outbox.remove(other.id)
             conversation = store.conversations.by_group(group_id)
@@ -458,3 +480,4 @@ class GroupEpochs:
         events = await self._s.store.transaction(write)
         self.evict(group_id)
         self._s.events.publish(*events)
+        self._s.rejoin_boxes_changed()  # its box is to be deleted

@@ -25,13 +25,23 @@ account, step by step, each step recorded so that a crash resumes it:
    start registers another;
 4. KeyPackages of the new client are uploaded;
 5. every group of the store is joined again by **external commit**
-   (RFC 9420 §12.4.3.2) from the GroupInfo the server keeps
-   (``GET /v1/groups/{id}/group-info``, allowed to a device of a member
-   account), and the joined state replaces the old one in the same
-   transaction that records the group as done. A group that cannot be
-   joined (gone, or the server refuses) is recorded as failed: its
-   conversation gets a :attr:`~.store.messages.NoteKind.REJOIN_FAILED` note,
-   is marked left and stays readable;
+   (RFC 9420 §12.4.3.2) from the GroupInfo the server keeps, and the joined
+   state replaces the old one in the same transaction that records the
+   group as done (the group's rejoin box is then due again). The server
+   seals a group's GroupInfo under keys that the send token of any epoch
+   since the group's last removal opens (docs/metadata.md §2), so the copy
+   reads it (``POST /v1/groups/{id}/rejoin-info``, allowed to a device of
+   a member account) with the first of these that works: the token in the
+   account's rejoin box of the group (:mod:`.rejoin_boxes`), then the token
+   of the epoch the backup is at; a token that opens nothing
+   (``rejoin_token_stale``) gives way to the next. The external commit
+   carries the token that worked (``rejoin_token``) and the new epoch's
+   (``next_token``). With no token at all, or on a server from before, the
+   GroupInfo is read as before (``GET /v1/groups/{id}/group-info``). A group
+   that cannot be joined (gone, the server refuses, or no token opens it) is
+   recorded as failed: its conversation gets a
+   :attr:`~.store.messages.NoteKind.REJOIN_FAILED` note, is marked left and
+   stays readable;
 6. the state is deleted.
 
 The same rejoin (with ``resync``, RFC 9420 §12.4.3.2: the Commit also
@@ -60,6 +70,7 @@ from typing import TYPE_CHECKING, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from messenger.api import models as m
+from messenger.api.sealed import token_digest
 from messenger.api.signing import possession_message
 
 from .errors import (
@@ -68,6 +79,7 @@ from .errors import (
     NetworkError,
     ProtocolError,
     ServerRejectedError,
+    StaleEpochError,
 )
 from .events import Event
 from .groups import group_members, join_external
@@ -79,7 +91,8 @@ from .identity import (
     issued_credential_verifies,
 )
 from .net.signing import Signer
-from .sealed_sending import send_token_hash
+from .rejoin_boxes import box_token
+from .sealed_sending import send_token
 from .session import Session
 from .store.async_store import AsyncStore
 from .store.identity import Identity
@@ -117,8 +130,19 @@ RESTORE_USER_MESSAGE: Final = (
 _STALE_RETRIES: Final = 5
 #: Server answers after which a group cannot be rejoined (not worth retrying).
 _GONE: Final = frozenset(
-    {"not_found", "unknown_group", "forbidden", "not_member", "no_group_info", "invalid_message"}
+    {
+        "not_found",
+        "unknown_group",
+        "forbidden",
+        "not_member",
+        "no_group_info",
+        "invalid_message",
+        "rejoin_token_stale",  # no token this copy has opens the group's state
+    }
 )
+_STALE_TOKEN: Final = "rejoin_token_stale"  # noqa: S105 (an error code)
+#: Answers to ``POST …/rejoin-info`` from a server from before it (no such route).
+_NO_ROUTE: Final = frozenset({"not_found", "method_not_allowed"})
 
 #: One lock per store: the tasks preparing one device take turns.
 _locks: weakref.WeakKeyDictionary[AsyncStore, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -298,6 +322,9 @@ def _swap_identity(store: Store, identity: Identity) -> None:
     settings = store.settings
     for key in (CURSOR_KEY, DEVICE_TOKEN, TAKEOVER_PENDING):
         settings.delete(key)
+    # Boxes the backed-up device still meant to delete: the account may be back in
+    # those groups by now, with boxes its other devices keep (rejoin_boxes.py).
+    store.groups.clear_rejoin_box_deletions()
     db = store.db
     # The outbox was built (or is to be built) in the old client's leaves.
     pending = [
@@ -397,9 +424,11 @@ async def _rejoin_one(session: Session, group_id: bytes, *, resync: bool) -> Non
             accept_uncertified=True,
             pins=account.verifier.pins.without(account.account_id),
         )
+    candidates = await _candidate_tokens(session, group_id)
     for _ in range(_STALE_RETRIES):
+        opener: bytes | None = None
         try:
-            info = await session.transport.group_info(group_id)
+            info, opener = await _read_group_info(session, group_id, candidates)
             own_leaf = _leaf_with_key(info.group_info, account.identity.signature_public_key)
             group, commit = await session.mls(
                 join_external,
@@ -411,6 +440,7 @@ async def _rejoin_one(session: Session, group_id: bytes, *, resync: bool) -> Non
                 identity=identity,
             )
             queues = _queues(group)
+            token = send_token(group)  # of the epoch the external commit makes
             await session.transport.commit(
                 group_id,
                 m.CommitRequest(
@@ -419,13 +449,21 @@ async def _rejoin_one(session: Session, group_id: bytes, *, resync: bool) -> Non
                     members=queues,
                     group_info=group.group_info(),
                     idempotency_key=session.random(16),
-                    send_token_hash=send_token_hash(group),
+                    send_token_hash=token_digest(token),
+                    # The key that opened the group's state, and the new epoch's
+                    # token to seal it under (docs/metadata.md §2).
+                    rejoin_token=opener,
+                    next_token=token,
                 ),
                 sealed=False,  # an external commit is signed: its joiner shows who it is
             )
+        except StaleEpochError:
+            continue  # a member committed meanwhile: take the new GroupInfo
         except ServerRejectedError as exc:
-            if exc.code == "stale_epoch":
-                continue  # a member committed meanwhile: take the new GroupInfo
+            if exc.code == _STALE_TOKEN and opener is not None:
+                # A member was removed since the GroupInfo was read: the next token.
+                candidates = [t for t in candidates if t is not opener]
+                continue
             if exc.code not in _GONE:
                 raise
             _log.warning("a group could not be rejoined: %s", exc.code)
@@ -453,12 +491,78 @@ async def _rejoin_one(session: Session, group_id: bytes, *, resync: bool) -> Non
         await session.store.transaction(
             _joined, group_id, group.epoch, group.to_bytes(), session.now_ms(), devices
         )
+        session.rejoin_boxes_changed()
         session.groups.evict(group_id)
         if identity is None:
             session.groups.put(group)
         return
     _log.warning("a group could not be rejoined: its epoch kept moving")
     await _give_up(session, group_id)
+
+
+async def _candidate_tokens(session: Session, group_id: bytes) -> list[bytes]:
+    """The tokens that may open ``group_id``'s state on the server, best first.
+
+    The token in the account's rejoin box (kept fresh by the account's
+    devices), then the token of the epoch the backed-up state is at (it
+    works if no one was removed since). Its lock is held.
+    """
+    found: list[bytes] = []
+    boxed = await box_token(session, group_id)
+    if boxed is not None:
+        found.append(boxed)
+    backed_up = await _backed_up_token(session, group_id)
+    if backed_up is not None and not any(hmac.compare_digest(backed_up, t) for t in found):
+        found.append(backed_up)
+    return found
+
+
+async def _backed_up_token(session: Session, group_id: bytes) -> bytes | None:
+    """The send token of the epoch of the stored state (None: it does not load)."""
+    try:
+        group = await session.groups.get(group_id)
+        if group is None or group.removed:
+            return None
+        return await session.mls(send_token, group)
+    except Exception as exc:  # a state that does not load gives no token; the rejoin may
+        _log.info("a backed-up group gave no token: %s", type(exc).__name__)
+        return None
+    finally:
+        session.groups.evict(group_id)  # loaded for its token only
+
+
+async def _read_group_info(
+    session: Session, group_id: bytes, candidates: list[bytes]
+) -> tuple[m.GroupInfoResponse, bytes | None]:
+    """The stored GroupInfo and the token that opened it (None: read the old way).
+
+    Each candidate in turn; ``rejoin_token_stale`` (the last one's) if none
+    opens it. Without candidates, or from a server from before
+    ``rejoin-info``, the GroupInfo is read as before; a group sealed the new
+    way then answers ``outdated_client``: it cannot be rejoined without a
+    token (reported as ``rejoin_token_stale``).
+    """
+    transport = session.transport
+    stale: ServerRejectedError | None = None
+    for token in candidates:
+        try:
+            return await transport.rejoin_info(group_id, token), token
+        except ServerRejectedError as exc:
+            if exc.code == _STALE_TOKEN:
+                stale = exc
+                continue
+            if exc.code not in _NO_ROUTE:
+                raise
+            break  # a server from before: no sealed state to open
+    else:
+        if stale is not None:
+            raise stale
+    try:
+        return await transport.group_info(group_id), None
+    except ServerRejectedError as exc:
+        if exc.code != "outdated_client":
+            raise
+        raise ServerRejectedError(_STALE_TOKEN, "no token to open the group's state") from None
 
 
 def _queues(group: Group) -> tuple[str, ...]:
@@ -480,6 +584,8 @@ def _joined(
     this new one included (docs/devices.md §3).
     """
     store.groups.save(group_id, epoch, state, now=now)
+    # The account's box may hold a token from before: upload this epoch's.
+    store.groups.reset_rejoin_box(group_id)
     if store.devices.group_id() == group_id:
         for client_id, signature_key in devices:
             store.devices.seen(client_id, signature_key, now=now)
@@ -516,6 +622,8 @@ async def _give_up(session: Session, group_id: bytes) -> None:
             # Never registered on the server (the backed-up device had not sent it
             # yet) or gone: this device makes a new devices group on start.
             s.devices.forget_group()
+        # The account's box stays: another device of the account may still be a
+        # member and keep it (rejoin_boxes.py); only a member that leaves deletes it.
         s.groups.delete(group_id)
         _record(s, group_id, "failed")
         return events

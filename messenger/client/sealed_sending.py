@@ -6,7 +6,10 @@ the epoch's send token, ``MLS-Exporter(SEND_TOKEN_LABEL, group_id, 32)``
 moves the group to an epoch registers the token's digest for it: the
 creator for epoch 0, the committer with each commit (computed from the
 staged commit's next epoch), a joiner by external commit for the epoch its
-commit makes. These functions run in the MLS thread, beside the group.
+commit makes. The token itself goes along too (``CreateGroupRequest.send_token``,
+``CommitRequest.next_token``): the server seals the group's stored state
+under keys derived from it (docs/metadata.md §2). These functions run in
+the MLS thread, beside the group.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from messenger.api.sealed import SEND_TOKEN_LABEL, token_digest
 from messenger.mls.events import StagedCommit
 from messenger.mls.group import Group
 
-__all__ = ["next_send_token_hash", "send_token", "send_token_hash"]
+__all__ = ["next_send_token", "next_send_token_hash", "send_token", "send_token_hash"]
 
 _LENGTH: Final = SEND_TOKEN_BYTES
 
@@ -33,11 +36,19 @@ def send_token_hash(group: Group) -> bytes:
     return token_digest(send_token(group))
 
 
-def next_send_token_hash(group: Group, staged: StagedCommit) -> bytes | None:
-    """The token digest of the epoch ``staged`` makes; ``None`` if it removes this member."""
+def next_send_token(group: Group, staged: StagedCommit) -> bytes | None:
+    """The send token of the epoch ``staged`` makes; ``None`` if it removes this member.
+
+    RFC 9420 §8.5: the exporter of the new epoch's key schedule, read from
+    the staged commit before it is merged.
+    """
     state = staged.state
     if state is None:
         return None
-    return token_digest(
-        state.secrets.exporter(group.suite, SEND_TOKEN_LABEL, group.group_id, _LENGTH)
-    )
+    return state.secrets.exporter(group.suite, SEND_TOKEN_LABEL, group.group_id, _LENGTH)
+
+
+def next_send_token_hash(group: Group, staged: StagedCommit) -> bytes | None:
+    """The token digest of the epoch ``staged`` makes; ``None`` if it removes this member."""
+    token = next_send_token(group, staged)
+    return None if token is None else token_digest(token)

@@ -10,7 +10,8 @@ never held across a network call. The MLS work itself runs in the
 :class:`~.groups.MLSWorker` thread (:meth:`Session.mls`), off the event
 loop. :meth:`Session.outbox_queued` tells the outbox sender that something
 was queued (the inbound pipeline queues commits and profile messages)
-without either knowing the other. The clock and the randomness are
+without either knowing the other; :meth:`Session.rejoin_boxes_changed`
+tells the rejoin box uploader (:mod:`.rejoin_boxes`) the same way. The clock and the randomness are
 injected, as in the MLS core.
 """
 
@@ -54,6 +55,9 @@ class Session:
     """Set when something was queued for the outbox sender (it clears it)."""
     outbox_hints: set[bytes] | None = field(default_factory=set, repr=False)
     """The groups that had items queued since the sender last looked (None: any)."""
+    rejoin_signal: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set when a group's rejoin box may have become due, or a group was left whose
+    box is to be deleted (the uploader, :mod:`.rejoin_boxes`, clears it)."""
     _epochs: GroupEpochs | None = field(default=None, repr=False)
 
     @property
@@ -98,6 +102,10 @@ class Session:
         elif self.outbox_hints is not None:
             self.outbox_hints.add(group_id)
         self.outbox_signal.set()
+
+    def rejoin_boxes_changed(self) -> None:
+        """Tell the rejoin box uploader that a box may be due or is to be deleted."""
+        self.rejoin_signal.set()
 
     async def mls(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """Run MLS work off the event loop, in the client's MLS thread."""

@@ -43,6 +43,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from messenger.api import models as m
+from messenger.api.sealed import token_digest
 from messenger.mls.errors import MLSError
 from messenger.mls.events import StagedCommit
 from messenger.mls.group import Group
@@ -71,7 +72,7 @@ from .groups import (
 )
 from .identity import GROUP_SUITES, HYBRID_SUITE, same_client
 from .models import display_name
-from .sealed_sending import next_send_token_hash, send_token, send_token_hash
+from .sealed_sending import next_send_token, send_token, send_token_hash
 from .session import Session
 from .store.conversations import Conversation
 from .store.key_packages import KeyPackageSecret
@@ -167,7 +168,7 @@ async def _commit_reinit(session: Session, old: Group, suite: int) -> None:
     def build() -> tuple[bytes, bytes | None, StagedCommit, bytes | None, bytes]:
         # RFC 9420 §12.2: a Commit with a ReInit carries no other proposal.
         result = old.commit(random, reinit=reinit, include_pending=False, now=now_s)
-        token = next_send_token_hash(old, result.staged)
+        token = next_send_token(old, result.staged)
         return result.message, result.group_info, result.staged, token, send_token(old)
 
     try:
@@ -182,8 +183,9 @@ async def _commit_reinit(session: Session, old: Group, suite: int) -> None:
         members=tuple(queues_of(group_members(old))),
         group_info=group_info,
         idempotency_key=session.random(16),
-        send_token_hash=token,
+        send_token_hash=None if token is None else token_digest(token),
         token=sealing,
+        next_token=token,  # the server seals the new epoch's state under it (metadata.md §2)
     )
     digest, epoch, now = message_digest(message), old.epoch, session.now_ms()
 
@@ -226,11 +228,14 @@ async def _make_successor(
         )
         members = membership_after(group, result.staged)
         others = [x for x in members if x.client_id != account.client_id]
-        create = m.CreateGroupRequest(
-            group.group_id, group.group_info(), send_token_hash=send_token_hash(group)
-        )
-        token = next_send_token_hash(group, result.staged)
         sealing = send_token(group)  # of epoch 0: the first commit is sealed too
+        create = m.CreateGroupRequest(
+            group.group_id,
+            group.group_info(),
+            send_token_hash=send_token_hash(group),
+            send_token=sealing,  # the server seals the group's state under it (metadata.md §2)
+        )
+        token = next_send_token(group, result.staged)
         state = group.to_bytes(result.staged)
         # Merged before the server has it: nothing else sees this group until it is
         # saved below, after the server accepted the Commit.
@@ -243,9 +248,10 @@ async def _make_successor(
             welcome_to=tuple(queues_of(others)) or None,
             group_info=group.group_info(),  # of epoch 1, for external joins (a restore)
             idempotency_key=random(16),
-            send_token_hash=token,
+            send_token_hash=None if token is None else token_digest(token),
             token=sealing,
             claims=claims or None,
+            next_token=token,
         )
         return group, create, commit, state, result.message
 
@@ -268,6 +274,7 @@ async def _make_successor(
     await session.store.transaction(write)
     session.groups.put(group)
     session.outbox_queued(new_id)
+    session.rejoin_boxes_changed()  # a new group: its rejoin box is due (rejoin_boxes.py)
 
 
 async def upgrade_group(
@@ -371,6 +378,7 @@ async def join_successor(
 
             moved = await store.transaction(write)
             session.groups.put(group)
+    session.rejoin_boxes_changed()  # a new group: its rejoin box is due (rejoin_boxes.py)
     if moved is not None:
         session.outbox_queued(new_id)
         session.events.publish(ConversationUpdated(moved))

@@ -14,20 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from messenger.client import MessageStatus, MessengerClient, NoteKind, Profiles
-from messenger.client.backup import restore_backup
+from messenger.client import MessageStatus, MessengerClient, NoteKind
 from messenger.client.errors import DeviceRemovedError
 from messenger.client.restore_device import RESTORE_STATE, RESTORE_USER_MESSAGE
-from messenger.client.store import Keychain
 
-from .helpers import FAST_KDF, MemoryKeyring, account_id, texts
-from .in_process import InProcessServer, WireTap, _InProcessTransport
+from .helpers import FAST_KDF, account_id, texts
+from .in_process import InProcessServer
+from .restoring import BACKUP_PASSPHRASE, make_backup, open_restored
 
 pytestmark = pytest.mark.anyio
 
 FLUSH = 10.0
-BACKUP_PASSPHRASE = "a backup passphrase for the tests"
-RECOVERY = "a recovery passphrase for the copy"
 
 
 @pytest.fixture
@@ -51,25 +48,7 @@ async def restored_copy(
     server: InProcessServer, original: MessengerClient, tmp_path: Path, name: str
 ) -> MessengerClient:
     """A backup of ``original`` restored into a new profile, opened on the server."""
-    from messenger.client import ClientOptions
-    from messenger.client.net import Backoff
-
-    backup = tmp_path / f"{name}.msgbackup"
-    await original.backup(backup, BACKUP_PASSPHRASE, kdf=FAST_KDF)
-    keychain = Keychain(backend=MemoryKeyring())
-    profiles = Profiles(tmp_path / "restored" / name)
-    profile = restore_backup(
-        backup, BACKUP_PASSPHRASE, profiles, name, RECOVERY, keychain=keychain, kdf=FAST_KDF
-    )
-    inner = await server.transports.enter_async_context(_InProcessTransport(server.app))
-    options = ClientOptions(
-        http_transport=WireTap(server.wire, inner),
-        backoff=Backoff(base=0.01, maximum=0.05),
-        timeout=10.0,
-    )
-    copy = await MessengerClient.open(profile, keychain=keychain, options=options)
-    server.opened.append(copy)
-    return copy
+    return await open_restored(server, await make_backup(original, tmp_path, name), tmp_path, name)
 
 
 async def test_a_restore_is_a_second_device_and_both_receive(

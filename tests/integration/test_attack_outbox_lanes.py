@@ -64,7 +64,11 @@ async def unprocessable_commit(
         ciphertext=os.urandom(96),
     )
     request = m.CommitRequest(
-        epoch=group.epoch, commit=MLSMessage(junk).to_bytes(), members=tuple(queues)
+        epoch=group.epoch,
+        commit=MLSMessage(junk).to_bytes(),
+        members=tuple(queues),
+        # Any token: the server takes it for the new epoch (it cannot tell).
+        next_token=os.urandom(32),
     )
     await session.transport.commit(group_id, request, sealed=False)
 

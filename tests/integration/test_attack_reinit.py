@@ -23,7 +23,12 @@ from messenger.api import models as m
 from messenger.client import MessengerClient
 from messenger.client.groups import GROUP_CONFIG, GroupMember, group_members, new_key_package
 from messenger.client.identity import HYBRID_SUITE
-from messenger.client.sealed_sending import next_send_token_hash, send_token_hash
+from messenger.client.sealed_sending import (
+    next_send_token,
+    next_send_token_hash,
+    send_token,
+    send_token_hash,
+)
 from messenger.mls.group import Group
 from messenger.mls.proposals import ReInit
 
@@ -68,6 +73,7 @@ async def commit_reinit(mallory: MessengerClient, group_id: bytes, suite: int) -
             commit=result.message,
             members=tuple(queues_of(group_members(group))),
             send_token_hash=next_send_token_hash(group, result.staged),
+            next_token=next_send_token(group, result.staged),
         )
         await session.transport.commit(group_id, request, sealed=False)
         group.merge(result.staged)
@@ -132,9 +138,13 @@ async def test_a_successor_with_a_stranger_in_it_is_refused(
     )
     new, result = Group.reinit(old, bundle, key_packages, session.random, config=GROUP_CONFIG)
     create = m.CreateGroupRequest(
-        new.group_id, new.group_info(), send_token_hash=send_token_hash(new)
+        new.group_id,
+        new.group_info(),
+        send_token_hash=send_token_hash(new),
+        send_token=send_token(new),
     )
     token = next_send_token_hash(new, result.staged)
+    next_token = next_send_token(new, result.staged)
     new.merge(result.staged)
     members = group_members(new)
     me = session.account.client_id
@@ -149,6 +159,7 @@ async def test_a_successor_with_a_stranger_in_it_is_refused(
             welcome_to=tuple(queues_of([x for x in members if x.client_id != me])),
             send_token_hash=token,
             claims=session.transport.claim_tokens.take(key_packages),
+            next_token=next_token,
         ),
         sealed=False,
     )

@@ -64,6 +64,7 @@ from messenger.mls.messages import MLSMessage
 from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
 from messenger.server.payload_refs import PayloadRefs
 from messenger.server.server_keys import ServerKeys, load_or_create_master_secret
+from messenger.server.storage import StorageError
 
 from .conftest import CLIENT_OPTIONS, Clients, ServerProcess, eventually, start_server, stop_server
 
@@ -302,6 +303,7 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
     _assert_uploader_hidden(db, queues)
     _assert_queues_unlinked(db, identities, queues)
     _assert_groups_unlinked(db, queues)
+    _assert_group_infos_closed_to_the_operator(db)
     _assert_sealed_requests(recording)
 
 
@@ -471,6 +473,27 @@ def _assert_queues_unlinked(db: Database, identities: set[str], queues: set[str]
                 "a stored GroupInfo shows a member's credential"
             )
     assert "queue_id" not in db.tables["clients"][0], "clients has no plain queue column"
+
+
+def _assert_group_infos_closed_to_the_operator(db: Database) -> None:
+    """The key file alone opens no GroupInfo: each is under its group's data key,
+    which only the members' send tokens unwrap (docs/metadata.md §2)."""
+    infos = column(db, "mls_groups", "group_info")
+    assert any(info is not None for info in infos)
+    server_seal = SealedColumn(db.at_rest_key, "mls_groups.group_info")
+    for group_id, info, sealed, keys in zip(
+        column(db, "mls_groups", "group_id"),
+        infos,
+        column(db, "mls_groups", "group_info_sealed"),
+        column(db, "mls_groups", "state_keys"),
+        strict=True,
+    ):
+        assert sealed == 2 and keys is not None, "a group's state is under the server's key"
+        if info is not None:
+            with pytest.raises(StorageError):
+                server_seal.open(bytes(group_id), bytes(info))
+    columns, _rows = db.tables["rejoin_boxes"]
+    assert sorted(columns) == ["box", "handle"]
 
 
 def _assert_sealed_requests(recording: Recording) -> None:

@@ -26,32 +26,16 @@ from messenger.client import (
     MessengerClient,
     NoteKind,
 )
-from messenger.client.backup import restore_backup
 from messenger.client.cli import RESTORE_TAKEOVER
-from messenger.client.profiles import Profiles
 
-from .conftest import FAST_KDF, PASSPHRASE, WAIT, Clients, ServerProcess, eventually, keychain
+from .conftest import FAST_KDF, WAIT, Clients, ServerProcess, eventually
+from .restoring import restore, texts, wait_texts
 from .test_cli_new_user import Lines, _command, _env, ok, run_cli, wait_until
 
 pytestmark = pytest.mark.anyio
 
 BACKUP_PASSPHRASE = "restore backup passphrase"
 REMOVED = DeviceRemovedError.default_user_message
-
-
-async def _texts(client: MessengerClient, cid: int) -> list[str]:
-    return [
-        v.message.body or ""
-        for v in await client.messages(cid, limit=200)
-        if v.message.kind is not MessageKind.SYSTEM
-    ]
-
-
-async def _wait_texts(client: MessengerClient, cid: int, expected: list[str], what: str) -> None:
-    async def check() -> bool:
-        return await _texts(client, cid) == expected
-
-    await eventually(check, what)
 
 
 async def _only_conversation(client: MessengerClient) -> int:
@@ -62,21 +46,6 @@ async def _only_conversation(client: MessengerClient) -> int:
     return (await client.conversations())[0].id
 
 
-async def _restore(clients: Clients, backup: Path, name: str) -> MessengerClient:
-    """Restore ``backup`` into a new profile ``name`` on "another computer"; open it."""
-    await asyncio.to_thread(
-        restore_backup,
-        backup,
-        BACKUP_PASSPHRASE,
-        Profiles(clients.data_dir(name)),
-        name,
-        PASSPHRASE,
-        keychain=keychain(),
-        kdf=FAST_KDF,
-    )
-    return await clients.open(name, start=False)
-
-
 async def _pair(clients: Clients, tag: str) -> tuple[MessengerClient, MessengerClient, int, int]:
     """Alice and Bob in a one-to-one conversation with one message: (alice, bob, ids)."""
     alice = await clients.new(f"alice{tag}", handle=f"alice{tag}")
@@ -85,7 +54,7 @@ async def _pair(clients: Clients, tag: str) -> tuple[MessengerClient, MessengerC
     conversation = await alice.create_conversation(contact.account_id)
     await alice.send_text(conversation.id, "before the backup")
     bob_cid = await _only_conversation(bob)
-    await _wait_texts(bob, bob_cid, ["before the backup"], "Bob to get the first message")
+    await wait_texts(bob, bob_cid, ["before the backup"], "Bob to get the first message")
     return alice, bob, conversation.id, bob_cid
 
 
@@ -122,7 +91,7 @@ async def test_the_restored_copy_is_a_new_device_and_the_old_one_keeps_working(
     backup = tmp_path / "bob.backup"
     await bob.backup(backup, BACKUP_PASSPHRASE, kdf=FAST_KDF)
 
-    restored = await _restore(clients, backup, "bobnd-restored")
+    restored = await restore(clients, backup, BACKUP_PASSPHRASE, "bobnd-restored")
     await restored.start()
     await restored.wait_online(WAIT)
     restored_account = await restored.account()
@@ -140,13 +109,13 @@ async def test_the_restored_copy_is_a_new_device_and_the_old_one_keeps_working(
 
     # New messages reach both of Bob's devices; both can answer; Alice sees one Bob.
     await alice.send_text(alice_cid, "after the restore")
-    await _wait_texts(
+    await wait_texts(
         restored,
         bob_cid,
         ["before the backup", "after the restore"],
         "the restored device to get the new message",
     )
-    await _wait_texts(
+    await wait_texts(
         bob, bob_cid, ["before the backup", "after the restore"], "the old device to get it too"
     )
     await restored.send_text(bob_cid, "from the restored device")
@@ -160,7 +129,7 @@ async def test_the_restored_copy_is_a_new_device_and_the_old_one_keeps_working(
 
     # (The two devices send at once: the server may order either first.)
     async def both_answers() -> bool:
-        return sorted(await _texts(alice, alice_cid)) == sorted(expected)
+        return sorted(await texts(alice, alice_cid)) == sorted(expected)
 
     await eventually(both_answers, "Alice to get both answers")
     senders = {
@@ -175,7 +144,7 @@ async def test_the_restored_copy_is_a_new_device_and_the_old_one_keeps_working(
     for device in (bob, restored):
 
         async def converged(device: MessengerClient = device) -> bool:
-            return sorted(await _texts(device, bob_cid)) == sorted(expected)
+            return sorted(await texts(device, bob_cid)) == sorted(expected)
 
         await eventually(converged, "Bob's devices to converge")
         mine = [
@@ -194,7 +163,7 @@ async def test_the_restored_copy_is_a_new_device_and_the_old_one_keeps_working(
     await alice.send_text(alice_cid, "after the restart")
 
     async def after_restart() -> bool:
-        return "after the restart" in await _texts(restored, bob_cid)
+        return "after the restart" in await texts(restored, bob_cid)
 
     await eventually(after_restart, "the restarted device to get the message")
 
@@ -208,7 +177,7 @@ async def test_the_restored_device_removes_the_lost_one(clients: Clients, tmp_pa
     assert old_account is not None
     old_events = bob.events()
 
-    restored = await _restore(clients, backup, "bobrm-restored")
+    restored = await restore(clients, backup, BACKUP_PASSPHRASE, "bobrm-restored")
     await restored.start()
     await restored.wait_online(WAIT)
 
@@ -222,13 +191,13 @@ async def test_the_restored_device_removes_the_lost_one(clients: Clients, tmp_pa
     with pytest.raises(DeviceRemovedError):
         await bob.sync()
     await alice.send_text(alice_cid, "only for the restored device")
-    await _wait_texts(
+    await wait_texts(
         restored,
         bob_cid,
         ["before the backup", "only for the restored device"],
         "the restored device to get the message",
     )
-    assert await _texts(bob, bob_cid) == ["before the backup"]
+    assert await texts(bob, bob_cid) == ["before the backup"]
 
 
 async def test_the_command_line_says_what_happens(
@@ -280,7 +249,7 @@ async def test_a_restore_beside_two_linked_devices_is_a_third(
     backup = tmp_path / "bob.backup"
     await bob.backup(backup, BACKUP_PASSPHRASE, kdf=FAST_KDF)
 
-    third = await _restore(clients, backup, "bob3d-restored")
+    third = await restore(clients, backup, BACKUP_PASSPHRASE, "bob3d-restored")
     await third.start()
     await third.wait_online(WAIT)
 
@@ -295,13 +264,13 @@ async def test_a_restore_beside_two_linked_devices_is_a_third(
         cid = await _only_conversation(device)
 
         async def got(device: MessengerClient = device, cid: int = cid) -> bool:
-            return "to all three" in await _texts(device, cid)
+            return "to all three" in await texts(device, cid)
 
         await eventually(got, "each of Bob's devices to get the message")
     await third.send_text(await _only_conversation(third), "from the third device")
 
     async def answered() -> bool:
-        return "from the third device" in await _texts(alice, alice_cid)
+        return "from the third device" in await texts(alice, alice_cid)
 
     await eventually(answered, "Alice to get the third device's message")
     assert (await alice.safety_number(bob_account.account_id)).number == number

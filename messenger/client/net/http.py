@@ -381,9 +381,42 @@ class Transport:
         return list(response.results)
 
     async def group_info(self, group_id: bytes) -> m.GroupInfoResponse:
+        """The stored GroupInfo of a group sealed the old way (``outdated_client``
+        for one sealed under its members' keys: read it with :meth:`rejoin_info`)."""
         return await self.call(
             "GET", r.group_path(r.GROUP_INFO, group_id), None, m.GroupInfoResponse
         )
+
+    async def rejoin_info(self, group_id: bytes, token: bytes) -> m.GroupInfoResponse:
+        """The stored GroupInfo, opened with ``token``: the send token of an epoch
+        since the group's last removal (docs/metadata.md §2; to rejoin by external
+        commit). ``rejoin_token_stale`` if it opens nothing."""
+        return await self.call(
+            "POST",
+            r.group_path(r.GROUP_REJOIN_INFO, group_id),
+            m.RejoinInfoRequest(token),
+            m.GroupInfoResponse,
+        )
+
+    # -- rejoin boxes (docs/metadata.md §2, ``..rejoin_boxes``) ---------------------------
+
+    async def put_rejoin_box(self, handle: bytes, box: bytes) -> None:
+        """Store (replace) this account's rejoin box under ``handle``."""
+        await self.call("PUT", r.rejoin_box_path(handle), m.RejoinBox(box), m.Empty)
+
+    async def get_rejoin_box(self, handle: bytes) -> bytes | None:
+        """This account's rejoin box under ``handle``; None if there is none."""
+        try:
+            response = await self.call("GET", r.rejoin_box_path(handle), None, m.RejoinBoxResponse)
+        except ServerRejectedError as exc:
+            if exc.code == "not_found":  # none stored (or a server from before boxes)
+                return None
+            raise
+        return response.box
+
+    async def delete_rejoin_box(self, handle: bytes) -> None:
+        """Delete the rejoin box under ``handle`` (idempotent)."""
+        await self.call("DELETE", r.rejoin_box_path(handle), None, m.Empty)
 
     # -- blobs: attachments (docs/attachments.md §3) -----------------------------------
 

@@ -20,6 +20,12 @@ secret is consumed has its row emptied in the same transaction (RFC 9420
 §9.2), and a full save replaces all rows. :meth:`GroupStateRepository.get` returns
 both parts; ``Group.from_checkpoint`` joins them. A full state saved as bytes
 (``Group.to_bytes()``) is kept as it is, with no rows.
+
+Beside each state, the marks that say when the account's rejoin box of the
+group is due (:class:`RejoinMarks`, :mod:`messenger.client.rejoin_boxes`,
+docs/metadata.md §2): the epoch of the token last uploaded and the epoch of
+the latest commit that removed a leaf; and the groups left whose box is
+still to be deleted from the server.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
     # store's read path (the desktop app's first window) does not load MLS.
     from messenger.mls.group_state import GroupCheckpoint, StateRecord
 
-__all__ = ["GroupState", "GroupStateRepository"]
+__all__ = ["GroupState", "GroupStateRepository", "RejoinMarks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,19 @@ class GroupState:
     state: bytes = field(repr=False)
     updated_at: int
     records: tuple[StateRecord, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RejoinMarks:
+    """What decides whether a group's rejoin box is due (``rejoin_boxes.box_due``)."""
+
+    group_id: bytes
+    epoch: int
+    """The group's current epoch (as stored)."""
+    box_epoch: int | None
+    """The epoch of the token last put in the account's box (None: none yet)."""
+    removal_epoch: int | None
+    """The epoch made by the latest commit that removed a leaf (None: none seen)."""
 
 
 class GroupStateRepository:
@@ -134,10 +153,76 @@ class GroupStateRepository:
         value = self._db.query_value("SELECT epoch FROM mls_groups WHERE group_id = ?", (group_id,))
         return None if value is None else int(value)
 
-    def delete(self, group_id: bytes) -> bool:
-        self._db.execute("DELETE FROM mls_group_ratchets WHERE group_id = ?", (group_id,))
-        result = self._db.execute("DELETE FROM mls_groups WHERE group_id = ?", (group_id,))
+    def delete(self, group_id: bytes, *, forget_box: bool = False) -> bool:
+        """Delete a group's state; with ``forget_box``, its rejoin box is to be
+        deleted from the server too (:meth:`rejoin_box_deletions`)."""
+        with self._db.transaction():
+            self._db.execute("DELETE FROM mls_group_ratchets WHERE group_id = ?", (group_id,))
+            result = self._db.execute("DELETE FROM mls_groups WHERE group_id = ?", (group_id,))
+            if forget_box:
+                self._db.execute(
+                    "INSERT INTO rejoin_box_deletions (group_id) VALUES (?) "
+                    "ON CONFLICT (group_id) DO NOTHING",
+                    (group_id,),
+                )
         return result.rowcount > 0
+
+    # -- rejoin boxes (docs/metadata.md §2) ---------------------------------------------
+
+    def rejoin_marks(self, group_id: bytes | None = None) -> list[RejoinMarks]:
+        """The rejoin marks of every group with state (or of ``group_id`` only)."""
+        sql = "SELECT group_id, epoch, rejoin_box_epoch, rejoin_removal_epoch FROM mls_groups"
+        rows = (
+            self._db.query(sql + " ORDER BY id")
+            if group_id is None
+            else self._db.query(sql + " WHERE group_id = ?", (group_id,))
+        )
+        return [
+            RejoinMarks(
+                bytes(gid),
+                int(epoch),
+                None if box is None else int(box),
+                None if removal is None else int(removal),
+            )
+            for gid, epoch, box, removal in rows
+        ]
+
+    def record_removal(self, group_id: bytes, epoch: int) -> None:
+        """A commit that removed a leaf made ``epoch`` (never moves the mark back)."""
+        self._db.execute(
+            "UPDATE mls_groups SET rejoin_removal_epoch = ? WHERE group_id = ? "
+            "AND (rejoin_removal_epoch IS NULL OR rejoin_removal_epoch < ?)",
+            (epoch, group_id, epoch),
+        )
+
+    def record_rejoin_box(self, group_id: bytes, epoch: int) -> None:
+        """The account's box now holds the token of ``epoch`` (never moves the mark back)."""
+        self._db.execute(
+            "UPDATE mls_groups SET rejoin_box_epoch = ? WHERE group_id = ? "
+            "AND (rejoin_box_epoch IS NULL OR rejoin_box_epoch < ?)",
+            (epoch, group_id, epoch),
+        )
+
+    def reset_rejoin_box(self, group_id: bytes) -> None:
+        """The box holds no token of this state: due again (a group rejoined)."""
+        self._db.execute(
+            "UPDATE mls_groups SET rejoin_box_epoch = NULL WHERE group_id = ?", (group_id,)
+        )
+
+    def rejoin_box_deletions(self) -> list[bytes]:
+        """The groups whose rejoin box is to be deleted from the server."""
+        return [
+            bytes(row[0])
+            for row in self._db.query("SELECT group_id FROM rejoin_box_deletions ORDER BY group_id")
+        ]
+
+    def rejoin_box_deleted(self, group_id: bytes) -> None:
+        """The server deleted the group's box (or there is nothing left to delete)."""
+        self._db.execute("DELETE FROM rejoin_box_deletions WHERE group_id = ?", (group_id,))
+
+    def clear_rejoin_box_deletions(self) -> None:
+        """Forget every pending deletion (a restored copy's are stale)."""
+        self._db.execute("DELETE FROM rejoin_box_deletions")
 
     def group_ids(self) -> list[bytes]:
         return [row[0] for row in self._db.query("SELECT group_id FROM mls_groups ORDER BY id")]

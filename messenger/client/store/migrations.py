@@ -528,6 +528,22 @@ _V11 = _script(
     "INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1)",
 )
 
+# Rejoin boxes (docs/metadata.md §2, ``messenger/client/rejoin_boxes.py``): per
+# group, the epoch of the send token last put in the account's rejoin box
+# (NULL: none yet) and the epoch made by the latest commit that removed a leaf
+# (NULL: none seen); and the groups left whose box is still to be deleted from
+# the server. Existing groups have no box yet: each is uploaded once, and
+# again after their next commit, which is the one that moves the group's
+# state on the server under its members' keys (so it counts as a removal).
+_V12 = _script(
+    "ALTER TABLE mls_groups ADD COLUMN rejoin_box_epoch INTEGER "
+    "CHECK (rejoin_box_epoch IS NULL OR rejoin_box_epoch >= 0)",
+    "ALTER TABLE mls_groups ADD COLUMN rejoin_removal_epoch INTEGER "
+    "CHECK (rejoin_removal_epoch IS NULL OR rejoin_removal_epoch >= 0)",
+    "UPDATE mls_groups SET rejoin_removal_epoch = epoch + 1",
+    "CREATE TABLE rejoin_box_deletions (group_id BLOB PRIMARY KEY) WITHOUT ROWID",
+)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
@@ -543,6 +559,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(10, "devices: links in progress", _V10),
     Migration(11, "attachments and disappearing messages", _V11),
+    Migration(12, "rejoin boxes: the epochs of each group's box and last removal", _V12),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

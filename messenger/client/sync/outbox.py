@@ -76,6 +76,7 @@ from typing import Final
 
 from messenger.api import models as m
 from messenger.api.errors import ApiError
+from messenger.api.sealed import token_digest
 from messenger.mls.ciphersuite import RandomSource
 from messenger.mls.errors import InvalidMessageError, UsageError
 from messenger.mls.events import StagedCommit
@@ -95,7 +96,7 @@ from ..events import Event, MessageStatusChanged, OperationFailed
 from ..groups import group_members, key_package_member
 from ..models import with_views
 from ..net.backoff import Backoff
-from ..sealed_sending import next_send_token_hash, send_token, send_token_hash
+from ..sealed_sending import next_send_token, send_token, send_token_hash
 from ..session import Session
 from ..store.messages import MessageStatus
 from ..store.outbox import OutboxItem, OutboxKind
@@ -213,8 +214,9 @@ class _BuiltCommit:
     staged: StagedCommit
     queues: tuple[str, ...]
     welcome_to: tuple[str, ...]
-    #: The send-token digest of the new epoch (docs/metadata.md §3).
-    send_token_hash: bytes | None
+    #: The new epoch's send token (docs/metadata.md §2, §3); None if the commit
+    #: removes this member.
+    next_token: bytes | None
     #: The current epoch's send token: the commit is sealed (docs/metadata.md §3).
     token: bytes
 
@@ -246,7 +248,7 @@ def _make_commit(
         staged,
         tuple(queues_of(members)),
         tuple(welcome_to),
-        next_send_token_hash(group, staged),
+        next_send_token(group, staged),
         send_token(group),
     )
 
@@ -806,9 +808,12 @@ class OutboxSender:
             welcome_to=result.welcome_to or None,
             group_info=result.group_info,
             idempotency_key=item.idempotency_key,
-            send_token_hash=result.send_token_hash,
+            # The new epoch's token and its digest: the server registers the digest
+            # and seals the group's state under keys from the token (docs/metadata.md §2).
+            send_token_hash=None if result.next_token is None else token_digest(result.next_token),
             token=result.token,
             claims=intent.claims or None,
+            next_token=result.next_token,
         )
         # A commit adding many members carries a large Welcome: encoded off the loop.
         payload = await self._s.mls(request.dumps)
