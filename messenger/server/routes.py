@@ -421,15 +421,19 @@ async def rejoin_info(call: Call) -> m.Model:
     return await call.state.delivery.rejoin_info(call.me, call.group_id(), call.body)
 
 
-def _rejoin_handle(call: Call) -> bytes:
-    raw = call.request.path_params["handle"]
+def _path_bytes(call: Call, name: str, length: int) -> bytes:
+    """The path parameter ``name``: ``length`` bytes in unpadded base64url."""
     try:
-        handle = b64decode(raw)
+        value = b64decode(call.request.path_params[name])
     except ValueError:
-        raise ApiError.invalid_field("handle", "not unpadded base64url") from None
-    if len(handle) != m.REJOIN_HANDLE_BYTES:
-        raise ApiError.invalid_field("handle", "bad length")
-    return handle
+        raise ApiError.invalid_field(name, "not unpadded base64url") from None
+    if len(value) != length:
+        raise ApiError.invalid_field(name, "bad length")
+    return value
+
+
+def _rejoin_handle(call: Call) -> bytes:
+    return _path_bytes(call, "handle", m.REJOIN_HANDLE_BYTES)
 
 
 async def put_rejoin_box(call: Call) -> m.Model:
@@ -459,14 +463,7 @@ def _link_limit(call: Call) -> None:
 
 
 def _link_id(call: Call) -> bytes:
-    raw = call.request.path_params["link_id"]
-    try:
-        link_id = b64decode(raw)
-    except ValueError:
-        raise ApiError.invalid_field("link_id", "not unpadded base64url") from None
-    if len(link_id) != m.LINK_ID_BYTES:
-        raise ApiError.invalid_field("link_id", "bad length")
-    return link_id
+    return _path_bytes(call, "link_id", m.LINK_ID_BYTES)
 
 
 def _link_query_int(call: Call, name: str) -> int:
