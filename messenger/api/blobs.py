@@ -16,6 +16,7 @@ from typing import Final
 __all__ = [
     "BLOB_ID_BYTES",
     "HEADER_BLOB_ACCESS",
+    "HEADER_GROUP_TOKEN",
     "MAX_BLOB_PART_BYTES",
     "MAX_BLOB_SIZE",
     "OCTET_STREAM",
@@ -32,6 +33,12 @@ MAX_BLOB_SIZE: Final = 1 << 40
 #: The access capability (32 bytes, base64url) that the message carries; the
 #: server keeps only its SHA-256 and answers ``not_found`` without it.
 HEADER_BLOB_ACCESS: Final = "X-Messenger-Blob-Access"
+#: The current send token of the blob's group (32 bytes, unpadded base64url):
+#: the server reads the member set of a group sealed under its members' keys
+#: only with it (docs/metadata.md §2), so a request that needs membership
+#: (the last part of an upload, a download, ``status`` and ``fetched`` for a
+#: recipient) carries it; not covered by the signature, as a body would be.
+HEADER_GROUP_TOKEN: Final = "X-Messenger-Group-Token"  # noqa: S105 - a header name
 #: The media type of blob parts, both ways.
 OCTET_STREAM: Final = "application/octet-stream"
 

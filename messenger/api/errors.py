@@ -67,7 +67,6 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_ACCOUNT = "unknown_account"
     NO_KEY_PACKAGE = "no_key_package"
     NO_GROUP_INFO = "no_group_info"
-    REJOIN_TOKEN_STALE = "rejoin_token_stale"  # noqa: S105 (an error code)
     # 405, 413, 415
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BODY_TOO_LARGE = "body_too_large"
@@ -122,7 +121,6 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
     ErrorCode.UNKNOWN_ACCOUNT: 404,
     ErrorCode.NO_KEY_PACKAGE: 404,
     ErrorCode.NO_GROUP_INFO: 404,
-    ErrorCode.REJOIN_TOKEN_STALE: 409,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.BODY_TOO_LARGE: 413,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,

@@ -1293,17 +1293,25 @@ class CreateBlobRequest(Model):
     ``size`` is the stored (padded) size and must be a Padmé value
     (:func:`messenger.api.blobs.is_padme`); ``access_hash`` is the SHA-256 of
     the access capability that the MLS message will carry. Only members of
-    the group may create, and later fetch, its blobs.
+    the group may create, and later fetch, its blobs; ``token`` opens the
+    member set of a group sealed under its members' keys (docs/metadata.md §2).
     """
 
     group_id: bytes
     size: int
     access_hash: bytes
+    token: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes("group_id", min_len=1, max_len=MAX_GROUP_ID_BYTES),
         Int("size", minimum=1, maximum=1 << 40, description="stored bytes, a Padmé size"),
         Bytes("access_hash", min_len=32, max_len=32, description="SHA-256 of the capability"),
+        _token(
+            "token",
+            "the group's current send token: needed for a group whose state is sealed "
+            "under its members' keys, whose member set the server reads only with it "
+            "(docs/metadata.md §2)",
+        ),
     )
 
 

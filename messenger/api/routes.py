@@ -450,7 +450,6 @@ ROUTES: Final[tuple[Route, ...]] = (
             *_BODY,
             ErrorCode.UNKNOWN_GROUP,
             ErrorCode.NO_GROUP_INFO,
-            ErrorCode.REJOIN_TOKEN_STALE,
         ),
     ),
     Route(
@@ -520,6 +519,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             ErrorCode.BODY_TOO_LARGE,
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             ErrorCode.NOT_FOUND,
+            ErrorCode.UNKNOWN_GROUP,
             ErrorCode.BLOB_OFFSET,
             ErrorCode.NO_SPACE,
         ),
@@ -531,7 +531,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         None,
         query=BLOB_DOWNLOAD_QUERY,
         raw_response=True,
-        errors=(*_AUTH, ErrorCode.INVALID_FIELD, ErrorCode.NOT_FOUND),
+        errors=(*_AUTH, ErrorCode.INVALID_FIELD, ErrorCode.NOT_FOUND, ErrorCode.UNKNOWN_GROUP),
     ),
     Route(
         "DELETE",
@@ -545,13 +545,13 @@ ROUTES: Final[tuple[Route, ...]] = (
         BLOB_STATUS,
         "How much of a blob the server holds (its creator, or a member with the capability)",
         m.BlobStatus,
-        errors=(*_AUTH, ErrorCode.NOT_FOUND),
+        errors=(*_AUTH, ErrorCode.NOT_FOUND, ErrorCode.UNKNOWN_GROUP),
     ),
     Route(
         "POST",
         BLOB_FETCHED,
         "Record that the signing client has the blob (it is deleted once all have)",
         m.Empty,
-        errors=(*_AUTH, ErrorCode.NOT_FOUND),
+        errors=(*_AUTH, ErrorCode.NOT_FOUND, ErrorCode.UNKNOWN_GROUP),
     ),
 )

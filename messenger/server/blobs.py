@@ -23,6 +23,19 @@ Every refusal of these is the same ``404 not_found`` as for a blob that does
 not exist (:func:`no_such_blob`): a stranger cannot tell a guessed ID from a
 wrong capability.
 
+A group whose members send the keys has its member set sealed under its
+data key (:mod:`.state_keys`, docs/metadata.md §2): the server reads it only
+with a send token of an epoch since the group's last removal. So a request
+that needs membership carries the group's current send token: ``token`` in
+:class:`~messenger.api.models.CreateBlobRequest`, the
+:data:`~messenger.api.blobs.HEADER_GROUP_TOKEN` header on the last part of
+an upload (its recipients), a download, ``fetched``, and ``status`` asked
+by a recipient. A token that opens nothing is ``unknown_group``: for
+create, as for a non-member; for the others, once the capability matched
+(so a guessed ID is still ``not_found``), whether the client was removed
+or is behind a removal it has not processed yet (it catches up and asks
+again).
+
 Stored (docs/threat-model.md): the blob ID, the group, a keyed hash of the
 creating account (for the quota and the creator's rights; the key comes
 from the server secret, so a copy of the database does not name the
@@ -40,7 +53,9 @@ recorded, so a crash between the two leaves a file longer than
 ``received``; the next part truncates it first. The last part completes the
 blob and snapshots its recipients: the member queues of the group at that
 moment but the uploader's own, as keyed hashes. A blob is deleted when all of them have said
-``fetched``, when a recipient leaves the group (it no longer counts), when
+``fetched``, when a recipient leaves the group (it no longer counts; the
+sweep, which has no token, cannot see that in a group sealed under its
+members' keys: there another recipient's ``fetched`` drops it), when
 its retention ends, or, unfinished, when its upload time runs out
 (:meth:`Blobs.sweep`, which also removes files that have no row: a crash
 between creating the file and storing the row, or between deleting the row
@@ -73,11 +88,16 @@ from typing import Final
 from messenger.api.blobs import BLOB_ID_BYTES, MAX_BLOB_PART_BYTES, is_padme, padme
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.fields import b64decode
-from messenger.api.models import BlobStatus, CreateBlobRequest, CreateBlobResponse
+from messenger.api.models import (
+    SEND_TOKEN_BYTES,
+    BlobStatus,
+    CreateBlobRequest,
+    CreateBlobResponse,
+)
 
 from .authentication import Principal
 from .logs import log_event
-from .member_sets import MemberSets
+from .member_sets import MemberSets, live_queues
 from .metrics import Metrics
 from .server_keys import make_private_dir
 from .storage import Database, Tx
@@ -93,6 +113,7 @@ __all__ = [
     "no_such_blob",
     "parse_access",
     "parse_blob_id",
+    "parse_group_token",
 ]
 
 _log = logging.getLogger("messenger.server.blobs")
@@ -144,15 +165,30 @@ def parse_blob_id(raw: str) -> bytes:
     return blob_id
 
 
-def parse_access(header: str | None) -> bytes | None:
-    """The capability of the access header (unpadded base64url of 32 bytes), or ``None``."""
-    if header is None or len(header) > 64:
+def _header_bytes(header: str | None, size: int) -> bytes | None:
+    """``size`` bytes in a header (unpadded base64url), or ``None``."""
+    if header is None or len(header) > 2 * size:
         return None
     try:
         value = b64decode(header)
     except ValueError:
         return None
-    return value if len(value) == ACCESS_BYTES else None
+    return value if len(value) == size else None
+
+
+def parse_access(header: str | None) -> bytes | None:
+    """The capability of the access header (unpadded base64url of 32 bytes), or ``None``."""
+    return _header_bytes(header, ACCESS_BYTES)
+
+
+def parse_group_token(header: str | None) -> bytes | None:
+    """The send token of the group token header (unpadded base64url of 32 bytes), or ``None``."""
+    return _header_bytes(header, SEND_TOKEN_BYTES)
+
+
+def _unknown_group() -> ApiError:
+    """A group the client is not in, or whose state its token does not open (:mod:`.delivery`)."""
+    return ApiError(ErrorCode.UNKNOWN_GROUP, "no such group")
 
 
 def _hour_floor(ms: int) -> int:
@@ -192,13 +228,16 @@ class _Blob:
     complete: bool
     access_hash: bytes
     expires_at: int
-    #: Whether the requesting client's queue is a member of the group now.
-    member: bool
+    #: The group's sealed member set (None: no such group), its state keys and
+    #: what seals it (``group_info_sealed``, :mod:`.state_keys`).
+    members_box: object
+    state_keys: object
+    sealed: object
 
 
 _SELECT_BLOB: Final = (
     "SELECT b.group_id, b.owner_hash, b.size, b.received, b.complete, b.access_hash, "
-    "b.expires_at, g.members_box FROM blobs b "
+    "b.expires_at, g.members_box, g.state_keys, g.group_info_sealed FROM blobs b "
     "LEFT JOIN mls_groups g ON g.group_id = b.group_id WHERE b.blob_id = ?"
 )
 
@@ -272,23 +311,36 @@ class Blobs:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    async def _select(self, tx: Tx, blob_id: bytes, queue_id: str, now: int) -> _Blob | None:
-        """The blob if it exists and has not expired; ``member``: is ``queue_id`` in its group."""
+    @staticmethod
+    async def _select(tx: Tx, blob_id: bytes, now: int) -> _Blob | None:
+        """The blob if it exists and has not expired, with its group's sealed member set."""
         row = await tx.fetchone(_SELECT_BLOB, blob_id)
         if row is None or int(row[6]) <= now:
             return None
-        group_id = bytes(row[0])
-        member = row[7] is not None and queue_id in self._members.open(group_id, row[7])
         return _Blob(
-            group_id,
+            bytes(row[0]),
             bytes(row[1]),
             int(row[2]),
             int(row[3]),
             bool(row[4]),
             bytes(row[5]),
             int(row[6]),
-            member,
+            row[7],
+            row[8],
+            row[9],
         )
+
+    def _listed(self, blob: _Blob, token: bytes | None) -> list[str]:
+        """Every queue the blob's group lists (none if there is no such group);
+        ``unknown_group`` if its members' keys seal it and ``token`` opens none."""
+        if blob.members_box is None:
+            return []
+        listed = self._members.unlock(
+            blob.group_id, blob.members_box, blob.state_keys, blob.sealed, token
+        )
+        if listed is None:
+            raise _unknown_group()
+        return listed
 
     def file_name(self, blob_id: bytes) -> str:
         """The name of a blob's file: hex of an HMAC of its ID."""
@@ -318,15 +370,12 @@ class Blobs:
         )
         await tx.execute("DELETE FROM blob_recipients")
 
-    async def _drop_departed(self, tx: Tx, blobs: Sequence[tuple[bytes, bytes]]) -> None:
-        """Forget the recipients of each ``(blob_id, group_id)`` that left its group:
-        they can no longer fetch it, so they do not hold its deletion back."""
-        members: dict[bytes, list[str]] = {}
+    async def _drop_departed(self, tx: Tx, blobs: Sequence[tuple[bytes, Sequence[str]]]) -> None:
+        """Forget the recipients of each ``(blob_id, members of its group now)`` that
+        left the group: they can no longer fetch it, so they do not hold its deletion back."""
         gone: list[tuple[bytes, bytes]] = []
-        for blob_id, group_id in blobs:
-            if group_id not in members:
-                members[group_id] = await self._members.read(tx, group_id) or []
-            current = {self.recipient(blob_id, q) for q in members[group_id]}
+        for blob_id, members in blobs:
+            current = {self.recipient(blob_id, q) for q in members}
             rows = await tx.fetchall(
                 "SELECT recipient FROM blob_fetchers WHERE blob_id = ?", blob_id
             )
@@ -352,17 +401,31 @@ class Blobs:
         usage = await asyncio.to_thread(shutil.disk_usage, self.directory)
         return int(usage.free)
 
-    @staticmethod
-    def _capable(blob: _Blob, access: bytes | None) -> bool:
-        """A member of the group now, with the capability."""
-        if access is None or not blob.member:
-            return False
-        return hmac.compare_digest(hashlib.sha256(access).digest(), blob.access_hash)
+    def _check_capable(
+        self, blob: _Blob, queue_id: str, access: bytes | None, token: bytes | None
+    ) -> list[str]:
+        """The queues the blob's group lists, if ``queue_id`` is among them and
+        ``access`` is the capability; else ``not_found``.
+
+        The capability is checked first, so that a stranger's guess is
+        ``not_found`` whatever the group; a holder of the capability whose
+        ``token`` does not open the group's state gets ``unknown_group``
+        (:meth:`_listed`).
+        """
+        if access is None or not hmac.compare_digest(
+            hashlib.sha256(access).digest(), blob.access_hash
+        ):
+            raise no_such_blob()
+        listed = self._listed(blob, token)
+        if queue_id not in listed:
+            raise no_such_blob()
+        return listed
 
     # -- operations -----------------------------------------------------------------
 
     async def create(self, principal: Principal, req: CreateBlobRequest) -> CreateBlobResponse:
-        """Reserve a blob of ``req.size`` stored bytes for a group the client is in."""
+        """Reserve a blob of ``req.size`` stored bytes for a group the client is in
+        (``req.token`` opens the member set of a group sealed under its members' keys)."""
         if not is_padme(req.size):
             raise ApiError.invalid_field("size", "not a Padmé size (pad the blob first)")
         if req.size > self.max_stored_bytes:
@@ -383,8 +446,9 @@ class Blobs:
                 "SELECT 1 FROM accounts WHERE account_id = ?" + tx.for_update,  # noqa: S608
                 principal.account_id,
             )
-            if principal.queue_id not in (await self._members.read(tx, req.group_id) or ()):
-                raise ApiError(ErrorCode.UNKNOWN_GROUP, "no such group")
+            members = await self._members.read(tx, req.group_id, req.token)
+            if members is None or principal.queue_id not in members:
+                raise _unknown_group()
             row = await tx.fetchone(
                 "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE owner_hash = ? AND expires_at > ?",
                 owner,
@@ -426,15 +490,23 @@ class Blobs:
         return CreateBlobResponse(blob_id, expires_at, MAX_BLOB_PART_BYTES)
 
     async def upload(
-        self, principal: Principal, blob_id: bytes, offset: int, data: bytes
+        self,
+        principal: Principal,
+        blob_id: bytes,
+        offset: int,
+        data: bytes,
+        token: bytes | None = None,
     ) -> BlobStatus:
-        """Append ``data`` at ``offset`` (which must be the bytes received so far)."""
+        """Append ``data`` at ``offset`` (which must be the bytes received so far).
+
+        The last part snapshots the recipients, so it needs ``token`` for a
+        group sealed under its members' keys (``unknown_group`` otherwise,
+        before the part is written).
+        """
         owner = self._owner(principal.account_id)
         async with self._turn(blob_id):
             now = self._now_ms()
-            blob = await self._db.read(
-                lambda tx: self._select(tx, blob_id, principal.queue_id, now)
-            )
+            blob = await self._db.read(lambda tx: self._select(tx, blob_id, now))
             if blob is None or not hmac.compare_digest(blob.owner_hash, owner):
                 raise no_such_blob()
             if offset != blob.received:
@@ -444,6 +516,8 @@ class Blobs:
             end = offset + len(data)
             if end > blob.size:
                 raise ApiError.invalid_field("body", "the part goes past the end of the blob")
+            if end == blob.size:
+                self._listed(blob, token)  # the recipients will be readable
             if self._reserve and await self._free_bytes() - len(data) < self._reserve:
                 raise _no_space()
             path = self.path(blob_id)
@@ -484,7 +558,11 @@ class Blobs:
                     _hour_ceil(now + self._retention_ms),
                     blob_id,
                 )
-                members = await self._members.read(tx, bytes(row[2])) or []
+                # The group's members now, read with the token (checked above;
+                # a removal since then refuses the part, which is not recorded).
+                members = await self._members.read(tx, bytes(row[2]), token)
+                if members is None:
+                    raise _unknown_group()
                 await tx.executemany(
                     "INSERT INTO blob_fetchers (blob_id, recipient) VALUES (?, ?)",
                     [
@@ -510,16 +588,19 @@ class Blobs:
         return BlobStatus(blob.size, end, complete)
 
     async def status(
-        self, principal: Principal, blob_id: bytes, access: bytes | None
+        self,
+        principal: Principal,
+        blob_id: bytes,
+        access: bytes | None,
+        token: bytes | None = None,
     ) -> BlobStatus:
         """How much of the blob the server holds: for its creator, or a capable member."""
         now = self._now_ms()
-        blob = await self._db.read(lambda tx: self._select(tx, blob_id, principal.queue_id, now))
+        blob = await self._db.read(lambda tx: self._select(tx, blob_id, now))
         if blob is None:
             raise no_such_blob()
-        creator = hmac.compare_digest(blob.owner_hash, self._owner(principal.account_id))
-        if not creator and not self._capable(blob, access):
-            raise no_such_blob()
+        if not hmac.compare_digest(blob.owner_hash, self._owner(principal.account_id)):
+            self._check_capable(blob, principal.queue_id, access, token)
         return BlobStatus(blob.size, blob.received, blob.complete)
 
     async def download(
@@ -529,12 +610,14 @@ class Blobs:
         access: bytes | None,
         offset: int,
         length: int | None,
+        token: bytes | None = None,
     ) -> bytes:
         """Bytes ``offset`` to ``offset + length`` of a complete blob (capable members only)."""
         now = self._now_ms()
-        blob = await self._db.read(lambda tx: self._select(tx, blob_id, principal.queue_id, now))
-        if blob is None or not blob.complete or not self._capable(blob, access):
+        blob = await self._db.read(lambda tx: self._select(tx, blob_id, now))
+        if blob is None or not blob.complete:
             raise no_such_blob()
+        self._check_capable(blob, principal.queue_id, access, token)
         if offset >= blob.size:
             raise ApiError.invalid_field("offset", "past the end of the blob")
         want = min(length if length is not None else MAX_BLOB_PART_BYTES, blob.size - offset)
@@ -548,21 +631,28 @@ class Blobs:
         self._metrics.blob_bytes.labels(direction="downloaded").inc(len(data))
         return data
 
-    async def fetched(self, principal: Principal, blob_id: bytes, access: bytes | None) -> None:
+    async def fetched(
+        self,
+        principal: Principal,
+        blob_id: bytes,
+        access: bytes | None,
+        token: bytes | None = None,
+    ) -> None:
         """This client's queue has the blob; the last recipient's deletes it."""
         now = self._now_ms()
 
         async def op(tx: Tx) -> bool:
-            blob = await self._select(tx, blob_id, principal.queue_id, now)
-            if blob is None or not blob.complete or not self._capable(blob, access):
+            blob = await self._select(tx, blob_id, now)
+            if blob is None or not blob.complete:
                 raise no_such_blob()
+            listed = self._check_capable(blob, principal.queue_id, access, token)
             await self._adopt_legacy_recipients(tx)
             await tx.execute(
                 "DELETE FROM blob_fetchers WHERE blob_id = ? AND recipient = ?",
                 blob_id,
                 self.recipient(blob_id, principal.queue_id),
             )
-            await self._drop_departed(tx, [(blob_id, blob.group_id)])
+            await self._drop_departed(tx, [(blob_id, await live_queues(tx, listed))])
             if await tx.fetchone("SELECT 1 FROM blob_fetchers WHERE blob_id = ?", blob_id):
                 return False
             await _delete_blobs(tx, "blob_id = ?", blob_id)
@@ -579,7 +669,7 @@ class Blobs:
         now = self._now_ms()
 
         async def op(tx: Tx) -> None:
-            blob = await self._select(tx, blob_id, principal.queue_id, now)
+            blob = await self._select(tx, blob_id, now)
             if blob is None or not hmac.compare_digest(blob.owner_hash, owner):
                 raise no_such_blob()
             await _delete_blobs(tx, "blob_id = ?", blob_id)
@@ -596,13 +686,23 @@ class Blobs:
         now = self._now_ms()
 
         async def op(tx: Tx) -> tuple[list[bytes], list[bytes], list[bytes], int, int]:
-            # A recipient that left the group can no longer fetch: it does not count.
+            # A recipient that left the group can no longer fetch: it does not
+            # count. The member set of a group sealed under its members' keys
+            # opens only with a token, which the sweep has not: its departed
+            # recipients go when a member says fetched, or at retention.
             await self._adopt_legacy_recipients(tx)
             waiting = await tx.fetchall(
-                "SELECT blob_id, group_id FROM blobs b WHERE complete = 1 AND EXISTS "
-                "(SELECT 1 FROM blob_fetchers f WHERE f.blob_id = b.blob_id) ORDER BY group_id"
+                "SELECT b.blob_id, b.group_id FROM blobs b "
+                "LEFT JOIN mls_groups g ON g.group_id = b.group_id "
+                "WHERE b.complete = 1 AND g.state_keys IS NULL AND EXISTS "
+                "(SELECT 1 FROM blob_fetchers f WHERE f.blob_id = b.blob_id) ORDER BY b.group_id"
             )
-            await self._drop_departed(tx, [(bytes(b), bytes(g)) for b, g in waiting])
+            members: dict[bytes, list[str]] = {}
+            for _, group in waiting:
+                group_id = bytes(group)
+                if group_id not in members:
+                    members[group_id] = await self._members.read(tx, group_id) or []
+            await self._drop_departed(tx, [(bytes(b), members[bytes(g)]) for b, g in waiting])
             expired = await _delete_blobs(tx, "expires_at <= ?", now)
             done = await _delete_blobs(
                 tx,

@@ -14,7 +14,10 @@ What the server keeps, and what it does not (RFC 9750 §8, docs/threat-model.md)
   member set as **queue IDs**, which the committer supplies with each commit.
   The GroupInfo and the member set are sealed at rest (:mod:`.at_rest`,
   :mod:`.member_sets`), so a copy of the database shows no group next to a
-  member queue.
+  member queue. A group whose members send the keys has its GroupInfo,
+  member set and epoch sealed under a data key that only its send tokens
+  unwrap (:mod:`.state_keys`): not even the key file opens them, and every
+  request that reads them brings a token (docs/metadata.md §2).
 * Each group message goes to the queue of **every** member, the sender's
   included, and is stored once (``payloads``, sealed at rest: a
   PrivateMessage shows its group ID) with one entry per queue; each entry
@@ -43,7 +46,10 @@ Who may change the member set (docs/threat-model.md):
   read or replace the GroupInfo.
   Anyone else is told ``unknown_group``, exactly as for a group that does
   not exist, before anything about the group (epoch, idempotency answers)
-  is looked at, so the answers do not reveal which groups exist.
+  is looked at, so the answers do not reveal which groups exist. For a
+  group sealed under its members' keys, so is a request whose token opens
+  none of the state: the server cannot read the member set to tell a
+  member that is behind a removal from a stranger.
 * A commit may add a queue only if the queue is among ``welcome_to`` and
   the Welcome names (``new_member``, RFC 9420 §12.4.3.1) a KeyPackage that
   the committing client claimed from that queue's client: the claim left
@@ -141,7 +147,13 @@ from .push import CHANNEL, Delivery, Hub, notification_payloads
 from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
 from .queue_numbers import seq_after_emptied
-from .state_keys import StateKeys
+from .state_keys import (
+    INFO_SEALED_BY_MEMBERS,
+    SEALED_BY_MEMBERS,
+    SEALED_BY_SERVER,
+    GroupKeys,
+    StateKeys,
+)
 from .storage import Database, Row, Tx
 
 __all__ = ["Delivery", "DeliveryService", "SenderBudgets", "SweepResult"]
@@ -151,12 +163,6 @@ _log = logging.getLogger("messenger.server.delivery")
 # SQL here is built only from constant text, "?" placeholders and the
 # constant locking clauses of Tx; values always travel as parameters.
 _CHUNK = 500
-
-#: ``mls_groups.group_info_sealed``: under the server's key (:mod:`.at_rest`),
-#: or under the group's data key, which only its members' tokens unwrap
-#: (:mod:`.state_keys`; then ``state_keys`` is set). 0: rows from before.
-_SEALED_BY_SERVER: Final = 1
-_SEALED_BY_MEMBERS: Final = 2
 
 #: The whole append on PostgreSQL, in one statement (one round trip): store
 #: each message once with its sealed count of holders and its hour, advance every
@@ -289,7 +295,9 @@ _MAX_COALESCED = 256
 class _SendUnit:
     """One send request (one message or a batch) waiting for its group's transaction."""
 
-    #: :func:`token_digest` of the request's send token (docs/metadata.md §3).
+    #: The request's send token (docs/metadata.md §3), which opens the group's
+    #: state if its members' keys seal it (:mod:`.state_keys`), and its digest.
+    token: bytes
     token_digest: bytes
     items: Sequence[SendRequest]
     headers: list[GroupMessageHeader]
@@ -305,12 +313,36 @@ class _SendUnit:
 _Outcome = list[SendResponse | None] | ApiError
 
 
-def _rejoin_token_stale() -> ApiError:
-    return ApiError(
-        ErrorCode.REJOIN_TOKEN_STALE,
-        "the token opens none of this group's state: a member was removed since its "
-        "epoch, or it is not this group's",
-    )
+@dataclass(frozen=True, slots=True)
+class _GroupRow:
+    """A group's row as its transaction read it, the state still sealed."""
+
+    epoch_box: object
+    members_box: object
+    #: ``state_keys`` (None: the group is sealed under the server's key).
+    state_keys: bytes | None
+    sealed: object
+    #: The digests of the current and the previous epoch's send tokens.
+    digest: bytes | None
+    previous: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupState:
+    """A group's state, opened for one request (:meth:`DeliveryService._unlock`)."""
+
+    keys: GroupKeys
+    epoch: int
+    #: The epoch of the stored GroupInfo, if there is one.
+    info_epoch: int | None
+    #: Every queue the member set names, gone or not (sorted).
+    listed: list[str]
+
+
+_GROUP_ROW: Final = (
+    "SELECT epoch_box, members_box, state_keys, group_info_sealed, send_token_hash, "
+    "previous_send_token_hash FROM mls_groups WHERE group_id = ?"
+)
 
 
 def _unknown_group() -> ApiError:
@@ -484,29 +516,68 @@ class DeliveryService:
 
     # -- inside transactions ----------------------------------------------------
 
-    async def _group_epoch(self, tx: Tx, group_id: bytes) -> int:
-        """The group's epoch (sealed, :mod:`.group_epochs`), with its row locked until commit."""
-        sql = "SELECT epoch_box FROM mls_groups WHERE group_id = ?" + tx.for_update  # noqa: S608
-        row = await tx.fetchone(sql, group_id)
-        if row is None:
-            raise _unknown_group()
-        return self._epochs.open(group_id, row[0])[0]
+    @staticmethod
+    async def _group_row(tx: Tx, group_id: bytes, *, lock: bool = True) -> _GroupRow | None:
+        """The group's row, still sealed; with ``lock``, locked until commit (``FOR UPDATE``).
 
-    async def _sealed_group(self, tx: Tx, group_id: bytes) -> tuple[int, bytes | None, object]:
-        """The group's epoch, send-token digest and sealed member set, its row locked."""
-        sql = (
-            "SELECT epoch_box, send_token_hash, members_box FROM mls_groups "  # noqa: S608
-            "WHERE group_id = ?" + tx.for_update
+        Commits serialise on the lock: the epoch read is the current one
+        until the transaction ends.
+        """
+        row = await tx.fetchone(_GROUP_ROW + (tx.for_update if lock else ""), group_id)
+        if row is None:
+            return None
+        epoch_box, members_box, state_keys, sealed, digest, previous = row
+        return _GroupRow(
+            epoch_box,
+            members_box,
+            None if state_keys is None else bytes(state_keys),
+            sealed,
+            None if digest is None else bytes(digest),
+            None if previous is None else bytes(previous),
         )
-        row = await tx.fetchone(sql, group_id)
-        if row is None:
-            raise _unknown_group()
-        epoch = self._epochs.open(group_id, row[0])[0]
-        return epoch, None if row[1] is None else bytes(row[1]), row[2]
 
-    async def _members(self, tx: Tx, group_id: bytes) -> list[str]:
-        """The group's member queues that exist (sorted; :mod:`.member_sets`)."""
-        return await self._member_sets.read(tx, group_id) or []
+    def _unlock(self, group_id: bytes, row: _GroupRow, token: bytes | None) -> _GroupState | None:
+        """The group's epochs and member set, opened with ``token`` if its members'
+        keys seal them (:mod:`.state_keys`); None if ``token`` opens none of its wraps.
+
+        A group sealed under the server's key opens whatever the token. One
+        sealed under its members' keys does not open without a token of an
+        epoch since its last removal: the server then cannot tell a member
+        that is behind from a removed member or a stranger, and answers all
+        of them ``unknown_group``.
+        """
+        keys = self._state_keys.unlock(group_id, row.state_keys, row.sealed, token)
+        if keys is None:
+            return None
+        epoch, info_epoch = self._epochs.open(group_id, row.epoch_box, keys.boxes)
+        listed = self._member_sets.open(group_id, row.members_box, keys.boxes)
+        return _GroupState(keys, epoch, info_epoch, listed)
+
+    async def _opened(
+        self, tx: Tx, group_id: bytes, token: bytes | None, *, lock: bool = True
+    ) -> _GroupState:
+        """:meth:`_unlock` of the group's row (:meth:`_group_row`); ``unknown_group``
+        for no such group, or one that ``token`` does not open."""
+        row = await self._group_row(tx, group_id, lock=lock)
+        state = None if row is None else self._unlock(group_id, row, token)
+        if state is None:
+            raise _unknown_group()
+        return state
+
+    async def _move_boxes(self, tx: Tx, group_id: bytes, state: _GroupState) -> None:
+        """Seal a group's member set and epochs under its data key, if its row is one
+        of server migration 20's that keeps them under the server's key (its row locked)."""
+        if state.keys.moved:
+            return
+        data_key = state.keys.data_key
+        await tx.execute(
+            "UPDATE mls_groups SET members_box = ?, epoch_box = ?, group_info_sealed = ? "
+            "WHERE group_id = ?",
+            self._member_sets.seal(group_id, state.listed, data_key),
+            self._epochs.seal(group_id, state.epoch, state.info_epoch, data_key),
+            SEALED_BY_MEMBERS,
+            group_id,
+        )
 
     async def _enqueue(
         self,
@@ -597,17 +668,14 @@ class DeliveryService:
             raise ApiError(ErrorCode.UNKNOWN_QUEUE, "a recipient queue does not exist")
         return queues
 
-    async def _lock_member_queues(
-        self, tx: Tx, group_id: bytes, box: object
-    ) -> dict[str, tuple[int, int]]:
-        """:meth:`_lock_queues` for the members sealed in ``box``, the group's member set.
+    async def _lock_member_queues(self, tx: Tx, state: _GroupState) -> dict[str, tuple[int, int]]:
+        """:meth:`_lock_queues` for the group's member set (``state.listed``).
 
-        Call it with the group row locked (:meth:`_sealed_group`, which read
-        ``box``): the member set changes only under that lock. Queues of
+        Call it with the group row locked (:meth:`_group_row`, which read
+        the set): the member set changes only under that lock. Queues of
         removed devices still in the set are left out.
         """
-        members = self._member_sets.open(group_id, box)
-        return await self._lock_queues(tx, members, skip_missing=True)
+        return await self._lock_queues(tx, state.listed, skip_missing=True)
 
     async def _append(
         self,
@@ -759,8 +827,8 @@ class DeliveryService:
         data_key: bytes | None = None
         state_keys: bytes | None = None
         if req.send_token is not None:
-            # The group's state is sealed under its members' keys from the
-            # start (:mod:`.state_keys`).
+            # The group's state (GroupInfo, member set, epochs) is sealed under
+            # its members' keys from the start (:mod:`.state_keys`).
             token_hash = self._checked_digest("send_token", req.send_token, token_hash)
             data_key, state_keys = self._state_keys.new(req.group_id, req.send_token)
         info = (
@@ -769,22 +837,27 @@ class DeliveryService:
             else self._sealed_info(req.group_id, req.group_info, data_key)
         )
 
+        epoch_box = self._epochs.seal(
+            req.group_id, 0, 0 if req.group_info is not None else None, data_key
+        )
+        members_box = self._member_sets.seal(req.group_id, [principal.queue_id], data_key)
+
         async def op(tx: Tx) -> None:
             created = await tx.execute(
                 "INSERT INTO mls_groups "
-                "(group_id, epoch, group_info, epoch_box, send_token_hash, "
-                "group_info_sealed, state_keys) VALUES (?, 0, ?, ?, ?, ?, ?) "
+                "(group_id, epoch, group_info, epoch_box, members_box, send_token_hash, "
+                "group_info_sealed, state_keys) VALUES (?, 0, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
                 req.group_id,
                 info,
-                self._epochs.seal(req.group_id, 0, 0 if req.group_info is not None else None),
+                epoch_box,
+                members_box,
                 token_hash,
-                _SEALED_BY_SERVER if data_key is None else _SEALED_BY_MEMBERS,
+                SEALED_BY_SERVER if data_key is None else SEALED_BY_MEMBERS,
                 state_keys,
             )
             if created == 0:
                 raise ApiError(ErrorCode.GROUP_EXISTS, "a group with this ID exists")
-            await self._member_sets.store(tx, req.group_id, [principal.queue_id])
 
         await self._db.transaction(op)
         return CreateGroupResponse(0)
@@ -882,32 +955,37 @@ class DeliveryService:
             if taken is not None:  # a retried transaction (PostgreSQL conflict)
                 self.budgets.refund(taken)
                 taken = None
+            row = await self._group_row(tx, group_id)
+            if row is None:
+                raise _unknown_group()
             if principal is None:
                 # Membership by the send token, checked before anything else
                 # is looked at (a stranger's answer is a missing group's). A
                 # token of the epoch before: a member whose commit lost a race.
-                current, digest, box = await self._sealed_group(tx, group_id)
                 assert token_hash is not None
-                if digest is None or not hmac.compare_digest(token_hash, digest):
-                    row = await tx.fetchone(
-                        "SELECT previous_send_token_hash FROM mls_groups WHERE group_id = ?",
-                        group_id,
-                    )
-                    previous = None if row is None or row[0] is None else bytes(row[0])
-                    if previous is None or not hmac.compare_digest(token_hash, previous):
+                if row.digest is None or not hmac.compare_digest(token_hash, row.digest):
+                    if row.previous is None or not hmac.compare_digest(token_hash, row.previous):
                         raise _unknown_group()
                     # A member of the epoch before: its retry is answered again
                     # (the commit it retries made this epoch), else it lost a race.
                     answered = await self._answered(tx, key_hash)
                     if answered is not None:
                         return [], answered[1], True
-                    raise _stale(current)
-                listed = self._member_sets.open(group_id, box)
-                members = await live_queues(tx, listed)
-                return await applied(tx, current, members, set(), listed)
-            current = await self._group_epoch(tx, group_id)
-            listed = await self._member_sets.listed(tx, group_id)
-            old_members = await live_queues(tx, listed)
+                    raise _stale(self._epoch_after(group_id, row, req))
+                state = self._unlock(group_id, row, req.token)
+                if state is None:  # pragma: no cover - the digest is a wrap's token's
+                    raise _unknown_group()
+                members = await live_queues(tx, state.listed)
+                return await applied(tx, row, state, members, set())
+            # Signed: a member's (its token opens the state) or an external
+            # commit (its rejoin token does). Without the state the server can
+            # read neither the epoch nor the members, so a token that opens
+            # nothing is answered as a stranger is.
+            opener = req.rejoin_token if header.external_commit else req.token
+            state = self._unlock(group_id, row, opener)
+            if state is None:
+                raise _unknown_group()
+            old_members = await live_queues(tx, state.listed)
             own_queues: set[str] = set()
             if principal.queue_id not in old_members:
                 # An external commit may come from another device of a member's
@@ -915,27 +993,42 @@ class DeliveryService:
                 own_queues = await self._account_queues(tx, principal)
                 if not header.external_commit or own_queues.isdisjoint(old_members):
                     raise _unknown_group()
-            return await applied(tx, current, old_members, own_queues, listed)
+            return await applied(tx, row, state, old_members, own_queues)
 
         async def applied(
             tx: Tx,
-            current: int,
+            row: _GroupRow,
+            state: _GroupState,
             old_members: list[str],
             own_queues: set[str],
-            listed: Sequence[str],
         ) -> tuple[list[Delivery], int, bool]:
             """The commit's checks and changes, once the committer is known to be allowed."""
             nonlocal taken
             answered = await self._answered(tx, key_hash)
             if answered is not None:
                 return [], answered[1], True
+            current = state.epoch
             if current != req.epoch:
                 raise _stale(current)
+            if row.state_keys is not None and req.next_token is None:
+                raise ApiError(
+                    ErrorCode.OUTDATED_CLIENT,
+                    "this group's state is sealed under its members' keys: a commit carries "
+                    "the new epoch's send token; update the app",
+                )
             old = set(old_members)
             added = sorted(new_members - old)
             removed = sorted(old - new_members)
-            stored_keys, old_key, current_token = await self._opened_state(
-                tx, group_id, req, header
+            # The current epoch's token, proved by its digest (not an external
+            # commit's): the state of a group moving to its members' keys is
+            # wrapped under it too (:meth:`_next_state`).
+            current_token = (
+                req.token
+                if req.token is not None
+                and not header.external_commit
+                and row.digest is not None
+                and hmac.compare_digest(token_digest(req.token), row.digest)
+                else None
             )
             gone = await self._removed_queues(tx, added)
             if gone:
@@ -946,7 +1039,7 @@ class DeliveryService:
             if header.external_commit:
                 assert principal is not None  # refused above when sealed
                 await self._check_external_commit(
-                    tx, principal, group_id, current, req, old, own_queues, old_key
+                    tx, principal, group_id, state, req, old, own_queues
                 )
             else:
                 unwelcomed = [q for q in added if q not in welcomed]
@@ -977,27 +1070,37 @@ class DeliveryService:
             # committer still lists it (it has not seen the removal of its
             # leaves), and goes with the commit that removes them: that commit
             # is a removal for the state keys below, as it is for the members.
-            members_now = (set(listed) & new_members) | set(added)
-            dropped = not set(listed).issubset(new_members)
+            listed = set(state.listed)
+            members_now = (listed & new_members) | set(added)
+            dropped = not listed.issubset(new_members)
             data_key, keys_now = self._next_state(
-                group_id, stored_keys, old_key, current_token, req.next_token, removed=dropped
+                group_id,
+                row.state_keys,
+                state.keys.data_key,
+                current_token,
+                req.next_token,
+                removed=dropped,
             )
-            # The row is locked (_group_epoch or _sealed_group), so the epoch
-            # read is still the current one.
+            # The row is locked (_group_row), so the epoch read is still the
+            # current one. The new epoch and member set are sealed under the
+            # new data key, if there is one, as the GroupInfo is.
             changed = await tx.execute(
                 "UPDATE mls_groups SET epoch_box = ?, group_info = ?, "
                 "previous_send_token_hash = send_token_hash, send_token_hash = ?, "
                 "group_info_sealed = ?, state_keys = ?, members_box = ? WHERE group_id = ?",
                 self._epochs.seal(
-                    group_id, new_epoch, new_epoch if req.group_info is not None else None
+                    group_id,
+                    new_epoch,
+                    new_epoch if req.group_info is not None else None,
+                    data_key,
                 ),
                 None
                 if req.group_info is None
                 else self._sealed_info(group_id, req.group_info, data_key),
                 next_hash,
-                _SEALED_BY_SERVER if data_key is None else _SEALED_BY_MEMBERS,
+                SEALED_BY_SERVER if data_key is None else SEALED_BY_MEMBERS,
                 keys_now,
-                self._member_sets.seal(group_id, members_now),
+                self._member_sets.seal(group_id, members_now, data_key),
                 group_id,
             )
             if changed != 1:  # pragma: no cover - the row lock rules this out
@@ -1043,45 +1146,19 @@ class DeliveryService:
         log_event(_log, "commit accepted", epoch=new_epoch, recipients=recipients)
         return CommitResponse(new_epoch, recipients)
 
-    async def _opened_state(
-        self, tx: Tx, group_id: bytes, req: CommitRequest, header: GroupMessageHeader
-    ) -> tuple[bytes | None, bytes | None, bytes | None]:
-        """The group's stored state keys, the data key if the commit opens them,
-        and the commit's ``token`` if it is the current epoch's.
+    def _epoch_after(self, group_id: bytes, row: _GroupRow, req: CommitRequest) -> int:
+        """The epoch to tell a member whose sealed commit carries the previous epoch's token.
 
-        A member's commit opens them with the current epoch's send token
-        (``token``), an external commit with its ``rejoin_token``
-        (:mod:`.state_keys`). A group sealed under its members' keys takes
-        only commits that carry the next epoch's (``next_token``), so that
-        the new state can be sealed; an external commit must open the state,
-        since it is checked against the stored GroupInfo.
+        Its token opens the state unless the commit that made this epoch
+        removed someone (:mod:`.state_keys`); then the server cannot read the
+        epoch, and answers the one after the commit's own: the token is the
+        previous epoch's, so the group is one commit past the member's epoch,
+        and the answer tells nothing the request did not say. (The client
+        only checks that ``current_epoch`` is there, then catches up from its
+        queue, which holds the winning commit.)
         """
-        row = await tx.fetchone(
-            "SELECT state_keys, send_token_hash FROM mls_groups WHERE group_id = ?", group_id
-        )
-        current_token = None
-        if (
-            row is not None
-            and row[1] is not None
-            and req.token is not None
-            and not header.external_commit
-            and hmac.compare_digest(token_digest(req.token), bytes(row[1]))
-        ):
-            current_token = req.token
-        if row is None or row[0] is None:
-            return None, None, current_token
-        stored = bytes(row[0])
-        if req.next_token is None:
-            raise ApiError(
-                ErrorCode.OUTDATED_CLIENT,
-                "this group's state is sealed under its members' keys: a commit carries "
-                "the new epoch's send token; update the app",
-            )
-        opener = req.rejoin_token if header.external_commit else req.token
-        data_key = None if opener is None else self._state_keys.open(group_id, stored, opener)
-        if data_key is None and header.external_commit:
-            raise _rejoin_token_stale()
-        return stored, data_key, current_token
+        state = self._unlock(group_id, row, req.token)
+        return req.epoch + 1 if state is None else state.epoch
 
     def _next_state(
         self,
@@ -1096,23 +1173,30 @@ class DeliveryService:
         """The data key and state keys of the epoch a commit makes (:mod:`.state_keys`).
 
         Without ``next_token`` (a group still sealed under the server's key,
-        by an app from before) there are none. A commit that removes a
-        member, or whose committer could not open the keys (a signed commit
-        after a wrong token was registered), draws a new data key wrapped
-        under the new epoch's token alone: a removed member's tokens open
-        nothing of what follows (RFC 9420 §12.1.3). A commit that moves a
-        group to its members' keys draws one wrapped under the current
-        epoch's token too (``current_token``, checked against its digest),
-        so that the boxes and backups of that epoch open it. Any other commit
-        adds the new token's wrap, so the tokens of earlier epochs keep
-        opening the state.
+        by an app from before) there are none. A commit that removes a member
+        draws a new data key wrapped under the new epoch's token alone: a
+        removed member's tokens open nothing of what follows (RFC 9420
+        §12.1.3). A commit that moves a group to its members' keys draws one
+        wrapped under the current epoch's token too (``current_token``,
+        checked against its digest), so that the boxes and backups of that
+        epoch open it. Any other commit adds the new token's wrap, so the
+        tokens of earlier epochs keep opening the state.
+
+        A commit to a group sealed under its members' keys has opened them
+        (``data_key``): without them the server could not read its epoch or
+        members, and refused it. So a member who registers a next token that
+        is not the epoch's makes the group unusable, as one who commits MLS
+        garbage does: no member's token opens the state any more.
         """
         if next_token is None:
             return None, None
-        if stored is None and not removed and current_token is not None:
-            data_key, first = self._state_keys.new(group_id, current_token)
-            return data_key, self._state_keys.extend(group_id, first, data_key, next_token)
-        if stored is None or data_key is None or removed:
+        if stored is None:
+            if not removed and current_token is not None:
+                data_key, first = self._state_keys.new(group_id, current_token)
+                return data_key, self._state_keys.extend(group_id, first, data_key, next_token)
+            return self._state_keys.new(group_id, next_token)
+        assert data_key is not None  # the commit opened the state
+        if removed:
             return self._state_keys.new(group_id, next_token)
         return data_key, self._state_keys.extend(group_id, stored, data_key, next_token)
 
@@ -1208,12 +1292,11 @@ class DeliveryService:
         """The GroupInfo of a stored ``mls_groups`` row (rows not yet sealed hold it padded).
 
         ``data_key`` opens one sealed under its members' keys
-        (:data:`_SEALED_BY_MEMBERS`; :mod:`.state_keys`).
+        (``group_info_sealed`` 2 or 3; :mod:`.state_keys`).
         """
         data = bytes(stored)
-        if sealed == _SEALED_BY_MEMBERS:
-            if data_key is None:  # pragma: no cover - callers open the state keys first
-                raise ApiError(ErrorCode.REJOIN_TOKEN_STALE, "the group's state is not open")
+        if sealed in (INFO_SEALED_BY_MEMBERS, SEALED_BY_MEMBERS):
+            assert data_key is not None  # callers open the state first
             return _loaded(StateKeys.sealer(data_key).open(group_id, data))
         return _loaded(self._group_infos.open(group_id, data) if sealed else data)
 
@@ -1268,11 +1351,10 @@ class DeliveryService:
         tx: Tx,
         principal: Principal,
         group_id: bytes,
-        current: int,
+        state: _GroupState,
         req: CommitRequest,
         old_members: set[str],
         own_queues: set[str],
-        data_key: bytes | None,
     ) -> None:
         """:class:`ApiError` unless ``req`` is a verified external join of ``principal``.
 
@@ -1308,15 +1390,14 @@ class DeliveryService:
                     "queue of the sender's own account",
                 )
         row = await tx.fetchone(
-            "SELECT group_info, epoch_box, group_info_sealed FROM mls_groups WHERE group_id = ?",
-            group_id,
+            "SELECT group_info, group_info_sealed FROM mls_groups WHERE group_id = ?", group_id
         )
-        if row is None or row[0] is None or self._epochs.open(group_id, row[1])[1] != current:
+        if row is None or row[0] is None or state.info_epoch != state.epoch:
             raise ApiError(
                 ErrorCode.NO_GROUP_INFO,
                 "an external commit needs the GroupInfo of the current epoch on the server",
             )
-        info = self._opened_info(group_id, row[0], row[2], data_key)
+        info = self._opened_info(group_id, row[0], row[1], state.keys.data_key)
         leaf = verify_external_commit(req.commit, info)
         registered = await registered_identity(tx, principal.client_id)
         if not leaf_is_issued_to(self._credential_key, principal, registered, leaf):
@@ -1392,6 +1473,7 @@ class DeliveryService:
         self._check_batch_budget(items)
         sender = _group_sender(group_id)
         unit = _SendUnit(
+            token,
             token_digest(token),
             items,
             headers,
@@ -1449,8 +1531,27 @@ class DeliveryService:
                 if unit.taken is not None:  # a retried transaction (PostgreSQL conflict)
                     self.budgets.refund(unit.taken)
                     unit.taken = None
-            current, digest, box = await self._sealed_group(tx, group_id)
-            queues = await self._lock_member_queues(tx, group_id, box)
+            row = await self._group_row(tx, group_id)
+            if row is None:
+                raise _unknown_group()
+            digest = row.digest
+            # The state opens with the token of a send that proves membership
+            # (its digest is the epoch's); if none does, each send is refused
+            # as a stranger's, and the member set stays sealed.
+            token = next(
+                (
+                    u.token
+                    for u in units
+                    if digest is not None and hmac.compare_digest(u.token_digest, digest)
+                ),
+                None,
+            )
+            state = None if token is None else self._unlock(group_id, row, token)
+            if state is None:
+                raise _unknown_group()
+            await self._move_boxes(tx, group_id, state)
+            current = state.epoch
+            queues = await self._lock_member_queues(tx, state)
             stored = await self._stored_answers(
                 tx, [k[:32] for u in units for k in u.key_hashes if k is not None]
             )
@@ -1613,7 +1714,8 @@ class DeliveryService:
         other client is told ``unknown_group``, as for a group that does not
         exist, so that the answer does not reveal which groups exist. A
         group sealed under its members' keys is read with a token
-        (:meth:`rejoin_info`).
+        (:meth:`rejoin_info`): without one the server cannot read its member
+        set, and answers ``unknown_group`` too.
         """
         return await self._read_group_info(principal, group_id, None)
 
@@ -1623,8 +1725,8 @@ class DeliveryService:
         """The stored GroupInfo, opened with the send token of an epoch since the
         last removal (:mod:`.state_keys`); as :meth:`group_info` otherwise.
 
-        A token that opens nothing is ``rejoin_token_stale``, told only to a
-        device of a member's account (others get ``unknown_group`` first).
+        A token that opens nothing is ``unknown_group``, as for a stranger: the
+        server cannot read the member set without it.
         """
         return await self._read_group_info(principal, group_id, req.token)
 
@@ -1632,31 +1734,20 @@ class DeliveryService:
         self, principal: Principal, group_id: bytes, token: bytes | None
     ) -> GroupInfoResponse:
         async def op(tx: Tx) -> tuple[int, bytes | None]:
+            state = await self._opened(tx, group_id, token, lock=False)
             # A member, or a device of a member's account (docs/devices.md §5).
-            row = await tx.fetchone(
-                "SELECT epoch_box, group_info, group_info_sealed, state_keys FROM mls_groups "
-                "WHERE group_id = ?",
-                group_id,
-            )
-            if row is None or (await self._account_queues(tx, principal)).isdisjoint(
-                await self._members(tx, group_id)
+            if (await self._account_queues(tx, principal)).isdisjoint(
+                await live_queues(tx, state.listed)
             ):
                 raise _unknown_group()
-            data_key = None
-            if row[3] is not None:
-                if token is None:
-                    raise ApiError(
-                        ErrorCode.OUTDATED_CLIENT,
-                        "this group's GroupInfo is sealed under its members' keys and is "
-                        "read with a token; update the app",
-                    )
-                data_key = self._state_keys.open(group_id, bytes(row[3]), token)
-                if data_key is None:
-                    raise _rejoin_token_stale()
-            info_epoch = self._epochs.open(group_id, row[0])[1]
-            return (0 if info_epoch is None else info_epoch), (
-                None if row[1] is None else self._opened_info(group_id, row[1], row[2], data_key)
+            row = await tx.fetchone(
+                "SELECT group_info, group_info_sealed FROM mls_groups WHERE group_id = ?",
+                group_id,
             )
+            if row is None or row[0] is None:
+                return 0, None
+            info_epoch = 0 if state.info_epoch is None else state.info_epoch
+            return info_epoch, self._opened_info(group_id, row[0], row[1], state.keys.data_key)
 
         epoch, info = await self._db.read(op)
         if info is None:
@@ -1670,31 +1761,27 @@ class DeliveryService:
 
         A client that is not a member is told ``unknown_group``, as for a
         group that does not exist (see :meth:`group_info`). A group sealed
-        under its members' keys needs a token that opens them (``token``).
+        under its members' keys needs a token that opens them (``token``),
+        else the answer is the same: the server cannot read its members.
         """
         self._check_group_info(req.group_info, group_id, req.epoch)
 
         async def op(tx: Tx) -> None:
-            current = await self._group_epoch(tx, group_id)
-            if principal.queue_id not in await self._members(tx, group_id):
+            state = await self._opened(tx, group_id, req.token)
+            if principal.queue_id not in await live_queues(tx, state.listed):
                 raise _unknown_group()
-            if req.epoch != current:
-                raise _stale(current)
-            row = await tx.fetchone(
-                "SELECT state_keys FROM mls_groups WHERE group_id = ?", group_id
-            )
-            data_key = None
-            if row is not None and row[0] is not None:
-                if req.token is not None:
-                    data_key = self._state_keys.open(group_id, bytes(row[0]), req.token)
-                if data_key is None:
-                    raise _rejoin_token_stale()
+            if req.epoch != state.epoch:
+                raise _stale(state.epoch)
+            data_key = state.keys.data_key
+            # The member set is sealed again with the epochs: a row from
+            # before moves to the data key here too (:meth:`_move_boxes`).
             await tx.execute(
-                "UPDATE mls_groups SET group_info = ?, epoch_box = ?, "
+                "UPDATE mls_groups SET group_info = ?, epoch_box = ?, members_box = ?, "
                 "group_info_sealed = ? WHERE group_id = ?",
                 self._sealed_info(group_id, req.group_info, data_key),
-                self._epochs.seal(group_id, current, req.epoch),
-                _SEALED_BY_SERVER if data_key is None else _SEALED_BY_MEMBERS,
+                self._epochs.seal(group_id, state.epoch, req.epoch, data_key),
+                self._member_sets.seal(group_id, state.listed, data_key),
+                SEALED_BY_SERVER if data_key is None else SEALED_BY_MEMBERS,
                 group_id,
             )
 
@@ -1709,22 +1796,26 @@ class DeliveryService:
         commit sets the digest for its epoch, so this is needed at most once
         per epoch. A digest already set is never replaced (``key_in_use``),
         so one member cannot lock the others out by registering another;
-        the next commit sets a fresh one. Non-members get ``unknown_group``.
+        the next commit sets a fresh one. Non-members get ``unknown_group``,
+        and so does everyone for a group sealed under its members' keys:
+        the request carries no token, so the server cannot read its members
+        (and such a group always has its digest).
         """
 
         async def op(tx: Tx) -> None:
-            row = await tx.fetchone(
-                "SELECT epoch_box, send_token_hash FROM mls_groups WHERE group_id = ?"  # noqa: S608
-                + tx.for_update,
-                group_id,
+            row = await self._group_row(tx, group_id)
+            state = (
+                None
+                if row is None or row.state_keys is not None
+                else self._unlock(group_id, row, None)
             )
-            if row is None or principal.queue_id not in await self._members(tx, group_id):
+            if state is None or principal.queue_id not in await live_queues(tx, state.listed):
                 raise _unknown_group()
-            current = self._epochs.open(group_id, row[0])[0]
-            if req.epoch != current:
-                raise _stale(current)
-            if row[1] is not None:
-                if hmac.compare_digest(bytes(row[1]), req.send_token_hash):
+            assert row is not None
+            if req.epoch != state.epoch:
+                raise _stale(state.epoch)
+            if row.digest is not None:
+                if hmac.compare_digest(row.digest, req.send_token_hash):
                     return
                 raise ApiError(
                     ErrorCode.KEY_IN_USE, "this epoch's send token is registered already"

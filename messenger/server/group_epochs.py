@@ -13,6 +13,10 @@ to keep from the database). So:
   size. The plain ``epoch`` column is 0 and ``group_info_epoch`` empty.
 * The running server opens the box of a group in the transaction that
   holds the group's row (``FOR UPDATE``), so commits still serialise.
+* A group whose members send the keys (:mod:`.state_keys`) has its box
+  sealed under its data key instead (``key``), which the server opens only
+  with a send token the request carries: the key file alone does not show
+  its epoch.
 
 Rows from before (server migration 17) are sealed by
 :meth:`GroupEpochs.adopt_legacy` when the server starts.
@@ -23,6 +27,7 @@ from __future__ import annotations
 from typing import Final
 
 from .at_rest import SealedColumn
+from .state_keys import StateKeys
 from .storage import StorageError, Tx
 
 __all__ = ["GroupEpochs"]
@@ -31,30 +36,42 @@ __all__ = ["GroupEpochs"]
 _BATCH: Final = 200
 #: The GroupInfo epoch that says "no GroupInfo stored".
 _NONE: Final = (1 << 64) - 1
+_COLUMN: Final = "mls_groups.epoch_box"
 
 
 class GroupEpochs:
-    """Seal and open a group's epochs (``mls_groups.epoch_box``)."""
+    """Seal and open a group's epochs (``mls_groups.epoch_box``).
+
+    ``key`` is the group's data key for a group whose state its members'
+    keys seal (:attr:`.state_keys.GroupKeys.boxes`), None for the server's.
+    """
 
     __slots__ = ("_column",)
 
     def __init__(self, key: bytes) -> None:
-        self._column = SealedColumn(key, "mls_groups.epoch_box")
+        self._column = SealedColumn(key, _COLUMN)
 
-    def seal(self, group_id: bytes, epoch: int, info_epoch: int | None) -> bytes:
+    def _sealer(self, key: bytes | None) -> SealedColumn:
+        return self._column if key is None else StateKeys.sealer(key, _COLUMN)
+
+    def seal(
+        self, group_id: bytes, epoch: int, info_epoch: int | None, key: bytes | None = None
+    ) -> bytes:
         """The ``epoch_box`` of ``group_id`` at ``epoch``, its GroupInfo's at ``info_epoch``."""
         if not 0 <= epoch < _NONE or not (info_epoch is None or 0 <= info_epoch < _NONE):
             raise ValueError("an epoch is out of range")
         stored_info = _NONE if info_epoch is None else info_epoch
-        return self._column.seal(
+        return self._sealer(key).seal(
             group_id, epoch.to_bytes(8, "big") + stored_info.to_bytes(8, "big")
         )
 
-    def open(self, group_id: bytes, box: object) -> tuple[int, int | None]:
+    def open(
+        self, group_id: bytes, box: object, key: bytes | None = None
+    ) -> tuple[int, int | None]:
         """``(epoch, GroupInfo epoch or None)`` sealed in ``box``."""
         if not isinstance(box, bytes | memoryview):
             raise StorageError("a group row has no sealed epoch")
-        data = self._column.open(group_id, bytes(box))
+        data = self._sealer(key).open(group_id, bytes(box))
         if len(data) != 16:
             raise StorageError("a group's sealed epoch is malformed")
         info_epoch = int.from_bytes(data[8:], "big")

@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from messenger.api import models
-from messenger.api.blobs import HEADER_BLOB_ACCESS, MAX_BLOB_PART_BYTES, OCTET_STREAM
+from messenger.api.blobs import (
+    HEADER_BLOB_ACCESS,
+    HEADER_GROUP_TOKEN,
+    MAX_BLOB_PART_BYTES,
+    OCTET_STREAM,
+)
 from messenger.api.errors import HTTP_STATUS, ErrorCode
 from messenger.api.routes import QUEUE_WEBSOCKET, ROUTES, Route
 from messenger.api.signing import (
@@ -97,6 +102,20 @@ def _operation(route: Route) -> dict[str, Any]:
                     "in": "header",
                     "required": False,
                     "description": "the access capability (32 bytes, unpadded base64url)",
+                    "schema": {"type": "string"},
+                }
+            )
+        if route.method != "DELETE":
+            parameters.append(
+                {
+                    "name": HEADER_GROUP_TOKEN,
+                    "in": "header",
+                    "required": False,
+                    "description": (
+                        "the group's current send token (32 bytes, unpadded base64url): "
+                        "needed where membership is checked, for a group sealed under its "
+                        "members' keys"
+                    ),
                     "schema": {"type": "string"},
                 }
             )

@@ -24,7 +24,12 @@ from starlette.routing import Route as StarletteRoute
 
 from messenger.api import models as m
 from messenger.api import routes as r
-from messenger.api.blobs import HEADER_BLOB_ACCESS, MAX_BLOB_PART_BYTES, OCTET_STREAM
+from messenger.api.blobs import (
+    HEADER_BLOB_ACCESS,
+    HEADER_GROUP_TOKEN,
+    MAX_BLOB_PART_BYTES,
+    OCTET_STREAM,
+)
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.fields import Field, b64decode
 from messenger.api.routes import Route
@@ -37,7 +42,7 @@ from messenger.api.signing import (
 )
 
 from .authentication import Principal
-from .blobs import parse_access, parse_blob_id
+from .blobs import parse_access, parse_blob_id, parse_group_token
 from .links import OPTIONALLY_SIGNED_ROUTES as OPTIONALLY_SIGNED
 from .logs import log_event
 from .metrics import CONTENT_TYPE
@@ -522,6 +527,10 @@ def _blob_access(call: Call) -> bytes | None:
     return parse_access(call.request.headers.get(HEADER_BLOB_ACCESS))
 
 
+def _group_token(call: Call) -> bytes | None:
+    return parse_group_token(call.request.headers.get(HEADER_GROUP_TOKEN))
+
+
 async def create_blob(call: Call) -> m.Model:
     return await call.state.blobs.create(call.me, call.body)
 
@@ -529,23 +538,27 @@ async def create_blob(call: Call) -> m.Model:
 async def upload_blob(call: Call) -> m.Model:
     offset = _route_query_int(call, r.BLOB_UPLOAD_QUERY, "offset")
     assert offset is not None  # required
-    return await call.state.blobs.upload(call.me, _blob_id(call), offset, call.body)
+    return await call.state.blobs.upload(
+        call.me, _blob_id(call), offset, call.body, _group_token(call)
+    )
 
 
 async def download_blob(call: Call) -> bytes:
     offset = _route_query_int(call, r.BLOB_DOWNLOAD_QUERY, "offset") or 0
     length = _route_query_int(call, r.BLOB_DOWNLOAD_QUERY, "length")
     return await call.state.blobs.download(
-        call.me, _blob_id(call), _blob_access(call), offset, length
+        call.me, _blob_id(call), _blob_access(call), offset, length, _group_token(call)
     )
 
 
 async def blob_status(call: Call) -> m.Model:
-    return await call.state.blobs.status(call.me, _blob_id(call), _blob_access(call))
+    return await call.state.blobs.status(
+        call.me, _blob_id(call), _blob_access(call), _group_token(call)
+    )
 
 
 async def blob_fetched(call: Call) -> m.Model:
-    await call.state.blobs.fetched(call.me, _blob_id(call), _blob_access(call))
+    await call.state.blobs.fetched(call.me, _blob_id(call), _blob_access(call), _group_token(call))
     return m.Empty()
 
 

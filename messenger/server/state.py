@@ -48,6 +48,9 @@ _MAINTENANCE_VERSION = 16
 _SEALED_EPOCHS_VERSION = 17
 #: The server migration that seals payloads' counts of holders.
 _SEALED_COUNTS_VERSION = 18
+#: The server migration that seals group state under its members' keys
+#: (``mls_groups.state_keys``): the key file does not open those rows' boxes.
+_MEMBER_KEYS_VERSION = 20
 #: The tables that held values in the clear before they were sealed or moved
 #: (server migrations 10 to 15, 17 and 18): what the "compact" task rewrites.
 _COMPACTED_TABLES = (
@@ -206,6 +209,7 @@ class ServerState:
                         entries=version >= _SEALED_REFS_VERSION,
                         epochs=version >= _SEALED_EPOCHS_VERSION,
                         counts=version >= _SEALED_COUNTS_VERSION,
+                        member_keys=version >= _MEMBER_KEYS_VERSION,
                     )
                 )
             if version >= _MAINTENANCE_VERSION:
@@ -229,6 +233,7 @@ class ServerState:
         entries: bool,
         epochs: bool,
         counts: bool,
+        member_keys: bool,
     ) -> None:
         """Seal what rows from before server migrations 11 and 13 to 18 hold in the clear.
 
@@ -248,6 +253,8 @@ class ServerState:
             "SELECT client_id, queue_box FROM clients WHERE queue_box IS NOT NULL LIMIT 1",
             lambda row: self.queue_links.queue(str(row[0]), row[1], None),
         )
+        # A group under its members' keys: the key file does not open its boxes.
+        by_server = " AND state_keys IS NULL" if member_keys else ""
         sealed = {
             "clients": clients,
             "groups": await self.delivery.adopt_legacy(tx),
@@ -261,8 +268,8 @@ class ServerState:
                 member_sets,
                 "member_sets",
                 self.member_sets.adopt_legacy,
-                "SELECT group_id, members_box FROM mls_groups "
-                "WHERE members_box IS NOT NULL LIMIT 1",
+                "SELECT group_id, members_box FROM mls_groups "  # noqa: S608
+                f"WHERE members_box IS NOT NULL{by_server} LIMIT 1",
                 lambda row: self.member_sets.open(bytes(row[0]), row[1]),
             ),
             (
@@ -284,7 +291,8 @@ class ServerState:
                 epochs,
                 "epochs",
                 self.group_epochs.adopt_legacy,
-                "SELECT group_id, epoch_box FROM mls_groups WHERE epoch_box IS NOT NULL LIMIT 1",
+                "SELECT group_id, epoch_box FROM mls_groups "  # noqa: S608
+                f"WHERE epoch_box IS NOT NULL{by_server} LIMIT 1",
                 lambda row: self.group_epochs.open(bytes(row[0]), row[1]),
             ),
             (

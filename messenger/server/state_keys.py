@@ -29,6 +29,14 @@ removal (``mls_groups.state_keys``).
 Each wrap is ``hint ‖ sealed data key``: the hint (8 bytes of an HMAC of the
 token under a key from the key file) picks the wrap to try without trying
 every one; it tells nothing without the key file and the token.
+
+The data key seals the group's member set (``members_box``,
+:mod:`.member_sets`) and its epochs (``epoch_box``, :mod:`.group_epochs`)
+too, each bound to its column and the group ID, so the key file alone
+shows neither who is in the group nor how often it changed. Rows sealed
+before that (``group_info_sealed`` = :data:`INFO_SEALED_BY_MEMBERS`) keep
+those two under the server's key until a send or commit opens the state
+and seals them again (:data:`SEALED_BY_MEMBERS`).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives import hashes
@@ -44,7 +53,17 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .at_rest import SEALED_OVERHEAD, SealedColumn
 from .storage import StorageError
 
-__all__ = ["DATA_KEY_BYTES", "WRAP_BYTES", "WRAP_LIMIT", "StateKeys"]
+__all__ = [
+    "DATA_KEY_BYTES",
+    "INFO_SEALED_BY_MEMBERS",
+    "SEALED_BY_MEMBERS",
+    "SEALED_BY_SERVER",
+    "SERVER_SEALED",
+    "WRAP_BYTES",
+    "WRAP_LIMIT",
+    "GroupKeys",
+    "StateKeys",
+]
 
 #: A group's data key.
 DATA_KEY_BYTES: Final = 32
@@ -54,6 +73,35 @@ _HINT_BYTES: Final = 8
 #: One stored wrap: its hint, then the sealed data key.
 WRAP_BYTES: Final = _HINT_BYTES + SEALED_OVERHEAD + DATA_KEY_BYTES
 _COLUMN: Final = "mls_groups.state_keys"
+
+#: ``mls_groups.group_info_sealed``: the GroupInfo, member set and epochs are
+#: sealed under the server's key (:mod:`.at_rest`; 0: rows from before).
+SEALED_BY_SERVER: Final = 1
+#: The GroupInfo under the group's data key, the member set and epochs still
+#: under the server's key (rows of server migration 20, until moved).
+INFO_SEALED_BY_MEMBERS: Final = 2
+#: The GroupInfo, the member set and the epochs under the group's data key.
+SEALED_BY_MEMBERS: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKeys:
+    """What opens one group's stored state, as one request opened it."""
+
+    #: The group's data key; None for a group sealed under the server's key.
+    data_key: bytes | None
+    #: The key of its ``members_box`` and ``epoch_box``: the data key, or None
+    #: for the server's (a group sealed under it, or a row not yet moved).
+    boxes: bytes | None
+
+    @property
+    def moved(self) -> bool:
+        """Whether the member set and epochs are under the data key (or there is none)."""
+        return self.data_key is None or self.boxes is not None
+
+
+#: The keys of a group sealed under the server's key.
+SERVER_SEALED: Final = GroupKeys(None, None)
 
 
 class StateKeys:
@@ -105,6 +153,29 @@ class StateKeys:
                     continue  # a hint shared by chance: try the others
         return None
 
+    def unlock(
+        self, group_id: bytes, stored: object, sealed: object, token: bytes | None
+    ) -> GroupKeys | None:
+        """The keys to a group row's state (``state_keys`` = ``stored``,
+        ``group_info_sealed`` = ``sealed``) that ``token`` gives.
+
+        A group sealed under the server's key needs no token
+        (:data:`SERVER_SEALED`). For a group sealed under its members' keys,
+        None unless ``token`` opens one of its wraps: the server then cannot
+        read its member set or epoch, nor tell a member with an old token
+        from a stranger.
+        """
+        if stored is None:
+            return SERVER_SEALED
+        if not isinstance(stored, bytes | memoryview):
+            raise StorageError("a group's state keys are malformed")
+        if token is None:
+            return None
+        data_key = self.open(group_id, bytes(stored), token)
+        if data_key is None:
+            return None
+        return GroupKeys(data_key, data_key if sealed == SEALED_BY_MEMBERS else None)
+
     def extend(self, group_id: bytes, stored: bytes, data_key: bytes, token: bytes) -> bytes:
         """``stored`` with a wrap of ``data_key`` under ``token`` (the next epoch's) added.
 
@@ -115,6 +186,10 @@ class StateKeys:
         return b"".join(wraps[-WRAP_LIMIT:])
 
     @staticmethod
-    def sealer(data_key: bytes) -> SealedColumn:
-        """What seals the group's GroupInfo under its data key (bound to the group ID)."""
-        return SealedColumn(data_key, "mls_groups.group_info")
+    def sealer(data_key: bytes, column: str = "mls_groups.group_info") -> SealedColumn:
+        """What seals the group's ``column`` under its data key (bound to the group ID).
+
+        The column's name is in the associated data, so one data key seals
+        the GroupInfo, the member set and the epochs, and none opens as another.
+        """
+        return SealedColumn(data_key, column)

@@ -11,7 +11,7 @@ import httpx
 
 from messenger.api import models as m
 from messenger.api import routes as r
-from messenger.api.blobs import HEADER_BLOB_ACCESS, OCTET_STREAM, padme
+from messenger.api.blobs import HEADER_BLOB_ACCESS, HEADER_GROUP_TOKEN, OCTET_STREAM, padme
 from messenger.api.fields import b64encode
 
 from . import mls_data
@@ -60,10 +60,12 @@ def access_pair() -> tuple[bytes, bytes]:
     return access, hashlib.sha256(access).digest()
 
 
-def access_header(access: bytes | str | None) -> dict[str, str]:
-    if access is None:
-        return {}
-    return {HEADER_BLOB_ACCESS: access if isinstance(access, str) else b64encode(access)}
+def access_header(access: bytes | str | None, token: bytes | None = None) -> dict[str, str]:
+    """The capability header, and the group token header if ``token`` is given."""
+    headers = {} if token is None else {HEADER_GROUP_TOKEN: b64encode(token)}
+    if access is not None:
+        headers[HEADER_BLOB_ACCESS] = access if isinstance(access, str) else b64encode(access)
+    return headers
 
 
 def code(response: httpx.Response) -> str:
@@ -72,13 +74,16 @@ def code(response: httpx.Response) -> str:
 
 
 async def create(
-    client: ApiClient, group_id: bytes, size: int, access_hash: bytes
+    client: ApiClient, group_id: bytes, size: int, access_hash: bytes, token: bytes | None = None
 ) -> httpx.Response:
-    return await client.raw("POST", r.BLOBS, m.CreateBlobRequest(group_id, size, access_hash))
+    request = m.CreateBlobRequest(group_id, size, access_hash, token)
+    return await client.raw("POST", r.BLOBS, request)
 
 
-async def created(client: ApiClient, group_id: bytes, size: int, access_hash: bytes) -> bytes:
-    response = await create(client, group_id, size, access_hash)
+async def created(
+    client: ApiClient, group_id: bytes, size: int, access_hash: bytes, token: bytes | None = None
+) -> bytes:
+    response = await create(client, group_id, size, access_hash, token)
     assert response.status_code == 200, response.json()
     return m.CreateBlobResponse.from_json(response.json()).blob_id
 
@@ -90,9 +95,12 @@ async def put(
     data: bytes,
     *,
     content_type: str | None = OCTET_STREAM,
+    token: bytes | None = None,
 ) -> httpx.Response:
     target = f"{r.blob_path(r.BLOB, blob_id)}?offset={offset}"
-    return await client.raw("PUT", target, data, content_type=content_type)
+    return await client.raw(
+        "PUT", target, data, content_type=content_type, headers=access_header(None, token)
+    )
 
 
 async def get(
@@ -102,23 +110,29 @@ async def get(
     *,
     offset: int | None = None,
     length: int | None = None,
+    token: bytes | None = None,
 ) -> httpx.Response:
     query = [f"{k}={v}" for k, v in (("offset", offset), ("length", length)) if v is not None]
     target = r.blob_path(r.BLOB, blob_id) + ("?" + "&".join(query) if query else "")
-    return await client.raw("GET", target, headers=access_header(access))
+    return await client.raw("GET", target, headers=access_header(access, token))
 
 
 async def status(
-    client: ApiClient, blob_id: bytes, access: bytes | str | None = None
+    client: ApiClient,
+    blob_id: bytes,
+    access: bytes | str | None = None,
+    token: bytes | None = None,
 ) -> httpx.Response:
     return await client.raw(
-        "GET", r.blob_path(r.BLOB_STATUS, blob_id), headers=access_header(access)
+        "GET", r.blob_path(r.BLOB_STATUS, blob_id), headers=access_header(access, token)
     )
 
 
-async def fetched(client: ApiClient, blob_id: bytes, access: bytes | str | None) -> httpx.Response:
+async def fetched(
+    client: ApiClient, blob_id: bytes, access: bytes | str | None, token: bytes | None = None
+) -> httpx.Response:
     return await client.raw(
-        "POST", r.blob_path(r.BLOB_FETCHED, blob_id), headers=access_header(access)
+        "POST", r.blob_path(r.BLOB_FETCHED, blob_id), headers=access_header(access, token)
     )
 
 

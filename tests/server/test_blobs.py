@@ -515,5 +515,15 @@ def test_openapi_describes_the_raw_routes() -> None:
     assert "requestBody" not in get_op
     assert list(get_op["responses"]["200"]["content"]) == [OCTET_STREAM]
     names = {p["name"] for p in get_op["parameters"]}
-    assert names == {"blob_id", "offset", "length", "X-Messenger-Blob-Access"}
+    assert names == {
+        "blob_id",
+        "offset",
+        "length",
+        "X-Messenger-Blob-Access",
+        "X-Messenger-Group-Token",
+    }
+    # The last part of an upload needs the group's token; deleting needs no membership.
+    assert "X-Messenger-Group-Token" in {p["name"] for p in put_op["parameters"]}
+    delete_op = paths[r.BLOB]["delete"]
+    assert {p["name"] for p in delete_op["parameters"]} == {"blob_id"}
     assert "409" in put_op["responses"] and "507" in paths[r.BLOBS]["post"]["responses"]
