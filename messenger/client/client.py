@@ -367,7 +367,9 @@ class MessengerClient:
         self._rejoin_boxes = RejoinBoxUploader(session)
         from .attachments.transfers import TransferQueue
 
-        self._transfers = TransferQueue(session, self.profile.path, backoff=self._backoff)
+        self._transfers = TransferQueue(
+            session, self.profile.path, backoff=self._backoff, catch_up=pipeline.catch_up
+        )
 
     def _on_account_key_changed(self) -> Callable[[str, bytes], None]:
         """What the verifier calls (in any thread) when it refused a credential

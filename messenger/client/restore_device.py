@@ -33,8 +33,9 @@ account, step by step, each step recorded so that a crash resumes it:
    reads it (``POST /v1/groups/{id}/rejoin-info``, allowed to a device of
    a member account) with the first of these that works: the token in the
    account's rejoin box of the group (:mod:`.rejoin_boxes`), then the token
-   of the epoch the backup is at; a token that opens nothing
-   (``rejoin_token_stale``) gives way to the next. The external commit
+   of the epoch the backup is at; a token that opens nothing gives way to
+   the next (the server answers it ``unknown_group``, as it answers a
+   stranger: without the state it cannot read the member set either). The external commit
    carries the token that worked (``rejoin_token``) and the new epoch's
    (``next_token``). With no token at all, or on a server from before, the
    GroupInfo is read as before (``GET /v1/groups/{id}/group-info``). A group
@@ -137,10 +138,11 @@ _GONE: Final = frozenset(
         "not_member",
         "no_group_info",
         "invalid_message",
-        "rejoin_token_stale",  # no token this copy has opens the group's state
     }
 )
-_STALE_TOKEN: Final = "rejoin_token_stale"  # noqa: S105 (an error code)
+#: The answer to a token that opens none of the group's state: a member was
+#: removed since its epoch (or this account is no longer in the group).
+_NOT_OPENED: Final = "unknown_group"
 #: Answers to ``POST …/rejoin-info`` from a server from before it (no such route).
 _NO_ROUTE: Final = frozenset({"not_found", "method_not_allowed"})
 
@@ -460,7 +462,7 @@ async def _rejoin_one(session: Session, group_id: bytes, *, resync: bool) -> Non
         except StaleEpochError:
             continue  # a member committed meanwhile: take the new GroupInfo
         except ServerRejectedError as exc:
-            if exc.code == _STALE_TOKEN and opener is not None:
+            if exc.code == _NOT_OPENED and opener is not None:
                 # A member was removed since the GroupInfo was read: the next token.
                 candidates = [t for t in candidates if t is not opener]
                 continue
@@ -536,11 +538,11 @@ async def _read_group_info(
 ) -> tuple[m.GroupInfoResponse, bytes | None]:
     """The stored GroupInfo and the token that opened it (None: read the old way).
 
-    Each candidate in turn; ``rejoin_token_stale`` (the last one's) if none
+    Each candidate in turn; ``unknown_group`` (the last one's) if none
     opens it. Without candidates, or from a server from before
     ``rejoin-info``, the GroupInfo is read as before; a group sealed the new
-    way then answers ``outdated_client``: it cannot be rejoined without a
-    token (reported as ``rejoin_token_stale``).
+    way cannot be read without a token (``unknown_group``; ``outdated_client``
+    from a server that sealed only its GroupInfo so, reported the same).
     """
     transport = session.transport
     stale: ServerRejectedError | None = None
@@ -548,7 +550,7 @@ async def _read_group_info(
         try:
             return await transport.rejoin_info(group_id, token), token
         except ServerRejectedError as exc:
-            if exc.code == _STALE_TOKEN:
+            if exc.code == _NOT_OPENED:
                 stale = exc
                 continue
             if exc.code not in _NO_ROUTE:
@@ -562,7 +564,7 @@ async def _read_group_info(
     except ServerRejectedError as exc:
         if exc.code != "outdated_client":
             raise
-        raise ServerRejectedError(_STALE_TOKEN, "no token to open the group's state") from None
+        raise ServerRejectedError(_NOT_OPENED, "no token to open the group's state") from None
 
 
 def _queues(group: Group) -> tuple[str, ...]:

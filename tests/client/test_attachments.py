@@ -463,6 +463,54 @@ async def test_removed_member_gets_gone(server: InProcessServer) -> None:
         await bob.download(got.id)
 
 
+async def test_a_download_behind_a_removal_catches_up_and_asks_again(
+    server: InProcessServer,
+) -> None:
+    """The group's state is sealed under its members' send tokens (docs/metadata.md
+    §2): a blob request carries the current one, and after a removal the client
+    has not processed, the server's ``unknown_group`` makes it catch up and ask
+    again with the new epoch's token."""
+    alice = await server.client("alice")
+    bob = await server.client("bob")
+    carol = await server.client("carol")
+    group = await alice.create_group("Files", [await account_id(bob), await account_id(carol)])
+    await alice.flush(WAIT)
+    for member in (bob, carol):
+        await member.sync()
+        await member.flush(WAIT)
+    await alice.sync()
+    await bob.set_auto_download_bytes(0)
+    await alice.start()
+    data = os.urandom(3000)
+    message = await alice.send_file(group.id, data, name="late.bin")
+    await until(sent(alice, message.id), "Alice's file is sent")
+    await bob.sync()  # Bob has the file's message
+    (bob_chat,) = [v.id for v in await bob.conversations()]
+    await alice.remove_member(group.id, await account_id(carol))
+    await alice.flush(WAIT)
+    # Bob has not processed the removal: his token is of the epoch before it.
+    got = await the_file(bob, bob_chat)
+    assert got is not None
+    await bob.download(got.id)
+    row = await bob._store.run(lambda s: s.attachments.get(got.id))
+    assert row is not None and row.state is TransferState.DOWNLOADING
+    mark = len(server.wire.exchanges)
+    transfers = bob._transfers
+    assert transfers is not None
+    await transfers._download(row)
+    view = await bob.message(got.id)
+    assert view.attachment is not None and view.attachment.state is TransferState.DOWNLOADED
+    blob_requests = [
+        (x.method, x.status, x.error)
+        for x in server.wire.exchanges[mark:]
+        if x.path.startswith("/v1/blobs/")
+    ]
+    assert blob_requests[0] == ("GET", 404, "unknown_group")
+    assert blob_requests[1:] == [("GET", 200, None), ("POST", 200, None)]
+    assert (await bob.conversation(bob_chat)).active
+    assert await bob.attachment_bytes(got.id) == data
+
+
 async def test_corrupted_blob_fails_and_loses_nothing_else(server: InProcessServer) -> None:
     alice, bob, chat, bob_chat = await pair(server)
     await bob.set_auto_download_bytes(0)

@@ -210,3 +210,41 @@ async def test_started_clients_talk_over_the_push_socket(server: InProcessServer
     await bob.send_text(bob_chat, "pushed to Alice")
     assert await until_text(alice, "pushed to Alice") == chat.id
     assert server.counter("pushed_messages") > pushed
+
+
+async def test_a_commit_built_behind_a_removal_is_built_again_after_catching_up(
+    server: InProcessServer,
+) -> None:
+    """The server reads the state of a group sealed under its members' keys only
+    with a token of an epoch since the last removal (docs/metadata.md §2): a
+    commit built two epochs behind, across a removal, is refused sealed and
+    signed alike (``unknown_group``), as a stranger's. The client catches up
+    and builds it again, instead of giving it up."""
+    alice = await server.client("alice")
+    bob = await server.client("bob")
+    carol = await server.client("carol")
+    view = await alice.create_group("Before", [await account_id(bob), await account_id(carol)])
+    group = view.id
+    await alice.flush(FLUSH)
+    bob_group = await joined(bob)
+    await joined(carol)
+    for member in (bob, carol):
+        await member.flush(FLUSH)
+    await alice.sync()
+    await alice.rename(group, "Alice's")
+    await alice.remove_member(group, await account_id(carol))
+    await alice.flush(FLUSH)
+    # Bob has seen neither commit, and renames the group.
+    await bob.rename(bob_group, "Bob's")
+    commits = r.group_path(r.GROUP_COMMITS, await group_of(bob, bob_group))
+    mark = len(server.wire.exchanges)
+    await bob.flush(FLUSH)
+    attempts = [
+        (x.status, x.error)
+        for x in server.wire.exchanges[mark:]
+        if x.method == "POST" and x.path == commits
+    ]
+    assert attempts == [(404, "unknown_group"), (404, "unknown_group"), (200, None)]
+    await alice.sync()
+    names = {v.id: v.name for v in await alice.conversations()}
+    assert names[group] == "Bob's"

@@ -31,6 +31,7 @@ from messenger.client import (
     OperationFailed,
 )
 from messenger.client.groups import group_members
+from messenger.client.sealed_sending import send_token
 from messenger.mls.content import ContentType, PrivateMessage
 from messenger.mls.messages import MLSMessage
 
@@ -69,6 +70,8 @@ async def unprocessable_commit(
         members=tuple(queues),
         # Any token: the server takes it for the new epoch (it cannot tell).
         next_token=os.urandom(32),
+        # Signed, it opens the group's state with the epoch's token (docs/metadata.md §2).
+        token=send_token(group),
     )
     await session.transport.commit(group_id, request, sealed=False)
 

@@ -74,6 +74,9 @@ async def commit_reinit(mallory: MessengerClient, group_id: bytes, suite: int) -
             members=tuple(queues_of(group_members(group))),
             send_token_hash=next_send_token_hash(group, result.staged),
             next_token=next_send_token(group, result.staged),
+            # A signed commit opens the group's state with the epoch's token
+            # (docs/metadata.md §2), as the app's signed fallback does.
+            token=send_token(group),
         )
         await session.transport.commit(group_id, request, sealed=False)
         group.merge(result.staged)
@@ -145,6 +148,7 @@ async def test_a_successor_with_a_stranger_in_it_is_refused(
     )
     token = next_send_token_hash(new, result.staged)
     next_token = next_send_token(new, result.staged)
+    epoch_token = send_token(new)  # opens the new group's state (docs/metadata.md §2)
     new.merge(result.staged)
     members = group_members(new)
     me = session.account.client_id
@@ -160,6 +164,7 @@ async def test_a_successor_with_a_stranger_in_it_is_refused(
             send_token_hash=token,
             claims=session.transport.claim_tokens.take(key_packages),
             next_token=next_token,
+            token=epoch_token,
         ),
         sealed=False,
     )

@@ -19,7 +19,9 @@ asserts each cell the table marks "learns nothing" for the database thief:
   credential (GroupInfos are sealed too).
 * **group ↔ members**: no stored row puts a group ID next to a member's
   queue, in any form (member sets are sealed at rest, server migration 13;
-  ``group_members`` is empty), and no stored message shows its group ID
+  ``group_members`` is empty), and not even the key file opens a group's
+  member set, epochs or GroupInfo (sealed under the group's data key, which
+  only its members' send tokens unwrap), and no stored message shows its group ID
   (payloads are sealed too), and no value in ``queue_entries`` but the hour
   is shared by queues holding the same unread message (each entry refers to
   it sealed, server migration 15; on SQLite the rows lie in queue order),
@@ -58,12 +60,16 @@ from messenger.api.signing import HEADER_CLIENT, HEADER_DEVICE_TOKEN, HEADER_SIG
 from messenger.client import ClientOptions, MessengerClient
 from messenger.client.acks import AckPolicy
 from messenger.client.groups import group_members
+from messenger.client.sealed_sending import send_token
 from messenger.client.store.store import Store
 from messenger.mls.content import ContentType, PrivateMessage, WireFormat
 from messenger.mls.messages import MLSMessage
 from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
+from messenger.server.group_epochs import GroupEpochs
+from messenger.server.member_sets import MemberSets
 from messenger.server.payload_refs import PayloadRefs
 from messenger.server.server_keys import ServerKeys, load_or_create_master_secret
+from messenger.server.state_keys import StateKeys
 from messenger.server.storage import StorageError
 
 from .conftest import CLIENT_OPTIONS, Clients, ServerProcess, eventually, start_server, stop_server
@@ -289,6 +295,9 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
         clients.new = _with_options(clients, options)  # type: ignore[method-assign]
         try:
             members, _ = await conversation(clients)
+            # Taken before the copy: a token of an epoch since the last
+            # removal opens the state (the test's key to it; a thief has none).
+            tokens = await _group_tokens(members)
             db = await read_database(data_dir, dsn)
             blob_sizes = [f.stat().st_size for f in (data_dir / "blobs").rglob("*") if f.is_file()]
             identities = await _identities(members)
@@ -299,11 +308,11 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
 
     _assert_sizes(db, blob_sizes)
     _assert_times(db)
-    _assert_senders(db, identities)
+    _assert_senders(db, identities, tokens)
     _assert_uploader_hidden(db, queues)
     _assert_queues_unlinked(db, identities, queues)
     _assert_groups_unlinked(db, queues)
-    _assert_group_infos_closed_to_the_operator(db)
+    _assert_group_infos_closed_to_the_operator(db, tokens, queues)
     _assert_sealed_requests(recording)
 
 
@@ -336,6 +345,37 @@ async def _assert_leaves_hide_queues(members: list[MessengerClient], queues: set
                 assert member.queue_id not in queues
                 seen += 1
     assert seen >= 9  # three members, each seeing three leaves
+
+
+async def _group_tokens(members: list[MessengerClient]) -> dict[bytes, bytes]:
+    """The send token of each group a member is in, at its current epoch."""
+    tokens: dict[bytes, bytes] = {}
+    for client in members:
+        session = client._require()
+        for group_id in await session.store.run(lambda s: s.groups.group_ids()):
+            async with session.group_lock(group_id):
+                group = await session.epochs.get(group_id)
+                if group is not None and group.active:
+                    tokens[group_id] = await session.mls(send_token, group)
+    return tokens
+
+
+def _opened_state(
+    db: Database, tokens: dict[bytes, bytes], group_id: bytes
+) -> tuple[bytes, list[str], tuple[int, int | None]]:
+    """A group's data key, member set and epochs, opened with a member's token and
+    the key file (what the running server does with the token a request carries)."""
+    row = _group_row(db, group_id)
+    data_key = StateKeys(db.at_rest_key).open(group_id, bytes(row["state_keys"]), tokens[group_id])
+    assert data_key is not None, "a member's token does not open its group's state"
+    members = MemberSets(db.at_rest_key).open(group_id, row["members_box"], data_key)
+    return data_key, members, GroupEpochs(db.at_rest_key).open(group_id, row["epoch_box"], data_key)
+
+
+def _group_row(db: Database, group_id: bytes) -> dict[str, Any]:
+    columns, rows = db.tables["mls_groups"]
+    (row,) = [r for r in rows if bytes(r[columns.index("group_id")]) == group_id]
+    return dict(zip(columns, row, strict=True))
 
 
 async def _identities(members: list[MessengerClient]) -> set[str]:
@@ -387,7 +427,7 @@ def _assert_times(db: Database) -> None:
                 assert value % unit == 0, f"{table}.{name} keeps a time finer than {unit} ms"
 
 
-def _assert_senders(db: Database, identities: set[str]) -> None:
+def _assert_senders(db: Database, identities: set[str], tokens: dict[bytes, bytes]) -> None:
     def names_someone(row: tuple[Any, ...]) -> bool:
         return any(isinstance(v, str) and v in identities for v in row)
 
@@ -397,13 +437,10 @@ def _assert_senders(db: Database, identities: set[str]) -> None:
     # Every group message is held by every member queue: no queue is missing,
     # so the set of holders does not point at the sender. (The thief cannot
     # tell which message is which; the test opens them with the server's key.)
-    members: dict[bytes, set[str]] = {}
-    sealed_sets = SealedColumn(db.at_rest_key, "mls_groups.members_box")
-    for group_id, box in zip(
-        column(db, "mls_groups", "group_id"), column(db, "mls_groups", "members_box"), strict=True
-    ):
-        opened = sealed_sets.open(bytes(group_id), bytes(box)).decode()
-        members[bytes(group_id)] = set(opened.split("\n")) if opened else set()
+    members = {
+        bytes(g): set(_opened_state(db, tokens, bytes(g))[1])
+        for g in column(db, "mls_groups", "group_id")
+    }
     holders: dict[int, set[str]] = {}
     refs = PayloadRefs(db.at_rest_key)
     for ref, queue_id in zip(
@@ -475,23 +512,38 @@ def _assert_queues_unlinked(db: Database, identities: set[str], queues: set[str]
     assert "queue_id" not in db.tables["clients"][0], "clients has no plain queue column"
 
 
-def _assert_group_infos_closed_to_the_operator(db: Database) -> None:
-    """The key file alone opens no GroupInfo: each is under its group's data key,
-    which only the members' send tokens unwrap (docs/metadata.md §2)."""
+def _assert_group_infos_closed_to_the_operator(
+    db: Database, tokens: dict[bytes, bytes], queues: set[str]
+) -> None:
+    """The key file alone opens no GroupInfo, member set or epoch: each is under
+    its group's data key, which only the members' send tokens unwrap
+    (docs/metadata.md §2). So the operator learns group ↔ members from a copy
+    only by recording the tokens of live requests."""
     infos = column(db, "mls_groups", "group_info")
     assert any(info is not None for info in infos)
-    server_seal = SealedColumn(db.at_rest_key, "mls_groups.group_info")
-    for group_id, info, sealed, keys in zip(
-        column(db, "mls_groups", "group_id"),
-        infos,
-        column(db, "mls_groups", "group_info_sealed"),
-        column(db, "mls_groups", "state_keys"),
-        strict=True,
-    ):
-        assert sealed == 2 and keys is not None, "a group's state is under the server's key"
-        if info is not None:
-            with pytest.raises(StorageError):
-                server_seal.open(bytes(group_id), bytes(info))
+    server_seals = {
+        name: SealedColumn(db.at_rest_key, f"mls_groups.{name}")
+        for name in ("group_info", "members_box", "epoch_box")
+    }
+    conversation: list[str] = []
+    for group_id in (bytes(g) for g in column(db, "mls_groups", "group_id")):
+        row = _group_row(db, group_id)
+        assert row["group_info_sealed"] == 3 and row["state_keys"] is not None, (
+            "a group's state is under the server's key"
+        )
+        for name, seal in server_seals.items():
+            if row[name] is not None:
+                with pytest.raises(StorageError):
+                    seal.open(group_id, bytes(row[name]))
+        data_key, members, (epoch, info_epoch) = _opened_state(db, tokens, group_id)
+        assert members and set(members) <= queues
+        if len(members) == len(queues):
+            conversation = members
+        if row["group_info"] is not None:
+            assert info_epoch == epoch
+            opened = StateKeys.sealer(data_key).open(group_id, bytes(row["group_info"]))
+            assert is_bucket(len(opened))
+    assert sorted(conversation) == sorted(queues), "the conversation's members are all in it"
     columns, _rows = db.tables["rejoin_boxes"]
     assert sorted(columns) == ["box", "handle"]
 

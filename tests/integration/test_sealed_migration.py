@@ -25,6 +25,12 @@ from messenger.api import routes as r
 from messenger.api.fields import b64encode
 from messenger.client import MessengerClient, OutdatedClientError
 from messenger.client.net.error_mapping import error_from_response
+from messenger.client.sealed_sending import send_token
+from messenger.server.at_rest import SealedColumn
+from messenger.server.group_epochs import GroupEpochs
+from messenger.server.member_sets import MemberSets
+from messenger.server.server_keys import ServerKeys, load_or_create_master_secret
+from messenger.server.state_keys import StateKeys
 
 from .conftest import Clients, ServerProcess, eventually, start_server, stop_server
 from .test_end_to_end import _group_id
@@ -38,10 +44,45 @@ def _tokens(data_dir: Path) -> list[bytes | None]:
         return [row[0] for row in db.execute("SELECT send_token_hash FROM mls_groups")]
 
 
-def _forget_tokens(data_dir: Path) -> None:
-    """What migration 8 leaves for a group made before it: no digest."""
-    with contextlib.closing(sqlite3.connect(data_dir / "messenger.db", timeout=30)) as db:
-        db.execute("UPDATE mls_groups SET send_token_hash = NULL")
+async def _forget_tokens(c: _Chat) -> None:
+    """What migration 8 leaves for a group made before it: no digest, and its
+    state sealed under the server's key (as apps from before made it), not its
+    members' (docs/metadata.md §2), which the test opens with a member's token."""
+    tokens: dict[bytes, bytes] = {}
+    for client in (c.alice, c.bob):
+        session = client._require()
+        for group_id in await session.store.run(lambda s: s.groups.group_ids()):
+            async with session.group_lock(group_id):
+                group = await session.epochs.get(group_id)
+                if group is not None and group.active:
+                    tokens[group_id] = await session.mls(send_token, group)
+    at_rest_key = ServerKeys.derive(
+        load_or_create_master_secret(c.data_dir / "server-secret.key")
+    ).at_rest_key
+    infos = SealedColumn(at_rest_key, "mls_groups.group_info")
+    with contextlib.closing(sqlite3.connect(c.data_dir / "messenger.db", timeout=30)) as db:
+        rows = db.execute(
+            "SELECT group_id, state_keys, members_box, epoch_box, group_info FROM mls_groups"
+        ).fetchall()
+        for group_id, state_keys, members_box, epoch_box, info in rows:
+            data_key = StateKeys(at_rest_key).open(group_id, state_keys, tokens[group_id])
+            assert data_key is not None
+            members = MemberSets(at_rest_key).open(group_id, members_box, data_key)
+            epoch, info_epoch = GroupEpochs(at_rest_key).open(group_id, epoch_box, data_key)
+            if info is not None:
+                padded = StateKeys.sealer(data_key).open(group_id, info)
+                info = infos.seal(group_id, padded)
+            db.execute(
+                "UPDATE mls_groups SET send_token_hash = NULL, previous_send_token_hash = NULL, "
+                "state_keys = NULL, group_info_sealed = 1, members_box = ?, epoch_box = ?, "
+                "group_info = ? WHERE group_id = ?",
+                (
+                    MemberSets(at_rest_key).seal(group_id, members),
+                    GroupEpochs(at_rest_key).seal(group_id, epoch, info_epoch),
+                    info,
+                    group_id,
+                ),
+            )
         db.commit()
 
 
@@ -94,7 +135,7 @@ async def test_a_group_from_before_send_tokens_keeps_its_messages(tmp_path: Path
     async with _chatting(tmp_path, "mig") as c:
         assert all(t is not None for t in _tokens(c.data_dir)), "commits register digests"
 
-        _forget_tokens(c.data_dir)
+        await _forget_tokens(c)
         await c.alice.send_text(c.chat_id, "after the upgrade")
         await c.bob.send_text(c.bob_cid, "and back")
         await eventually(
@@ -156,7 +197,7 @@ async def test_a_member_who_registers_a_wrong_token_locks_no_one_out(tmp_path: P
     """In a group without a digest, Bob registers garbage first; Alice's client moves the
     group to a new epoch (a commit with a path), whose digest it registers, and sends."""
     async with _chatting(tmp_path, "lock") as c:
-        _forget_tokens(c.data_dir)
+        await _forget_tokens(c)
         group_id = await _group_id(c.bob, c.bob_cid)
         session = c.bob._require()
         group = await session.epochs.get(group_id)

@@ -17,9 +17,16 @@ so it survives restarts with the rows:
   is written. Once the digest matches, the row is ``downloaded`` and the
   server is told (``POST .../fetched``).
 
+Every request that needs membership carries the send token of the group's
+current epoch (docs/metadata.md §2: the server reads the member set of a
+group sealed under its members' keys only with it). A token from before a
+removal opens nothing (``unknown_group``): the client catches up with its
+queue and asks again with the token of the epoch it reached; if that does
+not move it on, it is no longer a member.
+
 Network failures are retried with backoff (:mod:`..net.backoff`);
-``not_found`` on a download means the server no longer has the blob or this
-device may no longer fetch it (``gone``); quota and disk space refusals, and
+``not_found`` or ``unknown_group`` on a download means the server no longer
+has the blob or this device may no longer fetch it (``gone``); quota and disk space refusals, and
 a blob that fails a check, end the transfer with the error's sentence
 (``upload_failed``, ``failed``) -- nothing else changes. Progress goes out
 as :class:`~..events.TransferProgress` events (at most
@@ -33,14 +40,16 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import functools
 import gc
 import hashlib
 import logging
 import os
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from messenger.api import models as m
 from messenger.api.blobs import MAX_BLOB_PART_BYTES
@@ -59,6 +68,7 @@ from ..errors import (
 )
 from ..events import Event, MessageReceived, MessageUpdated, TransferProgress
 from ..net.backoff import Backoff
+from ..sealed_sending import send_token
 from ..store.attachments import Attachment, TransferState
 from ..store.outbox import OutboxKind
 from .crypto import BlobVerifier, stored_size, verify_file
@@ -89,6 +99,13 @@ PROGRESS_PER_SECOND: Final = 4
 _log = logging.getLogger(__name__)
 
 _UNAVAILABLE: Final = AttachmentUnavailableError().user_message
+#: How many times a request refused ``unknown_group`` is asked again after a
+#: catch-up moved the group on (each a removal the client had not seen).
+_TOKEN_TRIES: Final = 3
+#: The server's answer to a send token that does not open the group's state.
+_UNKNOWN_GROUP: Final = "unknown_group"
+
+_T = TypeVar("_T")
 
 
 def file_content(s: Store, attachment: Attachment) -> bytes | None:
@@ -127,9 +144,13 @@ class TransferQueue:
         profile_dir: Path,
         *,
         backoff: Backoff | None = None,
+        catch_up: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._s = session
         self._dir = profile_dir
+        #: Fetches and processes the queue (the inbound pipeline's), after a
+        #: request whose token the server no longer takes.
+        self._catch_up = catch_up
         chosen = backoff or Backoff(base=0.5, maximum=30.0)
         self._backoff = dataclasses.replace(chosen, random=_secure_fraction)
         self._wake = asyncio.Event()
@@ -263,14 +284,17 @@ class TransferQueue:
         if os.stat(path).st_size != total:
             raise OSError("the local file has the wrong size")
         blob_id = attachment.blob_id
+        group_id = await self._s.store.run(_group_of, attachment.message_id)
+        if group_id is None:
+            raise _Stop
         if not blob_id:
-            group_id = await self._s.store.run(_group_of, attachment.message_id)
-            if group_id is None:
-                raise _Stop
-            request = m.CreateBlobRequest(
-                group_id, total, hashlib.sha256(attachment.access).digest()
+            access_hash = hashlib.sha256(attachment.access).digest()
+            created = await self._with_token(
+                group_id,
+                lambda token: transport.create_blob(
+                    m.CreateBlobRequest(group_id, total, access_hash, token)
+                ),
             )
-            created = await transport.create_blob(request)
             blob_id = created.blob_id
             updated = await self._update(
                 attachment, blob_id=blob_id, done=0, expect=(TransferState.UPLOADING,)
@@ -287,7 +311,10 @@ class TransferQueue:
                 f.seek(received)
                 part = await asyncio.to_thread(f.read, min(PART_BYTES, total - received))
                 try:
-                    status = await transport.upload_blob_part(blob_id, received, part)
+                    status = await self._with_token(
+                        group_id,
+                        functools.partial(transport.upload_blob_part, blob_id, received, part),
+                    )
                 except ServerRejectedError as exc:
                     refused += 1
                     if exc.code != "blob_offset" or refused > 3:
@@ -356,7 +383,7 @@ class TransferQueue:
         except AttachmentError as exc:
             await self._give_up(attachment, TransferState.FAILED, exc.user_message)
         except ServerRejectedError as exc:
-            if exc.code == "not_found":
+            if exc.code in ("not_found", _UNKNOWN_GROUP):  # gone, or no longer a member
                 await self._give_up(attachment, TransferState.GONE, _UNAVAILABLE, discard=True)
             else:
                 await self._give_up(attachment, TransferState.FAILED, exc.user_message)
@@ -376,6 +403,9 @@ class TransferQueue:
                 attachment, local_file=name, done=0, expect=(TransferState.DOWNLOADING,)
             )
         assert attachment.local_file is not None
+        group_id = await self._s.store.run(_group_of, attachment.message_id)
+        if group_id is None:
+            raise _Stop
         path = attachment_file(self._dir, attachment.local_file)
         verifier = await asyncio.to_thread(_resume, path, attachment)
         total = verifier.total
@@ -386,8 +416,15 @@ class TransferQueue:
             while verifier.received < total:
                 offset = verifier.received
                 length = min(PART_BYTES, total - offset)
-                data = await transport.download_blob(
-                    attachment.blob_id, attachment.access, offset, length
+                data = await self._with_token(
+                    group_id,
+                    functools.partial(
+                        transport.download_blob,
+                        attachment.blob_id,
+                        attachment.access,
+                        offset,
+                        length,
+                    ),
                 )
                 if not data or len(data) > length:
                     raise AttachmentCorruptError(
@@ -425,9 +462,51 @@ class TransferQueue:
         self._s.events.publish(*events)
         if events:
             try:
-                await transport.blob_fetched(attachment.blob_id, attachment.access)
+                await self._with_token(
+                    group_id,
+                    lambda token: transport.blob_fetched(
+                        attachment.blob_id, attachment.access, token
+                    ),
+                )
             except ClientError as exc:  # the server keeps it until its retention ends
                 _log.info("telling the server a blob was fetched failed: %s", type(exc).__name__)
+
+    # -- the group's token ---------------------------------------------------------------
+
+    async def _token(self, group_id: bytes) -> tuple[bytes | None, int | None]:
+        """The send token of the group's current epoch, and the epoch (None: not a member)."""
+        epochs = self._s.epochs
+        async with epochs.lock(group_id):
+            group = await epochs.get(group_id)
+            if group is None or not group.active:
+                return None, None
+            return await self._s.mls(send_token, group), group.epoch
+
+    async def _with_token(
+        self, group_id: bytes, call: Callable[[bytes | None], Awaitable[_T]]
+    ) -> _T:
+        """``call`` with the group's send token (docs/metadata.md §2).
+
+        The server answers ``unknown_group`` to a token that no longer opens
+        the group's state: a member was removed in an epoch this client has
+        not processed yet. It then catches up and asks again with the new
+        epoch's token; if the epoch did not move, the answer stands (this
+        client is not a member).
+        """
+        token, epoch = await self._token(group_id)
+        for _ in range(_TOKEN_TRIES):
+            try:
+                return await call(token)
+            except ServerRejectedError as exc:
+                if exc.code != _UNKNOWN_GROUP or epoch is None:
+                    raise
+                if self._catch_up is not None:
+                    await self._catch_up()
+                token, now = await self._token(group_id)
+                if now is None or now == epoch:
+                    raise
+                epoch = now
+        return await call(token)
 
     # -- the row -------------------------------------------------------------------------
 

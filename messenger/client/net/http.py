@@ -27,7 +27,7 @@ import httpx
 
 from messenger.api import models as m
 from messenger.api import routes as r
-from messenger.api.blobs import HEADER_BLOB_ACCESS, OCTET_STREAM
+from messenger.api.blobs import HEADER_BLOB_ACCESS, HEADER_GROUP_TOKEN, OCTET_STREAM
 from messenger.api.errors import ApiError
 from messenger.api.fields import b64encode
 
@@ -390,7 +390,7 @@ class Transport:
     async def rejoin_info(self, group_id: bytes, token: bytes) -> m.GroupInfoResponse:
         """The stored GroupInfo, opened with ``token``: the send token of an epoch
         since the group's last removal (docs/metadata.md §2; to rejoin by external
-        commit). ``rejoin_token_stale`` if it opens nothing."""
+        commit). ``unknown_group`` if it opens nothing, as for a stranger."""
         return await self.call(
             "POST",
             r.group_path(r.GROUP_REJOIN_INFO, group_id),
@@ -419,41 +419,55 @@ class Transport:
         await self.call("DELETE", r.rejoin_box_path(handle), None, m.Empty)
 
     # -- blobs: attachments (docs/attachments.md §3) -----------------------------------
+    #
+    # ``token`` is the send token of the blob's group at its current epoch: the
+    # server reads the member set of a group sealed under its members' keys only
+    # with it (docs/metadata.md §2), and answers ``unknown_group`` without one
+    # that opens it (the client is behind a removal, or no longer a member).
 
     async def create_blob(self, request: m.CreateBlobRequest) -> m.CreateBlobResponse:
         """Reserve a blob of ``request.size`` bytes for an attachment to a group."""
         return await self.call("POST", r.BLOBS, request, m.CreateBlobResponse)
 
-    async def upload_blob_part(self, blob_id: bytes, offset: int, data: bytes) -> m.BlobStatus:
+    async def upload_blob_part(
+        self, blob_id: bytes, offset: int, data: bytes, token: bytes | None = None
+    ) -> m.BlobStatus:
         """Append ``data`` at ``offset`` (the bytes the server has received so far)."""
         target = f"{r.blob_path(r.BLOB, blob_id)}?offset={offset}"
-        content = await self.call_raw("PUT", target, data)
+        content = await self.call_raw("PUT", target, data, headers=_blob_headers(None, token))
         return _parse(m.BlobStatus, content, "PUT", r.BLOB)
 
-    async def blob_status(self, blob_id: bytes, access: bytes | None = None) -> m.BlobStatus:
+    async def blob_status(
+        self, blob_id: bytes, access: bytes | None = None, token: bytes | None = None
+    ) -> m.BlobStatus:
         """How much of a blob the server holds (the creator; else with the capability)."""
         target = r.blob_path(r.BLOB_STATUS, blob_id)
-        content = await self.call_raw("GET", target, headers=_access(access))
+        content = await self.call_raw("GET", target, headers=_blob_headers(access, token))
         return _parse(m.BlobStatus, content, "GET", r.BLOB_STATUS)
 
-    async def download_blob(self, blob_id: bytes, access: bytes, offset: int, length: int) -> bytes:
+    async def download_blob(
+        self, blob_id: bytes, access: bytes, offset: int, length: int, token: bytes | None = None
+    ) -> bytes:
         """Up to ``length`` bytes of a complete blob from ``offset``."""
         target = f"{r.blob_path(r.BLOB, blob_id)}?offset={offset}&length={length}"
-        return await self.call_raw("GET", target, headers=_access(access))
+        return await self.call_raw("GET", target, headers=_blob_headers(access, token))
 
-    async def blob_fetched(self, blob_id: bytes, access: bytes) -> None:
+    async def blob_fetched(self, blob_id: bytes, access: bytes, token: bytes | None = None) -> None:
         """Tell the server this client has the blob (deleted once every recipient has)."""
         target = r.blob_path(r.BLOB_FETCHED, blob_id)
-        content = await self.call_raw("POST", target, headers=_access(access))
+        content = await self.call_raw("POST", target, headers=_blob_headers(access, token))
         _parse(m.Empty, content, "POST", r.BLOB_FETCHED)
 
     async def delete_blob(self, blob_id: bytes) -> None:
-        """Delete an own blob (a cancelled upload)."""
+        """Delete an own blob (a cancelled upload; its creator's right, no membership)."""
         await self.call("DELETE", r.blob_path(r.BLOB, blob_id), None, m.Empty)
 
 
-def _access(access: bytes | None) -> dict[str, str]:
-    return {} if access is None else {HEADER_BLOB_ACCESS: b64encode(access)}
+def _blob_headers(access: bytes | None, token: bytes | None) -> dict[str, str]:
+    headers = {} if access is None else {HEADER_BLOB_ACCESS: b64encode(access)}
+    if token is not None:
+        headers[HEADER_GROUP_TOKEN] = b64encode(token)
+    return headers
 
 
 def _parse(out: type[M], content: bytes, method: str, route: str) -> M:

@@ -694,6 +694,17 @@ class OutboxSender:
                     self._epochs.release(item.id)
                     send.to(SendState.QUEUED)
                     continue
+                if _is_unknown_group(exc) and not await self._out_of_step(
+                    group_id, send.item.epoch
+                ):
+                    # Behind a removal: the server reads the state of a group
+                    # sealed under its members' keys only with a token of an epoch
+                    # since the last removal (docs/metadata.md §2), so the
+                    # commit's token opened nothing, sealed or signed. Caught up,
+                    # it is built again for the new epoch (or found moot).
+                    self._epochs.release(item.id)
+                    send.to(SendState.QUEUED)
+                    continue
                 state = _answer_state(exc)
                 send.to(state, exc)
                 if state is not SendState.STALE:
