@@ -364,7 +364,7 @@ class GroupEpochs:
                 store.groups.save(group_id, change.epoch, checkpoint, now=now)
                 if change.removal:  # the server drew a fresh key: the box is due
                     store.groups.record_removal(group_id, change.epoch)
-                box_changed = any(box_due(x) for x in store.groups.rejoin_marks(group_id))
+                box_changed = any(box_due(x, now) for x in store.groups.rejoin_marks(group_id))
                 if conversation is not None:
                     if (
                         newcomers

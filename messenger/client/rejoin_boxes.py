@@ -24,7 +24,10 @@ server.
 box was never uploaded, or holds a token from before the latest commit that
 removed a leaf (that commit made the server draw a fresh data key, so the
 old token opens nothing), or is :data:`REFRESH_EPOCHS` epochs old (the
-server keeps at least 256 epochs' wraps). A group from before (client
+server keeps at least 256 epochs' wraps), or was last written
+:data:`REFRESH_AGE_MS` (60 days) ago or at a time not known (the server
+deletes a box not written for 180 days, so that boxes of accounts no one
+uses, or an attacker's, do not stay forever). A group from before (client
 migration 12) counts its next epoch as a removal: the commit that makes it
 is the one that moves the group's state under its members' keys on the
 server, which wraps the new data key under that commit's epoch and the
@@ -37,17 +40,22 @@ commit, since the live server would see every member account upload right
 after a removal and learn the group's accounts by the timing. Everything
 due goes together, after a random delay (:class:`UploadPolicy`, 1 to 10
 minutes, from :mod:`secrets`) counted from the first box that became due,
-and once at start. Before a box is replaced, the one stored is read: if
-another device of the account put a token of the same epoch or a later one
-(this device is behind, or restoring), it is kept, and its epoch recorded.
-Failures are retried after another delay; nothing of a token or box is
-logged. The boxes of groups left are deleted (best effort) in the same
-rounds.
+and once at start; a running app also looks every :data:`CHECK_SECONDS`
+(6 hours) for boxes that became due by age. Before a box is replaced, the
+one stored is read: if another device of the account put a token of the same
+epoch or a later one (this device is behind, or restoring), it is kept, and
+its epoch recorded; its bytes are written back as they are, so that the
+server keeps it as long as a fresh one.
+Failures, and the server's refusals past its limits (``rate_limited``
+for too many new boxes an hour, ``no_space``), are retried after another
+delay; nothing of a token or box is logged. The boxes of groups left are
+deleted (best effort) in the same rounds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -78,7 +86,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOX_BYTES",
+    "CHECK_SECONDS",
     "DEFAULT_UPLOAD_POLICY",
+    "REFRESH_AGE_MS",
     "REFRESH_EPOCHS",
     "RejoinBoxUploader",
     "UploadPolicy",
@@ -104,6 +114,10 @@ _TAG_BYTES: Final = 16
 BOX_BYTES: Final = _NONCE_BYTES + _EPOCH_BYTES + SEND_TOKEN_BYTES + _TAG_BYTES
 #: A box this many epochs old is uploaded again (the server keeps at least 256).
 REFRESH_EPOCHS: Final = 64
+#: A box written this long ago is written again (the server keeps one 180 days).
+REFRESH_AGE_MS: Final = 60 * 24 * 3600 * 1000
+#: How often a running app looks for boxes due by age.
+CHECK_SECONDS: Final = 6 * 3600.0
 _RESOLUTION: Final = 1_000_000
 
 
@@ -156,11 +170,14 @@ def open_box(secret: bytes, group_id: bytes, box: bytes) -> tuple[int, bytes] | 
     return int.from_bytes(plain[:_EPOCH_BYTES], "big"), plain[_EPOCH_BYTES:]
 
 
-def box_due(marks: RejoinMarks) -> bool:
-    """Whether the group's box is to be uploaded (module docstring)."""
+def box_due(marks: RejoinMarks, now_ms: int | None = None) -> bool:
+    """Whether the group's box is to be uploaded (module docstring); by its age too
+    if ``now_ms`` is given."""
     if marks.box_epoch is None:
         return True
     if marks.removal_epoch is not None and marks.box_epoch < marks.removal_epoch <= marks.epoch:
+        return True
+    if now_ms is not None and (marks.box_at is None or now_ms - marks.box_at >= REFRESH_AGE_MS):
         return True
     return marks.epoch - marks.box_epoch >= REFRESH_EPOCHS
 
@@ -265,7 +282,9 @@ class RejoinBoxUploader:
             retry = (await self.upload_due()).failed > 0
             while True:
                 if not retry:
-                    await signal.wait()
+                    # Woken by a box that became due, or to look for boxes due by age.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(signal.wait(), CHECK_SECONDS)
                 await asyncio.sleep(self._policy.delay())
                 # Cleared only now: what became due during the delay goes in this round.
                 signal.clear()
@@ -291,8 +310,9 @@ class RejoinBoxUploader:
                     else:
                         failed += 1
                 marks = await self._s.store.run(lambda s: s.groups.rejoin_marks())
+                now_ms = self._s.now_ms()
                 for mark in marks:
-                    if not box_due(mark):
+                    if not box_due(mark, now_ms):
                         continue
                     done = await self._upload(secret, mark.group_id)
                     uploaded += done == _UPLOADED
@@ -327,11 +347,12 @@ class RejoinBoxUploader:
             # up, or restoring): a newer box is kept, not replaced by an older token.
             stored = await self._s.transport.get_rejoin_box(name)
             opened = None if stored is None else open_box(secret, group_id, stored)
-            if opened is not None and opened[0] >= epoch:
-                epoch, outcome = opened[0], _KEPT
+            if stored is not None and opened is not None and opened[0] >= epoch:
+                # Written back as it is: the server keeps it as long as a fresh one.
+                epoch, outcome, box = opened[0], _KEPT, stored
             else:
                 box = seal_box(secret, group_id, epoch, token)
-                await self._s.transport.put_rejoin_box(name, box)
+            await self._s.transport.put_rejoin_box(name, box)
         except DeviceReplacedError:
             raise
         except (ServerUnavailableError, RateLimitedError) as exc:
@@ -340,7 +361,8 @@ class RejoinBoxUploader:
         except ClientError as exc:
             _log.warning("a rejoin box was refused (%s); retrying later", _reason(exc))
             return _FAILED
-        await self._s.store.transaction(lambda s: s.groups.record_rejoin_box(group_id, epoch))
+        at = self._s.now_ms()
+        await self._s.store.transaction(lambda s: s.groups.record_rejoin_box(group_id, epoch, at))
         return outcome
 
     async def _delete(self, secret: bytes, group_id: bytes) -> bool:

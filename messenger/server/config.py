@@ -35,10 +35,14 @@ from messenger.api.blobs import MAX_BLOB_SIZE
 from messenger.api.models import SIGNUP_POLICIES
 
 __all__ = [
+    "MIN_REJOIN_BOX_TTL_SECONDS",
     "ConfigError",
     "ServerConfig",
     "load_config",
 ]
+
+#: Clients rewrite their rejoin boxes every 60 days; a box lives at least 90.
+MIN_REJOIN_BOX_TTL_SECONDS: Final = 90 * 24 * 3600
 
 
 class ConfigError(Exception):
@@ -108,6 +112,17 @@ class ServerConfig:
     blob_upload_ttl_seconds: int = 24 * 3600
     #: A blob is deleted this long after it was completed (if not fetched by all).
     blob_retention_seconds: int = 30 * 24 * 3600
+    # [rejoin_boxes]: each account's keys to its groups' state (docs/metadata.md §2)
+    #: New boxes (handles not stored yet) per account and hour, in each
+    #: process's memory; replacing a stored box does not count.
+    new_rejoin_boxes_per_account_per_hour: int = 32
+    #: How many new boxes an account may store at once (its first upload).
+    new_rejoin_boxes_burst: int = 512
+    #: Boxes stored in all; past it, a new one gets 507 no_space.
+    max_rejoin_boxes: int = 5_000_000
+    #: A box not written again for this long is deleted (clients rewrite theirs
+    #: every 60 days).
+    rejoin_box_ttl_seconds: int = 180 * 24 * 3600
 
     def __post_init__(self) -> None:
         if self.signup_policy not in SIGNUP_POLICIES:
@@ -147,9 +162,18 @@ class ServerConfig:
             "blob_quota_bytes",
             "blob_upload_ttl_seconds",
             "blob_retention_seconds",
+            "new_rejoin_boxes_per_account_per_hour",
+            "new_rejoin_boxes_burst",
+            "max_rejoin_boxes",
+            "rejoin_box_ttl_seconds",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.rejoin_box_ttl_seconds < MIN_REJOIN_BOX_TTL_SECONDS:
+            raise ConfigError(
+                "rejoin_box_ttl_seconds must be at least 90 days: clients rewrite their "
+                "boxes every 60"
+            )
         if self.sweep_interval_seconds <= 0:
             raise ConfigError("sweep_interval_seconds must be positive")
         for name in ("header_timeout_seconds", "body_timeout_seconds"):
@@ -233,6 +257,13 @@ _FILE_KEYS: Final[Mapping[tuple[str, str], str]] = {
     ("blobs", "reserve_bytes"): "blob_reserve_bytes",
     ("blobs", "upload_ttl_seconds"): "blob_upload_ttl_seconds",
     ("blobs", "retention_seconds"): "blob_retention_seconds",
+    (
+        "rejoin_boxes",
+        "new_per_account_per_hour",
+    ): "new_rejoin_boxes_per_account_per_hour",
+    ("rejoin_boxes", "new_burst"): "new_rejoin_boxes_burst",
+    ("rejoin_boxes", "max_boxes"): "max_rejoin_boxes",
+    ("rejoin_boxes", "ttl_seconds"): "rejoin_box_ttl_seconds",
 }
 
 _FIELD_TYPES: Final[Mapping[str, type]] = {

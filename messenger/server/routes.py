@@ -442,7 +442,7 @@ def _rejoin_handle(call: Call) -> bytes:
 
 
 async def put_rejoin_box(call: Call) -> m.Model:
-    await call.state.rejoin_boxes.put(_rejoin_handle(call), call.body.box)
+    await call.state.rejoin_boxes.put(call.me.account_id, _rejoin_handle(call), call.body.box)
     return m.Empty()
 
 

@@ -28,7 +28,7 @@ from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
 from .ratelimit import RateLimiter
 from .registration import Registration
-from .rejoin_boxes import RejoinBoxes
+from .rejoin_boxes import RejoinBoxes, RejoinBoxLimits
 from .server_keys import ServerKeys, load_or_create_master_secret, make_private_dir
 from .storage import Database, Row, StorageError, Tx, migrate, open_database
 
@@ -159,7 +159,16 @@ class ServerState:
             removed_key=self.keys.removed_client_key,
         )
         self.links = Links(self.db, self.hub, clock)
-        self.rejoin_boxes = RejoinBoxes(self.db)
+        self.rejoin_boxes = RejoinBoxes(
+            self.db,
+            clock,
+            RejoinBoxLimits(
+                new_per_hour=config.new_rejoin_boxes_per_account_per_hour,
+                burst=config.new_rejoin_boxes_burst,
+                max_boxes=config.max_rejoin_boxes,
+                ttl_seconds=config.rejoin_box_ttl_seconds,
+            ),
+        )
         self.blobs = Blobs(
             self.db,
             self.metrics,
@@ -390,6 +399,7 @@ class ServerState:
         await self.delivery.sweep()
         await self.links.sweep()
         await self.blobs.sweep()
+        await self.rejoin_boxes.sweep()
         await self._seq_origins_due()
         await self.db.empty_log()  # docs/metadata.md §2
 

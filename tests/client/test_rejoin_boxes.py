@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from messenger.client.errors import ConstraintError
 from messenger.client.rejoin_boxes import (
     BOX_BYTES,
+    REFRESH_AGE_MS,
     REFRESH_EPOCHS,
     UploadPolicy,
     box_due,
@@ -32,7 +33,7 @@ from messenger.client.rejoin_boxes import (
     seal_box,
 )
 from messenger.client.store import Database, DatabaseKey, Store
-from messenger.client.store.groups import RejoinMarks
+from messenger.client.store.groups import GroupStateRepository, RejoinMarks
 from messenger.client.store.migrations import migrate
 
 GROUP = b"\x01" * 16
@@ -160,6 +161,16 @@ def test_a_box_refresh_epochs_old_is_due() -> None:
     assert box_due(_marks(5 + 200, 5, 2))
 
 
+def test_a_box_written_60_days_ago_or_at_an_unknown_time_is_due() -> None:
+    assert REFRESH_AGE_MS == 60 * 24 * 3600 * 1000
+    now = 10**13
+    fresh = RejoinMarks(GROUP, 5, 5, None, now - REFRESH_AGE_MS + 1)
+    assert not box_due(fresh, now)
+    assert box_due(RejoinMarks(GROUP, 5, 5, None, now - REFRESH_AGE_MS), now)
+    assert box_due(RejoinMarks(GROUP, 5, 5, None, None), now), "uploaded by a version before"
+    assert not box_due(RejoinMarks(GROUP, 5, 5, None, None)), "age is looked at only with a time"
+
+
 def test_the_upload_delay_is_drawn_in_its_range() -> None:
     policy = UploadPolicy()
     assert (policy.min_delay, policy.max_delay) == (60.0, 600.0)
@@ -189,7 +200,12 @@ def test_the_store_keeps_the_marks_and_they_only_move_forward(store: Store) -> N
     store.groups.record_rejoin_box(GROUP, 1)  # an older upload finishing late: never back
     (marks,) = store.groups.rejoin_marks(GROUP)
     assert marks == RejoinMarks(GROUP, 4, 4, 4) and not box_due(marks)
+    store.groups.record_rejoin_box(GROUP, 2, at=1_000)  # written back: the time moves
+    (marks,) = store.groups.rejoin_marks(GROUP)
+    assert marks == RejoinMarks(GROUP, 4, 4, 4, 1_000)
+    assert box_due(marks, 1_000 + REFRESH_AGE_MS) and not box_due(marks, 2_000)
     store.groups.reset_rejoin_box(GROUP)  # a rejoin
+    assert store.groups.rejoin_marks(GROUP)[0] == RejoinMarks(GROUP, 4, None, 4, None)
     assert box_due(store.groups.rejoin_marks(GROUP)[0])
 
 
@@ -222,6 +238,22 @@ def test_migration_12_adds_the_marks_to_existing_groups(tmp_path: Path) -> None:
             db.execute("UPDATE mls_groups SET rejoin_box_epoch = -1")
         with pytest.raises(ConstraintError):
             db.execute("UPDATE mls_groups SET rejoin_removal_epoch = -1")
+
+
+def test_migration_13_leaves_the_time_of_existing_boxes_unknown(tmp_path: Path) -> None:
+    """So every box uploaded before is written again once, and the server's expiry
+    of it starts then."""
+    with Database.open(tmp_path / "m.db", DatabaseKey.generate(), create=True) as db:
+        migrate(db, target=12)
+        db.execute(
+            "INSERT INTO mls_groups (group_id, epoch, state, updated_at, rejoin_box_epoch) "
+            "VALUES (?, 7, x'01', 1, 7)",
+            (GROUP,),
+        )
+        assert migrate(db) >= 13
+        (marks,) = GroupStateRepository(db).rejoin_marks()
+        assert marks == RejoinMarks(GROUP, 7, 7, None, None)
+        assert not box_due(marks) and box_due(marks, 1)
 
 
 # -- what counts as a removal (the one owner of transitions) ----------------------------------

@@ -26,6 +26,7 @@ from messenger.client.net import Backoff
 from messenger.client.rejoin_boxes import (
     RejoinBoxUploader,
     UploadPolicy,
+    UploadResult,
     box_due,
     handle,
     open_box,
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.anyio
 
 FLUSH = 10.0
 WAIT = 10.0
+DAY = 24 * 3600
 
 
 @pytest.fixture
@@ -263,12 +265,15 @@ async def test_a_newer_box_of_another_device_is_not_replaced(server: InProcessSe
     transport = alice._require().transport
     # What another device of Alice's, further on, would have put.
     newer = (epoch + 10, bytes(32))
-    await transport.put_rejoin_box(handle(secret, gid), seal_box(secret, gid, *newer))
-    puts = len(bodies(server, "/v1/rejoin-boxes/" + b64encode(handle(secret, gid)), "PUT"))
+    newer_box = seal_box(secret, gid, *newer)
+    await transport.put_rejoin_box(handle(secret, gid), newer_box)
+    path = "/v1/rejoin-boxes/" + b64encode(handle(secret, gid))
+    puts = len(bodies(server, path, "PUT"))
     result = await uploader(alice).upload_due()
     assert result.kept >= 1 and result.failed == 0
     assert await stored_box(alice, gid) == newer
-    assert len(bodies(server, "/v1/rejoin-boxes/" + b64encode(handle(secret, gid)), "PUT")) == puts
+    # Written back byte for byte, so that the server keeps it as long as a new one.
+    assert bodies(server, path, "PUT")[puts:] == [m.RejoinBox(newer_box).dumps()]
     (marks,) = await alice._store.run(lambda s: s.groups.rejoin_marks(gid))
     assert marks.box_epoch == epoch + 10 and not box_due(marks)
     # An older box is replaced.
@@ -441,3 +446,39 @@ async def test_a_restore_without_a_box_rejoins_with_the_backups_token(
     await bob.flush(FLUSH)
     await copy.sync()
     assert (await texts(copy, chat))[-1] == "to the restored copy"
+
+
+async def test_a_box_is_written_again_every_60_days(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server deletes a box not written for 180 days (so that an attacker's go):
+    a running app looks every few hours, and writes each box again at 60 days,
+    even one another device keeps (its bytes, as they are)."""
+    alice, *_rest, gid = await three_in_a_group(server)
+    boxes = uploader(alice)
+    await boxes.upload_due()
+    assert await boxes.upload_due() == UploadResult(), "nothing due right after"
+    path = "/v1/rejoin-boxes/" + b64encode(handle(secret_of(alice), gid))
+    puts = bodies(server, path, "PUT")
+    session = alice._require()
+    real = session.clock
+    session.clock = lambda: real() + 59 * DAY
+    assert await boxes.upload_due() == UploadResult(), "not yet"
+    # Past 60 days, while the app runs: the uploader's periodic look finds it.
+    monkeypatch.setattr("messenger.client.rejoin_boxes.CHECK_SECONDS", 0.01)
+    fast = RejoinBoxUploader(session, UploadPolicy(min_delay=0.0, max_delay=0.0))
+    task = asyncio.create_task(fast.run())
+    try:
+        session.clock = lambda: real() + 61 * DAY
+        await until(lambda: _more(server, path, len(puts)), "the box written again")
+    finally:
+        task.cancel()
+    # The same token (no commit since): the box the server held, written back.
+    assert bodies(server, path, "PUT")[len(puts)] == puts[-1]
+    (marks,) = await alice._store.run(lambda s: s.groups.rejoin_marks(gid))
+    assert marks.box_at is not None and marks.box_at >= int((real() + 61 * DAY) * 1000) - 60_000
+    assert not box_due(marks, session.now_ms())
+
+
+async def _more(server: InProcessServer, path: str, count: int) -> bool:
+    return len(bodies(server, path, "PUT")) > count

@@ -68,6 +68,7 @@ from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
 from messenger.server.group_epochs import GroupEpochs
 from messenger.server.member_sets import MemberSets
 from messenger.server.payload_refs import PayloadRefs
+from messenger.server.rejoin_boxes import EXPIRY_BUCKET_MS
 from messenger.server.server_keys import ServerKeys, load_or_create_master_secret
 from messenger.server.state_keys import StateKeys
 from messenger.server.storage import StorageError
@@ -544,8 +545,12 @@ def _assert_group_infos_closed_to_the_operator(
             opened = StateKeys.sealer(data_key).open(group_id, bytes(row["group_info"]))
             assert is_bucket(len(opened))
     assert sorted(conversation) == sorted(queues), "the conversation's members are all in it"
-    columns, _rows = db.tables["rejoin_boxes"]
-    assert sorted(columns) == ["box", "handle"]
+    # A rejoin box: its handle, its bytes and the week it expires on; no account,
+    # client, group or time of writing (messenger.server.rejoin_boxes).
+    columns, boxes = db.tables["rejoin_boxes"]
+    assert sorted(columns) == ["box", "expires_at", "handle"]
+    expiry = columns.index("expires_at")
+    assert all(box[expiry] is None or box[expiry] % EXPIRY_BUCKET_MS == 0 for box in boxes)
 
 
 def _assert_sealed_requests(recording: Recording) -> None:

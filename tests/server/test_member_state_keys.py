@@ -24,6 +24,7 @@ from messenger.api.errors import ApiError, ErrorCode
 from messenger.server.at_rest import SealedColumn
 from messenger.server.group_epochs import GroupEpochs
 from messenger.server.member_sets import MemberSets
+from messenger.server.rejoin_boxes import EXPIRY_BUCKET_MS
 from messenger.server.state_keys import WRAP_BYTES, WRAP_LIMIT, StateKeys
 from messenger.server.storage import StorageError, Tx
 
@@ -450,8 +451,11 @@ async def test_rejoin_boxes_are_stored_by_handle_and_name_no_one(server: TestSer
     newer = os.urandom(68)
     await alice.call("PUT", path, m.RejoinBox(newer), m.Empty)
     assert (await alice.call("GET", path, None, m.RejoinBoxResponse)).box == newer
-    # The table holds the handle and the box: no account, client, group or time.
-    assert (await snapshot(server))["rejoin_boxes"] == [(handle, newer)]
+    # The table holds the handle, the box and a week its expiry falls on: no
+    # account, client, group or time of writing (tests/server/test_rejoin_box_limits.py).
+    [(stored_handle, stored_box, expires_at)] = (await snapshot(server))["rejoin_boxes"]
+    assert (stored_handle, stored_box) == (handle, newer)
+    assert expires_at % EXPIRY_BUCKET_MS == 0
     # Unsigned requests and malformed handles or boxes are refused, changing nothing.
     before = _without_nonces(await snapshot(server, exclude=()))
     assert (await alice.raw("GET", path, signed=False)).status_code == 401

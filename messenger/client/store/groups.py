@@ -69,6 +69,8 @@ class RejoinMarks:
     """The epoch of the token last put in the account's box (None: none yet)."""
     removal_epoch: int | None
     """The epoch made by the latest commit that removed a leaf (None: none seen)."""
+    box_at: int | None = None
+    """When the box was last written (Unix ms; None: not known)."""
 
 
 class GroupStateRepository:
@@ -171,7 +173,10 @@ class GroupStateRepository:
 
     def rejoin_marks(self, group_id: bytes | None = None) -> list[RejoinMarks]:
         """The rejoin marks of every group with state (or of ``group_id`` only)."""
-        sql = "SELECT group_id, epoch, rejoin_box_epoch, rejoin_removal_epoch FROM mls_groups"
+        sql = (
+            "SELECT group_id, epoch, rejoin_box_epoch, rejoin_removal_epoch, rejoin_box_at "
+            "FROM mls_groups"
+        )
         rows = (
             self._db.query(sql + " ORDER BY id")
             if group_id is None
@@ -183,8 +188,9 @@ class GroupStateRepository:
                 int(epoch),
                 None if box is None else int(box),
                 None if removal is None else int(removal),
+                None if box_at is None else int(box_at),
             )
-            for gid, epoch, box, removal in rows
+            for gid, epoch, box, removal, box_at in rows
         ]
 
     def record_removal(self, group_id: bytes, epoch: int) -> None:
@@ -195,18 +201,21 @@ class GroupStateRepository:
             (epoch, group_id, epoch),
         )
 
-    def record_rejoin_box(self, group_id: bytes, epoch: int) -> None:
-        """The account's box now holds the token of ``epoch`` (never moves the mark back)."""
+    def record_rejoin_box(self, group_id: bytes, epoch: int, at: int | None = None) -> None:
+        """The account's box now holds the token of ``epoch`` (never moves the mark back),
+        written at ``at`` (Unix ms) if given."""
         self._db.execute(
-            "UPDATE mls_groups SET rejoin_box_epoch = ? WHERE group_id = ? "
-            "AND (rejoin_box_epoch IS NULL OR rejoin_box_epoch < ?)",
-            (epoch, group_id, epoch),
+            "UPDATE mls_groups SET rejoin_box_epoch = MAX(COALESCE(rejoin_box_epoch, ?), ?), "
+            "rejoin_box_at = COALESCE(?, rejoin_box_at) WHERE group_id = ?",
+            (epoch, epoch, at, group_id),
         )
 
     def reset_rejoin_box(self, group_id: bytes) -> None:
         """The box holds no token of this state: due again (a group rejoined)."""
         self._db.execute(
-            "UPDATE mls_groups SET rejoin_box_epoch = NULL WHERE group_id = ?", (group_id,)
+            "UPDATE mls_groups SET rejoin_box_epoch = NULL, rejoin_box_at = NULL "
+            "WHERE group_id = ?",
+            (group_id,),
         )
 
     def rejoin_box_deletions(self) -> list[bytes]:

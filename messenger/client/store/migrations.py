@@ -544,6 +544,14 @@ _V12 = _script(
     "CREATE TABLE rejoin_box_deletions (group_id BLOB PRIMARY KEY) WITHOUT ROWID",
 )
 
+# When each group's rejoin box was last written (Unix ms; NULL: not known, so
+# a box uploaded before is written again once). The server deletes a box not
+# written for 180 days; the uploader writes each again every 60
+# (``messenger/client/rejoin_boxes.py``).
+_V13 = _script(
+    "ALTER TABLE mls_groups ADD COLUMN rejoin_box_at INTEGER",
+)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
@@ -560,6 +568,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "devices: links in progress", _V10),
     Migration(11, "attachments and disappearing messages", _V11),
     Migration(12, "rejoin boxes: the epochs of each group's box and last removal", _V12),
+    Migration(13, "rejoin boxes: when each was last written", _V13),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

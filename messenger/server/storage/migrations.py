@@ -618,6 +618,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             ){without_rowid}""",
         ),
     ),
+    Migration(
+        21,
+        "rejoin boxes expire",
+        (
+            # When an unrefreshed box may go (messenger.server.rejoin_boxes):
+            # rounded up to a week, so it does not tell when a box was written.
+            # NULL for the boxes from before, which the next sweep sets.
+            "ALTER TABLE rejoin_boxes ADD COLUMN expires_at BIGINT",
+            "CREATE INDEX rejoin_boxes_expiry ON rejoin_boxes (expires_at)",
+        ),
+    ),
 )
 
 
