@@ -552,6 +552,44 @@ _V13 = _script(
     "ALTER TABLE mls_groups ADD COLUMN rejoin_box_at INTEGER",
 )
 
+# Outbox items get IDs that are never used again (AUTOINCREMENT). SQLite
+# otherwise gives a new row the highest ID plus one, so once the outbox was
+# emptied the next item took the ID of one just removed: a send still on its
+# way for the old item (its echo had come back meanwhile and removed it,
+# sync/inbound.py) then wrote its request into the new item and removed it as
+# sent, and the new message was never sent (tests/client/test_outbox_ids.py).
+_V13_OUTBOX_COLUMNS = (
+    "id, idempotency_key, kind, group_id, message_id, payload, attempts, next_attempt_at, "
+    "last_error, created_at, epoch, intent, content, pending_state, message_hash"
+)
+_V14 = _script(
+    """
+    CREATE TABLE outbox_v14 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        idempotency_key BLOB NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        group_id BLOB,
+        message_id INTEGER REFERENCES messages (id) ON DELETE SET NULL,
+        payload BLOB NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        epoch INTEGER,
+        intent TEXT,
+        content BLOB,
+        pending_state BLOB,
+        message_hash BLOB
+    )
+    """,
+    f"INSERT INTO outbox_v14 ({_V13_OUTBOX_COLUMNS}) SELECT {_V13_OUTBOX_COLUMNS} FROM outbox",  # noqa: S608 - constant column names
+    "DROP TABLE outbox",
+    "ALTER TABLE outbox_v14 RENAME TO outbox",
+    "CREATE INDEX outbox_due ON outbox (next_attempt_at)",
+    "CREATE INDEX outbox_by_message ON outbox (message_id)",
+    "CREATE INDEX outbox_by_hash ON outbox (message_hash)",
+)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
@@ -569,6 +607,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "attachments and disappearing messages", _V11),
     Migration(12, "rejoin boxes: the epochs of each group's box and last removal", _V12),
     Migration(13, "rejoin boxes: when each was last written", _V13),
+    Migration(14, "outbox item IDs are never used again", _V14),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
