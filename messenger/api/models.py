@@ -58,6 +58,8 @@ __all__ = [
     "MAX_SEND_BATCH_BYTES",
     "MAX_SEND_BATCH_ITEMS",
     "MIN_IDEMPOTENCY_KEY_BYTES",
+    "QUEUE_KEY_BYTES",
+    "QUEUE_KILL_BYTES",
     "REJOIN_HANDLE_BYTES",
     "SEND_TOKEN_BYTES",
     "SIGNUP_POLICIES",
@@ -98,12 +100,14 @@ __all__ = [
     "PushAcked",
     "PushMessages",
     "QueueAddressResponse",
+    "QueueKeyRequest",
     "QueueMessage",
     "RegisterRequest",
     "RegisterResponse",
     "RejoinBox",
     "RejoinBoxResponse",
     "RejoinInfoRequest",
+    "RemoveClientRequest",
     "SendBatchRequest",
     "SendBatchResponse",
     "SendRequest",
@@ -148,6 +152,10 @@ CLAIM_TOKEN_BYTES: Final = 32
 #: A rejoin box's handle: HMAC-SHA-256 of the group ID under the account's
 #: rejoin secret (docs/metadata.md §2, ``messenger/client/rejoin_boxes.py``).
 REJOIN_HANDLE_BYTES: Final = 32
+#: A queue's own Ed25519 public key (docs/metadata.md §1).
+QUEUE_KEY_BYTES: Final = 32
+#: A queue's kill secret, and its SHA-256 that the server keeps.
+QUEUE_KILL_BYTES: Final = 32
 #: The bounds of a rejoin box (the client's AEAD of an epoch and a send token).
 MIN_REJOIN_BOX_BYTES: Final = 32
 MAX_REJOIN_BOX_BYTES: Final = 256
@@ -955,6 +963,42 @@ class QueueAddressResponse(_Response):
     address: str
 
     FIELDS: ClassVar[tuple[Field, ...]] = (DeliveryAddress("address"),)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeyRequest(Model):
+    """Give the signing client's queue a key of its own (docs/metadata.md §1).
+
+    ``auth_key`` is the queue's Ed25519 public key: from then on the client
+    proves its queue with a signature by it on each request
+    (:func:`~messenger.api.signing.queue_proof_message`), and the server keeps
+    no row joining the client to its queue. ``kill_hash`` is the SHA-256 of
+    the queue's kill secret, which the account's devices derive from the
+    account key and present to remove the device. ``proof`` is the queue
+    key's signature over :func:`~messenger.api.signing.queue_key_possession`.
+    """
+
+    auth_key: bytes
+    kill_hash: bytes
+    proof: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("auth_key", min_len=QUEUE_KEY_BYTES, max_len=QUEUE_KEY_BYTES),
+        Bytes("kill_hash", min_len=QUEUE_KILL_BYTES, max_len=QUEUE_KILL_BYTES),
+        Bytes("proof", min_len=64, max_len=64, description="an Ed25519 signature"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveClientRequest(Model):
+    """The optional body of ``DELETE /v1/clients/{client_id}``: the removed client's
+    queue kill secret, needed once its queue has a key of its own."""
+
+    queue_kill: bytes | None = None
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("queue_kill", min_len=QUEUE_KILL_BYTES, max_len=QUEUE_KILL_BYTES, optional=True),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ __all__ = [
     "METRICS",
     "OPENAPI",
     "QUEUE_ADDRESS",
+    "QUEUE_KEY",
     "QUEUE_MESSAGES",
     "QUEUE_WEBSOCKET",
     "REGISTER",
@@ -82,6 +83,7 @@ KEY_PACKAGE_COUNT: Final = "/v1/key-packages/count"
 CLAIM_KEY_PACKAGES: Final = "/v1/key-packages/claim"
 QUEUE_MESSAGES: Final = "/v1/queue/messages"
 QUEUE_ADDRESS: Final = "/v1/queue/address"
+QUEUE_KEY: Final = "/v1/queue/key"
 ACK: Final = "/v1/queue/ack"
 QUEUE_WEBSOCKET: Final = "/v1/queue/ws"
 GROUPS: Final = "/v1/groups"
@@ -145,6 +147,9 @@ class Route:
     """The request body is raw bytes (``application/octet-stream``), not JSON."""
     raw_response: bool = False
     """A success answers with raw bytes (``application/octet-stream``), not JSON."""
+    optional_body: bool = False
+    """``request`` may be left out (an empty body): for a field added to a route
+    that older clients call without a body."""
 
 
 _AUTH_NO_DEVICE: Final = (
@@ -277,7 +282,9 @@ ROUTES: Final[tuple[Route, ...]] = (
         CLIENT,
         "Remove a client (device) of the signing client's account, itself included",
         m.Empty,
-        errors=(*_AUTH, ErrorCode.NOT_FOUND, ErrorCode.LAST_DEVICE),
+        m.RemoveClientRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.NOT_FOUND, ErrorCode.LAST_DEVICE),
+        optional_body=True,
     ),
     Route(
         "POST",
@@ -359,6 +366,15 @@ ROUTES: Final[tuple[Route, ...]] = (
         "A fresh delivery address of the signing client's queue, for its leaves",
         m.QueueAddressResponse,
         errors=_AUTH,
+    ),
+    Route(
+        "PUT",
+        QUEUE_KEY,
+        "Give the signing client's queue a key of its own (the server then keeps no row "
+        "joining the client to its queue)",
+        m.Empty,
+        m.QueueKeyRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.PROOF_INVALID, ErrorCode.KEY_IN_USE),
     ),
     Route(
         "GET",

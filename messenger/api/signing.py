@@ -45,6 +45,8 @@ __all__ = [
     "HEADER_CLIENT",
     "HEADER_DEVICE_TOKEN",
     "HEADER_NONCE",
+    "HEADER_QUEUE",
+    "HEADER_QUEUE_SIGNATURE",
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
     "NONCE_BYTES",
@@ -53,6 +55,8 @@ __all__ = [
     "credential_tbs",
     "device_certificate_tbs",
     "possession_message",
+    "queue_key_possession",
+    "queue_proof_message",
 ]
 
 #: The signing client's ID.
@@ -67,6 +71,12 @@ HEADER_SIGNATURE: Final = "X-Messenger-Signature"
 #: Length of a request nonce.
 NONCE_BYTES: Final = 16
 
+#: The signing client's queue ID, on signed requests of a client whose queue has
+#: a key of its own (docs/metadata.md §1).
+HEADER_QUEUE: Final = "X-Messenger-Queue"
+#: The queue key's Ed25519 signature over :func:`queue_proof_message`, base64url.
+HEADER_QUEUE_SIGNATURE: Final = "X-Messenger-Queue-Signature"
+
 #: The device token, base64url, on every signed request of a client that was
 #: taken over (``POST /v1/clients/takeover``); not covered by the signature.
 HEADER_DEVICE_TOKEN: Final = "X-Messenger-Device-Token"  # noqa: S105 - a header name
@@ -78,6 +88,8 @@ _POSSESSION_PREFIX: Final = "messenger-possession-v1"
 _CREDENTIAL_PREFIX: Final = "messenger-credential-v1"
 _CREDENTIAL_V2_PREFIX: Final = "messenger-credential-v2"
 _DEVICE_PREFIX: Final = "messenger-device-certificate-v1"
+_QUEUE_PROOF_PREFIX: Final = "messenger-queue-proof-v1"
+_QUEUE_KEY_PREFIX: Final = "messenger-queue-key-v1"
 
 
 #: Bytes that stand for themselves in a canonical target: RFC 3986 ``unreserved``,
@@ -194,4 +206,17 @@ def device_certificate_tbs(account_key: bytes, signature_key: bytes, certified_a
     is bound to ``account_key`` by the server's credential.
     """
     lines = (_DEVICE_PREFIX, b64encode(account_key), b64encode(signature_key), str(certified_at))
+    return "\n".join(lines).encode("ascii")
+
+
+def queue_proof_message(queue_id: str, request: bytes) -> bytes:
+    """What a queue key signs to prove, on one signed request, that the client
+    reads ``queue_id``: the queue ID and the request's :func:`canonical_request`
+    (so the proof is as fresh as the request, and used once with its nonce)."""
+    return "\n".join((_QUEUE_PROOF_PREFIX, _ascii_line(queue_id), "")).encode("ascii") + request
+
+
+def queue_key_possession(queue_id: str, kill_hash: bytes) -> bytes:
+    """What a queue key signs when it is given to ``queue_id`` (``PUT /v1/queue/key``)."""
+    lines = (_QUEUE_KEY_PREFIX, _ascii_line(queue_id), b64encode(kill_hash))
     return "\n".join(lines).encode("ascii")

@@ -319,6 +319,9 @@ class MessengerClient:
             identity.signature_private_key,
             clock=self._clock,
             device_token=identity.device_token,
+            queue_key=None
+            if identity.queue_key is None
+            else (identity.queue_id, identity.queue_key),
         )
         pins = PinnedKeys(self._pinned, on_changed=self._on_account_key_changed())
         account = Account.load(

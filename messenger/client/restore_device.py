@@ -92,13 +92,20 @@ from .identity import (
     issued_credential_verifies,
 )
 from .net.signing import Signer
+from .queue_keys import give_queue_key
 from .rejoin_boxes import box_token
 from .sealed_sending import send_token
 from .session import Session
 from .store.async_store import AsyncStore
 from .store.identity import Identity
 from .store.messages import MessageStatus, Note, NoteKind
-from .store.settings import DEVICE_TOKEN, TAKEOVER_PENDING, JsonValue, SettingsRepository
+from .store.settings import (
+    DEVICE_TOKEN,
+    QUEUE_KEY,
+    TAKEOVER_PENDING,
+    JsonValue,
+    SettingsRepository,
+)
 from .store.store import Store
 
 if TYPE_CHECKING:
@@ -217,6 +224,9 @@ async def prepare_device(session: Session) -> bool:
         if state is not None and state.get("step") == "rejoin":
             await _rejoin_all(session, state)
             did = True
+        # Not before a restored copy is a device of its own: its queue's key.
+        if (state is None or state.get("step") == "rejoin") and await give_queue_key(session):
+            did = True
         return did
 
 
@@ -322,7 +332,7 @@ def _swap_identity(store: Store, identity: Identity) -> None:
 
     store.identity.save(identity)
     settings = store.settings
-    for key in (CURSOR_KEY, DEVICE_TOKEN, TAKEOVER_PENDING):
+    for key in (CURSOR_KEY, DEVICE_TOKEN, TAKEOVER_PENDING, QUEUE_KEY):
         settings.delete(key)
     # Boxes the backed-up device still meant to delete: the account may be back in
     # those groups by now, with boxes its other devices keep (rejoin_boxes.py).

@@ -73,10 +73,13 @@ from messenger.api.fields import Ident, b64decode
 from messenger.api.signing import (
     HEADER_CLIENT,
     HEADER_NONCE,
+    HEADER_QUEUE,
+    HEADER_QUEUE_SIGNATURE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     NONCE_BYTES,
     canonical_request,
+    queue_proof_message,
 )
 
 from .devices import (
@@ -129,11 +132,26 @@ def nonce_expiry(now_ms: int, window_ms: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated client of a request."""
+    """The authenticated client of a request, and its queue if the request shows it.
+
+    A client whose queue has a key of its own (docs/metadata.md §1) is not
+    joined to its queue by any row: the queue is known for a request only if
+    the request proves it (:data:`~messenger.api.signing.HEADER_QUEUE`).
+    """
 
     account_id: str
     client_id: str
-    queue_id: str
+    proven_queue: str | None
+
+    @property
+    def queue_id(self) -> str:
+        """The client's queue; ``auth_missing`` (401) if this request does not show it."""
+        if self.proven_queue is None:
+            raise ApiError(
+                ErrorCode.AUTH_MISSING,
+                "this request must prove the client's queue (X-Messenger-Queue)",
+            )
+        return self.proven_queue
 
 
 def verify_ed25519(public_key: bytes, signature: bytes, message: bytes) -> bool:
@@ -208,7 +226,11 @@ class RequestAuthenticator:
         self._clock = clock
         self._metrics = metrics
         self._nonce_key = nonce_key
-        self._clients: OrderedDict[str, tuple[Ed25519PublicKey, Principal]] = OrderedDict()
+        #: Per client: its key, its account and, until its queue has a key of
+        #: its own, its queue (from the sealed link, :mod:`.queue_links`).
+        self._clients: OrderedDict[str, tuple[Ed25519PublicKey, str, str | None]] = OrderedDict()
+        #: Each queue's own key (:meth:`_queue_key`); a queue's key never changes.
+        self._queue_keys: OrderedDict[str, Ed25519PublicKey] = OrderedDict()
         self._not_before_ms: int | None = None
 
     def _fail(self, code: ErrorCode, message: str) -> ApiError:
@@ -254,11 +276,16 @@ class RequestAuthenticator:
         message = canonical_request(method, target, client_id, timestamp, nonce, body)
         if entry is None:
             raise await self._unknown(client_id)
-        key, principal = entry
+        key, account_id, linked_queue = entry
         try:
             key.verify(signature, message)
         except InvalidSignature:
             raise self._fail(ErrorCode.AUTH_INVALID, "bad signature") from None
+        # Before the nonce is stored: a refused proof leaves nothing behind.
+        queue_id = linked_queue
+        if queue_id is None:
+            queue_id = await self._proven_queue(headers, message)
+        principal = Principal(account_id, client_id, queue_id)
         digest = nonce_digest(self._nonce_key, client_id, nonce_bytes)
         expires_at = nonce_expiry(now_ms, self._window_ms)
         device_token = presented_token(headers)
@@ -299,6 +326,56 @@ class RequestAuthenticator:
         if not remembered.fresh:
             raise self._fail(ErrorCode.AUTH_REPLAYED, "this request was already received")
         return principal
+
+    def forget(self, client_id: str) -> None:
+        """Drop ``client_id`` from this process's cache (its queue got a key of its own)."""
+        self._clients.pop(client_id, None)
+
+    async def _proven_queue(self, headers: Mapping[str, str], message: bytes) -> str | None:
+        """The queue a request proves with its queue key (None if it shows none).
+
+        ``auth_invalid`` if the headers are malformed, the queue has no key of
+        its own, or the signature over :func:`queue_proof_message` does not
+        verify with it: a client can show only a queue whose key it holds.
+        """
+        raw_queue = headers.get(HEADER_QUEUE)
+        raw_signature = headers.get(HEADER_QUEUE_SIGNATURE)
+        if raw_queue is None and raw_signature is None:
+            return None
+        try:
+            if raw_queue is None or raw_signature is None:
+                raise ValueError("half a proof")
+            queue_id = Ident("queue").parse(raw_queue, "queue")
+            signature = b64decode(raw_signature)
+        except (ApiError, ValueError):
+            raise self._fail(ErrorCode.AUTH_INVALID, "malformed queue proof") from None
+        key = await self._queue_key(queue_id)
+        if key is None:
+            raise self._fail(ErrorCode.AUTH_INVALID, "bad queue proof")
+        try:
+            key.verify(signature, queue_proof_message(queue_id, message))
+        except InvalidSignature:
+            raise self._fail(ErrorCode.AUTH_INVALID, "bad queue proof") from None
+        return queue_id
+
+    async def _queue_key(self, queue_id: str) -> Ed25519PublicKey | None:
+        cached = self._queue_keys.get(queue_id)
+        if cached is not None:
+            self._queue_keys.move_to_end(queue_id)
+            return cached
+
+        async def load(tx: Tx) -> bytes | None:
+            row = await tx.fetchone("SELECT auth_key FROM queues WHERE queue_id = ?", queue_id)
+            return None if row is None or row[0] is None else bytes(row[0])
+
+        raw = await self._db.read(load)
+        if raw is None:
+            return None
+        key = Ed25519PublicKey.from_public_bytes(raw)
+        self._queue_keys[queue_id] = key
+        if len(self._queue_keys) > _CACHE_SIZE:
+            self._queue_keys.popitem(last=False)
+        return key
 
     async def _unknown(self, client_id: str) -> ApiError:
         """The answer to a request signed as a client that does not exist.
@@ -368,13 +445,13 @@ class RequestAuthenticator:
             self._not_before_ms = await self._db.read(load)
         return self._not_before_ms
 
-    async def _client(self, client_id: str) -> tuple[Ed25519PublicKey, Principal] | None:
+    async def _client(self, client_id: str) -> tuple[Ed25519PublicKey, str, str | None] | None:
         cached = self._clients.get(client_id)
         if cached is not None:
             self._clients.move_to_end(client_id)
             return cached
 
-        async def load(tx: Tx) -> tuple[bytes, str, str] | None:
+        async def load(tx: Tx) -> tuple[bytes, str, str | None] | None:
             row = await tx.fetchone(
                 "SELECT signature_key, account_id, queue_box, legacy_queue_id FROM clients "
                 "WHERE client_id = ?",
@@ -389,10 +466,7 @@ class RequestAuthenticator:
         if found is None:
             return None
         key_bytes, account_id, queue_id = found
-        entry = (
-            Ed25519PublicKey.from_public_bytes(key_bytes),
-            Principal(account_id, client_id, queue_id),
-        )
+        entry = (Ed25519PublicKey.from_public_bytes(key_bytes), account_id, queue_id)
         self._clients[client_id] = entry
         if len(self._clients) > _CACHE_SIZE:
             self._clients.popitem(last=False)

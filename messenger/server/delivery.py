@@ -137,6 +137,7 @@ from .metrics import Metrics
 from .mls_frames import (
     FrameKind,
     GroupMessageHeader,
+    group_info_leaves,
     parse_group_info,
     parse_group_message,
     verify_external_commit,
@@ -990,7 +991,8 @@ class DeliveryService:
             if principal.queue_id not in old_members:
                 # An external commit may come from another device of a member's
                 # account (a restored or resynced device, docs/devices.md §5).
-                own_queues = await self._account_queues(tx, principal)
+                info = await self._stored_info(tx, group_id, state)
+                own_queues = await self._account_queues(tx, principal, info)
                 if not header.external_commit or own_queues.isdisjoint(old_members):
                     raise _unknown_group()
             return await applied(tx, row, state, old_members, own_queues)
@@ -1249,9 +1251,30 @@ class DeliveryService:
             found.update(digests[bytes(r[0])] for r in rows)
         return found
 
-    async def _account_queues(self, tx: Tx, principal: Principal) -> set[str]:
-        """The queues of every client of ``principal``'s account (its own included)."""
-        return {q for _, q in await self._queue_links.of_account(tx, principal.account_id)}
+    async def _account_queues(self, tx: Tx, principal: Principal, info: bytes | None) -> set[str]:
+        """The queues of ``principal``'s account that the server can name: the one
+        the request proves, those its clients' rows still name (clients from before
+        queue keys), and, since a queue with a key of its own is named by no row,
+        those the leaves of the account in the group's GroupInfo ``info`` name."""
+        rows = await self._queue_links.of_account(tx, principal.account_id)
+        queues = {q for _, q in rows if q is not None}
+        if principal.proven_queue is not None:
+            queues.add(principal.proven_queue)
+        if info is not None:
+            for account_id, delivery in group_info_leaves(info):
+                queue = None if delivery is None else self._addresses.resolve(delivery)
+                if account_id == principal.account_id and queue is not None:
+                    queues.add(queue)
+        return queues
+
+    async def _stored_info(self, tx: Tx, group_id: bytes, state: _GroupState) -> bytes | None:
+        """The group's stored GroupInfo, opened (None if it has none)."""
+        row = await tx.fetchone(
+            "SELECT group_info, group_info_sealed FROM mls_groups WHERE group_id = ?", group_id
+        )
+        if row is None or row[0] is None:
+            return None
+        return self._opened_info(group_id, row[0], row[1], state.keys.data_key)
 
     def _sealed_info(
         self, group_id: bytes, group_info: bytes, data_key: bytes | None = None
@@ -1735,19 +1758,15 @@ class DeliveryService:
     ) -> GroupInfoResponse:
         async def op(tx: Tx) -> tuple[int, bytes | None]:
             state = await self._opened(tx, group_id, token, lock=False)
+            info = await self._stored_info(tx, group_id, state)
             # A member, or a device of a member's account (docs/devices.md §5).
-            if (await self._account_queues(tx, principal)).isdisjoint(
+            if (await self._account_queues(tx, principal, info)).isdisjoint(
                 await live_queues(tx, state.listed)
             ):
                 raise _unknown_group()
-            row = await tx.fetchone(
-                "SELECT group_info, group_info_sealed FROM mls_groups WHERE group_id = ?",
-                group_id,
-            )
-            if row is None or row[0] is None:
+            if info is None:
                 return 0, None
-            info_epoch = 0 if state.info_epoch is None else state.info_epoch
-            return info_epoch, self._opened_info(group_id, row[0], row[1], state.keys.data_key)
+            return 0 if state.info_epoch is None else state.info_epoch, info
 
         epoch, info = await self._db.read(op)
         if info is None:

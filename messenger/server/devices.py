@@ -212,7 +212,9 @@ class Devices:
         log_event(_log, "client taken over")
         await self._replaced(principal.client_id, principal.queue_id)
 
-    async def remove(self, principal: Principal, client_id: str) -> None:
+    async def remove(
+        self, principal: Principal, client_id: str, queue_kill: bytes | None = None
+    ) -> None:
         """Remove ``client_id``, a client of ``principal``'s account (itself included).
 
         Another account's client and an unknown ID get the same ``not_found``;
@@ -223,6 +225,9 @@ class Devices:
         commit, RFC 9420 §12.1.3), the links it opened and its row go, and
         its tombstone is stored, so that its
         requests get ``device_removed`` from then on (:mod:`.authentication`).
+        A client whose queue has a key of its own is joined to its queue by
+        no row: ``queue_kill`` names the queue (the kill secret its account's
+        devices derive, :mod:`.queue_links`), else ``invalid_field``.
         Then its WebSockets are closed and its long polls woken, here and,
         through ``NOTIFY``, in every other process.
         """
@@ -243,6 +248,14 @@ class Devices:
             if found is None or found[0] != principal.account_id:
                 raise no_such_client()
             queue_id = found[1]
+            if queue_id is None:
+                if queue_kill is None:
+                    raise ApiError.invalid_field(
+                        "queue_kill", "this device's queue has a key of its own: send its kill"
+                    )
+                queue_id = await self._queue_links.killed(tx, queue_kill)
+                if queue_id is None:
+                    raise ApiError.invalid_field("queue_kill", "names no queue")
             count = await tx.fetchone(
                 "SELECT COUNT(*) FROM clients WHERE account_id = ?", principal.account_id
             )

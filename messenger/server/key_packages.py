@@ -543,6 +543,16 @@ class KeyPackages:
         """
         return delivery is None or self._addresses.resolve(delivery) == queue_id
 
+    def _target(self, key_package: bytes, queue_id: str | None) -> str | None:
+        """The queue a Welcome to ``key_package`` goes to: its client's, from the
+        client's row, or, once the queue has a key of its own and no row names it,
+        from the leaf's delivery address (checked to be the uploader's queue when
+        the KeyPackage was stored). None if the leaf names none."""
+        if queue_id is not None:
+            return queue_id
+        delivery = key_package_delivery(key_package)
+        return None if delivery is None else self._addresses.resolve(delivery)
+
     def _shown(self, key_package: bytes, queue_id: str) -> str:
         """What a claim hands out as the queue of ``key_package``: its leaf's address.
 
@@ -669,27 +679,30 @@ class KeyPackages:
                 if row is not None:
                     await tx.execute("DELETE FROM key_packages WHERE kp_id = ?", row[0])
                     data = self._opened(client_id, row[1])
-                    token = self.evidence.new_token()
-                    claimed.append(
-                        ClaimedKeyPackage(
-                            client_id, self._shown(data, queue_id), data, False, token
+                    target = self._target(data, queue_id)
+                    if target is not None:  # else a KeyPackage no Welcome could reach
+                        token = self.evidence.new_token()
+                        claimed.append(
+                            ClaimedKeyPackage(
+                                client_id, self._shown(data, target), data, False, token
+                            )
                         )
-                    )
-                    targets_of[token] = queue_id
-                    continue
+                        targets_of[token] = target
+                        continue
                 row = await tx.fetchone(
                     "SELECT data FROM key_packages "
                     "WHERE client_id = ? AND cipher_suite = ? AND last_resort = 1",
                     client_id,
                     suite,
                 )
-                if row is not None:
-                    data = self._opened(client_id, row[0])
+                last = None if row is None else self._opened(client_id, row[0])
+                target = None if last is None else self._target(last, queue_id)
+                if last is not None and target is not None:
                     token = self.evidence.new_token()
                     claimed.append(
-                        ClaimedKeyPackage(client_id, self._shown(data, queue_id), data, True, token)
+                        ClaimedKeyPackage(client_id, self._shown(last, target), last, True, token)
                     )
-                    targets_of[token] = queue_id
+                    targets_of[token] = target
             if not claimed:
                 raise ApiError(ErrorCode.NO_KEY_PACKAGE, "the account has no KeyPackage left")
             await self.evidence.record(

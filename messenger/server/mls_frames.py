@@ -33,15 +33,17 @@ from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.models import Credential as IssuedCredential
 from messenger.mls.ciphersuite import get_cipher_suite
+from messenger.mls.codec import decode_all
 from messenger.mls.commit import Commit
 from messenger.mls.content import ContentType, PrivateMessage, PublicMessage, SenderType
 from messenger.mls.credentials import Credential, CredentialType
 from messenger.mls.errors import MLSError
-from messenger.mls.extensions import Extension, find_extension
+from messenger.mls.extensions import Extension, ExtensionType, find_extension
 from messenger.mls.framing import verify_content_signature
 from messenger.mls.key_package import KeyPackage
-from messenger.mls.leaf_node import LeafNodeSource
+from messenger.mls.leaf_node import LeafNode, LeafNodeSource
 from messenger.mls.messages import MLSMessage
+from messenger.mls.nodes import decode_node_values
 from messenger.mls.welcome import GroupInfo, Welcome
 
 __all__ = [
@@ -132,6 +134,35 @@ def parse_group_info(data: bytes) -> tuple[bytes, int]:
     if not isinstance(body, GroupInfo):
         raise ApiError(ErrorCode.WRONG_MESSAGE_TYPE, "group_info: expected a GroupInfo")
     return body.group_context.group_id, body.group_context.epoch
+
+
+def group_info_leaves(data: bytes) -> tuple[tuple[str | None, str | None], ...]:
+    """``(account ID, delivery address)`` of each leaf in the ``ratchet_tree``
+    extension of a stored GroupInfo (RFC 9420 §12.4.3.3), None where a leaf has
+    no server credential or no address; no leaves if it carries no tree.
+
+    Not verified here: the GroupInfo was stored by a member, which could list
+    anyone in it; what it names is used only together with a key to the
+    group's sealed state, which only members hold (:mod:`.state_keys`).
+    """
+    body = _decode(data, "group_info").body
+    if not isinstance(body, GroupInfo):
+        raise ApiError(ErrorCode.WRONG_MESSAGE_TYPE, "group_info: expected a GroupInfo")
+    inline = find_extension(body.extensions, ExtensionType.RATCHET_TREE)
+    if inline is None:
+        return ()
+    try:
+        values = decode_all(inline.extension_data, decode_node_values)
+    except MLSError:
+        return ()
+    leaves = []
+    for value in values:
+        if isinstance(value, LeafNode):
+            issued = _issued_credential(value.credential)
+            leaves.append(
+                (None if issued is None else issued.account_id, _delivery(value.extensions))
+            )
+    return tuple(leaves)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,13 +25,22 @@ sealed by :meth:`QueueLinks.adopt_legacy` when the server starts.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from messenger.api.errors import ApiError, ErrorCode
+from messenger.api.models import QueueKeyRequest
+from messenger.api.signing import queue_key_possession
 
 from .at_rest import SealedColumn
 from .ids import new_id
 from .queue_numbers import seq_origin
-from .storage import StorageError, Tx
+from .storage import Database, StorageError, Tx
+
+if TYPE_CHECKING:
+    from .authentication import Principal
 
 __all__ = ["SPARE_BATCH", "SPARE_LOW", "QueueLinks"]
 
@@ -56,16 +65,73 @@ class QueueLinks:
         """The ``queue_box`` of ``client_id``'s row."""
         return self._column.seal(client_id.encode("ascii"), queue_id.encode("ascii"))
 
-    def queue(self, client_id: str, box: object, legacy: object) -> str:
-        """The queue of a ``clients`` row, from its sealed box (or a row not yet adopted)."""
+    def queue(self, client_id: str, box: object, legacy: object) -> str | None:
+        """The queue of a ``clients`` row, from its sealed box (or a row not yet
+        adopted); None once the queue has a key of its own (:meth:`give_key`)."""
         if isinstance(box, bytes | memoryview):
             return self._column.open(client_id.encode("ascii"), bytes(box)).decode("ascii")
         if legacy is not None:
             return str(legacy)
-        raise StorageError("a client row has no queue")
+        return None
 
-    async def of_client(self, tx: Tx, client_id: str) -> tuple[str, str] | None:
-        """``(account ID, queue ID)`` of ``client_id``, or None if there is no such client."""
+    async def give_key(self, db: Database, principal: Principal, req: QueueKeyRequest) -> None:
+        """Give the principal's queue its own key and kill hash, and unlink it from
+        the client (``PUT /v1/queue/key``).
+
+        From then on no row joins the client to its queue: the client proves
+        its queue on each request (:mod:`.authentication`), and its account's
+        devices name the queue with its kill secret to remove the device
+        (:mod:`.devices`). The queue is the one the client's row names, or,
+        once unlinked, the one the request proves. ``proof_invalid`` unless the
+        key signed :func:`~messenger.api.signing.queue_key_possession`. Giving
+        the same key again changes nothing (a retry); another key is
+        ``key_in_use``: a queue's key never changes.
+        """
+        from .authentication import verify_ed25519  # it imports this module
+
+        queue_id = principal.queue_id
+        possession = queue_key_possession(queue_id, req.kill_hash)
+        if not verify_ed25519(req.auth_key, req.proof, possession):
+            raise ApiError(ErrorCode.PROOF_INVALID, "the proof does not verify with the queue key")
+
+        async def op(tx: Tx) -> None:
+            await self._give_key(tx, principal.client_id, queue_id, req.auth_key, req.kill_hash)
+
+        await db.transaction(op)
+
+    async def _give_key(
+        self, tx: Tx, client_id: str, queue_id: str, auth_key: bytes, kill_hash: bytes
+    ) -> None:
+        row = await tx.fetchone(
+            "SELECT auth_key FROM queues WHERE queue_id = ?" + tx.for_update,  # noqa: S608
+            queue_id,
+        )
+        if row is None:
+            raise StorageError("a client's queue is gone")
+        if row[0] is None:
+            await tx.execute(
+                "UPDATE queues SET auth_key = ?, kill_hash = ? WHERE queue_id = ?",
+                auth_key,
+                kill_hash,
+                queue_id,
+            )
+        elif not hmac.compare_digest(bytes(row[0]), auth_key):
+            raise ApiError(ErrorCode.KEY_IN_USE, "this queue has a key of its own already")
+        await tx.execute(
+            "UPDATE clients SET queue_box = NULL, legacy_queue_id = NULL WHERE client_id = ?",
+            client_id,
+        )
+
+    async def killed(self, tx: Tx, kill_secret: bytes) -> str | None:
+        """The queue whose kill hash is SHA-256 of ``kill_secret`` (None: no such queue)."""
+        row = await tx.fetchone(
+            "SELECT queue_id FROM queues WHERE kill_hash = ?", hashlib.sha256(kill_secret).digest()
+        )
+        return None if row is None else str(row[0])
+
+    async def of_client(self, tx: Tx, client_id: str) -> tuple[str, str | None] | None:
+        """``(account ID, queue ID)`` of ``client_id``, or None if there is no such client
+        (the queue None once it has a key of its own)."""
         row = await tx.fetchone(
             "SELECT account_id, queue_box, legacy_queue_id FROM clients WHERE client_id = ?",
             client_id,
@@ -74,8 +140,9 @@ class QueueLinks:
             return None
         return str(row[0]), self.queue(client_id, row[1], row[2])
 
-    async def of_account(self, tx: Tx, account_id: str) -> list[tuple[str, str]]:
-        """``(client ID, queue ID)`` of every client of ``account_id``, by client ID."""
+    async def of_account(self, tx: Tx, account_id: str) -> list[tuple[str, str | None]]:
+        """``(client ID, queue ID)`` of every client of ``account_id``, by client ID
+        (the queue None for those whose queue has a key of its own)."""
         rows = await tx.fetchall(
             "SELECT client_id, queue_box, legacy_queue_id FROM clients "
             "WHERE account_id = ? ORDER BY client_id",

@@ -223,7 +223,7 @@ def endpoint(route: Route, handler: Handler) -> StarletteRoute:
             if media_type != OCTET_STREAM:
                 raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"send {OCTET_STREAM}")
             parsed = body
-        elif route.request is not None:
+        elif route.request is not None and not (route.optional_body and not body):
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if media_type != "application/json":
                 raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json")
@@ -289,7 +289,14 @@ async def certify_client(call: Call) -> m.Model:
 
 async def remove_client(call: Call) -> m.Model:
     client_id = call.request.path_params["client_id"]
-    await call.state.devices.remove(call.me, client_id)
+    kill = None if call.body is None else call.body.queue_kill
+    await call.state.devices.remove(call.me, client_id, kill)
+    return m.Empty()
+
+
+async def give_queue_key(call: Call) -> m.Model:
+    await call.state.queue_links.give_key(call.state.db, call.me, call.body)
+    call.state.auth.forget(call.me.client_id)  # its cached link is gone
     return m.Empty()
 
 
@@ -595,6 +602,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("GET", r.KEY_PACKAGE_COUNT): count_key_packages,
     ("POST", r.CLAIM_KEY_PACKAGES): claim_key_packages,
     ("GET", r.QUEUE_ADDRESS): queue_address,
+    ("PUT", r.QUEUE_KEY): give_queue_key,
     ("GET", r.QUEUE_MESSAGES): fetch,
     ("POST", r.ACK): ack,
     ("POST", r.GROUPS): create_group,

@@ -149,6 +149,7 @@ async def queue_socket(ws: WebSocket) -> None:
         after = _after(ws)
         principal = await state.auth.authenticate("GET", request_target(ws), ws.headers, b"")
         state.account_limiter.hit(principal.account_id)
+        principal.queue_id  # noqa: B018 - auth_missing if the request does not prove it
     except ApiError as exc:
         if exc.code is ErrorCode.RATE_LIMITED:
             state.metrics.rate_limited.labels(limit="websocket").inc()

@@ -26,7 +26,7 @@ import httpx
 from httpx_ws.transport import ASGIWebSocketAsyncNetworkStream, ASGIWebSocketTransport
 from starlette.applications import Starlette
 
-from messenger.api.signing import HEADER_CLIENT
+from messenger.api.signing import HEADER_CLIENT, HEADER_QUEUE
 from messenger.client import ClientOptions, MessengerClient
 from messenger.client.net import Backoff
 from messenger.client.store import Keychain
@@ -123,6 +123,7 @@ class Exchange:
     status: int | None  # None: the answer was lost
     error: str | None = None  # the API error code of a refusal
     client: str | None = None  # the signing client (X-Messenger-Client), if signed
+    queue: str | None = None  # the queue the request proves (X-Messenger-Queue), if any
 
 
 @dataclass
@@ -152,6 +153,7 @@ class WireTap(httpx.AsyncBaseTransport):
         response = await self.inner.handle_async_request(request)
         path = request.url.path
         signer = request.headers.get(HEADER_CLIENT)
+        queue = request.headers.get(HEADER_QUEUE)
         for which in self.wire.lose:
             if which(request):
                 self.wire.lose.remove(which)
@@ -170,7 +172,9 @@ class WireTap(httpx.AsyncBaseTransport):
                 response.status_code, headers=response.headers, content=content, request=request
             )
         status = response.status_code
-        self.wire.exchanges.append(Exchange(request.method, path, body, status, error, signer))
+        self.wire.exchanges.append(
+            Exchange(request.method, path, body, status, error, signer, queue)
+        )
         return response
 
     async def aclose(self) -> None:

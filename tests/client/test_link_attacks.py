@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -188,13 +188,21 @@ async def test_a_history_that_does_not_check_is_not_imported(
     assert "old news" not in [v.message.body for v in views]
 
 
-async def test_cancel_during_approval_removes_the_new_client(server: InProcessServer) -> None:
+async def _approving(
+    server: InProcessServer,
+) -> tuple[MessengerClient, MessengerClient, Any, asyncio.Task[Any], asyncio.Task[Any]]:
+    """Laptop links a blank desktop and is approving it: laptop, desktop, the link,
+    the joining and the approving tasks."""
     laptop = await server.client("laptop")
     desktop = await blank(server, "desktop")
     link = await laptop.start_link()
     joining = asyncio.create_task(desktop.link_account(link.code, device_name="Desktop"))
     await bounded(link.wait_offer())
-    approving = asyncio.create_task(link.approve())
+    return laptop, desktop, link, joining, asyncio.create_task(link.approve())
+
+
+async def test_cancel_during_approval_removes_the_new_client(server: InProcessServer) -> None:
+    laptop, desktop, link, joining, approving = await _approving(server)
 
     def registered() -> list[str]:
         return [
@@ -222,3 +230,25 @@ async def test_cancel_during_approval_removes_the_new_client(server: InProcessSe
     assert len(removed) == 1
     assert await laptop._store.run(lambda s: s.pending_links.all()) == []
     assert len(link.link_id) == m.LINK_ID_BYTES
+
+
+async def test_a_link_this_session_runs_is_not_undone_as_a_crashs(
+    server: InProcessServer,
+) -> None:
+    """The start undoes links a crash cut short (``recover_links``); one that this
+    session is running when the start gets there (the app started meanwhile) is
+    left alone, and goes through."""
+    laptop, desktop, _link, joining, approving = await _approving(server)
+
+    async def wait_pending() -> None:
+        while not await laptop._store.run(lambda s: s.pending_links.all()):
+            await asyncio.sleep(0.01)
+
+    await bounded(wait_pending())
+    assert await existing.recover_links(laptop._require()) == 0
+    await laptop.start()  # which runs it again
+    await bounded(approving)
+    await bounded(joining)
+    assert desktop.has_account
+    removed = [x for x in server.wire.exchanges if x.path.startswith("/v1/clients/")]
+    assert not [x for x in removed if x.method == "DELETE"], "the new client was kept"

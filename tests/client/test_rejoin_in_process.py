@@ -13,6 +13,7 @@ rejoinable instead of failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -473,6 +474,8 @@ async def test_a_box_is_written_again_every_60_days(
         await until(lambda: _more(server, path, len(puts)), "the box written again")
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     # The same token (no commit since): the box the server held, written back.
     assert bodies(server, path, "PUT")[len(puts)] == puts[-1]
     (marks,) = await alice._store.run(lambda s: s.groups.rejoin_marks(gid))

@@ -511,6 +511,23 @@ def _assert_queues_unlinked(db: Database, identities: set[str], queues: set[str]
                 "a stored GroupInfo shows a member's credential"
             )
     assert "queue_id" not in db.tables["clients"][0], "clients has no plain queue column"
+    _assert_queues_keyed(db, queues)
+
+
+def _assert_queues_keyed(db: Database, queues: set[str]) -> None:
+    """Every member's queue has a key of its own, and no client row names a queue,
+    not even sealed under the key file (docs/metadata.md §1): the operator, who
+    holds the key file, finds no client ↔ queue row either."""
+    columns, rows = db.tables["clients"]
+    for name in ("queue_box", "legacy_queue_id"):
+        index = columns.index(name)
+        assert all(row[index] is None for row in rows), f"clients.{name} names a queue"
+    columns, rows = db.tables["queues"]
+    ids, keys, kills = (columns.index(c) for c in ("queue_id", "auth_key", "kill_hash"))
+    keyed = {str(row[ids]): row for row in rows if str(row[ids]) in queues}
+    assert set(keyed) == queues, "every member queue is stored"
+    for row in keyed.values():
+        assert len(bytes(row[keys])) == 32 and len(bytes(row[kills])) == 32
 
 
 def _assert_group_infos_closed_to_the_operator(

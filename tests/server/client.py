@@ -31,11 +31,15 @@ from messenger.api.signing import (
     HEADER_CLIENT,
     HEADER_DEVICE_TOKEN,
     HEADER_NONCE,
+    HEADER_QUEUE,
+    HEADER_QUEUE_SIGNATURE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     NONCE_BYTES,
     canonical_request,
     possession_message,
+    queue_key_possession,
+    queue_proof_message,
 )
 from messenger.mls.events import CommitResult
 from messenger.mls.group import Group
@@ -91,6 +95,9 @@ class ApiClient:
         #: The claim tokens of the KeyPackages this client claimed, newest last:
         #: its commits present them as evidence for their Adds.
         self.claim_tokens: list[bytes] = []
+        #: The queue's own key, once given (:meth:`give_queue_key`): every signed
+        #: request then proves the queue with it.
+        self.queue_key: Ed25519PrivateKey | None = None
 
     @property
     def me(self) -> Identity:
@@ -119,11 +126,28 @@ class ApiClient:
         }
         if self.device_token is not None:
             headers[HEADER_DEVICE_TOKEN] = b64encode(self.device_token)
+        if self.queue_key is not None:
+            headers[HEADER_QUEUE] = ident.queue_id
+            proof = self.queue_key.sign(queue_proof_message(ident.queue_id, message))
+            headers[HEADER_QUEUE_SIGNATURE] = b64encode(proof)
         return headers
 
     def copy(self) -> ApiClient:
         """Another copy of this client (same keys and IDs), as a restored backup is."""
-        return ApiClient(self.http, self.identity, self.clock)
+        twin = ApiClient(self.http, self.identity, self.clock)
+        twin.queue_key = self.queue_key
+        return twin
+
+    async def give_queue_key(self, kill: bytes | None = None) -> bytes:
+        """Give the queue a key of its own (``PUT /v1/queue/key``); its kill secret."""
+        key = Ed25519PrivateKey.generate()
+        kill = kill if kill is not None else os.urandom(32)
+        kill_hash = hashlib.sha256(kill).digest()
+        proof = key.sign(queue_key_possession(self.me.queue_id, kill_hash))
+        request = m.QueueKeyRequest(public_bytes(key), kill_hash, proof)
+        await self.call("PUT", r.QUEUE_KEY, request, m.Empty)
+        self.queue_key = key
+        return kill
 
     async def take_over(self, token: bytes) -> m.Empty:
         """Make this copy the client's only one (``POST /v1/clients/takeover``)."""
@@ -275,7 +299,9 @@ class ApiClient:
         """
         refs = []
         for other in others:
-            await other.upload_key_packages([other.key_package()])
+            # A queue with a key of its own is named by no row: the leaf names it.
+            delivery = None if other.queue_key is None else await other.queue_address()
+            await other.upload_key_packages([other.key_package(delivery=delivery)])
             for claimed in (await self.claim(other.me.account_id)).key_packages:
                 refs.append(mls_data.key_package_ref(claimed.key_package))
         return mls_data.welcome(refs)

@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -46,6 +47,7 @@ from ..errors import (
     UntrustedKeyError,
 )
 from ..identity import CIPHER_SUITE
+from ..queue_keys import queue_kill_of
 from ..store.outbox import OutboxKind
 from ..store.pending_links import LinkRole, LinkState, PendingLink
 from ..store.store import Store
@@ -120,12 +122,18 @@ async def start_link(session: Session) -> DeviceLink:
     return link
 
 
+#: The links each session runs: not what a crash cut short, whatever
+#: :func:`recover_links` finds pending while they run.
+_running: weakref.WeakKeyDictionary[Session, set[bytes]] = weakref.WeakKeyDictionary()
+
+
 class DeviceLink:
     """The existing device's side of one link (see the module docstring)."""
 
     def __init__(
         self, session: Session, code: LinkCode, channel: LinkChannel, expires_at: int
     ) -> None:
+        _running.setdefault(session, set()).add(channel.link_id)
         self._s = session
         self.code = code
         self.expires_at = expires_at
@@ -479,7 +487,8 @@ async def _undo(session: Session, record: PendingLink) -> None:
     """Remove a client registered for a link that never got to its Adds."""
     if record.client_id is not None:
         try:
-            await session.transport.remove_client(record.client_id)
+            kill = queue_kill_of(session, record.client_id)
+            await session.transport.remove_client(record.client_id, kill)
         except ServerRejectedError as exc:
             if exc.code != "not_found":
                 raise
@@ -498,8 +507,11 @@ async def recover_links(session: Session) -> int:
     delivers them).
     """
     links = await session.store.run(lambda s: s.pending_links.all(LinkRole.CREATOR))
+    running = _running.get(session, set())
     undone = 0
     for record in links:
+        if record.link_id in running:  # started in this session: not cut short
+            continue
         # The new device waits on the mailbox: closing it tells it the link is over
         # (past *ready* it is linked all the same; before, it starts again).
         try:

@@ -227,9 +227,15 @@ class Transport:
         response = await self.call("POST", r.CLIENT_CERTIFICATE, request, m.ClientCredential)
         return response.credential
 
-    async def remove_client(self, client_id: str) -> None:
-        """Remove a device of this account (this one included) from the server."""
-        await self.call("DELETE", r.client_path(client_id), None, m.Empty)
+    async def remove_client(self, client_id: str, queue_kill: bytes | None = None) -> None:
+        """Remove a device of this account (this one included) from the server; its
+        queue's kill secret names the queue once it has a key of its own."""
+        body = None if queue_kill is None else m.RemoveClientRequest(queue_kill)
+        await self.call("DELETE", r.client_path(client_id), body, m.Empty)
+
+    async def give_queue_key(self, request: m.QueueKeyRequest) -> None:
+        """Give this client's queue a key of its own (messenger/client/queue_keys.py)."""
+        await self.call("PUT", r.QUEUE_KEY, request, m.Empty)
 
     async def create_link(self, link_id: bytes) -> m.CreateLinkResponse:
         return await self.call("POST", r.LINKS, m.CreateLinkRequest(link_id), m.CreateLinkResponse)

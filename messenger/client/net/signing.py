@@ -9,7 +9,9 @@ MLS signature key.
 
 A copy that took its client over (a restore, :mod:`messenger.client.takeover`)
 also sends its device token (:data:`~messenger.api.signing.HEADER_DEVICE_TOKEN`)
-with every request, once :attr:`Signer.device_token` is set.
+with every request, once :attr:`Signer.device_token` is set. A client whose
+queue has a key of its own (:mod:`messenger.client.queue_keys`) proves its
+queue on every request with it (:meth:`Signer.set_queue_key`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from messenger.api.signing import (
     HEADER_CLIENT,
     HEADER_DEVICE_TOKEN,
     HEADER_NONCE,
+    HEADER_QUEUE,
+    HEADER_QUEUE_SIGNATURE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     NONCE_BYTES,
     canonical_request,
+    queue_proof_message,
 )
 
 __all__ = ["Signer"]
@@ -46,6 +51,7 @@ class Signer:
         clock: Callable[[], float] = time.time,
         random: Callable[[int], bytes] = os.urandom,
         device_token: bytes | None = None,
+        queue_key: tuple[str, bytes] | None = None,
     ) -> None:
         self.client_id = client_id
         self._key = Ed25519PrivateKey.from_private_bytes(private_key)
@@ -53,6 +59,13 @@ class Signer:
         self._random = random
         self._device_token: bytes | None = None
         self.device_token = device_token
+        self._queue: tuple[str, Ed25519PrivateKey] | None = None
+        if queue_key is not None:
+            self.set_queue_key(*queue_key)
+
+    def set_queue_key(self, queue_id: str, private_key: bytes) -> None:
+        """Prove ``queue_id`` with ``private_key`` on every request from now on."""
+        self._queue = (queue_id, Ed25519PrivateKey.from_private_bytes(private_key))
 
     @property
     def device_token(self) -> bytes | None:
@@ -81,4 +94,10 @@ class Signer:
         }
         if self._device_token is not None:
             headers[HEADER_DEVICE_TOKEN] = b64encode(self._device_token)
+        if self._queue is not None:
+            queue_id, key = self._queue
+            headers[HEADER_QUEUE] = queue_id
+            headers[HEADER_QUEUE_SIGNATURE] = b64encode(
+                key.sign(queue_proof_message(queue_id, message))
+            )
         return headers

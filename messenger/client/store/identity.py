@@ -56,6 +56,9 @@ class Identity:
     device_token: bytes | None = field(default=None, repr=False)
     """This copy's device token, once it took its device over (not in the identity
     row: the settings table, :data:`~.settings.DEVICE_TOKEN`); sign with it."""
+    queue_key: bytes | None = field(default=None, repr=False)
+    """This client's queue key, once it made one (the settings table,
+    :data:`~.settings.QUEUE_KEY`); prove the queue with it."""
 
 
 class IdentityRepository:
@@ -68,8 +71,9 @@ class IdentityRepository:
         row = self._db.query_one(f"SELECT {_COLUMNS} FROM identity WHERE singleton = 1")  # noqa: S608
         if row is None:
             return None
-        token = SettingsRepository(self._db).device_token()
-        return replace(Identity(*row), device_token=token)
+        settings = SettingsRepository(self._db)
+        queue_key, _given = settings.queue_key()
+        return replace(Identity(*row), device_token=settings.device_token(), queue_key=queue_key)
 
     def save(self, identity: Identity) -> None:
         """Store the identity, replacing any previous one."""

@@ -19,6 +19,7 @@ from .database import Database
 __all__ = [
     "DEVICE_TOKEN",
     "INSECURE_HTTP_ALLOWED",
+    "QUEUE_KEY",
     "TAKEOVER_PENDING",
     "JsonValue",
     "SettingsRepository",
@@ -28,6 +29,9 @@ __all__ = [
 TAKEOVER_PENDING = "device.takeover_pending"
 #: This copy's device token (hex), sent with every request once it took over.
 DEVICE_TOKEN = "device.token"  # noqa: S105 - a setting's name
+#: This client's queue key and whether the server has it (hex, in the
+#: encrypted store; ``messenger/client/queue_keys.py``).
+QUEUE_KEY = "queue.key"
 #: The user chose, at sign-up, to reach this account's server over plain
 #: ``http://`` although it is not this computer (``create_account``'s
 #: ``allow_insecure_http``); every later connection honours that choice.
@@ -87,6 +91,25 @@ class SettingsRepository:
         """Record a completed takeover: keep ``token``, clear the pending flag."""
         self.set(DEVICE_TOKEN, token.hex())
         self.delete(TAKEOVER_PENDING)
+
+    def queue_key(self) -> tuple[bytes | None, bool]:
+        """This client's queue key (raw Ed25519 private key, or None), and whether
+        the server has it (``messenger/client/queue_keys.py``)."""
+        value = self.get(QUEUE_KEY)
+        if not isinstance(value, dict):
+            return None, False
+        key, given = value.get("key"), value.get("given")
+        try:
+            private = bytes.fromhex(key) if isinstance(key, str) else None
+        except ValueError:
+            private = None
+        if private is None or len(private) != 32:
+            return None, False
+        return private, given is True
+
+    def set_queue_key(self, private: bytes, *, given: bool) -> None:
+        """Keep ``private`` as this client's queue key; ``given``: the server has it."""
+        self.set(QUEUE_KEY, {"key": private.hex(), "given": given})
 
     def items(self) -> dict[str, JsonValue]:
         """Every setting."""

@@ -629,6 +629,20 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX rejoin_boxes_expiry ON rejoin_boxes (expires_at)",
         ),
     ),
+    Migration(
+        22,
+        "queues with keys of their own",
+        (
+            # A queue's own Ed25519 key and the SHA-256 of its kill secret
+            # (messenger.server.queue_links): once set, the client's row no
+            # longer holds its queue; the client proves it on each request,
+            # and its account's devices name it with the kill secret to
+            # remove the device. NULL until the client gives them.
+            "ALTER TABLE queues ADD COLUMN auth_key {blob}",
+            "ALTER TABLE queues ADD COLUMN kill_hash {blob}",
+            "CREATE UNIQUE INDEX queues_kill_hash ON queues (kill_hash)",
+        ),
+    ),
 )
 
 
