@@ -662,10 +662,12 @@ class MessengerClient:
         """Fetch and process everything waiting on the server, now."""
         session = self._require()
         assert self._pipeline is not None
+        from .queue_keys import give_queue_key
         from .restore_device import prepare_device
 
         # A restored copy becomes a new device before it reads the queue.
         await prepare_device(session)
+        await give_queue_key(session)
         await self._pipeline.catch_up()
 
     async def flush(self, timeout: float | None = None) -> None:

@@ -20,6 +20,10 @@ no such row:
   of the account can derive and the server cannot: it keeps only the
   secret's SHA-256 beside the queue.
 
+The key is given by the push listener at each connection, after the
+device is prepared (a restored copy registers as a new device first), and
+by an explicit sync: never in the way of an app that starts offline.
+
 An account without an account key (from before docs/devices.md) keeps the
 old link: no device could name its queue for a removal. A server from
 before queue keys (``not_found`` or ``method_not_allowed``) is asked again

@@ -92,7 +92,6 @@ from .identity import (
     issued_credential_verifies,
 )
 from .net.signing import Signer
-from .queue_keys import give_queue_key
 from .rejoin_boxes import box_token
 from .sealed_sending import send_token
 from .session import Session
@@ -223,9 +222,6 @@ async def prepare_device(session: Session) -> bool:
         state = await session.store.run(lambda s: _state(s.settings))
         if state is not None and state.get("step") == "rejoin":
             await _rejoin_all(session, state)
-            did = True
-        # Not before a restored copy is a device of its own: its queue's key.
-        if (state is None or state.get("step") == "rejoin") and await give_queue_key(session):
             did = True
         return did
 

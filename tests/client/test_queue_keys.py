@@ -10,6 +10,7 @@ keys leaves the client working as it did.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from messenger.api import routes as r
 from messenger.client import MessengerClient
-from messenger.client.errors import ServerRejectedError
+from messenger.client.errors import NetworkError, ServerRejectedError
 from messenger.client.net.http import Transport
 from messenger.client.queue_keys import queue_kill
 
@@ -125,3 +126,27 @@ def test_a_kill_secret_is_the_accounts_and_the_devices() -> None:
     assert queue_kill(first, "client-a") == queue_kill(first, "client-a")
     assert queue_kill(first, "client-a") != queue_kill(first, "client-b")
     assert queue_kill(first, "client-a") != queue_kill(second, "client-a")
+
+
+async def test_an_app_that_starts_offline_syncs_while_its_key_waits(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Giving the key needs the server; the app's start does not wait for it: the
+    listener, the outbox and the maintenance start, and the listener gives the key
+    once it connects."""
+
+    async def offline(self: Transport, request: object) -> None:
+        raise NetworkError("the server cannot be reached")
+
+    alice = await server.client("alice")
+    with monkeypatch.context() as patch:
+        patch.setattr(Transport, "give_queue_key", offline)
+        await alice.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(alice._tasks) < 5:  # start, expiry, listener, outbox, maintenance, …
+            assert loop.time() < deadline, "the sync tasks did not start"
+            await asyncio.sleep(0.01)
+    assert await _linked_queue(server, _ids(alice)[0]) is not None
+    await alice.sync()  # connected: the key is given
+    assert await _linked_queue(server, _ids(alice)[0]) is None

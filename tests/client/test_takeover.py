@@ -245,11 +245,7 @@ async def test_prepare_device_loads_the_token_of_a_copy_that_took_over(
     store = await AsyncStore.create(
         profiles.create("restored"), PASSPHRASE, keychain=keychain, kdf=FAST_KDF
     )
-    # Has an account key: no certification; and no private half here, so no queue key
-    # to give either (messenger/client/queue_keys.py, tests/client/test_queue_keys.py).
-    account = SimpleNamespace(
-        account_key=b"\x05" * 32, identity=SimpleNamespace(account_private_key=None)
-    )
+    account = SimpleNamespace(account_key=b"\x05" * 32)  # has an account key: no certification
     session = SimpleNamespace(store=store, transport=transport, account=account)
     try:
         await store.run(lambda s: s.settings.took_over(TOKEN))

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from ..errors import ClientError, DeviceRemovedError, DeviceReplacedError, RateLimitedError
 from ..events import ConnectionState, ConnectionStateChanged
 from ..net.backoff import Backoff
+from ..queue_keys import give_queue_key
 from ..restore_device import prepare_device
 from ..session import Session
 from .inbound import InboundPipeline
@@ -104,6 +105,8 @@ class PushListener:
     async def _session(self) -> None:
         """One connection: catch up, then follow the push socket until it fails."""
         await prepare_device(self._s)
+        # Once this copy is a device of its own (a restore registers first).
+        await give_queue_key(self._s)
         cursor = await self._pipeline.catch_up()
         async with self._s.transport.push(cursor) as socket:
             self._set(ConnectionState.ONLINE)
