@@ -992,7 +992,8 @@ class DeliveryService:
                 # An external commit may come from another device of a member's
                 # account (a restored or resynced device, docs/devices.md §5).
                 info = await self._stored_info(tx, group_id, state)
-                own_queues = await self._account_queues(tx, principal, info)
+                own_queues = await self._account_queues(tx, principal)
+                own_queues |= self._leaf_queues(principal, info)
                 if not header.external_commit or own_queues.isdisjoint(old_members):
                     raise _unknown_group()
             return await applied(tx, row, state, old_members, own_queues)
@@ -1251,20 +1252,25 @@ class DeliveryService:
             found.update(digests[bytes(r[0])] for r in rows)
         return found
 
-    async def _account_queues(self, tx: Tx, principal: Principal, info: bytes | None) -> set[str]:
-        """The queues of ``principal``'s account that the server can name: the one
-        the request proves, those its clients' rows still name (clients from before
-        queue keys), and, since a queue with a key of its own is named by no row,
-        those the leaves of the account in the group's GroupInfo ``info`` name."""
+    async def _account_queues(self, tx: Tx, principal: Principal) -> set[str]:
+        """The queues of ``principal``'s account that rows or the request name: the
+        one the request proves, and those its clients' rows still name (clients
+        from before queue keys). A queue with a key of its own is named by no
+        row: :meth:`_leaf_queues` finds those of a group's members."""
         rows = await self._queue_links.of_account(tx, principal.account_id)
         queues = {q for _, q in rows if q is not None}
         if principal.proven_queue is not None:
             queues.add(principal.proven_queue)
-        if info is not None:
-            for account_id, delivery in group_info_leaves(info):
-                queue = None if delivery is None else self._addresses.resolve(delivery)
-                if account_id == principal.account_id and queue is not None:
-                    queues.add(queue)
+        return queues
+
+    def _leaf_queues(self, principal: Principal, info: bytes | None) -> set[str]:
+        """The queues that the leaves of ``principal``'s account in the group's
+        GroupInfo ``info`` name (parsing its tree: only when needed)."""
+        queues: set[str] = set()
+        for account_id, delivery in () if info is None else group_info_leaves(info):
+            queue = None if delivery is None else self._addresses.resolve(delivery)
+            if account_id == principal.account_id and queue is not None:
+                queues.add(queue)
         return queues
 
     async def _stored_info(self, tx: Tx, group_id: bytes, state: _GroupState) -> bytes | None:
@@ -1760,8 +1766,9 @@ class DeliveryService:
             state = await self._opened(tx, group_id, token, lock=False)
             info = await self._stored_info(tx, group_id, state)
             # A member, or a device of a member's account (docs/devices.md §5).
-            if (await self._account_queues(tx, principal, info)).isdisjoint(
-                await live_queues(tx, state.listed)
+            members = await live_queues(tx, state.listed)
+            if (await self._account_queues(tx, principal)).isdisjoint(members) and (
+                self._leaf_queues(principal, info).isdisjoint(members)
             ):
                 raise _unknown_group()
             if info is None:

@@ -298,7 +298,7 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
             members, _ = await conversation(clients)
             # Taken before the copy: a token of an epoch since the last
             # removal opens the state (the test's key to it; a thief has none).
-            tokens = await _group_tokens(members)
+            tokens = await group_tokens(members)
             db = await read_database(data_dir, dsn)
             blob_sizes = [f.stat().st_size for f in (data_dir / "blobs").rglob("*") if f.is_file()]
             identities = await _identities(members)
@@ -348,7 +348,7 @@ async def _assert_leaves_hide_queues(members: list[MessengerClient], queues: set
     assert seen >= 9  # three members, each seeing three leaves
 
 
-async def _group_tokens(members: list[MessengerClient]) -> dict[bytes, bytes]:
+async def group_tokens(members: list[MessengerClient]) -> dict[bytes, bytes]:
     """The send token of each group a member is in, at its current epoch."""
     tokens: dict[bytes, bytes] = {}
     for client in members:

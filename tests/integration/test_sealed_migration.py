@@ -25,7 +25,6 @@ from messenger.api import routes as r
 from messenger.api.fields import b64encode
 from messenger.client import MessengerClient, OutdatedClientError
 from messenger.client.net.error_mapping import error_from_response
-from messenger.client.sealed_sending import send_token
 from messenger.server.at_rest import SealedColumn
 from messenger.server.group_epochs import GroupEpochs
 from messenger.server.member_sets import MemberSets
@@ -34,6 +33,7 @@ from messenger.server.state_keys import StateKeys
 
 from .conftest import Clients, ServerProcess, eventually, start_server, stop_server
 from .test_end_to_end import _group_id
+from .test_metadata_proof import group_tokens
 from .test_pq_suites import contact
 
 pytestmark = pytest.mark.anyio
@@ -48,14 +48,7 @@ async def _forget_tokens(c: _Chat) -> None:
     """What migration 8 leaves for a group made before it: no digest, and its
     state sealed under the server's key (as apps from before made it), not its
     members' (docs/metadata.md §2), which the test opens with a member's token."""
-    tokens: dict[bytes, bytes] = {}
-    for client in (c.alice, c.bob):
-        session = client._require()
-        for group_id in await session.store.run(lambda s: s.groups.group_ids()):
-            async with session.group_lock(group_id):
-                group = await session.epochs.get(group_id)
-                if group is not None and group.active:
-                    tokens[group_id] = await session.mls(send_token, group)
+    tokens = await group_tokens([c.alice, c.bob])
     at_rest_key = ServerKeys.derive(
         load_or_create_master_secret(c.data_dir / "server-secret.key")
     ).at_rest_key
