@@ -150,6 +150,10 @@ class Route:
     optional_body: bool = False
     """``request`` may be left out (an empty body): for a field added to a route
     that older clients call without a body."""
+    queue_request: bool = False
+    """Besides a client's signed request, the route takes a **queue request**:
+    signed by the queue's own key alone, naming no client
+    (:func:`~messenger.api.signing.queue_request`, docs/metadata.md §1)."""
 
 
 _AUTH_NO_DEVICE: Final = (
@@ -267,7 +271,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "Take over the signing client: a restored copy replaces the others",
         m.Empty,
         m.TakeoverRequest,
-        errors=(*_AUTH_NO_DEVICE, *_BODY),
+        errors=(*_AUTH_NO_DEVICE, *_BODY, ErrorCode.KEY_IN_USE),
     ),
     Route(
         "POST",
@@ -366,6 +370,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "A fresh delivery address of the signing client's queue, for its leaves",
         m.QueueAddressResponse,
         errors=_AUTH,
+        queue_request=True,
     ),
     Route(
         "PUT",
@@ -383,6 +388,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.FetchResponse,
         query=FETCH_QUERY,
         errors=(*_AUTH, ErrorCode.INVALID_FIELD),
+        queue_request=True,
     ),
     Route(
         "POST",
@@ -391,6 +397,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.AckResponse,
         m.AckRequest,
         errors=(*_AUTH, *_BODY),
+        queue_request=True,
     ),
     Route(
         "POST",

@@ -1,6 +1,6 @@
 """The byte strings that clients and the server sign, shared by both sides.
 
-Three things are signed, each with its own domain-separation prefix so that
+Each of these is signed with its own domain-separation prefix so that
 a signature for one can never be taken for another:
 
 * **Requests** (:func:`canonical_request`). A client signs every
@@ -9,6 +9,11 @@ a signature for one can never be taken for another:
   a timestamp and a random nonce. The server refuses a request whose
   timestamp is outside its window or whose nonce it has already seen for
   that client (replay), so a captured request cannot be sent again.
+* **Queue requests** (:func:`queue_request`). Reading and acknowledging a
+  queue whose key is its own needs only that key: the request carries the
+  queue ID, a timestamp, a nonce and the queue key's signature, and no
+  client ID (docs/metadata.md §1). A client's signed request that needs
+  its queue proves it with :func:`queue_proof_message`.
 * **Proof of possession** (:func:`possession_message`). Registering a key
   (a new account or another device) needs a signature by that key, so no
   one can register a key that they do not hold.
@@ -57,6 +62,7 @@ __all__ = [
     "possession_message",
     "queue_key_possession",
     "queue_proof_message",
+    "queue_request",
 ]
 
 #: The signing client's ID.
@@ -74,7 +80,10 @@ NONCE_BYTES: Final = 16
 #: The signing client's queue ID, on signed requests of a client whose queue has
 #: a key of its own (docs/metadata.md §1).
 HEADER_QUEUE: Final = "X-Messenger-Queue"
-#: The queue key's Ed25519 signature over :func:`queue_proof_message`, base64url.
+#: The queue key's Ed25519 signature over :func:`queue_proof_message` (on a
+#: client's signed request) or over :func:`queue_request` (on a **queue
+#: request**, which carries no client headers: reading and acknowledging the
+#: queue, docs/metadata.md §1), base64url.
 HEADER_QUEUE_SIGNATURE: Final = "X-Messenger-Queue-Signature"
 
 #: The device token, base64url, on every signed request of a client that was
@@ -90,6 +99,7 @@ _CREDENTIAL_V2_PREFIX: Final = "messenger-credential-v2"
 _DEVICE_PREFIX: Final = "messenger-device-certificate-v1"
 _QUEUE_PROOF_PREFIX: Final = "messenger-queue-proof-v1"
 _QUEUE_KEY_PREFIX: Final = "messenger-queue-key-v1"
+_QUEUE_REQUEST_PREFIX: Final = "messenger-queue-request-v1"
 
 
 #: Bytes that stand for themselves in a canonical target: RFC 3986 ``unreserved``,
@@ -219,4 +229,31 @@ def queue_proof_message(queue_id: str, request: bytes) -> bytes:
 def queue_key_possession(queue_id: str, kill_hash: bytes) -> bytes:
     """What a queue key signs when it is given to ``queue_id`` (``PUT /v1/queue/key``)."""
     lines = (_QUEUE_KEY_PREFIX, _ascii_line(queue_id), b64encode(kill_hash))
+    return "\n".join(lines).encode("ascii")
+
+
+def queue_request(
+    method: str,
+    target: str | bytes,
+    queue_id: str,
+    timestamp_ms: int,
+    nonce: str,
+    body: bytes,
+) -> bytes:
+    """What a queue key signs for a **queue request**: a request that names no
+    client, only the queue it reads (docs/metadata.md §1).
+
+    The lines of :func:`canonical_request` with the queue ID in place of the
+    client ID, under a prefix of their own, so that neither a client's
+    signature nor a queue proof can stand for it.
+    """
+    lines = (
+        _QUEUE_REQUEST_PREFIX,
+        _ascii_line(method.upper()),
+        canonical_target(target),
+        _ascii_line(queue_id),
+        str(timestamp_ms),
+        _ascii_line(nonce),
+        hashlib.sha256(body).hexdigest(),
+    )
     return "\n".join(lines).encode("ascii")

@@ -322,6 +322,7 @@ class MessengerClient:
             queue_key=None
             if identity.queue_key is None
             else (identity.queue_id, identity.queue_key),
+            queue_key_given=identity.queue_key_given,
         )
         pins = PinnedKeys(self._pinned, on_changed=self._on_account_key_changed())
         account = Account.load(

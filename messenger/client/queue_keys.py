@@ -14,6 +14,10 @@ no such row:
   (:func:`~messenger.api.signing.queue_proof_message`, sent by
   :class:`~.net.signing.Signer`), so the server learns the queue of a
   request only from the request;
+* and the queue is read, acknowledged and pushed over **queue requests**,
+  signed by the queue key alone and naming no client
+  (:func:`~messenger.api.signing.queue_request`), on connections of their
+  own (:class:`~.net.http.Transport`);
 * to remove a device, another device of the account names its queue with
   its **kill secret**, ``HKDF-SHA256(ikm=account private key, salt=None,
   info="messenger queue kill v1" ‖ 0 ‖ client ID, 32)``, which every device
@@ -97,8 +101,11 @@ async def give_queue_key(session: Session) -> bool:
         if signer is None:  # pragma: no cover - a session always has a signer
             raise RuntimeError("a session without a signer")
         private, given = await store.run(lambda s: s.settings.queue_key())
-        if given:
+        if given and signer.signs_queue_requests:
             return False
+        # Given, but the server refused a queue request as signed by a key it
+        # does not know (restored from a backup made before it had the key,
+        # :class:`~.net.http.Transport`): the same key is given again.
         if private is None:
             private = Ed25519PrivateKey.generate().private_bytes_raw()
             chosen = private
@@ -120,5 +127,6 @@ async def give_queue_key(session: Session) -> bool:
             return False
         done = private
         await store.transaction(lambda s: s.settings.set_queue_key(done, given=True))
+        signer.queue_key_given = True
         _log.info("this device's queue has a key of its own now")
         return True

@@ -23,6 +23,16 @@ happens, in this order, each failure a 401 that changes nothing:
    the database together with the storing of the nonce, so that it is
    current on every server process. A refused request keeps no nonce.
 
+**Queue requests** (:meth:`RequestAuthenticator.authenticate_queue`,
+docs/metadata.md §1) name no client: a queue with a key of its own is read,
+acknowledged and pushed with requests signed by that key alone, over
+:func:`~messenger.api.signing.queue_request`. They go through the same
+steps with the queue in place of the client: the headers, the window, the
+queue's key and signature, then the nonce (:func:`queue_nonce_digest`,
+stored only while the queue has its key); a removed queue answers
+``device_removed`` from its tombstone. There is no device token: a queue
+with a key is never taken over (:meth:`~.devices.Devices.take_over`).
+
 The client's row is read again with the nonce: if it is gone, the request
 gets the answer of an unknown client (``auth_invalid``), even from a
 process that still has the client's key in its cache.
@@ -80,6 +90,7 @@ from messenger.api.signing import (
     NONCE_BYTES,
     canonical_request,
     queue_proof_message,
+    queue_request,
 )
 
 from .devices import (
@@ -87,6 +98,7 @@ from .devices import (
     device_replaced,
     presented_token,
     removed_client_hash,
+    removed_queue_hash,
     token_matches,
 )
 from .metrics import Metrics
@@ -96,9 +108,11 @@ from .storage import Database, StorageError, Tx
 __all__ = [
     "HASHED_NONCES_VERSION",
     "Principal",
+    "QueueCaller",
     "RequestAuthenticator",
     "nonce_digest",
     "nonce_expiry",
+    "queue_nonce_digest",
     "verify_ed25519",
 ]
 
@@ -107,6 +121,7 @@ _log = logging.getLogger("messenger.server.auth")
 _CACHE_SIZE = 100_000
 
 _NONCE_LABEL = b"messenger-request-nonce-v1\n"
+_QUEUE_NONCE_LABEL = b"messenger-queue-request-nonce-v1\n"
 
 #: The schema version that replaced (client ID, nonce) with :func:`nonce_digest`.
 HASHED_NONCES_VERSION = 4
@@ -115,6 +130,13 @@ HASHED_NONCES_VERSION = 4
 def nonce_digest(key: bytes, client_id: str, nonce: bytes) -> bytes:
     """The stored form of a request nonce: HMAC-SHA256 of (client ID, nonce)."""
     message = _NONCE_LABEL + client_id.encode("ascii") + b"\n" + nonce
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def queue_nonce_digest(key: bytes, queue_id: str, nonce: bytes) -> bytes:
+    """The stored form of a queue request's nonce: HMAC-SHA256 of (queue ID, nonce),
+    under a label of its own, so it never equals a client request's digest."""
+    message = _QUEUE_NONCE_LABEL + queue_id.encode("ascii") + b"\n" + nonce
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
@@ -154,6 +176,15 @@ class Principal:
         return self.proven_queue
 
 
+@dataclass(frozen=True, slots=True)
+class QueueCaller:
+    """The queue of a **queue request**: signed by the queue's own key, naming no
+    client (docs/metadata.md §1). Only reading and acknowledging the queue, and
+    asking for a delivery address of it, take one (``Route.queue_request``)."""
+
+    queue_id: str
+
+
 def verify_ed25519(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """Whether ``signature`` is a valid Ed25519 signature (RFC 8032)."""
     try:
@@ -184,6 +215,22 @@ nonce AS (
 SELECT EXISTS (SELECT 1 FROM client), (SELECT device_token_hash FROM client),
     (SELECT count(*) FROM nonce), set_config('synchronous_commit', 'off', true)
 """
+
+#: A queue request's nonce on PostgreSQL, as :data:`_PG_REMEMBER` for a
+#: client: stored if the queue still has its key (parameters: queue ID,
+#: digest, expiry); returns whether it has, and whether the nonce was new.
+_PG_REMEMBER_QUEUE = """
+WITH queue AS (SELECT 1 FROM queues WHERE queue_id = ? AND auth_key IS NOT NULL),
+nonce AS (
+    INSERT INTO request_nonces (nonce_hash, expires_at)
+    SELECT ?, ? WHERE EXISTS (SELECT 1 FROM queue)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM queue), (SELECT count(*) FROM nonce),
+    set_config('synchronous_commit', 'off', true)
+"""
+_SELECT_KEYED_QUEUE = "SELECT 1 FROM queues WHERE queue_id = ? AND auth_key IS NOT NULL"
 
 _SELECT_DEVICE = "SELECT device_token_hash FROM clients WHERE client_id = ?"
 _INSERT_NONCE = (
@@ -327,6 +374,93 @@ class RequestAuthenticator:
             raise self._fail(ErrorCode.AUTH_REPLAYED, "this request was already received")
         return principal
 
+    async def authenticate_queue(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> QueueCaller:
+        """The queue of a queue request (no client headers); :class:`ApiError` (401).
+
+        The same steps as :meth:`authenticate`, with the queue in place of the
+        client: the headers, the timestamp window, the queue's own key and the
+        signature over :func:`~messenger.api.signing.queue_request`, then the
+        nonce, stored only while the queue still has its key. A queue that one
+        of its account's devices removed answers ``device_removed`` (its
+        tombstone); a queue with no key of its own (still joined to its client)
+        or an unknown one, ``auth_invalid``. Nothing of the request that names
+        a client is stored: the nonce's digest is keyed by the queue.
+        """
+        raw_queue = headers.get(HEADER_QUEUE)
+        raw_ts = headers.get(HEADER_TIMESTAMP)
+        nonce = headers.get(HEADER_NONCE)
+        raw_sig = headers.get(HEADER_QUEUE_SIGNATURE)
+        if raw_queue is None or raw_ts is None or nonce is None or raw_sig is None:
+            raise self._fail(ErrorCode.AUTH_MISSING, "the request is not signed")
+        try:
+            queue_id = Ident("queue").parse(raw_queue, "queue")
+            if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > 16:
+                raise ValueError("timestamp")
+            timestamp = int(raw_ts)
+            nonce_bytes = b64decode(nonce)
+            if len(nonce_bytes) != NONCE_BYTES:
+                raise ValueError("nonce")
+            signature = b64decode(raw_sig)
+        except (ApiError, ValueError):
+            raise self._fail(ErrorCode.AUTH_INVALID, "malformed authentication headers") from None
+        now_ms = int(self._clock() * 1000)
+        if abs(now_ms - timestamp) > self._window_ms or timestamp < await self._not_before():
+            raise self._fail(
+                ErrorCode.AUTH_EXPIRED, "the request timestamp is outside the allowed window"
+            )
+        key = await self._queue_key(queue_id)
+        if key is None:
+            raise await self._unknown_queue(queue_id)
+        message = queue_request(method, target, queue_id, timestamp, nonce, body)
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            raise self._fail(ErrorCode.AUTH_INVALID, "bad signature") from None
+        digest = queue_nonce_digest(self._nonce_key, queue_id, nonce_bytes)
+        expires_at = nonce_expiry(now_ms, self._window_ms)
+
+        async def remember_in_one_statement(tx: Tx) -> tuple[bool, bool]:
+            row = await tx.fetchone(_PG_REMEMBER_QUEUE, queue_id, digest, expires_at)
+            if row is None or not row[0]:
+                return False, False
+            return True, int(row[1]) == 1
+
+        async def remember_in_a_transaction(tx: Tx) -> tuple[bool, bool]:
+            if await tx.fetchone(_SELECT_KEYED_QUEUE, queue_id) is None:
+                return False, False
+            return True, await tx.execute(_INSERT_NONCE, digest, expires_at) == 1
+
+        if self._db.dialect == "postgresql":
+            known, fresh = await self._db.statement(remember_in_one_statement)
+        else:
+            known, fresh = await self._db.transaction(remember_in_a_transaction)
+        if not known:
+            # Removed since its key was cached.
+            self._queue_keys.pop(queue_id, None)
+            raise await self._unknown_queue(queue_id)
+        if not fresh:
+            raise self._fail(ErrorCode.AUTH_REPLAYED, "this request was already received")
+        return QueueCaller(queue_id)
+
+    async def _unknown_queue(self, queue_id: str, message: str = "bad signature") -> ApiError:
+        """The answer to a request that shows a queue with no key of its own (a
+        queue request, or a signed request's queue proof): ``device_removed`` if
+        a device of its account removed it (its tombstone,
+        :func:`~.devices.removed_queue_hash`), else ``auth_invalid``."""
+        if self._removed_key is not None:
+            digest = removed_queue_hash(self._removed_key, queue_id)
+
+            async def load(tx: Tx) -> bool:
+                row = await tx.fetchone("SELECT 1 FROM removed_clients WHERE tombstone = ?", digest)
+                return row is not None
+
+            if await self._db.read(load):
+                self._metrics.auth_failures.labels(code=str(ErrorCode.DEVICE_REMOVED)).inc()
+                return device_removed()
+        return self._fail(ErrorCode.AUTH_INVALID, message)
+
     def forget(self, client_id: str) -> None:
         """Drop ``client_id`` from this process's cache (its queue got a key of its own)."""
         self._clients.pop(client_id, None)
@@ -351,7 +485,9 @@ class RequestAuthenticator:
             raise self._fail(ErrorCode.AUTH_INVALID, "malformed queue proof") from None
         key = await self._queue_key(queue_id)
         if key is None:
-            raise self._fail(ErrorCode.AUTH_INVALID, "bad queue proof")
+            # A removed device's queue (its tombstone): ``device_removed``, as
+            # the request's client is gone with it.
+            raise await self._unknown_queue(queue_id, "bad queue proof")
         try:
             key.verify(signature, queue_proof_message(queue_id, message))
         except InvalidSignature:

@@ -193,6 +193,8 @@ class Devices:
         self._links = links
         #: Open WebSockets: client ID -> {closer: the device token it presented}.
         self._sockets: dict[str, dict[Closer, bytes | None]] = {}
+        #: Open WebSockets of queue requests (no client): queue ID -> closers.
+        self._queue_sockets: dict[str, set[Closer]] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
     async def take_over(self, principal: Principal, token: bytes) -> None:
@@ -201,6 +203,19 @@ class Devices:
         payload = f"{self._hub.origin} {principal.client_id} {principal.queue_id}"
 
         async def op(tx: Tx) -> None:
+            # A queue with a key of its own is read with that key alone, which
+            # the copy taken over holds too: the app no longer takes over (a
+            # restore registers a new device, docs/devices.md §5), so such a
+            # client cannot be.
+            keyed = await tx.fetchone(
+                "SELECT 1 FROM queues WHERE queue_id = ? AND auth_key IS NOT NULL",
+                principal.queue_id,
+            )
+            if keyed is not None:
+                raise ApiError(
+                    ErrorCode.KEY_IN_USE,
+                    "this device's queue has a key of its own: restore it as a new device",
+                )
             await tx.execute(
                 "UPDATE clients SET device_token_hash = ? WHERE client_id = ?",
                 digest,
@@ -308,6 +323,31 @@ class Devices:
         if not current:
             raise device_replaced()
 
+    async def check_queue_current(self, queue_id: str) -> None:
+        """After a long poll of a queue request: ``device_removed`` if the queue went."""
+
+        async def op(tx: Tx) -> bool:
+            return (
+                await tx.fetchone("SELECT 1 FROM queues WHERE queue_id = ?", queue_id) is not None
+            )
+
+        if not await self._db.read(op):
+            raise device_removed()
+
+    @contextlib.contextmanager
+    def queue_socket(self, queue_id: str, closer: Closer) -> Iterator[None]:
+        """Register an open WebSocket of a queue request while the block runs
+        (closed with ``device_removed`` when the queue's device is removed)."""
+        self._queue_sockets.setdefault(queue_id, set()).add(closer)
+        try:
+            yield
+        finally:
+            closers = self._queue_sockets.get(queue_id)
+            if closers is not None:
+                closers.discard(closer)
+                if not closers:
+                    del self._queue_sockets[queue_id]
+
     @contextlib.contextmanager
     def socket(self, client_id: str, headers: Mapping[str, str], closer: Closer) -> Iterator[None]:
         """Register an open WebSocket of ``client_id`` while the block runs."""
@@ -344,14 +384,26 @@ class Devices:
     async def _replaced(
         self, client_id: str, queue_id: str, code: ErrorCode = ErrorCode.DEVICE_REPLACED
     ) -> None:
-        """Close the client's WebSockets and wake its long polls (they re-check)."""
-        for closer in list(self._sockets.get(client_id, ())):
+        """Close the client's WebSockets, and those its queue's key opened, and
+        wake its long polls (they re-check)."""
+        for closer in [*self._sockets.get(client_id, ()), *self._queue_sockets.get(queue_id, ())]:
             with contextlib.suppress(Exception):
                 await closer(code)
         self._hub.wake_queue(queue_id)
 
     async def _recheck_all(self) -> None:
-        """Close every open socket whose device token is no longer its client's."""
+        """Close every open socket whose device token is no longer its client's,
+        and every socket of a queue request whose queue is gone."""
+        for queue_id, closers in list(self._queue_sockets.items()):
+            try:
+                await self.check_queue_current(queue_id)
+            except StorageError:
+                _log.exception("re-checking queues failed")
+                return
+            except ApiError as exc:
+                for closer in list(closers):
+                    with contextlib.suppress(Exception):
+                        await closer(exc.code)
         for client_id, sockets in list(self._sockets.items()):
 
             async def stored(tx: Tx, client_id: str = client_id) -> tuple[bool, bytes | None]:

@@ -20,6 +20,8 @@ from messenger.api.routes import QUEUE_WEBSOCKET, ROUTES, Route
 from messenger.api.signing import (
     HEADER_CLIENT,
     HEADER_NONCE,
+    HEADER_QUEUE,
+    HEADER_QUEUE_SIGNATURE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
 )
@@ -145,7 +147,10 @@ def _operation(route: Route) -> dict[str, Any]:
                 }
             },
         }
-    if route.signed:
+    if route.signed and route.queue_request:
+        # A client's signed request, or a queue request (the queue key alone).
+        op["security"] = [{"requestSignature": []}, {"queueSignature": []}]
+    elif route.signed:
         op["security"] = [{"requestSignature": []}]
     elif (route.method, route.path) in OPTIONALLY_SIGNED_ROUTES:
         # Anonymous, or signed (then verified): the link mailbox (links.py),
@@ -179,7 +184,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "Signed requests carry the headers "
                 f"{HEADER_CLIENT}, {HEADER_TIMESTAMP}, {HEADER_NONCE} and {HEADER_SIGNATURE} "
                 "(see messenger.api.signing). "
-                f"Real-time push: WebSocket at {QUEUE_WEBSOCKET}?after=<seq>, signed like a GET; "
+                f"Real-time push: WebSocket at {QUEUE_WEBSOCKET}?after=<seq>, signed like a GET "
+                "(or a queue request); "
                 "the server sends PushMessages frames, the client sends PushAck frames "
                 "and gets PushAcked back."
             ),
@@ -193,7 +199,17 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "in": "header",
                     "name": HEADER_SIGNATURE,
                     "description": "Ed25519 signature over messenger.api.signing.canonical_request",
-                }
+                },
+                "queueSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": HEADER_QUEUE_SIGNATURE,
+                    "description": (
+                        f"A queue request: {HEADER_QUEUE}, {HEADER_TIMESTAMP}, {HEADER_NONCE} "
+                        "and the queue key's Ed25519 signature over "
+                        "messenger.api.signing.queue_request; no client"
+                    ),
+                },
             },
         },
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +36,13 @@ from messenger.api.routes import Route
 from messenger.api.signing import (
     HEADER_CLIENT,
     HEADER_NONCE,
+    HEADER_QUEUE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     canonical_target,
 )
 
-from .authentication import Principal
+from .authentication import Principal, QueueCaller
 from .blobs import parse_access, parse_blob_id, parse_group_token
 from .links import OPTIONALLY_SIGNED_ROUTES as OPTIONALLY_SIGNED
 from .logs import log_event
@@ -103,11 +104,21 @@ class Call:
     request: Request
     principal: Principal | None
     body: Any
+    #: The queue of a queue request (``Route.queue_request``; then no principal).
+    queue_caller: QueueCaller | None = None
 
     @property
     def me(self) -> Principal:
         assert self.principal is not None
         return self.principal
+
+    @property
+    def queue_id(self) -> str:
+        """The queue the request reads: its queue request's, or the one its signed
+        request proves (``auth_missing`` if it proves none)."""
+        if self.queue_caller is not None:
+            return self.queue_caller.queue_id
+        return self.me.queue_id
 
     def group_id(self) -> bytes:
         raw = self.request.path_params["group_id"]
@@ -153,6 +164,17 @@ def _carries_signature(request: Request) -> bool:
         name in headers
         for name in (HEADER_CLIENT, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
     )
+
+
+def is_queue_request(headers: Mapping[str, str]) -> bool:
+    """Whether a request is a queue request: it shows a queue and names no client
+    (:func:`~messenger.api.signing.queue_request`)."""
+    return HEADER_QUEUE in headers and HEADER_CLIENT not in headers
+
+
+def queue_limit_key(queue_id: str) -> str:
+    """The request budget of a queue's queue requests (a key no account ID takes)."""
+    return "queue " + queue_id
 
 
 def endpoint(route: Route, handler: Handler) -> StarletteRoute:
@@ -202,7 +224,17 @@ def endpoint(route: Route, handler: Handler) -> StarletteRoute:
         limit = MAX_BLOB_PART_BYTES if route.raw_body else state.config.max_body_bytes
         body = await _read_body(request, limit)
         principal = None
-        if route.signed or (
+        queue_caller = None
+        if route.queue_request and is_queue_request(request.headers):
+            queue_caller = await state.auth.authenticate_queue(
+                request.method, request_target(request), request.headers, body
+            )
+            try:
+                state.account_limiter.hit(queue_limit_key(queue_caller.queue_id))
+            except ApiError:
+                state.metrics.rate_limited.labels(limit="queue").inc()
+                raise
+        elif route.signed or (
             (route.method, route.path) in OPTIONALLY_SIGNED and _carries_signature(request)
         ):
             principal = await state.auth.authenticate(
@@ -228,7 +260,7 @@ def endpoint(route: Route, handler: Handler) -> StarletteRoute:
             if media_type != "application/json":
                 raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json")
             parsed = route.request.loads(body)
-        result = await handler(Call(state, request, principal, parsed))
+        result = await handler(Call(state, request, principal, parsed, queue_caller))
         if isinstance(result, Response):
             return result
         if isinstance(result, bytes):
@@ -340,7 +372,7 @@ async def count_key_packages(call: Call) -> m.Model:
 
 
 async def queue_address(call: Call) -> m.Model:
-    return m.QueueAddressResponse(call.state.addresses.issue(call.me.queue_id))
+    return m.QueueAddressResponse(call.state.addresses.issue(call.queue_id))
 
 
 async def claim_key_packages(call: Call) -> m.Model:
@@ -367,17 +399,21 @@ async def fetch(call: Call) -> m.Model:
     after = _query_int(call, "after", 0)
     limit = _query_int(call, "limit", 100)
     wait = _query_int(call, "wait", 0)
-    messages, more = await call.state.delivery.fetch_wait(call.me.queue_id, after, limit, wait)
+    messages, more = await call.state.delivery.fetch_wait(call.queue_id, after, limit, wait)
     # A long poll outlives its authentication: the client may have been taken
     # over or removed meanwhile (devices.py), and then these messages are not
-    # this copy's.
+    # this copy's. (A queue with a key of its own is never taken over, and
+    # its removal is checked the same way.)
     if wait:
-        await call.state.devices.check_current(call.me.client_id, call.request.headers)
+        if call.queue_caller is not None:
+            await call.state.devices.check_queue_current(call.queue_caller.queue_id)
+        else:
+            await call.state.devices.check_current(call.me.client_id, call.request.headers)
     return m.FetchResponse(tuple(messages), more)
 
 
 async def ack(call: Call) -> m.Model:
-    deleted = await call.state.delivery.ack(call.me.queue_id, call.body.up_to)
+    deleted = await call.state.delivery.ack(call.queue_id, call.body.up_to)
     return m.AckResponse(deleted)
 
 

@@ -1,6 +1,8 @@
 """Real-time delivery over WebSocket (``/v1/queue/ws?after=<seq>``).
 
-The upgrade request is signed like a ``GET`` (empty body). A refused
+The upgrade request is signed like a ``GET`` (empty body): by the client
+(with its queue proof), or as a **queue request** by the queue's own key
+alone, naming no client (docs/metadata.md §1). A refused
 handshake gets the same 401/429 JSON error as an HTTP request where the
 ASGI server supports denial responses, and is closed with code 1008
 otherwise.
@@ -36,8 +38,14 @@ from messenger.api import routes as r
 from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.models import MAX_FETCH, PushAck, PushAcked, PushMessages, QueueMessage
 
-from .authentication import Principal
-from .routes import client_address, error_response, request_target
+from .authentication import Principal, QueueCaller
+from .routes import (
+    client_address,
+    error_response,
+    is_queue_request,
+    queue_limit_key,
+    request_target,
+)
 from .state import ServerState
 
 __all__ = ["websocket_routes"]
@@ -48,10 +56,10 @@ _BATCH = 200
 
 
 class _Connection:
-    def __init__(self, ws: WebSocket, state: ServerState, principal: Principal) -> None:
+    def __init__(self, ws: WebSocket, state: ServerState, queue_id: str) -> None:
         self.ws = ws
         self.state = state
-        self.queue_id = principal.queue_id
+        self.queue_id = queue_id
         self._send_lock = asyncio.Lock()
         self._closed = False
         self._reason = ErrorCode.DEVICE_REPLACED
@@ -144,12 +152,17 @@ async def _deny(ws: WebSocket, error: ApiError) -> None:
 async def queue_socket(ws: WebSocket) -> None:
     """The ``/v1/queue/ws`` endpoint."""
     state: ServerState = ws.app.state.server
+    caller: Principal | QueueCaller
     try:
         state.ip_limiter.hit(client_address(ws, state))
         after = _after(ws)
-        principal = await state.auth.authenticate("GET", request_target(ws), ws.headers, b"")
-        state.account_limiter.hit(principal.account_id)
-        principal.queue_id  # noqa: B018 - auth_missing if the request does not prove it
+        if is_queue_request(ws.headers):
+            caller = await state.auth.authenticate_queue("GET", request_target(ws), ws.headers, b"")
+            state.account_limiter.hit(queue_limit_key(caller.queue_id))
+        else:
+            caller = await state.auth.authenticate("GET", request_target(ws), ws.headers, b"")
+            state.account_limiter.hit(caller.account_id)
+        queue_id = caller.queue_id  # auth_missing if a signed request does not prove it
     except ApiError as exc:
         if exc.code is ErrorCode.RATE_LIMITED:
             state.metrics.rate_limited.labels(limit="websocket").inc()
@@ -163,13 +176,21 @@ async def queue_socket(ws: WebSocket) -> None:
         return
     await ws.accept()
     state.metrics.websockets.inc()
-    conn = _Connection(ws, state, principal)
+    conn = _Connection(ws, state, queue_id)
     try:
-        with state.devices.socket(principal.client_id, ws.headers, conn.replaced):
-            # Registered first, checked second: a takeover that committed after
-            # the authentication is seen here, one that commits later closes it.
+        if isinstance(caller, QueueCaller):
+            registered = state.devices.queue_socket(queue_id, conn.replaced)
+        else:
+            registered = state.devices.socket(caller.client_id, ws.headers, conn.replaced)
+        with registered:
+            # Registered first, checked second: a takeover or removal that
+            # committed after the authentication is seen here, one that commits
+            # later closes it.
             try:
-                await state.devices.check_current(principal.client_id, ws.headers)
+                if isinstance(caller, QueueCaller):
+                    await state.devices.check_queue_current(queue_id)
+                else:
+                    await state.devices.check_current(caller.client_id, ws.headers)
             except ApiError as exc:
                 await conn.replaced(exc.code)
                 return

@@ -28,6 +28,8 @@ from .in_process import InProcessServer
 pytestmark = pytest.mark.anyio
 
 FLUSH = 10.0
+#: The routes that take queue requests (signed by the queue key alone).
+_QUEUE_ROUTES = frozenset({r.QUEUE_MESSAGES, r.ACK, r.QUEUE_ADDRESS, r.QUEUE_WEBSOCKET})
 
 
 @pytest.fixture
@@ -94,6 +96,14 @@ async def test_a_client_gives_its_queue_a_key_and_proves_it_on_every_request(
     assert signed, "signed requests were sent"
     queues = {_ids(c)[0]: _ids(c)[1] for c in (alice, bob)}
     assert all(x.queue == queues[x.client] for x in signed if x.client is not None)
+    # The queue is read and acknowledged with queue requests: no client named.
+    pipeline = bob._pipeline
+    assert pipeline is not None
+    await pipeline.acks.flush()
+    reads = [x for x in server.wire.exchanges[start:] if x.path in _QUEUE_ROUTES]
+    assert {x.path for x in reads} >= {r.QUEUE_MESSAGES, r.ACK}
+    assert all(x.client is None and x.queue in queues.values() for x in reads), reads
+    assert all(x.status == 200 for x in reads)
     # Nothing is given twice.
     await alice.sync()
     assert len(server.wire.sent("PUT", r.QUEUE_KEY)) == 2
@@ -150,3 +160,82 @@ async def test_an_app_that_starts_offline_syncs_while_its_key_waits(
     assert await _linked_queue(server, _ids(alice)[0]) is not None
     await alice.sync()  # connected: the key is given
     assert await _linked_queue(server, _ids(alice)[0]) is None
+
+
+async def test_a_server_that_takes_no_queue_requests_is_read_with_signed_ones(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server with queue keys from before queue requests answers one as an
+    unsigned request (``auth_missing``): the client reads its queue with signed
+    requests from then on, and loses nothing."""
+    from messenger.server import routes as server_routes
+    from messenger.server import websocket as server_websocket
+
+    monkeypatch.setattr(server_routes, "is_queue_request", lambda headers: False)
+    monkeypatch.setattr(server_websocket, "is_queue_request", lambda headers: False)
+    alice, bob = await server.client("alice"), await server.client("bob")
+    await alice.sync()
+    await bob.sync()
+    assert await _linked_queue(server, _ids(bob)[0]) is None, "the key was given"
+    chat = await alice.create_group("Two", [await account_id(bob)])
+    await alice.send_text(chat.id, "read anyway")
+    await alice.flush(FLUSH)
+    await bob.sync()
+    (view,) = await bob.conversations()
+    assert await texts(bob, view.conversation.id) == ["read anyway"]
+    refused = [x for x in server.wire.exchanges if x.client is None and x.path in _QUEUE_ROUTES]
+    assert refused and all(x.error == "auth_missing" for x in refused)
+    assert not bob._require().transport.reads_by_queue
+    fetches = server.wire.sent("GET", r.QUEUE_MESSAGES)
+    assert fetches[-1].client == _ids(bob)[0] and fetches[-1].status == 200
+
+
+async def test_a_server_restored_without_the_key_is_read_signed_and_given_it_again(
+    server: InProcessServer,
+) -> None:
+    """A server restored from a backup made before the queue had its key refuses
+    the queue's requests (``auth_invalid``): the client reads with signed requests
+    (the restored row names its queue), loses nothing, and gives the same key
+    again at its next sync."""
+    alice, bob = await server.client("alice"), await server.client("bob")
+    await alice.sync()
+    await bob.sync()
+    client_id, queue_id = _ids(bob)
+    key_before, _kill = await _queue_key(server, queue_id)
+    assert key_before is not None
+    chat = await alice.create_group("Two", [await account_id(bob)])
+    await alice.send_text(chat.id, "before the restore")
+    await alice.flush(FLUSH)
+
+    # The restore: Bob's queue has no key, his row names it again (sealed), and
+    # the restarted server has nothing cached.
+    box = server.state.queue_links.seal(client_id, queue_id)
+
+    async def restore(tx: Any) -> None:
+        await tx.execute(
+            "UPDATE queues SET auth_key = NULL, kill_hash = NULL WHERE queue_id = ?", queue_id
+        )
+        await tx.execute("UPDATE clients SET queue_box = ? WHERE client_id = ?", box, client_id)
+
+    await server.state.db.transaction(restore)
+    server.state.auth._queue_keys.clear()
+    server.state.auth._clients.clear()
+    mark = len(server.wire.exchanges)
+    await bob.sync()
+    (view,) = await bob.conversations()
+    assert await texts(bob, view.conversation.id) == ["before the restore"]
+    refused = [x for x in server.wire.exchanges[mark:] if x.client is None and x.status != 200]
+    assert refused and {x.error for x in refused} == {"auth_invalid"}
+    assert server.wire.sent("GET", r.QUEUE_MESSAGES)[-1].client == client_id
+    # The next sync gives the same key again; the queue is read by it once more.
+    await bob.sync()
+    key_after, _kill = await _queue_key(server, queue_id)
+    assert key_after is not None and bytes(key_after) == bytes(key_before)
+    assert await _linked_queue(server, client_id) is None
+    await alice.send_text(chat.id, "after the restore")
+    await alice.flush(FLUSH)
+    mark = len(server.wire.exchanges)
+    await bob.sync()
+    assert (await texts(bob, view.conversation.id))[-1] == "after the restore"
+    reads = [x for x in server.wire.exchanges[mark:] if x.path == r.QUEUE_MESSAGES]
+    assert reads and all(x.client is None and x.status == 200 for x in reads)

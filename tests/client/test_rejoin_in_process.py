@@ -472,6 +472,8 @@ async def test_a_box_is_written_again_every_60_days(
     try:
         session.clock = lambda: real() + 61 * DAY
         await until(lambda: _more(server, path, len(puts)), "the box written again")
+        # And recorded as written (after the server's answer): cancelled only then.
+        await until(lambda: _recorded(alice, gid, real() + 60 * DAY), "the write recorded")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -481,6 +483,11 @@ async def test_a_box_is_written_again_every_60_days(
     (marks,) = await alice._store.run(lambda s: s.groups.rejoin_marks(gid))
     assert marks.box_at is not None and marks.box_at >= int((real() + 61 * DAY) * 1000) - 60_000
     assert not box_due(marks, session.now_ms())
+
+
+async def _recorded(client: MessengerClient, gid: bytes, after: float) -> bool:
+    (marks,) = await client._store.run(lambda s: s.groups.rejoin_marks(gid))
+    return marks.box_at is not None and marks.box_at >= int(after * 1000)
 
 
 async def _more(server: InProcessServer, path: str, count: int) -> bool:

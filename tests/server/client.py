@@ -40,6 +40,7 @@ from messenger.api.signing import (
     possession_message,
     queue_key_possession,
     queue_proof_message,
+    queue_request,
 )
 from messenger.mls.events import CommitResult
 from messenger.mls.group import Group
@@ -131,6 +132,43 @@ class ApiClient:
             proof = self.queue_key.sign(queue_proof_message(ident.queue_id, message))
             headers[HEADER_QUEUE_SIGNATURE] = b64encode(proof)
         return headers
+
+    def queue_headers(
+        self,
+        method: str,
+        target: str,
+        body: bytes,
+        *,
+        timestamp_ms: int | None = None,
+        nonce: str | None = None,
+        key: Ed25519PrivateKey | None = None,
+    ) -> dict[str, str]:
+        """The headers of a queue request: signed by the queue key alone, no client."""
+        signer = key if key is not None else self.queue_key
+        assert signer is not None, "give the queue a key first"
+        ts = timestamp_ms if timestamp_ms is not None else int(self.clock() * 1000)
+        nonce = nonce if nonce is not None else b64encode(os.urandom(NONCE_BYTES))
+        message = queue_request(method, target, self.me.queue_id, ts, nonce, body)
+        return {
+            HEADER_QUEUE: self.me.queue_id,
+            HEADER_TIMESTAMP: str(ts),
+            HEADER_NONCE: nonce,
+            HEADER_QUEUE_SIGNATURE: b64encode(signer.sign(message)),
+        }
+
+    async def queue_raw(
+        self,
+        method: str,
+        target: str,
+        body: m.Model | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one queue request (signed as :meth:`queue_headers` unless ``headers``)."""
+        data = b"" if body is None else body.dumps()
+        all_headers = {"content-type": "application/json"} if body is not None else {}
+        all_headers.update(self.queue_headers(method, target, data) if headers is None else headers)
+        return await self.http.request(method, target, content=data, headers=all_headers)
 
     def copy(self) -> ApiClient:
         """Another copy of this client (same keys and IDs), as a restored backup is."""

@@ -28,10 +28,10 @@ import httpx
 from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.api.blobs import HEADER_BLOB_ACCESS, HEADER_GROUP_TOKEN, OCTET_STREAM
-from messenger.api.errors import ApiError
+from messenger.api.errors import ApiError, ErrorCode
 from messenger.api.fields import b64encode
 
-from ..errors import DeviceReplacedError, ProtocolError, ServerRejectedError
+from ..errors import AuthError, DeviceReplacedError, ProtocolError, ServerRejectedError
 from .claim_tokens import ClaimTokens
 from .error_mapping import error_from_response, transport_errors
 from .push import PushSocket, connect_push
@@ -45,6 +45,10 @@ __all__ = ["DEFAULT_TIMEOUT", "Transport", "normalize_server_url"]
 M = TypeVar("M", bound=m.Model)
 
 _JSON: Final = {"content-type": "application/json"}
+#: How an :class:`~messenger.client.errors.AuthError` for ``auth_missing`` begins.
+_AUTH_MISSING: Final = f"{ErrorCode.AUTH_MISSING}:"
+#: How one for ``auth_invalid`` begins.
+_AUTH_INVALID: Final = f"{ErrorCode.AUTH_INVALID}:"
 #: An answer larger than this is parsed (JSON, base64) in a thread, not on the event
 #: loop: a queue page holding a Welcome to a 1,000-member group (~630 KB) takes ~15 ms.
 #: Smaller ones, such as a catch-up page of 200 messages (~80 KB), stay on the loop.
@@ -73,6 +77,13 @@ class Transport:
         #: which never carry a signed request, so that a connection does not
         #: tie them to the client.
         self._sealed_http = self._client(transport)
+        #: Queue requests (docs/metadata.md §1) go over connections of their own
+        #: too, so that a connection does not tie the reading of the queue to
+        #: the client's signed requests.
+        self._queue_http = self._client(transport)
+        #: Set when the server answered a queue request ``auth_missing`` (a server
+        #: from before queue requests): the queue is then read with signed requests.
+        self._queue_requests_refused = False
         #: The evidence of claims until an intent takes it (docs/metadata.md §3).
         self.claim_tokens = ClaimTokens()
 
@@ -88,6 +99,7 @@ class Transport:
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._sealed_http.aclose()
+        await self._queue_http.aclose()
 
     # -- the one request path -------------------------------------------------------
 
@@ -100,11 +112,16 @@ class Transport:
         *,
         signed: bool = True,
         sealed: bool = False,
+        queue: bool = False,
         timeout: float | None = None,
     ) -> M:
         """Send one request and parse the answer as ``out``.
 
         A ``sealed`` request is unsigned and goes over the sealed connections.
+        A ``queue`` request (a route that takes one, ``Route.queue_request``)
+        is signed by the queue key alone and goes over the queue connections,
+        once the server has the key (:attr:`reads_by_queue`); before that, and
+        with a server from before queue requests, it is a signed request.
 
         A request refused as ``device_replaced`` is sent once more if this
         copy's device token changed while it was under way (this copy took
@@ -120,6 +137,7 @@ class Transport:
             signed and not sealed,
             timeout,
             sealed=sealed,
+            queue=queue,
         )
         try:
             if len(content) > PARSE_OFF_LOOP_BYTES:  # e.g. a page with a Welcome to a big group
@@ -154,20 +172,27 @@ class Transport:
         timeout: float | None,
         *,
         sealed: bool = False,
+        queue: bool = False,
     ) -> bytes:
-        """One request (signed over ``data``), resent once after a takeover; the 200's body."""
-        http = self._sealed_http if sealed else self._http
+        """One request (signed over ``data``), resent once after a takeover, or as a
+        signed request after a queue request that the server does not take; the
+        200's body."""
         extensions = {}
         if timeout is not None:
             extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         for attempt in (1, 2):
+            by_queue = signed and queue and self.reads_by_queue
+            http = self._sealed_http if sealed else self._queue_http if by_queue else self._http
             headers = dict(base_headers)
             token = None
             if signed:
                 if self.signer is None:
                     raise RuntimeError("a signed request needs a signer (no account yet)")
-                token = self.signer.device_token
-                headers.update(self.signer.headers(method, target, data))
+                if by_queue:
+                    headers.update(self.signer.queue_headers(method, target, data))
+                else:
+                    token = self.signer.device_token
+                    headers.update(self.signer.headers(method, target, data))
             with transport_errors():
                 response = await http.request(
                     method, target, content=data, headers=headers, extensions=extensions
@@ -176,8 +201,21 @@ class Transport:
             if response.status_code == 200:
                 return content
             error = error_from_response(response.status_code, content, response.headers)
+            if by_queue and isinstance(error, AuthError) and self.signer is not None:
+                if str(error).startswith(_AUTH_MISSING):
+                    # A server from before queue requests took it for an unsigned one.
+                    self._queue_requests_refused = True
+                elif str(error).startswith(_AUTH_INVALID):
+                    # The server does not know the queue's key: restored from a
+                    # backup made before it was given. Read with signed requests
+                    # (the restored row still names the queue) until the key is
+                    # given again (messenger/client/queue_keys.py).
+                    self.signer.queue_key_given = False
+                if attempt == 1 and not self.reads_by_queue:
+                    continue
             replaced_before_token = (
-                isinstance(error, DeviceReplacedError)
+                not by_queue
+                and isinstance(error, DeviceReplacedError)
                 and self.signer is not None
                 and self.signer.device_token != token
             )
@@ -185,12 +223,24 @@ class Transport:
                 raise error
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @property
+    def reads_by_queue(self) -> bool:
+        """Whether the queue is read with queue requests: the server has the queue
+        key (:attr:`Signer.signs_queue_requests`) and has not refused one."""
+        return (
+            self.signer is not None
+            and self.signer.signs_queue_requests
+            and not self._queue_requests_refused
+        )
+
     @contextlib.asynccontextmanager
     async def push(self, after: int) -> AsyncIterator[PushSocket]:
         """The push WebSocket from sequence number ``after``."""
         if self.signer is None:
             raise RuntimeError("the push socket needs a signer (no account yet)")
-        async with connect_push(self._http, self.signer, after) as socket:
+        by_queue = self.reads_by_queue
+        http = self._queue_http if by_queue else self._http
+        async with connect_push(http, self.signer, after, by_queue=by_queue) as socket:
             yield socket
 
     # -- the routes ---------------------------------------------------------------------
@@ -288,7 +338,7 @@ class Transport:
 
     async def queue_address(self) -> str:
         """A fresh delivery address of this client's queue (sealed by the server)."""
-        response = await self.call("GET", r.QUEUE_ADDRESS, None, m.QueueAddressResponse)
+        response = await self.call("GET", r.QUEUE_ADDRESS, None, m.QueueAddressResponse, queue=True)
         return response.address
 
     async def key_package_count(self) -> m.KeyPackageCount:
@@ -313,11 +363,17 @@ class Transport:
         if wait:
             target += f"&wait={wait}"
         return await self.call(
-            "GET", target, None, m.FetchResponse, timeout=self._timeout + wait if wait else None
+            "GET",
+            target,
+            None,
+            m.FetchResponse,
+            queue=True,
+            timeout=self._timeout + wait if wait else None,
         )
 
     async def ack(self, up_to: int) -> int:
-        return (await self.call("POST", r.ACK, m.AckRequest(up_to), m.AckResponse)).deleted
+        request = m.AckRequest(up_to)
+        return (await self.call("POST", r.ACK, request, m.AckResponse, queue=True)).deleted
 
     async def create_group(self, body: m.CreateGroupRequest | bytes) -> m.CreateGroupResponse:
         return await self.call("POST", r.GROUPS, body, m.CreateGroupResponse)

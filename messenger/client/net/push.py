@@ -94,11 +94,15 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 @contextlib.asynccontextmanager
 async def connect_push(
-    http: httpx.AsyncClient, signer: Signer, after: int
+    http: httpx.AsyncClient, signer: Signer, after: int, *, by_queue: bool = False
 ) -> AsyncIterator[PushSocket]:
-    """A signed push socket that starts after sequence number ``after``."""
+    """A signed push socket that starts after sequence number ``after``: a queue
+    request (signed by the queue key alone, docs/metadata.md §1) if ``by_queue``."""
     target = f"{r.QUEUE_WEBSOCKET}?after={after}"
-    headers = signer.headers("GET", target, b"")
+    if by_queue:
+        headers = signer.queue_headers("GET", target, b"")
+    else:
+        headers = signer.headers("GET", target, b"")
     url = str(http.base_url.join(target))
     url = "ws" + url[4:] if url.startswith("http") else url
     try:

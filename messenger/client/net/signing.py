@@ -11,7 +11,10 @@ A copy that took its client over (a restore, :mod:`messenger.client.takeover`)
 also sends its device token (:data:`~messenger.api.signing.HEADER_DEVICE_TOKEN`)
 with every request, once :attr:`Signer.device_token` is set. A client whose
 queue has a key of its own (:mod:`messenger.client.queue_keys`) proves its
-queue on every request with it (:meth:`Signer.set_queue_key`).
+queue on every request with it (:meth:`Signer.set_queue_key`), and, once
+the server has that key, reads and acknowledges its queue with **queue
+requests** signed by it alone, which name no client
+(:meth:`Signer.queue_headers`, docs/metadata.md §1).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from messenger.api.signing import (
     NONCE_BYTES,
     canonical_request,
     queue_proof_message,
+    queue_request,
 )
 
 __all__ = ["Signer"]
@@ -52,6 +56,7 @@ class Signer:
         random: Callable[[int], bytes] = os.urandom,
         device_token: bytes | None = None,
         queue_key: tuple[str, bytes] | None = None,
+        queue_key_given: bool = False,
     ) -> None:
         self.client_id = client_id
         self._key = Ed25519PrivateKey.from_private_bytes(private_key)
@@ -60,8 +65,11 @@ class Signer:
         self._device_token: bytes | None = None
         self.device_token = device_token
         self._queue: tuple[str, Ed25519PrivateKey] | None = None
+        #: Whether the server has the queue key (then queue requests work).
+        self.queue_key_given = False
         if queue_key is not None:
             self.set_queue_key(*queue_key)
+            self.queue_key_given = queue_key_given
 
     def set_queue_key(self, queue_id: str, private_key: bytes) -> None:
         """Prove ``queue_id`` with ``private_key`` on every request from now on."""
@@ -77,6 +85,30 @@ class Signer:
         if token is not None and len(token) != DEVICE_TOKEN_BYTES:
             raise ValueError(f"a device token is {DEVICE_TOKEN_BYTES} bytes")
         self._device_token = token
+
+    @property
+    def signs_queue_requests(self) -> bool:
+        """Whether queue requests can be signed (:meth:`queue_headers`): the queue
+        has its key and the server has been given it."""
+        return self._queue is not None and self.queue_key_given
+
+    def queue_headers(self, method: str, target: str, body: bytes) -> dict[str, str]:
+        """The headers of a queue request for ``method target`` with ``body``: the
+        queue ID, a timestamp, a nonce and the queue key's signature over
+        :func:`~messenger.api.signing.queue_request`; no client ID, no device
+        token."""
+        if self._queue is None:
+            raise RuntimeError("a queue request needs the queue's key")
+        queue_id, key = self._queue
+        timestamp = int(self._clock() * 1000)
+        nonce = b64encode(self._random(NONCE_BYTES))
+        message = queue_request(method, target, queue_id, timestamp, nonce, body)
+        return {
+            HEADER_QUEUE: queue_id,
+            HEADER_TIMESTAMP: str(timestamp),
+            HEADER_NONCE: nonce,
+            HEADER_QUEUE_SIGNATURE: b64encode(key.sign(message)),
+        }
 
     def __repr__(self) -> str:  # never show the key
         return f"Signer(client_id={self.client_id!r})"

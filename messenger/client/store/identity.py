@@ -59,6 +59,9 @@ class Identity:
     queue_key: bytes | None = field(default=None, repr=False)
     """This client's queue key, once it made one (the settings table,
     :data:`~.settings.QUEUE_KEY`); prove the queue with it."""
+    queue_key_given: bool = False
+    """Whether the server has :attr:`queue_key` (then the queue is read with
+    queue requests signed by it alone)."""
 
 
 class IdentityRepository:
@@ -72,8 +75,13 @@ class IdentityRepository:
         if row is None:
             return None
         settings = SettingsRepository(self._db)
-        queue_key, _given = settings.queue_key()
-        return replace(Identity(*row), device_token=settings.device_token(), queue_key=queue_key)
+        queue_key, given = settings.queue_key()
+        return replace(
+            Identity(*row),
+            device_token=settings.device_token(),
+            queue_key=queue_key,
+            queue_key_given=given,
+        )
 
     def save(self, identity: Identity) -> None:
         """Store the identity, replacing any previous one."""
