@@ -118,6 +118,7 @@ from .store.pending_inbound import DEFAULT_PENDING_LIMITS, PendingLimits
 from .store.search import SearchHit
 from .store.settings import INSECURE_HTTP_ALLOWED
 from .store.store import Store
+from .wake import wait_event
 
 if TYPE_CHECKING:
     # The sync machinery (MLS, HTTP, the pipelines) is imported where it is
@@ -362,10 +363,15 @@ class MessengerClient:
         self._session = session
         self._pipeline = pipeline
         self._sender = sender
+        pool = KeyPackagePool(session, suites=self._suites)
+        self._pool = pool
         self._listener = PushListener(
-            session, pipeline, backoff=self._backoff, on_online=sender.wake
+            session,
+            pipeline,
+            backoff=self._backoff,
+            on_online=sender.wake,
+            replenish=pool.replenish,
         )
-        self._pool = KeyPackagePool(session, suites=self._suites)
         from .rejoin_boxes import RejoinBoxUploader
 
         self._rejoin_boxes = RejoinBoxUploader(session)
@@ -557,8 +563,11 @@ class MessengerClient:
 
     async def _maintain(self) -> None:
         """Replenish KeyPackages and prune old hashes, now and then; once, move old
-        leaves to a delivery address (:mod:`.sync.leaf_addresses`)."""
+        leaves to a delivery address (:mod:`.sync.leaf_addresses`); make this
+        device's leaf fresh in each group where it is a week old
+        (:mod:`.sync.leaf_rotation`)."""
         from .sync.leaf_addresses import queue_readdressing
+        from .sync.leaf_rotation import queue_leaf_rotations
 
         assert self._pool is not None
         failures = 0
@@ -570,6 +579,7 @@ class MessengerClient:
                 session = self._require()
                 await session.leaf_account()  # the session's delivery address, once
                 await queue_readdressing(session)
+                await queue_leaf_rotations(session)
                 await self._announce_device()  # at most hourly (docs/devices.md §3)
                 failures = 0
                 timeout = _REPLENISH_INTERVAL
@@ -580,8 +590,7 @@ class MessengerClient:
                 timeout = self._backoff.delay(failures)
                 failures += 1
             self._replenish.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._replenish.wait(), timeout)
+            await wait_event(self._replenish, timeout)
 
     async def close(self) -> None:
         """Stop syncing, end the event streams, close the store."""
@@ -668,7 +677,7 @@ class MessengerClient:
 
         # A restored copy becomes a new device before it reads the queue.
         await prepare_device(session)
-        await give_queue_key(session)
+        await give_queue_key(session, replenish=self._pool.replenish if self._pool else None)
         await self._pipeline.catch_up()
 
     async def flush(self, timeout: float | None = None) -> None:

@@ -44,6 +44,7 @@ from .events import (
     MessageReceived,
     MessagesExpired,
 )
+from .wake import wait_event
 
 if TYPE_CHECKING:
     from .store.async_store import AsyncStore
@@ -276,9 +277,7 @@ class ExpiryTimer:
                 delay = self._max_sleep
                 if deadline is not None:
                     delay = min(delay, max(0.0, deadline / 1000 - self._clock()))
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
+                if not await wait_event(self._wake, delay):
                     continue  # a deadline (or the clock check) is due
                 # Woken by an event: let the rest of its burst arrive first.
                 await asyncio.sleep(min(self._debounce, delay))

@@ -298,7 +298,8 @@ class GroupEpochs:
         change, after, checkpoint = await self._s.mls(
             _loaded_change, self._s.groups, group, item.pending_state
         )
-        await self._persist(group, change, checkpoint, by=by, finish=finish)
+        rotated = Intent.loads(item.intent).op == "rotate"  # a path, whatever else it held
+        await self._persist(group, change, checkpoint, by=by, finish=finish, rotated=rotated)
         if change.removed:
             self.evict(group_id)
         else:
@@ -309,9 +310,17 @@ class GroupEpochs:
         self, group: Group, staged: StagedCommit, *, by: MemberIdentity | None, finish: Finish
     ) -> list[Event]:
         group_id = group.group_id
+        # A commit of this client's own that carried an update path gave its
+        # leaf fresh keys (RFC 9420 §12.4.2): the periodic update waits again.
+        own = group.leaf_index
+        rotated = staged.committer.leaf_index == own and any(
+            u.leaf_index == own for u in staged.updated
+        )
         try:
             change, checkpoint = await self._s.mls(_staged_change, group, staged)
-            events = await self._persist(group, change, checkpoint, by=by, finish=finish)
+            events = await self._persist(
+                group, change, checkpoint, by=by, finish=finish, rotated=rotated
+            )
         except BaseException:
             self.evict(group_id)  # the store still has the epoch before this commit
             raise
@@ -329,8 +338,10 @@ class GroupEpochs:
         *,
         by: MemberIdentity | None,
         finish: Finish,
+        rotated: bool = False,
     ) -> list[Event]:
-        """Step 3: one transaction; then publish its events."""
+        """Step 3: one transaction; then publish its events. ``rotated``: the commit
+        gave this client's leaf fresh keys (recorded for the periodic update)."""
         group_id = group.group_id
         me_id = self._s.account.account_id
         newcomers = (
@@ -362,6 +373,8 @@ class GroupEpochs:
             else:
                 assert checkpoint is not None
                 store.groups.save(group_id, change.epoch, checkpoint, now=now)
+                if rotated:
+                    store.groups.record_leaf_rotation(group_id, now)
                 if change.removal:  # the server drew a fresh key: the box is due
                     store.groups.record_removal(group_id, change.epoch)
                 box_changed = any(box_due(x, now) for x in store.groups.rejoin_marks(group_id))

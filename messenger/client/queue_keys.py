@@ -40,6 +40,7 @@ import asyncio
 import hashlib
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives import hashes
@@ -50,7 +51,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from messenger.api.models import QUEUE_KILL_BYTES, QueueKeyRequest
 from messenger.api.signing import queue_key_possession
 
-from .errors import ServerRejectedError
+from .errors import ClientError, ServerRejectedError
 
 if TYPE_CHECKING:
     from .session import Session
@@ -82,8 +83,13 @@ def queue_kill_of(session: Session, client_id: str) -> bytes | None:
     return None if private is None else queue_kill(private, client_id)
 
 
-async def give_queue_key(session: Session) -> bool:
+async def give_queue_key(
+    session: Session, *, replenish: Callable[[], Awaitable[object]] | None = None
+) -> bool:
     """Give this client's queue a key of its own if it has none yet; whether it did now.
+
+    ``replenish`` (the client's KeyPackage pool) runs once the key is given: the
+    server then drops the KeyPackages whose leaf names no delivery address.
 
     Idempotent and safe from several tasks. The key is stored before it is
     given, and signs every request from then on, so a retry after a crash or
@@ -129,4 +135,12 @@ async def give_queue_key(session: Session) -> bool:
         await store.transaction(lambda s: s.settings.set_queue_key(done, given=True))
         signer.queue_key_given = True
         _log.info("this device's queue has a key of its own now")
+        # The server dropped the KeyPackages that named no delivery address (no
+        # row could find their queue any more): upload new ones now, not at the
+        # next maintenance, so that nobody's claim misses this device meanwhile.
+        if replenish is not None:
+            try:
+                await replenish()
+            except ClientError as exc:
+                _log.info("KeyPackages not replenished after the queue key (%s)", exc)
         return True

@@ -55,7 +55,6 @@ deleted (best effort) in the same rounds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -79,6 +78,7 @@ from .errors import (
     ServerUnavailableError,
 )
 from .sealed_sending import send_token
+from .wake import wait_event
 
 if TYPE_CHECKING:
     from .session import Session
@@ -283,8 +283,7 @@ class RejoinBoxUploader:
             while True:
                 if not retry:
                     # Woken by a box that became due, or to look for boxes due by age.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(signal.wait(), CHECK_SECONDS)
+                    await wait_event(signal, CHECK_SECONDS)
                 await asyncio.sleep(self._policy.delay())
                 # Cleared only now: what became due during the delay goes in this round.
                 signal.clear()

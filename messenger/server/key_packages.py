@@ -575,6 +575,23 @@ class KeyPackages:
         """
         return self._sealed.seal(client_id.encode("ascii"), key_package)
 
+    async def drop_unreachable(self, tx: Tx, client_id: str) -> int:
+        """Delete ``client_id``'s KeyPackages whose leaf names no delivery address;
+        how many. Run when its queue gets a key of its own (:mod:`.queue_links`):
+        no row names the queue from then on, so a claim could not find where a
+        Welcome to one of them goes (:meth:`_target`), and would skip it. The
+        client uploads new ones (with its address) once the key is given."""
+        rows = await tx.fetchall(
+            "SELECT kp_id, data FROM key_packages WHERE client_id = ?", client_id
+        )
+        gone = [
+            (int(kp_id),)
+            for kp_id, data in rows
+            if key_package_delivery(self._opened(client_id, data)) is None
+        ]
+        await tx.executemany("DELETE FROM key_packages WHERE kp_id = ?", gone)
+        return len(gone)
+
     def _opened(self, client_id: str, stored: bytes | memoryview) -> bytes:
         """The KeyPackage of a stored row (a row from before migration 11 holds it bare)."""
         data = bytes(stored)

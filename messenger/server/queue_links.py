@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 from messenger.api.errors import ApiError, ErrorCode
@@ -74,7 +75,14 @@ class QueueLinks:
             return str(legacy)
         return None
 
-    async def give_key(self, db: Database, principal: Principal, req: QueueKeyRequest) -> None:
+    async def give_key(
+        self,
+        db: Database,
+        principal: Principal,
+        req: QueueKeyRequest,
+        *,
+        also: Callable[[Tx], Awaitable[object]] | None = None,
+    ) -> None:
         """Give the principal's queue its own key and kill hash, and unlink it from
         the client (``PUT /v1/queue/key``).
 
@@ -85,7 +93,8 @@ class QueueLinks:
         once unlinked, the one the request proves. ``proof_invalid`` unless the
         key signed :func:`~messenger.api.signing.queue_key_possession`. Giving
         the same key again changes nothing (a retry); another key is
-        ``key_in_use``: a queue's key never changes.
+        ``key_in_use``: a queue's key never changes. ``also`` runs in the same
+        transaction (the KeyPackages that name no address go, :mod:`.key_packages`).
         """
         from .authentication import verify_ed25519  # it imports this module
 
@@ -96,6 +105,8 @@ class QueueLinks:
 
         async def op(tx: Tx) -> None:
             await self._give_key(tx, principal.client_id, queue_id, req.auth_key, req.kill_hash)
+            if also is not None:
+                await also(tx)
 
         await db.transaction(op)
 

@@ -327,7 +327,14 @@ async def remove_client(call: Call) -> m.Model:
 
 
 async def give_queue_key(call: Call) -> m.Model:
-    await call.state.queue_links.give_key(call.state.db, call.me, call.body)
+    client_id = call.me.client_id
+    key_packages = call.state.key_packages
+    await call.state.queue_links.give_key(
+        call.state.db,
+        call.me,
+        call.body,
+        also=lambda tx: key_packages.drop_unreachable(tx, client_id),
+    )
     call.state.auth.forget(call.me.client_id)  # its cached link is gone
     return m.Empty()
 

@@ -239,3 +239,34 @@ async def test_a_server_restored_without_the_key_is_read_signed_and_given_it_aga
     assert (await texts(bob, view.conversation.id))[-1] == "after the restore"
     reads = [x for x in server.wire.exchanges[mark:] if x.path == r.QUEUE_MESSAGES]
     assert reads and all(x.client is None and x.status == 200 for x in reads)
+
+
+async def test_the_key_packages_the_server_drops_with_the_key_are_made_again_at_once(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Giving the key drops the KeyPackages whose leaf names no address (made by
+    an app from before addresses): the app uploads new ones right away, so a
+    claim finds this device before the next maintenance."""
+    from messenger.server.key_packages import KeyPackages
+
+    async def drop_all(self: KeyPackages, tx: Any, client_id: str) -> int:
+        # As if every stored one were from before delivery addresses.
+        return await tx.execute("DELETE FROM key_packages WHERE client_id = ?", client_id)
+
+    monkeypatch.setattr(KeyPackages, "drop_unreachable", drop_all)
+    alice, bob = await server.client("alice"), await server.client("bob")
+    mark = len(server.wire.exchanges)
+    await bob.sync()
+    assert await _linked_queue(server, _ids(bob)[0]) is None, "the key was given"
+    after_key = server.wire.exchanges[mark:]
+    put = next(i for i, x in enumerate(after_key) if x.path == r.QUEUE_KEY)
+    uploads = [x for x in after_key[put:] if x.path == r.KEY_PACKAGES and x.status == 200]
+    assert uploads, "new KeyPackages went up right after the key"
+    count = await bob._require().transport.key_package_count()
+    assert count.available > 0 and count.last_resort
+    chat = await alice.create_group("Two", [await account_id(bob)])
+    await alice.send_text(chat.id, "found you")
+    await alice.flush(FLUSH)
+    await bob.sync()
+    (view,) = await bob.conversations()
+    assert await texts(bob, view.conversation.id) == ["found you"]

@@ -204,3 +204,26 @@ async def test_a_device_is_removed_by_its_queue_kill_secret(server: TestServer) 
         401,
         "device_removed",
     )
+
+
+async def test_giving_the_key_drops_the_key_packages_that_name_no_address(
+    server: TestServer,
+) -> None:
+    """Once no row names the queue, a KeyPackage whose leaf names no delivery
+    address could not be claimed (the server could not find where its Welcome
+    goes): it goes with the giving of the key; those with an address stay."""
+    alice, bob = await server.registered(), await server.registered()
+    addressed = alice.key_package(delivery=await alice.queue_address())
+    await alice.upload_key_packages(
+        [alice.key_package(), addressed, alice.key_package()], alice.key_package()
+    )
+    count = await alice.key_package_count()
+    assert (count.available, count.last_resort) == (3, True)
+    await alice.give_queue_key()
+    count = await alice.key_package_count()
+    assert (count.available, count.last_resort) == (1, False)
+    (claimed,) = (await bob.claim(alice.me.account_id)).key_packages
+    assert claimed.key_package == addressed and not claimed.last_resort
+    # The client uploads new ones, with its address.
+    await alice.upload_key_packages([], alice.key_package(delivery=await alice.queue_address()))
+    assert (await alice.key_package_count()).last_resort

@@ -71,6 +71,7 @@ from ..net.backoff import Backoff
 from ..sealed_sending import send_token
 from ..store.attachments import Attachment, TransferState
 from ..store.outbox import OutboxKind
+from ..wake import wait_event
 from .crypto import BlobVerifier, stored_size, verify_file
 from .files import attachment_file, attachments_dir, new_local_file, remove_attachment_files
 
@@ -169,8 +170,7 @@ class TransferQueue:
                 self._wake.clear()
                 due = await self._start_due()
                 timeout = None if due is None else max(0.0, (due - self._s.now_ms()) / 1000)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)
         finally:
             watcher.cancel()
             running = list(self._running.values())

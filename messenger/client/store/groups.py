@@ -121,11 +121,12 @@ class GroupStateRepository:
             base, records = state, ()
         with self._db.transaction():
             result = self._db.execute(
-                "INSERT INTO mls_groups (group_id, epoch, state, updated_at) VALUES (?, ?, ?, ?) "
+                "INSERT INTO mls_groups (group_id, epoch, state, updated_at, leaf_rotated_at) "
+                "VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch, "
                 "state = excluded.state, updated_at = excluded.updated_at "
                 "WHERE excluded.epoch >= mls_groups.epoch",
-                (group_id, epoch, base, now),
+                (group_id, epoch, base, now, now),
             )
             if result.rowcount == 0:
                 raise GroupStateRegressionError(f"epoch {epoch} is older than the stored one")
@@ -170,6 +171,24 @@ class GroupStateRepository:
         return result.rowcount > 0
 
     # -- rejoin boxes (docs/metadata.md §2) ---------------------------------------------
+
+    def record_leaf_rotation(self, group_id: bytes, at: int) -> None:
+        """This client's leaf in ``group_id`` was made fresh at ``at`` (Unix ms): a
+        commit of its own with an update path (a new group or a join is recorded
+        by :meth:`save`)."""
+        self._db.execute(
+            "UPDATE mls_groups SET leaf_rotated_at = ? WHERE group_id = ?", (at, group_id)
+        )
+
+    def leaf_rotations_due(self, before: int) -> list[bytes]:
+        """The groups whose leaf of this client was last made fresh before ``before``
+        (or at a time not known), oldest first."""
+        rows = self._db.query(
+            "SELECT group_id FROM mls_groups WHERE leaf_rotated_at IS NULL "
+            "OR leaf_rotated_at < ? ORDER BY leaf_rotated_at, group_id",
+            (before,),
+        )
+        return [bytes(row[0]) for row in rows]
 
     def rejoin_marks(self, group_id: bytes | None = None) -> list[RejoinMarks]:
         """The rejoin marks of every group with state (or of ``group_id`` only)."""

@@ -590,6 +590,18 @@ _V14 = _script(
     "CREATE INDEX outbox_by_hash ON outbox (message_hash)",
 )
 
+# When this client last gave each group a fresh leaf of its own (Unix ms): it
+# joined or made the group, or a commit of its own carried an update path.
+# The maintenance commits a self-update in a group whose leaf is older than a
+# week (``messenger/client/sync/leaf_rotation.py``). Existing groups get a
+# time spread over the past week, so that their first updates do not all go
+# out at once.
+_V15 = _script(
+    "ALTER TABLE mls_groups ADD COLUMN leaf_rotated_at INTEGER",
+    "UPDATE mls_groups SET leaf_rotated_at = "
+    "CAST(strftime('%s', 'now') AS INTEGER) * 1000 - abs(random() % 604800000)",
+)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
@@ -608,6 +620,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(12, "rejoin boxes: the epochs of each group's box and last removal", _V12),
     Migration(13, "rejoin boxes: when each was last written", _V13),
     Migration(14, "outbox item IDs are never used again", _V14),
+    Migration(15, "when each group's own leaf was last made fresh", _V15),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..errors import ClientError, DeviceRemovedError, DeviceReplacedError, RateLimitedError
 from ..events import ConnectionState, ConnectionStateChanged
@@ -50,8 +50,10 @@ class PushListener:
         *,
         backoff: Backoff | None = None,
         on_online: Callable[[], None] = lambda: None,
+        replenish: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._s = session
+        self._replenish = replenish
         self._pipeline = pipeline
         self._backoff = backoff or Backoff(base=0.5, maximum=30.0)
         self._on_online = on_online
@@ -106,7 +108,7 @@ class PushListener:
         """One connection: catch up, then follow the push socket until it fails."""
         await prepare_device(self._s)
         # Once this copy is a device of its own (a restore registers first).
-        await give_queue_key(self._s)
+        await give_queue_key(self._s, replenish=self._replenish)
         cursor = await self._pipeline.catch_up()
         async with self._s.transport.push(cursor) as socket:
             self._set(ConnectionState.ONLINE)

@@ -101,6 +101,7 @@ from ..session import Session
 from ..store.messages import MessageStatus
 from ..store.outbox import OutboxItem, OutboxKind
 from ..store.store import Store
+from ..wake import wait_event
 from .effects import apply_sent
 from .inbound import InboundPipeline
 from .intents import Intent, build_commit
@@ -403,8 +404,7 @@ class OutboxSender:
                 if not hints or not all(self._busy(lane) for lane in hints):
                     due = await self._start_lanes()
                 timeout = None if due is None else max(0.0, (due - self._s.now_ms()) / 1000)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)
         finally:
             await self._stop_lanes()
 
