@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from messenger.client import MessengerClient
+from messenger.client import MessageKind, MessengerClient, OperationFailed
+from messenger.client.errors import UnknownGroupError
+from messenger.client.net.http import Transport
 from messenger.client.store.database import Database
 from messenger.client.store.database_key import DatabaseKey
 from messenger.client.store.migrations import migrate
@@ -54,6 +56,11 @@ async def _rotated_at(client: MessengerClient, group_id: bytes) -> int | None:
     return await client._store.run(read)
 
 
+async def _notes(client: MessengerClient, conversation_id: int) -> int:
+    views = await client.messages(conversation_id, limit=100)
+    return sum(1 for v in views if v.message.kind is MessageKind.SYSTEM)
+
+
 async def _age(client: MessengerClient, group_id: bytes, ms: int) -> None:
     """Make this device's leaf in ``group_id`` look ``ms`` old."""
     at = client._require().now_ms() - ms
@@ -79,6 +86,7 @@ async def test_a_leaf_a_week_old_is_made_fresh_and_waits_a_week_again(
     await _age(alice, gid, 6 * DAY_MS)
     assert await queue_leaf_rotations(alice._require()) == 0
     await _age(alice, gid, ROTATE_AFTER_MS + 1)
+    notes_before = await _notes(bob, bob_view.id)
     seen_by_bob = (await _group(bob, bob_view.id)).members()
     leaf_before = {m.leaf_index: m.encryption_key for m in seen_by_bob}
     own = group.leaf_index
@@ -95,6 +103,8 @@ async def test_a_leaf_a_week_old_is_made_fresh_and_waits_a_week_again(
     leaf_after = {m.leaf_index: m.encryption_key for m in bob_group.members()}
     assert leaf_after[own] != leaf_before[own]
     assert all(leaf_after[i] == k for i, k in leaf_before.items() if i != own)
+    # A key update is not news for the timeline: no system note.
+    assert await _notes(bob, bob_view.id) == notes_before
     await bob.send_text(bob_view.id, "after the update")
     await bob.flush(FLUSH)
     await alice.sync()
@@ -146,3 +156,36 @@ def test_migration_15_spreads_existing_groups_over_the_past_week(tmp_path: Path)
         assert len(times) == 40
         assert all(before - 7 * DAY_MS - 1000 <= t <= after for t in times)
         assert len(set(times)) > 30, "spread, not one time for all"
+
+
+async def test_a_refused_update_is_dropped_without_telling_the_user(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The weekly update is not the user's doing: if the server refuses it for
+    good, it goes with a log line, no error for the window, and the group is
+    looked at again the next day."""
+    alice, bob = await server.client("alice"), await server.client("bob")
+    await bob.sync()
+    chat = await alice.create_group("Two", [await account_id(bob)])
+    await alice.flush(FLUSH)
+    gid = (await _group(alice, chat.id)).group_id
+    epoch = (await _group(alice, chat.id)).epoch
+
+    async def refused(self: Transport, group_id: bytes, body: object, *, sealed: bool) -> None:
+        raise UnknownGroupError("unknown_group")
+
+    monkeypatch.setattr(Transport, "commit", refused)
+    await _age(alice, gid, ROTATE_AFTER_MS + 1)
+    async with alice.events() as events:
+        assert await queue_leaf_rotations(alice._require()) == 1
+        await alice.flush(FLUSH)
+        seen = events.pending()
+    assert not [e for e in seen if isinstance(e, OperationFailed)], seen
+    assert (await _group(alice, chat.id)).epoch == epoch
+    assert await queue_leaf_rotations(alice._require()) == 0, "tried again tomorrow"
+    # A change the user asked for is still reported when refused.
+    async with alice.events() as events:
+        await alice.rename(chat.id, "Renamed")
+        await alice.flush(FLUSH)
+        seen = events.pending()
+    assert [e for e in seen if isinstance(e, OperationFailed)], seen

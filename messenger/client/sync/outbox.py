@@ -990,19 +990,31 @@ class OutboxSender:
         )
 
     async def _give_up(self, item: OutboxItem, exc: Exception) -> None:
-        """The server or MLS refused the item for good: drop it, tell the UI."""
+        """The server or MLS refused the item for good: drop it, tell the UI.
+
+        A self-update (``rotate``) is never the user's doing (the weekly update,
+        a leaf's new address, a wrong send token): it is dropped with a log line
+        only, and the next one is queued when due (:mod:`.leaf_rotation`).
+        """
         _log.warning("send refused (%s): %s", type(exc).__name__, exc)
         user_message = getattr(exc, "user_message", "A change could not be sent.")
         message_id = item.message_id
         group_id = item.group_id
         me = self._s.account.account_id
+        quiet = (
+            item.kind is OutboxKind.COMMIT
+            and item.intent is not None
+            and Intent.loads(item.intent).op == "rotate"
+        )
 
         def write(store: Store) -> list[Event]:
             store.outbox.remove(item.id)
             conversation = None if group_id is None else store.conversations.by_group(group_id)
-            events: list[Event] = [
-                OperationFailed(None if conversation is None else conversation.id, user_message)
-            ]
+            events: list[Event] = []
+            if not quiet:
+                events.append(
+                    OperationFailed(None if conversation is None else conversation.id, user_message)
+                )
             if message_id is not None and store.messages.set_status(
                 message_id, MessageStatus.FAILED
             ):
