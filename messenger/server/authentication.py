@@ -297,28 +297,9 @@ class RequestAuthenticator:
 
         ``check_device_token=False`` only for the takeover route, which sets it.
         """
-        client_id = headers.get(HEADER_CLIENT)
-        raw_ts = headers.get(HEADER_TIMESTAMP)
-        nonce = headers.get(HEADER_NONCE)
-        raw_sig = headers.get(HEADER_SIGNATURE)
-        if client_id is None or raw_ts is None or nonce is None or raw_sig is None:
-            raise self._fail(ErrorCode.AUTH_MISSING, "the request is not signed")
-        try:
-            Ident("client").parse(client_id, "client")
-            if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > 16:
-                raise ValueError("timestamp")
-            timestamp = int(raw_ts)
-            nonce_bytes = b64decode(nonce)
-            if len(nonce_bytes) != NONCE_BYTES:
-                raise ValueError("nonce")
-            signature = b64decode(raw_sig)
-        except (ApiError, ValueError):
-            raise self._fail(ErrorCode.AUTH_INVALID, "malformed authentication headers") from None
-        now_ms = int(self._clock() * 1000)
-        if abs(now_ms - timestamp) > self._window_ms or timestamp < await self._not_before():
-            raise self._fail(
-                ErrorCode.AUTH_EXPIRED, "the request timestamp is outside the allowed window"
-            )
+        client_id, timestamp, nonce, nonce_bytes, signature, now_ms = await self._headers(
+            headers, "client", HEADER_CLIENT, HEADER_SIGNATURE
+        )
         entry = await self._client(client_id)
         message = canonical_request(method, target, client_id, timestamp, nonce, body)
         if entry is None:
@@ -388,28 +369,9 @@ class RequestAuthenticator:
         or an unknown one, ``auth_invalid``. Nothing of the request that names
         a client is stored: the nonce's digest is keyed by the queue.
         """
-        raw_queue = headers.get(HEADER_QUEUE)
-        raw_ts = headers.get(HEADER_TIMESTAMP)
-        nonce = headers.get(HEADER_NONCE)
-        raw_sig = headers.get(HEADER_QUEUE_SIGNATURE)
-        if raw_queue is None or raw_ts is None or nonce is None or raw_sig is None:
-            raise self._fail(ErrorCode.AUTH_MISSING, "the request is not signed")
-        try:
-            queue_id = Ident("queue").parse(raw_queue, "queue")
-            if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > 16:
-                raise ValueError("timestamp")
-            timestamp = int(raw_ts)
-            nonce_bytes = b64decode(nonce)
-            if len(nonce_bytes) != NONCE_BYTES:
-                raise ValueError("nonce")
-            signature = b64decode(raw_sig)
-        except (ApiError, ValueError):
-            raise self._fail(ErrorCode.AUTH_INVALID, "malformed authentication headers") from None
-        now_ms = int(self._clock() * 1000)
-        if abs(now_ms - timestamp) > self._window_ms or timestamp < await self._not_before():
-            raise self._fail(
-                ErrorCode.AUTH_EXPIRED, "the request timestamp is outside the allowed window"
-            )
+        queue_id, timestamp, nonce, nonce_bytes, signature, now_ms = await self._headers(
+            headers, "queue", HEADER_QUEUE, HEADER_QUEUE_SIGNATURE
+        )
         key = await self._queue_key(queue_id)
         if key is None:
             raise await self._unknown_queue(queue_id)
@@ -443,6 +405,39 @@ class RequestAuthenticator:
         if not fresh:
             raise self._fail(ErrorCode.AUTH_REPLAYED, "this request was already received")
         return QueueCaller(queue_id)
+
+    async def _headers(
+        self, headers: Mapping[str, str], kind: str, id_header: str, signature_header: str
+    ) -> tuple[str, int, str, bytes, bytes, int]:
+        """Steps 1 and 2 for a signer named by ``id_header`` (a client or a queue,
+        ``kind``): ``(ID, timestamp, nonce as sent, nonce bytes, signature, now)``.
+
+        ``auth_missing`` without the four headers, ``auth_invalid`` if one is
+        malformed, ``auth_expired`` outside the window.
+        """
+        raw_id = headers.get(id_header)
+        raw_ts = headers.get(HEADER_TIMESTAMP)
+        nonce = headers.get(HEADER_NONCE)
+        raw_sig = headers.get(signature_header)
+        if raw_id is None or raw_ts is None or nonce is None or raw_sig is None:
+            raise self._fail(ErrorCode.AUTH_MISSING, "the request is not signed")
+        try:
+            signer = Ident(kind).parse(raw_id, kind)
+            if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > 16:
+                raise ValueError("timestamp")
+            timestamp = int(raw_ts)
+            nonce_bytes = b64decode(nonce)
+            if len(nonce_bytes) != NONCE_BYTES:
+                raise ValueError("nonce")
+            signature = b64decode(raw_sig)
+        except (ApiError, ValueError):
+            raise self._fail(ErrorCode.AUTH_INVALID, "malformed authentication headers") from None
+        now_ms = int(self._clock() * 1000)
+        if abs(now_ms - timestamp) > self._window_ms or timestamp < await self._not_before():
+            raise self._fail(
+                ErrorCode.AUTH_EXPIRED, "the request timestamp is outside the allowed window"
+            )
+        return signer, timestamp, nonce, nonce_bytes, signature, now_ms
 
     async def _unknown_queue(self, queue_id: str, message: str = "bad signature") -> ApiError:
         """The answer to a request that shows a queue with no key of its own (a

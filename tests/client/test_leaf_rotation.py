@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from messenger.client import MessageKind, MessengerClient, OperationFailed
+from messenger.client import (
+    Conversation,
+    ConversationView,
+    MessageKind,
+    MessengerClient,
+    OperationFailed,
+)
 from messenger.client.errors import UnknownGroupError
 from messenger.client.net.http import Transport
 from messenger.client.store.database import Database
@@ -36,6 +42,19 @@ DAY_MS = 24 * 3600 * 1000
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+async def _two_in_a_group(
+    server: InProcessServer,
+) -> tuple[MessengerClient, MessengerClient, Conversation, ConversationView]:
+    """Alice and Bob, in a group Alice made; her view of it and Bob's."""
+    alice, bob = await server.client("alice"), await server.client("bob")
+    await bob.sync()
+    chat = await alice.create_group("Two", [await account_id(bob)])
+    await alice.flush(FLUSH)
+    await bob.sync()
+    (bob_view,) = await bob.conversations()
+    return alice, bob, chat, bob_view
 
 
 async def _group(client: MessengerClient, conversation_id: int) -> Group:
@@ -70,12 +89,7 @@ async def _age(client: MessengerClient, group_id: bytes, ms: int) -> None:
 async def test_a_leaf_a_week_old_is_made_fresh_and_waits_a_week_again(
     server: InProcessServer,
 ) -> None:
-    alice, bob = await server.client("alice"), await server.client("bob")
-    await bob.sync()
-    chat = await alice.create_group("Two", [await account_id(bob)])
-    await alice.flush(FLUSH)
-    await bob.sync()
-    (bob_view,) = await bob.conversations()
+    alice, bob, chat, bob_view = await _two_in_a_group(server)
     group = await _group(alice, chat.id)
     gid, epoch = group.group_id, group.epoch
     # A new group is fresh: nothing is due, in any of Alice's groups.
@@ -114,12 +128,7 @@ async def test_a_leaf_a_week_old_is_made_fresh_and_waits_a_week_again(
 async def test_a_commit_of_another_member_does_not_count_and_a_queued_one_waits_a_day(
     server: InProcessServer,
 ) -> None:
-    alice, bob = await server.client("alice"), await server.client("bob")
-    await bob.sync()
-    chat = await alice.create_group("Two", [await account_id(bob)])
-    await alice.flush(FLUSH)
-    await bob.sync()
-    (bob_view,) = await bob.conversations()
+    alice, bob, chat, bob_view = await _two_in_a_group(server)
     gid = (await _group(alice, chat.id)).group_id
     # Bob's update gives his leaf fresh keys, not Alice's.
     await _age(alice, gid, ROTATE_AFTER_MS + 1)
@@ -164,10 +173,7 @@ async def test_a_refused_update_is_dropped_without_telling_the_user(
     """The weekly update is not the user's doing: if the server refuses it for
     good, it goes with a log line, no error for the window, and the group is
     looked at again the next day."""
-    alice, bob = await server.client("alice"), await server.client("bob")
-    await bob.sync()
-    chat = await alice.create_group("Two", [await account_id(bob)])
-    await alice.flush(FLUSH)
+    alice, _bob, chat, _bob_view = await _two_in_a_group(server)
     gid = (await _group(alice, chat.id)).group_id
     epoch = (await _group(alice, chat.id)).epoch
 
