@@ -380,11 +380,19 @@ class ProtocolError(NetworkError):
 
 
 class AuthError(NetworkError):
-    """The server refused the request's signature (unknown client, clock, replay)."""
+    """The server refused the request's signature (unknown client, clock, replay).
+
+    ``code`` is the API's error code (``auth_missing``, ``auth_invalid``, …)
+    when the server gave one.
+    """
 
     default_user_message = (
         "The server did not accept this device's credentials. Check the computer's clock."
     )
+
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class RateLimitedError(NetworkError):

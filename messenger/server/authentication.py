@@ -444,17 +444,11 @@ class RequestAuthenticator:
         queue request, or a signed request's queue proof): ``device_removed`` if
         a device of its account removed it (its tombstone,
         :func:`~.devices.removed_queue_hash`), else ``auth_invalid``."""
-        if self._removed_key is not None:
-            digest = removed_queue_hash(self._removed_key, queue_id)
-
-            async def load(tx: Tx) -> bool:
-                row = await tx.fetchone("SELECT 1 FROM removed_clients WHERE tombstone = ?", digest)
-                return row is not None
-
-            if await self._db.read(load):
-                self._metrics.auth_failures.labels(code=str(ErrorCode.DEVICE_REMOVED)).inc()
-                return device_removed()
-        return self._fail(ErrorCode.AUTH_INVALID, message)
+        if self._removed_key is None:
+            return self._fail(ErrorCode.AUTH_INVALID, message)
+        return await self._removed_or_invalid(
+            removed_queue_hash(self._removed_key, queue_id), message
+        )
 
     def forget(self, client_id: str) -> None:
         """Drop ``client_id`` from this process's cache (its queue got a key of its own)."""
@@ -518,17 +512,24 @@ class RequestAuthenticator:
         was removed, which the removing commit showed every group member of
         the account anyway, and such a request never changes anything.
         """
-        if self._removed_key is not None:
-            digest = removed_client_hash(self._removed_key, client_id)
+        if self._removed_key is None:
+            return self._fail(ErrorCode.AUTH_INVALID, "bad signature")
+        return await self._removed_or_invalid(
+            removed_client_hash(self._removed_key, client_id), "bad signature"
+        )
 
-            async def load(tx: Tx) -> bool:
-                row = await tx.fetchone("SELECT 1 FROM removed_clients WHERE tombstone = ?", digest)
-                return row is not None
+    async def _removed_or_invalid(self, tombstone: bytes, message: str) -> ApiError:
+        """``device_removed`` if ``tombstone`` (of a client or of its queue,
+        :mod:`.devices`) is stored, else ``auth_invalid`` with ``message``."""
 
-            if await self._db.read(load):
-                self._metrics.auth_failures.labels(code=str(ErrorCode.DEVICE_REMOVED)).inc()
-                return device_removed()
-        return self._fail(ErrorCode.AUTH_INVALID, "bad signature")
+        async def load(tx: Tx) -> bool:
+            row = await tx.fetchone("SELECT 1 FROM removed_clients WHERE tombstone = ?", tombstone)
+            return row is not None
+
+        if await self._db.read(load):
+            self._metrics.auth_failures.labels(code=str(ErrorCode.DEVICE_REMOVED)).inc()
+            return device_removed()
+        return self._fail(ErrorCode.AUTH_INVALID, message)
 
     async def _forget(self, digest: bytes) -> None:
         """Remove the nonce of a request refused for its device token (PostgreSQL).

@@ -113,7 +113,7 @@ def error_from_api(error: ApiError, *, retry_after: str | None = None) -> Client
     if code is ErrorCode.RATE_LIMITED:
         return RateLimitedError(_retry_after(error, retry_after), error.message)
     if code in _AUTH:
-        return AuthError(f"{code}: {error.message}")
+        return AuthError(f"{code}: {error.message}", code=str(code))
     if code in (ErrorCode.QUOTA_EXCEEDED, ErrorCode.NO_SPACE):  # docs/attachments.md §5
         return AttachmentQuotaError(f"{code}: {error.message}")
     if code is ErrorCode.BLOB_TOO_LARGE:

@@ -45,10 +45,6 @@ __all__ = ["DEFAULT_TIMEOUT", "Transport", "normalize_server_url"]
 M = TypeVar("M", bound=m.Model)
 
 _JSON: Final = {"content-type": "application/json"}
-#: How an :class:`~messenger.client.errors.AuthError` for ``auth_missing`` begins.
-_AUTH_MISSING: Final = f"{ErrorCode.AUTH_MISSING}:"
-#: How one for ``auth_invalid`` begins.
-_AUTH_INVALID: Final = f"{ErrorCode.AUTH_INVALID}:"
 #: An answer larger than this is parsed (JSON, base64) in a thread, not on the event
 #: loop: a queue page holding a Welcome to a 1,000-member group (~630 KB) takes ~15 ms.
 #: Smaller ones, such as a catch-up page of 200 messages (~80 KB), stay on the loop.
@@ -202,10 +198,10 @@ class Transport:
                 return content
             error = error_from_response(response.status_code, content, response.headers)
             if by_queue and isinstance(error, AuthError) and self.signer is not None:
-                if str(error).startswith(_AUTH_MISSING):
+                if error.code == ErrorCode.AUTH_MISSING:
                     # A server from before queue requests took it for an unsigned one.
                     self._queue_requests_refused = True
-                elif str(error).startswith(_AUTH_INVALID):
+                elif error.code == ErrorCode.AUTH_INVALID:
                     # The server does not know the queue's key: restored from a
                     # backup made before it was given. Read with signed requests
                     # (the restored row still names the queue) until the key is
