@@ -9,6 +9,7 @@ description from this table, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -63,6 +64,7 @@ __all__ = [
     "client_path",
     "group_path",
     "link_path",
+    "proves_queue",
     "rejoin_box_path",
 ]
 
@@ -154,6 +156,13 @@ class Route:
     """Besides a client's signed request, the route takes a **queue request**:
     signed by the queue's own key alone, naming no client
     (:func:`~messenger.api.signing.queue_request`, docs/metadata.md §1)."""
+    proves_queue: bool = False
+    """A client's signed request to this route proves the client's queue (the
+    queue key's signature, :data:`~messenger.api.signing.HEADER_QUEUE`), since
+    the server needs the queue to answer it. The app proves its queue on these
+    routes only, and the server shows a proof to no other route's handler, so
+    the live server does not see a client's queue on every request it signs
+    (docs/metadata.md §1)."""
 
 
 _AUTH_NO_DEVICE: Final = (
@@ -272,6 +281,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.Empty,
         m.TakeoverRequest,
         errors=(*_AUTH_NO_DEVICE, *_BODY, ErrorCode.KEY_IN_USE),
+        proves_queue=True,
     ),
     Route(
         "POST",
@@ -348,6 +358,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.UploadKeyPackagesResponse,
         m.UploadKeyPackagesRequest,
         errors=(*_AUTH, *_BODY, ErrorCode.INVALID_MESSAGE, ErrorCode.LIMIT_EXCEEDED),
+        proves_queue=True,
     ),
     Route(
         "GET",
@@ -371,6 +382,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.QueueAddressResponse,
         errors=_AUTH,
         queue_request=True,
+        proves_queue=True,
     ),
     Route(
         "PUT",
@@ -380,6 +392,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.Empty,
         m.QueueKeyRequest,
         errors=(*_AUTH, *_BODY, ErrorCode.PROOF_INVALID, ErrorCode.KEY_IN_USE),
+        proves_queue=True,
     ),
     Route(
         "GET",
@@ -389,6 +402,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         query=FETCH_QUERY,
         errors=(*_AUTH, ErrorCode.INVALID_FIELD),
         queue_request=True,
+        proves_queue=True,
     ),
     Route(
         "POST",
@@ -398,6 +412,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.AckRequest,
         errors=(*_AUTH, *_BODY),
         queue_request=True,
+        proves_queue=True,
     ),
     Route(
         "POST",
@@ -406,6 +421,8 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.CreateGroupResponse,
         m.CreateGroupRequest,
         errors=(*_AUTH, *_BODY, ErrorCode.GROUP_EXISTS, *_MLS),
+        proves_queue=True,
+        queue_request=True,
     ),
     Route(
         "POST",
@@ -427,6 +444,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             ErrorCode.QUEUE_FULL,
             ErrorCode.NO_GROUP_INFO,
         ),
+        proves_queue=True,
     ),
     Route(
         "POST",
@@ -460,6 +478,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "Get the latest GroupInfo (members only: to rejoin by external commit)",
         m.GroupInfoResponse,
         errors=(*_AUTH, ErrorCode.UNKNOWN_GROUP, ErrorCode.NO_GROUP_INFO),
+        proves_queue=True,
     ),
     Route(
         "POST",
@@ -474,6 +493,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             ErrorCode.UNKNOWN_GROUP,
             ErrorCode.NO_GROUP_INFO,
         ),
+        proves_queue=True,
     ),
     Route(
         "PUT",
@@ -504,6 +524,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.Empty,
         m.GroupInfoRequest,
         errors=(*_AUTH, *_BODY, *_GROUP, *_MLS, ErrorCode.STALE_EPOCH),
+        proves_queue=True,
     ),
     Route(
         "PUT",
@@ -512,6 +533,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         m.Empty,
         m.SendTokenRequest,
         errors=(*_AUTH, *_BODY, *_GROUP, ErrorCode.STALE_EPOCH, ErrorCode.KEY_IN_USE),
+        proves_queue=True,
     ),
     Route(
         "POST",
@@ -527,6 +549,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             ErrorCode.QUOTA_EXCEEDED,
             ErrorCode.NO_SPACE,
         ),
+        proves_queue=True,
     ),
     Route(
         "PUT",
@@ -546,6 +569,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             ErrorCode.BLOB_OFFSET,
             ErrorCode.NO_SPACE,
         ),
+        proves_queue=True,
     ),
     Route(
         "GET",
@@ -555,6 +579,8 @@ ROUTES: Final[tuple[Route, ...]] = (
         query=BLOB_DOWNLOAD_QUERY,
         raw_response=True,
         errors=(*_AUTH, ErrorCode.INVALID_FIELD, ErrorCode.NOT_FOUND, ErrorCode.UNKNOWN_GROUP),
+        proves_queue=True,
+        queue_request=True,
     ),
     Route(
         "DELETE",
@@ -569,12 +595,36 @@ ROUTES: Final[tuple[Route, ...]] = (
         "How much of a blob the server holds (its creator, or a member with the capability)",
         m.BlobStatus,
         errors=(*_AUTH, ErrorCode.NOT_FOUND, ErrorCode.UNKNOWN_GROUP),
+        proves_queue=True,
+        queue_request=True,
     ),
     Route(
         "POST",
         BLOB_FETCHED,
-        "Record that the signing client has the blob (it is deleted once all have)",
+        "Record that the reader's queue has the blob (it is deleted once all have)",
         m.Empty,
         errors=(*_AUTH, ErrorCode.NOT_FOUND, ErrorCode.UNKNOWN_GROUP),
+        proves_queue=True,
+        queue_request=True,
     ),
 )
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """``template``'s path, each ``{name}`` standing for one segment."""
+    return re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template)))
+
+
+#: The routes whose signed requests prove the client's queue (``Route.proves_queue``),
+#: and the push WebSocket, whose signed handshake does too (docs/server.md).
+_PROVING: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
+    *((route.method, _pattern(route.path)) for route in ROUTES if route.proves_queue),
+    ("GET", _pattern(QUEUE_WEBSOCKET)),
+)
+
+
+def proves_queue(method: str, target: str) -> bool:
+    """Whether a signed ``method target`` (path and query) proves the client's
+    queue: a route with ``Route.proves_queue``, or the push WebSocket."""
+    path = target.split("?", 1)[0]
+    return any(verb == method and pattern.fullmatch(path) for verb, pattern in _PROVING)

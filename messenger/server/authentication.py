@@ -113,6 +113,7 @@ __all__ = [
     "nonce_digest",
     "nonce_expiry",
     "queue_nonce_digest",
+    "queue_not_shown",
     "verify_ed25519",
 ]
 
@@ -152,6 +153,14 @@ def nonce_expiry(now_ms: int, window_ms: int) -> int:
     return -(-(now_ms + 2 * window_ms) // window_ms) * window_ms
 
 
+def queue_not_shown() -> ApiError:
+    """``auth_missing``: the request shows no queue, and its answer needs one."""
+    return ApiError(
+        ErrorCode.AUTH_MISSING,
+        "this request must prove the client's queue (X-Messenger-Queue)",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated client of a request, and its queue if the request shows it.
@@ -169,11 +178,12 @@ class Principal:
     def queue_id(self) -> str:
         """The client's queue; ``auth_missing`` (401) if this request does not show it."""
         if self.proven_queue is None:
-            raise ApiError(
-                ErrorCode.AUTH_MISSING,
-                "this request must prove the client's queue (X-Messenger-Queue)",
-            )
+            raise queue_not_shown()
         return self.proven_queue
+
+    def without_queue(self) -> Principal:
+        """This principal as a route that needs no queue sees it (``Route.proves_queue``)."""
+        return Principal(self.account_id, self.client_id, None)
 
 
 @dataclass(frozen=True, slots=True)

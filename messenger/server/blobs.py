@@ -95,7 +95,7 @@ from messenger.api.models import (
     CreateBlobResponse,
 )
 
-from .authentication import Principal
+from .authentication import Principal, queue_not_shown
 from .logs import log_event
 from .member_sets import MemberSets, live_queues
 from .metrics import Metrics
@@ -589,35 +589,42 @@ class Blobs:
 
     async def status(
         self,
-        principal: Principal,
+        account_id: str | None,
+        queue_id: str | None,
         blob_id: bytes,
         access: bytes | None,
         token: bytes | None = None,
     ) -> BlobStatus:
-        """How much of the blob the server holds: for its creator, or a capable member."""
+        """How much of the blob the server holds: for its creator (``account_id``, a
+        signed request), or a capable member (``queue_id``: a queue request, or a
+        signed one that proves it; ``auth_missing`` if neither is shown)."""
         now = self._now_ms()
         blob = await self._db.read(lambda tx: self._select(tx, blob_id, now))
         if blob is None:
             raise no_such_blob()
-        if not hmac.compare_digest(blob.owner_hash, self._owner(principal.account_id)):
-            self._check_capable(blob, principal.queue_id, access, token)
+        if account_id is None or not hmac.compare_digest(blob.owner_hash, self._owner(account_id)):
+            if queue_id is None:
+                raise queue_not_shown()
+            self._check_capable(blob, queue_id, access, token)
         return BlobStatus(blob.size, blob.received, blob.complete)
 
     async def download(
         self,
-        principal: Principal,
+        queue_id: str,
         blob_id: bytes,
         access: bytes | None,
         offset: int,
         length: int | None,
         token: bytes | None = None,
     ) -> bytes:
-        """Bytes ``offset`` to ``offset + length`` of a complete blob (capable members only)."""
+        """Bytes ``offset`` to ``offset + length`` of a complete blob (capable
+        members only: ``queue_id`` is the reader's, from a queue request or a
+        signed one's proof)."""
         now = self._now_ms()
         blob = await self._db.read(lambda tx: self._select(tx, blob_id, now))
         if blob is None or not blob.complete:
             raise no_such_blob()
-        self._check_capable(blob, principal.queue_id, access, token)
+        self._check_capable(blob, queue_id, access, token)
         if offset >= blob.size:
             raise ApiError.invalid_field("offset", "past the end of the blob")
         want = min(length if length is not None else MAX_BLOB_PART_BYTES, blob.size - offset)
@@ -633,24 +640,24 @@ class Blobs:
 
     async def fetched(
         self,
-        principal: Principal,
+        queue_id: str,
         blob_id: bytes,
         access: bytes | None,
         token: bytes | None = None,
     ) -> None:
-        """This client's queue has the blob; the last recipient's deletes it."""
+        """``queue_id`` (the reader's) has the blob; the last recipient's deletes it."""
         now = self._now_ms()
 
         async def op(tx: Tx) -> bool:
             blob = await self._select(tx, blob_id, now)
             if blob is None or not blob.complete:
                 raise no_such_blob()
-            listed = self._check_capable(blob, principal.queue_id, access, token)
+            listed = self._check_capable(blob, queue_id, access, token)
             await self._adopt_legacy_recipients(tx)
             await tx.execute(
                 "DELETE FROM blob_fetchers WHERE blob_id = ? AND recipient = ?",
                 blob_id,
-                self.recipient(blob_id, principal.queue_id),
+                self.recipient(blob_id, queue_id),
             )
             await self._drop_departed(tx, [(blob_id, await live_queues(tx, listed))])
             if await tx.fetchone("SELECT 1 FROM blob_fetchers WHERE blob_id = ?", blob_id):

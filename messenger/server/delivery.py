@@ -809,10 +809,10 @@ class DeliveryService:
 
     # -- groups -------------------------------------------------------------------
 
-    async def create_group(
-        self, principal: Principal, req: CreateGroupRequest
-    ) -> CreateGroupResponse:
-        """Register a group at epoch 0 whose only member is the creator's queue.
+    async def create_group(self, queue_id: str, req: CreateGroupRequest) -> CreateGroupResponse:
+        """Register a group at epoch 0 whose only member is the creator's queue,
+        ``queue_id`` (a queue request's, naming no client, or a signed request's
+        proof: docs/metadata.md §1).
 
         An ID that is taken gets ``group_exists`` (409), the same answer for
         members and non-members, carrying nothing else (no epoch, members or
@@ -841,7 +841,7 @@ class DeliveryService:
         epoch_box = self._epochs.seal(
             req.group_id, 0, 0 if req.group_info is not None else None, data_key
         )
-        members_box = self._member_sets.seal(req.group_id, [principal.queue_id], data_key)
+        members_box = self._member_sets.seal(req.group_id, [queue_id], data_key)
 
         async def op(tx: Tx) -> None:
             created = await tx.execute(

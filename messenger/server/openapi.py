@@ -121,6 +121,28 @@ def _operation(route: Route) -> dict[str, Any]:
                     "schema": {"type": "string"},
                 }
             )
+    if route.proves_queue:
+        # docs/metadata.md §1: no row names a keyed queue, so the request shows it.
+        parameters.extend(
+            {
+                "name": name,
+                "in": "header",
+                "required": False,
+                "description": (
+                    f"queue proof: {what}; needed once the client's queue has a key of "
+                    "its own (the route needs the queue)"
+                ),
+                "schema": {"type": "string"},
+            }
+            for name, what in (
+                (HEADER_QUEUE, "the client's queue ID"),
+                (
+                    HEADER_QUEUE_SIGNATURE,
+                    "the queue key's signature over "
+                    "messenger.api.signing.queue_proof_message (unpadded base64url)",
+                ),
+            )
+        )
     for field in route.query:
         parameters.append(
             {

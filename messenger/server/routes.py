@@ -120,6 +120,13 @@ class Call:
             return self.queue_caller.queue_id
         return self.me.queue_id
 
+    @property
+    def shown_queue(self) -> str | None:
+        """:attr:`queue_id`, or None if the request shows no queue."""
+        if self.queue_caller is not None:
+            return self.queue_caller.queue_id
+        return None if self.principal is None else self.principal.proven_queue
+
     def group_id(self) -> bytes:
         raw = self.request.path_params["group_id"]
         try:
@@ -249,6 +256,10 @@ def endpoint(route: Route, handler: Handler) -> StarletteRoute:
             except ApiError:
                 state.metrics.rate_limited.labels(limit="account").inc()
                 raise
+            if not route.proves_queue:
+                # Checked (a bad proof is refused), but shown only to the
+                # routes that need the queue (docs/metadata.md §1).
+                principal = principal.without_queue()
         parsed: Any = None
         if route.raw_body:
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -425,7 +436,7 @@ async def ack(call: Call) -> m.Model:
 
 
 async def create_group(call: Call) -> m.Model:
-    return await call.state.delivery.create_group(call.me, call.body)
+    return await call.state.delivery.create_group(call.queue_id, call.body)
 
 
 async def commit(call: Call) -> m.Model:
@@ -597,18 +608,21 @@ async def download_blob(call: Call) -> bytes:
     offset = _route_query_int(call, r.BLOB_DOWNLOAD_QUERY, "offset") or 0
     length = _route_query_int(call, r.BLOB_DOWNLOAD_QUERY, "length")
     return await call.state.blobs.download(
-        call.me, _blob_id(call), _blob_access(call), offset, length, _group_token(call)
+        call.queue_id, _blob_id(call), _blob_access(call), offset, length, _group_token(call)
     )
 
 
 async def blob_status(call: Call) -> m.Model:
+    account_id = None if call.principal is None else call.principal.account_id
     return await call.state.blobs.status(
-        call.me, _blob_id(call), _blob_access(call), _group_token(call)
+        account_id, call.shown_queue, _blob_id(call), _blob_access(call), _group_token(call)
     )
 
 
 async def blob_fetched(call: Call) -> m.Model:
-    await call.state.blobs.fetched(call.me, _blob_id(call), _blob_access(call), _group_token(call))
+    await call.state.blobs.fetched(
+        call.queue_id, _blob_id(call), _blob_access(call), _group_token(call)
+    )
     return m.Empty()
 
 

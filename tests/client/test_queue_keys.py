@@ -2,10 +2,11 @@
 
 Against the real server app in process, whose wire records every request:
 a client gives its queue a key once it syncs, after which no row of the
-server's database names its queue and every signed request proves the
-queue; conversations go on as before; a device of the account removes
-another with that device's kill secret; and a server from before queue
-keys leaves the client working as it did.
+server's database names its queue, the signed requests that need the
+queue prove it (and no others), and groups are made by queue request;
+conversations go on as before; a device of the account removes another
+with that device's kill secret; and a server from before queue keys, or
+from before queue requests of a kind, leaves the client working as it did.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _ids(client: MessengerClient) -> tuple[str, str]:
     return identity.client_id, identity.queue_id
 
 
-async def test_a_client_gives_its_queue_a_key_and_proves_it_on_every_request(
+async def test_a_client_gives_its_queue_a_key_and_proves_it_where_the_server_needs_it(
     server: InProcessServer,
 ) -> None:
     alice, bob = await server.client("alice"), await server.client("bob")
@@ -93,9 +94,19 @@ async def test_a_client_gives_its_queue_a_key_and_proves_it_on_every_request(
     (view,) = await bob.conversations()
     assert await texts(bob, view.conversation.id) == ["hello"]
     signed = [x for x in server.wire.exchanges[start:] if x.client is not None]
-    assert signed, "signed requests were sent"
     queues = {_ids(c)[0]: _ids(c)[1] for c in (alice, bob)}
-    assert all(x.queue == queues[x.client] for x in signed if x.client is not None)
+    # A signed request proves the queue only where the server needs it, and
+    # the claim does not; the group is made by queue request, naming no client.
+    assert ("POST", r.CLAIM_KEY_PACKAGES) in {(x.method, x.path) for x in signed}
+    assert all(
+        x.queue == (queues[x.client] if r.proves_queue(x.method, x.path) else None)
+        for x in signed
+        if x.client is not None
+    )
+    made = [x for x in server.wire.exchanges[start:] if (x.method, x.path) == ("POST", r.GROUPS)]
+    assert made and all(
+        x.client is None and x.queue == queues[_ids(alice)[0]] and x.status == 200 for x in made
+    )
     # The queue is read and acknowledged with queue requests: no client named.
     pipeline = bob._pipeline
     assert pipeline is not None
@@ -270,3 +281,39 @@ async def test_the_key_packages_the_server_drops_with_the_key_are_made_again_at_
     await bob.sync()
     (view,) = await bob.conversations()
     assert await texts(bob, view.conversation.id) == ["found you"]
+
+
+async def test_a_server_that_makes_no_group_by_queue_request_gets_a_signed_one(
+    server: InProcessServer,
+) -> None:
+    """``POST /v1/groups`` as a server from before took it (signed only): the
+    queue request is ``auth_missing``, the app signs and proves its queue, the
+    conversation goes on, and the queue is still read by queue request."""
+    import dataclasses
+
+    from messenger.server import routes as server_routes
+
+    (route,) = [x for x in r.ROUTES if (x.method, x.path) == ("POST", r.GROUPS)]
+    assert route.queue_request
+    server.app.router.routes.insert(
+        0,
+        server_routes.endpoint(
+            dataclasses.replace(route, queue_request=False),
+            server_routes._HANDLERS[("POST", r.GROUPS)],
+        ),
+    )
+    alice, bob = await server.client("alice"), await server.client("bob")
+    await alice.sync()
+    await bob.sync()
+    mark = len(server.wire.exchanges)
+    chat = await alice.create_group("Two", [await account_id(bob)])
+    await alice.send_text(chat.id, "made anyway")
+    await alice.flush(FLUSH)
+    await bob.sync()
+    (view,) = await bob.conversations()
+    assert await texts(bob, view.conversation.id) == ["made anyway"]
+    made = [x for x in server.wire.exchanges[mark:] if (x.method, x.path) == ("POST", r.GROUPS)]
+    # Refused once; then signed (the kind is remembered for the session).
+    assert (made[0].client, made[0].error) == (None, "auth_missing")
+    assert made[1:] and all((x.client, x.queue, x.status) == (*_ids(alice), 200) for x in made[1:])
+    assert alice._require().transport.reads_by_queue

@@ -345,20 +345,23 @@ class ApiClient:
         return mls_data.welcome(refs)
 
     async def create_group(
-        self, group_id: bytes, *, member_keys: bool = False
+        self, group_id: bytes, *, member_keys: bool = False, by_queue: bool = False
     ) -> m.CreateGroupResponse:
         """Create ``group_id``; with ``member_keys`` its state is sealed under the
-        members' tokens from the start (docs/metadata.md §2), as the app does."""
-        answer = await self.call(
-            "POST",
-            r.GROUPS,
-            m.CreateGroupRequest(
-                group_id,
-                send_token_hash=send_token_hash(group_id, 0),
-                send_token=send_token(group_id, 0) if member_keys else None,
-            ),
-            m.CreateGroupResponse,
+        members' tokens from the start (docs/metadata.md §2), as the app does;
+        ``by_queue``: with a queue request (the queue key alone, no client)."""
+        request = m.CreateGroupRequest(
+            group_id,
+            send_token_hash=send_token_hash(group_id, 0),
+            send_token=send_token(group_id, 0) if member_keys else None,
         )
+        if by_queue:
+            response = await self.queue_raw("POST", r.GROUPS, request)
+            if response.status_code != 200:
+                raise ApiError.from_json(response.json(), response.status_code)
+            answer = m.CreateGroupResponse.from_json(response.json())
+        else:
+            answer = await self.call("POST", r.GROUPS, request, m.CreateGroupResponse)
         _EPOCH_MEMBERS[(group_id, 0)] = frozenset({self.me.queue_id})
         return answer
 

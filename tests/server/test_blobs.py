@@ -521,7 +521,11 @@ def test_openapi_describes_the_raw_routes() -> None:
         "length",
         "X-Messenger-Blob-Access",
         "X-Messenger-Group-Token",
+        "X-Messenger-Queue",
+        "X-Messenger-Queue-Signature",
     }
+    # A recipient reads with a queue request, or signs and proves its queue.
+    assert get_op["security"] == [{"requestSignature": []}, {"queueSignature": []}]
     # The last part of an upload needs the group's token; deleting needs no membership.
     assert "X-Messenger-Group-Token" in {p["name"] for p in put_op["parameters"]}
     delete_op = paths[r.BLOB]["delete"]

@@ -14,6 +14,7 @@ import pytest
 
 from messenger.api import routes as r
 from messenger.api.errors import ApiError, ErrorCode
+from messenger.api.signing import HEADER_QUEUE, HEADER_QUEUE_SIGNATURE
 from messenger.server import ConfigError, ServerConfig, create_app, load_config
 from messenger.server.logs import JsonFormatter, configure_logging
 from messenger.server.storage import (
@@ -60,6 +61,9 @@ async def test_openapi_describes_every_route(server: TestServer) -> None:
         if route.request is not None:
             ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             assert ref.rsplit("/", 1)[1] in document["components"]["schemas"]
+        # The queue proof's headers where, and only where, the route needs the queue.
+        headers = {p["name"] for p in operation.get("parameters", ()) if p["in"] == "header"}
+        assert ({HEADER_QUEUE, HEADER_QUEUE_SIGNATURE} <= headers) is route.proves_queue
     commit = document["components"]["schemas"]["CommitRequest"]
     assert commit["required"] == ["epoch", "commit", "members"]
     assert commit["additionalProperties"] is False

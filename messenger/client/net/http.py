@@ -77,9 +77,9 @@ class Transport:
         #: too, so that a connection does not tie the reading of the queue to
         #: the client's signed requests.
         self._queue_http = self._client(transport)
-        #: Set when the server answered a queue request ``auth_missing`` (a server
-        #: from before queue requests): the queue is then read with signed requests.
-        self._queue_requests_refused = False
+        #: The kinds of queue request (:func:`_queue_kind`) the server answered
+        #: ``auth_missing`` (a server from before them): those are then signed.
+        self._queue_requests_refused: set[str] = set()
         #: The evidence of claims until an intent takes it (docs/metadata.md §3).
         self.claim_tokens = ClaimTokens()
 
@@ -150,13 +150,15 @@ class Transport:
         *,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        queue: bool = False,
     ) -> bytes:
         """Send one signed request with a raw body (``application/octet-stream``,
-        covered by the signature like any body); the raw answer."""
+        covered by the signature like any body); the raw answer. ``queue`` as
+        for :meth:`call`."""
         base = dict(headers or {})
         if body is not None:
             base["content-type"] = OCTET_STREAM
-        return await self._exchange(method, target, body or b"", base, True, timeout)
+        return await self._exchange(method, target, body or b"", base, True, timeout, queue=queue)
 
     async def _exchange(
         self,
@@ -176,8 +178,9 @@ class Transport:
         extensions = {}
         if timeout is not None:
             extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+        kind = _queue_kind(target)
         for attempt in (1, 2):
-            by_queue = signed and queue and self.reads_by_queue
+            by_queue = signed and queue and self._by_queue(kind)
             http = self._sealed_http if sealed else self._queue_http if by_queue else self._http
             headers = dict(base_headers)
             token = None
@@ -199,15 +202,16 @@ class Transport:
             error = error_from_response(response.status_code, content, response.headers)
             if by_queue and isinstance(error, AuthError) and self.signer is not None:
                 if error.code == ErrorCode.AUTH_MISSING:
-                    # A server from before queue requests took it for an unsigned one.
-                    self._queue_requests_refused = True
+                    # A server from before queue requests (of this kind) took it
+                    # for an unsigned one.
+                    self._queue_requests_refused.add(kind)
                 elif error.code == ErrorCode.AUTH_INVALID:
                     # The server does not know the queue's key: restored from a
                     # backup made before it was given. Read with signed requests
                     # (the restored row still names the queue) until the key is
                     # given again (messenger/client/queue_keys.py).
                     self.signer.queue_key_given = False
-                if attempt == 1 and not self.reads_by_queue:
+                if attempt == 1 and not self._by_queue(kind):
                     continue
             replaced_before_token = (
                 not by_queue
@@ -223,10 +227,14 @@ class Transport:
     def reads_by_queue(self) -> bool:
         """Whether the queue is read with queue requests: the server has the queue
         key (:attr:`Signer.signs_queue_requests`) and has not refused one."""
+        return self._by_queue(_QUEUE_READS)
+
+    def _by_queue(self, kind: str) -> bool:
+        """Whether requests of ``kind`` (:func:`_queue_kind`) go as queue requests."""
         return (
             self.signer is not None
             and self.signer.signs_queue_requests
-            and not self._queue_requests_refused
+            and kind not in self._queue_requests_refused
         )
 
     @contextlib.asynccontextmanager
@@ -372,7 +380,9 @@ class Transport:
         return (await self.call("POST", r.ACK, request, m.AckResponse, queue=True)).deleted
 
     async def create_group(self, body: m.CreateGroupRequest | bytes) -> m.CreateGroupResponse:
-        return await self.call("POST", r.GROUPS, body, m.CreateGroupResponse)
+        """Register a new group whose first member is this client's queue: a queue
+        request once the server has the queue key, so no client is named."""
+        return await self.call("POST", r.GROUPS, body, m.CreateGroupResponse, queue=True)
 
     async def commit(
         self, group_id: bytes, body: m.CommitRequest | bytes, *, sealed: bool
@@ -500,7 +510,11 @@ class Transport:
     ) -> m.BlobStatus:
         """How much of a blob the server holds (the creator; else with the capability)."""
         target = r.blob_path(r.BLOB_STATUS, blob_id)
-        content = await self.call_raw("GET", target, headers=_blob_headers(access, token))
+        # A recipient asks by queue request (its queue, no client); the creator
+        # is known by its account, so it signs.
+        content = await self.call_raw(
+            "GET", target, headers=_blob_headers(access, token), queue=access is not None
+        )
         return _parse(m.BlobStatus, content, "GET", r.BLOB_STATUS)
 
     async def download_blob(
@@ -508,17 +522,31 @@ class Transport:
     ) -> bytes:
         """Up to ``length`` bytes of a complete blob from ``offset``."""
         target = f"{r.blob_path(r.BLOB, blob_id)}?offset={offset}&length={length}"
-        return await self.call_raw("GET", target, headers=_blob_headers(access, token))
+        return await self.call_raw("GET", target, headers=_blob_headers(access, token), queue=True)
 
     async def blob_fetched(self, blob_id: bytes, access: bytes, token: bytes | None = None) -> None:
         """Tell the server this client has the blob (deleted once every recipient has)."""
         target = r.blob_path(r.BLOB_FETCHED, blob_id)
-        content = await self.call_raw("POST", target, headers=_blob_headers(access, token))
+        content = await self.call_raw(
+            "POST", target, headers=_blob_headers(access, token), queue=True
+        )
         _parse(m.Empty, content, "POST", r.BLOB_FETCHED)
 
     async def delete_blob(self, blob_id: bytes) -> None:
         """Delete an own blob (a cancelled upload; its creator's right, no membership)."""
         await self.call("DELETE", r.blob_path(r.BLOB, blob_id), None, m.Empty)
+
+
+_QUEUE_READS: Final = "queue"
+
+
+def _queue_kind(target: str) -> str:
+    """Which kind of queue request ``target`` is, by the first segment of its path
+    after ``/v1/``: ``queue`` (the queue's own routes), ``blobs`` (a recipient's
+    reads of an attachment) or ``groups`` (making a group); servers took them in
+    that order, so one that refuses a kind may take another."""
+    segments = target.split("?", 1)[0].split("/")
+    return segments[2] if len(segments) > 2 else _QUEUE_READS
 
 
 def _blob_headers(access: bytes | None, token: bytes | None) -> dict[str, str]:

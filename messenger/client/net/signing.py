@@ -11,7 +11,8 @@ A copy that took its client over (a restore, :mod:`messenger.client.takeover`)
 also sends its device token (:data:`~messenger.api.signing.HEADER_DEVICE_TOKEN`)
 with every request, once :attr:`Signer.device_token` is set. A client whose
 queue has a key of its own (:mod:`messenger.client.queue_keys`) proves its
-queue on every request with it (:meth:`Signer.set_queue_key`), and, once
+queue with it (:meth:`Signer.set_queue_key`) on the requests whose answer
+needs the queue (:func:`~messenger.api.routes.proves_queue`), and, once
 the server has that key, reads and acknowledges its queue with **queue
 requests** signed by it alone, which name no client
 (:meth:`Signer.queue_headers`, docs/metadata.md §1).
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from messenger.api.fields import b64encode
+from messenger.api.routes import proves_queue
 from messenger.api.signing import (
     DEVICE_TOKEN_BYTES,
     HEADER_CLIENT,
@@ -72,7 +74,8 @@ class Signer:
             self.queue_key_given = queue_key_given
 
     def set_queue_key(self, queue_id: str, private_key: bytes) -> None:
-        """Prove ``queue_id`` with ``private_key`` on every request from now on."""
+        """Prove ``queue_id`` with ``private_key`` from now on (on the routes that
+        need the queue)."""
         self._queue = (queue_id, Ed25519PrivateKey.from_private_bytes(private_key))
 
     @property
@@ -126,7 +129,9 @@ class Signer:
         }
         if self._device_token is not None:
             headers[HEADER_DEVICE_TOKEN] = b64encode(self._device_token)
-        if self._queue is not None:
+        if self._queue is not None and proves_queue(method, target):
+            # Only where the server needs the queue (``Route.proves_queue``), so
+            # that the live server does not see it on every signed request.
             queue_id, key = self._queue
             headers[HEADER_QUEUE] = queue_id
             headers[HEADER_QUEUE_SIGNATURE] = b64encode(
