@@ -680,7 +680,7 @@ class AttachmentUnavailableError(AttachmentError):
 
 
 class AttachmentQuotaError(AttachmentError):
-    """The server is out of space, or the account is over its storage quota."""
+    """The server is out of space, or this device is over its storage quota."""
 
     default_user_message = (
         "The server has no room for this file right now. Try again later, or send a smaller file."

@@ -6,13 +6,15 @@ the server cannot read; the encrypted file goes here, as a *blob*: bytes
 padded to a Padmé size (:func:`messenger.api.blobs.padme`), uploaded in
 parts of at most :data:`~messenger.api.blobs.MAX_BLOB_PART_BYTES`.
 
-Who may do what:
+Who may do what (each route takes a queue request, which names no client,
+or a client's signed request that proves its queue: :class:`BlobCaller`):
 
-* **create**: a client whose queue is a member of the group now (anyone
-  else gets ``unknown_group``, as for a group that does not exist,
-  :mod:`.delivery`);
-* **upload, delete**: a client of the account that created the blob;
-* **status**: that account, or a member of the group now with the
+* **create**: a queue that is a member of the group now (anyone else gets
+  ``unknown_group``, as for a group that does not exist, :mod:`.delivery`);
+  the blob is that queue's;
+* **upload, delete**: the owner (a blob from before queues owned them: a
+  signed request of its account);
+* **status**: the owner, or a member of the group now with the
   capability;
 * **download, fetched**: a member of the group now (RFC 9420 §12.1.3: a
   removed member is not) that shows the *capability*, 32 random bytes the
@@ -37,9 +39,9 @@ or is behind a removal it has not processed yet (it catches up and asks
 again).
 
 Stored (docs/threat-model.md): the blob ID, the group, a keyed hash of the
-creating account (for the quota and the creator's rights; the key comes
-from the server secret, so a copy of the database does not name the
-uploader), the padded size, the bytes received, the SHA-256 of the
+owning queue (for the quota and the owner's rights; the key comes from the
+server secret, so a copy of the database does not name the uploader; rows
+from before name the account so), the padded size, the bytes received, the SHA-256 of the
 capability, times rounded to the hour, and the recipients of a complete
 blob, each as an HMAC of (blob ID, queue) under a key from the server
 secret, so that a copy of the database cannot tell which member queue is
@@ -64,8 +66,8 @@ and the file).
 File reads and writes run in worker threads (:func:`asyncio.to_thread`), so
 a large part does not stall other requests; memory is bounded by one part.
 Parts of one blob are written one at a time within a process; two processes
-writing the same part of one blob at once (only its creator's account may)
-can at worst garble that account's own blob, which its recipients then
+writing the same part of one blob at once (only its owner may) can at
+worst garble that owner's own blob, which its recipients then
 refuse (the digest in the MLS message).
 """
 
@@ -95,7 +97,7 @@ from messenger.api.models import (
     CreateBlobResponse,
 )
 
-from .authentication import Principal, queue_not_shown
+from .authentication import queue_not_shown
 from .logs import log_event
 from .member_sets import MemberSets, live_queues
 from .metrics import Metrics
@@ -107,6 +109,7 @@ __all__ = [
     "BLOB_DIR",
     "CHUNK_BYTES",
     "ORPHAN_GRACE_SECONDS",
+    "BlobCaller",
     "BlobSweep",
     "Blobs",
     "max_stored_size",
@@ -118,6 +121,32 @@ __all__ = [
 
 _log = logging.getLogger("messenger.server.blobs")
 
+
+@dataclass(frozen=True, slots=True)
+class BlobCaller:
+    """Who asks about a blob: a client's account (a signed request) and the
+    queue the request shows, if any; or a queue alone (a queue request, which
+    names no client: ``account_id`` is None).
+
+    A blob's owner is the queue that reserved it (:meth:`Blobs._owner`), by a
+    queue request or a signed one that showed it: the quota, the parts and
+    the withdrawal are that queue's. Blobs reserved before queues owned them
+    are their account's, which a signed request still shows.
+    """
+
+    account_id: str | None
+    shown_queue: str | None
+
+    @property
+    def queue_id(self) -> str:
+        """The caller's queue; ``auth_missing`` if the request shows none."""
+        if self.shown_queue is None:
+            raise queue_not_shown()
+        return self.shown_queue
+
+
+#: Before a queue's ID in the name of a blob's owner (:meth:`Blobs._owner`).
+_QUEUE_OWNER: Final = b"queue "
 #: The blob directory's name inside the data directory.
 BLOB_DIR: Final = "blobs"
 #: Length of the access capability.
@@ -350,8 +379,22 @@ class Blobs:
         """Where a blob's bytes are."""
         return self.directory / self.file_name(blob_id)
 
-    def _owner(self, account_id: str) -> bytes:
-        return hmac.new(self._owner_key, account_id.encode(), hashlib.sha256).digest()
+    def _owner(self, caller: BlobCaller) -> bytes:
+        """The keyed hash that names the owner of a blob ``caller`` reserves: its
+        queue (``auth_missing`` if the request shows none), under a label no
+        account ID can make (an ID has no space)."""
+        return self._hash_owner(_QUEUE_OWNER + caller.queue_id.encode())
+
+    def _owns(self, caller: BlobCaller, blob: _Blob) -> bool:
+        """Whether ``caller`` owns ``blob``: its queue reserved it, or (a blob from
+        before queues owned them) its account did."""
+        names = [] if caller.shown_queue is None else [_QUEUE_OWNER + caller.shown_queue.encode()]
+        if caller.account_id is not None:
+            names.append(caller.account_id.encode())
+        return any(hmac.compare_digest(blob.owner_hash, self._hash_owner(n)) for n in names)
+
+    def _hash_owner(self, name: bytes) -> bytes:
+        return hmac.new(self._owner_key, name, hashlib.sha256).digest()
 
     def recipient(self, blob_id: bytes, queue_id: str) -> bytes:
         """How ``blob_fetchers`` names a recipient queue of a blob: a keyed hash."""
@@ -423,9 +466,10 @@ class Blobs:
 
     # -- operations -----------------------------------------------------------------
 
-    async def create(self, principal: Principal, req: CreateBlobRequest) -> CreateBlobResponse:
-        """Reserve a blob of ``req.size`` stored bytes for a group the client is in
-        (``req.token`` opens the member set of a group sealed under its members' keys)."""
+    async def create(self, caller: BlobCaller, req: CreateBlobRequest) -> CreateBlobResponse:
+        """Reserve a blob of ``req.size`` stored bytes for a group whose member set
+        lists the caller's queue (``req.token`` opens the member set of a group
+        sealed under its members' keys); the caller owns it."""
         if not is_padme(req.size):
             raise ApiError.invalid_field("size", "not a Padmé size (pad the blob first)")
         if req.size > self.max_stored_bytes:
@@ -437,17 +481,19 @@ class Blobs:
         free = await self._free_bytes()
         now = self._now_ms()
         blob_id = secrets.token_bytes(BLOB_ID_BYTES)
-        owner = self._owner(principal.account_id)
+        owner = self._owner(caller)
+        queue_id = caller.queue_id
         expires_at = _hour_ceil(now + self._upload_ttl_ms)
 
         async def op(tx: Tx) -> None:
-            # The account's row serialises creation per account (the quota, PostgreSQL).
+            # The owning queue's row serialises creation per owner (the quota,
+            # PostgreSQL), whichever kind of request it comes by.
             await tx.fetchone(
-                "SELECT 1 FROM accounts WHERE account_id = ?" + tx.for_update,  # noqa: S608
-                principal.account_id,
+                "SELECT 1 FROM queues WHERE queue_id = ?" + tx.for_update,  # noqa: S608
+                queue_id,
             )
             members = await self._members.read(tx, req.group_id, req.token)
-            if members is None or principal.queue_id not in members:
+            if members is None or queue_id not in members:
                 raise _unknown_group()
             row = await tx.fetchone(
                 "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE owner_hash = ? AND expires_at > ?",
@@ -458,7 +504,7 @@ class Blobs:
             if used + req.size > self._quota:
                 raise ApiError(
                     ErrorCode.QUOTA_EXCEEDED,
-                    "this account's files use all the storage it may have on this server; "
+                    "this device's files use all the storage it may have on this server; "
                     "wait until they are fetched or expire",
                     {"quota_bytes": self._quota, "used_bytes": used},
                 )
@@ -491,7 +537,7 @@ class Blobs:
 
     async def upload(
         self,
-        principal: Principal,
+        caller: BlobCaller,
         blob_id: bytes,
         offset: int,
         data: bytes,
@@ -503,11 +549,10 @@ class Blobs:
         group sealed under its members' keys (``unknown_group`` otherwise,
         before the part is written).
         """
-        owner = self._owner(principal.account_id)
         async with self._turn(blob_id):
             now = self._now_ms()
             blob = await self._db.read(lambda tx: self._select(tx, blob_id, now))
-            if blob is None or not hmac.compare_digest(blob.owner_hash, owner):
+            if blob is None or not self._owns(caller, blob):
                 raise no_such_blob()
             if offset != blob.received:
                 raise _offset_error(blob.received)
@@ -516,8 +561,10 @@ class Blobs:
             end = offset + len(data)
             if end > blob.size:
                 raise ApiError.invalid_field("body", "the part goes past the end of the blob")
+            uploader = None
             if end == blob.size:
                 self._listed(blob, token)  # the recipients will be readable
+                uploader = caller.queue_id  # left out of them
             if self._reserve and await self._free_bytes() - len(data) < self._reserve:
                 raise _no_space()
             path = self.path(blob_id)
@@ -565,11 +612,7 @@ class Blobs:
                     raise _unknown_group()
                 await tx.executemany(
                     "INSERT INTO blob_fetchers (blob_id, recipient) VALUES (?, ?)",
-                    [
-                        (blob_id, self.recipient(blob_id, q))
-                        for q in members
-                        if q != principal.queue_id
-                    ],
+                    [(blob_id, self.recipient(blob_id, q)) for q in members if q != uploader],
                 )
                 return True
 
@@ -589,23 +632,19 @@ class Blobs:
 
     async def status(
         self,
-        account_id: str | None,
-        queue_id: str | None,
+        caller: BlobCaller,
         blob_id: bytes,
         access: bytes | None,
         token: bytes | None = None,
     ) -> BlobStatus:
-        """How much of the blob the server holds: for its creator (``account_id``, a
-        signed request), or a capable member (``queue_id``: a queue request, or a
-        signed one that proves it; ``auth_missing`` if neither is shown)."""
+        """How much of the blob the server holds: for its owner, or a capable member
+        (the caller's queue; ``auth_missing`` if the request shows none)."""
         now = self._now_ms()
         blob = await self._db.read(lambda tx: self._select(tx, blob_id, now))
         if blob is None:
             raise no_such_blob()
-        if account_id is None or not hmac.compare_digest(blob.owner_hash, self._owner(account_id)):
-            if queue_id is None:
-                raise queue_not_shown()
-            self._check_capable(blob, queue_id, access, token)
+        if not self._owns(caller, blob):
+            self._check_capable(blob, caller.queue_id, access, token)
         return BlobStatus(blob.size, blob.received, blob.complete)
 
     async def download(
@@ -670,14 +709,13 @@ class Blobs:
             self._metrics.blobs.labels(event="fetched").inc()
             log_event(_log, "blob fetched by all")
 
-    async def delete(self, principal: Principal, blob_id: bytes) -> None:
-        """Delete a blob: its creator's account only (a cancelled upload)."""
-        owner = self._owner(principal.account_id)
+    async def delete(self, caller: BlobCaller, blob_id: bytes) -> None:
+        """Delete a blob: its owner only (a cancelled upload)."""
         now = self._now_ms()
 
         async def op(tx: Tx) -> None:
             blob = await self._select(tx, blob_id, now)
-            if blob is None or not hmac.compare_digest(blob.owner_hash, owner):
+            if blob is None or not self._owns(caller, blob):
                 raise no_such_blob()
             await _delete_blobs(tx, "blob_id = ?", blob_id)
 

@@ -43,7 +43,7 @@ from messenger.api.signing import (
 )
 
 from .authentication import Principal, QueueCaller
-from .blobs import parse_access, parse_blob_id, parse_group_token
+from .blobs import BlobCaller, parse_access, parse_blob_id, parse_group_token
 from .links import OPTIONALLY_SIGNED_ROUTES as OPTIONALLY_SIGNED
 from .logs import log_event
 from .metrics import CONTENT_TYPE
@@ -119,13 +119,6 @@ class Call:
         if self.queue_caller is not None:
             return self.queue_caller.queue_id
         return self.me.queue_id
-
-    @property
-    def shown_queue(self) -> str | None:
-        """:attr:`queue_id`, or None if the request shows no queue."""
-        if self.queue_caller is not None:
-            return self.queue_caller.queue_id
-        return None if self.principal is None else self.principal.proven_queue
 
     def group_id(self) -> bytes:
         raw = self.request.path_params["group_id"]
@@ -592,15 +585,23 @@ def _group_token(call: Call) -> bytes | None:
     return parse_group_token(call.request.headers.get(HEADER_GROUP_TOKEN))
 
 
+def _blob_caller(call: Call) -> BlobCaller:
+    """A blob request's caller: a queue request's queue, or a signed request's
+    account and the queue it proves (docs/attachments.md §3)."""
+    if call.queue_caller is not None:
+        return BlobCaller(None, call.queue_caller.queue_id)
+    return BlobCaller(call.me.account_id, call.me.proven_queue)
+
+
 async def create_blob(call: Call) -> m.Model:
-    return await call.state.blobs.create(call.me, call.body)
+    return await call.state.blobs.create(_blob_caller(call), call.body)
 
 
 async def upload_blob(call: Call) -> m.Model:
     offset = _route_query_int(call, r.BLOB_UPLOAD_QUERY, "offset")
     assert offset is not None  # required
     return await call.state.blobs.upload(
-        call.me, _blob_id(call), offset, call.body, _group_token(call)
+        _blob_caller(call), _blob_id(call), offset, call.body, _group_token(call)
     )
 
 
@@ -613,9 +614,8 @@ async def download_blob(call: Call) -> bytes:
 
 
 async def blob_status(call: Call) -> m.Model:
-    account_id = None if call.principal is None else call.principal.account_id
     return await call.state.blobs.status(
-        account_id, call.shown_queue, _blob_id(call), _blob_access(call), _group_token(call)
+        _blob_caller(call), _blob_id(call), _blob_access(call), _group_token(call)
     )
 
 
@@ -627,7 +627,7 @@ async def blob_fetched(call: Call) -> m.Model:
 
 
 async def delete_blob(call: Call) -> m.Model:
-    await call.state.blobs.delete(call.me, _blob_id(call))
+    await call.state.blobs.delete(_blob_caller(call), _blob_id(call))
     return m.Empty()
 
 

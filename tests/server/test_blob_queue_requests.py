@@ -12,27 +12,37 @@ refusal changes nothing.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+from typing import Any
+
 import httpx
 import pytest
 
 from messenger.api import models as m
 from messenger.api import routes as r
+from messenger.api.blobs import OCTET_STREAM, padme
 from messenger.api.fields import b64decode
 from messenger.api.signing import HEADER_CLIENT, HEADER_NONCE, HEADER_SIGNATURE
 from messenger.server.authentication import nonce_digest, queue_nonce_digest
 
 from .blob_tools import (
     access_header,
+    access_pair,
     code,
+    create,
+    created,
     group_of,
     padded,
+    put,
     recipients,
     remove,
     store,
     upload,
 )
 from .client import ApiClient
-from .conftest import TestServer
+from .conftest import ServerFactory, TestServer
 from .dbtools import rows
 
 pytestmark = pytest.mark.anyio
@@ -156,17 +166,141 @@ async def test_a_removed_member_cannot_read_a_blob_by_queue_request(server: Test
     assert await store(server) == before
 
 
-async def test_the_creators_status_without_a_capability_stays_signed(server: TestServer) -> None:
-    """The creator asks about its upload by account (a signed request); a queue
-    request carries no account, so without the capability it is ``not_found``."""
+async def _queue_upload(client: ApiClient, group_id: bytes, data: bytes) -> tuple[bytes, bytes]:
+    """``client`` reserves and uploads a blob with queue requests; its ID and capability."""
+    access, access_hash = access_pair()
+    created = await client.queue_raw(
+        "POST", r.BLOBS, m.CreateBlobRequest(group_id, len(data), access_hash)
+    )
+    assert created.status_code == 200, created.text
+    blob_id = m.CreateBlobResponse.from_json(created.json()).blob_id
+    response = await _put_by_queue(client, blob_id, 0, data)
+    assert response.status_code == 200, response.text
+    return blob_id, access
+
+
+async def _put_by_queue(
+    client: ApiClient, blob_id: bytes, offset: int, data: bytes
+) -> httpx.Response:
+    target = f"{r.blob_path(r.BLOB, blob_id)}?offset={offset}"
+    headers = {"content-type": OCTET_STREAM, **client.queue_headers("PUT", target, data)}
+    return await client.http.request("PUT", target, content=data, headers=headers)
+
+
+async def test_a_blob_reserved_by_queue_request_is_the_queues(server: TestServer) -> None:
+    """Alice's queue reserves, uploads, asks about and withdraws blobs naming no
+    client; the recipients leave her queue out; the quota is her queue's."""
+    alice, bob, carol = [await server.registered() for _ in range(3)]
+    for client in (alice, bob):
+        await client.give_queue_key()
+    group = await group_of(alice, bob, carol)
+    data = padded(20_000)
+    blob_id, access = await _queue_upload(alice, group, data)
+    assert await recipients(server, alice, bob, carol) == {
+        (blob_id, bob.me.queue_id),
+        (blob_id, carol.me.queue_id),
+    }
+    # The owner's status needs no capability; Bob downloads as before.
+    status = await _by_queue(alice, blob_id, "status", None)
+    assert m.BlobStatus.from_json(status.json()) == m.BlobStatus(len(data), len(data), True)
+    got = await _by_queue(bob, blob_id, "download", access)
+    assert got.content == data
+    # The owner withdraws a second blob by queue request.
+    second, _ = await _queue_upload(alice, group, padded(5_000))
+    target = r.blob_path(r.BLOB, second)
+    gone = await alice.http.request(
+        "DELETE", target, headers=alice.queue_headers("DELETE", target, b"")
+    )
+    assert gone.status_code == 200, gone.text
+    assert second not in {bytes(row[0]) for row in await rows(server, "blobs")}
+
+
+async def test_only_the_owner_of_a_blob_may_upload_ask_or_withdraw_it(
+    server: TestServer,
+) -> None:
+    """A blob Alice's queue reserved is that queue's: Mallory's queue (a member of
+    the group) and Alice's laptop (her account, another queue) may not add a
+    part, ask its status as its owner or withdraw it, by queue request or
+    signed. Each is ``not_found``, and nothing changes. Alice's own signed
+    request, which proves her queue, may."""
+    alice, bob, mallory = [await server.registered() for _ in range(3)]
+    laptop = await alice.add_client()
+    for client in (alice, mallory, laptop):
+        await client.give_queue_key()
+    group = await group_of(alice, bob, mallory, laptop)
+    size = padme(1000)
+    created_blob = await alice.queue_raw(
+        "POST", r.BLOBS, m.CreateBlobRequest(group, size, access_pair()[1])
+    )
+    blob_id = m.CreateBlobResponse.from_json(created_blob.json()).blob_id
+    target = r.blob_path(r.BLOB, blob_id)
+    before = await store(server)
+    refusals = []
+    for other in (mallory, laptop):
+        refusals += [
+            await _put_by_queue(other, blob_id, 0, os.urandom(size)),
+            await put(other, blob_id, 0, os.urandom(size)),
+            await _by_queue(other, blob_id, "status", None),
+            await other.raw("GET", r.blob_path(r.BLOB_STATUS, blob_id)),
+            await other.http.request(
+                "DELETE", target, headers=other.queue_headers("DELETE", target, b"")
+            ),
+            await other.raw("DELETE", target),
+        ]
+    for response in refusals:
+        assert (response.status_code, code(response)) == _NOT_FOUND, response.request.url
+    assert await store(server) == before
+    # Alice's signed requests prove her queue: she is the owner.
+    assert (await put(alice, blob_id, 0, os.urandom(size))).status_code == 200
+    assert (await alice.raw("DELETE", target)).status_code == 200
+
+
+async def test_a_blob_from_before_is_its_accounts(server: TestServer) -> None:
+    """A blob whose owner is an account (reserved before queues owned blobs) is
+    still its account's by signed request, and no queue's."""
     alice, bob = await server.registered(), await server.registered()
     await alice.give_queue_key()
     group = await group_of(alice, bob)
-    blob_id, _access = await upload(alice, group, padded(5_000))
-    signed = await alice.raw("GET", r.blob_path(r.BLOB_STATUS, blob_id))
-    assert signed.status_code == 200
+    blob_id = await created(alice, group, padme(1000), access_pair()[1])
+    await _as_account_owned(server, blob_id, alice.me.account_id)
     by_queue = await _by_queue(alice, blob_id, "status", None)
-    assert (by_queue.status_code, code(by_queue)) == (404, "not_found")
+    assert (by_queue.status_code, code(by_queue)) == _NOT_FOUND
+    signed = await alice.raw("GET", r.blob_path(r.BLOB_STATUS, blob_id))
+    assert signed.status_code == 200, signed.text
+    assert (await alice.raw("DELETE", r.blob_path(r.BLOB, blob_id))).status_code == 200
+
+
+async def _as_account_owned(server: TestServer, blob_id: bytes, account_id: str) -> None:
+    """Make ``blob_id``'s row name its owner as rows from before did: the account."""
+    key = server.state.blobs._owner_key
+    owner = hmac.new(key, account_id.encode(), hashlib.sha256).digest()
+
+    async def op(tx: Any) -> None:
+        await tx.execute("UPDATE blobs SET owner_hash = ? WHERE blob_id = ?", owner, blob_id)
+
+    await server.state.db.transaction(op)
+
+
+async def test_each_queue_has_its_own_quota(server_factory: ServerFactory) -> None:
+    """The quota is the reserving queue's: Alice's phone at its quota does not
+    stop her laptop; a signed reservation that proves the phone's queue counts
+    with its queue requests."""
+    async with server_factory(blob_quota_bytes=padme(3000)) as server:
+        alice, bob = await server.registered(), await server.registered()
+        laptop = await alice.add_client()
+        for client in (alice, laptop):
+            await client.give_queue_key()
+        group = await group_of(alice, bob, laptop)
+        size = padme(3000)
+
+        async def reserve(client: ApiClient) -> httpx.Response:
+            request = m.CreateBlobRequest(group, size, access_pair()[1])
+            return await client.queue_raw("POST", r.BLOBS, request)
+
+        assert (await reserve(alice)).status_code == 200
+        for over in (await reserve(alice), await create(alice, group, size, access_pair()[1])):
+            assert (over.status_code, code(over)) == (507, "quota_exceeded")
+        assert (await reserve(laptop)).status_code == 200
 
 
 async def test_a_signed_request_without_a_proof_is_told_to_show_its_queue(

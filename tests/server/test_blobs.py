@@ -182,7 +182,7 @@ async def test_a_file_shorter_than_recorded_resumes_from_what_is_there(
     assert blob_file(server, blob_id).read_bytes() == data
 
 
-async def test_status_for_the_creator_and_for_members_with_the_capability(
+async def test_status_for_the_owner_and_for_members_with_the_capability(
     server: TestServer,
 ) -> None:
     alice = await server.registered()
@@ -195,13 +195,21 @@ async def test_status_for_the_creator_and_for_members_with_the_capability(
     await put(alice, blob_id, 0, data[:1000])
     expected = m.BlobStatus(len(data), 1000, False)
     assert _status(await status(alice, blob_id)) == expected
-    assert _status(await status(laptop, blob_id)) == expected  # resumes from another device
     assert _status(await status(bob, blob_id, access)) == expected
     response = await status(bob, blob_id)
     assert (response.status_code, code(response)) == (404, "not_found")
-    # The creator's other device may go on with the upload, and cancel it.
-    assert _status(await put(laptop, blob_id, 1000, data[1000:])).complete
-    assert (await delete(laptop, blob_id)).status_code == 200
+    # The blob is the creating device's queue's: another device of the account
+    # may not ask as its owner, go on with it, or cancel it.
+    before = await rows(server, "blobs")
+    for response in (
+        await status(laptop, blob_id),
+        await put(laptop, blob_id, 1000, data[1000:]),
+        await delete(laptop, blob_id),
+    ):
+        assert (response.status_code, code(response)) == (404, "not_found")
+    assert await rows(server, "blobs") == before
+    assert _status(await put(alice, blob_id, 1000, data[1000:])).complete
+    assert (await delete(alice, blob_id)).status_code == 200
     assert await rows(server, "blobs") == []
 
 
@@ -344,7 +352,7 @@ async def test_the_sweep_removes_files_without_a_row(server_factory: ServerFacto
         assert not old.exists() and fresh.exists() and blob_file(server, kept).exists()
 
 
-async def test_the_account_quota(server_factory: ServerFactory) -> None:
+async def test_the_quota(server_factory: ServerFactory) -> None:
     size = padme(60_000)
     async with server_factory(blob_quota_bytes=2 * size + 10) as server:
         alice = await server.registered()
@@ -358,7 +366,9 @@ async def test_the_account_quota(server_factory: ServerFactory) -> None:
         assert (response.status_code, code(response)) == (507, "quota_exceeded")
         assert response.json()["error"]["details"]["used_bytes"] == 2 * size
         assert await rows(server, "blobs") == before
-        # Another device of the account shares the quota; another account does not.
+        # Another account does not share it (nor does another device: it is each
+        # queue's, tests/server/test_blob_queue_requests.py); a device of the
+        # account that is no member reserves nothing.
         laptop = await alice.add_client()  # not a member of the group
         response = await create(laptop, group, size, access_hash)
         assert (response.status_code, code(response)) == (404, "unknown_group")
@@ -529,5 +539,9 @@ def test_openapi_describes_the_raw_routes() -> None:
     # The last part of an upload needs the group's token; deleting needs no membership.
     assert "X-Messenger-Group-Token" in {p["name"] for p in put_op["parameters"]}
     delete_op = paths[r.BLOB]["delete"]
-    assert {p["name"] for p in delete_op["parameters"]} == {"blob_id"}
+    assert {p["name"] for p in delete_op["parameters"]} == {
+        "blob_id",
+        "X-Messenger-Queue",
+        "X-Messenger-Queue-Signature",
+    }
     assert "409" in put_op["responses"] and "507" in paths[r.BLOBS]["post"]["responses"]

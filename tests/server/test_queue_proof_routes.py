@@ -51,9 +51,12 @@ def test_the_matcher_follows_the_route_table() -> None:
         assert r.proves_queue(route.method, target) is route.proves_queue, route
         assert r.proves_queue(route.method, target + "?after=1") is route.proves_queue, route
     assert r.proves_queue("GET", r.QUEUE_WEBSOCKET + "?after=0")
-    # Same path, another method: a blob's download proves it, its deletion not.
+    # Same path, another method: a handle is set with no proof, and removed so.
+    handle = _filled(r.HANDLE)
+    assert not r.proves_queue("PUT", handle) and not r.proves_queue("DELETE", handle)
     blob = _filled(r.BLOB)
-    assert r.proves_queue("GET", blob) and not r.proves_queue("DELETE", blob)
+    assert r.proves_queue("GET", blob) and r.proves_queue("DELETE", blob)
+    assert not r.proves_queue("POST", blob)
     # A longer or shorter path is another route.
     assert not r.proves_queue("GET", blob + "/more")
     assert not r.proves_queue("POST", r.KEY_PACKAGES + "/claim")
@@ -64,8 +67,8 @@ def test_the_routes_that_need_the_queue_are_marked() -> None:
     """The queue's own routes (their signed form), the takeover, KeyPackage
     uploads (a leaf's address must be the uploader's queue), making a group
     (its first member), commits (external ones join with it), the GroupInfo
-    routes and attachments (a recipient is a queue); handles, claims, links,
-    devices and rejoin boxes are not."""
+    routes and attachments (a blob is its queue's, a recipient is a queue);
+    handles, claims, links, devices and rejoin boxes are not."""
     marked = {(route.method, route.path) for route in r.ROUTES if route.proves_queue}
     for needed in [
         ("GET", r.QUEUE_MESSAGES),
@@ -77,6 +80,7 @@ def test_the_routes_that_need_the_queue_are_marked() -> None:
         ("POST", r.GROUP_COMMITS),
         ("POST", r.BLOBS),
         ("GET", r.BLOB),
+        ("DELETE", r.BLOB),
     ]:
         assert needed in marked, needed
     for not_needed in [
@@ -89,7 +93,6 @@ def test_the_routes_that_need_the_queue_are_marked() -> None:
         ("POST", r.LINKS),
         ("PUT", r.REJOIN_BOX),
         ("GET", r.REJOIN_BOX),
-        ("DELETE", r.BLOB),
     ]:
         assert not_needed not in marked, not_needed
 

@@ -494,26 +494,30 @@ class Transport:
     # that opens it (the client is behind a removal, or no longer a member).
 
     async def create_blob(self, request: m.CreateBlobRequest) -> m.CreateBlobResponse:
-        """Reserve a blob of ``request.size`` bytes for an attachment to a group."""
-        return await self.call("POST", r.BLOBS, request, m.CreateBlobResponse)
+        """Reserve a blob of ``request.size`` bytes for an attachment to a group.
+
+        Every blob request is a queue request once the server has the queue key
+        (docs/attachments.md §3): the blob is then this queue's, not the
+        account's, and no request about it names the client."""
+        return await self.call("POST", r.BLOBS, request, m.CreateBlobResponse, queue=True)
 
     async def upload_blob_part(
         self, blob_id: bytes, offset: int, data: bytes, token: bytes | None = None
     ) -> m.BlobStatus:
         """Append ``data`` at ``offset`` (the bytes the server has received so far)."""
         target = f"{r.blob_path(r.BLOB, blob_id)}?offset={offset}"
-        content = await self.call_raw("PUT", target, data, headers=_blob_headers(None, token))
+        content = await self.call_raw(
+            "PUT", target, data, headers=_blob_headers(None, token), queue=True
+        )
         return _parse(m.BlobStatus, content, "PUT", r.BLOB)
 
     async def blob_status(
         self, blob_id: bytes, access: bytes | None = None, token: bytes | None = None
     ) -> m.BlobStatus:
-        """How much of a blob the server holds (the creator; else with the capability)."""
+        """How much of a blob the server holds (its owner; else with the capability)."""
         target = r.blob_path(r.BLOB_STATUS, blob_id)
-        # A recipient asks by queue request (its queue, no client); the creator
-        # is known by its account, so it signs.
         content = await self.call_raw(
-            "GET", target, headers=_blob_headers(access, token), queue=access is not None
+            "GET", target, headers=_blob_headers(access, token), queue=True
         )
         return _parse(m.BlobStatus, content, "GET", r.BLOB_STATUS)
 
@@ -533,8 +537,8 @@ class Transport:
         _parse(m.Empty, content, "POST", r.BLOB_FETCHED)
 
     async def delete_blob(self, blob_id: bytes) -> None:
-        """Delete an own blob (a cancelled upload; its creator's right, no membership)."""
-        await self.call("DELETE", r.blob_path(r.BLOB, blob_id), None, m.Empty)
+        """Delete an own blob (a cancelled upload; its owner's right, no membership)."""
+        await self.call("DELETE", r.blob_path(r.BLOB, blob_id), None, m.Empty, queue=True)
 
 
 _QUEUE_READS: Final = "queue"
@@ -542,9 +546,9 @@ _QUEUE_READS: Final = "queue"
 
 def _queue_kind(target: str) -> str:
     """Which kind of queue request ``target`` is, by the first segment of its path
-    after ``/v1/``: ``queue`` (the queue's own routes), ``blobs`` (a recipient's
-    reads of an attachment) or ``groups`` (making a group); servers took them in
-    that order, so one that refuses a kind may take another."""
+    after ``/v1/``: ``queue`` (the queue's own routes), ``blobs`` (attachments)
+    or ``groups`` (making a group); servers took them in that order, so one
+    that refuses a kind may take another."""
     segments = target.split("?", 1)[0].split("/")
     return segments[2] if len(segments) > 2 else _QUEUE_READS
 
