@@ -189,7 +189,7 @@ async def _put_by_queue(
 
 async def test_a_blob_reserved_by_queue_request_is_the_queues(server: TestServer) -> None:
     """Alice's queue reserves, uploads, asks about and withdraws blobs naming no
-    client; the recipients leave her queue out; the quota is her queue's."""
+    client; the recipients leave her queue out."""
     alice, bob, carol = [await server.registered() for _ in range(3)]
     for client in (alice, bob):
         await client.give_queue_key()
