@@ -22,7 +22,7 @@ from httpx_ws import WebSocketDisconnect, WebSocketUpgradeError
 
 from messenger.api import models as m
 from messenger.api import routes as r
-from messenger.api.fields import b64decode
+from messenger.api.fields import b64decode, b64encode
 from messenger.api.signing import (
     HEADER_CLIENT,
     HEADER_NONCE,
@@ -204,6 +204,16 @@ async def test_a_removed_devices_queue_requests_get_device_removed(server: TestS
         with pytest.raises(WebSocketDisconnect) as refused:
             await ws.next_frame(timeout=DEADLINE)
     assert (refused.value.code, refused.value.reason) == (1008, "device_removed")
+    # Every route that takes queue requests (making a group, every blob route)
+    # answers so too, before it reads a body.
+    filler = b64encode(os.urandom(16))
+    for route in r.ROUTES:
+        if not route.queue_request:
+            continue
+        target = route.path.replace("{group_id}", filler).replace("{blob_id}", filler)
+        headers = laptop.queue_headers(route.method, target, b"")
+        answer = await laptop.http.request(route.method, target, headers=headers)
+        assert _error(answer) == (401, "device_removed"), route.path
     assert _without_nonces(await snapshot(server, exclude=())) == before
 
 
