@@ -113,7 +113,6 @@ __all__ = [
     "nonce_digest",
     "nonce_expiry",
     "queue_nonce_digest",
-    "queue_not_shown",
     "verify_ed25519",
 ]
 
@@ -153,14 +152,6 @@ def nonce_expiry(now_ms: int, window_ms: int) -> int:
     return -(-(now_ms + 2 * window_ms) // window_ms) * window_ms
 
 
-def queue_not_shown() -> ApiError:
-    """``auth_missing``: the request shows no queue, and its answer needs one."""
-    return ApiError(
-        ErrorCode.AUTH_MISSING,
-        "this request must prove the client's queue (X-Messenger-Queue)",
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated client of a request, and its queue if the request shows it.
@@ -178,7 +169,10 @@ class Principal:
     def queue_id(self) -> str:
         """The client's queue; ``auth_missing`` (401) if this request does not show it."""
         if self.proven_queue is None:
-            raise queue_not_shown()
+            raise ApiError(
+                ErrorCode.AUTH_MISSING,
+                "this request must prove the client's queue (X-Messenger-Queue)",
+            )
         return self.proven_queue
 
     def without_queue(self) -> Principal:

@@ -97,7 +97,6 @@ from messenger.api.models import (
     CreateBlobResponse,
 )
 
-from .authentication import queue_not_shown
 from .logs import log_event
 from .member_sets import MemberSets, live_queues
 from .metrics import Metrics
@@ -124,25 +123,18 @@ _log = logging.getLogger("messenger.server.blobs")
 
 @dataclass(frozen=True, slots=True)
 class BlobCaller:
-    """Who asks about a blob: a client's account (a signed request) and the
-    queue the request shows, if any; or a queue alone (a queue request, which
-    names no client: ``account_id`` is None).
+    """Who asks about a blob: the queue the request shows (a queue request's, or
+    the one a signed request proves), and the account of a signed request
+    (None for a queue request, which names no client).
 
-    A blob's owner is the queue that reserved it (:meth:`Blobs._owner`), by a
-    queue request or a signed one that showed it: the quota, the parts and
-    the withdrawal are that queue's. Blobs reserved before queues owned them
-    are their account's, which a signed request still shows.
+    A blob's owner is the queue that reserved it (:meth:`Blobs._owner`): the
+    quota, the parts and the withdrawal are that queue's. Blobs reserved
+    before queues owned them are their account's, which a signed request
+    still shows.
     """
 
+    queue_id: str
     account_id: str | None
-    shown_queue: str | None
-
-    @property
-    def queue_id(self) -> str:
-        """The caller's queue; ``auth_missing`` if the request shows none."""
-        if self.shown_queue is None:
-            raise queue_not_shown()
-        return self.shown_queue
 
 
 #: Before a queue's ID in the name of a blob's owner (:meth:`Blobs._owner`).
@@ -381,14 +373,13 @@ class Blobs:
 
     def _owner(self, caller: BlobCaller) -> bytes:
         """The keyed hash that names the owner of a blob ``caller`` reserves: its
-        queue (``auth_missing`` if the request shows none), under a label no
-        account ID can make (an ID has no space)."""
+        queue, under a label no account ID can make (an ID has no space)."""
         return self._hash_owner(_QUEUE_OWNER + caller.queue_id.encode())
 
     def _owns(self, caller: BlobCaller, blob: _Blob) -> bool:
         """Whether ``caller`` owns ``blob``: its queue reserved it, or (a blob from
         before queues owned them) its account did."""
-        names = [] if caller.shown_queue is None else [_QUEUE_OWNER + caller.shown_queue.encode()]
+        names = [_QUEUE_OWNER + caller.queue_id.encode()]
         if caller.account_id is not None:
             names.append(caller.account_id.encode())
         return any(hmac.compare_digest(blob.owner_hash, self._hash_owner(n)) for n in names)
@@ -561,10 +552,8 @@ class Blobs:
             end = offset + len(data)
             if end > blob.size:
                 raise ApiError.invalid_field("body", "the part goes past the end of the blob")
-            uploader = None
             if end == blob.size:
                 self._listed(blob, token)  # the recipients will be readable
-                uploader = caller.queue_id  # left out of them
             if self._reserve and await self._free_bytes() - len(data) < self._reserve:
                 raise _no_space()
             path = self.path(blob_id)
@@ -612,7 +601,11 @@ class Blobs:
                     raise _unknown_group()
                 await tx.executemany(
                     "INSERT INTO blob_fetchers (blob_id, recipient) VALUES (?, ?)",
-                    [(blob_id, self.recipient(blob_id, q)) for q in members if q != uploader],
+                    [
+                        (blob_id, self.recipient(blob_id, q))
+                        for q in members
+                        if q != caller.queue_id  # the uploader's own
+                    ],
                 )
                 return True
 
@@ -637,8 +630,7 @@ class Blobs:
         access: bytes | None,
         token: bytes | None = None,
     ) -> BlobStatus:
-        """How much of the blob the server holds: for its owner, or a capable member
-        (the caller's queue; ``auth_missing`` if the request shows none)."""
+        """How much of the blob the server holds: for its owner, or a capable member."""
         now = self._now_ms()
         blob = await self._db.read(lambda tx: self._select(tx, blob_id, now))
         if blob is None:

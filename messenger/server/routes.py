@@ -586,11 +586,10 @@ def _group_token(call: Call) -> bytes | None:
 
 
 def _blob_caller(call: Call) -> BlobCaller:
-    """A blob request's caller: a queue request's queue, or a signed request's
-    account and the queue it proves (docs/attachments.md §3)."""
-    if call.queue_caller is not None:
-        return BlobCaller(None, call.queue_caller.queue_id)
-    return BlobCaller(call.me.account_id, call.me.proven_queue)
+    """A blob request's caller: the queue it shows (``auth_missing`` if none,
+    before anything is read) and, if signed, its account (docs/attachments.md §3)."""
+    account_id = None if call.principal is None else call.principal.account_id
+    return BlobCaller(call.queue_id, account_id)
 
 
 async def create_blob(call: Call) -> m.Model:
