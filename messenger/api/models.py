@@ -76,6 +76,8 @@ __all__ = [
     "ClientCredential",
     "CommitRequest",
     "CommitResponse",
+    "ContactQueueRequest",
+    "ContactQueueResponse",
     "CreateBlobRequest",
     "CreateBlobResponse",
     "CreateGroupRequest",
@@ -990,6 +992,41 @@ class QueueKeyRequest(Model):
 
 
 @dataclass(frozen=True, slots=True)
+class ContactQueueRequest(Model):
+    """Ask for the signing client's **contact queue** (docs/metadata.md §1,
+    "Contact queues"): a second queue, read with a key of its own, that the
+    client's KeyPackages name, so that what the server stores to hand out
+    ties the account to that queue only, not to the queue the client reads
+    its groups from.
+
+    ``auth_key`` is the contact queue's Ed25519 public key (fresh: a key no
+    other queue has); ``proof`` its signature over
+    :func:`~messenger.api.signing.contact_queue_possession` for the signing
+    client. A client has one contact queue, and its key never changes: asking
+    again with the same key answers the same queue.
+    """
+
+    auth_key: bytes
+    proof: bytes
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Bytes("auth_key", min_len=QUEUE_KEY_BYTES, max_len=QUEUE_KEY_BYTES),
+        Bytes("proof", min_len=64, max_len=64, description="an Ed25519 signature"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ContactQueueResponse(_Response):
+    """The signing client's contact queue: read it with queue requests signed by
+    its key, and ask ``GET /v1/queue/address`` (a queue request) for the
+    addresses its KeyPackages name."""
+
+    queue_id: str
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Ident("queue_id"),)
+
+
+@dataclass(frozen=True, slots=True)
 class RemoveClientRequest(Model):
     """The optional body of ``DELETE /v1/clients/{client_id}``: the removed client's
     queue kill secret, needed once its queue has a key of its own."""
@@ -1056,6 +1093,10 @@ class CommitRequest(Model):
     claims: tuple[bytes, ...] | None = None
     next_token: bytes | None = None
     rejoin_token: bytes | None = None
+    join_queue: str | None = None
+    join_proof: bytes | None = None
+    leave_queue: str | None = None
+    leave_proof: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Int("epoch", description="the epoch the commit was made in"),
@@ -1099,6 +1140,41 @@ class CommitRequest(Model):
             "an external commit's key to the group's sealed state: the send token of "
             "an epoch since the last removal, from the account's rejoin box or the "
             "joiner's backup (docs/metadata.md §2)",
+        ),
+        DeliveryAddress(
+            "join_queue",
+            optional=True,
+            description=(
+                "a queue the commit adds without a claim: the committer's own, moving "
+                "its leaf from its contact queue (docs/metadata.md §1); one of members"
+            ),
+        ),
+        Bytes(
+            "join_proof",
+            min_len=64,
+            max_len=64,
+            optional=True,
+            description=(
+                "join_queue's key's Ed25519 signature over queue_join_message(group, epoch, commit)"
+            ),
+        ),
+        DeliveryAddress(
+            "leave_queue",
+            optional=True,
+            description=(
+                "with join_queue: the queue the committer moves off (its contact queue), "
+                "which leaves the member set without counting as a removal; not one of members"
+            ),
+        ),
+        Bytes(
+            "leave_proof",
+            min_len=64,
+            max_len=64,
+            optional=True,
+            description=(
+                "leave_queue's key's Ed25519 signature over queue_leave_message(group, "
+                "epoch, commit)"
+            ),
         ),
     )
 

@@ -31,6 +31,7 @@ __all__ = [
     "CLIENTS",
     "CLIENT_CERTIFICATE",
     "CLIENT_TAKEOVER",
+    "CONTACT_QUEUE",
     "FETCH_QUERY",
     "GROUPS",
     "GROUP_COMMITS",
@@ -86,6 +87,7 @@ CLAIM_KEY_PACKAGES: Final = "/v1/key-packages/claim"
 QUEUE_MESSAGES: Final = "/v1/queue/messages"
 QUEUE_ADDRESS: Final = "/v1/queue/address"
 QUEUE_KEY: Final = "/v1/queue/key"
+CONTACT_QUEUE: Final = "/v1/queue/contact"
 ACK: Final = "/v1/queue/ack"
 QUEUE_WEBSOCKET: Final = "/v1/queue/ws"
 GROUPS: Final = "/v1/groups"
@@ -395,6 +397,15 @@ ROUTES: Final[tuple[Route, ...]] = (
         proves_queue=True,
     ),
     Route(
+        "PUT",
+        CONTACT_QUEUE,
+        "Give the signing client its contact queue, the one its KeyPackages name "
+        "(the same queue again for the same key)",
+        m.ContactQueueResponse,
+        m.ContactQueueRequest,
+        errors=(*_AUTH, *_BODY, ErrorCode.PROOF_INVALID, ErrorCode.KEY_IN_USE),
+    ),
+    Route(
         "GET",
         QUEUE_MESSAGES,
         "Fetch messages after a cursor (long poll with wait)",
@@ -441,6 +452,7 @@ ROUTES: Final[tuple[Route, ...]] = (
             ErrorCode.STALE_EPOCH,
             ErrorCode.UNKNOWN_QUEUE,
             ErrorCode.MEMBER_NOT_CLAIMED,
+            ErrorCode.PROOF_INVALID,
             ErrorCode.QUEUE_FULL,
             ErrorCode.NO_GROUP_INFO,
         ),

@@ -57,10 +57,13 @@ __all__ = [
     "NONCE_BYTES",
     "canonical_request",
     "canonical_target",
+    "contact_queue_possession",
     "credential_tbs",
     "device_certificate_tbs",
     "possession_message",
+    "queue_join_message",
     "queue_key_possession",
+    "queue_leave_message",
     "queue_proof_message",
     "queue_request",
 ]
@@ -100,6 +103,9 @@ _DEVICE_PREFIX: Final = "messenger-device-certificate-v1"
 _QUEUE_PROOF_PREFIX: Final = "messenger-queue-proof-v1"
 _QUEUE_KEY_PREFIX: Final = "messenger-queue-key-v1"
 _QUEUE_REQUEST_PREFIX: Final = "messenger-queue-request-v1"
+_CONTACT_QUEUE_PREFIX: Final = "messenger-contact-queue-v1"
+_QUEUE_JOIN_PREFIX: Final = "messenger-queue-join-v1"
+_QUEUE_LEAVE_PREFIX: Final = "messenger-queue-leave-v1"
 
 
 #: Bytes that stand for themselves in a canonical target: RFC 3986 ``unreserved``,
@@ -229,6 +235,34 @@ def queue_proof_message(queue_id: str, request: bytes) -> bytes:
 def queue_key_possession(queue_id: str, kill_hash: bytes) -> bytes:
     """What a queue key signs when it is given to ``queue_id`` (``PUT /v1/queue/key``)."""
     lines = (_QUEUE_KEY_PREFIX, _ascii_line(queue_id), b64encode(kill_hash))
+    return "\n".join(lines).encode("ascii")
+
+
+def contact_queue_possession(client_id: str, auth_key: bytes) -> bytes:
+    """What a contact queue's key signs when the client asks for the queue
+    (``PUT /v1/queue/contact``): the client and the key, so that the proof
+    stands for no other client (docs/metadata.md §1, "Contact queues")."""
+    lines = (_CONTACT_QUEUE_PREFIX, _ascii_line(client_id), b64encode(auth_key))
+    return "\n".join(lines).encode("ascii")
+
+
+def queue_join_message(group_id: bytes, epoch: int, commit: bytes) -> bytes:
+    """What a queue's key signs to join its queue to a group with one commit
+    (``CommitRequest.join_proof``): the group, the epoch the commit was made in
+    and the commit's SHA-256, so that the proof stands for that commit alone
+    (docs/metadata.md §1, "Contact queues")."""
+    return _commit_statement(_QUEUE_JOIN_PREFIX, group_id, epoch, commit)
+
+
+def queue_leave_message(group_id: bytes, epoch: int, commit: bytes) -> bytes:
+    """What the key of the queue a member moves off signs (``CommitRequest.leave_proof``):
+    as :func:`queue_join_message`, under a prefix of its own, so that neither
+    proof stands for the other."""
+    return _commit_statement(_QUEUE_LEAVE_PREFIX, group_id, epoch, commit)
+
+
+def _commit_statement(prefix: str, group_id: bytes, epoch: int, commit: bytes) -> bytes:
+    lines = (prefix, b64encode(group_id), str(epoch), hashlib.sha256(commit).hexdigest())
     return "\n".join(lines).encode("ascii")
 
 

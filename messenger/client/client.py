@@ -370,7 +370,7 @@ class MessengerClient:
             pipeline,
             backoff=self._backoff,
             on_online=sender.wake,
-            replenish=pool.replenish,
+            pool=pool,
         )
         from .rejoin_boxes import RejoinBoxUploader
 
@@ -612,7 +612,7 @@ class MessengerClient:
                 _log.error("%d background task(s) did not stop on close", len(stuck))
         self._events.close()
         if self._pipeline is not None:  # what was read is deleted from the server
-            await self._bounded_close("the last ack", self._pipeline.acks.close())
+            await self._bounded_close("the last acks", self._pipeline.close_acks())
         if self._session is not None:
             self._session.close()
             await self._bounded_close("the network transport", self._session.transport.aclose())
@@ -672,12 +672,12 @@ class MessengerClient:
         """Fetch and process everything waiting on the server, now."""
         session = self._require()
         assert self._pipeline is not None
-        from .queue_keys import give_queue_key
+        from .contact_queue import set_up_queues
         from .restore_device import prepare_device
 
         # A restored copy becomes a new device before it reads the queue.
         await prepare_device(session)
-        await give_queue_key(session, replenish=self._pool.replenish if self._pool else None)
+        await set_up_queues(session, self._pool)
         await self._pipeline.catch_up()
 
     async def flush(self, timeout: float | None = None) -> None:

@@ -298,7 +298,8 @@ class GroupEpochs:
         change, after, checkpoint = await self._s.mls(
             _loaded_change, self._s.groups, group, item.pending_state
         )
-        rotated = Intent.loads(item.intent).op == "rotate"  # a path, whatever else it held
+        # A path, whatever else it held.
+        rotated = Intent.loads(item.intent).op in ("rotate", "move")
         await self._persist(group, change, checkpoint, by=by, finish=finish, rotated=rotated)
         if change.removed:
             self.evict(group_id)

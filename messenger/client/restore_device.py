@@ -99,6 +99,9 @@ from .store.async_store import AsyncStore
 from .store.identity import Identity
 from .store.messages import MessageStatus, Note, NoteKind
 from .store.settings import (
+    CONTACT_CURSOR,
+    CONTACT_KEY_PACKAGES_OWED,
+    CONTACT_QUEUE,
     DEVICE_TOKEN,
     QUEUE_KEY,
     TAKEOVER_PENDING,
@@ -318,6 +321,7 @@ async def _register_new_device(session: Session) -> None:
     signer = Signer(new.client_id, private, clock=session.clock, random=session.random)
     session.account = account.with_identity(new, signer)
     session.transport.signer = signer
+    session.contact = None  # the old client's; the new one asks for its own
     _log.info("this restored copy is a new device of its account now")
     await _upload_key_packages(session)
 
@@ -328,7 +332,15 @@ def _swap_identity(store: Store, identity: Identity) -> None:
 
     store.identity.save(identity)
     settings = store.settings
-    for key in (CURSOR_KEY, DEVICE_TOKEN, TAKEOVER_PENDING, QUEUE_KEY):
+    for key in (
+        CURSOR_KEY,
+        DEVICE_TOKEN,
+        TAKEOVER_PENDING,
+        QUEUE_KEY,
+        CONTACT_QUEUE,
+        CONTACT_CURSOR,
+        CONTACT_KEY_PACKAGES_OWED,
+    ):
         settings.delete(key)
     # Boxes the backed-up device still meant to delete: the account may be back in
     # those groups by now, with boxes its other devices keep (rejoin_boxes.py).

@@ -31,6 +31,7 @@ from .events import EventBus
 from .groups import GroupCache
 from .identity import Account
 from .net.http import Transport
+from .net.signing import QueueSigner
 from .store.async_store import AsyncStore
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ class Session:
     rejoin_signal: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     """Set when a group's rejoin box may have become due, or a group was left whose
     box is to be deleted (the uploader, :mod:`.rejoin_boxes`, clears it)."""
+    contact: QueueSigner | None = field(default=None, repr=False)
+    """This client's contact queue, once it has one (:mod:`.contact_queue`)."""
+    _contact_address: tuple[str, str] | None = field(default=None, repr=False)
     _epochs: GroupEpochs | None = field(default=None, repr=False)
 
     @property
@@ -90,6 +94,24 @@ class Session:
         if self.account.queue_id == account.queue_id:  # not restored meanwhile
             self.account = self.account.with_address(address)
         return self.account
+
+    async def key_package_account(self) -> Account:
+        """The account as its next KeyPackages show it: with an address of its
+        contact queue once it has one (asked once per session, with a queue
+        request of that queue), else as :meth:`leaf_account`."""
+        contact = self.contact
+        if contact is None:
+            return await self.leaf_account()
+        known = self._contact_address
+        if known is None or known[0] != contact.queue_id:
+            known = (contact.queue_id, await self.transport.queue_address(contact))
+            self._contact_address = known
+        return self.account.with_address(known[1])
+
+    def names_contact_queue(self, address: str | None) -> bool:
+        """Whether ``address`` is this session's address of the contact queue."""
+        known = self._contact_address
+        return known is not None and address == known[1]
 
     def group_lock(self, group_id: bytes) -> asyncio.Lock:
         """The lock of a group's MLS state (made on first use; kept while the session lives)."""

@@ -35,6 +35,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ from .admin import (
 from .app import create_app
 from .config import ConfigError, ServerConfig, load_config
 from .logs import configure_logging, log_event
+from .push import Hub
 from .registration import mint_invites
 from .storage import LATEST_VERSION, Database, SqliteDatabase, StorageError, migrate, open_database
 from .storage.migrations import schema_version
@@ -69,7 +71,7 @@ from .transport import (
     raise_file_limit,
 )
 
-__all__ = ["main", "uvicorn_config"]
+__all__ = ["UvicornServer", "main", "uvicorn_config"]
 
 _log = logging.getLogger("messenger.server")
 #: Where the data lives when nothing says otherwise (ServerConfig's default).
@@ -79,6 +81,24 @@ _DATA_DIR_HELP: Final = (
     f"./{DEFAULT_DATA_DIR}, relative to the current directory; "
     "or MESSENGER_DATA_DIR, or data_dir in the TOML file)"
 )
+
+
+class UvicornServer(uvicorn.Server):
+    """uvicorn's server, which ends the long polls when it shuts down.
+
+    uvicorn waits for requests under way (up to ``timeout_graceful_shutdown``)
+    before it stops, and a long poll (``GET /v1/queue/messages?wait=``, such as
+    an app's contact queue's) would hold it until its wait ran out, then be
+    cancelled with an error: waking them first lets them answer now.
+    """
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._hub.close()
+        await super().shutdown(sockets)
 
 
 def uvicorn_config(
@@ -401,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(line)
             return 0
         _raise_file_limit(config)
-        server = uvicorn.Server(uvicorn_config(create_app(config), config.host, config.port))
+        app = create_app(config)
+        server = UvicornServer(uvicorn_config(app, config.host, config.port), app.state.server.hub)
         server.run()
         return 0 if server.started else 1
     except StorageError as exc:

@@ -54,7 +54,26 @@ Who may change the member set (docs/threat-model.md):
   the Welcome names (``new_member``, RFC 9420 §12.4.3.1) a KeyPackage that
   the committing client claimed from that queue's client: the claim left
   :class:`~.key_packages.ClaimEvidence`, which the commit consumes.
-  Otherwise ``member_not_claimed`` (403).
+  Otherwise ``member_not_claimed`` (403), unless the queue is the commit's
+  join queue (below).
+* A commit may add one queue by that queue's own proof instead: its
+  ``join_queue`` (one of ``members``) with ``join_proof``, the signature by
+  the queue's own key (:mod:`.queue_links`) over
+  :func:`~messenger.api.signing.queue_join_message` of the group, the epoch
+  and the commit, so that the proof stands for that commit alone. That is
+  how a member that joined through its contact queue moves its leaf to its
+  own queue right after (:mod:`.contact_queues`, docs/metadata.md §1); the
+  contact queue leaves the member set as any queue does, by not being
+  listed. With ``leave_queue`` and ``leave_proof`` (the left queue's own
+  key's signature over ``queue_leave_message`` of the same commit) it is
+  known to be the committer's own, so its going is not a removal for the
+  state keys (:mod:`.state_keys`): the tokens of earlier epochs, such as
+  the members' rejoin boxes hold, keep opening the state. Without them,
+  or for any other queue dropped, it is one (a new data key). The two
+  fields go together, and an external commit takes neither
+  (``invalid_field``); a join queue that does not exist is
+  ``unknown_queue``, and one without a key, or a proof that does not
+  verify with its key, ``proof_invalid`` (400), before anything changes.
 * An external commit (RFC 9420 §12.4.3.2) is accepted only from a client
   whose queue is already a member (a rejoin after lost state), with the
   member set unchanged and no Welcome, or from another client of a
@@ -125,9 +144,10 @@ from messenger.api.models import (
 )
 from messenger.api.padding import pad, unpad
 from messenger.api.sealed import token_digest
+from messenger.api.signing import queue_join_message, queue_leave_message
 
 from .at_rest import SealedColumn
-from .authentication import Principal
+from .authentication import Principal, verify_ed25519
 from .devices import removed_queue_hash
 from .group_epochs import GroupEpochs
 from .key_packages import ClaimEvidence, leaf_is_issued_to, registered_identity
@@ -888,7 +908,8 @@ class DeliveryService:
         """Accept the commit for ``req.epoch`` if no other commit was accepted for it.
 
         Only a member may commit (others get ``unknown_group``); new queues
-        need claim evidence (the claim tokens in ``req.claims``), and an
+        need claim evidence (the claim tokens in ``req.claims``) but the join
+        queue, which needs its own key's proof (``req.join_proof``), and an
         external commit is verified (see the module docstring). Nothing
         changes unless the commit is accepted.
 
@@ -924,6 +945,18 @@ class DeliveryService:
                 ErrorCode.INVALID_MESSAGE,
                 f"the commit is for epoch {header.epoch}, the request says {req.epoch}",
             )
+        if (req.join_queue is None) != (req.join_proof is None):
+            raise ApiError.invalid_field("join_proof", "join_queue and join_proof go together")
+        if (req.leave_queue is None) != (req.leave_proof is None):
+            raise ApiError.invalid_field("leave_proof", "leave_queue and leave_proof go together")
+        if req.leave_queue is not None and req.join_queue is None:
+            raise ApiError.invalid_field(
+                "leave_queue", "a queue is left only in a move (join_queue)"
+            )
+        if req.join_queue is not None and header.external_commit:
+            raise ApiError.invalid_field(
+                "join_queue", "an external commit joins by its own leaf, not by a queue's proof"
+            )
         req, shown = self._opened_addresses(req)
         next_hash = req.send_token_hash
         if req.next_token is not None:
@@ -934,6 +967,11 @@ class DeliveryService:
             raise ApiError.invalid_field("welcome_to", "welcome and welcome_to go together")
         if not new_members.issuperset(welcome_to):
             raise ApiError.invalid_field("welcome_to", "every Welcome recipient must be a member")
+        join_queue, leave_queue = req.join_queue, req.leave_queue
+        if join_queue is not None and join_queue not in new_members:
+            raise ApiError.invalid_field("join_queue", "the joining queue must be a member")
+        if leave_queue is not None and leave_queue in new_members:
+            raise ApiError.invalid_field("leave_queue", "the queue left must not be a member")
         refs: tuple[bytes, ...] = ()
         if req.welcome is not None:
             refs = welcome_key_package_refs(req.welcome)
@@ -1019,6 +1057,29 @@ class DeliveryService:
                     "this group's state is sealed under its members' keys: a commit carries "
                     "the new epoch's send token; update the app",
                 )
+            if join_queue is not None:
+                assert req.join_proof is not None  # they go together (checked above)
+                await self._check_queue_proof(
+                    tx,
+                    join_queue,
+                    req.join_proof,
+                    queue_join_message(group_id, req.epoch, req.commit),
+                    shown,
+                )
+            moved_off: set[str] = set()
+            if leave_queue is not None:
+                assert req.leave_proof is not None
+                if leave_queue not in state.listed:
+                    raise ApiError.invalid_field("leave_queue", "not a queue of the group")
+                await self._check_queue_proof(
+                    tx,
+                    leave_queue,
+                    req.leave_proof,
+                    queue_leave_message(group_id, req.epoch, req.commit),
+                    shown,
+                )
+                # The committer's own queue, proved by its key: a move, not a removal.
+                moved_off.add(leave_queue)
             old = set(old_members)
             added = sorted(new_members - old)
             removed = sorted(old - new_members)
@@ -1045,9 +1106,11 @@ class DeliveryService:
                     tx, principal, group_id, state, req, old, own_queues
                 )
             else:
-                unwelcomed = [q for q in added if q not in welcomed]
+                # The join queue proved itself (_check_join): no Welcome, no claim.
+                claimed = [q for q in added if q != join_queue]
+                unwelcomed = [q for q in claimed if q not in welcomed]
                 missing = unwelcomed or await self._claims.consume(
-                    tx, req.claims or (), added, refs, now
+                    tx, req.claims or (), claimed, refs, now
                 )
                 if missing:
                     raise ApiError(
@@ -1075,7 +1138,9 @@ class DeliveryService:
             # is a removal for the state keys below, as it is for the members.
             listed = set(state.listed)
             members_now = (listed & new_members) | set(added)
-            dropped = not listed.issubset(new_members)
+            # A queue the committer moved off (leave_proof) is its own, not a
+            # member's removal: the tokens of earlier epochs keep opening the state.
+            dropped = not (listed - moved_off).issubset(new_members)
             data_key, keys_now = self._next_state(
                 group_id,
                 row.state_keys,
@@ -1203,9 +1268,41 @@ class DeliveryService:
             return self._state_keys.new(group_id, next_token)
         return data_key, self._state_keys.extend(group_id, stored, data_key, next_token)
 
+    async def _check_queue_proof(
+        self,
+        tx: Tx,
+        queue_id: str,
+        proof: bytes,
+        message: bytes,
+        shown: Mapping[str, str],
+    ) -> None:
+        """:class:`ApiError` unless ``proof`` is the signature of ``queue_id``'s own
+        key over ``message``: :func:`~messenger.api.signing.queue_join_message`
+        (or ``queue_leave_message``) of this group, the commit's epoch and the
+        commit (module docstring).
+
+        ``unknown_queue`` if the queue does not exist (a removed device's
+        included), ``proof_invalid`` if it has no key of its own or the proof
+        does not verify with it: a proof made for another commit, epoch or
+        group, by another queue's key, or for the other field, stands for
+        nothing here.
+        """
+        row = await tx.fetchone("SELECT auth_key FROM queues WHERE queue_id = ?", queue_id)
+        if row is None:
+            raise ApiError(
+                ErrorCode.UNKNOWN_QUEUE,
+                "the joining or left queue does not exist",
+                {"queue": shown[queue_id]},
+            )
+        if row[0] is None or not verify_ed25519(bytes(row[0]), proof, message):
+            raise ApiError(
+                ErrorCode.PROOF_INVALID,
+                "a queue proof does not verify with its queue's key for this commit",
+            )
+
     def _opened_addresses(self, req: CommitRequest) -> tuple[CommitRequest, dict[str, str]]:
-        """``req`` with its members and Welcome recipients as queue IDs, and the
-        address the committer gave for each queue (errors name that, not the ID).
+        """``req`` with its members, Welcome recipients and join queue as queue IDs,
+        and the address the committer gave for each queue (errors name that, not the ID).
 
         The committer reads the delivery addresses of the new epoch's leaves
         (:mod:`.queue_addresses`); one the server cannot open is refused
@@ -1227,7 +1324,24 @@ class DeliveryService:
 
         members = opened("members", req.members)
         welcome_to = None if req.welcome_to is None else opened("welcome_to", req.welcome_to)
-        return dataclasses.replace(req, members=members, welcome_to=welcome_to), shown
+
+        def one(name: str, address: str | None) -> str | None:
+            if address is None:
+                return None
+            queue = self._addresses.resolve(address)
+            if queue is None:
+                raise ApiError.invalid_field(name, "not a delivery address of this server")
+            shown.setdefault(queue, address)
+            return queue
+
+        replaced = dataclasses.replace(
+            req,
+            members=members,
+            welcome_to=welcome_to,
+            join_queue=one("join_queue", req.join_queue),
+            leave_queue=one("leave_queue", req.leave_queue),
+        )
+        return replaced, shown
 
     def _count_refusal(self, exc: ApiError) -> None:
         if exc.code is ErrorCode.STALE_EPOCH:

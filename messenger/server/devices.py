@@ -51,6 +51,7 @@ from .storage import Database, StorageError, Tx
 
 if TYPE_CHECKING:
     from .authentication import Principal
+    from .contact_queues import ContactQueues
     from .links import Links
     from .queue_links import QueueLinks
 
@@ -182,11 +183,13 @@ class Devices:
         *,
         removed_key: bytes,
         queue_links: QueueLinks,
+        contact_queues: ContactQueues,
         payload_refs: PayloadRefs,
         links: Links | None = None,
     ) -> None:
         self._db = db
         self._queue_links = queue_links
+        self._contact_queues = contact_queues
         self._refs = payload_refs
         self._hub = hub
         self._removed_key = removed_key
@@ -234,24 +237,26 @@ class Devices:
 
         Another account's client and an unknown ID get the same ``not_found``;
         the account's last client ``last_device``. In one transaction: the
-        client's KeyPackages, its queue and queue entries (so it leaves every
-        group: a sealed member set that still names the queue skips it,
+        client's KeyPackages, its queue and its contact queue
+        (:mod:`.contact_queues`) with their entries (so it leaves every
+        group: a sealed member set that still names a queue skips it,
         :mod:`.member_sets`, and the other members remove its leaves with a
         commit, RFC 9420 §12.1.3), the links it opened and its row go, and
-        its tombstone is stored, so that its
-        requests get ``device_removed`` from then on (:mod:`.authentication`).
+        its tombstones and its queues' are stored, so that its requests and
+        its queues' get ``device_removed`` from then on (:mod:`.authentication`).
         A client whose queue has a key of its own is joined to its queue by
         no row: ``queue_kill`` names the queue (the kill secret its account's
         devices derive, :mod:`.queue_links`), else ``invalid_field``.
-        Then its WebSockets are closed and its long polls woken, here and,
-        through ``NOTIFY``, in every other process.
+        Then its WebSockets, and those its queues' keys opened, are closed and
+        its long polls woken, here and, through ``NOTIFY``, in every other
+        process.
         """
         try:
             Ident("client_id").parse(client_id, "client_id")
         except ApiError:
             raise no_such_client() from None
 
-        async def op(tx: Tx) -> str:
+        async def op(tx: Tx) -> list[str]:
             # The account's row serialises device changes of one account, so
             # two devices removing each other cannot remove the last one.
             await tx.fetchone(
@@ -271,6 +276,9 @@ class Devices:
                 queue_id = await self._queue_links.killed(tx, queue_kill)
                 if queue_id is None:
                     raise ApiError.invalid_field("queue_kill", "names no queue")
+            # Its row locked: a contact queue given meanwhile is seen, or waits.
+            contact = await self._contact_queues.of_client(tx, client_id, lock=True)
+            queues = sorted({queue_id} if contact is None else {queue_id, contact})
             count = await tx.fetchone(
                 "SELECT COUNT(*) FROM clients WHERE account_id = ?", principal.account_id
             )
@@ -279,31 +287,36 @@ class Devices:
             await tx.execute("DELETE FROM key_packages WHERE client_id = ?", client_id)
             if self._links is not None:
                 await self._links.delete_of_client(tx, client_id)
-            # The queue row first, then its entries and their payloads: the
-            # order of an ack (and appends lock queue rows too).
-            await tx.fetchone(
-                "SELECT 1 FROM queues WHERE queue_id = ?" + tx.for_update,  # noqa: S608
-                queue_id,
-            )
-            entries = await tx.fetchall(
-                "DELETE FROM queue_entries WHERE queue_id = ? RETURNING payload_ref", queue_id
-            )
-            await self._refs.release(tx, queue_id, (e[0] for e in entries))
+            # The queue rows first (in ID order, as appends lock them), then
+            # their entries and payloads: the order of an ack.
+            for queue in queues:
+                await tx.fetchone(
+                    "SELECT 1 FROM queues WHERE queue_id = ?" + tx.for_update,  # noqa: S608
+                    queue,
+                )
+            for queue in queues:
+                entries = await tx.fetchall(
+                    "DELETE FROM queue_entries WHERE queue_id = ? RETURNING payload_ref", queue
+                )
+                await self._refs.release(tx, queue, (e[0] for e in entries))
             await tx.execute("DELETE FROM clients WHERE client_id = ?", client_id)
-            await tx.execute("DELETE FROM queues WHERE queue_id = ?", queue_id)
+            await tx.executemany("DELETE FROM queues WHERE queue_id = ?", [(q,) for q in queues])
             await tx.executemany(
                 "INSERT INTO removed_clients (tombstone) VALUES (?) ON CONFLICT DO NOTHING",
                 [
                     (removed_client_hash(self._removed_key, client_id),),
-                    (removed_queue_hash(self._removed_key, queue_id),),
+                    *((removed_queue_hash(self._removed_key, q),) for q in queues),
                 ],
             )
-            await tx.notify(DEVICE_CHANNEL, f"{self._hub.origin} {client_id} {queue_id} {_REMOVED}")
-            return queue_id
+            origin = self._hub.origin
+            for queue in queues:
+                await tx.notify(DEVICE_CHANNEL, f"{origin} {client_id} {queue} {_REMOVED}")
+            return queues
 
-        queue_id = await self._db.transaction(op)
+        queues = await self._db.transaction(op)
         log_event(_log, "client removed")
-        await self._replaced(client_id, queue_id, ErrorCode.DEVICE_REMOVED)
+        for queue in queues:
+            await self._replaced(client_id, queue, ErrorCode.DEVICE_REMOVED)
 
     async def check_current(self, client_id: str, headers: Mapping[str, str]) -> None:
         """After a long poll: ``device_removed`` or ``device_replaced`` if either happened."""

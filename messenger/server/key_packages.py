@@ -31,6 +31,14 @@ a stale version-1 credential is refused). Otherwise the whole upload is
 refused with ``invalid_message`` and nothing of it is stored, so no one can
 plant KeyPackages that others would take for someone else's.
 
+**Contact queues** (:mod:`.contact_queues`, docs/metadata.md §1): a leaf's
+delivery address names the uploader's contact queue, or the queue the
+upload proves; an upload naming only the contact queue needs no queue
+proof. A claim hands out the leaf's address, and a Welcome to a
+KeyPackage that names the contact queue goes there (the claim evidence's
+target), so what the server stores to hand out ties the account to the
+contact queue only, not to the queue the client reads its groups from.
+
 **Claims are limited** (in each process's memory, like :mod:`.ratelimit`):
 a claiming account may make ``key_package_claims_per_hour`` claims
 (``rate_limited`` beyond), and the one-time KeyPackages of a target account
@@ -60,7 +68,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -87,6 +95,7 @@ from messenger.mls.messages import MLSMessage
 
 from .at_rest import SealedColumn
 from .authentication import Principal
+from .contact_queues import ContactQueues
 from .mls_frames import (
     KeyPackageLeaf,
     check_key_package,
@@ -431,6 +440,7 @@ class KeyPackages:
         *,
         evidence: ClaimEvidence,
         queue_links: QueueLinks,
+        contact_queues: ContactQueues,
         addresses: QueueAddresses,
         at_rest_key: bytes,
         claims_per_hour: int,
@@ -440,6 +450,7 @@ class KeyPackages:
     ) -> None:
         self._db = db
         self._queue_links = queue_links
+        self._contact_queues = contact_queues
         self._addresses = addresses
         self._sealed = SealedColumn(at_rest_key, "key_packages.data")
         self._max = max_per_client
@@ -461,7 +472,16 @@ class KeyPackages:
     async def upload(
         self, principal: Principal, req: UploadKeyPackagesRequest
     ) -> UploadKeyPackagesResponse:
-        """Store new one-time KeyPackages and replace the last-resort one if given."""
+        """Store new one-time KeyPackages and replace the last-resort one if given.
+
+        Each leaf's delivery address must name the uploader's contact queue
+        (:mod:`.contact_queues`) or the queue the request proves; an upload
+        that proves no queue is taken when every leaf names the contact queue
+        (``auth_missing`` otherwise, as for any route that needs the queue).
+        An upload with a leaf naming the contact queue first drops the
+        client's stored KeyPackages that name another queue
+        (:meth:`keep_naming`).
+        """
         leaves: list[tuple[str, dict[str, int], KeyPackageLeaf]] = []
         suites: list[int] = []
         for index, data in enumerate(req.key_packages):
@@ -483,6 +503,7 @@ class KeyPackages:
 
         async def op(tx: Tx) -> UploadKeyPackagesResponse:
             registered = await registered_identity(tx, client_id)
+            contact = await self._contact_queues.of_client(tx, client_id)
             for where, details, leaf in leaves:
                 if not self._is_own(principal, registered, leaf):
                     raise ApiError(
@@ -491,13 +512,23 @@ class KeyPackages:
                         "signature key and credential",
                         details,
                     )
-                if not self._delivers_to(leaf.delivery, principal.queue_id):
+                if not self._delivers_to(leaf.delivery, principal, contact):
                     raise ApiError(
                         ErrorCode.INVALID_MESSAGE,
                         f"{where}: the KeyPackage's delivery address is not this client's "
                         "queue (ask GET /v1/queue/address for one)",
                         details,
                     )
+            if contact is not None and any(
+                leaf.delivery is not None and self._addresses.resolve(leaf.delivery) == contact
+                for _where, _details, leaf in leaves
+            ):
+                # The client has moved its KeyPackages to its contact queue: the
+                # ones of these suites it stored before, naming the queue it reads
+                # its groups from, go in the same transaction (so a claim never
+                # finds none; the other suites' go with their own upload).
+                uploaded = {*suites, *([last_resort_suite] if req.last_resort else [])}
+                await self.keep_naming(tx, client_id, contact, uploaded)
             counts = await _counts(tx, client_id)
             for suite in KEY_PACKAGE_SUITES:
                 available = counts[suite].available
@@ -535,23 +566,36 @@ class KeyPackages:
 
         return await self._db.transaction(op)
 
-    def _delivers_to(self, delivery: str | None, queue_id: str) -> bool:
-        """Whether a leaf's delivery address (None: none) names ``queue_id``.
+    def _delivers_to(self, delivery: str | None, principal: Principal, contact: str | None) -> bool:
+        """Whether a leaf's delivery address (None: none) names the uploader's
+        contact queue ``contact`` or the queue ``principal`` proves
+        (``auth_missing`` if it names neither and the request proves none).
 
-        A leaf without the extension is let through: the server never reads
-        it, and clients refuse such a KeyPackage as a member's.
+        A leaf without the extension is let through with a proof: the server
+        never reads it, and clients refuse such a KeyPackage as a member's.
         """
-        return delivery is None or self._addresses.resolve(delivery) == queue_id
+        named = None if delivery is None else self._addresses.resolve(delivery)
+        if contact is not None and named == contact:
+            return True
+        queue_id = principal.queue_id  # auth_missing without a proof
+        return delivery is None or named == queue_id
 
-    def _target(self, key_package: bytes, queue_id: str | None) -> str | None:
-        """The queue a Welcome to ``key_package`` goes to: its client's, from the
-        client's row, or, once the queue has a key of its own and no row names it,
-        from the leaf's delivery address (checked to be the uploader's queue when
-        the KeyPackage was stored). None if the leaf names none."""
+    def _target(self, key_package: bytes, queue_id: str | None, contact: str | None) -> str | None:
+        """The queue a Welcome to ``key_package`` goes to: its client's contact
+        queue ``contact`` if the leaf's delivery address names it; else its
+        client's queue, from the client's row, or, once the queue has a key of
+        its own and no row names it, from the leaf's delivery address (checked
+        to be the uploader's queue when the KeyPackage was stored). None if
+        the leaf names none."""
+        if contact is None and queue_id is not None:
+            return queue_id  # no need to read the leaf
+        delivery = key_package_delivery(key_package)
+        named = None if delivery is None else self._addresses.resolve(delivery)
+        if contact is not None and named == contact:
+            return contact
         if queue_id is not None:
             return queue_id
-        delivery = key_package_delivery(key_package)
-        return None if delivery is None else self._addresses.resolve(delivery)
+        return named
 
     def _shown(self, key_package: bytes, queue_id: str) -> str:
         """What a claim hands out as the queue of ``key_package``: its leaf's address.
@@ -581,13 +625,42 @@ class KeyPackages:
         no row names the queue from then on, so a claim could not find where a
         Welcome to one of them goes (:meth:`_target`), and would skip it. The
         client uploads new ones (with its address) once the key is given."""
+        return await self._drop(tx, client_id, lambda delivery: delivery is not None)
+
+    async def keep_naming(
+        self, tx: Tx, client_id: str, queue_id: str, suites: Collection[int]
+    ) -> int:
+        """Delete ``client_id``'s KeyPackages (one-time and last resort) in ``suites``
+        whose leaf's delivery address does not name ``queue_id``; how many. Run when the
+        client uploads KeyPackages naming its contact queue (:mod:`.contact_queues`),
+        in that upload's transaction: from then on no stored KeyPackage names
+        the queue it reads its groups from, so what the server keeps to hand
+        out ties the account to the contact queue only (docs/metadata.md §1),
+        and a claim finds the new ones where the old ones were."""
+        return await self._drop(
+            tx,
+            client_id,
+            lambda delivery: delivery is not None and self._addresses.resolve(delivery) == queue_id,
+            suites,
+        )
+
+    async def _drop(
+        self,
+        tx: Tx,
+        client_id: str,
+        keep: Callable[[str | None], bool],
+        suites: Collection[int] | None = None,
+    ) -> int:
+        """Delete ``client_id``'s KeyPackages (of ``suites``; None: all) whose leaf's
+        delivery address (None: none) ``keep`` refuses; how many."""
         rows = await tx.fetchall(
-            "SELECT kp_id, data FROM key_packages WHERE client_id = ?", client_id
+            "SELECT kp_id, cipher_suite, data FROM key_packages WHERE client_id = ?", client_id
         )
         gone = [
             (int(kp_id),)
-            for kp_id, data in rows
-            if key_package_delivery(self._opened(client_id, data)) is None
+            for kp_id, suite, data in rows
+            if (suites is None or int(suite) in suites)
+            and not keep(key_package_delivery(self._opened(client_id, data)))
         ]
         await tx.executemany("DELETE FROM key_packages WHERE kp_id = ?", gone)
         return len(gone)
@@ -667,6 +740,7 @@ class KeyPackages:
             clients = await self._queue_links.of_account(tx, account_id)
             if not clients:
                 raise ApiError(ErrorCode.UNKNOWN_ACCOUNT, "no such account")
+            contacts = await self._contact_queues.of_account(tx, account_id)
             targets = [(c, q) for c, q in clients if c != principal.client_id]
             # What each client could hand out now: one-time KeyPackages only while
             # this claim may take them.
@@ -696,7 +770,7 @@ class KeyPackages:
                 if row is not None:
                     await tx.execute("DELETE FROM key_packages WHERE kp_id = ?", row[0])
                     data = self._opened(client_id, row[1])
-                    target = self._target(data, queue_id)
+                    target = self._target(data, queue_id, contacts.get(client_id))
                     if target is not None:  # else a KeyPackage no Welcome could reach
                         token = self.evidence.new_token()
                         claimed.append(
@@ -713,7 +787,9 @@ class KeyPackages:
                     suite,
                 )
                 last = None if row is None else self._opened(client_id, row[0])
-                target = None if last is None else self._target(last, queue_id)
+                target = (
+                    None if last is None else self._target(last, queue_id, contacts.get(client_id))
+                )
                 if last is not None and target is not None:
                     token = self.evidence.new_token()
                     claimed.append(

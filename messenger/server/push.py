@@ -96,11 +96,22 @@ class Hub:
         #: Identifies this process in notifications, to skip its own.
         self.origin = secrets.token_hex(8)
         self._subs: dict[str, set[Subscription]] = {}
+        #: Set when the process shuts down (:meth:`close`).
+        self.closing = False
 
     def subscribe(self, queue_id: str) -> Subscription:
         sub = Subscription(queue_id)
         self._subs.setdefault(queue_id, set()).add(sub)
+        if self.closing:
+            sub._wake()
         return sub
+
+    def close(self) -> None:
+        """The process is shutting down: wake every subscriber, and every later one
+        at once, so that long polls answer now instead of holding the shutdown
+        until their wait ends."""
+        self.closing = True
+        self.wake_all()
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.queue_id)

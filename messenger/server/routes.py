@@ -11,6 +11,7 @@ traceback).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -343,6 +344,10 @@ async def give_queue_key(call: Call) -> m.Model:
     return m.Empty()
 
 
+async def give_contact_queue(call: Call) -> m.Model:
+    return await call.state.contact_queues.give(call.state.db, call.me, call.body)
+
+
 async def take_over(call: Call) -> m.Model:
     await call.state.devices.take_over(call.me, call.body.device_token)
     return m.Empty()
@@ -406,11 +411,46 @@ def _query_int(call: Call, name: str, default: int) -> int:
     return value
 
 
+async def _client_gone(request: Request) -> None:
+    """Until the client of ``request`` closes its connection (its body is read
+    first: a GET has none worth keeping)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _long_poll(
+    call: Call, after: int, limit: int, wait: int
+) -> tuple[list[m.QueueMessage], bool] | None:
+    """:meth:`~.delivery.DeliveryService.fetch_wait`, ended early (None) when the
+    client goes away: nobody would read the answer, and the wait would hold a
+    task, and the process's shutdown, until it ran out."""
+    polling = asyncio.ensure_future(
+        call.state.delivery.fetch_wait(call.queue_id, after, limit, wait)
+    )
+    gone = asyncio.ensure_future(_client_gone(call.request))
+    try:
+        await asyncio.wait((polling, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (polling, gone):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(polling, gone, return_exceptions=True)
+    if polling.cancelled():
+        return None
+    return polling.result()
+
+
 async def fetch(call: Call) -> m.Model:
     after = _query_int(call, "after", 0)
     limit = _query_int(call, "limit", 100)
     wait = _query_int(call, "wait", 0)
-    messages, more = await call.state.delivery.fetch_wait(call.queue_id, after, limit, wait)
+    if wait:
+        polled = await _long_poll(call, after, limit, wait)
+        if polled is None:
+            return m.FetchResponse((), False)  # the client is gone: nobody reads it
+        messages, more = polled
+    else:
+        messages, more = await call.state.delivery.fetch(call.queue_id, after, limit)
     # A long poll outlives its authentication: the client may have been taken
     # over or removed meanwhile (devices.py), and then these messages are not
     # this copy's. (A queue with a key of its own is never taken over, and
@@ -659,6 +699,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", r.CLAIM_KEY_PACKAGES): claim_key_packages,
     ("GET", r.QUEUE_ADDRESS): queue_address,
     ("PUT", r.QUEUE_KEY): give_queue_key,
+    ("PUT", r.CONTACT_QUEUE): give_contact_queue,
     ("GET", r.QUEUE_MESSAGES): fetch,
     ("POST", r.ACK): ack,
     ("POST", r.GROUPS): create_group,

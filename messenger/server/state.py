@@ -13,6 +13,7 @@ from . import queue_numbers
 from .authentication import RequestAuthenticator
 from .blobs import BLOB_DIR, Blobs
 from .config import ServerConfig
+from .contact_queues import ContactQueues
 from .delivery import DeliveryService
 from .devices import DEVICE_CHANNEL, Devices
 from .group_epochs import GroupEpochs
@@ -51,6 +52,8 @@ _SEALED_COUNTS_VERSION = 18
 #: The server migration that seals group state under its members' keys
 #: (``mls_groups.state_keys``): the key file does not open those rows' boxes.
 _MEMBER_KEYS_VERSION = 20
+#: The server migration that adds contact queues (``clients.contact_box``).
+_CONTACT_QUEUES_VERSION = 23
 #: The tables that held values in the clear before they were sealed or moved
 #: (server migrations 10 to 15, 17 and 18): what the "compact" task rewrites.
 _COMPACTED_TABLES = (
@@ -101,6 +104,7 @@ class ServerState:
             make_private_dir(config.data_dir)
         self.keys = ServerKeys.derive(load_or_create_master_secret(config.secret_key_path))
         self.queue_links = QueueLinks(self.keys.at_rest_key)
+        self.contact_queues = ContactQueues(self.keys.at_rest_key, self.queue_links)
         self.member_sets = MemberSets(self.keys.at_rest_key)
         self.payload_refs = PayloadRefs(self.keys.at_rest_key)
         self.group_epochs = GroupEpochs(self.keys.at_rest_key)
@@ -130,6 +134,7 @@ class ServerState:
             self.keys.credential_public_key,
             evidence=ClaimEvidence(self.keys.claim_evidence_key, config.claim_evidence_ttl_seconds),
             queue_links=self.queue_links,
+            contact_queues=self.contact_queues,
             addresses=self.addresses,
             at_rest_key=self.keys.at_rest_key,
             claims_per_hour=config.key_package_claims_per_hour,
@@ -187,6 +192,7 @@ class ServerState:
             self.hub,
             removed_key=self.keys.removed_client_key,
             queue_links=self.queue_links,
+            contact_queues=self.contact_queues,
             payload_refs=self.payload_refs,
             links=self.links,
         )
@@ -219,6 +225,7 @@ class ServerState:
                         epochs=version >= _SEALED_EPOCHS_VERSION,
                         counts=version >= _SEALED_COUNTS_VERSION,
                         member_keys=version >= _MEMBER_KEYS_VERSION,
+                        contact_boxes=version >= _CONTACT_QUEUES_VERSION,
                     )
                 )
             if version >= _MAINTENANCE_VERSION:
@@ -243,6 +250,7 @@ class ServerState:
         epochs: bool,
         counts: bool,
         member_keys: bool,
+        contact_boxes: bool,
     ) -> None:
         """Seal what rows from before server migrations 11 and 13 to 18 hold in the clear.
 
@@ -254,7 +262,8 @@ class ServerState:
         migrations cannot: the key is not in the database. Several processes
         starting together may both seal a row: either box opens.
         A database sealed under another secret key file is refused here
-        (:class:`StorageError`), not request by request.
+        (:class:`StorageError`), not request by request: one sealed queue box,
+        and one contact box (server migration 23), are opened to check it.
         """
         clients = await self.queue_links.adopt_legacy(tx)
         await _open_one(
@@ -262,6 +271,12 @@ class ServerState:
             "SELECT client_id, queue_box FROM clients WHERE queue_box IS NOT NULL LIMIT 1",
             lambda row: self.queue_links.queue(str(row[0]), row[1], None),
         )
+        if contact_boxes:
+            await _open_one(
+                tx,
+                "SELECT client_id, contact_box FROM clients WHERE contact_box IS NOT NULL LIMIT 1",
+                lambda row: self.contact_queues.queue(str(row[0]), row[1]),
+            )
         # A group under its members' keys: the key file does not open its boxes.
         by_server = " AND state_keys IS NULL" if member_keys else ""
         sealed = {

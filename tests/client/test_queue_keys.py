@@ -96,10 +96,17 @@ async def test_a_client_gives_its_queue_a_key_and_proves_it_where_the_server_nee
     signed = [x for x in server.wire.exchanges[start:] if x.client is not None]
     queues = {_ids(c)[0]: _ids(c)[1] for c in (alice, bob)}
     # A signed request proves the queue only where the server needs it, and
-    # the claim does not; the group is made by queue request, naming no client.
+    # the claim does not, nor a KeyPackage upload, whose leaves name the contact
+    # queue (tests/client/test_contact_queue.py); the group is made by queue
+    # request, naming no client.
     assert ("POST", r.CLAIM_KEY_PACKAGES) in {(x.method, x.path) for x in signed}
     assert all(
-        x.queue == (queues[x.client] if r.proves_queue(x.method, x.path) else None)
+        x.queue
+        == (
+            queues[x.client]
+            if r.proves_queue(x.method, x.path) and x.path != r.KEY_PACKAGES
+            else None
+        )
         for x in signed
         if x.client is not None
     )
@@ -111,9 +118,12 @@ async def test_a_client_gives_its_queue_a_key_and_proves_it_where_the_server_nee
     pipeline = bob._pipeline
     assert pipeline is not None
     await pipeline.acks.flush()
+    await pipeline.contact_acks.flush()  # the Welcome came by the contact queue
     reads = [x for x in server.wire.exchanges[start:] if x.path in _QUEUE_ROUTES]
     assert {x.path for x in reads} >= {r.QUEUE_MESSAGES, r.ACK}
-    assert all(x.client is None and x.queue in queues.values() for x in reads), reads
+    contacts = {c._require().contact.queue_id for c in (alice, bob) if c._require().contact}
+    assert len(contacts) == 2
+    assert all(x.client is None and x.queue in {*queues.values(), *contacts} for x in reads)
     assert all(x.status == 200 for x in reads)
     # Nothing is given twice.
     await alice.sync()
@@ -182,8 +192,12 @@ async def test_a_server_that_takes_no_queue_requests_is_read_with_signed_ones(
     from messenger.server import routes as server_routes
     from messenger.server import websocket as server_websocket
 
+    async def no_contact_queues(self: Transport, request: object) -> str:
+        raise ServerRejectedError("not_found")  # they came after queue requests
+
     monkeypatch.setattr(server_routes, "is_queue_request", lambda headers: False)
     monkeypatch.setattr(server_websocket, "is_queue_request", lambda headers: False)
+    monkeypatch.setattr(Transport, "contact_queue", no_contact_queues)
     alice, bob = await server.client("alice"), await server.client("bob")
     await alice.sync()
     await bob.sync()

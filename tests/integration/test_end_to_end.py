@@ -238,6 +238,19 @@ async def test_group_with_add_remove_edits_replies_and_reactions(clients: Client
     await alice.add_members(group.id, [ids["dave"]])
     dave_group = await conversation_named(dave, "Lisbon trip")
     assert await texts(dave, dave_group) == []  # no history before joining (MLS)
+    # Dave moves off his contact queue with a commit (docs/metadata.md §1); Carol
+    # leaves once everyone has it, so that her proposal does not race it.
+    await dave.flush(WAIT)
+
+    async def dave_moved() -> bool:
+        epochs = {
+            await alice.group_epoch(group.id),
+            await carol.group_epoch(carol_group),
+            await dave.group_epoch(dave_group),
+        }
+        return len(epochs) == 1
+
+    await eventually(dave_moved, "everyone to see Dave's move")
     await carol.leave(carol_group)
 
     async def carol_left() -> bool:
@@ -249,7 +262,7 @@ async def test_group_with_add_remove_edits_replies_and_reactions(clients: Client
     await dave.send_text(dave_group, "Hi, Dave here")
     await eventually(lambda: _last_is(alice, group.id, "Hi, Dave here"), "Dave's message")
     notes = [v.message.body for v in await alice.messages(group.id) if v.message.kind == "system"]
-    assert any("left" in (n or "") for n in notes)
+    assert any("left" in (n or "") for n in notes), "|".join(n or "" for n in notes)
     assert await alice.group_epoch(group.id) == await dave.group_epoch(dave_group)
 
 

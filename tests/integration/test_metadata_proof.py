@@ -16,7 +16,10 @@ asserts each cell the table marks "learns nothing" for the database thief:
 * **queue ↔ account**: no stored row names a client or an account next to
   a member's queue, in any form (the client's queue is sealed at rest,
   server migration 11), and no stored GroupInfo shows a member's
-  credential (GroupInfos are sealed too).
+  credential (GroupInfos are sealed too). Even with the key file (the
+  operator's view), every stored KeyPackage names a *contact queue*, never a
+  queue a member reads its groups from, and no member set holds a contact
+  queue once every member moved off it (server migration 23).
 * **group ↔ members**: no stored row puts a group ID next to a member's
   queue, in any form (member sets are sealed at rest, server migration 13;
   ``group_members`` is empty), and not even the key file opens a group's
@@ -67,7 +70,9 @@ from messenger.mls.messages import MLSMessage
 from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
 from messenger.server.group_epochs import GroupEpochs
 from messenger.server.member_sets import MemberSets
+from messenger.server.mls_frames import key_package_delivery
 from messenger.server.payload_refs import PayloadRefs
+from messenger.server.queue_addresses import QueueAddresses
 from messenger.server.rejoin_boxes import EXPIRY_BUCKET_MS
 from messenger.server.server_keys import ServerKeys, load_or_create_master_secret
 from messenger.server.state_keys import StateKeys
@@ -296,6 +301,15 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
         clients.new = _with_options(clients, options)  # type: ignore[method-assign]
         try:
             members, _ = await conversation(clients)
+            for member in members:
+                # Its contact queue is made and its new KeyPackages are up: the pool's
+                # lock is held from the one to the other (messenger/client/contact_queue.py).
+                await eventually(
+                    lambda m=member: _has_contact_queue(m), "every contact queue to be made"
+                )
+                pool = member._pool
+                assert pool is not None
+                await pool.replenish()
             # Taken before the copy: a token of an epoch since the last
             # removal opens the state (the test's key to it; a thief has none).
             tokens = await group_tokens(members)
@@ -303,18 +317,64 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
             blob_sizes = [f.stat().st_size for f in (data_dir / "blobs").rglob("*") if f.is_file()]
             identities = await _identities(members)
             queues = {c._require().account.queue_id for c in members}
+            moved = {_contact_queue(c): c._require().account.queue_id for c in members}
+            contacts = set(moved)
             await _assert_leaves_hide_queues(members, queues)
         finally:
             await clients.close_all()
 
     _assert_sizes(db, blob_sizes)
     _assert_times(db)
-    _assert_senders(db, identities, tokens)
+    _assert_senders(db, identities, tokens, moved)
     _assert_uploader_hidden(db, queues)
     _assert_queues_unlinked(db, identities, queues)
     _assert_groups_unlinked(db, queues)
     _assert_group_infos_closed_to_the_operator(db, tokens, queues)
+    _assert_key_packages_name_contact_queues(db, data_dir, queues, contacts)
     _assert_sealed_requests(recording)
+
+
+async def _has_contact_queue(client: MessengerClient) -> bool:
+    return client._require().contact is not None
+
+
+def _contact_queue(client: MessengerClient) -> str:
+    contact = client._require().contact
+    assert contact is not None, "every member has a contact queue"
+    return contact.queue_id
+
+
+def _assert_key_packages_name_contact_queues(
+    db: Database, data_dir: Path, queues: set[str], contacts: set[str]
+) -> None:
+    """The operator's view of the KeyPackages it keeps to hand out (it opens them,
+    and their delivery addresses, with the key file): each names its account,
+    and a contact queue, never a queue a member reads its groups from, so the
+    stored KeyPackages do not join an account to that queue (docs/metadata.md §1).
+    The clients' rows name those contact queues, sealed, and nothing else."""
+    keys = ServerKeys.derive(load_or_create_master_secret(data_dir / "server-secret.key"))
+    addresses = QueueAddresses(keys.address_key)
+    sealed = SealedColumn(db.at_rest_key, "key_packages.data")
+    columns, rows = db.tables["key_packages"]
+    client, data = columns.index("client_id"), columns.index("data")
+    named: set[str | None] = set()
+    for row in rows:
+        opened = sealed.open(str(row[client]).encode("ascii"), bytes(row[data]))
+        address = key_package_delivery(opened)
+        named.add(None if address is None else addresses.resolve(address))
+    assert rows and named <= contacts, (
+        "a stored KeyPackage names a queue other than a contact queue"
+    )
+    assert not named & queues
+    boxes = SealedColumn(db.at_rest_key, "clients.contact_box")
+    columns, rows = db.tables["clients"]
+    client, box = columns.index("client_id"), columns.index("contact_box")
+    linked = {
+        boxes.open(str(row[client]).encode("ascii"), bytes(row[box])).decode("ascii")
+        for row in rows
+        if row[box] is not None
+    }
+    assert linked == contacts and not linked & queues
 
 
 def _with_options(clients: Clients, options: ClientOptions) -> Any:
@@ -428,7 +488,9 @@ def _assert_times(db: Database) -> None:
                 assert value % unit == 0, f"{table}.{name} keeps a time finer than {unit} ms"
 
 
-def _assert_senders(db: Database, identities: set[str], tokens: dict[bytes, bytes]) -> None:
+def _assert_senders(
+    db: Database, identities: set[str], tokens: dict[bytes, bytes], moved: dict[str, str]
+) -> None:
     def names_someone(row: tuple[Any, ...]) -> bool:
         return any(isinstance(v, str) and v in identities for v in row)
 
@@ -438,6 +500,8 @@ def _assert_senders(db: Database, identities: set[str], tokens: dict[bytes, byte
     # Every group message is held by every member queue: no queue is missing,
     # so the set of holders does not point at the sender. (The thief cannot
     # tell which message is which; the test opens them with the server's key.)
+    # A message sent before a new member moved off its contact queue is held
+    # there in place of the member's queue (``moved``: contact queue -> queue).
     members = {
         bytes(g): set(_opened_state(db, tokens, bytes(g))[1])
         for g in column(db, "mls_groups", "group_id")
@@ -463,7 +527,7 @@ def _assert_senders(db: Database, identities: set[str], tokens: dict[bytes, byte
         body = message.body
         if not isinstance(body, PrivateMessage) or body.content_type is not ContentType.APPLICATION:
             continue  # a Welcome goes to new members only, a commit to the epoch's members
-        assert queues == members[body.group_id], (
+        assert {moved.get(q, q) for q in queues} == members[body.group_id], (
             "an application message is missing from a member's queue: the sender's?"
         )
 

@@ -8,6 +8,7 @@ or replayed, for the authentication tests.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -37,8 +38,11 @@ from messenger.api.signing import (
     HEADER_TIMESTAMP,
     NONCE_BYTES,
     canonical_request,
+    contact_queue_possession,
     possession_message,
+    queue_join_message,
     queue_key_possession,
+    queue_leave_message,
     queue_proof_message,
     queue_request,
 )
@@ -99,6 +103,9 @@ class ApiClient:
         #: The queue's own key, once given (:meth:`give_queue_key`): every signed
         #: request then proves the queue with it.
         self.queue_key: Ed25519PrivateKey | None = None
+        #: The contact queue and its key, once given (:meth:`give_contact_queue`).
+        self.contact_queue_id: str | None = None
+        self.contact_key: Ed25519PrivateKey | None = None
 
     @property
     def me(self) -> Identity:
@@ -142,15 +149,18 @@ class ApiClient:
         timestamp_ms: int | None = None,
         nonce: str | None = None,
         key: Ed25519PrivateKey | None = None,
+        queue_id: str | None = None,
     ) -> dict[str, str]:
-        """The headers of a queue request: signed by the queue key alone, no client."""
+        """The headers of a queue request: signed by the queue key alone, no client
+        (``queue_id``: another queue than the client's, such as its contact queue)."""
         signer = key if key is not None else self.queue_key
         assert signer is not None, "give the queue a key first"
+        queue_id = queue_id if queue_id is not None else self.me.queue_id
         ts = timestamp_ms if timestamp_ms is not None else int(self.clock() * 1000)
         nonce = nonce if nonce is not None else b64encode(os.urandom(NONCE_BYTES))
-        message = queue_request(method, target, self.me.queue_id, ts, nonce, body)
+        message = queue_request(method, target, queue_id, ts, nonce, body)
         return {
-            HEADER_QUEUE: self.me.queue_id,
+            HEADER_QUEUE: queue_id,
             HEADER_TIMESTAMP: str(ts),
             HEADER_NONCE: nonce,
             HEADER_QUEUE_SIGNATURE: b64encode(signer.sign(message)),
@@ -170,11 +180,83 @@ class ApiClient:
         all_headers.update(self.queue_headers(method, target, data) if headers is None else headers)
         return await self.http.request(method, target, content=data, headers=all_headers)
 
+    def contact_headers(
+        self, method: str, target: str, body: bytes, *, key: Ed25519PrivateKey | None = None
+    ) -> dict[str, str]:
+        """The headers of a queue request to the contact queue, signed by its key
+        (or by ``key``, for the attack tests)."""
+        assert self.contact_queue_id is not None, "give the client a contact queue first"
+        signer = key if key is not None else self.contact_key
+        return self.queue_headers(method, target, body, key=signer, queue_id=self.contact_queue_id)
+
+    async def contact_raw(
+        self,
+        method: str,
+        target: str,
+        body: m.Model | None = None,
+        *,
+        key: Ed25519PrivateKey | None = None,
+    ) -> httpx.Response:
+        """Send one queue request to the contact queue (signed by ``key`` if given)."""
+        data = b"" if body is None else body.dumps()
+        headers = self.contact_headers(method, target, data, key=key)
+        return await self.queue_raw(method, target, body, headers=headers)
+
     def copy(self) -> ApiClient:
         """Another copy of this client (same keys and IDs), as a restored backup is."""
         twin = ApiClient(self.http, self.identity, self.clock)
         twin.queue_key = self.queue_key
+        twin.contact_queue_id = self.contact_queue_id
+        twin.contact_key = self.contact_key
         return twin
+
+    def as_contact(self) -> ApiClient:
+        """This client proving its contact queue on its signed requests, as it may
+        to commit as a member whose leaf is still there."""
+        assert self.contact_key is not None and self.contact_queue_id is not None
+        twin = self.copy()
+        twin.identity = dataclasses.replace(self.me, queue_id=self.contact_queue_id)
+        twin.queue_key = self.contact_key
+        twin.claim_tokens = self.claim_tokens
+        return twin
+
+    async def give_contact_queue(self, key: Ed25519PrivateKey | None = None) -> str:
+        """Get the client's contact queue (``PUT /v1/queue/contact``), with ``key``
+        or a fresh one; its queue ID."""
+        key = key if key is not None else Ed25519PrivateKey.generate()
+        proof = key.sign(contact_queue_possession(self.me.client_id, public_bytes(key)))
+        request = m.ContactQueueRequest(public_bytes(key), proof)
+        answer = await self.call("PUT", r.CONTACT_QUEUE, request, m.ContactQueueResponse)
+        self.contact_queue_id, self.contact_key = answer.queue_id, key
+        return answer.queue_id
+
+    async def contact_address(self) -> str:
+        """A fresh delivery address of the contact queue (a queue request by its key)."""
+        response = await self.contact_raw("GET", r.QUEUE_ADDRESS)
+        if response.status_code != 200:
+            raise ApiError.from_json(response.json(), response.status_code)
+        address = m.QueueAddressResponse.from_json(response.json()).address
+        assert self.contact_queue_id is not None
+        _QUEUE_OF_ADDRESS[address] = self.contact_queue_id
+        return address
+
+    def join_proof(
+        self, group_id: bytes, epoch: int, commit: bytes, key: Ed25519PrivateKey | None = None
+    ) -> bytes:
+        """The proof that adds this client's queue to a group with ``commit``: its
+        queue key's (or ``key``'s) signature over ``queue_join_message``."""
+        signer = key if key is not None else self.queue_key
+        assert signer is not None, "give the queue a key first"
+        return signer.sign(queue_join_message(group_id, epoch, commit))
+
+    def leave_proof(
+        self, group_id: bytes, epoch: int, commit: bytes, key: Ed25519PrivateKey | None = None
+    ) -> bytes:
+        """The proof that this client moves off its contact queue with ``commit``:
+        the contact key's (or ``key``'s) signature over ``queue_leave_message``."""
+        signer = key if key is not None else self.contact_key
+        assert signer is not None, "give the client a contact queue first"
+        return signer.sign(queue_leave_message(group_id, epoch, commit))
 
     async def give_queue_key(self, kill: bytes | None = None) -> bytes:
         """Give the queue a key of its own (``PUT /v1/queue/key``); its kill secret."""
@@ -337,8 +419,11 @@ class ApiClient:
         """
         refs = []
         for other in others:
-            # A queue with a key of its own is named by no row: the leaf names it.
+            # A queue with a key of its own is named by no row: the leaf names it;
+            # a client with a contact queue names that.
             delivery = None if other.queue_key is None else await other.queue_address()
+            if other.contact_key is not None:
+                delivery = await other.contact_address()
             await other.upload_key_packages([other.key_package(delivery=delivery)])
             for claimed in (await self.claim(other.me.account_id)).key_packages:
                 refs.append(mls_data.key_package_ref(claimed.key_package))
@@ -428,7 +513,8 @@ class ApiClient:
             epoch = parse_group_message(message).epoch
         except ApiError:
             epoch = 0
-        if self.me.queue_id in _EPOCH_MEMBERS.get((group_id, epoch), frozenset()):
+        mine = {self.me.queue_id, self.contact_queue_id}
+        if not mine.isdisjoint(_EPOCH_MEMBERS.get((group_id, epoch), frozenset())):
             return send_token(group_id, epoch)
         return hashlib.sha256(b"a guess\n" + self.me.queue_id.encode() + group_id).digest()
 
@@ -447,12 +533,17 @@ class ApiClient:
         claims: tuple[bytes, ...] | None = None,
         next_token: bool = False,
         rejoin_token: bytes | None = None,
+        join_queue: str | None = None,
+        join_proof: bytes | None = None,
+        leave_queue: str | None = None,
+        leave_proof: bytes | None = None,
     ) -> m.CommitResponse:
         """A commit, signed, or ``sealed`` with the token this client knows for
         ``epoch``; ``claims`` defaults to the tokens of this client's latest claims.
         With ``next_token`` it carries the new epoch's token itself (the app's
         commits do, docs/metadata.md §2); ``rejoin_token`` opens the state for
-        an external commit."""
+        an external commit; ``join_queue`` and ``join_proof`` add a queue by its
+        own key's proof instead of a claim."""
         if claims is None:
             claims = tuple(dict.fromkeys(self.claim_tokens[-m.MAX_GROUP_MEMBERS :])) or None
         request = m.CommitRequest(
@@ -469,6 +560,10 @@ class ApiClient:
             claims=claims or None,
             next_token=send_token(group_id, epoch + 1) if next_token else None,
             rejoin_token=rejoin_token,
+            join_queue=join_queue,
+            join_proof=join_proof,
+            leave_queue=leave_queue,
+            leave_proof=leave_proof,
         )
         answer = await self.call(
             "POST",

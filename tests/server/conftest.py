@@ -20,12 +20,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from httpx_ws.transport import ASGIWebSocketTransport
 from starlette.applications import Starlette
 
 from messenger.server import ServerConfig, create_app
-from messenger.server.cli import uvicorn_config
+from messenger.server.cli import UvicornServer, uvicorn_config
 from messenger.server.state import ServerState
 
 from .client import ApiClient
@@ -171,7 +170,7 @@ async def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
+    server = UvicornServer(uvicorn_config(app, "127.0.0.1", port), app.state.server.hub)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -68,7 +68,8 @@ def test_the_routes_that_need_the_queue_are_marked() -> None:
     uploads (a leaf's address must be the uploader's queue), making a group
     (its first member), commits (external ones join with it), the GroupInfo
     routes and attachments (a blob is its queue's, a recipient is a queue);
-    handles, claims, links, devices and rejoin boxes are not."""
+    handles, claims, links, devices, rejoin boxes and the contact queue (the
+    client's, named by its row) are not."""
     marked = {(route.method, route.path) for route in r.ROUTES if route.proves_queue}
     for needed in [
         ("GET", r.QUEUE_MESSAGES),
@@ -93,6 +94,7 @@ def test_the_routes_that_need_the_queue_are_marked() -> None:
         ("POST", r.LINKS),
         ("PUT", r.REJOIN_BOX),
         ("GET", r.REJOIN_BOX),
+        ("PUT", r.CONTACT_QUEUE),
     ]:
         assert not_needed not in marked, not_needed
 

@@ -36,7 +36,7 @@ from .claim_tokens import ClaimTokens
 from .error_mapping import error_from_response, transport_errors
 from .push import PushSocket, connect_push
 from .server_url import normalize_server_url
-from .signing import Signer
+from .signing import QueueSigner, Signer
 from .timeouts import DEFAULT_TIMEOUT
 from .transport_security import check_server_security, ssl_context
 
@@ -77,6 +77,9 @@ class Transport:
         #: too, so that a connection does not tie the reading of the queue to
         #: the client's signed requests.
         self._queue_http = self._client(transport)
+        #: The contact queue (docs/metadata.md §1) is read over connections of its
+        #: own: a connection shared with the client's queue would join the two.
+        self._contact_http = self._client(transport)
         #: The kinds of queue request (:func:`_queue_kind`) the server answered
         #: ``auth_missing`` (a server from before them): those are then signed.
         self._queue_requests_refused: set[str] = set()
@@ -96,6 +99,7 @@ class Transport:
         await self._http.aclose()
         await self._sealed_http.aclose()
         await self._queue_http.aclose()
+        await self._contact_http.aclose()
 
     # -- the one request path -------------------------------------------------------
 
@@ -110,6 +114,8 @@ class Transport:
         sealed: bool = False,
         queue: bool = False,
         timeout: float | None = None,
+        as_queue: QueueSigner | None = None,
+        prove_queue: bool = True,
     ) -> M:
         """Send one request and parse the answer as ``out``.
 
@@ -118,6 +124,11 @@ class Transport:
         is signed by the queue key alone and goes over the queue connections,
         once the server has the key (:attr:`reads_by_queue`); before that, and
         with a server from before queue requests, it is a signed request.
+
+        A request ``as_queue`` is a queue request signed by that queue's key (the
+        contact queue, :mod:`messenger.client.contact_queue`), over connections
+        of its own. Without ``prove_queue`` a signed request carries no queue
+        proof, even on a route that takes one.
 
         A request refused as ``device_replaced`` is sent once more if this
         copy's device token changed while it was under way (this copy took
@@ -134,6 +145,8 @@ class Transport:
             timeout,
             sealed=sealed,
             queue=queue,
+            as_queue=as_queue,
+            prove_queue=prove_queue,
         )
         try:
             if len(content) > PARSE_OFF_LOOP_BYTES:  # e.g. a page with a Welcome to a big group
@@ -171,6 +184,8 @@ class Transport:
         *,
         sealed: bool = False,
         queue: bool = False,
+        as_queue: QueueSigner | None = None,
+        prove_queue: bool = True,
     ) -> bytes:
         """One request (signed over ``data``), resent once after a takeover, or as a
         signed request after a queue request that the server does not take; the
@@ -178,6 +193,16 @@ class Transport:
         extensions = {}
         if timeout is not None:
             extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+        if as_queue is not None:
+            headers = {**base_headers, **as_queue.headers(method, target, data)}
+            with transport_errors():
+                response = await self._contact_http.request(
+                    method, target, content=data, headers=headers, extensions=extensions
+                )
+                content = await response.aread()
+            if response.status_code == 200:
+                return content
+            raise error_from_response(response.status_code, content, response.headers)
         kind = _queue_kind(target)
         for attempt in (1, 2):
             by_queue = signed and queue and self._by_queue(kind)
@@ -191,7 +216,9 @@ class Transport:
                     headers.update(self.signer.queue_headers(method, target, data))
                 else:
                     token = self.signer.device_token
-                    headers.update(self.signer.headers(method, target, data))
+                    headers.update(
+                        self.signer.headers(method, target, data, prove_queue=prove_queue)
+                    )
             with transport_errors():
                 response = await http.request(
                     method, target, content=data, headers=headers, extensions=extensions
@@ -335,15 +362,41 @@ class Transport:
         ).account_id
 
     async def upload_key_packages(
-        self, key_packages: tuple[bytes, ...], last_resort: bytes | None = None
+        self,
+        key_packages: tuple[bytes, ...],
+        last_resort: bytes | None = None,
+        *,
+        prove_queue: bool = True,
     ) -> m.UploadKeyPackagesResponse:
+        """Upload KeyPackages; without ``prove_queue`` (their leaves name the contact
+        queue, which the server knows from the client) the request shows no queue."""
         request = m.UploadKeyPackagesRequest(key_packages, last_resort)
-        return await self.call("POST", r.KEY_PACKAGES, request, m.UploadKeyPackagesResponse)
+        return await self.call(
+            "POST",
+            r.KEY_PACKAGES,
+            request,
+            m.UploadKeyPackagesResponse,
+            prove_queue=prove_queue,
+        )
 
-    async def queue_address(self) -> str:
-        """A fresh delivery address of this client's queue (sealed by the server)."""
-        response = await self.call("GET", r.QUEUE_ADDRESS, None, m.QueueAddressResponse, queue=True)
+    async def queue_address(self, queue: QueueSigner | None = None) -> str:
+        """A fresh delivery address of this client's queue (sealed by the server), or
+        of ``queue`` (its contact queue), asked with a queue request of that queue."""
+        response = await self.call(
+            "GET",
+            r.QUEUE_ADDRESS,
+            None,
+            m.QueueAddressResponse,
+            queue=queue is None,
+            as_queue=queue,
+        )
         return response.address
+
+    async def contact_queue(self, request: m.ContactQueueRequest) -> str:
+        """This client's contact queue, made for the key in ``request`` (the same
+        queue again for the same key): its ID (docs/metadata.md §1)."""
+        response = await self.call("PUT", r.CONTACT_QUEUE, request, m.ContactQueueResponse)
+        return response.queue_id
 
     async def key_package_count(self) -> m.KeyPackageCount:
         return await self.call("GET", r.KEY_PACKAGE_COUNT, None, m.KeyPackageCount)
@@ -362,7 +415,11 @@ class Transport:
                 self.claim_tokens.record(claimed.key_package, claimed.claim_token)
         return response.key_packages
 
-    async def fetch(self, after: int, *, limit: int = 500, wait: int = 0) -> m.FetchResponse:
+    async def fetch(
+        self, after: int, *, limit: int = 500, wait: int = 0, queue: QueueSigner | None = None
+    ) -> m.FetchResponse:
+        """Messages after ``after`` of this client's queue, or of ``queue`` (its
+        contact queue); a long poll of up to ``wait`` seconds."""
         target = f"{r.QUEUE_MESSAGES}?after={after}&limit={limit}"
         if wait:
             target += f"&wait={wait}"
@@ -371,13 +428,18 @@ class Transport:
             target,
             None,
             m.FetchResponse,
-            queue=True,
+            queue=queue is None,
             timeout=self._timeout + wait if wait else None,
+            as_queue=queue,
         )
 
-    async def ack(self, up_to: int) -> int:
+    async def ack(self, up_to: int, *, queue: QueueSigner | None = None) -> int:
+        """Delete this client's queue's messages up to ``up_to`` (or ``queue``'s)."""
         request = m.AckRequest(up_to)
-        return (await self.call("POST", r.ACK, request, m.AckResponse, queue=True)).deleted
+        answer = await self.call(
+            "POST", r.ACK, request, m.AckResponse, queue=queue is None, as_queue=queue
+        )
+        return answer.deleted
 
     async def create_group(self, body: m.CreateGroupRequest | bytes) -> m.CreateGroupResponse:
         """Register a new group whose first member is this client's queue: a queue

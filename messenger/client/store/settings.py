@@ -17,6 +17,9 @@ import json
 from .database import Database
 
 __all__ = [
+    "CONTACT_CURSOR",
+    "CONTACT_KEY_PACKAGES_OWED",
+    "CONTACT_QUEUE",
     "DEVICE_TOKEN",
     "INSECURE_HTTP_ALLOWED",
     "QUEUE_KEY",
@@ -32,6 +35,14 @@ DEVICE_TOKEN = "device.token"  # noqa: S105 - a setting's name
 #: This client's queue key and whether the server has it (hex, in the
 #: encrypted store; ``messenger/client/queue_keys.py``).
 QUEUE_KEY = "queue.key"
+#: This client's contact queue: its key (hex) and, once the server made it,
+#: its ID (``messenger/client/contact_queue.py``).
+CONTACT_QUEUE = "queue.contact"
+#: The last sequence number of the contact queue processed.
+CONTACT_CURSOR = "sync.contact_cursor"
+#: Set (True) when the contact queue is made, until a whole new set of
+#: KeyPackages naming it is up (``messenger/client/sync/key_packages.py``).
+CONTACT_KEY_PACKAGES_OWED = "queue.contact_key_packages_owed"
 #: The user chose, at sign-up, to reach this account's server over plain
 #: ``http://`` although it is not this computer (``create_account``'s
 #: ``allow_insecure_http``); every later connection honours that choice.
@@ -110,6 +121,25 @@ class SettingsRepository:
     def set_queue_key(self, private: bytes, *, given: bool) -> None:
         """Keep ``private`` as this client's queue key; ``given``: the server has it."""
         self.set(QUEUE_KEY, {"key": private.hex(), "given": given})
+
+    def contact_queue(self) -> tuple[bytes | None, str | None]:
+        """This client's contact queue key (raw Ed25519 private key, or None) and
+        the queue's ID (None until the server made it)."""
+        value = self.get(CONTACT_QUEUE)
+        if not isinstance(value, dict):
+            return None, None
+        key, queue_id = value.get("key"), value.get("queue_id")
+        try:
+            private = bytes.fromhex(key) if isinstance(key, str) else None
+        except ValueError:
+            private = None
+        if private is None or len(private) != 32:
+            return None, None
+        return private, queue_id if isinstance(queue_id, str) else None
+
+    def set_contact_queue(self, private: bytes, queue_id: str | None) -> None:
+        """Keep ``private`` as the contact queue's key, and its ID once known."""
+        self.set(CONTACT_QUEUE, {"key": private.hex(), "queue_id": queue_id})
 
     def items(self) -> dict[str, JsonValue]:
         """Every setting."""

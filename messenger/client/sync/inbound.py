@@ -25,6 +25,19 @@ through, in queue order:
    (:class:`~..epochs.GroupEpochs`: stage, persist, merge);
 5. publish the events; the caller then **acks** the server up to the cursor.
 
+**The contact queue.** A client with a contact queue (:mod:`..contact_queue`)
+gets its Welcomes there, and a new group's messages until it moved to its
+own queue. The pipeline reads it the same way, with a cursor of its own
+(:data:`~..store.settings.CONTACT_CURSOR`), its own acks and queue requests
+signed by the contact key: a catch-up of it comes before the queue's
+(:meth:`InboundPipeline.catch_up`), and the listener long-polls it
+(:meth:`InboundPipeline.follow_contact`). Both go through one lock, one page
+at a time. A group joined from the contact queue gets a ``move`` commit
+queued in the join's transaction (:func:`.leaf_addresses.queue_move`).
+Messages of a group that arrive in the client's own queue before its
+Welcome was read are kept and offered again after the join, as any message
+of a group not joined yet.
+
 **Batches.** A page of the queue (a push batch, or a catch-up page) is cut
 into runs: a run of application messages (the common case: a burst, a
 catch-up) is decoded and decrypted in one call to the MLS thread, under the
@@ -51,6 +64,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from messenger.api.errors import ErrorCode
 from messenger.api.models import MAX_FETCH, FetchResponse, QueueMessage
 from messenger.mls.content import ContentType, PrivateMessage, PublicMessage
 from messenger.mls.errors import InvalidMessageError, MLSError
@@ -62,9 +76,10 @@ from messenger.mls.messages import MLSMessage, message_digest
 from messenger.mls.welcome import Welcome
 
 from ..acks import DEFAULT_ACK_POLICY, AckPolicy, AckScheduler
+from ..contact_queue import forget_contact_queue
 from ..content import Content, decode_content
 from ..devices.group import commit_admissible, is_devices_info, welcome_admissible
-from ..errors import ContentDecodeError
+from ..errors import AuthError, ContentDecodeError
 from ..events import DevicesChanged, Event
 from ..groups import (
     GROUP_CONFIG,
@@ -86,9 +101,11 @@ from ..store.pending_inbound import (
     PendingInbound,
     PendingLimits,
 )
+from ..store.settings import CONTACT_CURSOR
 from ..store.store import Store
 from ..suite_upgrade import join_successor, reinit_acceptable
 from .effects import Actor, apply_content, apply_sent
+from .leaf_addresses import queue_move
 
 __all__ = ["CURSOR_KEY", "InboundPipeline"]
 
@@ -110,12 +127,18 @@ CATCH_UP_PAGE: Final = min(200, MAX_FETCH)
 DECODE_OFF_LOOP_BYTES: Final = 64 * 1024
 #: More queue messages than this are decoded in the MLS thread, whatever their size.
 DECODE_OFF_LOOP_COUNT: Final = 8
+#: How long one long poll of the contact queue waits for a message (seconds).
+CONTACT_POLL_S: Final = 25
 #: Why a message was not kept for later, for the log (no content, no IDs).
 _REFUSED: Final = {
     PendingAdmission.GROUP_FULL: "its group has the most messages kept that a group may have",
     PendingAdmission.UNKNOWN_FULL: "groups not joined have the most messages kept they may have",
     PendingAdmission.TOTAL_FULL: "the most messages that may wait are waiting",
 }
+
+
+def _cursor_key(contact: bool) -> str:
+    return CONTACT_CURSOR if contact else CURSOR_KEY
 
 
 def _known_group(store: Store, group_id: bytes) -> bool:
@@ -242,10 +265,15 @@ class InboundPipeline:
         self._s = session
         #: Acks go out in bursts at random times (docs/metadata.md §4).
         self.acks = AckScheduler(lambda cursor: session.transport.ack(cursor), ack_policy)
+        #: The contact queue's acks, in bursts of their own.
+        self.contact_acks = AckScheduler(self._ack_contact, ack_policy)
         self._epochs = session.epochs
         self._limits = pending_limits
         self._key_package_used = key_package_used
-        self._cursor: int | None = None
+        #: The cursors of the queue (False) and of the contact queue (True).
+        self._cursors: dict[bool, int] = {}
+        #: Whether the page being processed is the contact queue's (under the lock).
+        self._contact = False
         self._queue_lock = asyncio.Lock()
         self._retrying: set[bytes] = set()
         self._dropped: dict[PendingAdmission, int] = {}
@@ -255,54 +283,73 @@ class InboundPipeline:
 
     # -- the cursor -------------------------------------------------------------------
 
-    async def cursor(self) -> int:
-        """The last queue sequence number processed."""
-        if self._cursor is None:
-            self._cursor = await self._s.store.run(lambda s: s.settings.get_int(CURSOR_KEY, 0))
-        return self._cursor
+    async def cursor(self, *, contact: bool = False) -> int:
+        """The last sequence number processed of the queue (or the contact queue)."""
+        if contact not in self._cursors:
+            key = _cursor_key(contact)
+            self._cursors[contact] = await self._s.store.run(lambda s: s.settings.get_int(key, 0))
+        return self._cursors[contact]
 
     def _finish(self, store: Store, seq: int | None, pending: PendingInbound | None) -> None:
         """Inside the transaction: move the cursor past ``seq`` or drop ``pending``."""
+        key = _cursor_key(self._contact)
         if pending is not None:
             store.pending_inbound.remove(pending.id)
-        elif seq is not None and seq > store.settings.get_int(CURSOR_KEY, 0):
-            store.settings.set(CURSOR_KEY, seq)
+        elif seq is not None and seq > store.settings.get_int(key, 0):
+            store.settings.set(key, seq)
 
     def _advanced(self, seq: int | None, pending: PendingInbound | None) -> None:
         """After the transaction: remember the cursor."""
-        if pending is None and seq is not None and self._cursor is not None:
-            self._cursor = max(self._cursor, seq)
+        if pending is None and seq is not None and self._contact in self._cursors:
+            self._cursors[self._contact] = max(self._cursors[self._contact], seq)
+
+    async def _ack_contact(self, cursor: int) -> None:
+        contact = self._s.contact
+        if contact is not None:
+            await self._s.transport.ack(cursor, queue=contact)
+
+    async def close_acks(self) -> None:
+        """Send the acks still waiting, of both queues (bounded by the caller)."""
+        await self.acks.close()
+        await self.contact_acks.close()
 
     # -- entry points ---------------------------------------------------------------------
 
-    async def process(self, messages: Sequence[QueueMessage]) -> int:
-        """Process a page from the queue (already processed ones are skipped); the cursor.
+    async def process(self, messages: Sequence[QueueMessage], *, contact: bool = False) -> int:
+        """Process a page from the queue, or the ``contact`` queue (already processed
+        ones are skipped); that queue's cursor.
 
         Runs of application messages go through as batches (one MLS-thread
         call, one transaction); anything else alone, in queue order.
         """
         async with self._queue_lock:
-            cursor = await self.cursor()
-            fresh = [m for m in messages if m.seq > cursor]
-            if not fresh:
-                return cursor
-            decoded = await self._decode_page([m.data for m in fresh])
-            run: list[_Arrival] = []
-            for message, found in zip(fresh, decoded, strict=True):
-                body = _application_of(found)
-                if body is not None:
-                    digest = message_digest(message.data)
-                    run.append(
-                        _Arrival(message.seq, message.data, body.group_id, body.epoch, digest)
-                    )
-                    continue
-                if run:
-                    await self._process_run(run)
-                    run = []
-                await self._process_one(message.seq, message.data, found)
+            self._contact = contact
+            try:
+                return await self._process_page(messages)
+            finally:
+                self._contact = False
+
+    async def _process_page(self, messages: Sequence[QueueMessage]) -> int:
+        """:meth:`process`, the lock held and :attr:`_contact` set."""
+        cursor = await self.cursor(contact=self._contact)
+        fresh = [m for m in messages if m.seq > cursor]
+        if not fresh:
+            return cursor
+        decoded = await self._decode_page([m.data for m in fresh])
+        run: list[_Arrival] = []
+        for message, found in zip(fresh, decoded, strict=True):
+            body = _application_of(found)
+            if body is not None:
+                digest = message_digest(message.data)
+                run.append(_Arrival(message.seq, message.data, body.group_id, body.epoch, digest))
+                continue
             if run:
                 await self._process_run(run)
-            return await self.cursor()
+                run = []
+            await self._process_one(message.seq, message.data, found)
+        if run:
+            await self._process_run(run)
+        return await self.cursor(contact=self._contact)
 
     async def _decode_page(self, data: list[bytes]) -> list[MLSMessage | InvalidMessageError]:
         if len(data) > DECODE_OFF_LOOP_COUNT or sum(map(len, data)) > DECODE_OFF_LOOP_BYTES:
@@ -330,23 +377,67 @@ class InboundPipeline:
         return MLSMessage.from_bytes(data)
 
     async def catch_up(self) -> int:
-        """Fetch and process everything after the cursor; the cursor.
+        """Fetch and process everything after the cursors, the contact queue's first;
+        the queue's cursor.
 
         The next page is fetched while this one is processed, so the
-        network's round trips overlap the work. Acks go to :attr:`acks`,
-        which sends them in bursts.
+        network's round trips overlap the work. Acks go to :attr:`acks` (and
+        :attr:`contact_acks`), which send them in bursts.
         """
+        if self._s.contact is not None:
+            try:
+                await self._catch_up(contact=True)
+            except AuthError as exc:  # a server restored from a backup made before it
+                if exc.code != ErrorCode.AUTH_INVALID.value:
+                    raise
+                await self._forget_contact()
+        return await self._catch_up(contact=False)
+
+    async def follow_contact(self) -> None:
+        """Long-poll the contact queue and process what comes, until cancelled;
+        returns without a contact queue, or once the server no longer knows it
+        (:func:`~..contact_queue.forget_contact_queue`)."""
+        while (contact := self._s.contact) is not None:
+            try:
+                page = await self._s.transport.fetch(
+                    await self.cursor(contact=True),
+                    limit=CATCH_UP_PAGE,
+                    wait=CONTACT_POLL_S,
+                    queue=contact,
+                )
+            except AuthError as exc:
+                if exc.code != ErrorCode.AUTH_INVALID.value:
+                    raise
+                await self._forget_contact()
+                return
+            cursor = await self.process(page.messages, contact=True)
+            if page.messages:
+                self.contact_acks.processed(cursor, len(page.messages))
+
+    async def _forget_contact(self) -> None:
+        """The server does not know the contact queue: forget it, and its cursor."""
+        async with self._queue_lock:
+            await forget_contact_queue(self._s)
+            self._cursors.pop(True, None)
+
+    async def _catch_up(self, *, contact: bool) -> int:
+        """:meth:`catch_up` of one queue."""
         transport = self._s.transport
-        page = await transport.fetch(await self.cursor(), limit=CATCH_UP_PAGE)
+        queue = self._s.contact if contact else None
+        acks = self.contact_acks if contact else self.acks
+
+        async def fetch(after: int) -> FetchResponse:
+            return await transport.fetch(after, limit=CATCH_UP_PAGE, queue=queue)
+
+        page = await fetch(await self.cursor(contact=contact))
         ahead: asyncio.Task[FetchResponse] | None = None
         try:
             while True:
                 if page.more and page.messages:
-                    after = page.messages[-1].seq
-                    ahead = asyncio.create_task(transport.fetch(after, limit=CATCH_UP_PAGE))
-                cursor = await self.process(page.messages)
+                    ahead = asyncio.create_task(fetch(page.messages[-1].seq))
+                cursor = await self.process(page.messages, contact=contact)
                 if page.messages:
-                    self.acks.processed(cursor, len(page.messages))
+                    acks.processed(cursor, len(page.messages))
                 if ahead is None:
                     return cursor
                 page, ahead = await ahead, None
@@ -756,6 +847,7 @@ class InboundPipeline:
             await self._skip(seq, pending, f"a Welcome that does not open: {exc}")
             return
         if isinstance(header, SuccessorWelcome):  # a reinitialised group's (RFC 9420 §11.2)
+            moving, now = self._contact, self._s.now_ms()
             joined = await join_successor(
                 self._s, data, secret, bundle, header, finish=lambda s: self._finish(s, seq, None)
             )
@@ -763,6 +855,9 @@ class InboundPipeline:
                 await self._skip(seq, pending, joined)
                 return
             self._advanced(seq, pending)
+            if moving:  # its ID is known once joined; a crash before this keeps the contact queue
+                await self._s.store.transaction(lambda s: queue_move(s, joined, now))
+                self._s.outbox_queued(joined)
             self._key_package_used()
             async with self._s.group_lock(joined):
                 await self.retry_pending_locked(joined)
@@ -806,17 +901,23 @@ class InboundPipeline:
             await self._drop_welcome(seq, pending, secret)
             return
         ref, one_time = secret.ref, not secret.last_resort
+        # Joined from the contact queue: move the leaf to this client's own queue.
+        moving, now = self._contact, self._s.now_ms()
 
         def finish(store: Store) -> None:
             if one_time:
                 store.key_packages.delete(ref)
             self._finish(store, seq, pending)
+            if moving:
+                queue_move(store, group_id, now)
 
         adder_identity = None if adder is None else adder.identity
         if not await self._epochs.joined(group, members, adder_identity, state, finish=finish):
             await self._drop_welcome(seq, pending, secret)
             return
         self._advanced(seq, pending)
+        if moving:
+            self._s.outbox_queued(group_id)
         self._key_package_used()
         await self.retry_pending_locked(group_id)
 

@@ -30,7 +30,10 @@ Intents (``op``):
 * ``commit_pending`` -- commit the proposals received (e.g. someone left);
 * ``rotate`` -- a commit with a path even without proposals: a new epoch,
   and with it a fresh send token (docs/metadata.md §3), when another member
-  registered a digest for this epoch that is not the epoch's token.
+  registered a digest for this epoch that is not the epoch's token;
+* ``move`` -- a commit with a path whose leaf names this client's own queue,
+  after it joined by its contact queue (docs/metadata.md §1, "Contact
+  queues"); the request carries the queue key's proof (``join_proof``).
 
 Every commit also covers, by reference, the proposals pending in the epoch.
 :func:`build_commit` returns None when nothing is left to do (e.g. the
@@ -76,6 +79,7 @@ OPS: Final = (
     "set_timer",
     "commit_pending",
     "rotate",
+    "move",
 )
 
 
@@ -239,6 +243,6 @@ def build_commit(
         return commit(group_context_extensions=extensions)
     if intent.op == "commit_pending":
         return commit() if pending else None
-    if intent.op == "rotate":
+    if intent.op in ("rotate", "move"):
         return commit(force_path=True)
     raise ValueError(f"{intent.op!r} is not a commit")

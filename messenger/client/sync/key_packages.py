@@ -16,7 +16,10 @@ pool keeps the server stocked:
   (suite 1 and the hybrid post-quantum 0xF001, docs/pq-suites.md), so that
   others can add this client to a group in either; a server from before
   suites (its count names none) gets suite 1 only;
-* expired bundles are deleted locally.
+* expired bundles are deleted locally;
+* once the client has a contact queue (:mod:`..contact_queue`), new leaves
+  name it, and an upload of only such KeyPackages carries no proof of the
+  client's own queue.
 
 It runs at start, after each Welcome (which uses one up) and periodically.
 KeyPackages are made in the client's MLS thread (:meth:`Session.mls`), off
@@ -25,16 +28,20 @@ the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Final
 
+from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION
 from messenger.api.models import MAX_KEY_PACKAGES_PER_UPLOAD, KeyPackageCount
+from messenger.mls.extensions import find_extension
 from messenger.mls.key_package_bundle import DEFAULT_LIFETIME, KeyPackageBundle
 
 from ..groups import new_key_package
 from ..identity import CIPHER_SUITE, GROUP_SUITES
 from ..session import Session
 from ..store.key_packages import KeyPackageSecret
+from ..store.settings import CONTACT_KEY_PACKAGES_OWED
 from ..store.store import Store
 
 __all__ = ["KeyPackagePool"]
@@ -68,12 +75,17 @@ class KeyPackagePool:
         self._s = session
         self._target = target
         self._low_water = low_water
+        #: One top-up at a time (at start, after a Welcome, periodically, after the
+        #: queues' set-up): two would both see the server short and both fill it.
+        self.lock = asyncio.Lock()
 
     async def _generate(
         self, count: int, *, last_resort: bool, suite: int
     ) -> list[tuple[bytes, bool]]:
         """``count`` new bundles in ``suite``, made one at a time in the MLS thread."""
-        now_s, account, random = self._s.now_s(), await self._s.leaf_account(), self._s.random
+        # Their leaves name the contact queue once there is one (docs/metadata.md §1).
+        now_s, account = self._s.now_s(), await self._s.key_package_account()
+        random = self._s.random
 
         def make() -> bytes:
             bundle = new_key_package(
@@ -100,12 +112,26 @@ class KeyPackagePool:
         """Upload the saved bundles the server does not have yet, one suite at a time
         (the server keeps one last-resort KeyPackage per suite)."""
         waiting = await self._s.store.run(lambda s: s.key_packages.not_uploaded())
+        if waiting and self._s.contact is not None:
+            await self._s.key_package_account()  # this session's contact address
+            # Made before the contact queue (or for a contact queue since lost):
+            # never handed out, so never claimable; they would name the wrong
+            # queue on the server. Made again below if the server is short.
+            stale = [w for w in waiting if not self._names_contact(w)]
+            if stale:
+                gone = [w.ref for w in stale]
+                await self._s.store.run(_delete, gone)
+                waiting = [w for w in waiting if w.ref not in set(gone)]
         by_suite: dict[int, list[KeyPackageSecret]] = {}
         for w in waiting:
             suite = KeyPackageBundle.from_bytes(w.bundle).key_package.cipher_suite
             by_suite.setdefault(int(suite), []).append(w)
         for suite in sorted(by_suite):
             await self._upload(by_suite[suite])
+
+    def _names_contact(self, secret: KeyPackageSecret) -> bool:
+        bundle = KeyPackageBundle.from_bytes(secret.bundle)
+        return self._s.names_contact_queue(_delivery_address(bundle))
 
     async def _upload(self, waiting: list[KeyPackageSecret]) -> None:
         """Upload bundles of one suite, the newest last-resort one with them."""
@@ -117,9 +143,18 @@ class KeyPackagePool:
                 one_time[:MAX_KEY_PACKAGES_PER_UPLOAD],
                 one_time[MAX_KEY_PACKAGES_PER_UPLOAD:],
             )
+            bundles = [KeyPackageBundle.from_bytes(w.bundle) for w in chunk]
+            spare_bundle = None if spare is None else KeyPackageBundle.from_bytes(spare.bundle)
+            # Leaves that all name the contact queue need no proof of the client's
+            # own queue: the server knows the contact queue from the client, so the
+            # upload does not show it which queue the client reads (docs/metadata.md §1).
+            named = [b for b in (*bundles, spare_bundle) if b is not None]
             await self._s.transport.upload_key_packages(
-                tuple(KeyPackageBundle.from_bytes(w.bundle).message() for w in chunk),
-                None if spare is None else KeyPackageBundle.from_bytes(spare.bundle).message(),
+                tuple(b.message() for b in bundles),
+                None if spare_bundle is None else spare_bundle.message(),
+                prove_queue=not all(
+                    self._s.names_contact_queue(_delivery_address(b)) for b in named
+                ),
             )
             refs = [w.ref for w in chunk]
             if spare is not None:
@@ -128,7 +163,28 @@ class KeyPackagePool:
             await self._s.store.run(_mark_uploaded, refs, self._s.now_ms())
 
     async def replenish(self) -> int:
-        """Top the server up; how many KeyPackages were made."""
+        """Top the server up; how many KeyPackages were made.
+
+        A whole new set whatever the server holds while one naming the contact
+        queue is owed (:meth:`owed`; the server drops the ones that name
+        another queue when these arrive, docs/metadata.md §1).
+        """
+        async with self.lock:
+            return await self.replenish_locked()
+
+    async def owed(self) -> bool:
+        """Whether a whole new set naming the contact queue is still to go up."""
+        return bool(await self._s.store.run(lambda s: s.settings.get(CONTACT_KEY_PACKAGES_OWED)))
+
+    async def replenish_locked(self) -> int:
+        """:meth:`replenish`, :attr:`lock` held by the caller."""
+        fresh = self._s.contact is not None and await self.owed()
+        made = await self._top_up(fresh=fresh)
+        if fresh:  # the whole set is up: nothing is owed any more
+            await self._s.store.run(lambda s: s.settings.delete(CONTACT_KEY_PACKAGES_OWED))
+        return made
+
+    async def _top_up(self, *, fresh: bool) -> int:
         now = self._s.now_ms()
         await self._s.store.run(lambda s: s.key_packages.delete_expired(now=now))
         await self._upload_pending()
@@ -136,17 +192,34 @@ class KeyPackagePool:
         made = []
         for suite in _suites(count, self._suites):
             kept = count.for_suite(suite)
-            if kept.available < self._low_water:
+            available = 0 if fresh else kept.available
+            if available < self._low_water:
                 made += await self._generate(
-                    self._target - kept.available, last_resort=False, suite=suite
+                    self._target - available, last_resort=False, suite=suite
                 )
-            if not kept.last_resort:
+            if fresh or not kept.last_resort:
                 made += await self._generate(1, last_resort=True, suite=suite)
         if made:
             await self._save(made)
             await self._upload_pending()
             _log.info("uploaded %d KeyPackages", len(made))
         return len(made)
+
+
+def _delete(store: Store, refs: list[bytes]) -> None:
+    for ref in refs:
+        store.key_packages.delete(ref)
+
+
+def _delivery_address(bundle: KeyPackageBundle) -> str | None:
+    """The delivery address a KeyPackage's leaf names (None: none readable)."""
+    found = find_extension(bundle.key_package.leaf_node.extensions, DELIVERY_QUEUE_EXTENSION)
+    if found is None:
+        return None
+    try:
+        return bytes(found.extension_data).decode("ascii")
+    except UnicodeDecodeError:
+        return None
 
 
 def _suites(count: KeyPackageCount, wanted: tuple[int, ...]) -> tuple[int, ...]:

@@ -16,6 +16,15 @@ existing group would show it for as long as the group lives. So:
 
 The server maps both forms to the same queue, so a member that lists the
 old form in a commit (it has not yet seen the new leaf) is still right.
+
+A group joined by the **contact queue** (:mod:`..contact_queue`) has this
+client's leaf naming that queue, as its KeyPackage did. Right after the
+join a self-update commit (intent ``move``, :func:`queue_move`) gives the
+leaf an address of the client's own queue, whatever the leaf named; its
+request proves that queue with the queue's key (``join_proof``), which is
+what lets the commit add a queue nobody claimed, and the contact queue with
+its key (``leave_proof``), so that its going is not taken for a member's
+removal (docs/metadata.md §1).
 """
 
 from __future__ import annotations
@@ -32,7 +41,14 @@ from ..store.outbox import OutboxItem, OutboxKind
 from ..store.store import Store
 from .intents import Intent
 
-__all__ = ["SETTING", "queue_readdressing", "queue_rotate", "readdressed_extensions"]
+__all__ = [
+    "SETTING",
+    "leaf_address",
+    "queue_move",
+    "queue_readdressing",
+    "queue_rotate",
+    "readdressed_extensions",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -44,18 +60,27 @@ def _sealed(address: str | None) -> bool:
     return address is not None and len(address) == SEALED_ADDRESS_LENGTH
 
 
-def readdressed_extensions(group: Group, address: str | None) -> list[Extension] | None:
+def leaf_address(group: Group) -> str | None:
+    """The delivery address this client's leaf in ``group`` names (None: none)."""
+    own = group.member(group.leaf_index) if group.active else None
+    found = None if own is None else find_extension(own.extensions, DELIVERY_QUEUE_EXTENSION)
+    return None if found is None else bytes(found.extension_data).decode("ascii", "replace")
+
+
+def readdressed_extensions(
+    group: Group, address: str | None, *, move: bool = False
+) -> list[Extension] | None:
     """The extensions for this client's leaf in ``group`` with ``address`` as its
-    delivery address, if the leaf still names the plain queue ID; else None
-    (nothing to change, or no sealed address to change to)."""
-    if not _sealed(address) or not group.active:
+    delivery address, if the leaf still names the plain queue ID (or, to
+    ``move`` from the contact queue, any other address); else None (nothing
+    to change, or no sealed address to change to)."""
+    if not _sealed(address):
+        return None
+    named = leaf_address(group)
+    if named is None or named == address or (_sealed(named) and not move):
         return None
     own = group.member(group.leaf_index)
-    if own is None:
-        return None
-    current = find_extension(own.extensions, DELIVERY_QUEUE_EXTENSION)
-    if current is None or _sealed(bytes(current.extension_data).decode("ascii", "replace")):
-        return None
+    assert own is not None  # it names an address
     assert address is not None
     return [
         Extension(DELIVERY_QUEUE_EXTENSION, address.encode("ascii"))
@@ -65,15 +90,26 @@ def readdressed_extensions(group: Group, address: str | None) -> list[Extension]
     ]
 
 
-def queue_rotate(store: Store, group_id: bytes, now: int) -> OutboxItem:
-    """A queued self-update commit (``rotate``) for ``group_id``: the one already
+def _queued(store: Store, group_id: bytes, now: int, op: str) -> OutboxItem:
+    """The queued self-update commit ``op`` for ``group_id``: the one already
     waiting, or a new one (in the caller's transaction)."""
     for other in store.outbox.for_group(group_id):
-        if other.kind is OutboxKind.COMMIT and Intent.loads(other.intent).op == "rotate":
+        if other.kind is OutboxKind.COMMIT and Intent.loads(other.intent).op == op:
             return other
     return store.outbox.enqueue(
-        OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=Intent("rotate").dumps()
+        OutboxKind.COMMIT, b"", now=now, group_id=group_id, intent=Intent(op).dumps()
     )
+
+
+def queue_rotate(store: Store, group_id: bytes, now: int) -> OutboxItem:
+    """A queued self-update commit (``rotate``) for ``group_id`` (:func:`_queued`)."""
+    return _queued(store, group_id, now, "rotate")
+
+
+def queue_move(store: Store, group_id: bytes, now: int) -> OutboxItem:
+    """A queued ``move`` commit for ``group_id``, joined by the contact queue
+    (:func:`_queued`)."""
+    return _queued(store, group_id, now, "move")
 
 
 def _done(store: Store) -> bool:

@@ -8,7 +8,10 @@ One loop per running client:
 2. open the **push socket** from the cursor (docs/server.md, "WebSocket")
    and go ``online``; each pushed batch goes through the inbound pipeline,
    then is acked on the socket;
-3. on any failure go ``offline`` with the reason, wait with exponential
+3. beside the socket, **long-poll the contact queue** (:mod:`..contact_queue`),
+   where Welcomes and a new group's first messages arrive; a failure of
+   either ends both;
+4. on any failure go ``offline`` with the reason, wait with exponential
    backoff and jitter (:class:`~messenger.client.net.backoff.Backoff`;
    at least the server's ``Retry-After`` when rate limited), and start over.
 
@@ -25,15 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 
+from ..contact_queue import set_up_queues
 from ..errors import ClientError, DeviceRemovedError, DeviceReplacedError, RateLimitedError
 from ..events import ConnectionState, ConnectionStateChanged
 from ..net.backoff import Backoff
-from ..queue_keys import give_queue_key
+from ..net.push import PushSocket
 from ..restore_device import prepare_device
 from ..session import Session
 from .inbound import InboundPipeline
+from .key_packages import KeyPackagePool
 
 __all__ = ["PushListener"]
 
@@ -50,10 +55,10 @@ class PushListener:
         *,
         backoff: Backoff | None = None,
         on_online: Callable[[], None] = lambda: None,
-        replenish: Callable[[], Awaitable[object]] | None = None,
+        pool: KeyPackagePool | None = None,
     ) -> None:
         self._s = session
-        self._replenish = replenish
+        self._pool = pool
         self._pipeline = pipeline
         self._backoff = backoff or Backoff(base=0.5, maximum=30.0)
         self._on_online = on_online
@@ -108,13 +113,40 @@ class PushListener:
         """One connection: catch up, then follow the push socket until it fails."""
         await prepare_device(self._s)
         # Once this copy is a device of its own (a restore registers first).
-        await give_queue_key(self._s, replenish=self._replenish)
+        await set_up_queues(self._s, self._pool)
         cursor = await self._pipeline.catch_up()
         async with self._s.transport.push(cursor) as socket:
             self._set(ConnectionState.ONLINE)
             self._on_online()
-            while True:
-                batch = await socket.receive()
-                cursor = await self._pipeline.process(batch)
-                if batch:
-                    self._pipeline.acks.processed(cursor, len(batch))
+            await _until_one_fails(self._follow(socket), self._follow_contact())
+
+    async def _follow_contact(self) -> None:
+        """Long-poll the contact queue; if the server lost it (restored from a
+        backup made before it was), ask for a new one and go on with that."""
+        while self._s.contact is not None:
+            await self._pipeline.follow_contact()
+            await set_up_queues(self._s, self._pool)
+
+    async def _follow(self, socket: PushSocket) -> None:
+        """Process each pushed batch, then ack it on the socket, until it fails."""
+        while True:
+            batch = await socket.receive()
+            cursor = await self._pipeline.process(batch)
+            if batch:
+                self._pipeline.acks.processed(cursor, len(batch))
+
+
+async def _until_one_fails(*loops: Coroutine[object, object, None]) -> None:
+    """Run ``loops`` together until one raises (or all return): then stop the
+    others and raise what the first raised."""
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # the failure, if any, goes to the caller
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

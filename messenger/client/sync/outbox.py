@@ -105,7 +105,7 @@ from ..wake import wait_event
 from .effects import apply_sent
 from .inbound import InboundPipeline
 from .intents import Intent, build_commit
-from .leaf_addresses import queue_rotate, readdressed_extensions
+from .leaf_addresses import leaf_address, queue_rotate, readdressed_extensions
 
 __all__ = [
     "BATCH_SIZE",
@@ -220,6 +220,11 @@ class _BuiltCommit:
     next_token: bytes | None
     #: The current epoch's send token: the commit is sealed (docs/metadata.md §3).
     token: bytes
+    #: The address this client's leaf moved to from another queue (``move``):
+    #: the request proves that queue (``join_queue``, ``join_proof``).
+    moved_to: str | None = None
+    #: The address it moved from (the contact queue's: ``leave_queue``).
+    moved_from: str | None = None
 
 
 def _make_commit(
@@ -230,9 +235,12 @@ def _make_commit(
     The members of the new epoch are read from the staged commit
     (:func:`~..epochs.membership_after`), not from a state loaded again.
     With this client's delivery ``address``, a leaf that still names the
-    queue ID gets the address (:mod:`.leaf_addresses`).
+    queue ID gets the address, and a ``move`` gives it the address whatever
+    it named (:mod:`.leaf_addresses`).
     """
-    extensions = readdressed_extensions(group, address)
+    move = intent.op == "move"
+    named = leaf_address(group)
+    extensions = readdressed_extensions(group, address, move=move)
     result = build_commit(group, intent, random, now=now, leaf_extensions=extensions)
     if result is None:
         return None
@@ -251,6 +259,8 @@ def _make_commit(
         tuple(welcome_to),
         next_send_token(group, staged),
         send_token(group),
+        address if move and extensions is not None else None,
+        named if move and extensions is not None else None,
     )
 
 
@@ -304,6 +314,12 @@ class _MovingError(Exception):
     The items wait: joining the new group moves them to its lane
     (:meth:`~..store.outbox.OutboxRepository.move_lane`).
     """
+
+
+class _NoAddressError(Exception):
+    """A ``move`` waits for this session's address of the client's queue, which
+    the contact queue's set-up asks for (:mod:`..contact_queue`): a group lock
+    is never held across a network call."""
 
 
 def _is_unknown_group(exc: Exception) -> bool:
@@ -792,6 +808,11 @@ class OutboxSender:
             send.to(SendState.BUILT)  # an attempt whose answer was lost: the same request
             return
         intent = Intent.loads(item.intent)
+        signer = self._s.transport.signer
+        queue = None if signer is None else signer.queue
+        if intent.op == "move" and self._s.account.delivery_address is None:
+            send.to(SendState.BACKOFF, _NoAddressError("no address of the queue yet"))
+            return
         try:
             result = await self._s.mls(
                 _make_commit,
@@ -811,6 +832,17 @@ class OutboxSender:
         if result is None:
             send.to(SendState.DROPPED)
             return
+        contact = self._s.contact
+        # A move is made only for a group joined by the contact queue, so the
+        # address the leaf leaves is the contact queue's (of whichever session).
+        leaving = (
+            contact
+            if queue is not None
+            and contact is not None
+            and result.moved_to is not None
+            and result.moved_from is not None
+            else None
+        )
         request = m.CommitRequest(
             epoch=group.epoch,
             commit=result.message,
@@ -825,6 +857,18 @@ class OutboxSender:
             token=result.token,
             claims=intent.claims or None,
             next_token=result.next_token,
+            # A move adds this client's own queue, which nobody claimed: its key
+            # proves it, over this commit (docs/metadata.md §1).
+            join_queue=None if queue is None else result.moved_to,
+            join_proof=None
+            if queue is None or result.moved_to is None
+            else queue.join_proof(group_id, group.epoch, result.message),
+            # The contact queue it leaves, proved by its key: the server then
+            # does not take its going for a member's removal.
+            leave_queue=None if leaving is None else result.moved_from,
+            leave_proof=None
+            if leaving is None
+            else leaving.leave_proof(group_id, group.epoch, result.message),
         )
         # A commit adding many members carries a large Welcome: encoded off the loop.
         payload = await self._s.mls(request.dumps)
@@ -992,9 +1036,10 @@ class OutboxSender:
     async def _give_up(self, item: OutboxItem, exc: Exception) -> None:
         """The server or MLS refused the item for good: drop it, tell the UI.
 
-        A self-update (``rotate``) is never the user's doing (the weekly update,
-        a leaf's new address, a wrong send token): it is dropped with a log line
-        only, and the next one is queued when due (:mod:`.leaf_rotation`).
+        A self-update (``rotate``, ``move``) is never the user's doing (the weekly
+        update, a leaf's new address, a wrong send token, the move from the
+        contact queue): it is dropped with a log line only, and the next one is
+        queued when due (:mod:`.leaf_rotation`).
         """
         _log.warning("send refused (%s): %s", type(exc).__name__, exc)
         user_message = getattr(exc, "user_message", "A change could not be sent.")
@@ -1004,7 +1049,7 @@ class OutboxSender:
         quiet = (
             item.kind is OutboxKind.COMMIT
             and item.intent is not None
-            and Intent.loads(item.intent).op == "rotate"
+            and Intent.loads(item.intent).op in ("rotate", "move")
         )
 
         def write(store: Store) -> list[Event]:

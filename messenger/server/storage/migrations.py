@@ -643,6 +643,22 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE UNIQUE INDEX queues_kill_hash ON queues (kill_hash)",
         ),
     ),
+    Migration(
+        23,
+        "contact queues",
+        (
+            # The client's contact queue (messenger.server.contact_queues),
+            # the keyed queue its KeyPackages name: its ID sealed under a key
+            # from the server secret and bound to the client ID, as queue_box
+            # is, so a copy of the database without the key file shows no
+            # link. NULL until the client asks for one. The contact queue has
+            # no kill hash: it goes with its client's row.
+            "ALTER TABLE clients ADD COLUMN contact_box {blob}",
+            # A contact queue's key must be one no queue has: looked up by key.
+            # Not unique: keys given before this migration were never checked.
+            "CREATE INDEX queues_auth_key ON queues (auth_key)",
+        ),
+    ),
 )
 
 
