@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
 
 from messenger.api import models as m
 from messenger.api.sealed import token_digest
@@ -79,9 +80,13 @@ from .store.key_packages import KeyPackageSecret
 from .store.store import Store
 from .suite_choice import SuiteNotSupportedError
 
-__all__ = ["join_successor", "reinit_acceptable", "upgrade_group"]
+__all__ = ["NOT_REINITIALISED", "join_successor", "reinit_acceptable", "upgrade_group"]
 
 _log = logging.getLogger(__name__)
+
+#: Why :func:`join_successor` refuses a Welcome that came before the ReInit it
+#: follows (it may yet come: the contact queue is read beside the queue).
+NOT_REINITIALISED: Final = "a Welcome resuming a group that this client has not seen reinitialised"
 
 #: Claims and checks the KeyPackages of accounts in the listed suites
 #: (:meth:`~.client.MessengerClient._claim`).
@@ -328,7 +333,7 @@ async def join_successor(
         old = await session.groups.get(previous_id)
         reinit = None if old is None else old.pending_reinit
         if old is None or reinit is None:
-            return "a Welcome resuming a group that this client has not seen reinitialised"
+            return NOT_REINITIALISED
         if not reinit_acceptable(reinit, old.extensions):
             return "a Welcome to a group this client does not follow a ReInit to"
         new_id = reinit.group_id

@@ -107,16 +107,10 @@ class SettingsRepository:
         """This client's queue key (raw Ed25519 private key, or None), and whether
         the server has it (``messenger/client/queue_keys.py``)."""
         value = self.get(QUEUE_KEY)
-        if not isinstance(value, dict):
+        private = _private_key(value)
+        if private is None or not isinstance(value, dict):
             return None, False
-        key, given = value.get("key"), value.get("given")
-        try:
-            private = bytes.fromhex(key) if isinstance(key, str) else None
-        except ValueError:
-            private = None
-        if private is None or len(private) != 32:
-            return None, False
-        return private, given is True
+        return private, value.get("given") is True
 
     def set_queue_key(self, private: bytes, *, given: bool) -> None:
         """Keep ``private`` as this client's queue key; ``given``: the server has it."""
@@ -126,15 +120,10 @@ class SettingsRepository:
         """This client's contact queue key (raw Ed25519 private key, or None) and
         the queue's ID (None until the server made it)."""
         value = self.get(CONTACT_QUEUE)
-        if not isinstance(value, dict):
+        private = _private_key(value)
+        if private is None or not isinstance(value, dict):
             return None, None
-        key, queue_id = value.get("key"), value.get("queue_id")
-        try:
-            private = bytes.fromhex(key) if isinstance(key, str) else None
-        except ValueError:
-            private = None
-        if private is None or len(private) != 32:
-            return None, None
+        queue_id = value.get("queue_id")
         return private, queue_id if isinstance(queue_id, str) else None
 
     def set_contact_queue(self, private: bytes, queue_id: str | None) -> None:
@@ -145,3 +134,13 @@ class SettingsRepository:
         """Every setting."""
         rows = self._db.query("SELECT key, value FROM settings ORDER BY key")
         return {key: json.loads(text) for key, text in rows}
+
+
+def _private_key(value: JsonValue) -> bytes | None:
+    """The raw Ed25519 private key a key setting (``{"key": hex, …}``) holds, or None."""
+    key = value.get("key") if isinstance(value, dict) else None
+    try:
+        private = bytes.fromhex(key) if isinstance(key, str) else None
+    except ValueError:
+        return None
+    return private if private is not None and len(private) == 32 else None

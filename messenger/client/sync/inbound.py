@@ -29,14 +29,22 @@ through, in queue order:
 gets its Welcomes there, and a new group's messages until it moved to its
 own queue. The pipeline reads it the same way, with a cursor of its own
 (:data:`~..store.settings.CONTACT_CURSOR`), its own acks and queue requests
-signed by the contact key: a catch-up of it comes before the queue's
+signed by the contact key: a catch-up of it comes after the queue's
 (:meth:`InboundPipeline.catch_up`), and the listener long-polls it
 (:meth:`InboundPipeline.follow_contact`). Both go through one lock, one page
 at a time. A group joined from the contact queue gets a ``move`` commit
 queued in the join's transaction (:func:`.leaf_addresses.queue_move`).
-Messages of a group that arrive in the client's own queue before its
-Welcome was read are kept and offered again after the join, as any message
-of a group not joined yet.
+The two queues are not ordered with each other, so:
+
+* a group's messages reach the client's own queue only after its move,
+  which it makes once it has read everything of the group before it;
+  messages of a group not joined yet are kept and offered again after the
+  join, as always;
+* a Welcome to the group that continues a reinitialised one (RFC 9420
+  §11.2) may be read before the ReInit commit, which the client's own
+  queue holds: it is left in the contact queue (its cursor stays before
+  it) and read again once the queue has moved on
+  (:data:`~..suite_upgrade.NOT_REINITIALISED`).
 
 **Batches.** A page of the queue (a push batch, or a catch-up page) is cut
 into runs: a run of application messages (the common case: a burst, a
@@ -103,7 +111,7 @@ from ..store.pending_inbound import (
 )
 from ..store.settings import CONTACT_CURSOR
 from ..store.store import Store
-from ..suite_upgrade import join_successor, reinit_acceptable
+from ..suite_upgrade import NOT_REINITIALISED, join_successor, reinit_acceptable
 from .effects import Actor, apply_content, apply_sent
 from .leaf_addresses import queue_move
 
@@ -129,12 +137,19 @@ DECODE_OFF_LOOP_BYTES: Final = 64 * 1024
 DECODE_OFF_LOOP_COUNT: Final = 8
 #: How long one long poll of the contact queue waits for a message (seconds).
 CONTACT_POLL_S: Final = 25
+#: How long a Welcome left in the contact queue waits for the queue to move on
+#: before it is tried again (seconds).
+CONTACT_RETRY_S: Final = 5.0
 #: Why a message was not kept for later, for the log (no content, no IDs).
 _REFUSED: Final = {
     PendingAdmission.GROUP_FULL: "its group has the most messages kept that a group may have",
     PendingAdmission.UNKNOWN_FULL: "groups not joined have the most messages kept they may have",
     PendingAdmission.TOTAL_FULL: "the most messages that may wait are waiting",
 }
+
+
+class _NotYet(Exception):
+    """A contact queue's message that must wait for the queue (module docstring)."""
 
 
 def _cursor_key(contact: bool) -> str:
@@ -274,6 +289,8 @@ class InboundPipeline:
         self._cursors: dict[bool, int] = {}
         #: Whether the page being processed is the contact queue's (under the lock).
         self._contact = False
+        #: Set whenever a page of the queue (not the contact queue) was processed.
+        self._queue_moved = asyncio.Event()
         self._queue_lock = asyncio.Lock()
         self._retrying: set[bytes] = set()
         self._dropped: dict[PendingAdmission, int] = {}
@@ -326,8 +343,12 @@ class InboundPipeline:
             self._contact = contact
             try:
                 return await self._process_page(messages)
+            except _NotYet:  # the rest of the contact queue's page waits with it
+                return await self.cursor(contact=True)
             finally:
                 self._contact = False
+                if not contact and messages:
+                    self._queue_moved.set()
 
     async def _process_page(self, messages: Sequence[QueueMessage]) -> int:
         """:meth:`process`, the lock held and :attr:`_contact` set."""
@@ -377,13 +398,15 @@ class InboundPipeline:
         return MLSMessage.from_bytes(data)
 
     async def catch_up(self) -> int:
-        """Fetch and process everything after the cursors, the contact queue's first;
-        the queue's cursor.
+        """Fetch and process everything after the cursors, the queue's first (a
+        Welcome in the contact queue may follow a ReInit in the queue); the
+        queue's cursor.
 
         The next page is fetched while this one is processed, so the
         network's round trips overlap the work. Acks go to :attr:`acks` (and
         :attr:`contact_acks`), which send them in bursts.
         """
+        cursor = await self._catch_up(contact=False)
         if self._s.contact is not None:
             try:
                 await self._catch_up(contact=True)
@@ -391,7 +414,7 @@ class InboundPipeline:
                 if exc.code != ErrorCode.AUTH_INVALID.value:
                     raise
                 await self._forget_contact()
-        return await self._catch_up(contact=False)
+        return cursor
 
     async def follow_contact(self) -> None:
         """Long-poll the contact queue and process what comes, until cancelled;
@@ -410,9 +433,16 @@ class InboundPipeline:
                     raise
                 await self._forget_contact()
                 return
+            before = await self.cursor(contact=True)
             cursor = await self.process(page.messages, contact=True)
             if page.messages:
                 self.contact_acks.processed(cursor, len(page.messages))
+            if page.messages and page.messages[-1].seq > cursor == before:
+                # A Welcome waits for its ReInit (module docstring): read again
+                # once the queue has moved on, or after a while.
+                self._queue_moved.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queue_moved.wait(), CONTACT_RETRY_S)
 
     async def _forget_contact(self) -> None:
         """The server does not know the contact queue: forget it, and its cursor."""
@@ -438,8 +468,8 @@ class InboundPipeline:
                 cursor = await self.process(page.messages, contact=contact)
                 if page.messages:
                     acks.processed(cursor, len(page.messages))
-                if ahead is None:
-                    return cursor
+                if ahead is None or (page.messages and page.messages[-1].seq > cursor):
+                    return cursor  # (a Welcome left for later stops the catch-up)
                 page, ahead = await ahead, None
         finally:
             if ahead is not None:  # after a failure: stop it, retrieve its outcome
@@ -852,6 +882,8 @@ class InboundPipeline:
                 self._s, data, secret, bundle, header, finish=lambda s: self._finish(s, seq, None)
             )
             if isinstance(joined, str):
+                if joined == NOT_REINITIALISED and self._contact:
+                    raise _NotYet  # its ReInit is in the queue, not read yet
                 await self._skip(seq, pending, joined)
                 return
             self._advanced(seq, pending)

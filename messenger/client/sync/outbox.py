@@ -956,6 +956,10 @@ class OutboxSender:
         await self._pipeline.catch_up()
         async with self._epochs.lock(group_id):
             group = await self._epochs.get(group_id)
+            if group is not None and not group.removed and group.pending_reinit is not None:
+                # Caught up to a ReInit (RFC 9420 §11.2): the items wait for the
+                # new group and move there (_inactive), as for any send.
+                return _MovingError("the conversation is moving")
             if group is None or not group.active:
                 return ServerRejectedError("not_a_member", "the group was left")
             if group.epoch != epoch:
