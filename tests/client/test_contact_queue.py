@@ -264,3 +264,50 @@ async def test_a_new_set_that_could_not_go_up_is_sent_at_the_next_set_up(
     await bob.sync()
     assert await bob._store.run(lambda s: s.settings.get(CONTACT_KEY_PACKAGES_OWED)) is None
     assert set(await _stored_key_package_queues(server, bob_client)) == {contact}
+
+
+async def test_a_successor_welcome_read_before_its_reinit_waits_in_the_contact_queue(
+    server: InProcessServer,
+) -> None:
+    """The two queues are not ordered with each other: the Welcome to a
+    reinitialised group's successor (contact queue) can be read before the
+    ReInit commit (the client's own queue). It is not skipped: the contact
+    queue's cursor stays before it, and it is read again once the queue moved on."""
+    alice, bob = await server.client("alice"), await server.client("bob")
+    await alice.sync()
+    await bob.sync()
+    bob_client, _queue = _ids(bob)
+
+    async def only_suite_one(tx: Any) -> None:  # as an app from before the hybrid suite
+        await tx.execute(
+            "DELETE FROM key_packages WHERE client_id = ? AND cipher_suite != 1", bob_client
+        )
+
+    await server.state.db.transaction(only_suite_one)
+    chat = await alice.create_conversation(await account_id(bob))  # in suite 1
+    pool = bob._pool
+    assert pool is not None
+    await pool.replenish()  # Bob's app makes hybrid KeyPackages again
+    await alice.send_text(chat.id, "one")
+    await alice.flush(FLUSH)
+    await bob.sync()
+    await bob.flush(FLUSH)  # Bob's move
+    await alice.sync()
+    await bob.sync()  # the move's echo, from the contact queue
+    (view,) = await bob.conversations()
+    classic = await bob.cipher_suite(view.conversation.id)
+    await alice.upgrade_encryption(chat.id)  # the ReInit, then the new group's Welcome
+    await alice.flush(FLUSH)
+    assert await alice.cipher_suite(chat.id) != classic
+    pipeline = bob._pipeline
+    assert pipeline is not None
+    before = await pipeline.cursor(contact=True)
+    await pipeline._catch_up(contact=True)  # the contact queue alone, first
+    assert await pipeline.cursor(contact=True) == before, "the Welcome was left for later"
+    assert await bob.cipher_suite(view.conversation.id) == classic
+    await bob.sync()  # the queue (the ReInit), then the contact queue (the Welcome)
+    assert await bob.cipher_suite(view.conversation.id) == await alice.cipher_suite(chat.id)
+    await alice.send_text(chat.id, "two")
+    await alice.flush(FLUSH)
+    await bob.sync()
+    assert await texts(bob, view.conversation.id) == ["one", "two"]
