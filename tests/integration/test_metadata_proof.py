@@ -119,7 +119,8 @@ class Recording(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        """Kept open: every client's connections share it (each closes it when it
+        closes); the test closes it once, after the last client."""
 
 
 @dataclasses.dataclass
@@ -322,6 +323,7 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
             await _assert_leaves_hide_queues(members, queues)
         finally:
             await clients.close_all()
+            await recording.inner.aclose()
 
     _assert_sizes(db, blob_sizes)
     _assert_times(db)
