@@ -118,6 +118,14 @@ async def _chatting(tmp_path: Path, tag: str) -> AsyncIterator[_Chat]:
         bob_cid = await bob_chat()
         assert bob_cid is not None
         await eventually(lambda: _contains(bob, bob_cid, ["before"]), "the first message")
+        # Bob moves off his contact queue with a commit (docs/metadata.md §1): the
+        # tests edit the server's rows of the group, so it must have landed first.
+        await bob.flush(30)
+
+        async def settled() -> bool:
+            return await alice.group_epoch(chat.id) == await bob.group_epoch(bob_cid)
+
+        await eventually(settled, "Bob's move to reach Alice")
         yield _Chat(data_dir, alice, bob, chat.id, bob_cid)
     finally:
         await clients.close_all()
