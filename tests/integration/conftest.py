@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,3 +199,18 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def moves_settled(
+    movers: Sequence[MessengerClient], views: Sequence[tuple[MessengerClient, int]]
+) -> None:
+    """Until the ``movers`` (new members) have sent their move off the contact
+    queue (docs/metadata.md §1) and every client of ``views`` (client,
+    conversation ID) is at the same epoch of the group."""
+    for mover in movers:
+        await mover.flush(WAIT)
+
+    async def settled() -> bool:
+        return len({await client.group_epoch(cid) for client, cid in views}) == 1
+
+    await eventually(settled, "the new members' moves to reach everyone")

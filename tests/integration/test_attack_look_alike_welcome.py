@@ -50,6 +50,7 @@ from .conftest import (
     Clients,
     eventually,
     keychain,
+    moves_settled,
 )
 from .test_end_to_end import conversation_named, member_names, texts, wait_texts
 
@@ -187,18 +188,9 @@ async def test_a_look_alike_welcome_from_a_removed_member_changes_nothing(
 
     # Bob and Mallory each move to their own queue with a commit if they joined
     # by their contact queue (docs/metadata.md §1): wait until everyone is there.
-    for joined in (bob, mallory):
-        await joined.flush(20)
-
-    async def settled() -> bool:
-        epochs = {
-            await alice.group_epoch(club.id),
-            await bob.group_epoch(bob_club),
-            await mallory.group_epoch(mallory_club),
-        }
-        return len(epochs) == 1
-
-    await eventually(settled, "everyone to reach the same epoch")
+    await moves_settled(
+        (bob, mallory), ((alice, club.id), (bob, bob_club), (mallory, mallory_club))
+    )
     before_removal = await alice.group_epoch(club.id)
     assert before_removal is not None
 

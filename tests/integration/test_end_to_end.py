@@ -39,6 +39,7 @@ from .conftest import (
     Clients,
     ServerProcess,
     eventually,
+    moves_settled,
     start_server,
     stop_server,
 )
@@ -240,17 +241,7 @@ async def test_group_with_add_remove_edits_replies_and_reactions(clients: Client
     assert await texts(dave, dave_group) == []  # no history before joining (MLS)
     # Dave moves off his contact queue with a commit (docs/metadata.md §1); Carol
     # leaves once everyone has it, so that her proposal does not race it.
-    await dave.flush(WAIT)
-
-    async def dave_moved() -> bool:
-        epochs = {
-            await alice.group_epoch(group.id),
-            await carol.group_epoch(carol_group),
-            await dave.group_epoch(dave_group),
-        }
-        return len(epochs) == 1
-
-    await eventually(dave_moved, "everyone to see Dave's move")
+    await moves_settled((dave,), ((alice, group.id), (carol, carol_group), (dave, dave_group)))
     await carol.leave(carol_group)
 
     async def carol_left() -> bool:

@@ -31,7 +31,7 @@ from messenger.server.member_sets import MemberSets
 from messenger.server.server_keys import ServerKeys, load_or_create_master_secret
 from messenger.server.state_keys import StateKeys
 
-from .conftest import Clients, ServerProcess, eventually, start_server, stop_server
+from .conftest import Clients, ServerProcess, eventually, moves_settled, start_server, stop_server
 from .test_end_to_end import _group_id
 from .test_metadata_proof import group_tokens
 from .test_pq_suites import contact
@@ -120,12 +120,7 @@ async def _chatting(tmp_path: Path, tag: str) -> AsyncIterator[_Chat]:
         await eventually(lambda: _contains(bob, bob_cid, ["before"]), "the first message")
         # Bob moves off his contact queue with a commit (docs/metadata.md §1): the
         # tests edit the server's rows of the group, so it must have landed first.
-        await bob.flush(30)
-
-        async def settled() -> bool:
-            return await alice.group_epoch(chat.id) == await bob.group_epoch(bob_cid)
-
-        await eventually(settled, "Bob's move to reach Alice")
+        await moves_settled((bob,), ((alice, chat.id), (bob, bob_cid)))
         yield _Chat(data_dir, alice, bob, chat.id, bob_cid)
     finally:
         await clients.close_all()
