@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -132,10 +132,20 @@ class Wire:
 
     exchanges: list[Exchange] = field(default_factory=list)
     lose: list[Callable[[httpx.Request], bool]] = field(default_factory=list)
+    before: list[tuple[Callable[[httpx.Request], bool], Callable[[], Awaitable[None]]]] = field(
+        default_factory=list
+    )
 
     def lose_answer_once(self, which: Callable[[httpx.Request], bool]) -> None:
         """The next request ``which`` matches reaches the server; its answer does not."""
         self.lose.append(which)
+
+    def before_once(
+        self, which: Callable[[httpx.Request], bool], action: Callable[[], Awaitable[None]]
+    ) -> None:
+        """``action`` runs (to its end) before the next request ``which`` matches
+        reaches the server: another client's doing, in between."""
+        self.before.append((which, action))
 
     def sent(self, method: str, path: str) -> list[Exchange]:
         return [x for x in self.exchanges if x.method == method and x.path == path]
@@ -150,6 +160,12 @@ class WireTap(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = request.content if request.method != "GET" else b""
+        for hook in list(self.wire.before):
+            which, action = hook
+            if which(request):
+                self.wire.before.remove(hook)
+                await action()
+                break
         response = await self.inner.handle_async_request(request)
         path = request.url.path
         signer = request.headers.get(HEADER_CLIENT)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from messenger.api import routes as r
@@ -248,3 +249,37 @@ async def test_a_commit_built_behind_a_removal_is_built_again_after_catching_up(
     await alice.sync()
     names = {v.id: v.name for v in await alice.conversations()}
     assert names[group] == "Bob's"
+
+
+async def test_a_send_follows_a_group_that_moves_on_twice(server: InProcessServer) -> None:
+    """A sealed send whose token is an epoch behind is refused as a stranger's
+    (``unknown_group``); the client catches up and builds it again -- each
+    time the group moved on, not only the first (new members' moves come in
+    a row, docs/metadata.md §1). Here Alice commits just before each of
+    Bob's first two attempts reaches the server; the third gets through,
+    and the message is not given up."""
+    alice, bob, group, bob_group = await pair(server)
+    messages = r.group_path(r.GROUP_MESSAGES, await group_of(bob, bob_group))
+    renames = iter(["One", "Two"])
+
+    async def alice_commits() -> None:
+        await alice.sync()
+        await alice.rename(group, next(renames))
+        await alice.flush(FLUSH)
+
+    def bobs_send(request: httpx.Request) -> bool:
+        return request.method == "POST" and request.url.path == messages
+
+    server.wire.before_once(bobs_send, alice_commits)
+    server.wire.before_once(bobs_send, alice_commits)
+    sent = await bob.send_text(bob_group, "through the moves")
+    mark = len(server.wire.exchanges)
+    await bob.flush(FLUSH)
+
+    attempts = [(x.status, x.error) for x in server.wire.sent("POST", messages)]
+    tried = [(x.status, x.error) for x in server.wire.exchanges[mark:] if x.path == messages]
+    assert tried == [(404, "unknown_group"), (404, "unknown_group"), (200, None)], attempts
+    assert (await bob.message(sent.id)).message.status is MessageStatus.SENT
+    await alice.sync()
+    assert await texts(alice, group) == ["through the moves"]
+    assert (await bob.conversation(bob_group)).name == "Two"

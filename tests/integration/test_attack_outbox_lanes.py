@@ -35,7 +35,7 @@ from messenger.client.sealed_sending import send_token
 from messenger.mls.content import ContentType, PrivateMessage
 from messenger.mls.messages import MLSMessage
 
-from .conftest import WAIT, Clients, eventually
+from .conftest import WAIT, Clients, eventually, moves_settled
 from .test_attack_look_alike_welcome import account_id, recorded_client
 from .test_end_to_end import conversation_named, wait_texts
 
@@ -104,7 +104,10 @@ async def test_a_stuck_conversation_never_delays_another(clients: Clients) -> No
     await wait_texts(bob, bob_wedged, ["welcome"], "Bob to join wedged")
     await wait_texts(bob, bob_kicked, ["welcome"], "Bob to join kicked")
     await mallory.flush(WAIT)
-    await bob.flush(WAIT)
+    # Mallory's junk commits are built at her epoch: Bob's moves off his
+    # contact queue (docs/metadata.md §1) have reached her first.
+    await moves_settled([bob], [(mallory, wedged.id), (bob, bob_wedged)])
+    await moves_settled([bob], [(mallory, kicked.id), (bob, bob_kicked)])
     wedged_epoch = await bob.group_epoch(bob_wedged)
     kicked_epoch = await bob.group_epoch(bob_kicked)
     wedged_id = (await bob.conversation(bob_wedged)).conversation.group_id

@@ -316,6 +316,15 @@ class _MovingError(Exception):
     """
 
 
+class _TokenOutcome(enum.Enum):
+    """What :meth:`Outbox._register_send_token` did, when the items are sent again."""
+
+    #: This epoch's token is registered (or a commit brought a fresh one): done once.
+    REGISTERED = enum.auto()
+    #: Caught up, the group is at a later epoch: the items are built again for it.
+    MOVED_ON = enum.auto()
+
+
 class _NoAddressError(Exception):
     """A ``move`` waits for this session's address of the client's queue, which
     the contact queue's set-up asks for (:mod:`..contact_queue`): a group lock
@@ -563,12 +572,16 @@ class OutboxSender:
             rest = ready[len(accepted) :]
             if not registered and _is_unknown_group(error):
                 # A group from before sealed sending has no send token yet, or
-                # the group moved on: register ours, or catch up (RFC 9420 §8.5).
-                registered = True
-                error = await self._register_send_token(group_id, rest[0].item.epoch)
-                if error is None:
+                # the group moved on: register ours (once), or catch up and
+                # build again (RFC 9420 §8.5) -- as often as it moves on
+                # (several new members' moves in a row, docs/metadata.md §1),
+                # within the bound on stale attempts.
+                outcome = await self._register_send_token(group_id, rest[0].item.epoch)
+                if not isinstance(outcome, Exception):
+                    registered = outcome is _TokenOutcome.REGISTERED
                     sends = [_Send(s.item) for s in rest]
                     continue
+                error = outcome
             state = _answer_state(error)
             if state is not SendState.STALE:
                 for send in rest:
@@ -943,15 +956,18 @@ class OutboxSender:
             if moved:
                 await self._pipeline.retry_pending_locked(group_id)
 
-    async def _register_send_token(self, group_id: bytes, epoch: int | None) -> Exception | None:
+    async def _register_send_token(
+        self, group_id: bytes, epoch: int | None
+    ) -> _TokenOutcome | Exception:
         """After ``unknown_group`` on a sealed send: register the epoch's token; the error left.
 
         The server answers a token that is not the current epoch's as it
         answers a stranger, so the client first catches up (the group may
         have moved on), then registers the digest of its epoch's token
         (signed, members only; a digest already set is never replaced).
-        ``None``: send again. Otherwise the error that stands: the group's
-        ``unknown_group`` (not a member), or ``stale_epoch`` to catch up.
+        A :class:`_TokenOutcome`: send again (built again if the group moved
+        on). Otherwise the error that stands: the group's ``unknown_group``
+        (not a member), or ``stale_epoch`` to catch up.
         """
         await self._pipeline.catch_up()
         async with self._epochs.lock(group_id):
@@ -963,7 +979,7 @@ class OutboxSender:
             if group is None or not group.active:
                 return ServerRejectedError("not_a_member", "the group was left")
             if group.epoch != epoch:
-                return None  # it moved on: build again for the new epoch
+                return _TokenOutcome.MOVED_ON  # build again for the new epoch
             current, digest = group.epoch, await self._s.mls(send_token_hash, group)
         try:
             await self._s.transport.register_send_token(group_id, current, digest)
@@ -974,11 +990,11 @@ class OutboxSender:
             # token: a new epoch (a commit with a path) brings a fresh one.
             _log.warning("a wrong send token is registered for a group; moving to a new epoch")
             if await self._commit(await self._rotate_item_for(group_id)):
-                return None
+                return _TokenOutcome.REGISTERED
             return _RotatingError("the group's commit to a new epoch waits to be retried")
         except Exception as exc:
             return exc
-        return None
+        return _TokenOutcome.REGISTERED
 
     async def _rotate_item_for(self, group_id: bytes) -> OutboxItem:
         """A queued commit that moves the group to a new epoch (made if there is none)."""
