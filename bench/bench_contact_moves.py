@@ -8,9 +8,11 @@ Run from the repository root::
 A client's KeyPackages name its contact queue, so a Welcome arrives there,
 and right after joining the client commits a self-update that moves its
 leaf to its own queue (docs/metadata.md §1). When one commit adds N - 1
-members at once, the N - 1 moves race for the epochs that follow: the server
-takes one commit per epoch, the others are answered ``stale_epoch`` and built
-again after catching up. This measures that cost on a local server
+members at once, the N - 1 moves would race for the epochs that follow (the
+server takes one commit per epoch, the others are answered ``stale_epoch``
+and built again after catching up), so the members move in turns, in leaf
+order (messenger/client/sync/move_turns.py). This measures what the moves
+cost on a local server
 (``python -m messenger.server``, SQLite, flood limits raised as in
 bench_client.py) with N real clients in this process (2 cores: the clients
 share one interpreter, so times are an upper bound):

@@ -495,8 +495,9 @@ class MessengerClient:
         await machinery.load_off_loop()
         session = self._require()
         assert self._listener is not None and self._sender is not None
-        assert self._rejoin_boxes is not None
+        assert self._rejoin_boxes is not None and self._pipeline is not None
         listener, sender, boxes = self._listener, self._sender, self._rejoin_boxes
+        turns = self._pipeline.move_turns
         # Before anything is sent: a restored copy becomes a new device, an
         # account from before account keys gets its key (restore_device.py).
         await self._prepare_device(session)
@@ -509,6 +510,8 @@ class MessengerClient:
             asyncio.create_task(self._supervise("maintenance", self._maintain)),
             # The account's rejoin boxes, at start and at random times (rejoin_boxes.py).
             asyncio.create_task(self._supervise("rejoin boxes", boxes.run), name="rejoin boxes"),
+            # Moves off the contact queue, each in its turn (sync/move_turns.py).
+            asyncio.create_task(self._supervise("move turns", turns.run), name="move turns"),
         ]
         if self._transfers is not None:  # attachments (docs/attachments.md §4)
             transfers = self._transfers.run
@@ -683,11 +686,14 @@ class MessengerClient:
     async def flush(self, timeout: float | None = None) -> None:
         """Until every queued send was accepted (TimeoutError after ``timeout``).
 
-        Without :meth:`start`, this sends itself, retrying with backoff.
+        Without :meth:`start`, this sends itself, retrying with backoff. A
+        move off the contact queue that waits its turn is queued at once
+        (:mod:`.sync.move_turns`): everything goes.
         """
         self._require()
-        assert self._sender is not None
+        assert self._sender is not None and self._pipeline is not None
         sender = self._sender
+        await self._pipeline.move_turns.take(everything=True)
         if self._tasks:
             await asyncio.wait_for(sender.wait_idle(), timeout)
             return

@@ -664,6 +664,14 @@ class Group:
         leaf = self._s.epoch.tree.leaf(leaf_index)
         return None if leaf is None else Member.from_leaf(leaf_index, leaf)
 
+    def leaf_source(self, leaf_index: int) -> LeafNodeSource | None:
+        """How the leaf at ``leaf_index`` was made (RFC 9420 §7.2): ``key_package``
+        until its member commits with a path or updates; None for a blank leaf."""
+        if leaf_index < 0:
+            return None
+        leaf = self._s.epoch.tree.leaf(leaf_index)
+        return None if leaf is None else leaf.leaf_node_source
+
     def pending_proposals(self) -> list[ProposalReceived]:
         """The proposals received or sent in this epoch, not yet committed."""
         return [self._proposal_event(p) for p in self._s.proposals]

@@ -15,6 +15,7 @@ hangs fails the test with a sentence naming it instead of stalling the run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -215,7 +216,9 @@ class InProcessServer:
         value = self.state.metrics.registry.get_sample_value(f"messenger_{name}_total", labels)
         return value or 0.0
 
-    async def client(self, name: str) -> MessengerClient:
+    async def client(
+        self, name: str, *, clock: Callable[[], float] | None = None
+    ) -> MessengerClient:
         """A new profile with an account on this server, not started.
 
         Each client has an ASGI transport of its own: httpx-ws's keeps the
@@ -228,6 +231,8 @@ class InProcessServer:
             backoff=Backoff(base=0.01, maximum=0.05),
             timeout=10.0,
         )
+        if clock is not None:  # the test's: the client's time moves when the test says
+            options = dataclasses.replace(options, clock=clock)
         client = await MessengerClient.create(
             name,
             PASSPHRASE,

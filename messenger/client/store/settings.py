@@ -22,6 +22,7 @@ __all__ = [
     "CONTACT_QUEUE",
     "DEVICE_TOKEN",
     "INSECURE_HTTP_ALLOWED",
+    "MOVES_WAITING",
     "QUEUE_KEY",
     "TAKEOVER_PENDING",
     "JsonValue",
@@ -43,6 +44,10 @@ CONTACT_CURSOR = "sync.contact_cursor"
 #: Set (True) when the contact queue is made, until a whole new set of
 #: KeyPackages naming it is up (``messenger/client/sync/key_packages.py``).
 CONTACT_KEY_PACKAGES_OWED = "queue.contact_key_packages_owed"
+#: The moves off the contact queue that wait their turn: group ID (base64url)
+#: to ``{"at": deadline (ms), "before": [[leaf index, encryption key], ...]}``
+#: (``messenger/client/sync/move_turns.py``).
+MOVES_WAITING = "queue.moves_waiting"
 #: The user chose, at sign-up, to reach this account's server over plain
 #: ``http://`` although it is not this computer (``create_account``'s
 #: ``allow_insecure_http``); every later connection honours that choice.

@@ -33,7 +33,10 @@ signed by the contact key: a catch-up of it comes after the queue's
 (:meth:`InboundPipeline.catch_up`), and the listener long-polls it
 (:meth:`InboundPipeline.follow_contact`). Both go through one lock, one page
 at a time. A group joined from the contact queue gets a ``move`` commit
-queued in the join's transaction (:func:`.leaf_addresses.queue_move`).
+queued in the join's transaction (:func:`.leaf_addresses.queue_move`), or,
+when members added with it come before it, noted to wait its turn
+(:mod:`.move_turns`), which comes with their moves (looked at after each
+commit) or at a deadline.
 The two queues are not ordered with each other, so:
 
 * a group's messages reach the client's own queue only after its move,
@@ -114,6 +117,7 @@ from ..store.store import Store
 from ..suite_upgrade import NOT_REINITIALISED, join_successor, reinit_acceptable
 from .effects import Actor, apply_content, apply_sent
 from .leaf_addresses import queue_move
+from .move_turns import MoveTurns, movers_before, wait_turn
 
 __all__ = ["CURSOR_KEY", "InboundPipeline"]
 
@@ -293,6 +297,8 @@ class InboundPipeline:
         self._queue_moved = asyncio.Event()
         self._queue_lock = asyncio.Lock()
         self._retrying: set[bytes] = set()
+        #: The moves off the contact queue that wait their turn (:mod:`.move_turns`).
+        self.move_turns = MoveTurns(session)
         self._dropped: dict[PendingAdmission, int] = {}
         self._dropped_logged_at = float("-inf")
         account = session.account
@@ -837,6 +843,7 @@ class InboundPipeline:
         )
         self._advanced(seq, pending)
         if not staged.self_removed:
+            await self.move_turns.after_commit(group)
             await self.retry_pending_locked(group.group_id)
 
     async def _devices_commit_admissible(self, group: Group, staged: StagedCommit) -> bool:
@@ -933,23 +940,29 @@ class InboundPipeline:
             await self._drop_welcome(seq, pending, secret)
             return
         ref, one_time = secret.ref, not secret.last_resort
-        # Joined from the contact queue: move the leaf to this client's own queue.
+        # Joined from the contact queue: move the leaf to this client's own
+        # queue, after the members added with it that come before it (:mod:`.move_turns`).
         moving, now = self._contact, self._s.now_ms()
+        before = movers_before(group, header.signer) if moving else ()
+        queued = False
 
         def finish(store: Store) -> None:
+            nonlocal queued
             if one_time:
                 store.key_packages.delete(ref)
             self._finish(store, seq, pending)
             if moving:
-                queue_move(store, group_id, now)
+                queued = wait_turn(store, group_id, before, now)
 
         adder_identity = None if adder is None else adder.identity
         if not await self._epochs.joined(group, members, adder_identity, state, finish=finish):
             await self._drop_welcome(seq, pending, secret)
             return
         self._advanced(seq, pending)
-        if moving:
+        if queued:
             self._s.outbox_queued(group_id)
+        elif moving:
+            self.move_turns.noted(group_id)
         self._key_package_used()
         await self.retry_pending_locked(group_id)
 

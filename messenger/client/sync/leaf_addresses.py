@@ -18,8 +18,9 @@ The server maps both forms to the same queue, so a member that lists the
 old form in a commit (it has not yet seen the new leaf) is still right.
 
 A group joined by the **contact queue** (:mod:`..contact_queue`) has this
-client's leaf naming that queue, as its KeyPackage did. Right after the
-join a self-update commit (intent ``move``, :func:`queue_move`) gives the
+client's leaf naming that queue, as its KeyPackage did. After the join (in
+turn with the members added with it, :mod:`.move_turns`) a self-update
+commit (intent ``move``, :func:`queue_move`) gives the
 leaf an address of the client's own queue, whatever the leaf named; its
 request proves that queue with the queue's key (``join_proof``), which is
 what lets the commit add a queue nobody claimed, and the contact queue with
