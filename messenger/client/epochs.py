@@ -48,6 +48,7 @@ from messenger.mls.proposals import Remove
 from .events import ConversationUpdated, Event
 from .groups import ConversationInfo, GroupCache, GroupMember, group_member, group_members
 from .identity import MemberIdentity, member_identity
+from .leave_notices import commit_leavers, proposal_notices
 from .models import with_views
 from .rejoin_boxes import box_due
 from .store.conversations import ConversationKind
@@ -131,7 +132,8 @@ def _staged_change(group: Group, staged: StagedCommit) -> tuple[Membership, Grou
         after=after,
         info_before=ConversationInfo.from_extensions(group.extensions),
         info_after=info_after,
-        leavers=leavers_of(group.pending_proposals()),
+        # Who proposed leaving, or whose leave notice the commit carries.
+        leavers=leavers_of(group.pending_proposals()) | commit_leavers(group, staged),
         removed=staged.self_removed,
         epoch=group.epoch + 1,
         removal=bool(staged.removed),
@@ -258,7 +260,10 @@ class GroupEpochs:
         now = self._s.now_ms()
         leaver = leavers_of([event])
         if leaver:
-            intent = Intent("remove", accounts=tuple(sorted(leaver))).dumps()
+            # Its leave notice goes with the removal (leave_notices.py): should
+            # the proposal die with its epoch, the removal still reads as leaving.
+            notices = await self._s.mls(proposal_notices, group, event)
+            intent = Intent("remove", accounts=tuple(sorted(leaver)), notices=notices).dumps()
         else:
             intent = Intent("commit_pending").dumps()
 

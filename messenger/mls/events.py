@@ -123,6 +123,9 @@ class StagedCommit:
     state: EpochState | None = field(repr=False)
     #: For each leaf this Commit changed, its leaf node before (``None``: blank).
     previous_leaves: dict[int, LeafNode | None] = field(repr=False)
+    #: The FramedContent's ``authenticated_data`` (RFC 9420 §6): the committer's,
+    #: authenticated with the Commit.
+    authenticated_data: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -664,6 +664,13 @@ class Group:
         leaf = self._s.epoch.tree.leaf(leaf_index)
         return None if leaf is None else Member.from_leaf(leaf_index, leaf)
 
+    def sign_with_label(self, label: bytes, content: bytes) -> bytes:
+        """``content`` signed with this member's leaf key, under ``label``
+        (SignWithLabel, RFC 9420 §5.1.2): for application statements that
+        other members verify with the leaf's ``signature_key``."""
+        st = self._s.epoch
+        return st.suite.sign_with_label(st.signature_private_key, label, content)
+
     def leaf_source(self, leaf_index: int) -> LeafNodeSource | None:
         """How the leaf at ``leaf_index`` was made (RFC 9420 §7.2): ``key_package``
         until its member commits with a path or updates; None for a blank leaf."""
@@ -1324,7 +1331,14 @@ class Group:
                 psks=applied.psks,
                 random=random,
             )
-        staged = self._staged(applied, state, committer=me, external=False, removed_self=False)
+        staged = self._staged(
+            applied,
+            state,
+            committer=me,
+            external=False,
+            removed_self=False,
+            authenticated_data=content.authenticated_data,
+        )
         if wire_format == WireFormat.PUBLIC_MESSAGE:
             # PublicMessage (RFC 9420 §6.2) in an MLSMessage (§6), from the parts:
             # membership_tag = MAC(membership_key, AuthenticatedContentTBM).
@@ -1368,6 +1382,7 @@ class Group:
         removed_self: bool,
         new_tree: PublicTree | None = None,
         path_leaf: LeafNode | None = None,
+        authenticated_data: bytes = b"",
     ) -> StagedCommit:
         """The StagedCommit of a Commit by ``committer`` (its leaf in the new epoch)."""
         st = self._s.epoch
@@ -1403,6 +1418,7 @@ class Group:
             base_context=self._framing.group_context_bytes,
             state=state,
             previous_leaves=previous,
+            authenticated_data=bytes(authenticated_data),
         )
 
     # -- receiving ----------------------------------------------------------------------
@@ -1711,6 +1727,7 @@ class Group:
                 removed_self=True,
                 new_tree=new_tree,
                 path_leaf=path_leaf,
+                authenticated_data=auth.content.authenticated_data,
             )
         if commit.path is None:
             provisional = replace(provisional, tree_hash=new_tree.tree_hash())
@@ -1742,7 +1759,12 @@ class Group:
             confirmation_tag=auth.auth.confirmation_tag,
         )
         return self._staged(
-            applied, state, committer=committer, external=external, removed_self=False
+            applied,
+            state,
+            committer=committer,
+            external=external,
+            removed_self=False,
+            authenticated_data=auth.content.authenticated_data,
         )
 
     # -- merging --------------------------------------------------------------------------

@@ -15,7 +15,9 @@ Intents (``op``):
 * ``add`` -- Add the claimed KeyPackages (``key_packages``, base64url),
   skipping clients that are members by now; ``claims`` holds the claims'
   tokens, the commit's evidence for its Adds (docs/metadata.md §3);
-* ``remove`` -- Remove every client of the ``accounts``;
+* ``remove`` -- Remove every client of the ``accounts``; for members who
+  proposed leaving, ``notices`` holds their leave notices, which the commit
+  carries (:mod:`..leave_notices`);
 * ``remove_clients`` -- Remove the leaves of the ``clients`` (client IDs) of
   this client's own account: devices removed from the account
   (docs/devices.md §5; RFC 9420 §12.1.3), leaves already removed by a
@@ -61,6 +63,7 @@ from ..groups import (
     key_package_member,
     with_conversation_info,
 )
+from ..leave_notices import sealed_notices
 from ..store.conversations import ConversationKind
 
 if TYPE_CHECKING:
@@ -95,6 +98,9 @@ class Intent:
     """``set_timer``: the conversation's kind, to rewrite an unreadable extension."""
     claims: tuple[bytes, ...] = field(default=(), repr=False)
     """``add``: the claim tokens of ``key_packages`` (ClaimedKeyPackage.claim_token)."""
+    notices: tuple[bytes, ...] = field(default=(), repr=False)
+    """``remove`` of members who proposed leaving: their leave notices, which the
+    commit carries (:mod:`..leave_notices`)."""
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -116,6 +122,8 @@ class Intent:
             data["kind"] = self.kind
         if self.claims:
             data["claims"] = [b64encode(token) for token in self.claims]
+        if self.notices:
+            data["notices"] = [b64encode(notice) for notice in self.notices]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -133,6 +141,7 @@ class Intent:
             seconds=None if data.get("seconds") is None else int(data["seconds"]),
             kind=None if data.get("kind") is None else str(data["kind"]),
             claims=tuple(b64decode(token) for token in data.get("claims", ())),
+            notices=tuple(b64decode(notice) for notice in data.get("notices", ())),
         )
 
 
@@ -201,7 +210,8 @@ def build_commit(
         ]
         if not leaves and not pending:
             return None
-        return commit(remove=leaves)
+        # Removing members who asked to leave: their notices say so (RFC 9420 §6).
+        return commit(remove=leaves, authenticated_data=sealed_notices(group, intent.notices))
     if intent.op == "remove_clients":
         own = group.member(group.leaf_index)
         me = None if own is None else group_member(own)

@@ -94,6 +94,7 @@ from ..errors import (
 )
 from ..events import Event, MessageStatusChanged, OperationFailed
 from ..groups import group_members, key_package_member
+from ..leave_notices import leave_notice
 from ..models import with_views
 from ..net.backoff import Backoff
 from ..sealed_sending import next_send_token, send_token, send_token_hash
@@ -278,8 +279,11 @@ def _encrypt_many(
 def _propose_leave(
     group: Group, random: RandomSource
 ) -> tuple[list[bytes], GroupCheckpoint, bytes]:
-    """A proposal to remove this member, the state after it and the send token (MLS thread)."""
-    data = group.propose_remove(group.leaf_index, random)
+    """A proposal to remove this member, the state after it and the send token (MLS thread).
+
+    It carries this member's leave notice (:mod:`..leave_notices`).
+    """
+    data = group.propose_remove(group.leaf_index, random, authenticated_data=leave_notice(group))
     return [data], group.checkpoint(), send_token(group)
 
 
