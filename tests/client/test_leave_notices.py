@@ -17,13 +17,14 @@ import struct
 
 import pytest
 
-from messenger.client import MessageKind, MessengerClient
+from messenger.client import MessengerClient
 from messenger.client.leave_notices import _notice, _parse, commit_leavers, sealed_notices
 from messenger.client.store.outbox import OutboxKind
 from messenger.client.sync.intents import Intent
 
 from .helpers import account_id
 from .in_process import InProcessServer
+from .test_timeline_notes import notes
 
 pytestmark = pytest.mark.anyio
 
@@ -33,14 +34,6 @@ FLUSH = 10.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def notes(client: MessengerClient, conversation_id: int) -> list[str]:
-    return [
-        v.message.body or ""
-        for v in await client.messages(conversation_id, limit=100)
-        if v.message.kind is MessageKind.SYSTEM
-    ]
 
 
 async def only(client: MessengerClient) -> int:

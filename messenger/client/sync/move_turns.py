@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Final
 
 from messenger.api.fields import b64decode, b64encode
@@ -154,9 +153,9 @@ class MoveTurns:
 
     async def after_commit(self, group: Group) -> None:
         """A commit of ``group`` was merged (its lock held): queue the move if its turn came."""
-        if group.group_id not in await self._known():
-            return
-        if await self._settle([group.group_id], {group.group_id: group}, everything=False):
+        if group.group_id in await self._known() and await self._settle(
+            group.group_id, group, everything=False
+        ):
             self._s.outbox_queued(group.group_id)
 
     async def take(self, *, everything: bool = False) -> int | None:
@@ -167,45 +166,33 @@ class MoveTurns:
         for group_id in sorted(await self._known()):
             async with self._s.group_lock(group_id):
                 group = await self._s.epochs.get(group_id)
-                queued = await self._settle(
-                    [group_id], {} if group is None else {group_id: group}, everything=everything
-                )
+                queued = await self._settle(group_id, group, everything=everything)
             if queued:
                 self._s.outbox_queued(group_id)
         return await self._s.store.run(_next_due)
 
-    async def _settle(
-        self, group_ids: Sequence[bytes], groups: dict[bytes, Group], *, everything: bool
-    ) -> bool:
-        """Queue the moves of ``group_ids`` whose turn came (their locks held); whether any."""
+    async def _settle(self, group_id: bytes, group: Group | None, *, everything: bool) -> bool:
+        """Queue the group's waiting move if its turn came (its lock held), or
+        forget it if the group is gone; whether the move was queued."""
         now = self._s.now_ms()
-        due: list[bytes] = []
-        dropped: list[bytes] = []
-        for group_id in group_ids:
-            group = groups.get(group_id)
-            if group is None or not group.active:
-                dropped.append(group_id)  # left, or removed: nothing to move
-        entries = await self._s.store.run(_waiting)
-        for group_id in group_ids:
-            if group_id in dropped:
-                continue
+        gone = group is None or not group.active  # left, or removed: nothing to move
+        if not gone:
+            assert group is not None
+            entries = await self._s.store.run(_waiting)
             parsed = _parse(entries.get(b64encode(group_id)))
-            group = groups[group_id]
-            if (
+            due = (
                 parsed is None
                 or everything
                 or now >= parsed[0]
                 or not _still_before(group, parsed[1])
-            ):
-                due.append(group_id)
-        if not due and not dropped:
-            return False
+            )
+            if not due:
+                return False
 
         def write(store: Store) -> None:
             waiting = _waiting(store)
-            for group_id in [*due, *dropped]:
-                waiting.pop(b64encode(group_id), None)
-            for group_id in due:
+            waiting.pop(b64encode(group_id), None)
+            if not gone:
                 queue_move(store, group_id, now)
             if waiting:
                 store.settings.set(MOVES_WAITING, waiting)  # type: ignore[arg-type]
@@ -213,11 +200,11 @@ class MoveTurns:
                 store.settings.delete(MOVES_WAITING)
 
         await self._s.store.transaction(write)
-        known = await self._known()
-        known.difference_update([*due, *dropped])
-        if due:
-            _log.info("a move off the contact queue is queued (its turn came)")
-        return bool(due)
+        (await self._known()).discard(group_id)
+        if gone:
+            return False
+        _log.info("a move off the contact queue is queued (its turn came)")
+        return True
 
     async def run(self) -> None:
         """Queue each waiting move when its turn is due, forever."""
