@@ -11,6 +11,7 @@ moves are kept in the store, and ``flush`` sends them all.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -62,15 +63,27 @@ async def leaf_of(client: MessengerClient, group_id: bytes) -> int:
 
 
 async def three_joined(
-    server: InProcessServer, clock: Clock
+    server: InProcessServer, clock: Clock, *, classic: bool = False
 ) -> tuple[MessengerClient, list[MessengerClient], bytes]:
     """Alice's new group with three members who joined by their contact queues,
-    in leaf order; no move sent yet."""
+    in leaf order; no move sent yet. ``classic``: in suite 1 (the members'
+    other KeyPackages dropped first, as from apps before the hybrid suite)."""
     alice = await server.client("alice")
     others = [await server.client(n, clock=clock) for n in ("bob", "carol", "dave")]
     for client in (alice, *others):
         await client.sync()  # the contact queue, and KeyPackages naming it
         assert client._require().contact is not None
+    if classic:
+        ids = [c._require().account.identity.client_id for c in others]
+
+        async def only_suite_one(tx: Any) -> None:
+            for client_id in ids:
+                await tx.execute(
+                    "DELETE FROM key_packages WHERE client_id = ? AND cipher_suite != 1",
+                    client_id,
+                )
+
+        await server.state.db.transaction(only_suite_one)
     chat = await alice.create_group("Turns", [await account_id(c) for c in others])
     await alice.flush(FLUSH)
     group_id = chat.group_id
@@ -182,3 +195,40 @@ async def test_flush_sends_a_waiting_move(server: InProcessServer) -> None:
     assert await moves_queued(third, group_id) == 0
     commits = server.wire.sent("POST", r.group_path(r.GROUP_COMMITS, group_id))
     assert commits[-1].status == 200
+
+
+async def test_the_members_of_a_reinitialised_group_move_in_turns(server: InProcessServer) -> None:
+    """Moving a group to another cipher suite re-adds every member to a new
+    group from their KeyPackages (RFC 9420 §11.2), which name their contact
+    queues: they move off them in turns too."""
+    clock = Clock()
+    alice, members, group_id = await three_joined(server, clock, classic=True)
+    for client in members:
+        pool = client._pool
+        assert pool is not None
+        await pool.replenish()  # hybrid KeyPackages again, for the new group
+        await client.flush(FLUSH)  # its move in the first group
+    for client in (alice, *members):
+        await client.sync()
+    chat = (await alice.conversations())[0].id
+    await alice.upgrade_encryption(chat)  # the ReInit, then the new group's Welcome
+    await alice.flush(FLUSH)
+    for client in members:
+        await client.sync()  # the ReInit (its queue), then the Welcome (its contact queue)
+    views = [(await c.conversations())[0] for c in members]
+    successor = views[0].conversation.group_id
+    assert successor is not None and successor != group_id
+    assert all(v.conversation.group_id == successor for v in views)
+    leaves = {c: await leaf_of(c, successor) for c in members}
+    first, second, third = sorted(members, key=leaves.__getitem__)
+    assert [await moves_queued(c, successor) for c in (first, second, third)] == [1, 0, 0]
+
+    mark = len(server.wire.exchanges)
+    await first.flush(FLUSH)
+    await second.sync()
+    assert await moves_queued(second, successor) == 1
+    await second.flush(FLUSH)
+    await third.sync()
+    assert await moves_queued(third, successor) == 1
+    await third.flush(FLUSH)
+    assert stale_commits(server, successor, mark) == []

@@ -116,7 +116,6 @@ from ..store.settings import CONTACT_CURSOR
 from ..store.store import Store
 from ..suite_upgrade import NOT_REINITIALISED, join_successor, reinit_acceptable
 from .effects import Actor, apply_content, apply_sent
-from .leaf_addresses import queue_move
 from .move_turns import MoveTurns, movers_before, wait_turn
 
 __all__ = ["CURSOR_KEY", "InboundPipeline"]
@@ -894,15 +893,26 @@ class InboundPipeline:
                 await self._skip(seq, pending, joined)
                 return
             self._advanced(seq, pending)
-            if moving:  # its ID is known once joined; a crash before this keeps the contact queue
-                await self._s.store.transaction(lambda s: queue_move(s, joined, now))
-                self._s.outbox_queued(joined)
             self._key_package_used()
             async with self._s.group_lock(joined):
+                if moving:  # known once joined; a crash before this keeps the contact queue
+                    await self._successor_move(joined, now)
                 await self.retry_pending_locked(joined)
             return
         async with self._s.group_lock(header.group_id):
             await self._join_locked(seq, data, secret, bundle, header)
+
+    async def _successor_move(self, group_id: bytes, now: int) -> None:
+        """The move off the contact queue in a reinitialised group's successor,
+        joined from it (its lock held): in turn with the members re-added with
+        this client (:mod:`.move_turns`). A new group's creator, who added
+        everyone, is its first leaf (RFC 9420 §11)."""
+        group = await self._epochs.get(group_id)
+        before = () if group is None else movers_before(group, 0)
+        if await self._s.store.transaction(lambda s: wait_turn(s, group_id, before, now)):
+            self._s.outbox_queued(group_id)
+        else:
+            self.move_turns.noted(group_id)
 
     async def _join_locked(
         self,

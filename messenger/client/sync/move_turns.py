@@ -26,9 +26,9 @@ move. The waiting moves are kept in a setting
 (:data:`~..store.settings.MOVES_WAITING`), written in the join's
 transaction, so a restart keeps them.
 
-A reinitialised group's successor (RFC 9420 §11.2) is moved to at once, as
-before: its creator's leaf is not known when it is joined, and a ReInit is
-rare.
+A reinitialised group's successor (RFC 9420 §11.2), made by one member who
+re-adds all the others from their KeyPackages, is moved to in turns too: its
+creator, the adder, is its first leaf (RFC 9420 §11).
 """
 
 from __future__ import annotations
