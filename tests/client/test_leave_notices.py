@@ -83,15 +83,24 @@ async def test_a_leave_that_lost_a_race_still_reads_as_leaving(server: InProcess
     }
 
 
-async def remove_with_notice(
-    alice: MessengerClient, group_id: bytes, bob: str, notice: bytes
+async def removal_reads_as_removal(
+    alice: MessengerClient,
+    carol: MessengerClient,
+    chat: int,
+    group_id: bytes,
+    bob_id: str,
+    notice: bytes,
 ) -> None:
-    """As Alice: remove Bob by value, the commit carrying ``notice``."""
-    intent = Intent("remove", accounts=(bob,), notices=(notice,)).dumps()
+    """As Alice: remove Bob by value, the commit carrying ``notice``; Alice and
+    Carol both read it as a removal (the notice says nothing)."""
+    intent = Intent("remove", accounts=(bob_id,), notices=(notice,)).dumps()
     await alice._store.transaction(
         lambda s: s.outbox.enqueue(OutboxKind.COMMIT, b"", now=0, group_id=group_id, intent=intent)
     )
     await alice.flush(FLUSH)
+    await carol.sync()
+    assert (await notes(alice, chat))[-1] == "You removed bob"
+    assert (await notes(carol, await only(carol)))[-1] == "alice removed bob"
 
 
 async def test_a_notice_the_committer_made_up_says_nothing(server: InProcessServer) -> None:
@@ -104,10 +113,7 @@ async def test_a_notice_the_committer_made_up_says_nothing(server: InProcessServ
     assert genuine is not None and own is not None
     leaf_index, key, _signature = genuine
     made_up = struct.pack(">IH", leaf_index, len(key)) + key + own[2]
-    await remove_with_notice(alice, group_id, await account_id(bob), made_up)
-    await carol.sync()
-    assert (await notes(alice, chat))[-1] == "You removed bob"
-    assert (await notes(carol, await only(carol)))[-1] == "alice removed bob"
+    await removal_reads_as_removal(alice, carol, chat, group_id, await account_id(bob), made_up)
 
 
 async def test_a_notice_for_a_replaced_leaf_key_says_nothing(server: InProcessServer) -> None:
@@ -119,10 +125,7 @@ async def test_a_notice_for_a_replaced_leaf_key_says_nothing(server: InProcessSe
     await bob.rename(await only(bob), "Bob stays")
     await bob.flush(FLUSH)
     await alice.sync()
-    await remove_with_notice(alice, group_id, await account_id(bob), old_notice)
-    await carol.sync()
-    assert (await notes(alice, chat))[-1] == "You removed bob"
-    assert (await notes(carol, await only(carol)))[-1] == "alice removed bob"
+    await removal_reads_as_removal(alice, carol, chat, group_id, await account_id(bob), old_notice)
 
 
 async def test_notices_are_sealed_for_the_epoch(server: InProcessServer) -> None:
