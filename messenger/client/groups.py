@@ -284,6 +284,8 @@ class SuccessorWelcome:
     """
 
     resumes: bytes
+    epoch: int
+    """The old group's epoch whose resumption PSK it needs: the one its ReInit made."""
 
 
 def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader | SuccessorWelcome:
@@ -306,7 +308,7 @@ def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader | 
             or psk.usage != ResumptionPSKUsage.REINIT
         ):
             raise ValidationError("a Welcome that needs a PSK other than a ReInit's")
-        return SuccessorWelcome(bytes(psk.psk_group_id))
+        return SuccessorWelcome(bytes(psk.psk_group_id), int(psk.psk_epoch))
     info = open_group_info(suite, welcome, secrets.joiner_secret, None)
     context = info.group_context
     return WelcomeHeader(context.group_id, context.epoch, info.signer)

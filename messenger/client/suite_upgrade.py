@@ -331,8 +331,18 @@ async def join_successor(
     store, account = session.store, session.account
     async with session.group_lock(previous_id):
         old = await session.groups.get(previous_id)
-        reinit = None if old is None else old.pending_reinit
-        if old is None or reinit is None:
+        # Anyone who claims a KeyPackage can send a Welcome naming any group, so
+        # only one that may yet be reinitialised here waits for its ReInit (the
+        # pipeline bounds the wait): a group this client has and is still in,
+        # not yet at the epoch the ReInit would make (RFC 9420 §11.2).
+        if old is None:
+            return "a Welcome resuming a group this client does not have"
+        if old.removed:
+            return "a Welcome resuming a group this client was removed from"
+        reinit = old.pending_reinit
+        if reinit is None:
+            if old.epoch >= header.epoch:
+                return "a Welcome resuming an epoch of the group that had no ReInit"
             return NOT_REINITIALISED
         if not reinit_acceptable(reinit, old.extensions):
             return "a Welcome to a group this client does not follow a ReInit to"

@@ -47,7 +47,10 @@ The two queues are not ordered with each other, so:
   §11.2) may be read before the ReInit commit, which the client's own
   queue holds: it is left in the contact queue (its cursor stays before
   it) and read again once the queue has moved on
-  (:data:`~..suite_upgrade.NOT_REINITIALISED`).
+  (:data:`~..suite_upgrade.NOT_REINITIALISED`), for
+  :data:`CONTACT_WAIT_MAX_S` at most: anyone who claims a KeyPackage can
+  send such a Welcome, and one whose ReInit never comes must not stop the
+  contact queue for good (docs/threat-model.md, attack 33).
 
 **Batches.** A page of the queue (a push batch, or a catch-up page) is cut
 into runs: a run of application messages (the common case: a burst, a
@@ -143,6 +146,11 @@ CONTACT_POLL_S: Final = 25
 #: How long a Welcome left in the contact queue waits for the queue to move on
 #: before it is tried again (seconds).
 CONTACT_RETRY_S: Final = 5.0
+#: How long, at most, such a Welcome holds up the contact queue (seconds): its
+#: ReInit is in the queue before it, read within moments, so a Welcome whose
+#: ReInit has not come by then never will (a member's made-up one) and is skipped,
+#: and the Welcomes after it are read.
+CONTACT_WAIT_MAX_S: Final = 30.0
 #: Why a message was not kept for later, for the log (no content, no IDs).
 _REFUSED: Final = {
     PendingAdmission.GROUP_FULL: "its group has the most messages kept that a group may have",
@@ -294,6 +302,9 @@ class InboundPipeline:
         self._contact = False
         #: Set whenever a page of the queue (not the contact queue) was processed.
         self._queue_moved = asyncio.Event()
+        #: The contact queue's message that waits for the queue, and since when
+        #: (session clock, seconds): at most :data:`CONTACT_WAIT_MAX_S`.
+        self._waiting: tuple[int, float] | None = None
         self._queue_lock = asyncio.Lock()
         self._retrying: set[bytes] = set()
         #: The moves off the contact queue that wait their turn (:mod:`.move_turns`).
@@ -888,7 +899,7 @@ class InboundPipeline:
                 self._s, data, secret, bundle, header, finish=lambda s: self._finish(s, seq, None)
             )
             if isinstance(joined, str):
-                if joined == NOT_REINITIALISED and self._contact:
+                if joined == NOT_REINITIALISED and self._may_wait(seq):
                     raise _NotYet  # its ReInit is in the queue, not read yet
                 await self._skip(seq, pending, joined)
                 return
@@ -901,6 +912,20 @@ class InboundPipeline:
             return
         async with self._s.group_lock(header.group_id):
             await self._join_locked(seq, data, secret, bundle, header)
+
+    def _may_wait(self, seq: int | None) -> bool:
+        """Whether the contact queue's message ``seq`` may wait for the queue
+        (again): for :data:`CONTACT_WAIT_MAX_S` from the first time it did."""
+        if not self._contact or seq is None:
+            return False
+        now = self._s.clock()
+        if self._waiting is None or self._waiting[0] != seq:
+            self._waiting = (seq, now)
+        if now - self._waiting[1] < CONTACT_WAIT_MAX_S:
+            return True
+        self._waiting = None
+        _log.warning("a Welcome waited too long for the reinitialisation it follows; skipped")
+        return False
 
     async def _successor_move(self, group_id: bytes, now: int) -> None:
         """The move off the contact queue in a reinitialised group's successor,
