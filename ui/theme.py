@@ -395,6 +395,9 @@ QTabBar::tab:selected {{ color: {c.text.name()}; border-bottom: 2px solid {c.acc
 #SendButton:hover {{ background: {accent_hover}; }}
 #SendButton:disabled {{ background: {c.input.name()}; }}
 #Banner {{ background: {c.warning.name()}; }}
+#RestartBar {{
+    background: {_rgba(c.danger, 0.12)}; border-bottom: 1px solid {_rgba(c.danger, 0.3)};
+}}
 #Banner[state="error"] {{ background: {_rgba(c.danger, 0.18)}; }}
 #Toast {{
     background: {"#2B2D31" if not _is_dark_colors(c) else "#3A3D44"};

@@ -17,6 +17,7 @@
     rename CONV NAME  |  leave CONV
     set-timer CONV DURATION              disappearing messages: off, 90s, 5m, 1h, 1d, 1w
     upgrade-encryption CONV              move it to post-quantum encryption (all members)
+    restart CONV [--without MEMBER ...]  start again a conversation that cannot go on
     send TARGET [TEXT ... | -]           TARGET: a conversation, or a contact (1:1)
     send-file TARGET PATH [--caption T]  send a file; waits until it is uploaded and sent
     download MESSAGE_ID [--output PATH]  download a received file and save it
@@ -228,6 +229,11 @@ def _parser() -> argparse.ArgumentParser:
         help="move a conversation to the post-quantum cipher suite (docs/pq-suites.md)",
     )
     p.add_argument("conversation")
+    p = sub.add_parser(
+        "restart", help="start again a conversation whose group cannot go on (history kept)"
+    )
+    p.add_argument("conversation")
+    p.add_argument("--without", nargs="+", default=[], metavar="MEMBER", help="members left out")
     p = sub.add_parser("leave", help="leave a conversation")
     p.add_argument("conversation")
     p = sub.add_parser("send", help="send a message")
@@ -697,6 +703,12 @@ async def _change(client: MessengerClient, args: argparse.Namespace, out: TextIO
         await client.sync()  # the group's latest epoch first: the ReInit commits to it
         await client.upgrade_encryption(cid)
         print(f"Conversation {cid} now uses {await client.cipher_suite(cid)}", file=out)
+    elif command == "restart":
+        cid = await _conversation(client, args.conversation)
+        await client.sync()  # the group's latest epoch first: a branch starts from it
+        without = [(await client.find_contact(x)).account_id for x in args.without]
+        await client.restart_conversation(cid, leave_out=without)
+        print(f"Conversation {cid} started again", file=out)
     elif command == "leave":
         await client.leave(await _conversation(client, args.conversation))
     elif command == "send":

@@ -1499,6 +1499,27 @@ class MessengerClient:
         await self._publish(*events)
         self._wake()
 
+    async def restart_conversation(
+        self, conversation_id: int, *, leave_out: Sequence[str] = ()
+    ) -> None:
+        """Start again a conversation whose group cannot go on (``view.stuck``).
+
+        A member's commit that nobody else can process, or a wrong send
+        token, leaves a group where the others cannot follow. This makes a
+        new group branched from the members' last shared epoch (RFC 9420
+        §11.3) with every other member (but the accounts in ``leave_out``,
+        and any with no KeyPackage left): same conversation, history kept,
+        what waited to be sent goes there (:mod:`.group_restart`).
+        NotAllowedError if the group works.
+        """
+        session = self._require()
+        conversation = await self._conversation(conversation_id)
+        from .group_restart import restart_group
+
+        events = await restart_group(session, conversation, self._claim, leave_out=leave_out)
+        await self._publish(*events)
+        self._wake()
+
     # -- disappearing messages (docs/attachments.md §7) ------------------------------------
 
     async def set_disappearing_timer(self, conversation_id: int, seconds: int) -> None:

@@ -276,16 +276,21 @@ class WelcomeHeader:
 
 @dataclass(frozen=True, slots=True)
 class SuccessorWelcome:
-    """A Welcome to the group that continues a reinitialised one (RFC 9420 §11.2).
+    """A Welcome to the group that continues a reinitialised one (RFC 9420 §11.2),
+    or one started again from a group that cannot go on (a branch, §11.3).
 
     Its GroupInfo is encrypted under a key that needs the old group's
     resumption PSK (§8, §8.6), so only the old group's ID is read here:
-    :func:`~.suite_upgrade.join_successor` takes it from there.
+    :func:`~.suite_upgrade.join_successor` or :func:`~.group_restart.join_branch`
+    takes it from there.
     """
 
     resumes: bytes
     epoch: int
-    """The old group's epoch whose resumption PSK it needs: the one its ReInit made."""
+    """The old group's epoch whose resumption PSK it needs: for a ReInit, the
+    one its ReInit made; for a branch, the last one its members share."""
+    branch: bool = False
+    """A branch (``branch`` PSK usage), not a ReInit's successor."""
 
 
 def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader | SuccessorWelcome:
@@ -296,7 +301,8 @@ def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader | 
     (its group ID is taken) or after :meth:`Group.join_from_welcome` has
     verified the same Welcome. This client's groups use no PSKs but one: the
     ``reinit`` resumption PSK of a group moved to another cipher suite
-    (RFC 9420 §8.6, §11.2; :mod:`.suite_upgrade`): a :class:`SuccessorWelcome`.
+    (RFC 9420 §8.6, §11.2; :mod:`.suite_upgrade`), or the ``branch`` one of a
+    group started again (§11.3; :mod:`.group_restart`): a :class:`SuccessorWelcome`.
     """
     suite = bundle.suite
     secrets = open_group_secrets(suite, welcome, bundle.key_package, bundle.init_private_key)
@@ -305,10 +311,11 @@ def open_welcome(welcome: Welcome, bundle: KeyPackageBundle) -> WelcomeHeader | 
         if (
             len(secrets.psks) != 1
             or psk.psktype != PSKType.RESUMPTION
-            or psk.usage != ResumptionPSKUsage.REINIT
+            or psk.usage not in (ResumptionPSKUsage.REINIT, ResumptionPSKUsage.BRANCH)
         ):
-            raise ValidationError("a Welcome that needs a PSK other than a ReInit's")
-        return SuccessorWelcome(bytes(psk.psk_group_id), int(psk.psk_epoch))
+            raise ValidationError("a Welcome that needs a PSK other than a ReInit's or a branch's")
+        branch = psk.usage == ResumptionPSKUsage.BRANCH
+        return SuccessorWelcome(bytes(psk.psk_group_id), int(psk.psk_epoch), branch)
     info = open_group_info(suite, welcome, secrets.joiner_secret, None)
     context = info.group_context
     return WelcomeHeader(context.group_id, context.epoch, info.signer)

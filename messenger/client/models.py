@@ -102,6 +102,9 @@ class ConversationView:
     """Whether read receipts are sent here (the conversation's choice, or the global one)."""
     typing_indicators: bool = True
     """Whether typing notices are sent here (the conversation's choice, or the global one)."""
+    stuck: bool = False
+    """The group went where this client cannot follow: nothing sent here gets
+    through until someone starts the conversation again (``restart_conversation``)."""
 
     @property
     def id(self) -> int:
@@ -281,6 +284,7 @@ def conversation_view(
             if conversation.typing_indicators is not None
             else prefs.typing_indicators
         ),
+        stuck=conversation.left_at is None and s.groups.stuck_at(conversation.group_id) is not None,
     )
 
 
@@ -316,6 +320,11 @@ def note_text(note: NoteView) -> str:
         return f"{who} added a device" if added else f"{who} removed a device"
     if kind is NoteKind.REJOIN_FAILED:
         return "This device could not rejoin the conversation; what it holds stays readable"
+    if kind is NoteKind.STUCK:
+        return "This conversation could not go on: a change sent to it could not be read here"
+    if kind is NoteKind.RESTARTED:
+        who = "You" if actor is None or actor.is_me else actor.name
+        return f"{who} started the conversation again" + (f" without {names}" if names else "")
     if kind is NoteKind.TIMER_CHANGED:
         if not note.seconds:
             off = "turned off disappearing messages"

@@ -320,6 +320,21 @@ def test_mls_groups(store: Store) -> None:
     assert store.groups.delete(b"g2") and not store.groups.delete(b"g2")
 
 
+def test_stuck_groups_and_their_branches(store: Store) -> None:
+    store.groups.save(b"g1", 3, b"s3", now=1)
+    store.groups.save(b"g2", 0, b"t0", now=1)
+    assert store.groups.stuck_at(b"g1") is None and store.groups.stuck_at(b"nope") is None
+    assert store.groups.mark_stuck(b"g1", 50) and not store.groups.mark_stuck(b"g1", 60)
+    assert store.groups.stuck_at(b"g1") == 50  # the first time it was found
+    assert store.groups.leaf_rotations_due(10**15) == [b"g2"]  # no self-update to a stuck one
+    store.groups.save(b"g1", 3, b"s3'", now=2)  # the same epoch: still stuck
+    assert store.groups.stuck_at(b"g1") == 50
+    store.groups.set_branch_of(b"g2", b"g1")
+    assert store.groups.branches_of(b"g1") == [b"g2"] and store.groups.branches_of(b"g2") == []
+    store.groups.save(b"g1", 4, b"s4", now=3)  # moved on (rejoined): not stuck any more
+    assert store.groups.stuck_at(b"g1") is None
+
+
 def test_key_packages(store: Store) -> None:
     store.key_packages.add(b"ref1", b"bundle1", created_at=1, expires_at=100)
     store.key_packages.add(b"ref2", b"bundle2", created_at=1, expires_at=50)

@@ -152,6 +152,10 @@ class FakeClient:
         self.opened: list[Path] = []
         self.saved: list[tuple[int, Path]] = []
         self.timers_set: list[tuple[int, int]] = []
+        #: Conversations whose group cannot go on (``ConversationView.stuck``).
+        self.stuck_: set[int] = set()
+        #: ``(conversation_id, leave_out)`` of each ``restart_conversation``.
+        self.restarted: list[tuple[int, tuple[str, ...]]] = []
 
     # -- switches -------------------------------------------------------------------------
 
@@ -404,6 +408,7 @@ class FakeClient:
             blocked=blocked,
             read_receipts=self.prefs.read_receipts,
             typing_indicators=self.prefs.typing_indicators,
+            stuck=cid in self.stuck_ and c.left_at is None,
         )
 
     def message_view(self, mid: int) -> MessageView:
@@ -476,6 +481,12 @@ class FakeClient:
 
     def set_typing(self, conversation_id: int, account_id: str, active: bool) -> None:
         self.bus.publish(TypingChanged(conversation_id, account_id, active))
+
+    def mark_stuck_now(self, cid: int) -> None:
+        """The conversation's group cannot go on, as the client finds out: its note."""
+        self.stuck_.add(cid)
+        self._publish_received(self.add_message_now(cid, self.me, None, note=Note(NoteKind.STUCK)))
+        self._conversation_changed(cid)
 
     def _conversation_changed(self, cid: int) -> None:
         self.bus.publish(ConversationUpdated(cid, view=self.conversation_view(cid)))
@@ -1013,6 +1024,24 @@ class FakeClient:
             self.me,
             None,
             note=Note(NoteKind.TIMER_CHANGED, actor=self.me, seconds=seconds),
+        )
+        self._publish_received(note)
+        self._conversation_changed(conversation_id)
+
+    async def restart_conversation(
+        self, conversation_id: int, *, leave_out: Sequence[str] = ()
+    ) -> None:
+        await self._call("restart_conversation")
+        self._get(conversation_id)
+        if conversation_id not in self.stuck_:
+            raise NotAllowedError(
+                "the group works",
+                user_message="This conversation works; there is nothing to start again.",
+            )
+        self.stuck_.discard(conversation_id)
+        self.restarted.append((conversation_id, tuple(leave_out)))
+        note = self.add_message_now(
+            conversation_id, self.me, None, note=Note(NoteKind.RESTARTED, accounts=tuple(leave_out))
         )
         self._publish_received(note)
         self._conversation_changed(conversation_id)

@@ -90,6 +90,7 @@ from .conversation_list import avatar_key
 from .image_viewer import ImageViewer
 from .quick_reactions import QUICK_REACTIONS as QUICK_REACTION_NAMES
 from .quick_reactions import QuickReactions
+from .restart_bar import RestartBar
 from .timer_menu import TimerButton
 from .toast import report_to
 
@@ -495,6 +496,9 @@ class ConversationPane(QWidget):
         self.header.search_requested.connect(self._search)
         self.header.timer.timer_chosen.connect(self.set_timer)
         layout.addWidget(self.header)
+        self.restart_bar = RestartBar(self)
+        self.restart_bar.restart_requested.connect(self.restart)
+        layout.addWidget(self.restart_bar)
         self.timeline = Timeline(self.model, self)
         self.model.prepare = self.timeline.bubbles.prepare
         self.timeline.bubbles.images.loader = self.inline_bytes
@@ -590,8 +594,17 @@ class ConversationPane(QWidget):
         peer = view.conversation.peer_account_id
         verified = peer is not None and peer in self.verified
         self.header.set_view(view, verified=verified)
-        can_send = view.active and not view.blocked and self.stopped_reason is None
-        reason = self.stopped_reason or ("You can't send messages here." if not can_send else "")
+        self.restart_bar.set_view(view)
+        can_send = (
+            view.active and not view.blocked and not view.stuck and self.stopped_reason is None
+        )
+        reason = self.stopped_reason or (
+            "Start the conversation again to send messages here."
+            if view.stuck and view.active
+            else "You can't send messages here."
+            if not can_send
+            else ""
+        )
         self.composer.set_enabled_for(can_send, reason)
 
     def stop_sending(self, reason: str) -> None:
@@ -973,6 +986,20 @@ class ConversationPane(QWidget):
         if quoted is not None and quoted.id in message_ids:
             composer.cancel_mode()
         self.model.messages_removed(conversation_id, message_ids)
+
+    def restart(self, conversation_id: int) -> None:
+        """The restart bar: start the stuck conversation again (the view follows)."""
+        report = report_to(self)
+
+        def failed(sentence: str) -> None:
+            self.restart_bar.done()
+            report(sentence)
+
+        tasks.spawn(
+            self._client.restart_conversation(conversation_id),
+            on_done=lambda _none: self.restart_bar.done(),
+            on_error=failed,
+        )
 
     def set_timer(self, seconds: int) -> None:
         """The header's timer menu: the group agrees on it through a commit."""

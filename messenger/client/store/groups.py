@@ -124,7 +124,10 @@ class GroupStateRepository:
                 "INSERT INTO mls_groups (group_id, epoch, state, updated_at, leaf_rotated_at) "
                 "VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch, "
-                "state = excluded.state, updated_at = excluded.updated_at "
+                "state = excluded.state, updated_at = excluded.updated_at, "
+                # A group that moved on (a device rejoining) is no longer stuck.
+                "stuck_at = CASE WHEN excluded.epoch > mls_groups.epoch THEN NULL "
+                "ELSE mls_groups.stuck_at END "
                 "WHERE excluded.epoch >= mls_groups.epoch",
                 (group_id, epoch, base, now, now),
             )
@@ -170,6 +173,36 @@ class GroupStateRepository:
                 )
         return result.rowcount > 0
 
+    # -- groups that cannot go on (``messenger/client/group_restart.py``) -----------------
+
+    def mark_stuck(self, group_id: bytes, at: int) -> bool:
+        """The server moved ``group_id`` where this client cannot follow; whether
+        that is news (the group was not marked yet). Saving a later epoch of it
+        (:meth:`save`: a device that rejoined) clears the mark."""
+        result = self._db.execute(
+            "UPDATE mls_groups SET stuck_at = ? WHERE group_id = ? AND stuck_at IS NULL",
+            (at, group_id),
+        )
+        return result.rowcount > 0
+
+    def stuck_at(self, group_id: bytes) -> int | None:
+        """When this client found ``group_id`` stuck (Unix ms; None: it is not)."""
+        row = self._db.query_one("SELECT stuck_at FROM mls_groups WHERE group_id = ?", (group_id,))
+        return None if row is None or row[0] is None else int(row[0])
+
+    def set_branch_of(self, group_id: bytes, old_group_id: bytes) -> None:
+        """``group_id`` (saved) was started again from ``old_group_id`` (RFC 9420 §11.3)."""
+        self._db.execute(
+            "UPDATE mls_groups SET branch_of = ? WHERE group_id = ?", (old_group_id, group_id)
+        )
+
+    def branches_of(self, old_group_id: bytes) -> list[bytes]:
+        """The groups started again from ``old_group_id``."""
+        rows = self._db.query(
+            "SELECT group_id FROM mls_groups WHERE branch_of = ? ORDER BY id", (old_group_id,)
+        )
+        return [bytes(row[0]) for row in rows]
+
     # -- rejoin boxes (docs/metadata.md §2) ---------------------------------------------
 
     def record_leaf_rotation(self, group_id: bytes, at: int) -> None:
@@ -182,10 +215,10 @@ class GroupStateRepository:
 
     def leaf_rotations_due(self, before: int) -> list[bytes]:
         """The groups whose leaf of this client was last made fresh before ``before``
-        (or at a time not known), oldest first."""
+        (or at a time not known), oldest first; not those that cannot go on."""
         rows = self._db.query(
-            "SELECT group_id FROM mls_groups WHERE leaf_rotated_at IS NULL "
-            "OR leaf_rotated_at < ? ORDER BY leaf_rotated_at, group_id",
+            "SELECT group_id FROM mls_groups WHERE stuck_at IS NULL AND "
+            "(leaf_rotated_at IS NULL OR leaf_rotated_at < ?) ORDER BY leaf_rotated_at, group_id",
             (before,),
         )
         return [bytes(row[0]) for row in rows]

@@ -98,6 +98,10 @@ class NoteKind(enum.StrEnum):
     """``actor`` set the disappearing-message timer to ``seconds`` (0: turned it off)."""
     REJOIN_FAILED = "rejoin_failed"
     """This device (a restored backup) could not rejoin the group (docs/devices.md §5)."""
+    STUCK = "stuck"
+    """The group went where this client cannot follow: it can be started again."""
+    RESTARTED = "restarted"
+    """``actor`` started the conversation again, without ``accounts`` (RFC 9420 §11.3)."""
     LEGACY_TEXT = "legacy_text"
     """A note stored as an English sentence by an older version: ``text``."""
 

@@ -602,6 +602,15 @@ _V15 = _script(
     "CAST(strftime('%s', 'now') AS INTEGER) * 1000 - abs(random() % 604800000)",
 )
 
+# A group the server moved where this client cannot follow (a commit it could
+# not process, or a send token it cannot match): when this client saw it, so
+# the conversation offers to start again, and from which group a group was
+# started again (RFC 9420 §11.3; ``messenger/client/group_restart.py``).
+_V16 = _script(
+    "ALTER TABLE mls_groups ADD COLUMN stuck_at INTEGER",
+    "ALTER TABLE mls_groups ADD COLUMN branch_of BLOB",
+)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
@@ -621,6 +630,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(13, "rejoin boxes: when each was last written", _V13),
     Migration(14, "outbox item IDs are never used again", _V14),
     Migration(15, "when each group's own leaf was last made fresh", _V15),
+    Migration(16, "groups that cannot go on, and the groups started again from them", _V16),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -95,6 +95,7 @@ from ..content import Content, decode_content
 from ..devices.group import commit_admissible, is_devices_info, welcome_admissible
 from ..errors import AuthError, ContentDecodeError
 from ..events import DevicesChanged, Event
+from ..group_restart import NOT_THERE_YET, join_branch, mark_stuck
 from ..groups import (
     GROUP_CONFIG,
     GroupMember,
@@ -151,6 +152,8 @@ CONTACT_RETRY_S: Final = 5.0
 #: ReInit has not come by then never will (a member's made-up one) and is skipped,
 #: and the Welcomes after it are read.
 CONTACT_WAIT_MAX_S: Final = 30.0
+#: The most groups remembered as not worth waiting for (then forgotten at once).
+_GAVE_UP_KEPT: Final = 256
 #: Why a message was not kept for later, for the log (no content, no IDs).
 _REFUSED: Final = {
     PendingAdmission.GROUP_FULL: "its group has the most messages kept that a group may have",
@@ -305,6 +308,9 @@ class InboundPipeline:
         #: The contact queue's message that waits for the queue, and since when
         #: (session clock, seconds): at most :data:`CONTACT_WAIT_MAX_S`.
         self._waiting: tuple[int, float] | None = None
+        #: The groups, at their epoch then, whose awaited commit did not come
+        #: in time: later Welcomes waiting on them are skipped at once.
+        self._gave_up: set[tuple[bytes, int]] = set()
         self._queue_lock = asyncio.Lock()
         self._retrying: set[bytes] = set()
         #: The moves off the contact queue that wait their turn (:mod:`.move_turns`).
@@ -637,14 +643,14 @@ class InboundPipeline:
             await self._welcome(seq, data, body)
             return True
         if isinstance(body, PrivateMessage):
-            group_id, epoch = body.group_id, body.epoch
-            application = body.content_type == ContentType.APPLICATION
+            group_id, epoch, content_type = body.group_id, body.epoch, body.content_type
         elif isinstance(body, PublicMessage):
             group_id, epoch = body.content.group_id, body.content.epoch
-            application = body.content.content_type == ContentType.APPLICATION
+            content_type = body.content.content_type
         else:
             await self._skip(seq, pending, f"a {type(body).__name__} in the queue")
             return True
+        application = content_type == ContentType.APPLICATION
         digest = message_digest(data)
         if await self._s.store.run(lambda s: s.sent_messages.contains(digest)):
             await self._own_echo(seq, digest, pending)
@@ -665,6 +671,10 @@ class InboundPipeline:
         except MLSError as exc:  # the peer's fault, or a message this state cannot take
             self._epochs.evict(group_id)
             await self._skip(seq, pending, f"MLS refused the message: {exc}")
+            if content_type == ContentType.COMMIT and epoch == group.epoch:
+                # The server accepted it as the epoch's commit: its group is
+                # now where this state cannot follow (:mod:`..group_restart`).
+                await mark_stuck(self._s, group_id)
             return True
         except BaseException:  # cancelled: the state may have moved on, unsaved
             self._epochs.evict(group_id)
@@ -893,14 +903,17 @@ class InboundPipeline:
         except MLSError as exc:
             await self._skip(seq, pending, f"a Welcome that does not open: {exc}")
             return
-        if isinstance(header, SuccessorWelcome):  # a reinitialised group's (RFC 9420 §11.2)
+        if isinstance(header, SuccessorWelcome):  # RFC 9420 §11.2 (ReInit) or §11.3 (branch)
             moving, now = self._contact, self._s.now_ms()
-            joined = await join_successor(
+            join = join_branch if header.branch else join_successor
+            joined = await join(
                 self._s, data, secret, bundle, header, finish=lambda s: self._finish(s, seq, None)
             )
             if isinstance(joined, str):
-                if joined == NOT_REINITIALISED and self._may_wait(seq):
-                    raise _NotYet  # its ReInit is in the queue, not read yet
+                if joined in (NOT_REINITIALISED, NOT_THERE_YET):
+                    old = await self._epochs.get(header.resumes)
+                    if old is not None and self._may_wait(seq, (header.resumes, old.epoch)):
+                        raise _NotYet  # the commit it follows is in the queue, not read yet
                 await self._skip(seq, pending, joined)
                 return
             self._advanced(seq, pending)
@@ -913,10 +926,13 @@ class InboundPipeline:
         async with self._s.group_lock(header.group_id):
             await self._join_locked(seq, data, secret, bundle, header)
 
-    def _may_wait(self, seq: int | None) -> bool:
+    def _may_wait(self, seq: int | None, waits_on: tuple[bytes, int]) -> bool:
         """Whether the contact queue's message ``seq`` may wait for the queue
-        (again): for :data:`CONTACT_WAIT_MAX_S` from the first time it did."""
-        if not self._contact or seq is None:
+        (again): for :data:`CONTACT_WAIT_MAX_S` from the first time it did, and
+        not at all if one waited that long already for the same group at the
+        epoch it is at (``waits_on``): its commit did not come then either, so
+        more made-up Welcomes naming it cost nothing."""
+        if not self._contact or seq is None or waits_on in self._gave_up:
             return False
         now = self._s.clock()
         if self._waiting is None or self._waiting[0] != seq:
@@ -924,7 +940,10 @@ class InboundPipeline:
         if now - self._waiting[1] < CONTACT_WAIT_MAX_S:
             return True
         self._waiting = None
-        _log.warning("a Welcome waited too long for the reinitialisation it follows; skipped")
+        if len(self._gave_up) >= _GAVE_UP_KEPT:
+            self._gave_up.clear()
+        self._gave_up.add(waits_on)
+        _log.warning("a Welcome waited too long for the commit it follows; skipped")
         return False
 
     async def _successor_move(self, group_id: bytes, now: int) -> None:

@@ -93,6 +93,7 @@ from ..errors import (
     StaleEpochError,
 )
 from ..events import Event, MessageStatusChanged, OperationFailed
+from ..group_restart import mark_stuck
 from ..groups import group_members, key_package_member
 from ..leave_notices import leave_notice
 from ..models import with_views
@@ -291,11 +292,13 @@ class _OutOfStepError(ServerRejectedError):
     """The server's epoch is not ours, and catching up does not change that.
 
     Nothing this client can send to the group will be accepted again: a
-    permanent failure of the item (until the group is rejoined).
+    permanent failure of the item, until the conversation is started again
+    (:mod:`..group_restart`).
     """
 
     default_user_message = (
-        "This conversation is out of step with the server, so the message could not be sent."
+        "This conversation cannot go on, so the message could not be sent."
+        " Start it again with the button above the messages."
     )
 
 
@@ -585,6 +588,10 @@ class OutboxSender:
                     registered = outcome is _TokenOutcome.REGISTERED
                     sends = [_Send(s.item) for s in rest]
                     continue
+                if _is_unknown_group(outcome):
+                    # Caught up, at the epoch the items were built for, and
+                    # this epoch's token still opens nothing at the server.
+                    outcome = await self._stuck(group_id)
                 error = outcome
             state = _answer_state(error)
             if state is not SendState.STALE:
@@ -595,9 +602,7 @@ class OutboxSender:
                 send.to(SendState.STALE, error)
             epoch = rest[0].item.epoch
             if await self._out_of_step(group_id, epoch):
-                failure = _OutOfStepError(
-                    "out_of_step", "the server's epoch is not ours, and catching up changed nothing"
-                )
+                failure = await self._stuck(group_id)
                 for send in rest:
                     send.to(SendState.FAILED, failure)
                 return await self._failed(rest, failure)
@@ -738,6 +743,8 @@ class OutboxSender:
                     self._epochs.release(item.id)
                     send.to(SendState.QUEUED)
                     continue
+                if _is_unknown_group(exc):  # caught up, and the token still opens nothing
+                    exc = await self._stuck(group_id)
                 state = _answer_state(exc)
                 send.to(state, exc)
                 if state is not SendState.STALE:
@@ -746,10 +753,7 @@ class OutboxSender:
                     return await self._failed([send], exc)
                 self._epochs.release(item.id)
                 if await self._out_of_step(group_id, send.item.epoch):
-                    failure = _OutOfStepError(
-                        "out_of_step",
-                        "the server's epoch is not ours, and catching up changed nothing",
-                    )
+                    failure = await self._stuck(group_id)
                     send.to(SendState.FAILED, failure)
                     return await self._failed([send], failure)
                 send.to(SendState.QUEUED)
@@ -1004,6 +1008,14 @@ class OutboxSender:
         """A queued commit that moves the group to a new epoch (made if there is none)."""
         now = self._s.now_ms()
         return await self._s.store.transaction(lambda s: queue_rotate(s, group_id, now))
+
+    async def _stuck(self, group_id: bytes) -> _OutOfStepError:
+        """Caught up, the server still refuses the group's epoch: it cannot go on
+        here (:mod:`..group_restart`); the error its items fail with."""
+        await mark_stuck(self._s, group_id)
+        return _OutOfStepError(
+            "out_of_step", "the server's epoch is not ours, and catching up changed nothing"
+        )
 
     async def _out_of_step(self, group_id: bytes, epoch: int | None) -> bool:
         """After ``stale_epoch``: catch up (the queue has the winning commit).
