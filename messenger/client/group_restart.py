@@ -98,13 +98,7 @@ from .store.store import Store
 if TYPE_CHECKING:
     from .sync.effects import Actor
 
-__all__ = [
-    "NOT_THERE_YET",
-    "join_branch",
-    "mark_stuck",
-    "mark_stuck_in",
-    "restart_group",
-]
+__all__ = ["NOT_THERE_YET", "join_branch", "mark_stuck", "restart_group"]
 
 _log = logging.getLogger(__name__)
 
@@ -126,7 +120,7 @@ def _actor(session: Session) -> Actor:
     return Actor(account.account_id, account.client_id, session.new_uid)
 
 
-def mark_stuck_in(store: Store, session: Session, group_id: bytes, now: int) -> list[Event]:
+def _mark_stuck_in(store: Store, session: Session, group_id: bytes, now: int) -> list[Event]:
     """Inside a transaction: mark ``group_id`` stuck; its note and events if news."""
     from .sync.effects import system_note
 
@@ -145,7 +139,7 @@ def mark_stuck_in(store: Store, session: Session, group_id: bytes, now: int) -> 
 async def mark_stuck(session: Session, group_id: bytes) -> None:
     """The server moved ``group_id`` where this client cannot follow (module docstring)."""
     now = session.now_ms()
-    events = await session.store.transaction(lambda s: mark_stuck_in(s, session, group_id, now))
+    events = await session.store.transaction(lambda s: _mark_stuck_in(s, session, group_id, now))
     if events:
         _log.warning("a group cannot go on: the server's epoch is one this client cannot reach")
         session.events.publish(*events)
@@ -162,14 +156,12 @@ async def _confirmed_stuck(session: Session, group: Group) -> bool | None:
         info = await session.transport.rejoin_info(group_id, token)
     except ServerRejectedError as exc:
         if exc.code != "unknown_group":
-            return False
-        stuck = True  # this epoch's token opens nothing at the server
+            return False  # the token opened the state (no GroupInfo kept, say): it works
     else:
-        if info.epoch <= group.epoch:
-            return False  # the group works here
-        return None
-    await mark_stuck(session, group_id)
-    return stuck
+        # Of this epoch, the group works here; of a later one, a commit may wait unread.
+        return False if info.epoch <= group.epoch else None
+    await mark_stuck(session, group_id)  # this epoch's token opens nothing at the server
+    return True
 
 
 async def _send_commit(session: Session, group_id: bytes, request: m.CommitRequest) -> None:
@@ -224,8 +216,8 @@ async def restart_group(
 ) -> list[Event]:
     """Start ``conversation`` again in a branch of its stuck group (module docstring).
 
-    NotAllowedError if the group works (nothing changes); ConversationLeftError
-    if this client is not in it.
+    NotAllowedError if the group works, or if nobody could be added (nothing
+    changes); ConversationLeftError if this client is not in it.
     """
     from .epochs import membership_after, queues_of  # epochs -> sync -> inbound -> this
     from .sync.effects import system_note
@@ -241,6 +233,12 @@ async def restart_group(
                 user_message="This conversation works; there is nothing to start again.",
             )
         key_packages, left_out = await _claim_members(session, old, claim, set(leave_out))
+        if not key_packages and len(group_members(old)) > 1:
+            raise NotAllowedError(
+                "no member could be added",
+                user_message="Nobody could be added to the conversation right now. "
+                "Try again later.",
+            )
         account, random, now_s = await session.leaf_account(), session.random, session.now_s()
         claims = session.transport.claim_tokens.take(key_packages)
 

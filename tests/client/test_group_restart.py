@@ -156,6 +156,11 @@ async def test_a_commit_nobody_can_process_is_found_and_the_group_started_again(
     ]
     assert failed == [MessageStatus.FAILED]
 
+    everyone = [await account_id(people[n]) for n in ("bob", "carol", "mallory")]
+    with pytest.raises(NotAllowedError, match="added"):  # nobody left to start it with
+        await alice.restart_conversation(ids["alice"], leave_out=everyone)
+    assert await group_of(alice, ids["alice"]) == group_id and await stuck(alice, ids["alice"])
+
     await alice.restart_conversation(ids["alice"], leave_out=[mallory_id])
     await settle(alice, bob, carol)
 
