@@ -59,11 +59,9 @@ start again without chosen members (``leave_out``), or remove them after.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Final
 
-from messenger.api import models as m
-from messenger.api.sealed import token_digest
 from messenger.mls.errors import MLSError
 from messenger.mls.group import Group
 from messenger.mls.key_package_bundle import KeyPackageBundle
@@ -71,12 +69,9 @@ from messenger.mls.messages import message_digest
 
 from .errors import (
     ConversationLeftError,
-    GroupExistsError,
-    NetworkError,
     NoKeyPackageError,
     NotAllowedError,
     ServerRejectedError,
-    StaleEpochError,
 )
 from .events import ConversationUpdated, Event
 from .groups import (
@@ -88,12 +83,13 @@ from .groups import (
     new_key_package,
 )
 from .identity import member_identity, same_client
-from .sealed_sending import next_send_token, send_token, send_token_hash
+from .sealed_sending import send_token
 from .session import Session
 from .store.conversations import Conversation
 from .store.key_packages import KeyPackageSecret
 from .store.messages import Note, NoteKind
 from .store.store import Store
+from .successor_groups import Claim, FirstCommit, first_commit, start_group
 
 if TYPE_CHECKING:
     from .sync.effects import Actor
@@ -105,12 +101,6 @@ _log = logging.getLogger(__name__)
 #: Why :func:`join_branch` refuses a Welcome that branches from an epoch this
 #: client has not reached (the commit that makes it may be in the queue, unread).
 NOT_THERE_YET: Final = "a Welcome branching from an epoch this client has not reached"
-
-#: Claims and checks one KeyPackage per client of each account, in the given
-#: suites (:meth:`~.client.MessengerClient._claim`).
-Claim = Callable[[Sequence[str], Sequence[int]], Awaitable[list[bytes]]]
-
-_SENDS = 3
 
 
 def _actor(session: Session) -> Actor:
@@ -164,19 +154,6 @@ async def _confirmed_stuck(session: Session, group: Group) -> bool | None:
     return True
 
 
-async def _send_commit(session: Session, group_id: bytes, request: m.CommitRequest) -> None:
-    """Send a Commit; again with the same idempotency key if the answer was lost."""
-    for attempt in range(_SENDS):
-        try:
-            await session.transport.commit(group_id, request, sealed=True)
-            return
-        except (ServerRejectedError, StaleEpochError):  # an answer: not lost
-            raise
-        except NetworkError:
-            if attempt == _SENDS - 1:
-                raise
-
-
 async def _claim_members(
     session: Session, old: Group, claim: Claim, leave_out: Collection[str]
 ) -> tuple[list[bytes], list[str]]:
@@ -219,7 +196,6 @@ async def restart_group(
     NotAllowedError if the group works, or if nobody could be added (nothing
     changes); ConversationLeftError if this client is not in it.
     """
-    from .epochs import membership_after, queues_of  # epochs -> sync -> inbound -> this
     from .sync.effects import system_note
 
     old_id = conversation.group_id
@@ -242,7 +218,7 @@ async def restart_group(
         account, random, now_s = await session.leaf_account(), session.random, session.now_s()
         claims = session.transport.claim_tokens.take(key_packages)
 
-        def build() -> tuple[Group, m.CreateGroupRequest, m.CommitRequest, bytes, bytes]:
+        def build() -> tuple[Group, FirstCommit]:
             """The branch at epoch 0, its registration and first Commit (MLS thread)."""
             bundle = new_key_package(account, random, now=now_s, suite=old.suite.suite_id)
             group, result = Group.branch(
@@ -254,42 +230,14 @@ async def restart_group(
                 now=now_s,
                 config=GROUP_CONFIG,
             )
-            members = membership_after(group, result.staged)
-            others = [x for x in members if x.client_id != account.client_id]
-            sealing = send_token(group)
-            create = m.CreateGroupRequest(
-                group.group_id,
-                group.group_info(),
-                send_token_hash=send_token_hash(group),
-                send_token=sealing,
-            )
-            token = next_send_token(group, result.staged)
-            state = group.to_bytes(result.staged)
-            group.merge(result.staged)
-            commit = m.CommitRequest(
-                epoch=0,
-                commit=result.message,
-                members=tuple(queues_of(members)),
-                welcome=result.welcome if others else None,
-                welcome_to=tuple(queues_of(others)) or None,
-                group_info=group.group_info(),
-                idempotency_key=random(16),
-                send_token_hash=None if token is None else token_digest(token),
-                token=sealing,
-                claims=claims or None,
-                next_token=token,
-            )
-            return group, create, commit, state, result.message
+            return group, first_commit(group, result, account.client_id, claims, random)
 
-        group, create, commit, state, message = await session.mls(build)
+        group, first = await session.mls(build)
         new_id = group.group_id
         async with session.group_lock(new_id):
-            try:
-                await session.transport.create_group(create)
-            except GroupExistsError:
-                _log.info("the new group was registered by an attempt that was cut off")
-            await _send_commit(session, new_id, commit)
-            now, digest, epoch = session.now_ms(), message_digest(message), group.epoch
+            await start_group(session, new_id, first)
+            now, digest, epoch = session.now_ms(), message_digest(first.message), group.epoch
+            state = first.state
             me = _actor(session)
 
             def write(store: Store) -> list[Event]:

@@ -40,7 +40,7 @@ them; their conversation then continues in it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from messenger.api import models as m
@@ -55,12 +55,8 @@ from messenger.mls.proposals import ReInit
 
 from .errors import (
     ConversationLeftError,
-    GroupExistsError,
-    NetworkError,
     NoKeyPackageError,
     NotAllowedError,
-    ServerRejectedError,
-    StaleEpochError,
 )
 from .events import ConversationUpdated, Event
 from .groups import (
@@ -73,11 +69,12 @@ from .groups import (
 )
 from .identity import GROUP_SUITES, HYBRID_SUITE, same_client
 from .models import display_name
-from .sealed_sending import next_send_token, send_token, send_token_hash
+from .sealed_sending import next_send_token, send_token
 from .session import Session
 from .store.conversations import Conversation
 from .store.key_packages import KeyPackageSecret
 from .store.store import Store
+from .successor_groups import Claim, FirstCommit, first_commit, send_commit, start_group
 from .suite_choice import SuiteNotSupportedError
 
 __all__ = ["NOT_REINITIALISED", "join_successor", "reinit_acceptable", "upgrade_group"]
@@ -88,27 +85,7 @@ _log = logging.getLogger(__name__)
 #: follows (it may yet come: the contact queue is read beside the queue).
 NOT_REINITIALISED: Final = "a Welcome resuming a group that this client has not seen reinitialised"
 
-#: Claims and checks the KeyPackages of accounts in the listed suites
-#: (:meth:`~.client.MessengerClient._claim`).
-Claim = Callable[[Sequence[str], Sequence[int]], Awaitable[list[bytes]]]
-
 _MAX_GROUP_ID = m.MAX_GROUP_ID_BYTES
-#: Times a Commit is sent again when its answer may have been lost: the same
-#: idempotency key gets the first answer, so it is never applied twice.
-_SENDS = 3
-
-
-async def _send_commit(session: Session, group_id: bytes, request: m.CommitRequest) -> None:
-    """Send a Commit; again with the same idempotency key if the answer was lost."""
-    for attempt in range(_SENDS):
-        try:
-            await session.transport.commit(group_id, request, sealed=True)
-            return
-        except (ServerRejectedError, StaleEpochError):  # an answer: not lost
-            raise
-        except NetworkError:
-            if attempt == _SENDS - 1:
-                raise
 
 
 def reinit_acceptable(reinit: ReInit, extensions_now: Sequence[object]) -> bool:
@@ -200,7 +177,7 @@ async def _commit_reinit(session: Session, old: Group, suite: int) -> None:
 
     try:
         await session.store.transaction(before)
-        await _send_commit(session, group_id, request)
+        await send_commit(session, group_id, request)
         state = await session.mls(old.checkpoint, staged)
         await session.store.transaction(
             lambda s: s.groups.save(group_id, epoch + 1, state, now=now)
@@ -218,56 +195,28 @@ async def _make_successor(
     key_packages: Sequence[bytes],
 ) -> None:
     """Make, register and fill the group that continues ``old`` (both locks held)."""
-    from .epochs import membership_after, queues_of  # epochs -> sync -> inbound -> this
-
     reinit = old.pending_reinit
     assert reinit is not None
     account, random, now_s = await session.leaf_account(), session.random, session.now_s()
     claims = session.transport.claim_tokens.take(key_packages)
 
-    def build() -> tuple[Group, m.CreateGroupRequest, m.CommitRequest, bytes, bytes]:
+    def build() -> tuple[Group, FirstCommit]:
         """The new group at epoch 0, its registration and first Commit (MLS thread)."""
         bundle = new_key_package(account, random, now=now_s, suite=reinit.cipher_suite)
         group, result = Group.reinit(
             old, bundle, key_packages, random, now=now_s, config=GROUP_CONFIG
         )
-        members = membership_after(group, result.staged)
-        others = [x for x in members if x.client_id != account.client_id]
-        sealing = send_token(group)  # of epoch 0: the first commit is sealed too
-        create = m.CreateGroupRequest(
-            group.group_id,
-            group.group_info(),
-            send_token_hash=send_token_hash(group),
-            send_token=sealing,  # the server seals the group's state under it (metadata.md §2)
-        )
-        token = next_send_token(group, result.staged)
-        state = group.to_bytes(result.staged)
-        # Merged before the server has it: nothing else sees this group until it is
-        # saved below, after the server accepted the Commit.
-        group.merge(result.staged)
-        commit = m.CommitRequest(
-            epoch=0,
-            commit=result.message,
-            members=tuple(queues_of(members)),
-            welcome=result.welcome,
-            welcome_to=tuple(queues_of(others)) or None,
-            group_info=group.group_info(),  # of epoch 1, for external joins (a restore)
-            idempotency_key=random(16),
-            send_token_hash=None if token is None else token_digest(token),
-            token=sealing,
-            claims=claims or None,
-            next_token=token,
-        )
-        return group, create, commit, state, result.message
+        return group, first_commit(group, result, account.client_id, claims, random)
 
-    group, create, commit, state, message = await session.mls(build)
+    group, first = await session.mls(build)
     new_id, old_id = group.group_id, old.group_id
-    try:
-        await session.transport.create_group(create)
-    except GroupExistsError:
-        _log.info("the new group was registered by an attempt that was cut off")
-    await _send_commit(session, new_id, commit)
-    now, digest, epoch = session.now_ms(), message_digest(message), group.epoch
+    await start_group(session, new_id, first)
+    now, digest, epoch, state = (
+        session.now_ms(),
+        message_digest(first.message),
+        group.epoch,
+        first.state,
+    )
     conversation_id = conversation.id
 
     def write(store: Store) -> None:
