@@ -62,7 +62,6 @@ import logging
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Final
 
-from messenger.mls.errors import MLSError
 from messenger.mls.group import Group
 from messenger.mls.key_package_bundle import KeyPackageBundle
 from messenger.mls.messages import message_digest
@@ -76,20 +75,19 @@ from .errors import (
 from .events import ConversationUpdated, Event
 from .groups import (
     GROUP_CONFIG,
-    ConversationInfo,
     SuccessorWelcome,
     group_members,
     key_package_member,
     new_key_package,
 )
-from .identity import member_identity, same_client
+from .identity import member_identity
 from .sealed_sending import send_token
 from .session import Session
 from .store.conversations import Conversation
 from .store.key_packages import KeyPackageSecret
 from .store.messages import Note, NoteKind
 from .store.store import Store
-from .successor_groups import Claim, FirstCommit, first_commit, start_group
+from .successor_groups import Claim, FirstCommit, first_commit, join_resumed, start_group
 
 if TYPE_CHECKING:
     from .sync.effects import Actor
@@ -288,7 +286,7 @@ async def join_branch(
     from .sync.effects import system_note
 
     old_id = header.resumes
-    store, account = session.store, session.account
+    store = session.store
     async with session.group_lock(old_id):
         old = await session.groups.get(old_id)
         if old is None or old.removed:
@@ -317,26 +315,12 @@ async def join_branch(
             return NOT_THERE_YET
         if not stuck:
             return "a Welcome branching from a group that works here"
-        try:
-            group = await session.mls(
-                Group.join_from_welcome,
-                data,
-                bundle,
-                previous=old,
-                config=GROUP_CONFIG,
-                identity=account.verifier,
-                successor=same_client,
-                now=session.now_s(),
-            )
-        except MLSError as exc:
-            return f"a Welcome to a branch that does not open: {exc}"
+        group = await join_resumed(session, data, bundle, old)
+        if isinstance(group, str):
+            return group
         new_id = group.group_id
         if current is not None and new_id >= current:
             return "a branch after another of the same group (the smaller group ID is kept)"
-        if ConversationInfo.from_extensions(group.extensions) != ConversationInfo.from_extensions(
-            old.extensions
-        ):
-            return "a branch that is another conversation"
         kept = {x.account_id for x in group_members(group)}
         left_out = sorted({x.account_id for x in group_members(old)} - kept)
         # The branch's maker is its first leaf (RFC 9420 §11).

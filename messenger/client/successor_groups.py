@@ -15,7 +15,8 @@ resumption PSK -- and then:
 
 :func:`first_commit` builds both requests (in the MLS thread) and merges the
 Commit into the group, which nothing else sees until the caller saves it
-after :func:`start_group` returned.
+after :func:`start_group` returned. The other members join with
+:func:`join_resumed`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,18 @@ from typing import Final
 
 from messenger.api import models as m
 from messenger.api.sealed import token_digest
+from messenger.mls.errors import MLSError
 from messenger.mls.events import CommitResult
 from messenger.mls.group import Group
+from messenger.mls.key_package_bundle import KeyPackageBundle
 
 from .errors import GroupExistsError, NetworkError, ServerRejectedError, StaleEpochError
+from .groups import GROUP_CONFIG, ConversationInfo
+from .identity import same_client
 from .sealed_sending import next_send_token, send_token, send_token_hash
 from .session import Session
 
-__all__ = ["Claim", "FirstCommit", "first_commit", "send_commit", "start_group"]
+__all__ = ["Claim", "FirstCommit", "first_commit", "join_resumed", "send_commit", "start_group"]
 
 _log = logging.getLogger(__name__)
 
@@ -119,3 +124,32 @@ async def start_group(session: Session, group_id: bytes, first: FirstCommit) -> 
     except GroupExistsError:
         _log.info("the new group was registered by an attempt that was cut off")
     await send_commit(session, group_id, first.commit)
+
+
+async def join_resumed(
+    session: Session, data: bytes, bundle: KeyPackageBundle, old: Group
+) -> Group | str:
+    """Join the new group that resumes ``old`` from its Welcome ``data``, or why not.
+
+    MLS checks the old group's resumption PSK and how the members compare
+    (RFC 9420 §11.2, §11.3, §12.4.3.1); the new group must also be the same
+    conversation (name, kind, timer). The caller checks the rest.
+    """
+    try:
+        group = await session.mls(
+            Group.join_from_welcome,
+            data,
+            bundle,
+            previous=old,
+            config=GROUP_CONFIG,
+            identity=session.account.verifier,
+            successor=same_client,
+            now=session.now_s(),
+        )
+    except MLSError as exc:
+        return f"a Welcome to a new group that does not open: {exc}"
+    if ConversationInfo.from_extensions(group.extensions) != ConversationInfo.from_extensions(
+        old.extensions
+    ):
+        return "a new group that is another conversation"
+    return group

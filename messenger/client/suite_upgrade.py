@@ -45,7 +45,6 @@ from typing import Final
 
 from messenger.api import models as m
 from messenger.api.sealed import token_digest
-from messenger.mls.errors import MLSError
 from messenger.mls.events import StagedCommit
 from messenger.mls.group import Group
 from messenger.mls.group_context import ProtocolVersion
@@ -61,20 +60,26 @@ from .errors import (
 from .events import ConversationUpdated, Event
 from .groups import (
     GROUP_CONFIG,
-    ConversationInfo,
     SuccessorWelcome,
     group_members,
     key_package_member,
     new_key_package,
 )
-from .identity import GROUP_SUITES, HYBRID_SUITE, same_client
+from .identity import GROUP_SUITES, HYBRID_SUITE
 from .models import display_name
 from .sealed_sending import next_send_token, send_token
 from .session import Session
 from .store.conversations import Conversation
 from .store.key_packages import KeyPackageSecret
 from .store.store import Store
-from .successor_groups import Claim, FirstCommit, first_commit, send_commit, start_group
+from .successor_groups import (
+    Claim,
+    FirstCommit,
+    first_commit,
+    join_resumed,
+    send_commit,
+    start_group,
+)
 from .suite_choice import SuiteNotSupportedError
 
 __all__ = ["NOT_REINITIALISED", "join_successor", "reinit_acceptable", "upgrade_group"]
@@ -277,7 +282,7 @@ async def join_successor(
     (RFC 9420 §11.2), and move the conversation to it: the new group's ID, or why
     the Welcome was refused (the caller skips it then; nothing was changed)."""
     previous_id = header.resumes
-    store, account = session.store, session.account
+    store = session.store
     async with session.group_lock(previous_id):
         old = await session.groups.get(previous_id)
         # Anyone who claims a KeyPackage can send a Welcome naming any group, so
@@ -305,27 +310,13 @@ async def join_successor(
 
             if await store.run(known):
                 return "a Welcome for a group this client already has"
-            try:
-                group = await session.mls(
-                    Group.join_from_welcome,
-                    data,
-                    bundle,
-                    previous=old,
-                    config=GROUP_CONFIG,
-                    identity=account.verifier,
-                    successor=same_client,
-                    now=session.now_s(),
-                )
-            except MLSError as exc:
-                return f"a Welcome to a new group that does not open: {exc}"
+            group = await join_resumed(session, data, bundle, old)
+            if isinstance(group, str):
+                return group
             if group.group_id != new_id:  # also checked by join_from_welcome (§11.2)
                 return "a Welcome to another group than its ReInit names"
             if _member_keys(group) != _member_keys(old):
                 return "a new group whose members are not the old group's"
-            if ConversationInfo.from_extensions(
-                group.extensions
-            ) != ConversationInfo.from_extensions(old.extensions):
-                return "a new group that is another conversation"
             state, epoch, now = group.to_bytes(), group.epoch, session.now_ms()
             ref, one_time = secret.ref, not secret.last_resort
 

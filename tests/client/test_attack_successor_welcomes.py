@@ -23,25 +23,19 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import pytest
 
-from messenger.api import models as m
 from messenger.client import MessengerClient
-from messenger.client.groups import GROUP_CONFIG, group_members, new_key_package
-from messenger.client.sealed_sending import (
-    next_send_token,
-    next_send_token_hash,
-    send_token,
-    send_token_hash,
-)
+from messenger.client.groups import GROUP_CONFIG, new_key_package
+from messenger.client.successor_groups import first_commit, start_group
 from messenger.client.sync.inbound import CONTACT_WAIT_MAX_S
 from messenger.mls.group import Group
 from messenger.mls.proposals import ReInit
 
 from .helpers import account_id, texts
 from .in_process import InProcessServer
+from .test_move_turns import Clock
 
 pytestmark = pytest.mark.anyio
 
@@ -51,17 +45,6 @@ FLUSH = 10.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    """Bob's time: stands still unless the test moves it (seconds)."""
-
-    def __init__(self) -> None:
-        self.start = time.time()
-        self.ahead = 0.0
-
-    def __call__(self) -> float:
-        return self.start + self.ahead
 
 
 async def send_successor_welcome(mallory: MessengerClient, old: Group, victim: str) -> None:
@@ -75,37 +58,9 @@ async def send_successor_welcome(mallory: MessengerClient, old: Group, victim: s
     key_packages = [c.key_package for c in claimed]
     bundle = new_key_package(session.account, session.random, now=session.now_s(), suite=suite)
     new, result = Group.reinit(old, bundle, key_packages, session.random, config=GROUP_CONFIG)
-    create = m.CreateGroupRequest(
-        new.group_id,
-        new.group_info(),
-        send_token_hash=send_token_hash(new),
-        send_token=send_token(new),
-    )
-    token, next_token, epoch_token = (
-        next_send_token_hash(new, result.staged),
-        next_send_token(new, result.staged),
-        send_token(new),
-    )
-    new.merge(result.staged)
-    members = group_members(new)
-    me = session.account.client_id
-    await session.transport.create_group(create)
-    await session.transport.commit(
-        new.group_id,
-        m.CommitRequest(
-            epoch=0,
-            commit=result.message,
-            members=tuple(sorted({x.queue_id for x in members if x.queue_id})),
-            welcome=result.welcome,
-            welcome_to=tuple(sorted({c.queue_id for c in claimed})),
-            send_token_hash=token,
-            claims=session.transport.claim_tokens.take(key_packages),
-            next_token=next_token,
-            token=epoch_token,
-        ),
-        sealed=False,
-    )
-    assert me not in {c.client_id for c in claimed}
+    claims = session.transport.claim_tokens.take(key_packages)
+    first = first_commit(new, result, session.account.client_id, claims, session.random)
+    await start_group(session, new.group_id, first)  # as the app would: sealed, Welcome and all
 
 
 def skipped(caplog: pytest.LogCaptureFixture, why: str) -> bool:
@@ -179,5 +134,6 @@ async def test_a_members_made_up_successor_welcome_waits_a_bounded_time(
     views = {v.conversation.peer_account_id: v for v in await bob.conversations()}
     assert await texts(bob, views[await account_id(alice)].id) == ["hello"]
     assert await texts(bob, views[await account_id(mallory)].id) == ["hi Bob"]
+    assert old is not None  # Mallory's copy, with the ReInit she never sent merged
     assert await bob.group_epoch(views[await account_id(mallory)].id) == old.epoch - 1
     assert skipped(caplog, "a Welcome waited too long for the commit it follows")

@@ -22,7 +22,6 @@ Against the real server app in process; Mallory uses ``messenger.mls``.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 
@@ -31,15 +30,16 @@ import pytest
 from messenger.api import models as m
 from messenger.api.sealed import token_digest
 from messenger.client import MessengerClient
-from messenger.client.cli import _command, _parser
 from messenger.client.errors import NotAllowedError
 from messenger.client.groups import GROUP_CONFIG, group_members, new_key_package
-from messenger.client.sealed_sending import next_send_token, send_token, send_token_hash
+from messenger.client.sealed_sending import next_send_token, send_token
 from messenger.client.store.messages import MessageStatus, NoteKind
+from messenger.client.successor_groups import first_commit, start_group
 from messenger.mls.group import Group
 
 from .helpers import account_id, texts
 from .in_process import InProcessServer
+from .test_disappearing_cli import cli
 
 pytestmark = pytest.mark.anyio
 
@@ -240,32 +240,9 @@ async def test_a_branch_of_a_group_that_works_is_refused(
     new, result = Group.branch(
         old, bundle, key_packages, session.random, group_id=os.urandom(32), config=GROUP_CONFIG
     )
-    create = m.CreateGroupRequest(
-        new.group_id,
-        new.group_info(),
-        send_token_hash=send_token_hash(new),
-        send_token=send_token(new),
-    )
-    next_token = next_send_token(new, result.staged)
-    assert next_token is not None
-    sealing = send_token(new)
-    new.merge(result.staged)
-    await session.transport.create_group(create)
-    await session.transport.commit(
-        new.group_id,
-        m.CommitRequest(
-            epoch=0,
-            commit=result.message,
-            members=tuple(sorted({x.queue_id for x in group_members(new) if x.queue_id})),
-            welcome=result.welcome,
-            welcome_to=tuple(sorted({c.queue_id for c in claimed})),
-            send_token_hash=token_digest(next_token),
-            claims=session.transport.claim_tokens.take(key_packages),
-            next_token=next_token,
-            token=sealing,
-        ),
-        sealed=True,
-    )
+    claims = session.transport.claim_tokens.take(key_packages)
+    first = first_commit(new, result, session.account.client_id, claims, session.random)
+    await start_group(session, new.group_id, first)  # as the app would: sealed, Welcome and all
 
     await bob.sync()
 
@@ -304,14 +281,6 @@ async def test_two_members_starting_again_at_once_end_up_in_one_group(
     await settle(alice, bob, carol)
     assert "one group" in await texts(alice, ids["alice"])
     assert "one group" in await texts(bob, ids["bob"])
-
-
-async def cli(client: MessengerClient, *argv: str) -> str:
-    args = _parser().parse_args(["--profile", client.profile.name, *argv])
-    args.answers = None
-    out = io.StringIO()
-    assert await _command(client, args, out) == 0
-    return out.getvalue()
 
 
 async def test_the_cli_starts_again_only_a_conversation_that_cannot_go_on(
