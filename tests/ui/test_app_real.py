@@ -9,6 +9,7 @@ menus, the list -- and check what the *other* window shows.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from messenger.client import (
     start_local_server,
 )
 from tests.client.helpers import FAST_KDF, PASSPHRASE, MemoryKeyring
+from tests.integration.test_attack_outbox_lanes import unprocessable_commit
 from tests.ui.conftest import wait_until
 from ui import tasks, theme
 from ui.app import App
@@ -271,6 +273,69 @@ def test_group_create_add_remove_shows_in_both_timelines(tmp_path: Path, run: An
                 assert index.data(Qt.ItemDataRole.AccessibleTextRole) == "You removed carol"
                 layout = alice.pane.timeline.bubbles.layout_for(index)
                 assert layout is not None and layout.kind == "note"
+
+    run(body(), timeout=180)
+
+
+@pytest.mark.usefixtures("memory_keyring")
+@pytest.mark.qt_log_ignore("propagateSizeHints")
+def test_a_broken_group_is_started_again_from_the_window(tmp_path: Path, run: Any) -> None:
+    """Mallory breaks "Trip" with a commit nobody can process; Alice's window
+    shows the strip, its button starts the conversation again, and Bob's
+    window follows: the strip goes, and the next message arrives."""
+
+    async def body() -> None:
+        async with start_local_server(tmp_path / "server", pow_difficulty=8) as url:
+            await make_profile(tmp_path, "alice", url)
+            bob_id, bob_address = await make_profile(tmp_path, "bob", url)
+            mallory_id, mallory_address = await make_profile(tmp_path, "mallory", url)
+            mallory = await MessengerClient.open(
+                "mallory", PASSPHRASE, data_dir=tmp_path / "mallory"
+            )
+            try:
+                async with apps(tmp_path, url, "alice", "bob") as [(a_app, alice), (b_app, bob)]:
+                    client, bob_client = a_app.client, b_app.client
+                    assert client is not None and bob_client is not None
+                    await client.add_contact(bob_address)
+                    await client.add_contact(mallory_address)
+                    group = await client.create_group("Trip", [bob_id, mallory_id])
+                    await alice.show_conversation(group.id)
+                    type_and_send(alice, "Welcome")
+                    await wait_until(lambda: bob.list_model.rowCount() == 1, timeout=TIMEOUT)
+                    bob_group = bob.list_model.ids()[0]
+                    await bob.show_conversation(bob_group)
+                    await wait_until(lambda: last_body(bob) == "Welcome", timeout=TIMEOUT)
+                    for _ in range(3):  # Mallory's app is not running: she joins and moves
+                        await mallory.sync()
+                        await mallory.flush(TIMEOUT)
+                    (mallory_view,) = await mallory.conversations()
+
+                    async def settled() -> bool:
+                        await mallory.sync()
+                        epochs = {
+                            await client.group_epoch(group.id),
+                            await bob_client.group_epoch(bob_group),
+                            await mallory.group_epoch(mallory_view.id),
+                        }
+                        return len(epochs) == 1
+
+                    deadline = asyncio.get_running_loop().time() + TIMEOUT
+                    while not await settled():
+                        assert asyncio.get_running_loop().time() < deadline, "moves settle"
+                        await asyncio.sleep(0.1)
+                    await unprocessable_commit(mallory, group.group_id)
+
+                    bar = alice.pane.restart_bar
+                    await wait_until(lambda: bar.isVisible(), timeout=TIMEOUT)
+                    await wait_until(lambda: bob.pane.restart_bar.isVisible(), timeout=TIMEOUT)
+                    assert alice.pane.composer.field.isReadOnly()
+                    bar.button.click()
+                    await wait_until(lambda: not bar.isVisible(), timeout=TIMEOUT)
+                    await wait_until(lambda: not bob.pane.restart_bar.isVisible(), timeout=TIMEOUT)
+                    type_and_send(alice, "Back again")
+                    await wait_until(lambda: last_body(bob) == "Back again", timeout=TIMEOUT)
+            finally:
+                await mallory.close()
 
     run(body(), timeout=180)
 
