@@ -121,6 +121,27 @@ def test_main_window(tmp_path: Path, run: Any, out: Path, scheme: Theme) -> None
     run(body())
 
 
+def test_conversation_that_cannot_go_on(tmp_path: Path, run: Any, out: Path, scheme: Theme) -> None:
+    """The strip with "Start again" over a group a member broke (1x and 2x)."""
+
+    async def body() -> None:
+        window, ids = await main_window(tmp_path)
+        try:
+            client = window.client
+            assert isinstance(client, FakeClient)
+            client.mark_stuck_now(ids["group"])
+            await wait_until(lambda: window.pane.restart_bar.isVisible())
+            window.pane.timeline.scrollToBottom()
+            name = scheme.value
+            check_and_save(grab(window), out / f"restart-{name}.png", SIZE)
+            check_and_save(grab(window, 2.0), out / f"restart-{name}@2x.png", SIZE * 2)
+        finally:
+            window.quit()
+            tasks.set_error_sink(None)
+
+    run(body())
+
+
 def test_narrow_window(tmp_path: Path, run: Any, out: Path, qapp: QApplication) -> None:
     theme.apply_theme(qapp, Theme.LIGHT)
 
