@@ -1794,8 +1794,17 @@ class MessengerClient:
 
         def read(s: Store) -> list[ConversationView]:
             unread, prefs = s.read_markers.unread_counts(me), preferences(s)
+            stuck = s.groups.stuck_groups()
             return [
-                conversation_view(s, c, me, now=now, unread=unread.get(c.id, 0), prefs=prefs)
+                conversation_view(
+                    s,
+                    c,
+                    me,
+                    now=now,
+                    unread=unread.get(c.id, 0),
+                    prefs=prefs,
+                    stuck=c.group_id in stuck,
+                )
                 for c in s.conversations.all(archived=archived)
             ]
 

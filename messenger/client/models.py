@@ -248,10 +248,12 @@ def conversation_view(
     unread: int | None = None,
     prefs: Preferences | None = None,
     blocked: bool | None = None,
+    stuck: bool | None = None,
 ) -> ConversationView:
     """The view of ``conversation``; ``now`` (Unix ms) ends a timed mute.
 
-    ``unread``, ``prefs`` and ``blocked``: already known to the caller (None: read).
+    ``unread``, ``prefs``, ``blocked`` and ``stuck``: already known to the
+    caller (None: read).
     """
     members = tuple(
         MemberView(x.account_id, display_name(s, x.account_id, me), x.account_id == me)
@@ -284,7 +286,8 @@ def conversation_view(
             if conversation.typing_indicators is not None
             else prefs.typing_indicators
         ),
-        stuck=conversation.left_at is None and s.groups.stuck_at(conversation.group_id) is not None,
+        stuck=conversation.left_at is None
+        and (s.groups.stuck_at(conversation.group_id) is not None if stuck is None else stuck),
     )
 
 

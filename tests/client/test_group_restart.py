@@ -115,6 +115,28 @@ async def mallory_commits(
         )
 
 
+async def send_branch(mallory: MessengerClient, group_id: bytes, victim: str) -> None:
+    """Mallory branches her copy of the group (its epoch as her store has it)
+    with the victim's claimed KeyPackages and sends the Welcome, as the app would."""
+    session = mallory._require()
+    async with session.group_lock(group_id):
+        old = await session.groups.get(group_id)
+        assert old is not None
+        session.groups.evict(group_id)
+    suite = old.suite.suite_id
+    claimed = await session.transport.claim_key_packages(victim, (suite,))
+    key_packages = [c.key_package for c in claimed]
+    bundle = new_key_package(
+        await session.leaf_account(), session.random, now=session.now_s(), suite=suite
+    )
+    new, result = Group.branch(
+        old, bundle, key_packages, session.random, group_id=os.urandom(32), config=GROUP_CONFIG
+    )
+    claims = session.transport.claim_tokens.take(key_packages)
+    first = first_commit(new, result, session.account.client_id, claims, session.random)
+    await start_group(session, new.group_id, first)
+
+
 async def notes(client: MessengerClient, conversation_id: int) -> list[NoteKind]:
     return [
         v.message.note.kind
@@ -148,6 +170,8 @@ async def test_a_commit_nobody_can_process_is_found_and_the_group_started_again(
     for name in ("alice", "bob", "carol"):
         await people[name].sync()
         assert await stuck(people[name], ids[name]), f"{name} found the group stuck"
+        listed = {v.id: v.stuck for v in await people[name].conversations()}
+        assert listed[ids[name]], "the list says so too"
         assert (await notes(people[name], ids[name])).count(NoteKind.STUCK) == 1
     await bob.send_text(ids["bob"], "anyone?")  # waits, then fails: the group cannot go on
     await bob.flush(FLUSH)
@@ -170,6 +194,7 @@ async def test_a_commit_nobody_can_process_is_found_and_the_group_started_again(
         client, cid = people[name], ids[name]
         assert await group_of(client, cid) == new_group, f"{name} follows the new group"
         assert not await stuck(client, cid)
+        assert not {v.id: v.stuck for v in await client.conversations()}[cid]
         assert mallory_id not in await member_accounts(client, cid)
         assert NoteKind.RESTARTED in await notes(client, cid)
         assert "welcome" in await texts(client, cid), "the history is kept"
@@ -225,24 +250,7 @@ async def test_a_branch_of_a_group_that_works_is_refused(
     with pytest.raises(NotAllowedError):
         await alice.restart_conversation(ids["alice"])
     # Mallory branches the group that works, with Bob and without Alice and Carol.
-    session = mallory._require()
-    async with session.group_lock(group_id):
-        old = await session.groups.get(group_id)
-        assert old is not None
-        session.groups.evict(group_id)
-    claimed = await session.transport.claim_key_packages(
-        await account_id(bob), (old.suite.suite_id,)
-    )
-    key_packages = [c.key_package for c in claimed]
-    bundle = new_key_package(
-        await session.leaf_account(), session.random, now=session.now_s(), suite=old.suite.suite_id
-    )
-    new, result = Group.branch(
-        old, bundle, key_packages, session.random, group_id=os.urandom(32), config=GROUP_CONFIG
-    )
-    claims = session.transport.claim_tokens.take(key_packages)
-    first = first_commit(new, result, session.account.client_id, claims, session.random)
-    await start_group(session, new.group_id, first)  # as the app would: sealed, Welcome and all
+    await send_branch(mallory, group_id, await account_id(bob))
 
     await bob.sync()
 
@@ -255,6 +263,35 @@ async def test_a_branch_of_a_group_that_works_is_refused(
     await alice.send_text(ids["alice"], "still here")
     await settle(alice, bob)
     assert "still here" in await texts(bob, ids["bob"])
+
+
+async def test_a_removed_members_branch_is_refused_even_when_the_group_is_stuck(
+    server: InProcessServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mallory, removed, keeps her state of the epoch before; when the group is
+    stuck later, her branch of it is refused (it starts from an epoch Bob has
+    left behind, and she lacks the PSK of his), and Bob can still start it again."""
+    caplog.set_level(logging.INFO, logger="messenger.client.sync.inbound")
+    people, ids, group_id = await club(server)
+    alice, bob, carol, mallory = (people[n] for n in ("alice", "bob", "carol", "mallory"))
+    await alice.remove_member(ids["alice"], await account_id(mallory))
+    await settle(alice, bob, carol)
+    await mallory_commits(carol, group_id, junk=True)  # a member breaks it
+    for client in (alice, bob, carol):
+        await client.sync()
+    assert await stuck(bob, ids["bob"])
+
+    await send_branch(mallory, group_id, await account_id(bob))
+    await bob.sync()
+
+    assert any(
+        "a Welcome branching from an epoch this client has left behind" in r.getMessage()
+        for r in caplog.records
+    )
+    assert await group_of(bob, ids["bob"]) == group_id
+    await bob.restart_conversation(ids["bob"], leave_out=[await account_id(carol)])
+    await settle(alice, bob)
+    assert await group_of(alice, ids["alice"]) == await group_of(bob, ids["bob"]) != group_id
 
 
 async def test_two_members_starting_again_at_once_end_up_in_one_group(

@@ -326,6 +326,7 @@ def test_stuck_groups_and_their_branches(store: Store) -> None:
     assert store.groups.stuck_at(b"g1") is None and store.groups.stuck_at(b"nope") is None
     assert store.groups.mark_stuck(b"g1", 50) and not store.groups.mark_stuck(b"g1", 60)
     assert store.groups.stuck_at(b"g1") == 50  # the first time it was found
+    assert store.groups.stuck_groups() == {b"g1"}
     assert store.groups.leaf_rotations_due(10**15) == [b"g2"]  # no self-update to a stuck one
     store.groups.save(b"g1", 3, b"s3'", now=2)  # the same epoch: still stuck
     assert store.groups.stuck_at(b"g1") == 50

@@ -190,6 +190,11 @@ class GroupStateRepository:
         row = self._db.query_one("SELECT stuck_at FROM mls_groups WHERE group_id = ?", (group_id,))
         return None if row is None or row[0] is None else int(row[0])
 
+    def stuck_groups(self) -> set[bytes]:
+        """Every group found stuck (for a list of conversations: one query)."""
+        rows = self._db.query("SELECT group_id FROM mls_groups WHERE stuck_at IS NOT NULL")
+        return {bytes(row[0]) for row in rows}
+
     def set_branch_of(self, group_id: bytes, old_group_id: bytes) -> None:
         """``group_id`` (saved) was started again from ``old_group_id`` (RFC 9420 §11.3)."""
         self._db.execute(
