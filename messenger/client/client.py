@@ -1580,16 +1580,22 @@ class MessengerClient:
         from .content import Content, encode_content
 
         def write(s: Store, memo: Memo) -> tuple[Message, list[Event], bytes]:
-            conversation = s.conversations.get(conversation_id)
+            # The other writes of the batch are new own messages too (group_commit.py):
+            # they move only the activity time, kept in the memo below.
+            key = ("conversation view", conversation_id)
+            chat: ConversationView | None = memo.get(key)
+            conversation = None if chat is None else chat.conversation
             if conversation is None:
-                raise ConversationNotFoundError(f"no conversation {conversation_id}")
-            if conversation.left_at is not None:
-                raise ConversationLeftError(f"conversation {conversation_id} was left")
-            peer = conversation.peer_account_id
-            if peer is not None and s.contacts.is_blocked(peer):
-                raise NotAllowedError(
-                    "a blocked contact", user_message="Unblock this contact first."
-                )
+                conversation = s.conversations.get(conversation_id)
+                if conversation is None:
+                    raise ConversationNotFoundError(f"no conversation {conversation_id}")
+                if conversation.left_at is not None:
+                    raise ConversationLeftError(f"conversation {conversation_id} was left")
+                peer = conversation.peer_account_id
+                if peer is not None and s.contacts.is_blocked(peer):
+                    raise NotAllowedError(
+                        "a blocked contact", user_message="Unblock this contact first."
+                    )
             # The group's disappearing timer of this moment (docs/attachments.md §7).
             timer = conversation.disappearing_seconds
             data = encode_content(Content(uid, now, body, expires_after=timer))
@@ -1606,6 +1612,8 @@ class MessengerClient:
                 reply_to_uid=reply_to,
                 expires_after=timer,
                 expires_at=now + timer * 1000 if timer else None,
+                # Within a burst (the memo's view): only if the activity time moves on.
+                touch=chat is None or conversation.last_activity_at < now,
             )
             s.outbox.enqueue(
                 OutboxKind.MESSAGE,
@@ -1626,8 +1634,6 @@ class MessengerClient:
             )
             # Own messages change neither the members, names, unread count nor
             # settings: the other new messages of this transaction reuse the view.
-            key = ("conversation view", conversation_id)
-            chat = memo.get(key)
             if chat is None:
                 chat = conversation_view(s, after, me.account_id, now=now, blocked=False)
             else:

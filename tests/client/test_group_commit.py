@@ -7,6 +7,7 @@ that fails is rolled back alone and the others of its batch are stored.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -121,3 +122,51 @@ async def test_the_events_of_a_burst_carry_the_conversation_as_stored(
         assert event.conversation is not None
         assert event.conversation.conversation.last_activity_at >= message.sent_at
     assert received[-1].conversation == await alice.conversation(chat)
+
+
+async def test_a_burst_moves_the_activity_time_to_its_last_message(
+    server: InProcessServer,
+) -> None:
+    # Each message of the burst a millisecond after the one before: the writes of
+    # the batch after the first one must still move the conversation's activity
+    # time when theirs is later (and may skip it only when it is not).
+    # (The server checks signed requests' times: the clock starts now.)
+    calls = [0]
+
+    def clock() -> float:
+        calls[0] += 1
+        return time.time() + calls[0] * 0.0005  # two calls a millisecond, ahead of time
+
+    alice = await server.client("alice", clock=clock)
+    bob = await server.client("bob")
+    info = await bob.account()
+    assert info is not None
+    chat = (await alice.create_group("Clocked", [info.account_id])).id
+    sent = await asyncio.gather(*(alice.send_text(chat, f"tick {i}") for i in range(30)))
+    assert len({m.sent_at for m in sent}) > 10  # many different times in one batch
+    stored = await alice.conversation(chat)
+    assert stored.conversation.last_activity_at == max(m.sent_at for m in sent)
+
+
+async def test_a_failing_send_leaves_the_others_of_its_batch_stored_once(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch runs in one savepoint; a write that raises rolls it back and the
+    # writes run again one by one: what the first pass stored must not stay twice.
+    alice, chat = await chat_of(server)
+    transactions = Transactions(alice, monkeypatch)
+    texts = [f"first {i}" for i in range(10)]
+    outcomes = await asyncio.gather(
+        *(alice.send_text(chat, text) for text in texts),
+        alice.send_text(chat + 1000, "to no conversation"),
+        *(alice.send_text(chat, f"last {i}") for i in range(10)),
+        return_exceptions=True,
+    )
+    assert transactions.count == 1
+    assert sum(isinstance(o, ConversationNotFoundError) for o in outcomes) == 1
+    bodies = [v.message.body for v in await alice.messages(chat, limit=200)]
+    expected = texts + [f"last {i}" for i in range(10)]
+    assert [b for b in bodies if b in expected] == expected
+    ids = [o.id for o in outcomes if not isinstance(o, BaseException)]
+    assert len(set(ids)) == 20
+    assert {v.message.id for v in await alice.messages(chat, limit=200)} >= set(ids)

@@ -176,9 +176,9 @@ class ConversationRepository:
 
     def touch(self, conversation_id: int, at: int) -> None:
         """Move the last activity time forward to ``at`` (never back)."""
-        self._db.execute(
-            "UPDATE conversations SET last_activity_at = max(last_activity_at, ?) WHERE id = ?",
-            (at, conversation_id),
+        self._db.execute(  # an earlier or equal time writes nothing
+            "UPDATE conversations SET last_activity_at = ? WHERE id = ? AND last_activity_at < ?",
+            (at, conversation_id, at),
         )
 
     def rename(self, conversation_id: int, title: str | None) -> bool:

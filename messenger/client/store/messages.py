@@ -253,6 +253,7 @@ class MessageRepository:
         note: Note | None = None,
         expires_after: int = 0,
         expires_at: int | None = None,
+        touch: bool = True,
     ) -> Message:
         """Store a message and move the conversation's activity time forward.
 
@@ -261,7 +262,9 @@ class MessageRepository:
         and no ``body``. ``expires_after`` is a disappearing message's timer
         (seconds), ``expires_at`` its deadline if its countdown has started
         (own messages: ``sent_at`` plus the timer). DuplicateMessageError if
-        the conversation already has a message with ``uid``.
+        the conversation already has a message with ``uid``. ``touch=False``
+        leaves the activity time as it is: for a caller that knows it is
+        ``received_at`` or later already (a burst of own messages).
         """
         if expires_at is not None and expires_after <= 0:
             raise ValueError("only a message with a timer has a deadline")
@@ -303,10 +306,14 @@ class MessageRepository:
             )
             if row is None:
                 raise DuplicateMessageError(f"message uid {uid.hex()} is already stored")
-            self._db.execute(
-                "UPDATE conversations SET last_activity_at = max(last_activity_at, ?) WHERE id = ?",
-                (received_at, conversation_id),
-            )
+            if touch:
+                # Only a later time writes the row (and its index entry): the
+                # messages of one arrival, stored at one time, write it once.
+                self._db.execute(
+                    "UPDATE conversations SET last_activity_at = ? "
+                    "WHERE id = ? AND last_activity_at < ?",
+                    (received_at, conversation_id, received_at),
+                )
         return _message(row)
 
     def get(self, message_id: int) -> Message | None:
