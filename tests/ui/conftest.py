@@ -20,7 +20,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 import qasync
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QEvent
+from PySide6.QtWidgets import QApplication, QWidget
 
 T = TypeVar("T")
 
@@ -51,6 +52,28 @@ def loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
         asyncio.set_event_loop(None)
         event_loop.close()
         gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_windows(qapp: QApplication) -> Iterator[None]:
+    """Delete the top-level widgets a test left behind once it is over.
+
+    Every widget alive is restyled when a test switches the theme
+    (``QApplication.setStyleSheet``), so windows left over from earlier tests
+    made each switch slower than the last (thousands of widgets by the end
+    of the suite: seconds a switch). Set up before the test's own function
+    fixtures, so it runs after their teardown (the loop is closed by then):
+    the widgets are hidden, not closed, so no close handler runs.
+    """
+    before = {id(w) for w in qapp.topLevelWidgets()}
+    yield
+    left: list[QWidget] = [w for w in qapp.topLevelWidgets() if id(w) not in before]
+    for widget in left:
+        widget.hide()
+        widget.deleteLater()
+    if left:
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
 
 
 Runner = Callable[..., Any]
