@@ -31,6 +31,12 @@ installed with ``uvicorn.Config(http=..., ws=...)``:
   close. Behind a reverse proxy (``trust_forwarded_for``) every connection
   comes from the proxy, so the per-address cap is off and the proxy must
   limit clients.
+* **No Nagle delay.** Every accepted TCP connection gets ``TCP_NODELAY``.
+  asyncio sets it only on sockets whose protocol number is ``IPPROTO_TCP``;
+  a listener made with ``socket.socket()`` (protocol 0), as a socket handed
+  to ``Server.serve(sockets=...)`` or uvicorn's own ``bind_socket`` are,
+  would otherwise hold each response's body behind its headers until the
+  client's delayed ACK: about 40 ms a request.
 
 Nothing here logs a peer address.
 """
@@ -42,6 +48,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import socket
 import sys
 import time
 from collections import Counter
@@ -239,6 +246,14 @@ class ConnectionGuard:
             self._refused.clear()
 
 
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    """Send small writes at once (see the module docstring, "No Nagle delay")."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):  # the peer may be gone already
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the caps and timers of this module.
 
@@ -293,6 +308,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             transport.write(_REFUSAL)
             transport.close()
             return
+        _no_delay(transport)
         super().connection_made(transport)
         self._arm_header_timer()
 

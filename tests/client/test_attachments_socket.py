@@ -44,7 +44,9 @@ async def server_url(tmp_path: Path) -> AsyncIterator[str]:
         registrations_per_ip_per_hour=1_000_000,
     )
     app = create_app(config, run_sweeper=False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, as uvicorn's own listener: asyncio then sets TCP_NODELAY on what it
+    # accepts (with protocol 0, each answer waited ~40 ms for a delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
