@@ -46,8 +46,10 @@ class Transactions:
         return counted
 
 
-async def chat_of(server: InProcessServer) -> tuple[MessengerClient, int]:
-    alice = await server.client("alice")
+async def chat_of(
+    server: InProcessServer, clock: Callable[[], float] | None = None
+) -> tuple[MessengerClient, int]:
+    alice = await server.client("alice", clock=clock)
     bob = await server.client("bob")
     info = await bob.account()
     assert info is not None
@@ -137,11 +139,7 @@ async def test_a_burst_moves_the_activity_time_to_its_last_message(
         calls[0] += 1
         return time.time() + calls[0] * 0.0005  # two calls a millisecond, ahead of time
 
-    alice = await server.client("alice", clock=clock)
-    bob = await server.client("bob")
-    info = await bob.account()
-    assert info is not None
-    chat = (await alice.create_group("Clocked", [info.account_id])).id
+    alice, chat = await chat_of(server, clock)
     sent = await asyncio.gather(*(alice.send_text(chat, f"tick {i}") for i in range(30)))
     assert len({m.sent_at for m in sent}) > 10  # many different times in one batch
     stored = await alice.conversation(chat)
