@@ -223,7 +223,9 @@ async def run(adds: int, join_size: int, messages: int) -> None:
             setup = time.perf_counter()
             alice = await bench.client("alice")
             bob = await bench.client("bob")
-            bob_id = (await bob.account()).account_id  # type: ignore[union-attr]
+            # By handle: the lookup gives Bob's contact token (docs/metadata.md §1).
+            bob_id = (await alice.add_contact("bob")).account_id
+            assert bob_id == (await bob.account()).account_id  # type: ignore[union-attr]
             others = await bench.bare_members(max(adds, join_size - 2))
             print(f"(set-up: {time.perf_counter() - setup:.1f} s)", flush=True)
 

@@ -61,6 +61,10 @@ class ErrorCode(enum.StrEnum):
     INVITE_INVALID = "invite_invalid"
     NOT_A_MEMBER = "not_a_member"
     MEMBER_NOT_CLAIMED = "member_not_claimed"
+    #: The account's KeyPackages are claimed with its contact token (an invite
+    #: link, its handle or a shared group gives it): the claim had none, or
+    #: another (docs/metadata.md §1).
+    CONTACT_TOKEN_INVALID = "contact_token_invalid"  # noqa: S105 (an error code)
     # 404: the thing named does not exist.
     NOT_FOUND = "not_found"
     UNKNOWN_GROUP = "unknown_group"
@@ -116,6 +120,7 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
     ErrorCode.INVITE_INVALID: 403,
     ErrorCode.NOT_A_MEMBER: 403,
     ErrorCode.MEMBER_NOT_CLAIMED: 403,
+    ErrorCode.CONTACT_TOKEN_INVALID: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.UNKNOWN_GROUP: 404,
     ErrorCode.UNKNOWN_ACCOUNT: 404,

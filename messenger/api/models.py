@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Self
 
+from .contact_token import CONTACT_BOX_BYTES, CONTACT_TOKEN_BYTES
 from .errors import ApiError, ErrorCode
 from .fields import (
     Bytes,
@@ -382,6 +383,17 @@ def _all_or_none(model: Model, path: str, names: tuple[str, ...]) -> None:
         raise ApiError.invalid_field(f"{path}.{missing}" if path else missing, "missing")
 
 
+def _contact_box() -> Bytes:
+    """A handle's contact box (:mod:`messenger.api.contact_token`), optional."""
+    return Bytes(
+        "contact_box",
+        min_len=CONTACT_BOX_BYTES,
+        max_len=CONTACT_BOX_BYTES,
+        optional=True,
+        description="the contact token sealed under a key from the handle",
+    )
+
+
 def _certificate_fields(*, with_key: bool = True) -> tuple[Field, ...]:
     """The optional fields of a device certificate (docs/devices.md)."""
     key = (
@@ -458,6 +470,8 @@ class RegisterRequest(Model):
     account_key: bytes | None = None
     certified_at: int | None = None
     device_certificate: bytes | None = None
+    #: The handle's contact box (:class:`SetHandleRequest`), with ``handle`` only.
+    contact_box: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes("signature_key", min_len=32, max_len=32, description=_SIGNATURE_KEY),
@@ -472,10 +486,14 @@ class RegisterRequest(Model):
         Text("invite_code", min_len=8, max_len=64, pattern=r"[A-Za-z0-9_-]+", optional=True),
         Text("handle", min_len=3, max_len=32, pattern=HANDLE_PATTERN, optional=True),
         *_certificate_fields(),
+        _contact_box(),
     )
 
     def _validate(self, path: str) -> None:
         _all_or_none(self, path, ("account_key", "certified_at", "device_certificate"))
+        if self.contact_box is not None and self.handle is None:
+            where = f"{path}.contact_box" if path else "contact_box"
+            raise ApiError.invalid_field(where, "a contact box goes with a handle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,12 +606,19 @@ class TakeoverRequest(Model):
 
 @dataclass(frozen=True, slots=True)
 class SetHandleRequest(Model):
-    """Set (or replace) the account's handle; the server keeps only a keyed hash."""
+    """Set (or replace) the account's handle; the server keeps only a keyed hash.
+
+    ``contact_box`` is the account's contact token sealed under a key from the
+    handle (:mod:`messenger.api.contact_token`): the server keeps it and hands
+    it to whoever looks the handle up. Without it, a lookup hands out none.
+    """
 
     handle: str
+    contact_box: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Text("handle", min_len=3, max_len=32, pattern=HANDLE_PATTERN),
+        _contact_box(),
     )
 
 
@@ -610,11 +635,16 @@ class HandleLookupRequest(Model):
 
 @dataclass(frozen=True, slots=True)
 class HandleLookupResponse(_Response):
-    """The account that holds the handle."""
+    """The account that holds the handle, and its contact box if it gave one
+    (:mod:`messenger.api.contact_token`: the looker opens it with the handle)."""
 
     account_id: str
+    contact_box: bytes | None = None
 
-    FIELDS: ClassVar[tuple[Field, ...]] = (Ident("account_id"),)
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Ident("account_id"),
+        _contact_box(),
+    )
 
 
 # -- KeyPackages (RFC 9750 §5.1) ----------------------------------------------
@@ -626,6 +656,7 @@ class UploadKeyPackagesRequest(Model):
 
     key_packages: tuple[bytes, ...]
     last_resort: bytes | None = None
+    contact_proof: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         ListOf(
@@ -640,6 +671,14 @@ class UploadKeyPackagesRequest(Model):
             max_len=MAX_KEY_PACKAGE_BYTES,
             optional=True,
             description="handed out when no one-time KeyPackage is left (RFC 9750 §5.1)",
+        ),
+        Bytes(
+            "contact_proof",
+            min_len=64,
+            max_len=64,
+            optional=True,
+            description="the contact queue key's signature over contact_queue_possession "
+            "(the uploader and that key): the leaves may name that queue",
         ),
     )
 
@@ -730,6 +769,7 @@ class ClaimKeyPackagesRequest(Model):
 
     account_id: str
     suites: tuple[int, ...] | None = None
+    contact_token: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Ident("account_id"),
@@ -741,6 +781,14 @@ class ClaimKeyPackagesRequest(Model):
             unique=True,
             optional=True,
             description="acceptable cipher suites (RFC 9420 §17.1), most wanted first",
+        ),
+        Bytes(
+            "contact_token",
+            min_len=CONTACT_TOKEN_BYTES,
+            max_len=CONTACT_TOKEN_BYTES,
+            optional=True,
+            description="the account's contact token (docs/metadata.md §1), needed for "
+            "KeyPackages that carry one",
         ),
     )
 
@@ -1004,14 +1052,29 @@ class ContactQueueRequest(Model):
     :func:`~messenger.api.signing.contact_queue_possession` for the signing
     client. A client has one contact queue, and its key never changes: asking
     again with the same key answers the same queue.
+
+    ``kill_hash`` (SHA-256 of the contact queue's kill secret, which the
+    account's devices derive) lets the server keep no row that names the
+    contact queue: a device that removes this client names the queue with
+    the secret. Given again for a contact queue made without it, the server
+    drops the sealed link it kept.
     """
 
     auth_key: bytes
     proof: bytes
+    kill_hash: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes("auth_key", min_len=QUEUE_KEY_BYTES, max_len=QUEUE_KEY_BYTES),
         Bytes("proof", min_len=64, max_len=64, description="an Ed25519 signature"),
+        Bytes(
+            "kill_hash",
+            min_len=QUEUE_KILL_BYTES,
+            max_len=QUEUE_KILL_BYTES,
+            optional=True,
+            description="SHA-256 of the contact queue's kill secret: with it the server "
+            "keeps no row that names the client's contact queue",
+        ),
     )
 
 
@@ -1029,12 +1092,15 @@ class ContactQueueResponse(_Response):
 @dataclass(frozen=True, slots=True)
 class RemoveClientRequest(Model):
     """The optional body of ``DELETE /v1/clients/{client_id}``: the removed client's
-    queue kill secret, needed once its queue has a key of its own."""
+    queue kill secret, needed once its queue has a key of its own, and its
+    contact queue's, needed once that queue has a kill hash."""
 
     queue_kill: bytes | None = None
+    contact_kill: bytes | None = None
 
     FIELDS: ClassVar[tuple[Field, ...]] = (
         Bytes("queue_kill", min_len=QUEUE_KILL_BYTES, max_len=QUEUE_KILL_BYTES, optional=True),
+        Bytes("contact_kill", min_len=QUEUE_KILL_BYTES, max_len=QUEUE_KILL_BYTES, optional=True),
     )
 
 

@@ -375,7 +375,13 @@ ROUTES: Final[tuple[Route, ...]] = (
         "Claim one KeyPackage per client of an account",
         m.ClaimKeyPackagesResponse,
         m.ClaimKeyPackagesRequest,
-        errors=(*_AUTH, *_BODY, ErrorCode.UNKNOWN_ACCOUNT, ErrorCode.NO_KEY_PACKAGE),
+        errors=(
+            *_AUTH,
+            *_BODY,
+            ErrorCode.UNKNOWN_ACCOUNT,
+            ErrorCode.NO_KEY_PACKAGE,
+            ErrorCode.CONTACT_TOKEN_INVALID,
+        ),
     ),
     Route(
         "GET",

@@ -116,7 +116,7 @@ from .store.messages import Message, MessageKind, Note, NoteKind
 from .store.outbox import OutboxKind
 from .store.pending_inbound import DEFAULT_PENDING_LIMITS, PendingLimits
 from .store.search import SearchHit
-from .store.settings import INSECURE_HTTP_ALLOWED
+from .store.settings import HANDLE_CONTACT_BOX, INSECURE_HTTP_ALLOWED
 from .store.store import Store
 from .wake import wait_event
 
@@ -139,7 +139,6 @@ if TYPE_CHECKING:
     from .linking.code import LinkCode
     from .linking.existing import DeviceLink
     from .linking.models import LinkProgress
-    from .net.http import Transport
     from .rejoin_boxes import RejoinBoxUploader
     from .session import Session
     from .sync.inbound import InboundPipeline
@@ -566,10 +565,11 @@ class MessengerClient:
 
     async def _maintain(self) -> None:
         """Replenish KeyPackages and prune old hashes, now and then; once, move old
-        leaves to a delivery address (:mod:`.sync.leaf_addresses`); make this
+        leaves to a delivery address and give them the contact token
+        (:mod:`.sync.leaf_addresses`); make this
         device's leaf fresh in each group where it is a week old
         (:mod:`.sync.leaf_rotation`)."""
-        from .sync.leaf_addresses import queue_readdressing
+        from .sync.leaf_addresses import queue_readdressing, queue_token_updates
         from .sync.leaf_rotation import queue_leaf_rotations
 
         assert self._pool is not None
@@ -582,6 +582,7 @@ class MessengerClient:
                 session = self._require()
                 await session.leaf_account()  # the session's delivery address, once
                 await queue_readdressing(session)
+                await queue_token_updates(session)  # once: the leaves carry the contact token
                 await queue_leaf_rotations(session)
                 await self._announce_device()  # at most hourly (docs/devices.md §3)
                 failures = 0
@@ -800,17 +801,32 @@ class MessengerClient:
             s.identity.save(identity)
             if allow_insecure_http:
                 s.settings.set(INSECURE_HTTP_ALLOWED, True)
+            if registration.contact_box_given and handle is not None:
+                s.settings.set(HANDLE_CONTACT_BOX, handle)  # given with the handle
 
         await self._store.run(save)
         self._allow_insecure_http = insecure_http
         self._attach(identity)
         assert self._pool is not None
         await self._pool.replenish()
+        if not registration.contact_box_given:
+            await self._give_handle_box()  # a server from before took the handle alone
         await self._ensure_devices_group()
         info = await self.account()
         assert info is not None
         report(1.0)
         return info
+
+    async def _give_handle_box(self) -> None:
+        """The handle's contact box, right after sign-up (the registration sets the
+        handle without it), so that a lookup gives the token at once; a failure
+        is logged, and the next connection gives it (:mod:`.contact_tokens`)."""
+        from .contact_tokens import give_handle_box
+
+        try:
+            await give_handle_box(self._require())
+        except ClientError as exc:
+            _log.info("the handle's contact box was not given yet (%s)", type(exc).__name__)
 
     async def account(self) -> AccountInfo | None:
         """This profile's account (None before :meth:`create_account`)."""
@@ -829,7 +845,9 @@ class MessengerClient:
             client_id=identity.client_id,
             handle=identity.handle,
             address=address,
-            invite_link=invite_link(identity.server_url, identity.account_id, identity.handle),
+            invite_link=invite_link(
+                identity.server_url, identity.account_id, identity.handle, _own_token(identity)
+            ),
             display_name=identity.display_name,
         )
 
@@ -955,21 +973,27 @@ class MessengerClient:
         server_url = session.account.identity.server_url
         if parsed.server is not None and not same_server(parsed.server, server_url):
             raise ForeignServerError(f"{parsed.server} is not {server_url}")
+        from .contact_tokens import look_up_handle
+
         account_id = parsed.account_id
         if account_id is None:
             assert parsed.handle is not None
-            account_id = await session.transport.lookup_handle(parsed.handle)
+            # The handle's contact box gives the account's token (docs/metadata.md §1).
+            account_id = await look_up_handle(session, parsed.handle)
         elif check and account_id != session.account.account_id:
-            await _check_account(session.transport, account_id, parsed.handle)
+            await _check_account(session, account_id, parsed.handle, parsed.token)
         if account_id == session.account.account_id:
             raise NotAllowedError("that is this account", user_message="That is your own account.")
         now = session.now_ms()
         handle = parsed.handle
-        contact = await self._store.run(
-            lambda s: s.contacts.upsert(
-                account_id, now=now, handle=handle, display_name=display_name
-            )
-        )
+        token = parsed.token
+
+        def add(s: Store) -> Contact:
+            if token is not None:  # the link's: what claims of the account present
+                s.contact_tokens.set(account_id, token, now=now)
+            return s.contacts.upsert(account_id, now=now, handle=handle, display_name=display_name)
+
+        contact = await self._store.transaction(add)
         session.events.publish(ContactUpdated(account_id))
         return contact
 
@@ -1093,8 +1117,11 @@ class MessengerClient:
         verifier = session.account.verifier
         found: list[bytes] = []
         seen_keys: dict[str, bytes] = {}
+        from .contact_tokens import claim_key_packages
+
         for account_id in account_ids:
-            claimed = await session.transport.claim_key_packages(account_id, tuple(suites))
+            # With the account's contact token (docs/metadata.md §1).
+            claimed = await claim_key_packages(session, account_id, tuple(suites))
             if not claimed:
                 raise NoKeyPackageError("no_key_package", f"no KeyPackage for {account_id}")
             answered: set[int] = set()
@@ -2671,13 +2698,33 @@ def _create_group(
     return group, group.to_bytes(), group.group_info()
 
 
-async def _check_account(transport: Transport, account_id: str, handle: str | None) -> None:
-    """UnknownAccountError unless ``account_id`` (with ``handle``, if given) is on the server."""
+def _own_token(identity: Identity) -> bytes | None:
+    """The account's contact token, for its invite link (None: no account key)."""
+    if identity.account_private_key is None:
+        return None
+    from .contact_tokens import contact_token
+
+    return contact_token(identity.account_private_key)
+
+
+async def _check_account(
+    session: Session, account_id: str, handle: str | None, token: bytes | None
+) -> None:
+    """UnknownAccountError unless ``account_id`` (with ``handle``, if given) is on the
+    server; a claim (no handle) presents the link's contact ``token``
+    (ContactTokenError if the account's KeyPackages need another)."""
+    from .contact_tokens import look_up_handle
+
+    transport = session.transport
     try:
         found = (
-            await transport.lookup_handle(handle)
+            await look_up_handle(session, handle)
             if handle is not None
-            else (account_id if await transport.claim_key_packages(account_id) else None)
+            else (
+                account_id
+                if await transport.claim_key_packages(account_id, contact_token=token)
+                else None
+            )
         )
     except ServerRejectedError as exc:  # no such account, or not even an account ID
         if exc.code not in ("unknown_account", "invalid_field"):

@@ -34,6 +34,19 @@ So what the server stores ties the account to the contact queue only. The
 live server sees each move (the contact queue out, a queue in, with one
 commit), as it would see any member's queue when it joins.
 
+And no stored row ties them at all for an account with an account key
+(docs/metadata.md §1, :mod:`.contact_tokens`): the request carries the
+SHA-256 of the contact queue's **kill secret**
+(:func:`~.queue_keys.contact_kill`), so the server keeps no sealed link
+from the client to the queue (a device that removes this one names the
+queue with the secret); a contact queue made before is asked for once
+more, with the same key and the kill hash, and a whole new set of
+KeyPackages then goes up. KeyPackage uploads that name the contact queue
+carry ``contact_proof``, the contact key's signature over the client and
+the key, which is how the server knows the queue is the client's; and
+the leaves carry the account's contact token, under which the server
+seals them.
+
 The contact queue needs the client's own queue to have its key
 (:mod:`.queue_keys`): the move is proved with it. A server from before
 contact queues (``not_found``, ``method_not_allowed``) is asked again at
@@ -43,6 +56,7 @@ the next start; KeyPackages then name the client's own queue, as before.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import weakref
 from typing import TYPE_CHECKING, Final
@@ -55,7 +69,7 @@ from messenger.api.signing import contact_queue_possession
 
 from .errors import ClientError, ServerRejectedError
 from .net.signing import QueueSigner
-from .store.settings import CONTACT_CURSOR, CONTACT_KEY_PACKAGES_OWED
+from .store.settings import CONTACT_CURSOR, CONTACT_KEY_PACKAGES_OWED, CONTACT_KILL_HASH_GIVEN
 
 if TYPE_CHECKING:
     from .session import Session
@@ -84,6 +98,7 @@ async def set_up_queues(session: Session, pool: KeyPackagePool | None) -> None:
     from .queue_keys import give_queue_key  # it imports the session's modules too
 
     given = await give_queue_key(session)
+    await _give_handle_box(session)
     if pool is None:
         await ensure_contact_queue(session)
         return
@@ -97,6 +112,17 @@ async def set_up_queues(session: Session, pool: KeyPackagePool | None) -> None:
                 await pool.replenish_locked()
             except ClientError as exc:
                 _log.info("KeyPackages not replenished after the queues' set-up (%s)", exc)
+
+
+async def _give_handle_box(session: Session) -> None:
+    """The handle's contact box, once (:func:`~.contact_tokens.give_handle_box`);
+    a failure is logged, and the next connection tries again."""
+    from .contact_tokens import give_handle_box
+
+    try:
+        await give_handle_box(session)
+    except ClientError as exc:
+        _log.info("the handle's contact box was not given (%s)", type(exc).__name__)
 
 
 async def ensure_contact_queue(session: Session) -> bool:
@@ -119,7 +145,10 @@ async def ensure_contact_queue(session: Session) -> bool:
         if signer is None or not signer.signs_queue_requests or store in _not_there:
             return False
         private, queue_id = await store.run(lambda s: s.settings.contact_queue())
+        kill_hash = _kill_hash(session)
         if private is not None and queue_id is not None:
+            if kill_hash is not None and not await store.run(_kill_hash_given):
+                queue_id = await _give_kill_hash(session, private, queue_id, kill_hash)
             if session.contact is None or session.contact.queue_id != queue_id:
                 session.contact = _signer(session, queue_id, private)
             await session.leaf_account()
@@ -128,11 +157,8 @@ async def ensure_contact_queue(session: Session) -> bool:
             private = Ed25519PrivateKey.generate().private_bytes_raw()
             chosen = private
             await store.transaction(lambda s: s.settings.set_contact_queue(chosen, None))
-        key = Ed25519PrivateKey.from_private_bytes(private)
-        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        proof = key.sign(contact_queue_possession(signer.client_id, public))
         try:
-            queue_id = await session.transport.contact_queue(ContactQueueRequest(public, proof))
+            queue_id = await session.transport.contact_queue(_request(session, private, kill_hash))
         except ServerRejectedError as exc:
             if exc.code not in _NOT_THERE:
                 raise
@@ -146,12 +172,64 @@ async def ensure_contact_queue(session: Session) -> bool:
             s.settings.delete(CONTACT_CURSOR)  # a new queue: nothing of it read yet
             # Its KeyPackages are owed until a whole new set is up (the pool clears it).
             s.settings.set(CONTACT_KEY_PACKAGES_OWED, True)
+            if kill_hash is not None:
+                s.settings.set(CONTACT_KILL_HASH_GIVEN, True)
 
         await store.transaction(keep)
         session.contact = _signer(session, queue_id, private)
         await session.leaf_account()
         _log.info("this device has a contact queue now")
         return True
+
+
+def _kill_hash(session: Session) -> bytes | None:
+    """SHA-256 of this client's contact queue kill secret (None without an account
+    key: the server then keeps its sealed link, docs/metadata.md §1)."""
+    from .queue_keys import contact_kill_of
+
+    secret = contact_kill_of(session, session.account.client_id)
+    return None if secret is None else hashlib.sha256(secret).digest()
+
+
+def _kill_hash_given(store: Store) -> bool:
+    return store.settings.get(CONTACT_KILL_HASH_GIVEN) is True
+
+
+def _request(session: Session, private: bytes, kill_hash: bytes | None) -> ContactQueueRequest:
+    """``PUT /v1/queue/contact`` for the contact key ``private``: its public half,
+    its signature over the client and the key, and the kill hash."""
+    signer = session.transport.signer
+    assert signer is not None
+    key = Ed25519PrivateKey.from_private_bytes(private)
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    proof = key.sign(contact_queue_possession(signer.client_id, public))
+    return ContactQueueRequest(public, proof, kill_hash)
+
+
+async def _give_kill_hash(session: Session, private: bytes, queue_id: str, kill_hash: bytes) -> str:
+    """A contact queue made before kill hashes: ask for it again with the same key
+    and the kill hash, so that the server drops the sealed link it kept
+    (``clients.contact_box``) and keeps no row naming the queue. Its KeyPackages
+    are then owed: a whole new set, whose leaves carry the contact token,
+    replaces the ones the key file alone opens (docs/metadata.md §1). The
+    queue's ID as the server answers it (the same one)."""
+    try:
+        answered = await session.transport.contact_queue(_request(session, private, kill_hash))
+    except ServerRejectedError as exc:
+        if exc.code not in _NOT_THERE:
+            raise
+        return queue_id
+
+    def keep(s: Store) -> None:
+        s.settings.set_contact_queue(private, answered)
+        if answered != queue_id:  # not expected: a queue of its own, read from its start
+            s.settings.delete(CONTACT_CURSOR)
+        s.settings.set(CONTACT_KILL_HASH_GIVEN, True)
+        s.settings.set(CONTACT_KEY_PACKAGES_OWED, True)
+
+    await session.store.transaction(keep)
+    _log.info("the server keeps no link to this device's contact queue now")
+    return answered
 
 
 async def forget_contact_queue(session: Session) -> None:

@@ -41,6 +41,7 @@ developers; it never holds a key, a passphrase or message content.
   * :class:`ServerRejectedError` (``code``) -- any other refusal, with the
     kinds :class:`HandleTakenError`, :class:`SignupRefusedError`,
     :class:`UnknownAccountError`, :class:`NoKeyPackageError`,
+    :class:`ContactTokenError`,
     :class:`NotAMemberError`, :class:`UnknownGroupError`,
     :class:`GroupExistsError`.
 
@@ -85,6 +86,7 @@ __all__ = [
     "ConstraintError",
     "ContactError",
     "ContactNotFoundError",
+    "ContactTokenError",
     "ContentDecodeError",
     "ContentError",
     "ConversationError",
@@ -444,6 +446,16 @@ class NoKeyPackageError(ServerRejectedError):
 
     default_user_message = (
         "This contact cannot be added right now: their app has to be online once first."
+    )
+
+
+class ContactTokenError(ServerRejectedError):
+    """The account's KeyPackages are claimed with its contact token, and this app
+    has none that the server takes (docs/metadata.md §1): an invite link, the
+    account's handle or a shared group gives it."""
+
+    default_user_message = (
+        "You can't add this person yet: ask them for a new invite link, or for their handle."
     )
 
 

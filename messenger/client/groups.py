@@ -1,6 +1,6 @@
 """MLS groups as conversations: extensions, members, KeyPackages, the cache.
 
-Two private-use extensions (RFC 9420 §13.1, §17.3: 0xF000-0xFFFF) carry
+Three private-use extensions (RFC 9420 §13.1, §17.3: 0xF000-0xFFFF) carry
 what the messenger needs in MLS itself:
 
 * ``conversation_info`` (0xF001), a GroupContext extension: the kind of
@@ -29,6 +29,12 @@ what the messenger needs in MLS itself:
   reads the addresses from the leaves of the ratchet tree, so any member can
   commit, including one that joined later.
 
+* ``contact_token`` (0xF003), a LeafNode extension: the member's account's
+  contact token (:mod:`.contact_tokens`, docs/metadata.md §1), so that the
+  group's members can claim that account's KeyPackages for a new group.
+  Listed in this client's capabilities but required by no group: the
+  leaves of apps from before lack it.
+
 A group's cipher suite is one of :data:`~.identity.GROUP_SUITES` (suite 1
 or the hybrid post-quantum 0xF001, docs/pq-suites.md); both sign with
 Ed25519, so one signature key and credential serve both. KeyPackages are
@@ -36,11 +42,11 @@ made per suite (:func:`new_key_package`), each listing every suite this
 client supports (RFC 9420 §7.2); a join takes the group's suite from the
 KeyPackage bundle (a Welcome) or the GroupInfo (an external join).
 
-Every KeyPackage this client makes lists both types in its capabilities
-(RFC 9420 §7.2; a GroupContextExtensions proposal is valid only if every
-member supports the extensions, §12.1.7), and each group requires them
-(``required_capabilities``, §11.1), so a client that cannot carry them
-cannot be added.
+Every KeyPackage this client makes lists the three types in its
+capabilities (RFC 9420 §7.2; a GroupContextExtensions proposal is valid only
+if every member supports the extensions, §12.1.7), and each group requires
+the first two (``required_capabilities``, §11.1), so a client that cannot
+carry them cannot be added.
 
 :class:`GroupCache` keeps the loaded :class:`~messenger.mls.group.Group`
 objects; the store holds their serialized state (stage, persist, merge:
@@ -91,6 +97,7 @@ from messenger.mls.messages import MLSMessage
 from messenger.mls.psk import PSKType, ResumptionPSKUsage
 from messenger.mls.welcome import Welcome
 
+from .contact_tokens import CONTACT_TOKEN_EXTENSION, own_token, token_extension
 from .disappearing import valid_timer
 from .heap import HEAVY_S, settle
 from .identity import (
@@ -123,6 +130,7 @@ __all__ = [
     "key_package_member",
     "key_package_suite",
     "leaf_capabilities",
+    "leaf_extensions",
     "member_at",
     "new_key_package",
     "open_welcome",
@@ -131,7 +139,11 @@ __all__ = [
 
 CONVERSATION_INFO_EXTENSION: Final = 0xF001
 DELIVERY_QUEUE_EXTENSION: Final = DELIVERY_QUEUE_EXTENSION_TYPE
+#: What every group requires of its members' leaves (RFC 9420 §11.1).
 _OURS: Final = (CONVERSATION_INFO_EXTENSION, DELIVERY_QUEUE_EXTENSION)
+#: What this client's leaves list: the required ones and ``contact_token``
+#: (:mod:`.contact_tokens`), which no group requires (old apps' leaves lack it).
+_LISTED: Final = (*_OURS, CONTACT_TOKEN_EXTENSION)
 _MAX_NAME_BYTES: Final = 256
 
 #: Handshakes as PrivateMessage, so the server does not see who commits what
@@ -202,6 +214,16 @@ def with_conversation_info(
 
 def _queue_extension(address: str) -> Extension:
     return Extension(DELIVERY_QUEUE_EXTENSION, address.encode("ascii"))
+
+
+def leaf_extensions(account: Account) -> list[Extension]:
+    """The extensions of a leaf this client makes: its delivery address, and its
+    account's contact token if it has one (:mod:`.contact_tokens`)."""
+    token = own_token(account)
+    found = [_queue_extension(account.leaf_queue)]
+    if token is not None:
+        found.append(token_extension(token))
+    return found
 
 
 def _queue_of(member: Member) -> str | None:
@@ -342,8 +364,9 @@ def group_info_suite(group_info: bytes) -> int:
 
 def leaf_capabilities(suite: CipherSuite) -> Capabilities:
     """This client's leaf capabilities in a group of ``suite`` (RFC 9420 §7.2): the
-    messenger's extensions and every suite it makes groups in, ``suite`` first."""
-    base = default_capabilities(suite, _OURS)
+    messenger's extensions (``contact_token`` too) and every suite it makes
+    groups in, ``suite`` first."""
+    base = default_capabilities(suite, _LISTED)
     suites = (suite.suite_id, *(s for s in GROUP_SUITES if s != suite.suite_id))
     return dataclasses.replace(base, cipher_suites=suites)
 
@@ -371,7 +394,7 @@ def new_key_package(
         random,
         now=now,
         capabilities=leaf_capabilities(cipher_suite),
-        leaf_extensions=[_queue_extension(account.leaf_queue)],
+        leaf_extensions=leaf_extensions(account),
         last_resort=last_resort,
     )
 
@@ -399,7 +422,7 @@ def join_external(
         signature_private_key=account.signature_private_key,
         random=random,
         capabilities=leaf_capabilities(get_cipher_suite(suite)),
-        leaf_extensions=[_queue_extension(account.leaf_queue)],
+        leaf_extensions=leaf_extensions(account),
         resync=resync,
         now=now,
         config=GROUP_CONFIG,

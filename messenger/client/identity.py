@@ -50,7 +50,7 @@ from messenger.api.signing import credential_tbs, device_certificate_tbs, posses
 from messenger.mls.ciphersuite import CipherSuite, RandomSource, get_cipher_suite
 from messenger.mls.credentials import Credential, CredentialType
 
-from .errors import ProtocolError
+from .errors import ProtocolError, ServerRejectedError
 from .net.http import Transport
 from .net.signing import Signer
 from .store.identity import Identity
@@ -448,6 +448,9 @@ class Registration:
     account_key: AccountKey
     certified_at: int
     device_certificate: bytes
+    #: Whether the server took the handle's contact box with the registration
+    #: (docs/metadata.md §1; a server from before refuses the field).
+    contact_box_given: bool = False
 
 
 async def register_account(
@@ -490,6 +493,13 @@ async def register_account(
     nonce = await asyncio.to_thread(
         solve_pow, challenge.challenge, public, challenge.difficulty, progress=report
     )
+    box = None
+    if handle is not None:
+        from .contact_tokens import registration_box
+
+        # The handle's contact box goes with the handle (docs/metadata.md §1), so a
+        # lookup gives the token from the start.
+        box = await registration_box(account_key.private, handle)
     request = m.RegisterRequest(
         signature_key=public,
         challenge=challenge.challenge,
@@ -500,9 +510,28 @@ async def register_account(
         account_key=account_key.public,
         certified_at=certified_at,
         device_certificate=certificate,
+        contact_box=box,
     )
-    response = await transport.register(request)
-    return Registration(response, info, private, public, account_key, certified_at, certificate)
+    try:
+        response = await transport.register(request)
+    except ServerRejectedError as exc:
+        if box is None or exc.code != "invalid_field" or "contact_box" not in str(exc):
+            raise
+        # A server from before contact tokens: the field is unknown to it. The
+        # body is checked before the challenge is used, so the same proof of
+        # work registers without it; the box is given once the server takes it.
+        box = None
+        response = await transport.register(replace(request, contact_box=None))
+    return Registration(
+        response,
+        info,
+        private,
+        public,
+        account_key,
+        certified_at,
+        certificate,
+        contact_box_given=box is not None,
+    )
 
 
 async def certify_this_device(transport: Transport, identity: Identity, *, now_ms: int) -> Identity:

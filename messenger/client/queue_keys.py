@@ -22,7 +22,9 @@ no such row:
   its **kill secret**, ``HKDF-SHA256(ikm=account private key, salt=None,
   info="messenger queue kill v1" ‖ 0 ‖ client ID, 32)``, which every device
   of the account can derive and the server cannot: it keeps only the
-  secret's SHA-256 beside the queue.
+  secret's SHA-256 beside the queue. The client's contact queue
+  (:mod:`.contact_queue`) has a kill secret of its own, the same with
+  ``"messenger contact queue kill v1"`` (:func:`contact_kill`).
 
 The key is given by the push listener at each connection, after the
 device is prepared (a restored copy registers as a new device first), and
@@ -57,11 +59,12 @@ if TYPE_CHECKING:
     from .session import Session
     from .store.async_store import AsyncStore
 
-__all__ = ["give_queue_key", "queue_kill", "queue_kill_of"]
+__all__ = ["contact_kill", "contact_kill_of", "give_queue_key", "queue_kill", "queue_kill_of"]
 
 _log = logging.getLogger(__name__)
 
 _KILL_INFO: Final = b"messenger queue kill v1\x00"
+_CONTACT_KILL_INFO: Final = b"messenger contact queue kill v1\x00"
 #: What a server from before queue keys answers to ``PUT /v1/queue/key``.
 _NOT_THERE: Final = frozenset({"not_found", "method_not_allowed"})
 
@@ -81,6 +84,22 @@ def queue_kill_of(session: Session, client_id: str) -> bytes | None:
     """The kill secret of a device of this account (None without an account key)."""
     private = session.account.identity.account_private_key
     return None if private is None else queue_kill(private, client_id)
+
+
+def contact_kill(account_private_key: bytes, client_id: str) -> bytes:
+    """The kill secret of ``client_id``'s contact queue (docs/metadata.md §1): the
+    server keeps its SHA-256 beside the queue, and no row that names the queue."""
+    info = _CONTACT_KILL_INFO + client_id.encode("ascii")
+    return HKDF(algorithm=hashes.SHA256(), length=QUEUE_KILL_BYTES, salt=None, info=info).derive(
+        account_private_key
+    )
+
+
+def contact_kill_of(session: Session, client_id: str) -> bytes | None:
+    """The contact queue's kill secret of a device of this account (None without
+    an account key)."""
+    private = session.account.identity.account_private_key
+    return None if private is None else contact_kill(private, client_id)
 
 
 async def give_queue_key(

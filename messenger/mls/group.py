@@ -1097,6 +1097,7 @@ class Group:
         credential: Credential | None = None,
         signature_private_key: bytes | None = None,
         leaf_extensions: Sequence[Extension] | None = None,
+        capabilities: Capabilities | None = None,
         inline_tree: bool = True,
         external_pub: bool = True,
         group_info: bool = True,
@@ -1114,9 +1115,9 @@ class Group:
         GroupContextExtensions if ``group_context_extensions`` is given, any
         other ``proposals``, or a ReInit alone. It has a path when one is required (§12.4), when
         ``force_path`` is set, or when the leaf changes (``credential``, a
-        rotated ``signature_private_key``, new ``leaf_extensions``: the path's
-        leaf carries them, §7.5, §12.4.2). An empty Commit is a full
-        self-update.
+        rotated ``signature_private_key``, new ``leaf_extensions`` or
+        ``capabilities``: the path's leaf carries them, §7.5, §12.4.2). An
+        empty Commit is a full self-update.
 
         The Welcome (for any added members) carries the ratchet tree if
         ``inline_tree``; ``group_info`` asks for a GroupInfo of the new epoch,
@@ -1155,7 +1156,12 @@ class Group:
             entries = self._pending_entries(by_value, now)
         entries.extend(by_value)
         rotate = signature_private_key is not None
-        changed = credential is not None or rotate or leaf_extensions is not None
+        changed = (
+            credential is not None
+            or rotate
+            or leaf_extensions is not None
+            or capabilities is not None
+        )
         return self._create_commit(
             random,
             entries,
@@ -1169,6 +1175,7 @@ class Group:
             credential=credential,
             signature_private_key=signature_private_key,
             leaf_extensions=leaf_extensions,
+            capabilities=capabilities,
         )
 
     def _pending_entries(
@@ -1230,6 +1237,7 @@ class Group:
         leaf_extensions: Sequence[Extension] | None = None,
         resumption_usage: ResumptionPSKUsage | None = None,
         extra_psks: Mapping[tuple[bytes, int], bytes] | None = None,
+        capabilities: Capabilities | None = None,
     ) -> CommitResult:
         """RFC 9420 §12.4.2, "Creating a Commit"."""
         s = self._s
@@ -1262,6 +1270,7 @@ class Group:
                     random=random,
                     exclude=applied.added_leaves,
                     credential=credential,
+                    capabilities=capabilities,
                     extensions=leaf_extensions,
                     rotate_signature_key=signature_private_key is not None,
                 )

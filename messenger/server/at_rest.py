@@ -11,7 +11,9 @@ database replica or a dump shows random bytes of the value's length plus
 
 A sealed value is ``0x01 ‖ nonce (12 random bytes) ‖ ciphertext ‖ tag``.
 The associated data names the column and the row the value belongs to, so
-a value copied into another row or column does not open.
+a value copied into another row or column does not open. A column may seal
+some values under another key with another first byte (KeyPackages sealed
+under their account's contact token are ``0x02 ‖ …``, :mod:`.key_packages`).
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ SEALED_OVERHEAD: Final = len(_VERSION) + _NONCE_BYTES + _TAG_BYTES
 class SealedColumn:
     """Seal and open the values of one column, each bound to its row."""
 
-    __slots__ = ("_aead", "_column")
+    __slots__ = ("_aead", "_column", "_version")
 
-    def __init__(self, key: bytes, column: str) -> None:
+    def __init__(self, key: bytes, column: str, *, version: bytes = _VERSION) -> None:
         if len(key) != 32:
             raise ValueError("a sealed column needs a 32-byte key")
+        if len(version) != 1:
+            raise ValueError("a sealed value's version is one byte")
         self._aead = AESGCM(key)
         self._column = column.encode("ascii")
+        self._version = version
 
     def _associated(self, row: bytes) -> bytes:
         return len(self._column).to_bytes(1, "big") + self._column + row
@@ -50,7 +55,7 @@ class SealedColumn:
     def seal(self, row: bytes, value: bytes) -> bytes:
         """``value`` sealed for the row whose key is ``row``."""
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        return _VERSION + nonce + self._aead.encrypt(nonce, value, self._associated(row))
+        return self._version + nonce + self._aead.encrypt(nonce, value, self._associated(row))
 
     def open(self, row: bytes, sealed: bytes) -> bytes:
         """The value sealed for ``row``; :class:`StorageError` if it does not open.
@@ -59,7 +64,7 @@ class SealedColumn:
         under another secret key file: the server was started with the
         wrong key.
         """
-        if len(sealed) < SEALED_OVERHEAD or sealed[:1] != _VERSION:
+        if len(sealed) < SEALED_OVERHEAD or sealed[:1] != self._version:
             raise StorageError(f"a sealed {self._column.decode()} value is malformed")
         nonce = sealed[1 : 1 + _NONCE_BYTES]
         try:

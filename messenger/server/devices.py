@@ -231,7 +231,11 @@ class Devices:
         await self._replaced(principal.client_id, principal.queue_id)
 
     async def remove(
-        self, principal: Principal, client_id: str, queue_kill: bytes | None = None
+        self,
+        principal: Principal,
+        client_id: str,
+        queue_kill: bytes | None = None,
+        contact_kill: bytes | None = None,
     ) -> None:
         """Remove ``client_id``, a client of ``principal``'s account (itself included).
 
@@ -246,7 +250,10 @@ class Devices:
         its queues' get ``device_removed`` from then on (:mod:`.authentication`).
         A client whose queue has a key of its own is joined to its queue by
         no row: ``queue_kill`` names the queue (the kill secret its account's
-        devices derive, :mod:`.queue_links`), else ``invalid_field``.
+        devices derive, :mod:`.queue_links`), else ``invalid_field``; so is a
+        contact queue with a kill hash (``contact_killable``, docs/metadata.md
+        §1): ``contact_kill`` names it, else ``invalid_field``
+        (:meth:`~.contact_queues.ContactQueues.of_removed`). A refusal changes nothing.
         Then its WebSockets, and those its queues' keys opened, are closed and
         its long polls woken, here and, through ``NOTIFY``, in every other
         process.
@@ -277,7 +284,7 @@ class Devices:
                 if queue_id is None:
                     raise ApiError.invalid_field("queue_kill", "names no queue")
             # Its row locked: a contact queue given meanwhile is seen, or waits.
-            contact = await self._contact_queues.of_client(tx, client_id, lock=True)
+            contact = await self._contact_queues.of_removed(tx, client_id, queue_id, contact_kill)
             queues = sorted({queue_id} if contact is None else {queue_id, contact})
             count = await tx.fetchone(
                 "SELECT COUNT(*) FROM clients WHERE account_id = ?", principal.account_id

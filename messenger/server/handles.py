@@ -13,6 +13,16 @@ rate_limited`` and ``Retry-After`` beyond (:meth:`Handles.limit`). Setting a
 handle answers "is it taken?", so it draws on the same limits; so does
 nothing else. The account's bucket is checked first, so an account over its
 limit does not use up the share of others behind the same address.
+
+**Contact box** (server migration 24, docs/metadata.md §1): setting a handle
+may carry the account's contact token sealed under a key from the handle
+(:mod:`messenger.api.contact_token`), which the server keeps in
+``accounts.handle_contact_box`` and hands to whoever looks the handle up, so
+that they can claim the account's KeyPackages. A copy of the database
+does not open it (it holds no handle); the live server sees the handle
+while it is set or looked up. A handle set without one (an app from
+before, or an account without an account key) has none: a new handle never
+keeps the box of the old one, and removing the handle removes its box.
 """
 
 from __future__ import annotations
@@ -69,8 +79,11 @@ class Handles:
         self._per_account.hit(account_id)
         self._per_address.hit(address)
 
-    async def set(self, principal: Principal, handle: str) -> None:
-        """Give the account ``handle`` (replacing its old one)."""
+    async def set(
+        self, principal: Principal, handle: str, contact_box: bytes | None = None
+    ) -> None:
+        """Give the account ``handle`` (replacing its old one) and its ``contact_box``
+        (None: none, whatever the old handle had)."""
         digest = self.hash(handle)
 
         async def op(tx: Tx) -> None:
@@ -79,8 +92,10 @@ class Handles:
                 raise ApiError(ErrorCode.HANDLE_TAKEN, "this handle is taken")
             try:
                 await tx.execute(
-                    "UPDATE accounts SET handle_hash = ? WHERE account_id = ?",
+                    "UPDATE accounts SET handle_hash = ?, handle_contact_box = ? "
+                    "WHERE account_id = ?",
                     digest,
+                    contact_box,
                     principal.account_id,
                 )
             except UniqueViolation:
@@ -89,25 +104,30 @@ class Handles:
         await self._db.transaction(op)
 
     async def remove(self, principal: Principal) -> None:
-        """Remove the account's handle."""
+        """Remove the account's handle and its contact box."""
 
         async def op(tx: Tx) -> None:
             await tx.execute(
-                "UPDATE accounts SET handle_hash = NULL WHERE account_id = ?",
+                "UPDATE accounts SET handle_hash = NULL, handle_contact_box = NULL "
+                "WHERE account_id = ?",
                 principal.account_id,
             )
 
         await self._db.transaction(op)
 
     async def lookup(self, handle: str) -> HandleLookupResponse:
-        """The account that holds exactly ``handle``."""
+        """The account that holds exactly ``handle``, and its contact box if it has one."""
         digest = self.hash(handle)
 
-        async def op(tx: Tx) -> str | None:
-            row = await tx.fetchone("SELECT account_id FROM accounts WHERE handle_hash = ?", digest)
-            return None if row is None else str(row[0])
+        async def op(tx: Tx) -> HandleLookupResponse | None:
+            row = await tx.fetchone(
+                "SELECT account_id, handle_contact_box FROM accounts WHERE handle_hash = ?", digest
+            )
+            if row is None:
+                return None
+            return HandleLookupResponse(str(row[0]), None if row[1] is None else bytes(row[1]))
 
-        account_id = await self._db.read(op)
-        if account_id is None:
+        found = await self._db.read(op)
+        if found is None:
             raise ApiError(ErrorCode.UNKNOWN_ACCOUNT, "no account has this handle")
-        return HandleLookupResponse(account_id)
+        return found

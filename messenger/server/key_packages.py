@@ -34,10 +34,30 @@ plant KeyPackages that others would take for someone else's.
 **Contact queues** (:mod:`.contact_queues`, docs/metadata.md §1): a leaf's
 delivery address names the uploader's contact queue, or the queue the
 upload proves; an upload naming only the contact queue needs no queue
-proof. A claim hands out the leaf's address, and a Welcome to a
-KeyPackage that names the contact queue goes there (the claim evidence's
-target), so what the server stores to hand out ties the account to the
-contact queue only, not to the queue the client reads its groups from.
+proof. The contact queue is the one the upload's ``contact_proof`` shows
+(the signature of that queue's key over
+:func:`~messenger.api.signing.contact_queue_possession` of the uploader),
+or, for an app from before contact tokens, the one the client's sealed
+``contact_box`` names. A claim hands out the leaf's address, and a Welcome
+to a KeyPackage that names the contact queue goes there (the claim
+evidence's target), so what the server stores to hand out ties the account
+to the contact queue only, not to the queue the client reads its groups
+from.
+
+**Contact tokens** (docs/metadata.md §1, :mod:`messenger.api.contact_token`):
+a KeyPackage names its account (the credential) and its contact queue (the
+address), so sealed under the key file alone the operator could join the
+two. A leaf of the new app carries its account's contact token (the
+``contact_token`` extension); such a KeyPackage is stored as ``0x02 ‖
+nonce ‖ AES-256-GCM ciphertext ‖ tag`` under ``HMAC-SHA256(k, "messenger
+key package contact token v1\n" ‖ token)``, ``k`` derived from the at-rest
+key for this alone, with the column and client ID as associated data: the
+server never stores the token, and only a claim that presents it opens the
+row (else ``contact_token_invalid``, and nothing changes). The first upload
+whose leaves carry the token deletes, in its transaction, the client's
+KeyPackages of the uploaded suites that the key file alone opens (sealed
+``0x01`` or bare). KeyPackages without a token (apps from before, accounts
+without an account key) are sealed under the key file alone, as before.
 
 **Claims are limited** (in each process's memory, like :mod:`.ratelimit`):
 a claiming account may make ``key_package_claims_per_hour`` claims
@@ -88,13 +108,13 @@ from messenger.api.models import (
     UploadKeyPackagesRequest,
     UploadKeyPackagesResponse,
 )
-from messenger.api.signing import credential_tbs
+from messenger.api.signing import contact_queue_possession, credential_tbs
 from messenger.mls.ciphersuite import get_cipher_suite
 from messenger.mls.key_package import KeyPackage
 from messenger.mls.messages import MLSMessage
 
 from .at_rest import SealedColumn
-from .authentication import Principal
+from .authentication import Principal, verify_ed25519
 from .contact_queues import ContactQueues
 from .mls_frames import (
     KeyPackageLeaf,
@@ -105,7 +125,7 @@ from .mls_frames import (
 from .queue_addresses import QueueAddresses
 from .queue_links import QueueLinks
 from .ratelimit import RateLimiter
-from .storage import Database, Tx
+from .storage import Database, StorageError, Tx
 
 __all__ = [
     "KEY_PACKAGE_SUITES",
@@ -114,6 +134,7 @@ __all__ = [
     "Registered",
     "leaf_is_issued_to",
     "registered_identity",
+    "token_sealed_column",
 ]
 
 _HOUR_MS = 3600 * 1000
@@ -121,6 +142,11 @@ _CHUNK = 500
 #: The first byte of a bare MLSMessage (its version, mls10 = 0x0001, RFC 9420 §6);
 #: a sealed value starts with 0x01 (:mod:`.at_rest`).
 _BARE_MLS: Final = b"\x00"
+#: The first byte of a KeyPackage sealed under its account's contact token.
+_TOKEN_SEALED: Final = b"\x02"
+#: Derives, from the at-rest key, the key of :data:`_TOKEN_LABEL`'s HMAC.
+_TOKEN_KEY_LABEL: Final = b"messenger key package contact token key v1"
+_TOKEN_LABEL: Final = b"messenger key package contact token v1\n"
 
 #: The cipher suites whose KeyPackages the server keeps (RFC 9420 §17.1;
 #: docs/pq-suites.md): both sign with Ed25519, the key each client registers.
@@ -394,6 +420,43 @@ def _choose_suite(
     return best
 
 
+def token_sealed_column(at_rest_key: bytes, token: bytes) -> SealedColumn:
+    """KeyPackages sealed under the contact ``token`` (docs/metadata.md §1):
+    ``0x02 ‖ nonce ‖ ciphertext ‖ tag`` under ``HMAC-SHA256(k, "messenger key
+    package contact token v1\n" ‖ token)``, ``k`` derived from the at-rest key
+    for this alone, bound to the column and the client as
+    :class:`~.at_rest.SealedColumn` binds them."""
+    k = hmac.new(at_rest_key, _TOKEN_KEY_LABEL, hashlib.sha256).digest()
+    key = hmac.new(k, _TOKEN_LABEL + token, hashlib.sha256).digest()
+    return SealedColumn(key, "key_packages.data", version=_TOKEN_SEALED)
+
+
+def _one_token(leaves: Sequence[tuple[str, dict[str, int], KeyPackageLeaf]]) -> bytes | None:
+    """The contact token every leaf of an upload carries (None: none does);
+    ``invalid_message`` if some carry one and others none, or another one.
+
+    One account has one token (docs/metadata.md §1): a KeyPackage of an upload
+    whose others are sealed under the token must not be left for the key
+    file alone to open, nor be sealed under a token its account's claimers
+    cannot know.
+    """
+    tokens = [leaf.contact_token for _where, _details, leaf in leaves]
+    first = tokens[0] if tokens else None
+    for (where, details, _leaf), token in zip(leaves, tokens, strict=True):
+        same = (
+            token is None
+            if first is None
+            else token is not None and hmac.compare_digest(token, first)
+        )
+        if not same:
+            raise ApiError(
+                ErrorCode.INVALID_MESSAGE,
+                f"{where}: the KeyPackages of an upload carry one contact token, or none do",
+                details,
+            )
+    return first
+
+
 def _kept_suite(data: bytes) -> int:
     """The suite of a verified KeyPackage; ``invalid_message`` unless the server keeps
     it and the KeyPackage is usable in it.
@@ -453,6 +516,7 @@ class KeyPackages:
         self._contact_queues = contact_queues
         self._addresses = addresses
         self._sealed = SealedColumn(at_rest_key, "key_packages.data")
+        self._at_rest_key = at_rest_key
         self._max = max_per_client
         self._credential_key = Ed25519PublicKey.from_public_bytes(credential_public_key)
         self.evidence = evidence
@@ -478,9 +542,18 @@ class KeyPackages:
         (:mod:`.contact_queues`) or the queue the request proves; an upload
         that proves no queue is taken when every leaf names the contact queue
         (``auth_missing`` otherwise, as for any route that needs the queue).
-        An upload with a leaf naming the contact queue first drops the
-        client's stored KeyPackages that name another queue
-        (:meth:`keep_naming`).
+        The contact queue is the one the client's sealed ``contact_box``
+        names (apps from before contact tokens), or one whose key signed
+        ``req.contact_proof`` (:func:`~messenger.api.signing.contact_queue_possession`
+        of the uploader and that key); a ``contact_proof`` that verifies with
+        the key of no queue the leaves name is ``invalid_field``. An upload
+        with a leaf naming the contact queue first drops the client's stored
+        KeyPackages that name another queue (:meth:`keep_naming`).
+
+        Leaves carry their account's contact token all alike or none does
+        (``invalid_message``). With the token, each KeyPackage is sealed under
+        it, and the client's stored KeyPackages of the uploaded suites that the
+        key file alone opens go in the same transaction (docs/metadata.md §1).
         """
         leaves: list[tuple[str, dict[str, int], KeyPackageLeaf]] = []
         suites: list[int] = []
@@ -499,11 +572,21 @@ class KeyPackages:
                 last_resort_suite = _kept_suite(req.last_resort)
             except ApiError as exc:
                 raise ApiError(exc.code, f"last_resort: {exc.message}") from None
+        token = _one_token(leaves)
+        uploaded = {*suites, *([last_resort_suite] if req.last_resort else [])}
         client_id = principal.client_id
+        named = {
+            where: self._addresses.resolve(leaf.delivery)
+            for where, _details, leaf in leaves
+            if leaf.delivery is not None
+        }
 
         async def op(tx: Tx) -> UploadKeyPackagesResponse:
             registered = await registered_identity(tx, client_id)
             contact = await self._contact_queues.of_client(tx, client_id)
+            proven = None
+            if req.contact_proof is not None:
+                proven = await self._proven_contact(tx, client_id, req.contact_proof, named)
             for where, details, leaf in leaves:
                 if not self._is_own(principal, registered, leaf):
                     raise ApiError(
@@ -512,23 +595,25 @@ class KeyPackages:
                         "signature key and credential",
                         details,
                     )
-                if not self._delivers_to(leaf.delivery, principal, contact):
+                if not self._delivers_to(leaf.delivery, principal, (contact, proven)):
                     raise ApiError(
                         ErrorCode.INVALID_MESSAGE,
                         f"{where}: the KeyPackage's delivery address is not this client's "
                         "queue (ask GET /v1/queue/address for one)",
                         details,
                     )
-            if contact is not None and any(
-                leaf.delivery is not None and self._addresses.resolve(leaf.delivery) == contact
-                for _where, _details, leaf in leaves
-            ):
+            shown = set(named.values())
+            kept = next((q for q in (contact, proven) if q is not None and q in shown), None)
+            if kept is not None:
                 # The client has moved its KeyPackages to its contact queue: the
                 # ones of these suites it stored before, naming the queue it reads
                 # its groups from, go in the same transaction (so a claim never
                 # finds none; the other suites' go with their own upload).
-                uploaded = {*suites, *([last_resort_suite] if req.last_resort else [])}
-                await self.keep_naming(tx, client_id, contact, uploaded)
+                await self.keep_naming(tx, client_id, kept, uploaded, token)
+            if token is not None:
+                # docs/metadata.md §1: no KeyPackage of this client that the key
+                # file alone opens is left in these suites; the new ones replace them.
+                await self._drop_key_file_sealed(tx, client_id, uploaded)
             counts = await _counts(tx, client_id)
             for suite in KEY_PACKAGE_SUITES:
                 available = counts[suite].available
@@ -543,7 +628,7 @@ class KeyPackages:
                 "INSERT INTO key_packages (client_id, cipher_suite, last_resort, data) "
                 "VALUES (?, ?, 0, ?)",
                 [
-                    (client_id, suite, self._seal(client_id, data))
+                    (client_id, suite, self._seal(client_id, data, token))
                     for suite, data in zip(suites, req.key_packages, strict=True)
                 ],
             )
@@ -560,39 +645,91 @@ class KeyPackages:
                     "VALUES (?, ?, 1, ?)",
                     client_id,
                     last_resort_suite,
-                    self._seal(client_id, req.last_resort),
+                    self._seal(client_id, req.last_resort, token),
                 )
             return UploadKeyPackagesResponse(*_count_of(await _counts(tx, client_id)))
 
         return await self._db.transaction(op)
 
-    def _delivers_to(self, delivery: str | None, principal: Principal, contact: str | None) -> bool:
-        """Whether a leaf's delivery address (None: none) names the uploader's
-        contact queue ``contact`` or the queue ``principal`` proves
-        (``auth_missing`` if it names neither and the request proves none).
+    async def _proven_contact(
+        self, tx: Tx, client_id: str, proof: bytes, named: dict[str, str | None]
+    ) -> str:
+        """The queue, among those the leaves name, whose key signed ``proof`` over
+        :func:`~messenger.api.signing.contact_queue_possession` of ``client_id``
+        and that key (the statement of ``PUT /v1/queue/contact``);
+        ``invalid_field`` if there is none."""
+        for queue_id in sorted({q for q in named.values() if q is not None}):
+            row = await tx.fetchone("SELECT auth_key FROM queues WHERE queue_id = ?", queue_id)
+            if row is None or row[0] is None:
+                continue
+            key = bytes(row[0])
+            if verify_ed25519(key, proof, contact_queue_possession(client_id, key)):
+                return queue_id
+        raise ApiError.invalid_field(
+            "contact_proof", "does not verify with the key of any queue these KeyPackages name"
+        )
+
+    async def _drop_key_file_sealed(self, tx: Tx, client_id: str, suites: Collection[int]) -> int:
+        """Delete ``client_id``'s KeyPackages (one-time and last resort) in ``suites``
+        that the key file alone opens (sealed ``0x01``, or bare from before
+        migration 11); how many."""
+        if not suites:
+            return 0
+        first = "substr(data, 1, 1)" if tx.dialect == "sqlite" else "substring(data from 1 for 1)"
+        ordered = sorted(suites)
+        return await tx.execute(
+            f"DELETE FROM key_packages WHERE client_id = ? AND {first} <> ? "  # noqa: S608
+            f"AND cipher_suite IN ({_placeholders(len(ordered))})",
+            client_id,
+            _TOKEN_SEALED,
+            *ordered,
+        )
+
+    def _delivers_to(
+        self,
+        delivery: str | None,
+        principal: Principal,
+        contacts: tuple[str | None, str | None],
+    ) -> bool:
+        """Whether a leaf's delivery address (None: none) names one of the
+        uploader's ``contacts`` (its sealed ``contact_box``'s queue, the queue
+        its ``contact_proof`` shows) or the queue ``principal`` proves
+        (``auth_missing`` if it names none of them and the request proves none).
 
         A leaf without the extension is let through with a proof: the server
         never reads it, and clients refuse such a KeyPackage as a member's.
         """
         named = None if delivery is None else self._addresses.resolve(delivery)
-        if contact is not None and named == contact:
+        if named is not None and named in contacts:
             return True
         queue_id = principal.queue_id  # auth_missing without a proof
         return delivery is None or named == queue_id
 
-    def _target(self, key_package: bytes, queue_id: str | None, contact: str | None) -> str | None:
+    def _target(
+        self,
+        key_package: bytes,
+        queue_id: str | None,
+        contact: str | None,
+        *,
+        killable: bool = False,
+    ) -> str | None:
         """The queue a Welcome to ``key_package`` goes to: its client's contact
-        queue ``contact`` if the leaf's delivery address names it; else its
-        client's queue, from the client's row, or, once the queue has a key of
-        its own and no row names it, from the leaf's delivery address (checked
-        to be the uploader's queue when the KeyPackage was stored). None if
-        the leaf names none."""
-        if contact is None and queue_id is not None:
+        queue ``contact`` (from the sealed ``contact_box``) if the leaf's
+        delivery address names it; the queue the leaf's address names if the
+        client is ``killable`` (its contact queue has a kill hash and no row
+        names it, docs/metadata.md §1); else its client's queue, from the
+        client's row, or, once the queue has a key of its own and no row names
+        it, from the leaf's delivery address. A leaf's address was checked to
+        be the uploader's contact queue or queue when the KeyPackage was
+        stored. None if no queue is found."""
+        if contact is None and queue_id is not None and not killable:
             return queue_id  # no need to read the leaf
         delivery = key_package_delivery(key_package)
         named = None if delivery is None else self._addresses.resolve(delivery)
         if contact is not None and named == contact:
             return contact
+        if killable and named is not None:
+            return named
         if queue_id is not None:
             return queue_id
         return named
@@ -610,14 +747,21 @@ class KeyPackages:
             return delivery
         return queue_id
 
-    def _seal(self, client_id: str, key_package: bytes) -> bytes:
+    def _seal(self, client_id: str, key_package: bytes, token: bytes | None = None) -> bytes:
         """What ``key_packages.data`` holds: the KeyPackage sealed at rest (:mod:`.at_rest`).
 
         A KeyPackage's leaf names its client, its account and its delivery
         queue (the ``delivery_queue`` extension), so a copy of the database
-        must not show it; the server hands it out opened.
+        must not show it; the server hands it out opened. With its account's
+        contact ``token`` it is sealed under the token (:meth:`_token_column`),
+        which the server does not keep, so the key file alone does not open it
+        (docs/metadata.md §1).
         """
-        return self._sealed.seal(client_id.encode("ascii"), key_package)
+        column = self._sealed if token is None else self._token_column(token)
+        return column.seal(client_id.encode("ascii"), key_package)
+
+    def _token_column(self, token: bytes) -> SealedColumn:
+        return token_sealed_column(self._at_rest_key, token)
 
     async def drop_unreachable(self, tx: Tx, client_id: str) -> int:
         """Delete ``client_id``'s KeyPackages whose leaf names no delivery address;
@@ -628,7 +772,12 @@ class KeyPackages:
         return await self._drop(tx, client_id, lambda delivery: delivery is not None)
 
     async def keep_naming(
-        self, tx: Tx, client_id: str, queue_id: str, suites: Collection[int]
+        self,
+        tx: Tx,
+        client_id: str,
+        queue_id: str,
+        suites: Collection[int],
+        token: bytes | None = None,
     ) -> int:
         """Delete ``client_id``'s KeyPackages (one-time and last resort) in ``suites``
         whose leaf's delivery address does not name ``queue_id``; how many. Run when the
@@ -636,12 +785,16 @@ class KeyPackages:
         in that upload's transaction: from then on no stored KeyPackage names
         the queue it reads its groups from, so what the server keeps to hand
         out ties the account to the contact queue only (docs/metadata.md §1),
-        and a claim finds the new ones where the old ones were."""
+        and a claim finds the new ones where the old ones were. Rows sealed
+        under the contact token are judged with the upload's ``token``: a new
+        account's first KeyPackages, uploaded before it had its contact
+        queue, carry the token and name its own queue."""
         return await self._drop(
             tx,
             client_id,
             lambda delivery: delivery is not None and self._addresses.resolve(delivery) == queue_id,
             suites,
+            token,
         )
 
     async def _drop(
@@ -650,25 +803,64 @@ class KeyPackages:
         client_id: str,
         keep: Callable[[str | None], bool],
         suites: Collection[int] | None = None,
+        token: bytes | None = None,
     ) -> int:
         """Delete ``client_id``'s KeyPackages (of ``suites``; None: all) whose leaf's
-        delivery address (None: none) ``keep`` refuses; how many."""
+        delivery address (None: none) ``keep`` refuses; how many.
+
+        A row sealed under the contact token is judged only with ``token``
+        (None: it stays); one that ``token`` does not open was sealed under
+        a token the account no longer has, so no claimer can open it: it goes.
+        """
         rows = await tx.fetchall(
             "SELECT kp_id, cipher_suite, data FROM key_packages WHERE client_id = ?", client_id
         )
-        gone = [
-            (int(kp_id),)
-            for kp_id, suite, data in rows
-            if (suites is None or int(suite) in suites)
-            and not keep(key_package_delivery(self._opened(client_id, data)))
-        ]
+        gone: list[tuple[int]] = []
+        for kp_id, suite, data in rows:
+            if suites is not None and int(suite) not in suites:
+                continue
+            if bytes(data)[:1] == _TOKEN_SEALED:
+                if token is None:
+                    continue  # its address was checked when it was uploaded
+                try:
+                    opened = self._opened(client_id, data, token)
+                except ApiError:  # sealed under a token the account no longer has
+                    gone.append((int(kp_id),))
+                    continue
+            else:
+                opened = self._opened(client_id, data)
+            if not keep(key_package_delivery(opened)):
+                gone.append((int(kp_id),))
         await tx.executemany("DELETE FROM key_packages WHERE kp_id = ?", gone)
         return len(gone)
 
-    def _opened(self, client_id: str, stored: bytes | memoryview) -> bytes:
-        """The KeyPackage of a stored row (a row from before migration 11 holds it bare)."""
+    def _opened(
+        self, client_id: str, stored: bytes | memoryview, token: bytes | None = None
+    ) -> bytes:
+        """The KeyPackage of a stored row (a row from before migration 11 holds it bare).
+
+        A row sealed under its account's contact token opens with ``token``
+        alone: ``contact_token_invalid`` without it or with another.
+        """
         data = bytes(stored)
-        return data if data[:1] == _BARE_MLS else self._sealed.open(client_id.encode(), data)
+        if data[:1] == _BARE_MLS:
+            return data
+        if data[:1] != _TOKEN_SEALED:
+            return self._sealed.open(client_id.encode("ascii"), data)
+        if token is None:
+            raise ApiError(
+                ErrorCode.CONTACT_TOKEN_INVALID,
+                "this account's KeyPackages are claimed with its contact token, which an "
+                "invite link, its handle or a group you share gives",
+            )
+        try:
+            return self._token_column(token).open(client_id.encode("ascii"), data)
+        except StorageError:
+            raise ApiError(
+                ErrorCode.CONTACT_TOKEN_INVALID,
+                "this is not the account's contact token: ask for a new invite link, "
+                "or look its handle up again",
+            ) from None
 
     async def adopt_legacy(self, tx: Tx) -> int:
         """Seal the KeyPackages stored before server migration 11; how many were sealed.
@@ -720,6 +912,12 @@ class KeyPackages:
         group, docs/devices.md §2) returns one KeyPackage per *other* client,
         never the claimer's own, and is not held to the one-time limits,
         which protect an account from others draining it.
+
+        A KeyPackage sealed under its account's contact token opens only with
+        ``req.contact_token`` (docs/metadata.md §1): without it, or with
+        another, ``contact_token_invalid`` (403), raised in the transaction, so
+        nothing changes (no KeyPackage used, no evidence, the hourly allowances
+        given back). Other KeyPackages are handed out whatever token is given.
         """
         account_id = req.account_id
         wanted = [suite for suite in req.wanted if suite in KEY_PACKAGE_SUITES]
@@ -741,6 +939,7 @@ class KeyPackages:
             if not clients:
                 raise ApiError(ErrorCode.UNKNOWN_ACCOUNT, "no such account")
             contacts = await self._contact_queues.of_account(tx, account_id)
+            killable = await self._contact_queues.killable_of_account(tx, account_id)
             targets = [(c, q) for c, q in clients if c != principal.client_id]
             # What each client could hand out now: one-time KeyPackages only while
             # this claim may take them.
@@ -769,8 +968,14 @@ class KeyPackages:
                     )
                 if row is not None:
                     await tx.execute("DELETE FROM key_packages WHERE kp_id = ?", row[0])
-                    data = self._opened(client_id, row[1])
-                    target = self._target(data, queue_id, contacts.get(client_id))
+                    # contact_token_invalid rolls the DELETE back: nothing changes.
+                    data = self._opened(client_id, row[1], req.contact_token)
+                    target = self._target(
+                        data,
+                        queue_id,
+                        contacts.get(client_id),
+                        killable=client_id in killable,
+                    )
                     if target is not None:  # else a KeyPackage no Welcome could reach
                         token = self.evidence.new_token()
                         claimed.append(
@@ -786,9 +991,13 @@ class KeyPackages:
                     client_id,
                     suite,
                 )
-                last = None if row is None else self._opened(client_id, row[0])
+                last = None if row is None else self._opened(client_id, row[0], req.contact_token)
                 target = (
-                    None if last is None else self._target(last, queue_id, contacts.get(client_id))
+                    None
+                    if last is None
+                    else self._target(
+                        last, queue_id, contacts.get(client_id), killable=client_id in killable
+                    )
                 )
                 if last is not None and target is not None:
                     token = self.evidence.new_token()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from messenger.api.contact_token import CONTACT_TOKEN_BYTES, CONTACT_TOKEN_EXTENSION
 from messenger.api.credential import decode_credential
 from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION
 from messenger.api.errors import ApiError, ErrorCode
@@ -179,6 +180,9 @@ class KeyPackageLeaf:
     delivery: str | None = None
     """The leaf's delivery address (``delivery_queue`` extension), if it has one;
     "" if the extension is not ASCII (no address at all)."""
+    contact_token: bytes | None = None
+    """The account's contact token (``contact_token`` extension, 0xF003), if the
+    leaf carries one (docs/metadata.md §1); read by :func:`check_key_package` only."""
 
 
 def _delivery(extensions: tuple[Extension, ...]) -> str | None:
@@ -187,6 +191,21 @@ def _delivery(extensions: tuple[Extension, ...]) -> str | None:
         return None
     data = bytes(ext.extension_data)
     return data.decode("ascii") if data.isascii() else ""
+
+
+def _contact_token(extensions: tuple[Extension, ...]) -> bytes | None:
+    """The leaf's contact token (None: no ``contact_token`` extension);
+    ``invalid_message`` unless it is exactly :data:`CONTACT_TOKEN_BYTES` long."""
+    ext = find_extension(extensions, CONTACT_TOKEN_EXTENSION)
+    if ext is None:
+        return None
+    token = bytes(ext.extension_data)
+    if len(token) != CONTACT_TOKEN_BYTES:
+        raise ApiError(
+            ErrorCode.INVALID_MESSAGE,
+            f"the leaf's contact token extension must hold {CONTACT_TOKEN_BYTES} bytes",
+        )
+    return token
 
 
 def _issued_credential(credential: Credential) -> IssuedCredential | None:
@@ -202,7 +221,8 @@ def check_key_package(data: bytes) -> KeyPackageLeaf:
     RFC 9420 §10.1: a supported cipher suite, a leaf node of source
     ``key_package`` whose signature verifies, and the KeyPackage signature
     by the leaf's signature key. Whether the leaf belongs to the uploader is
-    for the caller to check.
+    for the caller to check. The leaf's contact token, if it carries one, must
+    be :data:`CONTACT_TOKEN_BYTES` long (``invalid_message``).
     """
     body = _decode(data, "key package").body
     if not isinstance(body, KeyPackage):
@@ -220,7 +240,10 @@ def check_key_package(data: bytes) -> KeyPackageLeaf:
     if not ok:
         raise ApiError(ErrorCode.INVALID_MESSAGE, "the KeyPackage does not verify")
     return KeyPackageLeaf(
-        bytes(leaf.signature_key), _issued_credential(leaf.credential), _delivery(leaf.extensions)
+        bytes(leaf.signature_key),
+        _issued_credential(leaf.credential),
+        _delivery(leaf.extensions),
+        _contact_token(leaf.extensions),
     )
 
 

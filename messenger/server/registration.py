@@ -296,6 +296,12 @@ class Registration:
                     account_id,
                     handle_hash,
                 )
+                if req.contact_box is not None:  # kept with the handle (docs/metadata.md §1)
+                    await tx.execute(
+                        "UPDATE accounts SET handle_contact_box = ? WHERE account_id = ?",
+                        req.contact_box,
+                        account_id,
+                    )
                 queue_id = await _insert_client(
                     tx, self._queue_links, client_id, account_id, req.signature_key
                 )

@@ -326,8 +326,11 @@ async def certify_client(call: Call) -> m.Model:
 
 async def remove_client(call: Call) -> m.Model:
     client_id = call.request.path_params["client_id"]
-    kill = None if call.body is None else call.body.queue_kill
-    await call.state.devices.remove(call.me, client_id, kill)
+    body = call.body
+    if body is None:
+        await call.state.devices.remove(call.me, client_id)
+    else:
+        await call.state.devices.remove(call.me, client_id, body.queue_kill, body.contact_kill)
     return m.Empty()
 
 
@@ -365,7 +368,7 @@ def _lookup_limit(call: Call) -> None:
 
 async def set_handle(call: Call) -> m.Model:
     _lookup_limit(call)  # "handle_taken" tells whether a handle exists
-    await call.state.handles.set(call.me, call.body.handle)
+    await call.state.handles.set(call.me, call.body.handle, call.body.contact_box)
     return m.Empty()
 
 

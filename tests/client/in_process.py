@@ -205,6 +205,7 @@ class InProcessServer:
     transports: contextlib.AsyncExitStack
     wire: Wire = field(default_factory=Wire)
     opened: list[MessengerClient] = field(default_factory=list)
+    introduced: list[MessengerClient] = field(default_factory=list)
 
     @property
     def state(self) -> ServerState:
@@ -217,13 +218,21 @@ class InProcessServer:
         return value or 0.0
 
     async def client(
-        self, name: str, *, clock: Callable[[], float] | None = None
+        self,
+        name: str,
+        *,
+        clock: Callable[[], float] | None = None,
+        introduce: bool = True,
     ) -> MessengerClient:
         """A new profile with an account on this server, not started.
 
         Each client has an ASGI transport of its own: httpx-ws's keeps the
         scope of a WebSocket being opened on the transport, so two clients
         connecting at once through one transport would mix up their requests.
+
+        With ``introduce``, it and the other clients made so with an account
+        know each other's contact tokens, as if they had exchanged invite
+        links (docs/metadata.md §1): the tests add each other by account ID.
         """
         inner = await self.transports.enter_async_context(_InProcessTransport(self.app))
         options = ClientOptions(
@@ -243,7 +252,35 @@ class InProcessServer:
         )
         self.opened.append(client)
         await client.create_account(SERVER_URL, handle=name)
+        if introduce:
+            await self._introduce(client)
         return client
+
+    async def _introduce(self, client: MessengerClient) -> None:
+        """Give ``client`` and the clients introduced before it each other's tokens."""
+        await introduce(self, client)
+
+
+async def introduce(server: InProcessServer, client: MessengerClient) -> None:
+    """Give ``client`` (with an account) and the clients ``server`` introduced before
+    it each other's contact tokens, as an exchange of invite links would."""
+    from messenger.client.contact_tokens import own_token
+
+    def known(c: MessengerClient) -> tuple[str, bytes] | None:
+        session = c._session
+        token = None if session is None else own_token(session.account)
+        return None if token is None or session is None else (session.account.account_id, token)
+
+    mine = known(client)
+    for other in server.introduced:
+        if other._closed or other._session is None:
+            continue
+        theirs = known(other)
+        for to, token in ((other, mine), (client, theirs)):
+            if token is not None and token[0] != to._require().account.account_id:
+                who, value = token
+                await to._store.run(lambda s, w=who, v=value: s.contact_tokens.set(w, v, now=0))
+    server.introduced.append(client)
 
 
 @contextlib.asynccontextmanager

@@ -24,6 +24,7 @@ from messenger.api import routes as r
 from messenger.api.pow import solve_pow
 from messenger.api.signing import credential_tbs, possession_message
 from messenger.client import ClientOptions, MessengerClient, Profiles
+from messenger.client.contact_tokens import claim_key_packages
 from messenger.client.errors import NotAllowedError, UntrustedKeyError
 from messenger.client.groups import new_key_package
 from messenger.client.identity import (
@@ -48,7 +49,7 @@ from messenger.mls.ciphersuite import get_cipher_suite
 from messenger.mls.key_package_bundle import KeyPackageBundle
 
 from .helpers import FAST_KDF, PASSPHRASE, MemoryKeyring, account_id
-from .in_process import SERVER_URL, InProcessServer, WireTap, _InProcessTransport
+from .in_process import SERVER_URL, InProcessServer, WireTap, _InProcessTransport, introduce
 
 pytestmark = pytest.mark.anyio
 
@@ -164,6 +165,7 @@ async def test_an_account_from_before_account_keys_gets_one_on_start(
     before = await identity_of(carol)
     assert before.account_public_key is None
     await carol.sync()  # before its first KeyPackage upload: the key, then the credential
+    await introduce(server, carol)  # her contact token, now that she has an account key
     after = await identity_of(carol)
     assert after.account_public_key is not None and after.client_id == before.client_id
     credential = decode_credential(after.credential)
@@ -266,6 +268,7 @@ async def _client_through(
     )
     server.opened.append(client)
     await client.create_account(SERVER_URL, handle=name)
+    await introduce(server, client)  # as if they had exchanged invite links
     return client, ghost
 
 
@@ -448,7 +451,7 @@ async def test_a_welcome_with_a_ghost_device_of_a_pinned_contact_is_refused_and_
     assert (await alice.contact(bob_id)).account_key_changed_at is None
 
     carol_session = carol._require()
-    (alice_kp,) = await carol_session.transport.claim_key_packages(alice_id)
+    (alice_kp,) = await claim_key_packages(carol_session, alice_id)
     ghost_server.victim = bob_id
     bob_identity = await identity_of(bob)
     ghost = ghost_server._ghost(bob_identity.client_id, bob_identity.queue_id)

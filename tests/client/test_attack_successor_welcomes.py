@@ -27,6 +27,7 @@ import os
 import pytest
 
 from messenger.client import MessengerClient
+from messenger.client.contact_tokens import claim_key_packages
 from messenger.client.groups import GROUP_CONFIG, new_key_package
 from messenger.client.successor_groups import first_commit, start_group
 from messenger.client.sync.inbound import CONTACT_WAIT_MAX_S
@@ -54,7 +55,7 @@ async def send_successor_welcome(mallory: MessengerClient, old: Group, victim: s
     suite = old.suite.suite_id
     reinit = ReInit(os.urandom(32), 1, suite, tuple(old.extensions))
     old.merge(old.commit(session.random, reinit=reinit, include_pending=False).staged)
-    claimed = await session.transport.claim_key_packages(victim, (suite,))
+    claimed = await claim_key_packages(session, victim, (suite,))  # a shared group's token
     key_packages = [c.key_package for c in claimed]
     bundle = new_key_package(session.account, session.random, now=session.now_s(), suite=suite)
     new, result = Group.reinit(old, bundle, key_packages, session.random, config=GROUP_CONFIG)

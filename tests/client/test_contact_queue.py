@@ -19,6 +19,7 @@ from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION
 from messenger.client import MessengerClient
+from messenger.client.contact_tokens import own_token
 from messenger.client.errors import NetworkError, ServerRejectedError
 from messenger.client.net.http import Transport
 from messenger.client.store.settings import CONTACT_CURSOR, CONTACT_KEY_PACKAGES_OWED
@@ -49,9 +50,14 @@ def _contact(client: MessengerClient) -> str:
     return contact.queue_id
 
 
-async def _stored_key_package_queues(server: InProcessServer, client_id: str) -> list[str | None]:
-    """The queue each KeyPackage the server keeps for ``client_id`` names."""
+async def _stored_key_package_queues(
+    server: InProcessServer, client: MessengerClient
+) -> list[str | None]:
+    """The queue each KeyPackage the server keeps for ``client`` names (opened with
+    its account's contact token: docs/metadata.md §1)."""
     state = server.state
+    client_id = client._require().account.client_id
+    token = own_token(client._require().account)
 
     async def op(tx: Any) -> list[Any]:
         rows = await tx.fetchall("SELECT data FROM key_packages WHERE client_id = ?", client_id)
@@ -60,7 +66,7 @@ async def _stored_key_package_queues(server: InProcessServer, client_id: str) ->
     stored = await state.db.read(op)
     queues: list[str | None] = []
     for data in stored:
-        address = key_package_delivery(state.key_packages._opened(client_id, data))
+        address = key_package_delivery(state.key_packages._opened(client_id, data, token))
         queues.append(None if address is None else state.addresses.resolve(address))
     return queues
 
@@ -96,7 +102,7 @@ async def test_key_packages_name_the_contact_queue_and_a_new_member_moves_off_it
     assert [x.status for x in made] == [200, 200]
     # Every KeyPackage the server keeps names the contact queue, none the own queue,
     # and the uploads after the contact queue showed the server no queue at all.
-    stored = await _stored_key_package_queues(server, bob_client)
+    stored = await _stored_key_package_queues(server, bob)
     assert stored and set(stored) == {contact}
     put = next(i for i, x in enumerate(server.wire.exchanges[mark:]) if x.path == r.CONTACT_QUEUE)
     uploads = [
@@ -164,7 +170,7 @@ async def test_a_server_from_before_contact_queues_leaves_the_client_as_it_was(
     await bob.sync()
     assert bob._require().contact is None
     bob_client, bob_queue = _ids(bob)
-    stored = await _stored_key_package_queues(server, bob_client)
+    stored = await _stored_key_package_queues(server, bob)
     assert stored and set(stored) == {bob_queue}
     chat = await alice.create_group("Two", [await account_id(bob)])
     await alice.send_text(chat.id, "still here")
@@ -214,8 +220,13 @@ async def test_a_server_restored_without_the_contact_queue_gets_a_new_one(
     assert await bob._store.run(lambda s: s.settings.get(CONTACT_CURSOR)) is not None
 
     async def restore(tx: Any) -> None:  # as the backup had it: a spare, no key, no link
-        await tx.execute("UPDATE clients SET contact_box = NULL WHERE client_id = ?", bob_client)
-        await tx.execute("UPDATE queues SET auth_key = NULL WHERE queue_id = ?", lost)
+        await tx.execute(
+            "UPDATE clients SET contact_box = NULL, contact_killable = 0 WHERE client_id = ?",
+            bob_client,
+        )
+        await tx.execute(
+            "UPDATE queues SET auth_key = NULL, kill_hash = NULL WHERE queue_id = ?", lost
+        )
 
     await server.state.db.transaction(restore)
     mark = len(server.wire.exchanges)
@@ -228,7 +239,7 @@ async def test_a_server_restored_without_the_contact_queue_gets_a_new_one(
     await bob.sync()  # the next set-up asks again
     found = _contact(bob)
     assert found != lost
-    stored = await _stored_key_package_queues(server, bob_client)
+    stored = await _stored_key_package_queues(server, bob)
     assert stored and set(stored) == {found}
     chat = await alice.create_group("Two", [await account_id(bob)])
     await alice.send_text(chat.id, "found again")
@@ -246,7 +257,7 @@ async def test_a_new_set_that_could_not_go_up_is_sent_at_the_next_set_up(
     go up: the set is owed (a setting), and the next set-up sends it, so the
     server does not keep KeyPackages naming the client's own queue."""
     bob = await server.client("bob")
-    bob_client, bob_queue = _ids(bob)
+    _bob_client, bob_queue = _ids(bob)
     real = Transport.upload_key_packages
     failures = [NetworkError("the connection dropped (test)")]
 
@@ -260,10 +271,10 @@ async def test_a_new_set_that_could_not_go_up_is_sent_at_the_next_set_up(
     contact = _contact(bob)
     assert not failures, "the new set's upload failed once"
     assert await bob._store.run(lambda s: s.settings.get(CONTACT_KEY_PACKAGES_OWED)) is True
-    assert set(await _stored_key_package_queues(server, bob_client)) == {bob_queue}
+    assert set(await _stored_key_package_queues(server, bob)) == {bob_queue}
     await bob.sync()
     assert await bob._store.run(lambda s: s.settings.get(CONTACT_KEY_PACKAGES_OWED)) is None
-    assert set(await _stored_key_package_queues(server, bob_client)) == {contact}
+    assert set(await _stored_key_package_queues(server, bob)) == {contact}
 
 
 async def test_a_successor_welcome_read_before_its_reinit_waits_in_the_contact_queue(

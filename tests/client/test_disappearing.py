@@ -65,7 +65,7 @@ from messenger.mls.extensions import Extension
 
 from .helpers import FAST_KDF, ME, PASSPHRASE, MemoryKeyring, account_id, direct_conversation
 from .helpers import add_text as add_message
-from .in_process import SERVER_URL, InProcessServer, WireTap, _InProcessTransport
+from .in_process import SERVER_URL, InProcessServer, WireTap, _InProcessTransport, introduce
 
 FLUSH = 10.0
 WAIT = 10.0
@@ -452,6 +452,7 @@ async def timed_client(server: InProcessServer, name: str, clock: Clock) -> Mess
     )
     server.opened.append(client)
     await client.create_account(SERVER_URL, handle=name)
+    await introduce(server, client)  # as if they had exchanged invite links
     return client
 
 

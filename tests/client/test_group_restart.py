@@ -30,6 +30,7 @@ import pytest
 from messenger.api import models as m
 from messenger.api.sealed import token_digest
 from messenger.client import MessengerClient
+from messenger.client.contact_tokens import claim_key_packages
 from messenger.client.errors import NotAllowedError
 from messenger.client.groups import GROUP_CONFIG, group_members, new_key_package
 from messenger.client.sealed_sending import next_send_token, send_token
@@ -124,7 +125,7 @@ async def send_branch(mallory: MessengerClient, group_id: bytes, victim: str) ->
         assert old is not None
         session.groups.evict(group_id)
     suite = old.suite.suite_id
-    claimed = await session.transport.claim_key_packages(victim, (suite,))
+    claimed = await claim_key_packages(session, victim, (suite,))  # a shared group's token
     key_packages = [c.key_package for c in claimed]
     bundle = new_key_package(
         await session.leaf_account(), session.random, now=session.now_s(), suite=suite

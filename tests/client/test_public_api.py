@@ -45,6 +45,7 @@ def test_client_exports() -> None:
             "Contact",
             "ContactError",
             "ContactNotFoundError",
+            "ContactTokenError",
             "ContactUpdated",
             "ContentDecodeError",
             "ContentError",

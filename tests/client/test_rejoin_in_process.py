@@ -39,7 +39,7 @@ from messenger.client.sealed_sending import send_token
 from messenger.client.store import Keychain
 
 from .helpers import FAST_KDF, PASSPHRASE, MemoryKeyring, account_id, texts
-from .in_process import InProcessServer, WireTap, _InProcessTransport
+from .in_process import InProcessServer, WireTap, _InProcessTransport, introduce
 from .restoring import make_backup, open_restored
 
 pytestmark = pytest.mark.anyio
@@ -189,6 +189,7 @@ async def test_a_suite_upgrade_carries_the_tokens_too(server: InProcessServer) -
     )
     server.opened.append(alice)
     await alice.create_account("http://testserver", handle="alice")
+    await introduce(server, alice)  # as if they had exchanged invite links
     bob = await server.client("bob")
     chat = await alice.create_group("Upgrade", [await account_id(bob)])
     await alice.flush(FLUSH)

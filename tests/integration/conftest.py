@@ -130,6 +130,7 @@ class Clients:
         self.root = root
         self.server = server
         self.open_clients: list[MessengerClient] = []
+        self.introduced: list[MessengerClient] = []
 
     def data_dir(self, name: str) -> Path:
         return self.root / name
@@ -141,7 +142,14 @@ class Clients:
         handle: str | None = None,
         start: bool = True,
         options: ClientOptions = CLIENT_OPTIONS,
+        introduce: bool = True,
     ) -> MessengerClient:
+        """A new profile with an account, started unless ``start`` is false.
+
+        With ``introduce``, it and the other clients made here know each other's
+        contact tokens (docs/metadata.md §1), as if they had exchanged invite
+        links: the tests add each other by account ID.
+        """
         client = await MessengerClient.create(
             name,
             PASSPHRASE,
@@ -152,9 +160,25 @@ class Clients:
         )
         self.open_clients.append(client)
         await client.create_account(self.server.url, handle)
+        if introduce:
+            await self.introduce(client)
         if start:
             await client.start()
         return client
+
+    async def introduce(self, client: MessengerClient) -> None:
+        """Give ``client`` and the open clients introduced before it each other's tokens."""
+        mine = _token_of(client)
+        if mine is None:
+            return
+        for other in self.introduced:
+            theirs = _token_of(other)
+            if other is client or theirs is None or other not in self.open_clients:
+                continue
+            for to, (who, token) in ((other, mine), (client, theirs)):
+                if who != to._require().account.account_id:
+                    await to._store.run(lambda s, w=who, t=token: s.contact_tokens.set(w, t, now=0))
+        self.introduced.append(client)
 
     async def open(
         self, name: str, *, start: bool = True, options: ClientOptions = CLIENT_OPTIONS
@@ -169,6 +193,7 @@ class Clients:
         self.open_clients.append(client)
         if start:
             await client.start()
+            await self.introduce(client)
         return client
 
     async def close(self, client: MessengerClient) -> None:
@@ -179,6 +204,16 @@ class Clients:
     async def close_all(self) -> None:
         for client in list(self.open_clients):
             await self.close(client)
+
+
+def _token_of(client: MessengerClient) -> tuple[str, bytes] | None:
+    """A client's account and its contact token (docs/metadata.md §1); None
+    before it has a session, or for an account without an account key."""
+    from messenger.client.contact_tokens import own_token
+
+    session = client._session
+    token = None if session is None else own_token(session.account)
+    return None if session is None or token is None else (session.account.account_id, token)
 
 
 @pytest.fixture

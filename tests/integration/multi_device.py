@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from messenger.api import models as m
 from messenger.api.signing import possession_message
 from messenger.client import MessengerClient, NoKeyPackageError
+from messenger.client.contact_tokens import own_token
 from messenger.client.identity import GROUP_SUITES, certify_device, encode_credential
 from messenger.client.store import Store
 from messenger.client.store.outbox import OutboxKind
@@ -85,7 +86,9 @@ async def add_device(clients: Clients, first: MessengerClient, name: str) -> Mes
         # In every suite the client keeps: each is uploaded in a request of its own.
         for suite in GROUP_SUITES:
             try:
-                claimed = await session.transport.claim_key_packages(identity.account_id, (suite,))
+                claimed = await session.transport.claim_key_packages(
+                    identity.account_id, (suite,), contact_token=own_token(session.account)
+                )
             except NoKeyPackageError:  # none uploaded yet
                 return False
             if not any(c.client_id == response.client_id for c in claimed):
@@ -101,7 +104,9 @@ async def add_device(clients: Clients, first: MessengerClient, name: str) -> Mes
         async with session.group_lock(group_id):  # in the group's cipher suite
             group = await session.groups.get(group_id)
         suite = 1 if group is None else group.suite.suite_id
-        claimed = await session.transport.claim_key_packages(identity.account_id, (suite,))
+        claimed = await session.transport.claim_key_packages(
+            identity.account_id, (suite,), contact_token=own_token(session.account)
+        )
         (entry,) = [c for c in claimed if c.client_id == response.client_id]
         key_packages.append(entry.key_package)
     now = int(time.time() * 1000)

@@ -31,6 +31,7 @@ import pytest
 from messenger.api import models as m
 from messenger.api import routes as r
 from messenger.client import MessageKind, MessengerClient
+from messenger.client.contact_tokens import claim_key_packages
 from messenger.client.groups import (
     GROUP_CONFIG,
     ConversationInfo,
@@ -91,6 +92,7 @@ async def recorded_client(
     )
     clients.open_clients.append(client)
     await client.create_account(clients.server.url, handle)
+    await clients.introduce(client)
     await client.start()
     return client, recorder
 
@@ -118,7 +120,8 @@ async def look_alike_welcome(
     """
     session = mallory._require()
     account, transport = session.account, session.transport
-    claimed = [entry for t in targets for entry in await transport.claim_key_packages(t)]
+    # With the contact tokens she knows (docs/metadata.md §1), as her app would.
+    claimed = [entry for t in targets for entry in await claim_key_packages(session, t)]
     assert claimed and not any(e.last_resort for e in claimed)
 
     def new_group(gid: bytes) -> Group:

@@ -28,6 +28,7 @@ import pytest
 from messenger.api import models as m
 from messenger.api.sealed import token_digest
 from messenger.client import MessengerClient, RateLimitedError
+from messenger.client.contact_tokens import claim_key_packages
 from messenger.client.groups import (
     GROUP_CONFIG,
     ConversationInfo,
@@ -84,7 +85,7 @@ async def add_queue_to_group_of_her_own(eve: MessengerClient, bob_id: str) -> by
     """Eve's server group with Bob's queue in it; Bob has no state for it."""
     session = eve._require()
     account, transport = session.account, session.transport
-    (claimed,) = await transport.claim_key_packages(bob_id)
+    (claimed,) = await claim_key_packages(session, bob_id)  # with the token she knows
 
     def new_group(gid: bytes, name: str) -> Group:
         return Group.create(
@@ -137,6 +138,7 @@ async def test_a_strangers_junk_stays_within_the_pending_limits(clients: Clients
     )
     clients.open_clients.append(bob)
     await bob.create_account(clients.server.url, "bob_flood")
+    await clients.introduce(bob)
     await bob.start()
     eve = await clients.new("eve", handle="eve_flood")
     bob_id = await account_id(bob)

@@ -21,6 +21,7 @@ import pytest
 
 from messenger.api import models as m
 from messenger.client import MessengerClient
+from messenger.client.contact_tokens import claim_key_packages
 from messenger.client.groups import GROUP_CONFIG, GroupMember, group_members, new_key_package
 from messenger.client.identity import HYBRID_SUITE
 from messenger.client.sealed_sending import (
@@ -132,9 +133,9 @@ async def test_a_successor_with_a_stranger_in_it_is_refused(
     for account in sorted(
         {x.account_id for x in group_members(old)} - {session.account.account_id}
     ):
-        claimed = await session.transport.claim_key_packages(account, (HYBRID_SUITE,))
+        claimed = await claim_key_packages(session, account, (HYBRID_SUITE,))
         key_packages += [c.key_package for c in claimed]
-    claimed = await session.transport.claim_key_packages(eve_id, (HYBRID_SUITE,))
+    claimed = await claim_key_packages(session, eve_id, (HYBRID_SUITE,))
     key_packages += [c.key_package for c in claimed]
     bundle = new_key_package(
         session.account, session.random, now=session.now_s(), suite=HYBRID_SUITE

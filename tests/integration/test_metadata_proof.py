@@ -17,9 +17,13 @@ asserts each cell the table marks "learns nothing" for the database thief:
   a member's queue, in any form (the client's queue is sealed at rest,
   server migration 11), and no stored GroupInfo shows a member's
   credential (GroupInfos are sealed too). Even with the key file (the
-  operator's view), every stored KeyPackage names a *contact queue*, never a
-  queue a member reads its groups from, and no member set holds a contact
-  queue once every member moved off it (server migration 23).
+  operator's view), no stored row joins a client or an account to a queue:
+  no client row names its queue or its contact queue, sealed or not
+  (server migrations 22 to 24), every stored KeyPackage is sealed under its
+  account's contact token, which the server does not keep (the key file
+  alone opens none), and, opened with the token, names a *contact queue*,
+  never a queue a member reads its groups from; no member set holds a
+  contact queue once every member moved off it.
 * **group ↔ members**: no stored row puts a group ID next to a member's
   queue, in any form (member sets are sealed at rest, server migration 13;
   ``group_members`` is empty), and not even the key file opens a group's
@@ -62,6 +66,7 @@ from messenger.api.padding import is_bucket, unpad
 from messenger.api.signing import HEADER_CLIENT, HEADER_DEVICE_TOKEN, HEADER_SIGNATURE
 from messenger.client import ClientOptions, MessengerClient
 from messenger.client.acks import AckPolicy
+from messenger.client.contact_tokens import contact_token
 from messenger.client.groups import group_members
 from messenger.client.sealed_sending import send_token
 from messenger.client.store.store import Store
@@ -69,6 +74,7 @@ from messenger.mls.content import ContentType, PrivateMessage, WireFormat
 from messenger.mls.messages import MLSMessage
 from messenger.server.at_rest import SEALED_OVERHEAD, SealedColumn
 from messenger.server.group_epochs import GroupEpochs
+from messenger.server.key_packages import token_sealed_column
 from messenger.server.member_sets import MemberSets
 from messenger.server.mls_frames import key_package_delivery
 from messenger.server.payload_refs import PayloadRefs
@@ -320,6 +326,7 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
             queues = {c._require().account.queue_id for c in members}
             moved = {_contact_queue(c): c._require().account.queue_id for c in members}
             contacts = set(moved)
+            tokens_of = {c._require().account.client_id: _token(c) for c in members}
             await _assert_leaves_hide_queues(members, queues)
         finally:
             await clients.close_all()
@@ -329,10 +336,10 @@ async def test_a_copy_of_the_database_learns_nothing_the_table_says_it_does_not(
     _assert_times(db)
     _assert_senders(db, identities, tokens, moved)
     _assert_uploader_hidden(db, queues)
-    _assert_queues_unlinked(db, identities, queues)
+    _assert_queues_unlinked(db, identities, queues | contacts)
     _assert_groups_unlinked(db, queues)
     _assert_group_infos_closed_to_the_operator(db, tokens, queues)
-    _assert_key_packages_name_contact_queues(db, data_dir, queues, contacts)
+    _assert_key_packages_closed_to_the_operator(db, data_dir, queues, contacts, tokens_of)
     _assert_sealed_requests(recording)
 
 
@@ -346,37 +353,61 @@ def _contact_queue(client: MessengerClient) -> str:
     return contact.queue_id
 
 
-def _assert_key_packages_name_contact_queues(
-    db: Database, data_dir: Path, queues: set[str], contacts: set[str]
+def _token(client: MessengerClient) -> bytes:
+    private = client._require().account.identity.account_private_key
+    assert private is not None, "every member's account has an account key"
+    return contact_token(private)
+
+
+def _assert_key_packages_closed_to_the_operator(
+    db: Database,
+    data_dir: Path,
+    queues: set[str],
+    contacts: set[str],
+    tokens: dict[str, bytes],
 ) -> None:
-    """The operator's view of the KeyPackages it keeps to hand out (it opens them,
-    and their delivery addresses, with the key file): each names its account,
-    and a contact queue, never a queue a member reads its groups from, so the
-    stored KeyPackages do not join an account to that queue (docs/metadata.md §1).
-    The clients' rows name those contact queues, sealed, and nothing else."""
+    """The operator's view of the KeyPackages it keeps to hand out and of the
+    contact queues (docs/metadata.md §1, "Contact tokens"). With the key file,
+    it opens no stored KeyPackage: each is sealed under its account's contact
+    token, which no table holds. Opened with the token (as a claim does, live),
+    each names its account and a contact queue, never a queue a member reads
+    its groups from. No client row names its contact queue, sealed or not:
+    each contact queue has a kill hash instead."""
     keys = ServerKeys.derive(load_or_create_master_secret(data_dir / "server-secret.key"))
     addresses = QueueAddresses(keys.address_key)
-    sealed = SealedColumn(db.at_rest_key, "key_packages.data")
+    key_file_alone = SealedColumn(db.at_rest_key, "key_packages.data")
     columns, rows = db.tables["key_packages"]
     client, data = columns.index("client_id"), columns.index("data")
     named: set[str | None] = set()
     for row in rows:
-        opened = sealed.open(str(row[client]).encode("ascii"), bytes(row[data]))
+        owner, stored = str(row[client]), bytes(row[data])
+        with pytest.raises(StorageError):
+            key_file_alone.open(owner.encode("ascii"), stored)
+        opened = token_sealed_column(db.at_rest_key, tokens[owner]).open(
+            owner.encode("ascii"), stored
+        )
         address = key_package_delivery(opened)
         named.add(None if address is None else addresses.resolve(address))
     assert rows and named <= contacts, (
         "a stored KeyPackage names a queue other than a contact queue"
     )
     assert not named & queues
-    boxes = SealedColumn(db.at_rest_key, "clients.contact_box")
+    every_token = set(tokens.values())
+    for table, (_columns, table_rows) in db.tables.items():
+        for values in table_rows:
+            for value in values:
+                if isinstance(value, bytes | memoryview):
+                    assert not any(t in bytes(value) for t in every_token), (
+                        f"{table} holds a contact token"
+                    )
     columns, rows = db.tables["clients"]
-    client, box = columns.index("client_id"), columns.index("contact_box")
-    linked = {
-        boxes.open(str(row[client]).encode("ascii"), bytes(row[box])).decode("ascii")
-        for row in rows
-        if row[box] is not None
-    }
-    assert linked == contacts and not linked & queues
+    box, killable = columns.index("contact_box"), columns.index("contact_killable")
+    assert all(row[box] is None for row in rows), "a client row names its contact queue"
+    assert all(int(row[killable]) == 1 for row in rows)
+    columns, rows = db.tables["queues"]
+    ids, kills = columns.index("queue_id"), columns.index("kill_hash")
+    killed = {str(row[ids]) for row in rows if row[kills] is not None}
+    assert contacts <= killed, "every contact queue has a kill hash"
 
 
 def _with_options(clients: Clients, options: ClientOptions) -> Any:

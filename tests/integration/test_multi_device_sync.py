@@ -283,6 +283,7 @@ async def test_removing_a_lost_laptop(clients: Clients) -> None:
     )
     clients.open_clients.append(bob)
     await bob.start()
+    await clients.introduce(bob)
 
     async def bob_caught_up() -> bool:
         return laptop_client not in await members_of(bob, group_id)
@@ -451,6 +452,7 @@ async def test_a_device_linked_with_a_code_syncs(clients: Clients) -> None:
 
     await asyncio.gather(approve(), laptop.link_account(link.code, device_name="Laptop"))
     await laptop.start()
+    await clients.introduce(laptop)
 
     async def listed() -> bool:
         names = {v.name for v in await desktop.devices()}

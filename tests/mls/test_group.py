@@ -33,6 +33,7 @@ from messenger.mls.external_proposals import external_proposal, new_member_add_p
 from messenger.mls.group import Group
 from messenger.mls.group_state import GroupConfig
 from messenger.mls.key_package_bundle import default_capabilities, generate_key_package
+from messenger.mls.leaf_node import LeafNode
 from messenger.mls.messages import MLSMessage
 from messenger.mls.proposals import Add, ProposalType, ReInit, Remove
 from messenger.mls.psk import PreSharedKeyID, ResumptionPSKUsage
@@ -524,6 +525,31 @@ def test_reinit_commit_must_be_alone() -> None:
     reinit = ReInit(b"g2", 1, 1, ())
     with pytest.raises(UsageError):
         net.groups["alice"].commit(net.random, reinit=reinit, remove=[1])
+
+
+@pytest.mark.parametrize("suite", [1, *PQ_CIPHER_SUITES[:1]])
+def test_a_commit_gives_the_committers_leaf_new_capabilities(suite: int) -> None:
+    """RFC 9420 §12.4.2, §7.3: the path's leaf may list new capabilities, and so
+    carry an extension its old leaf could not; every member sees both."""
+    net = Network(suite, seed=740 + suite)
+    net.create("alice")
+    net.commit("alice", add_names=["bob"])
+    alice = net.groups["alice"].leaf_index
+
+    def leaf(group: Group) -> LeafNode:
+        node = group.ratchet_tree.nodes[2 * alice]  # RFC 9420 Appendix C
+        assert node is not None
+        return node.leaf
+
+    assert 0xF0CC not in leaf(net.groups["bob"]).capabilities.extensions
+    caps = default_capabilities(get_cipher_suite(suite), (0xF0CC,))
+    net.commit("alice", leaf_extensions=[Extension(0xF0CC, b"t")], capabilities=caps)
+    for group in net.groups.values():
+        assert 0xF0CC in leaf(group).capabilities.extensions
+        member = group.member(alice)
+        assert member is not None
+        assert [(e.extension_type, e.extension_data) for e in member.extensions] == [(0xF0CC, b"t")]
+    net.check()
 
 
 @pytest.mark.parametrize("suite", [1, 3, *PQ_CIPHER_SUITES[:1]])

@@ -220,15 +220,25 @@ class ApiClient:
         twin.claim_tokens = self.claim_tokens
         return twin
 
-    async def give_contact_queue(self, key: Ed25519PrivateKey | None = None) -> str:
+    async def give_contact_queue(
+        self, key: Ed25519PrivateKey | None = None, *, kill_hash: bytes | None = None
+    ) -> str:
         """Get the client's contact queue (``PUT /v1/queue/contact``), with ``key``
-        or a fresh one; its queue ID."""
+        or a fresh one (and ``kill_hash``, if given); its queue ID."""
         key = key if key is not None else Ed25519PrivateKey.generate()
         proof = key.sign(contact_queue_possession(self.me.client_id, public_bytes(key)))
-        request = m.ContactQueueRequest(public_bytes(key), proof)
+        request = m.ContactQueueRequest(public_bytes(key), proof, kill_hash)
         answer = await self.call("PUT", r.CONTACT_QUEUE, request, m.ContactQueueResponse)
         self.contact_queue_id, self.contact_key = answer.queue_id, key
         return answer.queue_id
+
+    def contact_proof(self, key: Ed25519PrivateKey | None = None) -> bytes:
+        """The contact key's (or ``key``'s) signature over ``contact_queue_possession``
+        of this client and that key: what a KeyPackage upload naming the contact
+        queue carries."""
+        signer = key if key is not None else self.contact_key
+        assert signer is not None, "give the client a contact queue first"
+        return signer.sign(contact_queue_possession(self.me.client_id, public_bytes(signer)))
 
     async def contact_address(self) -> str:
         """A fresh delivery address of the contact queue (a queue request by its key)."""
@@ -327,6 +337,7 @@ class ApiClient:
         handle: str | None = None,
         invite_code: str | None = None,
         key: Ed25519PrivateKey | None = None,
+        contact_box: bytes | None = None,
     ) -> m.RegisterResponse:
         """Solve a challenge and register; sets :attr:`identity`."""
         challenge = await self.call("POST", r.REGISTER_CHALLENGE, None, m.Challenge, signed=False)
@@ -339,6 +350,7 @@ class ApiClient:
             proof=key.sign(possession_message(challenge.challenge, pub)),
             invite_code=invite_code,
             handle=handle,
+            contact_box=contact_box,
         )
         response = await self.call("POST", r.REGISTER, request, m.RegisterResponse, signed=False)
         self.identity = Identity(
@@ -365,9 +377,11 @@ class ApiClient:
         corrupt: bool = False,
         suite_id: int = mls_data.SUITE_ID,
         delivery: str | None = None,
+        contact_token: bytes | None = None,
     ) -> bytes:
         """A KeyPackage of this client: its signature key and its server credential
-        (``delivery``: the leaf's delivery address, if any)."""
+        (``delivery``: the leaf's delivery address, ``contact_token``: its account's
+        contact token, if any)."""
         assert self.me.credential is not None
         return mls_data.key_package(
             mls_data.credential_identity(self.me.credential),
@@ -375,6 +389,7 @@ class ApiClient:
             signature_key=self.me.key,
             suite_id=suite_id,
             delivery=delivery,
+            contact_token=contact_token,
         )
 
     async def queue_address(self) -> str:
@@ -384,12 +399,16 @@ class ApiClient:
         return answer.address
 
     async def upload_key_packages(
-        self, key_packages: list[bytes], last_resort: bytes | None = None
+        self,
+        key_packages: list[bytes],
+        last_resort: bytes | None = None,
+        *,
+        contact_proof: bytes | None = None,
     ) -> m.UploadKeyPackagesResponse:
         return await self.call(
             "POST",
             r.KEY_PACKAGES,
-            m.UploadKeyPackagesRequest(tuple(key_packages), last_resort),
+            m.UploadKeyPackagesRequest(tuple(key_packages), last_resort, contact_proof),
             m.UploadKeyPackagesResponse,
         )
 
@@ -397,12 +416,16 @@ class ApiClient:
         return await self.call("GET", r.KEY_PACKAGE_COUNT, None, m.KeyPackageCount)
 
     async def claim(
-        self, account_id: str, suites: tuple[int, ...] | None = None
+        self,
+        account_id: str,
+        suites: tuple[int, ...] | None = None,
+        *,
+        contact_token: bytes | None = None,
     ) -> m.ClaimKeyPackagesResponse:
         answer = await self.call(
             "POST",
             r.CLAIM_KEY_PACKAGES,
-            m.ClaimKeyPackagesRequest(account_id, suites),
+            m.ClaimKeyPackagesRequest(account_id, suites, contact_token),
             m.ClaimKeyPackagesResponse,
         )
         for claimed in answer.key_packages:
@@ -663,8 +686,8 @@ class ApiClient:
             m.GroupInfoResponse,
         )
 
-    async def set_handle(self, handle: str) -> m.Empty:
-        return await self.call("PUT", r.HANDLE, m.SetHandleRequest(handle), m.Empty)
+    async def set_handle(self, handle: str, contact_box: bytes | None = None) -> m.Empty:
+        return await self.call("PUT", r.HANDLE, m.SetHandleRequest(handle, contact_box), m.Empty)
 
     async def lookup(self, handle: str) -> m.HandleLookupResponse:
         return await self.call(

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from messenger.api import models as m
+from messenger.api.contact_token import CONTACT_TOKEN_EXTENSION
 from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION
 from messenger.mls.ciphersuite import HPKECiphertext, get_cipher_suite
 from messenger.mls.codec import Writer
@@ -135,13 +136,20 @@ def key_package(
     signature_key: Ed25519PrivateKey | None = None,
     suite_id: int = SUITE_ID,
     delivery: str | None = None,
+    contact_token: bytes | None = None,
 ) -> bytes:
     """A real, signed KeyPackage (or one with a broken signature).
 
     With ``signature_key`` the leaf carries that key (else a fresh one);
     ``suite_id``: its cipher suite (one signing with Ed25519); ``delivery``:
-    the leaf's delivery address (``delivery_queue`` extension), if any.
+    the leaf's delivery address (``delivery_queue`` extension), if any;
+    ``contact_token``: the data of its ``contact_token`` extension, if any.
     """
+    extensions: list[Extension] = []
+    if delivery is not None:
+        extensions.append(Extension(DELIVERY_QUEUE_EXTENSION, delivery.encode()))
+    if contact_token is not None:
+        extensions.append(Extension(CONTACT_TOKEN_EXTENSION, contact_token))
     suite = get_cipher_suite(suite_id)
     if signature_key is None:
         sig_priv, sig_pub = suite.generate_signature_key_pair(os.urandom)
@@ -158,13 +166,11 @@ def key_package(
             versions=(1,),
             cipher_suites=(suite_id,),
             credentials=(1,),
-            extensions=() if delivery is None else (DELIVERY_QUEUE_EXTENSION,),
+            extensions=tuple(e.extension_type for e in extensions),
         ),
         leaf_node_source=LeafNodeSource.KEY_PACKAGE,
         lifetime=Lifetime(0, 2**63),
-        extensions=(
-            () if delivery is None else (Extension(DELIVERY_QUEUE_EXTENSION, delivery.encode()),)
-        ),
+        extensions=tuple(extensions),
     ).sign(suite, sig_priv)
     kp = KeyPackageTBS(cipher_suite=suite_id, init_key=init_pub, leaf_node=leaf).sign(
         suite, sig_priv

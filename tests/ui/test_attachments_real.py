@@ -48,7 +48,9 @@ def test_an_image_sent_from_the_composer_shows_inline_on_the_other_side(
 ) -> None:
     async def body() -> None:
         async with people(tmp_path, "alice", "bob") as (alice, bob):
-            chat = await alice.create_conversation(await account_id(bob))
+            bob_id = (await alice.add_contact("bob")).account_id  # the handle gives the token
+            assert bob_id == await account_id(bob)
+            chat = await alice.create_conversation(bob_id)
             a_window = await window_for(alice, tmp_path / "a-prefs")
             b_window = await window_for(bob, tmp_path / "b-prefs")
             try:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from ..errors import NotAllowedError
 from ..events import DevicesChanged
-from ..queue_keys import queue_kill_of
+from ..queue_keys import contact_kill_of, queue_kill_of
 from ..session import Session
 from ..store.store import Store
 from .records import SignedOut
@@ -64,9 +64,13 @@ async def remove_device(
         await store.transaction(tell)
         session.outbox_queued()
         await flush()
-        await session.transport.remove_client(client_id, queue_kill_of(session, client_id))
+        await session.transport.remove_client(
+            client_id, queue_kill_of(session, client_id), contact_kill_of(session, client_id)
+        )
         return True
-    await session.transport.remove_client(client_id, queue_kill_of(session, client_id))
+    await session.transport.remove_client(
+        client_id, queue_kill_of(session, client_id), contact_kill_of(session, client_id)
+    )
     group_ids = await store.transaction(lambda s: queue_removal(s, [client_id], now=now))
     for group_id in group_ids:
         session.outbox_queued(group_id)

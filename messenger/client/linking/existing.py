@@ -37,6 +37,7 @@ from messenger.api import models as m
 from messenger.api.credential import encode_credential
 from messenger.api.signing import device_certificate_tbs, possession_message
 
+from ..contact_tokens import own_token
 from ..errors import (
     ClientError,
     LinkCancelledError,
@@ -47,7 +48,7 @@ from ..errors import (
     UntrustedKeyError,
 )
 from ..identity import CIPHER_SUITE
-from ..queue_keys import queue_kill_of
+from ..queue_keys import contact_kill_of, queue_kill_of
 from ..store.outbox import OutboxKind
 from ..store.pending_links import LinkRole, LinkState, PendingLink
 from ..store.store import Store
@@ -395,7 +396,9 @@ class DeviceLink:
 
         account = session.account
         try:
-            claimed = await session.transport.claim_key_packages(account.account_id, (suite,))
+            claimed = await session.transport.claim_key_packages(
+                account.account_id, (suite,), contact_token=own_token(account)
+            )
         except NoKeyPackageError:
             claimed = ()
         for entry in claimed:
@@ -488,7 +491,8 @@ async def _undo(session: Session, record: PendingLink) -> None:
     if record.client_id is not None:
         try:
             kill = queue_kill_of(session, record.client_id)
-            await session.transport.remove_client(record.client_id, kill)
+            contact_kill = contact_kill_of(session, record.client_id)
+            await session.transport.remove_client(record.client_id, kill, contact_kill)
         except ServerRejectedError as exc:
             if exc.code != "not_found":
                 raise

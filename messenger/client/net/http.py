@@ -308,10 +308,20 @@ class Transport:
         response = await self.call("POST", r.CLIENT_CERTIFICATE, request, m.ClientCredential)
         return response.credential
 
-    async def remove_client(self, client_id: str, queue_kill: bytes | None = None) -> None:
+    async def remove_client(
+        self,
+        client_id: str,
+        queue_kill: bytes | None = None,
+        contact_kill: bytes | None = None,
+    ) -> None:
         """Remove a device of this account (this one included) from the server; its
-        queue's kill secret names the queue once it has a key of its own."""
-        body = None if queue_kill is None else m.RemoveClientRequest(queue_kill)
+        queue's kill secret names the queue once it has a key of its own, and its
+        contact queue's names that queue once it has a kill hash."""
+        body = (
+            None
+            if queue_kill is None and contact_kill is None
+            else m.RemoveClientRequest(queue_kill, contact_kill)
+        )
         await self.call("DELETE", r.client_path(client_id), body, m.Empty)
 
     async def give_queue_key(self, request: m.QueueKeyRequest) -> None:
@@ -351,15 +361,19 @@ class Transport:
     async def close_link(self, link_id: bytes, *, signed: bool) -> None:
         await self.call("DELETE", r.link_path(r.LINK, link_id), None, m.Empty, signed=signed)
 
-    async def set_handle(self, handle: str) -> None:
-        await self.call("PUT", r.HANDLE, m.SetHandleRequest(handle), m.Empty)
+    async def set_handle(self, handle: str, contact_box: bytes | None = None) -> None:
+        """Set this account's handle, with its contact token sealed under a key from
+        the handle (``contact_box``, :mod:`messenger.api.contact_token`)."""
+        await self.call("PUT", r.HANDLE, m.SetHandleRequest(handle, contact_box), m.Empty)
 
     async def lookup_handle(self, handle: str) -> str:
         """The account ID that holds ``handle``."""
+        return (await self.look_up_handle(handle)).account_id
+
+    async def look_up_handle(self, handle: str) -> m.HandleLookupResponse:
+        """The account that holds ``handle``, and its contact box if it gave one."""
         request = m.HandleLookupRequest(handle)
-        return (
-            await self.call("POST", r.HANDLE_LOOKUP, request, m.HandleLookupResponse)
-        ).account_id
+        return await self.call("POST", r.HANDLE_LOOKUP, request, m.HandleLookupResponse)
 
     async def upload_key_packages(
         self,
@@ -367,10 +381,13 @@ class Transport:
         last_resort: bytes | None = None,
         *,
         prove_queue: bool = True,
+        contact_proof: bytes | None = None,
     ) -> m.UploadKeyPackagesResponse:
         """Upload KeyPackages; without ``prove_queue`` (their leaves name the contact
-        queue, which the server knows from the client) the request shows no queue."""
-        request = m.UploadKeyPackagesRequest(key_packages, last_resort)
+        queue, which the server knows from the client, or from ``contact_proof``:
+        the contact key's signature over the client and that key) the request
+        shows no queue."""
+        request = m.UploadKeyPackagesRequest(key_packages, last_resort, contact_proof)
         return await self.call(
             "POST",
             r.KEY_PACKAGES,
@@ -402,11 +419,21 @@ class Transport:
         return await self.call("GET", r.KEY_PACKAGE_COUNT, None, m.KeyPackageCount)
 
     async def claim_key_packages(
-        self, account_id: str, suites: Sequence[int] | None = None
+        self,
+        account_id: str,
+        suites: Sequence[int] | None = None,
+        *,
+        contact_token: bytes | None = None,
     ) -> tuple[m.ClaimedKeyPackage, ...]:
         """One KeyPackage per client of the account, all in the first of ``suites``
-        (most wanted first; default: suite 1) that every client can provide."""
-        request = m.ClaimKeyPackagesRequest(account_id, None if suites is None else tuple(suites))
+        (most wanted first; default: suite 1) that every client can provide.
+
+        ``contact_token``: the account's (docs/metadata.md §1); without it, or
+        with another, a KeyPackage that carries one is refused
+        (:class:`~messenger.client.errors.ContactTokenError`)."""
+        request = m.ClaimKeyPackagesRequest(
+            account_id, None if suites is None else tuple(suites), contact_token
+        )
         response = await self.call(
             "POST", r.CLAIM_KEY_PACKAGES, request, m.ClaimKeyPackagesResponse
         )

@@ -73,6 +73,11 @@ class QueueSigner:
         """The queue key's Ed25519 signature over ``message``."""
         return self._key.sign(message)
 
+    @property
+    def public_key(self) -> bytes:
+        """The queue key's raw Ed25519 public key."""
+        return self._key.public_key().public_bytes_raw()
+
     def headers(self, method: str, target: str, body: bytes) -> dict[str, str]:
         """The headers of a queue request for ``method target`` with ``body``: the
         queue ID, a timestamp, a nonce and the queue key's signature over

@@ -611,6 +611,20 @@ _V16 = _script(
     "ALTER TABLE mls_groups ADD COLUMN branch_of BLOB",
 )
 
+# The contact tokens of other accounts (docs/metadata.md §1): a claim of an
+# account's KeyPackages presents its token; this client learns them from
+# invite links, handle lookups and the leaves of shared groups
+# (``messenger/client/contact_tokens.py``).
+_V17 = _script(
+    """
+    CREATE TABLE contact_tokens (
+        account_id TEXT PRIMARY KEY,
+        token BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", _V1),
@@ -631,6 +645,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(14, "outbox item IDs are never used again", _V14),
     Migration(15, "when each group's own leaf was last made fresh", _V15),
     Migration(16, "groups that cannot go on, and the groups started again from them", _V16),
+    Migration(17, "the contact tokens of other accounts", _V17),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -19,8 +19,10 @@ from .database import Database
 __all__ = [
     "CONTACT_CURSOR",
     "CONTACT_KEY_PACKAGES_OWED",
+    "CONTACT_KILL_HASH_GIVEN",
     "CONTACT_QUEUE",
     "DEVICE_TOKEN",
+    "HANDLE_CONTACT_BOX",
     "INSECURE_HTTP_ALLOWED",
     "MOVES_WAITING",
     "QUEUE_KEY",
@@ -39,6 +41,14 @@ QUEUE_KEY = "queue.key"
 #: This client's contact queue: its key (hex) and, once the server made it,
 #: its ID (``messenger/client/contact_queue.py``).
 CONTACT_QUEUE = "queue.contact"
+#: Set (True) once the server has the contact queue's kill hash, so that it
+#: keeps no row naming the queue (``messenger/client/contact_queue.py``); a
+#: contact queue made before is asked for again once with it.
+CONTACT_KILL_HASH_GIVEN = "queue.contact_kill_hash_given"
+#: The handle whose contact box the server has (``messenger/client/contact_tokens.py``):
+#: a handle set before contact tokens, or by the registration, is set again
+#: once with its box.
+HANDLE_CONTACT_BOX = "handle.contact_box"
 #: The last sequence number of the contact queue processed.
 CONTACT_CURSOR = "sync.contact_cursor"
 #: Set (True) when the contact queue is made, until a whole new set of

@@ -44,6 +44,7 @@ from ..errors import (
 )
 from ..profiles import Profile
 from .attachments import AttachmentRepository
+from .contact_tokens import ContactTokenRepository
 from .contacts import ContactRepository
 from .conversations import ConversationRepository
 from .database import Database
@@ -103,6 +104,7 @@ class Store:
         self.settings = SettingsRepository(db)
         self.identity = IdentityRepository(db)
         self.contacts = ContactRepository(db)
+        self.contact_tokens = ContactTokenRepository(db)
         self.conversations = ConversationRepository(db)
         self.messages = MessageRepository(db)
         self.reactions = ReactionRepository(db)

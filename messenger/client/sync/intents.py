@@ -54,6 +54,7 @@ from messenger.mls.ciphersuite import RandomSource
 from messenger.mls.events import CommitResult
 from messenger.mls.extensions import Extension
 from messenger.mls.group import Group
+from messenger.mls.leaf_node import Capabilities
 from messenger.mls.proposals import Remove
 
 from ..groups import (
@@ -164,19 +165,27 @@ def build_commit(
     *,
     now: int,
     leaf_extensions: Sequence[Extension] | None = None,
+    capabilities: Capabilities | None = None,
 ) -> CommitResult | None:
     """The commit for ``intent`` in the group's current epoch, or None if moot.
 
     ``leaf_extensions``: new extensions for this client's leaf, carried by
-    the commit's path (a delivery address in place of the queue ID,
-    :mod:`.leaf_addresses`); the commit then has a path.
+    the commit's path (a delivery address in place of the queue ID, the
+    contact token: :mod:`.leaf_addresses`), and ``capabilities`` that list
+    them; the commit then has a path.
 
     InvalidMessageError (a peer's fault: a KeyPackage that does not verify)
     and UsageError propagate.
     """
 
     def commit(**kwargs: Any) -> CommitResult:
-        return group.commit(random, now=now, leaf_extensions=leaf_extensions, **kwargs)
+        return group.commit(
+            random,
+            now=now,
+            leaf_extensions=leaf_extensions,
+            capabilities=capabilities,
+            **kwargs,
+        )
 
     pending = bool(group.pending_proposals())
     if intent.op == "add":

@@ -19,7 +19,11 @@ pool keeps the server stocked:
 * expired bundles are deleted locally;
 * once the client has a contact queue (:mod:`..contact_queue`), new leaves
   name it, and an upload of only such KeyPackages carries no proof of the
-  client's own queue.
+  client's own queue, but the contact key's ``contact_proof``;
+* every leaf carries the account's contact token (:mod:`..contact_tokens`):
+  the server seals such KeyPackages under it, and drops the client's others
+  of the suite when they arrive; saved bundles without it are never
+  uploaded.
 
 It runs at start, after each Welcome (which uses one up) and periodically.
 KeyPackages are made in the client's MLS thread (:meth:`Session.mls`), off
@@ -34,9 +38,11 @@ from typing import Final
 
 from messenger.api.delivery_address import DELIVERY_QUEUE_EXTENSION
 from messenger.api.models import MAX_KEY_PACKAGES_PER_UPLOAD, KeyPackageCount
+from messenger.api.signing import contact_queue_possession
 from messenger.mls.extensions import find_extension
 from messenger.mls.key_package_bundle import DEFAULT_LIFETIME, KeyPackageBundle
 
+from ..contact_tokens import leaf_token, own_token
 from ..groups import new_key_package
 from ..identity import CIPHER_SUITE, GROUP_SUITES
 from ..session import Session
@@ -112,6 +118,15 @@ class KeyPackagePool:
         """Upload the saved bundles the server does not have yet, one suite at a time
         (the server keeps one last-resort KeyPackage per suite)."""
         waiting = await self._s.store.run(lambda s: s.key_packages.not_uploaded())
+        token = own_token(self._s.account)
+        if waiting and token is not None:
+            # Made before the account's leaves carried its contact token: never
+            # handed out; the server would keep them sealed under its key file
+            # alone, which the new set replaces (docs/metadata.md §1).
+            untokened = [w.ref for w in waiting if _token(w) != token]
+            if untokened:
+                await self._s.store.run(_delete, untokened)
+                waiting = [w for w in waiting if w.ref not in set(untokened)]
         if waiting and self._s.contact is not None:
             await self._s.key_package_account()  # this session's contact address
             # Made before the contact queue (or for a contact queue since lost):
@@ -148,19 +163,29 @@ class KeyPackagePool:
             # Leaves that all name the contact queue need no proof of the client's
             # own queue: the server knows the contact queue from the client, so the
             # upload does not show it which queue the client reads (docs/metadata.md §1).
+            # The contact key's proof lets the server know that queue as the
+            # client's without a row naming it.
             named = [b for b in (*bundles, spare_bundle) if b is not None]
+            contact = [self._s.names_contact_queue(_delivery_address(b)) for b in named]
             await self._s.transport.upload_key_packages(
                 tuple(b.message() for b in bundles),
                 None if spare_bundle is None else spare_bundle.message(),
-                prove_queue=not all(
-                    self._s.names_contact_queue(_delivery_address(b)) for b in named
-                ),
+                prove_queue=not all(contact),
+                contact_proof=self._contact_proof() if any(contact) else None,
             )
             refs = [w.ref for w in chunk]
             if spare is not None:
                 refs += [w.ref for w in last_resort]
                 spare = None
             await self._s.store.run(_mark_uploaded, refs, self._s.now_ms())
+
+    def _contact_proof(self) -> bytes | None:
+        """The contact key's signature over this client and the key
+        (:func:`~messenger.api.signing.contact_queue_possession`)."""
+        contact, signer = self._s.contact, self._s.transport.signer
+        if contact is None or signer is None:
+            return None
+        return contact.sign(contact_queue_possession(signer.client_id, contact.public_key))
 
     async def replenish(self) -> int:
         """Top the server up; how many KeyPackages were made.
@@ -209,6 +234,12 @@ class KeyPackagePool:
 def _delete(store: Store, refs: list[bytes]) -> None:
     for ref in refs:
         store.key_packages.delete(ref)
+
+
+def _token(secret: KeyPackageSecret) -> bytes | None:
+    """The contact token a saved KeyPackage's leaf carries (None: none)."""
+    bundle = KeyPackageBundle.from_bytes(secret.bundle)
+    return leaf_token(bundle.key_package.leaf_node.extensions)
 
 
 def _delivery_address(bundle: KeyPackageBundle) -> str | None:

@@ -84,6 +84,7 @@ from messenger.mls.group import Group
 from messenger.mls.group_state import GroupCheckpoint
 from messenger.mls.messages import message_digest
 
+from ..contact_tokens import own_token
 from ..epochs import membership_after, queues_of
 from ..errors import (
     DeviceReplacedError,
@@ -107,7 +108,7 @@ from ..wake import wait_event
 from .effects import apply_sent
 from .inbound import InboundPipeline
 from .intents import Intent, build_commit
-from .leaf_addresses import leaf_address, queue_rotate, readdressed_extensions
+from .leaf_addresses import leaf_address, queue_rotate, readdressed_extensions, with_token
 
 __all__ = [
     "BATCH_SIZE",
@@ -230,7 +231,12 @@ class _BuiltCommit:
 
 
 def _make_commit(
-    group: Group, intent: Intent, random: RandomSource, now: int, address: str | None = None
+    group: Group,
+    intent: Intent,
+    random: RandomSource,
+    now: int,
+    address: str | None = None,
+    token: bytes | None = None,
 ) -> _BuiltCommit | None:
     """Build the commit of ``intent`` and the queue sets (in the MLS thread).
 
@@ -238,12 +244,21 @@ def _make_commit(
     (:func:`~..epochs.membership_after`), not from a state loaded again.
     With this client's delivery ``address``, a leaf that still names the
     queue ID gets the address, and a ``move`` gives it the address whatever
-    it named (:mod:`.leaf_addresses`).
+    it named; with the account's contact ``token``, a leaf that lacks it
+    gets it (:mod:`.leaf_addresses`).
     """
     move = intent.op == "move"
     named = leaf_address(group)
-    extensions = readdressed_extensions(group, address, move=move)
-    result = build_commit(group, intent, random, now=now, leaf_extensions=extensions)
+    readdressed = readdressed_extensions(group, address, move=move)
+    extensions, capabilities = with_token(group, readdressed, token)
+    result = build_commit(
+        group,
+        intent,
+        random,
+        now=now,
+        leaf_extensions=extensions,
+        capabilities=capabilities,
+    )
     if result is None:
         return None
     staged = result.staged
@@ -261,8 +276,8 @@ def _make_commit(
         tuple(welcome_to),
         next_send_token(group, staged),
         send_token(group),
-        address if move and extensions is not None else None,
-        named if move and extensions is not None else None,
+        address if move and readdressed is not None else None,
+        named if move and readdressed is not None else None,
     )
 
 
@@ -842,6 +857,7 @@ class OutboxSender:
                 self._s.random,
                 self._s.now_s(),
                 self._s.account.delivery_address,
+                own_token(self._s.account),
             )
         except (InvalidMessageError, UsageError) as exc:
             self._epochs.evict(group_id)

@@ -659,6 +659,21 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX queues_auth_key ON queues (auth_key)",
         ),
     ),
+    Migration(
+        24,
+        "contact tokens",
+        (
+            # The account's contact token sealed under a key from its handle
+            # (messenger.api.contact_token), which the server does not store:
+            # handed to whoever looks the handle up. NULL: none (no handle, or
+            # one set by an app from before). docs/metadata.md §1.
+            "ALTER TABLE accounts ADD COLUMN handle_contact_box {blob}",
+            # 1: the client's contact queue has a kill hash and no row names it
+            # (contact_box is NULL); a device that removes this client names the
+            # queue with its kill secret (messenger.server.contact_queues).
+            "ALTER TABLE clients ADD COLUMN contact_killable INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 
