@@ -185,7 +185,8 @@ class InviteDialog(Dialog):
         self.body.addWidget(
             label(
                 "Send this link to someone, or let them scan the code: their app adds "
-                "you as a contact. The link holds no secret.",
+                "you as a contact, and they can start chats with you. Share it with "
+                "people you want to hear from.",
                 "muted",
             )
         )

@@ -292,7 +292,11 @@ class SettingsDialog(QDialog):
         link_row.addWidget(self.show_qr)
         page.rows.addLayout(link_row)
         page.rows.addWidget(
-            label("Anyone with this link can add you as a contact. It holds no secret.", "caption")
+            label(
+                "Anyone with this link can add you as a contact and start chats with you. "
+                "Share it with people you want to hear from.",
+                "caption",
+            )
         )
         self.profile_error = error_label()
         page.rows.addWidget(self.profile_error)
